@@ -1,0 +1,212 @@
+#include "client/client.h"
+
+#include <utility>
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include "absl/strings/str_cat.h"
+#include "client/text.h"
+
+namespace kiq::client {
+namespace {
+
+// gRPC and absl share the canonical status codes 0..16; anything else is UNKNOWN.
+absl::StatusCode ToAbslCode(grpc::StatusCode code) {
+  const int value = static_cast<int>(code);
+  if (value < 0 || value > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    return absl::StatusCode::kUnknown;
+  }
+  return static_cast<absl::StatusCode>(value);
+}
+
+// Protobuf `string` fields must be UTF-8; other bytes go in the `bytes` twin of the field.
+template <typename SetText, typename SetBytes>
+void SetTextOrBytes(std::string_view value, SetText set_text, SetBytes set_bytes) {
+  if (IsValidUtf8(value)) {
+    set_text(std::string(value));
+  } else {
+    set_bytes(std::string(value));
+  }
+}
+
+}  // namespace
+
+absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view doing) {
+  if (status.ok()) return absl::OkStatus();
+  // Debian's abseil has its own string_view, so std::string_view goes through std::string.
+  std::string message(doing);
+  if (!status.error_message().empty()) absl::StrAppend(&message, ": ", status.error_message());
+  return absl::Status(ToAbslCode(status.error_code()), message);
+}
+
+std::string DescribeGet(std::string_view store, std::string_view key) {
+  return absl::StrCat("get store=", EscapeForTerminal(store), " key=", QuoteForMessage(key));
+}
+
+std::string DescribeRange(std::string_view store, std::string_view from, std::string_view to) {
+  return absl::StrCat("range store=", EscapeForTerminal(store), " from=", QuoteForMessage(from),
+                      " to=", QuoteForMessage(to));
+}
+
+std::string DescribeAll(std::string_view store) {
+  return absl::StrCat("all store=", EscapeForTerminal(store));
+}
+
+std::string DescribeCount(std::string_view store) {
+  return absl::StrCat("count store=", EscapeForTerminal(store));
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
+                                                        ClientOptions options) {
+  if (target.empty()) {
+    return absl::InvalidArgumentError("connect: empty target (want host:port)");
+  }
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("connect to ", target, ": timeout must be > 0, got ",
+                                                   absl::FormatDuration(options.timeout)));
+  }
+  return std::make_unique<Client>(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
+                                  options);
+}
+
+Client::Client(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options)
+    : options_(options), stub_(kiq::v1::QueryService::NewStub(channel)) {}
+
+void Client::PrepareContext(grpc::ClientContext* context) const {
+  if (options_.timeout != absl::InfiniteDuration()) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  }
+}
+
+absl::StatusOr<kiq::v1::GetResponse> Client::Get(std::string_view store,
+                                                 std::string_view key) const {
+  kiq::v1::GetRequest request;
+  request.set_store(std::string(store));
+  SetTextOrBytes(
+      key, [&](std::string v) { request.set_key(std::move(v)); },
+      [&](std::string v) { request.set_key_bytes(std::move(v)); });
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  kiq::v1::GetResponse response;
+  absl::Status status = FromGrpcStatus(stub_->Get(&context, request, &response),
+                                       DescribeGet(store, key));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<kiq::v1::ScanResponse> Client::Range(std::string_view store, std::string_view from,
+                                                    std::string_view to, int32_t page_size,
+                                                    std::string_view page_token) const {
+  kiq::v1::RangeRequest request;
+  request.set_store(std::string(store));
+  SetTextOrBytes(
+      from, [&](std::string v) { request.set_from(std::move(v)); },
+      [&](std::string v) { request.set_from_bytes(std::move(v)); });
+  SetTextOrBytes(
+      to, [&](std::string v) { request.set_to(std::move(v)); },
+      [&](std::string v) { request.set_to_bytes(std::move(v)); });
+  request.set_page_size(page_size);
+  request.set_page_token(std::string(page_token));
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  kiq::v1::ScanResponse response;
+  absl::Status status = FromGrpcStatus(stub_->Range(&context, request, &response),
+                                       DescribeRange(store, from, to));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<kiq::v1::ScanResponse> Client::All(std::string_view store, int32_t page_size,
+                                                  std::string_view page_token) const {
+  kiq::v1::AllRequest request;
+  request.set_store(std::string(store));
+  request.set_page_size(page_size);
+  request.set_page_token(std::string(page_token));
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  kiq::v1::ScanResponse response;
+  absl::Status status =
+      FromGrpcStatus(stub_->All(&context, request, &response), DescribeAll(store));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<kiq::v1::CountResponse> Client::Count(std::string_view store) const {
+  kiq::v1::CountRequest request;
+  request.set_store(std::string(store));
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  kiq::v1::CountResponse response;
+  absl::Status status =
+      FromGrpcStatus(stub_->Count(&context, request, &response), DescribeCount(store));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<std::string> Client::ForEachRangePage(std::string_view store,
+                                                     std::string_view from, std::string_view to,
+                                                     const ScanOptions& options,
+                                                     const PageCallback& on_page) const {
+  return ForEachPage(
+      [&](int32_t page_size, const std::string& page_token) {
+        return Range(store, from, to, page_size, page_token);
+      },
+      options, on_page);
+}
+
+absl::StatusOr<std::string> Client::ForEachAllPage(std::string_view store,
+                                                   const ScanOptions& options,
+                                                   const PageCallback& on_page) const {
+  return ForEachPage(
+      [&](int32_t page_size, const std::string& page_token) {
+        return All(store, page_size, page_token);
+      },
+      options, on_page);
+}
+
+absl::StatusOr<std::string> Client::ForEachPage(const PageFetcher& fetch,
+                                                const ScanOptions& options,
+                                                const PageCallback& on_page) {
+  // With a limit but no page size, pages are this big until the last one. It is the router's
+  // default page size, and must stay within its maximum (5000), which it rejects rather than
+  // coerces.
+  constexpr int32_t kPageSizeWhenLimited = 100;
+  if (options.page_size < 0 || options.limit < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("scan: page_size (", options.page_size,
+                                                   ") and limit (", options.limit,
+                                                   ") must be >= 0"));
+  }
+  std::string token = options.page_token;
+  int64_t remaining = options.limit;  // Meaningful only when options.limit > 0.
+  while (true) {
+    int32_t page_size = options.page_size;
+    if (options.limit > 0) {
+      const int32_t full = page_size > 0 ? page_size : kPageSizeWhenLimited;
+      // Ask for no more than is still wanted, so the server's token resumes exactly there.
+      page_size = remaining < full ? static_cast<int32_t>(remaining) : full;
+    }
+    absl::StatusOr<kiq::v1::ScanResponse> page = fetch(page_size, token);
+    if (!page.ok()) return page.status();
+    if (!page->next_page_token().empty() && page->next_page_token() == token) {
+      // Following it would loop forever.
+      return absl::InternalError(
+          absl::StrCat("scan: the server answered page token \"", token,
+                       "\" with the same token as next_page_token"));
+    }
+    if (options.limit > 0) {
+      if (page->entries_size() > remaining) {
+        page->mutable_entries()->DeleteSubrange(
+            static_cast<int>(remaining), page->entries_size() - static_cast<int>(remaining));
+      }
+      remaining -= page->entries_size();
+    }
+    const bool go_on = on_page(*page);
+    if (page->next_page_token().empty()) return std::string();
+    if (!go_on || (options.limit > 0 && remaining == 0)) return page->next_page_token();
+    token = page->next_page_token();
+  }
+}
+
+}  // namespace kiq::client

@@ -1,0 +1,116 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <grpcpp/impl/channel_interface.h>
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "kiq/v1/query.grpc.pb.h"
+#include "kiq/v1/query.pb.h"
+
+namespace kiq::client {
+
+struct ClientOptions {
+  // Deadline of each RPC; every page of a multi-page scan gets a fresh one, so a long scan is
+  // not cut short. absl::InfiniteDuration() means no deadline.
+  absl::Duration timeout = absl::Seconds(10);
+};
+
+// How ForEachRangePage / ForEachAllPage walk the pages of a scan.
+struct ScanOptions {
+  // Entries per RPC; 0 lets the server choose (AIP-158).
+  int32_t page_size = 0;
+  // Where to start: empty for the beginning, else a next_page_token from an earlier scan.
+  std::string page_token;
+  // Stop after this many entries; 0 means no limit.
+  int64_t limit = 0;
+};
+
+// Called once per page, in key order. Return false to stop after this page.
+using PageCallback = std::function<bool(const kiq::v1::ScanResponse& page)>;
+
+// The one place where a grpc::Status from the server becomes an absl::Status: same code, the
+// message prefixed with what we were doing (`get store=orders key="a": <server message>`).
+absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view doing);
+
+// What each call says it was doing in its errors. Public so that callers (kiqctl) can tell the
+// prefix apart from the server's message.
+std::string DescribeGet(std::string_view store, std::string_view key);
+std::string DescribeRange(std::string_view store, std::string_view from, std::string_view to);
+std::string DescribeAll(std::string_view store);
+std::string DescribeCount(std::string_view store);
+
+// A client of kiq.v1.QueryService (any kiq node or kiq-router).
+//
+// Thread-safe: every method is const and may be called concurrently; the gRPC channel and stub
+// are safe for concurrent use and the client holds no other state. The channel is shared with
+// whoever created it; it reconnects by itself, so one Client can live for the whole process.
+//
+// Keys and bounds are bytes: valid UTF-8 goes in the request's `key` / `from` / `to` fields,
+// anything else in `key_bytes` / `from_bytes` / `to_bytes`. Errors are the server's status code
+// with a message naming the call (see FromGrpcStatus).
+class Client {
+ public:
+  // A client of `target` ("host:port", or any gRPC target URI) over an insecure channel. Does
+  // not wait for the server: gRPC channels connect lazily and reconnect, and the first call's
+  // error names what was being done. INVALID_ARGUMENT for an empty target or a timeout <= 0.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& target,
+                                                         ClientOptions options = {});
+
+  // A client on an existing channel (e.g. a server's in-process channel).
+  Client(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options);
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // The value of `key`; a missing key is found=false, an unknown store NOT_FOUND.
+  absl::StatusOr<kiq::v1::GetResponse> Get(std::string_view store, std::string_view key) const;
+
+  // One page of the entries with from <= key <= to (an empty bound is open).
+  absl::StatusOr<kiq::v1::ScanResponse> Range(std::string_view store, std::string_view from,
+                                              std::string_view to, int32_t page_size = 0,
+                                              std::string_view page_token = {}) const;
+
+  // One page of every entry of `store`.
+  absl::StatusOr<kiq::v1::ScanResponse> All(std::string_view store, int32_t page_size = 0,
+                                            std::string_view page_token = {}) const;
+
+  // The approximate number of entries of `store`.
+  absl::StatusOr<kiq::v1::CountResponse> Count(std::string_view store) const;
+
+  // Follows next_page_token from options.page_token through every page of Range (or All),
+  // calling `on_page` for each, until the last page, options.limit entries, or `on_page`
+  // returning false. Returns the token to resume from: empty when the scan reached the end.
+  //
+  // With a limit, the last request asks for just the entries still wanted, so the returned
+  // token resumes exactly after the last entry handed to `on_page`. (A server that ignores
+  // page_size gets its page truncated to the limit; the token then skips the cut entries.)
+  absl::StatusOr<std::string> ForEachRangePage(std::string_view store, std::string_view from,
+                                               std::string_view to, const ScanOptions& options,
+                                               const PageCallback& on_page) const;
+  absl::StatusOr<std::string> ForEachAllPage(std::string_view store, const ScanOptions& options,
+                                             const PageCallback& on_page) const;
+
+ private:
+  using PageFetcher = std::function<absl::StatusOr<kiq::v1::ScanResponse>(
+      int32_t page_size, const std::string& page_token)>;
+
+  // The deadline and other per-call settings.
+  void PrepareContext(grpc::ClientContext* context) const;
+
+  static absl::StatusOr<std::string> ForEachPage(const PageFetcher& fetch,
+                                                 const ScanOptions& options,
+                                                 const PageCallback& on_page);
+
+  const ClientOptions options_;
+  const std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
+};
+
+}  // namespace kiq::client

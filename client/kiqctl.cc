@@ -1,0 +1,323 @@
+#include "client/kiqctl.h"
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "client/output.h"
+#include "client/text.h"
+#include "kiq/v1/query.pb.h"
+
+namespace kiq::client {
+namespace {
+
+constexpr char kUsage[] = R"usage(Usage: kiqctl [flags] COMMAND ARGS... [flags]
+
+Queries the state that kiq serves from Kafka (kiq.v1.QueryService on any kiq node or kiq-router).
+
+Commands:
+  get STORE KEY          The value of KEY in STORE.
+  range STORE FROM TO    The entries with FROM <= key <= TO (both inclusive; "" is an open
+                         bound), in byte order of the key.
+  all STORE              Every entry of STORE, in byte order of the key.
+  count STORE            The approximate number of entries in STORE.
+  help                   Print this help.
+
+  Keys and bounds are sent as given; those that are not valid UTF-8 go in the API's *_bytes
+  fields. range and all follow every page unless --limit stops them.
+
+Flags (before or after the command):
+  --target HOST:PORT     Server to ask (default: $KIQ_TARGET if set, else localhost:7070).
+  --json                 Print JSON instead of a table (see Output).
+  --timeout DURATION     Deadline of each RPC, e.g. 500ms, 5s, 1m (default: 10s).
+  --page-size N          range, all: entries per RPC (default: the server's).
+  --page-token TOKEN     range, all: start at TOKEN, a next page token printed by an earlier
+                         range/all stopped by --limit.
+  --limit N              range, all: stop after N entries; if more may follow, print the next
+                         page token to resume from.
+  -h, --help             Print this help.
+  --                     End of flags: later arguments are operands even if they start with --.
+  Flags take their value as the next argument or after '=' (--timeout=5s).
+
+Output:
+  Table (default): columns KEY, VALUE, PARTITION. A value is shown as JSON for JSON and numeric
+  stores, else as text; bytes that are not UTF-8, control characters and backslash are escaped
+  (\xNN, \n, \\). get prints "not found" for a missing key; count prints "count: N
+  (approximate)". range/all print the next page token to stderr as "next page token: TOKEN".
+  --json: one line of JSON, the proto3 JSON mapping of the response with every field present
+  (bytes in base64, int64 as a string). range/all print a single ScanResponse holding every
+  entry read, in order, with "nextPageToken" (empty when the scan reached the end).
+
+Exit codes:
+  0  success (range/all stopped by --limit included)
+  1  get: the key was not found
+  2  usage error
+  3  RPC or server error (e.g. unknown store, server unreachable, deadline exceeded)
+)usage";
+
+// Flags that take a value.
+constexpr absl::string_view kTarget = "target";
+constexpr absl::string_view kTimeout = "timeout";
+constexpr absl::string_view kPageSize = "page-size";
+constexpr absl::string_view kPageToken = "page-token";
+constexpr absl::string_view kLimit = "limit";
+
+bool IsFlag(absl::string_view arg) { return arg == "-h" || absl::StartsWith(arg, "--"); }
+
+absl::Status UsageError(absl::string_view message) {
+  return absl::InvalidArgumentError(message);
+}
+
+absl::Status ApplyValueFlag(absl::string_view name, const std::string& value, KiqctlArgs* args) {
+  if (name == kTarget) {
+    if (value.empty()) return UsageError("--target must not be empty");
+    args->target = value;
+  } else if (name == kTimeout) {
+    absl::Duration timeout;
+    if (!absl::ParseDuration(value, &timeout) || timeout <= absl::ZeroDuration()) {
+      return UsageError(absl::StrCat(
+          "--timeout wants a positive duration such as 500ms, 5s or 1m, got \"", value, "\""));
+    }
+    args->timeout = timeout;
+  } else if (name == kPageSize) {
+    int32_t page_size = 0;
+    if (!absl::SimpleAtoi(value, &page_size) || page_size <= 0) {
+      return UsageError(
+          absl::StrCat("--page-size wants a positive integer, got \"", value, "\""));
+    }
+    args->scan.page_size = page_size;
+  } else if (name == kPageToken) {
+    args->scan.page_token = value;
+  } else if (name == kLimit) {
+    int64_t limit = 0;
+    if (!absl::SimpleAtoi(value, &limit) || limit <= 0) {
+      return UsageError(absl::StrCat("--limit wants a positive integer, got \"", value, "\""));
+    }
+    args->scan.limit = limit;
+  }
+  return absl::OkStatus();
+}
+
+// Number of operands after the command, and how they are named in messages.
+struct CommandSpec {
+  absl::string_view name;
+  KiqctlCommand command;
+  size_t operands;
+  absl::string_view operand_names;
+};
+
+constexpr CommandSpec kCommands[] = {
+    {"get", KiqctlCommand::kGet, 2, "STORE KEY"},
+    {"range", KiqctlCommand::kRange, 3, "STORE FROM TO"},
+    {"all", KiqctlCommand::kAll, 1, "STORE"},
+    {"count", KiqctlCommand::kCount, 1, "STORE"},
+};
+
+// One line for stderr: `<doing>: <CODE>: <server message>`, the code placed after what we were
+// doing (the prefix FromGrpcStatus added) so the line reads left to right.
+std::string ErrorLine(const absl::Status& status, absl::string_view doing) {
+  const std::string code = absl::StatusCodeToString(status.code());
+  absl::string_view message = status.message();
+  std::string line;
+  if (!doing.empty() && message == doing) {
+    line = absl::StrCat(doing, ": ", code);
+  } else if (!doing.empty() && absl::ConsumePrefix(&message, absl::StrCat(doing, ": "))) {
+    line = absl::StrCat(doing, ": ", code, ": ", message);
+  } else {
+    line = absl::StrCat(code, ": ", status.message());
+  }
+  // A server message could span lines; the error must stay one line.
+  return absl::StrReplaceAll(line, {{"\r", "\\r"}, {"\n", "\\n"}});
+}
+
+int Fail(std::ostream& err, const absl::Status& status, absl::string_view doing) {
+  err << "kiqctl: " << ErrorLine(status, doing) << "\n";
+  return kExitError;
+}
+
+// Prints `message` as JSON, or fails if it cannot be JSON.
+int PrintJson(const google::protobuf::Message& message, std::ostream& out, std::ostream& err,
+              int exit_code) {
+  absl::StatusOr<std::string> json = RenderJson(message);
+  if (!json.ok()) return Fail(err, json.status(), "");
+  out << *json;
+  return exit_code;
+}
+
+int RunGet(const Client& client, const KiqctlArgs& args, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<kiq::v1::GetResponse> response = client.Get(args.store, args.key);
+  if (!response.ok()) return Fail(err, response.status(), DescribeGet(args.store, args.key));
+  const int exit_code = response->found() ? kExitOk : kExitNotFound;
+  if (args.json) return PrintJson(*response, out, err, exit_code);
+  out << RenderGetTable(*response);
+  return exit_code;
+}
+
+int RunCount(const Client& client, const KiqctlArgs& args, std::ostream& out,
+             std::ostream& err) {
+  absl::StatusOr<kiq::v1::CountResponse> response = client.Count(args.store);
+  if (!response.ok()) return Fail(err, response.status(), DescribeCount(args.store));
+  if (args.json) return PrintJson(*response, out, err, kExitOk);
+  out << RenderCountText(*response);
+  return kExitOk;
+}
+
+// range and all: every page is read before anything is printed, because the table is aligned
+// over all rows and --json prints one document. --limit bounds what is held.
+int RunScan(const Client& client, const KiqctlArgs& args, std::ostream& out, std::ostream& err) {
+  kiq::v1::ScanResponse merged;
+  const PageCallback on_page = [&merged](const kiq::v1::ScanResponse& page) {
+    MergePage(page, &merged);
+    return true;
+  };
+  const bool is_range = args.command == KiqctlCommand::kRange;
+  absl::StatusOr<std::string> next_page_token =
+      is_range ? client.ForEachRangePage(args.store, args.from, args.to, args.scan, on_page)
+               : client.ForEachAllPage(args.store, args.scan, on_page);
+  if (!next_page_token.ok()) {
+    return Fail(err, next_page_token.status(),
+                is_range ? DescribeRange(args.store, args.from, args.to)
+                         : DescribeAll(args.store));
+  }
+  merged.set_next_page_token(*next_page_token);
+  if (args.json) return PrintJson(merged, out, err, kExitOk);
+  out << RenderEntriesTable(merged.entries());
+  if (!merged.missing_partitions().empty()) {
+    err << "kiqctl: warning: partial answer, partitions "
+        << absl::StrJoin(merged.missing_partitions(), ",") << " missing\n";
+  }
+  if (!next_page_token->empty()) err << "next page token: " << *next_page_token << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+std::string KiqctlUsage() { return kUsage; }
+
+absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
+                                           std::string_view env_target) {
+  KiqctlArgs parsed;
+  if (!env_target.empty()) parsed.target = std::string(env_target);
+  std::vector<std::string> positional;
+  std::vector<std::string> scan_flags;  // Given scan-only flags, to reject them for get/count.
+  bool flags_ended = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (flags_ended || !IsFlag(arg)) {
+      positional.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      flags_ended = true;
+      continue;
+    }
+    if (arg == "-h" || arg == "--help") {
+      parsed.command = KiqctlCommand::kHelp;
+      return parsed;
+    }
+    absl::string_view name = arg;
+    name.remove_prefix(2);
+    std::optional<std::string> value;
+    if (const size_t eq = name.find('='); eq != absl::string_view::npos) {
+      value = std::string(name.substr(eq + 1));
+      name = name.substr(0, eq);
+    }
+    if (name == "json") {
+      if (value.has_value()) return UsageError("--json takes no value");
+      parsed.json = true;
+      continue;
+    }
+    if (name != kTarget && name != kTimeout && name != kPageSize && name != kPageToken &&
+        name != kLimit) {
+      return UsageError(absl::StrCat("unknown flag \"--", name, "\""));
+    }
+    if (!value.has_value()) {
+      // The next argument is the value even if it starts with '-': page tokens can.
+      if (i + 1 == args.size()) return UsageError(absl::StrCat("--", name, " needs a value"));
+      value = args[++i];
+    }
+    if (absl::Status s = ApplyValueFlag(name, *value, &parsed); !s.ok()) return s;
+    if (name == kPageSize || name == kPageToken || name == kLimit) {
+      scan_flags.push_back(absl::StrCat("--", name));
+    }
+  }
+
+  if (positional.empty()) return UsageError("missing command (get, range, all or count)");
+  const std::string& command = positional[0];
+  if (command == "help") {
+    parsed.command = KiqctlCommand::kHelp;
+    return parsed;
+  }
+  const CommandSpec* spec = nullptr;
+  for (const CommandSpec& candidate : kCommands) {
+    if (command == candidate.name) spec = &candidate;
+  }
+  if (spec == nullptr) {
+    return UsageError(absl::StrCat("unknown command \"", EscapeForTerminal(command), "\""));
+  }
+  const size_t operands = positional.size() - 1;
+  if (operands != spec->operands) {
+    return UsageError(absl::StrCat(spec->name, " wants ", spec->operand_names, ", got ", operands,
+                                   operands == 1 ? " argument" : " arguments"));
+  }
+  parsed.command = spec->command;
+  parsed.store = positional[1];
+  if (parsed.store.empty()) return UsageError(absl::StrCat(spec->name, ": STORE is empty"));
+  switch (spec->command) {
+    case KiqctlCommand::kGet:
+      parsed.key = positional[2];
+      break;
+    case KiqctlCommand::kRange:
+      parsed.from = positional[2];
+      parsed.to = positional[3];
+      break;
+    default:
+      break;
+  }
+  const bool scans = spec->command == KiqctlCommand::kRange || spec->command == KiqctlCommand::kAll;
+  if (!scans && !scan_flags.empty()) {
+    return UsageError(absl::StrCat(scan_flags.front(), " applies only to range and all, not ",
+                                   spec->name));
+  }
+  return parsed;
+}
+
+int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+              const ClientFactory& client_factory, std::string_view env_target) {
+  absl::StatusOr<KiqctlArgs> parsed = ParseKiqctlArgs(args, env_target);
+  if (!parsed.ok()) {
+    err << "kiqctl: " << parsed.status().message() << " (see kiqctl --help)\n";
+    return kExitUsage;
+  }
+  if (parsed->command == KiqctlCommand::kHelp) {
+    out << KiqctlUsage();
+    return kExitOk;
+  }
+  ClientOptions options;
+  options.timeout = parsed->timeout;
+  absl::StatusOr<std::unique_ptr<Client>> client = client_factory(parsed->target, options);
+  if (!client.ok()) return Fail(err, client.status(), "");
+  switch (parsed->command) {
+    case KiqctlCommand::kGet:
+      return RunGet(**client, *parsed, out, err);
+    case KiqctlCommand::kCount:
+      return RunCount(**client, *parsed, out, err);
+    case KiqctlCommand::kRange:
+    case KiqctlCommand::kAll:
+      return RunScan(**client, *parsed, out, err);
+    case KiqctlCommand::kHelp:
+      break;
+  }
+  out << KiqctlUsage();
+  return kExitOk;
+}
+
+}  // namespace kiq::client

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+
+// kiqctl, the command line of kiq: argument parsing and the commands, kept out of main so that
+// they are tested in-process against a fake server.
+namespace kiq::client {
+
+// kiqctl's exit codes (listed in its --help).
+enum KiqctlExitCode : int {
+  kExitOk = 0,
+  kExitNotFound = 1,  // get: the key is not in the store.
+  kExitUsage = 2,     // bad command line.
+  kExitError = 3,     // the RPC failed or the server answered an error (e.g. unknown store).
+};
+
+inline constexpr char kDefaultTarget[] = "localhost:7070";
+
+enum class KiqctlCommand { kHelp, kGet, kRange, kAll, kCount };
+
+// A parsed command line.
+struct KiqctlArgs {
+  KiqctlCommand command = KiqctlCommand::kHelp;
+  std::string target = kDefaultTarget;
+  bool json = false;
+  absl::Duration timeout = absl::Seconds(10);
+  std::string store;
+  std::string key;   // get
+  std::string from;  // range
+  std::string to;    // range
+  ScanOptions scan;  // range, all
+};
+
+// The --help text: every command, flag and exit code.
+std::string KiqctlUsage();
+
+// Parses kiqctl's arguments (without the program name). Flags may come before or after the
+// command; "--" ends them. `env_target` is $KIQ_TARGET ("" when unset), used when --target is
+// not given. INVALID_ARGUMENT with a one-line message for a usage error.
+absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
+                                           std::string_view env_target);
+
+// Makes the client kiqctl talks to; tests point it at an in-process server.
+using ClientFactory = std::function<absl::StatusOr<std::unique_ptr<Client>>(
+    const std::string& target, ClientOptions options)>;
+
+// Runs kiqctl: results on `out`; errors, as one line each, and the next page token of a table
+// scan stopped by --limit on `err`. Returns a KiqctlExitCode.
+int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+              const ClientFactory& client_factory = Client::Connect,
+              std::string_view env_target = {});
+
+}  // namespace kiq::client

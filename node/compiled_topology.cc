@@ -1,0 +1,131 @@
+#include "node/compiled_topology.h"
+
+#include <rapidjson/document.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "router/entry.h"
+#include "router/partitioner.h"
+
+namespace kiq::node {
+namespace {
+
+// Checks a key or value against its declared format; returns the reason it is bad, if it is.
+std::optional<std::string> CheckFormat(kiq::v1::Format format, absl::string_view bytes,
+                                       absl::string_view what) {
+  switch (format) {
+    case kiq::v1::FORMAT_JSON: {
+      rapidjson::Document doc;
+      doc.Parse(bytes.data(), bytes.size());
+      if (doc.HasParseError()) return absl::StrCat(what, " is not JSON");
+      return std::nullopt;
+    }
+    case kiq::v1::FORMAT_BYTES:
+      return std::nullopt;
+    default:
+      if (!router::IsValidUtf8(bytes)) return absl::StrCat(what, " is not UTF-8");
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
+    const kiq::v1::Topology& topology, StoreEngine& engine,
+    const absl::flat_hash_map<std::string, int32_t>& partition_counts) {
+  std::unique_ptr<CompiledTopology> out(new CompiledTopology());
+  out->topology_ = topology;
+  std::vector<std::string> counts;
+  for (const kiq::v1::Source& spec : topology.sources()) {
+    auto it = partition_counts.find(spec.topic());
+    if (it == partition_counts.end() || it->second <= 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("source topic \"", spec.topic(), "\" does not exist"));
+    }
+    CompiledSource source;
+    source.spec = spec;
+    source.num_partitions = it->second;
+    source.partitioner = spec.partitioner() == kiq::v1::PARTITIONER_CONSISTENT
+                             ? router::PartitionerKind::kConsistent
+                             : router::PartitionerKind::kMurmur2;
+    counts.push_back(absl::StrCat(spec.topic(), "=", it->second));
+    if (out->num_partitions_ == 0) out->num_partitions_ = it->second;
+    out->source_index_[spec.topic()] = static_cast<int>(out->sources_.size());
+    out->sources_.push_back(std::move(source));
+  }
+  for (const CompiledSource& source : out->sources_) {
+    if (source.num_partitions != out->num_partitions_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "source topics are not co-partitioned (partition counts: ", absl::StrJoin(counts, ", "),
+          "): every source of a topology must have the same number of partitions"));
+    }
+  }
+  for (const kiq::v1::Store& spec : topology.stores()) {
+    auto source_it = out->source_index_.find(spec.source());
+    if (source_it == out->source_index_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("store \"", spec.name(),
+                                                     "\": unknown source \"", spec.source(), "\""));
+    }
+    absl::StatusOr<StoreHandle> handle = engine.Handle(spec.name());
+    if (!handle.ok()) return handle.status();
+    absl::StatusOr<std::unique_ptr<Processor>> processor = MakeProcessor(spec, *handle);
+    if (!processor.ok()) return processor.status();
+    CompiledSource& source = out->sources_[source_it->second];
+    CompiledStore store;
+    store.spec = spec;
+    store.handle = *handle;
+    store.source = source_it->second;
+    store.processor = std::move(*processor);
+    store.info.name = spec.name();
+    store.info.kind = StoreKindName(spec);
+    store.info.num_partitions = source.num_partitions;
+    store.info.partitioner = source.partitioner;
+    store.info.value_kind = ValueKindOf(spec, source.spec);
+    source.stores.push_back(static_cast<int>(out->stores_.size()));
+    out->store_index_[spec.name()] = static_cast<int>(out->stores_.size());
+    out->stores_.push_back(std::move(store));
+  }
+  return out;
+}
+
+const CompiledStore* CompiledTopology::FindStore(absl::string_view name) const {
+  auto it = store_index_.find(name);
+  return it == store_index_.end() ? nullptr : &stores_[it->second];
+}
+
+const CompiledSource* CompiledTopology::FindSource(absl::string_view topic) const {
+  auto it = source_index_.find(topic);
+  return it == source_index_.end() ? nullptr : &sources_[it->second];
+}
+
+std::optional<PartitionId> CompiledTopology::ExpectedPartition(const CompiledSource& source,
+                                                               absl::string_view key) const {
+  return PartitionId(router::PartitionForKey(source.partitioner, key, source.num_partitions));
+}
+
+absl::Status CompiledTopology::Process(const Record& record, const CompiledSource& source,
+                                       StagedBatch& batch, std::vector<BadRecord>* bad) {
+  // Formats belong to the source: a record that does not decode is bad for every store it feeds.
+  std::optional<std::string> reason;
+  if (record.key) reason = CheckFormat(source.spec.key_format(), *record.key, "key");
+  if (!reason && record.value) reason = CheckFormat(source.spec.value_format(), *record.value, "value");
+  for (int index : source.stores) {
+    CompiledStore& store = stores_[index];
+    if (reason) {
+      bad->push_back(BadRecord{store.info.name, *reason});
+      continue;
+    }
+    absl::Status s = store.processor->Process(record, batch);
+    if (absl::IsInvalidArgument(s)) {
+      bad->push_back(BadRecord{store.info.name, std::string(s.message())});
+    } else if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("store=", store.info.name, " topic=", record.topic,
+                                                 " partition=", record.partition.value(),
+                                                 " offset=", record.offset.value(), ": ",
+                                                 s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kiq::node

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "kiq/v1/topology.pb.h"
+#include "node/processor.h"
+#include "node/store_engine.h"
+#include "router/local_stores.h"
+
+namespace kiq::node {
+
+struct CompiledSource {
+  kiq::v1::Source spec;
+  int32_t num_partitions = 0;
+  router::PartitionerKind partitioner = router::PartitionerKind::kMurmur2;
+  std::vector<int> stores;  // indexes into CompiledTopology::stores()
+};
+
+struct CompiledStore {
+  kiq::v1::Store spec;
+  router::StoreInfo info;
+  StoreHandle handle;
+  int source = -1;  // index into CompiledTopology::sources()
+  std::unique_ptr<Processor> processor;
+};
+
+// Why a record was not applied to a store.
+struct BadRecord {
+  std::string store;
+  std::string reason;
+};
+
+// A validated topology bound to the node's store engine and the source topics' partition
+// counts: which stores each topic feeds and how. Process() is called by the ingestion thread
+// only; the lookups are immutable after Compile and safe from any thread.
+class CompiledTopology {
+ public:
+  // `partition_counts`: topic → number of partitions, for every source (from Kafka metadata).
+  // Refuses sources that are not co-partitioned (every store partition p must be fed by
+  // partition p of each source).
+  static absl::StatusOr<std::unique_ptr<CompiledTopology>> Compile(
+      const kiq::v1::Topology& topology, StoreEngine& engine,
+      const absl::flat_hash_map<std::string, int32_t>& partition_counts);
+
+  const std::string& application_id() const { return topology_.application_id(); }
+  int32_t num_partitions() const { return num_partitions_; }
+  const std::vector<CompiledSource>& sources() const { return sources_; }
+  const std::vector<CompiledStore>& stores() const { return stores_; }
+  const CompiledStore* FindStore(absl::string_view name) const;
+  const CompiledSource* FindSource(absl::string_view topic) const;
+
+  // The partition the record's key maps to under its source's partitioner (nullopt for a null
+  // key), for checking that producers partition as the topology says.
+  std::optional<PartitionId> ExpectedPartition(const CompiledSource& source,
+                                               absl::string_view key) const;
+
+  // Applies one record to every store its topic feeds. Records that are bad for a store are
+  // appended to `bad` and skipped for that store; a non-OK status is a storage failure.
+  absl::Status Process(const Record& record, const CompiledSource& source, StagedBatch& batch,
+                       std::vector<BadRecord>* bad);
+
+ private:
+  CompiledTopology() = default;
+
+  kiq::v1::Topology topology_;
+  int32_t num_partitions_ = 0;
+  std::vector<CompiledSource> sources_;
+  std::vector<CompiledStore> stores_;
+  absl::flat_hash_map<std::string, int> store_index_;
+  absl::flat_hash_map<std::string, int> source_index_;
+};
+
+}  // namespace kiq::node

@@ -1,0 +1,124 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "kiq/v1/topology.pb.h"
+#include "node/compiled_topology.h"
+#include "node/dead_letter_queue.h"
+#include "node/log_limiter.h"
+#include "node/partition_states.h"
+#include "node/position_tracker.h"
+#include "node/staged_batch.h"
+#include "node/store_engine.h"
+
+namespace kiq::node {
+
+// What to do when a stored offset lies outside the partition's log (topic recreated,
+// retention passed): the state would silently mix two histories if we just went on.
+enum class OutOfRangePolicy {
+  kFail,   // mark the partition FAILED (queries: UNAVAILABLE with the reason), do not consume it
+  kReset,  // drop the partition's state and rebuild it from the start of the log
+};
+
+struct IngestorOptions {
+  std::string bootstrap_servers;
+  std::string node_id;
+  OutOfRangePolicy out_of_range = OutOfRangePolicy::kFail;
+  // A batch is committed (one WriteBatch) after this many records or this long after its
+  // first record, whichever comes first.
+  size_t max_batch_records = 10000;
+  absl::Duration max_batch_delay = absl::Milliseconds(20);
+  // Extra librdkafka consumer properties (e.g. session.timeout.ms), applied last.
+  std::vector<std::pair<std::string, std::string>> consumer_properties;
+};
+
+// Counters kept by the ingestion thread; read from anywhere.
+struct IngestStats {
+  std::atomic<int64_t> records{0};
+  std::atomic<int64_t> batches{0};
+  std::atomic<int64_t> bad_records{0};
+  std::atomic<int64_t> wrong_partition{0};
+};
+
+// Looks up the partition count of each topic through a short-lived consumer, waiting up to
+// `timeout` for topics that do not exist yet. FAILED_PRECONDITION naming the missing topics.
+absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> FetchPartitionCounts(
+    const std::string& bootstrap_servers, const std::vector<std::string>& topics,
+    absl::Duration timeout);
+
+// Consumes the source topics as a member of the consumer group <application_id> and
+// materializes them: records are applied to a StagedBatch and committed with their offsets in
+// one RocksDB WriteBatch; then the position advances and offsets are committed to Kafka too
+// (RocksDB stays the authority: on assignment, consumption resumes from the stored offsets).
+//
+// Ownership follows the group's assignment (range assignor: with co-partitioned sources,
+// partition p of every topic lands on the same member). One ingestion thread does all the
+// work, including rebalance callbacks, so state never needs a lock on the write side.
+class Ingestor {
+ public:
+  static absl::StatusOr<std::unique_ptr<Ingestor>> Create(CompiledTopology& topology,
+                                                          StoreEngine& engine,
+                                                          PartitionStates& states,
+                                                          PositionTracker& positions,
+                                                          IngestorOptions options);
+  ~Ingestor();
+
+  void Start();
+  // Commits what was processed, leaves the group and joins the thread. Idempotent.
+  void Stop();
+  // Blocks until the ingestion thread ends on its own (a fatal error) or Stop() is called.
+  absl::Status Wait();
+  const IngestStats& stats() const { return stats_; }
+
+ private:
+  class RebalanceHandler;
+  Ingestor(CompiledTopology& topology, StoreEngine& engine, PartitionStates& states,
+           PositionTracker& positions, IngestorOptions options);
+
+  void Run();
+  absl::Status Flush();
+  absl::Status HandleMessage(const RdKafka::Message& message);
+  void OnAssign(std::vector<RdKafka::TopicPartition*>& partitions);
+  void OnRevoke();
+  // Decides the start offset of an assigned partition; nullopt if it must not be consumed.
+  std::optional<int64_t> StartOffset(const CompiledSource& source, PartitionId p);
+  void HandleOutOfRange(const std::string& topic, PartitionId p, const std::string& detail);
+
+  CompiledTopology& topology_;
+  StoreEngine& engine_;
+  PartitionStates& states_;
+  PositionTracker& positions_;
+  const IngestorOptions options_;
+
+  std::unique_ptr<RebalanceHandler> rebalance_;  // must outlive consumer_
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<DeadLetterQueue> dlq_;
+
+  // Used by the ingestion thread only.
+  StagedBatch batch_;
+  absl::Time batch_started_ = absl::InfiniteFuture();
+  std::vector<BadRecord> bad_;
+  LogLimiter bad_record_log_{100};
+  LogLimiter wrong_partition_log_{5};
+
+  IngestStats stats_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  absl::Notification done_;
+  absl::Mutex mu_;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kiq::node

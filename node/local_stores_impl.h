@@ -1,0 +1,43 @@
+#pragma once
+
+#include "node/compiled_topology.h"
+#include "node/partition_states.h"
+#include "node/position_tracker.h"
+#include "node/store_engine.h"
+#include "router/local_stores.h"
+
+namespace kiq::node {
+
+// The node's stores as the router sees them: RocksDB reads gated by partition ownership and
+// state, with the position each partition reflects. Thread-safe; every dependency must
+// outlive it.
+class LocalStoresImpl final : public router::LocalStores {
+ public:
+  LocalStoresImpl(const CompiledTopology& topology, const StoreEngine& engine,
+                  const PartitionStates& states, const PositionTracker& positions)
+      : topology_(topology), engine_(engine), states_(states), positions_(positions) {}
+
+  absl::StatusOr<router::StoreInfo> Describe(absl::string_view store) const override;
+  std::vector<router::StoreInfo> ListStores() const override;
+  absl::Status CheckReadable(absl::string_view store, PartitionId p) const override;
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view store, PartitionId p,
+                                                 absl::string_view key) const override;
+  absl::StatusOr<std::vector<router::KeyValue>> Scan(absl::string_view store, PartitionId p,
+                                                     const router::KeyRange& range,
+                                                     const std::optional<std::string>& after,
+                                                     size_t limit) const override;
+  absl::StatusOr<int64_t> ApproximateCount(absl::string_view store, PartitionId p) const override;
+  void AppendPosition(absl::string_view store, PartitionId p,
+                      kiq::v1::Position* out) const override;
+  absl::Status WaitForPosition(const kiq::v1::Position& min, absl::Time deadline) const override;
+
+ private:
+  absl::StatusOr<const CompiledStore*> Find(absl::string_view store) const;
+
+  const CompiledTopology& topology_;
+  const StoreEngine& engine_;
+  const PartitionStates& states_;
+  const PositionTracker& positions_;
+};
+
+}  // namespace kiq::node

@@ -1,0 +1,138 @@
+// kiq-node: materializes Kafka topics into RocksDB stores and serves them over gRPC.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <iostream>
+#include <thread>
+
+#include "router/logging.h"
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "node/flag_names.h"
+#include "node/node.h"
+
+ABSL_FLAG(std::string, config, "", "Topology file (YAML or JSON, schema kiq.v1.Topology). Required.");
+ABSL_FLAG(std::string, bootstrap_servers, "",
+          "Kafka bootstrap servers (host:port,...). Empty: start an embedded dev Kafka in this "
+          "process and log its address (development only: in memory, ~5 MiB per partition).");
+ABSL_FLAG(std::string, node_id, "",
+          "This node's id (default: the host name). Stable across restarts, e.g. the "
+          "StatefulSet pod name.");
+ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address the gRPC server listens on.");
+ABSL_FLAG(int, grpc_port, 7070, "gRPC port (0: pick a free one; see --port-file).");
+ABSL_FLAG(std::string, data_dir, "",
+          "Directory for the RocksDB stores. Default: kiq-data/<node-id>, or a fresh temporary "
+          "directory with the embedded Kafka.");
+ABSL_FLAG(std::string, advertised_host, "",
+          "Host name peers and clients use to reach this node (default: the host name).");
+ABSL_FLAG(std::string, offset_out_of_range, "fail",
+          "When a stored offset is outside its partition's log (topic recreated, retention "
+          "passed): 'fail' marks the partition FAILED and does not consume it; 'reset' drops its "
+          "state and rebuilds it from the start of the log.");
+ABSL_FLAG(int, embedded_partitions, 6,
+          "With the embedded Kafka: partitions of each source topic it creates.");
+ABSL_FLAG(std::string, port_file, "",
+          "Write 'grpc=<port>' to this file once serving (for supervisors and tests).");
+ABSL_FLAG(std::vector<std::string>, kafka_property, {},
+          "Extra librdkafka consumer properties, name=value[,name=value...] (e.g. "
+          "session.timeout.ms=10000).");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+
+namespace {
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "kiq-node";
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Materializes Kafka topics into queryable RocksDB stores and serves them over gRPC.\n"
+      "Usage: kiq-node --config=topology.yaml [--bootstrap-servers=host:9092] [--node-id=n1] "
+      "[--grpc-port=7070] [--data-dir=DIR]");
+  std::vector<std::string> args = kiq::node::NormalizeFlagNames(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+
+  kiq::node::NodeOptions options;
+  options.config_path = absl::GetFlag(FLAGS_config);
+  options.bootstrap_servers = absl::GetFlag(FLAGS_bootstrap_servers);
+  options.node_id = absl::GetFlag(FLAGS_node_id);
+  if (options.node_id.empty()) options.node_id = HostName();
+  options.bind_address = absl::GetFlag(FLAGS_bind_address);
+  options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.advertised_host = absl::GetFlag(FLAGS_advertised_host);
+  if (options.advertised_host.empty()) options.advertised_host = HostName();
+  options.embedded_partitions = absl::GetFlag(FLAGS_embedded_partitions);
+  options.port_file = absl::GetFlag(FLAGS_port_file);
+
+  spdlog::set_pattern(absl::StrCat("%Y-%m-%dT%H:%M:%S.%e %^%l%$ node=", options.node_id, " %v"));
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+
+  auto refuse = [](const std::string& message) {
+    spdlog::error("refusing to start: {}", message);
+    return 2;
+  };
+  if (options.config_path.empty()) return refuse("--config: a topology file is required");
+  if (options.grpc_port < 0 || options.grpc_port > 65535) {
+    return refuse("--grpc-port: must be between 0 and 65535");
+  }
+  const std::string policy = absl::GetFlag(FLAGS_offset_out_of_range);
+  if (policy == "fail") {
+    options.out_of_range = kiq::node::OutOfRangePolicy::kFail;
+  } else if (policy == "reset") {
+    options.out_of_range = kiq::node::OutOfRangePolicy::kReset;
+  } else {
+    return refuse("--offset-out-of-range: must be 'fail' or 'reset'");
+  }
+  if (options.embedded_partitions < 1) return refuse("--embedded-partitions: must be >= 1");
+  for (const std::string& property : absl::GetFlag(FLAGS_kafka_property)) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(property, absl::MaxSplits('=', 1));
+    if (kv.first.empty() || property.find('=') == std::string::npos) {
+      return refuse("--kafka-property: expected name=value, got \"" + property + "\"");
+    }
+    options.consumer_properties.push_back(kv);
+  }
+
+  // Block the stop signals before any thread starts so that every thread inherits the mask;
+  // one thread receives them with sigwait and starts the shutdown.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<kiq::node::Node>> node = kiq::node::Node::Start(options);
+  if (!node.ok()) return refuse(node.status().ToString());
+
+  std::atomic<bool> exiting{false};
+  std::thread signal_thread([&stop_signals, &exiting, n = node->get()] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    if (exiting.load()) return;  // woken by main at exit
+    spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    n->Shutdown();
+  });
+  absl::Status status = (*node)->Wait();
+  (*node)->Shutdown();  // waits for a shutdown the signal thread may have begun
+  exiting.store(true);
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  node->reset();
+  if (!status.ok()) {
+    spdlog::error("exiting: {}", status.ToString());
+    return 1;
+  }
+  spdlog::info("stopped cleanly");
+  return 0;
+}

@@ -1,0 +1,147 @@
+#include "node/node.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include "router/logging.h"
+
+#include "absl/strings/str_cat.h"
+#include "node/topology_config.h"
+
+namespace kiq::node {
+namespace {
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+  const bool ok = std::fputs(text.c_str(), f) >= 0;
+  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
+  std::unique_ptr<Node> node(new Node());
+  absl::StatusOr<kiq::v1::Topology> topology = LoadTopologyFile(options.config_path);
+  if (!topology.ok()) return topology.status();
+
+  node->bootstrap_servers_ = options.bootstrap_servers;
+  node->data_dir_ = options.data_dir;
+  if (options.bootstrap_servers.empty()) {
+    absl::StatusOr<std::unique_ptr<DevKafka>> kafka = DevKafka::Start(3);
+    if (!kafka.ok()) return kafka.status();
+    node->embedded_kafka_ = std::move(*kafka);
+    node->bootstrap_servers_ = node->embedded_kafka_->bootstrap_servers();
+    for (const kiq::v1::Source& source : topology->sources()) {
+      absl::Status s = node->embedded_kafka_->CreateTopic(source.topic(), options.embedded_partitions);
+      if (!s.ok()) return s;
+    }
+    spdlog::warn(
+        "no --bootstrap-servers: started an embedded dev Kafka at {} (in memory, keeps only about "
+        "the newest 5 MiB per partition, gone when this process exits); produce into it there. "
+        "Not for production.",
+        node->bootstrap_servers_);
+    if (node->data_dir_.empty()) {
+      // State must not outlive the log it was built from.
+      std::string tmpl = (std::filesystem::temp_directory_path() / "kiq-node-XXXXXX").string();
+      if (mkdtemp(tmpl.data()) == nullptr) {
+        return absl::UnavailableError("cannot create a temporary data directory");
+      }
+      node->data_dir_ = tmpl;
+      spdlog::warn("with the embedded Kafka the data dir is a fresh temporary one: {}", tmpl);
+    }
+  }
+  if (node->data_dir_.empty()) node->data_dir_ = absl::StrCat("kiq-data/", options.node_id);
+  std::error_code ec;
+  std::filesystem::create_directories(node->data_dir_, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("--data-dir: cannot create ", node->data_dir_, ": ", ec.message()));
+  }
+
+  std::vector<std::string> store_names;
+  std::vector<std::string> topics;
+  for (const kiq::v1::Store& store : topology->stores()) store_names.push_back(store.name());
+  for (const kiq::v1::Source& source : topology->sources()) topics.push_back(source.topic());
+  absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> counts =
+      FetchPartitionCounts(node->bootstrap_servers_, topics, options.source_wait);
+  if (!counts.ok()) return counts.status();
+
+  absl::StatusOr<std::unique_ptr<StoreEngine>> engine =
+      StoreEngine::Open(absl::StrCat(node->data_dir_, "/stores"), store_names);
+  if (!engine.ok()) return engine.status();
+  node->engine_ = std::move(*engine);
+  absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled =
+      CompiledTopology::Compile(*topology, *node->engine_, *counts);
+  if (!compiled.ok()) return compiled.status();
+  node->topology_ = std::move(*compiled);
+
+  IngestorOptions ingest;
+  ingest.bootstrap_servers = node->bootstrap_servers_;
+  ingest.node_id = options.node_id;
+  ingest.out_of_range = options.out_of_range;
+  ingest.consumer_properties = options.consumer_properties;
+  absl::StatusOr<std::unique_ptr<Ingestor>> ingestor = Ingestor::Create(
+      *node->topology_, *node->engine_, node->states_, node->positions_, std::move(ingest));
+  if (!ingestor.ok()) return ingestor.status();
+  node->ingestor_ = std::move(*ingestor);
+
+  node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_,
+                                                   node->states_, node->positions_);
+  node->router_ = std::make_unique<router::QueryRouter>(*node->local_);
+  node->pool_ = std::make_unique<router::ThreadPool>(4);
+  node->query_service_ = std::make_unique<router::QueryServiceImpl>(*node->router_, *node->pool_);
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.grpc_port),
+                           grpc::InsecureServerCredentials(), &node->grpc_port_);
+  builder.RegisterService(node->query_service_.get());
+  node->server_ = builder.BuildAndStart();
+  if (!node->server_ || node->grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("--grpc-port: cannot listen on ",
+                                               options.bind_address, ":", options.grpc_port));
+  }
+  node->ingestor_->Start();
+  spdlog::info("serving kiq.v1.QueryService on {}:{} (application {}, {} stores, {} partitions, "
+               "data dir {})",
+               options.bind_address, node->grpc_port_, node->topology_->application_id(),
+               store_names.size(), node->topology_->num_partitions(), node->data_dir_);
+  if (!options.port_file.empty()) {
+    absl::Status s =
+        WriteFileAtomically(options.port_file, absl::StrCat("grpc=", node->grpc_port_, "\n"));
+    if (!s.ok()) return s;
+  }
+  node->options_ = std::move(options);
+  return node;
+}
+
+Node::~Node() { Shutdown(); }
+
+absl::Status Node::Wait() { return ingestor_->Wait(); }
+
+void Node::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (server_) {
+    spdlog::info("shutting down: no new queries, finishing in-flight ones");
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_.reset();
+  }
+  if (ingestor_ && !ingestor_stopped_) {
+    spdlog::info("shutting down: committing and leaving the consumer group");
+    ingestor_->Stop();
+    ingestor_stopped_ = true;
+  }
+}
+
+}  // namespace kiq::node

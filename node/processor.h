@@ -1,0 +1,35 @@
+#pragma once
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kiq/v1/topology.pb.h"
+#include "node/record.h"
+#include "node/staged_batch.h"
+#include "router/local_stores.h"
+
+namespace kiq::node {
+
+// Materializes one store from the records of its source. Not thread-safe: driven by the
+// ingestion thread.
+class Processor {
+ public:
+  virtual ~Processor() = default;
+
+  // Applies one record to `batch`. INVALID_ARGUMENT means the record is bad for this store
+  // (it is counted, dead-lettered and skipped; the batch stays valid); any other error is a
+  // storage failure that stops ingestion.
+  virtual absl::Status Process(const Record& record, StagedBatch& batch) = 0;
+};
+
+// Builds the processor of `store` over its column family `handle`.
+absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& store,
+                                                         StoreHandle handle);
+
+// The value kind a store's answers are rendered with.
+router::ValueKind ValueKindOf(const kiq::v1::Store& store, const kiq::v1::Source& source);
+// "table", "count", ...
+std::string StoreKindName(const kiq::v1::Store& store);
+
+}  // namespace kiq::node

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "node/store_engine.h"
+
+namespace kiq::node {
+
+// One materialized change to a store entry, produced by a committed batch (used for
+// changelogs and push subscriptions).
+struct Change {
+  StoreHandle store;
+  PartitionId partition;
+  std::string key;
+  std::optional<std::string> old_value;
+  std::optional<std::string> new_value;
+};
+
+// Stages the effects of a batch of records in memory, one slot per (store, partition, key): a
+// key updated many times in a batch is read from RocksDB once and written once. Commit turns
+// the slots, the adjusted entry counts and the source offsets into one WriteBatch.
+//
+// Not thread-safe: owned and used by the single ingestion thread.
+class StagedBatch {
+ public:
+  explicit StagedBatch(StoreEngine& engine) : engine_(engine) {}
+
+  // The value of `key` as this batch sees it (staged, else stored). The pointer is valid until
+  // the next Write or Commit.
+  absl::StatusOr<const std::optional<std::string>*> Read(StoreHandle store, PartitionId p,
+                                                         absl::string_view key);
+  // Stages a new value (nullopt deletes the key).
+  absl::Status Write(StoreHandle store, PartitionId p, absl::string_view key,
+                     std::optional<std::string> value);
+  // Records that every record of (topic, p) below `next` is in this batch.
+  void SetOffset(absl::string_view topic, PartitionId p, Offset next);
+
+  bool empty() const { return slots_.empty() && offsets_.empty(); }
+  size_t records() const { return records_; }
+  void CountRecord() { ++records_; }
+
+  // Applies everything atomically. On success, appends the changes that took effect (in no
+  // particular order) to `changes` if given, and clears the batch.
+  absl::Status Commit(std::vector<Change>* changes);
+  void Clear();
+
+  const absl::flat_hash_map<std::pair<std::string, int32_t>, Offset>& offsets() const {
+    return offsets_;
+  }
+
+ private:
+  struct SlotKey {
+    int store;
+    int32_t partition;
+    std::string key;
+    template <typename H>
+    friend H AbslHashValue(H h, const SlotKey& k) {
+      return H::combine(std::move(h), k.store, k.partition, k.key);
+    }
+    friend bool operator==(const SlotKey& a, const SlotKey& b) {
+      return a.store == b.store && a.partition == b.partition && a.key == b.key;
+    }
+  };
+  struct Slot {
+    std::optional<std::string> original;  // as stored before this batch
+    std::optional<std::string> current;
+    bool dirty = false;
+  };
+  absl::StatusOr<Slot*> SlotFor(StoreHandle store, PartitionId p, absl::string_view key);
+
+  StoreEngine& engine_;
+  absl::flat_hash_map<SlotKey, Slot> slots_;
+  absl::flat_hash_map<std::pair<std::string, int32_t>, Offset> offsets_;
+  size_t records_ = 0;
+};
+
+}  // namespace kiq::node

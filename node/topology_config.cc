@@ -1,0 +1,325 @@
+#include "node/topology_config.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
+#include "kiq/v1/topology.pb.h"
+#include "node/yaml_proto.h"
+#include "yaml-cpp/yaml.h"
+
+namespace kiq::node {
+namespace {
+
+using kiq::v1::Source;
+using kiq::v1::Store;
+using kiq::v1::Topology;
+
+// Kafka refuses longer topic names (org.apache.kafka.common.internals.Topic).
+constexpr size_t kMaxTopicLength = 249;
+// The application id prefixes internal topics (<id>-members, <id>-dlq, <id>-<store>-changelog);
+// the cap leaves room for those suffixes.
+constexpr size_t kMaxApplicationIdLength = 200;
+constexpr absl::string_view kChangelogSuffix = "-changelog";
+// Beyond this, further problems are likely consequences of the first ones.
+constexpr size_t kMaxReportedProblems = 20;
+
+absl::string_view View(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+std::string Quote(absl::string_view text) {
+  return absl::StrCat("\"", absl::Utf8SafeCHexEscape(text), "\"");
+}
+
+// Kafka's legal topic characters, also used for store names so that every name can appear in
+// a topic, a column family and a URL unchanged.
+bool IsNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+}
+
+// Why `name` cannot be used where Kafka topic characters are required, or "" if it can.
+std::string NameCharProblem(absl::string_view name) {
+  for (char c : name) {
+    if (!IsNameChar(c)) {
+      return absl::StrCat(Quote(name), " contains ", Quote(absl::string_view(&c, 1)),
+                          "; only letters, digits, '.', '_' and '-' are allowed");
+    }
+  }
+  return "";
+}
+
+std::string TopicNameProblem(absl::string_view topic) {
+  if (topic == "." || topic == "..")
+    return absl::StrCat(Quote(topic), " is not a valid topic name");
+  if (topic.size() > kMaxTopicLength) {
+    return absl::StrCat("topic name is ", topic.size(), " characters long; Kafka allows at most ",
+                        kMaxTopicLength);
+  }
+  return NameCharProblem(topic);
+}
+
+// What the per-kind checks may look at: the declared sources and stores, by name.
+struct TopologyIndex {
+  std::map<std::string, int> source_by_topic;  // First declaration of each topic.
+  std::map<std::string, int> store_by_name;    // First declaration of each name.
+  std::string declared_sources;                // "customers, orders", for messages.
+};
+
+using Problems = std::vector<std::string>;
+
+void Add(Problems* problems, absl::string_view path, absl::string_view reason) {
+  problems->push_back(absl::StrCat(path, ": ", reason));
+}
+
+// What a store kind requires beyond the fields every store has (name, source). One row per
+// case of Store.kind that this version supports: adding a kind (sum, latest, windows, joins)
+// means adding its row, whose check can use `index` for references to other sources or stores.
+// A kind present in the proto but without a row is refused, so it cannot reach the processors
+// unchecked.
+struct StoreKindRule {
+  Store::KindCase kind;
+  // `path` is the kind's own field, e.g. "stores[2].count".
+  void (*check)(const Store& store, const std::string& path, const TopologyIndex& index,
+                Problems* problems);
+};
+
+void NothingMoreToCheck(const Store&, const std::string&, const TopologyIndex&, Problems*) {}
+
+constexpr StoreKindRule kStoreKindRules[] = {
+    {Store::kTable, NothingMoreToCheck},
+    {Store::kCount, NothingMoreToCheck},
+};
+
+const StoreKindRule* FindStoreKindRule(Store::KindCase kind) {
+  for (const StoreKindRule& rule : kStoreKindRules) {
+    if (rule.kind == kind) return &rule;
+  }
+  return nullptr;
+}
+
+// The oneof case values are the field numbers, so the user-facing name comes from the schema.
+std::string StoreKindName(Store::KindCase kind) {
+  const google::protobuf::FieldDescriptor* field = Store::descriptor()->FindFieldByNumber(kind);
+  return field == nullptr ? absl::StrCat("kind ", static_cast<int>(kind)) : field->name();
+}
+
+std::string SupportedStoreKinds() {
+  std::vector<std::string> names;
+  for (const StoreKindRule& rule : kStoreKindRules) names.push_back(StoreKindName(rule.kind));
+  return absl::StrJoin(names, ", ");
+}
+
+void CheckApplicationId(const Topology& topology, Problems* problems) {
+  const std::string& id = topology.application_id();
+  if (id.empty()) {
+    Add(problems, "application_id",
+        "required; it names the Kafka consumer group and prefixes kiq's internal topics");
+    return;
+  }
+  if (id.size() > kMaxApplicationIdLength) {
+    Add(problems, "application_id",
+        absl::StrCat("is ", id.size(), " characters long; at most ", kMaxApplicationIdLength,
+                     " are allowed so that internal topic names stay within Kafka's limit"));
+    return;
+  }
+  if (std::string problem = NameCharProblem(id); !problem.empty()) {
+    Add(problems, "application_id", absl::StrCat(problem, " (it prefixes Kafka topic names)"));
+  }
+}
+
+void CheckSources(const Topology& topology, TopologyIndex* index, Problems* problems) {
+  if (topology.sources().empty()) {
+    Add(problems, "sources", "at least one source is required");
+  }
+  std::vector<std::string> declared;
+  for (int i = 0; i < topology.sources_size(); ++i) {
+    const Source& source = topology.sources(i);
+    const std::string path = absl::StrCat("sources[", i, "]");
+    const std::string& topic = source.topic();
+    if (topic.empty()) {
+      Add(problems, path + ".topic", "required");
+    } else if (std::string problem = TopicNameProblem(topic); !problem.empty()) {
+      Add(problems, path + ".topic", problem);
+    } else if (const auto [it, inserted] = index->source_by_topic.emplace(topic, i); !inserted) {
+      Add(problems, path + ".topic",
+          absl::StrCat("duplicate topic ", Quote(topic), " (also sources[", it->second, "])"));
+    } else {
+      declared.push_back(topic);
+    }
+    // Only a Topology built in code can hold numbers outside the enums.
+    if (!kiq::v1::Format_IsValid(source.key_format())) {
+      Add(problems, path + ".key_format", absl::StrCat("unknown format ", source.key_format()));
+    }
+    if (!kiq::v1::Format_IsValid(source.value_format())) {
+      Add(problems, path + ".value_format", absl::StrCat("unknown format ", source.value_format()));
+    }
+    if (!kiq::v1::Partitioner_IsValid(source.partitioner())) {
+      Add(problems, path + ".partitioner",
+          absl::StrCat("unknown partitioner ", source.partitioner()));
+    }
+  }
+  index->declared_sources = absl::StrJoin(declared, ", ");
+}
+
+void CheckStoreName(const Topology& topology, int i, const std::string& path, TopologyIndex* index,
+                    Problems* problems) {
+  const std::string& name = topology.stores(i).name();
+  if (name.empty()) {
+    Add(problems, path + ".name", "required");
+    return;
+  }
+  if (std::string problem = NameCharProblem(name); !problem.empty()) {
+    Add(problems, path + ".name", problem);
+    return;
+  }
+  if (const auto [it, inserted] = index->store_by_name.emplace(name, i); !inserted) {
+    Add(problems, path + ".name",
+        absl::StrCat("duplicate store name ", Quote(name), " (also stores[", it->second, "])"));
+    return;
+  }
+  const std::string& id = topology.application_id();
+  const size_t changelog_length = id.size() + 1 + name.size() + kChangelogSuffix.size();
+  if (!id.empty() && id.size() <= kMaxApplicationIdLength && changelog_length > kMaxTopicLength) {
+    Add(problems, path + ".name",
+        absl::StrCat("too long: the changelog topic \"", id, "-", name, kChangelogSuffix,
+                     "\" would be ", changelog_length, " characters; Kafka allows at most ",
+                     kMaxTopicLength));
+  }
+}
+
+void CheckStores(const Topology& topology, TopologyIndex* index, Problems* problems) {
+  if (topology.stores().empty()) {
+    Add(problems, "stores", "at least one store is required");
+  }
+  for (int i = 0; i < topology.stores_size(); ++i) {
+    const Store& store = topology.stores(i);
+    const std::string path = absl::StrCat("stores[", i, "]");
+    CheckStoreName(topology, i, path, index, problems);
+
+    if (store.source().empty()) {
+      Add(problems, path + ".source",
+          absl::StrCat("required; one of the declared sources: ", index->declared_sources));
+    } else if (index->source_by_topic.count(store.source()) == 0) {
+      Add(problems, path + ".source",
+          absl::StrCat("unknown topic ", Quote(store.source()),
+                       " (declared sources: ", index->declared_sources, ")"));
+    }
+
+    if (store.kind_case() == Store::KIND_NOT_SET) {
+      Add(problems, path, absl::StrCat("no kind set; one of: ", SupportedStoreKinds()));
+      continue;
+    }
+    const std::string kind_path = absl::StrCat(path, ".", StoreKindName(store.kind_case()));
+    const StoreKindRule* rule = FindStoreKindRule(store.kind_case());
+    if (rule == nullptr) {
+      Add(problems, kind_path,
+          absl::StrCat("this kiq version does not support this store kind; supported: ",
+                       SupportedStoreKinds()));
+      continue;
+    }
+    rule->check(store, kind_path, *index, problems);
+  }
+}
+
+Problems FindProblems(const Topology& topology) {
+  Problems problems;
+  TopologyIndex index;
+  CheckApplicationId(topology, &problems);
+  CheckSources(topology, &index, &problems);
+  CheckStores(topology, &index, &problems);
+  return problems;
+}
+
+// One line per problem, each starting with `prefix`.
+absl::Status ProblemsToStatus(const Problems& problems, absl::string_view prefix) {
+  if (problems.empty()) return absl::OkStatus();
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < problems.size() && i < kMaxReportedProblems; ++i) {
+    lines.push_back(absl::StrCat(prefix, problems[i]));
+  }
+  if (problems.size() > kMaxReportedProblems) {
+    lines.push_back(
+        absl::StrCat(prefix, "... and ", problems.size() - kMaxReportedProblems, " more problems"));
+  }
+  return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
+}
+
+// UNSPECIFIED means the default; resolving it here spares every later reader the case.
+void ApplyDefaults(Topology* topology) {
+  for (Source& source : *topology->mutable_sources()) {
+    if (source.key_format() == kiq::v1::FORMAT_UNSPECIFIED) {
+      source.set_key_format(kiq::v1::FORMAT_STRING);
+    }
+    if (source.value_format() == kiq::v1::FORMAT_UNSPECIFIED) {
+      source.set_value_format(kiq::v1::FORMAT_STRING);
+    }
+    if (source.partitioner() == kiq::v1::PARTITIONER_UNSPECIFIED) {
+      source.set_partitioner(kiq::v1::PARTITIONER_MURMUR2);
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateTopology(const Topology& topology) {
+  return ProblemsToStatus(FindProblems(topology), "");
+}
+
+absl::StatusOr<Topology> ParseTopology(std::string_view text, std::string_view source_name) {
+  const std::string prefix = absl::StrCat(View(source_name), ": ");
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(text));
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp counts lines and columns from 0; editors count from 1.
+    const std::string where = e.mark.is_null() ? ""
+                                               : absl::StrCat("line ", e.mark.line + 1, ", column ",
+                                                              e.mark.column + 1, ": ");
+    return absl::InvalidArgumentError(absl::StrCat(prefix, where, "invalid YAML: ", e.msg));
+  }
+  if (documents.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "expected one YAML document, found ", documents.size()));
+  }
+  if (documents.empty() || documents.front().IsNull()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "the topology is empty; expected application_id, sources and stores"));
+  }
+
+  Topology topology;
+  if (absl::Status status = YamlToMessage(documents.front(), &topology); !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, status.message()));
+  }
+  if (absl::Status status = ProblemsToStatus(FindProblems(topology), prefix); !status.ok()) {
+    return status;
+  }
+  ApplyDefaults(&topology);
+  return topology;
+}
+
+absl::StatusOr<Topology> LoadTopologyFile(const std::string& path) {
+  const std::string doing = absl::StrCat(path, ": cannot read the topology file");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                       &std::fclose);
+  if (file == nullptr) return absl::ErrnoToStatus(errno, doing);
+  std::string text;
+  char buffer[1 << 14];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) text.append(buffer, n);
+  // fopen succeeds on a directory; the read is what fails (EISDIR).
+  if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, doing);
+  return ParseTopology(text, path);
+}
+
+}  // namespace kiq::node

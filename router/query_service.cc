@@ -1,0 +1,78 @@
+#include "router/query_service.h"
+
+#include "router/grpc_status.h"
+
+namespace kiq::router {
+namespace {
+
+constexpr absl::Duration kMaxRequestTime = absl::Seconds(30);
+
+template <typename Response>
+void Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
+            Response* response) {
+  if (!result.ok()) {
+    reactor->Finish(ToGrpcStatus(result.status()));
+    return;
+  }
+  *response = std::move(*result);
+  reactor->Finish(grpc::Status::OK);
+}
+
+}  // namespace
+
+absl::Time RequestDeadline(const grpc::ServerContextBase& context) {
+  const absl::Time cap = absl::Now() + kMaxRequestTime;
+  const auto deadline = context.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return cap;
+  return std::min(cap, absl::FromChrono(deadline));
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* context,
+                                                const kiq::v1::GetRequest* request,
+                                                kiq::v1::GetResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = RequestDeadline(*context);
+  if (request->has_min_position()) {
+    pool_.Schedule([this, reactor, request, response, deadline] {
+      Finish(reactor, router_.Get(*request, deadline), response);
+    });
+  } else {
+    Finish(reactor, router_.Get(*request, deadline), response);
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Range(grpc::CallbackServerContext* context,
+                                                  const kiq::v1::RangeRequest* request,
+                                                  kiq::v1::ScanResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = RequestDeadline(*context);
+  pool_.Schedule([this, reactor, request, response, deadline] {
+    Finish(reactor, router_.Range(*request, deadline), response);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::All(grpc::CallbackServerContext* context,
+                                                const kiq::v1::AllRequest* request,
+                                                kiq::v1::ScanResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = RequestDeadline(*context);
+  pool_.Schedule([this, reactor, request, response, deadline] {
+    Finish(reactor, router_.All(*request, deadline), response);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* context,
+                                                  const kiq::v1::CountRequest* request,
+                                                  kiq::v1::CountResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = RequestDeadline(*context);
+  pool_.Schedule([this, reactor, request, response, deadline] {
+    Finish(reactor, router_.Count(*request, deadline), response);
+  });
+  return reactor;
+}
+
+}  // namespace kiq::router

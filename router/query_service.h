@@ -1,0 +1,38 @@
+#pragma once
+
+#include "kiq/v1/query.grpc.pb.h"
+#include "router/query_router.h"
+#include "router/thread_pool.h"
+
+namespace kiq::router {
+
+// The public kiq.v1.QueryService on the gRPC callback API. Point reads run inline in the
+// reaction (a RocksDB point lookup costs microseconds); scans, counts and read-your-writes
+// waits run on `pool` so that no completion thread ever blocks. Thread-safe; `router` and
+// `pool` must outlive the server.
+class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
+ public:
+  QueryServiceImpl(const QueryRouter& router, ThreadPool& pool) : router_(router), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+                                const kiq::v1::GetRequest* request,
+                                kiq::v1::GetResponse* response) override;
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* context,
+                                  const kiq::v1::RangeRequest* request,
+                                  kiq::v1::ScanResponse* response) override;
+  grpc::ServerUnaryReactor* All(grpc::CallbackServerContext* context,
+                                const kiq::v1::AllRequest* request,
+                                kiq::v1::ScanResponse* response) override;
+  grpc::ServerUnaryReactor* Count(grpc::CallbackServerContext* context,
+                                  const kiq::v1::CountRequest* request,
+                                  kiq::v1::CountResponse* response) override;
+
+ private:
+  const QueryRouter& router_;
+  ThreadPool& pool_;
+};
+
+// The caller's deadline, capped so that a request without one cannot wait forever.
+absl::Time RequestDeadline(const grpc::ServerContextBase& context);
+
+}  // namespace kiq::router

@@ -1,0 +1,274 @@
+#include "client/client.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/fake_query_service.h"
+
+namespace kiq::client {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::vector<std::string> Keys(const kiq::v1::ScanResponse& page) {
+  std::vector<std::string> keys;
+  for (const kiq::v1::Entry& e : page.entries()) {
+    keys.push_back(e.key_bytes().empty() ? e.key() : e.key_bytes());
+  }
+  return keys;
+}
+
+TEST(FromGrpcStatusTest, OkStaysOk) {
+  EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK, "get store=s key=\"k\"").ok());
+}
+
+TEST(FromGrpcStatusTest, KeepsEveryCodeAndPrefixesWhatWeWereDoing) {
+  for (int code = 1; code <= 16; ++code) {
+    const absl::Status status =
+        FromGrpcStatus(grpc::Status(static_cast<grpc::StatusCode>(code), "boom"), "count store=s");
+    EXPECT_EQ(static_cast<int>(status.code()), code);
+    EXPECT_EQ(status.message(), "count store=s: boom");
+  }
+}
+
+TEST(FromGrpcStatusTest, EmptyServerMessageLeavesJustWhatWeWereDoing) {
+  const absl::Status status =
+      FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, ""), "all store=s");
+  EXPECT_EQ(status, absl::UnavailableError("all store=s"));
+}
+
+TEST(FromGrpcStatusTest, CodesOutsideTheCanonicalRangeAreUnknown) {
+  const absl::Status status =
+      FromGrpcStatus(grpc::Status(static_cast<grpc::StatusCode>(99), "odd"), "x");
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnknown);
+}
+
+TEST(DescribeTest, NamesTheCallStoreAndClippedEscapedKey) {
+  EXPECT_EQ(DescribeGet("orders", "a"), "get store=orders key=\"a\"");
+  EXPECT_EQ(DescribeGet("orders", "\xff"), "get store=orders key=\"\\xff\"");
+  EXPECT_EQ(DescribeRange("orders", "a", ""), "range store=orders from=\"a\" to=\"\"");
+  EXPECT_EQ(DescribeAll("orders"), "all store=orders");
+  EXPECT_EQ(DescribeCount("orders"), "count store=orders");
+}
+
+TEST(ConnectTest, RejectsAnEmptyTarget) {
+  EXPECT_EQ(Client::Connect("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ConnectTest, RejectsANonPositiveTimeout) {
+  ClientOptions options;
+  options.timeout = absl::ZeroDuration();
+  EXPECT_EQ(Client::Connect("localhost:1", options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(server_.started());
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_.target());
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+
+  FakeServer server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClientTest, GetSendsUtf8KeyAsKey) {
+  absl::StatusOr<kiq::v1::GetResponse> response = client_->Get("orders", "b");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->found());
+  EXPECT_EQ(response->entry().value(), "plain text");
+  EXPECT_EQ(response->entry().partition(), 1);
+  ASSERT_EQ(server_.service().get_requests().size(), 1u);
+  EXPECT_EQ(server_.service().get_requests()[0].key_kind_case(), kiq::v1::GetRequest::kKey);
+}
+
+TEST_F(ClientTest, GetSendsNonUtf8KeyAsKeyBytes) {
+  absl::StatusOr<kiq::v1::GetResponse> response = client_->Get("bin", "\xff\x01");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->found());
+  EXPECT_EQ(response->entry().value(), "v1");
+  ASSERT_EQ(server_.service().get_requests().size(), 1u);
+  const kiq::v1::GetRequest request = server_.service().get_requests()[0];
+  EXPECT_EQ(request.key_kind_case(), kiq::v1::GetRequest::kKeyBytes);
+  EXPECT_EQ(request.key_bytes(), "\xff\x01");
+}
+
+TEST_F(ClientTest, GetOfAMissingKeyIsNotFoundFalseNotAnError) {
+  absl::StatusOr<kiq::v1::GetResponse> response = client_->Get("orders", "zzz");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_FALSE(response->found());
+}
+
+TEST_F(ClientTest, GetOfAnUnknownStoreIsNotFoundNamingTheCall) {
+  absl::StatusOr<kiq::v1::GetResponse> response = client_->Get("nope", "a");
+  EXPECT_EQ(response.status(),
+            absl::NotFoundError("get store=nope key=\"a\": unknown store \"nope\""));
+}
+
+TEST_F(ClientTest, RangeSendsBoundsAsTextOrBytes) {
+  absl::StatusOr<kiq::v1::ScanResponse> page = client_->Range("orders", "b", "\xff", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Keys(*page), ElementsAre("b", "c", "d", "e"));
+  ASSERT_EQ(server_.service().range_requests().size(), 1u);
+  const kiq::v1::RangeRequest request = server_.service().range_requests()[0];
+  EXPECT_EQ(request.from(), "b");
+  EXPECT_EQ(request.from_bytes(), "");
+  EXPECT_EQ(request.to(), "");
+  EXPECT_EQ(request.to_bytes(), "\xff");
+  EXPECT_EQ(request.page_size(), 10);
+}
+
+TEST_F(ClientTest, AllReturnsOnePageAndItsToken) {
+  absl::StatusOr<kiq::v1::ScanResponse> page = client_->All("orders");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Keys(*page), ElementsAre("a", "b"));
+  EXPECT_FALSE(page->next_page_token().empty());
+}
+
+TEST_F(ClientTest, CountOfAnUnknownStoreIsNotFound) {
+  EXPECT_EQ(client_->Count("nope").status(),
+            absl::NotFoundError("count store=nope: unknown store \"nope\""));
+  absl::StatusOr<kiq::v1::CountResponse> count = client_->Count("orders");
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(count->count(), 5);
+}
+
+TEST_F(ClientTest, ForEachAllPageFollowsEveryPage) {
+  std::vector<std::vector<std::string>> pages;
+  absl::StatusOr<std::string> next =
+      client_->ForEachAllPage("orders", ScanOptions(), [&](const kiq::v1::ScanResponse& page) {
+        pages.push_back(Keys(page));
+        return true;
+      });
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(*next, "");
+  EXPECT_THAT(pages, ElementsAre(ElementsAre("a", "b"), ElementsAre("c", "d"), ElementsAre("e")));
+}
+
+TEST_F(ClientTest, ForEachAllPageStopsAtTheLimitWithAnExactResumeToken) {
+  ScanOptions options;
+  options.page_size = 2;
+  options.limit = 3;
+  std::vector<std::string> keys;
+  const auto collect = [&](const kiq::v1::ScanResponse& page) {
+    for (const std::string& k : Keys(page)) keys.push_back(k);
+    return true;
+  };
+  absl::StatusOr<std::string> next = client_->ForEachAllPage("orders", options, collect);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_THAT(keys, ElementsAre("a", "b", "c"));
+  ASSERT_FALSE(next->empty());
+  // The last request asked only for what was still wanted.
+  std::vector<int32_t> page_sizes;
+  for (const kiq::v1::AllRequest& r : server_.service().all_requests()) {
+    page_sizes.push_back(r.page_size());
+  }
+  EXPECT_THAT(page_sizes, ElementsAre(2, 1));
+
+  keys.clear();
+  ScanOptions resume;
+  resume.page_token = *next;
+  next = client_->ForEachAllPage("orders", resume, collect);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(*next, "");
+  EXPECT_THAT(keys, ElementsAre("d", "e"));
+}
+
+TEST_F(ClientTest, ForEachAllPageWithALimitPastTheEndReturnsNoToken) {
+  ScanOptions options;
+  options.limit = 100;
+  int entries = 0;
+  absl::StatusOr<std::string> next =
+      client_->ForEachAllPage("orders", options, [&](const kiq::v1::ScanResponse& page) {
+        entries += page.entries_size();
+        return true;
+      });
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(*next, "");
+  EXPECT_EQ(entries, 5);
+}
+
+TEST_F(ClientTest, ForEachRangePageStopsWhenTheCallbackSaysSo) {
+  int pages = 0;
+  absl::StatusOr<std::string> next = client_->ForEachRangePage(
+      "orders", "a", "d", ScanOptions(), [&](const kiq::v1::ScanResponse&) {
+        ++pages;
+        return false;
+      });
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(pages, 1);
+  EXPECT_FALSE(next->empty());
+}
+
+TEST_F(ClientTest, ForEachPageReportsTheFailingCall) {
+  absl::StatusOr<std::string> next = client_->ForEachRangePage(
+      "nope", "a", "b", ScanOptions(), [](const kiq::v1::ScanResponse&) { return true; });
+  EXPECT_EQ(next.status(),
+            absl::NotFoundError("range store=nope from=\"a\" to=\"b\": unknown store \"nope\""));
+}
+
+TEST_F(ClientTest, ForEachPageRefusesToLoopOnARepeatedToken) {
+  absl::StatusOr<std::string> next = client_->ForEachAllPage(
+      "loop", ScanOptions(), [](const kiq::v1::ScanResponse&) { return true; });
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(next.status().message(), HasSubstr("loop-token"));
+}
+
+TEST_F(ClientTest, ForEachPageRejectsNegativeOptions) {
+  ScanOptions options;
+  options.limit = -1;
+  EXPECT_EQ(client_->ForEachAllPage("orders", options, [](const kiq::v1::ScanResponse&) {
+                      return true;
+                    }).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientTest, TimeoutIsDeadlineExceeded) {
+  ClientOptions options;
+  options.timeout = absl::Milliseconds(100);
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_.target(), options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<kiq::v1::GetResponse> response = (*client)->Get("slow", "a");
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(response.status().message(), HasSubstr("get store=slow key=\"a\""));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(ClientTest, UnreachableServerIsUnavailable) {
+  const std::string target = server_.target();
+  server_.Shutdown();
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(target);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->Count("orders").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(ClientTest, IsSafeToShareBetweenThreads) {
+  std::vector<std::thread> threads;
+  std::vector<int> found(8, 0);
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        absl::StatusOr<kiq::v1::GetResponse> r = client_->Get("orders", i % 2 ? "a" : "zzz");
+        if (r.ok() && r->found()) ++found[t];
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int n : found) EXPECT_EQ(n, 10);
+}
+
+}  // namespace
+}  // namespace kiq::client

@@ -1,0 +1,238 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <grpcpp/server_context.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "kiq/v1/query.grpc.pb.h"
+#include "kiq/v1/query.pb.h"
+
+// Header-only (the test build compiles only *_test.cc): a kiq.v1.QueryService with canned
+// stores, served on 127.0.0.1 port 0, for the client and kiqctl tests.
+namespace kiq::client {
+
+// Canned stores:
+//   "orders": a → {"n":1} (json), b → "plain text", c → bytes ff fe, d → 42 (json),
+//             e → "line\nbreak", on partitions 0,1,2,0,1;
+//   "bin":    keys "\xff\x01" → "v1" and "k" → "v2";
+//   "empty":  no entries;
+//   "slow":   every call waits until the client gives up (deadline);
+//   "loop":   scans answer any token with the same token (a broken server).
+// Any other store is NOT_FOUND `unknown store "<name>"`. Scans default to 2 entries per page
+// and reject page_size > 5000 like the router. Thread-safe: records requests under a mutex.
+class FakeQueryService final : public kiq::v1::QueryService::Service {
+ public:
+  static constexpr int32_t kDefaultPageSize = 2;
+  static constexpr int32_t kMaxPageSize = 5000;
+
+  FakeQueryService() {
+    Add("orders", "a", "{\"n\":1}", 0, [](google::protobuf::Value* v) {
+      (*v->mutable_struct_value()->mutable_fields())["n"].set_number_value(1);
+    });
+    Add("orders", "b", "plain text", 1);
+    Add("orders", "c", "\xff\xfe", 2);
+    Add("orders", "d", "42", 0, [](google::protobuf::Value* v) { v->set_number_value(42); });
+    Add("orders", "e", "line\nbreak", 1);
+    Add("bin", "\xff\x01", "v1", 3);
+    Add("bin", "k", "v2", 0);
+    stores_["empty"];
+    stores_["slow"];
+    stores_["loop"];
+  }
+
+  grpc::Status Get(grpc::ServerContext* context, const kiq::v1::GetRequest* request,
+                   kiq::v1::GetResponse* response) override {
+    Record(&get_requests_, *request);
+    const Store* store = nullptr;
+    if (grpc::Status s = Find(context, request->store(), &store); !s.ok()) return s;
+    std::string key;
+    switch (request->key_kind_case()) {
+      case kiq::v1::GetRequest::kKey:
+        key = request->key();
+        break;
+      case kiq::v1::GetRequest::kKeyBytes:
+        key = request->key_bytes();
+        break;
+      default:
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "key is required");
+    }
+    auto it = store->find(key);
+    if (it == store->end()) return grpc::Status::OK;
+    response->set_found(true);
+    *response->mutable_entry() = it->second;
+    SetPosition(response->mutable_position());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Range(grpc::ServerContext* context, const kiq::v1::RangeRequest* request,
+                     kiq::v1::ScanResponse* response) override {
+    Record(&range_requests_, *request);
+    const std::string& from =
+        request->from_bytes().empty() ? request->from() : request->from_bytes();
+    const std::string& to = request->to_bytes().empty() ? request->to() : request->to_bytes();
+    return Scan(context, request->store(), from, to, request->page_size(), request->page_token(),
+                response);
+  }
+
+  grpc::Status All(grpc::ServerContext* context, const kiq::v1::AllRequest* request,
+                   kiq::v1::ScanResponse* response) override {
+    Record(&all_requests_, *request);
+    return Scan(context, request->store(), "", "", request->page_size(), request->page_token(),
+                response);
+  }
+
+  grpc::Status Count(grpc::ServerContext* context, const kiq::v1::CountRequest* request,
+                     kiq::v1::CountResponse* response) override {
+    const Store* store = nullptr;
+    if (grpc::Status s = Find(context, request->store(), &store); !s.ok()) return s;
+    response->set_count(static_cast<int64_t>(store->size()));
+    SetPosition(response->mutable_position());
+    return grpc::Status::OK;
+  }
+
+  std::vector<kiq::v1::GetRequest> get_requests() const { return Copy(get_requests_); }
+  std::vector<kiq::v1::RangeRequest> range_requests() const { return Copy(range_requests_); }
+  std::vector<kiq::v1::AllRequest> all_requests() const { return Copy(all_requests_); }
+
+ private:
+  using Store = std::map<std::string, kiq::v1::Entry>;
+
+  template <typename SetJson = std::nullptr_t>
+  void Add(const std::string& store, const std::string& key, const std::string& value,
+           int32_t partition, SetJson set_json = nullptr) {
+    kiq::v1::Entry entry;
+    if (key == "\xff\x01") {
+      entry.set_key_bytes(key);
+    } else {
+      entry.set_key(key);
+    }
+    entry.set_value(value);
+    entry.set_partition(partition);
+    if constexpr (!std::is_same_v<SetJson, std::nullptr_t>) set_json(entry.mutable_json());
+    stores_[store][key] = entry;
+  }
+
+  static void SetPosition(kiq::v1::Position* position) {
+    kiq::v1::PartitionOffset* offset = position->add_offsets();
+    offset->set_topic("orders-source");
+    offset->set_partition(0);
+    offset->set_offset(10);
+  }
+
+  grpc::Status Find(grpc::ServerContext* context, const std::string& name,
+                    const Store** store) const {
+    if (name == "slow") {
+      // Wait for the client's deadline rather than sleeping a fixed time: fast and not flaky.
+      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    auto it = stores_.find(name);
+    if (it == stores_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("unknown store \"", name, "\""));
+    }
+    *store = &it->second;
+    return grpc::Status::OK;
+  }
+
+  // Page tokens are "after:" + hex of the last key returned.
+  grpc::Status Scan(grpc::ServerContext* context, const std::string& name,
+                    const std::string& from, const std::string& to, int32_t page_size,
+                    const std::string& page_token, kiq::v1::ScanResponse* response) const {
+    const Store* store = nullptr;
+    if (grpc::Status s = Find(context, name, &store); !s.ok()) return s;
+    if (name == "loop") {
+      response->set_next_page_token(page_token.empty() ? "loop-token" : page_token);
+      return grpc::Status::OK;
+    }
+    if (page_size < 0 || page_size > kMaxPageSize) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("page_size must be between 0 and ", kMaxPageSize));
+    }
+    if (page_size == 0) page_size = kDefaultPageSize;
+    std::optional<std::string> after;
+    if (!page_token.empty()) {
+      absl::string_view hex = page_token;
+      if (!absl::ConsumePrefix(&hex, "after:")) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed page token");
+      }
+      after = absl::HexStringToBytes(hex);
+    }
+    auto it = after ? store->upper_bound(*after) : store->lower_bound(from);
+    if (it != store->end() && it->first < from) it = store->lower_bound(from);
+    std::string last_key;
+    for (; it != store->end() && (to.empty() || it->first <= to); ++it) {
+      if (response->entries_size() == page_size) {
+        response->set_next_page_token(absl::StrCat("after:", absl::BytesToHexString(last_key)));
+        break;
+      }
+      *response->add_entries() = it->second;
+      last_key = it->first;
+    }
+    SetPosition(response->mutable_position());
+    return grpc::Status::OK;
+  }
+
+  template <typename T>
+  void Record(std::vector<T>* requests, const T& request) {
+    std::lock_guard<std::mutex> lock(mu_);
+    requests->push_back(request);
+  }
+
+  template <typename T>
+  std::vector<T> Copy(const std::vector<T>& requests) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests;
+  }
+
+  std::map<std::string, Store> stores_;  // Constant after construction.
+  mutable std::mutex mu_;
+  std::vector<kiq::v1::GetRequest> get_requests_;      // Guarded by mu_.
+  std::vector<kiq::v1::RangeRequest> range_requests_;  // Guarded by mu_.
+  std::vector<kiq::v1::AllRequest> all_requests_;      // Guarded by mu_.
+};
+
+// A FakeQueryService served on 127.0.0.1 at a port the kernel picks.
+class FakeServer {
+ public:
+  FakeServer() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeServer() { Shutdown(); }
+
+  void Shutdown() {
+    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+  }
+
+  bool started() const { return server_ != nullptr && port_ > 0; }
+  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
+  FakeQueryService& service() { return service_; }
+
+ private:
+  FakeQueryService service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace kiq::client

@@ -1,0 +1,168 @@
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "client/kiqctl.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kiq::client {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// Fails the test if kiqctl tries to reach a server: parsing errors must stop before that.
+absl::StatusOr<std::unique_ptr<Client>> NoClient(const std::string& target, ClientOptions) {
+  ADD_FAILURE() << "unexpected connect to " << target;
+  return absl::InternalError("no client in this test");
+}
+
+TEST(ParseKiqctlArgsTest, GetWithDefaults) {
+  absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"get", "orders", "a"}, "");
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->command, KiqctlCommand::kGet);
+  EXPECT_EQ(args->target, "localhost:7070");
+  EXPECT_FALSE(args->json);
+  EXPECT_EQ(args->timeout, absl::Seconds(10));
+  EXPECT_EQ(args->store, "orders");
+  EXPECT_EQ(args->key, "a");
+}
+
+TEST(ParseKiqctlArgsTest, FlagsWorkBeforeAndAfterTheCommand) {
+  absl::StatusOr<KiqctlArgs> args =
+      ParseKiqctlArgs({"--target", "node-1:7070", "--json", "range", "orders", "a", "z",
+                       "--page-size", "50", "--timeout", "500ms", "--limit", "7",
+                       "--page-token", "--tok"},
+                      "");
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->command, KiqctlCommand::kRange);
+  EXPECT_EQ(args->target, "node-1:7070");
+  EXPECT_TRUE(args->json);
+  EXPECT_EQ(args->timeout, absl::Milliseconds(500));
+  EXPECT_EQ(args->from, "a");
+  EXPECT_EQ(args->to, "z");
+  EXPECT_EQ(args->scan.page_size, 50);
+  EXPECT_EQ(args->scan.limit, 7);
+  EXPECT_EQ(args->scan.page_token, "--tok");  // Page tokens may start with '-'.
+}
+
+TEST(ParseKiqctlArgsTest, FlagsTakeValuesAfterEquals) {
+  absl::StatusOr<KiqctlArgs> args =
+      ParseKiqctlArgs({"all", "orders", "--target=h:1", "--timeout=2s", "--page-token="}, "");
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->command, KiqctlCommand::kAll);
+  EXPECT_EQ(args->target, "h:1");
+  EXPECT_EQ(args->timeout, absl::Seconds(2));
+  EXPECT_EQ(args->scan.page_token, "");
+}
+
+TEST(ParseKiqctlArgsTest, TargetFlagBeatsEnvironmentBeatsDefault) {
+  EXPECT_EQ(ParseKiqctlArgs({"count", "s"}, "env:1")->target, "env:1");
+  EXPECT_EQ(ParseKiqctlArgs({"count", "s", "--target", "flag:2"}, "env:1")->target, "flag:2");
+  EXPECT_EQ(ParseKiqctlArgs({"count", "s"}, "")->target, "localhost:7070");
+}
+
+TEST(ParseKiqctlArgsTest, DoubleDashEndsFlags) {
+  absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"get", "orders", "--", "--json"}, "");
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->key, "--json");
+  EXPECT_FALSE(args->json);
+}
+
+TEST(ParseKiqctlArgsTest, SingleDashArgumentsAreOperands) {
+  absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"range", "scores", "-10", "-"}, "");
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->from, "-10");
+  EXPECT_EQ(args->to, "-");
+}
+
+TEST(ParseKiqctlArgsTest, HelpInEveryForm) {
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"--help"},
+                                             {"-h"},
+                                             {"help"},
+                                             {"help", "get"},
+                                             {"get", "--help"},
+                                             {"range", "s", "-h", "--limit", "x"}}) {
+    SCOPED_TRACE(argv[0]);
+    absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs(argv, "");
+    ASSERT_TRUE(args.ok()) << args.status();
+    EXPECT_EQ(args->command, KiqctlCommand::kHelp);
+  }
+}
+
+struct UsageErrorCase {
+  std::vector<std::string> args;
+  std::string message;
+};
+
+class UsageErrorTest : public ::testing::TestWithParam<UsageErrorCase> {};
+
+TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderr) {
+  const UsageErrorCase& c = GetParam();
+  EXPECT_EQ(ParseKiqctlArgs(c.args, "").status().code(), absl::StatusCode::kInvalidArgument);
+  std::ostringstream out, err;
+  EXPECT_EQ(RunKiqctl(c.args, out, err, NoClient), kExitUsage);
+  EXPECT_EQ(out.str(), "");
+  EXPECT_EQ(err.str(), "kiqctl: " + c.message + " (see kiqctl --help)\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kiqctl, UsageErrorTest,
+    ::testing::Values(
+        UsageErrorCase{{}, "missing command (get, range, all or count)"},
+        UsageErrorCase{{"--json"}, "missing command (get, range, all or count)"},
+        UsageErrorCase{{"fetch", "s"}, "unknown command \"fetch\""},
+        UsageErrorCase{{"get", "s"}, "get wants STORE KEY, got 1 argument"},
+        UsageErrorCase{{"get", "s", "a", "b"}, "get wants STORE KEY, got 3 arguments"},
+        UsageErrorCase{{"range", "s", "a"}, "range wants STORE FROM TO, got 2 arguments"},
+        UsageErrorCase{{"all"}, "all wants STORE, got 0 arguments"},
+        UsageErrorCase{{"count", "a", "b"}, "count wants STORE, got 2 arguments"},
+        UsageErrorCase{{"count", ""}, "count: STORE is empty"},
+        UsageErrorCase{{"get", "s", "a", "--verbose"}, "unknown flag \"--verbose\""},
+        UsageErrorCase{{"get", "s", "a", "--target"}, "--target needs a value"},
+        UsageErrorCase{{"get", "s", "a", "--target="}, "--target must not be empty"},
+        UsageErrorCase{{"get", "s", "a", "--json=yes"}, "--json takes no value"},
+        UsageErrorCase{{"get", "s", "a", "--timeout", "5"},
+                       "--timeout wants a positive duration such as 500ms, 5s or 1m, got \"5\""},
+        UsageErrorCase{{"get", "s", "a", "--timeout", "-1s"},
+                       "--timeout wants a positive duration such as 500ms, 5s or 1m, got \"-1s\""},
+        UsageErrorCase{{"all", "s", "--page-size", "0"},
+                       "--page-size wants a positive integer, got \"0\""},
+        UsageErrorCase{{"all", "s", "--page-size", "9999999999"},
+                       "--page-size wants a positive integer, got \"9999999999\""},
+        UsageErrorCase{{"all", "s", "--limit", "ten"},
+                       "--limit wants a positive integer, got \"ten\""},
+        UsageErrorCase{{"get", "s", "a", "--limit", "3"},
+                       "--limit applies only to range and all, not get"},
+        UsageErrorCase{{"--page-token", "t", "count", "s"},
+                       "--page-token applies only to range and all, not count"}));
+
+TEST(KiqctlHelpTest, PrintsUsageToStdoutAndExitsZero) {
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"--help"}, {"help"}, {"-h"}}) {
+    std::ostringstream out, err;
+    EXPECT_EQ(RunKiqctl(argv, out, err, NoClient), kExitOk);
+    EXPECT_EQ(out.str(), KiqctlUsage());
+    EXPECT_EQ(err.str(), "");
+  }
+}
+
+TEST(KiqctlHelpTest, UsageNamesEveryCommandFlagAndExitCode) {
+  const std::string usage = KiqctlUsage();
+  EXPECT_THAT(usage, StartsWith("Usage: kiqctl"));
+  for (const char* text :
+       {"get STORE KEY", "range STORE FROM TO", "all STORE", "count STORE", "help",
+        "--target HOST:PORT", "KIQ_TARGET", "localhost:7070", "--json", "--timeout DURATION",
+        "--page-size N", "--page-token TOKEN", "--limit N", "-h, --help", "--  ",
+        "0  success", "1  get: the key was not found", "2  usage error",
+        "3  RPC or server error", "next page token", "nextPageToken"}) {
+    EXPECT_THAT(usage, HasSubstr(text));
+  }
+}
+
+}  // namespace
+}  // namespace kiq::client

@@ -1,0 +1,223 @@
+#include "client/kiqctl.h"
+
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/fake_query_service.h"
+
+// kiqctl end to end: RunKiqctl against a real gRPC server on 127.0.0.1 serving canned data.
+namespace kiq::client {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::StartsWith;
+
+struct Result {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+class KiqctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.started()); }
+
+  // Runs kiqctl with --target pointing at the fake server.
+  Result Run(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--target", server_.target()});
+    return RunRaw(args);
+  }
+
+  Result RunRaw(const std::vector<std::string>& args, std::string_view env_target = {}) {
+    std::ostringstream out, err;
+    const ClientFactory factory = [this](const std::string& target, ClientOptions options) {
+      targets_.push_back(target);
+      timeouts_.push_back(options.timeout);
+      return Client::Connect(target, options);
+    };
+    const int exit_code = RunKiqctl(args, out, err, factory, env_target);
+    return {exit_code, out.str(), err.str()};
+  }
+
+  FakeServer server_;
+  std::vector<std::string> targets_;
+  std::vector<absl::Duration> timeouts_;
+};
+
+TEST_F(KiqctlTest, GetPrintsATable) {
+  const Result r = Run({"get", "orders", "a"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY  VALUE    PARTITION\n"
+            "a    {\"n\":1}  0\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(KiqctlTest, GetOfAMissingKeyExitsOne) {
+  const Result r = Run({"get", "orders", "zzz"});
+  EXPECT_EQ(r.exit_code, kExitNotFound);
+  EXPECT_EQ(r.out, "not found\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(KiqctlTest, GetJson) {
+  Result r = Run({"get", "orders", "b", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "{\"found\":true,\"entry\":{\"key\":\"b\",\"keyBytes\":\"\",\"value\":\"cGxhaW4gdGV4dA==\","
+            "\"partition\":1},\"position\":{\"offsets\":[{\"topic\":\"orders-source\","
+            "\"partition\":0,\"offset\":\"10\"}]}}\n");
+  r = Run({"--json", "get", "orders", "zzz"});
+  EXPECT_EQ(r.exit_code, kExitNotFound);
+  EXPECT_EQ(r.out, "{\"found\":false}\n");
+}
+
+TEST_F(KiqctlTest, GetOfANonUtf8KeyUsesKeyBytes) {
+  const Result r = Run({"get", "bin", "\xff\x01"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY       VALUE  PARTITION\n"
+            "\\xff\\x01  v1     3\n");
+  ASSERT_EQ(server_.service().get_requests().size(), 1u);
+  EXPECT_EQ(server_.service().get_requests()[0].key_bytes(), "\xff\x01");
+}
+
+TEST_F(KiqctlTest, UnknownStoreExitsThreeWithOneLine) {
+  const Result r = Run({"get", "nope", "a"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "kiqctl: get store=nope key=\"a\": NOT_FOUND: unknown store \"nope\"\n");
+
+  EXPECT_EQ(Run({"all", "nope"}).err,
+            "kiqctl: all store=nope: NOT_FOUND: unknown store \"nope\"\n");
+  EXPECT_EQ(Run({"range", "nope", "a", "b"}).err,
+            "kiqctl: range store=nope from=\"a\" to=\"b\": NOT_FOUND: unknown store \"nope\"\n");
+  EXPECT_EQ(Run({"count", "nope"}).err,
+            "kiqctl: count store=nope: NOT_FOUND: unknown store \"nope\"\n");
+}
+
+TEST_F(KiqctlTest, AllFollowsEveryPage) {
+  const Result r = Run({"all", "orders"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY  VALUE        PARTITION\n"
+            "a    {\"n\":1}      0\n"
+            "b    plain text   1\n"
+            "c    \\xff\\xfe     2\n"
+            "d    42           0\n"
+            "e    line\\nbreak  1\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(server_.service().all_requests().size(), 3u);  // Pages of 2, 2 and 1.
+}
+
+TEST_F(KiqctlTest, AllWithALimitPrintsTheNextPageTokenAndResumesFromIt) {
+  Result r = Run({"all", "orders", "--limit", "3"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY  VALUE       PARTITION\n"
+            "a    {\"n\":1}     0\n"
+            "b    plain text  1\n"
+            "c    \\xff\\xfe    2\n");
+  ASSERT_THAT(r.err, MatchesRegex("next page token: [^\n]+\n"));
+  const std::string token = r.err.substr(r.err.find(": ") + 2, r.err.size() - 18);
+
+  r = Run({"all", "orders", "--page-token", token});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY  VALUE        PARTITION\n"
+            "d    42           0\n"
+            "e    line\\nbreak  1\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(KiqctlTest, AllJsonIsOneDocumentWithTheNextPageToken) {
+  Result r = Run({"all", "orders", "--json", "--limit", "1"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, StartsWith("{\"entries\":[{\"key\":\"a\","));
+  EXPECT_THAT(r.out, HasSubstr("\"nextPageToken\":\"after:61\""));
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+
+  r = Run({"all", "orders", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("\"nextPageToken\":\"\""));
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '{') - 1 /* document */ - 2 /* json */ -
+                1 /* position */ - 1 /* offset */,
+            5);  // One object per entry.
+}
+
+TEST_F(KiqctlTest, RangeIsInclusive) {
+  const Result r = Run({"range", "orders", "b", "d", "--page-size", "1"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY  VALUE       PARTITION\n"
+            "b    plain text  1\n"
+            "c    \\xff\\xfe    2\n"
+            "d    42          0\n");
+  EXPECT_EQ(server_.service().range_requests().size(), 3u);
+}
+
+TEST_F(KiqctlTest, EmptyScanSaysSo) {
+  const Result r = Run({"all", "empty"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out, "no entries\n");
+}
+
+TEST_F(KiqctlTest, Count) {
+  Result r = Run({"count", "orders"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out, "count: 5 (approximate)\n");
+  r = Run({"count", "orders", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "{\"count\":\"5\",\"position\":{\"offsets\":[{\"topic\":\"orders-source\","
+            "\"partition\":0,\"offset\":\"10\"}]},\"missingPartitions\":[]}\n");
+}
+
+TEST_F(KiqctlTest, BadPageTokenIsAServerError) {
+  const Result r = Run({"all", "orders", "--page-token", "garbage"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.err, "kiqctl: all store=orders: INVALID_ARGUMENT: malformed page token\n");
+}
+
+TEST_F(KiqctlTest, TimeoutFlagSetsTheDeadline) {
+  const Result r = Run({"get", "slow", "a", "--timeout", "100ms"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_THAT(r.err, StartsWith("kiqctl: get store=slow key=\"a\": DEADLINE_EXCEEDED"));
+  EXPECT_THAT(timeouts_, ::testing::ElementsAre(absl::Milliseconds(100)));
+}
+
+TEST_F(KiqctlTest, TargetComesFromTheEnvironmentWhenNotGiven) {
+  const Result r = RunRaw({"count", "orders"}, server_.target());
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_THAT(targets_, ::testing::ElementsAre(server_.target()));
+}
+
+TEST_F(KiqctlTest, UnreachableServerExitsThree) {
+  const std::string target = server_.target();
+  server_.Shutdown();
+  const Result r = RunRaw({"--target", target, "count", "orders"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_THAT(r.err, StartsWith("kiqctl: count store=orders: UNAVAILABLE"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+}
+
+TEST_F(KiqctlTest, ClientFactoryErrorsExitThree) {
+  std::ostringstream out, err;
+  const int exit_code = RunKiqctl(
+      {"count", "orders"}, out, err,
+      [](const std::string&, ClientOptions) -> absl::StatusOr<std::unique_ptr<Client>> {
+        return absl::InvalidArgumentError("connect: bad target");
+      });
+  EXPECT_EQ(exit_code, kExitError);
+  EXPECT_EQ(err.str(), "kiqctl: INVALID_ARGUMENT: connect: bad target\n");
+}
+
+}  // namespace
+}  // namespace kiq::client
