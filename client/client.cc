@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
     return absl::InvalidArgumentError("connect: empty target (want host:port)");
   }
   if (options.timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("connect to ", target, ": timeout must be > 0, got ",
+    return absl::InvalidArgumentError(absl::StrCat("connect to ", target,
+                                                   ": timeout must be > 0, got ",
                                                    absl::FormatDuration(options.timeout)));
   }
   return std::make_unique<Client>(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
@@ -90,8 +91,8 @@ absl::StatusOr<kiq::v1::GetResponse> Client::Get(std::string_view store,
   grpc::ClientContext context;
   PrepareContext(&context);
   kiq::v1::GetResponse response;
-  absl::Status status = FromGrpcStatus(stub_->Get(&context, request, &response),
-                                       DescribeGet(store, key));
+  absl::Status status =
+      FromGrpcStatus(stub_->Get(&context, request, &response), DescribeGet(store, key));
   if (!status.ok()) return status;
   return response;
 }
@@ -112,8 +113,8 @@ absl::StatusOr<kiq::v1::ScanResponse> Client::Range(std::string_view store, std:
   grpc::ClientContext context;
   PrepareContext(&context);
   kiq::v1::ScanResponse response;
-  absl::Status status = FromGrpcStatus(stub_->Range(&context, request, &response),
-                                       DescribeRange(store, from, to));
+  absl::Status status =
+      FromGrpcStatus(stub_->Range(&context, request, &response), DescribeRange(store, from, to));
   if (!status.ok()) return status;
   return response;
 }
@@ -145,15 +146,15 @@ absl::StatusOr<kiq::v1::CountResponse> Client::Count(std::string_view store) con
   return response;
 }
 
-absl::StatusOr<std::string> Client::ForEachRangePage(std::string_view store,
-                                                     std::string_view from, std::string_view to,
+absl::StatusOr<std::string> Client::ForEachRangePage(std::string_view store, std::string_view from,
+                                                     std::string_view to,
                                                      const ScanOptions& options,
                                                      const PageCallback& on_page) const {
   return ForEachPage(
       [&](int32_t page_size, const std::string& page_token) {
         return Range(store, from, to, page_size, page_token);
       },
-      options, on_page);
+      DescribeRange(store, from, to), options, on_page);
 }
 
 absl::StatusOr<std::string> Client::ForEachAllPage(std::string_view store,
@@ -163,10 +164,10 @@ absl::StatusOr<std::string> Client::ForEachAllPage(std::string_view store,
       [&](int32_t page_size, const std::string& page_token) {
         return All(store, page_size, page_token);
       },
-      options, on_page);
+      DescribeAll(store), options, on_page);
 }
 
-absl::StatusOr<std::string> Client::ForEachPage(const PageFetcher& fetch,
+absl::StatusOr<std::string> Client::ForEachPage(const PageFetcher& fetch, std::string_view doing,
                                                 const ScanOptions& options,
                                                 const PageCallback& on_page) {
   // With a limit but no page size, pages are this big until the last one. It is the router's
@@ -174,9 +175,9 @@ absl::StatusOr<std::string> Client::ForEachPage(const PageFetcher& fetch,
   // coerces.
   constexpr int32_t kPageSizeWhenLimited = 100;
   if (options.page_size < 0 || options.limit < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("scan: page_size (", options.page_size,
-                                                   ") and limit (", options.limit,
-                                                   ") must be >= 0"));
+    return absl::InvalidArgumentError(absl::StrCat(std::string(doing), ": page_size (",
+                                                   options.page_size, ") and limit (",
+                                                   options.limit, ") must be >= 0"));
   }
   std::string token = options.page_token;
   int64_t remaining = options.limit;  // Meaningful only when options.limit > 0.
@@ -191,14 +192,14 @@ absl::StatusOr<std::string> Client::ForEachPage(const PageFetcher& fetch,
     if (!page.ok()) return page.status();
     if (!page->next_page_token().empty() && page->next_page_token() == token) {
       // Following it would loop forever.
-      return absl::InternalError(
-          absl::StrCat("scan: the server answered page token \"", token,
-                       "\" with the same token as next_page_token"));
+      return absl::InternalError(absl::StrCat(std::string(doing),
+                                              ": the server answered page token \"", token,
+                                              "\" with the same next_page_token"));
     }
     if (options.limit > 0) {
       if (page->entries_size() > remaining) {
-        page->mutable_entries()->DeleteSubrange(
-            static_cast<int>(remaining), page->entries_size() - static_cast<int>(remaining));
+        page->mutable_entries()->DeleteSubrange(static_cast<int>(remaining),
+                                                page->entries_size() - static_cast<int>(remaining));
       }
       remaining -= page->entries_size();
     }

@@ -105,7 +105,8 @@ class Client {
   // The deadline and other per-call settings.
   void PrepareContext(grpc::ClientContext* context) const;
 
-  static absl::StatusOr<std::string> ForEachPage(const PageFetcher& fetch,
+  // `doing` names the scan in errors found here rather than by the server.
+  static absl::StatusOr<std::string> ForEachPage(const PageFetcher& fetch, std::string_view doing,
                                                  const ScanOptions& options,
                                                  const PageCallback& on_page);
 

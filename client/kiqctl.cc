@@ -51,7 +51,8 @@ Output:
   Table (default): columns KEY, VALUE, PARTITION. A value is shown as JSON for JSON and numeric
   stores, else as text; bytes that are not UTF-8, control characters and backslash are escaped
   (\xNN, \n, \\). get prints "not found" for a missing key; count prints "count: N
-  (approximate)". range/all print the next page token to stderr as "next page token: TOKEN".
+  (approximate)". When --limit stops range/all before the end, they print the token to resume
+  from to stderr as "next page token: TOKEN".
   --json: one line of JSON, the proto3 JSON mapping of the response with every field present
   (bytes in base64, int64 as a string). range/all print a single ScanResponse holding every
   entry read, in order, with "nextPageToken" (empty when the scan reached the end).
@@ -72,9 +73,7 @@ constexpr absl::string_view kLimit = "limit";
 
 bool IsFlag(absl::string_view arg) { return arg == "-h" || absl::StartsWith(arg, "--"); }
 
-absl::Status UsageError(absl::string_view message) {
-  return absl::InvalidArgumentError(message);
-}
+absl::Status UsageError(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
 absl::Status ApplyValueFlag(absl::string_view name, const std::string& value, KiqctlArgs* args) {
   if (name == kTarget) {
@@ -90,8 +89,7 @@ absl::Status ApplyValueFlag(absl::string_view name, const std::string& value, Ki
   } else if (name == kPageSize) {
     int32_t page_size = 0;
     if (!absl::SimpleAtoi(value, &page_size) || page_size <= 0) {
-      return UsageError(
-          absl::StrCat("--page-size wants a positive integer, got \"", value, "\""));
+      return UsageError(absl::StrCat("--page-size wants a positive integer, got \"", value, "\""));
     }
     args->scan.page_size = page_size;
   } else if (name == kPageToken) {
@@ -161,8 +159,7 @@ int RunGet(const Client& client, const KiqctlArgs& args, std::ostream& out, std:
   return exit_code;
 }
 
-int RunCount(const Client& client, const KiqctlArgs& args, std::ostream& out,
-             std::ostream& err) {
+int RunCount(const Client& client, const KiqctlArgs& args, std::ostream& out, std::ostream& err) {
   absl::StatusOr<kiq::v1::CountResponse> response = client.Count(args.store);
   if (!response.ok()) return Fail(err, response.status(), DescribeCount(args.store));
   if (args.json) return PrintJson(*response, out, err, kExitOk);
@@ -184,8 +181,7 @@ int RunScan(const Client& client, const KiqctlArgs& args, std::ostream& out, std
                : client.ForEachAllPage(args.store, args.scan, on_page);
   if (!next_page_token.ok()) {
     return Fail(err, next_page_token.status(),
-                is_range ? DescribeRange(args.store, args.from, args.to)
-                         : DescribeAll(args.store));
+                is_range ? DescribeRange(args.store, args.from, args.to) : DescribeAll(args.store));
   }
   merged.set_next_page_token(*next_page_token);
   if (args.json) return PrintJson(merged, out, err, kExitOk);
@@ -284,8 +280,8 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
   }
   const bool scans = spec->command == KiqctlCommand::kRange || spec->command == KiqctlCommand::kAll;
   if (!scans && !scan_flags.empty()) {
-    return UsageError(absl::StrCat(scan_flags.front(), " applies only to range and all, not ",
-                                   spec->name));
+    return UsageError(
+        absl::StrCat(scan_flags.front(), " applies only to range and all, not ", spec->name));
   }
   return parsed;
 }

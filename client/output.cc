@@ -59,15 +59,16 @@ std::string EntryKeyText(const kiq::v1::Entry& entry) {
 std::string EntryValueText(const kiq::v1::Entry& entry) {
   if (entry.has_json()) {
     std::string json;
-    // JSON text has no raw control characters, so it is shown as is; a Value that cannot be
-    // JSON (a NaN) falls back to the bytes, which still say what is stored.
-    if (google::protobuf::util::MessageToJsonString(entry.json(), &json).ok()) return json;
+    // JSON text has no raw control characters, so it is shown as is. A Value with no kind
+    // set prints as nothing; then the bytes still say what is stored.
+    if (google::protobuf::util::MessageToJsonString(entry.json(), &json).ok() && !json.empty()) {
+      return json;
+    }
   }
   return EscapeForTerminal(entry.value());
 }
 
-std::string RenderEntriesTable(
-    const google::protobuf::RepeatedPtrField<kiq::v1::Entry>& entries) {
+std::string RenderEntriesTable(const google::protobuf::RepeatedPtrField<kiq::v1::Entry>& entries) {
   if (entries.empty()) return "no entries\n";
   std::vector<Row> rows;
   rows.reserve(entries.size());
@@ -95,8 +96,10 @@ absl::StatusOr<std::string> RenderJson(const google::protobuf::Message& message)
   std::string json;
   const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("render ", message.GetTypeName(), " as JSON: ", status.ToString()));
+    // Protobuf's status codes are the canonical ones too.
+    return absl::Status(static_cast<absl::StatusCode>(status.code()),
+                        absl::StrCat("render ", message.GetTypeName(),
+                                     " as JSON: ", std::string(status.message())));
   }
   json.push_back('\n');
   return json;

@@ -17,7 +17,8 @@ namespace kiq::client {
 std::string EntryKeyText(const kiq::v1::Entry& entry);
 
 // The value of an entry as terminal text: the JSON of `entry.json` when it is set (JSON and
-// numeric stores), else the value bytes as text, escaped (\xNN) where they are not UTF-8.
+// numeric stores), else the value bytes as text, escaped (\xNN) where they are not UTF-8 and
+// for control characters and backslash (see EscapeForTerminal).
 std::string EntryValueText(const kiq::v1::Entry& entry);
 
 // A table with columns KEY, VALUE, PARTITION, aligned with two spaces between columns, one
@@ -32,7 +33,7 @@ std::string RenderCountText(const kiq::v1::CountResponse& response);
 
 // One line of JSON (proto3 JSON mapping, lowerCamelCase names, bytes as base64, int64 as a
 // string) with every field present, defaults included, so scripts see a stable shape; ends in
-// "\n". INVALID_ARGUMENT if the message cannot be JSON (e.g. a NaN number in a Value).
+// "\n". Fails only if the message cannot be JSON (e.g. an Any of an unknown type).
 absl::StatusOr<std::string> RenderJson(const google::protobuf::Message& message);
 
 // Accumulates the pages of a scan into one ScanResponse, so a multi-page scan is shown (and

@@ -109,8 +109,7 @@ std::string QuoteForMessage(std::string_view bytes) {
   // Cut at a code point boundary so the clipped text stays readable.
   size_t cut = kMaxShown;
   while (cut > 0 && (static_cast<uint8_t>(bytes[cut]) & 0xC0) == 0x80) --cut;
-  return absl::StrCat("\"", Escape(bytes.substr(0, cut), true), "\"...(", bytes.size(),
-                      " bytes)");
+  return absl::StrCat("\"", Escape(bytes.substr(0, cut), true), "\"...(", bytes.size(), " bytes)");
 }
 
 size_t DisplayWidth(std::string_view utf8) {

@@ -101,6 +101,9 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
       {"bootstrap.servers", o.bootstrap_servers},
       {"group.id", topology.application_id()},
       {"client.id", o.node_id},
+      // Static membership (KIP-345): a node that restarts within the session timeout keeps its
+      // partitions, and its old incarnation is replaced at once instead of timing out.
+      {"group.instance.id", o.node_id},
       // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},

@@ -20,6 +20,17 @@ void AppendPartition(std::string* out, PartitionId p) {
   out->push_back(static_cast<char>(v));
 }
 
+// The exclusive upper bound of partition `p`'s keys: the next partition's prefix, computed
+// unsigned (0x7fffffff + 1 must not overflow an int32). The last prefix, ff ff ff ff, has no
+// finite upper bound; every key at or above it belongs to that partition.
+std::optional<std::string> PartitionUpperBound(PartitionId p) {
+  const uint32_t v = static_cast<uint32_t>(p.value());
+  if (v == UINT32_MAX) return std::nullopt;
+  std::string out;
+  AppendPartition(&out, PartitionId(static_cast<int32_t>(v + 1)));
+  return out;
+}
+
 std::string OffsetKey(absl::string_view topic, PartitionId p) {
   std::string key = absl::StrCat("o", topic);
   key.push_back('\0');  // topic names cannot contain NUL
@@ -158,10 +169,13 @@ absl::StatusOr<std::vector<router::KeyValue>> StoreEngine::Scan(
     const std::optional<std::string>& after, size_t limit) const {
   const std::string prefix = PartitionPrefix(p);
   // The iterator never leaves the partition: upper bound = the next partition's prefix.
-  const std::string upper = PartitionPrefix(PartitionId(p.value() + 1));
-  rocksdb::Slice upper_slice(upper);
+  const std::optional<std::string> upper = PartitionUpperBound(p);
+  rocksdb::Slice upper_slice;
   rocksdb::ReadOptions options;
-  options.iterate_upper_bound = &upper_slice;
+  if (upper) {
+    upper_slice = rocksdb::Slice(*upper);
+    options.iterate_upper_bound = &upper_slice;
+  }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, stores_[store.index]));
 
   std::string start = prefix;
@@ -244,7 +258,23 @@ absl::Status StoreEngine::Apply(Batch& batch) {
 
 absl::Status StoreEngine::DropPartition(StoreHandle store, PartitionId p) {
   rocksdb::WriteBatch batch;
-  batch.DeleteRange(stores_[store.index], PartitionPrefix(p), PartitionPrefix(PartitionId(p.value() + 1)));
+  const std::string prefix = PartitionPrefix(p);
+  if (const std::optional<std::string> upper = PartitionUpperBound(p)) {
+    batch.DeleteRange(stores_[store.index], prefix, *upper);
+  } else {
+    // The last partition has no finite upper bound: delete up to its last key, inclusive.
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), stores_[store.index]));
+    it->SeekToLast();
+    if (!it->status().ok()) {
+      return ToStatus(it->status(),
+                      absl::StrCat("drop store=", names_[store.index], " partition=", p.value()));
+    }
+    if (it->Valid() && it->key().starts_with(prefix)) {
+      batch.DeleteRange(stores_[store.index], prefix, it->key());
+      batch.Delete(stores_[store.index], it->key());
+    }
+  }
   batch.Delete(meta_, CountKey(names_[store.index], p));
   return ToStatus(db_->Write(rocksdb::WriteOptions(), &batch),
                   absl::StrCat("drop store=", names_[store.index], " partition=", p.value()));

@@ -60,8 +60,9 @@ std::string NameCharProblem(absl::string_view name) {
 }
 
 std::string TopicNameProblem(absl::string_view topic) {
-  if (topic == "." || topic == "..")
+  if (topic == "." || topic == "..") {
     return absl::StrCat(Quote(topic), " is not a valid topic name");
+  }
   if (topic.size() > kMaxTopicLength) {
     return absl::StrCat("topic name is ", topic.size(), " characters long; Kafka allows at most ",
                         kMaxTopicLength);

@@ -154,9 +154,9 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
   }
 
   // Page tokens are "after:" + hex of the last key returned.
-  grpc::Status Scan(grpc::ServerContext* context, const std::string& name,
-                    const std::string& from, const std::string& to, int32_t page_size,
-                    const std::string& page_token, kiq::v1::ScanResponse* response) const {
+  grpc::Status Scan(grpc::ServerContext* context, const std::string& name, const std::string& from,
+                    const std::string& to, int32_t page_size, const std::string& page_token,
+                    kiq::v1::ScanResponse* response) const {
     const Store* store = nullptr;
     if (grpc::Status s = Find(context, name, &store); !s.ok()) return s;
     if (name == "loop") {

@@ -7,10 +7,12 @@
 #include "client/kiqctl.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
 
 namespace kiq::client {
 namespace {
 
+using ::kiq::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -22,7 +24,7 @@ absl::StatusOr<std::unique_ptr<Client>> NoClient(const std::string& target, Clie
 
 TEST(ParseKiqctlArgsTest, GetWithDefaults) {
   absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"get", "orders", "a"}, "");
-  ASSERT_TRUE(args.ok()) << args.status();
+  ASSERT_OK(args);
   EXPECT_EQ(args->command, KiqctlCommand::kGet);
   EXPECT_EQ(args->target, "localhost:7070");
   EXPECT_FALSE(args->json);
@@ -32,12 +34,11 @@ TEST(ParseKiqctlArgsTest, GetWithDefaults) {
 }
 
 TEST(ParseKiqctlArgsTest, FlagsWorkBeforeAndAfterTheCommand) {
-  absl::StatusOr<KiqctlArgs> args =
-      ParseKiqctlArgs({"--target", "node-1:7070", "--json", "range", "orders", "a", "z",
-                       "--page-size", "50", "--timeout", "500ms", "--limit", "7",
-                       "--page-token", "--tok"},
-                      "");
-  ASSERT_TRUE(args.ok()) << args.status();
+  absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs(
+      {"--target", "node-1:7070", "--json", "range", "orders", "a", "z", "--page-size", "50",
+       "--timeout", "500ms", "--limit", "7", "--page-token", "--tok"},
+      "");
+  ASSERT_OK(args);
   EXPECT_EQ(args->command, KiqctlCommand::kRange);
   EXPECT_EQ(args->target, "node-1:7070");
   EXPECT_TRUE(args->json);
@@ -52,7 +53,7 @@ TEST(ParseKiqctlArgsTest, FlagsWorkBeforeAndAfterTheCommand) {
 TEST(ParseKiqctlArgsTest, FlagsTakeValuesAfterEquals) {
   absl::StatusOr<KiqctlArgs> args =
       ParseKiqctlArgs({"all", "orders", "--target=h:1", "--timeout=2s", "--page-token="}, "");
-  ASSERT_TRUE(args.ok()) << args.status();
+  ASSERT_OK(args);
   EXPECT_EQ(args->command, KiqctlCommand::kAll);
   EXPECT_EQ(args->target, "h:1");
   EXPECT_EQ(args->timeout, absl::Seconds(2));
@@ -67,14 +68,14 @@ TEST(ParseKiqctlArgsTest, TargetFlagBeatsEnvironmentBeatsDefault) {
 
 TEST(ParseKiqctlArgsTest, DoubleDashEndsFlags) {
   absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"get", "orders", "--", "--json"}, "");
-  ASSERT_TRUE(args.ok()) << args.status();
+  ASSERT_OK(args);
   EXPECT_EQ(args->key, "--json");
   EXPECT_FALSE(args->json);
 }
 
 TEST(ParseKiqctlArgsTest, SingleDashArgumentsAreOperands) {
   absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"range", "scores", "-10", "-"}, "");
-  ASSERT_TRUE(args.ok()) << args.status();
+  ASSERT_OK(args);
   EXPECT_EQ(args->from, "-10");
   EXPECT_EQ(args->to, "-");
 }
@@ -89,7 +90,7 @@ TEST(ParseKiqctlArgsTest, HelpInEveryForm) {
                                              {"range", "s", "-h", "--limit", "x"}}) {
     SCOPED_TRACE(argv[0]);
     absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs(argv, "");
-    ASSERT_TRUE(args.ok()) << args.status();
+    ASSERT_OK(args);
     EXPECT_EQ(args->command, KiqctlCommand::kHelp);
   }
 }
@@ -103,7 +104,7 @@ class UsageErrorTest : public ::testing::TestWithParam<UsageErrorCase> {};
 
 TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderr) {
   const UsageErrorCase& c = GetParam();
-  EXPECT_EQ(ParseKiqctlArgs(c.args, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ParseKiqctlArgs(c.args, ""), StatusIs(absl::StatusCode::kInvalidArgument, c.message));
   std::ostringstream out, err;
   EXPECT_EQ(RunKiqctl(c.args, out, err, NoClient), kExitUsage);
   EXPECT_EQ(out.str(), "");
@@ -154,12 +155,27 @@ TEST(KiqctlHelpTest, PrintsUsageToStdoutAndExitsZero) {
 TEST(KiqctlHelpTest, UsageNamesEveryCommandFlagAndExitCode) {
   const std::string usage = KiqctlUsage();
   EXPECT_THAT(usage, StartsWith("Usage: kiqctl"));
-  for (const char* text :
-       {"get STORE KEY", "range STORE FROM TO", "all STORE", "count STORE", "help",
-        "--target HOST:PORT", "KIQ_TARGET", "localhost:7070", "--json", "--timeout DURATION",
-        "--page-size N", "--page-token TOKEN", "--limit N", "-h, --help", "--  ",
-        "0  success", "1  get: the key was not found", "2  usage error",
-        "3  RPC or server error", "next page token", "nextPageToken"}) {
+  for (const char* text : {"get STORE KEY",
+                           "range STORE FROM TO",
+                           "all STORE",
+                           "count STORE",
+                           "help",
+                           "--target HOST:PORT",
+                           "KIQ_TARGET",
+                           "localhost:7070",
+                           "--json",
+                           "--timeout DURATION",
+                           "--page-size N",
+                           "--page-token TOKEN",
+                           "--limit N",
+                           "-h, --help",
+                           "--  ",
+                           "0  success",
+                           "1  get: the key was not found",
+                           "2  usage error",
+                           "3  RPC or server error",
+                           "next page token",
+                           "nextPageToken"}) {
     EXPECT_THAT(usage, HasSubstr(text));
   }
 }

@@ -1,9 +1,12 @@
 #include "client/kiqctl.h"
 
+#include <algorithm>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <google/protobuf/util/json_util.h>
 
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -69,10 +72,11 @@ TEST_F(KiqctlTest, GetOfAMissingKeyExitsOne) {
 TEST_F(KiqctlTest, GetJson) {
   Result r = Run({"get", "orders", "b", "--json"});
   EXPECT_EQ(r.exit_code, kExitOk);
-  EXPECT_EQ(r.out,
-            "{\"found\":true,\"entry\":{\"key\":\"b\",\"keyBytes\":\"\",\"value\":\"cGxhaW4gdGV4dA==\","
-            "\"partition\":1},\"position\":{\"offsets\":[{\"topic\":\"orders-source\","
-            "\"partition\":0,\"offset\":\"10\"}]}}\n");
+  EXPECT_EQ(
+      r.out,
+      "{\"found\":true,\"entry\":{\"key\":\"b\",\"keyBytes\":\"\",\"value\":\"cGxhaW4gdGV4dA==\","
+      "\"partition\":1},\"position\":{\"offsets\":[{\"topic\":\"orders-source\","
+      "\"partition\":0,\"offset\":\"10\"}]}}\n");
   r = Run({"--json", "get", "orders", "zzz"});
   EXPECT_EQ(r.exit_code, kExitNotFound);
   EXPECT_EQ(r.out, "{\"found\":false}\n");
@@ -147,9 +151,13 @@ TEST_F(KiqctlTest, AllJsonIsOneDocumentWithTheNextPageToken) {
   r = Run({"all", "orders", "--json"});
   EXPECT_EQ(r.exit_code, kExitOk);
   EXPECT_THAT(r.out, HasSubstr("\"nextPageToken\":\"\""));
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '{') - 1 /* document */ - 2 /* json */ -
-                1 /* position */ - 1 /* offset */,
-            5);  // One object per entry.
+  // The document is a ScanResponse holding the entries of all three pages.
+  kiq::v1::ScanResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  ASSERT_EQ(parsed.entries_size(), 5);
+  EXPECT_EQ(parsed.entries(2).value(), "\xff\xfe");
+  EXPECT_EQ(parsed.entries(3).json().number_value(), 42);
+  EXPECT_EQ(parsed.next_page_token(), "");
 }
 
 TEST_F(KiqctlTest, RangeIsInclusive) {
@@ -186,6 +194,15 @@ TEST_F(KiqctlTest, BadPageTokenIsAServerError) {
   EXPECT_EQ(r.err, "kiqctl: all store=orders: INVALID_ARGUMENT: malformed page token\n");
 }
 
+TEST_F(KiqctlTest, AServerThatRepeatsItsPageTokenIsAnErrorNotAnEndlessLoop) {
+  const Result r = Run({"all", "loop"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "kiqctl: all store=loop: INTERNAL: the server answered page token \"loop-token\" with "
+            "the same next_page_token\n");
+}
+
 TEST_F(KiqctlTest, TimeoutFlagSetsTheDeadline) {
   const Result r = Run({"get", "slow", "a", "--timeout", "100ms"});
   EXPECT_EQ(r.exit_code, kExitError);
@@ -210,11 +227,11 @@ TEST_F(KiqctlTest, UnreachableServerExitsThree) {
 
 TEST_F(KiqctlTest, ClientFactoryErrorsExitThree) {
   std::ostringstream out, err;
-  const int exit_code = RunKiqctl(
-      {"count", "orders"}, out, err,
-      [](const std::string&, ClientOptions) -> absl::StatusOr<std::unique_ptr<Client>> {
-        return absl::InvalidArgumentError("connect: bad target");
-      });
+  const int exit_code =
+      RunKiqctl({"count", "orders"}, out, err,
+                [](const std::string&, ClientOptions) -> absl::StatusOr<std::unique_ptr<Client>> {
+                  return absl::InvalidArgumentError("connect: bad target");
+                });
   EXPECT_EQ(exit_code, kExitError);
   EXPECT_EQ(err.str(), "kiqctl: INVALID_ARGUMENT: connect: bad target\n");
 }

@@ -39,7 +39,9 @@ TEST(EscapeForTerminalTest, EscapesControlCharactersAndBackslash) {
 
 TEST(EscapeForTerminalTest, EscapesBytesThatAreNotUtf8AsHex) {
   EXPECT_EQ(EscapeForTerminal("\xff\xfe"), "\\xff\\xfe");
-  EXPECT_EQ(EscapeForTerminal("user\xc3" "1"), "user\\xc31");
+  EXPECT_EQ(EscapeForTerminal("user\xc3"
+                              "1"),
+            "user\\xc31");
 }
 
 TEST(EscapeForTerminalTest, DifferentInputsStayDifferent) {
@@ -56,7 +58,8 @@ TEST(QuoteForMessageTest, QuotesAndEscapes) {
 }
 
 TEST(QuoteForMessageTest, ClipsLongKeysAtACodePointBoundary) {
-  EXPECT_EQ(QuoteForMessage(std::string(300, 'k')), "\"" + std::string(64, 'k') + "\"...(300 bytes)");
+  EXPECT_EQ(QuoteForMessage(std::string(300, 'k')),
+            "\"" + std::string(64, 'k') + "\"...(300 bytes)");
   // 63 ASCII bytes then a 2-byte character across the 64-byte cut: the character is dropped.
   const std::string key = std::string(63, 'k') + "\xc3\xa9" + std::string(10, 'k');
   EXPECT_EQ(QuoteForMessage(key), "\"" + std::string(63, 'k') + "\"...(75 bytes)");

@@ -1,0 +1,428 @@
+// One kiq-node process on a kiq-dev-kafka process: produce known data, wait until the node's
+// position reaches what was produced, and compare every answer with an independently
+// computed truth.
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <set>
+#include <map>
+#include <random>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "kiq/v1/query.grpc.pb.h"
+#include "tests/testing/kiq_processes.h"
+#include "tests/testing/status_matchers.h"
+
+namespace kiq::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kPartitions = 6;
+using Entries = std::vector<std::pair<std::string, std::string>>;
+
+std::string OrdersTopology() { return std::string(kSourceDir) + "/examples/orders/topology.yaml"; }
+
+class SingleNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("single-node");
+    auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions}, {"orders", kPartitions}});
+    ASSERT_OK(kafka);
+    kafka_ = std::move(*kafka);
+    auto producer = TestProducer::Create(kafka_->bootstrap_servers());
+    ASSERT_OK(producer);
+    producer_ = std::move(*producer);
+  }
+
+  void StartNode(const std::string& config = OrdersTopology(),
+                 std::vector<std::string> extra_flags = {}) {
+    NodeProcess::Options options;
+    options.config = config;
+    options.bootstrap_servers = kafka_->bootstrap_servers();
+    options.data_dir = dir_ + "/data";
+    options.extra_flags = std::move(extra_flags);
+    auto node = NodeProcess::Start(dir_, options);
+    ASSERT_OK(node);
+    node_ = std::move(*node);
+    stub_ = kiq::v1::QueryService::NewStub(
+        grpc::CreateChannel(node_->target(), grpc::InsecureChannelCredentials()));
+  }
+
+  // Produces and remembers the next offset per (topic, partition): the position to wait for.
+  void Produce(const std::string& topic, const std::string& key,
+               const std::optional<std::string>& value) {
+    auto delivered = producer_->Produce(topic, key, value);
+    ASSERT_OK(delivered);
+    int64_t& next = produced_[{topic, delivered->partition}];
+    next = std::max(next, delivered->offset + 1);
+  }
+
+  grpc::Status Count(const std::string& store, kiq::v1::CountResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    kiq::v1::CountRequest request;
+    request.set_store(store);
+    return stub_->Count(&context, request, response);
+  }
+
+  // True once the store's position covers everything produced to `topic`.
+  bool Caught(const std::string& store, const std::string& topic) {
+    kiq::v1::CountResponse response;
+    if (!Count(store, &response).ok()) return false;
+    std::map<int32_t, int64_t> at;
+    for (const auto& po : response.position().offsets()) {
+      if (po.topic() == topic) at[po.partition()] = po.offset();
+    }
+    for (const auto& [tp, next] : produced_) {
+      if (tp.first == topic && at[tp.second] < next) return false;
+    }
+    return true;
+  }
+
+  void WaitCaughtUp(const std::string& store, const std::string& topic) {
+    ASSERT_TRUE(WaitFor([&] { return Caught(store, topic); }, absl::Seconds(60)))
+        << "store " << store << " did not reach the produced offsets of " << topic << "\n"
+        << node_->process().ReadLog();
+  }
+
+  grpc::Status Get(const std::string& store, const std::string& key,
+                   kiq::v1::GetResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    kiq::v1::GetRequest request;
+    request.set_store(store);
+    request.set_key(key);
+    return stub_->Get(&context, request, response);
+  }
+
+  // Every entry of a scan, following page tokens; also counts the pages.
+  std::vector<std::pair<std::string, std::string>> ScanAll(const std::string& store,
+                                                           int page_size,
+                                                           const std::string& from = "",
+                                                           const std::string& to = "",
+                                                           int* pages = nullptr) {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::string token;
+    int n = 0;
+    do {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      kiq::v1::ScanResponse response;
+      grpc::Status status;
+      if (from.empty() && to.empty()) {
+        kiq::v1::AllRequest request;
+        request.set_store(store);
+        request.set_page_size(page_size);
+        request.set_page_token(token);
+        status = stub_->All(&context, request, &response);
+      } else {
+        kiq::v1::RangeRequest request;
+        request.set_store(store);
+        request.set_from(from);
+        request.set_to(to);
+        request.set_page_size(page_size);
+        request.set_page_token(token);
+        status = stub_->Range(&context, request, &response);
+      }
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      EXPECT_LE(response.entries_size(), page_size);
+      for (const auto& e : response.entries()) out.emplace_back(e.key(), e.value());
+      token = response.next_page_token();
+      ++n;
+    } while (!token.empty());
+    if (pages != nullptr) *pages = n;
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<DevKafkaProcess> kafka_;
+  std::unique_ptr<TestProducer> producer_;
+  std::unique_ptr<NodeProcess> node_;
+  std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
+  std::map<std::pair<std::string, int32_t>, int64_t> produced_;
+};
+
+TEST_F(SingleNodeTest, MaterializesTablesAndCountsAndAnswersEveryQuery) {
+  std::map<std::string, std::string> customers;
+  std::map<std::string, std::string> order_count;
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = absl::StrCat("u", i);
+    Produce("customers", key, absl::StrCat("name-", i));
+    customers[key] = absl::StrCat("name-", i);
+  }
+  for (int i = 0; i < 40; i += 3) {  // updates
+    const std::string key = absl::StrCat("u", i);
+    Produce("customers", key, absl::StrCat("renamed-", i));
+    customers[key] = absl::StrCat("renamed-", i);
+  }
+  for (int i = 1; i < 40; i += 5) {  // deletes by null value
+    const std::string key = absl::StrCat("u", i);
+    Produce("customers", key, std::nullopt);
+    customers.erase(key);
+  }
+  StartNode();
+  std::mt19937 rng(7);
+  std::map<std::string, int64_t> truth;
+  for (int i = 0; i < 400; ++i) {
+    const std::string key = absl::StrCat("u", rng() % 50);
+    Produce("orders", key, absl::StrCat("food-", i));
+    ++truth[key];
+  }
+  for (const auto& [k, n] : truth) order_count[k] = absl::StrCat(n);
+  WaitCaughtUp("customers", "customers");
+  WaitCaughtUp("order_count", "orders");
+
+  for (int i = 0; i < 50; ++i) {
+    const std::string key = absl::StrCat("u", i);
+    kiq::v1::GetResponse response;
+    ASSERT_TRUE(Get("customers", key, &response).ok());
+    auto it = customers.find(key);
+    EXPECT_EQ(response.found(), it != customers.end()) << key;
+    if (it != customers.end()) {
+      EXPECT_EQ(response.entry().value(), it->second);
+      EXPECT_EQ(response.entry().key(), key);
+    }
+    ASSERT_TRUE(Get("order_count", key, &response).ok());
+    auto count = truth.find(key);
+    EXPECT_EQ(response.found(), count != truth.end()) << key;
+    if (count != truth.end()) {
+      EXPECT_EQ(response.entry().value(), absl::StrCat(count->second));
+      EXPECT_EQ(response.entry().json().number_value(), static_cast<double>(count->second));
+    }
+    EXPECT_EQ(response.position().offsets_size(), 1);
+  }
+
+  int pages = 0;
+  auto all_customers = ScanAll("customers", 3, "", "", &pages);
+  EXPECT_EQ(all_customers, Entries(customers.begin(), customers.end()));
+  EXPECT_EQ(pages, static_cast<int>((customers.size() + 2) / 3));
+  auto all_counts = ScanAll("order_count", 7);
+  EXPECT_EQ(all_counts, Entries(order_count.begin(), order_count.end()));
+  // Range: both bounds inclusive, byte order ("u1" <= k <= "u2" holds u1, u10..u19, u2).
+  Entries expected_range(order_count.lower_bound("u1"), order_count.upper_bound("u2"));
+  EXPECT_EQ(ScanAll("order_count", 4, "u1", "u2"), expected_range);
+
+  kiq::v1::CountResponse count;
+  ASSERT_TRUE(Count("customers", &count).ok());
+  EXPECT_EQ(count.count(), static_cast<int64_t>(customers.size()));
+  ASSERT_TRUE(Count("order_count", &count).ok());
+  EXPECT_EQ(count.count(), static_cast<int64_t>(truth.size()));
+  EXPECT_EQ(count.position().offsets_size(), kPartitions);
+}
+
+TEST_F(SingleNodeTest, BadRequestsGetClearErrorsAndTheNodeKeepsServing) {
+  StartNode();
+  Produce("orders", "u1", "pizza");
+  WaitCaughtUp("order_count", "orders");
+
+  kiq::v1::GetResponse get;
+  grpc::Status status = Get("no_such_store", "u1", &get);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("no_such_store"));
+
+  grpc::ClientContext range_context;
+  kiq::v1::RangeRequest range;
+  range.set_store("order_count");
+  range.set_from("z");
+  range.set_to("a");
+  kiq::v1::ScanResponse scan;
+  status = stub_->Range(&range_context, range, &scan);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("after"));
+
+  grpc::ClientContext page_context;
+  kiq::v1::AllRequest all;
+  all.set_store("order_count");
+  all.set_page_size(100000);
+  status = stub_->All(&page_context, all, &scan);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("page_size"));
+
+  grpc::ClientContext empty_context;
+  kiq::v1::GetRequest empty;
+  empty.set_key("u1");
+  status = stub_->Get(&empty_context, empty, &get);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  ASSERT_TRUE(Get("order_count", "u1", &get).ok());
+  EXPECT_EQ(get.entry().value(), "1");
+  EXPECT_TRUE(node_->process().running());
+}
+
+TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered) {
+  const std::string config = dir_ + "/json.yaml";
+  {
+    std::ofstream out(config);
+    out << "application_id: shop\n"
+           "sources:\n"
+           "  - topic: orders\n"
+           "    value_format: json\n"
+           "stores:\n"
+           "  - name: orders_by_user\n"
+           "    source: orders\n"
+           "    table: {}\n"
+           "  - name: order_count\n"
+           "    source: orders\n"
+           "    count: {}\n";
+  }
+  StartNode(config);
+  Produce("orders", "u1", R"({"food":"pizza"})");
+  auto bad = producer_->Produce("orders", "u1", "{not json");
+  ASSERT_OK(bad);
+  produced_[{"orders", bad->partition}] = bad->offset + 1;
+  Produce("orders", "u1", R"({"food":"sushi"})");
+  WaitCaughtUp("order_count", "orders");
+
+  kiq::v1::GetResponse get;
+  ASSERT_TRUE(Get("order_count", "u1", &get).ok());
+  EXPECT_EQ(get.entry().value(), "2");  // the bad record is skipped, the others counted
+  ASSERT_TRUE(Get("orders_by_user", "u1", &get).ok());
+  EXPECT_EQ(get.entry().json().struct_value().fields().at("food").string_value(), "sushi");
+
+  const std::string where = absl::StrCat("topic=orders partition=", bad->partition,
+                                         " offset=", bad->offset);
+  EXPECT_THAT(node_->process().ReadLog(), HasSubstr(where));
+  EXPECT_THAT(node_->process().ReadLog(), HasSubstr("value is not JSON"));
+
+  // One dead letter per store the record feeds, with the reason in a header.
+  auto letters = ConsumeAll(kafka_->bootstrap_servers(), "shop-dlq", 2, absl::Seconds(30));
+  ASSERT_EQ(letters.size(), 2u);
+  std::set<std::string> stores;
+  for (const ConsumedRecord& letter : letters) {
+    EXPECT_EQ(letter.value, "{not json");
+    std::map<std::string, std::string> headers(letter.headers.begin(), letter.headers.end());
+    EXPECT_EQ(headers["kiq.reason"], "value is not JSON");
+    EXPECT_EQ(headers["kiq.offset"], absl::StrCat(bad->offset));
+    stores.insert(headers["kiq.store"]);
+  }
+  EXPECT_EQ(stores, (std::set<std::string>{"orders_by_user", "order_count"}));
+  EXPECT_TRUE(node_->process().running());
+}
+
+TEST_F(SingleNodeTest, MalformedTopologyIsRefusedWithTheFieldPath) {
+  const std::string config = dir_ + "/bad.yaml";
+  {
+    std::ofstream out(config);
+    out << "application_id: shop\n"
+           "sources:\n"
+           "  - topic: orders\n"
+           "stores:\n"
+           "  - name: order_count\n"
+           "    source: ordrs\n"
+           "    count: {}\n";
+  }
+  auto process = Process::Start({kNodeBin, "--config=" + config,
+                                 "--bootstrap-servers=" + kafka_->bootstrap_servers(),
+                                 "--data-dir=" + dir_ + "/bad-data", "--grpc-port=0"},
+                                dir_ + "/bad-node.log");
+  ASSERT_OK(process);
+  auto code = (*process)->Wait(absl::Seconds(30));
+  ASSERT_OK(code);
+  EXPECT_EQ(*code, 2);
+  EXPECT_THAT((*process)->ReadLog(), HasSubstr("stores[0].source"));
+  EXPECT_THAT((*process)->ReadLog(), HasSubstr("ordrs"));
+}
+
+// Produce in the background, kill -9 the node mid-stream, restart it on the same data dir:
+// offsets are stored with the state, so no event is lost or counted twice.
+TEST_F(SingleNodeTest, RestartAfterKill9NeitherLosesNorDoubleCounts) {
+  StartNode();
+  std::map<std::string, int64_t> truth;
+  constexpr int kRecords = 6000;
+  std::vector<std::string> keys;
+  std::mt19937 rng(11);
+  for (int i = 0; i < kRecords; ++i) keys.push_back(absl::StrCat("user-", rng() % 97));
+  for (const std::string& k : keys) ++truth[k];
+
+  std::atomic<bool> failed{false};
+  std::thread producer([&] {
+    for (int i = 0; i < kRecords; ++i) {
+      if (!producer_->ProduceAsync("orders", keys[i], "x").ok()) failed = true;
+      if (i % 200 == 199 && !producer_->Flush().ok()) failed = true;
+    }
+    if (!producer_->Flush().ok()) failed = true;
+  });
+  // Kill once some, but not all, of the stream has been materialized.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        kiq::v1::CountResponse response;
+        if (!Count("order_count", &response).ok()) return false;
+        int64_t processed = 0;
+        for (const auto& po : response.position().offsets()) processed += po.offset();
+        return processed >= 500;
+      },
+      absl::Seconds(60)));
+  node_->process().Kill();
+  StartNode();
+  producer.join();
+  ASSERT_FALSE(failed.load());
+
+  // Wait until every record is reflected: total offsets == records produced.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        kiq::v1::CountResponse response;
+        if (!Count("order_count", &response).ok()) return false;
+        int64_t processed = 0;
+        for (const auto& po : response.position().offsets()) processed += po.offset();
+        return processed == kRecords;
+      },
+      absl::Seconds(60)))
+      << node_->process().ReadLog();
+  std::map<std::string, std::string> expected;
+  for (const auto& [k, n] : truth) expected[k] = absl::StrCat(n);
+  EXPECT_EQ(ScanAll("order_count", 50), Entries(expected.begin(), expected.end()));
+}
+
+// State that outlives its Kafka log (here: a new cluster with empty topics) is detected: the
+// partitions are FAILED and answer UNAVAILABLE with the reason, or, with
+// --offset-out-of-range=reset, rebuilt from the new log.
+TEST_F(SingleNodeTest, StoredOffsetOutsideTheLogIsReportedNotMixed) {
+  StartNode();
+  Produce("orders", "u1", "pizza");
+  WaitCaughtUp("order_count", "orders");
+  node_->process().Signal(SIGTERM);
+  auto code = node_->process().Wait(absl::Seconds(30));
+  ASSERT_OK(code);
+  EXPECT_EQ(*code, 0);
+
+  // A brand-new Kafka: the stored offset of u1's partition is beyond its (empty) log.
+  kafka_->process().Kill();
+  auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions}, {"orders", kPartitions}});
+  ASSERT_OK(kafka);
+  kafka_ = std::move(*kafka);
+  StartNode();
+  kiq::v1::GetResponse get;
+  grpc::Status status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = Get("order_count", "u1", &get);
+        return status.error_code() == grpc::StatusCode::UNAVAILABLE;
+      },
+      absl::Seconds(60)))
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("outside the log"));
+  EXPECT_THAT(node_->process().ReadLog(), HasSubstr("outside the log"));
+
+  node_->process().Signal(SIGTERM);
+  ASSERT_OK(node_->process().Wait(absl::Seconds(30)));
+  auto producer = TestProducer::Create(kafka_->bootstrap_servers());
+  ASSERT_OK(producer);
+  producer_ = std::move(*producer);
+  produced_.clear();
+  StartNode(OrdersTopology(), {"--offset-out-of-range=reset"});
+  Produce("orders", "u1", "sushi");
+  WaitCaughtUp("order_count", "orders");
+  ASSERT_TRUE(Get("order_count", "u1", &get).ok());
+  EXPECT_EQ(get.entry().value(), "1");  // rebuilt from the new log, not 1 + the old 1
+}
+
+}  // namespace
+}  // namespace kiq::testing

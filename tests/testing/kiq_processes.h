@@ -1,0 +1,92 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tests/testing/process.h"
+
+namespace kiq::testing {
+
+// The real binaries, built by CMake next to the tests.
+inline constexpr char kNodeBin[] = KIQ_NODE_BIN;
+inline constexpr char kDevKafkaBin[] = KIQ_DEV_KAFKA_BIN;
+inline constexpr char kCtlBin[] = KIQ_CTL_BIN;
+inline constexpr char kSourceDir[] = KIQ_SOURCE_DIR;
+
+// A kiq-dev-kafka process (librdkafka's mock cluster) with its topics created.
+class DevKafkaProcess {
+ public:
+  // topics: name → partitions.
+  static absl::StatusOr<std::unique_ptr<DevKafkaProcess>> Start(
+      const std::string& dir, const std::vector<std::pair<std::string, int>>& topics);
+  const std::string& bootstrap_servers() const { return bootstrap_; }
+  Process& process() { return *process_; }
+
+ private:
+  std::unique_ptr<Process> process_;
+  std::string bootstrap_;
+};
+
+// A kiq-node process on 127.0.0.1 with a port picked by the OS (read back from --port-file).
+class NodeProcess {
+ public:
+  struct Options {
+    std::string config;
+    std::string bootstrap_servers;
+    std::string node_id = "n1";
+    std::string data_dir;
+    std::vector<std::string> extra_flags;
+  };
+  static absl::StatusOr<std::unique_ptr<NodeProcess>> Start(const std::string& dir,
+                                                            Options options);
+  int grpc_port() const { return grpc_port_; }
+  std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  Process& process() { return *process_; }
+
+ private:
+  std::unique_ptr<Process> process_;
+  int grpc_port_ = 0;
+};
+
+// Produces test records the way Java clients do (murmur2 partitioner) and reports where
+// each landed. Not thread-safe.
+class TestProducer {
+ public:
+  struct Delivered {
+    int32_t partition = -1;
+    int64_t offset = -1;
+  };
+  static absl::StatusOr<std::unique_ptr<TestProducer>> Create(
+      const std::string& bootstrap_servers, const std::string& partitioner = "murmur2_random");
+  // A nullopt value produces a tombstone (Kafka null).
+  absl::StatusOr<Delivered> Produce(const std::string& topic, const std::string& key,
+                                    const std::optional<std::string>& value);
+  // Produces without waiting; Flush() waits for all.
+  absl::Status ProduceAsync(const std::string& topic, const std::string& key,
+                            const std::optional<std::string>& value);
+  absl::Status Flush();
+
+ private:
+  std::unique_ptr<RdKafka::Producer> producer_;
+};
+
+// Reads every record of `topic` from the start until `count` were read or `timeout` passes.
+struct ConsumedRecord {
+  std::string key;
+  std::optional<std::string> value;
+  int32_t partition;
+  int64_t offset;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
+                                       const std::string& topic, size_t count,
+                                       absl::Duration timeout);
+
+}  // namespace kiq::testing
