@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "node/dev_kafka.h"
+#include "node/flag_names.h"
 
 ABSL_FLAG(int, brokers, 3, "Number of brokers in the mock cluster.");
 ABSL_FLAG(std::vector<std::string>, topics, {},
@@ -25,7 +26,10 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Starts a Kafka-protocol cluster for development (librdkafka mock cluster).\n"
       "Usage: kiq-dev-kafka [--brokers=3] [--topics=orders:6,customers:6]");
-  absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args = kiq::node::NormalizeFlagNames(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
 
   std::vector<std::pair<std::string, int>> topics;
   for (const std::string& spec : absl::GetFlag(FLAGS_topics)) {

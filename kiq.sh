@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# kiq's developer entry point. On a fresh Debian bookworm machine, as root (or with sudo):
+#   ./kiq.sh quickstart   install packages, build, run a local cluster with real data and queries
+#   ./kiq.sh test         install packages, build everything, run the whole test suite (ctest)
+#   ./kiq.sh build        install packages and build only
+set -euo pipefail
+cd "$(dirname "$0")"
+BUILD_DIR=${KIQ_BUILD_DIR:-build}
+
+# Every dependency is a Debian package (see README "Dependencies").
+PACKAGES=(
+  cmake ninja-build ccache g++ pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  librdkafka-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libspdlog-dev libyaml-cpp-dev rapidjson-dev
+  kcat
+)
+
+install_deps() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "kiq.sh: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build() {
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  ninja -C "$BUILD_DIR" -j"$(nproc)" "$@"
+}
+
+case "${1:-}" in
+  quickstart)
+    install_deps
+    build kiq-node kiq-dev-kafka kiqctl
+    exec scripts/quickstart.sh "$BUILD_DIR"
+    ;;
+  test)
+    install_deps
+    build
+    cd "$BUILD_DIR"
+    exec ctest --output-on-failure -j"$(nproc)" --timeout 600
+    ;;
+  build)
+    install_deps
+    build
+    ;;
+  *)
+    echo "usage: ./kiq.sh quickstart|test|build" >&2
+    exit 2
+    ;;
+esac
