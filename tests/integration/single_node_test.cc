@@ -331,6 +331,41 @@ TEST_F(SingleNodeTest, MalformedTopologyIsRefusedWithTheFieldPath) {
   EXPECT_THAT((*process)->ReadLog(), HasSubstr("ordrs"));
 }
 
+// kiqctl, the real binary, against the real node: tables, JSON, exit codes.
+TEST_F(SingleNodeTest, KiqctlQueriesARealNode) {
+  StartNode();
+  Produce("customers", "alice", "Alice");
+  Produce("orders", "alice", "pizza");
+  Produce("orders", "alice", "sushi");
+  WaitCaughtUp("customers", "customers");
+  WaitCaughtUp("order_count", "orders");
+
+  int run = 0;
+  auto kiqctl = [&](std::vector<std::string> args, int* code) {
+    const std::string log = absl::StrCat(dir_, "/kiqctl-", run++, ".out");
+    args.insert(args.begin(), {kCtlBin, "--target", node_->target()});
+    auto process = Process::Start(args, log);
+    EXPECT_TRUE(process.ok());
+    auto exit_code = (*process)->Wait(absl::Seconds(30));
+    EXPECT_TRUE(exit_code.ok());
+    *code = exit_code.ok() ? *exit_code : -1;
+    return ReadFile(log);
+  };
+  int code = -1;
+  EXPECT_THAT(kiqctl({"get", "order_count", "alice"}, &code), HasSubstr("alice  2"));
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(kiqctl({"all", "customers"}, &code), HasSubstr("alice  Alice"));
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(kiqctl({"--json", "count", "order_count"}, &code), HasSubstr("\"count\":\"1\""));
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(kiqctl({"get", "order_count", "bob"}, &code), HasSubstr("not found"));
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(kiqctl({"get", "nope", "alice"}, &code), HasSubstr("NOT_FOUND: unknown store \"nope\""));
+  EXPECT_EQ(code, 3);
+  EXPECT_THAT(kiqctl({"range", "order_count", "z", "a"}, &code), HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_EQ(code, 3);
+}
+
 // Produce in the background, kill -9 the node mid-stream, restart it on the same data dir:
 // offsets are stored with the state, so no event is lost or counted twice.
 TEST_F(SingleNodeTest, RestartAfterKill9NeitherLosesNorDoubleCounts) {
