@@ -58,6 +58,16 @@ std::string DescribeCount(std::string_view store) {
   return absl::StrCat("count store=", EscapeForTerminal(store));
 }
 
+std::string DescribeAllNodes() { return "metadata"; }
+
+std::string DescribeNodesForStore(std::string_view store) {
+  return absl::StrCat("metadata store=", EscapeForTerminal(store));
+}
+
+std::string DescribeNodeForKey(std::string_view store, std::string_view key) {
+  return absl::StrCat("metadata store=", EscapeForTerminal(store), " key=", QuoteForMessage(key));
+}
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
                                                         ClientOptions options) {
   if (target.empty()) {
@@ -73,12 +83,24 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
 }
 
 Client::Client(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options)
-    : options_(options), stub_(kiq::v1::QueryService::NewStub(channel)) {}
+    : options_(options),
+      stub_(kiq::v1::QueryService::NewStub(channel)),
+      metadata_stub_(kiq::v1::MetadataService::NewStub(channel)) {}
 
 void Client::PrepareContext(grpc::ClientContext* context) const {
   if (options_.timeout != absl::InfiniteDuration()) {
     context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
   }
+}
+
+template <typename Response, typename Rpc>
+absl::StatusOr<Response> Client::CallUnary(std::string_view doing, const Rpc& rpc) const {
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  Response response;
+  absl::Status status = FromGrpcStatus(rpc(&context, &response), doing);
+  if (!status.ok()) return status;
+  return response;
 }
 
 absl::StatusOr<kiq::v1::GetResponse> Client::Get(std::string_view store,
@@ -88,13 +110,10 @@ absl::StatusOr<kiq::v1::GetResponse> Client::Get(std::string_view store,
   SetTextOrBytes(
       key, [&](std::string v) { request.set_key(std::move(v)); },
       [&](std::string v) { request.set_key_bytes(std::move(v)); });
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  kiq::v1::GetResponse response;
-  absl::Status status =
-      FromGrpcStatus(stub_->Get(&context, request, &response), DescribeGet(store, key));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary<kiq::v1::GetResponse>(
+      DescribeGet(store, key), [&](grpc::ClientContext* context, kiq::v1::GetResponse* response) {
+        return stub_->Get(context, request, response);
+      });
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> Client::Range(std::string_view store, std::string_view from,
@@ -110,13 +129,11 @@ absl::StatusOr<kiq::v1::ScanResponse> Client::Range(std::string_view store, std:
       [&](std::string v) { request.set_to_bytes(std::move(v)); });
   request.set_page_size(page_size);
   request.set_page_token(std::string(page_token));
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  kiq::v1::ScanResponse response;
-  absl::Status status =
-      FromGrpcStatus(stub_->Range(&context, request, &response), DescribeRange(store, from, to));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary<kiq::v1::ScanResponse>(
+      DescribeRange(store, from, to),
+      [&](grpc::ClientContext* context, kiq::v1::ScanResponse* response) {
+        return stub_->Range(context, request, response);
+      });
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> Client::All(std::string_view store, int32_t page_size,
@@ -125,25 +142,51 @@ absl::StatusOr<kiq::v1::ScanResponse> Client::All(std::string_view store, int32_
   request.set_store(std::string(store));
   request.set_page_size(page_size);
   request.set_page_token(std::string(page_token));
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  kiq::v1::ScanResponse response;
-  absl::Status status =
-      FromGrpcStatus(stub_->All(&context, request, &response), DescribeAll(store));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary<kiq::v1::ScanResponse>(
+      DescribeAll(store), [&](grpc::ClientContext* context, kiq::v1::ScanResponse* response) {
+        return stub_->All(context, request, response);
+      });
 }
 
 absl::StatusOr<kiq::v1::CountResponse> Client::Count(std::string_view store) const {
   kiq::v1::CountRequest request;
   request.set_store(std::string(store));
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  kiq::v1::CountResponse response;
-  absl::Status status =
-      FromGrpcStatus(stub_->Count(&context, request, &response), DescribeCount(store));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary<kiq::v1::CountResponse>(
+      DescribeCount(store), [&](grpc::ClientContext* context, kiq::v1::CountResponse* response) {
+        return stub_->Count(context, request, response);
+      });
+}
+
+absl::StatusOr<kiq::v1::NodesResponse> Client::AllNodes() const {
+  const kiq::v1::AllNodesRequest request;
+  return CallUnary<kiq::v1::NodesResponse>(
+      DescribeAllNodes(), [&](grpc::ClientContext* context, kiq::v1::NodesResponse* response) {
+        return metadata_stub_->AllNodes(context, request, response);
+      });
+}
+
+absl::StatusOr<kiq::v1::NodesResponse> Client::NodesForStore(std::string_view store) const {
+  kiq::v1::NodesForStoreRequest request;
+  request.set_store(std::string(store));
+  return CallUnary<kiq::v1::NodesResponse>(
+      DescribeNodesForStore(store),
+      [&](grpc::ClientContext* context, kiq::v1::NodesResponse* response) {
+        return metadata_stub_->NodesForStore(context, request, response);
+      });
+}
+
+absl::StatusOr<kiq::v1::NodeForKeyResponse> Client::NodeForKey(std::string_view store,
+                                                               std::string_view key) const {
+  kiq::v1::NodeForKeyRequest request;
+  request.set_store(std::string(store));
+  SetTextOrBytes(
+      key, [&](std::string v) { request.set_key(std::move(v)); },
+      [&](std::string v) { request.set_key_bytes(std::move(v)); });
+  return CallUnary<kiq::v1::NodeForKeyResponse>(
+      DescribeNodeForKey(store, key),
+      [&](grpc::ClientContext* context, kiq::v1::NodeForKeyResponse* response) {
+        return metadata_stub_->NodeForKey(context, request, response);
+      });
 }
 
 absl::StatusOr<std::string> Client::ForEachRangePage(std::string_view store, std::string_view from,

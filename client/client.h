@@ -12,6 +12,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "kiq/v1/membership.grpc.pb.h"
+#include "kiq/v1/membership.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
 #include "kiq/v1/query.pb.h"
 
@@ -46,10 +48,15 @@ std::string DescribeGet(std::string_view store, std::string_view key);
 std::string DescribeRange(std::string_view store, std::string_view from, std::string_view to);
 std::string DescribeAll(std::string_view store);
 std::string DescribeCount(std::string_view store);
+// The metadata calls are named like kiqctl's `metadata [STORE [KEY]]`.
+std::string DescribeAllNodes();
+std::string DescribeNodesForStore(std::string_view store);
+std::string DescribeNodeForKey(std::string_view store, std::string_view key);
 
-// A client of kiq.v1.QueryService (any kiq node or kiq-router).
+// A client of kiq.v1.QueryService (any kiq node or kiq-router) and kiq.v1.MetadataService (where
+// the server offers it; elsewhere the metadata calls fail UNIMPLEMENTED).
 //
-// Thread-safe: every method is const and may be called concurrently; the gRPC channel and stub
+// Thread-safe: every method is const and may be called concurrently; the gRPC channel and stubs
 // are safe for concurrent use and the client holds no other state. The channel is shared with
 // whoever created it; it reconnects by itself, so one Client can live for the whole process.
 //
@@ -85,6 +92,19 @@ class Client {
   // The approximate number of entries of `store`.
   absl::StatusOr<kiq::v1::CountResponse> Count(std::string_view store) const;
 
+  // Kafka Streams' allMetadata(): every live node, with its endpoint, stores, owned partitions
+  // (and their states) and lease.
+  absl::StatusOr<kiq::v1::NodesResponse> AllNodes() const;
+
+  // Kafka Streams' allMetadataForStore(): the live nodes hosting `store`; NOT_FOUND for an
+  // unknown store.
+  absl::StatusOr<kiq::v1::NodesResponse> NodesForStore(std::string_view store) const;
+
+  // Kafka Streams' queryMetadataForKey(): the partition of `key` in `store` and the node that
+  // owns it. No live owner is not an error: the response's owner then has an empty node_id.
+  absl::StatusOr<kiq::v1::NodeForKeyResponse> NodeForKey(std::string_view store,
+                                                         std::string_view key) const;
+
   // Follows next_page_token from options.page_token through every page of Range (or All),
   // calling `on_page` for each, until the last page, options.limit entries, or `on_page`
   // returning false. Returns the token to resume from: empty when the scan reached the end.
@@ -105,6 +125,11 @@ class Client {
   // The deadline and other per-call settings.
   void PrepareContext(grpc::ClientContext* context) const;
 
+  // One unary RPC: `rpc(context, response)` with the per-call settings, its status converted
+  // (FromGrpcStatus) with `doing`. Defined in client.cc, the only place that uses it.
+  template <typename Response, typename Rpc>
+  absl::StatusOr<Response> CallUnary(std::string_view doing, const Rpc& rpc) const;
+
   // `doing` names the scan in errors found here rather than by the server.
   static absl::StatusOr<std::string> ForEachPage(const PageFetcher& fetch, std::string_view doing,
                                                  const ScanOptions& options,
@@ -112,6 +137,7 @@ class Client {
 
   const ClientOptions options_;
   const std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
+  const std::unique_ptr<kiq::v1::MetadataService::Stub> metadata_stub_;
 };
 
 }  // namespace kiq::client

@@ -21,7 +21,8 @@ namespace {
 
 constexpr char kUsage[] = R"usage(Usage: kiqctl [flags] COMMAND ARGS... [flags]
 
-Queries the state that kiq serves from Kafka (kiq.v1.QueryService on any kiq node or kiq-router).
+Queries the state that kiq serves from Kafka (kiq.v1.QueryService on any kiq node or kiq-router)
+and which node holds it (kiq.v1.MetadataService).
 
 Commands:
   get STORE KEY          The value of KEY in STORE.
@@ -29,6 +30,9 @@ Commands:
                          bound), in byte order of the key.
   all STORE              Every entry of STORE, in byte order of the key.
   count STORE            The approximate number of entries in STORE.
+  metadata               Every live node of the cluster: endpoint, stores, partitions, lease.
+  metadata STORE         The live nodes that host STORE.
+  metadata STORE KEY     The partition of KEY in STORE and the node that owns it.
   help                   Print this help.
 
   Keys and bounds are sent as given; those that are not valid UTF-8 go in the API's *_bytes
@@ -53,13 +57,22 @@ Output:
   (\xNN, \n, \\). get prints "not found" for a missing key; count prints "count: N
   (approximate)". When --limit stops range/all before the end, they print the token to resume
   from to stderr as "next page token: TOKEN".
+  metadata, metadata STORE: columns NODE, ENDPOINT, STORES, PARTITIONS, LEASE. PARTITIONS lists
+  the partitions the node owns, in order, with a letter on those it does not serve:
+  R restoring, F failed, ? unknown state (e.g. 0,1,4R,5F). LEASE is the time left on the node's
+  membership lease in seconds, rounded up (e.g. 12s), or "expired". "no nodes" when none.
+  metadata STORE KEY: one line, e.g.
+    key "alice" of store order_count → partition 3 → node n2 at kiq-1:7070 (ACTIVE)
+  ending in "no live owner" when no live node owns the partition.
   --json: one line of JSON, the proto3 JSON mapping of the response with every field present
   (bytes in base64, int64 as a string). range/all print a single ScanResponse holding every
-  entry read, in order, with "nextPageToken" (empty when the scan reached the end).
+  entry read, in order, with "nextPageToken" (empty when the scan reached the end). metadata
+  prints the NodesResponse or NodeForKeyResponse (states as PARTITION_STATE_*, leases as Unix
+  time in ms; an empty owner.nodeId means no live owner).
 
 Exit codes:
   0  success (range/all stopped by --limit included)
-  1  get: the key was not found
+  1  get: the key was not found; metadata STORE KEY: no live node owns its partition
   2  usage error
   3  RPC or server error (e.g. unknown store, server unreachable, deadline exceeded)
 )usage";
@@ -104,19 +117,26 @@ absl::Status ApplyValueFlag(absl::string_view name, const std::string& value, Ki
   return absl::OkStatus();
 }
 
-// Number of operands after the command, and how they are named in messages.
+// A command's operands after its name: how many, and how they are named in messages. The
+// command run is commands[number of operands - min_operands].
 struct CommandSpec {
   absl::string_view name;
-  KiqctlCommand command;
-  size_t operands;
+  size_t min_operands;
+  size_t max_operands;
+  KiqctlCommand commands[3];
   absl::string_view operand_names;
 };
 
 constexpr CommandSpec kCommands[] = {
-    {"get", KiqctlCommand::kGet, 2, "STORE KEY"},
-    {"range", KiqctlCommand::kRange, 3, "STORE FROM TO"},
-    {"all", KiqctlCommand::kAll, 1, "STORE"},
-    {"count", KiqctlCommand::kCount, 1, "STORE"},
+    {"get", 2, 2, {KiqctlCommand::kGet}, "STORE KEY"},
+    {"range", 3, 3, {KiqctlCommand::kRange}, "STORE FROM TO"},
+    {"all", 1, 1, {KiqctlCommand::kAll}, "STORE"},
+    {"count", 1, 1, {KiqctlCommand::kCount}, "STORE"},
+    {"metadata",
+     0,
+     2,
+     {KiqctlCommand::kNodes, KiqctlCommand::kNodesForStore, KiqctlCommand::kNodeForKey},
+     "[STORE [KEY]]"},
 };
 
 // One line for stderr: `<doing>: <CODE>: <server message>`, the code placed after what we were
@@ -156,6 +176,33 @@ int RunGet(const Client& client, const KiqctlArgs& args, std::ostream& out, std:
   const int exit_code = response->found() ? kExitOk : kExitNotFound;
   if (args.json) return PrintJson(*response, out, err, exit_code);
   out << RenderGetTable(*response);
+  return exit_code;
+}
+
+int RunNodes(const Client& client, const KiqctlArgs& args, const Clock& clock, std::ostream& out,
+             std::ostream& err) {
+  const bool for_store = args.command == KiqctlCommand::kNodesForStore;
+  absl::StatusOr<kiq::v1::NodesResponse> response =
+      for_store ? client.NodesForStore(args.store) : client.AllNodes();
+  if (!response.ok()) {
+    return Fail(err, response.status(),
+                for_store ? DescribeNodesForStore(args.store) : DescribeAllNodes());
+  }
+  if (args.json) return PrintJson(*response, out, err, kExitOk);
+  out << RenderNodesTable(*response, clock());
+  return kExitOk;
+}
+
+int RunNodeForKey(const Client& client, const KiqctlArgs& args, std::ostream& out,
+                  std::ostream& err) {
+  absl::StatusOr<kiq::v1::NodeForKeyResponse> response = client.NodeForKey(args.store, args.key);
+  if (!response.ok()) {
+    return Fail(err, response.status(), DescribeNodeForKey(args.store, args.key));
+  }
+  // Like get's missing key: a script can wait for an owner on the exit code alone.
+  const int exit_code = response->owner().node_id().empty() ? kExitNotFound : kExitOk;
+  if (args.json) return PrintJson(*response, out, err, exit_code);
+  out << RenderNodeForKeyText(args.store, args.key, *response);
   return exit_code;
 }
 
@@ -246,7 +293,9 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
     }
   }
 
-  if (positional.empty()) return UsageError("missing command (get, range, all or count)");
+  if (positional.empty()) {
+    return UsageError("missing command (get, range, all, count or metadata)");
+  }
   const std::string& command = positional[0];
   if (command == "help") {
     parsed.command = KiqctlCommand::kHelp;
@@ -260,15 +309,19 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
     return UsageError(absl::StrCat("unknown command \"", EscapeForTerminal(command), "\""));
   }
   const size_t operands = positional.size() - 1;
-  if (operands != spec->operands) {
+  if (operands < spec->min_operands || operands > spec->max_operands) {
     return UsageError(absl::StrCat(spec->name, " wants ", spec->operand_names, ", got ", operands,
                                    operands == 1 ? " argument" : " arguments"));
   }
-  parsed.command = spec->command;
-  parsed.store = positional[1];
-  if (parsed.store.empty()) return UsageError(absl::StrCat(spec->name, ": STORE is empty"));
-  switch (spec->command) {
+  parsed.command = spec->commands[operands - spec->min_operands];
+  if (operands > 0) {
+    // Every command's first operand is the store.
+    parsed.store = positional[1];
+    if (parsed.store.empty()) return UsageError(absl::StrCat(spec->name, ": STORE is empty"));
+  }
+  switch (parsed.command) {
     case KiqctlCommand::kGet:
+    case KiqctlCommand::kNodeForKey:
       parsed.key = positional[2];
       break;
     case KiqctlCommand::kRange:
@@ -278,7 +331,8 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
     default:
       break;
   }
-  const bool scans = spec->command == KiqctlCommand::kRange || spec->command == KiqctlCommand::kAll;
+  const bool scans =
+      parsed.command == KiqctlCommand::kRange || parsed.command == KiqctlCommand::kAll;
   if (!scans && !scan_flags.empty()) {
     return UsageError(
         absl::StrCat(scan_flags.front(), " applies only to range and all, not ", spec->name));
@@ -287,7 +341,8 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
 }
 
 int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
-              const ClientFactory& client_factory, std::string_view env_target) {
+              const ClientFactory& client_factory, std::string_view env_target,
+              const Clock& clock) {
   absl::StatusOr<KiqctlArgs> parsed = ParseKiqctlArgs(args, env_target);
   if (!parsed.ok()) {
     err << "kiqctl: " << parsed.status().message() << " (see kiqctl --help)\n";
@@ -309,6 +364,11 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
     case KiqctlCommand::kRange:
     case KiqctlCommand::kAll:
       return RunScan(**client, *parsed, out, err);
+    case KiqctlCommand::kNodes:
+    case KiqctlCommand::kNodesForStore:
+      return RunNodes(**client, *parsed, clock, out, err);
+    case KiqctlCommand::kNodeForKey:
+      return RunNodeForKey(**client, *parsed, out, err);
     case KiqctlCommand::kHelp:
       break;
   }

@@ -18,14 +18,23 @@ namespace kiq::client {
 // kiqctl's exit codes (listed in its --help).
 enum KiqctlExitCode : int {
   kExitOk = 0,
-  kExitNotFound = 1,  // get: the key is not in the store.
+  kExitNotFound = 1,  // get: the key is not in the store; metadata STORE KEY: no live owner.
   kExitUsage = 2,     // bad command line.
   kExitError = 3,     // the RPC failed or the server answered an error (e.g. unknown store).
 };
 
 inline constexpr char kDefaultTarget[] = "localhost:7070";
 
-enum class KiqctlCommand { kHelp, kGet, kRange, kAll, kCount };
+enum class KiqctlCommand {
+  kHelp,
+  kGet,
+  kRange,
+  kAll,
+  kCount,
+  kNodes,          // metadata
+  kNodesForStore,  // metadata STORE
+  kNodeForKey,     // metadata STORE KEY
+};
 
 // A parsed command line.
 struct KiqctlArgs {
@@ -33,11 +42,11 @@ struct KiqctlArgs {
   std::string target = kDefaultTarget;
   bool json = false;
   absl::Duration timeout = absl::Seconds(10);
-  std::string store;
-  std::string key;   // get
-  std::string from;  // range
-  std::string to;    // range
-  ScanOptions scan;  // range, all
+  std::string store;  // Empty only for kHelp and kNodes.
+  std::string key;    // get, metadata STORE KEY
+  std::string from;   // range
+  std::string to;     // range
+  ScanOptions scan;   // range, all
 };
 
 // The --help text: every command, flag and exit code.
@@ -53,10 +62,13 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
 using ClientFactory = std::function<absl::StatusOr<std::unique_ptr<Client>>(
     const std::string& target, ClientOptions options)>;
 
+// The time kiqctl shows leases against; tests pin it.
+using Clock = std::function<absl::Time()>;
+
 // Runs kiqctl: results on `out`; errors, as one line each, and the next page token of a table
 // scan stopped by --limit on `err`. Returns a KiqctlExitCode.
 int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
               const ClientFactory& client_factory = Client::Connect,
-              std::string_view env_target = {});
+              std::string_view env_target = {}, const Clock& clock = absl::Now);
 
 }  // namespace kiq::client

@@ -1,8 +1,9 @@
 #include "client/output.h"
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <google/protobuf/util/json_util.h>
@@ -15,16 +16,22 @@
 namespace kiq::client {
 namespace {
 
-using Row = std::array<std::string, 3>;
+// Cells of one table row; every row of a table has as many as its header.
+using Row = std::vector<std::string>;
+
+const Row& EntriesHeader() {
+  static const Row* const header = new Row{"KEY", "VALUE", "PARTITION"};
+  return *header;
+}
 
 void AppendPadded(const std::string& cell, size_t width, std::string* out) {
   out->append(cell);
   out->append(width - DisplayWidth(cell), ' ');
 }
 
-std::string RenderTable(const std::vector<Row>& rows) {
-  const Row header = {"KEY", "VALUE", "PARTITION"};
-  std::array<size_t, 3> widths{};
+// Columns aligned, two spaces apart.
+std::string RenderTable(const Row& header, const std::vector<Row>& rows) {
+  std::vector<size_t> widths(header.size());
   for (size_t c = 0; c < widths.size(); ++c) widths[c] = DisplayWidth(header[c]);
   for (const Row& row : rows) {
     for (size_t c = 0; c < widths.size(); ++c) {
@@ -33,12 +40,12 @@ std::string RenderTable(const std::vector<Row>& rows) {
   }
   std::string out;
   const auto append_row = [&](const Row& row) {
-    AppendPadded(row[0], widths[0], &out);
-    out.append("  ");
-    AppendPadded(row[1], widths[1], &out);
-    out.append("  ");
+    for (size_t c = 0; c + 1 < row.size(); ++c) {
+      AppendPadded(row[c], widths[c], &out);
+      out.append("  ");
+    }
     // The last column is not padded: no trailing spaces.
-    out.append(row[2]);
+    out.append(row.back());
     out.push_back('\n');
   };
   append_row(header);
@@ -48,6 +55,26 @@ std::string RenderTable(const std::vector<Row>& rows) {
 
 Row EntryRow(const kiq::v1::Entry& entry) {
   return {EntryKeyText(entry), EntryValueText(entry), absl::StrCat(entry.partition())};
+}
+
+// host:port; an IPv6 address is bracketed so the port stays readable.
+std::string EndpointText(const kiq::v1::NodeInfo& node) {
+  if (node.host().empty() && node.port() == 0) return "-";
+  const std::string host = EscapeForTerminal(node.host());
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", node.port());
+  return absl::StrCat(host, ":", node.port());
+}
+
+std::string NodeIdText(const std::string& node_id) {
+  return node_id.empty() ? "-" : EscapeForTerminal(node_id);
+}
+
+std::string StoresText(const google::protobuf::RepeatedPtrField<std::string>& stores) {
+  if (stores.empty()) return "-";
+  std::vector<std::string> escaped;
+  escaped.reserve(stores.size());
+  for (const std::string& store : stores) escaped.push_back(EscapeForTerminal(store));
+  return absl::StrJoin(escaped, ",");
 }
 
 }  // namespace
@@ -73,12 +100,12 @@ std::string RenderEntriesTable(const google::protobuf::RepeatedPtrField<kiq::v1:
   std::vector<Row> rows;
   rows.reserve(entries.size());
   for (const kiq::v1::Entry& entry : entries) rows.push_back(EntryRow(entry));
-  return RenderTable(rows);
+  return RenderTable(EntriesHeader(), rows);
 }
 
 std::string RenderGetTable(const kiq::v1::GetResponse& response) {
   if (!response.found()) return "not found\n";
-  return RenderTable({EntryRow(response.entry())});
+  return RenderTable(EntriesHeader(), {EntryRow(response.entry())});
 }
 
 std::string RenderCountText(const kiq::v1::CountResponse& response) {
@@ -87,6 +114,88 @@ std::string RenderCountText(const kiq::v1::CountResponse& response) {
   }
   return absl::StrCat("count: ", response.count(), " (approximate; partial: partitions ",
                       absl::StrJoin(response.missing_partitions(), ","), " missing)\n");
+}
+
+std::string PartitionStateName(kiq::v1::PartitionState state) {
+  switch (state) {
+    case kiq::v1::PARTITION_STATE_UNSPECIFIED:
+      return "UNSPECIFIED";
+    case kiq::v1::PARTITION_STATE_RESTORING:
+      return "RESTORING";
+    case kiq::v1::PARTITION_STATE_ACTIVE:
+      return "ACTIVE";
+    case kiq::v1::PARTITION_STATE_FAILED:
+      return "FAILED";
+    default:
+      // proto3 enums are open: a newer server may send a state this client does not know.
+      return absl::StrCat("UNKNOWN(", static_cast<int>(state), ")");
+  }
+}
+
+std::string OwnedPartitionsText(
+    const google::protobuf::RepeatedPtrField<kiq::v1::OwnedPartition>& partitions) {
+  if (partitions.empty()) return "-";
+  std::vector<const kiq::v1::OwnedPartition*> sorted;
+  sorted.reserve(partitions.size());
+  for (const kiq::v1::OwnedPartition& p : partitions) sorted.push_back(&p);
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const kiq::v1::OwnedPartition* a, const kiq::v1::OwnedPartition* b) {
+                     return a->partition() < b->partition();
+                   });
+  std::vector<std::string> cells;
+  cells.reserve(sorted.size());
+  for (const kiq::v1::OwnedPartition* p : sorted) {
+    std::string cell = absl::StrCat(p->partition());
+    switch (p->state()) {
+      case kiq::v1::PARTITION_STATE_ACTIVE:
+        break;
+      case kiq::v1::PARTITION_STATE_RESTORING:
+        cell.push_back('R');
+        break;
+      case kiq::v1::PARTITION_STATE_FAILED:
+        cell.push_back('F');
+        break;
+      default:
+        cell.push_back('?');
+        break;
+    }
+    cells.push_back(std::move(cell));
+  }
+  return absl::StrJoin(cells, ",");
+}
+
+std::string LeaseText(int64_t lease_expiry_ms, absl::Time now) {
+  if (lease_expiry_ms == 0) return "-";
+  const int64_t left_ms = lease_expiry_ms - absl::ToUnixMillis(now);
+  if (left_ms <= 0) return "expired";
+  return absl::StrCat((left_ms + 999) / 1000, "s");
+}
+
+std::string RenderNodesTable(const kiq::v1::NodesResponse& response, absl::Time now) {
+  if (response.nodes().empty()) return "no nodes\n";
+  std::vector<Row> rows;
+  rows.reserve(response.nodes_size());
+  for (const kiq::v1::NodeInfo& node : response.nodes()) {
+    rows.push_back({NodeIdText(node.node_id()), EndpointText(node), StoresText(node.stores()),
+                    OwnedPartitionsText(node.partitions()),
+                    LeaseText(node.lease_expiry_ms(), now)});
+  }
+  return RenderTable({"NODE", "ENDPOINT", "STORES", "PARTITIONS", "LEASE"}, rows);
+}
+
+std::string RenderNodeForKeyText(std::string_view store, std::string_view key,
+                                 const kiq::v1::NodeForKeyResponse& response) {
+  std::string line =
+      absl::StrCat("key ", QuoteForMessage(key), " of store ", EscapeForTerminal(store),
+                   " → partition ", response.partition(), " → ");
+  const kiq::v1::NodeInfo& owner = response.owner();
+  if (owner.node_id().empty()) {
+    absl::StrAppend(&line, "no live owner\n");
+  } else {
+    absl::StrAppend(&line, "node ", EscapeForTerminal(owner.node_id()), " at ", EndpointText(owner),
+                    " (", PartitionStateName(response.state()), ")\n");
+  }
+  return line;
 }
 
 absl::StatusOr<std::string> RenderJson(const google::protobuf::Message& message) {

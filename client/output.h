@@ -1,11 +1,15 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <google/protobuf/message.h>
 #include <google/protobuf/repeated_ptr_field.h>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "kiq/v1/membership.pb.h"
 #include "kiq/v1/query.pb.h"
 
 // How kiqctl shows answers: aligned tables for people, JSON for scripts. Pure functions from
@@ -30,6 +34,32 @@ std::string RenderGetTable(const kiq::v1::GetResponse& response);
 
 // "count: N (approximate)\n", naming the partitions left out of a partial answer.
 std::string RenderCountText(const kiq::v1::CountResponse& response);
+
+// A partition state as shown to people: ACTIVE, RESTORING, FAILED, UNSPECIFIED, or
+// UNKNOWN(<number>) for a value newer than this client.
+std::string PartitionStateName(kiq::v1::PartitionState state);
+
+// The partitions a node owns, in partition order, comma-separated, each followed by a letter
+// when it is not served: R restoring, F failed, ? unspecified or unknown. E.g. "0,1,4R,5F";
+// "-" when the node owns none.
+std::string OwnedPartitionsText(
+    const google::protobuf::RepeatedPtrField<kiq::v1::OwnedPartition>& partitions);
+
+// Time left on a lease at `now`: whole seconds rounded up ("30s", so "0s" never means a live
+// lease), "expired" once `lease_expiry_ms` has passed, "-" when it is unset (0).
+std::string LeaseText(int64_t lease_expiry_ms, absl::Time now);
+
+// A table with columns NODE, ENDPOINT (host:port, [host]:port for IPv6), STORES
+// (comma-separated), PARTITIONS (see OwnedPartitionsText) and LEASE (see LeaseText, at `now`),
+// one line per node in the server's order; "no nodes\n" when there are none.
+std::string RenderNodesTable(const kiq::v1::NodesResponse& response, absl::Time now);
+
+// Where a key lives, as one line:
+//   key "alice" of store order_count → partition 3 → node n2 at kiq-1:7070 (ACTIVE)
+//   key "carol" of store order_count → partition 6 → no live owner
+// The key is escaped, quoted and clipped as in error messages (QuoteForMessage).
+std::string RenderNodeForKeyText(std::string_view store, std::string_view key,
+                                 const kiq::v1::NodeForKeyResponse& response);
 
 // One line of JSON (proto3 JSON mapping, lowerCamelCase names, bytes as base64, int64 as a
 // string) with every field present, defaults included, so scripts see a stable shape; ends in

@@ -81,6 +81,12 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
     store.info.num_partitions = source.num_partitions;
     store.info.partitioner = source.partitioner;
     store.info.value_kind = ValueKindOf(spec, source.spec);
+    if (!spec.has_table()) {
+      store.changelog_topic =
+          absl::StrCat(topology.application_id(), "-", spec.name(), "-changelog");
+      store.changelog_stream = absl::StrCat(spec.name(), "/", store.changelog_topic);
+    }
+    store.source_stream = absl::StrCat(spec.name(), "/", spec.source());
     source.stores.push_back(static_cast<int>(out->stores_.size()));
     out->store_index_[spec.name()] = static_cast<int>(out->stores_.size());
     out->stores_.push_back(std::move(store));
@@ -103,29 +109,31 @@ std::optional<PartitionId> CompiledTopology::ExpectedPartition(const CompiledSou
   return PartitionId(router::PartitionForKey(source.partitioner, key, source.num_partitions));
 }
 
-absl::Status CompiledTopology::Process(const Record& record, const CompiledSource& source,
-                                       StagedBatch& batch, std::vector<BadRecord>* bad) {
-  // Formats belong to the source: a record that does not decode is bad for every store it feeds.
+std::optional<std::string> CompiledTopology::DecodeError(const Record& record,
+                                                         const CompiledSource& source) const {
   std::optional<std::string> reason;
   if (record.key) reason = CheckFormat(source.spec.key_format(), *record.key, "key");
-  if (!reason && record.value) reason = CheckFormat(source.spec.value_format(), *record.value, "value");
-  for (int index : source.stores) {
-    CompiledStore& store = stores_[index];
-    if (reason) {
-      bad->push_back(BadRecord{store.info.name, *reason});
-      continue;
-    }
-    absl::Status s = store.processor->Process(record, batch);
-    if (absl::IsInvalidArgument(s)) {
-      bad->push_back(BadRecord{store.info.name, std::string(s.message())});
-    } else if (!s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("store=", store.info.name, " topic=", record.topic,
-                                                 " partition=", record.partition.value(),
-                                                 " offset=", record.offset.value(), ": ",
-                                                 s.message()));
-    }
+  if (!reason && record.value) {
+    reason = CheckFormat(source.spec.value_format(), *record.value, "value");
   }
-  return absl::OkStatus();
+  return reason;
+}
+
+absl::Status CompiledTopology::Process(const Record& record, int store_index, StagedBatch& batch) {
+  CompiledStore& store = stores_[store_index];
+  absl::Status s = store.processor->Process(record, batch);
+  if (s.ok() || absl::IsInvalidArgument(s)) return s;
+  return absl::Status(s.code(), absl::StrCat("store=", store.info.name, " topic=", record.topic,
+                                             " partition=", record.partition.value(),
+                                             " offset=", record.offset.value(), ": ", s.message()));
+}
+
+std::vector<std::pair<std::string, int32_t>> CompiledTopology::InternalTopics() const {
+  std::vector<std::pair<std::string, int32_t>> out;
+  for (const CompiledStore& store : stores_) {
+    if (!store.changelog_topic.empty()) out.emplace_back(store.changelog_topic, num_partitions_);
+  }
+  return out;
 }
 
 }  // namespace kiq::node

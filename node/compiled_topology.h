@@ -28,6 +28,14 @@ struct CompiledStore {
   StoreHandle handle;
   int source = -1;  // index into CompiledTopology::sources()
   std::unique_ptr<Processor> processor;
+  // `<app>-<store>-changelog` for stores that cannot be rebuilt from their source alone
+  // (aggregates); empty for tables, whose source topic is their changelog.
+  std::string changelog_topic;
+  // Names under which the store engine keeps this store's offsets: the next source offset
+  // ("<store>/<topic>") and the next changelog offset to restore from ("<store>/<changelog>").
+  // Store and topic names cannot contain '/', so these never collide.
+  std::string source_stream;
+  std::string changelog_stream;
 };
 
 // Why a record was not applied to a store.
@@ -60,10 +68,16 @@ class CompiledTopology {
   std::optional<PartitionId> ExpectedPartition(const CompiledSource& source,
                                                absl::string_view key) const;
 
-  // Applies one record to every store its topic feeds. Records that are bad for a store are
-  // appended to `bad` and skipped for that store; a non-OK status is a storage failure.
-  absl::Status Process(const Record& record, const CompiledSource& source, StagedBatch& batch,
-                       std::vector<BadRecord>* bad);
+  // Why the record does not decode under its source's key/value formats, if it does not
+  // (formats belong to the source: such a record is bad for every store it feeds).
+  std::optional<std::string> DecodeError(const Record& record, const CompiledSource& source) const;
+
+  // Applies one record to one store. INVALID_ARGUMENT: the record is bad for this store (the
+  // batch stays valid); any other error is a storage failure.
+  absl::Status Process(const Record& record, int store_index, StagedBatch& batch);
+
+  // Every changelog topic, with the partition count it must have.
+  std::vector<std::pair<std::string, int32_t>> InternalTopics() const;
 
  private:
   CompiledTopology() = default;

@@ -1,11 +1,17 @@
 #include "node/ingestor.h"
 
+#include <cstring>
+
 #include "router/logging.h"
 
+#include "absl/container/btree_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "node/kafka_errors.h"
 #include "router/grpc_status.h"
+
+#include <librdkafka/rdkafka.h>
 
 namespace kiq::node {
 namespace {
@@ -88,6 +94,20 @@ class Ingestor::RebalanceHandler final : public RdKafka::RebalanceCb {
   Ingestor& ingestor_;
 };
 
+// Counts failed changelog deliveries: a batch is committed locally only if all of its
+// changelog records were delivered.
+class Ingestor::ChangelogReport final : public RdKafka::DeliveryReportCb {
+ public:
+  void dr_cb(RdKafka::Message& message) override {
+    if (message.err() != RdKafka::ERR_NO_ERROR) {
+      ++failures;
+      last_error = message.errstr();
+    }
+  }
+  int64_t failures = 0;  // ingestion thread only (delivery reports are served by flush/poll)
+  std::string last_error;
+};
+
 absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& topology,
                                                            StoreEngine& engine,
                                                            PartitionStates& states,
@@ -96,39 +116,82 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
   std::unique_ptr<Ingestor> ingestor(
       new Ingestor(topology, engine, states, positions, std::move(options)));
   const IngestorOptions& o = ingestor->options_;
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::vector<std::pair<std::string, std::string>> properties = {
-      {"bootstrap.servers", o.bootstrap_servers},
-      {"group.id", topology.application_id()},
-      {"client.id", o.node_id},
-      // Static membership (KIP-345): a node that restarts within the session timeout keeps its
-      // partitions, and its old incarnation is replaced at once instead of timing out.
-      {"group.instance.id", o.node_id},
-      // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      // Every assigned partition gets an explicit start offset; if the log moves under us
-      // (retention, recreated topic) we want an error event, never a silent reset.
-      {"auto.offset.reset", "error"},
-      // With co-partitioned sources, the range assignor gives partition p of every topic to
-      // the same member: that is what makes "task = partition number" hold.
-      {"partition.assignment.strategy", "range"},
-      // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
-      {"queued.min.messages", "1000000"},
-      {"enable.partition.eof", "false"},
-  };
-  properties.insert(properties.end(), o.consumer_properties.begin(), o.consumer_properties.end());
-  if (absl::Status s = SetAll(*conf, properties); !s.ok()) return s;
   std::string err;
-  if (conf->set("rebalance_cb", ingestor->rebalance_.get(), err) != RdKafka::Conf::CONF_OK) {
-    return absl::InternalError(absl::StrCat("rebalance_cb: ", err));
+  {
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    std::vector<std::pair<std::string, std::string>> properties = {
+        {"bootstrap.servers", o.bootstrap_servers},
+        {"group.id", topology.application_id()},
+        {"client.id", o.node_id},
+        // Static membership (KIP-345): a node that restarts within the session timeout keeps
+        // its partitions.
+        {"group.instance.id", o.node_id},
+        // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        // Every assigned partition gets an explicit start offset; if the log moves under us
+        // (retention, recreated topic) we want an error event, never a silent reset.
+        {"auto.offset.reset", "error"},
+        // With co-partitioned sources, the range assignor gives partition p of every topic to
+        // the same member: that is what makes "task = partition number" hold.
+        {"partition.assignment.strategy", "range"},
+        // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
+        {"queued.min.messages", "1000000"},
+        {"enable.partition.eof", "false"},
+    };
+    properties.insert(properties.end(), o.consumer_properties.begin(),
+                      o.consumer_properties.end());
+    if (absl::Status s = SetAll(*conf, properties); !s.ok()) return s;
+    if (conf->set("rebalance_cb", ingestor->rebalance_.get(), err) != RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(absl::StrCat("rebalance_cb: ", err));
+    }
+    ingestor->consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!ingestor->consumer_) return absl::InternalError(absl::StrCat("create consumer: ", err));
   }
-  ingestor->consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
-  if (!ingestor->consumer_) return absl::InternalError(absl::StrCat("create consumer: ", err));
+  {
+    // Reads changelogs by explicit assignment; never joins a group.
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    if (absl::Status s = SetAll(*conf, {{"bootstrap.servers", o.bootstrap_servers},
+                                         {"group.id", topology.application_id() + "-restore"},
+                                         {"client.id", o.node_id + "-restore"},
+                                         {"enable.auto.commit", "false"},
+                                         {"auto.offset.reset", "error"},
+                                         {"queued.min.messages", "1000000"},
+                                         {"enable.partition.eof", "false"}});
+        !s.ok()) {
+      return s;
+    }
+    ingestor->restore_consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!ingestor->restore_consumer_) {
+      return absl::InternalError(absl::StrCat("create restore consumer: ", err));
+    }
+  }
+  {
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    ingestor->changelog_report_ = std::make_unique<ChangelogReport>();
+    // Idempotence keeps each changelog partition in produce order with no duplicates, which
+    // the batch-end markers rely on.
+    if (absl::Status s = SetAll(*conf, {{"bootstrap.servers", o.bootstrap_servers},
+                                         {"client.id", o.node_id + "-changelog"},
+                                         {"enable.idempotence", "true"},
+                                         {"acks", "all"},
+                                         {"linger.ms", "1"}});
+        !s.ok()) {
+      return s;
+    }
+    if (conf->set("dr_cb", ingestor->changelog_report_.get(), err) != RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(absl::StrCat("dr_cb: ", err));
+    }
+    ingestor->changelog_.reset(RdKafka::Producer::create(conf.get(), err));
+    if (!ingestor->changelog_) {
+      return absl::InternalError(absl::StrCat("create changelog producer: ", err));
+    }
+  }
 
   std::vector<std::string> topics;
   for (const CompiledSource& source : topology.sources()) topics.push_back(source.spec.topic());
-  if (RdKafka::ErrorCode code = ingestor->consumer_->subscribe(topics); code != RdKafka::ERR_NO_ERROR) {
+  if (RdKafka::ErrorCode code = ingestor->consumer_->subscribe(topics);
+      code != RdKafka::ERR_NO_ERROR) {
     return ToStatus(code, absl::StrCat("subscribe to ", absl::StrJoin(topics, ",")));
   }
   absl::StatusOr<std::unique_ptr<DeadLetterQueue>> dlq = DeadLetterQueue::Create(
@@ -191,12 +254,15 @@ void Ingestor::Run() {
          absl::Now() - batch_started_ >= options_.max_batch_delay)) {
       status = Flush();
     }
+    if (status.ok() && !catching_up_.empty()) CheckCaughtUp();
     dlq_->Poll();
+    changelog_->poll(0);
   }
   if (status.ok()) status = Flush();
   if (!status.ok()) spdlog::error("ingestion stopped: {}", status.ToString());
   // close() serves the final revoke and leaves the group.
   consumer_->close();
+  restore_consumer_->close();
   dlq_->Flush(5000);
   {
     absl::MutexLock lock(&mu_);
@@ -238,35 +304,108 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   }
 
   if (batch_.empty()) batch_started_ = absl::Now();
-  bad_.clear();
-  if (absl::Status s = topology_.Process(record, *source, batch_, &bad_); !s.ok()) return s;
-  for (const BadRecord& bad : bad_) {
-    ++stats_.bad_records;
-    dlq_->Send(record, bad.store, bad.reason);
-    if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
-      spdlog::warn("bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
-                   "(sent to {}; {} similar suppressed)",
-                   bad.store, record.topic, record.partition.value(), record.offset.value(),
-                   bad.reason, dlq_->topic(), suppressed);
+  const std::optional<std::string> decode_error = topology_.DecodeError(record, *source);
+  bool counted = false;
+  for (int index : source->stores) {
+    auto next = next_.find({index, record.partition.value()});
+    // Not owned (a stray message after a revoke), or already applied to this store (after a
+    // restore, stores of one topic may stand at different offsets).
+    if (next == next_.end() || record.offset.value() < next->second) continue;
+    const CompiledStore& store = topology_.stores()[index];
+    absl::Status s = decode_error ? absl::InvalidArgumentError(*decode_error)
+                                  : topology_.Process(record, index, batch_);
+    if (absl::IsInvalidArgument(s)) {
+      ++stats_.bad_records;
+      dlq_->Send(record, store.info.name, s.message());
+      if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
+        spdlog::warn("bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
+                     "(sent to {}; {} similar suppressed)",
+                     store.info.name, record.topic, record.partition.value(),
+                     record.offset.value(), s.message(), dlq_->topic(), suppressed);
+      }
+    } else if (!s.ok()) {
+      return s;
+    }
+    next->second = record.offset.value() + 1;
+    batch_.SetOffset(store.source_stream, record.partition, Offset(next->second));
+    touched_.insert({index, record.partition.value()});
+    counted = true;
+  }
+  if (counted) {
+    batch_.CountRecord();
+    ++stats_.records;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Ingestor::ProduceChangelog() {
+  std::vector<Change> changes = batch_.Changes();
+  // The last change of each (store, partition) carries the batch-end marker.
+  absl::flat_hash_map<std::pair<int, int32_t>, size_t> last;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    if (topology_.stores()[changes[i].store.index].changelog_topic.empty()) continue;
+    last[{changes[i].store.index, changes[i].partition.value()}] = i;
+  }
+  if (last.empty()) return absl::OkStatus();
+  const int64_t failures_before = changelog_report_->failures;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const Change& c = changes[i];
+    const CompiledStore& store = topology_.stores()[c.store.index];
+    if (store.changelog_topic.empty()) continue;
+    const int64_t source_next = next_[{c.store.index, c.partition.value()}];
+    RdKafka::Headers* headers = RdKafka::Headers::create();
+    headers->add("kiq.source.offset", absl::StrCat(source_next));
+    if (last[{c.store.index, c.partition.value()}] == i) headers->add("kiq.batch.end", "1");
+    while (true) {
+      RdKafka::ErrorCode err = changelog_->produce(
+          store.changelog_topic, c.partition.value(), RdKafka::Producer::RK_MSG_COPY,
+          c.new_value ? const_cast<char*>(c.new_value->data()) : nullptr,
+          c.new_value ? c.new_value->size() : 0, c.key.data(), c.key.size(), 0, headers,
+          nullptr);
+      if (err == RdKafka::ERR__QUEUE_FULL) {
+        changelog_->poll(10);
+        continue;
+      }
+      if (err != RdKafka::ERR_NO_ERROR) {
+        delete headers;
+        return ToStatus(err, absl::StrCat("produce changelog ", store.changelog_topic,
+                                          " partition=", c.partition.value()));
+      }
+      break;
     }
   }
-  batch_.SetOffset(record.topic, record.partition, Offset(record.offset.value() + 1));
-  batch_.CountRecord();
-  ++stats_.records;
+  // Write-ahead: the batch is committed locally only once its changelog is durable.
+  if (changelog_->flush(30000) != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError("changelog flush timed out after 30s; batch not committed");
+  }
+  if (changelog_report_->failures != failures_before) {
+    return absl::UnavailableError(absl::StrCat("changelog delivery failed: ",
+                                               changelog_report_->last_error,
+                                               "; batch not committed"));
+  }
   return absl::OkStatus();
 }
 
 absl::Status Ingestor::Flush() {
   if (batch_.empty()) return absl::OkStatus();
-  // Copy the offsets: Commit clears the batch.
-  std::vector<std::pair<std::pair<std::string, int32_t>, Offset>> offsets(
-      batch_.offsets().begin(), batch_.offsets().end());
+  if (absl::Status s = ProduceChangelog(); !s.ok()) return s;
   if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
   ++stats_.batches;
+  // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag
+  // tools never count a record as done before every store applied it.
+  absl::flat_hash_map<std::pair<int, int32_t>, int64_t> commit_at;  // (source, p) → offset
+  for (const auto& [index, p] : touched_) {
+    const CompiledStore& store = topology_.stores()[index];
+    const int64_t next = next_[{index, p}];
+    positions_.Advance(store.info.name, store.spec.source(), PartitionId(p), Offset(next));
+    auto [it, inserted] = commit_at.try_emplace({store.source, p}, next);
+    if (!inserted) it->second = std::min(it->second, next);
+  }
+  touched_.clear();
   std::vector<RdKafka::TopicPartition*> commit;
-  for (const auto& [tp, next] : offsets) {
-    positions_.Advance(tp.first, PartitionId(tp.second), next);
-    commit.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next.value()));
+  for (const auto& [sp, next] : commit_at) {
+    commit.push_back(RdKafka::TopicPartition::create(
+        topology_.sources()[sp.first].spec.topic(), sp.second, next));
   }
   // Best effort: lag tools read these; a failed async commit is repaired by the next one.
   consumer_->commitAsync(commit);
@@ -274,36 +413,143 @@ absl::Status Ingestor::Flush() {
   return absl::OkStatus();
 }
 
-std::optional<int64_t> Ingestor::StartOffset(const CompiledSource& source, PartitionId p) {
-  const std::string& topic = source.spec.topic();
-  absl::StatusOr<std::optional<Offset>> stored = engine_.ReadOffset(topic, p);
+absl::Status Ingestor::RestoreFromChangelog(const CompiledStore& store, PartitionId p) {
+  const std::string& topic = store.changelog_topic;
+  absl::StatusOr<std::optional<Offset>> checkpoint = engine_.ReadOffset(store.changelog_stream, p);
+  if (!checkpoint.ok()) return checkpoint.status();
+  int64_t low = 0;
+  int64_t high = 0;
+  RdKafka::ErrorCode code =
+      restore_consumer_->query_watermark_offsets(topic, p.value(), &low, &high, kKafkaTimeoutMs);
+  if (code != RdKafka::ERR_NO_ERROR) {
+    return ToStatus(code, absl::StrCat("watermarks of ", topic, " partition=", p.value()));
+  }
+  const int64_t from = std::max(checkpoint->value_or(Offset(0)).value(), low);
+  if (from >= high) return absl::OkStatus();  // nothing newer than our state
+  const absl::Time started = absl::Now();
+  std::vector<RdKafka::TopicPartition*> tps = {
+      RdKafka::TopicPartition::create(topic, p.value(), from)};
+  restore_consumer_->assign(tps);
+  RdKafka::TopicPartition::destroy(tps);
+
+  StagedBatch restore(engine_);
+  std::vector<std::pair<std::string, std::optional<std::string>>> pending;
+  int64_t applied = 0;
+  int64_t position = from;
+  absl::Status status = absl::OkStatus();
+  absl::Time last_progress = absl::Now();
+  while (position < high && status.ok()) {
+    std::unique_ptr<RdKafka::Message> m(restore_consumer_->consume(200));
+    if (m->err() == RdKafka::ERR__TIMED_OUT) {
+      if (absl::Now() - last_progress > absl::Seconds(60)) {
+        status = absl::DeadlineExceededError(absl::StrCat(
+            "restore ", topic, " partition=", p.value(), ": no progress for 60s at offset ",
+            position, " of ", high));
+      }
+      continue;
+    }
+    if (m->err() != RdKafka::ERR_NO_ERROR) {
+      const auto err = static_cast<rd_kafka_resp_err_t>(m->err());
+      if (ClassifyKafkaError(err) != KafkaErrorAction::kRetry) {
+        status = KafkaToStatus(err, absl::StrCat("restore ", topic, " partition=", p.value()));
+      }
+      continue;
+    }
+    last_progress = absl::Now();
+    position = m->offset() + 1;
+    std::optional<std::string> value;
+    if (m->payload() != nullptr) value.emplace(static_cast<const char*>(m->payload()), m->len());
+    pending.emplace_back(
+        std::string(static_cast<const char*>(m->key_pointer()), m->key_len()), std::move(value));
+    RdKafka::Headers* headers = m->headers();
+    std::optional<int64_t> source_next;
+    bool batch_end = false;
+    if (headers != nullptr) {
+      for (const RdKafka::Headers::Header& h : headers->get_all()) {
+        const std::string v(static_cast<const char*>(h.value()), h.value_size());
+        int64_t n = 0;
+        if (h.key() == "kiq.source.offset" && absl::SimpleAtoi(v, &n)) source_next = n;
+        if (h.key() == "kiq.batch.end") batch_end = true;
+      }
+    }
+    if (!batch_end || !source_next) continue;
+    // A complete batch: apply it with the changelog checkpoint and the source offset it
+    // reflects, atomically. A trailing incomplete batch (its writer died before the flush
+    // succeeded) is never applied: that writer never committed it either.
+    for (auto& [key, v] : pending) {
+      if (absl::Status s = restore.Write(store.handle, p, key, std::move(v)); !s.ok()) return s;
+    }
+    applied += static_cast<int64_t>(pending.size());
+    pending.clear();
+    restore.SetOffset(store.changelog_stream, p, Offset(position));
+    restore.SetOffset(store.source_stream, p, Offset(*source_next));
+    if (absl::Status s = restore.Commit(nullptr); !s.ok()) status = s;
+  }
+  restore_consumer_->unassign();
+  if (!status.ok()) return status;
+  stats_.restored_records += applied;
+  spdlog::info("restored store={} partition={} from {} offsets [{}, {}): {} entries in {}",
+               store.info.name, p.value(), topic, from, high, applied,
+               absl::FormatDuration(absl::Now() - started));
+  return absl::OkStatus();
+}
+
+bool Ingestor::PreparePartition(int store_index, PartitionId p) {
+  const CompiledStore& store = topology_.stores()[store_index];
+  if (!store.changelog_topic.empty()) {
+    if (absl::Status s = RestoreFromChangelog(store, p); !s.ok()) {
+      const std::string reason = absl::StrCat("restore of store ", store.info.name, " failed: ",
+                                              s.ToString());
+      spdlog::error("partition {}: {}", p.value(), reason);
+      states_.Set(p, PartitionState::kFailed, reason);
+      return false;
+    }
+  }
+  absl::StatusOr<std::optional<Offset>> stored = engine_.ReadOffset(store.source_stream, p);
   if (!stored.ok()) {
     states_.Set(p, PartitionState::kFailed, stored.status().ToString());
     spdlog::error("partition {}: {}", p.value(), stored.status().ToString());
-    return std::nullopt;
+    return false;
   }
-  if (!stored->has_value()) {
-    positions_.Advance(topic, p, Offset(0));
-    return RdKafka::Topic::OFFSET_BEGINNING;
-  }
-  const int64_t next = (*stored)->value();
+  next_[{store_index, p.value()}] = stored->value_or(Offset(0)).value();
+  return true;
+}
+
+std::optional<int64_t> Ingestor::StartOffset(const CompiledSource& source, PartitionId p) {
+  const std::string& topic = source.spec.topic();
   int64_t low = 0;
   int64_t high = 0;
   RdKafka::ErrorCode code =
       consumer_->query_watermark_offsets(topic, p.value(), &low, &high, kKafkaTimeoutMs);
-  if (code == RdKafka::ERR_NO_ERROR && (next < low || next > high)) {
-    HandleOutOfRange(topic, p,
-                     absl::StrCat("stored offset ", next, " is outside the log [", low, ", ", high,
-                                  "] (topic recreated or retention passed)"));
-    if (options_.out_of_range == OutOfRangePolicy::kFail) return std::nullopt;
-    return RdKafka::Topic::OFFSET_BEGINNING;
-  }
   if (code != RdKafka::ERR_NO_ERROR) {
-    spdlog::warn("topic {} partition {}: could not check stored offset {} against the log: {}",
-                 topic, p.value(), next, RdKafka::err2str(code));
+    spdlog::warn("topic {} partition {}: could not check stored offsets against the log: {}",
+                 topic, p.value(), RdKafka::err2str(code));
   }
-  positions_.Advance(topic, p, Offset(next));
-  return next;
+  std::optional<int64_t> start;
+  std::vector<std::pair<int, int64_t>> behind;
+  for (int index : source.stores) {
+    int64_t next = next_[{index, p.value()}];
+    // A store that never processed anything starts at the beginning of the log.
+    const bool fresh = next == 0;
+    if (code == RdKafka::ERR_NO_ERROR && !fresh && (next < low || next > high)) {
+      HandleOutOfRange(topic, p,
+                       absl::StrCat("stored offset ", next, " of store ",
+                                    topology_.stores()[index].info.name, " is outside the log [",
+                                    low, ", ", high, "] (topic recreated or retention passed)"));
+      if (options_.out_of_range == OutOfRangePolicy::kFail) return std::nullopt;
+      next = next_[{index, p.value()}];
+    }
+    if (fresh && code == RdKafka::ERR_NO_ERROR) next = std::max(next, low);
+    start = start ? std::min(*start, next) : next;
+    const CompiledStore& store = topology_.stores()[index];
+    positions_.Advance(store.info.name, topic, p, Offset(next_[{index, p.value()}]));
+    if (code == RdKafka::ERR_NO_ERROR && next_[{index, p.value()}] < high) {
+      behind.emplace_back(index, high);
+    }
+  }
+  auto& waiting = catching_up_[p.value()];
+  waiting.insert(waiting.end(), behind.begin(), behind.end());
+  return start.value_or(RdKafka::Topic::OFFSET_BEGINNING);
 }
 
 void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
@@ -317,9 +563,11 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
         "--offset-out-of-range=reset to rebuild it from the log");
     spdlog::error("{}", reason);
     states_.Set(p, PartitionState::kFailed, reason);
+    catching_up_.erase(p.value());
     std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p.value())};
     consumer_->pause(tps);
     RdKafka::TopicPartition::destroy(tps);
+    NotifyOwnershipChange();
     return;
   }
   spdlog::warn("topic {} partition {}: {}; --offset-out-of-range=reset: dropping its state and "
@@ -328,40 +576,122 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
   // Pending records of this partition must not be committed on top of the dropped state.
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("{}", s.ToString());
   for (int index : source->stores) {
-    if (absl::Status s = engine_.DropPartition(topology_.stores()[index].handle, p); !s.ok()) {
+    const CompiledStore& store = topology_.stores()[index];
+    if (absl::Status s = engine_.DropPartition(store.handle, p); !s.ok()) {
       spdlog::error("{}", s.ToString());
     }
+    if (absl::Status s = engine_.ClearOffset(store.source_stream, p); !s.ok()) {
+      spdlog::error("{}", s.ToString());
+    }
+    // The changelog holds the old history too: never restore from what it has now.
+    if (!store.changelog_topic.empty()) {
+      int64_t low = 0;
+      int64_t high = 0;
+      if (restore_consumer_->query_watermark_offsets(store.changelog_topic, p.value(), &low,
+                                                     &high, kKafkaTimeoutMs) ==
+          RdKafka::ERR_NO_ERROR) {
+        StoreEngine::Batch batch = engine_.NewBatch();
+        batch.SetOffset(store.changelog_stream, p, Offset(high));
+        if (absl::Status s = engine_.Apply(batch); !s.ok()) spdlog::error("{}", s.ToString());
+      }
+    }
+    next_[{index, p.value()}] = 0;
+    positions_.Advance(store.info.name, topic, p, Offset(0));
   }
-  if (absl::Status s = engine_.ClearOffset(topic, p); !s.ok()) spdlog::error("{}", s.ToString());
-  positions_.Advance(topic, p, Offset(0));
+}
+
+int32_t Ingestor::ReadGeneration() {
+  // librdkafka 2.0 has no getter for the group generation; its serialized group metadata
+  // (meant for client bindings) starts with the magic "CGMDv2:" and the int32 generation id.
+  rd_kafka_consumer_group_metadata_t* cgmd = rd_kafka_consumer_group_metadata(consumer_->c_ptr());
+  if (cgmd == nullptr) return generation_.load();
+  void* buffer = nullptr;
+  size_t size = 0;
+  int32_t generation = generation_.load() + 1;
+  if (rd_kafka_error_t* error = rd_kafka_consumer_group_metadata_write(cgmd, &buffer, &size)) {
+    rd_kafka_error_destroy(error);
+  } else {
+    constexpr char kMagic[] = "CGMDv2:";
+    constexpr size_t kMagicLen = sizeof(kMagic) - 1;
+    if (size >= kMagicLen + 4 && std::memcmp(buffer, kMagic, kMagicLen) == 0) {
+      std::memcpy(&generation, static_cast<const char*>(buffer) + kMagicLen, 4);
+    }
+    rd_kafka_mem_free(nullptr, buffer);
+  }
+  rd_kafka_consumer_group_metadata_destroy(cgmd);
+  return generation;
 }
 
 void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
+  if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on assign: {}", s.ToString());
+  generation_.store(ReadGeneration());
+  absl::btree_set<int32_t> owned;
+  for (RdKafka::TopicPartition* tp : partitions) {
+    if (topology_.FindSource(tp->topic()) != nullptr) owned.insert(tp->partition());
+  }
+  // Advertise the gained partitions as RESTORING before rebuilding them.
+  for (int32_t p : owned) states_.Set(PartitionId(p), PartitionState::kRestoring);
+  NotifyOwnershipChange();
+
+  absl::btree_set<int32_t> failed;
+  for (int32_t p : owned) {
+    for (size_t index = 0; index < topology_.stores().size(); ++index) {
+      if (!PreparePartition(static_cast<int>(index), PartitionId(p))) failed.insert(p);
+    }
+  }
   std::vector<std::string> names;
-  absl::flat_hash_map<int32_t, bool> failed;
   std::vector<RdKafka::TopicPartition*> assign;
   for (RdKafka::TopicPartition* tp : partitions) {
     const CompiledSource* source = topology_.FindSource(tp->topic());
-    if (source == nullptr) continue;
+    if (source == nullptr || failed.contains(tp->partition())) continue;
     const PartitionId p(tp->partition());
     std::optional<int64_t> start = StartOffset(*source, p);
     names.push_back(absl::StrCat(tp->topic(), "/", tp->partition(), "@",
                                  start ? absl::StrCat(*start) : std::string("FAILED")));
     if (!start) {
-      failed[p.value()] = true;
+      failed.insert(p.value());
       continue;
     }
-    failed.try_emplace(p.value(), false);
     tp->set_offset(*start);
     assign.push_back(tp);
   }
   if (RdKafka::ErrorCode code = consumer_->assign(assign); code != RdKafka::ERR_NO_ERROR) {
     spdlog::error("assign partitions: {}", RdKafka::err2str(code));
   }
-  for (const auto& [p, is_failed] : failed) {
-    if (!is_failed) states_.Set(PartitionId(p), PartitionState::kActive);
+  for (int32_t p : failed) catching_up_.erase(p);
+  spdlog::info("generation {}: assigned {}", generation_.load(), absl::StrJoin(names, " "));
+  CheckCaughtUp();
+  NotifyOwnershipChange();
+}
+
+void Ingestor::CheckCaughtUp() {
+  bool changed = false;
+  for (auto it = catching_up_.begin(); it != catching_up_.end();) {
+    const int32_t p = it->first;
+    auto& waiting = it->second;
+    waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
+                                 [&](const std::pair<int, int64_t>& w) {
+                                   return next_[{w.first, p}] >= w.second;
+                                 }),
+                  waiting.end());
+    if (waiting.empty()) {
+      if (states_.StateOf(PartitionId(p)) == PartitionState::kRestoring) {
+        states_.Set(PartitionId(p), PartitionState::kActive);
+        changed = true;
+      }
+      catching_up_.erase(it++);
+    } else {
+      ++it;
+    }
   }
-  spdlog::info("assigned {} (offsets from RocksDB; BEGINNING = -2)", absl::StrJoin(names, " "));
+  // Partitions that were never behind become ACTIVE at assignment.
+  for (const auto& [p, state] : states_.Snapshot()) {
+    if (state == PartitionState::kRestoring && !catching_up_.contains(p.value())) {
+      states_.Set(p, PartitionState::kActive);
+      changed = true;
+    }
+  }
+  if (changed) NotifyOwnershipChange();
 }
 
 void Ingestor::OnRevoke() {
@@ -369,11 +699,20 @@ void Ingestor::OnRevoke() {
   // (or this node, later) resumes exactly after it.
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on revoke: {}", s.ToString());
   for (const auto& [p, state] : states_.Snapshot()) {
-    for (const CompiledSource& source : topology_.sources()) positions_.Forget(source.spec.topic(), p);
+    for (const CompiledStore& store : topology_.stores()) {
+      positions_.Forget(store.info.name, store.spec.source(), p);
+    }
   }
   states_.Clear();
+  next_.clear();
+  catching_up_.clear();
   consumer_->unassign();
   spdlog::info("partitions revoked");
+  NotifyOwnershipChange();
+}
+
+void Ingestor::NotifyOwnershipChange() {
+  if (options_.on_ownership_change) options_.on_ownership_change();
 }
 
 }  // namespace kiq::node

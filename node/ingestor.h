@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -9,6 +10,7 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -42,11 +44,15 @@ struct IngestorOptions {
   absl::Duration max_batch_delay = absl::Milliseconds(20);
   // Extra librdkafka consumer properties (e.g. session.timeout.ms), applied last.
   std::vector<std::pair<std::string, std::string>> consumer_properties;
+  // Called on the ingestion thread whenever owned partitions or their states change (the
+  // membership advertisement is refreshed then). Must not block.
+  std::function<void()> on_ownership_change;
 };
 
 // Counters kept by the ingestion thread; read from anywhere.
 struct IngestStats {
   std::atomic<int64_t> records{0};
+  std::atomic<int64_t> restored_records{0};
   std::atomic<int64_t> batches{0};
   std::atomic<int64_t> bad_records{0};
   std::atomic<int64_t> wrong_partition{0};
@@ -59,9 +65,19 @@ absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> FetchPartitionCounts(
     absl::Duration timeout);
 
 // Consumes the source topics as a member of the consumer group <application_id> and
-// materializes them: records are applied to a StagedBatch and committed with their offsets in
-// one RocksDB WriteBatch; then the position advances and offsets are committed to Kafka too
-// (RocksDB stays the authority: on assignment, consumption resumes from the stored offsets).
+// materializes them: records are applied to a StagedBatch and committed with each store's
+// next source offset in one RocksDB WriteBatch; then positions advance and offsets are
+// committed to Kafka too (RocksDB stays the authority: consumption resumes from the stored
+// offsets).
+//
+// Changelogs are written ahead: before a batch is committed locally, every changed entry of
+// an aggregate store is produced (idempotent producer, flushed) to `<app>-<store>-changelog`,
+// partition p, carrying the source offset the batch ends at; the last record of a batch for a
+// (store, partition) is marked `kiq.batch.end`. A node that gains a partition restores such
+// stores from its changelog checkpoint, applying only complete batches, so state and source
+// offset always agree and the source resumes exactly after the restored state. Tables are
+// rebuilt from their source topic. A gained partition is RESTORING until every store of it
+// has caught up with the high watermarks seen at assignment, then ACTIVE.
 //
 // Ownership follows the group's assignment (range assignor: with co-partitioned sources,
 // partition p of every topic lands on the same member). One ingestion thread does all the
@@ -81,6 +97,8 @@ class Ingestor {
   // Blocks until the ingestion thread ends on its own (a fatal error) or Stop() is called.
   absl::Status Wait();
   const IngestStats& stats() const { return stats_; }
+  // The consumer group generation of the current assignment (0 before the first).
+  int32_t generation() const { return generation_.load(); }
 
  private:
   class RebalanceHandler;
@@ -92,9 +110,18 @@ class Ingestor {
   absl::Status HandleMessage(const RdKafka::Message& message);
   void OnAssign(std::vector<RdKafka::TopicPartition*>& partitions);
   void OnRevoke();
-  // Decides the start offset of an assigned partition; nullopt if it must not be consumed.
+  // Loads a store's next source offset for a gained partition, restoring it from its
+  // changelog first if it has one. False if the partition must not be consumed (FAILED).
+  bool PreparePartition(int store_index, PartitionId p);
+  absl::Status RestoreFromChangelog(const CompiledStore& store, PartitionId p);
+  // Checks the stores' offsets of (source, p) against the log; the offset to consume from, or
+  // nullopt if the partition must not be consumed.
   std::optional<int64_t> StartOffset(const CompiledSource& source, PartitionId p);
   void HandleOutOfRange(const std::string& topic, PartitionId p, const std::string& detail);
+  absl::Status ProduceChangelog();
+  void CheckCaughtUp();
+  void NotifyOwnershipChange();
+  int32_t ReadGeneration();
 
   CompiledTopology& topology_;
   StoreEngine& engine_;
@@ -105,8 +132,18 @@ class Ingestor {
   std::unique_ptr<RebalanceHandler> rebalance_;  // must outlive consumer_
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<DeadLetterQueue> dlq_;
+  std::unique_ptr<RdKafka::KafkaConsumer> restore_consumer_;
+  class ChangelogReport;
+  std::unique_ptr<ChangelogReport> changelog_report_;  // must outlive changelog_
+  std::unique_ptr<RdKafka::Producer> changelog_;
 
   // Used by the ingestion thread only.
+  // Next source offset of each (store index, partition) owned here.
+  absl::flat_hash_map<std::pair<int, int32_t>, int64_t> next_;
+  // Gained partitions still catching up: (store index, high watermark at assignment).
+  absl::flat_hash_map<int32_t, std::vector<std::pair<int, int64_t>>> catching_up_;
+  // (store index, partition) touched by the pending batch.
+  absl::flat_hash_set<std::pair<int, int32_t>> touched_;
   StagedBatch batch_;
   absl::Time batch_started_ = absl::InfiniteFuture();
   std::vector<BadRecord> bad_;
@@ -114,6 +151,7 @@ class Ingestor {
   LogLimiter wrong_partition_log_{5};
 
   IngestStats stats_;
+  std::atomic<int32_t> generation_{0};
   std::atomic<bool> stop_{false};
   std::thread thread_;
   absl::Notification done_;

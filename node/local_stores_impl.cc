@@ -55,16 +55,17 @@ void LocalStoresImpl::AppendPosition(absl::string_view store, PartitionId p,
   absl::StatusOr<const CompiledStore*> found = Find(store);
   if (!found.ok()) return;
   const CompiledSource& source = topology_.sources()[(*found)->source];
-  std::optional<Offset> next = positions_.Get(source.spec.topic(), p);
+  std::optional<Offset> next = positions_.Get(store, source.spec.topic(), p);
   kiq::v1::PartitionOffset* po = out->add_offsets();
   po->set_topic(source.spec.topic());
   po->set_partition(p.value());
   po->set_offset(next ? next->value() : 0);
 }
 
-absl::Status LocalStoresImpl::WaitForPosition(const kiq::v1::Position& min,
+absl::Status LocalStoresImpl::WaitForPosition(absl::string_view store,
+                                              const kiq::v1::Position& min,
                                               absl::Time deadline) const {
-  return positions_.WaitFor(min, deadline);
+  return positions_.WaitFor(store, min, deadline);
 }
 
 }  // namespace kiq::node

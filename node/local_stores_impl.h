@@ -29,7 +29,8 @@ class LocalStoresImpl final : public router::LocalStores {
   absl::StatusOr<int64_t> ApproximateCount(absl::string_view store, PartitionId p) const override;
   void AppendPosition(absl::string_view store, PartitionId p,
                       kiq::v1::Position* out) const override;
-  absl::Status WaitForPosition(const kiq::v1::Position& min, absl::Time deadline) const override;
+  absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
+                               absl::Time deadline) const override;
 
  private:
   absl::StatusOr<const CompiledStore*> Find(absl::string_view store) const;

@@ -12,6 +12,7 @@
 #include "router/logging.h"
 
 #include "absl/strings/str_cat.h"
+#include "node/internal_topics.h"
 #include "node/topology_config.h"
 
 namespace kiq::node {
@@ -44,6 +45,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     node->bootstrap_servers_ = node->embedded_kafka_->bootstrap_servers();
     for (const kiq::v1::Source& source : topology->sources()) {
       absl::Status s = node->embedded_kafka_->CreateTopic(source.topic(), options.embedded_partitions);
+      if (!s.ok()) return s;
+    }
+    for (const kiq::v1::Store& store : topology->stores()) {
+      if (store.has_table()) continue;
+      absl::Status s = node->embedded_kafka_->CreateTopic(
+          absl::StrCat(topology->application_id(), "-", store.name(), "-changelog"),
+          options.embedded_partitions);
       if (!s.ok()) return s;
     }
     spdlog::warn(
@@ -85,12 +93,32 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       CompiledTopology::Compile(*topology, *node->engine_, *counts);
   if (!compiled.ok()) return compiled.status();
   node->topology_ = std::move(*compiled);
+  if (absl::Status s = EnsureInternalTopics(node->bootstrap_servers_,
+                                            node->topology_->InternalTopics(), absl::Seconds(10));
+      !s.ok()) {
+    return s;
+  }
+
+  // Discovery: every node tails the members topic into its routing table.
+  const std::string members_topic = absl::StrCat(node->topology_->application_id(), "-members");
+  absl::StatusOr<std::unique_ptr<router::MembershipTailer>> tailer =
+      router::MembershipTailer::Start(node->bootstrap_servers_, members_topic, node->table_);
+  if (!tailer.ok()) return tailer.status();
+  node->tailer_ = std::move(*tailer);
+  absl::StatusOr<std::unique_ptr<MembershipPublisher>> publisher =
+      MembershipPublisher::Create(node->bootstrap_servers_, members_topic, options.node_id);
+  if (!publisher.ok()) return publisher.status();
+  node->publisher_ = std::move(*publisher);
 
   IngestorOptions ingest;
   ingest.bootstrap_servers = node->bootstrap_servers_;
   ingest.node_id = options.node_id;
   ingest.out_of_range = options.out_of_range;
   ingest.consumer_properties = options.consumer_properties;
+  Node* raw = node.get();
+  ingest.on_ownership_change = [raw] {
+    if (raw->advertiser_) raw->advertiser_->Notify();
+  };
   absl::StatusOr<std::unique_ptr<Ingestor>> ingestor = Ingestor::Create(
       *node->topology_, *node->engine_, node->states_, node->positions_, std::move(ingest));
   if (!ingestor.ok()) return ingestor.status();
@@ -98,20 +126,36 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 
   node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_,
                                                    node->states_, node->positions_);
-  node->router_ = std::make_unique<router::QueryRouter>(*node->local_);
-  node->pool_ = std::make_unique<router::ThreadPool>(4);
+  node->router_ = std::make_unique<router::QueryRouter>(
+      *node->local_, router::ClusterView{&node->table_, &node->peers_, options.node_id});
+  // Forwarded point reads and scatter-gather block a worker for a peer round trip.
+  node->pool_ = std::make_unique<router::ThreadPool>(16);
   node->query_service_ = std::make_unique<router::QueryServiceImpl>(*node->router_, *node->pool_);
+  node->peer_service_ = std::make_unique<router::PeerServiceImpl>(*node->local_, *node->pool_);
+  node->metadata_service_ =
+      std::make_unique<router::MetadataServiceImpl>(node->table_, *node->local_);
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.grpc_port),
                            grpc::InsecureServerCredentials(), &node->grpc_port_);
   builder.RegisterService(node->query_service_.get());
+  builder.RegisterService(node->peer_service_.get());
+  builder.RegisterService(node->metadata_service_.get());
   node->server_ = builder.BuildAndStart();
   if (!node->server_ || node->grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--grpc-port: cannot listen on ",
                                                options.bind_address, ":", options.grpc_port));
   }
+  Advertiser::Options advertise;
+  advertise.node_id = options.node_id;
+  advertise.application_id = node->topology_->application_id();
+  advertise.grpc_endpoint = absl::StrCat(options.advertised_host, ":", node->grpc_port_);
+  Ingestor* ingestor_ptr = node->ingestor_.get();
+  node->advertiser_ = std::make_unique<Advertiser>(
+      advertise, *node->topology_, node->states_, node->positions_,
+      [ingestor_ptr] { return ingestor_ptr->generation(); }, *node->publisher_);
+  node->advertiser_->Start();
   node->ingestor_->Start();
   spdlog::info("serving kiq.v1.QueryService on {}:{} (application {}, {} stores, {} partitions, "
                "data dir {})",
@@ -141,6 +185,7 @@ void Node::Shutdown() {
     spdlog::info("shutting down: committing and leaving the consumer group");
     ingestor_->Stop();
     ingestor_stopped_ = true;
+    if (advertiser_) advertiser_->StopWithTombstone(absl::Seconds(5));
   }
 }
 

@@ -7,14 +7,21 @@
 #include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
+#include "node/advertiser.h"
 #include "node/compiled_topology.h"
+#include "node/membership_publisher.h"
 #include "node/dev_kafka.h"
 #include "node/ingestor.h"
 #include "node/local_stores_impl.h"
 #include "node/partition_states.h"
 #include "node/position_tracker.h"
 #include "node/store_engine.h"
+#include "router/membership_tailer.h"
+#include "router/metadata_service.h"
+#include "router/peer_pool.h"
+#include "router/peer_service.h"
 #include "router/query_router.h"
+#include "router/routing_table.h"
 #include "router/query_service.h"
 #include "router/thread_pool.h"
 
@@ -69,11 +76,18 @@ class Node {
   std::unique_ptr<CompiledTopology> topology_;
   PartitionStates states_;
   PositionTracker positions_;
+  router::RoutingTable table_;
+  router::PeerPool peers_;
+  std::unique_ptr<router::MembershipTailer> tailer_;
+  std::unique_ptr<MembershipPublisher> publisher_;
+  std::unique_ptr<Advertiser> advertiser_;
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<LocalStoresImpl> local_;
   std::unique_ptr<router::QueryRouter> router_;
   std::unique_ptr<router::ThreadPool> pool_;
   std::unique_ptr<router::QueryServiceImpl> query_service_;
+  std::unique_ptr<router::PeerServiceImpl> peer_service_;
+  std::unique_ptr<router::MetadataServiceImpl> metadata_service_;
   std::unique_ptr<grpc::Server> server_;
   absl::Mutex shutdown_mu_;
   bool ingestor_stopped_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -52,6 +52,13 @@ absl::Status PartitionStates::CheckReadable(PartitionId p) const {
   return absl::InternalError("unreachable");
 }
 
+std::optional<PartitionState> PartitionStates::StateOf(PartitionId p) const {
+  absl::MutexLock lock(&mu_);
+  auto it = owned_.find(p.value());
+  if (it == owned_.end()) return std::nullopt;
+  return it->second.state;
+}
+
 std::vector<std::pair<PartitionId, PartitionState>> PartitionStates::Snapshot() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::pair<PartitionId, PartitionState>> out;

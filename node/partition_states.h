@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ class PartitionStates {
   // UNAVAILABLE with the reason if restoring or failed.
   absl::Status CheckReadable(PartitionId p) const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<std::pair<PartitionId, PartitionState>> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  // nullopt if not owned here.
+  std::optional<PartitionState> StateOf(PartitionId p) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Entry {

@@ -38,6 +38,16 @@ void StagedBatch::SetOffset(absl::string_view topic, PartitionId p, Offset next)
   offsets_[{std::string(topic), p.value()}] = next;
 }
 
+std::vector<Change> StagedBatch::Changes() const {
+  std::vector<Change> out;
+  for (const auto& [key, slot] : slots_) {
+    if (!slot.dirty || slot.current == slot.original) continue;
+    out.push_back(Change{StoreHandle{key.store}, PartitionId(key.partition), key.key,
+                         slot.original, slot.current});
+  }
+  return out;
+}
+
 absl::Status StagedBatch::Commit(std::vector<Change>* changes) {
   StoreEngine::Batch batch = engine_.NewBatch();
   // Entry-count deltas per (store, partition), applied to the stored counts in the same batch.

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "node/store_engine.h"
@@ -32,7 +33,7 @@ class StagedBatch {
   explicit StagedBatch(StoreEngine& engine) : engine_(engine) {}
 
   // The value of `key` as this batch sees it (staged, else stored). The pointer is valid until
-  // the next Write or Commit.
+  // the next Commit or Clear (slots live in a node map, so they do not move as it grows).
   absl::StatusOr<const std::optional<std::string>*> Read(StoreHandle store, PartitionId p,
                                                          absl::string_view key);
   // Stages a new value (nullopt deletes the key).
@@ -44,6 +45,9 @@ class StagedBatch {
   bool empty() const { return slots_.empty() && offsets_.empty(); }
   size_t records() const { return records_; }
   void CountRecord() { ++records_; }
+
+  // The changes this batch would make if committed now (for the write-ahead changelog).
+  std::vector<Change> Changes() const;
 
   // Applies everything atomically. On success, appends the changes that took effect (in no
   // particular order) to `changes` if given, and clears the batch.
@@ -75,7 +79,7 @@ class StagedBatch {
   absl::StatusOr<Slot*> SlotFor(StoreHandle store, PartitionId p, absl::string_view key);
 
   StoreEngine& engine_;
-  absl::flat_hash_map<SlotKey, Slot> slots_;
+  absl::node_hash_map<SlotKey, Slot> slots_;
   absl::flat_hash_map<std::pair<std::string, int32_t>, Offset> offsets_;
   size_t records_ = 0;
 };

@@ -75,9 +75,10 @@ class LocalStores {
   virtual void AppendPosition(absl::string_view store, PartitionId p,
                               kiq::v1::Position* out) const = 0;
 
-  // Read your writes: blocks until every (topic, partition) in `min` has been processed up to
-  // its offset, or until `deadline` (DEADLINE_EXCEEDED naming the partition still behind).
-  virtual absl::Status WaitForPosition(const kiq::v1::Position& min, absl::Time deadline) const = 0;
+  // Read your writes: blocks until `store` has processed every (topic, partition) in `min` up
+  // to its offset, or until `deadline` (DEADLINE_EXCEEDED naming the partition still behind).
+  virtual absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
+                                       absl::Time deadline) const = 0;
 };
 
 }  // namespace kiq::router

@@ -3,13 +3,21 @@
 #include <queue>
 #include <utility>
 
+#include <grpcpp/client_context.h>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "router/entry.h"
 #include "router/grpc_status.h"
 #include "router/page_token.h"
+#include "router/peer_service.h"
 
 namespace kiq::router {
 namespace {
+
+// Partition reads answered for partial results do not wait out the whole deadline.
+constexpr absl::Duration kPartialRetryBudget = absl::Seconds(1);
 
 absl::Status WithContext(const absl::Status& s, absl::string_view doing) {
   return absl::Status(s.code(), absl::StrCat(doing, ": ", s.message()));
@@ -41,15 +49,79 @@ absl::StatusOr<int32_t> CheckPageSize(int32_t page_size) {
   return page_size == 0 ? kDefaultPageSize : page_size;
 }
 
+bool IsNotOwner(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kFailedPrecondition &&
+         absl::StrContains(s.message(), "NOT_OWNER");
+}
+
+std::string Endpoint(const kiq::v1::NodeInfo& node) {
+  return absl::StrCat(node.host(), ":", node.port());
+}
+
+void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
+  context->set_deadline(absl::ToChronoTime(deadline));
+  context->AddMetadata(kForwardedHeader, "1");
+}
+
 }  // namespace
+
+bool IsRetriableRouting(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable || IsNotOwner(status);
+}
 
 absl::StatusOr<StoreInfo> QueryRouter::DescribeForRequest(absl::string_view store) const {
   if (store.empty()) return absl::InvalidArgumentError("store is required");
   return local_.Describe(store);
 }
 
+bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadline) const {
+  const absl::Duration wait =
+      std::min(absl::Milliseconds(20) * (int64_t{1} << std::min(attempt, 5)), absl::Milliseconds(500));
+  const absl::Time now = absl::Now();
+  if (now + wait >= deadline) return false;
+  if (cluster_.table != nullptr) {
+    cluster_.table->WaitForChange(seen_version, now + wait);
+  } else {
+    absl::SleepFor(wait);
+  }
+  return true;
+}
+
+bool QueryRouter::IsLocal(const kiq::v1::GetRequest& request) const {
+  if (request.has_min_position()) return false;
+  absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
+  absl::StatusOr<std::string> key = KeyOf(request);
+  if (!info.ok() || !key.ok()) return true;  // answered at once with the error
+  const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
+  return local_.CheckReadable(request.store(), p).ok();
+}
+
+absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetRequest& request,
+                                                           const StoreInfo& info,
+                                                           const std::string& key, PartitionId p,
+                                                           absl::Time deadline) const {
+  if (request.has_min_position()) {
+    kiq::v1::Position wanted = PositionFor(request.min_position(), p.value());
+    if (!wanted.offsets().empty()) {
+      if (absl::Status s = local_.WaitForPosition(request.store(), wanted, deadline); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  kiq::v1::GetResponse response;
+  // The position is read before the value: the value reflects at least this position.
+  local_.AppendPosition(request.store(), p, response.mutable_position());
+  absl::StatusOr<std::optional<std::string>> value = local_.Get(request.store(), p, key);
+  if (!value.ok()) return value.status();
+  if (value->has_value()) {
+    response.set_found(true);
+    *response.mutable_entry() = RenderEntry(info, KeyValue{key, std::move(**value), p});
+  }
+  return response;
+}
+
 absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(const kiq::v1::GetRequest& request,
-                                                      absl::Time deadline) const {
+                                                      absl::Time deadline, bool forwarded) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
   if (!info.ok()) return info.status();
   absl::StatusOr<std::string> key = KeyOf(request);
@@ -58,24 +130,46 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(const kiq::v1::GetRequest&
   const std::string doing =
       absl::StrCat("get store=", request.store(), " key=", ClipKey(*key), " partition=", p.value());
 
-  if (request.has_min_position()) {
-    if (absl::Status s = local_.WaitForPosition(request.min_position(), deadline); !s.ok()) {
-      return WithContext(s, doing);
+  absl::Status last;
+  for (int attempt = 0;; ++attempt) {
+    const uint64_t version = cluster_.table ? cluster_.table->version() : 0;
+    absl::Status readable = local_.CheckReadable(request.store(), p);
+    if (readable.ok()) {
+      absl::StatusOr<kiq::v1::GetResponse> response = LocalGet(request, *info, *key, p, deadline);
+      if (!response.ok()) return WithContext(response.status(), doing);
+      return response;
     }
+    // A forwarded call is answered here or refused: it is never forwarded again.
+    if (forwarded || cluster_.table == nullptr) return WithContext(readable, doing);
+    last = readable;
+    if (IsNotOwner(readable)) {
+      std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(p.value());
+      if (!owner) {
+        last = absl::UnavailableError(
+            absl::StrCat("no live node owns partition ", p.value(), " (UNAVAILABLE)"));
+      } else if (owner->node.node_id() == cluster_.self_node_id) {
+        last = absl::UnavailableError(absl::StrCat(
+            "the routing table still names this node as the owner of partition ", p.value()));
+      } else if (owner->state != kiq::v1::PARTITION_STATE_ACTIVE) {
+        last = absl::UnavailableError(absl::StrCat("partition ", p.value(), " is ",
+                                                   kiq::v1::PartitionState_Name(owner->state),
+                                                   " on node ", owner->node.node_id()));
+      } else {
+        PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
+        grpc::ClientContext context;
+        SetDeadline(&context, deadline);
+        kiq::v1::GetResponse response;
+        grpc::Status status = peer.query->Get(&context, request, &response);
+        if (status.ok()) return response;
+        absl::Status forwarded_status = FromGrpcStatus(
+            status, absl::StrCat("forwarded to node ", owner->node.node_id()));
+        // Errors about the request itself (unknown store, bad key) are final.
+        if (!IsRetriableRouting(forwarded_status)) return forwarded_status;
+        last = forwarded_status;
+      }
+    }
+    if (!Backoff(version, attempt, deadline)) return WithContext(last, doing);
   }
-  if (absl::Status s = local_.CheckReadable(request.store(), p); !s.ok()) {
-    return WithContext(s, doing);
-  }
-  kiq::v1::GetResponse response;
-  // The position is read before the value: the value reflects at least this position.
-  local_.AppendPosition(request.store(), p, response.mutable_position());
-  absl::StatusOr<std::optional<std::string>> value = local_.Get(request.store(), p, *key);
-  if (!value.ok()) return WithContext(value.status(), doing);
-  if (value->has_value()) {
-    response.set_found(true);
-    *response.mutable_entry() = RenderEntry(*info, KeyValue{*key, std::move(**value), p});
-  }
-  return response;
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(const kiq::v1::RangeRequest& request,
@@ -97,6 +191,167 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::All(const kiq::v1::AllRequest
               request.min_position(), request.allow_partial(), deadline);
 }
 
+void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
+                           const std::vector<int32_t>& partitions,
+                           const kiq::v1::Position& min_position, absl::Time deadline,
+                           absl::flat_hash_map<int32_t, PartitionRead>* results,
+                           absl::flat_hash_map<int32_t, absl::Status>* errors) const {
+  // Partitions held here are read directly; the others are grouped by owner.
+  absl::flat_hash_map<std::string, std::vector<int32_t>> remote;
+  for (int32_t i : partitions) {
+    const PartitionId p(i);
+    absl::Status readable = local_.CheckReadable(info.name, p);
+    if (readable.ok()) {
+      kiq::v1::Position wanted = PositionFor(min_position, i);
+      if (!wanted.offsets().empty()) readable = local_.WaitForPosition(info.name, wanted, deadline);
+    }
+    if (readable.ok()) {
+      PartitionRead read;
+      local_.AppendPosition(info.name, p, &read.position);
+      if (spec.count_only) {
+        absl::StatusOr<int64_t> n = local_.ApproximateCount(info.name, p);
+        if (!n.ok()) {
+          (*errors)[i] = n.status();
+          continue;
+        }
+        read.count = *n;
+      } else {
+        absl::StatusOr<std::vector<KeyValue>> run =
+            local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
+        if (!run.ok()) {
+          (*errors)[i] = run.status();
+          continue;
+        }
+        read.entries = std::move(*run);
+      }
+      (*results)[i] = std::move(read);
+      continue;
+    }
+    if (!IsNotOwner(readable) || cluster_.table == nullptr) {
+      (*errors)[i] = readable;
+      continue;
+    }
+    std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(i);
+    if (!owner) {
+      (*errors)[i] = absl::UnavailableError(absl::StrCat("no live node owns partition ", i));
+    } else if (owner->node.node_id() == cluster_.self_node_id) {
+      (*errors)[i] = readable;
+    } else if (owner->state != kiq::v1::PARTITION_STATE_ACTIVE) {
+      (*errors)[i] = absl::UnavailableError(absl::StrCat(
+          "partition ", i, " is ", kiq::v1::PartitionState_Name(owner->state), " on node ",
+          owner->node.node_id()));
+    } else {
+      remote[Endpoint(owner->node)].push_back(i);
+    }
+  }
+  if (remote.empty()) return;
+
+  // Scatter: one PeerService call per owner, all in flight at once; gather when all are done.
+  struct Call {
+    std::string endpoint;
+    std::vector<int32_t> partitions;
+    grpc::ClientContext context;
+    kiq::v1::ScanPartitionsRequest scan;
+    kiq::v1::ScanPartitionsResponse scan_response;
+    kiq::v1::CountPartitionsRequest count;
+    kiq::v1::CountPartitionsResponse count_response;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  size_t pending = remote.size();
+  for (auto& [endpoint, parts] : remote) {
+    auto call = std::make_unique<Call>();
+    call->endpoint = endpoint;
+    call->partitions = parts;
+    SetDeadline(&call->context, deadline);
+    Call* c = call.get();
+    auto done = [&mu, &pending, c](grpc::Status status) {
+      absl::MutexLock lock(&mu);
+      c->status = std::move(status);
+      --pending;
+    };
+    PeerPool::Peer& peer = cluster_.peers->Get(endpoint);
+    if (spec.count_only) {
+      c->count.set_store(info.name);
+      for (int32_t i : parts) c->count.add_partitions(i);
+      *c->count.mutable_min_position() = min_position;
+      peer.peer->async()->CountPartitions(&c->context, &c->count, &c->count_response, done);
+    } else {
+      c->scan.set_store(info.name);
+      for (int32_t i : parts) c->scan.add_partitions(i);
+      if (spec.range.from) c->scan.mutable_from()->set_value(*spec.range.from);
+      if (spec.range.to) c->scan.mutable_to()->set_value(*spec.range.to);
+      if (spec.after) c->scan.mutable_after()->set_value(*spec.after);
+      c->scan.set_limit(static_cast<int32_t>(spec.limit));
+      *c->scan.mutable_min_position() = min_position;
+      peer.peer->async()->ScanPartitions(&c->context, &c->scan, &c->scan_response, done);
+    }
+    calls.push_back(std::move(call));
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](size_t* n) { return *n == 0; }, &pending));
+  }
+  for (const std::unique_ptr<Call>& c : calls) {
+    if (!c->status.ok()) {
+      absl::Status s = FromGrpcStatus(c->status, absl::StrCat("peer ", c->endpoint));
+      for (int32_t i : c->partitions) (*errors)[i] = s;
+      continue;
+    }
+    const auto& parts =
+        spec.count_only ? c->count_response.partitions() : c->scan_response.partitions();
+    for (const kiq::v1::PartitionResult& result : parts) {
+      if (result.code() != 0) {
+        (*errors)[result.partition()] =
+            absl::Status(static_cast<absl::StatusCode>(result.code()),
+                         absl::StrCat("peer ", c->endpoint, ": ", result.message()));
+        continue;
+      }
+      PartitionRead read;
+      read.count = result.count();
+      read.position = result.position();
+      for (const kiq::v1::KeyValueBytes& kv : result.entries()) {
+        read.entries.push_back(KeyValue{kv.key(), kv.value(), PartitionId(result.partition())});
+      }
+      (*results)[result.partition()] = std::move(read);
+    }
+  }
+}
+
+absl::StatusOr<absl::flat_hash_map<int32_t, QueryRouter::PartitionRead>>
+QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
+                               const kiq::v1::Position& min_position, bool allow_partial,
+                               absl::Time deadline, std::vector<int32_t>* missing) const {
+  absl::flat_hash_map<int32_t, PartitionRead> results;
+  std::vector<int32_t> pending;
+  for (int32_t i = 0; i < info.num_partitions; ++i) pending.push_back(i);
+  const absl::Time retry_until =
+      allow_partial ? std::min(deadline, absl::Now() + kPartialRetryBudget) : deadline;
+  for (int attempt = 0;; ++attempt) {
+    const uint64_t version = cluster_.table ? cluster_.table->version() : 0;
+    absl::flat_hash_map<int32_t, absl::Status> errors;
+    ReadOnce(info, spec, pending, min_position, deadline, &results, &errors);
+    pending.clear();
+    for (const auto& [i, s] : errors) {
+      if (!IsRetriableRouting(s) && !allow_partial) {
+        return WithContext(s, absl::StrCat("partition=", i));
+      }
+      pending.push_back(i);
+    }
+    if (pending.empty()) return results;
+    std::sort(pending.begin(), pending.end());
+    if (!Backoff(version, attempt, retry_until)) {
+      if (allow_partial) {
+        *missing = pending;
+        return results;
+      }
+      return WithContext(errors[pending.front()], absl::StrCat("partition=", pending.front()));
+    }
+  }
+}
+
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
     const std::string& store, const KeyRange& range, int32_t requested_page_size,
     const std::string& page_token, const kiq::v1::Position& min_position, bool allow_partial,
@@ -107,39 +362,29 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   if (!page_size.ok()) return page_size.status();
   absl::StatusOr<std::optional<std::string>> after = DecodePageToken(page_token, store, range);
   if (!after.ok()) return after.status();
-  const std::string doing = absl::StrCat("scan store=", store);
-  if (!min_position.offsets().empty()) {
-    if (absl::Status s = local_.WaitForPosition(min_position, deadline); !s.ok()) {
-      return WithContext(s, doing);
-    }
-  }
 
   // Each partition contributes its first page_size + 1 entries after the resume key: the
   // first page_size of their merge are exactly the first page_size of the whole store, and
   // the extra one tells whether anything follows.
+  ScanSpec spec{range, *after, static_cast<size_t>(*page_size) + 1, false};
   kiq::v1::ScanResponse response;
-  std::vector<std::vector<KeyValue>> runs;
+  std::vector<int32_t> missing;
+  auto reads = ReadAllPartitions(*info, spec, min_position, allow_partial, deadline, &missing);
+  if (!reads.ok()) return WithContext(reads.status(), absl::StrCat("scan store=", store));
+  for (int32_t i : missing) response.add_missing_partitions(i);
+
+  std::vector<std::vector<KeyValue>*> runs;
   for (int32_t i = 0; i < info->num_partitions; ++i) {
-    const PartitionId p(i);
-    absl::Status readable = local_.CheckReadable(store, p);
-    if (!readable.ok()) {
-      if (allow_partial) {
-        response.add_missing_partitions(i);
-        continue;
-      }
-      return WithContext(readable, absl::StrCat(doing, " partition=", i));
-    }
-    local_.AppendPosition(store, p, response.mutable_position());
-    absl::StatusOr<std::vector<KeyValue>> run =
-        local_.Scan(store, p, range, *after, static_cast<size_t>(*page_size) + 1);
-    if (!run.ok()) return WithContext(run.status(), absl::StrCat(doing, " partition=", i));
-    if (!run->empty()) runs.push_back(std::move(*run));
+    auto it = reads->find(i);
+    if (it == reads->end()) continue;
+    response.mutable_position()->MergeFrom(it->second.position);
+    if (!it->second.entries.empty()) runs.push_back(&it->second.entries);
   }
 
   // k-way merge by key byte order: heap of (run, index) ordered by the run's current key.
   using Cursor = std::pair<size_t, size_t>;
   auto greater = [&runs](const Cursor& a, const Cursor& b) {
-    return runs[a.first][a.second].key > runs[b.first][b.second].key;
+    return (*runs[a.first])[a.second].key > (*runs[b.first])[b.second].key;
   };
   std::priority_queue<Cursor, std::vector<Cursor>, decltype(greater)> heap(greater);
   for (size_t r = 0; r < runs.size(); ++r) heap.push({r, 0});
@@ -151,9 +396,9 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
     }
     auto [r, i] = heap.top();
     heap.pop();
-    last_key = runs[r][i].key;
-    *response.add_entries() = RenderEntry(*info, std::move(runs[r][i]));
-    if (i + 1 < runs[r].size()) heap.push({r, i + 1});
+    last_key = (*runs[r])[i].key;
+    *response.add_entries() = RenderEntry(*info, std::move((*runs[r])[i]));
+    if (i + 1 < runs[r]->size()) heap.push({r, i + 1});
   }
   return response;
 }
@@ -162,28 +407,22 @@ absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(const kiq::v1::CountRe
                                                           absl::Time deadline) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
   if (!info.ok()) return info.status();
-  const std::string doing = absl::StrCat("count store=", request.store());
-  if (!request.min_position().offsets().empty()) {
-    if (absl::Status s = local_.WaitForPosition(request.min_position(), deadline); !s.ok()) {
-      return WithContext(s, doing);
-    }
+  ScanSpec spec;
+  spec.count_only = true;
+  std::vector<int32_t> missing;
+  auto reads = ReadAllPartitions(*info, spec, request.min_position(), request.allow_partial(),
+                                 deadline, &missing);
+  if (!reads.ok()) {
+    return WithContext(reads.status(), absl::StrCat("count store=", request.store()));
   }
   kiq::v1::CountResponse response;
+  for (int32_t i : missing) response.add_missing_partitions(i);
   int64_t total = 0;
   for (int32_t i = 0; i < info->num_partitions; ++i) {
-    const PartitionId p(i);
-    absl::Status readable = local_.CheckReadable(request.store(), p);
-    if (!readable.ok()) {
-      if (request.allow_partial()) {
-        response.add_missing_partitions(i);
-        continue;
-      }
-      return WithContext(readable, absl::StrCat(doing, " partition=", i));
-    }
-    local_.AppendPosition(request.store(), p, response.mutable_position());
-    absl::StatusOr<int64_t> n = local_.ApproximateCount(request.store(), p);
-    if (!n.ok()) return WithContext(n.status(), absl::StrCat(doing, " partition=", i));
-    total += *n;
+    auto it = reads->find(i);
+    if (it == reads->end()) continue;
+    response.mutable_position()->MergeFrom(it->second.position);
+    total += it->second.count;
   }
   response.set_count(total);
   return response;

@@ -1,27 +1,49 @@
 #pragma once
 
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kiq/v1/query.pb.h"
 #include "router/local_stores.h"
+#include "router/peer_pool.h"
+#include "router/routing_table.h"
 
 namespace kiq::router {
 
 inline constexpr int32_t kDefaultPageSize = 100;
 inline constexpr int32_t kMaxPageSize = 5000;
 
-// Answers QueryService requests: key → partition (the store's partitioner) → the partition's
-// reader; range/all/count → every partition, k-way merged by key and paginated.
+// The cluster as a router sees it: who owns which partition (from the members topic) and
+// channels to the peers. Both optional: without them, only local partitions are answered.
+struct ClusterView {
+  const RoutingTable* table = nullptr;
+  PeerPool* peers = nullptr;
+  std::string self_node_id;
+};
+
+// Answers QueryService requests. Get: key → partition (the store's partitioner) → owner: read
+// locally, or forward once to the owner (marked, so it is never forwarded again). Range, All,
+// Count: every partition, from its owner (locally or through PeerService), k-way merged by key
+// and paginated. When an owner is unknown, restoring, or answers NOT_OWNER, the router waits
+// for the routing table to change (or a backoff) and retries within the caller's deadline;
+// it never guesses an owner.
 //
-// Synchronous and thread-safe (holds no mutable state); the gRPC service runs it inline for
-// point reads and on a worker pool for scans and waits. Errors are absl::Status values naming
-// the store, key (clipped) and partition.
+// Synchronous and thread-safe (no mutable state of its own); the gRPC service runs it inline
+// for local point reads and on a worker pool for the rest. Errors are absl::Status values
+// naming the store, key (clipped) and partition.
 class QueryRouter {
  public:
-  explicit QueryRouter(const LocalStores& local) : local_(local) {}
+  explicit QueryRouter(const LocalStores& local, ClusterView cluster = {})
+      : local_(local), cluster_(std::move(cluster)) {}
+
+  // True if the key's partition is ACTIVE here and the request need not wait: Get can run
+  // inline, without forwarding or blocking.
+  bool IsLocal(const kiq::v1::GetRequest& request) const;
 
   absl::StatusOr<kiq::v1::GetResponse> Get(const kiq::v1::GetRequest& request,
-                                           absl::Time deadline) const;
+                                           absl::Time deadline, bool forwarded = false) const;
   absl::StatusOr<kiq::v1::ScanResponse> Range(const kiq::v1::RangeRequest& request,
                                               absl::Time deadline) const;
   absl::StatusOr<kiq::v1::ScanResponse> All(const kiq::v1::AllRequest& request,
@@ -30,13 +52,46 @@ class QueryRouter {
                                                absl::Time deadline) const;
 
  private:
+  // What one partition contributed to a scan or count.
+  struct PartitionRead {
+    std::vector<KeyValue> entries;
+    int64_t count = 0;
+    kiq::v1::Position position;
+  };
+  struct ScanSpec {
+    KeyRange range;
+    std::optional<std::string> after;
+    size_t limit = 0;
+    bool count_only = false;
+  };
+
   absl::StatusOr<kiq::v1::ScanResponse> Scan(const std::string& store, const KeyRange& range,
                                              int32_t page_size, const std::string& page_token,
                                              const kiq::v1::Position& min_position,
                                              bool allow_partial, absl::Time deadline) const;
+  // Reads every partition of `store` from its owner, retrying within the deadline. Partitions
+  // that stay unreadable are listed in `missing` if `allow_partial`, else fail the call.
+  absl::StatusOr<absl::flat_hash_map<int32_t, PartitionRead>> ReadAllPartitions(
+      const StoreInfo& info, const ScanSpec& spec, const kiq::v1::Position& min_position,
+      bool allow_partial, absl::Time deadline, std::vector<int32_t>* missing) const;
+  // One attempt at reading `partitions`: results for those read, a status for the others.
+  void ReadOnce(const StoreInfo& info, const ScanSpec& spec, const std::vector<int32_t>& partitions,
+                const kiq::v1::Position& min_position, absl::Time deadline,
+                absl::flat_hash_map<int32_t, PartitionRead>* results,
+                absl::flat_hash_map<int32_t, absl::Status>* errors) const;
+  absl::StatusOr<kiq::v1::GetResponse> LocalGet(const kiq::v1::GetRequest& request,
+                                                const StoreInfo& info, const std::string& key,
+                                                PartitionId p, absl::Time deadline) const;
   absl::StatusOr<StoreInfo> DescribeForRequest(absl::string_view store) const;
+  // Waits for the routing table to change or for a backoff; false if the deadline is too close.
+  bool Backoff(uint64_t seen_version, int attempt, absl::Time deadline) const;
 
   const LocalStores& local_;
+  const ClusterView cluster_;
 };
+
+// Whether a router should retry a partition read that failed with `status`: the partition is
+// moving (NOT_OWNER), restoring, or its owner is unreachable.
+bool IsRetriableRouting(const absl::Status& status);
 
 }  // namespace kiq::router

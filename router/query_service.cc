@@ -32,12 +32,15 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
                                                 kiq::v1::GetResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = RequestDeadline(*context);
-  if (request->has_min_position()) {
-    pool_.Schedule([this, reactor, request, response, deadline] {
-      Finish(reactor, router_.Get(*request, deadline), response);
-    });
+  const bool forwarded = context->client_metadata().count(kForwardedHeader) > 0;
+  // Answered inline when no wait and no forwarding can happen: a local point read, or a
+  // forwarded call (answered from here or refused with NOT_OWNER, never forwarded again).
+  if ((forwarded && !request->has_min_position()) || router_.IsLocal(*request)) {
+    Finish(reactor, router_.Get(*request, deadline, forwarded), response);
   } else {
-    Finish(reactor, router_.Get(*request, deadline), response);
+    pool_.Schedule([this, reactor, request, response, deadline, forwarded] {
+      Finish(reactor, router_.Get(*request, deadline, forwarded), response);
+    });
   }
   return reactor;
 }

@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/client/fake_query_service.h"
+#include "tests/client/fake_server.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::client {
@@ -19,6 +19,12 @@ namespace {
 
 using ::kiq::testing::StatusIs;
 using ::testing::ElementsAre;
+
+std::vector<std::string> NodeIds(const kiq::v1::NodesResponse& response) {
+  std::vector<std::string> ids;
+  for (const kiq::v1::NodeInfo& node : response.nodes()) ids.push_back(node.node_id());
+  return ids;
+}
 
 std::vector<std::string> Keys(const kiq::v1::ScanResponse& page) {
   std::vector<std::string> keys;
@@ -60,6 +66,9 @@ TEST(DescribeTest, NamesTheCallStoreAndClippedEscapedKey) {
   EXPECT_EQ(DescribeRange("orders", "a", ""), "range store=orders from=\"a\" to=\"\"");
   EXPECT_EQ(DescribeAll("orders"), "all store=orders");
   EXPECT_EQ(DescribeCount("orders"), "count store=orders");
+  EXPECT_EQ(DescribeAllNodes(), "metadata");
+  EXPECT_EQ(DescribeNodesForStore("orders"), "metadata store=orders");
+  EXPECT_EQ(DescribeNodeForKey("orders", "a\xff"), "metadata store=orders key=\"a\\xff\"");
 }
 
 TEST(ConnectTest, RejectsAnEmptyTarget) {
@@ -145,6 +154,100 @@ TEST_F(ClientTest, CountOfAnUnknownStoreIsNotFound) {
   absl::StatusOr<kiq::v1::CountResponse> count = client_->Count("orders");
   ASSERT_OK(count);
   EXPECT_EQ(count->count(), 5);
+}
+
+TEST_F(ClientTest, AllNodesReturnsEveryNodeWithItsPartitionsAndLease) {
+  absl::StatusOr<kiq::v1::NodesResponse> response = client_->AllNodes();
+  ASSERT_OK(response);
+  EXPECT_THAT(NodeIds(*response), ElementsAre("n1", "n2", "n3"));
+  const kiq::v1::NodeInfo& n1 = response->nodes(0);
+  EXPECT_EQ(n1.host(), "10.0.0.1");
+  EXPECT_EQ(n1.port(), 7070);
+  EXPECT_THAT(n1.stores(), ElementsAre("order_count", "customers"));
+  ASSERT_EQ(n1.partitions_size(), 3);
+  EXPECT_EQ(n1.partitions(2).partition(), 4);
+  EXPECT_EQ(n1.partitions(2).state(), kiq::v1::PARTITION_STATE_RESTORING);
+  EXPECT_EQ(n1.lease_expiry_ms(), FakeMetadataService::kFakeNowMs + 30'000);
+}
+
+TEST_F(ClientTest, NodesForStoreReturnsOnlyTheNodesHostingIt) {
+  absl::StatusOr<kiq::v1::NodesResponse> response = client_->NodesForStore("customers");
+  ASSERT_OK(response);
+  EXPECT_THAT(NodeIds(*response), ElementsAre("n1", "n3"));
+  ASSERT_EQ(server_.metadata_service().nodes_for_store_requests().size(), 1u);
+  EXPECT_EQ(server_.metadata_service().nodes_for_store_requests()[0].store(), "customers");
+
+  response = client_->NodesForStore("lonely");
+  ASSERT_OK(response);
+  EXPECT_EQ(response->nodes_size(), 0);
+}
+
+TEST_F(ClientTest, NodesForStoreOfAnUnknownStoreIsNotFoundNamingTheCall) {
+  EXPECT_EQ(client_->NodesForStore("nope").status(),
+            absl::NotFoundError("metadata store=nope: unknown store \"nope\""));
+}
+
+TEST_F(ClientTest, NodeForKeySendsUtf8KeyAsKey) {
+  absl::StatusOr<kiq::v1::NodeForKeyResponse> response =
+      client_->NodeForKey("order_count", "alice");
+  ASSERT_OK(response);
+  EXPECT_EQ(response->partition(), 3);
+  EXPECT_EQ(response->owner().node_id(), "n2");
+  EXPECT_EQ(response->owner().host(), "kiq-1.kiq");
+  EXPECT_EQ(response->state(), kiq::v1::PARTITION_STATE_ACTIVE);
+  ASSERT_EQ(server_.metadata_service().node_for_key_requests().size(), 1u);
+  const kiq::v1::NodeForKeyRequest request = server_.metadata_service().node_for_key_requests()[0];
+  EXPECT_EQ(request.store(), "order_count");
+  EXPECT_EQ(request.key_kind_case(), kiq::v1::NodeForKeyRequest::kKey);
+  EXPECT_EQ(request.key(), "alice");
+}
+
+TEST_F(ClientTest, NodeForKeySendsNonUtf8KeyAsKeyBytes) {
+  absl::StatusOr<kiq::v1::NodeForKeyResponse> response =
+      client_->NodeForKey("order_count", "\xff\x01");
+  ASSERT_OK(response);
+  EXPECT_EQ(response->partition(), 5);
+  EXPECT_EQ(response->owner().node_id(), "n2");
+  EXPECT_EQ(response->state(), kiq::v1::PARTITION_STATE_FAILED);
+  ASSERT_EQ(server_.metadata_service().node_for_key_requests().size(), 1u);
+  const kiq::v1::NodeForKeyRequest request = server_.metadata_service().node_for_key_requests()[0];
+  EXPECT_EQ(request.key_kind_case(), kiq::v1::NodeForKeyRequest::kKeyBytes);
+  EXPECT_EQ(request.key_bytes(), "\xff\x01");
+}
+
+TEST_F(ClientTest, NodeForKeyWithNoLiveOwnerIsAnEmptyOwnerNotAnError) {
+  absl::StatusOr<kiq::v1::NodeForKeyResponse> response =
+      client_->NodeForKey("order_count", "carol");
+  ASSERT_OK(response);
+  EXPECT_EQ(response->partition(), 6);
+  EXPECT_EQ(response->owner().node_id(), "");
+}
+
+TEST_F(ClientTest, NodeForKeyOfAnUnknownStoreIsNotFoundNamingTheCall) {
+  EXPECT_EQ(client_->NodeForKey("nope", "a").status(),
+            absl::NotFoundError("metadata store=nope key=\"a\": unknown store \"nope\""));
+}
+
+TEST_F(ClientTest, MetadataCallsHaveTheDeadlineToo) {
+  ClientOptions options;
+  options.timeout = absl::Milliseconds(100);
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server_.target(), options);
+  ASSERT_OK(client);
+  const absl::Time start = absl::Now();
+  EXPECT_THAT((*client)->NodesForStore("slow"),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, "metadata store=slow"));
+  EXPECT_THAT((*client)->NodeForKey("slow", "a"),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, "metadata store=slow key=\"a\""));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(ClientWithoutMetadataServiceTest, MetadataCallsAreUnimplemented) {
+  FakeServer server(FakeServer::Services::kQueryOnly);
+  ASSERT_TRUE(server.started());
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(server.target());
+  ASSERT_OK(client);
+  EXPECT_THAT((*client)->AllNodes(), StatusIs(absl::StatusCode::kUnimplemented, "metadata"));
+  EXPECT_OK((*client)->Count("orders"));  // The query API is still there.
 }
 
 TEST_F(ClientTest, ForEachAllPageFollowsEveryPage) {

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -12,9 +11,6 @@
 #include <utility>
 #include <vector>
 
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
 #include <grpcpp/server_context.h>
 
 #include "absl/strings/escaping.h"
@@ -26,7 +22,7 @@
 #include "kiq/v1/query.pb.h"
 
 // Header-only (the test build compiles only *_test.cc): a kiq.v1.QueryService with canned
-// stores, served on 127.0.0.1 port 0, for the client and kiqctl tests.
+// stores, for the client and kiqctl tests (served by FakeServer, fake_server.h).
 namespace kiq::client {
 
 // Canned stores:
@@ -208,31 +204,6 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
   std::vector<kiq::v1::GetRequest> get_requests_;      // Guarded by mu_.
   std::vector<kiq::v1::RangeRequest> range_requests_;  // Guarded by mu_.
   std::vector<kiq::v1::AllRequest> all_requests_;      // Guarded by mu_.
-};
-
-// A FakeQueryService served on 127.0.0.1 at a port the kernel picks.
-class FakeServer {
- public:
-  FakeServer() {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-  }
-  ~FakeServer() { Shutdown(); }
-
-  void Shutdown() {
-    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
-  }
-
-  bool started() const { return server_ != nullptr && port_ > 0; }
-  std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
-  FakeQueryService& service() { return service_; }
-
- private:
-  FakeQueryService service_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
 };
 
 }  // namespace kiq::client

@@ -80,6 +80,32 @@ TEST(ParseKiqctlArgsTest, SingleDashArgumentsAreOperands) {
   EXPECT_EQ(args->to, "-");
 }
 
+TEST(ParseKiqctlArgsTest, MetadataTakesNoStoreAStoreOrAStoreAndKey) {
+  absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"metadata"}, "");
+  ASSERT_OK(args);
+  EXPECT_EQ(args->command, KiqctlCommand::kNodes);
+  EXPECT_EQ(args->store, "");
+
+  args = ParseKiqctlArgs({"--json", "metadata", "orders"}, "");
+  ASSERT_OK(args);
+  EXPECT_EQ(args->command, KiqctlCommand::kNodesForStore);
+  EXPECT_EQ(args->store, "orders");
+  EXPECT_TRUE(args->json);
+
+  args = ParseKiqctlArgs({"metadata", "orders", "alice", "--timeout", "2s"}, "");
+  ASSERT_OK(args);
+  EXPECT_EQ(args->command, KiqctlCommand::kNodeForKey);
+  EXPECT_EQ(args->store, "orders");
+  EXPECT_EQ(args->key, "alice");
+  EXPECT_EQ(args->timeout, absl::Seconds(2));
+
+  // An empty key is a key (Kafka allows it); only the store must not be empty.
+  args = ParseKiqctlArgs({"metadata", "orders", ""}, "");
+  ASSERT_OK(args);
+  EXPECT_EQ(args->command, KiqctlCommand::kNodeForKey);
+  EXPECT_EQ(args->key, "");
+}
+
 TEST(ParseKiqctlArgsTest, HelpInEveryForm) {
   for (const std::vector<std::string>& argv :
        std::vector<std::vector<std::string>>{{"--help"},
@@ -114,8 +140,8 @@ TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderr) {
 INSTANTIATE_TEST_SUITE_P(
     Kiqctl, UsageErrorTest,
     ::testing::Values(
-        UsageErrorCase{{}, "missing command (get, range, all or count)"},
-        UsageErrorCase{{"--json"}, "missing command (get, range, all or count)"},
+        UsageErrorCase{{}, "missing command (get, range, all, count or metadata)"},
+        UsageErrorCase{{"--json"}, "missing command (get, range, all, count or metadata)"},
         UsageErrorCase{{"fetch", "s"}, "unknown command \"fetch\""},
         UsageErrorCase{{"get", "s"}, "get wants STORE KEY, got 1 argument"},
         UsageErrorCase{{"get", "s", "a", "b"}, "get wants STORE KEY, got 3 arguments"},
@@ -123,6 +149,14 @@ INSTANTIATE_TEST_SUITE_P(
         UsageErrorCase{{"all"}, "all wants STORE, got 0 arguments"},
         UsageErrorCase{{"count", "a", "b"}, "count wants STORE, got 2 arguments"},
         UsageErrorCase{{"count", ""}, "count: STORE is empty"},
+        UsageErrorCase{{"metadata", "s", "k", "x"},
+                       "metadata wants [STORE [KEY]], got 3 arguments"},
+        UsageErrorCase{{"metadata", ""}, "metadata: STORE is empty"},
+        UsageErrorCase{{"metadata", "", "k"}, "metadata: STORE is empty"},
+        UsageErrorCase{{"metadata", "--limit", "3"},
+                       "--limit applies only to range and all, not metadata"},
+        UsageErrorCase{{"metadata", "s", "--page-size", "3"},
+                       "--page-size applies only to range and all, not metadata"},
         UsageErrorCase{{"get", "s", "a", "--verbose"}, "unknown flag \"--verbose\""},
         UsageErrorCase{{"get", "s", "a", "--target"}, "--target needs a value"},
         UsageErrorCase{{"get", "s", "a", "--target="}, "--target must not be empty"},
@@ -159,6 +193,15 @@ TEST(KiqctlHelpTest, UsageNamesEveryCommandFlagAndExitCode) {
                            "range STORE FROM TO",
                            "all STORE",
                            "count STORE",
+                           "metadata  ",
+                           "metadata STORE  ",
+                           "metadata STORE KEY",
+                           "MetadataService",
+                           "NODE, ENDPOINT, STORES, PARTITIONS, LEASE",
+                           "R restoring",
+                           "F failed",
+                           "\"expired\"",
+                           "no live owner",
                            "help",
                            "--target HOST:PORT",
                            "KIQ_TARGET",
@@ -172,6 +215,7 @@ TEST(KiqctlHelpTest, UsageNamesEveryCommandFlagAndExitCode) {
                            "--  ",
                            "0  success",
                            "1  get: the key was not found",
+                           "metadata STORE KEY: no live node owns its partition",
                            "2  usage error",
                            "3  RPC or server error",
                            "next page token",

@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/client/fake_query_service.h"
+#include "tests/client/fake_server.h"
 
 // kiqctl end to end: RunKiqctl against a real gRPC server on 127.0.0.1 serving canned data.
 namespace kiq::client {
@@ -44,7 +44,8 @@ class KiqctlTest : public ::testing::Test {
       timeouts_.push_back(options.timeout);
       return Client::Connect(target, options);
     };
-    const int exit_code = RunKiqctl(args, out, err, factory, env_target);
+    const int exit_code =
+        RunKiqctl(args, out, err, factory, env_target, &FakeMetadataService::FakeNow);
     return {exit_code, out.str(), err.str()};
   }
 
@@ -223,6 +224,127 @@ TEST_F(KiqctlTest, UnreachableServerExitsThree) {
   EXPECT_EQ(r.exit_code, kExitError);
   EXPECT_THAT(r.err, StartsWith("kiqctl: count store=orders: UNAVAILABLE"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+}
+
+TEST_F(KiqctlTest, MetadataPrintsEveryNode) {
+  const Result r = Run({"metadata"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "NODE  ENDPOINT        STORES                 PARTITIONS  LEASE\n"
+            "n1    10.0.0.1:7070   order_count,customers  0,1,4R      30s\n"
+            "n2    kiq-1.kiq:7070  order_count            2,3,5F      5s\n"
+            "n3    [::1]:7071      customers              -           expired\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(KiqctlTest, MetadataOfAStorePrintsTheNodesHostingIt) {
+  Result r = Run({"metadata", "order_count"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "NODE  ENDPOINT        STORES                 PARTITIONS  LEASE\n"
+            "n1    10.0.0.1:7070   order_count,customers  0,1,4R      30s\n"
+            "n2    kiq-1.kiq:7070  order_count            2,3,5F      5s\n");
+  EXPECT_EQ(r.err, "");
+
+  r = Run({"metadata", "lonely"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out, "no nodes\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(KiqctlTest, MetadataOfAKeyPrintsItsPartitionAndOwner) {
+  Result r = Run({"metadata", "order_count", "alice"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "key \"alice\" of store order_count → partition 3 → node n2 at kiq-1.kiq:7070 "
+            "(ACTIVE)\n");
+  EXPECT_EQ(r.err, "");
+
+  r = Run({"metadata", "order_count", "bob"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "key \"bob\" of store order_count → partition 4 → node n1 at 10.0.0.1:7070 "
+            "(RESTORING)\n");
+}
+
+TEST_F(KiqctlTest, MetadataOfANonUtf8KeyUsesKeyBytes) {
+  const Result r = Run({"metadata", "order_count", "\xff\x01"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "key \"\\xff\\x01\" of store order_count → partition 5 → node n2 at kiq-1.kiq:7070 "
+            "(FAILED)\n");
+  ASSERT_EQ(server_.metadata_service().node_for_key_requests().size(), 1u);
+  EXPECT_EQ(server_.metadata_service().node_for_key_requests()[0].key_bytes(), "\xff\x01");
+}
+
+TEST_F(KiqctlTest, MetadataOfAKeyWithNoLiveOwnerExitsOne) {
+  Result r = Run({"metadata", "order_count", "carol"});
+  EXPECT_EQ(r.exit_code, kExitNotFound);
+  EXPECT_EQ(r.out, "key \"carol\" of store order_count → partition 6 → no live owner\n");
+  EXPECT_EQ(r.err, "");
+
+  r = Run({"--json", "metadata", "order_count", "carol"});
+  EXPECT_EQ(r.exit_code, kExitNotFound);
+  kiq::v1::NodeForKeyResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_EQ(parsed.partition(), 6);
+  EXPECT_EQ(parsed.owner().node_id(), "");
+}
+
+TEST_F(KiqctlTest, MetadataJsonIsTheResponse) {
+  Result r = Run({"metadata", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, StartsWith("{\"nodes\":[{\"nodeId\":\"n1\",\"host\":\"10.0.0.1\","));
+  EXPECT_THAT(r.out, HasSubstr("\"state\":\"PARTITION_STATE_RESTORING\""));
+  EXPECT_THAT(r.out, HasSubstr("\"leaseExpiryMs\":\"1800000030000\""));
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  kiq::v1::NodesResponse nodes;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &nodes).ok()) << r.out;
+  EXPECT_EQ(nodes.nodes_size(), 3);
+
+  r = Run({"metadata", "customers", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &nodes).ok()) << r.out;
+  ASSERT_EQ(nodes.nodes_size(), 2);
+  EXPECT_EQ(nodes.nodes(1).node_id(), "n3");
+
+  r = Run({"metadata", "order_count", "alice", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_THAT(r.out, StartsWith("{\"partition\":3,\"owner\":{\"nodeId\":\"n2\","));
+  EXPECT_THAT(r.out, HasSubstr("\"state\":\"PARTITION_STATE_ACTIVE\"}\n"));
+}
+
+TEST_F(KiqctlTest, MetadataOfAnUnknownStoreExitsThreeWithOneLine) {
+  Result r = Run({"metadata", "nope"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "kiqctl: metadata store=nope: NOT_FOUND: unknown store \"nope\"\n");
+
+  r = Run({"metadata", "nope", "alice", "--json"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "kiqctl: metadata store=nope key=\"alice\": NOT_FOUND: unknown store \"nope\"\n");
+}
+
+TEST_F(KiqctlTest, MetadataTimeoutIsDeadlineExceeded) {
+  const Result r = Run({"metadata", "slow", "a", "--timeout", "100ms"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_THAT(r.err, StartsWith("kiqctl: metadata store=slow key=\"a\": DEADLINE_EXCEEDED"));
+  EXPECT_THAT(timeouts_, ::testing::ElementsAre(absl::Milliseconds(100)));
+}
+
+TEST(KiqctlWithoutMetadataServiceTest, MetadataIsUnimplementedAndExitsThree) {
+  FakeServer server(FakeServer::Services::kQueryOnly);
+  ASSERT_TRUE(server.started());
+  std::ostringstream out, err;
+  const int exit_code = RunKiqctl({"--target", server.target(), "metadata"}, out, err);
+  EXPECT_EQ(exit_code, kExitError);
+  EXPECT_EQ(out.str(), "");
+  const std::string error = err.str();
+  EXPECT_THAT(error, StartsWith("kiqctl: metadata: UNIMPLEMENTED"));
+  EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1);
 }
 
 TEST_F(KiqctlTest, ClientFactoryErrorsExitThree) {

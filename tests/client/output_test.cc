@@ -6,8 +6,10 @@
 #include <google/protobuf/any.pb.h>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kiq/v1/membership.pb.h"
 #include "kiq/v1/query.pb.h"
 #include "tests/testing/status_matchers.h"
 
@@ -112,6 +114,139 @@ TEST(RenderCountTextTest, SaysApproximate) {
   response.add_missing_partitions(5);
   EXPECT_EQ(RenderCountText(response),
             "count: 1234 (approximate; partial: partitions 3,5 missing)\n");
+}
+
+constexpr int64_t kNowMs = 1'800'000'000'000;
+const absl::Time kNow = absl::FromUnixMillis(kNowMs);
+
+void Own(kiq::v1::NodeInfo* node, int32_t partition, kiq::v1::PartitionState state) {
+  kiq::v1::OwnedPartition* owned = node->add_partitions();
+  owned->set_partition(partition);
+  owned->set_state(state);
+}
+
+kiq::v1::NodeInfo MakeNode(const std::string& id, const std::string& host, int32_t port,
+                           int64_t lease_expiry_ms) {
+  kiq::v1::NodeInfo node;
+  node.set_node_id(id);
+  node.set_host(host);
+  node.set_port(port);
+  node.set_lease_expiry_ms(lease_expiry_ms);
+  return node;
+}
+
+TEST(PartitionStateNameTest, NamesEveryStateAndNumbersUnknownOnes) {
+  EXPECT_EQ(PartitionStateName(kiq::v1::PARTITION_STATE_ACTIVE), "ACTIVE");
+  EXPECT_EQ(PartitionStateName(kiq::v1::PARTITION_STATE_RESTORING), "RESTORING");
+  EXPECT_EQ(PartitionStateName(kiq::v1::PARTITION_STATE_FAILED), "FAILED");
+  EXPECT_EQ(PartitionStateName(kiq::v1::PARTITION_STATE_UNSPECIFIED), "UNSPECIFIED");
+  EXPECT_EQ(PartitionStateName(static_cast<kiq::v1::PartitionState>(9)), "UNKNOWN(9)");
+}
+
+TEST(OwnedPartitionsTextTest, SortedWithALetterForEachStateNotServed) {
+  kiq::v1::NodeInfo node;
+  Own(&node, 5, kiq::v1::PARTITION_STATE_FAILED);
+  Own(&node, 0, kiq::v1::PARTITION_STATE_ACTIVE);
+  Own(&node, 12, kiq::v1::PARTITION_STATE_UNSPECIFIED);
+  Own(&node, 2, kiq::v1::PARTITION_STATE_RESTORING);
+  Own(&node, 1, kiq::v1::PARTITION_STATE_ACTIVE);
+  Own(&node, 13, static_cast<kiq::v1::PartitionState>(9));
+  EXPECT_EQ(OwnedPartitionsText(node.partitions()), "0,1,2R,5F,12?,13?");
+}
+
+TEST(OwnedPartitionsTextTest, DashWhenNone) {
+  EXPECT_EQ(OwnedPartitionsText(kiq::v1::NodeInfo().partitions()), "-");
+}
+
+TEST(LeaseTextTest, SecondsLeftRoundedUpThenExpired) {
+  EXPECT_EQ(LeaseText(kNowMs + 30'000, kNow), "30s");
+  EXPECT_EQ(LeaseText(kNowMs + 4'500, kNow), "5s");
+  EXPECT_EQ(LeaseText(kNowMs + 1, kNow), "1s");  // Alive: never "0s".
+  EXPECT_EQ(LeaseText(kNowMs, kNow), "expired");
+  EXPECT_EQ(LeaseText(kNowMs - 2'000, kNow), "expired");
+  EXPECT_EQ(LeaseText(0, kNow), "-");  // Unset.
+}
+
+TEST(RenderNodesTableTest, AlignsColumns) {
+  kiq::v1::NodesResponse response;
+  kiq::v1::NodeInfo* n1 = response.add_nodes();
+  *n1 = MakeNode("n1", "10.0.0.1", 7070, kNowMs + 30'000);
+  n1->add_stores("order_count");
+  n1->add_stores("customers");
+  Own(n1, 1, kiq::v1::PARTITION_STATE_ACTIVE);
+  Own(n1, 0, kiq::v1::PARTITION_STATE_ACTIVE);
+  Own(n1, 4, kiq::v1::PARTITION_STATE_RESTORING);
+  kiq::v1::NodeInfo* n2 = response.add_nodes();
+  *n2 = MakeNode("node-two", "::1", 7071, kNowMs - 1);
+  n2->add_stores("customers");
+  Own(n2, 5, kiq::v1::PARTITION_STATE_FAILED);
+  *response.add_nodes() = MakeNode("n3", "kiq-2.kiq", 7072, 0);
+  EXPECT_EQ(RenderNodesTable(response, kNow),
+            "NODE      ENDPOINT        STORES                 PARTITIONS  LEASE\n"
+            "n1        10.0.0.1:7070   order_count,customers  0,1,4R      30s\n"
+            "node-two  [::1]:7071      customers              5F          expired\n"
+            "n3        kiq-2.kiq:7072  -                      -           -\n");
+}
+
+TEST(RenderNodesTableTest, EscapesWhatTheServerSends) {
+  kiq::v1::NodesResponse response;
+  kiq::v1::NodeInfo* node = response.add_nodes();
+  *node = MakeNode("n\n1", "h\x1b", 1, kNowMs + 1'000);
+  node->add_stores("a\tb");
+  EXPECT_EQ(RenderNodesTable(response, kNow),
+            "NODE  ENDPOINT  STORES  PARTITIONS  LEASE\n"
+            "n\\n1  h\\x1b:1   a\\tb    -           1s\n");
+}
+
+TEST(RenderNodesTableTest, SaysNoNodesWhenEmpty) {
+  EXPECT_EQ(RenderNodesTable(kiq::v1::NodesResponse(), kNow), "no nodes\n");
+}
+
+TEST(RenderNodeForKeyTextTest, NamesKeyPartitionOwnerAndState) {
+  kiq::v1::NodeForKeyResponse response;
+  response.set_partition(3);
+  *response.mutable_owner() = MakeNode("n2", "kiq-1.kiq", 7070, kNowMs);
+  response.set_state(kiq::v1::PARTITION_STATE_ACTIVE);
+  EXPECT_EQ(RenderNodeForKeyText("order_count", "alice", response),
+            "key \"alice\" of store order_count → partition 3 → node n2 at kiq-1.kiq:7070 "
+            "(ACTIVE)\n");
+  response.set_state(kiq::v1::PARTITION_STATE_RESTORING);
+  EXPECT_EQ(RenderNodeForKeyText("order_count", "\xff\"", response),
+            "key \"\\xff\\\"\" of store order_count → partition 3 → node n2 at kiq-1.kiq:7070 "
+            "(RESTORING)\n");
+}
+
+TEST(RenderNodeForKeyTextTest, SaysWhenNoLiveNodeOwnsThePartition) {
+  kiq::v1::NodeForKeyResponse response;
+  response.set_partition(6);
+  EXPECT_EQ(RenderNodeForKeyText("order_count", "carol", response),
+            "key \"carol\" of store order_count → partition 6 → no live owner\n");
+}
+
+TEST(RenderNodeForKeyTextTest, ClipsALongKey) {
+  kiq::v1::NodeForKeyResponse response;
+  EXPECT_THAT(RenderNodeForKeyText("s", std::string(300, 'k'), response),
+              HasSubstr("k\"...(300 bytes) of store s"));
+}
+
+TEST(RenderJsonTest, MetadataResponsesNameStatesAndKeepEveryField) {
+  kiq::v1::NodeForKeyResponse response;
+  response.set_partition(6);
+  absl::StatusOr<std::string> json = RenderJson(response);
+  ASSERT_OK(json);
+  EXPECT_EQ(*json, "{\"partition\":6,\"state\":\"PARTITION_STATE_UNSPECIFIED\"}\n");
+
+  kiq::v1::NodesResponse nodes;
+  kiq::v1::NodeInfo* node = nodes.add_nodes();
+  *node = MakeNode("n1", "h", 1, kNowMs);
+  Own(node, 0, kiq::v1::PARTITION_STATE_ACTIVE);
+  json = RenderJson(nodes);
+  ASSERT_OK(json);
+  EXPECT_EQ(*json,
+            "{\"nodes\":[{\"nodeId\":\"n1\",\"host\":\"h\",\"port\":1,\"httpEndpoint\":\"\","
+            "\"stores\":[],\"partitions\":[{\"partition\":0,\"state\":\"PARTITION_STATE_ACTIVE\","
+            "\"offsets\":[]}],\"generation\":0,\"leaseExpiryMs\":\"1800000000000\"}]}\n");
+  EXPECT_EQ(*RenderJson(kiq::v1::NodesResponse()), "{\"nodes\":[]}\n");
 }
 
 TEST(RenderJsonTest, OneLineWithDefaultFieldsPresent) {

@@ -33,7 +33,10 @@ class SingleNodeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("single-node");
-    auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions}, {"orders", kPartitions}});
+    auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions},
+                                     {"orders", kPartitions},
+                                     {"orders-demo-order_count-changelog", kPartitions},
+                                     {"shop-order_count-changelog", kPartitions}});
     ASSERT_OK(kafka);
     kafka_ = std::move(*kafka);
     auto producer = TestProducer::Create(kafka_->bootstrap_servers());
@@ -430,7 +433,10 @@ TEST_F(SingleNodeTest, StoredOffsetOutsideTheLogIsReportedNotMixed) {
 
   // A brand-new Kafka: the stored offset of u1's partition is beyond its (empty) log.
   kafka_->process().Kill();
-  auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions}, {"orders", kPartitions}});
+  auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions},
+                                     {"orders", kPartitions},
+                                     {"orders-demo-order_count-changelog", kPartitions},
+                                     {"shop-order_count-changelog", kPartitions}});
   ASSERT_OK(kafka);
   kafka_ = std::move(*kafka);
   StartNode();

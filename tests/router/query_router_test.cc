@@ -147,7 +147,8 @@ class FakeLocalStores : public LocalStores {
     po->set_offset(processed_.at(p.value()));
   }
 
-  absl::Status WaitForPosition(const kiq::v1::Position& min, absl::Time deadline) const override {
+  absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
+                               absl::Time deadline) const override {
     ++waits_;
     last_deadline_ = deadline;
     for (const kiq::v1::PartitionOffset& po : min.offsets()) {

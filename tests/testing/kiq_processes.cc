@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
       "--bootstrap-servers=" + options.bootstrap_servers,
       "--node-id=" + options.node_id,
       "--bind-address=127.0.0.1",
+      "--advertised-host=127.0.0.1",
       "--grpc-port=0",
       "--port-file=" + port_file,
       "--data-dir=" + options.data_dir,

@@ -1,0 +1,102 @@
+#include "node/internal_topics.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "node/ingestor.h"
+#include "node/kafka_errors.h"
+#include "router/logging.h"
+
+namespace kiq::node {
+namespace {
+
+// Creates `topics` with the Admin API; OK if each was created or already exists.
+absl::Status CreateTopics(const std::string& bootstrap_servers,
+                          const std::vector<std::pair<std::string, int32_t>>& topics,
+                          absl::Duration timeout) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_servers.c_str(), errstr,
+                        sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InvalidArgumentError(errstr);
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) return absl::InternalError(absl::StrCat("admin client: ", errstr));
+  std::vector<rd_kafka_NewTopic_t*> new_topics;
+  for (const auto& [name, partitions] : topics) {
+    rd_kafka_NewTopic_t* t =
+        rd_kafka_NewTopic_new(name.c_str(), partitions, -1, errstr, sizeof(errstr));
+    if (t == nullptr) continue;
+    rd_kafka_NewTopic_set_config(t, "cleanup.policy", "compact");
+    new_topics.push_back(t);
+  }
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(options, static_cast<int>(absl::ToInt64Milliseconds(timeout)),
+                                              errstr, sizeof(errstr));
+  rd_kafka_CreateTopics(rk, new_topics.data(), new_topics.size(), options, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(absl::ToInt64Milliseconds(timeout)) + 1000);
+  absl::Status status = absl::OkStatus();
+  if (event == nullptr) {
+    status = absl::DeadlineExceededError("CreateTopics timed out");
+  } else if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    status = KafkaToStatus(rd_kafka_event_error(event), "CreateTopics");
+  } else {
+    const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event);
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &n);
+    for (size_t i = 0; i < n && status.ok(); ++i) {
+      rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        status = KafkaToStatus(err, absl::StrCat("create topic ", rd_kafka_topic_result_name(results[i])));
+      }
+    }
+  }
+  if (event != nullptr) rd_kafka_event_destroy(event);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_NewTopic_destroy_array(new_topics.data(), new_topics.size());
+  rd_kafka_destroy(rk);
+  return status;
+}
+
+}  // namespace
+
+absl::Status EnsureInternalTopics(const std::string& bootstrap_servers,
+                                  const std::vector<std::pair<std::string, int32_t>>& topics,
+                                  absl::Duration timeout) {
+  if (topics.empty()) return absl::OkStatus();
+  std::vector<std::string> names;
+  for (const auto& [name, partitions] : topics) names.push_back(name);
+  auto counts = FetchPartitionCounts(bootstrap_servers, {}, absl::ZeroDuration());
+  if (!counts.ok()) return counts.status();
+  std::vector<std::pair<std::string, int32_t>> missing;
+  for (const auto& [name, partitions] : topics) {
+    auto it = counts->find(name);
+    if (it == counts->end()) {
+      missing.emplace_back(name, partitions);
+    } else if (it->second != partitions) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "internal topic ", name, " has ", it->second, " partitions, but the sources have ",
+          partitions, ": its partition p must hold store partition p. Delete it or recreate it "
+          "with ", partitions, " partitions"));
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  std::vector<std::string> specs;
+  for (const auto& [name, partitions] : missing) specs.push_back(absl::StrCat(name, ":", partitions));
+  absl::Status created = CreateTopics(bootstrap_servers, missing, timeout);
+  if (!created.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "internal topics missing and could not be created (", created.message(),
+        "); create them with these partition counts (compacted): ", absl::StrJoin(specs, ", "),
+        " (kiq-dev-kafka: --topics=", absl::StrJoin(specs, ","), ")"));
+  }
+  spdlog::info("created internal topics {}", absl::StrJoin(specs, ", "));
+  return absl::OkStatus();
+}
+
+}  // namespace kiq::node

@@ -1,0 +1,205 @@
+#include "router/membership_tailer.h"
+
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "kiq/v1/membership.pb.h"
+#include "router/logging.h"
+
+namespace kiq::router {
+namespace {
+
+constexpr int kMetadataTimeoutMs = 500;
+constexpr int kWatermarkTimeoutMs = 1000;
+constexpr absl::Duration kRetryInterval = absl::Milliseconds(500);
+constexpr int kConsumeTimeoutMs = 100;
+constexpr absl::Duration kWarningInterval = absl::Seconds(10);
+
+std::string RandomSuffix() {
+  std::random_device device;
+  std::mt19937_64 gen((static_cast<uint64_t>(device()) << 32) ^ device() ^
+                      static_cast<uint64_t>(absl::GetCurrentTimeNanos()));
+  return absl::StrFormat("%016x", gen());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
+    const std::string& bootstrap_servers, const std::string& topic, RoutingTable& table) {
+  if (topic.empty()) return absl::InvalidArgumentError("membership tailer: topic is required");
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  const std::vector<std::pair<std::string, std::string>> settings = {
+      {"bootstrap.servers", bootstrap_servers},
+      // Required by KafkaConsumer, never joined: partitions are assign()ed, nothing committed.
+      {"group.id", absl::StrCat(topic, "-tailer-", RandomSuffix())},
+      {"client.id", "kiq-members-tailer"},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      // Offsets the broker no longer has (retention) resume at the oldest record still there.
+      {"auto.offset.reset", "earliest"},
+      {"enable.partition.eof", "false"},
+      // Membership changes should reach routers quickly; the topic is tiny.
+      {"fetch.wait.max.ms", "100"},
+      {"fetch.error.backoff.ms", "50"},
+  };
+  std::string err;
+  for (const auto& [name, value] : settings) {
+    if (conf->set(name, value, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("membership tailer config ", name, "=", value, ": ", err));
+    }
+  }
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer) {
+    return absl::InternalError(absl::StrCat("create membership tailer for ", topic, ": ", err));
+  }
+  std::unique_ptr<MembershipTailer> tailer(
+      new MembershipTailer(std::move(consumer), topic, table));
+  tailer->thread_ = std::thread(&MembershipTailer::Run, tailer.get());
+  return tailer;
+}
+
+MembershipTailer::MembershipTailer(std::unique_ptr<RdKafka::KafkaConsumer> consumer,
+                                   std::string topic, RoutingTable& table)
+    : topic_(std::move(topic)), table_(table), consumer_(std::move(consumer)) {}
+
+MembershipTailer::~MembershipTailer() {
+  stop_.Notify();
+  if (thread_.joinable()) thread_.join();
+  consumer_->close();
+}
+
+void MembershipTailer::Run() {
+  int64_t consume_errors_since_warning = 0;
+  absl::Time last_consume_warning = absl::InfinitePast();
+  while (!stop_.HasBeenNotified()) {
+    if (!assigned_ && !TryAssign()) {
+      stop_.WaitForNotificationWithTimeout(kRetryInterval);
+      continue;
+    }
+    std::unique_ptr<RdKafka::Message> message(consumer_->consume(kConsumeTimeoutMs));
+    switch (message->err()) {
+      case RdKafka::ERR_NO_ERROR:
+        Handle(*message);
+        break;
+      case RdKafka::ERR__TIMED_OUT:
+      case RdKafka::ERR__PARTITION_EOF:
+        break;
+      default:
+        // librdkafka retries fetch errors itself; say so now and then.
+        ++consume_errors_since_warning;
+        if (absl::Now() - last_consume_warning >= kWarningInterval) {
+          spdlog::warn("membership topic {}: consume: {} ({} errors since last warning)", topic_,
+                       message->errstr(), consume_errors_since_warning);
+          consume_errors_since_warning = 0;
+          last_consume_warning = absl::Now();
+        }
+        break;
+    }
+  }
+}
+
+bool MembershipTailer::TryAssign() {
+  RdKafka::Metadata* raw = nullptr;
+  const RdKafka::ErrorCode code = consumer_->metadata(true, nullptr, &raw, kMetadataTimeoutMs);
+  std::unique_ptr<RdKafka::Metadata> metadata(raw);
+  if (code != RdKafka::ERR_NO_ERROR) {
+    spdlog::debug("membership topic {}: metadata: {}", topic_, RdKafka::err2str(code));
+    return false;
+  }
+  const RdKafka::TopicMetadata* found = nullptr;
+  for (const RdKafka::TopicMetadata* t : *metadata->topics()) {
+    if (t->topic() == topic_) found = t;
+  }
+  if (found == nullptr || found->err() != RdKafka::ERR_NO_ERROR ||
+      found->partitions()->empty()) {
+    spdlog::debug("membership topic {} not there yet ({})", topic_,
+                  found == nullptr ? "unknown" : RdKafka::err2str(found->err()));
+    return false;
+  }
+
+  // The high watermarks before reading: once reached, the table reflects the topic as it was
+  // when we started (CaughtUp).
+  std::map<int32_t, int64_t> catch_up;
+  std::vector<int32_t> partitions;
+  for (const RdKafka::PartitionMetadata* p : *found->partitions()) {
+    int64_t low = 0;
+    int64_t high = 0;
+    const RdKafka::ErrorCode wm = consumer_->query_watermark_offsets(topic_, p->id(), &low, &high,
+                                                                     kWatermarkTimeoutMs);
+    if (wm != RdKafka::ERR_NO_ERROR) {
+      spdlog::debug("membership topic {} partition {}: watermarks: {}", topic_, p->id(),
+                    RdKafka::err2str(wm));
+      return false;
+    }
+    if (high > low) catch_up[p->id()] = high;
+    partitions.push_back(p->id());
+  }
+
+  std::vector<RdKafka::TopicPartition*> assignment;
+  for (int32_t p : partitions) {
+    assignment.push_back(
+        RdKafka::TopicPartition::create(topic_, p, RdKafka::Topic::OFFSET_BEGINNING));
+  }
+  const RdKafka::ErrorCode assigned = consumer_->assign(assignment);
+  RdKafka::TopicPartition::destroy(assignment);
+  if (assigned != RdKafka::ERR_NO_ERROR) {
+    spdlog::warn("membership topic {}: assign {} partitions: {}", topic_, partitions.size(),
+                 RdKafka::err2str(assigned));
+    return false;
+  }
+  assigned_ = true;
+  catch_up_ = std::move(catch_up);
+  spdlog::info("tailing membership topic {} ({} partitions, {} with records)", topic_,
+               partitions.size(), catch_up_.size());
+  if (catch_up_.empty()) caught_up_.store(true, std::memory_order_release);
+  return true;
+}
+
+void MembershipTailer::Handle(const RdKafka::Message& message) {
+  NoteConsumed(message.partition(), message.offset());
+  const std::string* key = message.key();
+  if (message.payload() == nullptr) {
+    if (key == nullptr || key->empty()) return Skip(message, "tombstone without a key");
+    table_.Remove(*key);
+    return;
+  }
+  kiq::v1::MemberRecord record;
+  if (!record.ParseFromArray(message.payload(), static_cast<int>(message.len()))) {
+    return Skip(message, "value is not a kiq.v1.MemberRecord");
+  }
+  if (record.node_id().empty()) return Skip(message, "record has no node_id");
+  // The key is what a tombstone names: a record under another key could never be removed.
+  if (key == nullptr || *key != record.node_id()) {
+    return Skip(message, "key is not the record's node_id");
+  }
+  table_.Apply(record);
+}
+
+void MembershipTailer::Skip(const RdKafka::Message& message, absl::string_view why) {
+  ++skipped_since_warning_;
+  const absl::Time now = absl::Now();
+  if (now - last_warning_ < kWarningInterval) return;
+  spdlog::warn("membership topic {} partition {} offset {}: skipped: {} ({} skipped since last "
+               "warning)",
+               topic_, message.partition(), message.offset(), why, skipped_since_warning_);
+  skipped_since_warning_ = 0;
+  last_warning_ = now;
+}
+
+void MembershipTailer::NoteConsumed(int32_t partition, int64_t offset) {
+  if (catch_up_.empty()) return;
+  auto it = catch_up_.find(partition);
+  if (it == catch_up_.end() || offset + 1 < it->second) return;
+  catch_up_.erase(it);
+  if (catch_up_.empty()) {
+    spdlog::info("membership topic {}: caught up", topic_);
+    caught_up_.store(true, std::memory_order_release);
+  }
+}
+
+}  // namespace kiq::router

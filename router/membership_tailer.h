@@ -1,0 +1,77 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "router/routing_table.h"
+
+namespace kiq::router {
+
+// Tails the membership topic `<app>-members` into a RoutingTable, on its own thread.
+//
+// Every node and router reads the whole topic from the beginning and keeps reading: it is a
+// log of advertisements, not a work queue, so the consumer joins no group (it assign()s every
+// partition itself; group.id is set only because librdkafka's KafkaConsumer requires one, to a
+// random "<topic>-tailer-<hex>", and nothing is committed). A record's value is a
+// kiq.v1.MemberRecord keyed by node id; a null value is the node's tombstone. A record that
+// does not parse, or whose key is not its node id, is skipped with a rate-limited warning.
+//
+// The topic may not exist yet (the first node creates it by publishing): metadata is retried
+// every ~500 ms until it does. Partitions added to the topic later are not picked up.
+//
+// Thread-safety: Start/destruction from one thread; CaughtUp() from any. `table` must outlive
+// the tailer. The destructor stops and joins the thread.
+class MembershipTailer {
+ public:
+  static absl::StatusOr<std::unique_ptr<MembershipTailer>> Start(
+      const std::string& bootstrap_servers, const std::string& topic, RoutingTable& table);
+  ~MembershipTailer();
+  MembershipTailer(const MembershipTailer&) = delete;
+  MembershipTailer& operator=(const MembershipTailer&) = delete;
+
+  // True once the table holds every record that was in the topic when it was first found (the
+  // high watermarks read just before assigning): until then, the table may still be missing
+  // nodes, or hold records that later ones replace. False while the topic does not exist.
+  bool CaughtUp() const { return caught_up_.load(std::memory_order_acquire); }
+
+  const std::string& topic() const { return topic_; }
+
+ private:
+  MembershipTailer(std::unique_ptr<RdKafka::KafkaConsumer> consumer, std::string topic,
+                   RoutingTable& table);
+
+  void Run();
+  // Finds the topic, reads its high watermarks and assigns every partition from the beginning.
+  // False (to retry later) if the topic does not exist yet or the brokers cannot say.
+  bool TryAssign();
+  void Handle(const RdKafka::Message& message);
+  void Skip(const RdKafka::Message& message, absl::string_view why);
+  void NoteConsumed(int32_t partition, int64_t offset);
+
+  // Constant after construction.
+  const std::string topic_;
+  RoutingTable& table_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+
+  // Owned by the tailing thread.
+  bool assigned_ = false;
+  // partition → high watermark still to reach before CaughtUp(); emptied as they are reached.
+  std::map<int32_t, int64_t> catch_up_;
+  int64_t skipped_since_warning_ = 0;
+  absl::Time last_warning_ = absl::InfinitePast();
+
+  std::atomic<bool> caught_up_{false};
+  absl::Notification stop_;
+  std::thread thread_;  // last: started once everything above is set
+};
+
+}  // namespace kiq::router

@@ -1,0 +1,104 @@
+#include "router/metadata_service.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "router/grpc_status.h"
+#include "router/partitioner.h"
+
+namespace kiq::router {
+namespace {
+
+template <typename Response>
+grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
+                                     absl::StatusOr<Response> result, Response* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!result.ok()) {
+    reactor->Finish(ToGrpcStatus(result.status()));
+  } else {
+    *response = std::move(*result);
+    reactor->Finish(grpc::Status::OK);
+  }
+  return reactor;
+}
+
+absl::StatusOr<std::string> KeyOf(const kiq::v1::NodeForKeyRequest& request) {
+  switch (request.key_kind_case()) {
+    case kiq::v1::NodeForKeyRequest::kKey:
+      return request.key();
+    case kiq::v1::NodeForKeyRequest::kKeyBytes:
+      return request.key_bytes();
+    case kiq::v1::NodeForKeyRequest::KEY_KIND_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("key is required (set key or key_bytes)");
+}
+
+void AddAll(std::vector<kiq::v1::NodeInfo> nodes, kiq::v1::NodesResponse* response) {
+  response->mutable_nodes()->Reserve(static_cast<int>(nodes.size()));
+  for (kiq::v1::NodeInfo& node : nodes) *response->add_nodes() = std::move(node);
+}
+
+}  // namespace
+
+absl::StatusOr<StoreInfo> MetadataServiceImpl::Describe(absl::string_view store) const {
+  if (store.empty()) return absl::InvalidArgumentError("store is required");
+  return stores_.Describe(store);
+}
+
+kiq::v1::NodesResponse MetadataServiceImpl::AllNodes() const {
+  kiq::v1::NodesResponse response;
+  AddAll(table_.AllNodes(), &response);
+  return response;
+}
+
+absl::StatusOr<kiq::v1::NodesResponse> MetadataServiceImpl::NodesForStore(
+    const kiq::v1::NodesForStoreRequest& request) const {
+  absl::StatusOr<StoreInfo> info = Describe(request.store());
+  if (!info.ok()) return info.status();
+  kiq::v1::NodesResponse response;
+  AddAll(table_.NodesForStore(request.store()), &response);
+  return response;
+}
+
+absl::StatusOr<kiq::v1::NodeForKeyResponse> MetadataServiceImpl::NodeForKey(
+    const kiq::v1::NodeForKeyRequest& request) const {
+  absl::StatusOr<StoreInfo> info = Describe(request.store());
+  if (!info.ok()) return info.status();
+  absl::StatusOr<std::string> key = KeyOf(request);
+  if (!key.ok()) return key.status();
+  if (info->num_partitions <= 0) {
+    return absl::UnavailableError(absl::StrCat("node for key store=", request.store(), " key=",
+                                               ClipKey(*key), ": partition count not known yet"));
+  }
+  kiq::v1::NodeForKeyResponse response;
+  const int32_t partition = PartitionForKey(info->partitioner, *key, info->num_partitions);
+  response.set_partition(partition);
+  // No live owner: the owner stays empty (and the state UNSPECIFIED); we do not guess.
+  if (std::optional<PartitionOwner> owner = table_.OwnerOf(partition)) {
+    *response.mutable_owner() = std::move(owner->node);
+    response.set_state(owner->state);
+  }
+  return response;
+}
+
+grpc::ServerUnaryReactor* MetadataServiceImpl::AllNodes(grpc::CallbackServerContext* context,
+                                                        const kiq::v1::AllNodesRequest* request,
+                                                        kiq::v1::NodesResponse* response) {
+  return FinishWith<kiq::v1::NodesResponse>(context, AllNodes(), response);
+}
+
+grpc::ServerUnaryReactor* MetadataServiceImpl::NodesForStore(
+    grpc::CallbackServerContext* context, const kiq::v1::NodesForStoreRequest* request,
+    kiq::v1::NodesResponse* response) {
+  return FinishWith(context, NodesForStore(*request), response);
+}
+
+grpc::ServerUnaryReactor* MetadataServiceImpl::NodeForKey(
+    grpc::CallbackServerContext* context, const kiq::v1::NodeForKeyRequest* request,
+    kiq::v1::NodeForKeyResponse* response) {
+  return FinishWith(context, NodeForKey(*request), response);
+}
+
+}  // namespace kiq::router

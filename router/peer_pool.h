@@ -1,0 +1,37 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/channel.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "kiq/v1/peer.grpc.pb.h"
+#include "kiq/v1/query.grpc.pb.h"
+
+namespace kiq::router {
+
+// Header that marks a call forwarded by a router: the receiving node answers from its own
+// partitions or with NOT_OWNER, and never forwards it again (no loops).
+inline constexpr char kForwardedHeader[] = "kiq-forwarded";
+
+// One gRPC channel per peer endpoint ("host:port"), created on first use and kept (a cluster
+// has few nodes; gRPC reconnects a channel by itself). Thread-safe; stubs are thread-safe.
+class PeerPool {
+ public:
+  struct Peer {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<kiq::v1::QueryService::Stub> query;
+    std::unique_ptr<kiq::v1::PeerService::Stub> peer;
+  };
+  // The peer's stubs; the reference stays valid for the pool's lifetime.
+  Peer& Get(const std::string& endpoint) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kiq::router

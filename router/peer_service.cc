@@ -1,0 +1,108 @@
+#include "router/peer_service.h"
+
+#include "router/grpc_status.h"
+#include "router/query_service.h"
+
+namespace kiq::router {
+
+kiq::v1::Position PositionFor(const kiq::v1::Position& position, int32_t partition) {
+  kiq::v1::Position out;
+  for (const kiq::v1::PartitionOffset& po : position.offsets()) {
+    if (po.partition() == partition) *out.add_offsets() = po;
+  }
+  return out;
+}
+
+namespace {
+
+// Checks and waits for one partition; fills its code/message and returns false if it cannot
+// be read here.
+bool ReadyPartition(const LocalStores& local, const std::string& store, int32_t p,
+                    const kiq::v1::Position& min_position, absl::Time deadline,
+                    kiq::v1::PartitionResult* result) {
+  result->set_partition(p);
+  absl::Status s = local.CheckReadable(store, PartitionId(p));
+  if (s.ok()) {
+    kiq::v1::Position wanted = PositionFor(min_position, p);
+    if (!wanted.offsets().empty()) s = local.WaitForPosition(store, wanted, deadline);
+  }
+  if (!s.ok()) {
+    result->set_code(static_cast<int32_t>(s.code()));
+    result->set_message(std::string(s.message()));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
+    grpc::CallbackServerContext* context, const kiq::v1::ScanPartitionsRequest* request,
+    kiq::v1::ScanPartitionsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = RequestDeadline(*context);
+  pool_.Schedule([this, reactor, request, response, deadline] {
+    if (absl::StatusOr<StoreInfo> info = local_.Describe(request->store()); !info.ok()) {
+      reactor->Finish(ToGrpcStatus(info.status()));
+      return;
+    }
+    KeyRange range;
+    if (request->has_from()) range.from = request->from().value();
+    if (request->has_to()) range.to = request->to().value();
+    std::optional<std::string> after;
+    if (request->has_after()) after = request->after().value();
+    for (int32_t p : request->partitions()) {
+      kiq::v1::PartitionResult* result = response->add_partitions();
+      if (!ReadyPartition(local_, request->store(), p, request->min_position(), deadline, result)) {
+        continue;
+      }
+      local_.AppendPosition(request->store(), PartitionId(p), result->mutable_position());
+      absl::StatusOr<std::vector<KeyValue>> run =
+          local_.Scan(request->store(), PartitionId(p), range, after,
+                      static_cast<size_t>(std::max(request->limit(), 1)));
+      if (!run.ok()) {
+        result->set_code(static_cast<int32_t>(run.status().code()));
+        result->set_message(std::string(run.status().message()));
+        continue;
+      }
+      for (KeyValue& kv : *run) {
+        kiq::v1::KeyValueBytes* entry = result->add_entries();
+        entry->set_key(std::move(kv.key));
+        entry->set_value(std::move(kv.value));
+      }
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
+    grpc::CallbackServerContext* context, const kiq::v1::CountPartitionsRequest* request,
+    kiq::v1::CountPartitionsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = RequestDeadline(*context);
+  pool_.Schedule([this, reactor, request, response, deadline] {
+    if (absl::StatusOr<StoreInfo> info = local_.Describe(request->store()); !info.ok()) {
+      reactor->Finish(ToGrpcStatus(info.status()));
+      return;
+    }
+    for (int32_t p : request->partitions()) {
+      kiq::v1::PartitionResult* result = response->add_partitions();
+      if (!ReadyPartition(local_, request->store(), p, request->min_position(), deadline, result)) {
+        continue;
+      }
+      local_.AppendPosition(request->store(), PartitionId(p), result->mutable_position());
+      absl::StatusOr<int64_t> n = local_.ApproximateCount(request->store(), PartitionId(p));
+      if (!n.ok()) {
+        result->set_code(static_cast<int32_t>(n.status().code()));
+        result->set_message(std::string(n.status().message()));
+        continue;
+      }
+      result->set_count(*n);
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+}  // namespace kiq::router

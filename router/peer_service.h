@@ -1,0 +1,33 @@
+#pragma once
+
+#include "kiq/v1/peer.grpc.pb.h"
+#include "router/local_stores.h"
+#include "router/thread_pool.h"
+
+namespace kiq::router {
+
+// Partition-scoped reads for other nodes' routers: scans and counts of the partitions this
+// node holds, each partition answered on its own (a partition that is not ACTIVE here is
+// reported with its status code, not as a failure of the call). Never forwards. Runs on
+// `pool`, off the completion threads. Thread-safe.
+class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
+ public:
+  PeerServiceImpl(const LocalStores& local, ThreadPool& pool) : local_(local), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* ScanPartitions(grpc::CallbackServerContext* context,
+                                           const kiq::v1::ScanPartitionsRequest* request,
+                                           kiq::v1::ScanPartitionsResponse* response) override;
+  grpc::ServerUnaryReactor* CountPartitions(grpc::CallbackServerContext* context,
+                                            const kiq::v1::CountPartitionsRequest* request,
+                                            kiq::v1::CountPartitionsResponse* response) override;
+
+ private:
+  const LocalStores& local_;
+  ThreadPool& pool_;
+};
+
+// The entries of `position` for one partition: what a node
+// must wait for before answering about those partitions.
+kiq::v1::Position PositionFor(const kiq::v1::Position& position, int32_t partition);
+
+}  // namespace kiq::router
