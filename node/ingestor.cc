@@ -677,6 +677,7 @@ void Ingestor::CheckCaughtUp() {
     if (waiting.empty()) {
       if (states_.StateOf(PartitionId(p)) == PartitionState::kRestoring) {
         states_.Set(PartitionId(p), PartitionState::kActive);
+        spdlog::info("partition {} caught up: ACTIVE", p);
         changed = true;
       }
       catching_up_.erase(it++);

@@ -44,7 +44,6 @@ absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
       {"enable.partition.eof", "false"},
       // Membership changes should reach routers quickly; the topic is tiny.
       {"fetch.wait.max.ms", "100"},
-      {"fetch.error.backoff.ms", "50"},
   };
   std::string err;
   for (const auto& [name, value] : settings) {
@@ -122,10 +121,13 @@ bool MembershipTailer::TryAssign() {
     return false;
   }
 
-  // The high watermarks before reading: once reached, the table reflects the topic as it was
-  // when we started (CaughtUp).
+  // The watermarks before reading: the high ones tell when the table reflects the topic as it
+  // was when we started (CaughtUp); the low ones are where reading starts. Starting at the low
+  // watermark is OFFSET_BEGINNING without the offset lookup that librdkafka would otherwise do
+  // after assign() (it costs ~500 ms before the first fetch). Should retention move the log
+  // start meanwhile, auto.offset.reset=earliest resumes at the new one.
   std::map<int32_t, int64_t> catch_up;
-  std::vector<int32_t> partitions;
+  std::vector<RdKafka::TopicPartition*> assignment;
   for (const RdKafka::PartitionMetadata* p : *found->partitions()) {
     int64_t low = 0;
     int64_t high = 0;
@@ -134,28 +136,25 @@ bool MembershipTailer::TryAssign() {
     if (wm != RdKafka::ERR_NO_ERROR) {
       spdlog::debug("membership topic {} partition {}: watermarks: {}", topic_, p->id(),
                     RdKafka::err2str(wm));
+      RdKafka::TopicPartition::destroy(assignment);
       return false;
     }
     if (high > low) catch_up[p->id()] = high;
-    partitions.push_back(p->id());
+    assignment.push_back(RdKafka::TopicPartition::create(topic_, p->id(), low));
   }
 
-  std::vector<RdKafka::TopicPartition*> assignment;
-  for (int32_t p : partitions) {
-    assignment.push_back(
-        RdKafka::TopicPartition::create(topic_, p, RdKafka::Topic::OFFSET_BEGINNING));
-  }
+  const size_t num_partitions = assignment.size();
   const RdKafka::ErrorCode assigned = consumer_->assign(assignment);
   RdKafka::TopicPartition::destroy(assignment);
   if (assigned != RdKafka::ERR_NO_ERROR) {
-    spdlog::warn("membership topic {}: assign {} partitions: {}", topic_, partitions.size(),
+    spdlog::warn("membership topic {}: assign {} partitions: {}", topic_, num_partitions,
                  RdKafka::err2str(assigned));
     return false;
   }
   assigned_ = true;
   catch_up_ = std::move(catch_up);
   spdlog::info("tailing membership topic {} ({} partitions, {} with records)", topic_,
-               partitions.size(), catch_up_.size());
+               num_partitions, catch_up_.size());
   if (catch_up_.empty()) caught_up_.store(true, std::memory_order_release);
   return true;
 }

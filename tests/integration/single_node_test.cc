@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "kiq/v1/query.grpc.pb.h"
 #include "tests/testing/kiq_processes.h"
+#include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::testing {
@@ -25,7 +26,6 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
-using Entries = std::vector<std::pair<std::string, std::string>>;
 
 std::string OrdersTopology() { return std::string(kSourceDir) + "/examples/orders/topology.yaml"; }
 
@@ -56,6 +56,7 @@ class SingleNodeTest : public ::testing::Test {
     node_ = std::move(*node);
     stub_ = kiq::v1::QueryService::NewStub(
         grpc::CreateChannel(node_->target(), grpc::InsecureChannelCredentials()));
+    client_ = std::make_unique<NodeClient>(node_->target());
   }
 
   // Produces and remembers the next offset per (topic, partition): the position to wait for.
@@ -68,80 +69,26 @@ class SingleNodeTest : public ::testing::Test {
   }
 
   grpc::Status Count(const std::string& store, kiq::v1::CountResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    kiq::v1::CountRequest request;
-    request.set_store(store);
-    return stub_->Count(&context, request, response);
-  }
-
-  // True once the store's position covers everything produced to `topic`.
-  bool Caught(const std::string& store, const std::string& topic) {
-    kiq::v1::CountResponse response;
-    if (!Count(store, &response).ok()) return false;
-    std::map<int32_t, int64_t> at;
-    for (const auto& po : response.position().offsets()) {
-      if (po.topic() == topic) at[po.partition()] = po.offset();
-    }
-    for (const auto& [tp, next] : produced_) {
-      if (tp.first == topic && at[tp.second] < next) return false;
-    }
-    return true;
+    return client_->Count(store, response);
   }
 
   void WaitCaughtUp(const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(WaitFor([&] { return Caught(store, topic); }, absl::Seconds(60)))
+    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp(store, topic, produced_); },
+                        absl::Seconds(60)))
         << "store " << store << " did not reach the produced offsets of " << topic << "\n"
         << node_->process().ReadLog();
   }
 
   grpc::Status Get(const std::string& store, const std::string& key,
                    kiq::v1::GetResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    kiq::v1::GetRequest request;
-    request.set_store(store);
-    request.set_key(key);
-    return stub_->Get(&context, request, response);
+    return client_->Get(store, key, response);
   }
 
-  // Every entry of a scan, following page tokens; also counts the pages.
-  std::vector<std::pair<std::string, std::string>> ScanAll(const std::string& store,
-                                                           int page_size,
-                                                           const std::string& from = "",
-                                                           const std::string& to = "",
-                                                           int* pages = nullptr) {
-    std::vector<std::pair<std::string, std::string>> out;
-    std::string token;
-    int n = 0;
-    do {
-      grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-      kiq::v1::ScanResponse response;
-      grpc::Status status;
-      if (from.empty() && to.empty()) {
-        kiq::v1::AllRequest request;
-        request.set_store(store);
-        request.set_page_size(page_size);
-        request.set_page_token(token);
-        status = stub_->All(&context, request, &response);
-      } else {
-        kiq::v1::RangeRequest request;
-        request.set_store(store);
-        request.set_from(from);
-        request.set_to(to);
-        request.set_page_size(page_size);
-        request.set_page_token(token);
-        status = stub_->Range(&context, request, &response);
-      }
-      EXPECT_TRUE(status.ok()) << status.error_message();
-      if (!status.ok()) break;
-      EXPECT_LE(response.entries_size(), page_size);
-      for (const auto& e : response.entries()) out.emplace_back(e.key(), e.value());
-      token = response.next_page_token();
-      ++n;
-    } while (!token.empty());
-    if (pages != nullptr) *pages = n;
+  Entries ScanAll(const std::string& store, int page_size, const std::string& from = "",
+                  const std::string& to = "", int* pages = nullptr) {
+    grpc::Status status;
+    Entries out = client_->Scan(store, page_size, from, to, pages, &status);
+    EXPECT_TRUE(status.ok()) << status.error_message();
     return out;
   }
 
@@ -150,7 +97,8 @@ class SingleNodeTest : public ::testing::Test {
   std::unique_ptr<TestProducer> producer_;
   std::unique_ptr<NodeProcess> node_;
   std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
-  std::map<std::pair<std::string, int32_t>, int64_t> produced_;
+  std::unique_ptr<NodeClient> client_;
+  Positions produced_;
 };
 
 TEST_F(SingleNodeTest, MaterializesTablesAndCountsAndAnswersEveryQuery) {

@@ -131,9 +131,7 @@ TEST_F(MembershipRoundtripTest, RecordsAndTombstoneReachTheTable) {
   RoutingTable late_table;
   std::unique_ptr<MembershipTailer> late = Tailer(topic, late_table);
   ASSERT_NE(late, nullptr);
-  absl::Time t0 = absl::Now();
   ASSERT_TRUE(WaitUntil(late_table, [&] { return late->CaughtUp(); }));
-  fprintf(stderr, "TIMING late caught up %s\n", absl::FormatDuration(absl::Now()-t0).c_str());
   EXPECT_THAT(Ids(late_table.AllNodes()), ElementsAre("n2"));
   EXPECT_EQ(late_table.OwnerOf(4)->node.node_id(), "n2");
 }

@@ -1,0 +1,317 @@
+// Several kiq-node processes on one kiq-dev-kafka (6 partitions): ownership through the
+// consumer group, discovery through the members topic, forwarding and scatter-gather through
+// any node, restoration after a node dies, and scaling while producing. Every answer is
+// compared with an independently computed truth.
+#include <signal.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/kiq_processes.h"
+#include "tests/testing/queries.h"
+#include "tests/testing/status_matchers.h"
+
+namespace kiq::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kPartitions = 6;
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("cluster");
+    auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions},
+                                               {"orders", kPartitions},
+                                               {"orders-demo-order_count-changelog", kPartitions}});
+    ASSERT_OK(kafka);
+    kafka_ = std::move(*kafka);
+    auto producer = TestProducer::Create(kafka_->bootstrap_servers());
+    ASSERT_OK(producer);
+    producer_ = std::move(*producer);
+  }
+
+  void StartNode(const std::string& id) {
+    NodeProcess::Options options;
+    options.config = std::string(kSourceDir) + "/examples/orders/topology.yaml";
+    options.bootstrap_servers = kafka_->bootstrap_servers();
+    options.node_id = id;
+    options.data_dir = dir_ + "/data-" + id;
+    auto node = NodeProcess::Start(dir_, options);
+    ASSERT_OK(node);
+    clients_[id] = std::make_unique<NodeClient>((*node)->target());
+    nodes_[id] = std::move(*node);
+  }
+
+  // Produces one order and remembers where it landed.
+  void Order(const std::string& user) {
+    auto delivered = producer_->Produce("orders", user, "food");
+    ASSERT_OK(delivered);
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t& next = produced_[{"orders", delivered->partition}];
+    next = std::max(next, delivered->offset + 1);
+    orders_[user].emplace_back(delivered->partition, delivered->offset);
+  }
+
+  // The count of `user`'s orders with an offset below `next` in its partition: the exact
+  // answer for a state at that position.
+  int64_t CountAt(const std::string& user, int64_t next) {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t n = 0;
+    for (const auto& [p, offset] : orders_[user]) n += offset < next ? 1 : 0;
+    return n;
+  }
+
+  Entries TruthCounts() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, std::string> truth;
+    for (const auto& [user, list] : orders_) truth[user] = absl::StrCat(list.size());
+    return Entries(truth.begin(), truth.end());
+  }
+
+  void WaitCaughtUp(const std::string& via) {
+    Positions produced;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      produced = produced_;
+    }
+    ASSERT_TRUE(WaitFor([&] { return clients_[via]->CaughtUp("order_count", "orders", produced); },
+                        absl::Seconds(90)))
+        << "not caught up via " << via << "\n"
+        << AllLogs();
+  }
+
+  std::string AllLogs() {
+    std::string out;
+    for (auto& [id, node] : nodes_) {
+      absl::StrAppend(&out, "---- ", id, "\n", node->process().ReadLog());
+    }
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<DevKafkaProcess> kafka_;
+  std::unique_ptr<TestProducer> producer_;
+  std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
+  std::map<std::string, std::unique_ptr<NodeClient>> clients_;
+  std::mutex mu_;
+  Positions produced_;
+  std::map<std::string, std::vector<std::pair<int32_t, int64_t>>> orders_;
+};
+
+TEST_F(ClusterTest, EveryNodeAnswersEveryKeyAndMetadataNamesTheHolder) {
+  for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
+  std::mt19937 rng(3);
+  for (int i = 0; i < 300; ++i) Order(absl::StrCat("user-", rng() % 60));
+  for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
+
+  // The group spread the 6 partitions over the 3 nodes, and each advertises its share.
+  kiq::v1::NodesResponse nodes;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        if (!clients_["n1"]->AllNodes(&nodes).ok() || nodes.nodes_size() != 3) return false;
+        int total = 0;
+        for (const auto& n : nodes.nodes()) total += n.partitions_size();
+        return total == kPartitions;
+      },
+      absl::Seconds(30)))
+      << nodes.DebugString();
+
+  const Entries truth = TruthCounts();
+  for (const auto& [user, count] : truth) {
+    for (const char* via : {"n1", "n2", "n3"}) {
+      kiq::v1::GetResponse response;
+      grpc::Status status = clients_[via]->Get("order_count", user, &response);
+      ASSERT_TRUE(status.ok()) << via << " " << user << ": " << status.error_message();
+      EXPECT_TRUE(response.found()) << via << " " << user;
+      EXPECT_EQ(response.entry().value(), count) << via << " " << user;
+    }
+    // The node metadata names holds the key in its own store: asked with the forwarded
+    // marker, it answers from its local partitions only.
+    kiq::v1::NodeForKeyResponse owner;
+    ASSERT_TRUE(clients_["n2"]->NodeForKey("order_count", user, &owner).ok());
+    ASSERT_TRUE(clients_.count(owner.owner().node_id())) << owner.DebugString();
+    kiq::v1::GetResponse local;
+    ASSERT_TRUE(clients_[owner.owner().node_id()]
+                    ->Get("order_count", user, &local, 5, /*forwarded=*/true)
+                    .ok());
+    EXPECT_EQ(local.entry().value(), count);
+    EXPECT_EQ(local.entry().partition(), owner.partition());
+  }
+  for (const char* via : {"n1", "n2", "n3"}) {
+    grpc::Status status;
+    int pages = 0;
+    EXPECT_EQ(clients_[via]->Scan("order_count", 7, "", "", &pages, &status), truth) << via;
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(pages, static_cast<int>((truth.size() + 6) / 7));
+    kiq::v1::CountResponse count;
+    ASSERT_TRUE(clients_[via]->Count("order_count", &count).ok());
+    EXPECT_EQ(count.count(), static_cast<int64_t>(truth.size()));
+  }
+}
+
+TEST_F(ClusterTest, AForwardedRequestIsNeverForwardedAgain) {
+  for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
+  for (int i = 0; i < 30; ++i) Order(absl::StrCat("u", i));
+  WaitCaughtUp("n1");
+  // For some key, a node that does not own it answers a forwarded call with NOT_OWNER at once.
+  int refused = 0;
+  for (int i = 0; i < 30; ++i) {
+    const std::string key = absl::StrCat("u", i);
+    kiq::v1::NodeForKeyResponse owner;
+    ASSERT_TRUE(clients_["n1"]->NodeForKey("order_count", key, &owner).ok());
+    for (const char* via : {"n1", "n2", "n3"}) {
+      if (owner.owner().node_id() == via) continue;
+      kiq::v1::GetResponse response;
+      grpc::Status status = clients_[via]->Get("order_count", key, &response, 5, true);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+      EXPECT_THAT(status.error_message(), HasSubstr("NOT_OWNER"));
+      ++refused;
+    }
+  }
+  EXPECT_EQ(refused, 60);
+}
+
+// kill -9 one node: its partitions move to the survivors, which restore the counts from the
+// changelog and resume the source exactly after; a Get sent right after the kill (to a stale
+// owner) is retried within its deadline and answers correctly. Then the killed node comes
+// back with the same id and the cluster converges again.
+TEST_F(ClusterTest, KillNineMovesPartitionsAndCountsStayExact) {
+  for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
+  std::mt19937 rng(5);
+  std::vector<std::string> users;
+  for (int i = 0; i < 40; ++i) users.push_back(absl::StrCat("user-", i));
+  for (int i = 0; i < 400; ++i) Order(users[rng() % users.size()]);
+  for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
+
+  // A key n2 owns, asked through n1 right after n2 dies.
+  std::string victim_key;
+  for (const std::string& user : users) {
+    kiq::v1::NodeForKeyResponse owner;
+    ASSERT_TRUE(clients_["n1"]->NodeForKey("order_count", user, &owner).ok());
+    if (owner.owner().node_id() == "n2") {
+      victim_key = user;
+      break;
+    }
+  }
+  ASSERT_FALSE(victim_key.empty());
+  nodes_["n2"]->process().Kill();
+  kiq::v1::GetResponse response;
+  grpc::Status status = clients_["n1"]->Get("order_count", victim_key, &response, 60);
+  ASSERT_TRUE(status.ok()) << status.error_message() << AllLogs();
+  int64_t at = -1;
+  for (const auto& po : response.position().offsets()) at = po.offset();
+  EXPECT_EQ(response.entry().value(), absl::StrCat(CountAt(victim_key, at)));
+
+  for (int i = 0; i < 300; ++i) Order(users[rng() % users.size()]);
+  WaitCaughtUp("n1");
+  for (const char* via : {"n1", "n3"}) {
+    grpc::Status scan_status;
+    EXPECT_EQ(clients_[via]->Scan("order_count", 9, "", "", nullptr, &scan_status), TruthCounts())
+        << via << " " << scan_status.error_message();
+  }
+
+  StartNode("n2");
+  for (int i = 0; i < 200; ++i) Order(users[rng() % users.size()]);
+  for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
+  for (const char* via : {"n1", "n2", "n3"}) {
+    grpc::Status scan_status;
+    EXPECT_EQ(clients_[via]->Scan("order_count", 50, "", "", nullptr, &scan_status),
+              TruthCounts())
+        << via << " " << scan_status.error_message();
+  }
+}
+
+// Scale 2 → 3 while producing and querying: every answer that comes back is exactly right for
+// the position it carries, and retries stay inside the clients' deadline (no failures).
+TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
+  StartNode("n1");
+  StartNode("n2");
+  std::vector<std::string> users;
+  for (int i = 0; i < 20; ++i) users.push_back(absl::StrCat("user-", i));
+  for (const std::string& user : users) Order(user);
+  WaitCaughtUp("n1");
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> answers{0};
+  std::atomic<int> wrong{0};
+  std::atomic<int> failed{0};
+  std::mutex log_mu;
+  std::string first_problem;
+  std::thread producer([&] {
+    std::mt19937 rng(9);
+    while (!stop.load()) Order(users[rng() % users.size()]);
+  });
+  std::thread querier([&] {
+    std::mt19937 rng(10);
+    while (!stop.load()) {
+      const std::string user = users[rng() % users.size()];
+      kiq::v1::GetResponse response;
+      grpc::Status status = clients_["n1"]->Get("order_count", user, &response, 30);
+      if (!status.ok()) {
+        ++failed;
+        std::lock_guard<std::mutex> lock(log_mu);
+        if (first_problem.empty()) {
+          first_problem = absl::StrCat(absl::FormatTime(absl::Now()), " ", status.error_message());
+        }
+        continue;
+      }
+      int64_t at = -1;
+      for (const auto& po : response.position().offsets()) at = po.offset();
+      const int64_t expected = CountAt(user, at);
+      const int64_t got = response.found() ? std::stoll(response.entry().value()) : 0;
+      if (got != expected) {
+        ++wrong;
+        std::lock_guard<std::mutex> lock(log_mu);
+        if (first_problem.empty()) {
+          first_problem = absl::StrCat(user, " at offset ", at, ": got ", got, ", want ", expected);
+        }
+      }
+      ++answers;
+    }
+  });
+  // Let both run for a while on two nodes, then add the third.
+  ASSERT_TRUE(WaitFor([&] { return answers.load() >= 50; }, absl::Seconds(60)));
+  StartNode("n3");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        kiq::v1::NodesResponse nodes;
+        if (!clients_["n1"]->AllNodes(&nodes).ok() || nodes.nodes_size() != 3) return false;
+        for (const auto& n : nodes.nodes()) {
+          if (n.partitions_size() == 0) return false;
+          for (const auto& p : n.partitions()) {
+            if (p.state() != kiq::v1::PARTITION_STATE_ACTIVE) return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(90)))
+      << AllLogs();
+  const int before = answers.load();
+  ASSERT_TRUE(WaitFor([&] { return answers.load() >= before + 50; }, absl::Seconds(60)));
+  stop = true;
+  producer.join();
+  querier.join();
+  EXPECT_EQ(wrong.load(), 0) << first_problem;
+  EXPECT_EQ(failed.load(), 0) << first_problem;
+
+  for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
+  for (const char* via : {"n1", "n2", "n3"}) {
+    grpc::Status scan_status;
+    EXPECT_EQ(clients_[via]->Scan("order_count", 10, "", "", nullptr, &scan_status),
+              TruthCounts())
+        << via << " " << scan_status.error_message();
+  }
+}
+
+}  // namespace
+}  // namespace kiq::testing

@@ -1,0 +1,109 @@
+#include "tests/testing/queries.h"
+
+#include <chrono>
+
+namespace kiq::testing {
+namespace {
+
+void SetDeadline(grpc::ClientContext* context, int seconds) {
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+}  // namespace
+
+NodeClient::NodeClient(const std::string& target) {
+  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  query_ = kiq::v1::QueryService::NewStub(channel);
+  metadata_ = kiq::v1::MetadataService::NewStub(channel);
+}
+
+grpc::Status NodeClient::Get(const std::string& store, const std::string& key,
+                             kiq::v1::GetResponse* response, int timeout_seconds, bool forwarded) {
+  grpc::ClientContext context;
+  SetDeadline(&context, timeout_seconds);
+  if (forwarded) context.AddMetadata("kiq-forwarded", "1");
+  kiq::v1::GetRequest request;
+  request.set_store(store);
+  request.set_key(key);
+  return query_->Get(&context, request, response);
+}
+
+grpc::Status NodeClient::Count(const std::string& store, kiq::v1::CountResponse* response,
+                               int timeout_seconds) {
+  grpc::ClientContext context;
+  SetDeadline(&context, timeout_seconds);
+  kiq::v1::CountRequest request;
+  request.set_store(store);
+  return query_->Count(&context, request, response);
+}
+
+Entries NodeClient::Scan(const std::string& store, int page_size, const std::string& from,
+                         const std::string& to, int* pages, grpc::Status* status_out) {
+  Entries out;
+  std::string token;
+  int n = 0;
+  grpc::Status status;
+  do {
+    grpc::ClientContext context;
+    SetDeadline(&context, 10);
+    kiq::v1::ScanResponse response;
+    if (from.empty() && to.empty()) {
+      kiq::v1::AllRequest request;
+      request.set_store(store);
+      request.set_page_size(page_size);
+      request.set_page_token(token);
+      status = query_->All(&context, request, &response);
+    } else {
+      kiq::v1::RangeRequest request;
+      request.set_store(store);
+      request.set_from(from);
+      request.set_to(to);
+      request.set_page_size(page_size);
+      request.set_page_token(token);
+      status = query_->Range(&context, request, &response);
+    }
+    if (!status.ok()) break;
+    if (response.entries_size() > page_size) {
+      status = grpc::Status(grpc::StatusCode::INTERNAL, "a page is larger than page_size");
+      break;
+    }
+    for (const auto& e : response.entries()) out.emplace_back(e.key(), e.value());
+    token = response.next_page_token();
+    ++n;
+  } while (!token.empty());
+  if (pages != nullptr) *pages = n;
+  if (status_out != nullptr) *status_out = status;
+  return out;
+}
+
+grpc::Status NodeClient::NodeForKey(const std::string& store, const std::string& key,
+                                    kiq::v1::NodeForKeyResponse* response) {
+  grpc::ClientContext context;
+  SetDeadline(&context, 5);
+  kiq::v1::NodeForKeyRequest request;
+  request.set_store(store);
+  request.set_key(key);
+  return metadata_->NodeForKey(&context, request, response);
+}
+
+grpc::Status NodeClient::AllNodes(kiq::v1::NodesResponse* response) {
+  grpc::ClientContext context;
+  SetDeadline(&context, 5);
+  return metadata_->AllNodes(&context, kiq::v1::AllNodesRequest(), response);
+}
+
+bool NodeClient::CaughtUp(const std::string& store, const std::string& topic,
+                          const Positions& produced) {
+  kiq::v1::CountResponse response;
+  if (!Count(store, &response, 2).ok()) return false;
+  std::map<int32_t, int64_t> at;
+  for (const auto& po : response.position().offsets()) {
+    if (po.topic() == topic) at[po.partition()] = po.offset();
+  }
+  for (const auto& [tp, next] : produced) {
+    if (tp.first == topic && at[tp.second] < next) return false;
+  }
+  return true;
+}
+
+}  // namespace kiq::testing

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "kiq/v1/membership.grpc.pb.h"
+#include "kiq/v1/query.grpc.pb.h"
+
+namespace kiq::testing {
+
+using Entries = std::vector<std::pair<std::string, std::string>>;
+// (topic, partition) → next offset: what was produced, or what an answer reflects.
+using Positions = std::map<std::pair<std::string, int32_t>, int64_t>;
+
+// Blocking calls to one node, each with its own deadline.
+class NodeClient {
+ public:
+  explicit NodeClient(const std::string& target);
+
+  grpc::Status Get(const std::string& store, const std::string& key,
+                   kiq::v1::GetResponse* response, int timeout_seconds = 5,
+                   bool forwarded = false);
+  grpc::Status Count(const std::string& store, kiq::v1::CountResponse* response,
+                     int timeout_seconds = 5);
+  // Every entry of All (empty from/to) or Range, following page tokens. `status` gets the
+  // first failure, if any.
+  Entries Scan(const std::string& store, int page_size, const std::string& from = "",
+               const std::string& to = "", int* pages = nullptr, grpc::Status* status = nullptr);
+  grpc::Status NodeForKey(const std::string& store, const std::string& key,
+                          kiq::v1::NodeForKeyResponse* response);
+  grpc::Status AllNodes(kiq::v1::NodesResponse* response);
+
+  // True once Count(store) succeeds and reflects every offset of `topic` in `produced`.
+  bool CaughtUp(const std::string& store, const std::string& topic, const Positions& produced);
+
+ private:
+  std::unique_ptr<kiq::v1::QueryService::Stub> query_;
+  std::unique_ptr<kiq::v1::MetadataService::Stub> metadata_;
+};
+
+}  // namespace kiq::testing
