@@ -31,7 +31,7 @@ std::optional<std::string> CheckFormat(kiq::v1::Format format, absl::string_view
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
-    const kiq::v1::Topology& topology, StoreEngine& engine,
+    const kiq::v1::Topology& topology, StoreEngine* engine,
     const absl::flat_hash_map<std::string, int32_t>& partition_counts) {
   std::unique_ptr<CompiledTopology> out(new CompiledTopology());
   out->topology_ = topology;
@@ -66,16 +66,18 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
       return absl::InvalidArgumentError(absl::StrCat("store \"", spec.name(),
                                                      "\": unknown source \"", spec.source(), "\""));
     }
-    absl::StatusOr<StoreHandle> handle = engine.Handle(spec.name());
-    if (!handle.ok()) return handle.status();
-    absl::StatusOr<std::unique_ptr<Processor>> processor = MakeProcessor(spec, *handle);
-    if (!processor.ok()) return processor.status();
     CompiledSource& source = out->sources_[source_it->second];
     CompiledStore store;
     store.spec = spec;
-    store.handle = *handle;
     store.source = source_it->second;
-    store.processor = std::move(*processor);
+    if (engine != nullptr) {
+      absl::StatusOr<StoreHandle> handle = engine->Handle(spec.name());
+      if (!handle.ok()) return handle.status();
+      absl::StatusOr<std::unique_ptr<Processor>> processor = MakeProcessor(spec, *handle);
+      if (!processor.ok()) return processor.status();
+      store.handle = *handle;
+      store.processor = std::move(*processor);
+    }
     store.info.name = spec.name();
     store.info.kind = StoreKindName(spec);
     store.info.num_partitions = source.num_partitions;

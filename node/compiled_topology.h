@@ -51,9 +51,10 @@ class CompiledTopology {
  public:
   // `partition_counts`: topic → number of partitions, for every source (from Kafka metadata).
   // Refuses sources that are not co-partitioned (every store partition p must be fed by
-  // partition p of each source).
+  // partition p of each source). Without an engine (kiq-router), stores are only described:
+  // no column family handles, no processors.
   static absl::StatusOr<std::unique_ptr<CompiledTopology>> Compile(
-      const kiq::v1::Topology& topology, StoreEngine& engine,
+      const kiq::v1::Topology& topology, StoreEngine* engine,
       const absl::flat_hash_map<std::string, int32_t>& partition_counts);
 
   const std::string& application_id() const { return topology_.application_id(); }

@@ -666,6 +666,15 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
 
 void Ingestor::CheckCaughtUp() {
   bool changed = false;
+  if (absl::Now() >= next_progress_log_) {
+    next_progress_log_ = absl::Now() + absl::Seconds(5);
+    for (const auto& [p, waiting] : catching_up_) {
+      for (const auto& [index, high] : waiting) {
+        spdlog::info("partition {} RESTORING: store {} at offset {} of {}", p,
+                     topology_.stores()[index].info.name, next_[{index, p}], high);
+      }
+    }
+  }
   for (auto it = catching_up_.begin(); it != catching_up_.end();) {
     const int32_t p = it->first;
     auto& waiting = it->second;

@@ -144,6 +144,7 @@ class Ingestor {
   absl::flat_hash_map<int32_t, std::vector<std::pair<int, int64_t>>> catching_up_;
   // (store index, partition) touched by the pending batch.
   absl::flat_hash_set<std::pair<int, int32_t>> touched_;
+  absl::Time next_progress_log_ = absl::InfinitePast();
   StagedBatch batch_;
   absl::Time batch_started_ = absl::InfiniteFuture();
   std::vector<BadRecord> bad_;

@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (!engine.ok()) return engine.status();
   node->engine_ = std::move(*engine);
   absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled =
-      CompiledTopology::Compile(*topology, *node->engine_, *counts);
+      CompiledTopology::Compile(*topology, node->engine_.get(), *counts);
   if (!compiled.ok()) return compiled.status();
   node->topology_ = std::move(*compiled);
   if (absl::Status s = EnsureInternalTopics(node->bootstrap_servers_,

@@ -47,13 +47,13 @@ absl::StatusOr<StoreInfo> MetadataServiceImpl::Describe(absl::string_view store)
   return stores_.Describe(store);
 }
 
-kiq::v1::NodesResponse MetadataServiceImpl::AllNodes() const {
+kiq::v1::NodesResponse MetadataServiceImpl::AnswerAllNodes() const {
   kiq::v1::NodesResponse response;
   AddAll(table_.AllNodes(), &response);
   return response;
 }
 
-absl::StatusOr<kiq::v1::NodesResponse> MetadataServiceImpl::NodesForStore(
+absl::StatusOr<kiq::v1::NodesResponse> MetadataServiceImpl::AnswerNodesForStore(
     const kiq::v1::NodesForStoreRequest& request) const {
   absl::StatusOr<StoreInfo> info = Describe(request.store());
   if (!info.ok()) return info.status();
@@ -62,7 +62,7 @@ absl::StatusOr<kiq::v1::NodesResponse> MetadataServiceImpl::NodesForStore(
   return response;
 }
 
-absl::StatusOr<kiq::v1::NodeForKeyResponse> MetadataServiceImpl::NodeForKey(
+absl::StatusOr<kiq::v1::NodeForKeyResponse> MetadataServiceImpl::AnswerNodeForKey(
     const kiq::v1::NodeForKeyRequest& request) const {
   absl::StatusOr<StoreInfo> info = Describe(request.store());
   if (!info.ok()) return info.status();
@@ -86,19 +86,19 @@ absl::StatusOr<kiq::v1::NodeForKeyResponse> MetadataServiceImpl::NodeForKey(
 grpc::ServerUnaryReactor* MetadataServiceImpl::AllNodes(grpc::CallbackServerContext* context,
                                                         const kiq::v1::AllNodesRequest* request,
                                                         kiq::v1::NodesResponse* response) {
-  return FinishWith<kiq::v1::NodesResponse>(context, AllNodes(), response);
+  return FinishWith<kiq::v1::NodesResponse>(context, AnswerAllNodes(), response);
 }
 
 grpc::ServerUnaryReactor* MetadataServiceImpl::NodesForStore(
     grpc::CallbackServerContext* context, const kiq::v1::NodesForStoreRequest* request,
     kiq::v1::NodesResponse* response) {
-  return FinishWith(context, NodesForStore(*request), response);
+  return FinishWith(context, AnswerNodesForStore(*request), response);
 }
 
 grpc::ServerUnaryReactor* MetadataServiceImpl::NodeForKey(
     grpc::CallbackServerContext* context, const kiq::v1::NodeForKeyRequest* request,
     kiq::v1::NodeForKeyResponse* response) {
-  return FinishWith(context, NodeForKey(*request), response);
+  return FinishWith(context, AnswerNodeForKey(*request), response);
 }
 
 }  // namespace kiq::router

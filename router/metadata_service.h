@@ -30,10 +30,10 @@ class MetadataServiceImpl final : public kiq::v1::MetadataService::CallbackServi
                                        kiq::v1::NodeForKeyResponse* response) override;
 
   // The answers, without gRPC (the handlers above only wrap these).
-  kiq::v1::NodesResponse AllNodes() const;
-  absl::StatusOr<kiq::v1::NodesResponse> NodesForStore(
+  kiq::v1::NodesResponse AnswerAllNodes() const;
+  absl::StatusOr<kiq::v1::NodesResponse> AnswerNodesForStore(
       const kiq::v1::NodesForStoreRequest& request) const;
-  absl::StatusOr<kiq::v1::NodeForKeyResponse> NodeForKey(
+  absl::StatusOr<kiq::v1::NodeForKeyResponse> AnswerNodeForKey(
       const kiq::v1::NodeForKeyRequest& request) const;
 
  private:

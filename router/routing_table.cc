@@ -48,14 +48,14 @@ struct RoutingTable::Snapshot {
 
   void IndexClaims() {
     claims.clear();
-    for (const auto& [id, member] : nodes) {
+    for (const auto& entry : nodes) {
+      const Member* member = entry.second.get();
       for (const kiq::v1::OwnedPartition& owned : member->record.partitions()) {
         std::vector<Claim>& list = claims[owned.partition()];
         // A record listing a partition twice claims it once.
-        const bool seen = std::any_of(list.begin(), list.end(), [&](const Claim& c) {
-          return c.member == member.get();
-        });
-        if (!seen) list.push_back(Claim{member.get(), owned.state()});
+        const bool seen = std::any_of(list.begin(), list.end(),
+                                      [member](const Claim& c) { return c.member == member; });
+        if (!seen) list.push_back(Claim{member, owned.state()});
       }
     }
     for (auto& [partition, list] : claims) std::sort(list.begin(), list.end(), BetterClaim);

@@ -53,24 +53,37 @@ printf '%s\n' alice:pizza bob:sushi alice:ramen carol:pizza alice:tacos bob:pizz
   frank:burger | "${KCAT[@]}" -t orders
 echo "customers: alice bob carol dave erin, then dave deleted; 8 orders (alice 3, bob 2, carol 1, erin 1, frank 1)"
 
-step "starting kiq-node on examples/orders/topology.yaml"
+step "starting three kiq-nodes on examples/orders/topology.yaml (one consumer group: 2 partitions each)"
 sed -n '/^application_id/p;/^  - name/p' "$ROOT/examples/orders/topology.yaml"
-"$BIN/node/kiq-node" --config="$ROOT/examples/orders/topology.yaml" \
-  --bootstrap-servers="$BOOTSTRAP" --node-id=quickstart-1 --bind-address=127.0.0.1 --grpc-port=0 \
-  --port-file="$WORK/node.port" --data-dir="$WORK/data" >"$WORK/node.log" 2>&1 &
-PIDS+=($!)
-wait_for "kiq-node to listen" 40 test -s "$WORK/node.port"
-export KIQ_TARGET="127.0.0.1:$(sed 's/grpc=//' "$WORK/node.port")"
-echo "kiq-node serves gRPC on $KIQ_TARGET"
-# Ready when all 5 users with orders and the 4 remaining customers are materialized (records
-# of different partitions are consumed in no particular order, so one key would not tell).
+for n in 1 2 3; do
+  "$BIN/node/kiq-node" --config="$ROOT/examples/orders/topology.yaml" \
+    --bootstrap-servers="$BOOTSTRAP" --node-id="node-$n" --bind-address=127.0.0.1 \
+    --advertised-host=127.0.0.1 --grpc-port=0 --port-file="$WORK/node-$n.port" \
+    --data-dir="$WORK/data-$n" >"$WORK/node-$n.log" 2>&1 &
+  PIDS+=($!)
+done
+for n in 1 2 3; do wait_for "node-$n to listen" 40 test -s "$WORK/node-$n.port"; done
+port_of() { sed 's/grpc=//' "$WORK/node-$1.port"; }
+export KIQ_TARGET="127.0.0.1:$(port_of 1)"
+echo "node-1, node-2, node-3 serve gRPC on 127.0.0.1:$(port_of 1), :$(port_of 2), :$(port_of 3)"
+# Ready when all 5 users with orders and the 4 remaining customers are materialized, as seen
+# through node-1 (which asks the other nodes for the partitions it does not own).
 has_count() { "$KIQCTL" count "$1" | grep -q "^count: $2 "; }
-wait_for "the node to materialize the orders" 60 has_count order_count 5
-wait_for "the node to materialize the customers" 60 has_count customers 4
+wait_for "the cluster to materialize the orders" 90 has_count order_count 5
+wait_for "the cluster to materialize the customers" 90 has_count customers 4
+
+step "the cluster: which node owns which partitions"
+run "$KIQCTL" metadata
 
 step "queries"
 run "$KIQCTL" get customers alice
-run "$KIQCTL" get order_count alice
+run "$KIQCTL" metadata order_count alice
+# Ask a node that does NOT own alice's partition: it forwards to the owner.
+OWNER=$("$KIQCTL" --json metadata order_count alice | sed 's/.*"nodeId":"\([^"]*\)".*/\1/')
+OTHER=1
+[ "$OWNER" = "node-1" ] && OTHER=2
+echo "alice lives on $OWNER; asking node-$OTHER instead:"
+run "$KIQCTL" --target "127.0.0.1:$(port_of $OTHER)" get order_count alice
 run "$KIQCTL" all customers
 run "$KIQCTL" range order_count alice carol
 run "$KIQCTL" count order_count

@@ -47,14 +47,30 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
       "--kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500",
   };
   argv.insert(argv.end(), options.extra_flags.begin(), options.extra_flags.end());
-  auto process = Process::Start(argv, absl::StrCat(dir, "/", options.node_id, ".log"));
+  return Launch(argv, port_file, absl::StrCat(dir, "/", options.node_id, ".log"));
+}
+
+absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::StartRouter(
+    const std::string& dir, const std::string& config, const std::string& bootstrap_servers) {
+  const std::string port_file = dir + "/router.port";
+  std::remove(port_file.c_str());
+  return Launch({kRouterBin, "--config=" + config, "--bootstrap-servers=" + bootstrap_servers,
+                 "--router-id=router", "--bind-address=127.0.0.1", "--grpc-port=0",
+                 "--port-file=" + port_file},
+                port_file, dir + "/router.log");
+}
+
+absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Launch(std::vector<std::string> argv,
+                                                                  const std::string& port_file,
+                                                                  const std::string& log_path) {
+  auto process = Process::Start(argv, log_path);
   if (!process.ok()) return process.status();
   std::unique_ptr<NodeProcess> out(new NodeProcess());
   out->process_ = std::move(*process);
   if (!WaitFor([&] { return !ReadFile(port_file).empty() || !out->process_->running(); },
                absl::Seconds(40)) ||
       !out->process_->running()) {
-    return absl::UnavailableError("kiq-node did not start: " + out->process_->ReadLog());
+    return absl::UnavailableError(argv[0] + " did not start: " + out->process_->ReadLog());
   }
   const std::string contents = ReadFile(port_file);
   absl::string_view text = absl::StripAsciiWhitespace(contents);

@@ -18,6 +18,7 @@ namespace kiq::testing {
 inline constexpr char kNodeBin[] = KIQ_NODE_BIN;
 inline constexpr char kDevKafkaBin[] = KIQ_DEV_KAFKA_BIN;
 inline constexpr char kCtlBin[] = KIQ_CTL_BIN;
+inline constexpr char kRouterBin[] = KIQ_ROUTER_BIN;
 inline constexpr char kSourceDir[] = KIQ_SOURCE_DIR;
 
 // A kiq-dev-kafka process (librdkafka's mock cluster) with its topics created.
@@ -46,11 +47,18 @@ class NodeProcess {
   };
   static absl::StatusOr<std::unique_ptr<NodeProcess>> Start(const std::string& dir,
                                                             Options options);
+  // A kiq-router process (no stores) for the same topology.
+  static absl::StatusOr<std::unique_ptr<NodeProcess>> StartRouter(
+      const std::string& dir, const std::string& config, const std::string& bootstrap_servers);
   int grpc_port() const { return grpc_port_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   Process& process() { return *process_; }
 
  private:
+  // Starts `argv` (which must include --port-file=<port_file>) and waits for the port.
+  static absl::StatusOr<std::unique_ptr<NodeProcess>> Launch(std::vector<std::string> argv,
+                                                             const std::string& port_file,
+                                                             const std::string& log_path);
   std::unique_ptr<Process> process_;
   int grpc_port_ = 0;
 };
