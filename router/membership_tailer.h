@@ -20,7 +20,7 @@ namespace kiq::router {
 //
 // Every node and router reads the whole topic from the beginning and keeps reading: it is a
 // log of advertisements, not a work queue, so the consumer joins no group (it assign()s every
-// partition itself; group.id is set only because librdkafka's KafkaConsumer requires one, to a
+// partition itself, from its low watermark; group.id is set only because librdkafka's KafkaConsumer requires one, to a
 // random "<topic>-tailer-<hex>", and nothing is committed). A record's value is a
 // kiq.v1.MemberRecord keyed by node id; a null value is the node's tombstone. A record that
 // does not parse, or whose key is not its node id, is skipped with a rate-limited warning.
