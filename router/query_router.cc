@@ -78,12 +78,9 @@ bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadlin
   const absl::Duration wait =
       std::min(absl::Milliseconds(20) * (int64_t{1} << std::min(attempt, 5)), absl::Milliseconds(500));
   const absl::Time now = absl::Now();
-  if (now + wait >= deadline) return false;
-  if (cluster_.table != nullptr) {
-    cluster_.table->WaitForChange(seen_version, now + wait);
-  } else {
-    absl::SleepFor(wait);
-  }
+  // Without a cluster nothing can change who owns what: no point in retrying.
+  if (cluster_.table == nullptr || now + wait >= deadline) return false;
+  cluster_.table->WaitForChange(seen_version, now + wait);
   return true;
 }
 
@@ -196,35 +193,22 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
                            const kiq::v1::Position& min_position, absl::Time deadline,
                            absl::flat_hash_map<int32_t, PartitionRead>* results,
                            absl::flat_hash_map<int32_t, absl::Status>* errors) const {
-  // Partitions held here are read directly; the others are grouped by owner.
+  // Partitions held here are read directly; the others are grouped by owner. Every local
+  // partition is checked (and waited for) before any is read, so a request whose position is
+  // not reached costs no scan.
   absl::flat_hash_map<std::string, std::vector<int32_t>> remote;
+  std::vector<int32_t> local;
   for (int32_t i : partitions) {
     const PartitionId p(i);
     absl::Status readable = local_.CheckReadable(info.name, p);
     if (readable.ok()) {
       kiq::v1::Position wanted = PositionFor(min_position, i);
       if (!wanted.offsets().empty()) readable = local_.WaitForPosition(info.name, wanted, deadline);
-    }
-    if (readable.ok()) {
-      PartitionRead read;
-      local_.AppendPosition(info.name, p, &read.position);
-      if (spec.count_only) {
-        absl::StatusOr<int64_t> n = local_.ApproximateCount(info.name, p);
-        if (!n.ok()) {
-          (*errors)[i] = n.status();
-          continue;
-        }
-        read.count = *n;
+      if (readable.ok()) {
+        local.push_back(i);
       } else {
-        absl::StatusOr<std::vector<KeyValue>> run =
-            local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
-        if (!run.ok()) {
-          (*errors)[i] = run.status();
-          continue;
-        }
-        read.entries = std::move(*run);
+        (*errors)[i] = readable;
       }
-      (*results)[i] = std::move(read);
       continue;
     }
     if (!IsNotOwner(readable) || cluster_.table == nullptr) {
@@ -243,6 +227,31 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
     } else {
       remote[Endpoint(owner->node)].push_back(i);
     }
+  }
+  for (const auto& [i, s] : *errors) {
+    if (!IsRetriableRouting(s)) return;  // the whole request fails; read nothing
+  }
+  for (int32_t i : local) {
+    const PartitionId p(i);
+    PartitionRead read;
+    local_.AppendPosition(info.name, p, &read.position);
+    if (spec.count_only) {
+      absl::StatusOr<int64_t> n = local_.ApproximateCount(info.name, p);
+      if (!n.ok()) {
+        (*errors)[i] = n.status();
+        continue;
+      }
+      read.count = *n;
+    } else {
+      absl::StatusOr<std::vector<KeyValue>> run =
+          local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
+      if (!run.ok()) {
+        (*errors)[i] = run.status();
+        continue;
+      }
+      read.entries = std::move(*run);
+    }
+    (*results)[i] = std::move(read);
   }
   if (remote.empty()) return;
 
@@ -323,7 +332,8 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
 absl::StatusOr<absl::flat_hash_map<int32_t, QueryRouter::PartitionRead>>
 QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
                                const kiq::v1::Position& min_position, bool allow_partial,
-                               absl::Time deadline, std::vector<int32_t>* missing) const {
+                               absl::Time deadline, absl::string_view doing,
+                               std::vector<int32_t>* missing) const {
   absl::flat_hash_map<int32_t, PartitionRead> results;
   std::vector<int32_t> pending;
   for (int32_t i = 0; i < info.num_partitions; ++i) pending.push_back(i);
@@ -336,7 +346,7 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
     pending.clear();
     for (const auto& [i, s] : errors) {
       if (!IsRetriableRouting(s) && !allow_partial) {
-        return WithContext(s, absl::StrCat("partition=", i));
+        return WithContext(s, absl::StrCat(doing, " partition=", i));
       }
       pending.push_back(i);
     }
@@ -347,7 +357,8 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
         *missing = pending;
         return results;
       }
-      return WithContext(errors[pending.front()], absl::StrCat("partition=", pending.front()));
+      return WithContext(errors[pending.front()],
+                         absl::StrCat(doing, " partition=", pending.front()));
     }
   }
 }
@@ -369,8 +380,9 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   ScanSpec spec{range, *after, static_cast<size_t>(*page_size) + 1, false};
   kiq::v1::ScanResponse response;
   std::vector<int32_t> missing;
-  auto reads = ReadAllPartitions(*info, spec, min_position, allow_partial, deadline, &missing);
-  if (!reads.ok()) return WithContext(reads.status(), absl::StrCat("scan store=", store));
+  auto reads = ReadAllPartitions(*info, spec, min_position, allow_partial, deadline,
+                                 absl::StrCat("scan store=", store), &missing);
+  if (!reads.ok()) return reads.status();
   for (int32_t i : missing) response.add_missing_partitions(i);
 
   std::vector<std::vector<KeyValue>*> runs;
@@ -411,10 +423,8 @@ absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(const kiq::v1::CountRe
   spec.count_only = true;
   std::vector<int32_t> missing;
   auto reads = ReadAllPartitions(*info, spec, request.min_position(), request.allow_partial(),
-                                 deadline, &missing);
-  if (!reads.ok()) {
-    return WithContext(reads.status(), absl::StrCat("count store=", request.store()));
-  }
+                                 deadline, absl::StrCat("count store=", request.store()), &missing);
+  if (!reads.ok()) return reads.status();
   kiq::v1::CountResponse response;
   for (int32_t i : missing) response.add_missing_partitions(i);
   int64_t total = 0;

@@ -73,7 +73,8 @@ class QueryRouter {
   // that stay unreadable are listed in `missing` if `allow_partial`, else fail the call.
   absl::StatusOr<absl::flat_hash_map<int32_t, PartitionRead>> ReadAllPartitions(
       const StoreInfo& info, const ScanSpec& spec, const kiq::v1::Position& min_position,
-      bool allow_partial, absl::Time deadline, std::vector<int32_t>* missing) const;
+      bool allow_partial, absl::Time deadline, absl::string_view doing,
+      std::vector<int32_t>* missing) const;
   // One attempt at reading `partitions`: results for those read, a status for the others.
   void ReadOnce(const StoreInfo& info, const ScanSpec& spec, const std::vector<int32_t>& partitions,
                 const kiq::v1::Position& min_position, absl::Time deadline,
