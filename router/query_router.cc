@@ -58,9 +58,16 @@ std::string Endpoint(const kiq::v1::NodeInfo& node) {
   return absl::StrCat(node.host(), ":", node.port());
 }
 
-void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
+// A context for a call to a peer: it inherits the caller's deadline and cancellation when
+// there is a caller, and is marked as forwarded.
+std::unique_ptr<grpc::ClientContext> PeerContext(absl::Time deadline,
+                                                 const grpc::CallbackServerContext* parent) {
+  std::unique_ptr<grpc::ClientContext> context =
+      parent != nullptr ? grpc::ClientContext::FromCallbackServerContext(*parent)
+                        : std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(deadline));
   context->AddMetadata(kForwardedHeader, "1");
+  return context;
 }
 
 }  // namespace
@@ -74,7 +81,9 @@ absl::StatusOr<StoreInfo> QueryRouter::DescribeForRequest(absl::string_view stor
   return local_.Describe(store);
 }
 
-bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadline) const {
+bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadline,
+                          const grpc::CallbackServerContext* parent) const {
+  if (parent != nullptr && parent->IsCancelled()) return false;
   const absl::Duration wait =
       std::min(absl::Milliseconds(20) * (int64_t{1} << std::min(attempt, 5)), absl::Milliseconds(500));
   const absl::Time now = absl::Now();
@@ -117,8 +126,9 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetReq
   return response;
 }
 
-absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(const kiq::v1::GetRequest& request,
-                                                      absl::Time deadline, bool forwarded) const {
+absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
+    const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+    const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
   if (!info.ok()) return info.status();
   absl::StatusOr<std::string> key = KeyOf(request);
@@ -153,10 +163,9 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(const kiq::v1::GetRequest&
                                                    " on node ", owner->node.node_id()));
       } else {
         PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
-        grpc::ClientContext context;
-        SetDeadline(&context, deadline);
+        std::unique_ptr<grpc::ClientContext> context = PeerContext(deadline, parent);
         kiq::v1::GetResponse response;
-        grpc::Status status = peer.query->Get(&context, request, &response);
+        grpc::Status status = peer.query->Get(context.get(), request, &response);
         if (status.ok()) return response;
         absl::Status forwarded_status = FromGrpcStatus(
             status, absl::StrCat("forwarded to node ", owner->node.node_id()));
@@ -165,12 +174,13 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(const kiq::v1::GetRequest&
         last = forwarded_status;
       }
     }
-    if (!Backoff(version, attempt, deadline)) return WithContext(last, doing);
+    if (!Backoff(version, attempt, deadline, parent)) return WithContext(last, doing);
   }
 }
 
-absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(const kiq::v1::RangeRequest& request,
-                                                         absl::Time deadline) const {
+absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(
+    const kiq::v1::RangeRequest& request, absl::Time deadline,
+    const grpc::CallbackServerContext* parent) const {
   KeyRange range{Bound(request.from(), request.from_bytes()),
                  Bound(request.to(), request.to_bytes())};
   if (range.from && range.to && *range.from > *range.to) {
@@ -179,18 +189,20 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(const kiq::v1::RangeReq
                                                    " is after to ", ClipKey(*range.to)));
   }
   return Scan(request.store(), range, request.page_size(), request.page_token(),
-              request.min_position(), request.allow_partial(), deadline);
+              request.min_position(), request.allow_partial(), deadline, parent);
 }
 
-absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::All(const kiq::v1::AllRequest& request,
-                                                       absl::Time deadline) const {
+absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::All(
+    const kiq::v1::AllRequest& request, absl::Time deadline,
+    const grpc::CallbackServerContext* parent) const {
   return Scan(request.store(), KeyRange{}, request.page_size(), request.page_token(),
-              request.min_position(), request.allow_partial(), deadline);
+              request.min_position(), request.allow_partial(), deadline, parent);
 }
 
 void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
                            const std::vector<int32_t>& partitions,
                            const kiq::v1::Position& min_position, absl::Time deadline,
+                           const grpc::CallbackServerContext* parent,
                            absl::flat_hash_map<int32_t, PartitionRead>* results,
                            absl::flat_hash_map<int32_t, absl::Status>* errors) const {
   // Partitions held here are read directly; the others are grouped by owner. Every local
@@ -259,7 +271,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   struct Call {
     std::string endpoint;
     std::vector<int32_t> partitions;
-    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientContext> context;
     kiq::v1::ScanPartitionsRequest scan;
     kiq::v1::ScanPartitionsResponse scan_response;
     kiq::v1::CountPartitionsRequest count;
@@ -273,7 +285,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
     auto call = std::make_unique<Call>();
     call->endpoint = endpoint;
     call->partitions = parts;
-    SetDeadline(&call->context, deadline);
+    call->context = PeerContext(deadline, parent);
     Call* c = call.get();
     auto done = [&mu, &pending, c](grpc::Status status) {
       absl::MutexLock lock(&mu);
@@ -285,7 +297,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       c->count.set_store(info.name);
       for (int32_t i : parts) c->count.add_partitions(i);
       *c->count.mutable_min_position() = min_position;
-      peer.peer->async()->CountPartitions(&c->context, &c->count, &c->count_response, done);
+      peer.peer->async()->CountPartitions(c->context.get(), &c->count, &c->count_response, done);
     } else {
       c->scan.set_store(info.name);
       for (int32_t i : parts) c->scan.add_partitions(i);
@@ -294,7 +306,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       if (spec.after) c->scan.mutable_after()->set_value(*spec.after);
       c->scan.set_limit(static_cast<int32_t>(spec.limit));
       *c->scan.mutable_min_position() = min_position;
-      peer.peer->async()->ScanPartitions(&c->context, &c->scan, &c->scan_response, done);
+      peer.peer->async()->ScanPartitions(c->context.get(), &c->scan, &c->scan_response, done);
     }
     calls.push_back(std::move(call));
   }
@@ -332,8 +344,8 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
 absl::StatusOr<absl::flat_hash_map<int32_t, QueryRouter::PartitionRead>>
 QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
                                const kiq::v1::Position& min_position, bool allow_partial,
-                               absl::Time deadline, absl::string_view doing,
-                               std::vector<int32_t>* missing) const {
+                               absl::Time deadline, const grpc::CallbackServerContext* parent,
+                               absl::string_view doing, std::vector<int32_t>* missing) const {
   absl::flat_hash_map<int32_t, PartitionRead> results;
   std::vector<int32_t> pending;
   for (int32_t i = 0; i < info.num_partitions; ++i) pending.push_back(i);
@@ -342,7 +354,7 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
   for (int attempt = 0;; ++attempt) {
     const uint64_t version = cluster_.table ? cluster_.table->version() : 0;
     absl::flat_hash_map<int32_t, absl::Status> errors;
-    ReadOnce(info, spec, pending, min_position, deadline, &results, &errors);
+    ReadOnce(info, spec, pending, min_position, deadline, parent, &results, &errors);
     pending.clear();
     for (const auto& [i, s] : errors) {
       if (!IsRetriableRouting(s) && !allow_partial) {
@@ -352,7 +364,7 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
     }
     if (pending.empty()) return results;
     std::sort(pending.begin(), pending.end());
-    if (!Backoff(version, attempt, retry_until)) {
+    if (!Backoff(version, attempt, retry_until, parent)) {
       if (allow_partial) {
         *missing = pending;
         return results;
@@ -366,7 +378,7 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
     const std::string& store, const KeyRange& range, int32_t requested_page_size,
     const std::string& page_token, const kiq::v1::Position& min_position, bool allow_partial,
-    absl::Time deadline) const {
+    absl::Time deadline, const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(store);
   if (!info.ok()) return info.status();
   absl::StatusOr<int32_t> page_size = CheckPageSize(requested_page_size);
@@ -380,7 +392,7 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   ScanSpec spec{range, *after, static_cast<size_t>(*page_size) + 1, false};
   kiq::v1::ScanResponse response;
   std::vector<int32_t> missing;
-  auto reads = ReadAllPartitions(*info, spec, min_position, allow_partial, deadline,
+  auto reads = ReadAllPartitions(*info, spec, min_position, allow_partial, deadline, parent,
                                  absl::StrCat("scan store=", store), &missing);
   if (!reads.ok()) return reads.status();
   for (int32_t i : missing) response.add_missing_partitions(i);
@@ -415,15 +427,17 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   return response;
 }
 
-absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(const kiq::v1::CountRequest& request,
-                                                          absl::Time deadline) const {
+absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(
+    const kiq::v1::CountRequest& request, absl::Time deadline,
+    const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
   if (!info.ok()) return info.status();
   ScanSpec spec;
   spec.count_only = true;
   std::vector<int32_t> missing;
   auto reads = ReadAllPartitions(*info, spec, request.min_position(), request.allow_partial(),
-                                 deadline, absl::StrCat("count store=", request.store()), &missing);
+                                 deadline, parent, absl::StrCat("count store=", request.store()),
+                                 &missing);
   if (!reads.ok()) return reads.status();
   kiq::v1::CountResponse response;
   for (int32_t i : missing) response.add_missing_partitions(i);

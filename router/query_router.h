@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include <grpcpp/server_context.h>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -42,14 +44,20 @@ class QueryRouter {
   // inline, without forwarding or blocking.
   bool IsLocal(const kiq::v1::GetRequest& request) const;
 
+  // `parent`, when given, is the caller's server context: calls to peers inherit its deadline
+  // and cancellation, and retries stop when the caller has gone.
   absl::StatusOr<kiq::v1::GetResponse> Get(const kiq::v1::GetRequest& request,
-                                           absl::Time deadline, bool forwarded = false) const;
-  absl::StatusOr<kiq::v1::ScanResponse> Range(const kiq::v1::RangeRequest& request,
-                                              absl::Time deadline) const;
-  absl::StatusOr<kiq::v1::ScanResponse> All(const kiq::v1::AllRequest& request,
-                                            absl::Time deadline) const;
-  absl::StatusOr<kiq::v1::CountResponse> Count(const kiq::v1::CountRequest& request,
-                                               absl::Time deadline) const;
+                                           absl::Time deadline, bool forwarded = false,
+                                           const grpc::CallbackServerContext* parent = nullptr) const;
+  absl::StatusOr<kiq::v1::ScanResponse> Range(
+      const kiq::v1::RangeRequest& request, absl::Time deadline,
+      const grpc::CallbackServerContext* parent = nullptr) const;
+  absl::StatusOr<kiq::v1::ScanResponse> All(
+      const kiq::v1::AllRequest& request, absl::Time deadline,
+      const grpc::CallbackServerContext* parent = nullptr) const;
+  absl::StatusOr<kiq::v1::CountResponse> Count(
+      const kiq::v1::CountRequest& request, absl::Time deadline,
+      const grpc::CallbackServerContext* parent = nullptr) const;
 
  private:
   // What one partition contributed to a scan or count.
@@ -68,24 +76,28 @@ class QueryRouter {
   absl::StatusOr<kiq::v1::ScanResponse> Scan(const std::string& store, const KeyRange& range,
                                              int32_t page_size, const std::string& page_token,
                                              const kiq::v1::Position& min_position,
-                                             bool allow_partial, absl::Time deadline) const;
+                                             bool allow_partial, absl::Time deadline,
+                                             const grpc::CallbackServerContext* parent) const;
   // Reads every partition of `store` from its owner, retrying within the deadline. Partitions
   // that stay unreadable are listed in `missing` if `allow_partial`, else fail the call.
   absl::StatusOr<absl::flat_hash_map<int32_t, PartitionRead>> ReadAllPartitions(
       const StoreInfo& info, const ScanSpec& spec, const kiq::v1::Position& min_position,
-      bool allow_partial, absl::Time deadline, absl::string_view doing,
-      std::vector<int32_t>* missing) const;
+      bool allow_partial, absl::Time deadline, const grpc::CallbackServerContext* parent,
+      absl::string_view doing, std::vector<int32_t>* missing) const;
   // One attempt at reading `partitions`: results for those read, a status for the others.
   void ReadOnce(const StoreInfo& info, const ScanSpec& spec, const std::vector<int32_t>& partitions,
                 const kiq::v1::Position& min_position, absl::Time deadline,
+                const grpc::CallbackServerContext* parent,
                 absl::flat_hash_map<int32_t, PartitionRead>* results,
                 absl::flat_hash_map<int32_t, absl::Status>* errors) const;
   absl::StatusOr<kiq::v1::GetResponse> LocalGet(const kiq::v1::GetRequest& request,
                                                 const StoreInfo& info, const std::string& key,
                                                 PartitionId p, absl::Time deadline) const;
   absl::StatusOr<StoreInfo> DescribeForRequest(absl::string_view store) const;
-  // Waits for the routing table to change or for a backoff; false if the deadline is too close.
-  bool Backoff(uint64_t seen_version, int attempt, absl::Time deadline) const;
+  // Waits for the routing table to change or for a backoff; false if the deadline is too close
+  // or the caller has gone.
+  bool Backoff(uint64_t seen_version, int attempt, absl::Time deadline,
+               const grpc::CallbackServerContext* parent) const;
 
   const LocalStores& local_;
   const ClusterView cluster_;

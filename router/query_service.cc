@@ -38,8 +38,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
   if ((forwarded && !request->has_min_position()) || router_.IsLocal(*request)) {
     Finish(reactor, router_.Get(*request, deadline, forwarded), response);
   } else {
-    pool_.Schedule([this, reactor, request, response, deadline, forwarded] {
-      Finish(reactor, router_.Get(*request, deadline, forwarded), response);
+    pool_.Schedule([this, context, reactor, request, response, deadline, forwarded] {
+      Finish(reactor, router_.Get(*request, deadline, forwarded, context), response);
     });
   }
   return reactor;
@@ -50,8 +50,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Range(grpc::CallbackServerContext* c
                                                   kiq::v1::ScanResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, reactor, request, response, deadline] {
-    Finish(reactor, router_.Range(*request, deadline), response);
+  pool_.Schedule([this, context, reactor, request, response, deadline] {
+    Finish(reactor, router_.Range(*request, deadline, context), response);
   });
   return reactor;
 }
@@ -61,8 +61,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::All(grpc::CallbackServerContext* con
                                                 kiq::v1::ScanResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, reactor, request, response, deadline] {
-    Finish(reactor, router_.All(*request, deadline), response);
+  pool_.Schedule([this, context, reactor, request, response, deadline] {
+    Finish(reactor, router_.All(*request, deadline, context), response);
   });
   return reactor;
 }
@@ -72,8 +72,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* c
                                                   kiq::v1::CountResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, reactor, request, response, deadline] {
-    Finish(reactor, router_.Count(*request, deadline), response);
+  pool_.Schedule([this, context, reactor, request, response, deadline] {
+    Finish(reactor, router_.Count(*request, deadline, context), response);
   });
   return reactor;
 }

@@ -193,6 +193,32 @@ TEST_F(ClusterTest, StandaloneRouterAnswersFromTheNodes) {
   EXPECT_EQ(client.Get("nope", "user-1", &missing).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// Read your writes: right after producing, a Get through any node that carries the produced
+// offset as its minimum position sees the write (the owner waits until it has processed it).
+TEST_F(ClusterTest, MinPositionReadsYourOwnWritesThroughAnyNode) {
+  for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
+  Order("warmup");
+  WaitCaughtUp("n1");
+  for (int i = 0; i < 20; ++i) {
+    const std::string user = absl::StrCat("writer-", i % 4);
+    auto delivered = producer_->Produce("orders", user, "food");
+    ASSERT_OK(delivered);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      orders_[user].emplace_back(delivered->partition, delivered->offset);
+    }
+    const char* via = i % 3 == 0 ? "n1" : i % 3 == 1 ? "n2" : "n3";
+    kiq::v1::GetResponse response;
+    grpc::Status status = clients_[via]->GetAtLeast(
+        "order_count", user, {{{"orders", delivered->partition}, delivered->offset + 1}},
+        &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.entry().value(), absl::StrCat(CountAt(user, delivered->offset + 1)));
+    ASSERT_EQ(response.position().offsets_size(), 1);
+    EXPECT_GE(response.position().offsets(0).offset(), delivered->offset + 1);
+  }
+}
+
 TEST_F(ClusterTest, AForwardedRequestIsNeverForwardedAgain) {
   for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
   for (int i = 0; i < 30; ++i) Order(absl::StrCat("u", i));

@@ -28,6 +28,23 @@ grpc::Status NodeClient::Get(const std::string& store, const std::string& key,
   return query_->Get(&context, request, response);
 }
 
+grpc::Status NodeClient::GetAtLeast(const std::string& store, const std::string& key,
+                                    const Positions& min_position,
+                                    kiq::v1::GetResponse* response, int timeout_seconds) {
+  grpc::ClientContext context;
+  SetDeadline(&context, timeout_seconds);
+  kiq::v1::GetRequest request;
+  request.set_store(store);
+  request.set_key(key);
+  for (const auto& [tp, offset] : min_position) {
+    kiq::v1::PartitionOffset* po = request.mutable_min_position()->add_offsets();
+    po->set_topic(tp.first);
+    po->set_partition(tp.second);
+    po->set_offset(offset);
+  }
+  return query_->Get(&context, request, response);
+}
+
 grpc::Status NodeClient::Count(const std::string& store, kiq::v1::CountResponse* response,
                                int timeout_seconds) {
   grpc::ClientContext context;

@@ -25,6 +25,10 @@ class NodeClient {
   grpc::Status Get(const std::string& store, const std::string& key,
                    kiq::v1::GetResponse* response, int timeout_seconds = 5,
                    bool forwarded = false);
+  // Get with a minimum position (read your writes): the owner waits until it is reached.
+  grpc::Status GetAtLeast(const std::string& store, const std::string& key,
+                          const Positions& min_position, kiq::v1::GetResponse* response,
+                          int timeout_seconds = 10);
   grpc::Status Count(const std::string& store, kiq::v1::CountResponse* response,
                      int timeout_seconds = 5);
   // Every entry of All (empty from/to) or Range, following page tokens. `status` gets the
