@@ -1,6 +1,7 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kiq/v1/query.pb.h"
 #include "router/local_stores.h"
 
@@ -10,7 +11,15 @@ namespace kiq::router {
 // key_bytes), the value as bytes and, for JSON and numeric stores, as structured JSON.
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv);
 
-// The key of a request: `key` (UTF-8 text) or the `key_bytes` escape hatch.
 bool IsValidUtf8(absl::string_view s);
+
+// The key of a request (GetRequest, NodeForKeyRequest): `key` (UTF-8 text) or the `key_bytes`
+// escape hatch; INVALID_ARGUMENT if neither is set.
+template <typename Request>
+absl::StatusOr<std::string> RequestKey(const Request& request) {
+  if (request.key_kind_case() == Request::kKey) return request.key();
+  if (request.key_kind_case() == Request::kKeyBytes) return request.key_bytes();
+  return absl::InvalidArgumentError("key is required (set key or key_bytes)");
+}
 
 }  // namespace kiq::router

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "router/entry.h"
 #include "router/grpc_status.h"
 #include "router/partitioner.h"
 
@@ -21,18 +22,6 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
     reactor->Finish(grpc::Status::OK);
   }
   return reactor;
-}
-
-absl::StatusOr<std::string> KeyOf(const kiq::v1::NodeForKeyRequest& request) {
-  switch (request.key_kind_case()) {
-    case kiq::v1::NodeForKeyRequest::kKey:
-      return request.key();
-    case kiq::v1::NodeForKeyRequest::kKeyBytes:
-      return request.key_bytes();
-    case kiq::v1::NodeForKeyRequest::KEY_KIND_NOT_SET:
-      break;
-  }
-  return absl::InvalidArgumentError("key is required (set key or key_bytes)");
 }
 
 void AddAll(std::vector<kiq::v1::NodeInfo> nodes, kiq::v1::NodesResponse* response) {
@@ -66,7 +55,7 @@ absl::StatusOr<kiq::v1::NodeForKeyResponse> MetadataServiceImpl::AnswerNodeForKe
     const kiq::v1::NodeForKeyRequest& request) const {
   absl::StatusOr<StoreInfo> info = Describe(request.store());
   if (!info.ok()) return info.status();
-  absl::StatusOr<std::string> key = KeyOf(request);
+  absl::StatusOr<std::string> key = RequestKey(request);
   if (!key.ok()) return key.status();
   if (info->num_partitions <= 0) {
     return absl::UnavailableError(absl::StrCat("node for key store=", request.store(), " key=",

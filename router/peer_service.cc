@@ -34,41 +34,29 @@ bool ReadyPartition(const LocalStores& local, const std::string& store, int32_t 
   return true;
 }
 
-}  // namespace
-
-grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
-    grpc::CallbackServerContext* context, const kiq::v1::ScanPartitionsRequest* request,
-    kiq::v1::ScanPartitionsResponse* response) {
+// Runs `read` for every requested partition that is ACTIVE here and has reached the request's
+// position, on the pool; the others are answered with their status code.
+template <typename Request, typename Response, typename ReadPartition>
+grpc::ServerUnaryReactor* ServePartitions(const LocalStores& local, ThreadPool& pool,
+                                          grpc::CallbackServerContext* context,
+                                          const Request* request, Response* response,
+                                          ReadPartition read) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, reactor, request, response, deadline] {
-    if (absl::StatusOr<StoreInfo> info = local_.Describe(request->store()); !info.ok()) {
+  pool.Schedule([&local, reactor, request, response, deadline, read] {
+    if (absl::StatusOr<StoreInfo> info = local.Describe(request->store()); !info.ok()) {
       reactor->Finish(ToGrpcStatus(info.status()));
       return;
     }
-    KeyRange range;
-    if (request->has_from()) range.from = request->from().value();
-    if (request->has_to()) range.to = request->to().value();
-    std::optional<std::string> after;
-    if (request->has_after()) after = request->after().value();
     for (int32_t p : request->partitions()) {
       kiq::v1::PartitionResult* result = response->add_partitions();
-      if (!ReadyPartition(local_, request->store(), p, request->min_position(), deadline, result)) {
+      if (!ReadyPartition(local, request->store(), p, request->min_position(), deadline, result)) {
         continue;
       }
-      local_.AppendPosition(request->store(), PartitionId(p), result->mutable_position());
-      absl::StatusOr<std::vector<KeyValue>> run =
-          local_.Scan(request->store(), PartitionId(p), range, after,
-                      static_cast<size_t>(std::max(request->limit(), 1)));
-      if (!run.ok()) {
-        result->set_code(static_cast<int32_t>(run.status().code()));
-        result->set_message(std::string(run.status().message()));
-        continue;
-      }
-      for (KeyValue& kv : *run) {
-        kiq::v1::KeyValueBytes* entry = result->add_entries();
-        entry->set_key(std::move(kv.key));
-        entry->set_value(std::move(kv.value));
+      local.AppendPosition(request->store(), PartitionId(p), result->mutable_position());
+      if (absl::Status s = read(PartitionId(p), result); !s.ok()) {
+        result->set_code(static_cast<int32_t>(s.code()));
+        result->set_message(std::string(s.message()));
       }
     }
     reactor->Finish(grpc::Status::OK);
@@ -76,33 +64,42 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
   return reactor;
 }
 
+}  // namespace
+
+grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
+    grpc::CallbackServerContext* context, const kiq::v1::ScanPartitionsRequest* request,
+    kiq::v1::ScanPartitionsResponse* response) {
+  KeyRange range;
+  if (request->has_from()) range.from = request->from().value();
+  if (request->has_to()) range.to = request->to().value();
+  std::optional<std::string> after;
+  if (request->has_after()) after = request->after().value();
+  const size_t limit = static_cast<size_t>(std::max(request->limit(), 1));
+  return ServePartitions(
+      local_, pool_, context, request, response,
+      [this, request, range, after, limit](PartitionId p, kiq::v1::PartitionResult* result) {
+        absl::StatusOr<std::vector<KeyValue>> run =
+            local_.Scan(request->store(), p, range, after, limit);
+        if (!run.ok()) return run.status();
+        for (KeyValue& kv : *run) {
+          kiq::v1::KeyValueBytes* entry = result->add_entries();
+          entry->set_key(std::move(kv.key));
+          entry->set_value(std::move(kv.value));
+        }
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
     grpc::CallbackServerContext* context, const kiq::v1::CountPartitionsRequest* request,
     kiq::v1::CountPartitionsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, reactor, request, response, deadline] {
-    if (absl::StatusOr<StoreInfo> info = local_.Describe(request->store()); !info.ok()) {
-      reactor->Finish(ToGrpcStatus(info.status()));
-      return;
-    }
-    for (int32_t p : request->partitions()) {
-      kiq::v1::PartitionResult* result = response->add_partitions();
-      if (!ReadyPartition(local_, request->store(), p, request->min_position(), deadline, result)) {
-        continue;
-      }
-      local_.AppendPosition(request->store(), PartitionId(p), result->mutable_position());
-      absl::StatusOr<int64_t> n = local_.ApproximateCount(request->store(), PartitionId(p));
-      if (!n.ok()) {
-        result->set_code(static_cast<int32_t>(n.status().code()));
-        result->set_message(std::string(n.status().message()));
-        continue;
-      }
-      result->set_count(*n);
-    }
-    reactor->Finish(grpc::Status::OK);
-  });
-  return reactor;
+  return ServePartitions(local_, pool_, context, request, response,
+                         [this, request](PartitionId p, kiq::v1::PartitionResult* result) {
+                           absl::StatusOr<int64_t> n = local_.ApproximateCount(request->store(), p);
+                           if (!n.ok()) return n.status();
+                           result->set_count(*n);
+                           return absl::OkStatus();
+                         });
 }
 
 }  // namespace kiq::router

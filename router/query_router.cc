@@ -23,18 +23,6 @@ absl::Status WithContext(const absl::Status& s, absl::string_view doing) {
   return absl::Status(s.code(), absl::StrCat(doing, ": ", s.message()));
 }
 
-absl::StatusOr<std::string> KeyOf(const kiq::v1::GetRequest& request) {
-  switch (request.key_kind_case()) {
-    case kiq::v1::GetRequest::kKey:
-      return request.key();
-    case kiq::v1::GetRequest::kKeyBytes:
-      return request.key_bytes();
-    case kiq::v1::GetRequest::KEY_KIND_NOT_SET:
-      break;
-  }
-  return absl::InvalidArgumentError("key is required (set key or key_bytes)");
-}
-
 std::optional<std::string> Bound(const std::string& text, const std::string& bytes) {
   if (!bytes.empty()) return bytes;
   if (!text.empty()) return text;
@@ -96,7 +84,7 @@ bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadlin
 bool QueryRouter::IsLocal(const kiq::v1::GetRequest& request) const {
   if (request.has_min_position()) return false;
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
-  absl::StatusOr<std::string> key = KeyOf(request);
+  absl::StatusOr<std::string> key = RequestKey(request);
   if (!info.ok() || !key.ok()) return true;  // answered at once with the error
   const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
   return local_.CheckReadable(request.store(), p).ok();
@@ -131,7 +119,7 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
     const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
   if (!info.ok()) return info.status();
-  absl::StatusOr<std::string> key = KeyOf(request);
+  absl::StatusOr<std::string> key = RequestKey(request);
   if (!key.ok()) return key.status();
   const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
   const std::string doing =
