@@ -13,8 +13,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libspdlog-dev libyaml-cpp-dev rapidjson-dev
-  kcat
+  libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev
+  kcat curl
 )
 
 install_deps() {

@@ -4,6 +4,8 @@
 
 #include "router/logging.h"
 
+#include <rapidjson/document.h>
+
 #include "absl/container/btree_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -94,6 +96,46 @@ class Ingestor::RebalanceHandler final : public RdKafka::RebalanceCb {
   Ingestor& ingestor_;
 };
 
+// Turns librdkafka's statistics (every 5 s, served inside consume()) into gauges: each
+// broker's average RTT and the messages waiting in the local fetch queues.
+class Ingestor::StatsHandler final : public RdKafka::EventCb {
+ public:
+  explicit StatsHandler(IngestMetrics* metrics) : metrics_(metrics) {}
+  void event_cb(RdKafka::Event& event) override {
+    if (event.type() != RdKafka::Event::EVENT_STATS || metrics_ == nullptr) return;
+    rapidjson::Document doc;
+    doc.Parse(event.str().c_str());
+    if (doc.HasParseError() || !doc.IsObject()) return;
+    if (doc.HasMember("brokers") && doc["brokers"].IsObject()) {
+      for (const auto& broker : doc["brokers"].GetObject()) {
+        const auto& b = broker.value;
+        if (!b.IsObject() || !b.HasMember("rtt") || !b.HasMember("nodeid")) continue;
+        if (b["nodeid"].GetInt() < 0) continue;  // bootstrap placeholders
+        const auto& rtt = b["rtt"];
+        if (rtt.IsObject() && rtt.HasMember("avg") && rtt["avg"].IsNumber()) {
+          metrics_->SetBrokerRtt(broker.name.GetString(), rtt["avg"].GetDouble() / 1e6);
+        }
+      }
+    }
+    int64_t queued = 0;
+    if (doc.HasMember("topics") && doc["topics"].IsObject()) {
+      for (const auto& topic : doc["topics"].GetObject()) {
+        if (!topic.value.IsObject() || !topic.value.HasMember("partitions")) continue;
+        for (const auto& partition : topic.value["partitions"].GetObject()) {
+          const auto& p = partition.value;
+          if (p.IsObject() && p.HasMember("fetchq_cnt") && p["fetchq_cnt"].IsNumber()) {
+            queued += p["fetchq_cnt"].GetInt64();
+          }
+        }
+      }
+    }
+    metrics_->SetQueueMessages(queued);
+  }
+
+ private:
+  IngestMetrics* const metrics_;
+};
+
 // Counts failed changelog deliveries: a batch is committed locally only if all of its
 // changelog records were delivered.
 class Ingestor::ChangelogReport final : public RdKafka::DeliveryReportCb {
@@ -138,12 +180,17 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
         // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
         {"queued.min.messages", "1000000"},
         {"enable.partition.eof", "false"},
+        {"statistics.interval.ms", o.metrics != nullptr ? "5000" : "0"},
     };
     properties.insert(properties.end(), o.consumer_properties.begin(),
                       o.consumer_properties.end());
     if (absl::Status s = SetAll(*conf, properties); !s.ok()) return s;
     if (conf->set("rebalance_cb", ingestor->rebalance_.get(), err) != RdKafka::Conf::CONF_OK) {
       return absl::InternalError(absl::StrCat("rebalance_cb: ", err));
+    }
+    ingestor->stats_handler_ = std::make_unique<StatsHandler>(o.metrics);
+    if (conf->set("event_cb", ingestor->stats_handler_.get(), err) != RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(absl::StrCat("event_cb: ", err));
     }
     ingestor->consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!ingestor->consumer_) return absl::InternalError(absl::StrCat("create consumer: ", err));
@@ -290,6 +337,7 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     std::optional<PartitionId> expected = topology_.ExpectedPartition(*source, *record.key);
     if (expected && *expected != record.partition) {
       const int64_t n = ++stats_.wrong_partition;
+      if (options_.metrics != nullptr) options_.metrics->WrongPartition(record.topic);
       if (int64_t suppressed = 0; wrong_partition_log_.Allow(&suppressed)) {
         spdlog::warn(
             "topic {}: record at partition {} offset {} has a key that the {} partitioner maps "
@@ -303,6 +351,13 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     }
   }
 
+  if (options_.metrics != nullptr) {
+    prometheus::Counter*& consumed = consumed_[{source, record.partition.value()}];
+    if (consumed == nullptr) {
+      consumed = &options_.metrics->Consumed(record.topic, record.partition.value());
+    }
+    consumed->Increment();
+  }
   if (batch_.empty()) batch_started_ = absl::Now();
   const std::optional<std::string> decode_error = topology_.DecodeError(record, *source);
   bool counted = false;
@@ -316,6 +371,7 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
                                   : topology_.Process(record, index, batch_);
     if (absl::IsInvalidArgument(s)) {
       ++stats_.bad_records;
+      if (options_.metrics != nullptr) options_.metrics->BadRecord(store.info.name, s.message());
       dlq_->Send(record, store.info.name, s.message());
       if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
         spdlog::warn("bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
@@ -325,6 +381,12 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
       }
     } else if (!s.ok()) {
       return s;
+    } else if (options_.metrics != nullptr) {
+      prometheus::Counter*& materialized = materialized_[{index, record.partition.value()}];
+      if (materialized == nullptr) {
+        materialized = &options_.metrics->Materialized(store.info.name, record.partition.value());
+      }
+      materialized->Increment();
     }
     next->second = record.offset.value() + 1;
     batch_.SetOffset(store.source_stream, record.partition, Offset(next->second));
@@ -488,6 +550,9 @@ absl::Status Ingestor::RestoreFromChangelog(const CompiledStore& store, Partitio
   restore_consumer_->unassign();
   if (!status.ok()) return status;
   stats_.restored_records += applied;
+  if (options_.metrics != nullptr) {
+    options_.metrics->Restored(store.info.name, applied, absl::Now() - started);
+  }
   spdlog::info("restored store={} partition={} from {} offsets [{}, {}): {} entries in {}",
                store.info.name, p.value(), topic, from, high, applied,
                absl::FormatDuration(absl::Now() - started));
@@ -661,7 +726,20 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
   for (int32_t p : failed) catching_up_.erase(p);
   spdlog::info("generation {}: assigned {}", generation_.load(), absl::StrJoin(names, " "));
   CheckCaughtUp();
+  if (options_.metrics != nullptr) options_.metrics->Rebalance("assign");
+  joined_.store(true);
   NotifyOwnershipChange();
+}
+
+std::optional<int64_t> Ingestor::CachedHighWatermark(const std::string& topic,
+                                                     PartitionId p) const {
+  int64_t low = 0;
+  int64_t high = 0;
+  if (consumer_->get_watermark_offsets(topic, p.value(), &low, &high) != RdKafka::ERR_NO_ERROR ||
+      high < 0) {
+    return std::nullopt;
+  }
+  return high;
 }
 
 void Ingestor::CheckCaughtUp() {
@@ -707,6 +785,8 @@ void Ingestor::CheckCaughtUp() {
 void Ingestor::OnRevoke() {
   // What was processed so far is committed before the partitions can move: the next owner
   // (or this node, later) resumes exactly after it.
+  joined_.store(false);
+  if (options_.metrics != nullptr) options_.metrics->Rebalance("revoke");
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on revoke: {}", s.ToString());
   for (const auto& [p, state] : states_.Snapshot()) {
     for (const CompiledStore& store : topology_.stores()) {

@@ -19,6 +19,7 @@
 #include "kiq/v1/topology.pb.h"
 #include "node/compiled_topology.h"
 #include "node/dead_letter_queue.h"
+#include "node/ingest_metrics.h"
 #include "node/log_limiter.h"
 #include "node/partition_states.h"
 #include "node/position_tracker.h"
@@ -47,6 +48,8 @@ struct IngestorOptions {
   // Called on the ingestion thread whenever owned partitions or their states change (the
   // membership advertisement is refreshed then). Must not block.
   std::function<void()> on_ownership_change;
+  // Optional; must outlive the ingestor.
+  IngestMetrics* metrics = nullptr;
 };
 
 // Counters kept by the ingestion thread; read from anywhere.
@@ -99,9 +102,15 @@ class Ingestor {
   const IngestStats& stats() const { return stats_; }
   // The consumer group generation of the current assignment (0 before the first).
   int32_t generation() const { return generation_.load(); }
+  // True once the group has assigned partitions to this node (possibly none) and no revoke is
+  // pending: the node has joined the group.
+  bool joined() const { return joined_.load(); }
+  // The high watermark librdkafka last saw for (topic, p), without a broker round trip.
+  std::optional<int64_t> CachedHighWatermark(const std::string& topic, PartitionId p) const;
 
  private:
   class RebalanceHandler;
+  class StatsHandler;
   Ingestor(CompiledTopology& topology, StoreEngine& engine, PartitionStates& states,
            PositionTracker& positions, IngestorOptions options);
 
@@ -130,6 +139,7 @@ class Ingestor {
   const IngestorOptions options_;
 
   std::unique_ptr<RebalanceHandler> rebalance_;  // must outlive consumer_
+  std::unique_ptr<StatsHandler> stats_handler_;   // must outlive consumer_
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<DeadLetterQueue> dlq_;
   std::unique_ptr<RdKafka::KafkaConsumer> restore_consumer_;
@@ -153,6 +163,10 @@ class Ingestor {
 
   IngestStats stats_;
   std::atomic<int32_t> generation_{0};
+  std::atomic<bool> joined_{false};
+  // Per-record counters, looked up once (ingestion thread only).
+  absl::flat_hash_map<std::pair<const CompiledSource*, int32_t>, prometheus::Counter*> consumed_;
+  absl::flat_hash_map<std::pair<int, int32_t>, prometheus::Counter*> materialized_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   absl::Notification done_;

@@ -25,6 +25,8 @@ ABSL_FLAG(std::string, node_id, "",
           "StatefulSet pod name.");
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address the gRPC server listens on.");
 ABSL_FLAG(int, grpc_port, 7070, "gRPC port (0: pick a free one; see --port-file).");
+ABSL_FLAG(int, http_port, 7071,
+          "HTTP port for /metrics, /healthz and /readyz (0: pick a free one; -1: none).");
 ABSL_FLAG(std::string, data_dir, "",
           "Directory for the RocksDB stores. Default: kiq-data/<node-id>, or a fresh temporary "
           "directory with the embedded Kafka.");
@@ -37,7 +39,8 @@ ABSL_FLAG(std::string, offset_out_of_range, "fail",
 ABSL_FLAG(int, embedded_partitions, 6,
           "With the embedded Kafka: partitions of each source topic it creates.");
 ABSL_FLAG(std::string, port_file, "",
-          "Write 'grpc=<port>' to this file once serving (for supervisors and tests).");
+          "Write 'grpc=<port>' and 'http=<port>' lines to this file once serving (for "
+          "supervisors and tests).");
 ABSL_FLAG(std::vector<std::string>, kafka_property, {},
           "Extra librdkafka consumer properties, name=value[,name=value...] (e.g. "
           "session.timeout.ms=10000).");
@@ -70,6 +73,7 @@ int main(int argc, char** argv) {
   if (options.node_id.empty()) options.node_id = HostName();
   options.bind_address = absl::GetFlag(FLAGS_bind_address);
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.advertised_host = absl::GetFlag(FLAGS_advertised_host);
   if (options.advertised_host.empty()) options.advertised_host = HostName();
@@ -86,6 +90,9 @@ int main(int argc, char** argv) {
   if (options.config_path.empty()) return refuse("--config: a topology file is required");
   if (options.grpc_port < 0 || options.grpc_port > 65535) {
     return refuse("--grpc-port: must be between 0 and 65535");
+  }
+  if (options.http_port < -1 || options.http_port > 65535) {
+    return refuse("--http-port: must be between 0 and 65535, or -1 for none");
   }
   const std::string policy = absl::GetFlag(FLAGS_offset_out_of_range);
   if (policy == "fail") {

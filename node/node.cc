@@ -9,6 +9,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <prometheus/text_serializer.h>
 #include "router/logging.h"
 
 #include "absl/strings/str_cat.h"
@@ -110,7 +111,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (!publisher.ok()) return publisher.status();
   node->publisher_ = std::move(*publisher);
 
+  node->ingest_metrics_ = std::make_unique<IngestMetrics>(node->registry_);
+  node->query_metrics_ = std::make_unique<router::QueryMetrics>(node->registry_);
+
   IngestorOptions ingest;
+  ingest.metrics = node->ingest_metrics_.get();
   ingest.bootstrap_servers = node->bootstrap_servers_;
   ingest.node_id = options.node_id;
   ingest.out_of_range = options.out_of_range;
@@ -127,10 +132,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_,
                                                    node->states_, node->positions_);
   node->router_ = std::make_unique<router::QueryRouter>(
-      *node->local_, router::ClusterView{&node->table_, &node->peers_, options.node_id});
+      *node->local_, router::ClusterView{&node->table_, &node->peers_, options.node_id,
+                                         node->query_metrics_.get()});
   // Forwarded point reads and scatter-gather block a worker for a peer round trip.
   node->pool_ = std::make_unique<router::ThreadPool>(16);
-  node->query_service_ = std::make_unique<router::QueryServiceImpl>(*node->router_, *node->pool_);
+  node->query_service_ = std::make_unique<router::QueryServiceImpl>(
+      *node->router_, *node->pool_, node->query_metrics_.get());
   node->peer_service_ = std::make_unique<router::PeerServiceImpl>(*node->local_, *node->pool_);
   node->metadata_service_ =
       std::make_unique<router::MetadataServiceImpl>(node->table_, *node->local_);
@@ -147,10 +154,30 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     return absl::UnavailableError(absl::StrCat("--grpc-port: cannot listen on ",
                                                options.bind_address, ":", options.grpc_port));
   }
+  if (options.http_port >= 0) {
+    node->http_ = std::make_unique<router::HttpServer>();
+    node->http_->Get("/healthz", [] { return router::HttpServer::Reply{200, "ok\n"}; });
+    node->http_->Get("/readyz", [raw] { return raw->Readiness(); });
+    node->http_->Get("/metrics", [raw] {
+      raw->UpdateGauges();
+      return router::HttpServer::Reply{
+          200, prometheus::TextSerializer().Serialize(raw->registry_.Collect()),
+          "text/plain; version=0.0.4; charset=utf-8"};
+    });
+    absl::StatusOr<int> http_port = node->http_->Start(options.bind_address, options.http_port);
+    if (!http_port.ok()) {
+      return absl::UnavailableError(absl::StrCat("--http-port: ", http_port.status().message()));
+    }
+    node->http_port_ = *http_port;
+  }
+
   Advertiser::Options advertise;
   advertise.node_id = options.node_id;
   advertise.application_id = node->topology_->application_id();
   advertise.grpc_endpoint = absl::StrCat(options.advertised_host, ":", node->grpc_port_);
+  if (node->http_) {
+    advertise.http_endpoint = absl::StrCat(options.advertised_host, ":", node->http_port_);
+  }
   Ingestor* ingestor_ptr = node->ingestor_.get();
   node->advertiser_ = std::make_unique<Advertiser>(
       advertise, *node->topology_, node->states_, node->positions_,
@@ -163,7 +190,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
                store_names.size(), node->topology_->num_partitions(), node->data_dir_);
   if (!options.port_file.empty()) {
     absl::Status s =
-        WriteFileAtomically(options.port_file, absl::StrCat("grpc=", node->grpc_port_, "\n"));
+        WriteFileAtomically(options.port_file, absl::StrCat("grpc=", node->grpc_port_, "\nhttp=",
+                                                            node->http_port_, "\n"));
     if (!s.ok()) return s;
   }
   node->options_ = std::move(options);
@@ -175,18 +203,73 @@ Node::~Node() { Shutdown(); }
 absl::Status Node::Wait() { return ingestor_->Wait(); }
 
 void Node::Shutdown() {
+  // Readiness fails first, so that load balancers stop sending queries.
+  shutting_down_.store(true);
   absl::MutexLock lock(&shutdown_mu_);
   if (server_) {
     spdlog::info("shutting down: no new queries, finishing in-flight ones");
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server_.reset();
   }
+  if (http_) http_->Stop();
   if (ingestor_ && !ingestor_stopped_) {
     spdlog::info("shutting down: committing and leaving the consumer group");
     ingestor_->Stop();
     ingestor_stopped_ = true;
     if (advertiser_) advertiser_->StopWithTombstone(absl::Seconds(5));
   }
+}
+
+void Node::UpdateGauges() {
+  int64_t active = 0;
+  int64_t restoring = 0;
+  int64_t failed = 0;
+  for (const auto& [p, state] : states_.Snapshot()) {
+    switch (state) {
+      case PartitionState::kActive:
+        ++active;
+        break;
+      case PartitionState::kRestoring:
+        ++restoring;
+        break;
+      case PartitionState::kFailed:
+        ++failed;
+        break;
+    }
+    // Lag per owned source partition: the high watermark minus the smallest next offset of
+    // the stores it feeds.
+    for (const CompiledSource& source : topology_->sources()) {
+      std::optional<int64_t> high = ingestor_->CachedHighWatermark(source.spec.topic(), p);
+      if (!high) continue;
+      int64_t lowest_next = *high;
+      for (int index : source.stores) {
+        std::optional<Offset> next =
+            positions_.Get(topology_->stores()[index].info.name, source.spec.topic(), p);
+        lowest_next = std::min(lowest_next, next ? next->value() : 0);
+      }
+      ingest_metrics_->SetLag(source.spec.topic(), p.value(), *high - lowest_next);
+    }
+  }
+  ingest_metrics_->SetPartitions(active, restoring, failed);
+  ingest_metrics_->SetMembers(static_cast<int64_t>(table_.AllNodes().size()));
+  for (const CompiledStore& store : topology_->stores()) {
+    StoreEngine::StoreStats stats = engine_->Stats(store.handle);
+    ingest_metrics_->SetStore(store.info.name, stats.size_bytes, stats.estimated_keys);
+  }
+}
+
+router::HttpServer::Reply Node::Readiness() const {
+  if (shutting_down_.load()) return {503, "shutting down\n"};
+  if (!ingestor_->joined()) return {503, "not yet a member of the consumer group\n"};
+  std::string not_active;
+  for (const auto& [p, state] : states_.Snapshot()) {
+    if (state != PartitionState::kActive) {
+      absl::StrAppend(&not_active, "partition ", p.value(), " is ", PartitionStateName(state),
+                      "\n");
+    }
+  }
+  if (!not_active.empty()) return {503, not_active};
+  return {200, "ready\n"};
 }
 
 }  // namespace kiq::node

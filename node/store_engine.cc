@@ -215,6 +215,18 @@ absl::StatusOr<int64_t> StoreEngine::EntryCount(StoreHandle store, PartitionId p
   return *n;
 }
 
+StoreEngine::StoreStats StoreEngine::Stats(StoreHandle store) const {
+  StoreStats stats;
+  uint64_t value = 0;
+  if (db_->GetIntProperty(stores_[store.index], "rocksdb.estimate-live-data-size", &value)) {
+    stats.size_bytes = static_cast<int64_t>(value);
+  }
+  if (db_->GetIntProperty(stores_[store.index], "rocksdb.estimate-num-keys", &value)) {
+    stats.estimated_keys = static_cast<int64_t>(value);
+  }
+  return stats;
+}
+
 absl::StatusOr<std::optional<Offset>> StoreEngine::ReadOffset(absl::string_view topic,
                                                               PartitionId p) const {
   std::string value;

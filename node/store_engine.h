@@ -54,6 +54,13 @@ class StoreEngine {
                                                      size_t limit) const;
   // The exact number of entries in partition `p` of `store`, as of the last applied batch.
   absl::StatusOr<int64_t> EntryCount(StoreHandle store, PartitionId p) const;
+  // RocksDB's estimates for a store's column family: live data size and number of keys.
+  struct StoreStats {
+    int64_t size_bytes = 0;
+    int64_t estimated_keys = 0;
+  };
+  StoreStats Stats(StoreHandle store) const;
+
   // The next offset to process in (topic, p), or nullopt if nothing was ever processed.
   absl::StatusOr<std::optional<Offset>> ReadOffset(absl::string_view topic, PartitionId p) const;
 

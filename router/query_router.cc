@@ -60,6 +60,20 @@ std::unique_ptr<grpc::ClientContext> PeerContext(absl::Time deadline,
 
 }  // namespace
 
+void QueryRouter::RecordPeerCall(absl::string_view peer, const grpc::Status& status) const {
+  if (cluster_.metrics == nullptr) return;
+  absl::string_view outcome = "ERROR";
+  if (status.ok()) {
+    outcome = "OK";
+  } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    outcome = "UNAVAILABLE";
+  } else if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+             absl::StrContains(status.error_message(), "NOT_OWNER")) {
+    outcome = "NOT_OWNER";
+  }
+  cluster_.metrics->RecordPeerCall(peer, outcome);
+}
+
 bool IsRetriableRouting(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable || IsNotOwner(status);
 }
@@ -154,6 +168,7 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
         std::unique_ptr<grpc::ClientContext> context = PeerContext(deadline, parent);
         kiq::v1::GetResponse response;
         grpc::Status status = peer.query->Get(context.get(), request, &response);
+        RecordPeerCall(owner->node.node_id(), status);
         if (status.ok()) return response;
         absl::Status forwarded_status = FromGrpcStatus(
             status, absl::StrCat("forwarded to node ", owner->node.node_id()));
@@ -196,7 +211,8 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   // Partitions held here are read directly; the others are grouped by owner. Every local
   // partition is checked (and waited for) before any is read, so a request whose position is
   // not reached costs no scan.
-  absl::flat_hash_map<std::string, std::vector<int32_t>> remote;
+  absl::flat_hash_map<std::string, std::vector<int32_t>> remote;  // endpoint → partitions
+  absl::flat_hash_map<std::string, std::string> node_of;           // endpoint → node id
   std::vector<int32_t> local;
   for (int32_t i : partitions) {
     const PartitionId p(i);
@@ -226,6 +242,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
           owner->node.node_id()));
     } else {
       remote[Endpoint(owner->node)].push_back(i);
+      node_of[Endpoint(owner->node)] = owner->node.node_id();
     }
   }
   for (const auto& [i, s] : *errors) {
@@ -304,6 +321,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
         +[](size_t* n) { return *n == 0; }, &pending));
   }
   for (const std::unique_ptr<Call>& c : calls) {
+    RecordPeerCall(node_of[c->endpoint], c->status);
     if (!c->status.ok()) {
       absl::Status s = FromGrpcStatus(c->status, absl::StrCat("peer ", c->endpoint));
       for (int32_t i : c->partitions) (*errors)[i] = s;

@@ -10,6 +10,7 @@
 #include "kiq/v1/query.pb.h"
 #include "router/local_stores.h"
 #include "router/peer_pool.h"
+#include "router/query_metrics.h"
 #include "router/routing_table.h"
 
 namespace kiq::router {
@@ -23,6 +24,7 @@ struct ClusterView {
   const RoutingTable* table = nullptr;
   PeerPool* peers = nullptr;
   std::string self_node_id;
+  QueryMetrics* metrics = nullptr;  // optional: peer calls by outcome
 };
 
 // Answers QueryService requests. Get: key → partition (the store's partitioner) → owner: read
@@ -98,6 +100,8 @@ class QueryRouter {
   // or the caller has gone.
   bool Backoff(uint64_t seen_version, int attempt, absl::Time deadline,
                const grpc::CallbackServerContext* parent) const;
+
+  void RecordPeerCall(absl::string_view peer, const grpc::Status& status) const;
 
   const LocalStores& local_;
   const ClusterView cluster_;

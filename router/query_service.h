@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/query_metrics.h"
 #include "router/query_router.h"
 #include "router/thread_pool.h"
 
@@ -12,7 +13,9 @@ namespace kiq::router {
 // `pool` must outlive the server.
 class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
  public:
-  QueryServiceImpl(const QueryRouter& router, ThreadPool& pool) : router_(router), pool_(pool) {}
+  // `metrics` is optional.
+  QueryServiceImpl(const QueryRouter& router, ThreadPool& pool, QueryMetrics* metrics = nullptr)
+      : router_(router), pool_(pool), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const kiq::v1::GetRequest* request,
@@ -28,8 +31,15 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
                                   kiq::v1::CountResponse* response) override;
 
  private:
+  // Sends the answer and records the query's metrics.
+  template <typename Response>
+  void Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
+              Response* response, absl::string_view method, absl::string_view store,
+              absl::string_view route, absl::Time started) const;
+
   const QueryRouter& router_;
   ThreadPool& pool_;
+  QueryMetrics* const metrics_;
 };
 
 // The caller's deadline, capped so that a request without one cannot wait forever.

@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace kiq::testing {
@@ -40,6 +41,7 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
       "--bind-address=127.0.0.1",
       "--advertised-host=127.0.0.1",
       "--grpc-port=0",
+      "--http-port=0",
       "--port-file=" + port_file,
       "--data-dir=" + options.data_dir,
       // The dev Kafka does not replace a static member that restarts (real brokers do), so a
@@ -73,10 +75,14 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Launch(std::vector<std
     return absl::UnavailableError(argv[0] + " did not start: " + out->process_->ReadLog());
   }
   const std::string contents = ReadFile(port_file);
-  absl::string_view text = absl::StripAsciiWhitespace(contents);
-  if (!absl::ConsumePrefix(&text, "grpc=") || !absl::SimpleAtoi(text, &out->grpc_port_)) {
-    return absl::InternalError("bad port file: " + contents);
+  for (absl::string_view line : absl::StrSplit(contents, '\n')) {
+    if (absl::ConsumePrefix(&line, "grpc=")) {
+      if (!absl::SimpleAtoi(line, &out->grpc_port_)) out->grpc_port_ = 0;
+    } else if (absl::ConsumePrefix(&line, "http=")) {
+      if (!absl::SimpleAtoi(line, &out->http_port_)) out->http_port_ = 0;
+    }
   }
+  if (out->grpc_port_ <= 0) return absl::InternalError("bad port file: " + contents);
   return out;
 }
 

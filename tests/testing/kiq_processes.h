@@ -51,6 +51,7 @@ class NodeProcess {
   static absl::StatusOr<std::unique_ptr<NodeProcess>> StartRouter(
       const std::string& dir, const std::string& config, const std::string& bootstrap_servers);
   int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   Process& process() { return *process_; }
 
@@ -61,6 +62,7 @@ class NodeProcess {
                                                              const std::string& log_path);
   std::unique_ptr<Process> process_;
   int grpc_port_ = 0;
+  int http_port_ = 0;
 };
 
 // Produces test records the way Java clients do (murmur2 partitioner) and reports where

@@ -1,0 +1,42 @@
+#include "router/http_server.h"
+
+#include <httplib.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace kiq::router {
+
+HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Get(const std::string& path, Handler handler) {
+  server_->Get(path, [handler](const httplib::Request&, httplib::Response& res) {
+    Reply reply = handler();
+    res.status = reply.status;
+    res.set_content(reply.body, reply.content_type.c_str());
+  });
+}
+
+absl::StatusOr<int> HttpServer::Start(const std::string& bind_address, int port) {
+  int bound = port;
+  if (port == 0) {
+    bound = server_->bind_to_any_port(bind_address);
+  } else if (!server_->bind_to_port(bind_address, port)) {
+    bound = -1;
+  }
+  if (bound <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", bind_address, ":", port));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return bound;
+}
+
+void HttpServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+}  // namespace kiq::router

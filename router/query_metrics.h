@@ -1,0 +1,35 @@
+#pragma once
+
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace kiq::router {
+
+// The query path's metrics: families built once on a registry that outlives this object;
+// labels bounded (method, store, route, code, peer, outcome — never a key). Thread-safe
+// (prometheus-cpp metrics are).
+class QueryMetrics {
+ public:
+  explicit QueryMetrics(prometheus::Registry& registry);
+
+  // route: "local" (answered from this node's partitions), "forwarded" (from the owner),
+  // "scatter" (from the owners of every partition).
+  void RecordQuery(absl::string_view method, absl::string_view store, absl::string_view route,
+                   absl::string_view code, absl::Duration latency);
+  // outcome: OK, NOT_OWNER, UNAVAILABLE or ERROR.
+  void RecordPeerCall(absl::string_view peer, absl::string_view outcome);
+
+ private:
+  prometheus::Family<prometheus::Counter>& queries_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Counter>& peer_calls_;
+};
+
+}  // namespace kiq::router
