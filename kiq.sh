@@ -15,6 +15,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev
   kcat curl
+  prometheus python3-yaml
 )
 
 install_deps() {
@@ -22,6 +23,9 @@ install_deps() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # kubectl renders the Kubernetes manifests in the tests; Debian's comes in kubernetes-client,
+  # but some images already carry another kubectl (which kubernetes-client would conflict with).
+  command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "kiq.sh: installing ${missing[*]}"
   local sudo=""
