@@ -49,9 +49,7 @@ class OperationsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = MakeTempDir("operations");
-    auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions},
-                                               {"orders", kPartitions},
-                                               {"orders-demo-order_count-changelog", kPartitions}});
+    auto kafka = DevKafkaProcess::Start(dir_, OrdersDemoTopics(kPartitions));
     ASSERT_OK(kafka);
     kafka_ = std::move(*kafka);
     auto producer = TestProducer::Create(kafka_->bootstrap_servers());

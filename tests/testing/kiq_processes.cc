@@ -8,6 +8,12 @@
 
 namespace kiq::testing {
 
+std::vector<std::pair<std::string, int>> OrdersDemoTopics(int partitions) {
+  return {{"customers", partitions},
+          {"orders", partitions},
+          {"orders-demo-order_count-changelog", partitions}};
+}
+
 absl::StatusOr<std::unique_ptr<DevKafkaProcess>> DevKafkaProcess::Start(
     const std::string& dir, const std::vector<std::pair<std::string, int>>& topics) {
   std::vector<std::string> specs;

@@ -21,6 +21,10 @@ inline constexpr char kCtlBin[] = KIQ_CTL_BIN;
 inline constexpr char kRouterBin[] = KIQ_ROUTER_BIN;
 inline constexpr char kSourceDir[] = KIQ_SOURCE_DIR;
 
+// The topics of examples/orders/topology.yaml with `partitions` each, including the changelog
+// kiq needs (the dev Kafka cannot create topics on request).
+std::vector<std::pair<std::string, int>> OrdersDemoTopics(int partitions);
+
 // A kiq-dev-kafka process (librdkafka's mock cluster) with its topics created.
 class DevKafkaProcess {
  public:
