@@ -493,21 +493,16 @@ def labels_match(selector, labels):
 
 
 def kustomization_generated(k8s_dir, problems, rel):
-    """ConfigMap names of configMapGenerator (hash suffix expected unless disabled)."""
+    """Names of the kustomization's configMapGenerator entries."""
     path = os.path.join(k8s_dir, "kustomization.yaml")
     try:
         kz = yaml.safe_load(open(path, encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as e:
         problems.add(f"{rel}/kustomization.yaml", f"cannot read: {one_line(str(e))}")
-        return {}, True
-    no_hash = bool((kz.get("generatorOptions") or {}).get("disableNameSuffixHash"))
-    gen = {}
-    for g in kz.get("configMapGenerator") or []:
-        opts = g.get("options") or {}
-        gen[g.get("name")] = no_hash or bool(opts.get("disableNameSuffixHash"))
+        return set()
     if kz.get("namespace"):
         problems.add(f"{rel}/kustomization.yaml", f"sets namespace {kz['namespace']!r}; the base must stay namespace-agnostic (use an overlay or -n)")
-    return gen, no_hash
+    return {g.get("name") for g in kz.get("configMapGenerator") or []}
 
 
 def check_k8s(repo, kubectl, problems):
@@ -515,6 +510,7 @@ def check_k8s(repo, kubectl, problems):
     rel = "deploy/k8s"
     code, out, err = run([kubectl, "kustomize", k8s_dir])
     if code != 0:
+        err = "\n".join(l for l in err.splitlines() if not l.startswith("# Warning"))
         problems.add(rel, f"kubectl kustomize failed: {one_line(err)}")
         return None
     try:
@@ -532,13 +528,14 @@ def check_k8s(repo, kubectl, problems):
             problems.add(rel, f"{d['kind']}/{md['name']}: no label app.kubernetes.io/name=kiq (commonLabels)")
     configmaps = by_kind.get("ConfigMap", {})
     services = by_kind.get("Service", {})
-    generated, _ = kustomization_generated(k8s_dir, problems, rel)
-    for gname, no_hash in generated.items():
+    generated = kustomization_generated(k8s_dir, problems, rel)
+    for gname in generated:
         matches = [n for n in configmaps if n == gname or re.fullmatch(re.escape(gname) + r"-[a-z0-9]{10}", n)]
         if not matches:
             problems.add(rel, f"configMapGenerator {gname!r} produced no ConfigMap")
-        elif not no_hash and matches[0] == gname:
-            problems.add(rel, f"ConfigMap {gname} has no content-hash suffix (a change would not roll the pods)")
+        elif matches[0] == gname:
+            problems.add(rel, f"ConfigMap {gname} has no content-hash suffix (disableNameSuffixHash): "
+                              "a changed topology or bootstrap list would not roll the pods")
 
     workloads = []
     for kind in ("StatefulSet", "Deployment"):
@@ -824,10 +821,12 @@ def check_dockerfile(repo, by_kind, problems):
         problems.add(rel, "does not COPY the top-level CMakeLists.txt")
     if "-DBUILD_TESTING=OFF" not in text:
         problems.add(rel, "the build must pass -DBUILD_TESTING=OFF (no GoogleTest in the image build)")
-    for img in [a for i, a in instr if i == "FROM"]:
-        m = re.match(r"(\S+)", img)
-        if m and "bookworm" not in m.group(1) and not m.group(1).startswith("$") and not any(m.group(1) == a.split()[-1] for i, a in instr if i == "FROM"):
-            problems.add(rel, f"FROM {m.group(1)}: kiq builds on Debian bookworm packages")
+    arg_defaults = dict(re.findall(r"^(\w+)=(\S+)", "\n".join(a for i, a in instr if i == "ARG"), re.M))
+    stages = {a.split()[-1] for i, a in instr if i == "FROM" and re.search(r"\s+as\s+", a, re.I)}
+    for img in [a.split()[0] for i, a in instr if i == "FROM" and a.split()]:
+        resolved = re.sub(r"\$\{?(\w+)\}?", lambda m: arg_defaults.get(m.group(1), m.group(0)), img)
+        if resolved not in stages and "bookworm" not in resolved:
+            problems.add(rel, f"FROM {img} ({resolved}): kiq builds on Debian bookworm packages")
     entry = [a for i, a in instr if i == "ENTRYPOINT"]
     if not entry or "kiq-node" not in entry[-1]:
         problems.add(rel, "ENTRYPOINT must run kiq-node")
