@@ -3,6 +3,7 @@
 #include <queue>
 #include <utility>
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/client_context.h>
 
 #include "absl/strings/match.h"
@@ -83,16 +84,37 @@ absl::StatusOr<StoreInfo> QueryRouter::DescribeForRequest(absl::string_view stor
   return local_.Describe(store);
 }
 
+absl::Duration QueryRouter::BackoffDelay(int attempt) {
+  return std::min(absl::Milliseconds(20) * (int64_t{1} << std::min(attempt, 5)),
+                  absl::Milliseconds(500));
+}
+
 bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadline,
                           const grpc::CallbackServerContext* parent) const {
   if (parent != nullptr && parent->IsCancelled()) return false;
-  const absl::Duration wait =
-      std::min(absl::Milliseconds(20) * (int64_t{1} << std::min(attempt, 5)), absl::Milliseconds(500));
+  const absl::Duration wait = BackoffDelay(attempt);
   const absl::Time now = absl::Now();
   // Without a cluster nothing can change who owns what: no point in retrying.
   if (cluster_.table == nullptr || now + wait >= deadline) return false;
   cluster_.table->WaitForChange(seen_version, now + wait);
   return true;
+}
+
+absl::StatusOr<PartitionOwner> QueryRouter::ActiveOwner(int32_t partition) const {
+  std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(partition);
+  if (!owner) {
+    return absl::UnavailableError(absl::StrCat("no live node owns partition ", partition));
+  }
+  if (owner->node.node_id() == cluster_.self_node_id) {
+    return absl::UnavailableError(absl::StrCat(
+        "the routing table still names this node as the owner of partition ", partition));
+  }
+  if (owner->state != kiq::v1::PARTITION_STATE_ACTIVE) {
+    return absl::UnavailableError(absl::StrCat("partition ", partition, " is ",
+                                               kiq::v1::PartitionState_Name(owner->state),
+                                               " on node ", owner->node.node_id()));
+  }
+  return *owner;
 }
 
 bool QueryRouter::IsLocal(const kiq::v1::GetRequest& request) const {
@@ -152,17 +174,9 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
     if (forwarded || cluster_.table == nullptr) return WithContext(readable, doing);
     last = readable;
     if (IsNotOwner(readable)) {
-      std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(p.value());
-      if (!owner) {
-        last = absl::UnavailableError(
-            absl::StrCat("no live node owns partition ", p.value(), " (UNAVAILABLE)"));
-      } else if (owner->node.node_id() == cluster_.self_node_id) {
-        last = absl::UnavailableError(absl::StrCat(
-            "the routing table still names this node as the owner of partition ", p.value()));
-      } else if (owner->state != kiq::v1::PARTITION_STATE_ACTIVE) {
-        last = absl::UnavailableError(absl::StrCat("partition ", p.value(), " is ",
-                                                   kiq::v1::PartitionState_Name(owner->state),
-                                                   " on node ", owner->node.node_id()));
+      absl::StatusOr<PartitionOwner> owner = ActiveOwner(p.value());
+      if (!owner.ok()) {
+        last = owner.status();
       } else {
         PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
         std::unique_ptr<grpc::ClientContext> context = PeerContext(deadline, parent);
@@ -179,6 +193,91 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
     }
     if (!Backoff(version, attempt, deadline, parent)) return WithContext(last, doing);
   }
+}
+
+// The state of one GetAsync: shared by the peer call's and the retry timers' callbacks.
+struct QueryRouter::AsyncGet {
+  const kiq::v1::GetRequest* request;
+  StoreInfo info;
+  std::string key;
+  PartitionId partition;
+  std::string doing;
+  absl::Time deadline;
+  const grpc::CallbackServerContext* parent;
+  GetCallback done;
+  int attempt = 0;
+  absl::Status last;
+  std::unique_ptr<grpc::ClientContext> context;
+  kiq::v1::GetResponse response;
+  // Alarms are kept until the call ends: one must not be destroyed inside its own callback.
+  std::vector<std::unique_ptr<grpc::Alarm>> alarms;
+};
+
+void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
+                           const grpc::CallbackServerContext* parent, GetCallback done) const {
+  absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
+  if (!info.ok()) return done(info.status());
+  absl::StatusOr<std::string> key = RequestKey(request);
+  if (!key.ok()) return done(key.status());
+  auto get = std::make_shared<AsyncGet>();
+  get->request = &request;
+  get->partition = PartitionId(PartitionForKey(info->partitioner, *key, info->num_partitions));
+  get->doing = absl::StrCat("get store=", request.store(), " key=", ClipKey(*key),
+                            " partition=", get->partition.value());
+  get->info = std::move(*info);
+  get->key = std::move(*key);
+  get->deadline = deadline;
+  get->parent = parent;
+  get->done = std::move(done);
+  StepAsync(std::move(get));
+}
+
+void QueryRouter::StepAsync(std::shared_ptr<AsyncGet> get) const {
+  const PartitionId p = get->partition;
+  absl::Status readable = local_.CheckReadable(get->request->store(), p);
+  if (readable.ok()) {
+    absl::StatusOr<kiq::v1::GetResponse> response =
+        LocalGet(*get->request, get->info, get->key, p, get->deadline);
+    if (!response.ok()) return get->done(WithContext(response.status(), get->doing));
+    return get->done(std::move(response));
+  }
+  if (cluster_.table == nullptr) return get->done(WithContext(readable, get->doing));
+  get->last = readable;
+  if (IsNotOwner(readable)) {
+    absl::StatusOr<PartitionOwner> owner = ActiveOwner(p.value());
+    if (!owner.ok()) {
+      get->last = owner.status();
+    } else {
+      PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
+      get->context = PeerContext(get->deadline, get->parent);
+      get->response.Clear();
+      const std::string node_id = owner->node.node_id();
+      peer.query->async()->Get(
+          get->context.get(), get->request, &get->response,
+          [this, get, node_id](grpc::Status status) {
+            RecordPeerCall(node_id, status);
+            if (status.ok()) return get->done(std::move(get->response));
+            absl::Status s = FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id));
+            // Errors about the request itself (unknown store, bad key) are final.
+            if (!IsRetriableRouting(s)) return get->done(s);
+            get->last = s;
+            RetryAsync(get);
+          });
+      return;
+    }
+  }
+  RetryAsync(std::move(get));
+}
+
+void QueryRouter::RetryAsync(std::shared_ptr<AsyncGet> get) const {
+  const absl::Duration wait = BackoffDelay(get->attempt++);
+  if ((get->parent != nullptr && get->parent->IsCancelled()) ||
+      absl::Now() + wait >= get->deadline) {
+    return get->done(WithContext(get->last, get->doing));
+  }
+  get->alarms.push_back(std::make_unique<grpc::Alarm>());
+  grpc::Alarm& alarm = *get->alarms.back();
+  alarm.Set(absl::ToChronoTime(absl::Now() + wait), [this, get](bool) { StepAsync(get); });
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(
@@ -231,15 +330,9 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       (*errors)[i] = readable;
       continue;
     }
-    std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(i);
-    if (!owner) {
-      (*errors)[i] = absl::UnavailableError(absl::StrCat("no live node owns partition ", i));
-    } else if (owner->node.node_id() == cluster_.self_node_id) {
-      (*errors)[i] = readable;
-    } else if (owner->state != kiq::v1::PARTITION_STATE_ACTIVE) {
-      (*errors)[i] = absl::UnavailableError(absl::StrCat(
-          "partition ", i, " is ", kiq::v1::PartitionState_Name(owner->state), " on node ",
-          owner->node.node_id()));
+    absl::StatusOr<PartitionOwner> owner = ActiveOwner(i);
+    if (!owner.ok()) {
+      (*errors)[i] = owner.status();
     } else {
       remote[Endpoint(owner->node)].push_back(i);
       node_of[Endpoint(owner->node)] = owner->node.node_id();

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include <grpcpp/server_context.h>
@@ -51,6 +53,14 @@ class QueryRouter {
   absl::StatusOr<kiq::v1::GetResponse> Get(const kiq::v1::GetRequest& request,
                                            absl::Time deadline, bool forwarded = false,
                                            const grpc::CallbackServerContext* parent = nullptr) const;
+  // Get without blocking the calling thread: forwards with the async stub and retries on a
+  // timer; `done` runs once, on a gRPC thread. For requests without min_position (a wait for a
+  // position blocks: use Get on a worker for those). `request` and `parent` must stay valid
+  // until `done` runs.
+  using GetCallback = std::function<void(absl::StatusOr<kiq::v1::GetResponse>)>;
+  void GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
+                const grpc::CallbackServerContext* parent, GetCallback done) const;
+
   absl::StatusOr<kiq::v1::ScanResponse> Range(
       const kiq::v1::RangeRequest& request, absl::Time deadline,
       const grpc::CallbackServerContext* parent = nullptr) const;
@@ -62,6 +72,11 @@ class QueryRouter {
       const grpc::CallbackServerContext* parent = nullptr) const;
 
  private:
+  struct AsyncGet;
+  void StepAsync(std::shared_ptr<AsyncGet> get) const;
+  void RetryAsync(std::shared_ptr<AsyncGet> get) const;
+  static absl::Duration BackoffDelay(int attempt);
+
   // What one partition contributed to a scan or count.
   struct PartitionRead {
     std::vector<KeyValue> entries;
@@ -102,6 +117,9 @@ class QueryRouter {
                const grpc::CallbackServerContext* parent) const;
 
   void RecordPeerCall(absl::string_view peer, const grpc::Status& status) const;
+  // The live, ACTIVE owner of `partition` other than this node; UNAVAILABLE with the reason
+  // (no owner, still this node, restoring) otherwise. Never a guess.
+  absl::StatusOr<PartitionOwner> ActiveOwner(int32_t partition) const;
 
   const LocalStores& local_;
   const ClusterView cluster_;

@@ -50,7 +50,16 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
   if ((forwarded && !request->has_min_position()) || router_.IsLocal(*request)) {
     Finish(reactor, router_.Get(*request, deadline, forwarded), response, "Get",
            request->store(), "local", started);
+  } else if (!forwarded && !request->has_min_position()) {
+    // To the owner without blocking a thread: async forward, retries on a timer.
+    router_.GetAsync(*request, deadline, context,
+                     [this, reactor, request, response, started](
+                         absl::StatusOr<kiq::v1::GetResponse> result) {
+                       Finish(reactor, std::move(result), response, "Get", request->store(),
+                              "forwarded", started);
+                     });
   } else {
+    // A read-your-writes wait blocks: on a worker.
     pool_.Schedule([this, context, reactor, request, response, deadline, forwarded, started] {
       Finish(reactor, router_.Get(*request, deadline, forwarded, context), response, "Get",
              request->store(), forwarded ? "local" : "forwarded", started);
