@@ -126,6 +126,12 @@ struct UsageErrorCase {
   std::string message;
 };
 
+// Names the case by its arguments in test listings (ctest shows it).
+void PrintTo(const UsageErrorCase& c, std::ostream* os) {
+  *os << "args:";
+  for (const std::string& a : c.args) *os << "_" << (a.empty() ? "EMPTY" : a);
+}
+
 class UsageErrorTest : public ::testing::TestWithParam<UsageErrorCase> {};
 
 TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderr) {
