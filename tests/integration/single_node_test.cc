@@ -15,7 +15,9 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/grpc_status.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
@@ -167,6 +169,27 @@ TEST_F(SingleNodeTest, MaterializesTablesAndCountsAndAnswersEveryQuery) {
   ASSERT_TRUE(Count("order_count", &count).ok());
   EXPECT_EQ(count.count(), static_cast<int64_t>(truth.size()));
   EXPECT_EQ(count.position().offsets_size(), kPartitions);
+}
+
+// Generic gRPC tools can discover the API: server reflection lists the services.
+TEST_F(SingleNodeTest, ServerReflectionListsTheServices) {
+  StartNode();
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(
+      grpc::CreateChannel(node_->target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->ServerReflectionInfo(&context);
+  grpc::reflection::v1alpha::ServerReflectionRequest request;
+  request.set_list_services("");
+  ASSERT_TRUE(stream->Write(request));
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  stream->WritesDone();
+  std::set<std::string> services;
+  for (const auto& s : response.list_services_response().service()) services.insert(s.name());
+  EXPECT_TRUE(services.count("kiq.v1.QueryService")) << response.DebugString();
+  EXPECT_TRUE(services.count("kiq.v1.MetadataService")) << response.DebugString();
+  EXPECT_OK(kiq::router::FromGrpcStatus(stream->Finish(), "reflection"));
 }
 
 TEST_F(SingleNodeTest, BadRequestsGetClearErrorsAndTheNodeKeepsServing) {
