@@ -73,7 +73,8 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
     if (engine != nullptr) {
       absl::StatusOr<StoreHandle> handle = engine->Handle(spec.name());
       if (!handle.ok()) return handle.status();
-      absl::StatusOr<std::unique_ptr<Processor>> processor = MakeProcessor(spec, *handle);
+      absl::StatusOr<std::unique_ptr<Processor>> processor =
+          MakeProcessor(spec, source.spec.value_format(), *handle);
       if (!processor.ok()) return processor.status();
       store.handle = *handle;
       store.processor = std::move(*processor);
@@ -111,19 +112,51 @@ std::optional<PartitionId> CompiledTopology::ExpectedPartition(const CompiledSou
   return PartitionId(router::PartitionForKey(source.partitioner, key, source.num_partitions));
 }
 
+CompiledTopology::RecordId CompiledTopology::IdOf(const Record& record) {
+  RecordId id;
+  id.topic = record.topic.data();
+  id.partition = record.partition.value();
+  id.offset = record.offset.value();
+  id.value = record.value ? record.value->data() : nullptr;
+  id.size = record.value ? record.value->size() : 0;
+  return id;
+}
+
+LazyJson& CompiledTopology::ValueJson(const Record& record) {
+  const RecordId id = IdOf(record);
+  if (!(id == value_json_of_)) {
+    value_json_.Reset(*record.value);
+    value_json_of_ = id;
+  }
+  return value_json_;
+}
+
 std::optional<std::string> CompiledTopology::DecodeError(const Record& record,
-                                                         const CompiledSource& source) const {
+                                                         const CompiledSource& source) {
   std::optional<std::string> reason;
   if (record.key) reason = CheckFormat(source.spec.key_format(), *record.key, "key");
   if (!reason && record.value) {
-    reason = CheckFormat(source.spec.value_format(), *record.value, "value");
+    if (source.spec.value_format() == kiq::v1::FORMAT_JSON) {
+      // Parsed once for the check and every store of the source.
+      if (ValueJson(record).Root() == nullptr) reason = "value is not JSON";
+    } else {
+      reason = CheckFormat(source.spec.value_format(), *record.value, "value");
+    }
   }
   return reason;
 }
 
 absl::Status CompiledTopology::Process(const Record& record, int store_index, StagedBatch& batch) {
   CompiledStore& store = stores_[store_index];
-  absl::Status s = store.processor->Process(record, batch);
+  absl::Status s;
+  if (record.value && record.json == nullptr &&
+      sources_[store.source].spec.value_format() == kiq::v1::FORMAT_JSON) {
+    Record parsed = record;
+    parsed.json = &ValueJson(record);
+    s = store.processor->Process(parsed, batch);
+  } else {
+    s = store.processor->Process(record, batch);
+  }
   if (s.ok() || absl::IsInvalidArgument(s)) return s;
   return absl::Status(s.code(), absl::StrCat("store=", store.info.name, " topic=", record.topic,
                                              " partition=", record.partition.value(),

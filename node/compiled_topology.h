@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "kiq/v1/topology.pb.h"
+#include "node/json_value.h"
 #include "node/processor.h"
 #include "node/store_engine.h"
 #include "router/local_stores.h"
@@ -70,11 +71,13 @@ class CompiledTopology {
                                                absl::string_view key) const;
 
   // Why the record does not decode under its source's key/value formats, if it does not
-  // (formats belong to the source: such a record is bad for every store it feeds).
-  std::optional<std::string> DecodeError(const Record& record, const CompiledSource& source) const;
+  // (formats belong to the source: such a record is bad for every store it feeds). Ingestion
+  // thread only: a JSON value is parsed here once and kept for the Process calls that follow
+  // for the same record.
+  std::optional<std::string> DecodeError(const Record& record, const CompiledSource& source);
 
   // Applies one record to one store. INVALID_ARGUMENT: the record is bad for this store (the
-  // batch stays valid); any other error is a storage failure.
+  // batch stays valid); any other error is a storage failure. Ingestion thread only.
   absl::Status Process(const Record& record, int store_index, StagedBatch& batch);
 
   // Every changelog topic, with the partition count it must have.
@@ -89,6 +92,25 @@ class CompiledTopology {
   std::vector<CompiledStore> stores_;
   absl::flat_hash_map<std::string, int> store_index_;
   absl::flat_hash_map<std::string, int> source_index_;
+
+  // The parsed value of the record being ingested (JSON sources), shared by its stores, and
+  // which record that is. Used by the ingestion thread only.
+  struct RecordId {
+    const char* topic = nullptr;
+    int32_t partition = -1;
+    int64_t offset = -1;
+    const char* value = nullptr;
+    size_t size = 0;
+    bool operator==(const RecordId& o) const {
+      return topic == o.topic && partition == o.partition && offset == o.offset &&
+             value == o.value && size == o.size;
+    }
+  };
+  static RecordId IdOf(const Record& record);
+  LazyJson& ValueJson(const Record& record);
+
+  LazyJson value_json_;
+  RecordId value_json_of_;
 };
 
 }  // namespace kiq::node

@@ -87,6 +87,11 @@ std::string IngestMetrics::ReasonLabel(absl::string_view reason) {
   if (absl::StrContains(reason, "not UTF-8")) return "not_utf8";
   if (absl::StrContains(reason, "null key")) return "null_key";
   if (absl::StrContains(reason, "null value")) return "null_value";
+  if (absl::StrContains(reason, "is missing")) return "missing_field";
+  if (absl::StrContains(reason, "not a number") || absl::StrContains(reason, "not an integer") ||
+      absl::StrContains(reason, "out of range") || absl::StrContains(reason, "overflow")) {
+    return "bad_number";
+  }
   return "other";
 }
 

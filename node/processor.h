@@ -23,8 +23,10 @@ class Processor {
   virtual absl::Status Process(const Record& record, StagedBatch& batch) = 0;
 };
 
-// Builds the processor of `store` over its column family `handle`.
+// Builds the processor of `store` (validated by ValidateTopology) over its column family
+// `handle`; `value_format` is its source's (fields are read from JSON values).
 absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& store,
+                                                         kiq::v1::Format value_format,
                                                          StoreHandle handle);
 
 // The value kind a store's answers are rendered with.

@@ -8,6 +8,8 @@
 
 namespace kiq::node {
 
+class LazyJson;
+
 // One consumed Kafka record, borrowed from the consumer's message for the time it is
 // processed. A null key or value (Kafka's null, not an empty byte string) is nullopt.
 struct Record {
@@ -17,6 +19,9 @@ struct Record {
   int64_t timestamp_ms = 0;
   std::optional<absl::string_view> key;
   std::optional<absl::string_view> value;
+  // The value parsed as JSON, shared by the stores of a JSON source (set by CompiledTopology,
+  // which owns it); nullptr: a processor that needs it parses the value itself.
+  LazyJson* json = nullptr;
 };
 
 }  // namespace kiq::node

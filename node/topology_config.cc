@@ -1,6 +1,8 @@
 #include "node/topology_config.h"
 
 #include <cerrno>
+#include <cmath>
+#include <optional>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -17,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/descriptor.h"
 #include "kiq/v1/topology.pb.h"
+#include "node/json_value.h"
 #include "node/yaml_proto.h"
 #include "yaml-cpp/yaml.h"
 
@@ -75,6 +78,8 @@ struct TopologyIndex {
   std::map<std::string, int> source_by_topic;  // First declaration of each topic.
   std::map<std::string, int> store_by_name;    // First declaration of each name.
   std::string declared_sources;                // "customers, orders", for messages.
+  // Value format of each declared topic (UNSPECIFIED as STRING).
+  std::map<std::string, kiq::v1::Format> value_format_by_topic;
 };
 
 using Problems = std::vector<std::string>;
@@ -97,10 +102,132 @@ struct StoreKindRule {
 
 void NothingMoreToCheck(const Store&, const std::string&, const TopologyIndex&, Problems*) {}
 
+// The value format of the store's source, if the source is declared.
+std::optional<kiq::v1::Format> SourceValueFormat(const Store& store, const TopologyIndex& index) {
+  auto it = index.value_format_by_topic.find(store.source());
+  if (it == index.value_format_by_topic.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string FormatName(kiq::v1::Format format) {
+  return absl::AsciiStrToLower(
+      absl::string_view(kiq::v1::Format_Name(format)).substr(sizeof("FORMAT_") - 1));
+}
+
+// Checks a field path's syntax and that the source can be read by path. `field_path` is where
+// the path is written, e.g. "stores[2].sum.field".
+void CheckFieldPath(const std::string& field, const std::string& field_path, const Store& store,
+                    std::optional<kiq::v1::Format> format, Problems* problems) {
+  if (std::string problem = FieldPath::Problem(field); !problem.empty()) {
+    Add(problems, field_path, problem);
+    return;
+  }
+  if (!field.empty() && format && *format != kiq::v1::FORMAT_JSON) {
+    Add(problems, field_path,
+        absl::StrCat("a field path needs a JSON source; source ", Quote(store.source()),
+                     " has value_format ", FormatName(*format),
+                     " (leave field empty to read the whole value)"));
+  }
+}
+
+template <typename Spec>
+void CheckNumberSpec(const Spec& spec, const Store& store, const std::string& path,
+                     const TopologyIndex& index, Problems* problems) {
+  const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
+  if (format == kiq::v1::FORMAT_BYTES) {
+    Add(problems, path,
+        absl::StrCat("a numeric store needs a JSON or STRING source; source ",
+                     Quote(store.source()), " has value_format bytes"));
+    return;
+  }
+  CheckFieldPath(spec.field(), path + ".field", store, format, problems);
+  if (!kiq::v1::NumberType_IsValid(spec.type())) {
+    Add(problems, path + ".type", absl::StrCat("unknown number type ", spec.type()));
+  }
+}
+
+void CheckSum(const Store& store, const std::string& path, const TopologyIndex& index,
+              Problems* problems) {
+  CheckNumberSpec(store.sum(), store, path, index, problems);
+}
+
+void CheckMin(const Store& store, const std::string& path, const TopologyIndex& index,
+              Problems* problems) {
+  CheckNumberSpec(store.min(), store, path, index, problems);
+}
+
+void CheckMax(const Store& store, const std::string& path, const TopologyIndex& index,
+              Problems* problems) {
+  CheckNumberSpec(store.max(), store, path, index, problems);
+}
+
+void CheckLatest(const Store& store, const std::string& path, const TopologyIndex& index,
+                 Problems* problems) {
+  const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
+  if (format && *format != kiq::v1::FORMAT_JSON) {
+    Add(problems, path,
+        absl::StrCat("latest needs a JSON source; source ", Quote(store.source()),
+                     " has value_format ", FormatName(*format), " (a table keeps whole values)"));
+    return;
+  }
+  if (store.latest().field().empty()) {
+    Add(problems, path + ".field",
+        "required; the JSON field whose latest value is kept, e.g. \"avatar\" or "
+        "\"customer.id\"");
+    return;
+  }
+  CheckFieldPath(store.latest().field(), path + ".field", store, format, problems);
+}
+
 constexpr StoreKindRule kStoreKindRules[] = {
     {Store::kTable, NothingMoreToCheck},
     {Store::kCount, NothingMoreToCheck},
+    {Store::kSum, CheckSum},
+    {Store::kMin, CheckMin},
+    {Store::kMax, CheckMax},
+    {Store::kLatest, CheckLatest},
 };
+
+// Checks one node of a filter tree; `path` is where it is written ("stores[0].filter.all[1]").
+void CheckFilterNode(const kiq::v1::Filter& filter, const std::string& path, const Store& store,
+                     std::optional<kiq::v1::Format> format, Problems* problems) {
+  if (filter.all().empty() && filter.any().empty() && !filter.has_compare()) {
+    Add(problems, path, "empty filter; set all, any or compare");
+    return;
+  }
+  for (int i = 0; i < filter.all_size(); ++i) {
+    CheckFilterNode(filter.all(i), absl::StrCat(path, ".all[", i, "]"), store, format, problems);
+  }
+  for (int i = 0; i < filter.any_size(); ++i) {
+    CheckFilterNode(filter.any(i), absl::StrCat(path, ".any[", i, "]"), store, format, problems);
+  }
+  if (!filter.has_compare()) return;
+  const kiq::v1::Comparison& compare = filter.compare();
+  const std::string compare_path = path + ".compare";
+  CheckFieldPath(compare.field(), compare_path + ".field", store, format, problems);
+  if (compare.op() == kiq::v1::Comparison::OP_UNSPECIFIED ||
+      !kiq::v1::Comparison::Op_IsValid(compare.op())) {
+    Add(problems, compare_path + ".op", "required; one of eq, ne, lt, le, gt, ge");
+  }
+  if (compare.value_case() == kiq::v1::Comparison::VALUE_NOT_SET) {
+    Add(problems, compare_path, "no value set; one of string_value, number_value, bool_value");
+  } else if (compare.value_case() == kiq::v1::Comparison::kNumberValue &&
+             !std::isfinite(compare.number_value())) {
+    Add(problems, compare_path + ".number_value", "must be a finite number");
+  }
+}
+
+void CheckFilter(const Store& store, const std::string& path, const TopologyIndex& index,
+                 Problems* problems) {
+  const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
+  if (format == kiq::v1::FORMAT_BYTES) {
+    Add(problems, path,
+        absl::StrCat("a filter needs a JSON or STRING source; source ", Quote(store.source()),
+                     " has value_format bytes"));
+    return;
+  }
+  CheckFilterNode(store.filter(), path, store, format, problems);
+}
 
 const StoreKindRule* FindStoreKindRule(Store::KindCase kind) {
   for (const StoreKindRule& rule : kStoreKindRules) {
@@ -157,6 +284,9 @@ void CheckSources(const Topology& topology, TopologyIndex* index, Problems* prob
           absl::StrCat("duplicate topic ", Quote(topic), " (also sources[", it->second, "])"));
     } else {
       declared.push_back(topic);
+      index->value_format_by_topic[topic] =
+          source.value_format() == kiq::v1::FORMAT_UNSPECIFIED ? kiq::v1::FORMAT_STRING
+                                                               : source.value_format();
     }
     // Only a Topology built in code can hold numbers outside the enums.
     if (!kiq::v1::Format_IsValid(source.key_format())) {
@@ -221,6 +351,7 @@ void CheckStores(const Topology& topology, TopologyIndex* index, Problems* probl
       Add(problems, path, absl::StrCat("no kind set; one of: ", SupportedStoreKinds()));
       continue;
     }
+    if (store.has_filter()) CheckFilter(store, path + ".filter", *index, problems);
     const std::string kind_path = absl::StrCat(path, ".", StoreKindName(store.kind_case()));
     const StoreKindRule* rule = FindStoreKindRule(store.kind_case());
     if (rule == nullptr) {

@@ -1,5 +1,10 @@
 #include "router/entry.h"
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
@@ -45,6 +50,17 @@ bool IsValidUtf8(absl::string_view s) {
   return true;
 }
 
+std::string FormatDouble(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity");
+  char buffer[32];
+  // The fewest significant digits that read back as the same double.
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buffer, sizeof(buffer), "%.*g", precision, v);
+    if (std::strtod(buffer, nullptr) == v) break;
+  }
+  return buffer;
+}
+
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
   kiq::v1::Entry entry;
   if (IsValidUtf8(kv.key)) {
@@ -58,6 +74,14 @@ kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
       if (auto n = DecodeInt64(kv.value)) {
         entry.set_value(absl::StrCat(*n));
         entry.mutable_json()->set_number_value(static_cast<double>(*n));
+        return entry;
+      }
+      break;  // not a number we wrote: fall back to bytes
+    }
+    case ValueKind::kDouble: {
+      if (auto d = DecodeDouble(kv.value)) {
+        entry.set_value(FormatDouble(*d));
+        entry.mutable_json()->set_number_value(*d);
         return entry;
       }
       break;  // not a number we wrote: fall back to bytes

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kiq/v1/query.pb.h"
@@ -12,6 +14,9 @@ namespace kiq::router {
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv);
 
 bool IsValidUtf8(absl::string_view s);
+
+// The shortest decimal text that reads back as `v` ("0.1", "1e+300", "17"), as in Entry.value.
+std::string FormatDouble(double v);
 
 // The key of a request (GetRequest, NodeForKeyRequest): `key` (UTF-8 text) or the `key_bytes`
 // escape hatch; INVALID_ARGUMENT if neither is set.

@@ -21,6 +21,7 @@ enum class ValueKind {
   kString,  // UTF-8 text: bytes only (a string is not structured)
   kJson,    // a JSON document: also parsed into Entry.json
   kInt64,   // a number stored as 8 bytes: decimal text in Entry.value, a number in Entry.json
+  kDouble,  // a double stored as 8 bytes (IEEE bits): shortest round-trip decimal text, a number
 };
 
 // What the router needs to know about a store to route and render its answers.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -24,6 +25,23 @@ inline std::optional<int64_t> DecodeInt64(absl::string_view bytes) {
   uint64_t u = 0;
   for (unsigned char c : bytes) u = (u << 8) | c;
   return static_cast<int64_t>(u);
+}
+
+// Doubles (floating sums, minima, maxima) are their IEEE 754 bits, 8 bytes big-endian.
+inline std::string EncodeDouble(double v) {
+  static_assert(sizeof(double) == sizeof(uint64_t), "IEEE 754 double expected");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(bits));
+  return EncodeInt64(static_cast<int64_t>(bits));
+}
+
+inline std::optional<double> DecodeDouble(absl::string_view bytes) {
+  std::optional<int64_t> bits = DecodeInt64(bytes);
+  if (!bits) return std::nullopt;
+  const uint64_t u = static_cast<uint64_t>(*bits);
+  double v = 0;
+  std::memcpy(&v, &u, sizeof(v));
+  return v;
 }
 
 }  // namespace kiq

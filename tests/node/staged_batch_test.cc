@@ -330,8 +330,9 @@ Record MakeRecord(int32_t p, std::optional<absl::string_view> key,
 
 class ProcessorTest : public StagedBatchTest {
  protected:
-  std::unique_ptr<Processor> Make(const kiq::v1::Store& spec, StoreHandle handle) {
-    absl::StatusOr<std::unique_ptr<Processor>> p = MakeProcessor(spec, handle);
+  std::unique_ptr<Processor> Make(const kiq::v1::Store& spec, StoreHandle handle,
+                                  kiq::v1::Format value_format = kiq::v1::FORMAT_STRING) {
+    absl::StatusOr<std::unique_ptr<Processor>> p = MakeProcessor(spec, value_format, handle);
     EXPECT_OK(p);
     return p.ok() ? std::move(*p) : nullptr;
   }
@@ -349,7 +350,7 @@ class ProcessorTest : public StagedBatchTest {
 TEST_F(ProcessorTest, StoreWithoutKindIsInvalidArgumentNamingIt) {
   kiq::v1::Store spec;
   spec.set_name("mystery");
-  EXPECT_THAT(MakeProcessor(spec, table_), StatusIs(absl::StatusCode::kInvalidArgument, "mystery"));
+  EXPECT_THAT(MakeProcessor(spec, kiq::v1::FORMAT_STRING, table_), StatusIs(absl::StatusCode::kInvalidArgument, "mystery"));
 }
 
 TEST_F(ProcessorTest, KindNamesAndValueKinds) {

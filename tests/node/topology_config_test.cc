@@ -182,7 +182,8 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
       {"unknown field at depth",
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, sorce: t}]",
-       "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count)"},
+       "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count, sum, min, max, "
+       "latest, filter)"},
       {"wrong type", "application_id: a\nsources: [{topic: t}]\nstores: [{name: {x: 1}}]",
        "t.yaml: stores[0].name: expected a string, found a mapping"},
       {"kind given a scalar",
@@ -215,7 +216,7 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
       {"missing kind",
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, source: t}]",
-       "t.yaml: stores[1]: no kind set; one of: table, count"},
+       "t.yaml: stores[1]: no kind set; one of: table, count, sum, min, max, latest"},
       {"missing application_id", "sources: [{topic: t}]\nstores: [{name: x, source: t, count: {}}]",
        "t.yaml: application_id: required; it names the Kafka consumer group and prefixes kiq's "
        "internal topics"},
@@ -294,8 +295,127 @@ TEST(ParseTopologyTest, AllValidationProblemsAreReportedOnePerLine) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        Eq("t.yaml: sources[1].topic: duplicate topic \"t\" (also sources[0])\n"
                           "t.yaml: stores[0].source: unknown topic \"nope\" (declared sources: t)\n"
-                          "t.yaml: stores[0]: no kind set; one of: table, count\n"
+                          "t.yaml: stores[0]: no kind set; one of: table, count, sum, min, max, "
+                          "latest\n"
                           "t.yaml: stores[1].name: duplicate store name \"x\" (also stores[0])")));
+}
+
+// Sources of every value format, for the aggregate and filter cases.
+constexpr char kFormats[] =
+    "application_id: a\n"
+    "sources: [{topic: j, value_format: json}, {topic: s}, {topic: b, value_format: bytes}]\n";
+
+TEST(ParseTopologyTest, AggregatesAndFiltersParse) {
+  absl::StatusOr<Topology> topology = ParseTopology(
+      absl::StrCat(kFormats,
+                   "stores:\n"
+                   "  - {name: total, source: j, sum: {field: order.amount, type: double}}\n"
+                   "  - {name: n, source: s, sum: {}}\n"
+                   "  - {name: lo, source: j, min: {field: x}}\n"
+                   "  - {name: hi, source: j, max: {field: x, type: int64}}\n"
+                   "  - {name: last, source: j, latest: {field: avatar}}\n"
+                   "  - name: big\n"
+                   "    source: j\n"
+                   "    count: {}\n"
+                   "    filter:\n"
+                   "      all:\n"
+                   "        - {compare: {field: amount, op: gt, number_value: 100}}\n"
+                   "        - any: [{compare: {field: c.id, op: eq, string_value: '7'}},\n"
+                   "                {compare: {field: vip, op: ne, bool_value: false}}]\n"
+                   "  - {name: yes, source: s, table: {}, filter: {compare: {op: ge, "
+                   "string_value: m}}}\n"),
+      "t.yaml");
+  ASSERT_THAT(topology, IsOk());
+  EXPECT_THAT(topology->stores(0).sum(),
+              EqualsTextProto(R"pb(field: "order.amount" type: NUMBER_TYPE_DOUBLE)pb"));
+  EXPECT_THAT(topology->stores(5).filter(), EqualsTextProto(R"pb(
+                all {
+                  compare { field: "amount" op: OP_GT number_value: 100 }
+                }
+                all {
+                  any {
+                    compare { field: "c.id" op: OP_EQ string_value: "7" }
+                  }
+                  any {
+                    compare { field: "vip" op: OP_NE bool_value: false }
+                  }
+                }
+              )pb"));
+  EXPECT_EQ(topology->stores(6).filter().compare().op(), kiq::v1::Comparison::OP_GE);
+}
+
+TEST(ParseTopologyTest, AggregateAndFilterMistakesNameTheirFieldPath) {
+  const ErrorCase cases[] = {
+      {"sum over bytes", "stores: [{name: x, source: b, sum: {}}]",
+       "t.yaml: stores[0].sum: a numeric store needs a JSON or STRING source; source \"b\" has "
+       "value_format bytes"},
+      {"max over bytes", "stores: [{name: x, source: b, max: {type: double}}]",
+       "t.yaml: stores[0].max: a numeric store needs a JSON or STRING source; source \"b\" has "
+       "value_format bytes"},
+      {"empty path segment", "stores: [{name: x, source: j, sum: {field: a..b}}]",
+       "t.yaml: stores[0].sum.field: \"a..b\" is not a field path: expected names separated by "
+       "single dots, e.g. \"points\" or \"customer.id\""},
+      {"trailing dot", "stores: [{name: x, source: j, min: {field: 'a.'}}]",
+       "t.yaml: stores[0].min.field: \"a.\" is not a field path: expected names separated by "
+       "single dots, e.g. \"points\" or \"customer.id\""},
+      {"field of a string source", "stores: [{name: x, source: s, sum: {field: points}}]",
+       "t.yaml: stores[0].sum.field: a field path needs a JSON source; source \"s\" has "
+       "value_format string (leave field empty to read the whole value)"},
+      {"latest without field", "stores: [{name: x, source: j, latest: {}}]",
+       "t.yaml: stores[0].latest.field: required; the JSON field whose latest value is kept, "
+       "e.g. \"avatar\" or \"customer.id\""},
+      {"latest over a string source", "stores: [{name: x, source: s, latest: {field: a}}]",
+       "t.yaml: stores[0].latest: latest needs a JSON source; source \"s\" has value_format "
+       "string (a table keeps whole values)"},
+      {"bad number type", "stores: [{name: x, source: j, sum: {type: float}}]",
+       "t.yaml: stores[0].sum.type: unknown NumberType \"float\" (valid: unspecified, int64, "
+       "double)"},
+      {"empty filter", "stores: [{name: x, source: j, count: {}, filter: {}}]",
+       "t.yaml: stores[0].filter: empty filter; set all, any or compare"},
+      {"empty nested filter",
+       "stores: [{name: x, source: j, count: {}, filter: {all: [{compare: {field: a, op: eq, "
+       "number_value: 1}}, {any: [{}]}]}}]",
+       "t.yaml: stores[0].filter.all[1].any[0]: empty filter; set all, any or compare"},
+      {"comparison without op",
+       "stores: [{name: x, source: j, count: {}, filter: {any: [{compare: {field: a, "
+       "string_value: v}}]}}]",
+       "t.yaml: stores[0].filter.any[0].compare.op: required; one of eq, ne, lt, le, gt, ge"},
+      {"comparison without value",
+       "stores: [{name: x, source: j, count: {}, filter: {compare: {field: a, op: lt}}}]",
+       "t.yaml: stores[0].filter.compare: no value set; one of string_value, number_value, "
+       "bool_value"},
+      {"comparison with two values",
+       "stores: [{name: x, source: j, count: {}, filter: {compare: {field: a, op: lt, "
+       "number_value: 1, string_value: b}}}]",
+       "t.yaml: stores[0].filter.compare: \"number_value\" and \"string_value\" are both set, "
+       "but only one of them may be (oneof value)"},
+      {"bad op", "stores: [{name: x, source: j, count: {}, filter: {compare: {op: like}}}]",
+       "t.yaml: stores[0].filter.compare.op: unknown Op \"like\" (valid: unspecified, eq, ne, "
+       "lt, le, gt, ge)"},
+      {"filter field on a string source",
+       "stores: [{name: x, source: s, table: {}, filter: {compare: {field: a, op: eq, "
+       "string_value: v}}}]",
+       "t.yaml: stores[0].filter.compare.field: a field path needs a JSON source; source \"s\" "
+       "has value_format string (leave field empty to read the whole value)"},
+      {"filter on a bytes source",
+       "stores: [{name: x, source: b, table: {}, filter: {compare: {op: eq, string_value: v}}}]",
+       "t.yaml: stores[0].filter: a filter needs a JSON or STRING source; source \"b\" has "
+       "value_format bytes"},
+      {"bad filter path",
+       "stores: [{name: x, source: j, sum: {field: a}, filter: {compare: {field: .a, op: eq, "
+       "number_value: 1}}}]",
+       "t.yaml: stores[0].filter.compare.field: \".a\" is not a field path: expected names "
+       "separated by single dots, e.g. \"points\" or \"customer.id\""},
+      {"non-finite number",
+       "stores: [{name: x, source: j, count: {}, filter: {compare: {field: a, op: eq, "
+       "number_value: .nan}}}]",
+       "t.yaml: stores[0].filter.compare.number_value: must be a finite number"},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(ParseTopology(absl::StrCat(kFormats, c.yaml), "t.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument, Eq(c.message)));
+  }
 }
 
 TEST(ParseTopologyTest, ManyProblemsAreCapped) {

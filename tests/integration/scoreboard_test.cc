@@ -1,0 +1,168 @@
+// The scoreboard example (examples/scoreboard/topology.yaml) on one kiq-node over a
+// kiq-dev-kafka: sum of string-typed points, latest avatar, and a filtered count, compared
+// with a truth computed here from the generated records, bad records included.
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/kiq_processes.h"
+#include "tests/testing/queries.h"
+#include "tests/testing/status_matchers.h"
+
+namespace kiq::testing {
+namespace {
+
+constexpr int kPartitions = 4;
+constexpr int kPlayers = 20;
+
+class ScoreboardTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("scoreboard");
+    // Every non-table store needs its changelog, with the sources' partition count.
+    auto kafka = DevKafkaProcess::Start(dir_, {{"score_events", kPartitions},
+                                               {"player_events", kPartitions},
+                                               {"scoreboard-score-changelog", kPartitions},
+                                               {"scoreboard-avatar-changelog", kPartitions},
+                                               {"scoreboard-big_scores-changelog", kPartitions}});
+    ASSERT_OK(kafka);
+    kafka_ = std::move(*kafka);
+    auto producer = TestProducer::Create(kafka_->bootstrap_servers());
+    ASSERT_OK(producer);
+    producer_ = std::move(*producer);
+  }
+
+  void StartNode() {
+    NodeProcess::Options options;
+    options.config = std::string(kSourceDir) + "/examples/scoreboard/topology.yaml";
+    options.bootstrap_servers = kafka_->bootstrap_servers();
+    options.data_dir = dir_ + "/data";
+    auto node = NodeProcess::Start(dir_, options);
+    ASSERT_OK(node);
+    node_ = std::move(*node);
+    client_ = std::make_unique<NodeClient>(node_->target());
+  }
+
+  void Produce(const std::string& topic, const std::string& key, const std::string& value) {
+    auto delivered = producer_->Produce(topic, key, value);
+    ASSERT_OK(delivered);
+    int64_t& next = produced_[{topic, delivered->partition}];
+    next = std::max(next, delivered->offset + 1);
+  }
+
+  void WaitCaughtUp(const std::string& store, const std::string& topic) {
+    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp(store, topic, produced_); },
+                        absl::Seconds(60)))
+        << "store " << store << " did not reach the produced offsets of " << topic << "\n"
+        << node_->process().ReadLog();
+  }
+
+  Entries ScanAll(const std::string& store) {
+    grpc::Status status;
+    Entries out = client_->Scan(store, 7, "", "", nullptr, &status);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<DevKafkaProcess> kafka_;
+  std::unique_ptr<TestProducer> producer_;
+  std::unique_ptr<NodeProcess> node_;
+  std::unique_ptr<NodeClient> client_;
+  Positions produced_;
+};
+
+TEST_F(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
+  std::mt19937 rng(2024);
+  std::map<std::string, int64_t> score;
+  std::map<std::string, int64_t> big_scores;
+  std::map<std::string, std::string> avatar;  // JSON text
+  // (store, reason) of each dead letter the bad records must produce.
+  std::multiset<std::pair<std::string, std::string>> expected_letters;
+
+  StartNode();
+  for (int i = 0; i < 600; ++i) {
+    const std::string player = absl::StrCat("p", rng() % kPlayers);
+    const int64_t points = static_cast<int64_t>(rng() % 101);
+    if (i % 97 == 13) {  // points that are not a number: bad for both stores of the source
+      Produce("score_events", player, absl::StrCat(R"({"player":")", player, R"(","points":"lots"})"));
+      for (const char* store : {"score", "big_scores"}) {
+        expected_letters.emplace(store, std::string(store) == "score"
+                                            ? "field points is not a number: \"lots\""
+                                            : "filter: field points is not a number: \"lots\"");
+      }
+      continue;
+    }
+    if (i % 89 == 5) {  // no points at all
+      Produce("score_events", player, absl::StrCat(R"({"player":")", player, R"("})"));
+      expected_letters.emplace("score", "field points is missing");
+      expected_letters.emplace("big_scores", "filter: field points is missing");
+      continue;
+    }
+    if (i % 101 == 50) {  // not JSON
+      Produce("score_events", player, "points=12");
+      expected_letters.emplace("score", "value is not JSON");
+      expected_letters.emplace("big_scores", "value is not JSON");
+      continue;
+    }
+    // Mostly strings ("17"), as the producers send them; some plain JSON numbers.
+    const std::string points_json =
+        i % 5 == 0 ? absl::StrCat(points) : absl::StrCat("\"", points, "\"");
+    Produce("score_events", player,
+            absl::StrCat(R"({"player":")", player, R"(","points":)", points_json, "}"));
+    score[player] += points;
+    if (points > 50) ++big_scores[player];
+  }
+  for (int i = 0; i < 120; ++i) {
+    const std::string player = absl::StrCat("p", rng() % kPlayers);
+    if (i % 37 == 3) {
+      Produce("player_events", player, absl::StrCat(R"({"player":")", player, R"("})"));
+      expected_letters.emplace("avatar", "field avatar is missing");
+      continue;
+    }
+    const std::string image = absl::StrCat("img-", i, ".png");
+    Produce("player_events", player,
+            absl::StrCat(R"({"player":")", player, R"(", "avatar": ")", image, "\"}"));
+    avatar[player] = absl::StrCat("\"", image, "\"");
+  }
+  WaitCaughtUp("score", "score_events");
+  WaitCaughtUp("big_scores", "score_events");
+  WaitCaughtUp("avatar", "player_events");
+
+  auto as_entries = [](const std::map<std::string, int64_t>& m) {
+    Entries out;
+    for (const auto& [k, v] : m) out.emplace_back(k, absl::StrCat(v));
+    return out;
+  };
+  EXPECT_EQ(ScanAll("score"), as_entries(score));
+  EXPECT_EQ(ScanAll("big_scores"), as_entries(big_scores));
+  EXPECT_EQ(ScanAll("avatar"), Entries(avatar.begin(), avatar.end()));
+
+  // Answers carry the structured value too: a number for sums, the JSON for latest.
+  const std::string player = score.begin()->first;
+  kiq::v1::GetResponse get;
+  ASSERT_TRUE(client_->Get("score", player, &get).ok());
+  EXPECT_EQ(get.entry().json().number_value(), static_cast<double>(score.begin()->second));
+  const std::string with_avatar = avatar.begin()->first;
+  ASSERT_TRUE(client_->Get("avatar", with_avatar, &get).ok());
+  EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""), avatar.begin()->second);
+
+  auto letters = ConsumeAll(kafka_->bootstrap_servers(), "scoreboard-dlq",
+                            static_cast<int>(expected_letters.size()), absl::Seconds(30));
+  std::multiset<std::pair<std::string, std::string>> got;
+  for (const ConsumedRecord& letter : letters) {
+    std::map<std::string, std::string> headers(letter.headers.begin(), letter.headers.end());
+    got.emplace(headers["kiq.store"], headers["kiq.reason"]);
+  }
+  EXPECT_EQ(got, expected_letters);
+  EXPECT_TRUE(node_->process().running());
+}
+
+}  // namespace
+}  // namespace kiq::testing
