@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
@@ -26,25 +27,12 @@ using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
 
-class ClusterTest : public ::testing::Test {
+class ClusterTest : public KafkaFixture {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("cluster");
-    auto kafka = DevKafkaProcess::Start(dir_, OrdersDemoTopics(kPartitions));
-    ASSERT_OK(kafka);
-    kafka_ = std::move(*kafka);
-    auto producer = TestProducer::Create(kafka_->bootstrap_servers());
-    ASSERT_OK(producer);
-    producer_ = std::move(*producer);
-  }
+  void SetUp() override { StartKafka("cluster", OrdersDemoTopics(kPartitions)); }
 
   void StartNode(const std::string& id) {
-    NodeProcess::Options options;
-    options.config = std::string(kSourceDir) + "/examples/orders/topology.yaml";
-    options.bootstrap_servers = kafka_->bootstrap_servers();
-    options.node_id = id;
-    options.data_dir = dir_ + "/data-" + id;
-    auto node = NodeProcess::Start(dir_, options);
+    auto node = LaunchNode(ExampleTopology("orders"), id);
     ASSERT_OK(node);
     clients_[id] = std::make_unique<NodeClient>((*node)->target());
     nodes_[id] = std::move(*node);
@@ -96,9 +84,6 @@ class ClusterTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
-  std::unique_ptr<DevKafkaProcess> kafka_;
-  std::unique_ptr<TestProducer> producer_;
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
   std::map<std::string, std::unique_ptr<NodeClient>> clients_;
   std::mutex mu_;
@@ -164,7 +149,7 @@ TEST_F(ClusterTest, StandaloneRouterAnswersFromTheNodes) {
   for (int i = 0; i < 120; ++i) Order(absl::StrCat("user-", i % 25));
   for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
   auto router = NodeProcess::StartRouter(
-      dir_, std::string(kSourceDir) + "/examples/orders/topology.yaml", kafka_->bootstrap_servers());
+      dir_, ExampleTopology("orders"), kafka_->bootstrap_servers());
   ASSERT_OK(router);
   NodeClient client((*router)->target());
   Positions produced;

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
@@ -45,24 +46,12 @@ double Sum(const std::string& exposition, const std::string& name,
   return total;
 }
 
-class OperationsTest : public ::testing::Test {
+class OperationsTest : public KafkaFixture {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("operations");
-    auto kafka = DevKafkaProcess::Start(dir_, OrdersDemoTopics(kPartitions));
-    ASSERT_OK(kafka);
-    kafka_ = std::move(*kafka);
-    auto producer = TestProducer::Create(kafka_->bootstrap_servers());
-    ASSERT_OK(producer);
-    producer_ = std::move(*producer);
-  }
+  void SetUp() override { StartKafka("operations", OrdersDemoTopics(kPartitions)); }
 
   void StartNode() {
-    NodeProcess::Options options;
-    options.config = std::string(kSourceDir) + "/examples/orders/topology.yaml";
-    options.bootstrap_servers = kafka_->bootstrap_servers();
-    options.data_dir = dir_ + "/data";
-    auto node = NodeProcess::Start(dir_, options);
+    auto node = LaunchNode(ExampleTopology("orders"));
     ASSERT_OK(node);
     node_ = std::move(*node);
     client_ = std::make_unique<NodeClient>(node_->target());
@@ -88,9 +77,6 @@ class OperationsTest : public ::testing::Test {
     }
   }
 
-  std::string dir_;
-  std::unique_ptr<DevKafkaProcess> kafka_;
-  std::unique_ptr<TestProducer> producer_;
   std::unique_ptr<NodeProcess> node_;
   std::unique_ptr<NodeClient> client_;
 };

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
@@ -21,29 +22,16 @@ namespace {
 constexpr int kPartitions = 4;
 constexpr int kPlayers = 20;
 
-class ScoreboardTest : public ::testing::Test {
+class ScoreboardTest : public KafkaFixture {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("scoreboard");
-    // Every non-table store needs its changelog, with the sources' partition count.
-    auto kafka = DevKafkaProcess::Start(dir_, {{"score_events", kPartitions},
+  void SetUp() override { StartKafka("scoreboard", {{"score_events", kPartitions},
                                                {"player_events", kPartitions},
                                                {"scoreboard-score-changelog", kPartitions},
                                                {"scoreboard-avatar-changelog", kPartitions},
-                                               {"scoreboard-big_scores-changelog", kPartitions}});
-    ASSERT_OK(kafka);
-    kafka_ = std::move(*kafka);
-    auto producer = TestProducer::Create(kafka_->bootstrap_servers());
-    ASSERT_OK(producer);
-    producer_ = std::move(*producer);
-  }
+                                               {"scoreboard-big_scores-changelog", kPartitions}}); }
 
   void StartNode() {
-    NodeProcess::Options options;
-    options.config = std::string(kSourceDir) + "/examples/scoreboard/topology.yaml";
-    options.bootstrap_servers = kafka_->bootstrap_servers();
-    options.data_dir = dir_ + "/data";
-    auto node = NodeProcess::Start(dir_, options);
+    auto node = LaunchNode(ExampleTopology("scoreboard"));
     ASSERT_OK(node);
     node_ = std::move(*node);
     client_ = std::make_unique<NodeClient>(node_->target());
@@ -70,9 +58,6 @@ class ScoreboardTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
-  std::unique_ptr<DevKafkaProcess> kafka_;
-  std::unique_ptr<TestProducer> producer_;
   std::unique_ptr<NodeProcess> node_;
   std::unique_ptr<NodeClient> client_;
   Positions produced_;

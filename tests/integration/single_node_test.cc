@@ -18,6 +18,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
 #include "router/grpc_status.h"
+#include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
@@ -29,31 +30,18 @@ using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
 
-std::string OrdersTopology() { return std::string(kSourceDir) + "/examples/orders/topology.yaml"; }
+std::string OrdersTopology() { return ExampleTopology("orders"); }
 
-class SingleNodeTest : public ::testing::Test {
+class SingleNodeTest : public KafkaFixture {
  protected:
-  void SetUp() override {
-    dir_ = MakeTempDir("single-node");
-    auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions},
-                                     {"orders", kPartitions},
-                                     {"orders-demo-order_count-changelog", kPartitions},
-                                     {"shop-order_count-changelog", kPartitions}});
-    ASSERT_OK(kafka);
-    kafka_ = std::move(*kafka);
-    auto producer = TestProducer::Create(kafka_->bootstrap_servers());
-    ASSERT_OK(producer);
-    producer_ = std::move(*producer);
-  }
+  void SetUp() override { StartKafka("single-node", {{"customers", kPartitions},
+                                           {"orders", kPartitions},
+                                           {"orders-demo-order_count-changelog", kPartitions},
+                                           {"shop-order_count-changelog", kPartitions}}); }
 
   void StartNode(const std::string& config = OrdersTopology(),
                  std::vector<std::string> extra_flags = {}) {
-    NodeProcess::Options options;
-    options.config = config;
-    options.bootstrap_servers = kafka_->bootstrap_servers();
-    options.data_dir = dir_ + "/data";
-    options.extra_flags = std::move(extra_flags);
-    auto node = NodeProcess::Start(dir_, options);
+    auto node = LaunchNode(config, "n1", std::move(extra_flags));
     ASSERT_OK(node);
     node_ = std::move(*node);
     stub_ = kiq::v1::QueryService::NewStub(
@@ -94,9 +82,6 @@ class SingleNodeTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
-  std::unique_ptr<DevKafkaProcess> kafka_;
-  std::unique_ptr<TestProducer> producer_;
   std::unique_ptr<NodeProcess> node_;
   std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
   std::unique_ptr<NodeClient> client_;
