@@ -352,6 +352,12 @@ void CheckStores(const Topology& topology, TopologyIndex* index, Problems* probl
       continue;
     }
     if (store.has_filter()) CheckFilter(store, path + ".filter", *index, problems);
+    // Declared in the schema, being implemented: refused rather than silently ignored.
+    if (store.has_join()) Add(problems, path + ".join", "not supported by this kiq version yet");
+    if (store.has_group_by()) {
+      Add(problems, path + ".group_by", "not supported by this kiq version yet");
+    }
+    if (store.has_window()) Add(problems, path + ".window", "not supported by this kiq version yet");
     const std::string kind_path = absl::StrCat(path, ".", StoreKindName(store.kind_case()));
     const StoreKindRule* rule = FindStoreKindRule(store.kind_case());
     if (rule == nullptr) {
