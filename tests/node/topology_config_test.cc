@@ -183,7 +183,7 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, sorce: t}]",
        "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count, sum, min, max, "
-       "latest, filter)"},
+       "latest, filter, join, group_by, window)"},
       {"wrong type", "application_id: a\nsources: [{topic: t}]\nstores: [{name: {x: 1}}]",
        "t.yaml: stores[0].name: expected a string, found a mapping"},
       {"kind given a scalar",
