@@ -183,7 +183,7 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, sorce: t}]",
        "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count, sum, min, max, "
-       "latest, filter)"},
+       "latest, filter, join, group_by, window)"},
       {"wrong type", "application_id: a\nsources: [{topic: t}]\nstores: [{name: {x: 1}}]",
        "t.yaml: stores[0].name: expected a string, found a mapping"},
       {"kind given a scalar",
@@ -284,7 +284,7 @@ TEST(ParseTopologyTest, LongNamesAreCheckedAgainstKafkasTopicLimit) {
                                          ", source: t, count: {}}]"),
                             "t.yaml"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(StartsWith("t.yaml: stores[0].name: too long: the changelog topic \""),
+                       AllOf(StartsWith("t.yaml: stores[0].name: too long: the internal topic \""),
                              HasSubstr("\" would be 250 characters; Kafka allows at most 249"))));
 }
 
