@@ -390,6 +390,9 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
       auto [it, inserted] =
           upstream_next_.try_emplace({index, record.partition.value(), upstream->first}, 0);
       duplicate = upstream->second < it->second;
+      if (duplicate && options_.metrics != nullptr) {
+        options_.metrics->RepartitionDuplicate(store.info.name);
+      }
       if (!duplicate) {
         it->second = upstream->second + 1;
         batch_.SetOffset(UpstreamStream(store, upstream->first), record.partition,
@@ -399,19 +402,22 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     absl::Status s = duplicate      ? absl::OkStatus()
                      : decode_error ? absl::InvalidArgumentError(*decode_error)
                                     : topology_.Process(record, index, batch_);
+    // The first stage of a group_by store reports as the store.
+    const std::string& name =
+        store.internal ? topology_.stores()[store.grouped].info.name : store.info.name;
     if (absl::IsInvalidArgument(s)) {
       ++stats_.bad_records;
-      if (options_.metrics != nullptr) options_.metrics->BadRecord(store.info.name, s.message());
-      dlq_->Send(record, store.info.name, s.message());
+      if (options_.metrics != nullptr) options_.metrics->BadRecord(name, s.message());
+      dlq_->Send(record, name, s.message());
       if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
         spdlog::warn("bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
                      "(sent to {}; {} similar suppressed)",
-                     store.info.name, record.topic, record.partition.value(),
+                     name, record.topic, record.partition.value(),
                      record.offset.value(), s.message(), dlq_->topic(), suppressed);
       }
     } else if (!s.ok()) {
       return s;
-    } else if (options_.metrics != nullptr) {
+    } else if (options_.metrics != nullptr && !store.internal && !duplicate) {
       prometheus::Counter*& materialized = materialized_[{index, record.partition.value()}];
       if (materialized == nullptr) {
         materialized = &options_.metrics->Materialized(store.info.name, record.partition.value());
