@@ -145,10 +145,16 @@ class Ingestor::ChangelogReport final : public RdKafka::DeliveryReportCb {
     if (message.err() != RdKafka::ERR_NO_ERROR) {
       ++failures;
       last_error = message.errstr();
+      return;
     }
+    int64_t& next = delivered[{message.topic_name(), message.partition()}];
+    next = std::max(next, message.offset() + 1);
   }
-  int64_t failures = 0;  // ingestion thread only (delivery reports are served by flush/poll)
+  // Ingestion thread only (delivery reports are served by flush/poll).
+  int64_t failures = 0;
   std::string last_error;
+  // Next offset after the records delivered since the last commit, per (topic, partition).
+  absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> delivered;
 };
 
 absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& topology,
@@ -521,6 +527,18 @@ absl::Status Ingestor::ProduceChangelog() {
 absl::Status Ingestor::Flush() {
   if (batch_.empty()) return absl::OkStatus();
   if (absl::Status s = ProduceChangelog(); !s.ok()) return s;
+  // The changelog position this state reflects, committed with it: a restart restores only
+  // what other owners wrote after it, not the whole changelog again.
+  for (const CompiledStore& store : topology_.stores()) {
+    if (store.changelog_topic.empty()) continue;
+    for (int32_t p = 0; p < topology_.num_partitions(); ++p) {
+      auto it = changelog_report_->delivered.find({store.changelog_topic, p});
+      if (it != changelog_report_->delivered.end()) {
+        batch_.SetOffset(store.changelog_stream, PartitionId(p), Offset(it->second));
+      }
+    }
+  }
+  changelog_report_->delivered.clear();
   if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
   ++stats_.batches;
   // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag
