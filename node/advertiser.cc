@@ -53,7 +53,9 @@ kiq::v1::MemberRecord Advertiser::BuildRecord() const {
   record.set_application_id(options_.application_id);
   record.set_grpc_endpoint(options_.grpc_endpoint);
   record.set_http_endpoint(options_.http_endpoint);
-  for (const CompiledStore& store : topology_.stores()) record.add_stores(store.info.name);
+  for (const CompiledStore& store : topology_.stores()) {
+    if (!store.internal) record.add_stores(store.info.name);
+  }
   for (const auto& [p, state] : states_.Snapshot()) {
     kiq::v1::OwnedPartition* owned = record.add_partitions();
     owned->set_partition(p.value());

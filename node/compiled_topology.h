@@ -17,7 +17,10 @@
 namespace kiq::node {
 
 struct CompiledSource {
+  // For a repartition topic (internal), a spec made up by Compile: key STRING, murmur2.
   kiq::v1::Source spec;
+  // `<app>-<store>-repartition`, fed by this application itself.
+  bool repartition = false;
   int32_t num_partitions = 0;
   router::PartitionerKind partitioner = router::PartitionerKind::kMurmur2;
   std::vector<int> stores;  // indexes into CompiledTopology::stores()
@@ -25,6 +28,16 @@ struct CompiledSource {
 
 struct CompiledStore {
   kiq::v1::Store spec;
+  // The first half of a group_by store: it reads the user's source, joins and filters, and
+  // forwards each record re-keyed to the repartition topic, whose consumer (the store itself,
+  // `grouped`) aggregates. Internal: no column family, not queryable, not advertised.
+  bool internal = false;
+  int grouped = -1;  // for internal stages: index of the store they feed
+  // Stream–table join: index of the table store read for each record, and the names of the
+  // two sides in the joined value (-1: no join).
+  int join_table = -1;
+  std::string join_source_as;
+  std::string join_table_as;
   router::StoreInfo info;
   StoreHandle handle;
   int source = -1;  // index into CompiledTopology::sources()
@@ -62,6 +75,7 @@ class CompiledTopology {
   int32_t num_partitions() const { return num_partitions_; }
   const std::vector<CompiledSource>& sources() const { return sources_; }
   const std::vector<CompiledStore>& stores() const { return stores_; }
+  // A queryable store by name (internal stages are not found).
   const CompiledStore* FindStore(absl::string_view name) const;
   const CompiledSource* FindSource(absl::string_view topic) const;
 
@@ -80,8 +94,18 @@ class CompiledTopology {
   // batch stays valid); any other error is a storage failure. Ingestion thread only.
   absl::Status Process(const Record& record, int store_index, StagedBatch& batch);
 
-  // Every changelog topic, with the partition count it must have.
-  std::vector<std::pair<std::string, int32_t>> InternalTopics() const;
+  // Every changelog and repartition topic, with the partition count it must have.
+  struct InternalTopic {
+    std::string name;
+    int32_t partitions = 0;
+    bool compacted = false;  // changelogs are compacted; repartition topics are not
+  };
+  std::vector<InternalTopic> InternalTopics() const;
+
+  // The header that carries, on a repartition record, the upstream partition and offset it
+  // came from ("<partition>:<offset>"), so the grouped store can drop the duplicates that a
+  // re-processed upstream batch forwards again.
+  static constexpr char kUpstreamHeader[] = "kiq.upstream";
 
  private:
   CompiledTopology() = default;
@@ -109,8 +133,13 @@ class CompiledTopology {
   static RecordId IdOf(const Record& record);
   LazyJson& ValueJson(const Record& record);
 
+  // Writes the joined value of `record` into join_value_ (see Store.join).
+  absl::Status Join(const CompiledStore& store, const Record& record, StagedBatch& batch);
+
   LazyJson value_json_;
   RecordId value_json_of_;
+  std::string join_value_;
+  LazyJson join_json_;
 };
 
 }  // namespace kiq::node

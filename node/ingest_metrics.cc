@@ -22,6 +22,12 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                            .Name("kiq_wrong_partition_records_total")
                            .Help("Records whose key maps to another partition, by topic.")
                            .Register(registry)),
+      repartition_duplicates_(
+          prometheus::BuildCounter()
+              .Name("kiq_repartition_duplicates_total")
+              .Help("Repartition records dropped because their upstream record was already "
+                    "applied (re-forwarded after an upstream crash), by store.")
+              .Register(registry)),
       rebalances_(prometheus::BuildCounter()
                       .Name("kiq_rebalances_total")
                       .Help("Consumer group rebalance events, by type (assign, revoke).")
@@ -87,6 +93,7 @@ std::string IngestMetrics::ReasonLabel(absl::string_view reason) {
   if (absl::StrContains(reason, "not UTF-8")) return "not_utf8";
   if (absl::StrContains(reason, "null key")) return "null_key";
   if (absl::StrContains(reason, "null value")) return "null_value";
+  if (absl::StrContains(reason, "cannot be a key")) return "bad_key";
   if (absl::StrContains(reason, "is missing")) return "missing_field";
   if (absl::StrContains(reason, "not a number") || absl::StrContains(reason, "not an integer") ||
       absl::StrContains(reason, "out of range") || absl::StrContains(reason, "overflow")) {
@@ -97,6 +104,10 @@ std::string IngestMetrics::ReasonLabel(absl::string_view reason) {
 
 void IngestMetrics::BadRecord(absl::string_view store, absl::string_view reason) {
   bad_records_.Add({{"store", std::string(store)}, {"reason", ReasonLabel(reason)}}).Increment();
+}
+
+void IngestMetrics::RepartitionDuplicate(absl::string_view store) {
+  repartition_duplicates_.Add({{"store", std::string(store)}}).Increment();
 }
 
 void IngestMetrics::WrongPartition(absl::string_view topic) {

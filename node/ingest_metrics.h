@@ -25,6 +25,8 @@ class IngestMetrics {
   prometheus::Counter& Materialized(absl::string_view store, int32_t partition);
   void BadRecord(absl::string_view store, absl::string_view reason);
   void WrongPartition(absl::string_view topic);
+  // A repartition record dropped as a re-forwarded duplicate (group_by).
+  void RepartitionDuplicate(absl::string_view store);
   void Rebalance(absl::string_view type);
   void Restored(absl::string_view store, int64_t records, absl::Duration took);
   void SetLag(absl::string_view topic, int32_t partition, int64_t lag);
@@ -43,6 +45,7 @@ class IngestMetrics {
   prometheus::Family<prometheus::Counter>& materialized_;
   prometheus::Family<prometheus::Counter>& bad_records_;
   prometheus::Family<prometheus::Counter>& wrong_partition_;
+  prometheus::Family<prometheus::Counter>& repartition_duplicates_;
   prometheus::Family<prometheus::Counter>& rebalances_;
   prometheus::Family<prometheus::Counter>& restore_records_;
   prometheus::Family<prometheus::Histogram>& restore_duration_;

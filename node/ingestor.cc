@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "node/kafka_errors.h"
 #include "router/grpc_status.h"
 
@@ -144,10 +145,16 @@ class Ingestor::ChangelogReport final : public RdKafka::DeliveryReportCb {
     if (message.err() != RdKafka::ERR_NO_ERROR) {
       ++failures;
       last_error = message.errstr();
+      return;
     }
+    int64_t& next = delivered[{message.topic_name(), message.partition()}];
+    next = std::max(next, message.offset() + 1);
   }
-  int64_t failures = 0;  // ingestion thread only (delivery reports are served by flush/poll)
+  // Ingestion thread only (delivery reports are served by flush/poll).
+  int64_t failures = 0;
   std::string last_error;
+  // Next offset after the records delivered since the last commit, per (topic, partition).
+  absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> delivered;
 };
 
 absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& topology,
@@ -358,6 +365,23 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     }
     consumed->Increment();
   }
+  // A repartition record names the upstream record it was forwarded for.
+  std::optional<std::pair<int32_t, int64_t>> upstream;
+  if (source->repartition) {
+    // headers() is not const in librdkafka's C++ API; it only parses them on first use.
+    if (RdKafka::Headers* headers = const_cast<RdKafka::Message&>(message).headers();
+        headers != nullptr) {
+      for (const RdKafka::Headers::Header& h : headers->get(CompiledTopology::kUpstreamHeader)) {
+        const absl::string_view v(static_cast<const char*>(h.value()), h.value_size());
+        std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(v, ':');
+        int32_t up = 0;
+        int64_t offset = 0;
+        if (absl::SimpleAtoi(parts.first, &up) && absl::SimpleAtoi(parts.second, &offset)) {
+          upstream.emplace(up, offset);
+        }
+      }
+    }
+  }
   if (batch_.empty()) batch_started_ = absl::Now();
   const std::optional<std::string> decode_error = topology_.DecodeError(record, *source);
   bool counted = false;
@@ -367,21 +391,39 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     // restore, stores of one topic may stand at different offsets).
     if (next == next_.end() || record.offset.value() < next->second) continue;
     const CompiledStore& store = topology_.stores()[index];
-    absl::Status s = decode_error ? absl::InvalidArgumentError(*decode_error)
-                                  : topology_.Process(record, index, batch_);
+    bool duplicate = false;
+    if (upstream) {
+      auto [it, inserted] =
+          upstream_next_.try_emplace({index, record.partition.value(), upstream->first}, 0);
+      duplicate = upstream->second < it->second;
+      if (duplicate && options_.metrics != nullptr) {
+        options_.metrics->RepartitionDuplicate(store.info.name);
+      }
+      if (!duplicate) {
+        it->second = upstream->second + 1;
+        batch_.SetOffset(UpstreamStream(store, upstream->first), record.partition,
+                         Offset(it->second));
+      }
+    }
+    absl::Status s = duplicate      ? absl::OkStatus()
+                     : decode_error ? absl::InvalidArgumentError(*decode_error)
+                                    : topology_.Process(record, index, batch_);
+    // The first stage of a group_by store reports as the store.
+    const std::string& name =
+        store.internal ? topology_.stores()[store.grouped].info.name : store.info.name;
     if (absl::IsInvalidArgument(s)) {
       ++stats_.bad_records;
-      if (options_.metrics != nullptr) options_.metrics->BadRecord(store.info.name, s.message());
-      dlq_->Send(record, store.info.name, s.message());
+      if (options_.metrics != nullptr) options_.metrics->BadRecord(name, s.message());
+      dlq_->Send(record, name, s.message());
       if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
         spdlog::warn("bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
                      "(sent to {}; {} similar suppressed)",
-                     store.info.name, record.topic, record.partition.value(),
+                     name, record.topic, record.partition.value(),
                      record.offset.value(), s.message(), dlq_->topic(), suppressed);
       }
     } else if (!s.ok()) {
       return s;
-    } else if (options_.metrics != nullptr) {
+    } else if (options_.metrics != nullptr && !store.internal && !duplicate) {
       prometheus::Counter*& materialized = materialized_[{index, record.partition.value()}];
       if (materialized == nullptr) {
         materialized = &options_.metrics->Materialized(store.info.name, record.partition.value());
@@ -408,7 +450,7 @@ absl::Status Ingestor::ProduceChangelog() {
     if (topology_.stores()[changes[i].store.index].changelog_topic.empty()) continue;
     last[{changes[i].store.index, changes[i].partition.value()}] = i;
   }
-  if (last.empty()) return absl::OkStatus();
+  if (last.empty() && batch_.forwards().empty()) return absl::OkStatus();
   const int64_t failures_before = changelog_report_->failures;
   for (size_t i = 0; i < changes.size(); ++i) {
     const Change& c = changes[i];
@@ -417,7 +459,18 @@ absl::Status Ingestor::ProduceChangelog() {
     const int64_t source_next = next_[{c.store.index, c.partition.value()}];
     RdKafka::Headers* headers = RdKafka::Headers::create();
     headers->add("kiq.source.offset", absl::StrCat(source_next));
-    if (last[{c.store.index, c.partition.value()}] == i) headers->add("kiq.batch.end", "1");
+    if (last[{c.store.index, c.partition.value()}] == i) {
+      headers->add("kiq.batch.end", "1");
+      if (topology_.sources()[store.source].repartition) {
+        // The dedup watermarks travel with the state they guard, so a new owner restores both.
+        std::vector<std::string> marks;
+        for (int32_t up = 0; up < topology_.num_partitions(); ++up) {
+          auto it = upstream_next_.find({c.store.index, c.partition.value(), up});
+          if (it != upstream_next_.end()) marks.push_back(absl::StrCat(up, ":", it->second));
+        }
+        headers->add(CompiledTopology::kUpstreamHeader, absl::StrJoin(marks, ","));
+      }
+    }
     while (true) {
       RdKafka::ErrorCode err = changelog_->produce(
           store.changelog_topic, c.partition.value(), RdKafka::Producer::RK_MSG_COPY,
@@ -432,6 +485,29 @@ absl::Status Ingestor::ProduceChangelog() {
         delete headers;
         return ToStatus(err, absl::StrCat("produce changelog ", store.changelog_topic,
                                           " partition=", c.partition.value()));
+      }
+      break;
+    }
+  }
+  // Records for repartition topics: like the changelog, durable before the batch commits (so
+  // the upstream offsets are never committed ahead of them); a re-processed batch forwards
+  // them again and the grouped store drops the duplicates by their upstream offset.
+  for (const ForwardedRecord& f : batch_.forwards()) {
+    RdKafka::Headers* headers = RdKafka::Headers::create();
+    headers->add(CompiledTopology::kUpstreamHeader,
+                 absl::StrCat(f.upstream_partition.value(), ":", f.upstream_offset.value()));
+    while (true) {
+      RdKafka::ErrorCode err = changelog_->produce(
+          f.topic, f.partition.value(), RdKafka::Producer::RK_MSG_COPY,
+          const_cast<char*>(f.value.data()), f.value.size(), f.key.data(), f.key.size(),
+          f.timestamp_ms, headers, nullptr);
+      if (err == RdKafka::ERR__QUEUE_FULL) {
+        changelog_->poll(10);
+        continue;
+      }
+      if (err != RdKafka::ERR_NO_ERROR) {
+        delete headers;
+        return ToStatus(err, absl::StrCat("produce ", f.topic, " partition=", f.partition.value()));
       }
       break;
     }
@@ -451,6 +527,18 @@ absl::Status Ingestor::ProduceChangelog() {
 absl::Status Ingestor::Flush() {
   if (batch_.empty()) return absl::OkStatus();
   if (absl::Status s = ProduceChangelog(); !s.ok()) return s;
+  // The changelog position this state reflects, committed with it: a restart restores only
+  // what other owners wrote after it, not the whole changelog again.
+  for (const CompiledStore& store : topology_.stores()) {
+    if (store.changelog_topic.empty()) continue;
+    for (int32_t p = 0; p < topology_.num_partitions(); ++p) {
+      auto it = changelog_report_->delivered.find({store.changelog_topic, p});
+      if (it != changelog_report_->delivered.end()) {
+        batch_.SetOffset(store.changelog_stream, PartitionId(p), Offset(it->second));
+      }
+    }
+  }
+  changelog_report_->delivered.clear();
   if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
   ++stats_.batches;
   // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag
@@ -459,7 +547,8 @@ absl::Status Ingestor::Flush() {
   for (const auto& [index, p] : touched_) {
     const CompiledStore& store = topology_.stores()[index];
     const int64_t next = next_[{index, p}];
-    positions_.Advance(store.info.name, store.spec.source(), PartitionId(p), Offset(next));
+    positions_.Advance(store.info.name, topology_.sources()[store.source].spec.topic(),
+                       PartitionId(p), Offset(next));
     auto [it, inserted] = commit_at.try_emplace({store.source, p}, next);
     if (!inserted) it->second = std::min(it->second, next);
   }
@@ -526,12 +615,14 @@ absl::Status Ingestor::RestoreFromChangelog(const CompiledStore& store, Partitio
     RdKafka::Headers* headers = m->headers();
     std::optional<int64_t> source_next;
     bool batch_end = false;
+    std::string upstream_marks;
     if (headers != nullptr) {
       for (const RdKafka::Headers::Header& h : headers->get_all()) {
         const std::string v(static_cast<const char*>(h.value()), h.value_size());
         int64_t n = 0;
         if (h.key() == "kiq.source.offset" && absl::SimpleAtoi(v, &n)) source_next = n;
         if (h.key() == "kiq.batch.end") batch_end = true;
+        if (h.key() == CompiledTopology::kUpstreamHeader) upstream_marks = v;
       }
     }
     if (!batch_end || !source_next) continue;
@@ -545,6 +636,14 @@ absl::Status Ingestor::RestoreFromChangelog(const CompiledStore& store, Partitio
     pending.clear();
     restore.SetOffset(store.changelog_stream, p, Offset(position));
     restore.SetOffset(store.source_stream, p, Offset(*source_next));
+    for (absl::string_view mark : absl::StrSplit(upstream_marks, ',', absl::SkipEmpty())) {
+      std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(mark, ':');
+      int32_t up = 0;
+      int64_t next = 0;
+      if (absl::SimpleAtoi(parts.first, &up) && absl::SimpleAtoi(parts.second, &next)) {
+        restore.SetOffset(UpstreamStream(store, up), p, Offset(next));
+      }
+    }
     if (absl::Status s = restore.Commit(nullptr); !s.ok()) status = s;
   }
   restore_consumer_->unassign();
@@ -577,7 +676,21 @@ bool Ingestor::PreparePartition(int store_index, PartitionId p) {
     return false;
   }
   next_[{store_index, p.value()}] = stored->value_or(Offset(0)).value();
+  if (topology_.sources()[store.source].repartition) {
+    for (int32_t up = 0; up < topology_.num_partitions(); ++up) {
+      absl::StatusOr<std::optional<Offset>> mark = engine_.ReadOffset(UpstreamStream(store, up), p);
+      if (!mark.ok()) {
+        states_.Set(p, PartitionState::kFailed, mark.status().ToString());
+        return false;
+      }
+      if (*mark) upstream_next_[{store_index, p.value(), up}] = (*mark)->value();
+    }
+  }
   return true;
+}
+
+std::string Ingestor::UpstreamStream(const CompiledStore& store, int32_t upstream) const {
+  return absl::StrCat(store.source_stream, "/", upstream);
 }
 
 std::optional<int64_t> Ingestor::StartOffset(const CompiledSource& source, PartitionId p) {
@@ -660,6 +773,12 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
         if (absl::Status s = engine_.Apply(batch); !s.ok()) spdlog::error("{}", s.ToString());
       }
     }
+    for (int32_t up = 0; source->repartition && up < topology_.num_partitions(); ++up) {
+      upstream_next_.erase({index, p.value(), up});
+      if (absl::Status s = engine_.ClearOffset(UpstreamStream(store, up), p); !s.ok()) {
+        spdlog::error("{}", s.ToString());
+      }
+    }
     next_[{index, p.value()}] = 0;
     positions_.Advance(store.info.name, topic, p, Offset(0));
   }
@@ -724,6 +843,7 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
     spdlog::error("assign partitions: {}", RdKafka::err2str(code));
   }
   for (int32_t p : failed) catching_up_.erase(p);
+  PauseJoinsBehindTables();
   spdlog::info("generation {}: assigned {}", generation_.load(), absl::StrJoin(names, " "));
   CheckCaughtUp();
   if (options_.metrics != nullptr) options_.metrics->Rebalance("assign");
@@ -772,6 +892,7 @@ void Ingestor::CheckCaughtUp() {
       ++it;
     }
   }
+  ResumeJoins(/*all=*/false);
   // Partitions that were never behind become ACTIVE at assignment.
   for (const auto& [p, state] : states_.Snapshot()) {
     if (state == PartitionState::kRestoring && !catching_up_.contains(p.value())) {
@@ -782,6 +903,58 @@ void Ingestor::CheckCaughtUp() {
   if (changed) NotifyOwnershipChange();
 }
 
+void Ingestor::PauseJoinsBehindTables() {
+  for (const auto& [p, waiting] : catching_up_) {
+    absl::flat_hash_set<int> tables_behind;
+    for (const auto& [index, high] : waiting) tables_behind.insert(index);
+    std::vector<std::string> topics;
+    for (const CompiledStore& store : topology_.stores()) {
+      if (store.join_table < 0 || !tables_behind.contains(store.join_table)) continue;
+      const std::string& topic = topology_.sources()[store.source].spec.topic();
+      const std::string& table_topic =
+          topology_.sources()[topology_.stores()[store.join_table].source].spec.topic();
+      if (topic == table_topic ||
+          std::find(topics.begin(), topics.end(), topic) != topics.end()) {
+        continue;
+      }
+      topics.push_back(topic);
+    }
+    if (topics.empty()) continue;
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const std::string& topic : topics) tps.push_back(RdKafka::TopicPartition::create(topic, p));
+    consumer_->pause(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    spdlog::info("partition {}: {} paused until the tables it joins have caught up", p,
+                 absl::StrJoin(topics, ", "));
+    paused_for_join_[p] = std::move(topics);
+  }
+}
+
+void Ingestor::ResumeJoins(bool all) {
+  for (auto it = paused_for_join_.begin(); it != paused_for_join_.end();) {
+    bool tables_done = true;
+    if (auto waiting = catching_up_.find(it->first); !all && waiting != catching_up_.end()) {
+      for (const auto& [index, high] : waiting->second) {
+        for (const CompiledStore& store : topology_.stores()) {
+          if (store.join_table == index) tables_done = false;
+        }
+      }
+    }
+    if (!tables_done) {
+      ++it;
+      continue;
+    }
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const std::string& topic : it->second) {
+      tps.push_back(RdKafka::TopicPartition::create(topic, it->first));
+    }
+    consumer_->resume(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    if (!all) spdlog::info("partition {}: tables caught up; joins resumed", it->first);
+    paused_for_join_.erase(it++);
+  }
+}
+
 void Ingestor::OnRevoke() {
   // What was processed so far is committed before the partitions can move: the next owner
   // (or this node, later) resumes exactly after it.
@@ -790,11 +963,13 @@ void Ingestor::OnRevoke() {
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on revoke: {}", s.ToString());
   for (const auto& [p, state] : states_.Snapshot()) {
     for (const CompiledStore& store : topology_.stores()) {
-      positions_.Forget(store.info.name, store.spec.source(), p);
+      positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);
     }
   }
   states_.Clear();
+  ResumeJoins(/*all=*/true);
   next_.clear();
+  upstream_next_.clear();
   catching_up_.clear();
   consumer_->unassign();
   spdlog::info("partitions revoked");

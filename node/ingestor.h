@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <librdkafka/rdkafkacpp.h>
@@ -128,6 +129,14 @@ class Ingestor {
   std::optional<int64_t> StartOffset(const CompiledSource& source, PartitionId p);
   void HandleOutOfRange(const std::string& topic, PartitionId p, const std::string& detail);
   absl::Status ProduceChangelog();
+  // Name under which the store engine keeps a grouped store's next offset from one upstream
+  // partition (see upstream_next_).
+  std::string UpstreamStream(const CompiledStore& store, int32_t upstream) const;
+  // Pauses the partitions of streams that join a table still catching up on them, so that no
+  // record is joined with a table that is not yet complete (Kafka Streams restores tables
+  // before processing).
+  void PauseJoinsBehindTables();
+  void ResumeJoins(bool all);
   void CheckCaughtUp();
   void NotifyOwnershipChange();
   int32_t ReadGeneration();
@@ -152,6 +161,11 @@ class Ingestor {
   absl::flat_hash_map<std::pair<int, int32_t>, int64_t> next_;
   // Gained partitions still catching up: (store index, high watermark at assignment).
   absl::flat_hash_map<int32_t, std::vector<std::pair<int, int64_t>>> catching_up_;
+  // Grouped stores: next upstream offset per (store index, partition, upstream partition). A
+  // re-processed upstream batch forwards its records again; these watermarks drop them.
+  absl::flat_hash_map<std::tuple<int, int32_t, int32_t>, int64_t> upstream_next_;
+  // Stream partitions paused until the tables they join have caught up: partition → topics.
+  absl::flat_hash_map<int32_t, std::vector<std::string>> paused_for_join_;
   // (store index, partition) touched by the pending batch.
   absl::flat_hash_set<std::pair<int, int32_t>> touched_;
   absl::Time next_progress_log_ = absl::InfinitePast();

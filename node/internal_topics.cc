@@ -14,7 +14,7 @@ namespace {
 
 // Creates `topics` with the Admin API; OK if each was created or already exists.
 absl::Status CreateTopics(const std::string& bootstrap_servers,
-                          const std::vector<std::pair<std::string, int32_t>>& topics,
+                          const std::vector<CompiledTopology::InternalTopic>& topics,
                           absl::Duration timeout) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -26,11 +26,11 @@ absl::Status CreateTopics(const std::string& bootstrap_servers,
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (rk == nullptr) return absl::InternalError(absl::StrCat("admin client: ", errstr));
   std::vector<rd_kafka_NewTopic_t*> new_topics;
-  for (const auto& [name, partitions] : topics) {
-    rd_kafka_NewTopic_t* t =
-        rd_kafka_NewTopic_new(name.c_str(), partitions, -1, errstr, sizeof(errstr));
+  for (const auto& topic : topics) {
+    rd_kafka_NewTopic_t* t = rd_kafka_NewTopic_new(topic.name.c_str(), topic.partitions, -1,
+                                                   errstr, sizeof(errstr));
     if (t == nullptr) continue;
-    rd_kafka_NewTopic_set_config(t, "cleanup.policy", "compact");
+    if (topic.compacted) rd_kafka_NewTopic_set_config(t, "cleanup.policy", "compact");
     new_topics.push_back(t);
   }
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
@@ -66,18 +66,20 @@ absl::Status CreateTopics(const std::string& bootstrap_servers,
 }  // namespace
 
 absl::Status EnsureInternalTopics(const std::string& bootstrap_servers,
-                                  const std::vector<std::pair<std::string, int32_t>>& topics,
+                                  const std::vector<CompiledTopology::InternalTopic>& topics,
                                   absl::Duration timeout) {
   if (topics.empty()) return absl::OkStatus();
   std::vector<std::string> names;
-  for (const auto& [name, partitions] : topics) names.push_back(name);
+  for (const auto& topic : topics) names.push_back(topic.name);
   auto counts = FetchPartitionCounts(bootstrap_servers, {}, absl::ZeroDuration());
   if (!counts.ok()) return counts.status();
-  std::vector<std::pair<std::string, int32_t>> missing;
-  for (const auto& [name, partitions] : topics) {
+  std::vector<CompiledTopology::InternalTopic> missing;
+  for (const auto& topic : topics) {
+    const std::string& name = topic.name;
+    const int32_t partitions = topic.partitions;
     auto it = counts->find(name);
     if (it == counts->end()) {
-      missing.emplace_back(name, partitions);
+      missing.push_back(topic);
     } else if (it->second != partitions) {
       return absl::FailedPreconditionError(absl::StrCat(
           "internal topic ", name, " has ", it->second, " partitions, but the sources have ",
@@ -87,12 +89,12 @@ absl::Status EnsureInternalTopics(const std::string& bootstrap_servers,
   }
   if (missing.empty()) return absl::OkStatus();
   std::vector<std::string> specs;
-  for (const auto& [name, partitions] : missing) specs.push_back(absl::StrCat(name, ":", partitions));
+  for (const auto& topic : missing) specs.push_back(absl::StrCat(topic.name, ":", topic.partitions));
   absl::Status created = CreateTopics(bootstrap_servers, missing, timeout);
   if (!created.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "internal topics missing and could not be created (", created.message(),
-        "); create them with these partition counts (compacted): ", absl::StrJoin(specs, ", "),
+        "); create them with these partition counts (changelogs compacted): ", absl::StrJoin(specs, ", "),
         " (kiq-dev-kafka: --topics=", absl::StrJoin(specs, ","), ")"));
   }
   spdlog::info("created internal topics {}", absl::StrJoin(specs, ", "));

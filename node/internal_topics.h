@@ -7,15 +7,18 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
+#include "node/compiled_topology.h"
+
 namespace kiq::node {
 
-// Makes sure kiq's own topics that must be co-partitioned with the sources (changelogs) exist
-// with exactly `partitions` partitions: creates missing ones through the Admin API (compacted,
-// as changelogs keep only the newest value per key), and refuses a topic with another count
+// Makes sure kiq's own topics that must be co-partitioned with the sources (changelogs,
+// repartition topics) exist with exactly their partition count: creates missing ones through
+// the Admin API (changelogs compacted, as they need only the newest value per key; repartition
+// topics with the broker's default delete policy), and refuses a topic with another count
 // (its partition p would not hold store partition p). Brokers that do not answer CreateTopics
 // (e.g. librdkafka's mock cluster) get a clear error naming the topics to create by hand.
 absl::Status EnsureInternalTopics(const std::string& bootstrap_servers,
-                                  const std::vector<std::pair<std::string, int32_t>>& topics,
+                                  const std::vector<CompiledTopology::InternalTopic>& topics,
                                   absl::Duration timeout);
 
 }  // namespace kiq::node

@@ -18,7 +18,9 @@ absl::StatusOr<router::StoreInfo> LocalStoresImpl::Describe(absl::string_view st
 
 std::vector<router::StoreInfo> LocalStoresImpl::ListStores() const {
   std::vector<router::StoreInfo> out;
-  for (const CompiledStore& store : topology_.stores()) out.push_back(store.info);
+  for (const CompiledStore& store : topology_.stores()) {
+    if (!store.internal) out.push_back(store.info);
+  }
   return out;
 }
 

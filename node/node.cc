@@ -253,6 +253,7 @@ void Node::UpdateGauges() {
   ingest_metrics_->SetPartitions(active, restoring, failed);
   ingest_metrics_->SetMembers(static_cast<int64_t>(table_.AllNodes().size()));
   for (const CompiledStore& store : topology_->stores()) {
+    if (store.internal) continue;  // no column family
     StoreEngine::StoreStats stats = engine_->Stats(store.handle);
     ingest_metrics_->SetStore(store.info.name, stats.size_bytes, stats.estimated_keys);
   }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/json_value.h"
+#include "router/partitioner.h"
 #include "router/value_codec.h"
 
 namespace kiq::node {
@@ -325,6 +326,54 @@ class FilterProcessor final : public FieldProcessor {
   const std::unique_ptr<Processor> inner_;
 };
 
+// The first half of a group_by store (Kafka Streams' groupBy + repartition): re-keys each
+// record by a field and forwards it to the partition of the repartition topic that the new key
+// maps to; the second half (the store's kind) consumes that topic.
+class RepartitionProcessor final : public FieldProcessor {
+ public:
+  RepartitionProcessor(std::string topic, int32_t partitions, const std::string& field,
+                       bool json_source)
+      : FieldProcessor(json_source),
+        topic_(std::move(topic)),
+        partitions_(partitions),
+        field_(field) {}
+
+ protected:
+  absl::Status ProcessParsed(const Record& record, StagedBatch& batch) override {
+    if (!record.value) return absl::InvalidArgumentError("null value");
+    absl::StatusOr<Scalar> scalar = Read(record, field_);
+    if (!scalar.ok()) return scalar.status();
+    std::string key;
+    if (scalar->json == nullptr) {
+      key = std::string(scalar->text);
+    } else if (scalar->json->IsString()) {
+      key.assign(scalar->json->GetString(), scalar->json->GetStringLength());
+    } else if (scalar->json->IsNumber() || scalar->json->IsBool()) {
+      key = ToJsonText(*scalar->json);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field_.Describe(), " cannot be a key: ", DescribeJson(*scalar->json)));
+    }
+    ForwardedRecord out;
+    out.topic = topic_;
+    // Kafka's default partitioner, so the topic is also readable by other Kafka tools.
+    out.partition = PartitionId(router::PartitionForKey(router::PartitionerKind::kMurmur2, key,
+                                                        partitions_));
+    out.key = std::move(key);
+    out.value = std::string(*record.value);
+    out.timestamp_ms = record.timestamp_ms;
+    out.upstream_partition = record.partition;
+    out.upstream_offset = record.offset;
+    batch.Forward(std::move(out));
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::string topic_;
+  const int32_t partitions_;
+  const FieldPath field_;
+};
+
 template <typename Spec>
 std::unique_ptr<Processor> MakeNumberProcessor(const Spec& spec, Fold fold, bool json_source,
                                                StoreHandle handle) {
@@ -387,13 +436,26 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
   return processor;
 }
 
+std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
+                                                    kiq::v1::Format value_format,
+                                                    std::string topic, int32_t partitions) {
+  const bool json = value_format == kiq::v1::FORMAT_JSON;
+  std::unique_ptr<Processor> processor = std::make_unique<RepartitionProcessor>(
+      std::move(topic), partitions, store.group_by().field(), json);
+  if (store.has_filter()) {
+    processor = std::make_unique<FilterProcessor>(store.filter(), json, /*table=*/false,
+                                                  std::move(processor));
+  }
+  return processor;
+}
+
 router::ValueKind ValueKindOf(const kiq::v1::Store& store, const kiq::v1::Source& source) {
   if (store.has_count()) return router::ValueKind::kInt64;
   if (store.has_sum() || store.has_min() || store.has_max()) {
     return NumberTypeOf(store) == kiq::v1::NUMBER_TYPE_DOUBLE ? router::ValueKind::kDouble
                                                                : router::ValueKind::kInt64;
   }
-  if (store.has_latest()) return router::ValueKind::kJson;
+  if (store.has_latest() || store.has_join()) return router::ValueKind::kJson;
   switch (source.value_format()) {
     case kiq::v1::FORMAT_JSON:
       return router::ValueKind::kJson;

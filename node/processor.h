@@ -29,6 +29,13 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
                                                          kiq::v1::Format value_format,
                                                          StoreHandle handle);
 
+// The first half of a group_by store: applies its filter to records of `value_format`, reads
+// the group_by field and forwards each record under that key to `topic` (the repartition topic,
+// `partitions` partitions, murmur2) through StagedBatch::Forward.
+std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
+                                                    kiq::v1::Format value_format,
+                                                    std::string topic, int32_t partitions);
+
 // The value kind a store's answers are rendered with.
 router::ValueKind ValueKindOf(const kiq::v1::Store& store, const kiq::v1::Source& source);
 // "table", "count", ...

@@ -89,6 +89,7 @@ absl::Status StagedBatch::Commit(std::vector<Change>* changes) {
 void StagedBatch::Clear() {
   slots_.clear();
   offsets_.clear();
+  forwards_.clear();
   records_ = 0;
 }
 

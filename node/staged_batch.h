@@ -23,6 +23,19 @@ struct Change {
   std::optional<std::string> new_value;
 };
 
+// A record a batch sends on to a repartition topic (group_by), produced before the batch is
+// committed, like the changelog.
+struct ForwardedRecord {
+  std::string topic;
+  PartitionId partition;
+  std::string key;
+  std::string value;
+  int64_t timestamp_ms = 0;
+  // Where it came from, so that the consumer can drop re-forwarded duplicates.
+  PartitionId upstream_partition;
+  Offset upstream_offset;
+};
+
 // Stages the effects of a batch of records in memory, one slot per (store, partition, key): a
 // key updated many times in a batch is read from RocksDB once and written once. Commit turns
 // the slots, the adjusted entry counts and the source offsets into one WriteBatch.
@@ -42,7 +55,11 @@ class StagedBatch {
   // Records that every record of (topic, p) below `next` is in this batch.
   void SetOffset(absl::string_view topic, PartitionId p, Offset next);
 
-  bool empty() const { return slots_.empty() && offsets_.empty(); }
+  // Queues a record for a repartition topic.
+  void Forward(ForwardedRecord record) { forwards_.push_back(std::move(record)); }
+  const std::vector<ForwardedRecord>& forwards() const { return forwards_; }
+
+  bool empty() const { return slots_.empty() && offsets_.empty() && forwards_.empty(); }
   size_t records() const { return records_; }
   void CountRecord() { ++records_; }
 
@@ -81,6 +98,7 @@ class StagedBatch {
   StoreEngine& engine_;
   absl::node_hash_map<SlotKey, Slot> slots_;
   absl::flat_hash_map<std::pair<std::string, int32_t>, Offset> offsets_;
+  std::vector<ForwardedRecord> forwards_;
   size_t records_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -36,6 +37,7 @@ constexpr size_t kMaxTopicLength = 249;
 // the cap leaves room for those suffixes.
 constexpr size_t kMaxApplicationIdLength = 200;
 constexpr absl::string_view kChangelogSuffix = "-changelog";
+constexpr absl::string_view kRepartitionSuffix = "-repartition";
 // Beyond this, further problems are likely consequences of the first ones.
 constexpr size_t kMaxReportedProblems = 20;
 
@@ -80,6 +82,8 @@ struct TopologyIndex {
   std::string declared_sources;                // "customers, orders", for messages.
   // Value format of each declared topic (UNSPECIFIED as STRING).
   std::map<std::string, kiq::v1::Format> value_format_by_topic;
+  // Partitioner of each declared topic (UNSPECIFIED as MURMUR2).
+  std::map<std::string, kiq::v1::Partitioner> partitioner_by_topic;
 };
 
 using Problems = std::vector<std::string>;
@@ -102,8 +106,10 @@ struct StoreKindRule {
 
 void NothingMoreToCheck(const Store&, const std::string&, const TopologyIndex&, Problems*) {}
 
-// The value format of the store's source, if the source is declared.
+// The format of the values the store's filter, group_by and kind read: its source's, if the
+// source is declared, or JSON for a join (whose output is a JSON object).
 std::optional<kiq::v1::Format> SourceValueFormat(const Store& store, const TopologyIndex& index) {
+  if (store.has_join()) return kiq::v1::FORMAT_JSON;
   auto it = index.value_format_by_topic.find(store.source());
   if (it == index.value_format_by_topic.end()) return std::nullopt;
   return it->second;
@@ -229,6 +235,93 @@ void CheckFilter(const Store& store, const std::string& path, const TopologyInde
   CheckFilterNode(store.filter(), path, store, format, problems);
 }
 
+// A stream–table join reads the table partition that has the record's key, on the same node:
+// the two topics must be co-partitioned (same partitioner here; same partition count is
+// checked against Kafka at start-up).
+void CheckJoin(const Topology& topology, const Store& store, const std::string& path,
+               const TopologyIndex& index, Problems* problems) {
+  const kiq::v1::Join& join = store.join();
+  auto source_format = index.value_format_by_topic.find(store.source());
+  if (source_format != index.value_format_by_topic.end() &&
+      source_format->second == kiq::v1::FORMAT_BYTES) {
+    Add(problems, path,
+        absl::StrCat("a join needs a JSON or STRING source; source ", Quote(store.source()),
+                     " has value_format bytes"));
+  }
+  auto table_it = index.store_by_name.find(join.table());
+  if (join.table().empty()) {
+    Add(problems, path + ".table", "required; the name of a table store to join with");
+    return;
+  }
+  if (table_it == index.store_by_name.end()) {
+    Add(problems, path + ".table", absl::StrCat("unknown store ", Quote(join.table())));
+    return;
+  }
+  const Store& table = topology.stores(table_it->second);
+  if (!table.has_table() || table.has_join() || table.has_group_by()) {
+    Add(problems, path + ".table",
+        absl::StrCat("store ", Quote(join.table()),
+                     " is not a plain table (a table store without join or group_by)"));
+    return;
+  }
+  auto table_format = index.value_format_by_topic.find(table.source());
+  if (table_format != index.value_format_by_topic.end() &&
+      table_format->second == kiq::v1::FORMAT_BYTES) {
+    Add(problems, path + ".table",
+        absl::StrCat("table ", Quote(join.table()), " has bytes values (source ",
+                     Quote(table.source()), "); a join needs JSON or STRING"));
+  }
+  auto a = index.partitioner_by_topic.find(store.source());
+  auto b = index.partitioner_by_topic.find(table.source());
+  if (a != index.partitioner_by_topic.end() && b != index.partitioner_by_topic.end() &&
+      a->second != b->second) {
+    Add(problems, path + ".table",
+        absl::StrCat("not co-partitioned: source ", Quote(store.source()), " uses ",
+                     kiq::v1::Partitioner_Name(a->second), " but table ", Quote(join.table()),
+                     "'s source ", Quote(table.source()), " uses ",
+                     kiq::v1::Partitioner_Name(b->second)));
+  }
+  const std::string source_as = join.source_as().empty() ? store.source() : join.source_as();
+  const std::string table_as = join.table_as().empty() ? join.table() : join.table_as();
+  for (const auto& [alias, field, name] :
+       {std::tuple(source_as, "source_as", store.source()),
+        std::tuple(table_as, "table_as", join.table())}) {
+    if (alias.find('.') != std::string::npos || alias.empty()) {
+      Add(problems, absl::StrCat(path, ".", field),
+          absl::StrCat(Quote(alias), " cannot name a side of the joined value (field paths split "
+                       "on '.'); set ", field, " to a name without dots",
+                       name == alias ? " (it defaults to the name)" : ""));
+    }
+  }
+  if (source_as == table_as) {
+    Add(problems, path + ".table_as",
+        absl::StrCat("both sides of the joined value would be named ", Quote(source_as),
+                     "; set source_as or table_as"));
+  }
+}
+
+// group_by re-keys by a field: the kind must be an aggregate (a table grouped by a field
+// would need KGroupedTable's subtractor semantics).
+void CheckGroupBy(const Store& store, const std::string& path, const TopologyIndex& index,
+                  Problems* problems) {
+  if (store.has_table()) {
+    Add(problems, path,
+        "a table cannot be grouped; group_by needs an aggregate: count, sum, min, max or latest");
+  }
+  const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
+  if (format == kiq::v1::FORMAT_BYTES) {
+    Add(problems, path,
+        absl::StrCat("group_by needs a JSON or STRING source; source ", Quote(store.source()),
+                     " has value_format bytes"));
+    return;
+  }
+  if (store.group_by().field().empty() && format == kiq::v1::FORMAT_JSON) {
+    Add(problems, path + ".field", "required; the JSON field whose value becomes the key");
+    return;
+  }
+  CheckFieldPath(store.group_by().field(), path + ".field", store, format, problems);
+}
+
 const StoreKindRule* FindStoreKindRule(Store::KindCase kind) {
   for (const StoreKindRule& rule : kStoreKindRules) {
     if (rule.kind == kind) return &rule;
@@ -287,6 +380,9 @@ void CheckSources(const Topology& topology, TopologyIndex* index, Problems* prob
       index->value_format_by_topic[topic] =
           source.value_format() == kiq::v1::FORMAT_UNSPECIFIED ? kiq::v1::FORMAT_STRING
                                                                : source.value_format();
+      index->partitioner_by_topic[topic] = source.partitioner() == kiq::v1::PARTITIONER_UNSPECIFIED
+                                               ? kiq::v1::PARTITIONER_MURMUR2
+                                               : source.partitioner();
     }
     // Only a Topology built in code can hold numbers outside the enums.
     if (!kiq::v1::Format_IsValid(source.key_format())) {
@@ -320,12 +416,13 @@ void CheckStoreName(const Topology& topology, int i, const std::string& path, To
     return;
   }
   const std::string& id = topology.application_id();
-  const size_t changelog_length = id.size() + 1 + name.size() + kChangelogSuffix.size();
-  if (!id.empty() && id.size() <= kMaxApplicationIdLength && changelog_length > kMaxTopicLength) {
+  const absl::string_view suffix =
+      topology.stores(i).has_group_by() ? kRepartitionSuffix : kChangelogSuffix;
+  const size_t topic_length = id.size() + 1 + name.size() + suffix.size();
+  if (!id.empty() && id.size() <= kMaxApplicationIdLength && topic_length > kMaxTopicLength) {
     Add(problems, path + ".name",
-        absl::StrCat("too long: the changelog topic \"", id, "-", name, kChangelogSuffix,
-                     "\" would be ", changelog_length, " characters; Kafka allows at most ",
-                     kMaxTopicLength));
+        absl::StrCat("too long: the internal topic \"", id, "-", name, suffix, "\" would be ",
+                     topic_length, " characters; Kafka allows at most ", kMaxTopicLength));
   }
 }
 
@@ -352,11 +449,7 @@ void CheckStores(const Topology& topology, TopologyIndex* index, Problems* probl
       continue;
     }
     if (store.has_filter()) CheckFilter(store, path + ".filter", *index, problems);
-    // Declared in the schema, being implemented: refused rather than silently ignored.
-    if (store.has_join()) Add(problems, path + ".join", "not supported by this kiq version yet");
-    if (store.has_group_by()) {
-      Add(problems, path + ".group_by", "not supported by this kiq version yet");
-    }
+    if (store.has_group_by()) CheckGroupBy(store, path + ".group_by", *index, problems);
     if (store.has_window()) Add(problems, path + ".window", "not supported by this kiq version yet");
     const std::string kind_path = absl::StrCat(path, ".", StoreKindName(store.kind_case()));
     const StoreKindRule* rule = FindStoreKindRule(store.kind_case());
@@ -367,6 +460,13 @@ void CheckStores(const Topology& topology, TopologyIndex* index, Problems* probl
       continue;
     }
     rule->check(store, kind_path, *index, problems);
+  }
+  // Joins may name tables declared after them.
+  for (int i = 0; i < topology.stores_size(); ++i) {
+    const Store& store = topology.stores(i);
+    if (store.has_join()) {
+      CheckJoin(topology, store, absl::StrCat("stores[", i, "].join"), *index, problems);
+    }
   }
 }
 

@@ -76,7 +76,9 @@ int main(int argc, char** argv) {
   auto compiled = kiq::node::CompiledTopology::Compile(*topology, nullptr, *counts);
   if (!compiled.ok()) return refuse(compiled.status().ToString());
   std::vector<kiq::router::StoreInfo> infos;
-  for (const kiq::node::CompiledStore& store : (*compiled)->stores()) infos.push_back(store.info);
+  for (const kiq::node::CompiledStore& store : (*compiled)->stores()) {
+    if (!store.internal) infos.push_back(store.info);
+  }
 
   kiq::router::StoreCatalog catalog(std::move(infos));
   kiq::router::RoutingTable table;

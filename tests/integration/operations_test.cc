@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "tests/testing/kafka_fixture.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
@@ -27,23 +28,9 @@ using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
 
-// Sums the samples of `name` whose label text contains every string of `labels`.
 double Sum(const std::string& exposition, const std::string& name,
            const std::vector<std::string>& labels = {}) {
-  double total = 0;
-  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    if (!absl::StartsWith(line, name) || (line.size() > name.size() && line[name.size()] != '{' &&
-                                          line[name.size()] != ' ')) {
-      continue;
-    }
-    bool match = true;
-    for (const std::string& l : labels) match = match && absl::StrContains(line, l);
-    if (!match) continue;
-    double value = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) total += value;
-  }
-  return total;
+  return MetricSum(exposition, name, labels);
 }
 
 class OperationsTest : public KafkaFixture {

@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -22,7 +23,8 @@ namespace {
 constexpr int kPartitions = 4;
 constexpr int kPlayers = 20;
 
-class ScoreboardTest : public KafkaFixture {
+// Run on one node and on a 3-node cluster (every query through every node).
+class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface<int> {
  protected:
   void SetUp() override { StartKafka("scoreboard", {{"score_events", kPartitions},
                                                {"player_events", kPartitions},
@@ -30,11 +32,13 @@ class ScoreboardTest : public KafkaFixture {
                                                {"scoreboard-avatar-changelog", kPartitions},
                                                {"scoreboard-big_scores-changelog", kPartitions}}); }
 
-  void StartNode() {
-    auto node = LaunchNode(ExampleTopology("scoreboard"));
-    ASSERT_OK(node);
-    node_ = std::move(*node);
-    client_ = std::make_unique<NodeClient>(node_->target());
+  void StartNodes(int n) {
+    for (int i = 1; i <= n; ++i) {
+      auto node = LaunchNode(ExampleTopology("scoreboard"), absl::StrCat("n", i));
+      ASSERT_OK(node);
+      clients_.push_back(std::make_unique<NodeClient>((*node)->target()));
+      nodes_.push_back(std::move(*node));
+    }
   }
 
   void Produce(const std::string& topic, const std::string& key, const std::string& value) {
@@ -44,26 +48,26 @@ class ScoreboardTest : public KafkaFixture {
     next = std::max(next, delivered->offset + 1);
   }
 
-  void WaitCaughtUp(const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp(store, topic, produced_); },
+  void WaitCaughtUp(NodeClient& client, const std::string& store, const std::string& topic) {
+    ASSERT_TRUE(WaitFor([&] { return client.CaughtUp(store, topic, produced_); },
                         absl::Seconds(60)))
         << "store " << store << " did not reach the produced offsets of " << topic << "\n"
-        << node_->process().ReadLog();
+        << nodes_[0]->process().ReadLog();
   }
 
-  Entries ScanAll(const std::string& store) {
+  static Entries ScanAll(NodeClient& client, const std::string& store) {
     grpc::Status status;
-    Entries out = client_->Scan(store, 7, "", "", nullptr, &status);
+    Entries out = client.Scan(store, 7, "", "", nullptr, &status);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return out;
   }
 
-  std::unique_ptr<NodeProcess> node_;
-  std::unique_ptr<NodeClient> client_;
+  std::vector<std::unique_ptr<NodeProcess>> nodes_;
+  std::vector<std::unique_ptr<NodeClient>> clients_;
   Positions produced_;
 };
 
-TEST_F(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
+TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
   std::mt19937 rng(2024);
   std::map<std::string, int64_t> score;
   std::map<std::string, int64_t> big_scores;
@@ -71,7 +75,7 @@ TEST_F(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
   // (store, reason) of each dead letter the bad records must produce.
   std::multiset<std::pair<std::string, std::string>> expected_letters;
 
-  StartNode();
+  StartNodes(GetParam());
   for (int i = 0; i < 600; ++i) {
     const std::string player = absl::StrCat("p", rng() % kPlayers);
     const int64_t points = static_cast<int64_t>(rng() % 101);
@@ -116,27 +120,32 @@ TEST_F(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
             absl::StrCat(R"({"player":")", player, R"(", "avatar": ")", image, "\"}"));
     avatar[player] = absl::StrCat("\"", image, "\"");
   }
-  WaitCaughtUp("score", "score_events");
-  WaitCaughtUp("big_scores", "score_events");
-  WaitCaughtUp("avatar", "player_events");
-
   auto as_entries = [](const std::map<std::string, int64_t>& m) {
     Entries out;
     for (const auto& [k, v] : m) out.emplace_back(k, absl::StrCat(v));
     return out;
   };
-  EXPECT_EQ(ScanAll("score"), as_entries(score));
-  EXPECT_EQ(ScanAll("big_scores"), as_entries(big_scores));
-  EXPECT_EQ(ScanAll("avatar"), Entries(avatar.begin(), avatar.end()));
+  for (size_t i = 0; i < clients_.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("via n", i + 1));
+    NodeClient& client = *clients_[i];
+    WaitCaughtUp(client, "score", "score_events");
+    WaitCaughtUp(client, "big_scores", "score_events");
+    WaitCaughtUp(client, "avatar", "player_events");
+    EXPECT_EQ(ScanAll(client, "score"), as_entries(score));
+    EXPECT_EQ(ScanAll(client, "big_scores"), as_entries(big_scores));
+    EXPECT_EQ(ScanAll(client, "avatar"), Entries(avatar.begin(), avatar.end()));
 
-  // Answers carry the structured value too: a number for sums, the JSON for latest.
-  const std::string player = score.begin()->first;
-  kiq::v1::GetResponse get;
-  ASSERT_TRUE(client_->Get("score", player, &get).ok());
-  EXPECT_EQ(get.entry().json().number_value(), static_cast<double>(score.begin()->second));
-  const std::string with_avatar = avatar.begin()->first;
-  ASSERT_TRUE(client_->Get("avatar", with_avatar, &get).ok());
-  EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""), avatar.begin()->second);
+    // Answers carry the structured value too: a number for sums, the JSON for latest.
+    const std::string player = score.begin()->first;
+    kiq::v1::GetResponse get;
+    ASSERT_TRUE(client.Get("score", player, &get).ok());
+    EXPECT_EQ(get.entry().json().number_value(), static_cast<double>(score.begin()->second));
+    const std::string with_avatar = avatar.begin()->first;
+    ASSERT_TRUE(client.Get("avatar", with_avatar, &get).ok());
+    EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""),
+              avatar.begin()->second);
+  }
+
 
   auto letters = ConsumeAll(kafka_->bootstrap_servers(), "scoreboard-dlq",
                             static_cast<int>(expected_letters.size()), absl::Seconds(30));
@@ -146,8 +155,13 @@ TEST_F(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
     got.emplace(headers["kiq.store"], headers["kiq.reason"]);
   }
   EXPECT_EQ(got, expected_letters);
-  EXPECT_TRUE(node_->process().running());
+  for (auto& node : nodes_) EXPECT_TRUE(node->process().running());
 }
+
+INSTANTIATE_TEST_SUITE_P(Nodes, ScoreboardTest, ::testing::Values(1, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return absl::StrCat(info.param, info.param == 1 ? "Node" : "Nodes");
+                         });
 
 }  // namespace
 }  // namespace kiq::testing

@@ -284,7 +284,7 @@ TEST(ParseTopologyTest, LongNamesAreCheckedAgainstKafkasTopicLimit) {
                                          ", source: t, count: {}}]"),
                             "t.yaml"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(StartsWith("t.yaml: stores[0].name: too long: the changelog topic \""),
+                       AllOf(StartsWith("t.yaml: stores[0].name: too long: the internal topic \""),
                              HasSubstr("\" would be 250 characters; Kafka allows at most 249"))));
 }
 
@@ -593,4 +593,69 @@ TEST(ExampleTopologyTest, OrdersExampleLoads) {
 }
 
 }  // namespace
+
+TEST(ParseTopologyTest, JoinAndGroupByMistakesAreRefusedWithTheirPath) {
+  const std::string sources =
+      "application_id: a\n"
+      "sources: [{topic: orders}, {topic: customers, value_format: json},"
+      " {topic: blobs, value_format: bytes}, {topic: crc, partitioner: consistent}]\n";
+  const ErrorCase cases[] = {
+      {"join of an unknown store",
+       sources + "stores: [{name: c, source: orders, count: {}, join: {table: nope}}]",
+       "t.yaml: stores[0].join.table: unknown store \"nope\""},
+      {"join without a table",
+       sources + "stores: [{name: c, source: orders, count: {}, join: {}}]",
+       "t.yaml: stores[0].join.table: required; the name of a table store to join with"},
+      {"join of a count",
+       sources + "stores: [{name: n, source: customers, count: {}},"
+                 " {name: c, source: orders, count: {}, join: {table: n}}]",
+       "t.yaml: stores[1].join.table: store \"n\" is not a plain table (a table store without "
+       "join or group_by)"},
+      {"join of non-co-partitioned topics",
+       sources + "stores: [{name: t, source: crc, table: {}},"
+                 " {name: c, source: orders, count: {}, join: {table: t}}]",
+       "t.yaml: stores[1].join.table: not co-partitioned: source \"orders\" uses "
+       "PARTITIONER_MURMUR2 but table \"t\"'s source \"crc\" uses PARTITIONER_CONSISTENT"},
+      {"join of a bytes stream",
+       sources + "stores: [{name: t, source: customers, table: {}},"
+                 " {name: c, source: blobs, count: {}, join: {table: t}}]",
+       "t.yaml: stores[1].join: a join needs a JSON or STRING source; source \"blobs\" has "
+       "value_format bytes"},
+      {"join sides with the same name",
+       sources + "stores: [{name: t, source: customers, table: {}},"
+                 " {name: c, source: orders, count: {}, join: {table: t, source_as: x,"
+                 " table_as: x}}]",
+       "t.yaml: stores[1].join.table_as: both sides of the joined value would be named \"x\"; "
+       "set source_as or table_as"},
+      {"join side with a dot",
+       sources + "stores: [{name: t, source: customers, table: {}},"
+                 " {name: c, source: orders, count: {}, join: {table: t, table_as: a.b}}]",
+       "t.yaml: stores[1].join.table_as: \"a.b\" cannot name a side of the joined value (field "
+       "paths split on '.'); set table_as to a name without dots"},
+      {"group_by a table",
+       sources + "stores: [{name: t, source: customers, table: {}, group_by: {field: city}}]",
+       "t.yaml: stores[0].group_by: a table cannot be grouped; group_by needs an aggregate: "
+       "count, sum, min, max or latest"},
+      {"group_by without a field on JSON",
+       sources + "stores: [{name: c, source: customers, count: {}, group_by: {}}]",
+       "t.yaml: stores[0].group_by.field: required; the JSON field whose value becomes the key"},
+      {"group_by a path of a string source",
+       sources + "stores: [{name: c, source: orders, count: {}, group_by: {field: city}}]",
+       "t.yaml: stores[0].group_by.field: a field path needs a JSON source; source \"orders\" "
+       "has value_format string (leave field empty to read the whole value)"},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(ParseTopology(c.yaml, "t.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument, Eq(c.message)));
+  }
+  // A joined value is JSON: a string stream joined with a table can be grouped by a path.
+  EXPECT_THAT(ParseTopology(sources + "stores: [{name: t, source: customers, table: {}},"
+                                      " {name: c, source: orders, count: {},"
+                                      " join: {table: t, table_as: customer},"
+                                      " group_by: {field: customer.city}}]",
+                            "t.yaml"),
+              IsOk());
+}
+
 }  // namespace kiq::node

@@ -148,6 +148,26 @@ absl::StatusOr<TestProducer::Delivered> TestProducer::Produce(
   return result.first;
 }
 
+absl::StatusOr<TestProducer::Delivered> TestProducer::ProduceWithHeaders(
+    const std::string& topic, const std::string& key, const std::string& value,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::pair<Delivered, RdKafka::ErrorCode> result{{}, RdKafka::ERR__IN_PROGRESS};
+  RdKafka::Headers* h = RdKafka::Headers::create();
+  for (const auto& [name, v] : headers) h->add(name, v);
+  RdKafka::ErrorCode err = producer_->produce(
+      topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+      const_cast<char*>(value.data()), value.size(), key.data(), key.size(), 0, h, &result);
+  if (err != RdKafka::ERR_NO_ERROR) {
+    delete h;  // owned by the message only once produce() succeeds
+    return absl::UnavailableError(RdKafka::err2str(err));
+  }
+  producer_->flush(10000);
+  if (result.second != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError(RdKafka::err2str(result.second));
+  }
+  return result.first;
+}
+
 absl::Status TestProducer::ProduceAsync(const std::string& topic, const std::string& key,
                                         const std::optional<std::string>& value) {
   while (true) {

@@ -82,6 +82,10 @@ class TestProducer {
   // A nullopt value produces a tombstone (Kafka null).
   absl::StatusOr<Delivered> Produce(const std::string& topic, const std::string& key,
                                     const std::optional<std::string>& value);
+  // Produce with record headers (e.g. to imitate kiq's own internal records).
+  absl::StatusOr<Delivered> ProduceWithHeaders(
+      const std::string& topic, const std::string& key, const std::string& value,
+      const std::vector<std::pair<std::string, std::string>>& headers);
   // Produces without waiting; Flush() waits for all.
   absl::Status ProduceAsync(const std::string& topic, const std::string& key,
                             const std::optional<std::string>& value);
