@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
       absl::StatusOr<StoreHandle> handle = engine->Handle(spec.name());
       if (!handle.ok()) return handle.status();
       absl::StatusOr<std::unique_ptr<Processor>> processor =
-          MakeProcessor(spec, source.spec.value_format(), *handle);
+          MakeProcessor(spec, source.spec.value_format(), *handle, engine);
       if (!processor.ok()) return processor.status();
       store.handle = *handle;
       store.processor = std::move(*processor);
@@ -84,6 +84,11 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
     store.info.num_partitions = source.num_partitions;
     store.info.partitioner = source.partitioner;
     store.info.value_kind = ValueKindOf(spec, source.spec);
+    if (spec.has_window()) {
+      std::vector<std::pair<std::string, std::string>> problems;
+      store.window = ParseWindowSpec(spec.window(), &problems);
+      store.info.window_size_ms = store.window->size_ms;
+    }
     if (!spec.has_table()) {
       store.changelog_topic =
           absl::StrCat(topology.application_id(), "-", spec.name(), "-changelog");
@@ -144,6 +149,11 @@ std::optional<std::string> CompiledTopology::DecodeError(const Record& record,
     }
   }
   return reason;
+}
+
+int64_t CompiledTopology::TakeLateRecords(int store_index) {
+  CompiledStore& store = stores_[store_index];
+  return store.processor ? store.processor->TakeLateRecords() : 0;
 }
 
 absl::Status CompiledTopology::Process(const Record& record, int store_index, StagedBatch& batch) {
