@@ -391,7 +391,14 @@ class WindowedProcessor final : public Processor {
       }
       // Crossing a window boundary may expire the oldest windows: sweep the partition.
       if (old_time && Boundary(stream_time) != Boundary(*old_time)) {
-        sweeps_[record.partition.value()].pending = true;
+        SweepState& state = sweeps_[record.partition.value()];
+        // A sweep under way has checked its first keys against an older stream time: it
+        // goes round once more when it ends.
+        if (state.pending) {
+          state.again = true;
+        } else {
+          state.pending = true;
+        }
       }
     }
     return Sweep(record.partition, stream_time, batch);
@@ -405,6 +412,7 @@ class WindowedProcessor final : public Processor {
 
   struct SweepState {
     bool pending = false;
+    bool again = false;
     std::optional<std::string> after;  // resume the partition scan after this key
   };
 
@@ -424,7 +432,10 @@ class WindowedProcessor final : public Processor {
       if (absl::Status s = batch.Write(handle_, p, kv.key, std::nullopt); !s.ok()) return s;
     }
     if (run->size() < kSweepStep) {
-      state = SweepState{};  // the whole partition was swept
+      // The whole partition was swept.
+      const bool again = state.again;
+      state = SweepState{};
+      state.pending = again;
     } else {
       state.after = run->back().key;
     }

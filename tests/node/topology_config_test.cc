@@ -183,7 +183,7 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, sorce: t}]",
        "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count, sum, min, max, "
-       "latest, filter)"},
+       "latest, filter, join, group_by, window)"},
       {"wrong type", "application_id: a\nsources: [{topic: t}]\nstores: [{name: {x: 1}}]",
        "t.yaml: stores[0].name: expected a string, found a mapping"},
       {"kind given a scalar",
@@ -410,6 +410,50 @@ TEST(ParseTopologyTest, AggregateAndFilterMistakesNameTheirFieldPath) {
        "stores: [{name: x, source: j, count: {}, filter: {compare: {field: a, op: eq, "
        "number_value: .nan}}}]",
        "t.yaml: stores[0].filter.compare.number_value: must be a finite number"},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(ParseTopology(absl::StrCat(kFormats, c.yaml), "t.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument, Eq(c.message)));
+  }
+}
+
+TEST(ParseTopologyTest, WindowsParseOnAggregates) {
+  absl::StatusOr<Topology> topology = ParseTopology(
+      absl::StrCat(kFormats,
+                   "stores:\n"
+                   "  - {name: t, source: j, count: {}, window: {size: 30s}}\n"
+                   "  - {name: h, source: j, sum: {field: a}, window: {size: 1m, advance: 20s, "
+                   "grace: 5s, retention: 2h}}\n"
+                   "  - {name: l, source: j, latest: {field: a}, window: {size: 1h}}\n"),
+      "t.yaml");
+  ASSERT_THAT(topology, IsOk());
+  EXPECT_EQ(topology->stores(1).window().advance(), "20s");
+  EXPECT_EQ(topology->stores(2).window().size(), "1h");
+}
+
+TEST(ParseTopologyTest, WindowMistakesNameTheirFieldPath) {
+  const ErrorCase cases[] = {
+      {"windowed table", "stores: [{name: x, source: j, table: {}, window: {size: 1s}}]",
+       "t.yaml: stores[0].window: a table cannot be windowed; windows apply to count, sum, min, "
+       "max and latest"},
+      {"no size", "stores: [{name: x, source: j, count: {}, window: {grace: 1s}}]",
+       "t.yaml: stores[0].window.size: required, e.g. \"30s\""},
+      {"bad duration", "stores: [{name: x, source: j, count: {}, window: {size: 30 seconds}}]",
+       "t.yaml: stores[0].window.size: \"30 seconds\" is not a duration (write e.g. \"500ms\", "
+       "\"30s\", \"5m\", \"1h\")"},
+      {"zero size", "stores: [{name: x, source: j, count: {}, window: {size: 0s}}]",
+       "t.yaml: stores[0].window.size: must be > 0, got \"0s\""},
+      {"negative grace",
+       "stores: [{name: x, source: j, count: {}, window: {size: 1s, grace: -1s}}]",
+       "t.yaml: stores[0].window.grace: must be >= 0, got \"-1s\""},
+      {"advance beyond size",
+       "stores: [{name: x, source: j, count: {}, window: {size: 1s, advance: 2s}}]",
+       "t.yaml: stores[0].window.advance: must be <= size (1s), got \"2s\""},
+      {"short retention",
+       "stores: [{name: x, source: j, count: {}, window: {size: 1m, grace: 1m, retention: 90s}}]",
+       "t.yaml: stores[0].window.retention: must be >= size + grace (120000ms) so that every "
+       "window is kept until it closes, got \"90s\""},
   };
   for (const ErrorCase& c : cases) {
     SCOPED_TRACE(c.name);
