@@ -605,6 +605,17 @@ TEST_F(LoadTopologyFileTest, ErrorsStartWithThePath) {
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith(path + ": line ")));
 }
 
+TEST(ExampleTopologyTest, ShopExampleLoadsWithItsWindows) {
+  absl::StatusOr<Topology> topology =
+      LoadTopologyFile(KIQ_SOURCE_DIR "/examples/shop/topology.yaml");
+  ASSERT_THAT(topology, IsOk());
+  ASSERT_EQ(topology->stores_size(), 4);
+  EXPECT_EQ(topology->stores(0).window().size(), "30s");
+  EXPECT_EQ(topology->stores(1).window().advance(), "30s");
+  EXPECT_TRUE(topology->stores(2).has_sum());
+  EXPECT_FALSE(topology->stores(3).has_window());
+}
+
 TEST(ExampleTopologyTest, OrdersExampleLoads) {
   absl::StatusOr<Topology> topology =
       LoadTopologyFile(KIQ_SOURCE_DIR "/examples/orders/topology.yaml");
