@@ -380,6 +380,20 @@ TEST_F(WindowsTest, ClusterAnswersEveryWindowThroughEveryNodeAndAcrossAPartition
   for (const char* id : {"n1", "n2", "n3"}) ASSERT_NO_FATAL_FAILURE(WaitCaughtUp(id));
   // Every key through every node: at least two of the three are not its owner.
   for (const char* id : {"n1", "n2", "n3"}) ASSERT_NO_FATAL_FAILURE(ExpectExact(id));
+  {
+    // And through a kiq-router, which holds no partition: everything is forwarded.
+    auto router =
+        NodeProcess::StartRouter(dir_, ExampleTopology("shop"), kafka_->bootstrap_servers());
+    ASSERT_OK(router);
+    clients_["router"] = std::make_unique<NodeClient>((*router)->target());
+    stubs_["router"] = kiq::v1::QueryService::NewStub(
+        grpc::CreateChannel((*router)->target(), grpc::InsecureChannelCredentials()));
+    nodes_["router"] = std::move(*router);
+    ASSERT_NO_FATAL_FAILURE(ExpectExact("router"));
+    nodes_.erase("router");
+    clients_.erase("router");
+    stubs_.erase("router");
+  }
 
   // A partition move: kill -9 one node; its partitions are restored from the changelogs
   // (windows and stream time) by the others.
