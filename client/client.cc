@@ -45,6 +45,11 @@ std::string DescribeGet(std::string_view store, std::string_view key) {
   return absl::StrCat("get store=", EscapeForTerminal(store), " key=", QuoteForMessage(key));
 }
 
+std::string DescribeWindowFetch(std::string_view store, std::string_view key) {
+  return absl::StrCat("window-fetch store=", EscapeForTerminal(store),
+                      " key=", QuoteForMessage(key));
+}
+
 std::string DescribeRange(std::string_view store, std::string_view from, std::string_view to) {
   return absl::StrCat("range store=", EscapeForTerminal(store), " from=", QuoteForMessage(from),
                       " to=", QuoteForMessage(to));
@@ -113,6 +118,24 @@ absl::StatusOr<kiq::v1::GetResponse> Client::Get(std::string_view store,
   return CallUnary<kiq::v1::GetResponse>(
       DescribeGet(store, key), [&](grpc::ClientContext* context, kiq::v1::GetResponse* response) {
         return stub_->Get(context, request, response);
+      });
+}
+
+absl::StatusOr<kiq::v1::WindowFetchResponse> Client::WindowFetch(std::string_view store,
+                                                                 std::string_view key,
+                                                                 int64_t time_from,
+                                                                 int64_t time_to) const {
+  kiq::v1::WindowFetchRequest request;
+  request.set_store(std::string(store));
+  SetTextOrBytes(
+      key, [&](std::string v) { request.set_key(std::move(v)); },
+      [&](std::string v) { request.set_key_bytes(std::move(v)); });
+  request.set_time_from(time_from);
+  request.set_time_to(time_to);
+  return CallUnary<kiq::v1::WindowFetchResponse>(
+      DescribeWindowFetch(store, key),
+      [&](grpc::ClientContext* context, kiq::v1::WindowFetchResponse* response) {
+        return stub_->WindowFetch(context, request, response);
       });
 }
 

@@ -48,6 +48,7 @@ std::string DescribeGet(std::string_view store, std::string_view key);
 std::string DescribeRange(std::string_view store, std::string_view from, std::string_view to);
 std::string DescribeAll(std::string_view store);
 std::string DescribeCount(std::string_view store);
+std::string DescribeWindowFetch(std::string_view store, std::string_view key);
 // The metadata calls are named like kiqctl's `metadata [STORE [KEY]]`.
 std::string DescribeAllNodes();
 std::string DescribeNodesForStore(std::string_view store);
@@ -88,6 +89,13 @@ class Client {
   // One page of every entry of `store`.
   absl::StatusOr<kiq::v1::ScanResponse> All(std::string_view store, int32_t page_size = 0,
                                             std::string_view page_token = {}) const;
+
+  // The windows of `key` in a windowed store whose start is in [time_from, time_to] (ms since
+  // the epoch; time_to 0: no upper bound), oldest first.
+  absl::StatusOr<kiq::v1::WindowFetchResponse> WindowFetch(std::string_view store,
+                                                           std::string_view key,
+                                                           int64_t time_from,
+                                                           int64_t time_to) const;
 
   // The approximate number of entries of `store`.
   absl::StatusOr<kiq::v1::CountResponse> Count(std::string_view store) const;

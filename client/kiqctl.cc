@@ -30,6 +30,10 @@ Commands:
                          bound), in byte order of the key.
   all STORE              Every entry of STORE, in byte order of the key.
   count STORE            The approximate number of entries in STORE.
+  window-fetch STORE KEY [FROM [TO]]
+                         The windows of KEY in a windowed STORE whose start is in
+                         [FROM, TO], oldest first. FROM and TO are ms since the epoch or
+                         ISO-8601 times (2024-05-01T12:00:00Z); default: every window.
   metadata               Every live node of the cluster: endpoint, stores, partitions, lease.
   metadata STORE         The live nodes that host STORE.
   metadata STORE KEY     The partition of KEY in STORE and the node that owns it.
@@ -55,7 +59,9 @@ Output:
   Table (default): columns KEY, VALUE, PARTITION. A value is shown as JSON for JSON and numeric
   stores, else as text; bytes that are not UTF-8, control characters and backslash are escaped
   (\xNN, \n, \\). get prints "not found" for a missing key; count prints "count: N
-  (approximate)". When --limit stops range/all before the end, they print the token to resume
+  (approximate)". Entries of windowed stores have WINDOW_START and WINDOW_END columns
+  (ISO-8601 UTC, the window is [start, end)); window-fetch prints "no windows" when there are
+  none. When --limit stops range/all before the end, they print the token to resume
   from to stderr as "next page token: TOKEN".
   metadata, metadata STORE: columns NODE, ENDPOINT, STORES, PARTITIONS, LEASE. PARTITIONS lists
   the partitions the node owns, in order, with a letter on those it does not serve:
@@ -132,6 +138,11 @@ constexpr CommandSpec kCommands[] = {
     {"range", 3, 3, {KiqctlCommand::kRange}, "STORE FROM TO"},
     {"all", 1, 1, {KiqctlCommand::kAll}, "STORE"},
     {"count", 1, 1, {KiqctlCommand::kCount}, "STORE"},
+    {"window-fetch",
+     2,
+     4,
+     {KiqctlCommand::kWindowFetch, KiqctlCommand::kWindowFetch, KiqctlCommand::kWindowFetch},
+     "STORE KEY [FROM [TO]]"},
     {"metadata",
      0,
      2,
@@ -168,6 +179,31 @@ int PrintJson(const google::protobuf::Message& message, std::ostream& out, std::
   if (!json.ok()) return Fail(err, json.status(), "");
   out << *json;
   return exit_code;
+}
+
+// A window-fetch bound: ms since the epoch, or an ISO-8601 (RFC 3339) time.
+absl::StatusOr<int64_t> ParseTimeBound(const std::string& text, absl::string_view name) {
+  int64_t ms = 0;
+  if (absl::SimpleAtoi(text, &ms)) return ms;
+  absl::Time t;
+  std::string error;
+  if (absl::ParseTime(absl::RFC3339_full, text, &t, &error)) return absl::ToUnixMillis(t);
+  return UsageError(absl::StrCat("window-fetch: ", name,
+                                 " wants ms since the epoch or an ISO-8601 time such as "
+                                 "2024-05-01T12:00:00Z, got \"",
+                                 EscapeForTerminal(text), "\""));
+}
+
+int RunWindowFetch(const Client& client, const KiqctlArgs& args, std::ostream& out,
+                   std::ostream& err) {
+  absl::StatusOr<kiq::v1::WindowFetchResponse> response =
+      client.WindowFetch(args.store, args.key, args.time_from, args.time_to);
+  if (!response.ok()) {
+    return Fail(err, response.status(), DescribeWindowFetch(args.store, args.key));
+  }
+  if (args.json) return PrintJson(*response, out, err, kExitOk);
+  out << RenderWindowsTable(*response);
+  return kExitOk;
 }
 
 int RunGet(const Client& client, const KiqctlArgs& args, std::ostream& out, std::ostream& err) {
@@ -294,7 +330,7 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
   }
 
   if (positional.empty()) {
-    return UsageError("missing command (get, range, all, count or metadata)");
+    return UsageError("missing command (get, range, all, count, window-fetch or metadata)");
   }
   const std::string& command = positional[0];
   if (command == "help") {
@@ -328,6 +364,20 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
       parsed.from = positional[2];
       parsed.to = positional[3];
       break;
+    case KiqctlCommand::kWindowFetch: {
+      parsed.key = positional[2];
+      if (operands >= 3) {
+        absl::StatusOr<int64_t> from = ParseTimeBound(positional[3], "FROM");
+        if (!from.ok()) return from.status();
+        parsed.time_from = *from;
+      }
+      if (operands == 4) {
+        absl::StatusOr<int64_t> to = ParseTimeBound(positional[4], "TO");
+        if (!to.ok()) return to.status();
+        parsed.time_to = *to;
+      }
+      break;
+    }
     default:
       break;
   }
@@ -361,6 +411,8 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
       return RunGet(**client, *parsed, out, err);
     case KiqctlCommand::kCount:
       return RunCount(**client, *parsed, out, err);
+    case KiqctlCommand::kWindowFetch:
+      return RunWindowFetch(**client, *parsed, out, err);
     case KiqctlCommand::kRange:
     case KiqctlCommand::kAll:
       return RunScan(**client, *parsed, out, err);

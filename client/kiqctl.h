@@ -31,6 +31,7 @@ enum class KiqctlCommand {
   kRange,
   kAll,
   kCount,
+  kWindowFetch,    // window-fetch STORE KEY [FROM [TO]]
   kNodes,          // metadata
   kNodesForStore,  // metadata STORE
   kNodeForKey,     // metadata STORE KEY
@@ -47,6 +48,8 @@ struct KiqctlArgs {
   std::string from;   // range
   std::string to;     // range
   ScanOptions scan;   // range, all
+  int64_t time_from = 0;  // window-fetch: ms since the epoch
+  int64_t time_to = 0;    // window-fetch: 0 = no upper bound
 };
 
 // The --help text: every command, flag and exit code.

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "client/text.h"
 
 namespace kiq::client {
@@ -57,6 +58,18 @@ Row EntryRow(const kiq::v1::Entry& entry) {
   return {EntryKeyText(entry), EntryValueText(entry), absl::StrCat(entry.partition())};
 }
 
+const Row& WindowEntriesHeader() {
+  static const Row* const header =
+      new Row{"KEY", "WINDOW_START", "WINDOW_END", "VALUE", "PARTITION"};
+  return *header;
+}
+
+Row WindowEntryRow(const kiq::v1::Entry& entry) {
+  return {EntryKeyText(entry), WindowTimeText(entry.window().start_ms()),
+          WindowTimeText(entry.window().end_ms()), EntryValueText(entry),
+          absl::StrCat(entry.partition())};
+}
+
 // host:port; an IPv6 address is bracketed so the port stays readable.
 std::string EndpointText(const kiq::v1::NodeInfo& node) {
   if (node.host().empty() && node.port() == 0) return "-";
@@ -97,10 +110,25 @@ std::string EntryValueText(const kiq::v1::Entry& entry) {
 
 std::string RenderEntriesTable(const google::protobuf::RepeatedPtrField<kiq::v1::Entry>& entries) {
   if (entries.empty()) return "no entries\n";
+  const bool windowed = std::any_of(entries.begin(), entries.end(),
+                                    [](const kiq::v1::Entry& e) { return e.has_window(); });
   std::vector<Row> rows;
   rows.reserve(entries.size());
-  for (const kiq::v1::Entry& entry : entries) rows.push_back(EntryRow(entry));
-  return RenderTable(EntriesHeader(), rows);
+  for (const kiq::v1::Entry& entry : entries) {
+    rows.push_back(windowed ? WindowEntryRow(entry) : EntryRow(entry));
+  }
+  return RenderTable(windowed ? WindowEntriesHeader() : EntriesHeader(), rows);
+}
+
+std::string WindowTimeText(int64_t ms) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
+std::string RenderWindowsTable(const kiq::v1::WindowFetchResponse& response) {
+  if (response.entries().empty()) return "no windows\n";
+  std::vector<Row> rows;
+  for (const kiq::v1::Entry& entry : response.entries()) rows.push_back(WindowEntryRow(entry));
+  return RenderTable(WindowEntriesHeader(), rows);
 }
 
 std::string RenderGetTable(const kiq::v1::GetResponse& response) {

@@ -26,8 +26,17 @@ std::string EntryKeyText(const kiq::v1::Entry& entry);
 std::string EntryValueText(const kiq::v1::Entry& entry);
 
 // A table with columns KEY, VALUE, PARTITION, aligned with two spaces between columns, one
-// line per entry; "no entries\n" when there are none.
+// line per entry; "no entries\n" when there are none. Entries of a windowed store (with a
+// window) get WINDOW_START and WINDOW_END columns after KEY.
 std::string RenderEntriesTable(const google::protobuf::RepeatedPtrField<kiq::v1::Entry>& entries);
+
+// A window bound (ms since the epoch) as ISO-8601 UTC with milliseconds:
+// "2023-11-14T22:14:00.000Z".
+std::string WindowTimeText(int64_t ms);
+
+// The windows of a WindowFetch: columns KEY, WINDOW_START, WINDOW_END, VALUE, PARTITION (bounds
+// as WindowTimeText; the window is [start, end)); "no windows\n" when there are none.
+std::string RenderWindowsTable(const kiq::v1::WindowFetchResponse& response);
 
 // The one-row table of a found key, or "not found\n".
 std::string RenderGetTable(const kiq::v1::GetResponse& response);

@@ -98,7 +98,7 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
       absl::StatusOr<StoreHandle> handle = engine->Handle(spec.name());
       if (!handle.ok()) return handle.status();
       absl::StatusOr<std::unique_ptr<Processor>> processor =
-          MakeProcessor(kind_spec, value_format, *handle);
+          MakeProcessor(kind_spec, value_format, *handle, engine);
       if (!processor.ok()) return processor.status();
       store.handle = *handle;
       store.processor = std::move(*processor);
@@ -108,6 +108,11 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
     store.info.num_partitions = source.num_partitions;
     store.info.partitioner = source.partitioner;
     store.info.value_kind = ValueKindOf(spec, source.spec);
+    if (spec.has_window()) {
+      std::vector<std::pair<std::string, std::string>> problems;
+      store.window = ParseWindowSpec(spec.window(), &problems);
+      store.info.window_size_ms = store.window->size_ms;
+    }
     if (!spec.has_table()) {
       store.changelog_topic =
           absl::StrCat(topology.application_id(), "-", spec.name(), "-changelog");
@@ -256,6 +261,11 @@ absl::Status CompiledTopology::Join(const CompiledStore& store, const Record& re
   join_value_.push_back('}');
   join_json_.Reset(join_value_);
   return absl::OkStatus();
+}
+
+int64_t CompiledTopology::TakeLateRecords(int store_index) {
+  CompiledStore& store = stores_[store_index];
+  return store.processor ? store.processor->TakeLateRecords() : 0;
 }
 
 absl::Status CompiledTopology::Process(const Record& record, int store_index, StagedBatch& batch) {

@@ -12,6 +12,7 @@
 #include "node/json_value.h"
 #include "node/processor.h"
 #include "node/store_engine.h"
+#include "node/window.h"
 #include "router/local_stores.h"
 
 namespace kiq::node {
@@ -42,6 +43,8 @@ struct CompiledStore {
   StoreHandle handle;
   int source = -1;  // index into CompiledTopology::sources()
   std::unique_ptr<Processor> processor;
+  // Set for windowed stores.
+  std::optional<WindowParams> window;
   // `<app>-<store>-changelog` for stores that cannot be rebuilt from their source alone
   // (aggregates); empty for tables, whose source topic is their changelog.
   std::string changelog_topic;
@@ -93,6 +96,9 @@ class CompiledTopology {
   // Applies one record to one store. INVALID_ARGUMENT: the record is bad for this store (the
   // batch stays valid); any other error is a storage failure. Ingestion thread only.
   absl::Status Process(const Record& record, int store_index, StagedBatch& batch);
+
+  // Record–window pairs the store dropped as late since the last call. Ingestion thread only.
+  int64_t TakeLateRecords(int store_index);
 
   // Every changelog and repartition topic, with the partition count it must have.
   struct InternalTopic {

@@ -18,6 +18,11 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                        .Name("kiq_bad_records_total")
                        .Help("Records skipped and dead-lettered, by store and reason.")
                        .Register(registry)),
+      late_records_(prometheus::BuildCounter()
+                        .Name("kiq_late_records_total")
+                        .Help("Records dropped from a window after its grace period, by store "
+                              "(once per record and window).")
+                        .Register(registry)),
       wrong_partition_(prometheus::BuildCounter()
                            .Name("kiq_wrong_partition_records_total")
                            .Help("Records whose key maps to another partition, by topic.")
@@ -108,6 +113,10 @@ void IngestMetrics::BadRecord(absl::string_view store, absl::string_view reason)
 
 void IngestMetrics::RepartitionDuplicate(absl::string_view store) {
   repartition_duplicates_.Add({{"store", std::string(store)}}).Increment();
+}
+
+void IngestMetrics::LateRecords(absl::string_view store, int64_t n) {
+  late_records_.Add({{"store", std::string(store)}}).Increment(static_cast<double>(n));
 }
 
 void IngestMetrics::WrongPartition(absl::string_view topic) {

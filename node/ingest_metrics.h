@@ -24,6 +24,7 @@ class IngestMetrics {
   prometheus::Counter& Consumed(absl::string_view topic, int32_t partition);
   prometheus::Counter& Materialized(absl::string_view store, int32_t partition);
   void BadRecord(absl::string_view store, absl::string_view reason);
+  void LateRecords(absl::string_view store, int64_t n);
   void WrongPartition(absl::string_view topic);
   // A repartition record dropped as a re-forwarded duplicate (group_by).
   void RepartitionDuplicate(absl::string_view store);
@@ -44,6 +45,7 @@ class IngestMetrics {
   prometheus::Family<prometheus::Counter>& consumed_;
   prometheus::Family<prometheus::Counter>& materialized_;
   prometheus::Family<prometheus::Counter>& bad_records_;
+  prometheus::Family<prometheus::Counter>& late_records_;
   prometheus::Family<prometheus::Counter>& wrong_partition_;
   prometheus::Family<prometheus::Counter>& repartition_duplicates_;
   prometheus::Family<prometheus::Counter>& rebalances_;

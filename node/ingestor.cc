@@ -424,6 +424,9 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     } else if (!s.ok()) {
       return s;
     } else if (options_.metrics != nullptr && !store.internal && !duplicate) {
+      if (const int64_t late = topology_.TakeLateRecords(index); late > 0) {
+        options_.metrics->LateRecords(store.info.name, late);
+      }
       prometheus::Counter*& materialized = materialized_[{index, record.partition.value()}];
       if (materialized == nullptr) {
         materialized = &options_.metrics->Materialized(store.info.name, record.partition.value());

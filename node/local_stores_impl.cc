@@ -1,6 +1,10 @@
 #include "node/local_stores_impl.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "router/value_codec.h"
+#include "router/window_key.h"
 
 namespace kiq::node {
 
@@ -34,7 +38,60 @@ absl::StatusOr<std::optional<std::string>> LocalStoresImpl::Get(absl::string_vie
                                                                 absl::string_view key) const {
   absl::StatusOr<const CompiledStore*> found = Find(store);
   if (!found.ok()) return found.status();
+  if ((*found)->window) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store \"", store, "\" is windowed: use WindowFetch to read the windows of a key"));
+  }
   return engine_.Get((*found)->handle, p, key);
+}
+
+absl::StatusOr<std::optional<int64_t>> LocalStoresImpl::StreamTime(const CompiledStore& store,
+                                                                   PartitionId p) const {
+  absl::StatusOr<std::optional<std::string>> stored =
+      engine_.Get(store.handle, p, router::kStreamTimeKey);
+  if (!stored.ok()) return stored.status();
+  if (!*stored) return std::optional<int64_t>();
+  std::optional<int64_t> t = DecodeInt64(**stored);
+  if (!t) {
+    return absl::DataLossError(absl::StrCat("store \"", store.info.name, "\" partition ",
+                                            p.value(), ": stream time entry is not 8 bytes"));
+  }
+  return t;
+}
+
+absl::StatusOr<std::vector<router::KeyValue>> LocalStoresImpl::ScanWindows(
+    const CompiledStore& store, PartitionId p, const router::KeyRange& range,
+    const std::optional<std::string>& after, size_t limit) const {
+  // Read the stream time first: windows it expires are not answered even if the sweep has
+  // not deleted them yet.
+  absl::StatusOr<std::optional<int64_t>> stream_time = StreamTime(store, p);
+  if (!stream_time.ok()) return stream_time.status();
+  // Stored keys of user keys in [from, to] lie in [from, to + 0xff * 8] but so may keys of
+  // other user keys (longer ones sharing a prefix): every entry's user key is checked.
+  router::KeyRange stored_range;
+  stored_range.from = range.from;
+  if (range.to) stored_range.to = *range.to + std::string(router::kWindowSuffixSize, '\xff');
+  std::vector<router::KeyValue> out;
+  std::optional<std::string> cursor = after;
+  const size_t step = std::clamp<size_t>(limit, 64, 4096);
+  while (out.size() < limit) {
+    absl::StatusOr<std::vector<router::KeyValue>> run =
+        engine_.Scan(store.handle, p, stored_range, cursor, step);
+    if (!run.ok()) return run.status();
+    for (router::KeyValue& kv : *run) {
+      std::optional<router::DecodedWindowKey> w = router::DecodeWindowKey(kv.key);
+      if (!w) continue;  // the stream time
+      if ((range.from && w->user_key < *range.from) || (range.to && w->user_key > *range.to)) {
+        continue;
+      }
+      if (*stream_time && WindowExpired(*store.window, w->start_ms, **stream_time)) continue;
+      out.push_back(std::move(kv));
+      if (out.size() == limit) break;
+    }
+    if (run->size() < step) break;
+    cursor = run->back().key;
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<router::KeyValue>> LocalStoresImpl::Scan(
@@ -42,6 +99,7 @@ absl::StatusOr<std::vector<router::KeyValue>> LocalStoresImpl::Scan(
     const std::optional<std::string>& after, size_t limit) const {
   absl::StatusOr<const CompiledStore*> found = Find(store);
   if (!found.ok()) return found.status();
+  if ((*found)->window) return ScanWindows(**found, p, range, after, limit);
   return engine_.Scan((*found)->handle, p, range, after, limit);
 }
 
@@ -49,6 +107,20 @@ absl::StatusOr<int64_t> LocalStoresImpl::ApproximateCount(absl::string_view stor
                                                           PartitionId p) const {
   absl::StatusOr<const CompiledStore*> found = Find(store);
   if (!found.ok()) return found.status();
+  if ((*found)->window) {
+    // Exact for windowed stores: live windows only (no stream time, no expired window).
+    constexpr size_t kPage = 4096;
+    int64_t n = 0;
+    std::optional<std::string> after;
+    for (;;) {
+      absl::StatusOr<std::vector<router::KeyValue>> live =
+          ScanWindows(**found, p, router::KeyRange{}, after, kPage);
+      if (!live.ok()) return live.status();
+      n += static_cast<int64_t>(live->size());
+      if (live->size() < kPage) return n;
+      after = live->back().key;
+    }
+  }
   return engine_.EntryCount((*found)->handle, p);
 }
 

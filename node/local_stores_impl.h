@@ -34,6 +34,14 @@ class LocalStoresImpl final : public router::LocalStores {
 
  private:
   absl::StatusOr<const CompiledStore*> Find(absl::string_view store) const;
+  // The stream time of partition `p` of a windowed store; nullopt before its first record.
+  absl::StatusOr<std::optional<int64_t>> StreamTime(const CompiledStore& store,
+                                                    PartitionId p) const;
+  // Scan of a windowed store: `range` bounds the user key; the stream time entry and expired
+  // windows are left out.
+  absl::StatusOr<std::vector<router::KeyValue>> ScanWindows(
+      const CompiledStore& store, PartitionId p, const router::KeyRange& range,
+      const std::optional<std::string>& after, size_t limit) const;
 
   const CompiledTopology& topology_;
   const StoreEngine& engine_;

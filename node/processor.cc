@@ -7,9 +7,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/container/flat_hash_map.h"
 #include "node/json_value.h"
 #include "router/partitioner.h"
+#include "node/window.h"
+#include "router/logging.h"
 #include "router/value_codec.h"
+#include "router/window_key.h"
 
 namespace kiq::node {
 namespace {
@@ -374,6 +378,128 @@ class RepartitionProcessor final : public FieldProcessor {
   const FieldPath field_;
 };
 
+// Aggregates per time window: each record goes to `inner` once per window that contains its
+// timestamp and still accepts it, under the window key (user key + window start), so the
+// inner aggregate keeps one value per (key, window). The partition's stream time is kept in
+// the store itself under kStreamTimeKey; expired windows are deleted by a bounded sweep that
+// starts whenever stream time crosses a window boundary (reads filter them out meanwhile).
+class WindowedProcessor final : public Processor {
+ public:
+  WindowedProcessor(const WindowParams& window, StoreHandle handle, const StoreEngine& engine,
+                    std::string store_name, std::unique_ptr<Processor> inner)
+      : window_(window),
+        handle_(handle),
+        engine_(engine),
+        store_name_(std::move(store_name)),
+        inner_(std::move(inner)) {}
+
+  absl::Status Process(const Record& record, StagedBatch& batch) override {
+    // Checked before stream time moves: a record that is bad for every window must not
+    // advance it.
+    if (!record.key) return absl::InvalidArgumentError("null key");
+    if (!record.value) return absl::InvalidArgumentError("null value");
+    const std::vector<int64_t> starts = WindowStartsFor(window_, record.timestamp_ms);
+    if (starts.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("timestamp ", record.timestamp_ms, " has no window (negative or too large)"));
+    }
+    absl::StatusOr<const std::optional<std::string>*> stored =
+        batch.Read(handle_, record.partition, kStreamTime());
+    if (!stored.ok()) return stored.status();
+    std::optional<int64_t> old_time;
+    if (**stored) {
+      old_time = DecodeInt64(***stored);
+      if (!old_time) {
+        return absl::DataLossError(absl::StrCat("stream time entry is not 8 bytes (partition ",
+                                                record.partition.value(), ")"));
+      }
+    }
+    // Stream time includes the record itself (Kafka Streams updates it first).
+    const int64_t stream_time =
+        old_time ? std::max(*old_time, record.timestamp_ms) : record.timestamp_ms;
+    for (int64_t start : starts) {
+      if (!WindowAccepts(window_, start, stream_time)) {
+        ++late_;
+        spdlog::debug("late record dropped: store={} topic={} partition={} offset={} "
+                      "timestamp={} window_start={} stream_time={}",
+                      store_name_, record.topic, record.partition.value(), record.offset.value(),
+                      record.timestamp_ms, start, stream_time);
+        continue;
+      }
+      const std::string key = router::WindowKey(*record.key, start);
+      Record windowed = record;
+      windowed.key = key;
+      // A bad record fails on its first window, before anything is written.
+      if (absl::Status s = inner_->Process(windowed, batch); !s.ok()) return s;
+    }
+    if (!old_time || stream_time > *old_time) {
+      if (absl::Status s = batch.Write(handle_, record.partition, kStreamTime(),
+                                       EncodeInt64(stream_time));
+          !s.ok()) {
+        return s;
+      }
+      // Crossing a window boundary may expire the oldest windows: sweep the partition.
+      if (old_time && Boundary(stream_time) != Boundary(*old_time)) {
+        SweepState& state = sweeps_[record.partition.value()];
+        // A sweep under way has checked its first keys against an older stream time: it
+        // goes round once more when it ends.
+        if (state.pending) {
+          state.again = true;
+        } else {
+          state.pending = true;
+        }
+      }
+    }
+    return Sweep(record.partition, stream_time, batch);
+  }
+
+  int64_t TakeLateRecords() override { return std::exchange(late_, 0); }
+
+ private:
+  static absl::string_view kStreamTime() { return router::kStreamTimeKey; }
+  int64_t Boundary(int64_t t) const { return t / window_.advance_ms; }
+
+  struct SweepState {
+    bool pending = false;
+    bool again = false;
+    std::optional<std::string> after;  // resume the partition scan after this key
+  };
+
+  // One bounded step of the sweep of partition `p`: deletes the expired windows among the
+  // next kSweepStep committed entries. Deletes go through the batch (and so the changelog).
+  absl::Status Sweep(PartitionId p, int64_t stream_time, StagedBatch& batch) {
+    auto it = sweeps_.find(p.value());
+    if (it == sweeps_.end() || !it->second.pending) return absl::OkStatus();
+    SweepState& state = it->second;
+    constexpr size_t kSweepStep = 256;
+    absl::StatusOr<std::vector<router::KeyValue>> run =
+        engine_.Scan(handle_, p, router::KeyRange{}, state.after, kSweepStep);
+    if (!run.ok()) return run.status();
+    for (const router::KeyValue& kv : *run) {
+      std::optional<router::DecodedWindowKey> w = router::DecodeWindowKey(kv.key);
+      if (!w || !WindowExpired(window_, w->start_ms, stream_time)) continue;
+      if (absl::Status s = batch.Write(handle_, p, kv.key, std::nullopt); !s.ok()) return s;
+    }
+    if (run->size() < kSweepStep) {
+      // The whole partition was swept.
+      const bool again = state.again;
+      state = SweepState{};
+      state.pending = again;
+    } else {
+      state.after = run->back().key;
+    }
+    return absl::OkStatus();
+  }
+
+  const WindowParams window_;
+  const StoreHandle handle_;
+  const StoreEngine& engine_;
+  const std::string store_name_;
+  const std::unique_ptr<Processor> inner_;
+  int64_t late_ = 0;
+  absl::flat_hash_map<int32_t, SweepState> sweeps_;
+};
+
 template <typename Spec>
 std::unique_ptr<Processor> MakeNumberProcessor(const Spec& spec, Fold fold, bool json_source,
                                                StoreHandle handle) {
@@ -400,7 +526,8 @@ kiq::v1::NumberType NumberTypeOf(const kiq::v1::Store& store) {
 
 absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& store,
                                                          kiq::v1::Format value_format,
-                                                         StoreHandle handle) {
+                                                         StoreHandle handle,
+                                                         const StoreEngine* engine) {
   const bool json = value_format == kiq::v1::FORMAT_JSON;
   std::unique_ptr<Processor> processor;
   switch (store.kind_case()) {
@@ -429,6 +556,21 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
     case kiq::v1::Store::KIND_NOT_SET:
       return absl::InvalidArgumentError(absl::StrCat("store \"", store.name(), "\" has no kind"));
   }
+  if (store.has_window()) {
+    if (engine == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("store \"", store.name(), "\": a windowed store needs its store engine"));
+    }
+    std::vector<std::pair<std::string, std::string>> problems;
+    const WindowParams window = ParseWindowSpec(store.window(), &problems);
+    if (!problems.empty() || store.has_table()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("store \"", store.name(), "\": invalid window"));  // Refused by validation.
+    }
+    processor = std::make_unique<WindowedProcessor>(window, handle, *engine, store.name(),
+                                                    std::move(processor));
+  }
+  // The filter comes first: records it drops never reach the windows (nor move stream time).
   if (store.has_filter()) {
     processor = std::make_unique<FilterProcessor>(store.filter(), json, store.has_table(),
                                                   std::move(processor));

@@ -21,13 +21,19 @@ class Processor {
   // (it is counted, dead-lettered and skipped; the batch stays valid); any other error is a
   // storage failure that stops ingestion.
   virtual absl::Status Process(const Record& record, StagedBatch& batch) = 0;
+
+  // Record–window pairs dropped as too late (after their window's grace period) since the
+  // last call; windowed stores only.
+  virtual int64_t TakeLateRecords() { return 0; }
 };
 
 // Builds the processor of `store` (validated by ValidateTopology) over its column family
-// `handle`; `value_format` is its source's (fields are read from JSON values).
+// `handle`; `value_format` is its source's (fields are read from JSON values). Windowed
+// stores need `engine` (the one `handle` belongs to) to sweep expired windows.
 absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& store,
                                                          kiq::v1::Format value_format,
-                                                         StoreHandle handle);
+                                                         StoreHandle handle,
+                                                         const StoreEngine* engine = nullptr);
 
 // The first half of a group_by store: applies its filter to records of `value_format`, reads
 // the group_by field and forwards each record under that key to `topic` (the repartition topic,

@@ -1,4 +1,5 @@
 #include "node/topology_config.h"
+#include "node/window.h"
 
 #include <cerrno>
 #include <cmath>
@@ -193,6 +194,20 @@ constexpr StoreKindRule kStoreKindRules[] = {
     {Store::kMax, CheckMax},
     {Store::kLatest, CheckLatest},
 };
+
+// Windows aggregate: a table (latest value per key) has nothing to window.
+void CheckWindow(const Store& store, const std::string& path, Problems* problems) {
+  if (store.has_table()) {
+    Add(problems, path,
+        "a table cannot be windowed; windows apply to count, sum, min, max and latest");
+    return;
+  }
+  std::vector<std::pair<std::string, std::string>> window_problems;
+  ParseWindowSpec(store.window(), &window_problems);
+  for (const auto& [field, reason] : window_problems) {
+    Add(problems, absl::StrCat(path, ".", field), reason);
+  }
+}
 
 // Checks one node of a filter tree; `path` is where it is written ("stores[0].filter.all[1]").
 void CheckFilterNode(const kiq::v1::Filter& filter, const std::string& path, const Store& store,
@@ -450,7 +465,7 @@ void CheckStores(const Topology& topology, TopologyIndex* index, Problems* probl
     }
     if (store.has_filter()) CheckFilter(store, path + ".filter", *index, problems);
     if (store.has_group_by()) CheckGroupBy(store, path + ".group_by", *index, problems);
-    if (store.has_window()) Add(problems, path + ".window", "not supported by this kiq version yet");
+    if (store.has_window()) CheckWindow(store, path + ".window", problems);
     const std::string kind_path = absl::StrCat(path, ".", StoreKindName(store.kind_case()));
     const StoreKindRule* rule = FindStoreKindRule(store.kind_case());
     if (rule == nullptr) {

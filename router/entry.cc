@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "router/value_codec.h"
+#include "router/window_key.h"
 
 namespace kiq::router {
 
@@ -63,6 +64,13 @@ std::string FormatDouble(double v) {
 
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
   kiq::v1::Entry entry;
+  if (store.windowed()) {
+    if (std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key)) {
+      entry.mutable_window()->set_start_ms(w->start_ms);
+      entry.mutable_window()->set_end_ms(w->start_ms + store.window_size_ms);
+      kv.key.resize(w->user_key.size());
+    }
+  }
   if (IsValidUtf8(kv.key)) {
     entry.set_key(std::move(kv.key));
   } else {

@@ -1,5 +1,6 @@
 #include "router/query_router.h"
 
+#include <limits>
 #include <queue>
 #include <utility>
 
@@ -13,6 +14,7 @@
 #include "router/grpc_status.h"
 #include "router/page_token.h"
 #include "router/peer_service.h"
+#include "router/window_key.h"
 
 namespace kiq::router {
 namespace {
@@ -84,6 +86,15 @@ absl::StatusOr<StoreInfo> QueryRouter::DescribeForRequest(absl::string_view stor
   return local_.Describe(store);
 }
 
+absl::StatusOr<StoreInfo> QueryRouter::DescribeForPointRead(absl::string_view store) const {
+  absl::StatusOr<StoreInfo> info = DescribeForRequest(store);
+  if (info.ok() && info->windowed()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store \"", store, "\" is windowed: use WindowFetch to read the windows of a key"));
+  }
+  return info;
+}
+
 absl::Duration QueryRouter::BackoffDelay(int attempt) {
   return std::min(absl::Milliseconds(20) * (int64_t{1} << std::min(attempt, 5)),
                   absl::Milliseconds(500));
@@ -119,11 +130,18 @@ absl::StatusOr<PartitionOwner> QueryRouter::ActiveOwner(int32_t partition) const
 
 bool QueryRouter::IsLocal(const kiq::v1::GetRequest& request) const {
   if (request.has_min_position()) return false;
-  absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
+  absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
   absl::StatusOr<std::string> key = RequestKey(request);
   if (!info.ok() || !key.ok()) return true;  // answered at once with the error
   const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
   return local_.CheckReadable(request.store(), p).ok();
+}
+
+absl::Status QueryRouter::WaitLocal(absl::string_view store, const kiq::v1::Position& min_position,
+                                    PartitionId p, absl::Time deadline) const {
+  kiq::v1::Position wanted = PositionFor(min_position, p.value());
+  if (wanted.offsets().empty()) return absl::OkStatus();
+  return local_.WaitForPosition(store, wanted, deadline);
 }
 
 absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetRequest& request,
@@ -131,11 +149,9 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetReq
                                                            const std::string& key, PartitionId p,
                                                            absl::Time deadline) const {
   if (request.has_min_position()) {
-    kiq::v1::Position wanted = PositionFor(request.min_position(), p.value());
-    if (!wanted.offsets().empty()) {
-      if (absl::Status s = local_.WaitForPosition(request.store(), wanted, deadline); !s.ok()) {
-        return s;
-      }
+    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline);
+        !s.ok()) {
+      return s;
     }
   }
   kiq::v1::GetResponse response;
@@ -150,23 +166,19 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetReq
   return response;
 }
 
-absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
-    const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
-    const grpc::CallbackServerContext* parent) const {
-  absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
-  if (!info.ok()) return info.status();
-  absl::StatusOr<std::string> key = RequestKey(request);
-  if (!key.ok()) return key.status();
-  const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
-  const std::string doing =
-      absl::StrCat("get store=", request.store(), " key=", ClipKey(*key), " partition=", p.value());
-
+template <typename Response>
+absl::StatusOr<Response> QueryRouter::RoutePointRead(
+    absl::string_view store, PartitionId p, const std::string& doing, absl::Time deadline,
+    bool forwarded, const grpc::CallbackServerContext* parent,
+    const std::function<absl::StatusOr<Response>()>& read_local,
+    const std::function<grpc::Status(PeerPool::Peer&, grpc::ClientContext*, Response*)>& forward)
+    const {
   absl::Status last;
   for (int attempt = 0;; ++attempt) {
     const uint64_t version = cluster_.table ? cluster_.table->version() : 0;
-    absl::Status readable = local_.CheckReadable(request.store(), p);
+    absl::Status readable = local_.CheckReadable(store, p);
     if (readable.ok()) {
-      absl::StatusOr<kiq::v1::GetResponse> response = LocalGet(request, *info, *key, p, deadline);
+      absl::StatusOr<Response> response = read_local();
       if (!response.ok()) return WithContext(response.status(), doing);
       return response;
     }
@@ -180,8 +192,8 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
       } else {
         PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
         std::unique_ptr<grpc::ClientContext> context = PeerContext(deadline, parent);
-        kiq::v1::GetResponse response;
-        grpc::Status status = peer.query->Get(context.get(), request, &response);
+        Response response;
+        grpc::Status status = forward(peer, context.get(), &response);
         RecordPeerCall(owner->node.node_id(), status);
         if (status.ok()) return response;
         absl::Status forwarded_status = FromGrpcStatus(
@@ -193,6 +205,87 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
     }
     if (!Backoff(version, attempt, deadline, parent)) return WithContext(last, doing);
   }
+}
+
+absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
+    const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+    const grpc::CallbackServerContext* parent) const {
+  absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
+  if (!info.ok()) return info.status();
+  absl::StatusOr<std::string> key = RequestKey(request);
+  if (!key.ok()) return key.status();
+  const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
+  const std::string doing =
+      absl::StrCat("get store=", request.store(), " key=", ClipKey(*key), " partition=", p.value());
+  return RoutePointRead<kiq::v1::GetResponse>(
+      request.store(), p, doing, deadline, forwarded, parent,
+      [&] { return LocalGet(request, *info, *key, p, deadline); },
+      [&](PeerPool::Peer& peer, grpc::ClientContext* context, kiq::v1::GetResponse* response) {
+        return peer.query->Get(context, request, response);
+      });
+}
+
+absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
+    const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
+    PartitionId p, absl::Time deadline) const {
+  if (request.has_min_position()) {
+    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline);
+        !s.ok()) {
+      return s;
+    }
+  }
+  kiq::v1::WindowFetchResponse response;
+  local_.AppendPosition(request.store(), p, response.mutable_position());
+  // The windows of one key are consecutive and ordered by start: seek to time_from and read
+  // pages until a start passes time_to.
+  std::optional<std::string> after;
+  if (request.time_from() > std::numeric_limits<int64_t>::min()) {
+    after = WindowKey(key, request.time_from() - 1);
+  }
+  const int64_t time_to =
+      request.time_to() == 0 ? std::numeric_limits<int64_t>::max() : request.time_to();
+  constexpr size_t kPage = 256;
+  for (;;) {
+    absl::StatusOr<std::vector<KeyValue>> run =
+        local_.Scan(request.store(), p, KeyRange{key, key}, after, kPage);
+    if (!run.ok()) return run.status();
+    for (KeyValue& kv : *run) {
+      std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
+      if (!w || w->user_key != key) continue;
+      if (w->start_ms > time_to) return response;
+      after = kv.key;
+      *response.add_entries() = RenderEntry(info, std::move(kv));
+    }
+    if (run->size() < kPage) return response;
+    after = run->back().key;
+  }
+}
+
+absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
+    const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded,
+    const grpc::CallbackServerContext* parent) const {
+  absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
+  if (!info.ok()) return info.status();
+  if (!info->windowed()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store \"", request.store(), "\" is not windowed: use Get"));
+  }
+  absl::StatusOr<std::string> key = RequestKey(request);
+  if (!key.ok()) return key.status();
+  if (request.time_to() != 0 && request.time_from() > request.time_to()) {
+    return absl::InvalidArgumentError(absl::StrCat("time_from ", request.time_from(),
+                                                   " is after time_to ", request.time_to()));
+  }
+  const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
+  const std::string doing = absl::StrCat("window-fetch store=", request.store(),
+                                         " key=", ClipKey(*key), " partition=", p.value());
+  return RoutePointRead<kiq::v1::WindowFetchResponse>(
+      request.store(), p, doing, deadline, forwarded, parent,
+      [&] { return LocalWindowFetch(request, *info, *key, p, deadline); },
+      [&](PeerPool::Peer& peer, grpc::ClientContext* context,
+          kiq::v1::WindowFetchResponse* response) {
+        return peer.query->WindowFetch(context, request, response);
+      });
 }
 
 // The state of one GetAsync: shared by the peer call's and the retry timers' callbacks.
@@ -215,7 +308,7 @@ struct QueryRouter::AsyncGet {
 
 void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
                            const grpc::CallbackServerContext* parent, GetCallback done) const {
-  absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
+  absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
   if (!info.ok()) return done(info.status());
   absl::StatusOr<std::string> key = RequestKey(request);
   if (!key.ok()) return done(key.status());

@@ -61,6 +61,12 @@ class QueryRouter {
   void GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
                 const grpc::CallbackServerContext* parent, GetCallback done) const;
 
+  // The windows of one key of a windowed store, routed like Get (locally, or forwarded once
+  // to the key's owner, with the same retries). FAILED_PRECONDITION for other stores.
+  absl::StatusOr<kiq::v1::WindowFetchResponse> WindowFetch(
+      const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded = false,
+      const grpc::CallbackServerContext* parent = nullptr) const;
+
   absl::StatusOr<kiq::v1::ScanResponse> Range(
       const kiq::v1::RangeRequest& request, absl::Time deadline,
       const grpc::CallbackServerContext* parent = nullptr) const;
@@ -111,6 +117,23 @@ class QueryRouter {
                                                 const StoreInfo& info, const std::string& key,
                                                 PartitionId p, absl::Time deadline) const;
   absl::StatusOr<StoreInfo> DescribeForRequest(absl::string_view store) const;
+  // For Get: a windowed store is FAILED_PRECONDITION (its keys are read with WindowFetch).
+  absl::StatusOr<StoreInfo> DescribeForPointRead(absl::string_view store) const;
+  // Read your writes on a local partition: waits for `min_position`'s offset of `p`, if any.
+  absl::Status WaitLocal(absl::string_view store, const kiq::v1::Position& min_position,
+                         PartitionId p, absl::Time deadline) const;
+  // A read of one key's partition: `read_local` if it is readable here, else `forward` to its
+  // active owner (unless the call was itself forwarded), retrying while the partition moves.
+  template <typename Response>
+  absl::StatusOr<Response> RoutePointRead(
+      absl::string_view store, PartitionId p, const std::string& doing, absl::Time deadline,
+      bool forwarded, const grpc::CallbackServerContext* parent,
+      const std::function<absl::StatusOr<Response>()>& read_local,
+      const std::function<grpc::Status(PeerPool::Peer&, grpc::ClientContext*, Response*)>& forward)
+      const;
+  absl::StatusOr<kiq::v1::WindowFetchResponse> LocalWindowFetch(
+      const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
+      PartitionId p, absl::Time deadline) const;
   // Waits for the routing table to change or for a backoff; false if the deadline is too close
   // or the caller has gone.
   bool Backoff(uint64_t seen_version, int attempt, absl::Time deadline,

@@ -107,4 +107,19 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* c
   return reactor;
 }
 
+grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(
+    grpc::CallbackServerContext* context, const kiq::v1::WindowFetchRequest* request,
+    kiq::v1::WindowFetchResponse* response) {
+  const absl::Time started = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = RequestDeadline(*context);
+  const bool forwarded = context->client_metadata().count(kForwardedHeader) > 0;
+  // A range read of one key that may forward or wait: on a worker, like scans.
+  pool_.Schedule([this, context, reactor, request, response, deadline, forwarded, started] {
+    Finish(reactor, router_.WindowFetch(*request, deadline, forwarded, context), response,
+           "WindowFetch", request->store(), forwarded ? "local" : "forwarded", started);
+  });
+  return reactor;
+}
+
 }  // namespace kiq::router

@@ -29,6 +29,9 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* Count(grpc::CallbackServerContext* context,
                                   const kiq::v1::CountRequest* request,
                                   kiq::v1::CountResponse* response) override;
+  grpc::ServerUnaryReactor* WindowFetch(grpc::CallbackServerContext* context,
+                                        const kiq::v1::WindowFetchRequest* request,
+                                        kiq::v1::WindowFetchResponse* response) override;
 
  private:
   // Sends the answer and records the query's metrics.

@@ -104,6 +104,38 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
     return grpc::Status::OK;
   }
 
+  // "views" is windowed: key "books" has windows starting at 1700000040000 (count 3) and
+  // 1700000070000 (count 5), 30 s long, on partition 2. Other known stores are not windowed.
+  grpc::Status WindowFetch(grpc::ServerContext* context,
+                           const kiq::v1::WindowFetchRequest* request,
+                           kiq::v1::WindowFetchResponse* response) override {
+    Record(&window_fetch_requests_, *request);
+    if (request->store() != "views") {
+      const Store* store = nullptr;
+      if (grpc::Status s = Find(context, request->store(), &store); !s.ok()) return s;
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("store \"", request->store(), "\" is not windowed: use Get"));
+    }
+    if (request->key() != "books") return grpc::Status::OK;
+    for (const auto& [start, n] : {std::pair<int64_t, int>{1700000040000, 3}, {1700000070000, 5}}) {
+      if (start < request->time_from() || (request->time_to() != 0 && start > request->time_to())) {
+        continue;
+      }
+      kiq::v1::Entry* e = response->add_entries();
+      e->set_key("books");
+      e->set_value(absl::StrCat(n));
+      e->mutable_json()->set_number_value(n);
+      e->set_partition(2);
+      e->mutable_window()->set_start_ms(start);
+      e->mutable_window()->set_end_ms(start + 30000);
+    }
+    SetPosition(response->mutable_position());
+    return grpc::Status::OK;
+  }
+
+  std::vector<kiq::v1::WindowFetchRequest> window_fetch_requests() const {
+    return Copy(window_fetch_requests_);
+  }
   std::vector<kiq::v1::GetRequest> get_requests() const { return Copy(get_requests_); }
   std::vector<kiq::v1::RangeRequest> range_requests() const { return Copy(range_requests_); }
   std::vector<kiq::v1::AllRequest> all_requests() const { return Copy(all_requests_); }
@@ -202,6 +234,7 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
   std::map<std::string, Store> stores_;  // Constant after construction.
   mutable std::mutex mu_;
   std::vector<kiq::v1::GetRequest> get_requests_;      // Guarded by mu_.
+  std::vector<kiq::v1::WindowFetchRequest> window_fetch_requests_;  // Guarded by mu_.
   std::vector<kiq::v1::RangeRequest> range_requests_;  // Guarded by mu_.
   std::vector<kiq::v1::AllRequest> all_requests_;      // Guarded by mu_.
 };

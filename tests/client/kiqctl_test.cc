@@ -63,6 +63,43 @@ TEST_F(KiqctlTest, GetPrintsATable) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST_F(KiqctlTest, WindowFetchPrintsWindowsInIso8601Utc) {
+  Result r = Run({"window-fetch", "views", "books"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY    WINDOW_START              WINDOW_END                VALUE  PARTITION\n"
+            "books  2023-11-14T22:14:00.000Z  2023-11-14T22:14:30.000Z  3      2\n"
+            "books  2023-11-14T22:14:30.000Z  2023-11-14T22:15:00.000Z  5      2\n");
+  EXPECT_EQ(r.err, "");
+  // Bounds as ms or ISO-8601, sent as time_from/time_to.
+  r = Run({"window-fetch", "views", "books", "2023-11-14T22:14:10Z", "1700000070000"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.out,
+            "KEY    WINDOW_START              WINDOW_END                VALUE  PARTITION\n"
+            "books  2023-11-14T22:14:30.000Z  2023-11-14T22:15:00.000Z  5      2\n");
+  const auto requests = server_.service().window_fetch_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[1].time_from(), 1700000050000);
+  EXPECT_EQ(requests[1].time_to(), 1700000070000);
+  r = Run({"window-fetch", "views", "music"});
+  EXPECT_EQ(r.out, "no windows\n");
+}
+
+TEST_F(KiqctlTest, WindowFetchJsonAndErrors) {
+  Result r = Run({"window-fetch", "views", "books", "1700000070000", "--json"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("\"window\":{\"startMs\":\"1700000070000\",\"endMs\":\"1700000100000\"}"));
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  r = Run({"window-fetch", "orders", "a"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.err,
+            "kiqctl: window-fetch store=orders key=\"a\": FAILED_PRECONDITION: store \"orders\" is "
+            "not windowed: use Get\n");
+  r = Run({"window-fetch", "views", "books", "yesterday"});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("FROM wants ms since the epoch or an ISO-8601 time"));
+}
+
 TEST_F(KiqctlTest, GetOfAMissingKeyExitsOne) {
   const Result r = Run({"get", "orders", "zzz"});
   EXPECT_EQ(r.exit_code, kExitNotFound);

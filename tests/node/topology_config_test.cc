@@ -418,6 +418,50 @@ TEST(ParseTopologyTest, AggregateAndFilterMistakesNameTheirFieldPath) {
   }
 }
 
+TEST(ParseTopologyTest, WindowsParseOnAggregates) {
+  absl::StatusOr<Topology> topology = ParseTopology(
+      absl::StrCat(kFormats,
+                   "stores:\n"
+                   "  - {name: t, source: j, count: {}, window: {size: 30s}}\n"
+                   "  - {name: h, source: j, sum: {field: a}, window: {size: 1m, advance: 20s, "
+                   "grace: 5s, retention: 2h}}\n"
+                   "  - {name: l, source: j, latest: {field: a}, window: {size: 1h}}\n"),
+      "t.yaml");
+  ASSERT_THAT(topology, IsOk());
+  EXPECT_EQ(topology->stores(1).window().advance(), "20s");
+  EXPECT_EQ(topology->stores(2).window().size(), "1h");
+}
+
+TEST(ParseTopologyTest, WindowMistakesNameTheirFieldPath) {
+  const ErrorCase cases[] = {
+      {"windowed table", "stores: [{name: x, source: j, table: {}, window: {size: 1s}}]",
+       "t.yaml: stores[0].window: a table cannot be windowed; windows apply to count, sum, min, "
+       "max and latest"},
+      {"no size", "stores: [{name: x, source: j, count: {}, window: {grace: 1s}}]",
+       "t.yaml: stores[0].window.size: required, e.g. \"30s\""},
+      {"bad duration", "stores: [{name: x, source: j, count: {}, window: {size: 30 seconds}}]",
+       "t.yaml: stores[0].window.size: \"30 seconds\" is not a duration (write e.g. \"500ms\", "
+       "\"30s\", \"5m\", \"1h\")"},
+      {"zero size", "stores: [{name: x, source: j, count: {}, window: {size: 0s}}]",
+       "t.yaml: stores[0].window.size: must be > 0, got \"0s\""},
+      {"negative grace",
+       "stores: [{name: x, source: j, count: {}, window: {size: 1s, grace: -1s}}]",
+       "t.yaml: stores[0].window.grace: must be >= 0, got \"-1s\""},
+      {"advance beyond size",
+       "stores: [{name: x, source: j, count: {}, window: {size: 1s, advance: 2s}}]",
+       "t.yaml: stores[0].window.advance: must be <= size (1s), got \"2s\""},
+      {"short retention",
+       "stores: [{name: x, source: j, count: {}, window: {size: 1m, grace: 1m, retention: 90s}}]",
+       "t.yaml: stores[0].window.retention: must be >= size + grace (120000ms) so that every "
+       "window is kept until it closes, got \"90s\""},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(ParseTopology(absl::StrCat(kFormats, c.yaml), "t.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument, Eq(c.message)));
+  }
+}
+
 TEST(ParseTopologyTest, ManyProblemsAreCapped) {
   std::string yaml = "application_id: a\nsources: [{topic: t}]\nstores:\n";
   for (int i = 0; i < 30; ++i) yaml += "  - {name: s, source: t}\n";
@@ -559,6 +603,17 @@ TEST_F(LoadTopologyFileTest, ErrorsStartWithThePath) {
                                        "(declared sources: t)"))));
   EXPECT_THAT(LoadTopologyFile(path),
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith(path + ": line ")));
+}
+
+TEST(ExampleTopologyTest, ShopExampleLoadsWithItsWindows) {
+  absl::StatusOr<Topology> topology =
+      LoadTopologyFile(KIQ_SOURCE_DIR "/examples/shop/topology.yaml");
+  ASSERT_THAT(topology, IsOk());
+  ASSERT_EQ(topology->stores_size(), 4);
+  EXPECT_EQ(topology->stores(0).window().size(), "30s");
+  EXPECT_EQ(topology->stores(1).window().advance(), "30s");
+  EXPECT_TRUE(topology->stores(2).has_sum());
+  EXPECT_FALSE(topology->stores(3).has_window());
 }
 
 TEST(ExampleTopologyTest, OrdersExampleLoads) {

@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "router/local_stores.h"
 #include "router/value_codec.h"
+#include "router/window_key.h"
 
 namespace kiq::router {
 namespace {
@@ -56,6 +57,28 @@ TEST(RenderEntryTest, LatestJsonTextIsParsed) {
   kiq::v1::Entry entry = Render(ValueKind::kJson, R"("cat.png")");
   EXPECT_EQ(entry.value(), R"("cat.png")");
   EXPECT_EQ(entry.json().string_value(), "cat.png");
+}
+
+TEST(RenderEntryTest, WindowedKeysAreSplitIntoKeyAndWindow) {
+  StoreInfo store;
+  store.value_kind = ValueKind::kInt64;
+  store.window_size_ms = 30'000;
+  kiq::v1::Entry e =
+      RenderEntry(store, KeyValue{WindowKey("books", 1'700'000'040'000), EncodeInt64(3),
+                                  PartitionId(2)});
+  EXPECT_EQ(e.key(), "books");
+  EXPECT_EQ(e.value(), "3");
+  EXPECT_EQ(e.window().start_ms(), 1'700'000'040'000);
+  EXPECT_EQ(e.window().end_ms(), 1'700'000'070'000);
+  // A binary user key still goes to key_bytes, without the window suffix.
+  e = RenderEntry(store, KeyValue{WindowKey("\xff", 0), EncodeInt64(1), PartitionId(0)});
+  EXPECT_EQ(e.key_bytes(), "\xff");
+  EXPECT_EQ(e.window().start_ms(), 0);
+  // Stores that are not windowed keep the whole key.
+  store.window_size_ms = 0;
+  e = RenderEntry(store, KeyValue{WindowKey("a", 0), EncodeInt64(1), PartitionId(0)});
+  EXPECT_EQ(e.key_bytes(), WindowKey("a", 0));
+  EXPECT_FALSE(e.has_window());
 }
 
 }  // namespace

@@ -134,12 +134,13 @@ absl::StatusOr<std::unique_ptr<TestProducer>> TestProducer::Create(
 }
 
 absl::StatusOr<TestProducer::Delivered> TestProducer::Produce(
-    const std::string& topic, const std::string& key, const std::optional<std::string>& value) {
+    const std::string& topic, const std::string& key, const std::optional<std::string>& value,
+    int64_t timestamp_ms) {
   std::pair<Delivered, RdKafka::ErrorCode> result{{}, RdKafka::ERR__IN_PROGRESS};
   RdKafka::ErrorCode err = producer_->produce(
       topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
       value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0, key.data(),
-      key.size(), 0, &result);
+      key.size(), timestamp_ms, &result);
   if (err != RdKafka::ERR_NO_ERROR) return absl::UnavailableError(RdKafka::err2str(err));
   producer_->flush(10000);
   if (result.second != RdKafka::ERR_NO_ERROR) {

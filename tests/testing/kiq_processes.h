@@ -79,9 +79,11 @@ class TestProducer {
   };
   static absl::StatusOr<std::unique_ptr<TestProducer>> Create(
       const std::string& bootstrap_servers, const std::string& partitioner = "murmur2_random");
-  // A nullopt value produces a tombstone (Kafka null).
+  // A nullopt value produces a tombstone (Kafka null). `timestamp_ms` is the record's
+  // CreateTime; 0 means now.
   absl::StatusOr<Delivered> Produce(const std::string& topic, const std::string& key,
-                                    const std::optional<std::string>& value);
+                                    const std::optional<std::string>& value,
+                                    int64_t timestamp_ms = 0);
   // Produce with record headers (e.g. to imitate kiq's own internal records).
   absl::StatusOr<Delivered> ProduceWithHeaders(
       const std::string& topic, const std::string& key, const std::string& value,
