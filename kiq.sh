@@ -3,6 +3,7 @@
 #   ./kiq.sh quickstart   install packages, build, run a local cluster with real data and queries
 #   ./kiq.sh test         install packages, build everything, run the whole test suite (ctest)
 #   ./kiq.sh build        install packages and build only
+#   ./kiq.sh bench [--quick]  build and run the benchmark suite (bench/README.md; ~5 min, --quick ~2)
 set -euo pipefail
 cd "$(dirname "$0")"
 BUILD_DIR=${KIQ_BUILD_DIR:-build}
@@ -17,10 +18,13 @@ PACKAGES=(
   kcat curl
   prometheus python3-yaml
 )
+# Only for ./kiq.sh bench: the latency plot (bench/run.sh falls back to its own PNG writer)
+# and perf for the profiles (KIQ_BENCH_PERF=1).
+BENCH_PACKAGES=(gnuplot-nox linux-perf)
 
 install_deps() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "${PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   # kubectl renders the Kubernetes manifests in the tests; Debian's comes in kubernetes-client,
@@ -55,8 +59,14 @@ case "${1:-}" in
     install_deps
     build
     ;;
+  bench)
+    install_deps "${BENCH_PACKAGES[@]}"
+    build kiq-node kiq-dev-kafka kiqctl kiq-bench-load kiq-bench-baselines kiq-bench-plot
+    shift
+    exec bench/run.sh "$@" "$BUILD_DIR"
+    ;;
   *)
-    echo "usage: ./kiq.sh quickstart|test|build" >&2
+    echo "usage: ./kiq.sh quickstart|test|build|bench [--quick]" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,351 @@
+// kiq-bench-baselines: the bare baselines of the benchmark suite, and its Kafka data loader.
+//
+//   grpc-server    a bare kiq.v1.QueryService whose Get returns a fixed value from a hash map
+//                  (the transport limit for Get; same callback server API as kiq-node)
+//   rocksdb-write  a bare RocksDB WriteBatch loop writing --records keys (of --keys distinct)
+//   rocksdb-iter   a bare RocksDB iterator over --keys entries, entries/s
+//   consume        a bare librdkafka consumer reading a whole topic from the beginning
+//   produce        writes --records 100-byte JSON values (murmur2 partitioner) and flushes
+//   ingest         rounds of: SIGSTOP the node, produce a round that fits the dev Kafka's
+//                  retention, SIGCONT it and time until its /metrics show the round
+//                  materialized; then time a bare consumer reading the same round
+// Every command prints one CSV line for bench/run.sh.
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <librdkafka/rdkafkacpp.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "kiq/v1/query.grpc.pb.h"
+
+ABSL_FLAG(std::string, port_file, "", "grpc-server: writes grpc=<port> here once listening");
+ABSL_FLAG(int64_t, records, 1000000, "records to write / produce");
+ABSL_FLAG(int, keys, 10000, "distinct keys (user-0 ... user-<keys-1>)");
+ABSL_FLAG(std::string, dir, "", "RocksDB directory");
+ABSL_FLAG(int, batch, 1000, "rocksdb-write: records per WriteBatch");
+ABSL_FLAG(double, duration, 3, "rocksdb-iter: seconds");
+ABSL_FLAG(std::string, bootstrap, "", "Kafka bootstrap servers");
+ABSL_FLAG(std::string, topic, "", "Kafka topic");
+ABSL_FLAG(int, partitions, 6, "topic partitions");
+ABSL_FLAG(int64_t, round, 100000, "ingest: records per round");
+ABSL_FLAG(int, node_pid, 0, "ingest: the kiq-node to pause while producing");
+ABSL_FLAG(std::string, metrics, "", "ingest: the node's HTTP host:port");
+ABSL_FLAG(std::string, store, "", "ingest: the store to watch");
+ABSL_FLAG(int64_t, key_offset, 0, "produce: first key number");
+ABSL_FLAG(std::string, label, "", "CSV label");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+[[noreturn]] void Die(const std::string& what) {
+  fprintf(stderr, "kiq-bench-baselines: %s\n", what.c_str());
+  exit(1);
+}
+
+std::string Key(int64_t i) { return absl::StrCat("user-", i % absl::GetFlag(FLAGS_keys)); }
+
+// A 100-byte JSON value with a numeric field for sum stores.
+std::string Value(int64_t i) {
+  std::string v = absl::StrCat("{\"user\":\"", Key(i), "\",\"amount\":", i % 100, ",\"pad\":\"");
+  const size_t closing = 2;
+  if (v.size() + closing < 100) v.append(100 - closing - v.size(), 'x');
+  v += "\"}";
+  return v;
+}
+
+// ---- grpc-server ----
+class BareQueryService final : public kiq::v1::QueryService::CallbackService {
+ public:
+  explicit BareQueryService(int keys) {
+    for (int i = 0; i < keys; ++i) map_[absl::StrCat("user-", i)] = std::string(8, '\x01');
+  }
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const kiq::v1::GetRequest* req,
+                                kiq::v1::GetResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    auto it = map_.find(req->key());
+    if (it != map_.end()) {
+      resp->set_found(true);
+      resp->mutable_entry()->set_key(req->key());
+      resp->mutable_entry()->set_value(it->second);
+    }
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  absl::flat_hash_map<std::string, std::string> map_;
+};
+
+int GrpcServer() {
+  BareQueryService service(absl::GetFlag(FLAGS_keys));
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  if (!server || port == 0) Die("cannot start the gRPC server");
+  const std::string tmp = absl::GetFlag(FLAGS_port_file) + ".tmp";
+  { std::ofstream(tmp) << "grpc=" << port << "\n"; }
+  std::rename(tmp.c_str(), absl::GetFlag(FLAGS_port_file).c_str());
+  server->Wait();  // until SIGTERM
+  return 0;
+}
+
+// ---- RocksDB ----
+std::unique_ptr<rocksdb::DB> OpenDb() {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, absl::GetFlag(FLAGS_dir), &db);
+  if (!s.ok()) Die("RocksDB open: " + s.ToString());
+  return std::unique_ptr<rocksdb::DB>(db);
+}
+
+int RocksdbWrite() {
+  auto db = OpenDb();
+  const int64_t n = absl::GetFlag(FLAGS_records);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const auto start = Clock::now();
+  rocksdb::WriteBatch wb;
+  char value[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < n; ++i) {
+    wb.Put(Key(i), rocksdb::Slice(value, sizeof value));
+    if (static_cast<int>(wb.Count()) >= batch || i + 1 == n) {
+      rocksdb::Status s = db->Write(rocksdb::WriteOptions(), &wb);
+      if (!s.ok()) Die("RocksDB write: " + s.ToString());
+      wb.Clear();
+    }
+  }
+  const double secs = Since(start);
+  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), secs, n / secs);
+  return 0;
+}
+
+int RocksdbIter() {
+  auto db = OpenDb();
+  {
+    rocksdb::WriteBatch wb;
+    for (int i = 0; i < absl::GetFlag(FLAGS_keys); ++i) wb.Put(absl::StrCat("user-", i), std::string(8, '\x01'));
+    if (!db->Write(rocksdb::WriteOptions(), &wb).ok()) Die("RocksDB write");
+    db->Flush(rocksdb::FlushOptions());
+  }
+  uint64_t entries = 0, scans = 0;
+  const auto start = Clock::now();
+  while (Since(start) < absl::GetFlag(FLAGS_duration)) {
+    ++scans;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      // Copy out key and value as a scan response would.
+      std::string k = it->key().ToString(), v = it->value().ToString();
+      entries += !k.empty();
+    }
+  }
+  const double secs = Since(start);
+  // The scan CSV of kiq-bench-load: label,scans,entries,seconds,entries_per_s.
+  printf("%s,%llu,%llu,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<unsigned long long>(scans),
+         static_cast<unsigned long long>(entries), secs, entries / secs);
+  return 0;
+}
+
+// ---- Kafka ----
+std::unique_ptr<RdKafka::Producer> MakeProducer() {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap)},
+           {"partitioner", "murmur2_random"},  // what kiq checks records against
+           {"linger.ms", "5"},
+           {"batch.num.messages", "10000"},
+           {"queue.buffering.max.messages", "1000000"},
+           {"queue.buffering.max.kbytes", "1048576"}}) {
+    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) Die(err);
+  }
+  std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
+  if (!p) Die(err);
+  return p;
+}
+
+void Produce(RdKafka::Producer& p, int64_t from, int64_t n) {
+  const std::string topic = absl::GetFlag(FLAGS_topic);
+  for (int64_t i = from; i < from + n; ++i) {
+    std::string k = Key(i), v = Value(i);
+    for (;;) {
+      RdKafka::ErrorCode e = p.produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                                       v.data(), v.size(), k.data(), k.size(), 0, nullptr);
+      if (e == RdKafka::ERR_NO_ERROR) break;
+      if (e != RdKafka::ERR__QUEUE_FULL) Die("produce: " + RdKafka::err2str(e));
+      p.poll(10);
+    }
+    p.poll(0);
+  }
+  if (p.flush(60000) != RdKafka::ERR_NO_ERROR) Die("flush timed out");
+}
+
+int ProduceCmd() {
+  auto p = MakeProducer();
+  const auto start = Clock::now();
+  const int64_t n = absl::GetFlag(FLAGS_records);
+  Produce(*p, absl::GetFlag(FLAGS_key_offset), n);
+  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), Since(start),
+         n / Since(start));
+  return 0;
+}
+
+std::unique_ptr<RdKafka::KafkaConsumer> MakeConsumer() {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap)},
+           {"group.id", absl::StrCat("kiq-bench-", getpid())},
+           {"enable.auto.commit", "false"},
+           {"auto.offset.reset", "earliest"}}) {
+    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) Die(err);
+  }
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!c) Die(err);
+  return c;
+}
+
+// Offsets [low, high) of every partition.
+std::vector<std::pair<int64_t, int64_t>> Watermarks(RdKafka::Handle& h) {
+  std::vector<std::pair<int64_t, int64_t>> w(absl::GetFlag(FLAGS_partitions));
+  for (int p = 0; p < static_cast<int>(w.size()); ++p) {
+    RdKafka::ErrorCode e = h.query_watermark_offsets(absl::GetFlag(FLAGS_topic), p, &w[p].first, &w[p].second, 10000);
+    if (e != RdKafka::ERR_NO_ERROR) Die("watermarks: " + RdKafka::err2str(e));
+  }
+  return w;
+}
+
+// Reads from the given offsets to the given ends; returns the records read.
+int64_t ConsumeRange(RdKafka::KafkaConsumer& c, const std::vector<int64_t>& from, const std::vector<int64_t>& to) {
+  std::vector<RdKafka::TopicPartition*> tps;
+  int64_t expected = 0;
+  for (size_t p = 0; p < from.size(); ++p) {
+    tps.push_back(RdKafka::TopicPartition::create(absl::GetFlag(FLAGS_topic), static_cast<int>(p), from[p]));
+    expected += to[p] - from[p];
+  }
+  c.assign(tps);
+  RdKafka::TopicPartition::destroy(tps);
+  int64_t got = 0, bytes = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (got < expected && Clock::now() < deadline) {
+    std::unique_ptr<RdKafka::Message> m(c.consume(100));
+    if (m->err() == RdKafka::ERR_NO_ERROR) {
+      ++got;
+      bytes += static_cast<int64_t>(m->len());  // touch the payload like a real consumer
+    } else if (m->err() != RdKafka::ERR__TIMED_OUT && m->err() != RdKafka::ERR__PARTITION_EOF) {
+      Die("consume: " + m->errstr());
+    }
+  }
+  c.unassign();
+  if (got < expected) Die(absl::StrCat("consumed only ", got, " of ", expected));
+  return got;
+}
+
+int ConsumeCmd() {
+  auto c = MakeConsumer();
+  auto w = Watermarks(*c);
+  std::vector<int64_t> from, to;
+  for (auto [lo, hi] : w) from.push_back(lo), to.push_back(hi);
+  const auto start = Clock::now();
+  const int64_t n = ConsumeRange(*c, from, to);
+  const double secs = Since(start);
+  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), secs, n / secs);
+  c->close();
+  return 0;
+}
+
+// Sums a counter (all label sets whose labels contain `match`) from a Prometheus text page.
+double ScrapeSum(httplib::Client& http, const std::string& metric, const std::string& match) {
+  auto res = http.Get("/metrics");
+  if (!res || res->status != 200) Die("cannot scrape /metrics");
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (!absl::StartsWith(line, metric) || line.size() <= metric.size()) continue;
+    if (line[metric.size()] != '{' && line[metric.size()] != ' ') continue;
+    if (!match.empty() && line.find(match) == absl::string_view::npos) continue;
+    const size_t sp = line.rfind(' ');
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(sp + 1), &v)) sum += v;
+  }
+  return sum;
+}
+
+int IngestCmd() {
+  const int pid = absl::GetFlag(FLAGS_node_pid);
+  const std::string match = absl::StrCat("store=\"", absl::GetFlag(FLAGS_store), "\"");
+  httplib::Client http("http://" + absl::GetFlag(FLAGS_metrics));
+  http.set_read_timeout(10, 0);
+  // The node must own all partitions before the first round is timed.
+  const auto ready_deadline = Clock::now() + std::chrono::seconds(90);
+  while (ScrapeSum(http, "kiq_partitions", "state=\"active\"") < absl::GetFlag(FLAGS_partitions)) {
+    if (Clock::now() > ready_deadline) Die("the node never owned all partitions");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto producer = MakeProducer();
+  auto consumer = MakeConsumer();
+  const int64_t total = absl::GetFlag(FLAGS_records), round = absl::GetFlag(FLAGS_round);
+  double node_secs = 0, bare_secs = 0;
+  double materialized = ScrapeSum(http, "kiq_records_materialized_total", match);
+  for (int64_t done = 0; done < total;) {
+    const int64_t n = std::min(round, total - done);
+    auto before = Watermarks(*producer);
+    if (kill(pid, SIGSTOP) != 0) Die("SIGSTOP failed");
+    Produce(*producer, done, n);
+    auto after = Watermarks(*producer);
+    const auto start = Clock::now();
+    kill(pid, SIGCONT);
+    const double target = materialized + static_cast<double>(n);
+    const auto deadline = Clock::now() + std::chrono::seconds(300);
+    while ((materialized = ScrapeSum(http, "kiq_records_materialized_total", match)) < target) {
+      if (Clock::now() > deadline) Die(absl::StrCat("node stuck at ", materialized, " of ", target));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    node_secs += Since(start);
+    std::vector<int64_t> from, to;
+    for (size_t p = 0; p < before.size(); ++p) from.push_back(before[p].second), to.push_back(after[p].second);
+    const auto bare_start = Clock::now();
+    ConsumeRange(*consumer, from, to);
+    bare_secs += Since(bare_start);
+    done += n;
+    fprintf(stderr, "ingest %s: %lld/%lld records\n", absl::GetFlag(FLAGS_store).c_str(),
+            static_cast<long long>(done), static_cast<long long>(total));
+  }
+  consumer->close();
+  // label,records,node_seconds,node_rps,bare_consume_seconds,bare_consume_rps
+  printf("%s,%lld,%.3f,%.0f,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(total),
+         node_secs, total / node_secs, bare_secs, total / bare_secs);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() != 2) Die("usage: kiq-bench-baselines grpc-server|rocksdb-write|rocksdb-iter|consume|produce|ingest [--flags]");
+  const std::string cmd = rest[1];
+  if (cmd == "grpc-server") return GrpcServer();
+  if (cmd == "rocksdb-write") return RocksdbWrite();
+  if (cmd == "rocksdb-iter") return RocksdbIter();
+  if (cmd == "consume") return ConsumeCmd();
+  if (cmd == "produce") return ProduceCmd();
+  if (cmd == "ingest") return IngestCmd();
+  Die("unknown command " + cmd);
+}

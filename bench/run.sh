@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# kiq's benchmark suite (bench/README.md). Usage: bench/run.sh [--quick] [BUILD_DIR]
+# Starts a dev Kafka and kiq-nodes on 127.0.0.1 (ephemeral ports), loads data, measures each
+# kiq figure against a baseline measured in the same run, stops everything it started by PID,
+# prints the table and writes bench/results/*.csv and bench/results/latency.png.
+set -euo pipefail
+QUICK=0
+BUILD_DIR=build
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -*) echo "usage: bench/run.sh [--quick] [BUILD_DIR]" >&2; exit 2 ;;
+    *) BUILD_DIR=$arg ;;
+  esac
+done
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="$(cd "$BUILD_DIR" && pwd)"
+RESULTS="${KIQ_BENCH_RESULTS:-$ROOT/bench/results}"  # where the CSVs, table and plot go
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d /tmp/kiq-bench.XXXXXX)
+LOAD="$BIN/bench/kiq-bench-load"
+BASE="$BIN/bench/kiq-bench-baselines"
+KIQCTL="$BIN/client/kiqctl"
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "bench: stopped everything; logs in $WORK" >&2
+}
+trap cleanup EXIT
+
+if [ $QUICK = 1 ]; then
+  INGEST=200000; ROUND=100000; TABLE_KEYS=200000; GET_SECS=2; RAMP_SECS=2; SCAN_SECS=2
+  RAMP=2000,5000,10000,15000,20000,25000,30000,40000
+else
+  INGEST=1000000; ROUND=100000; TABLE_KEYS=1000000; GET_SECS=5; RAMP_SECS=4; SCAN_SECS=5
+  RAMP=2000,4000,6000,8000,10000,12500,15000,17500,20000,22500,25000,27500,30000,35000,40000,50000
+fi
+QUERY_RECORDS=60000 # 10k keys, 6 records each: fits the dev Kafka's ~5 MiB per partition
+# KIQ_BENCH_PERF=1: also record a perf profile of the measured process in each phase (a
+# separate run: perf's overhead skews the figures) and write bench/results/profile-*.txt.
+PERF=${KIQ_BENCH_PERF:-0}
+PERF_PID=""
+perf_start() {
+  [ "$PERF" = 1 ] || return 0
+  perf record -F 999 -g -p "$2" -o "$WORK/perf-$1.data" >"$WORK/perf-$1.log" 2>&1 &
+  PERF_PID=$!
+  PERF_NAME=$1
+  sleep 0.5
+}
+perf_stop() {
+  [ "$PERF" = 1 ] && [ -n "$PERF_PID" ] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_PID=""
+  perf report -i "$WORK/perf-$PERF_NAME.data" --no-children --sort=dso,symbol --stdio 2>/dev/null |
+    grep -v '^$' | grep -E '^ +[0-9]+\.[0-9]+%' | head -40 >"$RESULTS/profile-$PERF_NAME.txt" || true
+  perf report -i "$WORK/perf-$PERF_NAME.data" --children --sort=symbol --stdio -g none 2>/dev/null |
+    grep -E '^ +[0-9]+\.[0-9]+%' | head -60 >"$RESULTS/profile-$PERF_NAME-children.txt" || true
+}
+log() { printf '== %s\n' "$*" >&2; }
+
+wait_for() {
+  local what=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "bench: timed out waiting for $what" >&2
+      tail -5 "$WORK"/*.log >&2 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+# ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
+"$BIN/node/kiq-dev-kafka" --brokers=3 \
+  --topics=ing_count:6,ing_sum:6,ing_table:6,views:6,bi-count-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
+  --bootstrap-file="$WORK/bootstrap" >"$WORK/dev-kafka.log" 2>&1 &
+PIDS+=($!)
+wait_for "the dev Kafka" 30 test -s "$WORK/bootstrap"
+BOOTSTRAP=$(cat "$WORK/bootstrap")
+
+cat >"$WORK/bi-count.yaml" <<EOF
+application_id: bi-count
+sources: [{topic: ing_count, value_format: json}]
+stores: [{name: cnt, source: ing_count, count: {}}]
+EOF
+cat >"$WORK/bi-sum.yaml" <<EOF
+application_id: bi-sum
+sources: [{topic: ing_sum, value_format: json}]
+stores: [{name: amt, source: ing_sum, sum: {field: amount, type: int64}}]
+EOF
+cat >"$WORK/bi-table.yaml" <<EOF
+application_id: bi-table
+sources: [{topic: ing_table, value_format: json}]
+stores: [{name: tbl, source: ing_table, table: {}}]
+EOF
+cat >"$WORK/bq.yaml" <<EOF
+application_id: bq
+sources: [{topic: views, value_format: json}]
+stores: [{name: views, source: views, count: {}}]
+EOF
+
+# start_node NAME CONFIG [extra flags...]: starts a kiq-node, sets NODE_PID.
+start_node() {
+  local name=$1 config=$2
+  shift 2
+  "$BIN/node/kiq-node" --config="$config" --bootstrap-servers="$BOOTSTRAP" --node-id="$name" \
+    --bind-address=127.0.0.1 --advertised-host=127.0.0.1 --grpc-port=0 --http-port=0 \
+    --port-file="$WORK/$name.port" --data-dir="$WORK/data-$name" --log-level=warn "$@" \
+    >"$WORK/$name.log" 2>&1 &
+  NODE_PID=$!
+  PIDS+=($NODE_PID)
+  wait_for "$name to listen" 60 test -s "$WORK/$name.port"
+}
+grpc_of() { echo "127.0.0.1:$(sed -n 's/^grpc=//p' "$WORK/$1.port")"; }
+http_of() { echo "127.0.0.1:$(sed -n 's/^http=//p' "$WORK/$1.port")"; }
+stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# metric NAME HOSTPORT MATCH: sum of a metric's samples whose labels contain MATCH.
+metric() {
+  curl -s "http://$2/metrics" | awk -v m="$1" -v f="$3" '
+    index($0, m) == 1 && (substr($0, length(m) + 1, 1) == "{" || substr($0, length(m) + 1, 1) == " ") &&
+    index($0, f) > 0 { s += $NF } END { printf "%.6f\n", s + 0 }'
+}
+
+# ---- 1. ingestion ----
+log "ingestion baseline: bare RocksDB WriteBatch loop, $INGEST records over 10k keys"
+"$BASE" rocksdb-write --dir="$WORK/rocksdb-write" --records=$INGEST --keys=10000 --label=rocksdb_write \
+  >"$RESULTS/rocksdb_write.csv"
+echo "label,records,node_seconds,node_rps,bare_consume_seconds,bare_consume_rps" >"$RESULTS/ingest.csv"
+for kind in count:cnt:10000 sum:amt:10000 table:tbl:$TABLE_KEYS; do
+  IFS=: read -r k store keys <<<"$kind"
+  log "ingestion: $k store from $INGEST records ($keys keys), rounds of $ROUND (node paused while each round is produced)"
+  start_node "bi-$k" "$WORK/bi-$k.yaml"
+  [ "$k" = count ] && perf_start ingest-count $NODE_PID
+  "$BASE" ingest --bootstrap="$BOOTSTRAP" --topic="ing_$k" --records=$INGEST --round=$ROUND --keys="$keys" \
+    --node_pid=$NODE_PID --metrics="$(http_of "bi-$k")" --store="$store" --label="$k" \
+    >>"$RESULTS/ingest.csv" 2>>"$WORK/ingest.log"
+  perf_stop
+  if [ "$k" = table ]; then
+    # ---- 5. memory ----
+    rss=$(awk '/^VmRSS/ {print $2}' /proc/$NODE_PID/status)
+    hwm=$(awk '/^VmHWM/ {print $2}' /proc/$NODE_PID/status)
+    printf 'keys,vmrss_kb,vmhwm_kb\n%s,%s,%s\n' "$keys" "$rss" "$hwm" >"$RESULTS/memory.csv"
+  fi
+  stop_pid $NODE_PID
+done
+
+# ---- the 3-node query cluster ----
+log "query cluster: 3 nodes, views count store, $QUERY_RECORDS records over 10k keys"
+"$BASE" produce --bootstrap="$BOOTSTRAP" --topic=views --records=$QUERY_RECORDS --keys=10000 --label=views \
+  >"$WORK/produce.csv"
+NODES=()
+for n in 1 2 3; do
+  start_node "bq-$n" "$WORK/bq.yaml" --kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500
+  NODES+=($NODE_PID)
+done
+has_all() { "$KIQCTL" --target "$(grpc_of bq-1)" count views | grep -q "^count: 10000 "; }
+wait_for "the cluster to materialize 10k keys" 120 has_all
+# Every node must be in every other's routing table before Get is measured.
+members_ok() { for n in 1 2 3; do [ "$(metric kiq_members "$(http_of bq-$n)" "")" = "3.000000" ] || return 1; done; }
+wait_for "all 3 members" 60 members_ok
+"$BASE" grpc-server --keys=10000 --port_file="$WORK/bare.port" >"$WORK/bare.log" 2>&1 &
+BARE_PID=$!
+PIDS+=($BARE_PID)
+wait_for "the bare gRPC server" 20 test -s "$WORK/bare.port"
+BARE="127.0.0.1:$(sed -n 's/^grpc=//p' "$WORK/bare.port")"
+
+# ---- 2. point queries ----
+echo "label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms" >"$RESULTS/get.csv"
+for inflight in 1 16 64; do
+  log "Get, $inflight in flight: bare server, local, forwarded"
+  "$LOAD" --target="$BARE" --store=views --inflight=$inflight --duration=$GET_SECS --label=bare >>"$RESULTS/get.csv"
+  [ $inflight = 64 ] && perf_start get-local "${NODES[0]}"
+  "$LOAD" --target="$(grpc_of bq-1)" --store=views --key_set=local --inflight=$inflight --duration=$GET_SECS \
+    --label=local >>"$RESULTS/get.csv"
+  perf_stop
+  [ $inflight = 64 ] && perf_start get-forwarded "${NODES[0]}"
+  "$LOAD" --target="$(grpc_of bq-1)" --store=views --key_set=remote --inflight=$inflight --duration=$GET_SECS \
+    --label=forwarded >>"$RESULTS/get.csv"
+  perf_stop
+done
+
+# ---- 6. latency under rising load (open loop, node-1's own keys; the bare server as reference) ----
+log "Get under rising offered load through node-1: $RAMP"
+echo "label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms" >"$RESULTS/ramp.csv"
+"$LOAD" --target="$(grpc_of bq-1)" --store=views --key_set=local --ramp=$RAMP --duration=$RAMP_SECS --knee_p99_ms=50 \
+  --label=ramp >>"$RESULTS/ramp.csv"
+"$LOAD" --target="$BARE" --store=views --ramp=$RAMP --duration=$RAMP_SECS --knee_p99_ms=50 \
+  --label=ramp_bare >"$WORK/ramp_bare.csv"
+cat "$WORK/ramp_bare.csv" >>"$RESULTS/ramp.csv"
+stop_pid $BARE_PID
+
+# ---- 3. scans ----
+log "scans through node-1 vs a local RocksDB iterator"
+echo "label,scans,entries,seconds,entries_per_s" >"$RESULTS/scan.csv"
+perf_start scan-all "${NODES[0]}"
+"$LOAD" --mode=scan --scan=all --target="$(grpc_of bq-1)" --store=views --duration=$SCAN_SECS --label=all >>"$RESULTS/scan.csv"
+perf_stop
+"$LOAD" --mode=scan --scan=range --target="$(grpc_of bq-1)" --store=views --duration=$SCAN_SECS --label=range >>"$RESULTS/scan.csv"
+"$BASE" rocksdb-iter --dir="$WORK/rocksdb-iter" --keys=10000 --duration=$SCAN_SECS --label=rocksdb_iter >>"$RESULTS/scan.csv"
+
+# ---- 4. restore: kill node-3, its partitions are rebuilt from the changelog elsewhere ----
+log "restore: killing node-3"
+r0=0; d0=0
+for n in 1 2; do
+  r0=$(echo "$r0 + $(metric kiq_restore_records_total "$(http_of bq-$n)" "")" | bc -l)
+  d0=$(echo "$d0 + $(metric kiq_restore_duration_seconds_sum "$(http_of bq-$n)" "")" | bc -l)
+done
+perf_start restore "${NODES[0]}"
+kill -KILL "${NODES[2]}"
+wait "${NODES[2]}" 2>/dev/null || true
+active_6() {
+  local a=0
+  for n in 1 2; do a=$(echo "$a + $(metric kiq_partitions "$(http_of bq-$n)" 'state="active"')" | bc -l); done
+  [ "$(printf '%.0f' "$a")" = 6 ]
+}
+t0=$(date +%s.%N)
+wait_for "node-3's partitions to be active elsewhere" 120 active_6
+t1=$(date +%s.%N)
+perf_stop
+r1=0; d1=0
+for n in 1 2; do
+  r1=$(echo "$r1 + $(metric kiq_restore_records_total "$(http_of bq-$n)" "")" | bc -l)
+  d1=$(echo "$d1 + $(metric kiq_restore_duration_seconds_sum "$(http_of bq-$n)" "")" | bc -l)
+done
+"$BASE" consume --bootstrap="$BOOTSTRAP" --topic=bq-views-changelog --label=changelog_consume >"$WORK/consume.csv"
+IFS=, read -r _ c_records c_secs c_rps <"$WORK/consume.csv"
+printf 'restore_records,restore_seconds,failover_wall_seconds,changelog_records,bare_consume_seconds,bare_consume_rps\n%s,%s,%s,%s,%s,%s\n' \
+  "$(printf '%.0f' "$(echo "$r1 - $r0" | bc -l)")" "$(printf '%.3f' "$(echo "$d1 - $d0" | bc -l)")" \
+  "$(printf '%.3f' "$(echo "$t1 - $t0" | bc -l)")" "$c_records" "$c_secs" "$c_rps" >"$RESULTS/restore.csv"
+
+# ---- the plot ----
+# gnuplot when installed (gnuplot-nox), else (or if it fails) kiq-bench-plot.
+if command -v gnuplot >/dev/null 2>&1 && gnuplot <<EOF 2>"$WORK/gnuplot.log"
+set terminal pngcairo size 900,540
+set output "$RESULTS/latency.png"
+set datafile separator ","
+set logscale y
+set xlabel "offered Get QPS (open loop, through one node)"
+set ylabel "latency (ms)"
+set key top left
+plot "< grep '^ramp,' $RESULTS/ramp.csv" using 3:8 with linespoints title "kiq p50", \
+     "" using 3:9 with linespoints title "kiq p99", \
+     "< grep '^ramp_bare,' $RESULTS/ramp.csv" using 3:9 with linespoints title "bare server p99", \
+     50 title "50 ms" with lines dt 2
+EOF
+then
+  :
+else
+  "$BIN/bench/kiq-bench-plot" "$RESULTS/ramp.csv" "$RESULTS/latency.png" 50
+fi
+
+# ---- the table ----
+{
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); mode: $([ $QUICK = 1 ] && echo quick || echo full)"
+  python3 "$ROOT/bench/table.py" "$RESULTS"
+} | tee "$RESULTS/table.txt"

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Prints the benchmark table from bench/results/*.csv (written by bench/run.sh) and writes
+bench/results/summary.csv. Each line is a kiq figure, the baseline measured in the same run, the
+ratio, and the issue's target for it (met / MISSED)."""
+import csv
+import os
+import sys
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def main(results):
+    out = []  # (what, kiq, baseline, ratio, target, met)
+
+    def line(what, kiq, base, target=None, ok=None, fmt="{:,.0f}"):
+        ratio = kiq / base if base else float("nan")
+        met = "" if ok is None else ("met" if ok(kiq, ratio) else "MISSED")
+        out.append((what, fmt.format(kiq), fmt.format(base) if base else "-",
+                    f"{ratio:.2f}x" if base else "-", target or "", met))
+
+    ingest = {r["label"]: r for r in rows(os.path.join(results, "ingest.csv"))}
+    rw = float(next(csv.reader(open(os.path.join(results, "rocksdb_write.csv"))))[3])
+    for kind, r in ingest.items():
+        node, bare = float(r["node_rps"]), float(r["bare_consume_rps"])
+        if kind == "count":
+            line(f"ingest count ({r['records']} rec), rec/s vs RocksDB WriteBatch", node, rw,
+                 ">= 0.85x", lambda k, x: x >= 0.85)
+            line("ingest count, rec/s vs bare consume", node, bare, ">= 0.5x", lambda k, x: x >= 0.5)
+        else:
+            line(f"ingest {kind} ({r['records']} rec), rec/s vs bare consume", node, bare)
+
+    get = {(r["label"], r["inflight"]): r for r in rows(os.path.join(results, "get.csv"))}
+    for n in ("1", "16", "64"):
+        bare, local, fwd = get[("bare", n)], get[("local", n)], get[("forwarded", n)]
+        line(f"Get local, {n} in flight, QPS vs bare gRPC", float(local["qps"]), float(bare["qps"]),
+             ">= 0.8x", lambda k, x: x >= 0.8)
+        line(f"Get local, {n} in flight, p50 ms vs bare", float(local["p50_ms"]), float(bare["p50_ms"]),
+             fmt="{:.3f}")
+        line(f"Get local, {n} in flight, p99 ms vs bare", float(local["p99_ms"]), float(bare["p99_ms"]),
+             "<= 2x", lambda k, x: x <= 2, fmt="{:.3f}")
+        line(f"Get forwarded, {n} in flight, QPS vs local", float(fwd["qps"]), float(local["qps"]),
+             ">= 0.45x", lambda k, x: x >= 0.45)
+        line(f"Get forwarded, {n} in flight, p99 ms vs local", float(fwd["p99_ms"]), float(local["p99_ms"]),
+             fmt="{:.3f}")
+        for r in (bare, local, fwd):
+            if int(r["errors"]) or int(r["not_found"]):
+                out.append((f"  ! {r['label']} {n}: {r['errors']} errors, {r['not_found']} not found",
+                            "", "", "", "", ""))
+
+    ramp = rows(os.path.join(results, "ramp.csv"))
+
+    def knee(label):
+        best, past = 0.0, None
+        for r in ramp:
+            if r["label"] != label:
+                continue
+            if float(r["p99_ms"]) <= 50 and int(r["errors"]) == 0:
+                best = max(best, float(r["qps"]))
+            elif past is None:
+                past = float(r["offered_qps"])
+        return best, past
+
+    def under5(label):
+        return max([float(r["qps"]) for r in ramp
+                    if r["label"] == label and float(r["p99_ms"]) < 5 and int(r["errors"]) == 0] or [0])
+
+    k_kiq, past_kiq = knee("ramp")
+    k_bare, _ = knee("ramp_bare")
+    line("knee: highest QPS with p99 <= 50 ms, node-1 vs bare", k_kiq, k_bare)
+    if past_kiq:
+        out.append((f"  (p99 first exceeded 50 ms at {past_kiq:,.0f} offered QPS)", "", "", "", "", ""))
+    line("Get QPS at p99 < 5 ms through one node (open loop)", under5("ramp"), under5("ramp_bare"),
+         ">= 27,000 QPS", lambda k, x: k >= 27000)
+
+    scan = {r["label"]: r for r in rows(os.path.join(results, "scan.csv"))}
+    it = float(scan["rocksdb_iter"]["entries_per_s"])
+    line("scan All via node-1 (3 nodes), entries/s vs RocksDB iterator", float(scan["all"]["entries_per_s"]), it)
+    line("scan Range via node-1 (3 nodes), entries/s vs RocksDB iterator",
+         float(scan["range"]["entries_per_s"]), it)
+
+    rs = rows(os.path.join(results, "restore.csv"))[0]
+    rrec, rsec = float(rs["restore_records"]), float(rs["restore_seconds"])
+    line(f"restore {rs['restore_records']} changelog rec, rec/s vs bare consume",
+         rrec / rsec if rsec > 0 else 0, float(rs["bare_consume_rps"]), ">= 0.8x", lambda k, x: x >= 0.8)
+    out.append((f"  (failover: node killed -> its partitions active elsewhere in {float(rs['failover_wall_seconds']):.1f} s"
+                ", including the 6 s session timeout)", "", "", "", "", ""))
+
+    mem = rows(os.path.join(results, "memory.csv"))[0]
+    rss_mb = float(mem["vmrss_kb"]) / 1024
+    line(f"node RSS MB with {int(mem['keys']):,} keys (VmHWM {float(mem['vmhwm_kb']) / 1024:.0f} MB)", rss_mb, 0,
+         "<= 300 MB" if int(mem["keys"]) >= 1000000 else "(quick: fewer keys)",
+         (lambda k, x: k <= 300) if int(mem["keys"]) >= 1000000 else None)
+
+    with open(os.path.join(results, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["what", "kiq", "baseline", "ratio", "target", "met"])
+        w.writerows(out)
+    # Notes (rows with no figure) do not widen the first column.
+    widths = [max(len(r[i]) for r in out + [("what", "kiq", "baseline", "ratio", "target", "")] if r[1] or i)
+              for i in range(6)]
+    header = ("what", "kiq", "baseline", "ratio", "target", "")
+    for r in [header] + out:
+        print("  ".join([r[0].ljust(widths[0])] + [c.rjust(widths[i]) for i, c in enumerate(r[1:5], 1)] + [r[5]]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results"))
