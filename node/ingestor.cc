@@ -286,9 +286,14 @@ void Ingestor::Run() {
   absl::Status status = absl::OkStatus();
   LogLimiter consume_errors(20);
   while (!stop_.load() && status.ok()) {
+    // Once the batch is due, only look at what is already queued: a record there means we are
+    // behind, and the batch may grow; none means the batch is committed now.
+    const bool due = !batch_.empty() && absl::Now() - batch_started_ >= options_.max_batch_delay;
     std::unique_ptr<RdKafka::Message> message(consumer_->consume(
-        static_cast<int>(absl::ToInt64Milliseconds(options_.max_batch_delay))));
+        due ? 0 : static_cast<int>(absl::ToInt64Milliseconds(options_.max_batch_delay))));
+    bool backlog = false;
     if (message->err() == RdKafka::ERR_NO_ERROR) {
+      backlog = due;
       status = HandleMessage(*message);
     } else if (message->err() == RdKafka::ERR__AUTO_OFFSET_RESET ||
                message->err() == RdKafka::ERR_OFFSET_OUT_OF_RANGE) {
@@ -303,10 +308,13 @@ void Ingestor::Run() {
         spdlog::warn("{} (will retry; {} similar suppressed)", error.message(), suppressed);
       }
     }
-    if (status.ok() && !batch_.empty() &&
-        (batch_.records() >= options_.max_batch_records ||
-         absl::Now() - batch_started_ >= options_.max_batch_delay)) {
-      status = Flush();
+    if (status.ok() && !batch_.empty()) {
+      const absl::Duration age = absl::Now() - batch_started_;
+      if (batch_.records() >= options_.max_batch_records ||
+          (age >= options_.max_batch_delay && !backlog) ||
+          age >= options_.max_backlog_batch_delay) {
+        status = Flush();
+      }
     }
     if (status.ok() && !catching_up_.empty()) CheckCaughtUp();
     dlq_->Poll();

@@ -40,10 +40,14 @@ struct IngestorOptions {
   std::string bootstrap_servers;
   std::string node_id;
   OutOfRangePolicy out_of_range = OutOfRangePolicy::kFail;
-  // A batch is committed (one WriteBatch) after this many records or this long after its
-  // first record, whichever comes first.
-  size_t max_batch_records = 10000;
+  // A batch is committed (one WriteBatch, one changelog flush) after this many records, or
+  // once it is `max_batch_delay` old and no further record is already waiting in the local
+  // queue. While behind (records waiting), a batch grows up to `max_batch_records` or
+  // `max_backlog_batch_delay`: fewer, larger batches coalesce more updates per key and pay
+  // the changelog round trip less often; a live stream still sees max_batch_delay.
+  size_t max_batch_records = 50000;
   absl::Duration max_batch_delay = absl::Milliseconds(20);
+  absl::Duration max_backlog_batch_delay = absl::Milliseconds(250);
   // Extra librdkafka consumer properties (e.g. session.timeout.ms), applied last.
   std::vector<std::pair<std::string, std::string>> consumer_properties;
   // Called on the ingestion thread whenever owned partitions or their states change (the

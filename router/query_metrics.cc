@@ -1,5 +1,7 @@
 #include "router/query_metrics.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace kiq::router {
 namespace {
 
@@ -29,15 +31,30 @@ QueryMetrics::QueryMetrics(prometheus::Registry& registry)
 void QueryMetrics::RecordQuery(absl::string_view method, absl::string_view store,
                                absl::string_view route, absl::string_view code,
                                absl::Duration latency) {
-  queries_
-      .Add({{"method", std::string(method)},
-            {"store", std::string(store)},
-            {"route", std::string(route)},
-            {"code", std::string(code)}})
-      .Increment();
-  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries(LatencyBuckets());
-  latency_.Add({{"method", std::string(method)}, {"route", std::string(route)}}, *kBuckets)
-      .Observe(absl::ToDoubleSeconds(latency));
+  const std::string latency_key = absl::StrCat(method, absl::string_view("\0", 1), route);
+  const std::string counter_key =
+      absl::StrCat(latency_key, absl::string_view("\0", 1), store, absl::string_view("\0", 1), code);
+  prometheus::Counter* counter;
+  prometheus::Histogram* histogram;
+  {
+    absl::MutexLock lock(&mu_);
+    prometheus::Counter*& c = query_counters_[counter_key];
+    if (c == nullptr) {
+      c = &queries_.Add({{"method", std::string(method)},
+                         {"store", std::string(store)},
+                         {"route", std::string(route)},
+                         {"code", std::string(code)}});
+    }
+    counter = c;
+    prometheus::Histogram*& h = latency_histograms_[latency_key];
+    if (h == nullptr) {
+      h = &latency_.Add({{"method", std::string(method)}, {"route", std::string(route)}},
+                        LatencyBuckets());
+    }
+    histogram = h;
+  }
+  counter->Increment();
+  histogram->Observe(absl::ToDoubleSeconds(latency));
 }
 
 void QueryMetrics::RecordPeerCall(absl::string_view peer, absl::string_view outcome) {
