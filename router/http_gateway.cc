@@ -143,6 +143,18 @@ bool Await(grpc::CompletionQueue& cq, grpc::ClientContext& ctx, void* tag,
   }
 }
 
+// A query parameter: a field not already bound by the path.
+absl::Status SetQueryParameter(pb::Message* request, const std::set<std::string>& bound,
+                               absl::string_view path_template, const std::string& name,
+                               absl::string_view value) {
+  if (bound.count(name) > 0) {
+    return absl::InvalidArgumentError(absl::StrCat("parameter '", name,
+                                                   "' is already bound by the path ",
+                                                   path_template));
+  }
+  return SetFieldFromText(request, name, value);
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> PercentDecode(absl::string_view s, bool plus_is_space) {
@@ -506,21 +518,24 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
   for (const auto& [field, value] : bindings) bound.insert(field);
   // Query parameters first, path variables last: grpc-gateway rejects neither, but a query
   // parameter naming a path variable is a client mistake worth reporting.
-  for (const auto& [name, value] : req.params) {
-    if (bound.count(name) > 0) {
+  // The query string is decoded here, not by httplib: '+' is a space in a query (HTML forms,
+  // curl --data-urlencode) and a malformed escape must be an error, not passed on.
+  absl::string_view query;
+  if (size_t q = target.find('?'); q != absl::string_view::npos) query = target.substr(q + 1);
+  for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    absl::StatusOr<std::string> name = PercentDecode(kv.first, /*plus_is_space=*/true);
+    absl::StatusOr<std::string> value = PercentDecode(kv.second, /*plus_is_space=*/true);
+    if (!name.ok() || !value.ok()) {
       SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
-                absl::StrCat("parameter '", name, "' is already bound by the path ",
-                             found->path.text()));
+                absl::StrCat("query parameter '", pair, "': ",
+                             (name.ok() ? value.status() : name.status()).message()));
       return;
     }
-    if (!IsValidUtf8(value)) {
-      SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
-                absl::StrCat("parameter '", name, "' is not valid UTF-8"));
-      return;
-    }
-    absl::Status set = SetFieldFromText(request.get(), name, value);
-    if (!set.ok()) {
-      SendError(res, grpc::StatusCode::INVALID_ARGUMENT, set.message());
+    absl::Status s = SetQueryParameter(request.get(), bound, found->path.text(), *name, *value);
+    if (!s.ok()) {
+      SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
       return;
     }
   }
