@@ -107,15 +107,13 @@ void SendError(httplib::Response& res, grpc::StatusCode code, absl::string_view 
 }
 
 std::string ErrorObject(grpc::StatusCode code, absl::string_view message) {
-  pb::Struct error;
-  (*error.mutable_fields())["code"].set_number_value(static_cast<int>(code));
-  (*error.mutable_fields())["message"].set_string_value(std::string(message));
-  (*error.mutable_fields())["details"].mutable_list_value();
-  std::string json;
-  if (!pb::util::MessageToJsonString(error, &json).ok()) {
-    return absl::StrCat("{\"code\":", static_cast<int>(code), "}");
-  }
-  return json;
+  // Written by hand for grpc-gateway's field order; the message is escaped by the JSON printer.
+  pb::Value text;
+  text.set_string_value(std::string(message));
+  std::string escaped;
+  if (!pb::util::MessageToJsonString(text, &escaped).ok()) escaped = "\"\"";
+  return absl::StrCat("{\"code\":", static_cast<int>(code), ",\"message\":", escaped,
+                      ",\"details\":[]}");
 }
 
 // Waits for `tag` on `cq`; every `poll` checks `still_wanted` and cancels the call if not.

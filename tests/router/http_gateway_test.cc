@@ -132,6 +132,11 @@ TEST(HttpStatusTest, FollowsGrpcGateway) {
   }
 }
 
+TEST(ErrorJsonTest, IsGrpcGatewaysShapeWithTheMessageEscaped) {
+  EXPECT_EQ(ErrorJson(grpc::StatusCode::NOT_FOUND, "unknown store \"x\"\n"),
+            R"({"code":5,"message":"unknown store \"x\"\n","details":[]})");
+}
+
 // The fake implementation: echoes requests, streams as told, records cancellations.
 class FakeService final : public kiq::testing::GatewayTestService::Service {
  public:
