@@ -465,7 +465,8 @@ void HttpGateway::Register(httplib::Server& server) {
     prefixes.insert(std::string(text.substr(0, text.find('/', 1))));
   }
   for (const std::string& prefix : prefixes) {
-    std::string pattern = absl::StrCat(prefix, "(/.*)?");
+    // [\s\S], not '.': httplib matches the decoded path, where a key may hold a newline.
+    std::string pattern = absl::StrCat(prefix, "(/[\\s\\S]*)?");
     auto handler = [this](const httplib::Request& req, httplib::Response& res) {
       Handle(req, res);
     };

@@ -286,6 +286,45 @@ TEST_F(HttpGatewayIntegrationTest, EveryRouteAnswersLikeGrpc) {
   }
 }
 
+// kiq-router (no stores) serves the same routes on its --http-port, forwarding to the owner.
+TEST_F(HttpGatewayIntegrationTest, RouterServesTheSameRoutes) {
+  StartNode();
+  Produce("customers", "caf\xC3\xA9/1\n", "v");
+  WaitCaughtUp("customers", "customers");
+  grpc::Status status;
+  kiq::v1::GetResponse response = GrpcGet("customers", "caf\xC3\xA9/1\n", &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(response.found());
+  // Through the node's own gateway (a newline in the key included)...
+  ExpectSameAnswer("/v1/stores/customers/keys/caf%C3%A9%2F1%0A", status, response);
+
+  auto router = NodeProcess::StartRouter(dir_, ExampleTopology("orders"),
+                                         kafka_->bootstrap_servers());
+  ASSERT_OK(router);
+  ASSERT_GT((*router)->http_port(), 0);
+  httplib::Client client("127.0.0.1", (*router)->http_port());
+  client.set_url_encode(false);
+  std::string body;
+  // ...and through the router's, once it has seen the node's membership.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto res = client.Get("/v1/stores/customers/keys/caf%C3%A9%2F1%0A");
+        if (!res) return false;
+        body = res->body;
+        return res->status == 200;
+      },
+      absl::Seconds(60)))
+      << body << "\n"
+      << (*router)->process().ReadLog();
+  kiq::v1::GetResponse via_router;
+  ASSERT_TRUE(pb::util::JsonStringToMessage(body, &via_router).ok()) << body;
+  EXPECT_EQ(NormalizedJson(via_router), NormalizedJson(response));
+  auto res = client.Get("/v1/metadata/nodes");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_THAT(res->body, HasSubstr("\"nodeId\":\"n1\""));
+}
+
 TEST_F(HttpGatewayIntegrationTest, SubscribeStreamsLikeGrpc) {
   StartNode();
   Produce("customers", "a/b", "first");
