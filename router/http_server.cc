@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 
 namespace kiq::router {
@@ -29,6 +31,12 @@ absl::StatusOr<int> HttpServer::Start(const std::string& bind_address, int port)
     return absl::UnavailableError(absl::StrCat("cannot listen on ", bind_address, ":", port));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // httplib's stop() is lost if it comes before the listening loop starts (Stop would then
+  // join forever), so Start returns only once the server runs.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server_->is_running() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return bound;
 }
 
