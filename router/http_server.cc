@@ -8,7 +8,12 @@
 
 namespace kiq::router {
 
-HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {}
+HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {
+  // Each open HTTP/JSON stream (Subscribe) holds one of httplib's worker threads until the
+  // client leaves; the default pool (8 on small machines) would let a few subscribers starve
+  // /healthz and /metrics.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+}
 
 HttpServer::~HttpServer() { Stop(); }
 

@@ -24,6 +24,8 @@ class HttpServer {
     std::string content_type = "text/plain; charset=utf-8";
   };
   using Handler = std::function<Reply()>;
+  // Concurrent HTTP connections served (open streams included).
+  static constexpr int kWorkerThreads = 64;
 
   HttpServer();
   ~HttpServer();
