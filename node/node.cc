@@ -156,6 +156,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   }
   if (options.http_port >= 0) {
     node->http_ = std::make_unique<router::HttpServer>();
+    // The HTTP/JSON API: the google.api.http routes, answered by the same services through
+    // the gRPC server's in-process channel.
+    absl::StatusOr<std::unique_ptr<router::HttpGateway>> gateway = router::HttpGateway::Create(
+        node->server_->InProcessChannel(grpc::ChannelArguments()),
+        {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
+    if (!gateway.ok()) return gateway.status();
+    node->gateway_ = *std::move(gateway);
+    node->gateway_->Register(node->http_->native());
     node->http_->Get("/healthz", [] { return router::HttpServer::Reply{200, "ok\n"}; });
     node->http_->Get("/readyz", [raw] { return raw->Readiness(); });
     node->http_->Get("/metrics", [raw] {
@@ -209,9 +217,11 @@ void Node::Shutdown() {
   if (server_) {
     spdlog::info("shutting down: no new queries, finishing in-flight ones");
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    server_.reset();
   }
+  // After Shutdown (which ends gateway streams) and before the server goes away (the gateway
+  // calls it through its in-process channel).
   if (http_) http_->Stop();
+  server_.reset();
   if (ingestor_ && !ingestor_stopped_) {
     spdlog::info("shutting down: committing and leaving the consumer group");
     ingestor_->Stop();

@@ -20,6 +20,7 @@
 #include "node/partition_states.h"
 #include "node/position_tracker.h"
 #include "node/store_engine.h"
+#include "router/http_gateway.h"
 #include "router/http_server.h"
 #include "router/membership_tailer.h"
 #include "router/metadata_service.h"
@@ -107,6 +108,8 @@ class Node {
   std::unique_ptr<router::PeerServiceImpl> peer_service_;
   std::unique_ptr<router::MetadataServiceImpl> metadata_service_;
   std::unique_ptr<grpc::Server> server_;
+  // Declared before http_: httplib's threads use it until http_ is stopped.
+  std::unique_ptr<router::HttpGateway> gateway_;
   std::unique_ptr<router::HttpServer> http_;
   absl::Mutex shutdown_mu_;
   bool ingestor_stopped_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -2,11 +2,18 @@
 
 #include <httplib.h>
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 
 namespace kiq::router {
 
-HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {}
+HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {
+  // Each open HTTP/JSON stream (Subscribe) holds one of httplib's worker threads until the
+  // client leaves; the default pool (8 on small machines) would let a few subscribers starve
+  // /healthz and /metrics.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -29,6 +36,12 @@ absl::StatusOr<int> HttpServer::Start(const std::string& bind_address, int port)
     return absl::UnavailableError(absl::StrCat("cannot listen on ", bind_address, ":", port));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // httplib's stop() is lost if it comes before the listening loop starts (Stop would then
+  // join forever), so Start returns only once the server runs.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server_->is_running() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return bound;
 }
 

@@ -19,6 +19,8 @@
 #include "node/flag_names.h"
 #include "node/ingestor.h"
 #include "node/topology_config.h"
+#include "router/http_gateway.h"
+#include "router/http_server.h"
 #include "router/logging.h"
 #include "router/membership_tailer.h"
 #include "router/metadata_service.h"
@@ -34,6 +36,9 @@ ABSL_FLAG(std::string, router_id, "", "Id of this router in logs (default: route
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address the gRPC server listens on.");
 ABSL_FLAG(int, grpc_port, 7070, "gRPC port (0: pick a free one; see --port-file).");
 ABSL_FLAG(std::string, port_file, "", "Write 'grpc=<port>' to this file once serving.");
+ABSL_FLAG(int, http_port, -1,
+          "HTTP/JSON gateway port (0: pick a free one, written to --port-file as 'http=<port>'; "
+          "-1: no HTTP server).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
 
 int main(int argc, char** argv) {
@@ -107,10 +112,31 @@ int main(int argc, char** argv) {
   if (!server || port == 0) return refuse("--grpc-port: cannot listen");
   spdlog::info("kiq-router serving kiq.v1.QueryService and MetadataService on {}:{} for {}",
                absl::GetFlag(FLAGS_bind_address), port, topology->application_id());
+  // The HTTP/JSON gateway, answered by the same services through the in-process channel.
+  std::unique_ptr<kiq::router::HttpGateway> gateway;
+  kiq::router::HttpServer http;
+  int http_port = -1;
+  if (absl::GetFlag(FLAGS_http_port) >= 0) {
+    auto created = kiq::router::HttpGateway::Create(
+        server->InProcessChannel(grpc::ChannelArguments()),
+        {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
+    if (!created.ok()) return refuse(created.status().ToString());
+    gateway = *std::move(created);
+    gateway->Register(http.native());
+    http.Get("/healthz", [] { return kiq::router::HttpServer::Reply{200, "ok\n"}; });
+    absl::StatusOr<int> bound =
+        http.Start(absl::GetFlag(FLAGS_bind_address), absl::GetFlag(FLAGS_http_port));
+    if (!bound.ok()) return refuse(absl::StrCat("--http-port: ", bound.status().message()));
+    http_port = *bound;
+    spdlog::info("kiq-router serving HTTP/JSON on {}:{}", absl::GetFlag(FLAGS_bind_address),
+                 http_port);
+  }
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     const std::string tmp = path + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "w");
-    if (f == nullptr || std::fprintf(f, "grpc=%d\n", port) < 0 || std::fclose(f) != 0 ||
+    const std::string http_line = http_port >= 0 ? absl::StrCat("http=", http_port, "\n") : "";
+    if (f == nullptr || std::fprintf(f, "grpc=%d\n%s", port, http_line.c_str()) < 0 ||
+        std::fclose(f) != 0 ||
         std::rename(tmp.c_str(), path.c_str()) != 0) {
       return refuse("--port-file: cannot write " + path);
     }
@@ -119,5 +145,6 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signal);
   spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  http.Stop();
   return 0;
 }

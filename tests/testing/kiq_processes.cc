@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::StartRouter(
   std::remove(port_file.c_str());
   return Launch({kRouterBin, "--config=" + config, "--bootstrap-servers=" + bootstrap_servers,
                  "--router-id=router", "--bind-address=127.0.0.1", "--grpc-port=0",
-                 "--port-file=" + port_file},
+                 "--http-port=0", "--port-file=" + port_file},
                 port_file, dir + "/router.log");
 }
 

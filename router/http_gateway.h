@@ -1,0 +1,124 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace google::protobuf {
+class Message;
+class MethodDescriptor;
+}  // namespace google::protobuf
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace kiq::router {
+
+// A google.api.http path template: literal segments, `*` / `{field}` / `{field=*}` (one
+// segment) and `**` / `{field=**}` (any number of segments, at most one per template).
+class PathTemplate {
+ public:
+  static absl::StatusOr<PathTemplate> Parse(absl::string_view path);
+
+  // Matches a raw (still percent-encoded) request path. On success returns the variable
+  // bindings (field path → percent-decoded value); a `**` variable keeps its slashes.
+  bool Match(absl::string_view raw_path,
+             std::vector<std::pair<std::string, std::string>>* bindings) const;
+
+  const std::string& text() const { return text_; }
+
+ private:
+  struct Segment {
+    enum Kind { kLiteral, kOne, kMany } kind = kLiteral;
+    std::string literal;
+    std::string field;  // empty for an unbound wildcard
+  };
+  std::string text_;
+  std::vector<Segment> segments_;
+};
+
+// Percent-decodes a URL component; `plus_is_space` for query strings. Fails on a malformed
+// escape or a result that is not valid UTF-8 (string fields must be UTF-8).
+absl::StatusOr<std::string> PercentDecode(absl::string_view s, bool plus_is_space);
+
+// Sets the field at a dotted path (`a.b.c`) of `message` from its text form, the way
+// grpc-gateway maps query parameters: scalars parsed, enums by name or number, bytes as
+// (URL-safe or standard) base64, repeated fields appended to.
+absl::Status SetFieldFromText(google::protobuf::Message* message, absl::string_view path,
+                              absl::string_view value);
+
+// grpc-gateway's HTTPStatusFromCode.
+int HttpStatusFromGrpcCode(grpc::StatusCode code);
+
+// The JSON body of an error: {"code": <grpc code>, "message": ..., "details": []}.
+std::string ErrorJson(grpc::StatusCode code, absl::string_view message);
+
+// The HTTP/JSON gateway: routes read from the google.api.http annotations of the given
+// services in the generated descriptor pool, each request translated into the RPC's request
+// message (path variables, then query parameters), sent through `channel` (the gRPC server's
+// in-process channel, so the same implementation answers) and the response converted with the
+// proto3 JSON mapping. Server-streaming RPCs answer chunked application/x-ndjson:
+// {"result": ...} per message and a final {"error": ...} line if the stream fails.
+class HttpGateway {
+ public:
+  struct Options {
+    // Deadline of a call unless the request sets `grpc-timeout` (e.g. "5S", "200m").
+    absl::Duration default_timeout = absl::Seconds(30);
+    // Streams have no default deadline: a subscription lasts until the client leaves.
+    // A stream that fails within this long of its start answers with the error's HTTP status;
+    // later failures arrive as a final {"error": ...} line of a 200 response (grpc-gateway).
+    absl::Duration stream_status_wait = absl::Seconds(2);
+  };
+
+  static absl::StatusOr<std::unique_ptr<HttpGateway>> Create(
+      std::shared_ptr<grpc::ChannelInterface> channel,
+      const std::vector<std::string>& service_names, Options options);
+  static absl::StatusOr<std::unique_ptr<HttpGateway>> Create(
+      std::shared_ptr<grpc::ChannelInterface> channel,
+      const std::vector<std::string>& service_names) {
+    return Create(std::move(channel), service_names, Options());
+  }
+
+  // Registers the routes on `server` (every method, so a known path with another method
+  // answers 405 and an unknown one a JSON 404).
+  void Register(httplib::Server& server);
+
+  // For tests and logs: "GET /v1/stores/{store}/count → kiq.v1.QueryService.Count".
+  std::vector<std::string> Describe() const;
+
+  struct Route {
+    std::string http_method;
+    PathTemplate path;
+    const google::protobuf::MethodDescriptor* method = nullptr;
+    std::string grpc_path;  // "/kiq.v1.QueryService/Count"
+  };
+
+ private:
+  HttpGateway(std::shared_ptr<grpc::ChannelInterface> channel, std::vector<Route> routes,
+              Options options);
+  void Handle(const httplib::Request& req, httplib::Response& res) const;
+  void Unary(const Route& route, const httplib::Request& req,
+             std::unique_ptr<google::protobuf::Message> request, httplib::Response& res) const;
+  void ServerStreaming(const Route& route, const httplib::Request& req,
+                       std::unique_ptr<google::protobuf::Message> request,
+                       httplib::Response& res) const;
+
+  std::shared_ptr<grpc::ChannelInterface> channel_;
+  std::vector<Route> routes_;
+  Options options_;
+};
+
+}  // namespace kiq::router

@@ -1,0 +1,334 @@
+// The HTTP/JSON gateway: path templates, query parameter mapping, URL decoding and status
+// mapping as units, then the whole gateway over loopback HTTP against a test-only annotated
+// gRPC service (tests/testing/proto/kiq/testing/gateway_test.proto), including streaming.
+#include "router/http_gateway.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <thread>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include "absl/strings/str_split.h"
+#include "kiq/testing/gateway_test.grpc.pb.h"
+#include "router/http_server.h"
+#include "tests/testing/process.h"
+#include "tests/testing/status_matchers.h"
+
+namespace kiq::router {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::kiq::testing::IsOkAndHolds;
+using Bindings = std::vector<std::pair<std::string, std::string>>;
+
+TEST(PathTemplateTest, MatchesLiteralsAndSingleSegmentVariables) {
+  auto t = PathTemplate::Parse("/v1/stores/{store}/count");
+  ASSERT_OK(t);
+  Bindings b;
+  ASSERT_TRUE(t->Match("/v1/stores/order_count/count", &b));
+  EXPECT_THAT(b, ElementsAre(Pair("store", "order_count")));
+  EXPECT_FALSE(t->Match("/v1/stores/order_count/counts", &b));
+  EXPECT_FALSE(t->Match("/v1/stores/order_count", &b));
+  EXPECT_FALSE(t->Match("/v1/stores/a/b/count", &b));
+  EXPECT_FALSE(t->Match("/v1/stores//count", &b));  // an empty variable matches nothing
+}
+
+TEST(PathTemplateTest, DecodesVariablesAndKeepsEncodedSlashesInOneSegment) {
+  auto t = PathTemplate::Parse("/v1/stores/{store}/keys/{key}");
+  ASSERT_OK(t);
+  Bindings b;
+  ASSERT_TRUE(t->Match("/v1/stores/s/keys/a%2Fb%20c%C3%A9", &b));
+  EXPECT_THAT(b, ElementsAre(Pair("store", "s"), Pair("key", "a/b c\xC3\xA9")));
+  EXPECT_FALSE(t->Match("/v1/stores/s/keys/a/b", &b));
+  EXPECT_FALSE(t->Match("/v1/stores/s/keys/%zz", &b));  // malformed escape
+  EXPECT_FALSE(t->Match("/v1/stores/s/keys/%FF", &b));  // not UTF-8
+}
+
+TEST(PathTemplateTest, DoubleStarSpansSegmentsBeforeTrailingLiterals) {
+  auto t = PathTemplate::Parse("/files/{path=**}/meta");
+  ASSERT_OK(t);
+  Bindings b;
+  ASSERT_TRUE(t->Match("/files/a/b%2Fc/d/meta", &b));
+  EXPECT_THAT(b, ElementsAre(Pair("path", "a/b/c/d")));
+  ASSERT_TRUE(t->Match("/files/x/meta", &b));
+  EXPECT_THAT(b, ElementsAre(Pair("path", "x")));
+  EXPECT_FALSE(t->Match("/files/meta", &b));
+  EXPECT_FALSE(t->Match("/files/a/b", &b));
+}
+
+TEST(PathTemplateTest, RefusesWhatItCannotServe) {
+  EXPECT_THAT(PathTemplate::Parse("v1/x").status().message(), HasSubstr("start with '/'"));
+  EXPECT_THAT(PathTemplate::Parse("/v1/{a=**}/{b=**}").status().message(),
+              HasSubstr("more than one"));
+  EXPECT_THAT(PathTemplate::Parse("/v1/{a=x*}").status().message(),
+              HasSubstr("unsupported segment"));
+  EXPECT_THAT(PathTemplate::Parse("/v1/x:verb").status().message(), HasSubstr("custom verbs"));
+  EXPECT_THAT(PathTemplate::Parse("/v1/{a").status().message(), HasSubstr("unterminated"));
+}
+
+TEST(PercentDecodeTest, DecodesEscapesPlusAndRejectsBadInput) {
+  EXPECT_THAT(PercentDecode("a%20b+c", false), IsOkAndHolds(std::string("a b+c")));
+  EXPECT_THAT(PercentDecode("a%20b+c", true), IsOkAndHolds(std::string("a b c")));
+  EXPECT_THAT(PercentDecode("%E2%82%AC", false), IsOkAndHolds(std::string("\xE2\x82\xAC")));
+  EXPECT_FALSE(PercentDecode("%2", false).ok());
+  EXPECT_FALSE(PercentDecode("%G0", false).ok());
+  EXPECT_FALSE(PercentDecode("%C0%AF", false).ok());  // overlong '/'
+}
+
+TEST(SetFieldFromTextTest, MapsScalarsNestedRepeatedEnumsAndBytes) {
+  kiq::testing::EchoRequest r;
+  ASSERT_OK(SetFieldFromText(&r, "name", "n"));
+  ASSERT_OK(SetFieldFromText(&r, "nested.label", "l"));
+  ASSERT_OK(SetFieldFromText(&r, "nested.inner.depth", "-7"));
+  ASSERT_OK(SetFieldFromText(&r, "numbers", "1"));
+  ASSERT_OK(SetFieldFromText(&r, "numbers", "2"));
+  ASSERT_OK(SetFieldFromText(&r, "color", "GREEN"));
+  ASSERT_OK(SetFieldFromText(&r, "data", "aGk="));
+  ASSERT_OK(SetFieldFromText(&r, "big", "9007199254740993"));
+  ASSERT_OK(SetFieldFromText(&r, "flag", "true"));
+  ASSERT_OK(SetFieldFromText(&r, "ratio", "0.25"));
+  EXPECT_EQ(r.name(), "n");
+  EXPECT_EQ(r.nested().label(), "l");
+  EXPECT_EQ(r.nested().inner().depth(), -7);
+  EXPECT_THAT(r.numbers(), ElementsAre(1, 2));
+  EXPECT_EQ(r.color(), kiq::testing::GREEN);
+  EXPECT_EQ(r.data(), "hi");
+  EXPECT_EQ(r.big(), 9007199254740993);
+  EXPECT_TRUE(r.flag());
+  EXPECT_EQ(r.ratio(), 0.25);
+  ASSERT_OK(SetFieldFromText(&r, "color", "1"));  // enums by number too
+  EXPECT_EQ(r.color(), kiq::testing::RED);
+}
+
+TEST(SetFieldFromTextTest, NamesTheParameterOnBadInput) {
+  kiq::testing::EchoRequest r;
+  EXPECT_THAT(SetFieldFromText(&r, "numbers", "x").message(), HasSubstr("'numbers'"));
+  EXPECT_THAT(SetFieldFromText(&r, "color", "BLUE").message(), HasSubstr("kiq.testing.Color"));
+  EXPECT_THAT(SetFieldFromText(&r, "nope", "1").message(), HasSubstr("no field 'nope'"));
+  EXPECT_THAT(SetFieldFromText(&r, "name.x", "1").message(), HasSubstr("not a nested message"));
+  EXPECT_THAT(SetFieldFromText(&r, "nested", "1").message(), HasSubstr("names a message"));
+  EXPECT_THAT(SetFieldFromText(&r, "data", "!!").message(), HasSubstr("base64"));
+  EXPECT_FALSE(SetFieldFromText(&r, "flag", "maybe").ok());
+}
+
+TEST(HttpStatusTest, FollowsGrpcGateway) {
+  using C = grpc::StatusCode;
+  const std::vector<std::pair<C, int>> expected = {
+      {C::OK, 200}, {C::CANCELLED, 499}, {C::UNKNOWN, 500}, {C::INVALID_ARGUMENT, 400},
+      {C::DEADLINE_EXCEEDED, 504}, {C::NOT_FOUND, 404}, {C::ALREADY_EXISTS, 409},
+      {C::PERMISSION_DENIED, 403}, {C::UNAUTHENTICATED, 401}, {C::RESOURCE_EXHAUSTED, 429},
+      {C::FAILED_PRECONDITION, 400}, {C::ABORTED, 409}, {C::OUT_OF_RANGE, 400},
+      {C::UNIMPLEMENTED, 501}, {C::INTERNAL, 500}, {C::UNAVAILABLE, 503}, {C::DATA_LOSS, 500}};
+  for (const auto& [code, http] : expected) {
+    EXPECT_EQ(HttpStatusFromGrpcCode(code), http) << static_cast<int>(code);
+  }
+}
+
+TEST(ErrorJsonTest, IsGrpcGatewaysShapeWithTheMessageEscaped) {
+  EXPECT_EQ(ErrorJson(grpc::StatusCode::NOT_FOUND, "unknown store \"x\"\n"),
+            R"({"code":5,"message":"unknown store \"x\"\n","details":[]})");
+}
+
+// The fake implementation: echoes requests, streams as told, records cancellations.
+class FakeService final : public kiq::testing::GatewayTestService::Service {
+ public:
+  grpc::Status Echo(grpc::ServerContext* ctx, const kiq::testing::EchoRequest* request,
+                    kiq::testing::EchoResponse* response) override {
+    if (request->hang()) {
+      while (!ctx->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    *response->mutable_request() = *request;
+    return grpc::Status::OK;
+  }
+  grpc::Status EchoPath(grpc::ServerContext* ctx, const kiq::testing::EchoRequest* request,
+                        kiq::testing::EchoResponse* response) override {
+    return Echo(ctx, request, response);
+  }
+  grpc::Status Stream(grpc::ServerContext* ctx, const kiq::testing::StreamRequest* request,
+                      grpc::ServerWriter<kiq::testing::EchoResponse>* writer) override {
+    for (int i = 0; i < request->count(); ++i) {
+      kiq::testing::EchoResponse message;
+      message.mutable_request()->set_name(request->name());
+      message.set_index(i);
+      if (!writer->Write(message)) return grpc::Status(grpc::StatusCode::CANCELLED, "gone");
+    }
+    if (request->hang()) {
+      while (!ctx->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      cancelled_streams.fetch_add(1);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    return grpc::Status(static_cast<grpc::StatusCode>(request->fail_code()),
+                        request->fail_code() == 0 ? "" : "stream failed on purpose");
+  }
+  std::atomic<int> cancelled_streams{0};
+};
+
+class HttpGatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    auto gateway = HttpGateway::Create(server_->InProcessChannel(grpc::ChannelArguments()),
+                                       {"kiq.testing.GatewayTestService"});
+    ASSERT_OK(gateway);
+    gateway_ = *std::move(gateway);
+    gateway_->Register(http_.native());
+    auto port = http_.Start("127.0.0.1", 0);
+    ASSERT_OK(port);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", *port);
+    client_->set_read_timeout(30, 0);
+    client_->set_url_encode(false);  // the tests send exactly the escapes they mean
+  }
+  void TearDown() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    http_.Stop();
+  }
+
+  // GET `path`; expects JSON and parses it.
+  rapidjson::Document GetJson(const std::string& path, int expected_status,
+                              const httplib::Headers& headers = {}) {
+    rapidjson::Document doc;
+    auto res = client_->Get(path.c_str(), headers);
+    EXPECT_TRUE(res) << path;
+    if (!res) return doc;
+    EXPECT_EQ(res->status, expected_status) << path << ": " << res->body;
+    EXPECT_EQ(res->get_header_value("Content-Type"), "application/json") << path;
+    doc.Parse(res->body.c_str());
+    EXPECT_FALSE(doc.HasParseError()) << res->body;
+    return doc;
+  }
+
+  FakeService service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpGateway> gateway_;
+  HttpServer http_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(HttpGatewayTest, RoutesComeFromTheAnnotations) {
+  EXPECT_THAT(gateway_->Describe(),
+              ElementsAre("GET /test/v1/echo/{name} → kiq.testing.GatewayTestService.Echo",
+                          "GET /test/v1/files/{path=**}/meta → "
+                          "kiq.testing.GatewayTestService.EchoPath",
+                          "GET /test/v1/names/{name}/nested/{nested.label} → "
+                          "kiq.testing.GatewayTestService.EchoPath",
+                          "GET /test/v1/stream/{name} → kiq.testing.GatewayTestService.Stream"));
+}
+
+TEST_F(HttpGatewayTest, PathAndQueryParametersBecomeTheRequest) {
+  rapidjson::Document doc = GetJson(
+      "/test/v1/echo/caf%C3%A9%2Fbar%20baz?numbers=3&numbers=4&nested.inner.depth=5&color=RED"
+      "&data=aGk%3D&big=123&flag=true&ratio=1.5&tags=a+b&tags=%E2%82%AC",
+      200);
+  ASSERT_TRUE(doc.IsObject());
+  const auto& r = doc["request"];
+  EXPECT_STREQ(r["name"].GetString(), "caf\xC3\xA9/bar baz");
+  EXPECT_EQ(r["numbers"].Size(), 2u);
+  EXPECT_EQ(r["numbers"][1].GetInt(), 4);
+  EXPECT_STREQ(r["nested"]["inner"]["depth"].GetString(), "5");  // int64 as a JSON string
+  EXPECT_STREQ(r["color"].GetString(), "RED");
+  EXPECT_STREQ(r["data"].GetString(), "aGk=");
+  EXPECT_STREQ(r["big"].GetString(), "123");
+  EXPECT_TRUE(r["flag"].GetBool());
+  EXPECT_EQ(r["ratio"].GetDouble(), 1.5);
+  EXPECT_STREQ(r["tags"][0].GetString(), "a b");
+  EXPECT_STREQ(r["tags"][1].GetString(), "\xE2\x82\xAC");
+
+  doc = GetJson("/test/v1/files/a/b%2Fc/meta", 200);
+  EXPECT_STREQ(doc["request"]["path"].GetString(), "a/b/c");
+  doc = GetJson("/test/v1/names/x/nested/y%20z", 200);  // additional binding, nested field
+  EXPECT_STREQ(doc["request"]["name"].GetString(), "x");
+  EXPECT_STREQ(doc["request"]["nested"]["label"].GetString(), "y z");
+}
+
+TEST_F(HttpGatewayTest, ErrorsAreJsonWithGrpcGatewayStatuses) {
+  rapidjson::Document doc = GetJson("/test/v1/echo/x?numbers=many", 400);
+  EXPECT_EQ(doc["code"].GetInt(), 3);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("'numbers'"));
+  EXPECT_TRUE(doc["details"].IsArray());
+  doc = GetJson("/test/v1/echo/x?nope=1", 400);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("no field 'nope'"));
+  doc = GetJson("/test/v1/echo/x?name=y", 400);  // already bound by the path
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("already bound"));
+  doc = GetJson("/test/v1/nothing/here", 404);
+  EXPECT_EQ(doc["code"].GetInt(), 5);
+}
+
+TEST_F(HttpGatewayTest, WrongMethodIs405) {
+  auto res = client_->Post("/test/v1/echo/x", "", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 405);
+  EXPECT_EQ(res->get_header_value("Allow"), "GET");
+  res = client_->Delete("/test/v1/stream/x");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 405);
+}
+
+TEST_F(HttpGatewayTest, DeadlineFromGrpcTimeoutHeader) {
+  rapidjson::Document doc =
+      GetJson("/test/v1/echo/x?hang=true", 504, {{"grpc-timeout", "200m"}});
+  EXPECT_EQ(doc["code"].GetInt(), 4);
+  doc = GetJson("/test/v1/echo/x", 400, {{"grpc-timeout", "soon"}});
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("grpc-timeout"));
+}
+
+std::vector<std::string> Lines(const std::string& body) {
+  return absl::StrSplit(body, '\n', absl::SkipEmpty());
+}
+
+TEST_F(HttpGatewayTest, ServerStreamingIsNdjson) {
+  auto res = client_->Get("/test/v1/stream/s?count=3");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "application/x-ndjson");
+  EXPECT_THAT(Lines(res->body),
+              ElementsAre(R"({"result":{"request":{"name":"s"}}})",
+                          R"({"result":{"request":{"name":"s"},"index":1}})",
+                          R"({"result":{"request":{"name":"s"},"index":2}})"));
+}
+
+TEST_F(HttpGatewayTest, StreamErrorAfterMessagesIsTheLastLine) {
+  auto res = client_->Get("/test/v1/stream/s?count=2&fail_code=14");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  std::vector<std::string> lines = Lines(res->body);
+  ASSERT_EQ(lines.size(), 3u) << res->body;
+  rapidjson::Document last;
+  last.Parse(lines[2].c_str());
+  ASSERT_TRUE(last.IsObject()) << lines[2];
+  EXPECT_EQ(last["error"]["code"].GetInt(), 14);
+  EXPECT_STREQ(last["error"]["message"].GetString(), "stream failed on purpose");
+}
+
+TEST_F(HttpGatewayTest, StreamThatFailsAtOnceAnswersWithTheErrorStatus) {
+  rapidjson::Document doc = GetJson("/test/v1/stream/s?fail_code=5", 404);
+  EXPECT_EQ(doc["code"].GetInt(), 5);
+  doc = GetJson("/test/v1/stream/s?count=x", 400);
+}
+
+TEST_F(HttpGatewayTest, ClientDisconnectCancelsTheStream) {
+  std::string received;
+  auto res = client_->Get("/test/v1/stream/s?count=1&hang=true",
+                          [&](const char* data, size_t size) {
+                            received.append(data, size);
+                            return false;  // hang up after the first chunk
+                          });
+  EXPECT_FALSE(res);
+  EXPECT_THAT(received, HasSubstr(R"({"result":{"request":{"name":"s"}}})"));
+  EXPECT_TRUE(kiq::testing::WaitFor([&] { return service_.cancelled_streams.load() == 1; },
+                                    absl::Seconds(30)));
+}
+
+}  // namespace
+}  // namespace kiq::router
