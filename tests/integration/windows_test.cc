@@ -108,7 +108,10 @@ class WindowsTest : public KafkaFixture {
                            {"purchases", kPartitions},
                            {"shop-views_per_category-changelog", kPartitions},
                            {"shop-views_per_category_hopping-changelog", kPartitions},
-                           {"shop-spend_per_user-changelog", kPartitions}});
+                           {"shop-spend_per_user-changelog", kPartitions},
+                           {"customers", kPartitions},
+                           {"shop-purchases_per_city-changelog", kPartitions},
+                           {"shop-purchases_per_city-repartition", kPartitions}});
   }
 
   void StartNode(const std::string& id) {
