@@ -609,11 +609,16 @@ TEST(ExampleTopologyTest, ShopExampleLoadsWithItsWindows) {
   absl::StatusOr<Topology> topology =
       LoadTopologyFile(KIQ_SOURCE_DIR "/examples/shop/topology.yaml");
   ASSERT_THAT(topology, IsOk());
-  ASSERT_EQ(topology->stores_size(), 4);
+  ASSERT_EQ(topology->stores_size(), 6);
   EXPECT_EQ(topology->stores(0).window().size(), "30s");
   EXPECT_EQ(topology->stores(1).window().advance(), "30s");
   EXPECT_TRUE(topology->stores(2).has_sum());
   EXPECT_FALSE(topology->stores(3).has_window());
+  // Join, group_by and a window together.
+  const auto& per_city = topology->stores(5);
+  EXPECT_EQ(per_city.join().table(), "customers");
+  EXPECT_EQ(per_city.group_by().field(), "customer.city");
+  EXPECT_EQ(per_city.window().size(), "30m");
 }
 
 TEST(ExampleTopologyTest, OrdersExampleLoads) {
