@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -34,6 +35,7 @@ enum class KiqctlCommand {
   kNodes,          // metadata
   kNodesForStore,  // metadata STORE
   kNodeForKey,     // metadata STORE KEY
+  kSubscribe,      // subscribe STORE
 };
 
 // A parsed command line.
@@ -47,6 +49,11 @@ struct KiqctlArgs {
   std::string from;   // range
   std::string to;     // range
   ScanOptions scan;   // range, all
+  // subscribe: --key or --prefix (neither: every key), --snapshot, --coalesce.
+  std::optional<std::string> subscribe_key;
+  std::optional<std::string> subscribe_prefix;
+  bool snapshot = false;
+  bool coalesce = false;
 };
 
 // The --help text: every command, flag and exit code.

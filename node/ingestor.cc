@@ -649,6 +649,8 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
         "--offset-out-of-range=reset to rebuild it from the log");
     spdlog::error("{}", reason);
     states_.Set(p, PartitionState::kFailed, reason);
+    // Its changes stop here: a subscription must end rather than silently miss them.
+    if (options_.hub != nullptr) options_.hub->EndAll(absl::UnavailableError(reason));
     catching_up_.erase(p.value());
     std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p.value())};
     consumer_->pause(tps);
