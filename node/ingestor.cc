@@ -366,7 +366,12 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   if (batch_.empty()) {
     batch_started_ = absl::Now();
     // Log every write only while someone listens (costs a copy of each change).
-    batch_.TrackWrites(options_.hub != nullptr && options_.hub->active());
+    if (options_.hub != nullptr) {
+      options_.hub->SetUntrackedBatch(true);
+      const bool track = options_.hub->active();
+      batch_.TrackWrites(track);
+      if (track) options_.hub->SetUntrackedBatch(false);
+    }
   }
   batch_.SetSource(source->spec.topic(), record.offset);
   const std::optional<std::string> decode_error = topology_.DecodeError(record, *source);
@@ -459,7 +464,14 @@ absl::Status Ingestor::ProduceChangelog() {
 }
 
 absl::Status Ingestor::Flush() {
-  if (batch_.empty()) return absl::OkStatus();
+  if (batch_.empty()) {
+    // A batch that staged nothing (stray records) leaves no change to wait for.
+    if (options_.hub != nullptr && options_.hub->untracked_batch()) {
+      absl::MutexLock commit(&options_.hub->commit_mutex());
+      options_.hub->BatchCommitted();
+    }
+    return absl::OkStatus();
+  }
   if (absl::Status s = ProduceChangelog(); !s.ok()) return s;
   if (options_.hub == nullptr) {
     if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
@@ -472,6 +484,7 @@ absl::Status Ingestor::Flush() {
       return s;
     }
     options_.hub->Publish(changes);
+    options_.hub->BatchCommitted();
   }
   ++stats_.batches;
   // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag

@@ -149,7 +149,21 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
   const CompiledStore& store = **found;
   // Under the commit lock: no batch commits between the ownership check, the registration and
   // the snapshot, so the snapshot is exactly the state before the first queued change.
+  // Batches started from now on log every change; one already under way without a log must
+  // be committed before we register (it would reach us folded to one change per key).
+  hub_->Announce(1);
   absl::MutexLock commit(&hub_->commit_mutex());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  bool timed_out = false;
+  while (hub_->untracked_batch() && !timed_out) {
+    timed_out = hub_->committed().WaitWithDeadline(&hub_->commit_mutex(), deadline);
+  }
+  if (hub_->untracked_batch()) {
+    hub_->Announce(-1);
+    return absl::UnavailableError(absl::StrCat(
+        "Subscribe to store \"", spec.store,
+        "\": the ingestion batch under way was not committed within 10s; try again"));
+  }
   std::vector<std::string> unavailable;
   for (int32_t p = 0; p < store.info.num_partitions; ++p) {
     if (absl::Status s = states_.CheckReadable(PartitionId(p)); !s.ok()) {
@@ -157,6 +171,7 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
     }
   }
   if (!unavailable.empty()) {
+    hub_->Announce(-1);
     return absl::UnavailableError(absl::StrCat(
         "Subscribe to store \"", spec.store, "\" on this node needs every partition ACTIVE here; "
         "not readable here: ", absl::StrJoin(unavailable, ", "),
@@ -165,6 +180,7 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
   }
   std::shared_ptr<SubscriberQueue> queue =
       hub_->Register(store.handle, spec.match, spec.buffer_size, spec.coalesce);
+  hub_->Announce(-1);  // counted as registered now
   std::shared_ptr<const rocksdb::Snapshot> snapshot;
   if (spec.snapshot) snapshot = engine_.NewSnapshot();
   return std::unique_ptr<router::Subscription>(new LocalSubscription(

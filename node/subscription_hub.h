@@ -88,8 +88,25 @@ class SubscriptionHub {
       ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(const SubscriberQueue* queue) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // True if anyone is subscribed (lets the ingestor skip collecting changes).
-  bool active() const { return count_.load() > 0; }
+  // True if anyone is subscribed or about to (lets the ingestor skip logging changes).
+  bool active() const { return count_.load() + announced_.load() > 0; }
+
+  // A subscriber on its way: batches started from now on log every change.
+  void Announce(int delta) { announced_ += delta; }
+  // The ingestor started a batch without logging its changes (nobody listened): a subscriber
+  // must not register before it is committed, or that batch's changes would reach it folded.
+  // Set before checking active() at the start of a batch (and cleared if it is tracked after
+  // all): with Announce-then-check on the subscriber's side, one of the two always sees the
+  // other (sequentially consistent atomics).
+  void SetUntrackedBatch(bool untracked) { untracked_batch_.store(untracked); }
+  bool untracked_batch() const { return untracked_batch_.load(); }
+  // Called by the ingestor with commit_mutex() held, after each commit and publish.
+  void BatchCommitted() {
+    untracked_batch_.store(false);
+    committed_.SignalAll();
+  }
+  // Signalled (with commit_mutex()) after each commit.
+  absl::CondVar& committed() { return committed_; }
   size_t size() const { return static_cast<size_t>(count_.load()); }
 
   // Queues each change for the subscribers it matches (call with commit_mutex() held, right
@@ -105,6 +122,9 @@ class SubscriptionHub {
 
   IngestMetrics* const metrics_;
   absl::Mutex commit_mu_;
+  absl::CondVar committed_;
+  std::atomic<int> announced_{0};
+  std::atomic<bool> untracked_batch_{false};
   absl::Mutex mu_;
   std::vector<std::shared_ptr<SubscriberQueue>> subscribers_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> count_{0};
