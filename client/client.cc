@@ -171,6 +171,30 @@ absl::StatusOr<kiq::v1::ScanResponse> Client::All(std::string_view store, int32_
       });
 }
 
+std::string DescribeSubscribe(std::string_view store) {
+  return absl::StrCat("subscribe store=", EscapeForTerminal(store));
+}
+
+absl::Status Client::Subscribe(
+    const kiq::v1::SubscribeRequest& request,
+    const std::function<bool(const kiq::v1::SubscribeResponse&)>& on_event) const {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<kiq::v1::SubscribeResponse>> reader =
+      stub_->Subscribe(&context, request);
+  kiq::v1::SubscribeResponse event;
+  bool stopped = false;
+  while (reader->Read(&event)) {
+    if (!on_event(event)) {
+      stopped = true;
+      context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (stopped) return absl::OkStatus();
+  return FromGrpcStatus(status, DescribeSubscribe(request.store()));
+}
+
 absl::StatusOr<kiq::v1::CountResponse> Client::Count(std::string_view store) const {
   kiq::v1::CountRequest request;
   request.set_store(std::string(store));

@@ -49,6 +49,7 @@ std::string DescribeRange(std::string_view store, std::string_view from, std::st
 std::string DescribeAll(std::string_view store);
 std::string DescribeCount(std::string_view store);
 std::string DescribeWindowFetch(std::string_view store, std::string_view key);
+std::string DescribeSubscribe(std::string_view store);
 // The metadata calls are named like kiqctl's `metadata [STORE [KEY]]`.
 std::string DescribeAllNodes();
 std::string DescribeNodesForStore(std::string_view store);
@@ -100,6 +101,12 @@ class Client {
   // The approximate number of entries of `store`.
   absl::StatusOr<kiq::v1::CountResponse> Count(std::string_view store) const;
 
+  // Subscribe (push query): calls `on_event` for each event as it arrives until the stream
+  // ends or `on_event` returns false (then the call is cancelled and OK is returned). Streams
+  // have no deadline (the timeout option does not apply). Returns the stream's final status:
+  // RESOURCE_EXHAUSTED (too slow), ABORTED (partitions moved), NOT_FOUND (unknown store)...
+  absl::Status Subscribe(const kiq::v1::SubscribeRequest& request,
+                         const std::function<bool(const kiq::v1::SubscribeResponse&)>& on_event) const;
   // Kafka Streams' allMetadata(): every live node, with its endpoint, stores, owned partitions
   // (and their states) and lease.
   absl::StatusOr<kiq::v1::NodesResponse> AllNodes() const;

@@ -37,6 +37,13 @@ Commands:
   metadata               Every live node of the cluster: endpoint, stores, partitions, lease.
   metadata STORE         The live nodes that host STORE.
   metadata STORE KEY     The partition of KEY in STORE and the node that owns it.
+  subscribe STORE        Push query: print every change of STORE as it is materialized, one
+                         line each, until the stream ends (Ctrl-C to stop). With --key K or
+                         --prefix P only those keys; --snapshot first prints the current
+                         entries (SNAPSHOT lines, then SNAPSHOT_END) with no gap or duplicate
+                         before the changes; --coalesce keeps only the latest value per key
+                         when this client falls behind (else the server ends the stream with
+                         RESOURCE_EXHAUSTED).
   help                   Print this help.
 
   Keys and bounds are sent as given; those that are not valid UTF-8 go in the API's *_bytes
@@ -51,6 +58,8 @@ Flags (before or after the command):
                          range/all stopped by --limit.
   --limit N              range, all: stop after N entries; if more may follow, print the next
                          page token to resume from.
+  --key K, --prefix P    subscribe: only key K, or keys starting with P.
+  --snapshot, --coalesce subscribe: see above.
   -h, --help             Print this help.
   --                     End of flags: later arguments are operands even if they start with --.
   Flags take their value as the next argument or after '=' (--timeout=5s).
@@ -63,6 +72,13 @@ Output:
   (ISO-8601 UTC, the window is [start, end)); window-fetch prints "no windows" when there are
   none. When --limit stops range/all before the end, they print the token to resume
   from to stderr as "next page token: TOKEN".
+  subscribe: one line per event, flushed as it comes:
+    SNAPSHOT KEY VALUE partition=P
+    SNAPSHOT_END
+    CHANGE KEY VALUE (was OLD) partition=P topic@offset
+    DELETE KEY (was OLD) partition=P topic@offset
+  With --json, one SubscribeResponse per line. The exit code is the stream's end: 3 with the
+  status on stderr (e.g. RESOURCE_EXHAUSTED, ABORTED when partitions moved).
   metadata, metadata STORE: columns NODE, ENDPOINT, STORES, PARTITIONS, LEASE. PARTITIONS lists
   the partitions the node owns, in order, with a letter on those it does not serve:
   R restoring, F failed, ? unknown state (e.g. 0,1,4R,5F). LEASE is the time left on the node's
@@ -89,6 +105,8 @@ constexpr absl::string_view kTimeout = "timeout";
 constexpr absl::string_view kPageSize = "page-size";
 constexpr absl::string_view kPageToken = "page-token";
 constexpr absl::string_view kLimit = "limit";
+constexpr absl::string_view kKey = "key";
+constexpr absl::string_view kPrefix = "prefix";
 
 bool IsFlag(absl::string_view arg) { return arg == "-h" || absl::StartsWith(arg, "--"); }
 
@@ -113,6 +131,10 @@ absl::Status ApplyValueFlag(absl::string_view name, const std::string& value, Ki
     args->scan.page_size = page_size;
   } else if (name == kPageToken) {
     args->scan.page_token = value;
+  } else if (name == kKey) {
+    args->subscribe_key = value;
+  } else if (name == kPrefix) {
+    args->subscribe_prefix = value;
   } else if (name == kLimit) {
     int64_t limit = 0;
     if (!absl::SimpleAtoi(value, &limit) || limit <= 0) {
@@ -143,6 +165,7 @@ constexpr CommandSpec kCommands[] = {
      4,
      {KiqctlCommand::kWindowFetch, KiqctlCommand::kWindowFetch, KiqctlCommand::kWindowFetch},
      "STORE KEY [FROM [TO]]"},
+    {"subscribe", 1, 1, {KiqctlCommand::kSubscribe}, "STORE"},
     {"metadata",
      0,
      2,
@@ -277,6 +300,65 @@ int RunScan(const Client& client, const KiqctlArgs& args, std::ostream& out, std
   return kExitOk;
 }
 
+// One line per event; flushed, so that a pipe sees each change as it comes.
+int RunSubscribe(const Client& client, const KiqctlArgs& args, std::ostream& out,
+                 std::ostream& err) {
+  kiq::v1::SubscribeRequest request;
+  request.set_store(args.store);
+  if (args.subscribe_key) {
+    request.set_key(*args.subscribe_key);
+  } else if (args.subscribe_prefix) {
+    request.set_key_prefix(*args.subscribe_prefix);
+  } else {
+    request.set_all(true);
+  }
+  request.set_from(args.snapshot ? kiq::v1::SubscribeRequest::FROM_SNAPSHOT
+                                 : kiq::v1::SubscribeRequest::FROM_NOW);
+  request.set_on_overflow(args.coalesce ? kiq::v1::SubscribeRequest::OVERFLOW_COALESCE
+                                        : kiq::v1::SubscribeRequest::OVERFLOW_FAIL);
+  absl::Status render_error;
+  absl::Status status = client.Subscribe(request, [&](const kiq::v1::SubscribeResponse& event) {
+    if (args.json) {
+      absl::StatusOr<std::string> json = RenderJson(event);
+      if (!json.ok()) {
+        render_error = json.status();
+        return false;
+      }
+      out << *json;
+      if (json->empty() || json->back() != '\n') out << "\n";
+      out << std::flush;
+      return true;
+    }
+    const kiq::v1::Entry& e = event.entry();
+    switch (event.type()) {
+      case kiq::v1::SubscribeResponse::SNAPSHOT:
+        out << "SNAPSHOT " << EntryKeyText(e) << " " << EntryValueText(e)
+            << " partition=" << e.partition();
+        break;
+      case kiq::v1::SubscribeResponse::SNAPSHOT_END:
+        out << "SNAPSHOT_END";
+        break;
+      default: {
+        out << (event.deleted() ? "DELETE " : "CHANGE ") << EntryKeyText(e);
+        if (!event.deleted()) out << " " << EntryValueText(e);
+        if (event.has_old_value()) {
+          kiq::v1::Entry old;
+          old.set_value(event.old_value());
+          if (event.has_old_json()) *old.mutable_json() = event.old_json();
+          out << " (was " << EntryValueText(old) << ")";
+        }
+        out << " partition=" << e.partition() << " " << EscapeForTerminal(event.topic()) << "@"
+            << event.offset();
+      }
+    }
+    out << "\n" << std::flush;
+    return true;
+  });
+  if (!render_error.ok()) return Fail(err, render_error, "");
+  if (!status.ok()) return Fail(err, status, DescribeSubscribe(args.store));
+  return kExitOk;
+}
+
 }  // namespace
 
 std::string KiqctlUsage() { return kUsage; }
@@ -287,6 +369,7 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
   if (!env_target.empty()) parsed.target = std::string(env_target);
   std::vector<std::string> positional;
   std::vector<std::string> scan_flags;  // Given scan-only flags, to reject them for get/count.
+  std::vector<std::string> subscribe_flags;  // Likewise for subscribe's flags.
   bool flags_ended = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -309,13 +392,14 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
       value = std::string(name.substr(eq + 1));
       name = name.substr(0, eq);
     }
-    if (name == "json") {
-      if (value.has_value()) return UsageError("--json takes no value");
-      parsed.json = true;
+    if (name == "json" || name == "snapshot" || name == "coalesce") {
+      if (value.has_value()) return UsageError(absl::StrCat("--", name, " takes no value"));
+      (name == "json" ? parsed.json : name == "snapshot" ? parsed.snapshot : parsed.coalesce) = true;
+      if (name != "json") subscribe_flags.push_back(absl::StrCat("--", name));
       continue;
     }
     if (name != kTarget && name != kTimeout && name != kPageSize && name != kPageToken &&
-        name != kLimit) {
+        name != kLimit && name != kKey && name != kPrefix) {
       return UsageError(absl::StrCat("unknown flag \"--", name, "\""));
     }
     if (!value.has_value()) {
@@ -327,10 +411,11 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
     if (name == kPageSize || name == kPageToken || name == kLimit) {
       scan_flags.push_back(absl::StrCat("--", name));
     }
+    if (name == kKey || name == kPrefix) subscribe_flags.push_back(absl::StrCat("--", name));
   }
 
   if (positional.empty()) {
-    return UsageError("missing command (get, range, all, count, window-fetch or metadata)");
+    return UsageError("missing command (get, range, all, count, window-fetch, subscribe or metadata)");
   }
   const std::string& command = positional[0];
   if (command == "help") {
@@ -387,6 +472,13 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
     return UsageError(
         absl::StrCat(scan_flags.front(), " applies only to range and all, not ", spec->name));
   }
+  if (parsed.command != KiqctlCommand::kSubscribe && !subscribe_flags.empty()) {
+    return UsageError(
+        absl::StrCat(subscribe_flags.front(), " applies only to subscribe, not ", spec->name));
+  }
+  if (parsed.subscribe_key && parsed.subscribe_prefix) {
+    return UsageError("subscribe: give --key or --prefix, not both");
+  }
   return parsed;
 }
 
@@ -421,6 +513,8 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
       return RunNodes(**client, *parsed, clock, out, err);
     case KiqctlCommand::kNodeForKey:
       return RunNodeForKey(**client, *parsed, out, err);
+    case KiqctlCommand::kSubscribe:
+      return RunSubscribe(**client, *parsed, out, err);
     case KiqctlCommand::kHelp:
       break;
   }

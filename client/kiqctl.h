@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -35,6 +36,7 @@ enum class KiqctlCommand {
   kNodes,          // metadata
   kNodesForStore,  // metadata STORE
   kNodeForKey,     // metadata STORE KEY
+  kSubscribe,      // subscribe STORE
 };
 
 // A parsed command line.
@@ -50,6 +52,11 @@ struct KiqctlArgs {
   ScanOptions scan;   // range, all
   int64_t time_from = 0;  // window-fetch: ms since the epoch
   int64_t time_to = 0;    // window-fetch: 0 = no upper bound
+  // subscribe: --key or --prefix (neither: every key), --snapshot, --coalesce.
+  std::optional<std::string> subscribe_key;
+  std::optional<std::string> subscribe_prefix;
+  bool snapshot = false;
+  bool coalesce = false;
 };
 
 // The --help text: every command, flag and exit code.

@@ -322,6 +322,11 @@ void Ingestor::Run() {
   }
   if (status.ok()) status = Flush();
   if (!status.ok()) spdlog::error("ingestion stopped: {}", status.ToString());
+  if (options_.hub != nullptr) {
+    options_.hub->EndAll(absl::UnavailableError(
+        status.ok() ? std::string("node shutting down")
+                    : absl::StrCat("ingestion stopped: ", status.ToString())));
+  }
   // close() serves the final revoke and leaves the group.
   consumer_->close();
   restore_consumer_->close();
@@ -391,6 +396,17 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     }
   }
   if (batch_.empty()) batch_started_ = absl::Now();
+  if (batch_.empty()) {
+    batch_started_ = absl::Now();
+    // Log every write only while someone listens (costs a copy of each change).
+    if (options_.hub != nullptr) {
+      options_.hub->SetUntrackedBatch(true);
+      const bool track = options_.hub->active();
+      batch_.TrackWrites(track);
+      if (track) options_.hub->SetUntrackedBatch(false);
+    }
+  }
+  batch_.SetSource(source->spec.topic(), record.offset);
   const std::optional<std::string> decode_error = topology_.DecodeError(record, *source);
   bool counted = false;
   for (int index : source->stores) {
@@ -536,7 +552,14 @@ absl::Status Ingestor::ProduceChangelog() {
 }
 
 absl::Status Ingestor::Flush() {
-  if (batch_.empty()) return absl::OkStatus();
+  if (batch_.empty()) {
+    // A batch that staged nothing (stray records) leaves no change to wait for.
+    if (options_.hub != nullptr && options_.hub->untracked_batch()) {
+      absl::MutexLock commit(&options_.hub->commit_mutex());
+      options_.hub->BatchCommitted();
+    }
+    return absl::OkStatus();
+  }
   if (absl::Status s = ProduceChangelog(); !s.ok()) return s;
   // The changelog position this state reflects, committed with it: a restart restores only
   // what other owners wrote after it, not the whole changelog again.
@@ -550,7 +573,19 @@ absl::Status Ingestor::Flush() {
     }
   }
   changelog_report_->delivered.clear();
-  if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
+  if (options_.hub == nullptr) {
+    if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
+  } else {
+    // Commit and publish under the hub's lock: a subscriber registers (and takes its snapshot)
+    // either before this batch or after it, never in between.
+    absl::MutexLock commit(&options_.hub->commit_mutex());
+    std::vector<Change> changes;
+    if (absl::Status s = batch_.Commit(options_.hub->active() ? &changes : nullptr); !s.ok()) {
+      return s;
+    }
+    options_.hub->Publish(changes);
+    options_.hub->BatchCommitted();
+  }
   ++stats_.batches;
   // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag
   // tools never count a record as done before every store applied it.
@@ -752,6 +787,8 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
         "--offset-out-of-range=reset to rebuild it from the log");
     spdlog::error("{}", reason);
     states_.Set(p, PartitionState::kFailed, reason);
+    // Its changes stop here: a subscription must end rather than silently miss them.
+    if (options_.hub != nullptr) options_.hub->EndAll(absl::UnavailableError(reason));
     catching_up_.erase(p.value());
     std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p.value())};
     consumer_->pause(tps);
@@ -764,6 +801,11 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
                topic, p.value(), detail);
   // Pending records of this partition must not be committed on top of the dropped state.
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("{}", s.ToString());
+  if (options_.hub != nullptr) {
+    options_.hub->EndAll(absl::AbortedError(absl::StrCat(
+        "topic ", topic, " partition ", p.value(), ": state dropped and rebuilt from the log (",
+        detail, "); subscribe again")));
+  }
   for (int index : source->stores) {
     const CompiledStore& store = topology_.stores()[index];
     if (absl::Status s = engine_.DropPartition(store.handle, p); !s.ok()) {
@@ -972,6 +1014,18 @@ void Ingestor::OnRevoke() {
   joined_.store(false);
   if (options_.metrics != nullptr) options_.metrics->Rebalance("revoke");
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on revoke: {}", s.ToString());
+  if (options_.hub != nullptr && options_.hub->active()) {
+    // The partitions may move: from here on this node cannot promise a gapless stream.
+    std::vector<std::string> at;
+    for (const auto& [sp, next] : next_) {
+      at.push_back(absl::StrCat(topology_.stores()[sp.first].info.name, "/", sp.second, "@", next));
+    }
+    std::sort(at.begin(), at.end());
+    options_.hub->EndAll(absl::AbortedError(absl::StrCat(
+        "partitions revoked from this node by a consumer group rebalance; every change up to "
+        "these positions (store/partition@next offset) was delivered: ",
+        absl::StrJoin(at, " "), ". Subscribe again (with FROM_SNAPSHOT to resync)")));
+  }
   for (const auto& [p, state] : states_.Snapshot()) {
     for (const CompiledStore& store : topology_.stores()) {
       positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);

@@ -26,6 +26,7 @@
 #include "node/position_tracker.h"
 #include "node/staged_batch.h"
 #include "node/store_engine.h"
+#include "node/subscription_hub.h"
 
 namespace kiq::node {
 
@@ -55,6 +56,8 @@ struct IngestorOptions {
   std::function<void()> on_ownership_change;
   // Optional; must outlive the ingestor.
   IngestMetrics* metrics = nullptr;
+  // Optional; must outlive the ingestor. Committed changes are published to it.
+  SubscriptionHub* hub = nullptr;
 };
 
 // Counters kept by the ingestion thread; read from anywhere.

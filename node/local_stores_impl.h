@@ -4,6 +4,7 @@
 #include "node/partition_states.h"
 #include "node/position_tracker.h"
 #include "node/store_engine.h"
+#include "node/subscription_hub.h"
 #include "router/local_stores.h"
 
 namespace kiq::node {
@@ -13,9 +14,11 @@ namespace kiq::node {
 // outlive it.
 class LocalStoresImpl final : public router::LocalStores {
  public:
+  // `hub` is optional: without it, Subscribe is UNIMPLEMENTED.
   LocalStoresImpl(const CompiledTopology& topology, const StoreEngine& engine,
-                  const PartitionStates& states, const PositionTracker& positions)
-      : topology_(topology), engine_(engine), states_(states), positions_(positions) {}
+                  const PartitionStates& states, const PositionTracker& positions,
+                  SubscriptionHub* hub = nullptr)
+      : topology_(topology), engine_(engine), states_(states), positions_(positions), hub_(hub) {}
 
   absl::StatusOr<router::StoreInfo> Describe(absl::string_view store) const override;
   std::vector<router::StoreInfo> ListStores() const override;
@@ -31,6 +34,8 @@ class LocalStoresImpl final : public router::LocalStores {
                       kiq::v1::Position* out) const override;
   absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                absl::Time deadline) const override;
+  absl::StatusOr<std::unique_ptr<router::Subscription>> Subscribe(
+      const router::SubscribeSpec& spec) const override;
 
  private:
   absl::StatusOr<const CompiledStore*> Find(absl::string_view store) const;
@@ -47,6 +52,7 @@ class LocalStoresImpl final : public router::LocalStores {
   const StoreEngine& engine_;
   const PartitionStates& states_;
   const PositionTracker& positions_;
+  SubscriptionHub* const hub_;
 };
 
 }  // namespace kiq::node

@@ -114,8 +114,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->ingest_metrics_ = std::make_unique<IngestMetrics>(node->registry_);
   node->query_metrics_ = std::make_unique<router::QueryMetrics>(node->registry_);
 
+  node->hub_ = std::make_unique<SubscriptionHub>(node->ingest_metrics_.get());
   IngestorOptions ingest;
   ingest.metrics = node->ingest_metrics_.get();
+  ingest.hub = node->hub_.get();
   ingest.bootstrap_servers = node->bootstrap_servers_;
   ingest.node_id = options.node_id;
   ingest.out_of_range = options.out_of_range;
@@ -130,7 +132,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->ingestor_ = std::move(*ingestor);
 
   node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_,
-                                                   node->states_, node->positions_);
+                                                   node->states_, node->positions_,
+                                                   node->hub_.get());
   node->router_ = std::make_unique<router::QueryRouter>(
       *node->local_, router::ClusterView{&node->table_, &node->peers_, options.node_id,
                                          node->query_metrics_.get()});
@@ -214,6 +217,8 @@ void Node::Shutdown() {
   // Readiness fails first, so that load balancers stop sending queries.
   shutting_down_.store(true);
   absl::MutexLock lock(&shutdown_mu_);
+  // Push streams never finish on their own: end them so the server can drain.
+  if (hub_) hub_->EndAll(absl::UnavailableError("node shutting down"));
   if (server_) {
     spdlog::info("shutting down: no new queries, finishing in-flight ones");
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -17,6 +17,7 @@
 #include "node/ingest_metrics.h"
 #include "node/ingestor.h"
 #include "node/local_stores_impl.h"
+#include "node/subscription_hub.h"
 #include "node/partition_states.h"
 #include "node/position_tracker.h"
 #include "node/store_engine.h"
@@ -91,6 +92,7 @@ class Node {
   prometheus::Registry registry_;
   std::unique_ptr<IngestMetrics> ingest_metrics_;
   std::unique_ptr<router::QueryMetrics> query_metrics_;
+  std::unique_ptr<SubscriptionHub> hub_;  // before (outlives) the ingestor, stores and server
   std::unique_ptr<StoreEngine> engine_;
   std::unique_ptr<CompiledTopology> topology_;
   PartitionStates states_;

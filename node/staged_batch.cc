@@ -29,8 +29,15 @@ absl::Status StagedBatch::Write(StoreHandle store, PartitionId p, absl::string_v
                                 std::optional<std::string> value) {
   absl::StatusOr<Slot*> slot = SlotFor(store, p, key);
   if (!slot.ok()) return slot.status();
-  (*slot)->current = std::move(value);
-  (*slot)->dirty = true;
+  Slot& s = **slot;
+  if (track_writes_ && s.current != value) {
+    log_.push_back(Change{store, p, std::string(key), s.current, value, source_topic_,
+                          source_offset_});
+  }
+  s.current = std::move(value);
+  s.dirty = true;
+  s.topic = source_topic_;
+  s.offset = source_offset_;
   return absl::OkStatus();
 }
 
@@ -43,7 +50,7 @@ std::vector<Change> StagedBatch::Changes() const {
   for (const auto& [key, slot] : slots_) {
     if (!slot.dirty || slot.current == slot.original) continue;
     out.push_back(Change{StoreHandle{key.store}, PartitionId(key.partition), key.key,
-                         slot.original, slot.current});
+                         slot.original, slot.current, slot.topic, slot.offset});
   }
   return out;
 }
@@ -75,11 +82,14 @@ absl::Status StagedBatch::Commit(std::vector<Change>* changes) {
   for (const auto& [tp, next] : offsets_) batch.SetOffset(tp.first, PartitionId(tp.second), next);
   if (absl::Status s = engine_.Apply(batch); !s.ok()) return s;
 
-  if (changes != nullptr) {
+  if (changes != nullptr && track_writes_) {
+    for (Change& c : log_) changes->push_back(std::move(c));
+  } else if (changes != nullptr) {
     for (auto& [key, slot] : slots_) {
       if (!slot.dirty || slot.current == slot.original) continue;
       changes->push_back(Change{StoreHandle{key.store}, PartitionId(key.partition), key.key,
-                                std::move(slot.original), std::move(slot.current)});
+                                std::move(slot.original), std::move(slot.current),
+                                std::move(slot.topic), slot.offset});
     }
   }
   Clear();
@@ -90,6 +100,7 @@ void StagedBatch::Clear() {
   slots_.clear();
   offsets_.clear();
   forwards_.clear();
+  log_.clear();
   records_ = 0;
 }
 

@@ -21,6 +21,10 @@ struct Change {
   std::string key;
   std::optional<std::string> old_value;
   std::optional<std::string> new_value;
+  // The source record that made the change (the last one, when a batch folds several writes
+  // of one key into one change); empty / -1 when unknown (restores).
+  std::string topic;
+  int64_t offset = -1;
 };
 
 // A record a batch sends on to a repartition topic (group_by), produced before the batch is
@@ -52,6 +56,18 @@ class StagedBatch {
   // Stages a new value (nullopt deletes the key).
   absl::Status Write(StoreHandle store, PartitionId p, absl::string_view key,
                      std::optional<std::string> value);
+  // The source record being processed: the changes that following Writes make are attributed
+  // to it.
+  void SetSource(absl::string_view topic, Offset offset) {
+    source_topic_.assign(topic.data(), topic.size());
+    source_offset_ = offset.value();
+  }
+  // While set, every effective Write is also logged as its own Change, so that Commit can
+  // report each change in order instead of one folded change per key (push subscriptions see
+  // every intermediate value). Takes effect for an empty batch only: a log must be complete.
+  void TrackWrites(bool track) {
+    if (slots_.empty()) track_writes_ = track;
+  }
   // Records that every record of (topic, p) below `next` is in this batch.
   void SetOffset(absl::string_view topic, PartitionId p, Offset next);
 
@@ -66,8 +82,9 @@ class StagedBatch {
   // The changes this batch would make if committed now (for the write-ahead changelog).
   std::vector<Change> Changes() const;
 
-  // Applies everything atomically. On success, appends the changes that took effect (in no
-  // particular order) to `changes` if given, and clears the batch.
+  // Applies everything atomically. On success, appends the changes that took effect to
+  // `changes` if given, and clears the batch: with TrackWrites, every effective write in
+  // write order; otherwise one folded change per key, in no particular order.
   absl::Status Commit(std::vector<Change>* changes);
   void Clear();
 
@@ -92,6 +109,8 @@ class StagedBatch {
     std::optional<std::string> original;  // as stored before this batch
     std::optional<std::string> current;
     bool dirty = false;
+    std::string topic;  // the source record of the last write
+    int64_t offset = -1;
   };
   absl::StatusOr<Slot*> SlotFor(StoreHandle store, PartitionId p, absl::string_view key);
 
@@ -100,6 +119,10 @@ class StagedBatch {
   absl::flat_hash_map<std::pair<std::string, int32_t>, Offset> offsets_;
   std::vector<ForwardedRecord> forwards_;
   size_t records_ = 0;
+  std::string source_topic_;
+  int64_t source_offset_ = -1;
+  bool track_writes_ = false;
+  std::vector<Change> log_;  // with track_writes_
 };
 
 }  // namespace kiq::node

@@ -164,14 +164,22 @@ absl::StatusOr<std::optional<std::string>> StoreEngine::Get(StoreHandle store, P
   return std::optional<std::string>(std::move(value));
 }
 
+std::shared_ptr<const rocksdb::Snapshot> StoreEngine::NewSnapshot() const {
+  rocksdb::DB* db = db_.get();
+  return std::shared_ptr<const rocksdb::Snapshot>(
+      db->GetSnapshot(), [db](const rocksdb::Snapshot* s) { db->ReleaseSnapshot(s); });
+}
+
 absl::StatusOr<std::vector<router::KeyValue>> StoreEngine::Scan(
     StoreHandle store, PartitionId p, const router::KeyRange& range,
-    const std::optional<std::string>& after, size_t limit) const {
+    const std::optional<std::string>& after, size_t limit,
+    const rocksdb::Snapshot* snapshot) const {
   const std::string prefix = PartitionPrefix(p);
   // The iterator never leaves the partition: upper bound = the next partition's prefix.
   const std::optional<std::string> upper = PartitionUpperBound(p);
   rocksdb::Slice upper_slice;
   rocksdb::ReadOptions options;
+  options.snapshot = snapshot;
   if (upper) {
     upper_slice = rocksdb::Slice(*upper);
     options.iterate_upper_bound = &upper_slice;

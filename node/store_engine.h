@@ -51,7 +51,11 @@ class StoreEngine {
   absl::StatusOr<std::vector<router::KeyValue>> Scan(StoreHandle store, PartitionId p,
                                                      const router::KeyRange& range,
                                                      const std::optional<std::string>& after,
-                                                     size_t limit) const;
+                                                     size_t limit,
+                                                     const rocksdb::Snapshot* snapshot = nullptr) const;
+  // A consistent read view of every store as of now (for Scan); released when the last copy
+  // goes. The engine must outlive it.
+  std::shared_ptr<const rocksdb::Snapshot> NewSnapshot() const;
   // The exact number of entries in partition `p` of `store`, as of the last applied batch.
   absl::StatusOr<int64_t> EntryCount(StoreHandle store, PartitionId p) const;
   // RocksDB's estimates for a store's column family: live data size and number of keys.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -14,6 +15,9 @@
 #include "router/types.h"
 
 namespace kiq::router {
+
+class Subscription;
+struct SubscribeSpec;
 
 // How a store's values are rendered as JSON in answers.
 enum class ValueKind {
@@ -84,6 +88,11 @@ class LocalStores {
   // to its offset, or until `deadline` (DEADLINE_EXCEEDED naming the partition still behind).
   virtual absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                        absl::Time deadline) const = 0;
+
+  // Push query over the partitions held here: registers a subscriber for every change of
+  // `spec.store` matching `spec.match`. Every partition of the store must be ACTIVE here
+  // (UNAVAILABLE naming the others otherwise). Default: UNIMPLEMENTED (no stores here).
+  virtual absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(const SubscribeSpec& spec) const;
 };
 
 }  // namespace kiq::router

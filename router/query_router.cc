@@ -644,4 +644,41 @@ absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(
   return response;
 }
 
+absl::StatusOr<std::unique_ptr<Subscription>> QueryRouter::Subscribe(
+    const kiq::v1::SubscribeRequest& request, StoreInfo* info) const {
+  absl::StatusOr<StoreInfo> described = DescribeForRequest(request.store());
+  if (!described.ok()) return described.status();
+  if (described->window_size_ms > 0) {
+    // Stored keys of windowed stores carry the window start, and a hidden stream-time entry;
+    // matching and snapshots do not handle them yet: refuse rather than stream wrong keys.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store \"", request.store(), "\" is windowed; Subscribe does not support windowed stores "
+        "yet (query them with WindowFetch)"));
+  }
+  if (request.buffer_size() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("buffer_size must be >= 0 (0 = default), got ", request.buffer_size()));
+  }
+  SubscribeSpec spec;
+  spec.store = request.store();
+  switch (request.match_case()) {
+    case kiq::v1::SubscribeRequest::kKey:
+      spec.match = KeyMatch{KeyMatch::Kind::kKey, request.key()};
+      break;
+    case kiq::v1::SubscribeRequest::kKeyPrefix:
+      spec.match = KeyMatch{request.key_prefix().empty() ? KeyMatch::Kind::kAll
+                                                         : KeyMatch::Kind::kPrefix,
+                            request.key_prefix()};
+      break;
+    default:
+      spec.match = KeyMatch{KeyMatch::Kind::kAll, ""};
+  }
+  spec.snapshot = request.from() == kiq::v1::SubscribeRequest::FROM_SNAPSHOT;
+  spec.coalesce = request.on_overflow() == kiq::v1::SubscribeRequest::OVERFLOW_COALESCE;
+  spec.buffer_size = static_cast<size_t>(request.buffer_size());
+  absl::StatusOr<std::unique_ptr<Subscription>> subscription = local_.Subscribe(spec);
+  if (subscription.ok()) *info = std::move(*described);
+  return subscription;
+}
+
 }  // namespace kiq::router

@@ -14,6 +14,7 @@
 #include "router/peer_pool.h"
 #include "router/query_metrics.h"
 #include "router/routing_table.h"
+#include "router/subscription.h"
 
 namespace kiq::router {
 
@@ -76,6 +77,12 @@ class QueryRouter {
   absl::StatusOr<kiq::v1::CountResponse> Count(
       const kiq::v1::CountRequest& request, absl::Time deadline,
       const grpc::CallbackServerContext* parent = nullptr) const;
+
+  // Push query: validates the request and registers a subscription over this process's own
+  // partitions (every partition of the store must be ACTIVE here; fan-in from other owners is
+  // not implemented yet). `info` receives the store's description, for rendering.
+  absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(const kiq::v1::SubscribeRequest& request,
+                                                          StoreInfo* info) const;
 
  private:
   struct AsyncGet;

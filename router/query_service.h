@@ -32,6 +32,10 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* WindowFetch(grpc::CallbackServerContext* context,
                                         const kiq::v1::WindowFetchRequest* request,
                                         kiq::v1::WindowFetchResponse* response) override;
+  // Streams until the subscription ends (overflow: RESOURCE_EXHAUSTED; partitions moved:
+  // ABORTED; shutdown: UNAVAILABLE) or the client cancels.
+  grpc::ServerWriteReactor<kiq::v1::SubscribeResponse>* Subscribe(
+      grpc::CallbackServerContext* context, const kiq::v1::SubscribeRequest* request) override;
 
  private:
   // Sends the answer and records the query's metrics.

@@ -136,6 +136,73 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
   std::vector<kiq::v1::WindowFetchRequest> window_fetch_requests() const {
     return Copy(window_fetch_requests_);
   }
+
+  // Subscribe: on "orders", the snapshot (FROM_SNAPSHOT) of the matching entries and
+  // SNAPSHOT_END, then two changes (a → {"n":2} was {"n":1} at orders@7; b deleted, was
+  // "plain text", at orders@8) filtered by the request, then RESOURCE_EXHAUSTED.
+  grpc::Status Subscribe(grpc::ServerContext* context, const kiq::v1::SubscribeRequest* request,
+                         grpc::ServerWriter<kiq::v1::SubscribeResponse>* writer) override {
+    Record(&subscribe_requests_, *request);
+    const Store* store = nullptr;
+    if (grpc::Status s = Find(context, request->store(), &store); !s.ok()) return s;
+    auto matches = [&](const std::string& key) {
+      switch (request->match_case()) {
+        case kiq::v1::SubscribeRequest::kKey:
+          return key == request->key();
+        case kiq::v1::SubscribeRequest::kKeyPrefix:
+          return absl::StartsWith(key, request->key_prefix());
+        default:
+          return true;
+      }
+    };
+    kiq::v1::SubscribeResponse event;
+    if (request->from() == kiq::v1::SubscribeRequest::FROM_SNAPSHOT) {
+      for (const auto& [key, entry] : *store) {
+        if (!matches(key)) continue;
+        event.Clear();
+        event.set_type(kiq::v1::SubscribeResponse::SNAPSHOT);
+        *event.mutable_entry() = entry;
+        writer->Write(event);
+      }
+      event.Clear();
+      event.set_type(kiq::v1::SubscribeResponse::SNAPSHOT_END);
+      writer->Write(event);
+    }
+    if (request->store() == "orders") {
+      if (matches("a")) {
+        event.Clear();
+        event.set_type(kiq::v1::SubscribeResponse::CHANGE);
+        *event.mutable_entry() = store->at("a");
+        event.mutable_entry()->set_value("{\"n\":2}");
+        (*event.mutable_entry()->mutable_json()->mutable_struct_value()->mutable_fields())["n"]
+            .set_number_value(2);
+        event.set_has_old_value(true);
+        event.set_old_value("{\"n\":1}");
+        (*event.mutable_old_json()->mutable_struct_value()->mutable_fields())["n"]
+            .set_number_value(1);
+        event.set_topic("orders");
+        event.set_offset(7);
+        writer->Write(event);
+      }
+      if (matches("b")) {
+        event.Clear();
+        event.set_type(kiq::v1::SubscribeResponse::CHANGE);
+        event.mutable_entry()->set_key("b");
+        event.mutable_entry()->set_partition(1);
+        event.set_deleted(true);
+        event.set_has_old_value(true);
+        event.set_old_value("plain text");
+        event.set_topic("orders");
+        event.set_offset(8);
+        writer->Write(event);
+      }
+    }
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "subscriber too slow");
+  }
+
+  std::vector<kiq::v1::SubscribeRequest> subscribe_requests() const {
+    return Copy(subscribe_requests_);
+  }
   std::vector<kiq::v1::GetRequest> get_requests() const { return Copy(get_requests_); }
   std::vector<kiq::v1::RangeRequest> range_requests() const { return Copy(range_requests_); }
   std::vector<kiq::v1::AllRequest> all_requests() const { return Copy(all_requests_); }
@@ -235,6 +302,7 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
   mutable std::mutex mu_;
   std::vector<kiq::v1::GetRequest> get_requests_;      // Guarded by mu_.
   std::vector<kiq::v1::WindowFetchRequest> window_fetch_requests_;  // Guarded by mu_.
+  std::vector<kiq::v1::SubscribeRequest> subscribe_requests_;  // Guarded by mu_.
   std::vector<kiq::v1::RangeRequest> range_requests_;  // Guarded by mu_.
   std::vector<kiq::v1::AllRequest> all_requests_;      // Guarded by mu_.
 };

@@ -8,6 +8,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -393,6 +394,75 @@ TEST_F(KiqctlTest, ClientFactoryErrorsExitThree) {
                 });
   EXPECT_EQ(exit_code, kExitError);
   EXPECT_EQ(err.str(), "kiqctl: INVALID_ARGUMENT: connect: bad target\n");
+}
+
+}  // namespace
+}  // namespace kiq::client
+
+namespace kiq::client {
+namespace {
+
+class KiqctlSubscribeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.started()); }
+  Result Run(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--target", server_.target()});
+    std::ostringstream out, err;
+    const int exit_code = RunKiqctl(args, out, err);
+    return {exit_code, out.str(), err.str()};
+  }
+  FakeServer server_;
+};
+
+TEST_F(KiqctlSubscribeTest, SnapshotThenChangesOneLineEachAndTheEndStatus) {
+  const Result r = Run({"subscribe", "orders", "--snapshot", "--prefix", "a"});
+  EXPECT_EQ(r.out,
+            "SNAPSHOT a {\"n\":1} partition=0\n"
+            "SNAPSHOT_END\n"
+            "CHANGE a {\"n\":2} (was {\"n\":1}) partition=0 orders@7\n");
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_EQ(r.err, "kiqctl: subscribe store=orders: RESOURCE_EXHAUSTED: subscriber too slow\n");
+  const auto requests = server_.service().subscribe_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].key_prefix(), "a");
+  EXPECT_EQ(requests[0].from(), kiq::v1::SubscribeRequest::FROM_SNAPSHOT);
+  EXPECT_EQ(requests[0].on_overflow(), kiq::v1::SubscribeRequest::OVERFLOW_FAIL);
+}
+
+TEST_F(KiqctlSubscribeTest, KeyCoalesceAndDeletes) {
+  const Result r = Run({"subscribe", "orders", "--key=b", "--coalesce"});
+  EXPECT_EQ(r.out, "DELETE b (was plain text) partition=1 orders@8\n");
+  const auto requests = server_.service().subscribe_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].key(), "b");
+  EXPECT_EQ(requests[0].from(), kiq::v1::SubscribeRequest::FROM_NOW);
+  EXPECT_EQ(requests[0].on_overflow(), kiq::v1::SubscribeRequest::OVERFLOW_COALESCE);
+}
+
+TEST_F(KiqctlSubscribeTest, JsonPrintsOneObjectPerLine) {
+  const Result r = Run({"subscribe", "orders", "--json"});
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  kiq::v1::SubscribeResponse first;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(lines[0], &first).ok()) << lines[0];
+  EXPECT_EQ(first.type(), kiq::v1::SubscribeResponse::CHANGE);
+  EXPECT_EQ(first.offset(), 7);
+  EXPECT_EQ(first.entry().key(), "a");
+  EXPECT_THAT(lines[1], HasSubstr("\"deleted\":true"));
+  EXPECT_EQ(r.exit_code, kExitError);
+}
+
+TEST_F(KiqctlSubscribeTest, UnknownStoreAndUsageErrors) {
+  Result r = Run({"subscribe", "nope"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(r.err, HasSubstr("nope"));
+  r = Run({"subscribe", "orders", "--key", "a", "--prefix", "b"});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("not both"));
+  r = Run({"get", "orders", "a", "--snapshot"});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--snapshot applies only to subscribe"));
 }
 
 }  // namespace

@@ -107,6 +107,43 @@ class StagedBatchTest : public ::testing::Test {
   StoreHandle counts_;
 };
 
+TEST_F(StagedBatchTest, TrackedWritesAreReportedOneByOneInOrderWithTheirSource) {
+  Seed(table_, 0, "k", "v0");
+  StagedBatch batch(*engine_);
+  batch.TrackWrites(true);
+  batch.SetSource("src", Offset(10));
+  ASSERT_OK(batch.Write(table_, PartitionId(0), "k", std::string("v1")));
+  batch.SetSource("src", Offset(11));
+  ASSERT_OK(batch.Write(table_, PartitionId(0), "k", std::string("v1")));  // no change
+  batch.SetSource("src", Offset(12));
+  ASSERT_OK(batch.Write(table_, PartitionId(0), "k", std::nullopt));
+  std::vector<Change> changes;
+  ASSERT_OK(batch.Commit(&changes));
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].old_value, Opt("v0"));
+  EXPECT_EQ(changes[0].new_value, Opt("v1"));
+  EXPECT_EQ(changes[0].topic, "src");
+  EXPECT_EQ(changes[0].offset, 10);
+  EXPECT_EQ(changes[1].old_value, Opt("v1"));
+  EXPECT_EQ(changes[1].new_value, std::nullopt);
+  EXPECT_EQ(changes[1].offset, 12);
+  EXPECT_THAT(Stored(table_, 0, "k"), IsOkAndHolds(Eq(std::nullopt)));
+}
+
+TEST_F(StagedBatchTest, UntrackedWritesFoldToOneChangePerKeyWithTheLastSource) {
+  StagedBatch batch(*engine_);
+  batch.SetSource("src", Offset(3));
+  ASSERT_OK(batch.Write(table_, PartitionId(1), "k", std::string("a")));
+  batch.SetSource("src", Offset(4));
+  ASSERT_OK(batch.Write(table_, PartitionId(1), "k", std::string("b")));
+  std::vector<Change> changes;
+  ASSERT_OK(batch.Commit(&changes));
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].old_value, std::nullopt);
+  EXPECT_EQ(changes[0].new_value, Opt("b"));
+  EXPECT_EQ(changes[0].offset, 4);
+}
+
 TEST_F(StagedBatchTest, NewBatchIsEmpty) {
   StagedBatch batch(*engine_);
   EXPECT_TRUE(batch.empty());
