@@ -106,10 +106,7 @@ class HttpGatewayIntegrationTest : public KafkaFixture {
   }
 
   void Produce(const std::string& topic, const std::string& key, const std::string& value) {
-    auto delivered = producer_->Produce(topic, key, value);
-    ASSERT_OK(delivered);
-    int64_t& next = produced_[{topic, delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
+    ProduceAndTrack(topic, key, value);
   }
 
   void WaitCaughtUp(const std::string& store, const std::string& topic) {
@@ -164,7 +161,6 @@ class HttpGatewayIntegrationTest : public KafkaFixture {
   std::unique_ptr<kiq::v1::MetadataService::Stub> metadata_;
   std::unique_ptr<NodeClient> client_;
   std::unique_ptr<httplib::Client> http_;
-  Positions produced_;
 };
 
 const std::vector<std::string>& AwkwardKeys() {

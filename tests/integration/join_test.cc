@@ -49,11 +49,7 @@ class JoinTest : public KafkaFixture {
 
   void Produce(const std::string& topic, const std::string& key,
                const std::optional<std::string>& value) {
-    auto delivered = producer_->Produce(topic, key, value);
-    ASSERT_OK(delivered);
-    int64_t& next = produced_[{topic, delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
-    last_delivered_ = *delivered;
+    last_delivered_ = ProduceAndTrack(topic, key, value);
   }
 
   // A customer (re)named, or deleted with nullopt.
@@ -150,7 +146,6 @@ class JoinTest : public KafkaFixture {
 
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
   std::map<std::string, std::unique_ptr<NodeClient>> clients_;
-  Positions produced_;
   std::map<std::string, std::string> customers_;
   std::map<std::string, std::string> last_order_;
   std::map<std::string, int64_t> order_count_;

@@ -42,10 +42,7 @@ class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface
   }
 
   void Produce(const std::string& topic, const std::string& key, const std::string& value) {
-    auto delivered = producer_->Produce(topic, key, value);
-    ASSERT_OK(delivered);
-    int64_t& next = produced_[{topic, delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
+    ProduceAndTrack(topic, key, value);
   }
 
   void WaitCaughtUp(NodeClient& client, const std::string& store, const std::string& topic) {
@@ -64,7 +61,6 @@ class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface
 
   std::vector<std::unique_ptr<NodeProcess>> nodes_;
   std::vector<std::unique_ptr<NodeClient>> clients_;
-  Positions produced_;
 };
 
 TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {

@@ -45,10 +45,7 @@ class ShopTest : public KafkaFixture, public ::testing::WithParamInterface<int> 
 
   void Produce(const std::string& topic, const std::string& key, const std::string& value,
                int64_t ts = 0) {
-    auto delivered = producer_->Produce(topic, key, value, ts);
-    ASSERT_OK(delivered);
-    int64_t& next = produced_[{topic, delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
+    ProduceAndTrack(topic, key, value, ts);
   }
 
   // Every window of purchases_per_city through `via`, following page tokens.
@@ -92,7 +89,6 @@ class ShopTest : public KafkaFixture, public ::testing::WithParamInterface<int> 
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
   std::map<std::string, std::unique_ptr<NodeClient>> clients_;
   std::map<std::string, std::unique_ptr<kiq::v1::QueryService::Stub>> stubs_;
-  Positions produced_;
   CityWindows truth_;
 };
 

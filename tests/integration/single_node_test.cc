@@ -49,13 +49,9 @@ class SingleNodeTest : public KafkaFixture {
     client_ = std::make_unique<NodeClient>(node_->target());
   }
 
-  // Produces and remembers the next offset per (topic, partition): the position to wait for.
   void Produce(const std::string& topic, const std::string& key,
                const std::optional<std::string>& value) {
-    auto delivered = producer_->Produce(topic, key, value);
-    ASSERT_OK(delivered);
-    int64_t& next = produced_[{topic, delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
+    ProduceAndTrack(topic, key, value);
   }
 
   grpc::Status Count(const std::string& store, kiq::v1::CountResponse* response) {
@@ -85,7 +81,6 @@ class SingleNodeTest : public KafkaFixture {
   std::unique_ptr<NodeProcess> node_;
   std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
   std::unique_ptr<NodeClient> client_;
-  Positions produced_;
 };
 
 TEST_F(SingleNodeTest, MaterializesTablesAndCountsAndAnswersEveryQuery) {

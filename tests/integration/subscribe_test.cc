@@ -62,12 +62,8 @@ class SubscribeTest : public KafkaFixture {
   }
 
   ProducedRecord Produce(const std::string& key, const std::string& value) {
-    auto delivered = producer_->Produce("customers", key, value);
-    EXPECT_OK(delivered);
-    if (!delivered.ok()) return {};
-    int64_t& next = produced_[{"customers", delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
-    return ProducedRecord{key, value, delivered->partition, delivered->offset};
+    const TestProducer::Delivered delivered = ProduceAndTrack("customers", key, value);
+    return ProducedRecord{key, value, delivered.partition, delivered.offset};
   }
 
   // Opens a stream; with a snapshot, reads up to SNAPSHOT_END into `snapshot` so that the
@@ -112,7 +108,6 @@ class SubscribeTest : public KafkaFixture {
   std::vector<std::unique_ptr<NodeProcess>> nodes_;
   std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
   std::unique_ptr<NodeClient> client_;
-  Positions produced_;
 };
 
 TEST_F(SubscribeTest, UnknownStoreIsNotFoundNamingIt) {

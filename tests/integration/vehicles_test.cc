@@ -46,13 +46,9 @@ class VehiclesTest : public KafkaFixture, public ::testing::WithParamInterface<i
 
   void Report(const std::string& vehicle, double lat, double lon, double speed) {
     const std::string position = absl::StrFormat(R"({"lat":%.4f,"lon":%.4f})", lat, lon);
-    auto delivered = producer_->Produce(
-        "positions", vehicle,
-        absl::StrCat(R"({"vehicle":")", vehicle, R"(","position":)", position,
-                     R"(,"speed":)", absl::StrFormat("%.1f", speed), "}"));
-    ASSERT_OK(delivered);
-    int64_t& next = produced_[{"positions", delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
+    ProduceAndTrack("positions", vehicle,
+                    absl::StrCat(R"({"vehicle":")", vehicle, R"(","position":)", position,
+                                 R"(,"speed":)", absl::StrFormat("%.1f", speed), "}"));
     last_position_[vehicle] = position;
     auto [it, inserted] = top_speed_.try_emplace(vehicle, speed);
     if (!inserted) it->second = std::max(it->second, speed);
@@ -64,7 +60,6 @@ class VehiclesTest : public KafkaFixture, public ::testing::WithParamInterface<i
 
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
   std::map<std::string, std::unique_ptr<NodeClient>> clients_;
-  Positions produced_;
   std::map<std::string, std::string> last_position_;
   std::map<std::string, double> top_speed_;
   std::map<std::string, int64_t> speeding_;

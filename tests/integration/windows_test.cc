@@ -129,11 +129,8 @@ class WindowsTest : public KafkaFixture {
             ? absl::StrCat(R"({"user":"u)", amount, R"(","category":")", key,
                            R"(","page":"/)", key, "/", ts % 1000, R"("})")
             : absl::StrCat(R"({"user":")", key, R"(","item":"lamp","amount":)", amount, "}");
-    auto delivered = producer_->Produce(topic, key, value, ts);
-    ASSERT_OK(delivered);
-    int64_t& next = produced_[{topic, delivered->partition}];
-    next = std::max(next, delivered->offset + 1);
-    records_.push_back(Produced{topic, key, ts, amount, delivered->partition});
+    const TestProducer::Delivered delivered = ProduceAndTrack(topic, key, value, ts);
+    records_.push_back(Produced{topic, key, ts, amount, delivered.partition});
   }
 
   // A batch of views and purchases around `from`..`from + span`: mostly in order, some out of
@@ -300,7 +297,6 @@ class WindowsTest : public KafkaFixture {
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
   std::map<std::string, std::unique_ptr<NodeClient>> clients_;
   std::map<std::string, std::unique_ptr<kiq::v1::QueryService::Stub>> stubs_;
-  Positions produced_;
   std::vector<Produced> records_;
 };
 

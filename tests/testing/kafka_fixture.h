@@ -1,6 +1,8 @@
 #pragma once
 
+#include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -8,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/testing/kiq_processes.h"
+#include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::testing {
@@ -48,6 +51,22 @@ protected:
     return NodeProcess::Start(dir_, std::move(options));
   }
 
+  // Produces one record (timestamp 0: now) and remembers in produced_ the next offset of its
+  // (topic, partition): the position the stores must reach. A failure fails the test.
+  TestProducer::Delivered
+  ProduceAndTrack(const std::string &topic, const std::string &key,
+                  const std::optional<std::string> &value,
+                  int64_t timestamp_ms = 0) {
+    auto delivered = producer_->Produce(topic, key, value, timestamp_ms);
+    if (!delivered.ok()) {
+      ADD_FAILURE() << "produce to " << topic << ": " << delivered.status();
+      return {};
+    }
+    int64_t &next = produced_[{topic, delivered->partition}];
+    next = std::max(next, delivered->offset + 1);
+    return *delivered;
+  }
+
   static std::string ExampleTopology(const std::string &example) {
     return std::string(kSourceDir) + "/examples/" + example + "/topology.yaml";
   }
@@ -55,6 +74,8 @@ protected:
   std::string dir_;
   std::unique_ptr<DevKafkaProcess> kafka_;
   std::unique_ptr<TestProducer> producer_;
+  // (topic, partition) → next offset, of everything ProduceAndTrack produced.
+  Positions produced_;
 };
 
 } // namespace kiq::testing
