@@ -21,6 +21,7 @@
 #include "node/store_engine.h"
 #include "router/types.h"
 #include "router/value_codec.h"
+#include "tests/node/one_store_test.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::node {
@@ -43,27 +44,9 @@ kiq::v1::Store StoreFromText(const std::string& text) {
   return store;
 }
 
-class AggregateProcessorTest : public ::testing::Test {
+class AggregateProcessorTest : public OneStoreTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "aggregate_processor_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << "mkdtemp " << tmpl;
-    dir_ = tmpl;
-    absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir_ + "/db", {"agg"});
-    ASSERT_OK(engine);
-    engine_ = std::move(*engine);
-    absl::StatusOr<StoreHandle> handle = engine_->Handle("agg");
-    ASSERT_OK(handle);
-    handle_ = *handle;
-    batch_ = std::make_unique<StagedBatch>(*engine_);
-  }
-
-  void TearDown() override {
-    batch_.reset();
-    engine_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  AggregateProcessorTest() : OneStoreTest("agg") {}
 
   // Builds the processor of a store given in text format (its kind and filter).
   void Make(const std::string& text, kiq::v1::Format format = kiq::v1::FORMAT_JSON) {
@@ -106,11 +89,6 @@ class AggregateProcessorTest : public ::testing::Test {
     return v ? DecodeDouble(*v) : std::nullopt;
   }
 
-  std::string dir_;
-  std::unique_ptr<StoreEngine> engine_;
-  StoreHandle handle_;
-  std::unique_ptr<StagedBatch> batch_;
-  std::unique_ptr<Processor> processor_;
   int64_t offset_ = 0;
 };
 

@@ -24,6 +24,7 @@
 #include "node/window.h"
 #include "router/value_codec.h"
 #include "router/window_key.h"
+#include "tests/node/one_store_test.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::node {
@@ -135,28 +136,9 @@ TEST(WindowKeyTest, EncodingSortsByKeyThenStartAndRoundTrips) {
   EXPECT_EQ(router::DecodeWindowKey(router::WindowKey("", 3))->user_key, "");
 }
 
-class WindowedProcessorTest : public ::testing::Test {
+class WindowedProcessorTest : public OneStoreTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "window_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << "mkdtemp " << tmpl;
-    dir_ = tmpl;
-    absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir_ + "/db", {"w"});
-    ASSERT_OK(engine);
-    engine_ = std::move(*engine);
-    absl::StatusOr<StoreHandle> handle = engine_->Handle("w");
-    ASSERT_OK(handle);
-    handle_ = *handle;
-    batch_ = std::make_unique<StagedBatch>(*engine_);
-  }
-
-  void TearDown() override {
-    processor_.reset();
-    batch_.reset();
-    engine_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  WindowedProcessorTest() : OneStoreTest("w") {}
 
   void Make(const std::string& text) {
     kiq::v1::Store store;
@@ -200,11 +182,6 @@ class WindowedProcessorTest : public ::testing::Test {
     return v.ok() && *v ? DecodeInt64(**v) : std::nullopt;
   }
 
-  std::string dir_;
-  std::unique_ptr<StoreEngine> engine_;
-  StoreHandle handle_;
-  std::unique_ptr<StagedBatch> batch_;
-  std::unique_ptr<Processor> processor_;
   int64_t offset_ = 0;
 };
 
