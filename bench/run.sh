@@ -61,19 +61,8 @@ perf_stop() {
 }
 log() { printf '== %s\n' "$*" >&2; }
 
-wait_for() {
-  local what=$1 seconds=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "bench: timed out waiting for $what" >&2
-      tail -5 "$WORK"/*.log >&2 || true
-      exit 1
-    fi
-    sleep 0.1
-  done
-}
+# shellcheck source=../scripts/wait_for.sh
+. "$ROOT/scripts/wait_for.sh"
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
 "$BIN/node/kiq-dev-kafka" --brokers=3 \

@@ -19,20 +19,8 @@ step() { printf '\n== %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 KIQCTL="$BIN/client/kiqctl"
 
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-  local what=$1 seconds=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "quickstart: timed out waiting for $what" >&2
-      tail -20 "$WORK"/*.log >&2 || true
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
+# shellcheck source=wait_for.sh
+. "$ROOT/scripts/wait_for.sh"
 
 step "starting a dev Kafka (librdkafka mock cluster, 3 brokers) with topics customers and orders, 6 partitions each"
 # kiq's changelog topic must have as many partitions as the sources; a real cluster lets kiq
