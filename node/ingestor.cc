@@ -583,7 +583,13 @@ absl::Status Ingestor::Flush() {
     if (absl::Status s = batch_.Commit(options_.hub->active() ? &changes : nullptr); !s.ok()) {
       return s;
     }
-    options_.hub->Publish(changes);
+    std::vector<CommittedPosition> positions;
+    positions.reserve(touched_.size());
+    for (const auto& [index, p] : touched_) {
+      positions.push_back(
+          CommittedPosition{topology_.stores()[index].handle, PartitionId(p), next_[{index, p}]});
+    }
+    options_.hub->Publish(changes, positions);
     options_.hub->BatchCommitted();
   }
   ++stats_.batches;
@@ -767,6 +773,9 @@ std::optional<int64_t> Ingestor::StartOffset(const CompiledSource& source, Parti
     start = start ? std::min(*start, next) : next;
     const CompiledStore& store = topology_.stores()[index];
     positions_.Advance(store.info.name, topic, p, Offset(next_[{index, p.value()}]));
+    if (options_.hub != nullptr) {
+      options_.hub->PartitionAssigned(store.handle, p, next_[{index, p.value()}]);
+    }
     if (code == RdKafka::ERR_NO_ERROR && next_[{index, p.value()}] < high) {
       behind.emplace_back(index, high);
     }
@@ -834,6 +843,7 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
     }
     next_[{index, p.value()}] = 0;
     positions_.Advance(store.info.name, topic, p, Offset(0));
+    if (options_.hub != nullptr) options_.hub->PartitionAssigned(store.handle, p, 0);
   }
 }
 
@@ -1014,17 +1024,14 @@ void Ingestor::OnRevoke() {
   joined_.store(false);
   if (options_.metrics != nullptr) options_.metrics->Rebalance("revoke");
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on revoke: {}", s.ToString());
-  if (options_.hub != nullptr && options_.hub->active()) {
-    // The partitions may move: from here on this node cannot promise a gapless stream.
-    std::vector<std::string> at;
-    for (const auto& [sp, next] : next_) {
-      at.push_back(absl::StrCat(topology_.stores()[sp.first].info.name, "/", sp.second, "@", next));
-    }
-    std::sort(at.begin(), at.end());
-    options_.hub->EndAll(absl::AbortedError(absl::StrCat(
-        "partitions revoked from this node by a consumer group rebalance; every change up to "
-        "these positions (store/partition@next offset) was delivered: ",
-        absl::StrJoin(at, " "), ". Subscribe again (with FROM_SNAPSHOT to resync)")));
+  if (options_.hub != nullptr) {
+    // The partitions may move. Every change up to the flush above is queued, with the
+    // position it reached: a subscription resumes from there at the next owner (UNAVAILABLE
+    // is what the router re-routes on).
+    options_.hub->EndAll(absl::UnavailableError(
+        "partitions revoked from this node by a consumer group rebalance; resume at their "
+        "next owner"));
+    options_.hub->PartitionsRevoked();
   }
   for (const auto& [p, state] : states_.Snapshot()) {
     for (const CompiledStore& store : topology_.stores()) {

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 
+#include <functional>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "router/value_codec.h"
 #include "router/window_key.h"
-#include "absl/strings/str_join.h"
 
 namespace kiq::node {
 namespace {
@@ -13,69 +17,82 @@ namespace {
 // A subscriber of this node's hub, with the snapshot taken when it registered.
 class LocalSubscription final : public router::Subscription {
  public:
-  LocalSubscription(SubscriptionHub& hub, std::shared_ptr<SubscriberQueue> queue,
-                    const StoreEngine& engine, StoreHandle store, int32_t num_partitions,
-                    router::KeyMatch match, std::shared_ptr<const rocksdb::Snapshot> snapshot)
+  // `keep` filters snapshot entries (windowed stores: expired windows); may be empty.
+  LocalSubscription(SubscriptionHub& hub, std::shared_ptr<Subscriber> subscriber,
+                    const StoreEngine& engine, std::vector<int32_t> snapshot_partitions,
+                    std::shared_ptr<const rocksdb::Snapshot> snapshot,
+                    std::function<bool(PartitionId, const router::KeyValue&)> keep)
       : hub_(hub),
-        queue_(std::move(queue)),
+        subscriber_(std::move(subscriber)),
         engine_(engine),
-        store_(store),
-        num_partitions_(num_partitions),
-        match_(std::move(match)),
-        snapshot_(std::move(snapshot)) {}
+        snapshot_partitions_(std::move(snapshot_partitions)),
+        snapshot_(std::move(snapshot)),
+        keep_(std::move(keep)) {}
 
   ~LocalSubscription() override {
-    queue_->SetNotify(nullptr);
-    hub_.Unregister(queue_.get());
+    subscriber_->queue->SetNotify(nullptr);
+    hub_.Unregister(subscriber_.get());
   }
 
-  absl::StatusOr<std::vector<router::KeyValue>> NextSnapshotPage(size_t limit) override {
-    std::vector<router::KeyValue> out;
-    if (snapshot_ == nullptr) return out;
+  absl::StatusOr<router::SnapshotPage> NextSnapshotPage(size_t limit) override {
+    router::SnapshotPage out;
+    const router::KeyMatch& match = subscriber_->match;
     router::KeyRange range;
-    if (match_.kind == router::KeyMatch::Kind::kKey) {
-      range.from = match_.text;
-      range.to = match_.text;
-    } else if (match_.kind == router::KeyMatch::Kind::kPrefix) {
-      range.from = match_.text;
+    if (match.kind == router::KeyMatch::Kind::kKey) {
+      range.from = match.text;
+      // A windowed key's windows follow it: the key and its 8-byte window start.
+      range.to = match.windowed ? match.text + std::string(router::kWindowSuffixSize, '\xff')
+                                : match.text;
+    } else if (match.kind == router::KeyMatch::Kind::kPrefix) {
+      range.from = match.text;
     }
-    while (partition_ < num_partitions_ && out.size() < limit) {
-      absl::StatusOr<std::vector<router::KeyValue>> page = engine_.Scan(
-          store_, PartitionId(partition_), range, after_, limit - out.size(), snapshot_.get());
+    while (snapshot_ != nullptr && next_ < snapshot_partitions_.size() &&
+           out.entries.size() < limit) {
+      const PartitionId p(snapshot_partitions_[next_]);
+      const size_t want = limit - out.entries.size();
+      absl::StatusOr<std::vector<router::KeyValue>> page =
+          engine_.Scan(subscriber_->store, p, range, after_, want, snapshot_.get());
       if (!page.ok()) return page.status();
-      bool partition_done = page->size() < limit - out.size();
+      bool partition_done = page->size() < want;
       for (router::KeyValue& kv : *page) {
         // Keys are in byte order: the first one without the prefix ends the partition's run.
-        if (!match_.Matches(kv.key)) {
+        if (match.kind == router::KeyMatch::Kind::kPrefix &&
+            !absl::StartsWith(kv.key, match.text)) {
           partition_done = true;
           break;
         }
         after_ = kv.key;
-        out.push_back(std::move(kv));
+        if (!match.Matches(kv.key) || (keep_ && !keep_(p, kv))) continue;
+        out.entries.push_back(std::move(kv));
       }
       if (partition_done) {
-        ++partition_;
+        ++next_;
         after_.reset();
       }
     }
-    if (partition_ >= num_partitions_) snapshot_.reset();  // release RocksDB's view early
+    if (snapshot_ == nullptr || next_ >= snapshot_partitions_.size()) {
+      snapshot_.reset();  // release RocksDB's view early
+      out.done = true;
+    }
     return out;
   }
 
-  absl::Status Take(size_t max, std::vector<router::ChangeEvent>* out) override {
-    return queue_->Take(max, out);
+  absl::Status Take(size_t max, std::vector<router::ChangeEvent>* out,
+                    router::Progress* progress) override {
+    return subscriber_->queue->Take(max, out, progress);
   }
-  void SetNotify(std::function<void()> notify) override { queue_->SetNotify(std::move(notify)); }
+  void SetNotify(std::function<void()> notify) override {
+    subscriber_->queue->SetNotify(std::move(notify));
+  }
 
  private:
   SubscriptionHub& hub_;
-  const std::shared_ptr<SubscriberQueue> queue_;
+  const std::shared_ptr<Subscriber> subscriber_;
   const StoreEngine& engine_;
-  const StoreHandle store_;
-  const int32_t num_partitions_;
-  const router::KeyMatch match_;
+  const std::vector<int32_t> snapshot_partitions_;
   std::shared_ptr<const rocksdb::Snapshot> snapshot_;
-  int32_t partition_ = 0;
+  const std::function<bool(PartitionId, const router::KeyValue&)> keep_;
+  size_t next_ = 0;  // index into snapshot_partitions_
   std::optional<std::string> after_;
 };
 
@@ -221,6 +238,17 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
   if (!found.ok()) return found.status();
   if (hub_ == nullptr) return router::LocalStores::Subscribe(spec);
   const CompiledStore& store = **found;
+  std::vector<int32_t> partitions = spec.partitions;
+  if (partitions.empty()) {
+    for (int32_t p = 0; p < store.info.num_partitions; ++p) partitions.push_back(p);
+  }
+  for (int32_t p : partitions) {
+    if (p < 0 || p >= store.info.num_partitions) {
+      return absl::InvalidArgumentError(absl::StrCat("store \"", spec.store, "\" has ",
+                                                     store.info.num_partitions,
+                                                     " partitions; no partition ", p));
+    }
+  }
   // Under the commit lock: no batch commits between the ownership check, the registration and
   // the snapshot, so the snapshot is exactly the state before the first queued change.
   // Batches started from now on log every change; one already under way without a log must
@@ -239,27 +267,52 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
         "\": the ingestion batch under way was not committed within 10s; try again"));
   }
   std::vector<std::string> unavailable;
-  for (int32_t p = 0; p < store.info.num_partitions; ++p) {
+  for (int32_t p : partitions) {
     if (absl::Status s = states_.CheckReadable(PartitionId(p)); !s.ok()) {
       unavailable.push_back(absl::StrCat(p, " (", s.message(), ")"));
     }
   }
   if (!unavailable.empty()) {
     hub_->Announce(-1);
-    return absl::UnavailableError(absl::StrCat(
-        "Subscribe to store \"", spec.store, "\" on this node needs every partition ACTIVE here; "
-        "not readable here: ", absl::StrJoin(unavailable, ", "),
-        ". Subscribe through a node that holds all partitions (fan-in across nodes is not "
-        "supported yet)"));
+    return absl::UnavailableError(absl::StrCat("Subscribe to store \"", spec.store,
+                                               "\": partitions not readable on this node: ",
+                                               absl::StrJoin(unavailable, ", ")));
   }
-  std::shared_ptr<SubscriberQueue> queue =
-      hub_->Register(store.handle, spec.match, spec.buffer_size, spec.coalesce);
-  hub_->Announce(-1);  // counted as registered now
+  router::KeyMatch match = spec.match;
+  match.windowed = store.window.has_value();
+  absl::StatusOr<std::shared_ptr<Subscriber>> subscriber =
+      hub_->Register(store.handle, store.info.name, match, partitions, spec.resume,
+                     spec.buffer_size, spec.coalesce);
+  hub_->Announce(-1);  // counted as registered now (or failed)
+  if (!subscriber.ok()) return subscriber.status();
+  // Resumed partitions continue where they were: no snapshot of them.
+  std::vector<int32_t> snapshot_partitions;
+  for (int32_t p : partitions) {
+    if (spec.resume.count(p) == 0) snapshot_partitions.push_back(p);
+  }
   std::shared_ptr<const rocksdb::Snapshot> snapshot;
-  if (spec.snapshot) snapshot = engine_.NewSnapshot();
-  return std::unique_ptr<router::Subscription>(new LocalSubscription(
-      *hub_, std::move(queue), engine_, store.handle, store.info.num_partitions, spec.match,
-      std::move(snapshot)));
+  std::function<bool(PartitionId, const router::KeyValue&)> keep;
+  if (spec.snapshot && !snapshot_partitions.empty()) {
+    snapshot = engine_.NewSnapshot();
+    if (store.window) {
+      // Stream times as of the snapshot (no commit in between): expired windows are left
+      // out, as every read of a windowed store does.
+      absl::flat_hash_map<int32_t, int64_t> stream_times;
+      for (int32_t p : snapshot_partitions) {
+        absl::StatusOr<std::optional<int64_t>> t = StreamTime(store, PartitionId(p));
+        if (!t.ok()) return t.status();
+        if (*t) stream_times[p] = **t;
+      }
+      keep = [window = *store.window, stream_times](PartitionId p, const router::KeyValue& kv) {
+        auto t = stream_times.find(p.value());
+        std::optional<router::DecodedWindowKey> w = router::DecodeWindowKey(kv.key);
+        return w && (t == stream_times.end() || !WindowExpired(window, w->start_ms, t->second));
+      };
+    }
+  }
+  return std::unique_ptr<router::Subscription>(
+      new LocalSubscription(*hub_, std::move(*subscriber), engine_, std::move(snapshot_partitions),
+                            std::move(snapshot), std::move(keep)));
 }
 
 }  // namespace kiq::node

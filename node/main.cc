@@ -14,6 +14,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "node/flag_names.h"
 #include "node/node.h"
 
@@ -45,6 +46,9 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(std::vector<std::string>, kafka_property, {},
           "Extra librdkafka consumer properties, name=value[,name=value...] (e.g. "
           "session.timeout.ms=10000).");
+ABSL_FLAG(absl::Duration, subscribe_replay_window, absl::Seconds(30),
+          "How long after gaining a partition its changes are kept, so that subscriptions "
+          "following it from its previous owner resume without a gap (0s: never).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
 
 namespace {
@@ -107,6 +111,10 @@ int main(int argc, char** argv) {
     return refuse("--offset-out-of-range: must be 'fail' or 'reset'");
   }
   if (options.embedded_partitions < 1) return refuse("--embedded-partitions: must be >= 1");
+  options.subscribe_replay_window = absl::GetFlag(FLAGS_subscribe_replay_window);
+  if (options.subscribe_replay_window < absl::ZeroDuration()) {
+    return refuse("--subscribe-replay-window: must be >= 0s");
+  }
   for (const std::string& property : absl::GetFlag(FLAGS_kafka_property)) {
     std::pair<std::string, std::string> kv = absl::StrSplit(property, absl::MaxSplits('=', 1));
     if (kv.first.empty() || property.find('=') == std::string::npos) {

@@ -114,7 +114,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->ingest_metrics_ = std::make_unique<IngestMetrics>(node->registry_);
   node->query_metrics_ = std::make_unique<router::QueryMetrics>(node->registry_);
 
-  node->hub_ = std::make_unique<SubscriptionHub>(node->ingest_metrics_.get());
+  SubscriptionHubOptions hub_options;
+  hub_options.metrics = node->ingest_metrics_.get();
+  hub_options.replay_window = options.subscribe_replay_window;
+  node->hub_ = std::make_unique<SubscriptionHub>(hub_options);
   IngestorOptions ingest;
   ingest.metrics = node->ingest_metrics_.get();
   ingest.hub = node->hub_.get();

@@ -55,6 +55,9 @@ struct NodeOptions {
   std::string port_file;
   absl::Duration source_wait = absl::Seconds(30);
   std::vector<std::pair<std::string, std::string>> consumer_properties;
+  // How long after gaining a partition its changes are kept, so that subscriptions following
+  // it from its previous owner resume without a gap (0: never; they end with ABORTED).
+  absl::Duration subscribe_replay_window = absl::Seconds(30);
 };
 
 // One kiq node: loads the topology, opens the RocksDB stores, joins the consumer group and

@@ -6,128 +6,191 @@
 #include "node/ingest_metrics.h"
 
 namespace kiq::node {
+namespace {
 
-bool SubscriberQueue::Push(const Change& change) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (ended_.load()) return false;
-    KeyId id{change.partition.value(), change.key};
-    if (coalesce_ && queue_.size() >= capacity_) {
-      auto it = latest_.find(id);
-      if (it != latest_.end()) {
-        // Replace the pending change in place: the subscriber sees old → newest.
-        router::ChangeEvent& pending = *it->second;
-        pending.new_value = change.new_value;
-        pending.topic = change.topic;
-        pending.offset = change.offset;
-        return true;
+// A subscriber whose queue only advanced (no matching change) is woken at most this often:
+// it tells the router where the subscription stands, which a resume after a crash needs.
+constexpr absl::Duration kProgressNotifyInterval = absl::Milliseconds(200);
+
+}  // namespace
+
+router::ChangeEvent ToEvent(const Change& change) {
+  return router::ChangeEvent{change.partition, change.key,   change.old_value,
+                             change.new_value, change.topic, change.offset};
+}
+
+absl::StatusOr<std::shared_ptr<Subscriber>> SubscriptionHub::Register(
+    StoreHandle store, absl::string_view store_name, router::KeyMatch match,
+    const std::vector<int32_t>& partitions, const router::Progress& resume, size_t capacity,
+    bool coalesce) {
+  auto subscriber = std::make_shared<Subscriber>();
+  subscriber->store = store;
+  subscriber->match = std::move(match);
+  subscriber->queue = std::make_shared<router::ChangeQueue>(
+      capacity == 0 ? kDefaultSubscriberBuffer : capacity, coalesce);
+  absl::MutexLock lock(&mu_);
+  for (int32_t p : partitions) {
+    if (p < 0) continue;
+    if (static_cast<size_t>(p) >= subscriber->partitions.size()) {
+      subscriber->partitions.resize(p + 1, false);
+    }
+    subscriber->partitions[p] = true;
+    auto at = positions_.find({store.index, p});
+    const int64_t here = at == positions_.end() ? 0 : at->second;
+    auto from = resume.find(p);
+    if (from == resume.end() || from->second == here) {
+      subscriber->queue->Advance(p, here);
+      continue;
+    }
+    const int64_t wanted = from->second;
+    if (wanted > here) {
+      // This node is behind (it restored less than was delivered, or is catching up): it
+      // makes those changes again, deterministically; they are dropped.
+      subscriber->skip_below[p] = wanted;
+      subscriber->queue->Advance(p, wanted);
+      continue;
+    }
+    auto log = replay_.find({store.index, p});
+    if (log == replay_.end() || log->second.start > wanted) {
+      return absl::AbortedError(absl::StrCat(
+          "cannot resume the subscription to store \"", store_name, "\" partition ", p,
+          " at offset ", wanted, ": its new owner is already at offset ", here, " and ",
+          log == replay_.end() ? "no longer keeps its recent changes"
+                               : absl::StrCat("keeps its changes from offset ",
+                                              log->second.start, " only"),
+          "; the changes in between cannot be replayed. Subscribe again (FROM_SNAPSHOT to "
+          "resync)"));
+    }
+    for (const router::ChangeEvent& c : log->second.changes) {
+      if (c.offset >= wanted && subscriber->match.Matches(c.key)) {
+        if (!subscriber->queue->Push(c)) break;  // overflowed: ends with RESOURCE_EXHAUSTED
       }
-    } else if (!coalesce_ && queue_.size() >= capacity_) {
-      queue_.clear();
-      end_ = absl::ResourceExhaustedError(absl::StrCat(
-          "subscriber too slow: more than ", capacity_,
-          " changes pending (buffer_size); the stream ends rather than slowing ingestion. "
-          "Read faster, raise buffer_size, or subscribe with on_overflow=COALESCE"));
-      ended_.store(true);
-      return false;
     }
-    queue_.push_back(router::ChangeEvent{change.partition, change.key, change.old_value,
-                                         change.new_value, change.topic, change.offset});
-    if (coalesce_) latest_[std::move(id)] = std::prev(queue_.end());
+    subscriber->queue->Advance(p, here);
   }
-  return true;
-}
-
-void SubscriberQueue::End(absl::Status status) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (ended_.load()) return;
-    end_ = std::move(status);
-    ended_.store(true);
-  }
-  Notify();
-}
-
-absl::Status SubscriberQueue::Take(size_t max, std::vector<router::ChangeEvent>* out) {
-  absl::MutexLock lock(&mu_);
-  for (size_t n = 0; n < max && !queue_.empty(); ++n) {
-    if (coalesce_) {
-      auto it = latest_.find(KeyId{queue_.front().partition.value(), queue_.front().key});
-      if (it != latest_.end() && it->second == queue_.begin()) latest_.erase(it);
-    }
-    out->push_back(std::move(queue_.front()));
-    queue_.pop_front();
-  }
-  if (queue_.empty() && ended_.load()) return end_;
-  return absl::OkStatus();
-}
-
-size_t SubscriberQueue::pending() const {
-  absl::MutexLock lock(&mu_);
-  return queue_.size();
-}
-
-void SubscriberQueue::SetNotify(std::function<void()> notify) {
-  absl::MutexLock lock(&notify_mu_);
-  notify_ = std::move(notify);
-}
-
-void SubscriberQueue::Notify() {
-  absl::MutexLock lock(&notify_mu_);
-  if (notify_) notify_();
-}
-
-std::shared_ptr<SubscriberQueue> SubscriptionHub::Register(StoreHandle store,
-                                                           router::KeyMatch match,
-                                                           size_t capacity, bool coalesce) {
-  auto queue = std::make_shared<SubscriberQueue>(
-      store, std::move(match), capacity == 0 ? kDefaultSubscriberBuffer : capacity, coalesce);
-  absl::MutexLock lock(&mu_);
-  subscribers_.push_back(queue);
+  subscribers_.push_back(subscriber);
   UpdateGauge();
-  return queue;
+  return subscriber;
 }
 
-void SubscriptionHub::Unregister(const SubscriberQueue* queue) {
+void SubscriptionHub::Unregister(const Subscriber* subscriber) {
   absl::MutexLock lock(&mu_);
   subscribers_.erase(std::remove_if(subscribers_.begin(), subscribers_.end(),
-                                    [&](const auto& s) { return s.get() == queue; }),
+                                    [&](const auto& s) { return s.get() == subscriber; }),
                      subscribers_.end());
   UpdateGauge();
 }
 
 void SubscriptionHub::UpdateGauge() {
   count_.store(static_cast<int64_t>(subscribers_.size()));
-  if (metrics_ != nullptr) metrics_->SetSubscriptions(static_cast<int64_t>(subscribers_.size()));
+  if (options_.metrics != nullptr) {
+    options_.metrics->SetSubscriptions(static_cast<int64_t>(subscribers_.size()));
+  }
 }
 
-void SubscriptionHub::Publish(const std::vector<Change>& changes) {
-  if (changes.empty()) return;
-  std::vector<std::shared_ptr<SubscriberQueue>> subscribers;
+void SubscriptionHub::Record(const Change& change, absl::Time now) {
+  auto it = replay_.find({change.store.index, change.partition.value()});
+  if (it == replay_.end() || now > it->second.until) return;
+  ReplayLog& log = it->second;
+  log.changes.push_back(ToEvent(change));
+  // Trim whole records: the log must hold every change of each offset it covers.
+  while (log.changes.size() > options_.replay_capacity) {
+    const int64_t dropped = log.changes.front().offset;
+    while (!log.changes.empty() && log.changes.front().offset <= dropped) log.changes.pop_front();
+    log.start = std::max(log.start, dropped + 1);
+  }
+}
+
+void SubscriptionHub::ExpireReplayLogs(absl::Time now) {
+  for (auto it = replay_.begin(); it != replay_.end();) {
+    if (now > it->second.until) {
+      replay_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  recording_.store(static_cast<int64_t>(replay_.size()));
+}
+
+void SubscriptionHub::Publish(const std::vector<Change>& changes,
+                              const std::vector<CommittedPosition>& positions) {
+  const absl::Time now = absl::Now();
+  std::vector<std::shared_ptr<Subscriber>> subscribers;
+  std::vector<std::shared_ptr<Subscriber>> progressed;
   {
     absl::MutexLock lock(&mu_);
+    for (const CommittedPosition& at : positions) {
+      positions_[{at.store.index, at.partition.value()}] = at.next;
+    }
+    if (!replay_.empty()) {
+      for (const Change& c : changes) Record(c, now);
+      ExpireReplayLogs(now);
+    }
     subscribers = subscribers_;
+    // Progress without a change wakes a subscriber now and then, not at every batch.
+    for (const auto& s : subscribers) {
+      if (s->queue->ended()) continue;
+      bool advanced = false;
+      for (const CommittedPosition& at : positions) {
+        if (at.store.index == s->store.index && s->Follows(at.partition.value())) {
+          advanced |= s->queue->Advance(at.partition.value(), at.next);
+        }
+      }
+      if (advanced && now >= s->next_progress_notify) {
+        s->next_progress_notify = now + kProgressNotifyInterval;
+        progressed.push_back(s);
+      }
+    }
   }
   for (const auto& s : subscribers) {
-    if (s->ended()) continue;
+    router::ChangeQueue& queue = *s->queue;
+    if (queue.ended()) continue;
     bool queued = false;
     for (const Change& c : changes) {
-      if (c.store.index != s->store().index || !s->match().Matches(c.key)) continue;
-      if (!s->Push(c)) break;
+      if (c.store.index != s->store.index || !s->Follows(c.partition.value()) ||
+          !s->match.Matches(c.key)) {
+        continue;
+      }
+      if (!s->skip_below.empty()) {
+        auto skip = s->skip_below.find(c.partition.value());
+        if (skip != s->skip_below.end() && c.offset < skip->second) continue;
+      }
+      if (!queue.Push(ToEvent(c))) break;
       queued = true;
     }
     // Overflow ended it (Push returned false) or changes arrived: wake the stream either way.
-    if (queued || s->ended()) s->Notify();
+    if (queued || queue.ended() ||
+        std::find(progressed.begin(), progressed.end(), s) != progressed.end()) {
+      queue.Notify();
+    }
   }
 }
 
+void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_t next) {
+  absl::MutexLock lock(&mu_);
+  positions_[{store.index, p.value()}] = next;
+  if (options_.replay_window <= absl::ZeroDuration()) return;
+  ReplayLog& log = replay_[{store.index, p.value()}];
+  log.start = next;
+  log.changes.clear();
+  log.until = absl::Now() + options_.replay_window;
+  recording_.store(static_cast<int64_t>(replay_.size()));
+}
+
+void SubscriptionHub::PartitionsRevoked() {
+  absl::MutexLock lock(&mu_);
+  positions_.clear();
+  replay_.clear();
+  recording_.store(0);
+}
+
 void SubscriptionHub::EndAll(const absl::Status& status) {
-  std::vector<std::shared_ptr<SubscriberQueue>> subscribers;
+  std::vector<std::shared_ptr<Subscriber>> subscribers;
   {
     absl::MutexLock lock(&mu_);
     subscribers = subscribers_;
   }
-  for (const auto& s : subscribers) s->End(status);
+  for (const auto& s : subscribers) s->queue->End(status);
 }
 
 }  // namespace kiq::node

@@ -2,17 +2,20 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
-#include <list>
+#include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "node/staged_batch.h"
+#include "router/change_queue.h"
 #include "router/subscription.h"
 
 namespace kiq::node {
@@ -21,75 +24,67 @@ class IngestMetrics;
 
 inline constexpr size_t kDefaultSubscriberBuffer = 10000;
 
-// The pending changes of one subscriber: a bounded queue filled by the ingestion thread
-// (Push never blocks) and drained by the subscriber's stream. Thread-safe.
-//
-// Overflow: with `coalesce`, a change to a key that already has a pending change replaces it
-// in place (keeping the older old_value, so the subscriber still sees "from → to"); a change
-// to a key with nothing pending is still queued, so memory stays bounded by the number of
-// matching keys and per-key order is kept. Without `coalesce`, the queue is dropped and the
-// subscription ends with RESOURCE_EXHAUSTED.
-class SubscriberQueue {
- public:
-  SubscriberQueue(StoreHandle store, router::KeyMatch match, size_t capacity, bool coalesce)
-      : store_(store), match_(std::move(match)), capacity_(capacity), coalesce_(coalesce) {}
+// One registered subscriber: which changes it follows and its queue.
+struct Subscriber {
+  StoreHandle store;
+  router::KeyMatch match;
+  std::vector<bool> partitions;  // by partition id
+  // Resumed behind where the subscription stood: changes of records before these offsets
+  // were delivered by the previous owner.
+  absl::flat_hash_map<int32_t, int64_t> skip_below;
+  std::shared_ptr<router::ChangeQueue> queue;
+  absl::Time next_progress_notify;  // guarded by the hub's mu_
 
-  StoreHandle store() const { return store_; }
-  const router::KeyMatch& match() const { return match_; }
+  bool Follows(int32_t p) const {
+    return p >= 0 && static_cast<size_t>(p) < partitions.size() && partitions[p];
+  }
+};
 
-  // Queues a change (ingestion thread). Returns false if the subscriber has ended.
-  bool Push(const Change& change) ABSL_LOCKS_EXCLUDED(mu_);
-  // Ends the subscription with `status` after the changes already queued.
-  void End(absl::Status status) ABSL_LOCKS_EXCLUDED(mu_);
-  // See router::Subscription::Take.
-  absl::Status Take(size_t max, std::vector<router::ChangeEvent>* out) ABSL_LOCKS_EXCLUDED(mu_);
-  // See router::Subscription::SetNotify.
-  void SetNotify(std::function<void()> notify) ABSL_LOCKS_EXCLUDED(notify_mu_);
-  // Runs the notify callback, if any.
-  void Notify() ABSL_LOCKS_EXCLUDED(notify_mu_);
+// The position a batch committed a store partition at (the next source offset).
+struct CommittedPosition {
+  StoreHandle store;
+  PartitionId partition;
+  int64_t next = 0;
+};
 
-  bool ended() const { return ended_.load(); }
-  size_t pending() const ABSL_LOCKS_EXCLUDED(mu_);
-
- private:
-  using KeyId = std::pair<int32_t, std::string>;
-
-  const StoreHandle store_;
-  const router::KeyMatch match_;
-  const size_t capacity_;
-  const bool coalesce_;
-
-  mutable absl::Mutex mu_;
-  std::list<router::ChangeEvent> queue_ ABSL_GUARDED_BY(mu_);
-  // With coalesce: the latest pending change of each key.
-  absl::flat_hash_map<KeyId, std::list<router::ChangeEvent>::iterator> latest_ ABSL_GUARDED_BY(mu_);
-  absl::Status end_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> ended_{false};
-
-  // Separate from mu_: the callback may call Take (which locks mu_).
-  absl::Mutex notify_mu_;
-  std::function<void()> notify_ ABSL_GUARDED_BY(notify_mu_);
+struct SubscriptionHubOptions {
+  IngestMetrics* metrics = nullptr;
+  // How long after a partition is assigned its changes are kept for subscriptions that
+  // resume here (following the partition from its previous owner), and how many at most.
+  absl::Duration replay_window = absl::Seconds(30);
+  size_t replay_capacity = 20000;  // changes per store partition
 };
 
 // Fans committed changes out to push subscribers. The ingestion thread calls Publish right
 // after each local commit, holding commit_mutex() around commit and publish; a subscriber
 // registers (and takes its snapshot) holding the same mutex, so it starts exactly at a batch
 // boundary: everything committed before is in its snapshot, everything after is queued.
-// Thread-safe.
+//
+// Partition moves: a subscription that followed a partition on its previous owner resumes
+// here from the position it had reached. When this node is past that position, the changes
+// in between come from the replay log: for `replay_window` after a partition is assigned,
+// every change of it is kept (the log starts exactly where the partition was restored to,
+// which is where its previous owner stopped). Thread-safe.
 class SubscriptionHub {
  public:
-  explicit SubscriptionHub(IngestMetrics* metrics = nullptr) : metrics_(metrics) {}
+  explicit SubscriptionHub(SubscriptionHubOptions options = {}) : options_(options) {}
 
   absl::Mutex& commit_mutex() { return commit_mu_; }
 
-  // Registers a subscriber; call with commit_mutex() held.
-  std::shared_ptr<SubscriberQueue> Register(StoreHandle store, router::KeyMatch match,
-                                            size_t capacity, bool coalesce)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  void Unregister(const SubscriberQueue* queue) ABSL_LOCKS_EXCLUDED(mu_);
+  // Registers a subscriber of `store` (named `store_name` in errors) for `partitions`, call
+  // with commit_mutex() held. Partitions in `resume` continue from there: replayed from the
+  // replay log if this node is past it, ABORTED naming the partition if it cannot be.
+  absl::StatusOr<std::shared_ptr<Subscriber>> Register(
+      StoreHandle store, absl::string_view store_name, router::KeyMatch match,
+      const std::vector<int32_t>& partitions, const router::Progress& resume, size_t capacity,
+      bool coalesce) ABSL_LOCKS_EXCLUDED(mu_);
+  void Unregister(const Subscriber* subscriber) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // True if anyone is subscribed or about to (lets the ingestor skip logging changes).
-  bool active() const { return count_.load() + announced_.load() > 0; }
+  // True if anyone is subscribed, about to, or changes are kept for replay (lets the
+  // ingestor skip logging changes otherwise).
+  bool active() const {
+    return count_.load() + announced_.load() + recording_.load() > 0;
+  }
 
   // A subscriber on its way: batches started from now on log every change.
   void Announce(int delta) { announced_ += delta; }
@@ -109,25 +104,48 @@ class SubscriptionHub {
   absl::CondVar& committed() { return committed_; }
   size_t size() const { return static_cast<size_t>(count_.load()); }
 
-  // Queues each change for the subscribers it matches (call with commit_mutex() held, right
-  // after the commit that made them). Never blocks on a subscriber.
-  void Publish(const std::vector<Change>& changes) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues each change for the subscribers it matches and records where each store partition
+  // now stands (call with commit_mutex() held, right after the commit that made them). Never
+  // blocks on a subscriber.
+  void Publish(const std::vector<Change>& changes, const std::vector<CommittedPosition>& positions)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Ends every subscriber with `status` (partitions are leaving this node: their subscribers
-  // can no longer be served without a gap).
+  // Partition `p` of `store` was assigned here and stands at `next` (ingestion thread,
+  // between batches): starts its replay log.
+  void PartitionAssigned(StoreHandle store, PartitionId p, int64_t next) ABSL_LOCKS_EXCLUDED(mu_);
+  // Every partition left this node (after EndAll): forgets positions and replay logs.
+  void PartitionsRevoked() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Ends every subscriber with `status`.
   void EndAll(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void UpdateGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The changes of one store partition since `start`: every change of a record at or after
+  // `start` and before the partition's committed position.
+  struct ReplayLog {
+    int64_t start = 0;
+    std::deque<router::ChangeEvent> changes;
+    absl::Time until;
+  };
+  using StorePartition = std::pair<int, int32_t>;  // (store index, partition)
 
-  IngestMetrics* const metrics_;
+  void UpdateGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Record(const Change& change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireReplayLogs(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const SubscriptionHubOptions options_;
   absl::Mutex commit_mu_;
   absl::CondVar committed_;
   std::atomic<int> announced_{0};
   std::atomic<bool> untracked_batch_{false};
   absl::Mutex mu_;
-  std::vector<std::shared_ptr<SubscriberQueue>> subscribers_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Subscriber>> subscribers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<StorePartition, int64_t> positions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<StorePartition, ReplayLog> replay_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> count_{0};
+  std::atomic<int64_t> recording_{0};
 };
+
+router::ChangeEvent ToEvent(const Change& change);
 
 }  // namespace kiq::node

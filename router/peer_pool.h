@@ -8,6 +8,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/strings/str_cat.h"
+#include "kiq/v1/membership.pb.h"
 #include "kiq/v1/peer.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
 
@@ -16,6 +18,11 @@ namespace kiq::router {
 // Header that marks a call forwarded by a router: the receiving node answers from its own
 // partitions or with NOT_OWNER, and never forwards it again (no loops).
 inline constexpr char kForwardedHeader[] = "kiq-forwarded";
+
+// The gRPC endpoint ("host:port") of a node as the membership topic advertises it.
+inline std::string Endpoint(const kiq::v1::NodeInfo& node) {
+  return absl::StrCat(node.host(), ":", node.port());
+}
 
 // One gRPC channel per peer endpoint ("host:port"), created on first use and kept (a cluster
 // has few nodes; gRPC reconnects a channel by itself). Thread-safe; stubs are thread-safe.

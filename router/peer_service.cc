@@ -2,6 +2,8 @@
 
 #include "router/grpc_status.h"
 #include "router/query_service.h"
+#include "router/subscription.h"
+#include "router/subscription_stream.h"
 
 namespace kiq::router {
 
@@ -100,6 +102,97 @@ grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
                            result->set_count(*n);
                            return absl::OkStatus();
                          });
+}
+
+grpc::ServerWriteReactor<kiq::v1::PeerChange>* PeerServiceImpl::SubscribePartitions(
+    grpc::CallbackServerContext* context, const kiq::v1::SubscribePartitionsRequest* request) {
+  (void)context;
+  SubscribeSpec spec;
+  spec.store = request->store();
+  switch (request->match_case()) {
+    case kiq::v1::SubscribePartitionsRequest::kKey:
+      spec.match = KeyMatch{KeyMatch::Kind::kKey, request->key()};
+      break;
+    case kiq::v1::SubscribePartitionsRequest::kKeyPrefix:
+      spec.match = KeyMatch{KeyMatch::Kind::kPrefix, request->key_prefix()};
+      break;
+    default:
+      break;
+  }
+  spec.partitions.assign(request->partitions().begin(), request->partitions().end());
+  for (const kiq::v1::PartitionOffset& po : request->resume()) {
+    spec.resume[po.partition()] = po.offset();
+  }
+  spec.snapshot = request->snapshot();
+  spec.coalesce = request->coalesce();
+  spec.buffer_size = static_cast<size_t>(std::max(request->buffer_size(), 0));
+  if (spec.partitions.empty()) {
+    return new RefusedStream<kiq::v1::PeerChange>(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "SubscribePartitions: no partitions"));
+  }
+  absl::StatusOr<std::unique_ptr<Subscription>> subscription = local_.Subscribe(spec);
+  if (!subscription.ok()) {
+    return new RefusedStream<kiq::v1::PeerChange>(ToGrpcStatus(subscription.status()));
+  }
+  SubscriptionRenderer<kiq::v1::PeerChange> render;
+  render.snapshot = [](KeyValue kv) {
+    kiq::v1::PeerChange out;
+    out.set_type(kiq::v1::PeerChange::SNAPSHOT);
+    out.set_partition(kv.partition.value());
+    out.set_key(std::move(kv.key));
+    out.set_value(std::move(kv.value));
+    return out;
+  };
+  render.snapshot_end = [] {
+    kiq::v1::PeerChange out;
+    out.set_type(kiq::v1::PeerChange::SNAPSHOT_END);
+    return out;
+  };
+  render.change = [](ChangeEvent change) { return ToPeerChange(std::move(change)); };
+  render.progress = [](const Progress& progress) {
+    kiq::v1::PeerChange out;
+    out.set_type(kiq::v1::PeerChange::PROGRESS);
+    for (const auto& [p, next] : progress) {
+      kiq::v1::PartitionOffset* po = out.add_progress();
+      po->set_partition(p);
+      po->set_offset(next);
+    }
+    return out;
+  };
+  auto* stream = new SubscriptionStream<kiq::v1::PeerChange>(std::move(*subscription),
+                                                              spec.snapshot, std::move(render));
+  stream->Start();
+  return stream;
+}
+
+kiq::v1::PeerChange ToPeerChange(ChangeEvent change) {
+  kiq::v1::PeerChange out;
+  out.set_type(kiq::v1::PeerChange::CHANGE);
+  out.set_partition(change.partition.value());
+  out.set_key(std::move(change.key));
+  if (change.new_value) {
+    out.set_value(std::move(*change.new_value));
+  } else {
+    out.set_deleted(true);
+  }
+  if (change.old_value) {
+    out.set_has_old_value(true);
+    out.set_old_value(std::move(*change.old_value));
+  }
+  out.set_topic(std::move(change.topic));
+  out.set_offset(change.offset);
+  return out;
+}
+
+ChangeEvent FromPeerChange(kiq::v1::PeerChange change) {
+  ChangeEvent out;
+  out.partition = PartitionId(change.partition());
+  out.key = std::move(*change.mutable_key());
+  if (!change.deleted()) out.new_value = std::move(*change.mutable_value());
+  if (change.has_old_value()) out.old_value = std::move(*change.mutable_old_value());
+  out.topic = std::move(*change.mutable_topic());
+  out.offset = change.offset();
+  return out;
 }
 
 }  // namespace kiq::router

@@ -2,13 +2,15 @@
 
 #include "kiq/v1/peer.grpc.pb.h"
 #include "router/local_stores.h"
+#include "router/subscription.h"
 #include "router/thread_pool.h"
 
 namespace kiq::router {
 
 // Partition-scoped reads for other nodes' routers: scans and counts of the partitions this
 // node holds, each partition answered on its own (a partition that is not ACTIVE here is
-// reported with its status code, not as a failure of the call). Never forwards. Runs on
+// reported with its status code, not as a failure of the call), and the change streams a
+// router fans subscriptions in from. Never forwards. Runs on
 // `pool`, off the completion threads. Thread-safe.
 class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
  public:
@@ -20,6 +22,10 @@ class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
   grpc::ServerUnaryReactor* CountPartitions(grpc::CallbackServerContext* context,
                                             const kiq::v1::CountPartitionsRequest* request,
                                             kiq::v1::CountPartitionsResponse* response) override;
+  // Streams the changes of the requested partitions held here (see peer.proto).
+  grpc::ServerWriteReactor<kiq::v1::PeerChange>* SubscribePartitions(
+      grpc::CallbackServerContext* context,
+      const kiq::v1::SubscribePartitionsRequest* request) override;
 
  private:
   const LocalStores& local_;
@@ -29,5 +35,9 @@ class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
 // The entries of `position` for one partition: what a node
 // must wait for before answering about those partitions.
 kiq::v1::Position PositionFor(const kiq::v1::Position& position, int32_t partition);
+
+// A change as the peer stream carries it, and back.
+kiq::v1::PeerChange ToPeerChange(ChangeEvent change);
+ChangeEvent FromPeerChange(kiq::v1::PeerChange change);
 
 }  // namespace kiq::router

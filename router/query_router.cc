@@ -45,10 +45,6 @@ bool IsNotOwner(const absl::Status& s) {
          absl::StrContains(s.message(), "NOT_OWNER");
 }
 
-std::string Endpoint(const kiq::v1::NodeInfo& node) {
-  return absl::StrCat(node.host(), ":", node.port());
-}
-
 // A context for a call to a peer: it inherits the caller's deadline and cancellation when
 // there is a caller, and is marked as forwarded.
 std::unique_ptr<grpc::ClientContext> PeerContext(absl::Time deadline,
@@ -648,13 +644,6 @@ absl::StatusOr<std::unique_ptr<Subscription>> QueryRouter::Subscribe(
     const kiq::v1::SubscribeRequest& request, StoreInfo* info) const {
   absl::StatusOr<StoreInfo> described = DescribeForRequest(request.store());
   if (!described.ok()) return described.status();
-  if (described->window_size_ms > 0) {
-    // Stored keys of windowed stores carry the window start, and a hidden stream-time entry;
-    // matching and snapshots do not handle them yet: refuse rather than stream wrong keys.
-    return absl::FailedPreconditionError(absl::StrCat(
-        "store \"", request.store(), "\" is windowed; Subscribe does not support windowed stores "
-        "yet (query them with WindowFetch)"));
-  }
   if (request.buffer_size() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("buffer_size must be >= 0 (0 = default), got ", request.buffer_size()));
@@ -676,9 +665,20 @@ absl::StatusOr<std::unique_ptr<Subscription>> QueryRouter::Subscribe(
   spec.snapshot = request.from() == kiq::v1::SubscribeRequest::FROM_SNAPSHOT;
   spec.coalesce = request.on_overflow() == kiq::v1::SubscribeRequest::OVERFLOW_COALESCE;
   spec.buffer_size = static_cast<size_t>(request.buffer_size());
-  absl::StatusOr<std::unique_ptr<Subscription>> subscription = local_.Subscribe(spec);
-  if (subscription.ok()) *info = std::move(*described);
-  return subscription;
+  FanInCluster cluster{cluster_.table, cluster_.peers, cluster_.self_node_id};
+  if (cluster.peers == nullptr) cluster.table = nullptr;  // nobody to ask: local partitions only
+  auto fan_in =
+      std::make_shared<FanIn>(local_, std::move(cluster), *described, spec, kSubscribeGiveUp);
+  fan_in->set_placer(placer_.get());
+  if (fan_in->PlacePending()) placer_->Wake(fan_in);
+  // A first placement that ended it (unknown partitions, no cluster): refuse the call itself.
+  std::vector<ChangeEvent> none;
+  if (absl::Status s = fan_in->Take(0, &none, nullptr); !s.ok()) {
+    fan_in->Close(s);
+    return s;
+  }
+  *info = std::move(*described);
+  return std::unique_ptr<Subscription>(new FanInSubscription(std::move(fan_in)));
 }
 
 }  // namespace kiq::router

@@ -14,6 +14,7 @@
 #include "router/peer_pool.h"
 #include "router/query_metrics.h"
 #include "router/routing_table.h"
+#include "router/fan_in.h"
 #include "router/subscription.h"
 
 namespace kiq::router {
@@ -78,11 +79,14 @@ class QueryRouter {
       const kiq::v1::CountRequest& request, absl::Time deadline,
       const grpc::CallbackServerContext* parent = nullptr) const;
 
-  // Push query: validates the request and registers a subscription over this process's own
-  // partitions (every partition of the store must be ACTIVE here; fan-in from other owners is
-  // not implemented yet). `info` receives the store's description, for rendering.
+  // Push query: validates the request and subscribes to every partition of the store, fanned
+  // in from this process and from every other owner, following partitions as they move (see
+  // router/fan_in.h). `info` receives the store's description, for rendering.
   absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(const kiq::v1::SubscribeRequest& request,
                                                           StoreInfo* info) const;
+
+  // How long a subscription waits for a partition without an ACTIVE owner before it ends.
+  static constexpr absl::Duration kSubscribeGiveUp = absl::Seconds(60);
 
  private:
   struct AsyncGet;
@@ -153,6 +157,8 @@ class QueryRouter {
 
   const LocalStores& local_;
   const ClusterView cluster_;
+  // Places subscriptions' partitions that are waiting for an owner (a thread, on first use).
+  const std::unique_ptr<SubscriptionPlacer> placer_ = std::make_unique<SubscriptionPlacer>();
 };
 
 // Whether a router should retry a partition read that failed with `status`: the partition is

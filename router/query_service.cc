@@ -5,6 +5,7 @@
 #include "absl/synchronization/mutex.h"
 #include "router/entry.h"
 #include "router/grpc_status.h"
+#include "router/subscription_stream.h"
 
 namespace kiq::router {
 namespace {
@@ -15,9 +16,6 @@ std::string CodeName(absl::StatusCode code) {
   std::string name = absl::StatusCodeToString(code);
   return name.empty() ? "UNKNOWN" : name;
 }
-
-constexpr size_t kSnapshotPage = 256;
-constexpr size_t kTakeBatch = 64;
 
 kiq::v1::SubscribeResponse RenderChange(const StoreInfo& info, ChangeEvent change) {
   kiq::v1::SubscribeResponse out;
@@ -43,134 +41,6 @@ kiq::v1::SubscribeResponse RenderChange(const StoreInfo& info, ChangeEvent chang
   }
   return out;
 }
-
-// One Subscribe stream: the snapshot pages (if asked), SNAPSHOT_END, then the queued changes,
-// one write in flight at a time. Driven by write completions and by the subscription's notify
-// (from the ingestion thread: then it only takes already-queued changes, never reads RocksDB).
-// A client that stops reading stalls its own writes only; its queue overflows on the node
-// and the stream ends with RESOURCE_EXHAUSTED once the pending write completes.
-class SubscribeReactor final : public grpc::ServerWriteReactor<kiq::v1::SubscribeResponse> {
- public:
-  SubscribeReactor(StoreInfo info, std::unique_ptr<Subscription> subscription, bool snapshot,
-                   QueryMetrics* metrics, absl::Time started)
-      : info_(std::move(info)),
-        subscription_(std::move(subscription)),
-        metrics_(metrics),
-        started_(started),
-        in_snapshot_(snapshot) {}
-
-  void Start() {
-    subscription_->SetNotify([this] { Pump(/*from_ingestion=*/true); });
-    Pump(false);
-  }
-
-  void OnWriteDone(bool ok) override {
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) cancelled_ = true;
-    }
-    Pump(false);
-  }
-
-  void OnCancel() override {
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-    }
-    Pump(false);
-  }
-
-  void OnDone() override {
-    subscription_->SetNotify(nullptr);
-    subscription_.reset();  // unregisters
-    delete this;
-  }
-
- private:
-  void Pump(bool from_ingestion) {
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      if (writing_ || finished_) return;
-      if (cancelled_) {
-        finish = grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled the subscription");
-      } else if (in_snapshot_) {
-        if (from_ingestion) return;  // snapshot reads stay off the ingestion thread
-        if (snapshot_.empty() && !snapshot_done_) {
-          absl::StatusOr<std::vector<KeyValue>> page =
-              subscription_->NextSnapshotPage(kSnapshotPage);
-          if (!page.ok()) {
-            finish = ToGrpcStatus(page.status());
-          } else if (page->empty()) {
-            snapshot_done_ = true;
-          } else {
-            for (KeyValue& kv : *page) snapshot_.push_back(std::move(kv));
-          }
-        }
-        if (!finish) {
-          response_.Clear();
-          if (!snapshot_.empty()) {
-            response_.set_type(kiq::v1::SubscribeResponse::SNAPSHOT);
-            *response_.mutable_entry() = RenderEntry(info_, std::move(snapshot_.front()));
-            snapshot_.pop_front();
-          } else {
-            response_.set_type(kiq::v1::SubscribeResponse::SNAPSHOT_END);
-            in_snapshot_ = false;
-          }
-          writing_ = true;
-        }
-      } else {
-        if (changes_.empty() && end_.ok()) {
-          std::vector<ChangeEvent> taken;
-          end_ = subscription_->Take(kTakeBatch, &taken);
-          for (ChangeEvent& c : taken) changes_.push_back(std::move(c));
-        }
-        if (!changes_.empty()) {
-          response_ = RenderChange(info_, std::move(changes_.front()));
-          changes_.pop_front();
-          writing_ = true;
-        } else if (!end_.ok()) {
-          finish = ToGrpcStatus(end_);
-        } else {
-          return;  // idle until notified
-        }
-      }
-      if (finish) {
-        finished_ = true;
-        code_ = finish->error_code();
-      }
-    }
-    if (finish) {
-      if (metrics_ != nullptr) {
-        metrics_->RecordQuery("Subscribe", info_.name, "local",
-                              CodeName(static_cast<absl::StatusCode>(code_)),
-                              absl::Now() - started_);
-      }
-      Finish(*finish);
-      return;
-    }
-    // Only this path writes, and only with writing_ set: response_ is not touched until
-    // OnWriteDone.
-    StartWrite(&response_);
-  }
-
-  const StoreInfo info_;
-  std::unique_ptr<Subscription> subscription_;
-  QueryMetrics* const metrics_;
-  const absl::Time started_;
-  absl::Mutex mu_;
-  bool in_snapshot_ ABSL_GUARDED_BY(mu_);
-  bool snapshot_done_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<KeyValue> snapshot_ ABSL_GUARDED_BY(mu_);
-  std::deque<ChangeEvent> changes_ ABSL_GUARDED_BY(mu_);
-  absl::Status end_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  int code_ ABSL_GUARDED_BY(mu_) = 0;
-  kiq::v1::SubscribeResponse response_;
-};
 
 }  // namespace
 
@@ -289,23 +159,36 @@ grpc::ServerWriteReactor<kiq::v1::SubscribeResponse>* QueryServiceImpl::Subscrib
   StoreInfo info;
   absl::StatusOr<std::unique_ptr<Subscription>> subscription = router_.Subscribe(*request, &info);
   if (!subscription.ok()) {
-    // A reactor that only reports the error.
-    class Refused final : public grpc::ServerWriteReactor<kiq::v1::SubscribeResponse> {
-     public:
-      explicit Refused(grpc::Status status) { Finish(std::move(status)); }
-      void OnDone() override { delete this; }
-    };
     if (metrics_ != nullptr) {
-      metrics_->RecordQuery("Subscribe", request->store(), "local",
+      metrics_->RecordQuery("Subscribe", request->store(), "fan-in",
                             CodeName(subscription.status().code()), absl::Now() - started);
     }
-    return new Refused(ToGrpcStatus(subscription.status()));
+    return new RefusedStream<kiq::v1::SubscribeResponse>(ToGrpcStatus(subscription.status()));
   }
-  auto* reactor = new SubscribeReactor(
-      std::move(info), std::move(*subscription),
-      request->from() == kiq::v1::SubscribeRequest::FROM_SNAPSHOT, metrics_, started);
-  reactor->Start();
-  return reactor;
+  SubscriptionRenderer<kiq::v1::SubscribeResponse> render;
+  render.snapshot = [info](KeyValue kv) {
+    kiq::v1::SubscribeResponse out;
+    out.set_type(kiq::v1::SubscribeResponse::SNAPSHOT);
+    *out.mutable_entry() = RenderEntry(info, std::move(kv));
+    return out;
+  };
+  render.snapshot_end = [] {
+    kiq::v1::SubscribeResponse out;
+    out.set_type(kiq::v1::SubscribeResponse::SNAPSHOT_END);
+    return out;
+  };
+  render.change = [info](ChangeEvent change) { return RenderChange(info, std::move(change)); };
+  render.done = [metrics = metrics_, store = info.name, started](const grpc::Status& status) {
+    if (metrics == nullptr) return;
+    metrics->RecordQuery("Subscribe", store, "fan-in",
+                         CodeName(static_cast<absl::StatusCode>(status.error_code())),
+                         absl::Now() - started);
+  };
+  auto* stream = new SubscriptionStream<kiq::v1::SubscribeResponse>(
+      std::move(*subscription), request->from() == kiq::v1::SubscribeRequest::FROM_SNAPSHOT,
+      std::move(render));
+  stream->Start();
+  return stream;
 }
 
 }  // namespace kiq::router

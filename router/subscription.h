@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "router/local_stores.h"
 #include "router/types.h"
+#include "router/window_key.h"
 
 namespace kiq::router {
 
@@ -19,8 +21,18 @@ struct KeyMatch {
   enum class Kind { kAll, kKey, kPrefix };
   Kind kind = Kind::kAll;
   std::string text;  // the key (kKey) or the prefix (kPrefix)
+  // Stored keys are window keys (router/window_key.h): match their user key, and never the
+  // partition's stream-time entry.
+  bool windowed = false;
 
-  bool Matches(absl::string_view key) const {
+  // `key` is a stored key.
+  bool Matches(absl::string_view stored_key) const {
+    absl::string_view key = stored_key;
+    if (windowed) {
+      std::optional<DecodedWindowKey> w = DecodeWindowKey(stored_key);
+      if (!w) return false;
+      key = w->user_key;
+    }
     switch (kind) {
       case Kind::kAll:
         return true;
@@ -45,9 +57,27 @@ struct ChangeEvent {
   int64_t offset = -1;
 };
 
+// Where a subscription stands: partition → the next source offset. Every change made by a
+// record before it has been handed out (Take). A subscription that moves to another owner
+// resumes from here.
+using Progress = std::map<int32_t, int64_t>;
+
+// One page of a subscription's snapshot. Empty and not done: the next entries are not there
+// yet (they come from another node); the subscription notifies when they are.
+struct SnapshotPage {
+  std::vector<KeyValue> entries;
+  bool done = false;
+};
+
 struct SubscribeSpec {
   std::string store;
   KeyMatch match;
+  // The partitions to follow; empty: every partition of the store.
+  std::vector<int32_t> partitions;
+  // Resume a subscription that was following these partitions elsewhere, from these
+  // positions: changes before them are not delivered again, none after them is skipped (or
+  // ABORTED if this node cannot replay them). No snapshot is taken of resumed partitions.
+  Progress resume;
   bool snapshot = false;
   // On overflow: keep the latest pending change per key instead of ending the subscription.
   bool coalesce = false;
@@ -63,14 +93,17 @@ class Subscription {
   virtual ~Subscription() = default;
 
   // The next page of snapshot entries (partition by partition, key order within one),
-  // strictly after the previous page; empty when the snapshot is exhausted. Only for
-  // subscriptions made with `snapshot`.
-  virtual absl::StatusOr<std::vector<KeyValue>> NextSnapshotPage(size_t limit) = 0;
+  // strictly after the previous page; `done` once the snapshot is exhausted. Only for
+  // subscriptions made with `snapshot`. May read the store: never call it from a notify
+  // callback while a local snapshot is pending.
+  virtual absl::StatusOr<SnapshotPage> NextSnapshotPage(size_t limit) = 0;
 
   // Moves up to `max` pending changes into `out`. Returns OK while the subscription is live;
-  // once it has ended (overflow: RESOURCE_EXHAUSTED; a partition moved away: ABORTED) and no
-  // change is left before the end, returns that status.
-  virtual absl::Status Take(size_t max, std::vector<ChangeEvent>* out) = 0;
+  // once it has ended (overflow: RESOURCE_EXHAUSTED; partitions lost: ABORTED/UNAVAILABLE)
+  // and no change is left before the end, returns that status. When the queue is drained
+  // and `progress` is given, it receives the subscription's progress.
+  virtual absl::Status Take(size_t max, std::vector<ChangeEvent>* out,
+                            Progress* progress = nullptr) = 0;
 
   // `notify` runs (on the ingestion thread; it must not block) whenever changes become
   // pending or the subscription ends. Replaces any previous callback; nullptr clears it, and

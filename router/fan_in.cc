@@ -1,0 +1,614 @@
+#include "router/fan_in.h"
+
+#include <algorithm>
+#include <map>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "router/grpc_status.h"
+#include "router/logging.h"
+#include "router/peer_service.h"
+
+namespace kiq::router {
+namespace {
+
+// Remote snapshot entries buffered per source before it stops reading (back-pressure to the
+// owner, whose own snapshot read is paced by our reads).
+constexpr size_t kSnapshotBuffer = 512;
+constexpr size_t kDefaultBuffer = 10000;
+
+absl::Duration RetryDelay(int attempts) {
+  return std::min(absl::Milliseconds(50) * (1 << std::min(attempts, 5)), absl::Seconds(1));
+}
+
+// Ends that mean "the partitions are elsewhere now": placed again at their next owner.
+bool IsMove(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         (status.code() == absl::StatusCode::kFailedPrecondition &&
+          absl::StrContains(status.message(), "NOT_OWNER"));
+}
+
+}  // namespace
+
+struct FanIn::Source {
+  std::vector<int32_t> partitions;
+  std::string node_id;                  // empty: this process
+  std::shared_ptr<Subscription> local;  // this process's partitions
+  RemoteStream* remote = nullptr;       // another node's; valid until hold_released
+  bool hold_released = false;           // remote: we are done with the stream
+  bool snapshot = false;                // asked for a snapshot
+  bool snapshot_received = false;       // every snapshot entry is here (or was handed out)
+  bool handed_out = false;              // some snapshot entry reached the subscriber
+  std::deque<KeyValue> buffer;          // remote snapshot entries not handed out yet
+  bool paused = false;                  // remote: holding its reads until `buffer` drains
+  bool ended = false;
+
+  std::string Name() const {
+    return node_id.empty() ? std::string("this node") : absl::StrCat("node ", node_id);
+  }
+};
+
+// A SubscribePartitions stream from another node. A hold keeps gRPC from finishing it (and
+// deleting it) until the fan-in lets go (Stop) or it has nothing left to read (Finished);
+// pausing adds a second hold. The fan-in stays alive while gRPC has the stream.
+class FanIn::RemoteStream final : public grpc::ClientReadReactor<kiq::v1::PeerChange> {
+ public:
+  RemoteStream(std::shared_ptr<FanIn> owner, Source* source,
+               kiq::v1::SubscribePartitionsRequest request)
+      : owner_(std::move(owner)), source_(source), request_(std::move(request)) {}
+
+  void Start(PeerPool::Peer& peer) {
+    peer.peer->async()->SubscribePartitions(&context_, &request_, this);
+    AddHold();
+    StartRead(&message_);
+    StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      owner_->OnStreamFinished(source_);  // OnDone follows with the status
+      return;
+    }
+    // False: paused (OnPeerMessage added the pause hold) or no longer wanted.
+    if (owner_->OnPeerMessage(source_, std::move(message_))) StartRead(&message_);
+  }
+
+  void PauseHold() { AddHold(); }
+  void Resume() {
+    StartRead(&message_);
+    RemoveHold();
+  }
+  void Stop(bool paused) {
+    context_.TryCancel();
+    if (paused) RemoveHold();
+    RemoveHold();
+  }
+  void Finished() { RemoveHold(); }
+
+  void OnDone(const grpc::Status& status) override {
+    owner_->OnSourceEnd(
+        source_,
+        FromGrpcStatus(status, absl::StrCat("subscription stream from ", source_->Name())),
+        /*remote_done=*/true);
+    delete this;
+  }
+
+ private:
+  const std::shared_ptr<FanIn> owner_;
+  Source* const source_;
+  grpc::ClientContext context_;
+  const kiq::v1::SubscribePartitionsRequest request_;
+  kiq::v1::PeerChange message_;
+};
+
+FanIn::FanIn(const LocalStores& local, FanInCluster cluster, StoreInfo info, SubscribeSpec spec,
+             absl::Duration give_up)
+    : local_(local),
+      cluster_(std::move(cluster)),
+      info_(std::move(info)),
+      spec_(std::move(spec)),
+      give_up_(give_up),
+      queue_(spec_.buffer_size == 0 ? kDefaultBuffer : spec_.buffer_size, spec_.coalesce) {
+  const absl::Time now = absl::Now();
+  partitions_.resize(static_cast<size_t>(info_.num_partitions));
+  for (PartitionState& p : partitions_) {
+    p.snapshot_needed = spec_.snapshot;
+    p.pending_since = now;
+  }
+}
+
+FanIn::~FanIn() = default;
+
+FanInSubscription::~FanInSubscription() {
+  fan_in_->SetNotify(nullptr);
+  fan_in_->Close(absl::CancelledError("the subscriber went away"));
+}
+
+bool FanIn::ended() {
+  absl::MutexLock lock(&mu_);
+  return ended_;
+}
+
+void FanIn::Retry(int32_t p, absl::Time now) {
+  PartitionState& state = partitions_[p];
+  state.next_attempt = now + RetryDelay(state.attempts);
+  ++state.attempts;
+}
+
+bool FanIn::PlacePending() {
+  absl::MutexLock place(&place_mu_);
+  std::vector<int32_t> here;
+  std::map<std::string, std::pair<kiq::v1::NodeInfo, std::vector<int32_t>>> elsewhere;
+  SubscribeSpec local_spec = spec_;
+  {
+    absl::MutexLock lock(&mu_);
+    // Ended sources that nothing refers to any more.
+    for (auto it = ended_sources_.begin(); it != ended_sources_.end();) {
+      const Source& s = **it;
+      const bool in_snapshot =
+          std::find(snapshot_order_.begin(), snapshot_order_.end(), it->get()) !=
+          snapshot_order_.end();
+      // A remote stream calls back until its OnDone; a received snapshot is still handed out.
+      if (s.remote == nullptr && s.local == nullptr && !in_snapshot) {
+        it = ended_sources_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const absl::Time now = absl::Now();
+    for (int32_t p = 0; p < info_.num_partitions && !ended_; ++p) {
+      PartitionState& state = partitions_[p];
+      if (state.source != nullptr || now < state.next_attempt) continue;
+      absl::Status readable = local_.CheckReadable(info_.name, PartitionId(p));
+      if (readable.ok()) {
+        here.push_back(p);
+        continue;
+      }
+      if (cluster_.table != nullptr) {
+        std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(p);
+        if (owner && owner->state == kiq::v1::PARTITION_STATE_ACTIVE &&
+            owner->node.node_id() != cluster_.self_node_id) {
+          auto& group = elsewhere[owner->node.node_id()];
+          group.first = owner->node;
+          group.second.push_back(p);
+          continue;
+        }
+        if (owner) {
+          readable = absl::UnavailableError(
+              absl::StrCat("partition ", p, " is ", kiq::v1::PartitionState_Name(owner->state),
+                           " on node ", owner->node.node_id()));
+        } else {
+          readable = absl::UnavailableError(absl::StrCat("no live node owns partition ", p));
+        }
+      }
+      if (cluster_.table == nullptr || now - state.pending_since > give_up_) {
+        EndLocked(absl::UnavailableError(absl::StrCat(
+            "Subscribe to store \"", info_.name, "\": partition ", p, " has no ACTIVE owner",
+            cluster_.table == nullptr ? ""
+                                      : absl::StrCat(" for ", absl::FormatDuration(give_up_)),
+            " (", readable.message(), ")")));
+        break;
+      }
+      Retry(p, now);
+    }
+    if (ended_) {
+      here.clear();
+      elsewhere.clear();
+    }
+    local_spec.partitions = here;
+    local_spec.snapshot = false;
+    for (int32_t p : here) {
+      if (partitions_[p].at) local_spec.resume[p] = *partitions_[p].at;
+      if (partitions_[p].snapshot_needed) local_spec.snapshot = true;
+    }
+  }
+  // Outside mu_: a local subscribe takes the ingestion's commit lock, under which the
+  // ingestion thread notifies us.
+  if (!here.empty()) {
+    absl::StatusOr<std::unique_ptr<Subscription>> local = local_.Subscribe(local_spec);
+    absl::MutexLock lock(&mu_);
+    if (!local.ok()) {
+      // Partitions moving away as we asked: try again (elsewhere) shortly.
+      if (IsMove(local.status())) {
+        for (int32_t p : here) Retry(p, absl::Now());
+      } else {
+        EndLocked(local.status());
+      }
+    } else if (!ended_) {
+      auto source = std::make_shared<Source>();
+      source->partitions = here;
+      source->snapshot = local_spec.snapshot;
+      source->snapshot_received = !local_spec.snapshot;
+      source->local = std::move(*local);
+      Source* raw = source.get();
+      Install(std::move(source));
+      std::weak_ptr<FanIn> self = weak_from_this();
+      raw->local->SetNotify([self, raw] {
+        if (std::shared_ptr<FanIn> fan_in = self.lock()) fan_in->OnLocalNotify(raw);
+      });
+    } else {
+      released_.locals.push_back(std::move(*local));
+    }
+  }
+  // Changes (or the progress) queued before the notify was set.
+  {
+    std::vector<Source*> locals;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& s : sources_) {
+        if (s->local != nullptr) locals.push_back(s.get());
+      }
+    }
+    for (Source* s : locals) OnLocalNotify(s);
+  }
+  for (auto& [node_id, group] : elsewhere) {
+    kiq::v1::SubscribePartitionsRequest request;
+    request.set_store(info_.name);
+    switch (spec_.match.kind) {
+      case KeyMatch::Kind::kKey:
+        request.set_key(spec_.match.text);
+        break;
+      case KeyMatch::Kind::kPrefix:
+        request.set_key_prefix(spec_.match.text);
+        break;
+      case KeyMatch::Kind::kAll:
+        break;
+    }
+    request.set_coalesce(spec_.coalesce);
+    request.set_buffer_size(static_cast<int32_t>(spec_.buffer_size));
+    RemoteStream* stream = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) break;
+      for (int32_t p : group.second) {
+        request.add_partitions(p);
+        if (partitions_[p].at) {
+          kiq::v1::PartitionOffset* po = request.add_resume();
+          po->set_partition(p);
+          po->set_offset(*partitions_[p].at);
+        }
+        if (partitions_[p].snapshot_needed) request.set_snapshot(true);
+      }
+      auto source = std::make_shared<Source>();
+      source->partitions = group.second;
+      source->node_id = node_id;
+      source->snapshot = request.snapshot();
+      source->snapshot_received = !request.snapshot();
+      stream = new RemoteStream(shared_from_this(), source.get(), std::move(request));
+      source->remote = stream;
+      Install(std::move(source));
+    }
+    stream->Start(cluster_.peers->Get(Endpoint(group.first)));
+  }
+  Release(/*destroy_locals=*/true);
+  absl::MutexLock lock(&mu_);
+  return !ended_ && std::any_of(partitions_.begin(), partitions_.end(),
+                                [](const PartitionState& s) { return s.source == nullptr; });
+}
+
+std::shared_ptr<FanIn::Source> FanIn::Find(const Source* source) const {
+  for (const auto& s : sources_) {
+    if (s.get() == source) return s;
+  }
+  for (const auto& s : ended_sources_) {
+    if (s.get() == source) return s;
+  }
+  return nullptr;
+}
+
+void FanIn::Install(std::shared_ptr<Source> source) {
+  Source* raw = source.get();
+  for (int32_t p : raw->partitions) {
+    partitions_[p].source = raw;
+    partitions_[p].attempts = 0;
+    partitions_[p].next_attempt = absl::Time();
+  }
+  if (raw->snapshot) {
+    // This process's snapshot is handed out first: read on the subscriber's thread, it must
+    // not be left for a notify from the ingestion thread.
+    if (raw->local != nullptr) {
+      snapshot_order_.push_front(raw);
+    } else {
+      snapshot_order_.push_back(raw);
+    }
+  }
+  sources_.push_back(std::move(source));
+}
+
+void FanIn::OnLocalNotify(Source* source) {
+  std::vector<ChangeEvent> changes;
+  Progress progress;
+  absl::Status end;
+  bool notify = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_ || source->ended || source->local == nullptr) return;
+    end = source->local->Take(SIZE_MAX, &changes, &progress);
+    for (ChangeEvent& c : changes) {
+      if (!queue_.Push(std::move(c))) {
+        EndLocked(absl::OkStatus());  // the queue ended itself: RESOURCE_EXHAUSTED
+        break;
+      }
+    }
+    notify = !changes.empty() || ended_;
+    for (const auto& [p, next] : progress) {
+      if (p >= 0 && p < info_.num_partitions && partitions_[p].source == source) {
+        partitions_[p].at = next;
+      }
+    }
+  }
+  if (!end.ok()) OnSourceEnd(source, end, /*remote_done=*/false);
+  if (notify) queue_.Notify();
+  Release(/*destroy_locals=*/false);
+}
+
+bool FanIn::OnPeerMessage(Source* source, kiq::v1::PeerChange message) {
+  bool notify = false;
+  bool read_on = true;
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_ || source->ended) return false;
+    switch (message.type()) {
+      case kiq::v1::PeerChange::SNAPSHOT:
+        source->buffer.push_back(KeyValue{std::move(*message.mutable_key()),
+                                          std::move(*message.mutable_value()),
+                                          PartitionId(message.partition())});
+        notify = source->buffer.size() == 1;
+        if (source->buffer.size() >= kSnapshotBuffer) {
+          source->paused = true;
+          source->remote->PauseHold();  // in a reaction: the stream cannot be done
+          read_on = false;
+        }
+        break;
+      case kiq::v1::PeerChange::SNAPSHOT_END:
+        source->snapshot_received = true;
+        for (int32_t p : source->partitions) partitions_[p].snapshot_needed = false;
+        notify = true;
+        break;
+      case kiq::v1::PeerChange::CHANGE:
+        if (!queue_.Push(FromPeerChange(std::move(message)))) {
+          EndLocked(absl::OkStatus());  // the queue ended itself: RESOURCE_EXHAUSTED
+        }
+        notify = true;
+        break;
+      case kiq::v1::PeerChange::PROGRESS:
+        for (const kiq::v1::PartitionOffset& po : message.progress()) {
+          if (po.partition() >= 0 && po.partition() < info_.num_partitions &&
+              partitions_[po.partition()].source == source) {
+            partitions_[po.partition()].at = po.offset();
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    if (ended_) read_on = false;
+  }
+  if (notify) queue_.Notify();
+  Release(/*destroy_locals=*/true);
+  return read_on;
+}
+
+void FanIn::OnStreamFinished(Source* source) {
+  bool release = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!source->hold_released) {
+      source->hold_released = true;
+      release = true;
+    }
+  }
+  if (release) source->remote->Finished();
+}
+
+void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
+  bool wake = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (remote_done) source->remote = nullptr;
+    if (source->ended || ended_) {
+      if (remote_done) source->hold_released = true;
+    } else if (!IsMove(status)) {
+      EndLocked(status);
+    } else {
+      spdlog::info("subscription to store {}: {} ended ({}); placing partitions {} again",
+                   info_.name, source->Name(), status.message(),
+                   absl::StrJoin(source->partitions, ","));
+      for (int32_t p : source->partitions) {
+        const PartitionState& state = partitions_[p];
+        if (state.snapshot_needed && source->handed_out) {
+          EndLocked(absl::AbortedError(absl::StrCat(
+              "Subscribe to store \"", info_.name, "\": partition ", p,
+              " moved while its snapshot was being sent; subscribe again")));
+          break;
+        }
+        if (!state.snapshot_needed && !state.at) {
+          EndLocked(absl::AbortedError(absl::StrCat(
+              "Subscribe to store \"", info_.name, "\": partition ", p, " was lost by ",
+              source->Name(), " before it reported a position; subscribe again")));
+          break;
+        }
+      }
+      if (!ended_) {
+        const absl::Time now = absl::Now();
+        for (int32_t p : source->partitions) partitions_[p].pending_since = now;
+        Unplace(source);
+        wake = true;
+      }
+    }
+    if (remote_done) source->hold_released = true;
+  }
+  if (wake && placer_ != nullptr) placer_->Wake(weak_from_this());
+  if (!wake) queue_.Notify();  // the subscriber learns the end
+  Release(/*destroy_locals=*/remote_done);
+}
+
+void FanIn::Unplace(Source* source) {
+  if (source->ended) return;
+  source->ended = true;
+  for (int32_t p : source->partitions) {
+    if (partitions_[p].source == source) partitions_[p].source = nullptr;
+  }
+  // A snapshot not received in full is not handed out at all (the partitions snapshot again
+  // at their next owner, or the subscription ends ABORTED if some of it went out already).
+  if (!source->snapshot_received) {
+    snapshot_order_.erase(std::remove(snapshot_order_.begin(), snapshot_order_.end(), source),
+                          snapshot_order_.end());
+    source->buffer.clear();
+  }
+  if (source->remote != nullptr && !source->hold_released) {
+    source->hold_released = true;
+    released_.stops.emplace_back(source->remote, source->paused);
+    source->paused = false;
+  }
+  if (source->local != nullptr) released_.locals.push_back(std::move(source->local));
+  for (auto it = sources_.begin(); it != sources_.end(); ++it) {
+    if (it->get() == source) {
+      ended_sources_.push_back(std::move(*it));
+      sources_.erase(it);
+      break;
+    }
+  }
+}
+
+void FanIn::EndLocked(absl::Status status) {
+  if (ended_) return;
+  ended_ = true;
+  if (!status.ok()) queue_.End(status);
+  std::vector<Source*> all;
+  for (const auto& s : sources_) all.push_back(s.get());
+  for (Source* s : all) Unplace(s);
+  snapshot_order_.clear();
+}
+
+void FanIn::Release(bool destroy_locals) {
+  Released released;
+  {
+    absl::MutexLock lock(&mu_);
+    released.stops.swap(released_.stops);
+    if (destroy_locals) released.locals.swap(released_.locals);
+  }
+  for (auto& [stream, paused] : released.stops) stream->Stop(paused);
+  // released.locals are destroyed here, outside mu_ and outside their notify.
+}
+
+void FanIn::Close(absl::Status status) {
+  {
+    absl::MutexLock lock(&mu_);
+    EndLocked(std::move(status));
+  }
+  Release(/*destroy_locals=*/true);
+}
+
+absl::StatusOr<SnapshotPage> FanIn::NextSnapshotPage(size_t limit) {
+  SnapshotPage out;
+  while (out.entries.size() < limit) {
+    std::shared_ptr<Subscription> local;
+    std::shared_ptr<Source> source;
+    RemoteStream* resume = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) break;  // the end status comes with Take, after SNAPSHOT_END
+      if (snapshot_order_.empty()) {
+        out.done = std::none_of(partitions_.begin(), partitions_.end(),
+                                [](const PartitionState& s) { return s.snapshot_needed; });
+        break;
+      }
+      source = Find(snapshot_order_.front());
+      if (source->local != nullptr && !source->snapshot_received) {
+        local = source->local;
+      } else {
+        while (!source->buffer.empty() && out.entries.size() < limit) {
+          out.entries.push_back(std::move(source->buffer.front()));
+          source->buffer.pop_front();
+          source->handed_out = true;
+        }
+        const bool drained = source->buffer.empty();
+        if (drained && source->snapshot_received) {
+          snapshot_order_.pop_front();
+        } else if (source->paused && source->buffer.size() < kSnapshotBuffer / 2 &&
+                   !source->hold_released) {
+          source->paused = false;
+          resume = source->remote;
+        }
+        if (resume == nullptr && drained && !source->snapshot_received) {
+          break;  // waiting for the owner; it notifies
+        }
+      }
+    }
+    if (resume != nullptr) {
+      resume->Resume();
+      continue;
+    }
+    if (local == nullptr) continue;
+    absl::StatusOr<SnapshotPage> page = local->NextSnapshotPage(limit - out.entries.size());
+    if (!page.ok()) return page.status();
+    absl::MutexLock lock(&mu_);
+    // Moved while we read: its partitions snapshot again elsewhere; drop the page.
+    if (source->ended && !source->snapshot_received) continue;
+    if (!page->entries.empty()) source->handed_out = true;
+    for (KeyValue& kv : page->entries) out.entries.push_back(std::move(kv));
+    if (page->done && !source->snapshot_received) {
+      source->snapshot_received = true;
+      for (int32_t p : source->partitions) {
+        if (partitions_[p].source == source.get()) partitions_[p].snapshot_needed = false;
+      }
+      snapshot_order_.erase(
+          std::remove(snapshot_order_.begin(), snapshot_order_.end(), source.get()),
+          snapshot_order_.end());
+    }
+  }
+  // Ended: report done so that the stream moves on and meets the end status in Take.
+  if (ended()) out.done = true;
+  return out;
+}
+
+SubscriptionPlacer::~SubscriptionPlacer() {
+  std::unique_ptr<std::thread> thread;
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    thread = std::move(thread_);
+  }
+  if (thread != nullptr) thread->join();
+}
+
+void SubscriptionPlacer::Wake(std::weak_ptr<FanIn> fan_in) {
+  absl::MutexLock lock(&mu_);
+  if (stop_) return;
+  pending_.push_back(std::move(fan_in));
+  woken_ = true;
+  if (thread_ == nullptr) thread_ = std::make_unique<std::thread>([this] { Run(); });
+}
+
+void SubscriptionPlacer::Run() {
+  for (;;) {
+    std::vector<std::weak_ptr<FanIn>> work;
+    {
+      absl::MutexLock lock(&mu_);
+      auto woken_or_stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return woken_ || stop_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&woken_or_stopped), absl::Milliseconds(100));
+      if (stop_) return;
+      woken_ = false;
+      work.swap(pending_);
+    }
+    std::vector<std::weak_ptr<FanIn>> still;
+    for (std::weak_ptr<FanIn>& weak : work) {
+      std::shared_ptr<FanIn> fan_in = weak.lock();
+      if (fan_in == nullptr) continue;
+      bool duplicate = false;
+      for (const auto& s : still) duplicate |= s.lock() == fan_in;
+      if (duplicate) continue;
+      if (fan_in->PlacePending()) still.push_back(fan_in);
+    }
+    absl::MutexLock lock(&mu_);
+    for (auto& s : still) pending_.push_back(std::move(s));
+  }
+}
+
+}  // namespace kiq::router
