@@ -99,7 +99,8 @@ start_node() {
   shift 2
   "$BIN/node/kiq-node" --config="$config" --bootstrap-servers="$BOOTSTRAP" --node-id="$name" \
     --bind-address=127.0.0.1 --advertised-host=127.0.0.1 --grpc-port=0 --http-port=0 \
-    --port-file="$WORK/$name.port" --data-dir="$WORK/data-$name" --log-level=warn "$@" \
+    --port-file="$WORK/$name.port" --data-dir="$WORK/data-$name" --log-level=warn \
+    ${KIQ_BENCH_NODE_FLAGS:-} "$@" \
     >"$WORK/$name.log" 2>&1 &
   NODE_PID=$!
   PIDS+=($NODE_PID)

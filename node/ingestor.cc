@@ -947,6 +947,7 @@ void Ingestor::CheckCaughtUp() {
     if (waiting.empty()) {
       if (states_.StateOf(PartitionId(p)) == PartitionState::kRestoring) {
         states_.Set(PartitionId(p), PartitionState::kActive);
+        if (options_.hub != nullptr) options_.hub->PartitionActive(PartitionId(p));
         spdlog::info("partition {} caught up: ACTIVE", p);
         changed = true;
       }
@@ -960,6 +961,7 @@ void Ingestor::CheckCaughtUp() {
   for (const auto& [p, state] : states_.Snapshot()) {
     if (state == PartitionState::kRestoring && !catching_up_.contains(p.value())) {
       states_.Set(p, PartitionState::kActive);
+      if (options_.hub != nullptr) options_.hub->PartitionActive(p);
       changed = true;
     }
   }

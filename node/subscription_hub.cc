@@ -177,6 +177,14 @@ void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_
   recording_.store(static_cast<int64_t>(replay_.size()));
 }
 
+void SubscriptionHub::PartitionActive(PartitionId p) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time until = absl::Now() + options_.replay_window;
+  for (auto& [sp, log] : replay_) {
+    if (sp.second == p.value()) log.until = std::max(log.until, until);
+  }
+}
+
 void SubscriptionHub::PartitionsRevoked() {
   absl::MutexLock lock(&mu_);
   positions_.clear();

@@ -113,6 +113,9 @@ class SubscriptionHub {
   // Partition `p` of `store` was assigned here and stands at `next` (ingestion thread,
   // between batches): starts its replay log.
   void PartitionAssigned(StoreHandle store, PartitionId p, int64_t next) ABSL_LOCKS_EXCLUDED(mu_);
+  // Partition `p` became ACTIVE (restored and caught up): the replay window of its stores
+  // starts now, when routers can first find it.
+  void PartitionActive(PartitionId p) ABSL_LOCKS_EXCLUDED(mu_);
   // Every partition left this node (after EndAll): forgets positions and replay logs.
   void PartitionsRevoked() ABSL_LOCKS_EXCLUDED(mu_);
 

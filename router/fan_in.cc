@@ -284,6 +284,9 @@ bool FanIn::PlacePending() {
     stream->Start(cluster_.peers->Get(Endpoint(group.first)));
   }
   Release(/*destroy_locals=*/true);
+  // A snapshot source placed while the stream waits for one: wake it (a local one has no
+  // other notify until its first change).
+  if (!here.empty() || !elsewhere.empty()) queue_.Notify();
   absl::MutexLock lock(&mu_);
   return !ended_ && std::any_of(partitions_.begin(), partitions_.end(),
                                 [](const PartitionState& s) { return s.source == nullptr; });
@@ -301,11 +304,9 @@ std::shared_ptr<FanIn::Source> FanIn::Find(const Source* source) const {
 
 void FanIn::Install(std::shared_ptr<Source> source) {
   Source* raw = source.get();
-  for (int32_t p : raw->partitions) {
-    partitions_[p].source = raw;
-    partitions_[p].attempts = 0;
-    partitions_[p].next_attempt = absl::Time();
-  }
+  // Attempts are reset once the source reports progress: a source refused at once (the
+  // routing table lagging behind a move) backs off like any failed attempt.
+  for (int32_t p : raw->partitions) partitions_[p].source = raw;
   if (raw->snapshot) {
     // This process's snapshot is handed out first: read on the subscriber's thread, it must
     // not be left for a notify from the ingestion thread.
@@ -337,6 +338,7 @@ void FanIn::OnLocalNotify(Source* source) {
     for (const auto& [p, next] : progress) {
       if (p >= 0 && p < info_.num_partitions && partitions_[p].source == source) {
         partitions_[p].at = next;
+        partitions_[p].attempts = 0;
       }
     }
   }
@@ -379,6 +381,7 @@ bool FanIn::OnPeerMessage(Source* source, kiq::v1::PeerChange message) {
           if (po.partition() >= 0 && po.partition() < info_.num_partitions &&
               partitions_[po.partition()].source == source) {
             partitions_[po.partition()].at = po.offset();
+            partitions_[po.partition()].attempts = 0;
           }
         }
         break;
@@ -434,7 +437,10 @@ void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
       }
       if (!ended_) {
         const absl::Time now = absl::Now();
-        for (int32_t p : source->partitions) partitions_[p].pending_since = now;
+        for (int32_t p : source->partitions) {
+          if (partitions_[p].attempts == 0) partitions_[p].pending_since = now;
+          Retry(p, now);
+        }
         Unplace(source);
         wake = true;
       }

@@ -347,16 +347,56 @@ TEST_F(WindowsTest, WindowsMatchRecomputationAcrossLateRecordsExpiryAndKill9) {
   status = Fetch("n1", "no_such_store", "u1", 0, 0, &fetched);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), ::testing::HasSubstr("no_such_store"));
-  {  // Subscribe does not serve windowed stores yet: refused, not streamed with raw keys.
+  {
+    // Subscribe to one key of a windowed store: the snapshot is exactly the key's live
+    // windows (as WindowFetch answers them; never the stream-time entry, never a longer key),
+    // then a record makes one CHANGE of its window.
+    kiq::v1::WindowFetchResponse live;
+    ASSERT_TRUE(Fetch("n1", "views_per_category", "books", 0, 0, &live).ok());
+    ASSERT_GT(live.entries_size(), 0);
     grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     kiq::v1::SubscribeRequest request;
     request.set_store("views_per_category");
+    request.set_key("books");
+    request.set_from(kiq::v1::SubscribeRequest::FROM_SNAPSHOT);
     auto reader = stubs_["n1"]->Subscribe(&context, request);
+    std::vector<std::string> snapshot;
     kiq::v1::SubscribeResponse event;
-    EXPECT_FALSE(reader->Read(&event));
-    status = reader->Finish();
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-    EXPECT_THAT(status.error_message(), ::testing::HasSubstr("windowed"));
+    while (reader->Read(&event) && event.type() == kiq::v1::SubscribeResponse::SNAPSHOT) {
+      snapshot.push_back(absl::StrCat(event.entry().key(), "@", event.entry().window().start_ms(),
+                                      "-", event.entry().window().end_ms(), "=",
+                                      event.entry().value()));
+    }
+    ASSERT_EQ(event.type(), kiq::v1::SubscribeResponse::SNAPSHOT_END)
+        << reader->Finish().error_message();
+    std::vector<std::string> want;
+    for (const kiq::v1::Entry& e : live.entries()) {
+      want.push_back(absl::StrCat(e.key(), "@", e.window().start_ms(), "-", e.window().end_ms(),
+                                  "=", e.value()));
+    }
+    EXPECT_EQ(snapshot, want);
+    int64_t now = 0;
+    for (const Produced& r : records_) now = std::max(now, r.ts);
+    ASSERT_NO_FATAL_FAILURE(Produce("page_views", "books-and-more", now));  // another key
+    ASSERT_NO_FATAL_FAILURE(Produce("page_views", "books", now));
+    // The retention sweep may delete expired windows of the key first: never live ones.
+    std::set<int64_t> live_starts;
+    for (const kiq::v1::Entry& e : live.entries()) live_starts.insert(e.window().start_ms());
+    do {
+      ASSERT_TRUE(reader->Read(&event)) << reader->Finish().error_message();
+      EXPECT_EQ(event.type(), kiq::v1::SubscribeResponse::CHANGE);
+      if (event.deleted()) EXPECT_FALSE(live_starts.count(event.entry().window().start_ms()));
+    } while (event.deleted());
+    EXPECT_EQ(event.entry().key(), "books");
+    kiq::v1::WindowFetchResponse after;
+    const int64_t start = now / 30'000 * 30'000;
+    ASSERT_TRUE(Fetch("n1", "views_per_category", "books", start, start, &after).ok());
+    ASSERT_EQ(after.entries_size(), 1);
+    EXPECT_EQ(event.entry().window().start_ms(), start);
+    EXPECT_EQ(event.entry().window().end_ms(), start + 30'000);
+    EXPECT_EQ(event.entry().value(), after.entries(0).value());
+    context.TryCancel();
   }
 
   // kill -9 and restart on the same data: every window and the stream time survive. Records
