@@ -982,6 +982,23 @@ TEST_F(SubscribeClusterTest, WindowedStoreStreamsWindowsOfTheUserKey) {
   // The last view of every key was delivered on all_sub, so anything else of that partition's
   // batches (the stream-time entry, a stray key) would have arrived by now as well.
   ASSERT_NO_FATAL_FAILURE(caught_up(via));
+  // The truth agrees with the store (WindowFetch): a failure below is Subscribe's, not the
+  // truth's.
+  for (const std::string key : {"a", "ab"}) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    kiq::v1::WindowFetchRequest request;
+    request.set_store(kWindowed);
+    request.set_key(key);
+    kiq::v1::WindowFetchResponse response;
+    ASSERT_TRUE(stubs_[via]->WindowFetch(&context, request, &response).ok());
+    std::map<int64_t, std::string> stored, want;
+    for (const kiq::v1::Entry& e : response.entries()) stored[e.window().start_ms()] = e.value();
+    for (const auto& [window, n] : counts) {
+      if (window.first == key) want[window.second] = absl::StrCat(n);
+    }
+    EXPECT_EQ(stored, want) << key;
+  }
   check(key_sub, is_a, "key a");
   check(prefix_sub, starts_with_a, "key_prefix a");
   check(all_sub, MatchAll, "all");
