@@ -739,9 +739,10 @@ TEST_F(SubscribeClusterTest, PartitionsWithoutAnOwnerAreWaitedFor) {
   ProduceRound(kKeys);
   ASSERT_NO_FATAL_FAILURE(StartRouter());
   Subscription all(stubs_["router"].get(), AllRequest());
-  // Nothing is owned yet (n1 may own everything for a moment before n2 joins; the snapshot is
-  // then completed or followed across that move, both within the contract): whatever arrived so far cannot be the end of the snapshot.
+  // Nothing is owned yet: whatever arrived so far cannot be the end of the snapshot.
   EXPECT_FALSE(all.SnapshotEnded()) << all.Describe();
+  // n1 may own everything for a moment before n2 joins: the snapshot may then be taken on n1
+  // and the partitions followed to n2 (moves are the next test's subject).
   for (const char* id : {"n1", "n2"}) ASSERT_NO_FATAL_FAILURE(StartNode(id));
   ASSERT_TRUE(WaitFor([&] { return all.SnapshotEnded() || all.Ended(); }, absl::Seconds(60)))
       << all.Describe() << AllLogs();
