@@ -835,6 +835,116 @@ TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
   CheckComplete(again, /*every_record=*/true);
 }
 
+// Unchanged through fan-in: an unknown store is NOT_FOUND naming it; a subscriber that stops
+// reading ends with RESOURCE_EXHAUSTED (its own buffer overflows, the owners' ingestion goes
+// on); a coalescing one that reads late still gets every key's latest value. Both are served
+// by n1 from the partitions of both nodes.
+TEST_F(SubscribeClusterTest, NotFoundAndOverflowAreUnchangedThroughFanIn) {
+  ASSERT_NO_FATAL_FAILURE(StartOrdersKafka());
+  for (const char* id : {"n1", "n2"}) ASSERT_NO_FATAL_FAILURE(StartNode(id));
+  WaitSettled("n1", {"n1", "n2"});
+  ProduceRound(10);
+  ASSERT_NO_FATAL_FAILURE(WaitCaughtUp("n1"));
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    SubscribeRequest request = AllRequest("no_such_store");
+    auto reader = stubs_["n1"]->Subscribe(&context, request);
+    SubscribeResponse response;
+    EXPECT_FALSE(reader->Read(&response));
+    const grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("no_such_store"));
+  }
+
+  // Both opened before the flood; each read up to its SNAPSHOT_END, then left unread.
+  grpc::ClientContext stalled_context;
+  grpc::ClientContext coalescing_context;
+  for (grpc::ClientContext* context : {&stalled_context, &coalescing_context}) {
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  }
+  SubscribeRequest stalled_request = AllRequest();
+  stalled_request.set_buffer_size(100);
+  SubscribeRequest coalescing_request = AllRequest();
+  coalescing_request.set_key_prefix("hot");
+  coalescing_request.set_buffer_size(10);
+  coalescing_request.set_on_overflow(SubscribeRequest::OVERFLOW_COALESCE);
+  auto stalled = stubs_["n1"]->Subscribe(&stalled_context, stalled_request);
+  auto coalescing = stubs_["n1"]->Subscribe(&coalescing_context, coalescing_request);
+  // An early return must not leave the calls open.
+  struct CancelOnExit {
+    std::vector<grpc::ClientContext*> contexts;
+    ~CancelOnExit() {
+      for (grpc::ClientContext* context : contexts) context->TryCancel();
+    }
+  } cancel_on_exit{{&stalled_context, &coalescing_context}};
+  for (auto* reader : {stalled.get(), coalescing.get()}) {
+    SubscribeResponse response;
+    bool ended_snapshot = false;
+    while (!ended_snapshot && reader->Read(&response)) {
+      ended_snapshot = response.type() == SubscribeResponse::SNAPSHOT_END;
+    }
+    ASSERT_TRUE(ended_snapshot) << reader->Finish().error_message() << AllLogs();
+  }
+
+  // Far more than gRPC's flow-control windows (two hops) plus the buffers hold.
+  constexpr int kFlood = 10000;
+  const std::string big(1000, 'x');
+  const std::string medium(300, 'y');
+  std::map<std::string, std::string> latest;
+  for (int i = 0; i < kFlood; ++i) {
+    const std::string hot = absl::StrCat("hot", i % 10);
+    latest[hot] = absl::StrCat(i, medium);
+    ASSERT_OK(producer_->ProduceAsync(kTopic, hot, latest[hot]));
+    ASSERT_OK(producer_->ProduceAsync(kTopic, absl::StrCat("cold", i % 1000), absl::StrCat(i, big)));
+  }
+  ASSERT_OK(producer_->Flush());
+  Positions finals;
+  std::set<std::string> final_owners;
+  for (auto& [key, value] : latest) {
+    value += "-final";
+    auto delivered = producer_->Produce(kTopic, key, value);
+    ASSERT_OK(delivered);
+    finals[{kTopic, delivered->partition}] = delivered->offset + 1;
+    kiq::v1::NodeForKeyResponse owner;
+    ASSERT_TRUE(clients_["n1"]->NodeForKey(kStore, key, &owner).ok());
+    final_owners.insert(owner.owner().node_id());
+  }
+  EXPECT_EQ(final_owners, (std::set<std::string>{"n1", "n2"})) << "the hot keys are not spread";
+  // The owners' ingestion was not held back by the stalled subscriber.
+  ASSERT_TRUE(WaitFor([&] { return clients_["n1"]->CaughtUp(kStore, kTopic, finals); },
+                      absl::Seconds(60)))
+      << AllLogs();
+
+  int changes = 0;
+  SubscribeResponse response;
+  while (stalled->Read(&response)) ++changes;
+  const grpc::Status status = stalled->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("buffer_size"));
+  EXPECT_LT(changes, 2 * kFlood);
+
+  std::map<std::string, std::string> seen;
+  int coalesced_changes = 0;
+  auto all_final = [&] {
+    if (seen.size() < latest.size()) return false;
+    for (const auto& [key, value] : seen) {
+      if (!absl::EndsWith(value, "-final")) return false;
+    }
+    return true;
+  };
+  while (!all_final()) {
+    ASSERT_TRUE(coalescing->Read(&response))
+        << coalescing->Finish().error_message() << " after " << coalesced_changes;
+    EXPECT_TRUE(absl::StartsWith(response.entry().key(), "hot")) << response.entry().key();
+    seen[response.entry().key()] = response.entry().value();
+    ++coalesced_changes;
+  }
+  EXPECT_EQ(seen, latest);
+  EXPECT_LT(coalesced_changes, kFlood) << "nothing was coalesced";
+  coalescing_context.TryCancel();
+}
+
 // A tumbling windowed count of the shop example (views_per_category: 30 s windows, counted per
 // category = the record key), on 2 nodes, subscribed through a node that does not own the key.
 // `key` matches the user's key, not the stored window key: "a" gets a's windows and never
