@@ -306,7 +306,8 @@ class SubscribeClusterTest : public KafkaFixture {
   // Node id → its partitions, as the metadata through `via` tells, once exactly the nodes
   // `ids` own the store's partitions, each of them some, every partition once and ACTIVE.
   std::map<std::string, std::set<int32_t>> WaitSettled(const std::string& via,
-                                                       const std::set<std::string>& ids) {
+                                                       const std::set<std::string>& ids,
+                                                       int partitions = kPartitions) {
     std::map<std::string, std::set<int32_t>> owners;
     kiq::v1::NodesResponse nodes;
     const bool settled = WaitFor(
@@ -322,7 +323,7 @@ class SubscribeClusterTest : public KafkaFixture {
               owners[node.node_id()].insert(p.partition());
             }
           }
-          return seen.size() == static_cast<size_t>(kPartitions) && owners.size() == ids.size();
+          return seen.size() == static_cast<size_t>(partitions) && owners.size() == ids.size();
         },
         absl::Seconds(90));
     EXPECT_TRUE(settled) << "not settled on " << absl::StrJoin(ids, ",") << " via " << via
@@ -986,7 +987,8 @@ TEST_F(SubscribeClusterTest, WindowedStoreStreamsWindowsOfTheUserKey) {
                         absl::Seconds(60)))
         << "not caught up via " << id << AllLogs();
   };
-  // Before subscribing: one view of a and of ab in the window before kT0 (the snapshot).
+  WaitSettled("n1", {"n1", "n2"}, kShopPartitions);
+  // Before subscribing: one view each of a, ab and b in the window before kT0 (the snapshot).
   view("a", kT0 - kSize + 100);
   view("ab", kT0 - kSize + 200);
   view("b", kT0 - kSize + 300);
