@@ -732,7 +732,7 @@ TEST_F(SubscribeClusterTest, ThroughKiqRouter) {
 
 // A partition with no ACTIVE owner is waited for, not an error: a subscription through
 // kiq-router opened before any node runs gets its SNAPSHOT_END only once the partitions have
-// an owner, so its snapshot holds everything produced before, from every partition.
+// an ACTIVE owner, so its snapshot holds everything produced before, from every partition.
 TEST_F(SubscribeClusterTest, PartitionsWithoutAnOwnerAreWaitedFor) {
   ASSERT_NO_FATAL_FAILURE(StartOrdersKafka());
   constexpr int kKeys = 24;
@@ -742,9 +742,9 @@ TEST_F(SubscribeClusterTest, PartitionsWithoutAnOwnerAreWaitedFor) {
   Subscription all(stubs_["router"].get(), AllRequest());
   // Nothing is owned yet: whatever arrived so far cannot be the end of the snapshot.
   EXPECT_FALSE(all.SnapshotEnded()) << all.Describe();
-  // n1 may own everything for a moment before n2 joins: the snapshot may then be taken on n1
-  // and the partitions followed to n2 (moves are the next test's subject).
-  for (const char* id : {"n1", "n2"}) ASSERT_NO_FATAL_FAILURE(StartNode(id));
+  // One node, so that no partition moves while the snapshot is sent (a move in the middle of
+  // a snapshot may legitimately end the stream ABORTED; moves are the other tests' subject).
+  ASSERT_NO_FATAL_FAILURE(StartNode("n1"));
   ASSERT_TRUE(WaitFor([&] { return all.SnapshotEnded() || all.Ended(); }, absl::Seconds(60)))
       << all.Describe() << AllLogs();
   ASSERT_FALSE(all.Ended()) << all.Describe() << AllLogs();
