@@ -2,8 +2,9 @@
 // through kiq-router streams every partition of the store, fanned in from every owner, and
 // follows partitions when they move (a node joins, a node stops with SIGTERM) without gap or
 // duplicate; after kill -9 of an owner it either still continues exactly or ends with ABORTED
-// naming the partition, never skipping silently. Windowed stores stream their windows under
-// the user's key.
+// naming the partition, never skipping silently. Partitions without an owner are waited for;
+// NOT_FOUND and the overflow policies are unchanged through fan-in. Windowed stores stream their
+// windows under the user's key.
 //
 // The core check is a per-key chain: key k<i> is given the values "<i>:1", "<i>:2", ... in
 // this order, so from a stream each key's snapshot value followed by its CHANGE values must be
