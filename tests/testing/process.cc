@@ -65,6 +65,13 @@ absl::StatusOr<int> Process::Wait(absl::Duration timeout) {
   return absl::DeadlineExceededError(absl::StrCat("pid ", pid_, " still running"));
 }
 
+absl::StatusOr<int> Process::Terminate(absl::Duration timeout) {
+  Signal(SIGTERM);
+  absl::StatusOr<int> code = Wait(timeout);
+  if (!code.ok()) Kill();
+  return code;
+}
+
 void Process::Kill() {
   if (exit_code_) return;
   kill(pid_, SIGKILL);

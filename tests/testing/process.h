@@ -27,6 +27,9 @@ class Process {
   // Waits for the process to exit; its exit code (128 + signal if killed), or
   // DEADLINE_EXCEEDED.
   absl::StatusOr<int> Wait(absl::Duration timeout);
+  // Graceful stop: SIGTERM, then waits for the exit; its exit code, or DEADLINE_EXCEEDED
+  // after SIGKILL (a process that ignores SIGTERM does not outlive the test).
+  absl::StatusOr<int> Terminate(absl::Duration timeout);
   // SIGKILL and reap.
   void Kill();
   std::string ReadLog() const;
