@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -807,9 +808,11 @@ TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
       << "neither continued nor ended: " << sub.Describe() << AllLogs();
 
   if (!sub.Ended()) {
+    std::printf("[ outcome  ] the stream continued exactly past the kill -9\n");
     CheckComplete(sub, /*every_record=*/true);
     return;
   }
+  std::printf("[ outcome  ] the stream ended: %s\n", sub.Status().error_message().c_str());
   // Ended: ABORTED, naming a partition of the dead node, saying to subscribe again.
   const grpc::Status status = sub.Status();
   ASSERT_EQ(status.error_code(), grpc::StatusCode::ABORTED)
