@@ -66,7 +66,7 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
 "$BIN/node/kiq-dev-kafka" --brokers=3 \
-  --topics=ing_count:6,ing_sum:6,ing_table:6,views:6,bi-count-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
+  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_table:6,views:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
   --bootstrap-file="$WORK/bootstrap" >"$WORK/dev-kafka.log" 2>&1 &
 PIDS+=($!)
 wait_for "the dev Kafka" 30 test -s "$WORK/bootstrap"
@@ -76,6 +76,13 @@ cat >"$WORK/bi-count.yaml" <<EOF
 application_id: bi-count
 sources: [{topic: ing_count, value_format: json}]
 stores: [{name: cnt, source: ing_count, count: {}}]
+EOF
+# The same count store on a node that keeps no subscribe replay log after gaining partitions
+# (--subscribe-replay-window=0s): what the default window costs while it is open.
+cat >"$WORK/bi-count_noreplay.yaml" <<EOF
+application_id: bi-count_noreplay
+sources: [{topic: ing_count_noreplay, value_format: json}]
+stores: [{name: cnt, source: ing_count_noreplay, count: {}}]
 EOF
 cat >"$WORK/bi-sum.yaml" <<EOF
 application_id: bi-sum
@@ -121,10 +128,12 @@ log "ingestion baseline: bare RocksDB WriteBatch loop, $INGEST records over 10k 
 "$BASE" rocksdb-write --dir="$WORK/rocksdb-write" --records=$INGEST --keys=10000 --label=rocksdb_write \
   >"$RESULTS/rocksdb_write.csv"
 echo "label,records,node_seconds,node_rps,bare_consume_seconds,bare_consume_rps" >"$RESULTS/ingest.csv"
-for kind in count:cnt:10000 sum:amt:10000 table:tbl:$TABLE_KEYS; do
+for kind in count:cnt:10000 count_noreplay:cnt:10000 sum:amt:10000 table:tbl:$TABLE_KEYS; do
   IFS=: read -r k store keys <<<"$kind"
   log "ingestion: $k store from $INGEST records ($keys keys), rounds of $ROUND (node paused while each round is produced)"
-  start_node "bi-$k" "$WORK/bi-$k.yaml"
+  extra=()
+  [ "$k" = count_noreplay ] && extra=(--subscribe-replay-window=0s)
+  start_node "bi-$k" "$WORK/bi-$k.yaml" "${extra[@]}"
   [ "$k" = count ] && perf_start ingest-count $NODE_PID
   "$BASE" ingest --bootstrap="$BOOTSTRAP" --topic="ing_$k" --records=$INGEST --round=$ROUND --keys="$keys" \
     --node_pid=$NODE_PID --metrics="$(http_of "bi-$k")" --store="$store" --label="$k" \

@@ -589,7 +589,7 @@ absl::Status Ingestor::Flush() {
       positions.push_back(
           CommittedPosition{topology_.stores()[index].handle, PartitionId(p), next_[{index, p}]});
     }
-    options_.hub->Publish(changes, positions);
+    options_.hub->Publish(std::move(changes), positions);
     options_.hub->BatchCommitted();
   }
   ++stats_.batches;

@@ -88,11 +88,14 @@ void SubscriptionHub::UpdateGauge() {
   }
 }
 
-void SubscriptionHub::Record(const Change& change, absl::Time now) {
+void SubscriptionHub::Record(Change change, absl::Time now) {
   auto it = replay_.find({change.store.index, change.partition.value()});
   if (it == replay_.end() || now > it->second.until) return;
   ReplayLog& log = it->second;
-  log.changes.push_back(ToEvent(change));
+  log.changes.push_back(router::ChangeEvent{change.partition, std::move(change.key),
+                                            std::move(change.old_value),
+                                            std::move(change.new_value), std::move(change.topic),
+                                            change.offset});
   // Trim whole records: the log must hold every change of each offset it covers.
   while (log.changes.size() > options_.replay_capacity) {
     const int64_t dropped = log.changes.front().offset;
@@ -112,7 +115,7 @@ void SubscriptionHub::ExpireReplayLogs(absl::Time now) {
   recording_.store(static_cast<int64_t>(replay_.size()));
 }
 
-void SubscriptionHub::Publish(const std::vector<Change>& changes,
+void SubscriptionHub::Publish(std::vector<Change> changes,
                               const std::vector<CommittedPosition>& positions) {
   const absl::Time now = absl::Now();
   std::vector<std::shared_ptr<Subscriber>> subscribers;
@@ -121,10 +124,6 @@ void SubscriptionHub::Publish(const std::vector<Change>& changes,
     absl::MutexLock lock(&mu_);
     for (const CommittedPosition& at : positions) {
       positions_[{at.store.index, at.partition.value()}] = at.next;
-    }
-    if (!replay_.empty()) {
-      for (const Change& c : changes) Record(c, now);
-      ExpireReplayLogs(now);
     }
     subscribers = subscribers_;
     // Progress without a change wakes a subscriber now and then, not at every batch.
@@ -163,6 +162,13 @@ void SubscriptionHub::Publish(const std::vector<Change>& changes,
         std::find(progressed.begin(), progressed.end(), s) != progressed.end()) {
       queue.Notify();
     }
+  }
+  // Last, so that the changes can be moved in (the caller's commit lock keeps registrations
+  // out until then).
+  absl::MutexLock lock(&mu_);
+  if (!replay_.empty()) {
+    for (Change& c : changes) Record(std::move(c), now);
+    ExpireReplayLogs(now);
   }
 }
 

@@ -107,7 +107,7 @@ class SubscriptionHub {
   // Queues each change for the subscribers it matches and records where each store partition
   // now stands (call with commit_mutex() held, right after the commit that made them). Never
   // blocks on a subscriber.
-  void Publish(const std::vector<Change>& changes, const std::vector<CommittedPosition>& positions)
+  void Publish(std::vector<Change> changes, const std::vector<CommittedPosition>& positions)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Partition `p` of `store` was assigned here and stands at `next` (ingestion thread,
@@ -133,7 +133,7 @@ class SubscriptionHub {
   using StorePartition = std::pair<int, int32_t>;  // (store index, partition)
 
   void UpdateGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Record(const Change& change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Record(Change change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireReplayLogs(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SubscriptionHubOptions options_;
