@@ -443,6 +443,7 @@ void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
         }
         Unplace(source);
         wake = true;
+        if (cluster_.metrics != nullptr) cluster_.metrics->RecordSubscriptionMove(info_.name);
       }
     }
     if (remote_done) source->hold_released = true;

@@ -18,6 +18,7 @@
 #include "router/change_queue.h"
 #include "router/local_stores.h"
 #include "router/peer_pool.h"
+#include "router/query_metrics.h"
 #include "router/routing_table.h"
 #include "router/subscription.h"
 
@@ -30,6 +31,7 @@ struct FanInCluster {
   const RoutingTable* table = nullptr;  // optional: without it, only local partitions
   PeerPool* peers = nullptr;
   std::string self_node_id;
+  QueryMetrics* metrics = nullptr;  // optional
 };
 
 // A subscription over every partition of a store, wherever they are: this process's own

@@ -26,7 +26,13 @@ QueryMetrics::QueryMetrics(prometheus::Registry& registry)
       peer_calls_(prometheus::BuildCounter()
                       .Name("kiq_forwarded_calls_total")
                       .Help("Calls to peers (forwarded Get, partition scans), by peer and outcome.")
-                      .Register(registry)) {}
+                      .Register(registry)),
+      subscription_moves_(prometheus::BuildCounter()
+                              .Name("kiq_subscription_moves_total")
+                              .Help("Subscriptions that followed partitions to a new owner (the "
+                                    "source of some partitions ended and they were placed "
+                                    "again), by store.")
+                              .Register(registry)) {}
 
 void QueryMetrics::RecordQuery(absl::string_view method, absl::string_view store,
                                absl::string_view route, absl::string_view code,
@@ -59,6 +65,10 @@ void QueryMetrics::RecordQuery(absl::string_view method, absl::string_view store
 
 void QueryMetrics::RecordPeerCall(absl::string_view peer, absl::string_view outcome) {
   peer_calls_.Add({{"peer", std::string(peer)}, {"outcome", std::string(outcome)}}).Increment();
+}
+
+void QueryMetrics::RecordSubscriptionMove(absl::string_view store) {
+  subscription_moves_.Add({{"store", std::string(store)}}).Increment();
 }
 
 }  // namespace kiq::router

@@ -665,7 +665,7 @@ absl::StatusOr<std::unique_ptr<Subscription>> QueryRouter::Subscribe(
   spec.snapshot = request.from() == kiq::v1::SubscribeRequest::FROM_SNAPSHOT;
   spec.coalesce = request.on_overflow() == kiq::v1::SubscribeRequest::OVERFLOW_COALESCE;
   spec.buffer_size = static_cast<size_t>(request.buffer_size());
-  FanInCluster cluster{cluster_.table, cluster_.peers, cluster_.self_node_id};
+  FanInCluster cluster{cluster_.table, cluster_.peers, cluster_.self_node_id, cluster_.metrics};
   if (cluster.peers == nullptr) cluster.table = nullptr;  // nobody to ask: local partitions only
   auto fan_in =
       std::make_shared<FanIn>(local_, std::move(cluster), *described, spec, kSubscribeGiveUp);

@@ -17,6 +17,7 @@
 #include "kiq/v1/query.grpc.pb.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
 
@@ -401,6 +402,10 @@ TEST_F(SubscribeTest, RebalanceDoesNotEndTheSubscriptionNorSkipAChange) {
   ASSERT_EQ(received, expected.size()) << stream->reader->Finish().error_message();
   EXPECT_EQ(got, want);
   EXPECT_EQ(partitions.size(), static_cast<size_t>(kPartitions));
+  // It did follow partitions (rather than never losing any): n1 counted the move.
+  EXPECT_GE(MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_subscription_moves_total",
+                      {"store=\"customers\""}),
+            1);
   stream->context.TryCancel();
 }
 
