@@ -333,17 +333,7 @@ TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
   ASSERT_TRUE(WaitFor([&] { return answers.load() >= 50; }, absl::Seconds(60)));
   StartNode("n3");
   ASSERT_TRUE(WaitFor(
-      [&] {
-        kiq::v1::NodesResponse nodes;
-        if (!clients_["n1"]->AllNodes(&nodes).ok() || nodes.nodes_size() != 3) return false;
-        for (const auto& n : nodes.nodes()) {
-          if (n.partitions_size() == 0) return false;
-          for (const auto& p : n.partitions()) {
-            if (p.state() != kiq::v1::PARTITION_STATE_ACTIVE) return false;
-          }
-        }
-        return true;
-      },
+      [&] { return clients_["n1"]->SettledOwners({"n1", "n2", "n3"}, kPartitions).has_value(); },
       absl::Seconds(90)))
       << AllLogs();
   const int before = answers.load();

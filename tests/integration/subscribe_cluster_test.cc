@@ -305,6 +305,13 @@ class SubscribeClusterTest : public KafkaFixture {
         grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   }
 
+  // Waits for the subscription's SNAPSHOT_END; it must not have ended.
+  void WaitSnapshotEnd(Subscription& sub) {
+    ASSERT_TRUE(WaitFor([&] { return sub.SnapshotEnded() || sub.Ended(); }, absl::Seconds(60)))
+        << sub.Describe() << AllLogs();
+    ASSERT_FALSE(sub.Ended()) << sub.Describe() << AllLogs();
+  }
+
   // Node id → its partitions, as the metadata through `via` tells, once exactly the nodes
   // `ids` own the store's partitions, each of them some, every partition once and ACTIVE.
   std::map<std::string, std::set<int32_t>> WaitSettled(const std::string& via,
@@ -314,18 +321,9 @@ class SubscribeClusterTest : public KafkaFixture {
     kiq::v1::NodesResponse nodes;
     const bool settled = WaitFor(
         [&] {
-          owners.clear();
-          if (!clients_[via]->AllNodes(&nodes).ok()) return false;
-          std::set<int32_t> seen;
-          for (const auto& node : nodes.nodes()) {
-            for (const auto& p : node.partitions()) {
-              if (ids.count(node.node_id()) == 0) return false;
-              if (p.state() != kiq::v1::PARTITION_STATE_ACTIVE) return false;
-              if (!seen.insert(p.partition()).second) return false;
-              owners[node.node_id()].insert(p.partition());
-            }
-          }
-          return seen.size() == static_cast<size_t>(partitions) && owners.size() == ids.size();
+          auto settled_owners = clients_[via]->SettledOwners(ids, partitions, &nodes);
+          if (settled_owners) owners = std::move(*settled_owners);
+          return settled_owners.has_value();
         },
         absl::Seconds(90));
     EXPECT_TRUE(settled) << "not settled on " << absl::StrJoin(ids, ",") << " via " << via
@@ -565,9 +563,7 @@ TEST_F(SubscribeClusterTest, SingleOwnerChainUnderConcurrentProduction) {
   StartProducer(kKeys, 300);
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(100));
   Subscription sub(stubs_["n1"].get(), AllRequest());
-  ASSERT_TRUE(WaitFor([&] { return sub.SnapshotEnded() || sub.Ended(); }, absl::Seconds(60)))
-      << sub.Describe();
-  ASSERT_FALSE(sub.Ended()) << sub.Describe() << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(sub));
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(300));
   StopProducer();
   ASSERT_NO_FATAL_FAILURE(WaitDeliveredEverything(sub, MatchAll));
@@ -609,12 +605,8 @@ TEST_F(SubscribeClusterTest, NonOwnerNodeFansInEveryPartition) {
 
   Subscription all(stubs_["n1"].get(), AllRequest());
   Subscription one(stubs_[via].get(), KeyRequest(key));
-  ASSERT_TRUE(WaitFor([&] { return all.SnapshotEnded() || all.Ended(); }, absl::Seconds(60)))
-      << all.Describe();
-  ASSERT_TRUE(WaitFor([&] { return one.SnapshotEnded() || one.Ended(); }, absl::Seconds(60)))
-      << one.Describe();
-  ASSERT_FALSE(all.Ended()) << all.Describe() << AllLogs();
-  ASSERT_FALSE(one.Ended()) << one.Describe() << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(all));
+  ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(one));
   // The snapshot is the whole store: every key with its first value, from every partition.
   {
     std::map<std::string, std::string> snapshot;
@@ -660,9 +652,7 @@ TEST_F(SubscribeClusterTest, SubscriptionFollowsPartitionsAcrossMoves) {
   StartProducer(kKeys, 300);
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(100));
   Subscription sub(stubs_["n1"].get(), AllRequest());
-  ASSERT_TRUE(WaitFor([&] { return sub.SnapshotEnded() || sub.Ended(); }, absl::Seconds(60)))
-      << sub.Describe();
-  ASSERT_FALSE(sub.Ended()) << sub.Describe() << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(sub));
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(200));
 
   ASSERT_NO_FATAL_FAILURE(StartNode("n3"));
@@ -701,9 +691,7 @@ TEST_F(SubscribeClusterTest, ThroughKiqRouter) {
   Subscription all(stubs_["router"].get(), AllRequest());
   Subscription one(stubs_["router"].get(), KeyRequest(key));
   for (Subscription* sub : {&all, &one}) {
-    ASSERT_TRUE(WaitFor([&] { return sub->SnapshotEnded() || sub->Ended(); }, absl::Seconds(60)))
-        << sub->Describe() << AllLogs();
-    ASSERT_FALSE(sub->Ended()) << sub->Describe() << AllLogs();
+    ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(*sub));
   }
   for (int round = 0; round < 10; ++round) ProduceRound(kKeys);
   ASSERT_NO_FATAL_FAILURE(WaitDeliveredEverything(all, MatchAll));
@@ -747,9 +735,7 @@ TEST_F(SubscribeClusterTest, PartitionsWithoutAnOwnerAreWaitedFor) {
   // One node, so that no partition moves while the snapshot is sent (a move in the middle of
   // a snapshot may legitimately end the stream ABORTED; moves are the other tests' subject).
   ASSERT_NO_FATAL_FAILURE(StartNode("n1"));
-  ASSERT_TRUE(WaitFor([&] { return all.SnapshotEnded() || all.Ended(); }, absl::Seconds(60)))
-      << all.Describe() << AllLogs();
-  ASSERT_FALSE(all.Ended()) << all.Describe() << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(all));
   std::map<std::string, std::string> snapshot;
   for (const SubscribeResponse& e : all.Events()) {
     if (e.type() == SubscribeResponse::SNAPSHOT) snapshot[e.entry().key()] = e.entry().value();
@@ -780,9 +766,7 @@ TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
   StartProducer(kKeys, 300);
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(100));
   Subscription sub(stubs_["n1"].get(), AllRequest());
-  ASSERT_TRUE(WaitFor([&] { return sub.SnapshotEnded() || sub.Ended(); }, absl::Seconds(60)))
-      << sub.Describe();
-  ASSERT_FALSE(sub.Ended()) << sub.Describe() << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(sub));
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(200));
   ASSERT_TRUE(WaitFor([&] { return sub.EventCount() > 100; }, absl::Seconds(30)))
       << sub.Describe();
@@ -832,9 +816,7 @@ TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
 
   // Subscribing again resyncs: the snapshot is the current state, then exact changes.
   Subscription again(stubs_["n1"].get(), AllRequest());
-  ASSERT_TRUE(WaitFor([&] { return again.SnapshotEnded() || again.Ended(); }, absl::Seconds(60)))
-      << again.Describe();
-  ASSERT_FALSE(again.Ended()) << again.Describe() << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(again));
   ProduceRound(kKeys);
   ASSERT_NO_FATAL_FAILURE(WaitDeliveredEverything(again, MatchAll));
   CheckComplete(again, /*every_record=*/true);
@@ -1015,9 +997,7 @@ TEST_F(SubscribeClusterTest, WindowedStoreStreamsWindowsOfTheUserKey) {
   Subscription all_sub(stubs_[via].get(), AllRequest(kWindowed));
   Subscription hopping_sub(stubs_[via].get(), KeyRequest("a", kHopping));
   for (Subscription* sub : {&key_sub, &prefix_sub, &all_sub, &hopping_sub}) {
-    ASSERT_TRUE(WaitFor([&] { return sub->SnapshotEnded() || sub->Ended(); }, absl::Seconds(60)))
-        << sub->Describe() << AllLogs();
-    ASSERT_FALSE(sub->Ended()) << sub->Describe() << AllLogs();
+    ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(*sub));
   }
 
   // Three views of a in window kT0 (its first and last millisecond included), one in the next;

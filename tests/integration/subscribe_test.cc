@@ -371,17 +371,7 @@ TEST_F(SubscribeTest, RebalanceDoesNotEndTheSubscriptionNorSkipAChange) {
     if (round == 0) {
       // Wait until partitions have moved to n2 (both nodes ACTIVE) before the rest.
       ASSERT_TRUE(WaitFor(
-          [&] {
-            kiq::v1::NodesResponse nodes;
-            if (!client_->AllNodes(&nodes).ok() || nodes.nodes_size() != 2) return false;
-            for (const auto& n : nodes.nodes()) {
-              if (n.partitions_size() == 0) return false;
-              for (const auto& p : n.partitions()) {
-                if (p.state() != kiq::v1::PARTITION_STATE_ACTIVE) return false;
-              }
-            }
-            return true;
-          },
+          [&] { return client_->SettledOwners({"n1", "n2"}, kPartitions).has_value(); },
           absl::Seconds(60)))
           << nodes_[1]->process().ReadLog();
     }

@@ -123,4 +123,27 @@ bool NodeClient::CaughtUp(const std::string& store, const std::string& topic,
   return true;
 }
 
+std::optional<std::map<std::string, std::set<int32_t>>> NodeClient::SettledOwners(
+    const std::set<std::string>& ids, int partitions, kiq::v1::NodesResponse* nodes) {
+  kiq::v1::NodesResponse answer;
+  if (!AllNodes(&answer).ok()) return std::nullopt;
+  std::map<std::string, std::set<int32_t>> owners;
+  std::set<int32_t> seen;
+  bool settled = true;
+  for (const auto& node : answer.nodes()) {
+    for (const auto& p : node.partitions()) {
+      if (ids.count(node.node_id()) == 0 || p.state() != kiq::v1::PARTITION_STATE_ACTIVE ||
+          !seen.insert(p.partition()).second) {
+        settled = false;
+      }
+      owners[node.node_id()].insert(p.partition());
+    }
+  }
+  if (nodes != nullptr) *nodes = std::move(answer);
+  if (!settled || seen.size() != static_cast<size_t>(partitions) || owners.size() != ids.size()) {
+    return std::nullopt;
+  }
+  return owners;
+}
+
 }  // namespace kiq::testing

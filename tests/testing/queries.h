@@ -2,6 +2,8 @@
 
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +43,11 @@ class NodeClient {
 
   // True once Count(store) succeeds and reflects every offset of `topic` in `produced`.
   bool CaughtUp(const std::string& store, const std::string& topic, const Positions& produced);
+  // Node id → its partitions once exactly the nodes `ids` own all `partitions` partitions,
+  // each node some, every partition once and ACTIVE (as this node's metadata says); nullopt
+  // until then, `nodes` (if given) gets the last answer.
+  std::optional<std::map<std::string, std::set<int32_t>>> SettledOwners(
+      const std::set<std::string>& ids, int partitions, kiq::v1::NodesResponse* nodes = nullptr);
 
  private:
   std::unique_ptr<kiq::v1::QueryService::Stub> query_;
