@@ -124,6 +124,8 @@ void SubscriptionHub::Publish(std::vector<Change> changes,
     absl::MutexLock lock(&mu_);
     for (const CommittedPosition& at : positions) {
       positions_[{at.store.index, at.partition.value()}] = at.next;
+      auto log = replay_.find({at.store.index, at.partition.value()});
+      if (log != replay_.end()) log->second.end = at.next;
     }
     subscribers = subscribers_;
     // Progress without a change wakes a subscriber now and then, not at every batch.
@@ -176,10 +178,16 @@ void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_
   absl::MutexLock lock(&mu_);
   positions_[{store.index, p.value()}] = next;
   if (options_.replay_window <= absl::ZeroDuration()) return;
+  const absl::Time now = absl::Now();
+  ExpireReplayLogs(now);
   ReplayLog& log = replay_[{store.index, p.value()}];
-  log.start = next;
-  log.changes.clear();
-  log.until = absl::Now() + options_.replay_window;
+  if (log.end != next) {
+    // Restored from elsewhere (or new): the changes up to `next` were made by another node.
+    log.start = next;
+    log.end = next;
+    log.changes.clear();
+  }
+  log.until = std::max(log.until, now + options_.replay_window);
   recording_.store(static_cast<int64_t>(replay_.size()));
 }
 
@@ -194,8 +202,6 @@ void SubscriptionHub::PartitionActive(PartitionId p) {
 void SubscriptionHub::PartitionsRevoked() {
   absl::MutexLock lock(&mu_);
   positions_.clear();
-  replay_.clear();
-  recording_.store(0);
 }
 
 void SubscriptionHub::EndAll(const absl::Status& status) {

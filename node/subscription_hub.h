@@ -62,9 +62,11 @@ struct SubscriptionHubOptions {
 //
 // Partition moves: a subscription that followed a partition on its previous owner resumes
 // here from the position it had reached. When this node is past that position, the changes
-// in between come from the replay log: for `replay_window` after a partition is assigned,
-// every change of it is kept (the log starts exactly where the partition was restored to,
-// which is where its previous owner stopped). Thread-safe.
+// in between come from the replay log: for `replay_window` after a partition is assigned
+// (and after it becomes ACTIVE), every change of it is kept; the log starts exactly where the
+// partition was restored to, which is where its previous owner stopped, or continues the log
+// this node kept when it last had the partition if it comes back at that log's end.
+// Thread-safe.
 class SubscriptionHub {
  public:
   explicit SubscriptionHub(SubscriptionHubOptions options = {}) : options_(options) {}
@@ -116,7 +118,9 @@ class SubscriptionHub {
   // Partition `p` became ACTIVE (restored and caught up): the replay window of its stores
   // starts now, when routers can first find it.
   void PartitionActive(PartitionId p) ABSL_LOCKS_EXCLUDED(mu_);
-  // Every partition left this node (after EndAll): forgets positions and replay logs.
+  // Every partition left this node (after EndAll): forgets positions. Replay logs stay until
+  // they expire: a partition that comes back at the very position its log ends at (eager
+  // rebalances revoke everything, often to hand the same partitions back) continues it.
   void PartitionsRevoked() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends every subscriber with `status`.
@@ -127,6 +131,7 @@ class SubscriptionHub {
   // `start` and before the partition's committed position.
   struct ReplayLog {
     int64_t start = 0;
+    int64_t end = 0;  // the partition's committed position when the last change was logged
     std::deque<router::ChangeEvent> changes;
     absl::Time until;
   };

@@ -21,7 +21,7 @@ constexpr size_t kSnapshotBuffer = 512;
 constexpr size_t kDefaultBuffer = 10000;
 
 absl::Duration RetryDelay(int attempts) {
-  return std::min(absl::Milliseconds(50) * (1 << std::min(attempts, 5)), absl::Seconds(1));
+  return std::min(absl::Milliseconds(50) * (1 << std::min(attempts, 4)), absl::Milliseconds(500));
 }
 
 // Ends that mean "the partitions are elsewhere now": placed again at their next owner.
