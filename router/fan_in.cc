@@ -21,7 +21,8 @@ constexpr size_t kSnapshotBuffer = 512;
 constexpr size_t kDefaultBuffer = 10000;
 
 absl::Duration RetryDelay(int attempts) {
-  return std::min(absl::Milliseconds(50) * (1 << std::min(attempts, 4)), absl::Milliseconds(500));
+  return std::min(absl::Milliseconds(50) * (1 << std::min(attempts, 4)),
+                  absl::Milliseconds(500));
 }
 
 // Ends that mean "the partitions are elsewhere now": placed again at their next owner.
@@ -42,6 +43,7 @@ struct FanIn::Source {
   bool snapshot = false;                // asked for a snapshot
   bool snapshot_received = false;       // every snapshot entry is here (or was handed out)
   bool handed_out = false;              // some snapshot entry reached the subscriber
+  bool changed = false;                 // some change was queued from it
   std::deque<KeyValue> buffer;          // remote snapshot entries not handed out yet
   bool paused = false;                  // remote: holding its reads until `buffer` drains
   bool ended = false;
@@ -328,6 +330,7 @@ void FanIn::OnLocalNotify(Source* source) {
     absl::MutexLock lock(&mu_);
     if (ended_ || source->ended || source->local == nullptr) return;
     end = source->local->Take(SIZE_MAX, &changes, &progress);
+    source->changed |= !changes.empty();
     for (ChangeEvent& c : changes) {
       if (!queue_.Push(std::move(c))) {
         EndLocked(absl::OkStatus());  // the queue ended itself: RESOURCE_EXHAUSTED
@@ -371,6 +374,7 @@ bool FanIn::OnPeerMessage(Source* source, kiq::v1::PeerChange message) {
         notify = true;
         break;
       case kiq::v1::PeerChange::CHANGE:
+        source->changed = true;
         if (!queue_.Push(FromPeerChange(std::move(message)))) {
           EndLocked(absl::OkStatus());  // the queue ended itself: RESOURCE_EXHAUSTED
         }
@@ -417,9 +421,14 @@ void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
     } else if (!IsMove(status)) {
       EndLocked(status);
     } else {
-      spdlog::info("subscription to store {}: {} ended ({}); placing partitions {} again",
-                   info_.name, source->Name(), status.message(),
-                   absl::StrJoin(source->partitions, ","));
+      // A source that had been serving (not one refused at once, retried with a backoff).
+      const bool served = std::any_of(source->partitions.begin(), source->partitions.end(),
+                                      [&](int32_t p) { return partitions_[p].attempts == 0; });
+      if (served) {
+        spdlog::info("subscription to store {}: {} ended ({}); placing partitions {} again",
+                     info_.name, source->Name(), status.message(),
+                     absl::StrJoin(source->partitions, ","));
+      }
       for (int32_t p : source->partitions) {
         const PartitionState& state = partitions_[p];
         if (state.snapshot_needed && source->handed_out) {
@@ -428,7 +437,8 @@ void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
               " moved while its snapshot was being sent; subscribe again")));
           break;
         }
-        if (!state.snapshot_needed && !state.at) {
+        // Without a position, only a source that sent no change can be replaced afresh.
+        if (!state.snapshot_needed && !state.at && source->changed) {
           EndLocked(absl::AbortedError(absl::StrCat(
               "Subscribe to store \"", info_.name, "\": partition ", p, " was lost by ",
               source->Name(), " before it reported a position; subscribe again")));
@@ -443,7 +453,9 @@ void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
         }
         Unplace(source);
         wake = true;
-        if (cluster_.metrics != nullptr) cluster_.metrics->RecordSubscriptionMove(info_.name);
+        if (served && cluster_.metrics != nullptr) {
+          cluster_.metrics->RecordSubscriptionMove(info_.name);
+        }
       }
     }
     if (remote_done) source->hold_released = true;
