@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The quickstart: a dev Kafka, the customers/orders example produced into it with kcat, one
-# kiq-node materializing it, and real queries with kiqctl. Stops everything it started.
+# The quickstart: a dev Kafka, the customers/orders example produced into it with kcat, three
+# kiq-nodes materializing it, real queries and a push query with kiqctl. Stops everything it
+# started.
 set -euo pipefail
 BUILD_DIR=${1:-build}
 BIN="$(cd "$BUILD_DIR" && pwd)"
@@ -77,6 +78,19 @@ run "$KIQCTL" all customers
 run "$KIQCTL" range order_count alice carol
 run "$KIQCTL" count order_count
 run "$KIQCTL" --json get order_count bob
+step "push query: subscribe to order_count through node-1 (it fans in from all three nodes), then 3 more orders"
+echo "\$ kiqctl subscribe order_count --snapshot &"
+"$KIQCTL" subscribe order_count --snapshot >"$WORK/subscribe.out" 2>&1 &
+SUBSCRIBER=$!
+PIDS+=($SUBSCRIBER)
+wait_for "the subscription's snapshot" 30 grep -q SNAPSHOT_END "$WORK/subscribe.out"
+printf '%s\n' carol:soup erin:pizza bob:curry | "${KCAT[@]}" -t orders
+changes() { [ "$(grep -c '^CHANGE' "$WORK/subscribe.out")" -ge 3 ]; }
+wait_for "the three changes" 30 changes
+kill "$SUBSCRIBER" 2>/dev/null || true
+wait "$SUBSCRIBER" 2>/dev/null || true
+cat "$WORK/subscribe.out"
+
 step "operations: health, readiness and Prometheus metrics on each node's HTTP port"
 run curl -s "http://127.0.0.1:$(http_of 1)/readyz"
 echo "\$ curl -s http://127.0.0.1:$(http_of 1)/metrics | grep -E '^kiq_(partitions|members|queries_total)'"
