@@ -12,6 +12,12 @@ namespace {
 // it tells the router where the subscription stands, which a resume after a crash needs.
 constexpr absl::Duration kProgressNotifyInterval = absl::Milliseconds(200);
 
+// What a logged change costs, roughly: its strings and the event around them.
+size_t EventBytes(const router::ChangeEvent& c) {
+  return sizeof(router::ChangeEvent) + c.key.size() + c.topic.size() +
+         (c.old_value ? c.old_value->size() : 0) + (c.new_value ? c.new_value->size() : 0);
+}
+
 }  // namespace
 
 router::ChangeEvent ToEvent(const Change& change) {
@@ -96,17 +102,33 @@ void SubscriptionHub::Record(Change change, absl::Time now) {
                                             std::move(change.old_value),
                                             std::move(change.new_value), std::move(change.topic),
                                             change.offset});
+  const size_t added = EventBytes(log.changes.back());
+  log.bytes += added;
+  replay_bytes_ += added;
   // Trim whole records: the log must hold every change of each offset it covers.
-  while (log.changes.size() > options_.replay_capacity) {
+  while (!log.changes.empty() && (log.changes.size() > options_.replay_capacity ||
+                                  replay_bytes_ > options_.replay_max_bytes)) {
     const int64_t dropped = log.changes.front().offset;
-    while (!log.changes.empty() && log.changes.front().offset <= dropped) log.changes.pop_front();
+    while (!log.changes.empty() && log.changes.front().offset <= dropped) {
+      const size_t freed = EventBytes(log.changes.front());
+      log.bytes -= freed;
+      replay_bytes_ -= freed;
+      log.changes.pop_front();
+    }
     log.start = std::max(log.start, dropped + 1);
   }
+}
+
+void SubscriptionHub::ClearLog(ReplayLog& log) {
+  replay_bytes_ -= log.bytes;
+  log.bytes = 0;
+  log.changes.clear();
 }
 
 void SubscriptionHub::ExpireReplayLogs(absl::Time now) {
   for (auto it = replay_.begin(); it != replay_.end();) {
     if (now > it->second.until) {
+      ClearLog(it->second);
       replay_.erase(it++);
     } else {
       ++it;
@@ -185,7 +207,7 @@ void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_
     // Restored from elsewhere (or new): the changes up to `next` were made by another node.
     log.start = next;
     log.end = next;
-    log.changes.clear();
+    ClearLog(log);
   }
   log.until = std::max(log.until, now + options_.replay_window);
   recording_.store(static_cast<int64_t>(replay_.size()));

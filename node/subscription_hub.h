@@ -53,6 +53,9 @@ struct SubscriptionHubOptions {
   // resume here (following the partition from its previous owner), and how many at most.
   absl::Duration replay_window = absl::Seconds(30);
   size_t replay_capacity = 20000;  // changes per store partition
+  // Memory of every replay log of the node together (keys, values, old values): the log that
+  // grows past it drops its oldest records.
+  size_t replay_max_bytes = 16 << 20;
 };
 
 // Fans committed changes out to push subscribers. The ingestion thread calls Publish right
@@ -133,6 +136,7 @@ class SubscriptionHub {
     int64_t start = 0;
     int64_t end = 0;  // the partition's committed position when the last change was logged
     std::deque<router::ChangeEvent> changes;
+    size_t bytes = 0;
     absl::Time until;
   };
   using StorePartition = std::pair<int, int32_t>;  // (store index, partition)
@@ -140,6 +144,8 @@ class SubscriptionHub {
   void UpdateGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Record(Change change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireReplayLogs(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Empties `log`, keeping replay_bytes_ right.
+  void ClearLog(ReplayLog& log) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SubscriptionHubOptions options_;
   absl::Mutex commit_mu_;
@@ -150,6 +156,7 @@ class SubscriptionHub {
   std::vector<std::shared_ptr<Subscriber>> subscribers_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<StorePartition, int64_t> positions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<StorePartition, ReplayLog> replay_ ABSL_GUARDED_BY(mu_);
+  size_t replay_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // of every log
   std::atomic<int64_t> count_{0};
   std::atomic<int64_t> recording_{0};
 };

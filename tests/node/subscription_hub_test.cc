@@ -268,6 +268,20 @@ TEST(SubscriptionHubTest, ReplayLogTrimsWholeRecordsAndExpires) {
   EXPECT_EQ(got[0].key, "w3");
   EXPECT_EQ(got[1].key, "w4");
 
+  // A node-wide memory bound trims too: here ~2 changes' worth.
+  SubscriptionHubOptions small;
+  small.replay_max_bytes = 2 * (sizeof(router::ChangeEvent) + 12);
+  SubscriptionHub bounded(small);
+  bounded.PartitionAssigned(StoreHandle{0}, PartitionId(0), 0);
+  bounded.Publish({MakeChange(0, 0, "a", std::nullopt, "1", 0),
+                   MakeChange(0, 0, "b", std::nullopt, "1", 1),
+                   MakeChange(0, 0, "c", std::nullopt, "1", 2)},
+                  {{StoreHandle{0}, PartitionId(0), 3}});
+  EXPECT_FALSE(bounded.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 0}}, 10, false).ok());
+  auto recent = bounded.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 2}}, 10, false);
+  ASSERT_TRUE(recent.ok()) << recent.status();
+  EXPECT_EQ(TakeAll(*(*recent)->queue).size(), 1u);
+
   SubscriptionHubOptions off;
   off.replay_window = absl::ZeroDuration();
   SubscriptionHub no_replay(off);
