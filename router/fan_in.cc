@@ -39,6 +39,7 @@ struct FanIn::Source {
   std::string node_id;                  // empty: this process
   std::shared_ptr<Subscription> local;  // this process's partitions
   RemoteStream* remote = nullptr;       // another node's; valid until hold_released
+  bool started = false;                 // remote: Start has returned (Stop only after it)
   bool hold_released = false;           // remote: we are done with the stream
   bool snapshot = false;                // asked for a snapshot
   bool snapshot_received = false;       // every snapshot entry is here (or was handed out)
@@ -262,6 +263,7 @@ bool FanIn::PlacePending() {
     request.set_coalesce(spec_.coalesce);
     request.set_buffer_size(static_cast<int32_t>(spec_.buffer_size));
     RemoteStream* stream = nullptr;
+    std::shared_ptr<Source> placed;
     {
       absl::MutexLock lock(&mu_);
       if (ended_) break;
@@ -281,9 +283,18 @@ bool FanIn::PlacePending() {
       source->snapshot_received = !request.snapshot();
       stream = new RemoteStream(shared_from_this(), source.get(), std::move(request));
       source->remote = stream;
+      placed = source;
       Install(std::move(source));
     }
     stream->Start(cluster_.peers->Get(Endpoint(group.first)));
+    absl::MutexLock lock(&mu_);
+    placed->started = true;
+    // Let go of while it was starting (the subscription ended): stop it now.
+    if (placed->ended && !placed->hold_released) {
+      placed->hold_released = true;
+      released_.stops.emplace_back(placed->remote, placed->paused);
+      placed->paused = false;
+    }
   }
   Release(/*destroy_locals=*/true);
   // A snapshot source placed while the stream waits for one: wake it (a local one has no
@@ -478,7 +489,7 @@ void FanIn::Unplace(Source* source) {
                           snapshot_order_.end());
     source->buffer.clear();
   }
-  if (source->remote != nullptr && !source->hold_released) {
+  if (source->remote != nullptr && source->started && !source->hold_released) {
     source->hold_released = true;
     released_.stops.emplace_back(source->remote, source->paused);
     source->paused = false;
