@@ -284,6 +284,21 @@ class SubscribeClusterTest : public KafkaFixture {
 
   void StartOrdersKafka() { StartKafka("subscribe-cluster", OrdersDemoTopics(kPartitions)); }
 
+  // The orders example on nodes `ids` (n1 first), settled, with one round of `keys` keys
+  // produced and caught up. Returns who owns what.
+  std::map<std::string, std::set<int32_t>> StartCluster(const std::vector<std::string>& ids,
+                                                        int keys) {
+    StartOrdersKafka();
+    for (const std::string& id : ids) {
+      StartNode(id);
+      if (HasFatalFailure()) return {};
+    }
+    auto owners = WaitSettled("n1", std::set<std::string>(ids.begin(), ids.end()));
+    ProduceRound(keys);
+    WaitCaughtUp("n1");
+    return owners;
+  }
+
   void StartNode(const std::string& id, const std::string& example = "orders") {
     auto node = LaunchNode(ExampleTopology(example), id);
     ASSERT_OK(node);
@@ -554,12 +569,8 @@ TEST(SubscribeChainCheckTest, AcceptsAnExactChainAndReportsGapsDuplicatesAndBadO
 // opened while the producer runs sees an exact chain for every key (the baseline the cluster
 // tests below extend).
 TEST_F(SubscribeClusterTest, SingleOwnerChainUnderConcurrentProduction) {
-  ASSERT_NO_FATAL_FAILURE(StartOrdersKafka());
-  ASSERT_NO_FATAL_FAILURE(StartNode("n1"));
-  WaitSettled("n1", {"n1"});
   constexpr int kKeys = 20;
-  ProduceRound(kKeys);
-  ASSERT_NO_FATAL_FAILURE(WaitCaughtUp("n1"));
+  ASSERT_NO_FATAL_FAILURE(StartCluster({"n1"}, kKeys));
   StartProducer(kKeys, 300);
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(100));
   Subscription sub(stubs_["n1"].get(), AllRequest());
@@ -641,12 +652,8 @@ TEST_F(SubscribeClusterTest, NonOwnerNodeFansInEveryPartition) {
 // subscription follows every partition to its new owner: the stream never ends, and every key's
 // chain is exact to the last produced value.
 TEST_F(SubscribeClusterTest, SubscriptionFollowsPartitionsAcrossMoves) {
-  ASSERT_NO_FATAL_FAILURE(StartOrdersKafka());
-  for (const char* id : {"n1", "n2"}) ASSERT_NO_FATAL_FAILURE(StartNode(id));
-  WaitSettled("n1", {"n1", "n2"});
   constexpr int kKeys = 20;
-  ProduceRound(kKeys);
-  ASSERT_NO_FATAL_FAILURE(WaitCaughtUp("n1"));
+  ASSERT_NO_FATAL_FAILURE(StartCluster({"n1", "n2"}, kKeys));
 
   // Subscribed while the producer runs: the snapshot boundary is crossed by live changes.
   StartProducer(kKeys, 300);
@@ -678,12 +685,8 @@ TEST_F(SubscribeClusterTest, SubscriptionFollowsPartitionsAcrossMoves) {
 // after the router starts (it may not know the owners yet: it waits, no error), to one key and
 // to all; then a third node joins and the streams follow the moved partitions.
 TEST_F(SubscribeClusterTest, ThroughKiqRouter) {
-  ASSERT_NO_FATAL_FAILURE(StartOrdersKafka());
-  for (const char* id : {"n1", "n2"}) ASSERT_NO_FATAL_FAILURE(StartNode(id));
-  WaitSettled("n1", {"n1", "n2"});
   constexpr int kKeys = 24;
-  ProduceRound(kKeys);
-  ASSERT_NO_FATAL_FAILURE(WaitCaughtUp("n1"));
+  ASSERT_NO_FATAL_FAILURE(StartCluster({"n1", "n2"}, kKeys));
 
   ASSERT_NO_FATAL_FAILURE(StartRouter());
   const std::string key = "k7";
@@ -754,14 +757,11 @@ TEST_F(SubscribeClusterTest, PartitionsWithoutAnOwnerAreWaitedFor) {
 // subscribe again. Never another error, never a silent gap; what was delivered before the end
 // is exact, and subscribing again resyncs.
 TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
-  ASSERT_NO_FATAL_FAILURE(StartOrdersKafka());
-  for (const char* id : {"n1", "n2", "n3"}) ASSERT_NO_FATAL_FAILURE(StartNode(id));
-  const auto owners = WaitSettled("n1", {"n1", "n2", "n3"});
+  constexpr int kKeys = 20;
+  std::map<std::string, std::set<int32_t>> owners;
+  ASSERT_NO_FATAL_FAILURE(owners = StartCluster({"n1", "n2", "n3"}, kKeys));
   ASSERT_EQ(owners.count("n2"), 1u);
   const std::set<int32_t> victim_partitions = owners.at("n2");
-  constexpr int kKeys = 20;
-  ProduceRound(kKeys);
-  ASSERT_NO_FATAL_FAILURE(WaitCaughtUp("n1"));
 
   StartProducer(kKeys, 300);
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(100));
@@ -827,11 +827,7 @@ TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
 // on); a coalescing one that reads late still gets every key's latest value. Both are served
 // by n1 from the partitions of both nodes.
 TEST_F(SubscribeClusterTest, NotFoundAndOverflowAreUnchangedThroughFanIn) {
-  ASSERT_NO_FATAL_FAILURE(StartOrdersKafka());
-  for (const char* id : {"n1", "n2"}) ASSERT_NO_FATAL_FAILURE(StartNode(id));
-  WaitSettled("n1", {"n1", "n2"});
-  ProduceRound(10);
-  ASSERT_NO_FATAL_FAILURE(WaitCaughtUp("n1"));
+  ASSERT_NO_FATAL_FAILURE(StartCluster({"n1", "n2"}, 10));
   {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
