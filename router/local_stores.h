@@ -89,9 +89,11 @@ class LocalStores {
   virtual absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                        absl::Time deadline) const = 0;
 
-  // Push query over the partitions held here: registers a subscriber for every change of
-  // `spec.store` matching `spec.match`. Every partition of the store must be ACTIVE here
-  // (UNAVAILABLE naming the others otherwise). Default: UNIMPLEMENTED (no stores here).
+  // Push query over partitions held here: registers a subscriber for every change of
+  // `spec.store` matching `spec.match` in `spec.partitions` (all if empty), resuming those in
+  // `spec.resume`. Each must be ACTIVE here (UNAVAILABLE naming the others otherwise); a
+  // resume this node cannot serve without a gap is ABORTED. Default: UNIMPLEMENTED (no stores
+  // here).
   virtual absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(const SubscribeSpec& spec) const;
 };
 

@@ -32,8 +32,9 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* WindowFetch(grpc::CallbackServerContext* context,
                                         const kiq::v1::WindowFetchRequest* request,
                                         kiq::v1::WindowFetchResponse* response) override;
-  // Streams until the subscription ends (overflow: RESOURCE_EXHAUSTED; partitions moved:
-  // ABORTED; shutdown: UNAVAILABLE) or the client cancels.
+  // Streams until the subscription ends (overflow: RESOURCE_EXHAUSTED; a moved partition that
+  // cannot resume without a gap: ABORTED; no owner for 60 s: UNAVAILABLE) or the client
+  // cancels. Moves that can be followed are followed (router/fan_in.h).
   grpc::ServerWriteReactor<kiq::v1::SubscribeResponse>* Subscribe(
       grpc::CallbackServerContext* context, const kiq::v1::SubscribeRequest* request) override;
 
