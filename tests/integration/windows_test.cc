@@ -386,7 +386,9 @@ TEST_F(WindowsTest, WindowsMatchRecomputationAcrossLateRecordsExpiryAndKill9) {
     do {
       ASSERT_TRUE(reader->Read(&event)) << reader->Finish().error_message();
       EXPECT_EQ(event.type(), kiq::v1::SubscribeResponse::CHANGE);
-      if (event.deleted()) EXPECT_FALSE(live_starts.count(event.entry().window().start_ms()));
+      if (event.deleted()) {
+        EXPECT_FALSE(live_starts.count(event.entry().window().start_ms()));
+      }
     } while (event.deleted());
     EXPECT_EQ(event.entry().key(), "books");
     kiq::v1::WindowFetchResponse after;
