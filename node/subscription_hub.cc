@@ -20,9 +20,10 @@ size_t EventBytes(const router::ChangeEvent& c) {
 
 }  // namespace
 
-router::ChangeEvent ToEvent(const Change& change) {
-  return router::ChangeEvent{change.partition, change.key,   change.old_value,
-                             change.new_value, change.topic, change.offset};
+router::ChangeEvent ToEvent(Change change) {
+  return router::ChangeEvent{change.partition,           std::move(change.key),
+                             std::move(change.old_value), std::move(change.new_value),
+                             std::move(change.topic),     change.offset};
 }
 
 absl::StatusOr<std::shared_ptr<Subscriber>> SubscriptionHub::Register(
@@ -98,10 +99,7 @@ void SubscriptionHub::Record(Change change, absl::Time now) {
   auto it = replay_.find({change.store.index, change.partition.value()});
   if (it == replay_.end() || now > it->second.until) return;
   ReplayLog& log = it->second;
-  log.changes.push_back(router::ChangeEvent{change.partition, std::move(change.key),
-                                            std::move(change.old_value),
-                                            std::move(change.new_value), std::move(change.topic),
-                                            change.offset});
+  log.changes.push_back(ToEvent(std::move(change)));
   const size_t added = EventBytes(log.changes.back());
   log.bytes += added;
   replay_bytes_ += added;
@@ -141,7 +139,7 @@ void SubscriptionHub::Publish(std::vector<Change> changes,
                               const std::vector<CommittedPosition>& positions) {
   const absl::Time now = absl::Now();
   std::vector<std::shared_ptr<Subscriber>> subscribers;
-  std::vector<std::shared_ptr<Subscriber>> progressed;
+  std::vector<bool> progressed;  // by index into `subscribers`
   {
     absl::MutexLock lock(&mu_);
     for (const CommittedPosition& at : positions) {
@@ -150,8 +148,10 @@ void SubscriptionHub::Publish(std::vector<Change> changes,
       if (log != replay_.end()) log->second.end = at.next;
     }
     subscribers = subscribers_;
+    progressed.resize(subscribers.size());
     // Progress without a change wakes a subscriber now and then, not at every batch.
-    for (const auto& s : subscribers) {
+    for (size_t i = 0; i < subscribers.size(); ++i) {
+      Subscriber* s = subscribers[i].get();
       if (s->queue->ended()) continue;
       bool advanced = false;
       for (const CommittedPosition& at : positions) {
@@ -161,11 +161,12 @@ void SubscriptionHub::Publish(std::vector<Change> changes,
       }
       if (advanced && now >= s->next_progress_notify) {
         s->next_progress_notify = now + kProgressNotifyInterval;
-        progressed.push_back(s);
+        progressed[i] = true;
       }
     }
   }
-  for (const auto& s : subscribers) {
+  for (size_t i = 0; i < subscribers.size(); ++i) {
+    const Subscriber* s = subscribers[i].get();
     router::ChangeQueue& queue = *s->queue;
     if (queue.ended()) continue;
     bool queued = false;
@@ -182,10 +183,7 @@ void SubscriptionHub::Publish(std::vector<Change> changes,
       queued = true;
     }
     // Overflow ended it (Push returned false) or changes arrived: wake the stream either way.
-    if (queued || queue.ended() ||
-        std::find(progressed.begin(), progressed.end(), s) != progressed.end()) {
-      queue.Notify();
-    }
+    if (queued || queue.ended() || progressed[i]) queue.Notify();
   }
   // Last, so that the changes can be moved in (the caller's commit lock keeps registrations
   // out until then).

@@ -161,6 +161,6 @@ class SubscriptionHub {
   std::atomic<int64_t> recording_{0};
 };
 
-router::ChangeEvent ToEvent(const Change& change);
+router::ChangeEvent ToEvent(Change change);
 
 }  // namespace kiq::node

@@ -171,21 +171,15 @@ bool FanIn::PlacePending() {
         continue;
       }
       if (cluster_.table != nullptr) {
-        std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(p);
-        if (owner && owner->state == kiq::v1::PARTITION_STATE_ACTIVE &&
-            owner->node.node_id() != cluster_.self_node_id) {
+        absl::StatusOr<PartitionOwner> owner =
+            cluster_.table->ActiveOwner(p, cluster_.self_node_id);
+        if (owner.ok()) {
           auto& group = elsewhere[owner->node.node_id()];
           group.first = owner->node;
           group.second.push_back(p);
           continue;
         }
-        if (owner) {
-          readable = absl::UnavailableError(
-              absl::StrCat("partition ", p, " is ", kiq::v1::PartitionState_Name(owner->state),
-                           " on node ", owner->node.node_id()));
-        } else {
-          readable = absl::UnavailableError(absl::StrCat("no live node owns partition ", p));
-        }
+        readable = owner.status();
       }
       if (cluster_.table == nullptr || now - state.pending_since > give_up_) {
         EndLocked(absl::UnavailableError(absl::StrCat(
@@ -202,14 +196,11 @@ bool FanIn::PlacePending() {
       elsewhere.clear();
     }
     local_spec.partitions = here;
-    local_spec.snapshot = false;
-    for (int32_t p : here) {
-      if (partitions_[p].at) local_spec.resume[p] = *partitions_[p].at;
-      if (partitions_[p].snapshot_needed) local_spec.snapshot = true;
-    }
+    local_spec.snapshot = ResumeOf(here, &local_spec.resume);
   }
   // Outside mu_: a local subscribe takes the ingestion's commit lock, under which the
   // ingestion thread notifies us.
+  Source* installed_local = nullptr;
   if (!here.empty()) {
     absl::StatusOr<std::unique_ptr<Subscription>> local = local_.Subscribe(local_spec);
     absl::MutexLock lock(&mu_);
@@ -224,29 +215,19 @@ bool FanIn::PlacePending() {
       auto source = std::make_shared<Source>();
       source->partitions = here;
       source->snapshot = local_spec.snapshot;
-      source->snapshot_received = !local_spec.snapshot;
       source->local = std::move(*local);
-      Source* raw = source.get();
+      installed_local = source.get();
       Install(std::move(source));
       std::weak_ptr<FanIn> self = weak_from_this();
-      raw->local->SetNotify([self, raw] {
+      installed_local->local->SetNotify([self, raw = installed_local] {
         if (std::shared_ptr<FanIn> fan_in = self.lock()) fan_in->OnLocalNotify(raw);
       });
     } else {
       released_.locals.push_back(std::move(*local));
     }
   }
-  // Changes (or the progress) queued before the notify was set.
-  {
-    std::vector<Source*> locals;
-    {
-      absl::MutexLock lock(&mu_);
-      for (const auto& s : sources_) {
-        if (s->local != nullptr) locals.push_back(s.get());
-      }
-    }
-    for (Source* s : locals) OnLocalNotify(s);
-  }
+  // Changes (or the progress) it queued before the notify was set.
+  if (installed_local != nullptr) OnLocalNotify(installed_local);
   for (auto& [node_id, group] : elsewhere) {
     kiq::v1::SubscribePartitionsRequest request;
     request.set_store(info_.name);
@@ -267,20 +248,18 @@ bool FanIn::PlacePending() {
     {
       absl::MutexLock lock(&mu_);
       if (ended_) break;
-      for (int32_t p : group.second) {
-        request.add_partitions(p);
-        if (partitions_[p].at) {
-          kiq::v1::PartitionOffset* po = request.add_resume();
-          po->set_partition(p);
-          po->set_offset(*partitions_[p].at);
-        }
-        if (partitions_[p].snapshot_needed) request.set_snapshot(true);
+      request.mutable_partitions()->Assign(group.second.begin(), group.second.end());
+      Progress resume;
+      request.set_snapshot(ResumeOf(group.second, &resume));
+      for (const auto& [p, at] : resume) {
+        kiq::v1::PartitionOffset* po = request.add_resume();
+        po->set_partition(p);
+        po->set_offset(at);
       }
       auto source = std::make_shared<Source>();
       source->partitions = group.second;
       source->node_id = node_id;
       source->snapshot = request.snapshot();
-      source->snapshot_received = !request.snapshot();
       stream = new RemoteStream(shared_from_this(), source.get(), std::move(request));
       source->remote = stream;
       placed = source;
@@ -315,8 +294,18 @@ std::shared_ptr<FanIn::Source> FanIn::Find(const Source* source) const {
   return nullptr;
 }
 
+bool FanIn::ResumeOf(const std::vector<int32_t>& partitions, Progress* resume) const {
+  bool snapshot = false;
+  for (int32_t p : partitions) {
+    if (partitions_[p].at) (*resume)[p] = *partitions_[p].at;
+    snapshot |= partitions_[p].snapshot_needed;
+  }
+  return snapshot;
+}
+
 void FanIn::Install(std::shared_ptr<Source> source) {
   Source* raw = source.get();
+  raw->snapshot_received = !raw->snapshot;
   // Attempts are reset once the source reports progress: a source refused at once (the
   // routing table lagging behind a move) backs off like any failed attempt.
   for (int32_t p : raw->partitions) partitions_[p].source = raw;

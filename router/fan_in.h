@@ -103,6 +103,11 @@ class FanIn : public std::enable_shared_from_this<FanIn> {
   void Unplace(Source* source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Acts on what was let go of; `destroy_locals` false from a local notify.
   void Release(bool destroy_locals) ABSL_LOCKS_EXCLUDED(mu_);
+  // The resume positions known for `partitions` (into `resume`); true if any of them still
+  // needs its snapshot.
+  bool ResumeOf(const std::vector<int32_t>& partitions, Progress* resume) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Attaches a new source to its partitions (snapshot_received follows from snapshot).
   void Install(std::shared_ptr<Source> source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<Source> Find(const Source* source) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Retry(int32_t p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

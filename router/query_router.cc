@@ -107,23 +107,6 @@ bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadlin
   return true;
 }
 
-absl::StatusOr<PartitionOwner> QueryRouter::ActiveOwner(int32_t partition) const {
-  std::optional<PartitionOwner> owner = cluster_.table->OwnerOf(partition);
-  if (!owner) {
-    return absl::UnavailableError(absl::StrCat("no live node owns partition ", partition));
-  }
-  if (owner->node.node_id() == cluster_.self_node_id) {
-    return absl::UnavailableError(absl::StrCat(
-        "the routing table still names this node as the owner of partition ", partition));
-  }
-  if (owner->state != kiq::v1::PARTITION_STATE_ACTIVE) {
-    return absl::UnavailableError(absl::StrCat("partition ", partition, " is ",
-                                               kiq::v1::PartitionState_Name(owner->state),
-                                               " on node ", owner->node.node_id()));
-  }
-  return *owner;
-}
-
 bool QueryRouter::IsLocal(const kiq::v1::GetRequest& request) const {
   if (request.has_min_position()) return false;
   absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
@@ -182,7 +165,8 @@ absl::StatusOr<Response> QueryRouter::RoutePointRead(
     if (forwarded || cluster_.table == nullptr) return WithContext(readable, doing);
     last = readable;
     if (IsNotOwner(readable)) {
-      absl::StatusOr<PartitionOwner> owner = ActiveOwner(p.value());
+      absl::StatusOr<PartitionOwner> owner =
+          cluster_.table->ActiveOwner(p.value(), cluster_.self_node_id);
       if (!owner.ok()) {
         last = owner.status();
       } else {
@@ -333,7 +317,8 @@ void QueryRouter::StepAsync(std::shared_ptr<AsyncGet> get) const {
   if (cluster_.table == nullptr) return get->done(WithContext(readable, get->doing));
   get->last = readable;
   if (IsNotOwner(readable)) {
-    absl::StatusOr<PartitionOwner> owner = ActiveOwner(p.value());
+    absl::StatusOr<PartitionOwner> owner =
+        cluster_.table->ActiveOwner(p.value(), cluster_.self_node_id);
     if (!owner.ok()) {
       get->last = owner.status();
     } else {
@@ -419,7 +404,8 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       (*errors)[i] = readable;
       continue;
     }
-    absl::StatusOr<PartitionOwner> owner = ActiveOwner(i);
+    absl::StatusOr<PartitionOwner> owner =
+        cluster_.table->ActiveOwner(i, cluster_.self_node_id);
     if (!owner.ok()) {
       (*errors)[i] = owner.status();
     } else {

@@ -151,9 +151,6 @@ class QueryRouter {
                const grpc::CallbackServerContext* parent) const;
 
   void RecordPeerCall(absl::string_view peer, const grpc::Status& status) const;
-  // The live, ACTIVE owner of `partition` other than this node; UNAVAILABLE with the reason
-  // (no owner, still this node, restoring) otherwise. Never a guess.
-  absl::StatusOr<PartitionOwner> ActiveOwner(int32_t partition) const;
 
   const LocalStores& local_;
   const ClusterView cluster_;

@@ -9,6 +9,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 
@@ -120,6 +121,24 @@ std::optional<PartitionOwner> RoutingTable::OwnerOf(int32_t partition) const {
     }
   }
   return std::nullopt;
+}
+
+absl::StatusOr<PartitionOwner> RoutingTable::ActiveOwner(int32_t partition,
+                                                         absl::string_view self_node_id) const {
+  std::optional<PartitionOwner> owner = OwnerOf(partition);
+  if (!owner) {
+    return absl::UnavailableError(absl::StrCat("no live node owns partition ", partition));
+  }
+  if (owner->node.node_id() == self_node_id) {
+    return absl::UnavailableError(absl::StrCat(
+        "the routing table still names this node as the owner of partition ", partition));
+  }
+  if (owner->state != kiq::v1::PARTITION_STATE_ACTIVE) {
+    return absl::UnavailableError(absl::StrCat("partition ", partition, " is ",
+                                               kiq::v1::PartitionState_Name(owner->state),
+                                               " on node ", owner->node.node_id()));
+  }
+  return *owner;
 }
 
 std::vector<kiq::v1::NodeInfo> RoutingTable::AllNodes() const {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -48,6 +49,11 @@ class RoutingTable {
 
   // The live owner of `partition`, nullopt if no live record claims it.
   std::optional<PartitionOwner> OwnerOf(int32_t partition) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The live, ACTIVE owner of `partition` if it is not `self_node_id`; UNAVAILABLE with the
+  // reason (no owner, still `self_node_id`, restoring or failed) otherwise. Never a guess.
+  absl::StatusOr<PartitionOwner> ActiveOwner(int32_t partition,
+                                             absl::string_view self_node_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Live nodes, by node_id.
   std::vector<kiq::v1::NodeInfo> AllNodes() const ABSL_LOCKS_EXCLUDED(mu_);
   // Live nodes that list `store`, by node_id.
