@@ -10,7 +10,7 @@ BUILD_DIR=${KIQ_BUILD_DIR:-build}
 
 # Every dependency is a Debian package (see README "Dependencies").
 PACKAGES=(
-  cmake ninja-build ccache g++ pkg-config
+  cmake ninja-build ccache g++ clang pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -39,6 +39,9 @@ install_deps() {
 }
 
 build() {
+  # Paths relative to the checkout in ccache's hashes: every clone of the repository (CI's, a
+  # worktree's) reuses the objects another one compiled.
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   ninja -C "$BUILD_DIR" -j"$(nproc)" "$@"
 }

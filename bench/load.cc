@@ -32,7 +32,7 @@
 #include "bench/histogram.h"
 #include "kiq/v1/membership.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
-#include "router/partitioner.h"
+#include "common/topology/partitioner.h"
 
 ABSL_FLAG(std::string, mode, "get", "get or scan");
 ABSL_FLAG(std::string, target, "", "host:port of the QueryService");
@@ -99,7 +99,7 @@ std::vector<std::string> SelectKeys() {
   std::vector<std::string> keys;
   for (int i = 0; i < absl::GetFlag(FLAGS_keys); ++i) {
     std::string key = absl::StrCat(prefix, i);
-    if (owned[kiq::router::Murmur2Partition(key, static_cast<int32_t>(owned.size()))]) keys.push_back(key);
+    if (owned[kiq::Murmur2Partition(key, static_cast<int32_t>(owned.size()))]) keys.push_back(key);
   }
   if (keys.empty()) {
     fprintf(stderr, "kiq-bench-load: no keys in key set %s\n", key_set.c_str());

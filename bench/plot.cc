@@ -63,15 +63,6 @@ struct Image {
   }
 };
 
-uint32_t Crc(const uint8_t* data, size_t n, uint32_t crc = 0) {
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) {
-    crc ^= data[i];
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1)));
-  }
-  return ~crc;
-}
-
 void Put32(std::vector<uint8_t>& v, uint32_t x) {
   for (int s = 24; s >= 0; s -= 8) v.push_back((x >> s) & 255);
 }
@@ -81,7 +72,7 @@ void Chunk(std::ofstream& out, const char* type, const std::vector<uint8_t>& dat
   Put32(buf, static_cast<uint32_t>(data.size()));
   buf.insert(buf.end(), type, type + 4);
   buf.insert(buf.end(), data.begin(), data.end());
-  Put32(buf, Crc(buf.data() + 4, buf.size() - 4));
+  Put32(buf, static_cast<uint32_t>(crc32(0, buf.data() + 4, static_cast<uInt>(buf.size() - 4))));
   out.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
 }
 

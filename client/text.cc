@@ -3,47 +3,10 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "common/utf8.h"
 
 namespace kiq::client {
 namespace {
-
-// Length of the well-formed UTF-8 sequence at the start of `s` (storing its code point in
-// `*code_point`), or 0 if `s` does not start with one.
-size_t DecodeUtf8(std::string_view s, char32_t* code_point) {
-  if (s.empty()) return 0;
-  const auto byte = [&s](size_t i) { return static_cast<uint8_t>(s[i]); };
-  const uint8_t lead = byte(0);
-  if (lead < 0x80) {
-    *code_point = lead;
-    return 1;
-  }
-  size_t length;
-  char32_t value;
-  char32_t smallest;  // Anything below is an overlong form.
-  if ((lead & 0xE0) == 0xC0) {
-    length = 2;
-    value = lead & 0x1F;
-    smallest = 0x80;
-  } else if ((lead & 0xF0) == 0xE0) {
-    length = 3;
-    value = lead & 0x0F;
-    smallest = 0x800;
-  } else if ((lead & 0xF8) == 0xF0) {
-    length = 4;
-    value = lead & 0x07;
-    smallest = 0x10000;
-  } else {
-    return 0;
-  }
-  if (s.size() < length) return 0;
-  for (size_t i = 1; i < length; ++i) {
-    if ((byte(i) & 0xC0) != 0x80) return 0;
-    value = (value << 6) | (byte(i) & 0x3F);
-  }
-  if (value < smallest || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) return 0;
-  *code_point = value;
-  return length;
-}
 
 constexpr char kHexDigits[] = "0123456789abcdef";
 
@@ -58,7 +21,7 @@ std::string Escape(std::string_view bytes, bool escape_quotes) {
   out.reserve(bytes.size());
   while (!bytes.empty()) {
     char32_t cp = 0;
-    const size_t n = DecodeUtf8(bytes, &cp);
+    const size_t n = DecodeUtf8(absl::string_view(bytes.data(), bytes.size()), &cp);
     if (n == 0) {
       AppendHexByte(static_cast<uint8_t>(bytes[0]), &out);
       bytes.remove_prefix(1);
@@ -91,15 +54,7 @@ std::string Escape(std::string_view bytes, bool escape_quotes) {
 
 }  // namespace
 
-bool IsValidUtf8(std::string_view s) {
-  while (!s.empty()) {
-    char32_t cp = 0;
-    const size_t n = DecodeUtf8(s, &cp);
-    if (n == 0) return false;
-    s.remove_prefix(n);
-  }
-  return true;
-}
+bool IsValidUtf8(std::string_view s) { return kiq::IsValidUtf8(absl::string_view(s.data(), s.size())); }
 
 std::string EscapeForTerminal(std::string_view bytes) { return Escape(bytes, false); }
 

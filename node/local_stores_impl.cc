@@ -8,8 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "router/value_codec.h"
-#include "router/window_key.h"
+#include "common/topology/value_codec.h"
+#include "common/topology/window_key.h"
 
 namespace kiq::node {
 namespace {
@@ -41,7 +41,7 @@ class LocalSubscription final : public router::Subscription {
     if (match.kind == router::KeyMatch::Kind::kKey) {
       range.from = match.text;
       // A windowed key's windows follow it: the key and its 8-byte window start.
-      range.to = match.windowed ? match.text + std::string(router::kWindowSuffixSize, '\xff')
+      range.to = match.windowed ? match.text + std::string(kWindowSuffixSize, '\xff')
                                 : match.text;
     } else if (match.kind == router::KeyMatch::Kind::kPrefix) {
       range.from = match.text;
@@ -104,14 +104,14 @@ absl::StatusOr<const CompiledStore*> LocalStoresImpl::Find(absl::string_view sto
   return found;
 }
 
-absl::StatusOr<router::StoreInfo> LocalStoresImpl::Describe(absl::string_view store) const {
+absl::StatusOr<StoreInfo> LocalStoresImpl::Describe(absl::string_view store) const {
   absl::StatusOr<const CompiledStore*> found = Find(store);
   if (!found.ok()) return found.status();
   return (*found)->info;
 }
 
-std::vector<router::StoreInfo> LocalStoresImpl::ListStores() const {
-  std::vector<router::StoreInfo> out;
+std::vector<StoreInfo> LocalStoresImpl::ListStores() const {
+  std::vector<StoreInfo> out;
   for (const CompiledStore& store : topology_.stores()) {
     if (!store.internal) out.push_back(store.info);
   }
@@ -138,7 +138,7 @@ absl::StatusOr<std::optional<std::string>> LocalStoresImpl::Get(absl::string_vie
 absl::StatusOr<std::optional<int64_t>> LocalStoresImpl::StreamTime(const CompiledStore& store,
                                                                    PartitionId p) const {
   absl::StatusOr<std::optional<std::string>> stored =
-      engine_.Get(store.handle, p, router::kStreamTimeKey);
+      engine_.Get(store.handle, p, kStreamTimeKey);
   if (!stored.ok()) return stored.status();
   if (!*stored) return std::optional<int64_t>();
   std::optional<int64_t> t = DecodeInt64(**stored);
@@ -160,7 +160,7 @@ absl::StatusOr<std::vector<router::KeyValue>> LocalStoresImpl::ScanWindows(
   // other user keys (longer ones sharing a prefix): every entry's user key is checked.
   router::KeyRange stored_range;
   stored_range.from = range.from;
-  if (range.to) stored_range.to = *range.to + std::string(router::kWindowSuffixSize, '\xff');
+  if (range.to) stored_range.to = *range.to + std::string(kWindowSuffixSize, '\xff');
   std::vector<router::KeyValue> out;
   std::optional<std::string> cursor = after;
   const size_t step = std::clamp<size_t>(limit, 64, 4096);
@@ -169,7 +169,7 @@ absl::StatusOr<std::vector<router::KeyValue>> LocalStoresImpl::ScanWindows(
         engine_.Scan(store.handle, p, stored_range, cursor, step);
     if (!run.ok()) return run.status();
     for (router::KeyValue& kv : *run) {
-      std::optional<router::DecodedWindowKey> w = router::DecodeWindowKey(kv.key);
+      std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
       if (!w) continue;  // the stream time
       if ((range.from && w->user_key < *range.from) || (range.to && w->user_key > *range.to)) {
         continue;
@@ -249,42 +249,8 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
                                                      " partitions; no partition ", p));
     }
   }
-  // Under the commit lock: no batch commits between the ownership check, the registration and
-  // the snapshot, so the snapshot is exactly the state before the first queued change.
-  // Batches started from now on log every change; one already under way without a log must
-  // be committed before we register (it would reach us folded to one change per key).
-  hub_->Announce(1);
-  absl::MutexLock commit(&hub_->commit_mutex());
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  bool timed_out = false;
-  while (hub_->untracked_batch() && !timed_out) {
-    timed_out = hub_->committed().WaitWithDeadline(&hub_->commit_mutex(), deadline);
-  }
-  if (hub_->untracked_batch()) {
-    hub_->Announce(-1);
-    return absl::UnavailableError(absl::StrCat(
-        "Subscribe to store \"", spec.store,
-        "\": the ingestion batch under way was not committed within 10s; try again"));
-  }
-  std::vector<std::string> unavailable;
-  for (int32_t p : partitions) {
-    if (absl::Status s = states_.CheckReadable(PartitionId(p)); !s.ok()) {
-      unavailable.push_back(absl::StrCat(p, " (", s.message(), ")"));
-    }
-  }
-  if (!unavailable.empty()) {
-    hub_->Announce(-1);
-    return absl::UnavailableError(absl::StrCat("Subscribe to store \"", spec.store,
-                                               "\": partitions not readable on this node: ",
-                                               absl::StrJoin(unavailable, ", ")));
-  }
   router::KeyMatch match = spec.match;
   match.windowed = store.window.has_value();
-  absl::StatusOr<std::shared_ptr<Subscriber>> subscriber =
-      hub_->Register(store.handle, store.info.name, match, partitions, spec.resume,
-                     spec.buffer_size, spec.coalesce);
-  hub_->Announce(-1);  // counted as registered now (or failed)
-  if (!subscriber.ok()) return subscriber.status();
   // Resumed partitions continue where they were: no snapshot of them.
   std::vector<int32_t> snapshot_partitions;
   for (int32_t p : partitions) {
@@ -292,24 +258,45 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
   }
   std::shared_ptr<const rocksdb::Snapshot> snapshot;
   std::function<bool(PartitionId, const router::KeyValue&)> keep;
-  if (spec.snapshot && !snapshot_partitions.empty()) {
-    snapshot = engine_.NewSnapshot();
-    if (store.window) {
-      // Stream times as of the snapshot (no commit in between): expired windows are left
-      // out, as every read of a windowed store does.
-      absl::flat_hash_map<int32_t, int64_t> stream_times;
-      for (int32_t p : snapshot_partitions) {
-        absl::StatusOr<std::optional<int64_t>> t = StreamTime(store, PartitionId(p));
-        if (!t.ok()) return t.status();
-        if (*t) stream_times[p] = **t;
-      }
-      keep = [window = *store.window, stream_times](PartitionId p, const router::KeyValue& kv) {
-        auto t = stream_times.find(p.value());
-        std::optional<router::DecodedWindowKey> w = router::DecodeWindowKey(kv.key);
-        return w && (t == stream_times.end() || !WindowExpired(window, w->start_ms, t->second));
-      };
-    }
-  }
+  // At a batch boundary: no batch commits between the ownership check, the registration and
+  // the snapshot, so the snapshot is exactly the state before the first queued change.
+  absl::StatusOr<std::shared_ptr<Subscriber>> subscriber = hub_->Subscribe(
+      store.handle, store.info.name, match, partitions, spec.resume, spec.buffer_size,
+      spec.coalesce, absl::Seconds(10),
+      [&]() -> absl::Status {
+        std::vector<std::string> unavailable;
+        for (int32_t p : partitions) {
+          if (absl::Status s = states_.CheckReadable(PartitionId(p)); !s.ok()) {
+            unavailable.push_back(absl::StrCat(p, " (", s.message(), ")"));
+          }
+        }
+        if (unavailable.empty()) return absl::OkStatus();
+        return absl::UnavailableError(absl::StrCat("Subscribe to store \"", spec.store,
+                                                   "\": partitions not readable on this node: ",
+                                                   absl::StrJoin(unavailable, ", ")));
+      },
+      [&]() -> absl::Status {
+        if (!spec.snapshot || snapshot_partitions.empty()) return absl::OkStatus();
+        snapshot = engine_.NewSnapshot();
+        if (!store.window) return absl::OkStatus();
+        // Stream times as of the snapshot (no commit in between): expired windows are left
+        // out, as every read of a windowed store does.
+        absl::flat_hash_map<int32_t, int64_t> stream_times;
+        for (int32_t p : snapshot_partitions) {
+          absl::StatusOr<std::optional<int64_t>> t = StreamTime(store, PartitionId(p));
+          if (!t.ok()) return t.status();
+          if (*t) stream_times[p] = **t;
+        }
+        keep = [window = *store.window, stream_times](PartitionId p,
+                                                      const router::KeyValue& kv) {
+          auto t = stream_times.find(p.value());
+          std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
+          return w &&
+                 (t == stream_times.end() || !WindowExpired(window, w->start_ms, t->second));
+        };
+        return absl::OkStatus();
+      });
+  if (!subscriber.ok()) return subscriber.status();
   return std::unique_ptr<router::Subscription>(
       new LocalSubscription(*hub_, std::move(*subscriber), engine_, std::move(snapshot_partitions),
                             std::move(snapshot), std::move(keep)));

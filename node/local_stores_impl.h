@@ -1,11 +1,11 @@
 #pragma once
 
-#include "node/compiled_topology.h"
-#include "node/partition_states.h"
-#include "node/position_tracker.h"
-#include "node/store_engine.h"
-#include "node/subscription_hub.h"
-#include "router/local_stores.h"
+#include "node/process/compiled_topology.h"
+#include "node/store/partition_states.h"
+#include "node/store/position_tracker.h"
+#include "node/store/store_engine.h"
+#include "node/push/subscription_hub.h"
+#include "router/port/local_stores.h"
 
 namespace kiq::node {
 
@@ -20,8 +20,8 @@ class LocalStoresImpl final : public router::LocalStores {
                   SubscriptionHub* hub = nullptr)
       : topology_(topology), engine_(engine), states_(states), positions_(positions), hub_(hub) {}
 
-  absl::StatusOr<router::StoreInfo> Describe(absl::string_view store) const override;
-  std::vector<router::StoreInfo> ListStores() const override;
+  absl::StatusOr<StoreInfo> Describe(absl::string_view store) const override;
+  std::vector<StoreInfo> ListStores() const override;
   absl::Status CheckReadable(absl::string_view store, PartitionId p) const override;
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view store, PartitionId p,
                                                  absl::string_view key) const override;

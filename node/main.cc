@@ -7,7 +7,7 @@
 #include <iostream>
 #include <thread>
 
-#include "router/logging.h"
+#include "common/logging.h"
 
 #include "absl/synchronization/mutex.h"
 #include "absl/flags/flag.h"
@@ -15,7 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "node/flag_names.h"
+#include "common/flag_names.h"
 #include "node/node.h"
 
 ABSL_FLAG(std::string, config, "", "Topology file (YAML or JSON, schema kiq.v1.Topology). Required.");
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       "Materializes Kafka topics into queryable RocksDB stores and serves them over gRPC.\n"
       "Usage: kiq-node --config=topology.yaml [--bootstrap-servers=host:9092] [--node-id=n1] "
       "[--grpc-port=7070] [--data-dir=DIR]");
-  std::vector<std::string> args = kiq::node::NormalizeFlagNames(argc, argv);
+  std::vector<std::string> args = kiq::NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     if (kv.first.empty() || property.find('=') == std::string::npos) {
       return refuse("--kafka-property: expected name=value, got \"" + property + "\"");
     }
-    options.consumer_properties.push_back(kv);
+    options.kafka_properties.push_back(kv);
   }
 
   // Block the stop signals before any thread starts so that every thread inherits the mask;

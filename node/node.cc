@@ -6,44 +6,28 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server_builder.h>
 #include <prometheus/text_serializer.h>
-#include "router/logging.h"
+#include "common/logging.h"
 
 #include "absl/strings/str_cat.h"
-#include "node/internal_topics.h"
-#include "node/topology_config.h"
+#include "common/kafka/internal_topics.h"
+#include "common/kafka/metadata.h"
+#include "common/topology/topology_config.h"
 
 namespace kiq::node {
-namespace {
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (f == nullptr) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
-  const bool ok = std::fputs(text.c_str(), f) >= 0;
-  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot write ", path));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   std::unique_ptr<Node> node(new Node());
   absl::StatusOr<kiq::v1::Topology> topology = LoadTopologyFile(options.config_path);
   if (!topology.ok()) return topology.status();
 
-  node->bootstrap_servers_ = options.bootstrap_servers;
+  std::string bootstrap_servers = options.bootstrap_servers;
   node->data_dir_ = options.data_dir;
   if (options.bootstrap_servers.empty()) {
     absl::StatusOr<std::unique_ptr<DevKafka>> kafka = DevKafka::Start(3);
     if (!kafka.ok()) return kafka.status();
     node->embedded_kafka_ = std::move(*kafka);
-    node->bootstrap_servers_ = node->embedded_kafka_->bootstrap_servers();
+    bootstrap_servers = node->embedded_kafka_->bootstrap_servers();
     for (const kiq::v1::Source& source : topology->sources()) {
       absl::Status s = node->embedded_kafka_->CreateTopic(source.topic(), options.embedded_partitions);
       if (!s.ok()) return s;
@@ -59,7 +43,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
         "no --bootstrap-servers: started an embedded dev Kafka at {} (in memory, keeps only about "
         "the newest 5 MiB per partition, gone when this process exits); produce into it there. "
         "Not for production.",
-        node->bootstrap_servers_);
+        bootstrap_servers);
     if (node->data_dir_.empty()) {
       // State must not outlive the log it was built from.
       std::string tmpl = (std::filesystem::temp_directory_path() / "kiq-node-XXXXXX").string();
@@ -70,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       spdlog::warn("with the embedded Kafka the data dir is a fresh temporary one: {}", tmpl);
     }
   }
+  node->kafka_ = KafkaClientConfig(bootstrap_servers, options.kafka_properties);
   if (node->data_dir_.empty()) node->data_dir_ = absl::StrCat("kiq-data/", options.node_id);
   std::error_code ec;
   std::filesystem::create_directories(node->data_dir_, ec);
@@ -83,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   for (const kiq::v1::Store& store : topology->stores()) store_names.push_back(store.name());
   for (const kiq::v1::Source& source : topology->sources()) topics.push_back(source.topic());
   absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> counts =
-      FetchPartitionCounts(node->bootstrap_servers_, topics, options.source_wait);
+      FetchPartitionCounts(node->kafka_, topics, options.source_wait);
   if (!counts.ok()) return counts.status();
 
   absl::StatusOr<std::unique_ptr<StoreEngine>> engine =
@@ -91,40 +76,33 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (!engine.ok()) return engine.status();
   node->engine_ = std::move(*engine);
   absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled =
-      CompiledTopology::Compile(*topology, node->engine_.get(), *counts);
+      CompiledTopology::Compile(*topology, *node->engine_, *counts);
   if (!compiled.ok()) return compiled.status();
   node->topology_ = std::move(*compiled);
-  if (absl::Status s = EnsureInternalTopics(node->bootstrap_servers_,
+  if (absl::Status s = EnsureInternalTopics(node->kafka_,
                                             node->topology_->InternalTopics(), absl::Seconds(10));
       !s.ok()) {
     return s;
   }
 
-  // Discovery: every node tails the members topic into its routing table.
   const std::string members_topic = absl::StrCat(node->topology_->application_id(), "-members");
-  absl::StatusOr<std::unique_ptr<router::MembershipTailer>> tailer =
-      router::MembershipTailer::Start(node->bootstrap_servers_, members_topic, node->table_);
-  if (!tailer.ok()) return tailer.status();
-  node->tailer_ = std::move(*tailer);
   absl::StatusOr<std::unique_ptr<MembershipPublisher>> publisher =
-      MembershipPublisher::Create(node->bootstrap_servers_, members_topic, options.node_id);
+      MembershipPublisher::Create(node->kafka_, members_topic, options.node_id);
   if (!publisher.ok()) return publisher.status();
   node->publisher_ = std::move(*publisher);
 
   node->ingest_metrics_ = std::make_unique<IngestMetrics>(node->registry_);
-  node->query_metrics_ = std::make_unique<router::QueryMetrics>(node->registry_);
 
   SubscriptionHubOptions hub_options;
-  hub_options.metrics = node->ingest_metrics_.get();
+  hub_options.subscriptions = &node->ingest_metrics_->Subscriptions();
   hub_options.replay_window = options.subscribe_replay_window;
   node->hub_ = std::make_unique<SubscriptionHub>(hub_options);
   IngestorOptions ingest;
   ingest.metrics = node->ingest_metrics_.get();
   ingest.hub = node->hub_.get();
-  ingest.bootstrap_servers = node->bootstrap_servers_;
+  ingest.kafka = node->kafka_;
   ingest.node_id = options.node_id;
   ingest.out_of_range = options.out_of_range;
-  ingest.consumer_properties = options.consumer_properties;
   Node* raw = node.get();
   ingest.on_ownership_change = [raw] {
     if (raw->advertiser_) raw->advertiser_->Notify();
@@ -137,60 +115,38 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_,
                                                    node->states_, node->positions_,
                                                    node->hub_.get());
-  node->router_ = std::make_unique<router::QueryRouter>(
-      *node->local_, router::ClusterView{&node->table_, &node->peers_, options.node_id,
-                                         node->query_metrics_.get()});
-  // Forwarded point reads and scatter-gather block a worker for a peer round trip.
-  node->pool_ = std::make_unique<router::ThreadPool>(16);
-  node->query_service_ = std::make_unique<router::QueryServiceImpl>(
-      *node->router_, *node->pool_, node->query_metrics_.get());
-  node->peer_service_ = std::make_unique<router::PeerServiceImpl>(*node->local_, *node->pool_);
-  node->metadata_service_ =
-      std::make_unique<router::MetadataServiceImpl>(node->table_, *node->local_);
-
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.grpc_port),
-                           grpc::InsecureServerCredentials(), &node->grpc_port_);
-  builder.RegisterService(node->query_service_.get());
-  builder.RegisterService(node->peer_service_.get());
-  builder.RegisterService(node->metadata_service_.get());
-  node->server_ = builder.BuildAndStart();
-  if (!node->server_ || node->grpc_port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("--grpc-port: cannot listen on ",
-                                               options.bind_address, ":", options.grpc_port));
-  }
-  if (options.http_port >= 0) {
-    node->http_ = std::make_unique<router::HttpServer>();
-    // The HTTP/JSON API: the google.api.http routes, answered by the same services through
-    // the gRPC server's in-process channel.
-    absl::StatusOr<std::unique_ptr<router::HttpGateway>> gateway = router::HttpGateway::Create(
-        node->server_->InProcessChannel(grpc::ChannelArguments()),
-        {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
-    if (!gateway.ok()) return gateway.status();
-    node->gateway_ = *std::move(gateway);
-    node->gateway_->Register(node->http_->native());
-    node->http_->Get("/healthz", [] { return router::HttpServer::Reply{200, "ok\n"}; });
-    node->http_->Get("/readyz", [raw] { return raw->Readiness(); });
-    node->http_->Get("/metrics", [raw] {
-      raw->UpdateGauges();
-      return router::HttpServer::Reply{
-          200, prometheus::TextSerializer().Serialize(raw->registry_.Collect()),
-          "text/plain; version=0.0.4; charset=utf-8"};
-    });
-    absl::StatusOr<int> http_port = node->http_->Start(options.bind_address, options.http_port);
-    if (!http_port.ok()) {
-      return absl::UnavailableError(absl::StrCat("--http-port: ", http_port.status().message()));
-    }
-    node->http_port_ = *http_port;
-  }
+  router::Frontend::Options serve;
+  serve.self_id = options.node_id;
+  serve.kafka = node->kafka_;
+  serve.members_topic = members_topic;
+  serve.serve_peers = true;
+  serve.registry = &node->registry_;
+  serve.bind_address = options.bind_address;
+  serve.grpc_port = options.grpc_port;
+  serve.http_port = options.http_port;
+  serve.port_file = options.port_file;
+  absl::StatusOr<std::unique_ptr<router::Frontend>> frontend =
+      router::Frontend::Start(serve, *node->local_, [raw](router::HttpServer& http) {
+        http.Get("/healthz", [] { return router::HttpServer::Reply{200, "ok\n"}; });
+        http.Get("/readyz", [raw] { return raw->Readiness(); });
+        http.Get("/metrics", [raw] {
+          raw->UpdateGauges();
+          return router::HttpServer::Reply{
+              200, prometheus::TextSerializer().Serialize(raw->registry_.Collect()),
+              "text/plain; version=0.0.4; charset=utf-8"};
+        });
+      });
+  if (!frontend.ok()) return frontend.status();
+  node->frontend_ = *std::move(frontend);
 
   Advertiser::Options advertise;
   advertise.node_id = options.node_id;
   advertise.application_id = node->topology_->application_id();
-  advertise.grpc_endpoint = absl::StrCat(options.advertised_host, ":", node->grpc_port_);
-  if (node->http_) {
-    advertise.http_endpoint = absl::StrCat(options.advertised_host, ":", node->http_port_);
+  advertise.grpc_endpoint =
+      absl::StrCat(options.advertised_host, ":", node->frontend_->grpc_port());
+  if (node->frontend_->http_port() >= 0) {
+    advertise.http_endpoint =
+        absl::StrCat(options.advertised_host, ":", node->frontend_->http_port());
   }
   Ingestor* ingestor_ptr = node->ingestor_.get();
   node->advertiser_ = std::make_unique<Advertiser>(
@@ -200,14 +156,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->ingestor_->Start();
   spdlog::info("serving kiq.v1.QueryService on {}:{} (application {}, {} stores, {} partitions, "
                "data dir {})",
-               options.bind_address, node->grpc_port_, node->topology_->application_id(),
+               options.bind_address, node->frontend_->grpc_port(), node->topology_->application_id(),
                store_names.size(), node->topology_->num_partitions(), node->data_dir_);
-  if (!options.port_file.empty()) {
-    absl::Status s =
-        WriteFileAtomically(options.port_file, absl::StrCat("grpc=", node->grpc_port_, "\nhttp=",
-                                                            node->http_port_, "\n"));
-    if (!s.ok()) return s;
-  }
   node->options_ = std::move(options);
   return node;
 }
@@ -222,14 +172,10 @@ void Node::Shutdown() {
   absl::MutexLock lock(&shutdown_mu_);
   // Push streams never finish on their own: end them so the server can drain.
   if (hub_) hub_->EndAll(absl::UnavailableError("node shutting down"));
-  if (server_) {
+  if (frontend_) {
     spdlog::info("shutting down: no new queries, finishing in-flight ones");
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    frontend_->Shutdown(absl::Seconds(5));
   }
-  // After Shutdown (which ends gateway streams) and before the server goes away (the gateway
-  // calls it through its in-process channel).
-  if (http_) http_->Stop();
-  server_.reset();
   if (ingestor_ && !ingestor_stopped_) {
     spdlog::info("shutting down: committing and leaving the consumer group");
     ingestor_->Stop();
@@ -269,7 +215,8 @@ void Node::UpdateGauges() {
     }
   }
   ingest_metrics_->SetPartitions(active, restoring, failed);
-  ingest_metrics_->SetMembers(static_cast<int64_t>(table_.AllNodes().size()));
+  ingest_metrics_->SetMembers(
+      static_cast<int64_t>(frontend_->routing_table().AllNodes().size()));
   for (const CompiledStore& store : topology_->stores()) {
     if (store.internal) continue;  // no column family
     StoreEngine::StoreStats stats = engine_->Stats(store.handle);

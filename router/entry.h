@@ -5,15 +5,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kiq/v1/query.pb.h"
-#include "router/local_stores.h"
+#include "router/port/local_stores.h"
 
 namespace kiq::router {
 
 // Turns a stored key/value into the API's Entry: the key as text when it is UTF-8 (else in
 // key_bytes), the value as bytes and, for JSON and numeric stores, as structured JSON.
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv);
-
-bool IsValidUtf8(absl::string_view s);
 
 // The shortest decimal text that reads back as `v` ("0.1", "1e+300", "17"), as in Entry.value.
 std::string FormatDouble(double v);

@@ -1,5 +1,8 @@
 #include "router/fan_in.h"
 
+#include "common/backoff.h"
+#include "common/status.h"
+
 #include <algorithm>
 #include <map>
 
@@ -8,8 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "router/grpc_status.h"
-#include "router/logging.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
 #include "router/peer_service.h"
 
 namespace kiq::router {
@@ -20,17 +23,8 @@ namespace {
 constexpr size_t kSnapshotBuffer = 512;
 constexpr size_t kDefaultBuffer = 10000;
 
-absl::Duration RetryDelay(int attempts) {
-  return std::min(absl::Milliseconds(50) * (1 << std::min(attempts, 4)),
-                  absl::Milliseconds(500));
-}
-
-// Ends that mean "the partitions are elsewhere now": placed again at their next owner.
-bool IsMove(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kUnavailable ||
-         (status.code() == absl::StatusCode::kFailedPrecondition &&
-          absl::StrContains(status.message(), "NOT_OWNER"));
-}
+// Placing a source again after it failed: soon, but not in a tight loop.
+constexpr ExponentialBackoff kPlacementBackoff{absl::Milliseconds(50), absl::Milliseconds(500)};
 
 }  // namespace
 
@@ -137,7 +131,7 @@ bool FanIn::ended() {
 
 void FanIn::Retry(int32_t p, absl::Time now) {
   PartitionState& state = partitions_[p];
-  state.next_attempt = now + RetryDelay(state.attempts);
+  state.next_attempt = now + kPlacementBackoff.Delay(state.attempts);
   ++state.attempts;
 }
 
@@ -206,7 +200,7 @@ bool FanIn::PlacePending() {
     absl::MutexLock lock(&mu_);
     if (!local.ok()) {
       // Partitions moving away as we asked: try again (elsewhere) shortly.
-      if (IsMove(local.status())) {
+      if (IsRetriableRouting(local.status())) {
         for (int32_t p : here) Retry(p, absl::Now());
       } else {
         EndLocked(local.status());
@@ -418,12 +412,12 @@ void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
     if (remote_done) source->remote = nullptr;
     if (source->ended || ended_) {
       if (remote_done) source->hold_released = true;
-    } else if (!IsMove(status)) {
+    } else if (!IsRetriableRouting(status)) {
       EndLocked(status);
     } else {
       // A source that had been serving (not one refused at once, retried with a backoff).
-      const bool served = std::any_of(source->partitions.begin(), source->partitions.end(),
-                                      [&](int32_t p) { return partitions_[p].attempts == 0; });
+      bool served = false;
+      for (int32_t p : source->partitions) served |= partitions_[p].attempts == 0;
       if (served) {
         spdlog::info("subscription to store {}: {} ended ({}); placing partitions {} again",
                      info_.name, source->Name(), status.message(),

@@ -22,32 +22,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/api/annotations.pb.h"
-#include "router/logging.h"
+#include "common/logging.h"
+#include "common/proto_field.h"
+#include "common/utf8.h"
 
 namespace kiq::router {
 namespace {
 
 namespace pb = google::protobuf;
-
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return false;
-    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-    for (int k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
-    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -284,48 +266,47 @@ absl::Status SetFieldFromText(pb::Message* message, absl::string_view path,
       return absl::InvalidArgumentError(
           absl::StrCat("parameter '", path, "': '", value, "' is not a valid ", type));
     };
-    const bool rep = field->is_repeated();
     switch (field->cpp_type()) {
       case pb::FieldDescriptor::CPPTYPE_INT32: {
         int32_t v;
         if (!absl::SimpleAtoi(value, &v)) return bad("int32");
-        rep ? refl->AddInt32(target, field, v) : refl->SetInt32(target, field, v);
+        SetOrAddField(target, field, v);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_INT64: {
         int64_t v;
         if (!absl::SimpleAtoi(value, &v)) return bad("int64");
-        rep ? refl->AddInt64(target, field, v) : refl->SetInt64(target, field, v);
+        SetOrAddField(target, field, v);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_UINT32: {
         uint32_t v;
         if (!absl::SimpleAtoi(value, &v)) return bad("uint32");
-        rep ? refl->AddUInt32(target, field, v) : refl->SetUInt32(target, field, v);
+        SetOrAddField(target, field, v);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_UINT64: {
         uint64_t v;
         if (!absl::SimpleAtoi(value, &v)) return bad("uint64");
-        rep ? refl->AddUInt64(target, field, v) : refl->SetUInt64(target, field, v);
+        SetOrAddField(target, field, v);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_DOUBLE: {
         double v;
         if (!absl::SimpleAtod(value, &v)) return bad("double");
-        rep ? refl->AddDouble(target, field, v) : refl->SetDouble(target, field, v);
+        SetOrAddField(target, field, v);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_FLOAT: {
         float v;
         if (!absl::SimpleAtof(value, &v)) return bad("float");
-        rep ? refl->AddFloat(target, field, v) : refl->SetFloat(target, field, v);
+        SetOrAddField(target, field, v);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_BOOL: {
         bool v;
         if (!absl::SimpleAtob(value, &v)) return bad("bool");
-        rep ? refl->AddBool(target, field, v) : refl->SetBool(target, field, v);
+        SetOrAddField(target, field, v);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_ENUM: {
@@ -335,7 +316,7 @@ absl::Status SetFieldFromText(pb::Message* message, absl::string_view path,
           ev = field->enum_type()->FindValueByNumber(number);
         }
         if (ev == nullptr) return bad(field->enum_type()->full_name());
-        rep ? refl->AddEnum(target, field, ev) : refl->SetEnum(target, field, ev);
+        SetOrAddField(target, field, ev);
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_STRING: {
@@ -346,8 +327,7 @@ absl::Status SetFieldFromText(pb::Message* message, absl::string_view path,
             return bad("base64 value");
           }
         }
-        rep ? refl->AddString(target, field, std::move(v))
-            : refl->SetString(target, field, std::move(v));
+        SetOrAddField(target, field, std::move(v));
         break;
       }
       case pb::FieldDescriptor::CPPTYPE_MESSAGE:

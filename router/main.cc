@@ -6,28 +6,18 @@
 
 #include <cstdio>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server_builder.h>
-
 #include "absl/synchronization/mutex.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "node/compiled_topology.h"
-#include "node/flag_names.h"
-#include "node/ingestor.h"
-#include "node/topology_config.h"
-#include "router/http_gateway.h"
-#include "router/http_server.h"
-#include "router/logging.h"
-#include "router/membership_tailer.h"
-#include "router/metadata_service.h"
-#include "router/peer_pool.h"
-#include "router/query_router.h"
-#include "router/query_service.h"
-#include "router/routing_table.h"
+#include "common/flag_names.h"
+#include "common/kafka/client_config.h"
+#include "common/kafka/metadata.h"
+#include "common/logging.h"
+#include "common/topology/plan.h"
+#include "common/topology/topology_config.h"
+#include "router/frontend.h"
 #include "router/store_catalog.h"
 
 ABSL_FLAG(std::string, config, "", "Topology file (the same as the nodes'). Required.");
@@ -40,6 +30,9 @@ ABSL_FLAG(int, http_port, -1,
           "HTTP/JSON gateway port (0: pick a free one, written to --port-file as 'http=<port>'; "
           "-1: no HTTP server).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+ABSL_FLAG(std::vector<std::string>, kafka_property, {},
+          "Extra librdkafka property name=value for every Kafka client of the router "
+          "(e.g. security.protocol=SASL_SSL); repeatable or comma-separated.");
 
 int main(int argc, char** argv) {
   // Debian builds abseil with deadlock detection on: a graph update on every Mutex lock, a few
@@ -48,7 +41,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Routes kiq queries to the nodes that own the data; holds no stores.\n"
       "Usage: kiq-router --config=topology.yaml --bootstrap-servers=host:9092 [--grpc-port=7070]");
-  std::vector<std::string> args = kiq::node::NormalizeFlagNames(argc, argv);
+  std::vector<std::string> args = kiq::NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
@@ -68,6 +61,15 @@ int main(int argc, char** argv) {
   const std::string bootstrap = absl::GetFlag(FLAGS_bootstrap_servers);
   if (absl::GetFlag(FLAGS_config).empty()) return refuse("--config: a topology file is required");
   if (bootstrap.empty()) return refuse("--bootstrap-servers: required");
+  kiq::KafkaProperties properties;
+  for (const std::string& property : absl::GetFlag(FLAGS_kafka_property)) {
+    const size_t eq = property.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return refuse("--kafka-property: expected name=value, got \"" + property + "\"");
+    }
+    properties.emplace_back(property.substr(0, eq), property.substr(eq + 1));
+  }
+  const kiq::KafkaClientConfig kafka(bootstrap, std::move(properties));
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -76,75 +78,37 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<kiq::v1::Topology> topology =
-      kiq::node::LoadTopologyFile(absl::GetFlag(FLAGS_config));
+      kiq::LoadTopologyFile(absl::GetFlag(FLAGS_config));
   if (!topology.ok()) return refuse(topology.status().ToString());
   std::vector<std::string> topics;
   for (const kiq::v1::Source& source : topology->sources()) topics.push_back(source.topic());
-  auto counts = kiq::node::FetchPartitionCounts(bootstrap, topics, absl::Seconds(30));
+  auto counts = kiq::FetchPartitionCounts(kafka, topics, absl::Seconds(30));
   if (!counts.ok()) return refuse(counts.status().ToString());
-  auto compiled = kiq::node::CompiledTopology::Compile(*topology, nullptr, *counts);
-  if (!compiled.ok()) return refuse(compiled.status().ToString());
-  std::vector<kiq::router::StoreInfo> infos;
-  for (const kiq::node::CompiledStore& store : (*compiled)->stores()) {
-    if (!store.internal) infos.push_back(store.info);
-  }
+  absl::StatusOr<kiq::TopologyPlan> plan = kiq::TopologyPlan::Build(*topology, *counts);
+  if (!plan.ok()) return refuse(plan.status().ToString());
 
-  kiq::router::StoreCatalog catalog(std::move(infos));
-  kiq::router::RoutingTable table;
-  kiq::router::PeerPool peers;
-  auto tailer = kiq::router::MembershipTailer::Start(
-      bootstrap, absl::StrCat(topology->application_id(), "-members"), table);
-  if (!tailer.ok()) return refuse(tailer.status().ToString());
-  kiq::router::QueryRouter router(catalog, kiq::router::ClusterView{&table, &peers, id});
-  kiq::router::ThreadPool pool(16);
-  kiq::router::QueryServiceImpl query_service(router, pool);
-  kiq::router::MetadataServiceImpl metadata_service(table, catalog);
-
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(
-      absl::StrCat(absl::GetFlag(FLAGS_bind_address), ":", absl::GetFlag(FLAGS_grpc_port)),
-      grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&query_service);
-  builder.RegisterService(&metadata_service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) return refuse("--grpc-port: cannot listen");
-  spdlog::info("kiq-router serving kiq.v1.QueryService and MetadataService on {}:{} for {}",
-               absl::GetFlag(FLAGS_bind_address), port, topology->application_id());
-  // The HTTP/JSON gateway, answered by the same services through the in-process channel.
-  std::unique_ptr<kiq::router::HttpGateway> gateway;
-  kiq::router::HttpServer http;
-  int http_port = -1;
-  if (absl::GetFlag(FLAGS_http_port) >= 0) {
-    auto created = kiq::router::HttpGateway::Create(
-        server->InProcessChannel(grpc::ChannelArguments()),
-        {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
-    if (!created.ok()) return refuse(created.status().ToString());
-    gateway = *std::move(created);
-    gateway->Register(http.native());
+  kiq::router::StoreCatalog catalog(plan->QueryableStores());
+  kiq::router::Frontend::Options serve;
+  serve.self_id = id;
+  serve.kafka = kafka;
+  serve.members_topic = absl::StrCat(topology->application_id(), "-members");
+  serve.bind_address = absl::GetFlag(FLAGS_bind_address);
+  serve.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  serve.http_port = absl::GetFlag(FLAGS_http_port);
+  serve.port_file = absl::GetFlag(FLAGS_port_file);
+  auto frontend = kiq::router::Frontend::Start(serve, catalog, [](kiq::router::HttpServer& http) {
     http.Get("/healthz", [] { return kiq::router::HttpServer::Reply{200, "ok\n"}; });
-    absl::StatusOr<int> bound =
-        http.Start(absl::GetFlag(FLAGS_bind_address), absl::GetFlag(FLAGS_http_port));
-    if (!bound.ok()) return refuse(absl::StrCat("--http-port: ", bound.status().message()));
-    http_port = *bound;
-    spdlog::info("kiq-router serving HTTP/JSON on {}:{}", absl::GetFlag(FLAGS_bind_address),
-                 http_port);
-  }
-  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
-    const std::string tmp = path + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "w");
-    const std::string http_line = http_port >= 0 ? absl::StrCat("http=", http_port, "\n") : "";
-    if (f == nullptr || std::fprintf(f, "grpc=%d\n%s", port, http_line.c_str()) < 0 ||
-        std::fclose(f) != 0 ||
-        std::rename(tmp.c_str(), path.c_str()) != 0) {
-      return refuse("--port-file: cannot write " + path);
-    }
+  });
+  if (!frontend.ok()) return refuse(frontend.status().ToString());
+  spdlog::info("kiq-router serving kiq.v1.QueryService and MetadataService on {}:{} for {}",
+               serve.bind_address, (*frontend)->grpc_port(), topology->application_id());
+  if ((*frontend)->http_port() >= 0) {
+    spdlog::info("kiq-router serving HTTP/JSON on {}:{}", serve.bind_address,
+                 (*frontend)->http_port());
   }
   int signal = 0;
   sigwait(&stop_signals, &signal);
   spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  http.Stop();
+  (*frontend)->Shutdown(absl::Seconds(5));
   return 0;
 }

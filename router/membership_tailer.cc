@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "kiq/v1/membership.pb.h"
-#include "router/logging.h"
+#include "common/logging.h"
 
 namespace kiq::router {
 namespace {
@@ -29,14 +29,11 @@ std::string RandomSuffix() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
-    const std::string& bootstrap_servers, const std::string& topic, RoutingTable& table) {
+    const KafkaClientConfig& kafka, const std::string& topic, RoutingTable& table) {
   if (topic.empty()) return absl::InvalidArgumentError("membership tailer: topic is required");
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  const std::vector<std::pair<std::string, std::string>> settings = {
-      {"bootstrap.servers", bootstrap_servers},
+  const KafkaProperties settings = {
       // Required by KafkaConsumer, never joined: partitions are assign()ed, nothing committed.
       {"group.id", absl::StrCat(topic, "-tailer-", RandomSuffix())},
-      {"client.id", "kiq-members-tailer"},
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
       // Offsets the broker no longer has (retention) resume at the oldest record still there.
@@ -45,14 +42,10 @@ absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
       // Membership changes should reach routers quickly; the topic is tiny.
       {"fetch.wait.max.ms", "100"},
   };
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = kafka.Build("kiq-members-tailer", settings);
+  if (!conf.ok()) return conf.status();
   std::string err;
-  for (const auto& [name, value] : settings) {
-    if (conf->set(name, value, err) != RdKafka::Conf::CONF_OK) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("membership tailer config ", name, "=", value, ": ", err));
-    }
-  }
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf->get(), err));
   if (!consumer) {
     return absl::InternalError(absl::StrCat("create membership tailer for ", topic, ": ", err));
   }

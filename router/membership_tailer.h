@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/kafka/client_config.h"
 #include "router/routing_table.h"
 
 namespace kiq::router {
@@ -33,7 +34,7 @@ namespace kiq::router {
 class MembershipTailer {
  public:
   static absl::StatusOr<std::unique_ptr<MembershipTailer>> Start(
-      const std::string& bootstrap_servers, const std::string& topic, RoutingTable& table);
+      const KafkaClientConfig& kafka, const std::string& topic, RoutingTable& table);
   ~MembershipTailer();
   MembershipTailer(const MembershipTailer&) = delete;
   MembershipTailer& operator=(const MembershipTailer&) = delete;

@@ -5,8 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "router/entry.h"
-#include "router/grpc_status.h"
-#include "router/partitioner.h"
+#include "common/grpc_status.h"
+#include "common/status.h"
+#include "common/topology/partitioner.h"
 
 namespace kiq::router {
 namespace {

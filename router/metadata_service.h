@@ -1,7 +1,7 @@
 #pragma once
 
 #include "kiq/v1/membership.grpc.pb.h"
-#include "router/local_stores.h"
+#include "router/port/local_stores.h"
 #include "router/routing_table.h"
 
 namespace kiq::router {

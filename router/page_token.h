@@ -5,7 +5,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
-#include "router/local_stores.h"
+#include "router/port/local_stores.h"
 
 namespace kiq::router {
 

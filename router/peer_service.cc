@@ -1,8 +1,8 @@
 #include "router/peer_service.h"
 
-#include "router/grpc_status.h"
+#include "common/grpc_status.h"
 #include "router/query_service.h"
-#include "router/subscription.h"
+#include "router/port/subscription.h"
 #include "router/subscription_stream.h"
 
 namespace kiq::router {

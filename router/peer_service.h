@@ -1,8 +1,8 @@
 #pragma once
 
 #include "kiq/v1/peer.grpc.pb.h"
-#include "router/local_stores.h"
-#include "router/subscription.h"
+#include "router/port/local_stores.h"
+#include "router/port/subscription.h"
 #include "router/thread_pool.h"
 
 namespace kiq::router {

@@ -10,11 +10,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/backoff.h"
 #include "router/entry.h"
-#include "router/grpc_status.h"
+#include "common/grpc_status.h"
+#include "common/status.h"
 #include "router/page_token.h"
 #include "router/peer_service.h"
-#include "router/window_key.h"
+#include "common/topology/window_key.h"
 
 namespace kiq::router {
 namespace {
@@ -22,9 +25,9 @@ namespace {
 // Partition reads answered for partial results do not wait out the whole deadline.
 constexpr absl::Duration kPartialRetryBudget = absl::Seconds(1);
 
-absl::Status WithContext(const absl::Status& s, absl::string_view doing) {
-  return absl::Status(s.code(), absl::StrCat(doing, ": ", s.message()));
-}
+// Between attempts at a partition that is moving, restoring or unreachable (the routing table
+// usually catches up within a few of these).
+constexpr ExponentialBackoff kRoutingBackoff{absl::Milliseconds(20), absl::Milliseconds(500)};
 
 std::optional<std::string> Bound(const std::string& text, const std::string& bytes) {
   if (!bytes.empty()) return bytes;
@@ -38,11 +41,6 @@ absl::StatusOr<int32_t> CheckPageSize(int32_t page_size) {
         absl::StrCat("page_size must be between 0 and ", kMaxPageSize, ", got ", page_size));
   }
   return page_size == 0 ? kDefaultPageSize : page_size;
-}
-
-bool IsNotOwner(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kFailedPrecondition &&
-         absl::StrContains(s.message(), "NOT_OWNER");
 }
 
 // A context for a call to a peer: it inherits the caller's deadline and cancellation when
@@ -66,15 +64,10 @@ void QueryRouter::RecordPeerCall(absl::string_view peer, const grpc::Status& sta
     outcome = "OK";
   } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
     outcome = "UNAVAILABLE";
-  } else if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-             absl::StrContains(status.error_message(), "NOT_OWNER")) {
+  } else if (IsNotOwner(FromGrpcStatus(status, peer))) {
     outcome = "NOT_OWNER";
   }
   cluster_.metrics->RecordPeerCall(peer, outcome);
-}
-
-bool IsRetriableRouting(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kUnavailable || IsNotOwner(status);
 }
 
 absl::StatusOr<StoreInfo> QueryRouter::DescribeForRequest(absl::string_view store) const {
@@ -91,15 +84,10 @@ absl::StatusOr<StoreInfo> QueryRouter::DescribeForPointRead(absl::string_view st
   return info;
 }
 
-absl::Duration QueryRouter::BackoffDelay(int attempt) {
-  return std::min(absl::Milliseconds(20) * (int64_t{1} << std::min(attempt, 5)),
-                  absl::Milliseconds(500));
-}
-
 bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadline,
                           const grpc::CallbackServerContext* parent) const {
   if (parent != nullptr && parent->IsCancelled()) return false;
-  const absl::Duration wait = BackoffDelay(attempt);
+  const absl::Duration wait = kRoutingBackoff.Delay(attempt);
   const absl::Time now = absl::Now();
   // Without a cluster nothing can change who owns what: no point in retrying.
   if (cluster_.table == nullptr || now + wait >= deadline) return false;
@@ -145,64 +133,143 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetReq
   return response;
 }
 
+// The state of one routed point read: shared by the peer call's and the retry timers'
+// callbacks.
 template <typename Response>
-absl::StatusOr<Response> QueryRouter::RoutePointRead(
-    absl::string_view store, PartitionId p, const std::string& doing, absl::Time deadline,
-    bool forwarded, const grpc::CallbackServerContext* parent,
-    const std::function<absl::StatusOr<Response>()>& read_local,
-    const std::function<grpc::Status(PeerPool::Peer&, grpc::ClientContext*, Response*)>& forward)
-    const {
+struct QueryRouter::PointRead {
+  std::string store;
+  PartitionId partition;
+  std::string doing;
+  absl::Time deadline;
+  bool forwarded = false;
+  const grpc::CallbackServerContext* parent = nullptr;
+  std::function<absl::StatusOr<Response>()> read_local;
+  AsyncForward<Response> forward;
+  std::function<void(absl::StatusOr<Response>)> done;
+  int attempt = 0;
   absl::Status last;
-  for (int attempt = 0;; ++attempt) {
-    const uint64_t version = cluster_.table ? cluster_.table->version() : 0;
-    absl::Status readable = local_.CheckReadable(store, p);
-    if (readable.ok()) {
-      absl::StatusOr<Response> response = read_local();
-      if (!response.ok()) return WithContext(response.status(), doing);
-      return response;
-    }
-    // A forwarded call is answered here or refused: it is never forwarded again.
-    if (forwarded || cluster_.table == nullptr) return WithContext(readable, doing);
-    last = readable;
-    if (IsNotOwner(readable)) {
-      absl::StatusOr<PartitionOwner> owner =
-          cluster_.table->ActiveOwner(p.value(), cluster_.self_node_id);
-      if (!owner.ok()) {
-        last = owner.status();
-      } else {
-        PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
-        std::unique_ptr<grpc::ClientContext> context = PeerContext(deadline, parent);
-        Response response;
-        grpc::Status status = forward(peer, context.get(), &response);
-        RecordPeerCall(owner->node.node_id(), status);
-        if (status.ok()) return response;
-        absl::Status forwarded_status = FromGrpcStatus(
-            status, absl::StrCat("forwarded to node ", owner->node.node_id()));
-        // Errors about the request itself (unknown store, bad key) are final.
-        if (!IsRetriableRouting(forwarded_status)) return forwarded_status;
-        last = forwarded_status;
-      }
-    }
-    if (!Backoff(version, attempt, deadline, parent)) return WithContext(last, doing);
+  std::unique_ptr<grpc::ClientContext> context;
+  Response response;
+  // Alarms are kept until the read ends: one must not be destroyed inside its own callback.
+  std::vector<std::unique_ptr<grpc::Alarm>> alarms;
+};
+
+// The routing loop of every point read (Get, WindowFetch; synchronous or not): key's partition
+// → readable here? read it : forwarded call? refuse : NOT_OWNER? forward to the ACTIVE owner
+// from the routing table; anything retriable (restoring, moving, owner unreachable) is tried
+// again after a backoff, within the deadline. Never guesses an owner.
+template <typename Response>
+void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const {
+  const PartitionId p = read->partition;
+  absl::Status readable = local_.CheckReadable(read->store, p);
+  if (readable.ok()) {
+    absl::StatusOr<Response> response = read->read_local();
+    if (!response.ok()) return read->done(WithContext(response.status(), read->doing));
+    return read->done(std::move(response));
   }
+  // A forwarded call is answered here or refused: it is never forwarded again.
+  if (read->forwarded || cluster_.table == nullptr) {
+    return read->done(WithContext(readable, read->doing));
+  }
+  read->last = readable;
+  if (IsNotOwner(readable)) {
+    absl::StatusOr<PartitionOwner> owner =
+        cluster_.table->ActiveOwner(p.value(), cluster_.self_node_id);
+    if (!owner.ok()) {
+      read->last = owner.status();
+    } else {
+      PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
+      read->context = PeerContext(read->deadline, read->parent);
+      read->response.Clear();
+      const std::string node_id = owner->node.node_id();
+      read->forward(peer, read->context.get(), &read->response,
+                    [this, read, node_id](grpc::Status status) {
+                      RecordPeerCall(node_id, status);
+                      if (status.ok()) return read->done(std::move(read->response));
+                      absl::Status s =
+                          FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id));
+                      // Errors about the request itself (unknown store, bad key) are final.
+                      if (!IsRetriableRouting(s)) return read->done(s);
+                      read->last = s;
+                      RetryPointRead(read);
+                    });
+      return;
+    }
+  }
+  RetryPointRead(std::move(read));
+}
+
+template <typename Response>
+void QueryRouter::RetryPointRead(std::shared_ptr<PointRead<Response>> read) const {
+  const absl::Duration wait = kRoutingBackoff.Delay(read->attempt++);
+  if ((read->parent != nullptr && read->parent->IsCancelled()) ||
+      absl::Now() + wait >= read->deadline) {
+    return read->done(WithContext(read->last, read->doing));
+  }
+  read->alarms.push_back(std::make_unique<grpc::Alarm>());
+  grpc::Alarm& alarm = *read->alarms.back();
+  alarm.Set(absl::ToChronoTime(absl::Now() + wait), [this, read](bool) { StepPointRead(read); });
+}
+
+template <typename Response>
+absl::StatusOr<Response> QueryRouter::AwaitPointRead(
+    std::shared_ptr<PointRead<Response>> read) const {
+  // Shared with the callback, which may still be returning when this thread wakes up.
+  struct Outcome {
+    absl::Notification finished;
+    absl::StatusOr<Response> result;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  read->done = [outcome](absl::StatusOr<Response> r) {
+    outcome->result = std::move(r);
+    outcome->finished.Notify();
+  };
+  StepPointRead(std::move(read));
+  outcome->finished.WaitForNotification();
+  return std::move(outcome->result);
+}
+
+absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>>
+QueryRouter::NewGet(const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+                    const grpc::CallbackServerContext* parent) const {
+  absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
+  if (!info.ok()) return info.status();
+  absl::StatusOr<std::string> key = RequestKey(request);
+  if (!key.ok()) return key.status();
+  auto read = std::make_shared<PointRead<kiq::v1::GetResponse>>();
+  read->store = request.store();
+  read->partition = PartitionId(PartitionForKey(info->partitioner, *key, info->num_partitions));
+  read->doing = absl::StrCat("get store=", request.store(), " key=", ClipKey(*key),
+                             " partition=", read->partition.value());
+  read->deadline = deadline;
+  read->forwarded = forwarded;
+  read->parent = parent;
+  read->read_local = [this, &request, info = *std::move(info), key = *std::move(key),
+                      p = read->partition, deadline] {
+    return LocalGet(request, info, key, p, deadline);
+  };
+  read->forward = [&request](PeerPool::Peer& peer, grpc::ClientContext* context,
+                             kiq::v1::GetResponse* response,
+                             std::function<void(grpc::Status)> done) {
+    peer.query->async()->Get(context, &request, response, std::move(done));
+  };
+  return read;
 }
 
 absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
     const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
     const grpc::CallbackServerContext* parent) const {
-  absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
-  if (!info.ok()) return info.status();
-  absl::StatusOr<std::string> key = RequestKey(request);
-  if (!key.ok()) return key.status();
-  const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
-  const std::string doing =
-      absl::StrCat("get store=", request.store(), " key=", ClipKey(*key), " partition=", p.value());
-  return RoutePointRead<kiq::v1::GetResponse>(
-      request.store(), p, doing, deadline, forwarded, parent,
-      [&] { return LocalGet(request, *info, *key, p, deadline); },
-      [&](PeerPool::Peer& peer, grpc::ClientContext* context, kiq::v1::GetResponse* response) {
-        return peer.query->Get(context, request, response);
-      });
+  auto read = NewGet(request, deadline, forwarded, parent);
+  if (!read.ok()) return read.status();
+  return AwaitPointRead(*std::move(read));
+}
+
+void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
+                           const grpc::CallbackServerContext* parent, GetCallback done) const {
+  auto read = NewGet(request, deadline, /*forwarded=*/false, parent);
+  if (!read.ok()) return done(read.status());
+  (*read)->done = std::move(done);
+  StepPointRead(*std::move(read));
 }
 
 absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
@@ -257,101 +324,21 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
                                                    " is after time_to ", request.time_to()));
   }
   const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
-  const std::string doing = absl::StrCat("window-fetch store=", request.store(),
-                                         " key=", ClipKey(*key), " partition=", p.value());
-  return RoutePointRead<kiq::v1::WindowFetchResponse>(
-      request.store(), p, doing, deadline, forwarded, parent,
-      [&] { return LocalWindowFetch(request, *info, *key, p, deadline); },
-      [&](PeerPool::Peer& peer, grpc::ClientContext* context,
-          kiq::v1::WindowFetchResponse* response) {
-        return peer.query->WindowFetch(context, request, response);
-      });
-}
-
-// The state of one GetAsync: shared by the peer call's and the retry timers' callbacks.
-struct QueryRouter::AsyncGet {
-  const kiq::v1::GetRequest* request;
-  StoreInfo info;
-  std::string key;
-  PartitionId partition;
-  std::string doing;
-  absl::Time deadline;
-  const grpc::CallbackServerContext* parent;
-  GetCallback done;
-  int attempt = 0;
-  absl::Status last;
-  std::unique_ptr<grpc::ClientContext> context;
-  kiq::v1::GetResponse response;
-  // Alarms are kept until the call ends: one must not be destroyed inside its own callback.
-  std::vector<std::unique_ptr<grpc::Alarm>> alarms;
-};
-
-void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
-                           const grpc::CallbackServerContext* parent, GetCallback done) const {
-  absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
-  if (!info.ok()) return done(info.status());
-  absl::StatusOr<std::string> key = RequestKey(request);
-  if (!key.ok()) return done(key.status());
-  auto get = std::make_shared<AsyncGet>();
-  get->request = &request;
-  get->partition = PartitionId(PartitionForKey(info->partitioner, *key, info->num_partitions));
-  get->doing = absl::StrCat("get store=", request.store(), " key=", ClipKey(*key),
-                            " partition=", get->partition.value());
-  get->info = std::move(*info);
-  get->key = std::move(*key);
-  get->deadline = deadline;
-  get->parent = parent;
-  get->done = std::move(done);
-  StepAsync(std::move(get));
-}
-
-void QueryRouter::StepAsync(std::shared_ptr<AsyncGet> get) const {
-  const PartitionId p = get->partition;
-  absl::Status readable = local_.CheckReadable(get->request->store(), p);
-  if (readable.ok()) {
-    absl::StatusOr<kiq::v1::GetResponse> response =
-        LocalGet(*get->request, get->info, get->key, p, get->deadline);
-    if (!response.ok()) return get->done(WithContext(response.status(), get->doing));
-    return get->done(std::move(response));
-  }
-  if (cluster_.table == nullptr) return get->done(WithContext(readable, get->doing));
-  get->last = readable;
-  if (IsNotOwner(readable)) {
-    absl::StatusOr<PartitionOwner> owner =
-        cluster_.table->ActiveOwner(p.value(), cluster_.self_node_id);
-    if (!owner.ok()) {
-      get->last = owner.status();
-    } else {
-      PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
-      get->context = PeerContext(get->deadline, get->parent);
-      get->response.Clear();
-      const std::string node_id = owner->node.node_id();
-      peer.query->async()->Get(
-          get->context.get(), get->request, &get->response,
-          [this, get, node_id](grpc::Status status) {
-            RecordPeerCall(node_id, status);
-            if (status.ok()) return get->done(std::move(get->response));
-            absl::Status s = FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id));
-            // Errors about the request itself (unknown store, bad key) are final.
-            if (!IsRetriableRouting(s)) return get->done(s);
-            get->last = s;
-            RetryAsync(get);
-          });
-      return;
-    }
-  }
-  RetryAsync(std::move(get));
-}
-
-void QueryRouter::RetryAsync(std::shared_ptr<AsyncGet> get) const {
-  const absl::Duration wait = BackoffDelay(get->attempt++);
-  if ((get->parent != nullptr && get->parent->IsCancelled()) ||
-      absl::Now() + wait >= get->deadline) {
-    return get->done(WithContext(get->last, get->doing));
-  }
-  get->alarms.push_back(std::make_unique<grpc::Alarm>());
-  grpc::Alarm& alarm = *get->alarms.back();
-  alarm.Set(absl::ToChronoTime(absl::Now() + wait), [this, get](bool) { StepAsync(get); });
+  auto read = std::make_shared<PointRead<kiq::v1::WindowFetchResponse>>();
+  read->store = request.store();
+  read->partition = p;
+  read->doing = absl::StrCat("window-fetch store=", request.store(), " key=", ClipKey(*key),
+                             " partition=", p.value());
+  read->deadline = deadline;
+  read->forwarded = forwarded;
+  read->parent = parent;
+  read->read_local = [&] { return LocalWindowFetch(request, *info, *key, p, deadline); };
+  read->forward = [&request](PeerPool::Peer& peer, grpc::ClientContext* context,
+                             kiq::v1::WindowFetchResponse* response,
+                             std::function<void(grpc::Status)> done) {
+    peer.query->async()->WindowFetch(context, &request, response, std::move(done));
+  };
+  return AwaitPointRead(std::move(read));
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(

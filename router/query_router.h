@@ -10,12 +10,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kiq/v1/query.pb.h"
-#include "router/local_stores.h"
+#include "router/port/local_stores.h"
 #include "router/peer_pool.h"
 #include "router/query_metrics.h"
 #include "router/routing_table.h"
 #include "router/fan_in.h"
-#include "router/subscription.h"
+#include "router/port/subscription.h"
 
 namespace kiq::router {
 
@@ -89,10 +89,22 @@ class QueryRouter {
   static constexpr absl::Duration kSubscribeGiveUp = absl::Seconds(60);
 
  private:
-  struct AsyncGet;
-  void StepAsync(std::shared_ptr<AsyncGet> get) const;
-  void RetryAsync(std::shared_ptr<AsyncGet> get) const;
-  static absl::Duration BackoffDelay(int attempt);
+  // One point read (Get, WindowFetch) through the one routing loop (query_router.cc).
+  template <typename Response>
+  using AsyncForward = std::function<void(PeerPool::Peer&, grpc::ClientContext*, Response*,
+                                          std::function<void(grpc::Status)>)>;
+  template <typename Response>
+  struct PointRead;
+  template <typename Response>
+  void StepPointRead(std::shared_ptr<PointRead<Response>> read) const;
+  template <typename Response>
+  void RetryPointRead(std::shared_ptr<PointRead<Response>> read) const;
+  // Runs `read` to its end and returns its answer, blocking the calling thread.
+  template <typename Response>
+  absl::StatusOr<Response> AwaitPointRead(std::shared_ptr<PointRead<Response>> read) const;
+  absl::StatusOr<std::shared_ptr<PointRead<kiq::v1::GetResponse>>> NewGet(
+      const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+      const grpc::CallbackServerContext* parent) const;
 
   // What one partition contributed to a scan or count.
   struct PartitionRead {
@@ -133,15 +145,6 @@ class QueryRouter {
   // Read your writes on a local partition: waits for `min_position`'s offset of `p`, if any.
   absl::Status WaitLocal(absl::string_view store, const kiq::v1::Position& min_position,
                          PartitionId p, absl::Time deadline) const;
-  // A read of one key's partition: `read_local` if it is readable here, else `forward` to its
-  // active owner (unless the call was itself forwarded), retrying while the partition moves.
-  template <typename Response>
-  absl::StatusOr<Response> RoutePointRead(
-      absl::string_view store, PartitionId p, const std::string& doing, absl::Time deadline,
-      bool forwarded, const grpc::CallbackServerContext* parent,
-      const std::function<absl::StatusOr<Response>()>& read_local,
-      const std::function<grpc::Status(PeerPool::Peer&, grpc::ClientContext*, Response*)>& forward)
-      const;
   absl::StatusOr<kiq::v1::WindowFetchResponse> LocalWindowFetch(
       const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
       PartitionId p, absl::Time deadline) const;
@@ -157,9 +160,5 @@ class QueryRouter {
   // Places subscriptions' partitions that are waiting for an owner (a thread, on first use).
   const std::unique_ptr<SubscriptionPlacer> placer_ = std::make_unique<SubscriptionPlacer>();
 };
-
-// Whether a router should retry a partition read that failed with `status`: the partition is
-// moving (NOT_OWNER), restoring, or its owner is unreachable.
-bool IsRetriableRouting(const absl::Status& status);
 
 }  // namespace kiq::router

@@ -4,7 +4,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "router/entry.h"
-#include "router/grpc_status.h"
+#include "common/grpc_status.h"
 #include "router/subscription_stream.h"
 
 namespace kiq::router {

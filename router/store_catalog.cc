@@ -1,13 +1,13 @@
 #include "router/store_catalog.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace kiq::router {
 namespace {
 
 absl::Status NotOwner(PartitionId p) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("NOT_OWNER: partition ", p.value(), " is not owned by this router"));
+  return NotOwnerError(absl::StrCat("NOT_OWNER: partition ", p.value(), " is not owned by this router"));
 }
 
 }  // namespace
@@ -42,7 +42,7 @@ absl::StatusOr<int64_t> StoreCatalog::ApproximateCount(absl::string_view, Partit
 
 absl::Status StoreCatalog::WaitForPosition(absl::string_view, const kiq::v1::Position&,
                                            absl::Time) const {
-  return absl::FailedPreconditionError("NOT_OWNER: this router holds no partitions");
+  return NotOwnerError("NOT_OWNER: this router holds no partitions");
 }
 
 }  // namespace kiq::router

@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "router/local_stores.h"
+#include "router/port/local_stores.h"
 
 namespace kiq::router {
 

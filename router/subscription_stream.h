@@ -10,8 +10,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/mutex.h"
-#include "router/grpc_status.h"
-#include "router/subscription.h"
+#include "common/grpc_status.h"
+#include "router/port/subscription.h"
 
 namespace kiq::router {
 

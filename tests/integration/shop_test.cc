@@ -110,7 +110,8 @@ TEST_P(ShopTest, PurchasesPerCityPerHalfHourMatchTheTruth) {
     Produce("customers", user,
             absl::StrCat(R"({"name":"n)", u, R"(","city":")", city_of[user], R"("})"));
   }
-  for (auto& [id, client] : clients_) {
+  for (auto& entry : clients_) {
+    auto& client = entry.second;
     ASSERT_TRUE(WaitFor([&] { return client->CaughtUp("customers", "customers", produced_); },
                         absl::Seconds(60)));
   }

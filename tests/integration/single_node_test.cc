@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
-#include "router/grpc_status.h"
+#include "common/grpc_status.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
@@ -169,7 +169,7 @@ TEST_F(SingleNodeTest, ServerReflectionListsTheServices) {
   for (const auto& s : response.list_services_response().service()) services.insert(s.name());
   EXPECT_TRUE(services.count("kiq.v1.QueryService")) << response.DebugString();
   EXPECT_TRUE(services.count("kiq.v1.MetadataService")) << response.DebugString();
-  EXPECT_OK(kiq::router::FromGrpcStatus(stream->Finish(), "reflection"));
+  EXPECT_OK(kiq::FromGrpcStatus(stream->Finish(), "reflection"));
 }
 
 TEST_F(SingleNodeTest, BadRequestsGetClearErrorsAndTheNodeKeepsServing) {

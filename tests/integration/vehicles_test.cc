@@ -96,7 +96,8 @@ TEST_P(VehiclesTest, LatestPositionTopSpeedAndSpeedingMatchTheTruth) {
 }
 
 void VehiclesTest::VerifyThroughEveryNode() {
-  for (auto& [id, client] : clients_) {
+  for (auto& [id, node_client] : clients_) {
+    auto& client = node_client;  // a lambda cannot capture a structured binding in C++17
     for (const char* store : {"last_position", "top_speed", "speeding"}) {
       ASSERT_TRUE(WaitFor([&] { return client->CaughtUp(store, "positions", produced_); },
                           absl::Seconds(90)))

@@ -4,9 +4,9 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "router/local_stores.h"
-#include "router/value_codec.h"
-#include "router/window_key.h"
+#include "router/port/local_stores.h"
+#include "common/topology/value_codec.h"
+#include "common/topology/window_key.h"
 
 namespace kiq::router {
 namespace {

@@ -13,8 +13,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/membership.grpc.pb.h"
-#include "router/local_stores.h"
-#include "router/partitioner.h"
+#include "router/port/local_stores.h"
+#include "common/topology/partitioner.h"
 #include "router/routing_table.h"
 
 namespace kiq::router {

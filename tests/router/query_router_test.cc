@@ -19,10 +19,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/query.pb.h"
-#include "router/local_stores.h"
-#include "router/partitioner.h"
-#include "router/types.h"
-#include "router/value_codec.h"
+#include "router/port/local_stores.h"
+#include "common/topology/partitioner.h"
+#include "common/types.h"
+#include "common/topology/value_codec.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::router {

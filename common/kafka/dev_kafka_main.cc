@@ -1,0 +1,80 @@
+// kiq-dev-kafka: a standalone Kafka-protocol cluster (librdkafka's mock) for development and
+// tests. Prints the bootstrap servers on one line on stdout, then runs until SIGTERM/SIGINT.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "common/kafka/dev_kafka.h"
+#include "common/flag_names.h"
+
+ABSL_FLAG(int, brokers, 3, "Number of brokers in the mock cluster.");
+ABSL_FLAG(std::vector<std::string>, topics, {},
+          "Topics to create, as name:partitions[,name:partitions...], e.g. orders:6,customers:6.");
+ABSL_FLAG(std::string, bootstrap_file, "",
+          "Also write the bootstrap servers to this file (written whole, after topics exist).");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Starts a Kafka-protocol cluster for development (librdkafka mock cluster).\n"
+      "Usage: kiq-dev-kafka [--brokers=3] [--topics=orders:6,customers:6]");
+  std::vector<std::string> args = kiq::NormalizeFlagNames(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+
+  std::vector<std::pair<std::string, int>> topics;
+  for (const std::string& spec : absl::GetFlag(FLAGS_topics)) {
+    std::vector<std::string> parts = absl::StrSplit(spec, ':');
+    int partitions = 0;
+    if (parts.size() != 2 || parts[0].empty() || !absl::SimpleAtoi(parts[1], &partitions) ||
+        partitions < 1) {
+      std::cerr << "kiq-dev-kafka: --topics: expected name:partitions, got \"" << spec << "\"\n";
+      return 2;
+    }
+    topics.emplace_back(parts[0], partitions);
+  }
+
+  // Block the stop signals before any thread starts, so that every thread inherits the mask and
+  // main alone receives them through sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto kafka = kiq::DevKafka::Start(absl::GetFlag(FLAGS_brokers));
+  if (!kafka.ok()) {
+    std::cerr << "kiq-dev-kafka: " << kafka.status() << "\n";
+    return 1;
+  }
+  for (const auto& [name, partitions] : topics) {
+    if (absl::Status s = (*kafka)->CreateTopic(name, partitions); !s.ok()) {
+      std::cerr << "kiq-dev-kafka: " << s << "\n";
+      return 1;
+    }
+  }
+  const std::string bootstrap = (*kafka)->bootstrap_servers();
+  if (const std::string path = absl::GetFlag(FLAGS_bootstrap_file); !path.empty()) {
+    const std::string tmp = path + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (f == nullptr || std::fprintf(f, "%s\n", bootstrap.c_str()) < 0 || std::fclose(f) != 0 ||
+        std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::cerr << "kiq-dev-kafka: cannot write " << path << "\n";
+      return 1;
+    }
+  }
+  std::cout << bootstrap << std::endl;
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  std::cerr << "kiq-dev-kafka: stopping\n";
+  return 0;
+}

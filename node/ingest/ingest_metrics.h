@@ -1,0 +1,65 @@
+#pragma once
+
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace kiq::node {
+
+// Ingestion, restoration and state metrics of a node, built once on a registry that outlives
+// this object. Labels are bounded: topic, store, partition, state, reason, broker.
+// Thread-safe (prometheus-cpp metrics are); the ingestion thread caches the Counter references
+// it increments per record.
+class IngestMetrics {
+ public:
+  explicit IngestMetrics(prometheus::Registry& registry);
+
+  prometheus::Counter& Consumed(absl::string_view topic, int32_t partition);
+  prometheus::Counter& Materialized(absl::string_view store, int32_t partition);
+  void BadRecord(absl::string_view store, absl::string_view reason);
+  void LateRecords(absl::string_view store, int64_t n);
+  void WrongPartition(absl::string_view topic);
+  // A repartition record dropped as a re-forwarded duplicate (group_by).
+  void RepartitionDuplicate(absl::string_view store);
+  void Rebalance(absl::string_view type);
+  void Restored(absl::string_view store, int64_t records, absl::Duration took);
+  void SetLag(absl::string_view topic, int32_t partition, int64_t lag);
+  void SetPartitions(int64_t active, int64_t restoring, int64_t failed);
+  void SetMembers(int64_t members);
+  void SetStore(absl::string_view store, int64_t size_bytes, int64_t estimated_keys);
+  void SetBrokerRtt(absl::string_view broker, double seconds);
+  void SetQueueMessages(int64_t messages);
+  // The open-subscriptions gauge, set by the subscription hub.
+  prometheus::Gauge& Subscriptions();
+
+  // Maps a bad-record reason to a bounded label value.
+  static std::string ReasonLabel(absl::string_view reason);
+
+ private:
+  prometheus::Family<prometheus::Counter>& consumed_;
+  prometheus::Family<prometheus::Counter>& materialized_;
+  prometheus::Family<prometheus::Counter>& bad_records_;
+  prometheus::Family<prometheus::Counter>& late_records_;
+  prometheus::Family<prometheus::Counter>& wrong_partition_;
+  prometheus::Family<prometheus::Counter>& repartition_duplicates_;
+  prometheus::Family<prometheus::Counter>& rebalances_;
+  prometheus::Family<prometheus::Counter>& restore_records_;
+  prometheus::Family<prometheus::Histogram>& restore_duration_;
+  prometheus::Family<prometheus::Gauge>& lag_;
+  prometheus::Family<prometheus::Gauge>& partitions_;
+  prometheus::Family<prometheus::Gauge>& members_;
+  prometheus::Family<prometheus::Gauge>& subscriptions_;
+  prometheus::Family<prometheus::Gauge>& store_size_;
+  prometheus::Family<prometheus::Gauge>& store_keys_;
+  prometheus::Family<prometheus::Gauge>& broker_rtt_;
+  prometheus::Family<prometheus::Gauge>& queue_messages_;
+};
+
+}  // namespace kiq::node

@@ -1,0 +1,811 @@
+#include "node/ingest/ingestor.h"
+
+#include <cstring>
+
+#include "common/logging.h"
+
+#include <rapidjson/document.h>
+
+#include "absl/container/btree_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/kafka/kafka_errors.h"
+#include "node/ingest/record_headers.h"
+#include "common/grpc_status.h"
+
+#include <librdkafka/rdkafka.h>
+
+namespace kiq::node {
+namespace {
+
+constexpr int kKafkaTimeoutMs = 10000;
+// The longest a batch waits for its changelog to be durable before ingestion stops.
+constexpr int kChangelogFlushTimeoutMs = 30000;
+
+absl::Status ToStatus(RdKafka::ErrorCode err, const std::string& doing) {
+  return KafkaToStatus(static_cast<rd_kafka_resp_err_t>(err), doing);
+}
+
+}  // namespace
+
+// Routes librdkafka's rebalance events (served inside consume(), on the ingestion thread)
+// to the Ingestor.
+class Ingestor::RebalanceHandler final : public RdKafka::RebalanceCb {
+ public:
+  explicit RebalanceHandler(Ingestor& ingestor) : ingestor_(ingestor) {}
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      ingestor_.OnAssign(partitions);
+    } else {
+      ingestor_.OnRevoke();
+    }
+  }
+
+ private:
+  Ingestor& ingestor_;
+};
+
+// Turns librdkafka's statistics (every 5 s, served inside consume()) into gauges: each
+// broker's average RTT and the messages waiting in the local fetch queues.
+class Ingestor::StatsHandler final : public RdKafka::EventCb {
+ public:
+  explicit StatsHandler(IngestMetrics* metrics) : metrics_(metrics) {}
+  void event_cb(RdKafka::Event& event) override {
+    if (event.type() != RdKafka::Event::EVENT_STATS) {
+      KafkaLogEvents::Instance().event_cb(event);
+      return;
+    }
+    if (metrics_ == nullptr) return;
+    rapidjson::Document doc;
+    doc.Parse(event.str().c_str());
+    if (doc.HasParseError() || !doc.IsObject()) return;
+    if (doc.HasMember("brokers") && doc["brokers"].IsObject()) {
+      for (const auto& broker : doc["brokers"].GetObject()) {
+        const auto& b = broker.value;
+        if (!b.IsObject() || !b.HasMember("rtt") || !b.HasMember("nodeid")) continue;
+        if (b["nodeid"].GetInt() < 0) continue;  // bootstrap placeholders
+        const auto& rtt = b["rtt"];
+        if (rtt.IsObject() && rtt.HasMember("avg") && rtt["avg"].IsNumber()) {
+          metrics_->SetBrokerRtt(broker.name.GetString(), rtt["avg"].GetDouble() / 1e6);
+        }
+      }
+    }
+    int64_t queued = 0;
+    if (doc.HasMember("topics") && doc["topics"].IsObject()) {
+      for (const auto& topic : doc["topics"].GetObject()) {
+        if (!topic.value.IsObject() || !topic.value.HasMember("partitions")) continue;
+        for (const auto& partition : topic.value["partitions"].GetObject()) {
+          const auto& p = partition.value;
+          if (p.IsObject() && p.HasMember("fetchq_cnt") && p["fetchq_cnt"].IsNumber()) {
+            queued += p["fetchq_cnt"].GetInt64();
+          }
+        }
+      }
+    }
+    metrics_->SetQueueMessages(queued);
+  }
+
+ private:
+  IngestMetrics* const metrics_;
+};
+
+absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& topology,
+                                                           StoreEngine& engine,
+                                                           PartitionStates& states,
+                                                           PositionTracker& positions,
+                                                           IngestorOptions options) {
+  std::unique_ptr<Ingestor> ingestor(
+      new Ingestor(topology, engine, states, positions, std::move(options)));
+  const IngestorOptions& o = ingestor->options_;
+  std::string err;
+  {
+    absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = o.kafka.Build(o.node_id, {
+        {"group.id", topology.application_id()},
+        // Static membership (KIP-345): a node that restarts within the session timeout keeps
+        // its partitions.
+        {"group.instance.id", o.node_id},
+        // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        // Every assigned partition gets an explicit start offset; if the log moves under us
+        // (retention, recreated topic) we want an error event, never a silent reset.
+        {"auto.offset.reset", "error"},
+        // With co-partitioned sources, the range assignor gives partition p of every topic to
+        // the same member: that is what makes "task = partition number" hold.
+        {"partition.assignment.strategy", "range"},
+        // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
+        {"queued.min.messages", "1000000"},
+        {"enable.partition.eof", "false"},
+        {"statistics.interval.ms", o.metrics != nullptr ? "5000" : "0"},
+    });
+    if (!conf.ok()) return conf.status();
+    if ((*conf)->set("rebalance_cb", ingestor->rebalance_.get(), err) != RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(absl::StrCat("rebalance_cb: ", err));
+    }
+    ingestor->stats_handler_ = std::make_unique<StatsHandler>(o.metrics);
+    if ((*conf)->set("event_cb", ingestor->stats_handler_.get(), err) != RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(absl::StrCat("event_cb: ", err));
+    }
+    ingestor->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
+    if (!ingestor->consumer_) return absl::InternalError(absl::StrCat("create consumer: ", err));
+  }
+  absl::StatusOr<std::unique_ptr<Restorer>> restorer = Restorer::Create(
+      o.kafka, topology.application_id() + "-restore", o.node_id + "-restore");
+  if (!restorer.ok()) return restorer.status();
+  ingestor->restorer_ = *std::move(restorer);
+  absl::StatusOr<std::unique_ptr<ChangelogWriter>> changelog =
+      ChangelogWriter::Create(o.kafka, o.node_id + "-changelog");
+  if (!changelog.ok()) return changelog.status();
+  ingestor->changelog_ = *std::move(changelog);
+
+  std::vector<std::string> topics;
+  for (const CompiledSource& source : topology.sources()) topics.push_back(source.spec.topic());
+  if (RdKafka::ErrorCode code = ingestor->consumer_->subscribe(topics);
+      code != RdKafka::ERR_NO_ERROR) {
+    return ToStatus(code, absl::StrCat("subscribe to ", absl::StrJoin(topics, ",")));
+  }
+  absl::StatusOr<std::unique_ptr<DeadLetterQueue>> dlq = DeadLetterQueue::Create(
+      o.kafka, absl::StrCat(topology.application_id(), "-dlq"), o.node_id);
+  if (!dlq.ok()) return dlq.status();
+  ingestor->dlq_ = std::move(*dlq);
+  return ingestor;
+}
+
+Ingestor::Ingestor(CompiledTopology& topology, StoreEngine& engine, PartitionStates& states,
+                   PositionTracker& positions, IngestorOptions options)
+    : topology_(topology),
+      engine_(engine),
+      states_(states),
+      positions_(positions),
+      options_(std::move(options)),
+      rebalance_(std::make_unique<RebalanceHandler>(*this)),
+      batch_(engine) {}
+
+Ingestor::~Ingestor() { Stop(); }
+
+void Ingestor::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Ingestor::Stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Ingestor::Wait() {
+  done_.WaitForNotification();
+  absl::MutexLock lock(&mu_);
+  return final_status_;
+}
+
+void Ingestor::Run() {
+  absl::Status status = absl::OkStatus();
+  LogLimiter consume_errors(20);
+  while (!stop_.load() && status.ok()) {
+    // Once the batch is due, only look at what is already queued: a record there means we are
+    // behind, and the batch may grow; none means the batch is committed now.
+    const bool due = !batch_.empty() && absl::Now() - batch_started_ >= options_.max_batch_delay;
+    std::unique_ptr<RdKafka::Message> message(consumer_->consume(
+        due ? 0 : static_cast<int>(absl::ToInt64Milliseconds(options_.max_batch_delay))));
+    bool backlog = false;
+    if (message->err() == RdKafka::ERR_NO_ERROR) {
+      backlog = due;
+      status = HandleMessage(*message);
+    } else if (message->err() == RdKafka::ERR__AUTO_OFFSET_RESET ||
+               message->err() == RdKafka::ERR_OFFSET_OUT_OF_RANGE) {
+      HandleOutOfRange(message->topic_name(), PartitionId(message->partition()),
+                       message->errstr());
+    } else if (message->err() != RdKafka::ERR__TIMED_OUT) {
+      const auto code = static_cast<rd_kafka_resp_err_t>(message->err());
+      absl::Status error = KafkaToStatus(code, "consume");
+      if (ClassifyKafkaError(code) == KafkaErrorAction::kFatal) {
+        status = error;
+      } else if (int64_t suppressed = 0; consume_errors.Allow(&suppressed)) {
+        spdlog::warn("{} (will retry; {} similar suppressed)", error.message(), suppressed);
+      }
+    }
+    if (status.ok() && !batch_.empty()) {
+      const absl::Duration age = absl::Now() - batch_started_;
+      if (batch_.records() >= options_.max_batch_records ||
+          (age >= options_.max_batch_delay && !backlog) ||
+          age >= options_.max_backlog_batch_delay) {
+        status = Flush();
+      }
+    }
+    if (status.ok() && !catching_up_.empty()) CheckCaughtUp();
+    dlq_->Poll();
+    changelog_->Poll();
+  }
+  if (status.ok()) status = Flush();
+  if (!status.ok()) spdlog::error("ingestion stopped: {}", status.ToString());
+  if (options_.hub != nullptr) {
+    options_.hub->EndAll(absl::UnavailableError(
+        status.ok() ? std::string("node shutting down")
+                    : absl::StrCat("ingestion stopped: ", status.ToString())));
+  }
+  // close() serves the final revoke and leaves the group.
+  consumer_->close();
+  restorer_->Close();
+  dlq_->Flush(5000);
+  {
+    absl::MutexLock lock(&mu_);
+    final_status_ = status;
+  }
+  done_.Notify();
+}
+
+absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
+  const CompiledSource* source = topology_.FindSource(message.topic_name());
+  if (source == nullptr) return absl::OkStatus();  // not subscribed any more
+  Record record;
+  record.topic = source->spec.topic();
+  record.partition = PartitionId(message.partition());
+  record.offset = Offset(message.offset());
+  record.timestamp_ms = message.timestamp().timestamp;
+  if (message.key_pointer() != nullptr) {
+    record.key.emplace(static_cast<const char*>(message.key_pointer()), message.key_len());
+  }
+  if (message.payload() != nullptr) {
+    record.value.emplace(static_cast<const char*>(message.payload()), message.len());
+  }
+
+  if (record.key) {
+    const PartitionId expected = CompiledTopology::ExpectedPartition(*source, *record.key);
+    if (expected != record.partition) {
+      const int64_t n = ++stats_.wrong_partition;
+      if (options_.metrics != nullptr) options_.metrics->WrongPartition(record.topic);
+      if (int64_t suppressed = 0; wrong_partition_log_.Allow(&suppressed)) {
+        spdlog::warn(
+            "topic {}: record at partition {} offset {} has a key that the {} partitioner maps "
+            "to partition {} ({} such records so far). Get() will not find it. Fix the "
+            "producers (Kafka's Java default; librdkafka/kcat: -X partitioner=murmur2_random) "
+            "or set `partitioner: consistent` on this source in the topology.",
+            record.topic, record.partition.value(), record.offset.value(),
+            source->partitioner == PartitionerKind::kMurmur2 ? "murmur2" : "consistent",
+            expected.value(), n);
+      }
+    }
+  }
+
+  if (options_.metrics != nullptr) {
+    prometheus::Counter*& consumed = consumed_[{source, record.partition.value()}];
+    if (consumed == nullptr) {
+      consumed = &options_.metrics->Consumed(record.topic, record.partition.value());
+    }
+    consumed->Increment();
+  }
+  // A repartition record names the upstream record it was forwarded for.
+  std::optional<std::pair<int32_t, int64_t>> upstream;
+  if (source->repartition) {
+    // headers() is not const in librdkafka's C++ API; it only parses them on first use.
+    if (RdKafka::Headers* headers = const_cast<RdKafka::Message&>(message).headers();
+        headers != nullptr) {
+      for (const RdKafka::Headers::Header& h : headers->get(kUpstreamHeader)) {
+        UpstreamMarks marks = ParseUpstreamMarks(
+            absl::string_view(static_cast<const char*>(h.value()), h.value_size()));
+        if (marks.size() == 1) upstream = marks.front();
+      }
+    }
+  }
+  if (batch_.empty()) {
+    batch_started_ = absl::Now();
+    // Log every write only while someone listens (costs a copy of each change).
+    if (options_.hub != nullptr) batch_.TrackWrites(options_.hub->BeginBatch());
+  }
+  batch_.SetSource(source->spec.topic(), record.offset);
+  const std::optional<std::string> decode_error = topology_.DecodeError(record, *source);
+  bool counted = false;
+  for (int index : source->stores) {
+    auto next = next_.find({index, record.partition.value()});
+    // Not owned (a stray message after a revoke), or already applied to this store (after a
+    // restore, stores of one topic may stand at different offsets).
+    if (next == next_.end() || record.offset.value() < next->second) continue;
+    const CompiledStore& store = topology_.stores()[index];
+    bool duplicate = false;
+    if (upstream) {
+      auto [it, inserted] =
+          upstream_next_.try_emplace({index, record.partition.value(), upstream->first}, 0);
+      duplicate = upstream->second < it->second;
+      if (duplicate && options_.metrics != nullptr) {
+        options_.metrics->RepartitionDuplicate(store.info.name);
+      }
+      if (!duplicate) {
+        it->second = upstream->second + 1;
+        batch_.SetOffset(store.UpstreamStream(upstream->first), record.partition,
+                         Offset(it->second));
+      }
+    }
+    absl::Status s = duplicate      ? absl::OkStatus()
+                     : decode_error ? absl::InvalidArgumentError(*decode_error)
+                                    : topology_.Process(record, index, batch_);
+    // The first stage of a group_by store reports as the store.
+    const std::string& name =
+        store.internal ? topology_.stores()[store.grouped].info.name : store.info.name;
+    if (absl::IsInvalidArgument(s)) {
+      ++stats_.bad_records;
+      if (options_.metrics != nullptr) options_.metrics->BadRecord(name, s.message());
+      dlq_->Send(record, name, s.message());
+      if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
+        spdlog::warn("bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
+                     "(sent to {}; {} similar suppressed)",
+                     name, record.topic, record.partition.value(),
+                     record.offset.value(), s.message(), dlq_->topic(), suppressed);
+      }
+    } else if (!s.ok()) {
+      return s;
+    } else if (options_.metrics != nullptr && !store.internal && !duplicate) {
+      if (const int64_t late = topology_.TakeLateRecords(index); late > 0) {
+        options_.metrics->LateRecords(store.info.name, late);
+      }
+      prometheus::Counter*& materialized = materialized_[{index, record.partition.value()}];
+      if (materialized == nullptr) {
+        materialized = &options_.metrics->Materialized(store.info.name, record.partition.value());
+      }
+      materialized->Increment();
+    }
+    next->second = record.offset.value() + 1;
+    batch_.SetOffset(store.source_stream, record.partition, Offset(next->second));
+    touched_.insert({index, record.partition.value()});
+    counted = true;
+  }
+  if (counted) {
+    batch_.CountRecord();
+    ++stats_.records;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Ingestor::ProduceChangelog() {
+  std::vector<Change> changes = batch_.Changes();
+  // The last change of each (store, partition) carries the batch-end marker.
+  absl::flat_hash_map<std::pair<int, int32_t>, size_t> last;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    if (topology_.stores()[changes[i].store.index].changelog_topic.empty()) continue;
+    last[{changes[i].store.index, changes[i].partition.value()}] = i;
+  }
+  if (last.empty() && batch_.forwards().empty()) return absl::OkStatus();
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const Change& c = changes[i];
+    const CompiledStore& store = topology_.stores()[c.store.index];
+    if (store.changelog_topic.empty()) continue;
+    const int64_t source_next = next_[{c.store.index, c.partition.value()}];
+    ChangelogWriter::Headers headers = {{kSourceOffsetHeader, absl::StrCat(source_next)}};
+    if (last[{c.store.index, c.partition.value()}] == i) {
+      headers.emplace_back(kBatchEndHeader, "1");
+      if (topology_.sources()[store.source].repartition) {
+        // The dedup watermarks travel with the state they guard, so a new owner restores both.
+        UpstreamMarks marks;
+        for (int32_t up = 0; up < topology_.num_partitions(); ++up) {
+          auto it = upstream_next_.find({c.store.index, c.partition.value(), up});
+          if (it != upstream_next_.end()) marks.emplace_back(up, it->second);
+        }
+        headers.emplace_back(kUpstreamHeader, FormatUpstreamMarks(marks));
+      }
+    }
+    std::optional<absl::string_view> value;
+    if (c.new_value) value = *c.new_value;
+    if (absl::Status s = changelog_->Produce(store.changelog_topic, c.partition.value(), c.key,
+                                             value, 0, headers);
+        !s.ok()) {
+      return s;
+    }
+  }
+  // Records for repartition topics: like the changelog, durable before the batch commits (so
+  // the upstream offsets are never committed ahead of them); a re-processed batch forwards
+  // them again and the grouped store drops the duplicates by their upstream offset.
+  for (const ForwardedRecord& f : batch_.forwards()) {
+    if (absl::Status s = changelog_->Produce(
+            f.topic, f.partition.value(), f.key, absl::string_view(f.value), f.timestamp_ms,
+            {{kUpstreamHeader, FormatUpstreamMarks({{f.upstream_partition.value(),
+                                                      f.upstream_offset.value()}})}});
+        !s.ok()) {
+      return s;
+    }
+  }
+  // Write-ahead: the batch is committed locally only once its changelog is durable.
+  return changelog_->Flush(kChangelogFlushTimeoutMs);
+}
+
+absl::Status Ingestor::Flush() {
+  if (batch_.empty()) {
+    // A batch that staged nothing (stray records) leaves no change to wait for.
+    if (options_.hub != nullptr) return options_.hub->CommitAndPublish(batch_, {});
+    return absl::OkStatus();
+  }
+  if (absl::Status s = ProduceChangelog(); !s.ok()) return s;
+  // The changelog position this state reflects, committed with it: a restart restores only
+  // what other owners wrote after it, not the whole changelog again.
+  const auto delivered = changelog_->TakeDelivered();
+  for (const CompiledStore& store : topology_.stores()) {
+    if (store.changelog_topic.empty()) continue;
+    for (int32_t p = 0; p < topology_.num_partitions(); ++p) {
+      auto it = delivered.find({store.changelog_topic, p});
+      if (it != delivered.end()) {
+        batch_.SetOffset(store.changelog_stream, PartitionId(p), Offset(it->second));
+      }
+    }
+  }
+  if (options_.hub == nullptr) {
+    if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
+  } else {
+    std::vector<CommittedPosition> positions;
+    positions.reserve(touched_.size());
+    for (const auto& [index, p] : touched_) {
+      positions.push_back(
+          CommittedPosition{topology_.stores()[index].handle, PartitionId(p), next_[{index, p}]});
+    }
+    if (absl::Status s = options_.hub->CommitAndPublish(batch_, positions); !s.ok()) return s;
+  }
+  ++stats_.batches;
+  // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag
+  // tools never count a record as done before every store applied it.
+  absl::flat_hash_map<std::pair<int, int32_t>, int64_t> commit_at;  // (source, p) → offset
+  for (const auto& [index, p] : touched_) {
+    const CompiledStore& store = topology_.stores()[index];
+    const int64_t next = next_[{index, p}];
+    positions_.Advance(store.info.name, topology_.sources()[store.source].spec.topic(),
+                       PartitionId(p), Offset(next));
+    auto [it, inserted] = commit_at.try_emplace({store.source, p}, next);
+    if (!inserted) it->second = std::min(it->second, next);
+  }
+  touched_.clear();
+  std::vector<RdKafka::TopicPartition*> commit;
+  for (const auto& [sp, next] : commit_at) {
+    commit.push_back(RdKafka::TopicPartition::create(
+        topology_.sources()[sp.first].spec.topic(), sp.second, next));
+  }
+  // Best effort: lag tools read these; a failed async commit is repaired by the next one.
+  consumer_->commitAsync(commit);
+  RdKafka::TopicPartition::destroy(commit);
+  return absl::OkStatus();
+}
+
+bool Ingestor::PreparePartition(int store_index, PartitionId p) {
+  const CompiledStore& store = topology_.stores()[store_index];
+  if (!store.changelog_topic.empty()) {
+    const absl::Time started = absl::Now();
+    absl::StatusOr<int64_t> restored = restorer_->Restore(store, p, engine_);
+    if (restored.ok()) {
+      stats_.restored_records += *restored;
+      if (options_.metrics != nullptr && *restored > 0) {
+        options_.metrics->Restored(store.info.name, *restored, absl::Now() - started);
+      }
+    } else {
+      const std::string reason = absl::StrCat("restore of store ", store.info.name, " failed: ",
+                                              restored.status().ToString());
+      spdlog::error("partition {}: {}", p.value(), reason);
+      states_.Set(p, PartitionState::kFailed, reason);
+      return false;
+    }
+  }
+  absl::StatusOr<std::optional<Offset>> stored = engine_.ReadOffset(store.source_stream, p);
+  if (!stored.ok()) {
+    states_.Set(p, PartitionState::kFailed, stored.status().ToString());
+    spdlog::error("partition {}: {}", p.value(), stored.status().ToString());
+    return false;
+  }
+  next_[{store_index, p.value()}] = stored->value_or(Offset(0)).value();
+  if (topology_.sources()[store.source].repartition) {
+    for (int32_t up = 0; up < topology_.num_partitions(); ++up) {
+      absl::StatusOr<std::optional<Offset>> mark = engine_.ReadOffset(store.UpstreamStream(up), p);
+      if (!mark.ok()) {
+        states_.Set(p, PartitionState::kFailed, mark.status().ToString());
+        return false;
+      }
+      if (*mark) upstream_next_[{store_index, p.value(), up}] = (*mark)->value();
+    }
+  }
+  return true;
+}
+
+std::optional<int64_t> Ingestor::StartOffset(const CompiledSource& source, PartitionId p) {
+  const std::string& topic = source.spec.topic();
+  int64_t low = 0;
+  int64_t high = 0;
+  RdKafka::ErrorCode code =
+      consumer_->query_watermark_offsets(topic, p.value(), &low, &high, kKafkaTimeoutMs);
+  if (code != RdKafka::ERR_NO_ERROR) {
+    spdlog::warn("topic {} partition {}: could not check stored offsets against the log: {}",
+                 topic, p.value(), RdKafka::err2str(code));
+  }
+  std::optional<int64_t> start;
+  std::vector<std::pair<int, int64_t>> behind;
+  for (int index : source.stores) {
+    int64_t next = next_[{index, p.value()}];
+    // A store that never processed anything starts at the beginning of the log.
+    const bool fresh = next == 0;
+    if (code == RdKafka::ERR_NO_ERROR && !fresh && (next < low || next > high)) {
+      HandleOutOfRange(topic, p,
+                       absl::StrCat("stored offset ", next, " of store ",
+                                    topology_.stores()[index].info.name, " is outside the log [",
+                                    low, ", ", high, "] (topic recreated or retention passed)"));
+      if (options_.out_of_range == OutOfRangePolicy::kFail) return std::nullopt;
+      next = next_[{index, p.value()}];
+    }
+    if (fresh && code == RdKafka::ERR_NO_ERROR) next = std::max(next, low);
+    start = start ? std::min(*start, next) : next;
+    const CompiledStore& store = topology_.stores()[index];
+    positions_.Advance(store.info.name, topic, p, Offset(next_[{index, p.value()}]));
+    if (options_.hub != nullptr) {
+      options_.hub->PartitionAssigned(store.handle, p, next_[{index, p.value()}]);
+    }
+    if (code == RdKafka::ERR_NO_ERROR && next_[{index, p.value()}] < high) {
+      behind.emplace_back(index, high);
+    }
+  }
+  auto& waiting = catching_up_[p.value()];
+  waiting.insert(waiting.end(), behind.begin(), behind.end());
+  return start.value_or(RdKafka::Topic::OFFSET_BEGINNING);
+}
+
+void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
+                                const std::string& detail) {
+  const CompiledSource* source = topology_.FindSource(topic);
+  if (source == nullptr) return;
+  if (options_.out_of_range == OutOfRangePolicy::kFail) {
+    const std::string reason = absl::StrCat(
+        "topic ", topic, " partition ", p.value(), ": ", detail,
+        "; not consuming it so that two histories are never mixed. Restart with "
+        "--offset-out-of-range=reset to rebuild it from the log");
+    spdlog::error("{}", reason);
+    states_.Set(p, PartitionState::kFailed, reason);
+    // Its changes stop here: a subscription must end rather than silently miss them.
+    if (options_.hub != nullptr) options_.hub->EndAll(absl::UnavailableError(reason));
+    catching_up_.erase(p.value());
+    std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p.value())};
+    consumer_->pause(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    NotifyOwnershipChange();
+    return;
+  }
+  spdlog::warn("topic {} partition {}: {}; --offset-out-of-range=reset: dropping its state and "
+               "rebuilding from the start of the log",
+               topic, p.value(), detail);
+  // Pending records of this partition must not be committed on top of the dropped state.
+  if (absl::Status s = Flush(); !s.ok()) spdlog::error("{}", s.ToString());
+  if (options_.hub != nullptr) {
+    options_.hub->EndAll(absl::AbortedError(absl::StrCat(
+        "topic ", topic, " partition ", p.value(), ": state dropped and rebuilt from the log (",
+        detail, "); subscribe again")));
+  }
+  for (int index : source->stores) {
+    const CompiledStore& store = topology_.stores()[index];
+    if (absl::Status s = engine_.DropPartition(store.handle, p); !s.ok()) {
+      spdlog::error("{}", s.ToString());
+    }
+    if (absl::Status s = engine_.ClearOffset(store.source_stream, p); !s.ok()) {
+      spdlog::error("{}", s.ToString());
+    }
+    // The changelog holds the old history too: never restore from what it has now.
+    if (!store.changelog_topic.empty()) {
+      if (absl::StatusOr<std::pair<int64_t, int64_t>> marks =
+              restorer_->Watermarks(store.changelog_topic, p);
+          marks.ok()) {
+        StoreEngine::Batch batch = engine_.NewBatch();
+        batch.SetOffset(store.changelog_stream, p, Offset(marks->second));
+        if (absl::Status s = engine_.Apply(batch); !s.ok()) spdlog::error("{}", s.ToString());
+      }
+    }
+    for (int32_t up = 0; source->repartition && up < topology_.num_partitions(); ++up) {
+      upstream_next_.erase({index, p.value(), up});
+      if (absl::Status s = engine_.ClearOffset(store.UpstreamStream(up), p); !s.ok()) {
+        spdlog::error("{}", s.ToString());
+      }
+    }
+    next_[{index, p.value()}] = 0;
+    positions_.Advance(store.info.name, topic, p, Offset(0));
+    if (options_.hub != nullptr) options_.hub->PartitionAssigned(store.handle, p, 0);
+  }
+}
+
+int32_t Ingestor::ReadGeneration() {
+  // librdkafka 2.0 has no getter for the group generation; its serialized group metadata
+  // (meant for client bindings) starts with the magic "CGMDv2:" and the int32 generation id.
+  rd_kafka_consumer_group_metadata_t* cgmd = rd_kafka_consumer_group_metadata(consumer_->c_ptr());
+  if (cgmd == nullptr) return generation_.load();
+  void* buffer = nullptr;
+  size_t size = 0;
+  int32_t generation = generation_.load() + 1;
+  if (rd_kafka_error_t* error = rd_kafka_consumer_group_metadata_write(cgmd, &buffer, &size)) {
+    rd_kafka_error_destroy(error);
+  } else {
+    constexpr char kMagic[] = "CGMDv2:";
+    constexpr size_t kMagicLen = sizeof(kMagic) - 1;
+    if (size >= kMagicLen + 4 && std::memcmp(buffer, kMagic, kMagicLen) == 0) {
+      std::memcpy(&generation, static_cast<const char*>(buffer) + kMagicLen, 4);
+    }
+    rd_kafka_mem_free(nullptr, buffer);
+  }
+  rd_kafka_consumer_group_metadata_destroy(cgmd);
+  return generation;
+}
+
+void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
+  if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on assign: {}", s.ToString());
+  generation_.store(ReadGeneration());
+  absl::btree_set<int32_t> owned;
+  for (RdKafka::TopicPartition* tp : partitions) {
+    if (topology_.FindSource(tp->topic()) != nullptr) owned.insert(tp->partition());
+  }
+  // Advertise the gained partitions as RESTORING before rebuilding them.
+  for (int32_t p : owned) states_.Set(PartitionId(p), PartitionState::kRestoring);
+  NotifyOwnershipChange();
+
+  absl::btree_set<int32_t> failed;
+  for (int32_t p : owned) {
+    for (size_t index = 0; index < topology_.stores().size(); ++index) {
+      if (!PreparePartition(static_cast<int>(index), PartitionId(p))) failed.insert(p);
+    }
+  }
+  std::vector<std::string> names;
+  std::vector<RdKafka::TopicPartition*> assign;
+  for (RdKafka::TopicPartition* tp : partitions) {
+    const CompiledSource* source = topology_.FindSource(tp->topic());
+    if (source == nullptr || failed.contains(tp->partition())) continue;
+    const PartitionId p(tp->partition());
+    std::optional<int64_t> start = StartOffset(*source, p);
+    names.push_back(absl::StrCat(tp->topic(), "/", tp->partition(), "@",
+                                 start ? absl::StrCat(*start) : std::string("FAILED")));
+    if (!start) {
+      failed.insert(p.value());
+      continue;
+    }
+    tp->set_offset(*start);
+    assign.push_back(tp);
+  }
+  if (RdKafka::ErrorCode code = consumer_->assign(assign); code != RdKafka::ERR_NO_ERROR) {
+    spdlog::error("assign partitions: {}", RdKafka::err2str(code));
+  }
+  for (int32_t p : failed) catching_up_.erase(p);
+  PauseJoinsBehindTables();
+  spdlog::info("generation {}: assigned {}", generation_.load(), absl::StrJoin(names, " "));
+  CheckCaughtUp();
+  if (options_.metrics != nullptr) options_.metrics->Rebalance("assign");
+  joined_.store(true);
+  NotifyOwnershipChange();
+}
+
+std::optional<int64_t> Ingestor::CachedHighWatermark(const std::string& topic,
+                                                     PartitionId p) const {
+  int64_t low = 0;
+  int64_t high = 0;
+  if (consumer_->get_watermark_offsets(topic, p.value(), &low, &high) != RdKafka::ERR_NO_ERROR ||
+      high < 0) {
+    return std::nullopt;
+  }
+  return high;
+}
+
+void Ingestor::CheckCaughtUp() {
+  bool changed = false;
+  if (absl::Now() >= next_progress_log_) {
+    next_progress_log_ = absl::Now() + absl::Seconds(5);
+    for (const auto& [p, waiting] : catching_up_) {
+      for (const auto& [index, high] : waiting) {
+        spdlog::info("partition {} RESTORING: store {} at offset {} of {}", p,
+                     topology_.stores()[index].info.name, next_[{index, p}], high);
+      }
+    }
+  }
+  for (auto it = catching_up_.begin(); it != catching_up_.end();) {
+    const int32_t p = it->first;
+    auto& waiting = it->second;
+    waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
+                                 [&](const std::pair<int, int64_t>& w) {
+                                   return next_[{w.first, p}] >= w.second;
+                                 }),
+                  waiting.end());
+    if (waiting.empty()) {
+      if (states_.StateOf(PartitionId(p)) == PartitionState::kRestoring) {
+        states_.Set(PartitionId(p), PartitionState::kActive);
+        if (options_.hub != nullptr) options_.hub->PartitionActive(PartitionId(p));
+        spdlog::info("partition {} caught up: ACTIVE", p);
+        changed = true;
+      }
+      catching_up_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  ResumeJoins(/*all=*/false);
+  // Partitions that were never behind become ACTIVE at assignment.
+  for (const auto& [p, state] : states_.Snapshot()) {
+    if (state == PartitionState::kRestoring && !catching_up_.contains(p.value())) {
+      states_.Set(p, PartitionState::kActive);
+      if (options_.hub != nullptr) options_.hub->PartitionActive(p);
+      changed = true;
+    }
+  }
+  if (changed) NotifyOwnershipChange();
+}
+
+void Ingestor::PauseJoinsBehindTables() {
+  for (const auto& [p, waiting] : catching_up_) {
+    absl::flat_hash_set<int> tables_behind;
+    for (const auto& [index, high] : waiting) tables_behind.insert(index);
+    std::vector<std::string> topics;
+    for (const CompiledStore& store : topology_.stores()) {
+      if (store.join_table < 0 || !tables_behind.contains(store.join_table)) continue;
+      const std::string& topic = topology_.sources()[store.source].spec.topic();
+      const std::string& table_topic =
+          topology_.sources()[topology_.stores()[store.join_table].source].spec.topic();
+      if (topic == table_topic ||
+          std::find(topics.begin(), topics.end(), topic) != topics.end()) {
+        continue;
+      }
+      topics.push_back(topic);
+    }
+    if (topics.empty()) continue;
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const std::string& topic : topics) tps.push_back(RdKafka::TopicPartition::create(topic, p));
+    consumer_->pause(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    spdlog::info("partition {}: {} paused until the tables it joins have caught up", p,
+                 absl::StrJoin(topics, ", "));
+    paused_for_join_[p] = std::move(topics);
+  }
+}
+
+void Ingestor::ResumeJoins(bool all) {
+  for (auto it = paused_for_join_.begin(); it != paused_for_join_.end();) {
+    bool tables_done = true;
+    if (auto waiting = catching_up_.find(it->first); !all && waiting != catching_up_.end()) {
+      for (const auto& [index, high] : waiting->second) {
+        for (const CompiledStore& store : topology_.stores()) {
+          if (store.join_table == index) tables_done = false;
+        }
+      }
+    }
+    if (!tables_done) {
+      ++it;
+      continue;
+    }
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const std::string& topic : it->second) {
+      tps.push_back(RdKafka::TopicPartition::create(topic, it->first));
+    }
+    consumer_->resume(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    if (!all) spdlog::info("partition {}: tables caught up; joins resumed", it->first);
+    paused_for_join_.erase(it++);
+  }
+}
+
+void Ingestor::OnRevoke() {
+  // What was processed so far is committed before the partitions can move: the next owner
+  // (or this node, later) resumes exactly after it.
+  joined_.store(false);
+  if (options_.metrics != nullptr) options_.metrics->Rebalance("revoke");
+  if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on revoke: {}", s.ToString());
+  if (options_.hub != nullptr) {
+    // The partitions may move. Every change up to the flush above is queued, with the
+    // position it reached: a subscription resumes from there at the next owner (UNAVAILABLE
+    // is what the router re-routes on).
+    options_.hub->EndAll(absl::UnavailableError(
+        "partitions revoked from this node by a consumer group rebalance; resume at their "
+        "next owner"));
+    options_.hub->PartitionsRevoked();
+  }
+  for (const auto& [p, state] : states_.Snapshot()) {
+    for (const CompiledStore& store : topology_.stores()) {
+      positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);
+    }
+  }
+  states_.Clear();
+  ResumeJoins(/*all=*/true);
+  next_.clear();
+  upstream_next_.clear();
+  catching_up_.clear();
+  consumer_->unassign();
+  spdlog::info("partitions revoked");
+  NotifyOwnershipChange();
+}
+
+void Ingestor::NotifyOwnershipChange() {
+  if (options_.on_ownership_change) options_.on_ownership_change();
+}
+
+}  // namespace kiq::node

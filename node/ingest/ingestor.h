@@ -1,0 +1,189 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "kiq/v1/topology.pb.h"
+#include "common/kafka/client_config.h"
+#include "node/ingest/changelog_writer.h"
+#include "node/ingest/restorer.h"
+#include "node/process/compiled_topology.h"
+#include "common/kafka/dead_letter_queue.h"
+#include "node/ingest/ingest_metrics.h"
+#include "common/log_limiter.h"
+#include "node/store/partition_states.h"
+#include "node/store/position_tracker.h"
+#include "node/store/staged_batch.h"
+#include "node/store/store_engine.h"
+#include "node/push/subscription_hub.h"
+
+namespace kiq::node {
+
+// What to do when a stored offset lies outside the partition's log (topic recreated,
+// retention passed): the state would silently mix two histories if we just went on.
+enum class OutOfRangePolicy {
+  kFail,   // mark the partition FAILED (queries: UNAVAILABLE with the reason), do not consume it
+  kReset,  // drop the partition's state and rebuild it from the start of the log
+};
+
+struct IngestorOptions {
+  // Every Kafka client of the ingestion (group consumer, restore consumer, changelog and
+  // dead-letter producers) is configured from here.
+  KafkaClientConfig kafka{""};
+  std::string node_id;
+  OutOfRangePolicy out_of_range = OutOfRangePolicy::kFail;
+  // A batch is committed (one WriteBatch, one changelog flush) after this many records, or
+  // once it is `max_batch_delay` old and no further record is already waiting in the local
+  // queue. While behind (records waiting), a batch grows up to `max_batch_records` or
+  // `max_backlog_batch_delay`: fewer, larger batches coalesce more updates per key and pay
+  // the changelog round trip less often; a live stream still sees max_batch_delay.
+  size_t max_batch_records = 50000;
+  absl::Duration max_batch_delay = absl::Milliseconds(20);
+  absl::Duration max_backlog_batch_delay = absl::Milliseconds(250);
+  // Called on the ingestion thread whenever owned partitions or their states change (the
+  // membership advertisement is refreshed then). Must not block.
+  std::function<void()> on_ownership_change;
+  // Optional; must outlive the ingestor.
+  IngestMetrics* metrics = nullptr;
+  // Optional; must outlive the ingestor. Committed changes are published to it.
+  SubscriptionHub* hub = nullptr;
+};
+
+// Counters kept by the ingestion thread; read from anywhere.
+struct IngestStats {
+  std::atomic<int64_t> records{0};
+  std::atomic<int64_t> restored_records{0};
+  std::atomic<int64_t> batches{0};
+  std::atomic<int64_t> bad_records{0};
+  std::atomic<int64_t> wrong_partition{0};
+};
+
+// Consumes the source topics as a member of the consumer group <application_id> and
+// materializes them: records are applied to a StagedBatch and committed with each store's
+// next source offset in one RocksDB WriteBatch; then positions advance and offsets are
+// committed to Kafka too (RocksDB stays the authority: consumption resumes from the stored
+// offsets).
+//
+// Changelogs are written ahead: before a batch is committed locally, every changed entry of
+// an aggregate store is produced (idempotent producer, flushed) to `<app>-<store>-changelog`,
+// partition p, carrying the source offset the batch ends at; the last record of a batch for a
+// (store, partition) is marked `kiq.batch.end`. A node that gains a partition restores such
+// stores from its changelog checkpoint, applying only complete batches, so state and source
+// offset always agree and the source resumes exactly after the restored state. Tables are
+// rebuilt from their source topic. A gained partition is RESTORING until every store of it
+// has caught up with the high watermarks seen at assignment, then ACTIVE.
+//
+// Ownership follows the group's assignment (range assignor: with co-partitioned sources,
+// partition p of every topic lands on the same member). One ingestion thread does all the
+// work, including rebalance callbacks, so state never needs a lock on the write side.
+class Ingestor {
+ public:
+  static absl::StatusOr<std::unique_ptr<Ingestor>> Create(CompiledTopology& topology,
+                                                          StoreEngine& engine,
+                                                          PartitionStates& states,
+                                                          PositionTracker& positions,
+                                                          IngestorOptions options);
+  ~Ingestor();
+
+  void Start();
+  // Commits what was processed, leaves the group and joins the thread. Idempotent.
+  void Stop();
+  // Blocks until the ingestion thread ends on its own (a fatal error) or Stop() is called.
+  absl::Status Wait();
+  const IngestStats& stats() const { return stats_; }
+  // The consumer group generation of the current assignment (0 before the first).
+  int32_t generation() const { return generation_.load(); }
+  // True once the group has assigned partitions to this node (possibly none) and no revoke is
+  // pending: the node has joined the group.
+  bool joined() const { return joined_.load(); }
+  // The high watermark librdkafka last saw for (topic, p), without a broker round trip.
+  std::optional<int64_t> CachedHighWatermark(const std::string& topic, PartitionId p) const;
+
+ private:
+  class RebalanceHandler;
+  class StatsHandler;
+  Ingestor(CompiledTopology& topology, StoreEngine& engine, PartitionStates& states,
+           PositionTracker& positions, IngestorOptions options);
+
+  void Run();
+  absl::Status Flush();
+  absl::Status HandleMessage(const RdKafka::Message& message);
+  void OnAssign(std::vector<RdKafka::TopicPartition*>& partitions);
+  void OnRevoke();
+  // Loads a store's next source offset for a gained partition, restoring it from its
+  // changelog first if it has one. False if the partition must not be consumed (FAILED).
+  bool PreparePartition(int store_index, PartitionId p);
+  // Checks the stores' offsets of (source, p) against the log; the offset to consume from, or
+  // nullopt if the partition must not be consumed.
+  std::optional<int64_t> StartOffset(const CompiledSource& source, PartitionId p);
+  void HandleOutOfRange(const std::string& topic, PartitionId p, const std::string& detail);
+  absl::Status ProduceChangelog();
+  // Pauses the partitions of streams that join a table still catching up on them, so that no
+  // record is joined with a table that is not yet complete (Kafka Streams restores tables
+  // before processing).
+  void PauseJoinsBehindTables();
+  void ResumeJoins(bool all);
+  void CheckCaughtUp();
+  void NotifyOwnershipChange();
+  int32_t ReadGeneration();
+
+  CompiledTopology& topology_;
+  StoreEngine& engine_;
+  PartitionStates& states_;
+  PositionTracker& positions_;
+  const IngestorOptions options_;
+
+  std::unique_ptr<RebalanceHandler> rebalance_;  // must outlive consumer_
+  std::unique_ptr<StatsHandler> stats_handler_;   // must outlive consumer_
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<DeadLetterQueue> dlq_;
+  std::unique_ptr<Restorer> restorer_;
+  std::unique_ptr<ChangelogWriter> changelog_;
+
+  // Used by the ingestion thread only.
+  // Next source offset of each (store index, partition) owned here.
+  absl::flat_hash_map<std::pair<int, int32_t>, int64_t> next_;
+  // Gained partitions still catching up: (store index, high watermark at assignment).
+  absl::flat_hash_map<int32_t, std::vector<std::pair<int, int64_t>>> catching_up_;
+  // Grouped stores: next upstream offset per (store index, partition, upstream partition). A
+  // re-processed upstream batch forwards its records again; these watermarks drop them.
+  absl::flat_hash_map<std::tuple<int, int32_t, int32_t>, int64_t> upstream_next_;
+  // Stream partitions paused until the tables they join have caught up: partition → topics.
+  absl::flat_hash_map<int32_t, std::vector<std::string>> paused_for_join_;
+  // (store index, partition) touched by the pending batch.
+  absl::flat_hash_set<std::pair<int, int32_t>> touched_;
+  absl::Time next_progress_log_ = absl::InfinitePast();
+  StagedBatch batch_;
+  absl::Time batch_started_ = absl::InfiniteFuture();
+  std::vector<BadRecord> bad_;
+  LogLimiter bad_record_log_{100};
+  LogLimiter wrong_partition_log_{5};
+
+  IngestStats stats_;
+  std::atomic<int32_t> generation_{0};
+  std::atomic<bool> joined_{false};
+  // Per-record counters, looked up once (ingestion thread only).
+  absl::flat_hash_map<std::pair<const CompiledSource*, int32_t>, prometheus::Counter*> consumed_;
+  absl::flat_hash_map<std::pair<int, int32_t>, prometheus::Counter*> materialized_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  absl::Notification done_;
+  absl::Mutex mu_;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kiq::node

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+
+// The Kafka record headers kiq writes on its own topics, and their one parser.
+namespace kiq::node {
+
+// Changelog records: the source offset the batch ends at (the next one to process), and the
+// mark on the last record of a batch for a (store, partition) — a restore applies only
+// complete batches.
+inline constexpr char kSourceOffsetHeader[] = "kiq.source.offset";
+inline constexpr char kBatchEndHeader[] = "kiq.batch.end";
+// On a repartition record: the upstream partition and offset it was forwarded for
+// ("<partition>:<offset>"), so the grouped store drops the duplicates a re-processed upstream
+// batch forwards again. On a grouped store's batch-end changelog record: its dedup watermarks,
+// one "<partition>:<next offset>" per upstream partition, comma-separated.
+inline constexpr char kUpstreamHeader[] = "kiq.upstream";
+
+// (upstream partition, offset) pairs.
+using UpstreamMarks = std::vector<std::pair<int32_t, int64_t>>;
+
+inline std::string FormatUpstreamMarks(const UpstreamMarks& marks) {
+  return absl::StrJoin(marks, ",", [](std::string* out, const std::pair<int32_t, int64_t>& m) {
+    absl::StrAppend(out, m.first, ":", m.second);
+  });
+}
+
+// Malformed marks are skipped: a header kiq did not write cannot name a partition.
+inline UpstreamMarks ParseUpstreamMarks(absl::string_view text) {
+  UpstreamMarks marks;
+  for (absl::string_view mark : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(mark, ':');
+    int32_t partition = 0;
+    int64_t offset = 0;
+    if (absl::SimpleAtoi(parts.first, &partition) && absl::SimpleAtoi(parts.second, &offset)) {
+      marks.emplace_back(partition, offset);
+    }
+  }
+  return marks;
+}
+
+}  // namespace kiq::node

@@ -1,0 +1,139 @@
+#include "node/ingest/restorer.h"
+
+#include <optional>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/kafka/kafka_errors.h"
+#include "common/logging.h"
+#include "node/ingest/record_headers.h"
+#include "node/store/staged_batch.h"
+
+namespace kiq::node {
+namespace {
+
+constexpr int kKafkaTimeoutMs = 10000;
+// A restore that reads nothing for this long (the changelog's leader gone, say) fails the
+// partition rather than keeping it RESTORING forever.
+constexpr absl::Duration kNoProgressLimit = absl::Seconds(60);
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Restorer>> Restorer::Create(const KafkaClientConfig& kafka,
+                                                          const std::string& group_id,
+                                                          const std::string& client_id) {
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf =
+      kafka.Build(client_id, {{"group.id", group_id},
+                              {"enable.auto.commit", "false"},
+                              {"auto.offset.reset", "error"},
+                              {"queued.min.messages", "1000000"},
+                              {"enable.partition.eof", "false"}});
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!consumer) return absl::InternalError(absl::StrCat("create restore consumer: ", err));
+  return std::unique_ptr<Restorer>(new Restorer(std::move(consumer)));
+}
+
+Restorer::~Restorer() = default;
+
+void Restorer::Close() { consumer_->close(); }
+
+absl::StatusOr<std::pair<int64_t, int64_t>> Restorer::Watermarks(const std::string& topic,
+                                                                 PartitionId p) {
+  int64_t low = 0;
+  int64_t high = 0;
+  RdKafka::ErrorCode code =
+      consumer_->query_watermark_offsets(topic, p.value(), &low, &high, kKafkaTimeoutMs);
+  if (code != RdKafka::ERR_NO_ERROR) {
+    return KafkaToStatus(static_cast<rd_kafka_resp_err_t>(code),
+                         absl::StrCat("watermarks of ", topic, " partition=", p.value()));
+  }
+  return std::make_pair(low, high);
+}
+
+absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionId p,
+                                          StoreEngine& engine) {
+  const std::string& topic = store.changelog_topic;
+  absl::StatusOr<std::optional<Offset>> checkpoint = engine.ReadOffset(store.changelog_stream, p);
+  if (!checkpoint.ok()) return checkpoint.status();
+  absl::StatusOr<std::pair<int64_t, int64_t>> marks = Watermarks(topic, p);
+  if (!marks.ok()) return marks.status();
+  const auto [low, high] = *marks;
+  const int64_t from = std::max(checkpoint->value_or(Offset(0)).value(), low);
+  if (from >= high) return 0;  // nothing newer than our state
+  const absl::Time started = absl::Now();
+  std::vector<RdKafka::TopicPartition*> tps = {
+      RdKafka::TopicPartition::create(topic, p.value(), from)};
+  consumer_->assign(tps);
+  RdKafka::TopicPartition::destroy(tps);
+
+  StagedBatch restore(engine);
+  std::vector<std::pair<std::string, std::optional<std::string>>> pending;
+  int64_t applied = 0;
+  int64_t position = from;
+  absl::Status status = absl::OkStatus();
+  absl::Time last_progress = absl::Now();
+  while (position < high && status.ok()) {
+    std::unique_ptr<RdKafka::Message> m(consumer_->consume(200));
+    if (m->err() == RdKafka::ERR__TIMED_OUT) {
+      if (absl::Now() - last_progress > kNoProgressLimit) {
+        status = absl::DeadlineExceededError(absl::StrCat(
+            "restore ", topic, " partition=", p.value(), ": no progress for ",
+            absl::FormatDuration(kNoProgressLimit), " at offset ", position, " of ", high));
+      }
+      continue;
+    }
+    if (m->err() != RdKafka::ERR_NO_ERROR) {
+      const auto err = static_cast<rd_kafka_resp_err_t>(m->err());
+      if (ClassifyKafkaError(err) != KafkaErrorAction::kRetry) {
+        status = KafkaToStatus(err, absl::StrCat("restore ", topic, " partition=", p.value()));
+      }
+      continue;
+    }
+    last_progress = absl::Now();
+    position = m->offset() + 1;
+    std::optional<std::string> value;
+    if (m->payload() != nullptr) value.emplace(static_cast<const char*>(m->payload()), m->len());
+    pending.emplace_back(
+        std::string(static_cast<const char*>(m->key_pointer()), m->key_len()), std::move(value));
+    std::optional<int64_t> source_next;
+    bool batch_end = false;
+    UpstreamMarks upstream;
+    if (RdKafka::Headers* headers = m->headers(); headers != nullptr) {
+      for (const RdKafka::Headers::Header& h : headers->get_all()) {
+        const absl::string_view v(static_cast<const char*>(h.value()), h.value_size());
+        int64_t n = 0;
+        if (h.key() == kSourceOffsetHeader && absl::SimpleAtoi(v, &n)) source_next = n;
+        if (h.key() == kBatchEndHeader) batch_end = true;
+        if (h.key() == kUpstreamHeader) upstream = ParseUpstreamMarks(v);
+      }
+    }
+    if (!batch_end || !source_next) continue;
+    // A complete batch: applied with the changelog checkpoint and the source offset it
+    // reflects, atomically.
+    for (auto& [key, v] : pending) {
+      if (status = restore.Write(store.handle, p, key, std::move(v)); !status.ok()) break;
+    }
+    if (!status.ok()) break;
+    applied += static_cast<int64_t>(pending.size());
+    pending.clear();
+    restore.SetOffset(store.changelog_stream, p, Offset(position));
+    restore.SetOffset(store.source_stream, p, Offset(*source_next));
+    for (const auto& [up, next] : upstream) {
+      restore.SetOffset(store.UpstreamStream(up), p, Offset(next));
+    }
+    status = restore.Commit(nullptr);
+  }
+  consumer_->unassign();
+  if (!status.ok()) return status;
+  spdlog::info("restored store={} partition={} from {} offsets [{}, {}): {} entries in {}",
+               store.info.name, p.value(), topic, from, high, applied,
+               absl::FormatDuration(absl::Now() - started));
+  return applied;
+}
+
+}  // namespace kiq::node

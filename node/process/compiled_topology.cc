@@ -1,0 +1,190 @@
+#include "node/process/compiled_topology.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/utf8.h"
+#include "common/topology/partitioner.h"
+
+namespace kiq::node {
+namespace {
+
+// Checks a key or value against its declared format; returns the reason it is bad, if it is.
+std::optional<std::string> CheckFormat(kiq::v1::Format format, absl::string_view bytes,
+                                       absl::string_view what) {
+  switch (format) {
+    case kiq::v1::FORMAT_JSON: {
+      rapidjson::Document doc;
+      doc.Parse(bytes.data(), bytes.size());
+      if (doc.HasParseError()) return absl::StrCat(what, " is not JSON");
+      return std::nullopt;
+    }
+    case kiq::v1::FORMAT_BYTES:
+      return std::nullopt;
+    default:
+      if (!IsValidUtf8(bytes)) return absl::StrCat(what, " is not UTF-8");
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
+    const kiq::v1::Topology& topology, StoreEngine& engine,
+    const absl::flat_hash_map<std::string, int32_t>& partition_counts) {
+  absl::StatusOr<TopologyPlan> plan = TopologyPlan::Build(topology, partition_counts);
+  if (!plan.ok()) return plan.status();
+  std::unique_ptr<CompiledTopology> out(new CompiledTopology(*std::move(plan)));
+  for (const StorePlan& planned : out->plan_.stores()) {
+    CompiledStore store;
+    static_cast<StorePlan&>(store) = planned;
+    if (planned.internal) {
+      store.processor = MakeRepartitionProcessor(
+          planned.spec, planned.value_format,
+          out->plan_.sources()[out->plan_.stores()[planned.grouped].source].spec.topic(),
+          out->plan_.num_partitions());
+    } else {
+      // A group_by store's own processor reads the repartition topic: its join, filter and
+      // grouping ran in the internal first stage.
+      kiq::v1::Store kind_spec = planned.spec;
+      if (kind_spec.has_group_by()) {
+        kind_spec.clear_join();
+        kind_spec.clear_filter();
+        kind_spec.clear_group_by();
+      }
+      absl::StatusOr<StoreHandle> handle = engine.Handle(planned.spec.name());
+      if (!handle.ok()) return handle.status();
+      absl::StatusOr<std::unique_ptr<Processor>> processor =
+          MakeProcessor(kind_spec, planned.value_format, *handle, &engine);
+      if (!processor.ok()) return processor.status();
+      store.handle = *handle;
+      store.processor = std::move(*processor);
+    }
+    out->stores_.push_back(std::move(store));
+  }
+  return out;
+}
+
+const CompiledStore* CompiledTopology::FindStore(absl::string_view name) const {
+  const int index = plan_.StoreIndex(name);
+  return index < 0 ? nullptr : &stores_[index];
+}
+
+CompiledTopology::RecordId CompiledTopology::IdOf(const Record& record) {
+  RecordId id;
+  id.topic = record.topic.data();
+  id.partition = record.partition.value();
+  id.offset = record.offset.value();
+  id.value = record.value ? record.value->data() : nullptr;
+  id.size = record.value ? record.value->size() : 0;
+  return id;
+}
+
+LazyJson& CompiledTopology::ValueJson(const Record& record) {
+  const RecordId id = IdOf(record);
+  if (!(id == value_json_of_)) {
+    value_json_.Reset(*record.value);
+    value_json_of_ = id;
+  }
+  return value_json_;
+}
+
+std::optional<std::string> CompiledTopology::DecodeError(const Record& record,
+                                                         const CompiledSource& source) {
+  std::optional<std::string> reason;
+  if (record.key) reason = CheckFormat(source.spec.key_format(), *record.key, "key");
+  if (!reason && record.value) {
+    if (source.spec.value_format() == kiq::v1::FORMAT_JSON) {
+      // Parsed once for the check and every store of the source.
+      if (ValueJson(record).Root() == nullptr) reason = "value is not JSON";
+    } else {
+      reason = CheckFormat(source.spec.value_format(), *record.value, "value");
+    }
+  }
+  return reason;
+}
+
+namespace {
+
+// Appends `value` (of a source or table with `format`) to a JSON document: JSON text as it is,
+// a string as a JSON string; null as null.
+void AppendJoinSide(std::string& out, absl::string_view name,
+                    const std::optional<absl::string_view>& value, kiq::v1::Format format) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.String(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+  out.append(buffer.GetString(), buffer.GetSize());
+  out.push_back(':');
+  if (!value) {
+    out.append("null");
+  } else if (format == kiq::v1::FORMAT_JSON) {
+    out.append(value->data(), value->size());
+  } else {
+    buffer.Clear();
+    writer.Reset(buffer);
+    writer.String(value->data(), static_cast<rapidjson::SizeType>(value->size()));
+    out.append(buffer.GetString(), buffer.GetSize());
+  }
+}
+
+}  // namespace
+
+absl::Status CompiledTopology::Join(const CompiledStore& store, const Record& record,
+                                    StagedBatch& batch) {
+  const CompiledStore& table = stores_[store.join_table];
+  // The table as this batch sees it: a customer updated earlier in the same batch is joined
+  // with its new value, as if the records had been processed one by one.
+  absl::StatusOr<const std::optional<std::string>*> current =
+      batch.Read(table.handle, record.partition, *record.key);
+  if (!current.ok()) return current.status();
+  join_value_.clear();
+  join_value_.push_back('{');
+  AppendJoinSide(join_value_, store.join_source_as, record.value,
+                 plan_.sources()[store.source].spec.value_format());
+  join_value_.push_back(',');
+  std::optional<absl::string_view> right;
+  if (**current) right = absl::string_view(***current);
+  AppendJoinSide(join_value_, store.join_table_as, right,
+                 plan_.sources()[table.source].spec.value_format());
+  join_value_.push_back('}');
+  join_json_.Reset(join_value_);
+  return absl::OkStatus();
+}
+
+int64_t CompiledTopology::TakeLateRecords(int store_index) {
+  CompiledStore& store = stores_[store_index];
+  return store.processor ? store.processor->TakeLateRecords() : 0;
+}
+
+absl::Status CompiledTopology::Process(const Record& record, int store_index, StagedBatch& batch) {
+  CompiledStore& store = stores_[store_index];
+  absl::Status s;
+  if (store.join_table >= 0 && record.key && record.value) {
+    // Left join: every record goes on, with null for a key the table does not have. A null
+    // key cannot be looked up and a null value (a tombstone) has nothing to enrich: both go on
+    // as they are, for the kind to judge.
+    s = Join(store, record, batch);
+    if (s.ok()) {
+      Record joined = record;
+      joined.value = absl::string_view(join_value_);
+      joined.json = &join_json_;
+      s = store.processor->Process(joined, batch);
+    }
+  } else if (record.value && record.json == nullptr &&
+             plan_.sources()[store.source].spec.value_format() == kiq::v1::FORMAT_JSON) {
+    Record parsed = record;
+    parsed.json = &ValueJson(record);
+    s = store.processor->Process(parsed, batch);
+  } else {
+    s = store.processor->Process(record, batch);
+  }
+  if (s.ok() || absl::IsInvalidArgument(s)) return s;
+  return absl::Status(s.code(), absl::StrCat("store=", store.info.name, " topic=", record.topic,
+                                             " partition=", record.partition.value(),
+                                             " offset=", record.offset.value(), ": ", s.message()));
+}
+
+}  // namespace kiq::node

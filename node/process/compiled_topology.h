@@ -1,0 +1,109 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "kiq/v1/topology.pb.h"
+#include "common/topology/json_value.h"
+#include "common/topology/plan.h"
+#include "node/process/processor.h"
+#include "node/store/store_engine.h"
+#include "router/port/local_stores.h"
+
+namespace kiq::node {
+
+// A source as the ingestion sees it: the plan's (no runtime state).
+using CompiledSource = SourcePlan;
+
+// A store bound to its column family and processor.
+struct CompiledStore : StorePlan {
+  StoreHandle handle;
+  std::unique_ptr<Processor> processor;
+};
+
+// Why a record was not applied to a store.
+struct BadRecord {
+  std::string store;
+  std::string reason;
+};
+
+// A TopologyPlan (common/topology/plan.h) bound to the node's store engine: every store gets
+// its column family handle and its processor. Process() is called by the ingestion thread
+// only; the lookups are immutable after Compile and safe from any thread.
+class CompiledTopology {
+ public:
+  // See TopologyPlan::Build; `engine` gives every store its column family.
+  static absl::StatusOr<std::unique_ptr<CompiledTopology>> Compile(
+      const kiq::v1::Topology& topology, StoreEngine& engine,
+      const absl::flat_hash_map<std::string, int32_t>& partition_counts);
+
+  const TopologyPlan& plan() const { return plan_; }
+  const std::string& application_id() const { return plan_.application_id(); }
+  int32_t num_partitions() const { return plan_.num_partitions(); }
+  const std::vector<CompiledSource>& sources() const { return plan_.sources(); }
+  const std::vector<CompiledStore>& stores() const { return stores_; }
+  // A queryable store by name (internal stages are not found).
+  const CompiledStore* FindStore(absl::string_view name) const;
+  const CompiledSource* FindSource(absl::string_view topic) const {
+    return plan_.FindSource(topic);
+  }
+
+  // The partition the record's key maps to under its source's partitioner (nullopt for a null
+  // key), for checking that producers partition as the topology says.
+  static PartitionId ExpectedPartition(const CompiledSource& source, absl::string_view key) {
+    return TopologyPlan::ExpectedPartition(source, key);
+  }
+
+  // Why the record does not decode under its source's key/value formats, if it does not
+  // (formats belong to the source: such a record is bad for every store it feeds). Ingestion
+  // thread only: a JSON value is parsed here once and kept for the Process calls that follow
+  // for the same record.
+  std::optional<std::string> DecodeError(const Record& record, const CompiledSource& source);
+
+  // Applies one record to one store. INVALID_ARGUMENT: the record is bad for this store (the
+  // batch stays valid); any other error is a storage failure. Ingestion thread only.
+  absl::Status Process(const Record& record, int store_index, StagedBatch& batch);
+
+  // Record–window pairs the store dropped as late since the last call. Ingestion thread only.
+  int64_t TakeLateRecords(int store_index);
+
+  // Every changelog and repartition topic, with the partition count it must have.
+  std::vector<InternalTopic> InternalTopics() const { return plan_.InternalTopics(); }
+
+ private:
+  explicit CompiledTopology(TopologyPlan plan) : plan_(std::move(plan)) {}
+
+  const TopologyPlan plan_;
+  std::vector<CompiledStore> stores_;
+
+  // The parsed value of the record being ingested (JSON sources), shared by its stores, and
+  // which record that is. Used by the ingestion thread only.
+  struct RecordId {
+    const char* topic = nullptr;
+    int32_t partition = -1;
+    int64_t offset = -1;
+    const char* value = nullptr;
+    size_t size = 0;
+    bool operator==(const RecordId& o) const {
+      return topic == o.topic && partition == o.partition && offset == o.offset &&
+             value == o.value && size == o.size;
+    }
+  };
+  static RecordId IdOf(const Record& record);
+  LazyJson& ValueJson(const Record& record);
+
+  // Writes the joined value of `record` into join_value_ (see Store.join).
+  absl::Status Join(const CompiledStore& store, const Record& record, StagedBatch& batch);
+
+  LazyJson value_json_;
+  RecordId value_json_of_;
+  std::string join_value_;
+  LazyJson join_json_;
+};
+
+}  // namespace kiq::node

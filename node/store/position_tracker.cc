@@ -1,0 +1,53 @@
+#include "node/store/position_tracker.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace kiq::node {
+
+void PositionTracker::Advance(absl::string_view store, absl::string_view topic, PartitionId p,
+                              Offset next) {
+  absl::MutexLock lock(&mu_);
+  next_[Key(std::string(store), std::string(topic), p.value())] = next.value();
+}
+
+void PositionTracker::Forget(absl::string_view store, absl::string_view topic, PartitionId p) {
+  absl::MutexLock lock(&mu_);
+  next_.erase(Key(std::string(store), std::string(topic), p.value()));
+}
+
+std::optional<Offset> PositionTracker::Get(absl::string_view store, absl::string_view topic,
+                                           PartitionId p) const {
+  absl::MutexLock lock(&mu_);
+  auto it = next_.find(Key(std::string(store), std::string(topic), p.value()));
+  if (it == next_.end()) return std::nullopt;
+  return Offset(it->second);
+}
+
+const kiq::v1::PartitionOffset* PositionTracker::Behind(absl::string_view store,
+                                                        const kiq::v1::Position& min,
+                                                        int64_t* at) const {
+  for (const kiq::v1::PartitionOffset& po : min.offsets()) {
+    auto it = next_.find(Key(std::string(store), po.topic(), po.partition()));
+    *at = it == next_.end() ? -1 : it->second;
+    if (it == next_.end() || it->second < po.offset()) return &po;
+  }
+  return nullptr;
+}
+
+absl::Status PositionTracker::WaitFor(absl::string_view store, const kiq::v1::Position& min,
+                                      absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  int64_t at = 0;
+  auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return Behind(store, min, &at) == nullptr;
+  };
+  if (mu_.AwaitWithDeadline(absl::Condition(&reached), deadline)) return absl::OkStatus();
+  const kiq::v1::PartitionOffset* behind = Behind(store, min, &at);
+  if (behind == nullptr) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat(
+      "min_position not reached before the deadline: store=", store, " topic=", behind->topic(),
+      " partition=", behind->partition(), " wanted offset ", behind->offset(), ", at ",
+      at < 0 ? std::string("nothing (not owned here)") : absl::StrCat(at)));
+}
+
+}  // namespace kiq::node

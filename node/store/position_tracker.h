@@ -1,0 +1,47 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kiq/v1/query.pb.h"
+#include "common/types.h"
+
+namespace kiq::node {
+
+// The in-memory position of each store: for each (store, source topic, partition), the next
+// offset to process, as of the last committed batch. Stores are tracked apart because after a
+// restore from their changelogs two stores of one topic may stand at different offsets.
+// Advanced by the ingestion thread after each commit, read by queries (the position an answer
+// reflects) and waited on (read your writes). Thread-safe.
+class PositionTracker {
+ public:
+  void Advance(absl::string_view store, absl::string_view topic, PartitionId p, Offset next)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void Forget(absl::string_view store, absl::string_view topic, PartitionId p)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<Offset> Get(absl::string_view store, absl::string_view topic, PartitionId p) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Blocks until `store` has reached every entry of `min` or `deadline` passes
+  // (DEADLINE_EXCEEDED naming the first partition still behind).
+  absl::Status WaitFor(absl::string_view store, const kiq::v1::Position& min,
+                       absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  using Key = std::tuple<std::string, std::string, int32_t>;
+  // The first entry of `min` not reached, or nullptr.
+  const kiq::v1::PartitionOffset* Behind(absl::string_view store, const kiq::v1::Position& min,
+                                         int64_t* at) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<Key, int64_t> next_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kiq::node

@@ -1,0 +1,112 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "router/port/local_stores.h"
+#include "common/types.h"
+
+namespace kiq::node {
+
+// Converts a RocksDB status, adding what we were doing. The one place RocksDB errors become
+// absl::Status.
+absl::Status ToStatus(const rocksdb::Status& s, absl::string_view doing);
+
+// Index of a store's column family inside a StoreEngine; cheap to copy, valid for its engine.
+struct StoreHandle {
+  int index = -1;
+};
+
+// The RocksDB engine of one node: one database, a column family per store, and a `kiq_meta`
+// column family holding, per source partition, the next offset to process and, per store
+// partition, its exact number of entries. Keys in a store column family are the 4-byte
+// big-endian partition followed by the record key, so one partition can be scanned or dropped
+// alone and scans within a partition are in key byte order.
+//
+// Offsets and counts are written in the same WriteBatch as the state they describe: after a
+// crash (even kill -9, or power loss with the WAL's consistent prefix) state and offsets agree,
+// and resuming from the stored offset never applies an event twice.
+//
+// Thread-safe: reads run concurrently with one writer (RocksDB's guarantees). Owns the DB.
+class StoreEngine {
+ public:
+  static absl::StatusOr<std::unique_ptr<StoreEngine>> Open(
+      const std::string& path, const std::vector<std::string>& store_names);
+  ~StoreEngine();
+
+  absl::StatusOr<StoreHandle> Handle(absl::string_view store) const;
+  const std::string& StoreName(StoreHandle h) const { return names_[h.index]; }
+
+  absl::StatusOr<std::optional<std::string>> Get(StoreHandle store, PartitionId p,
+                                                 absl::string_view key) const;
+  absl::StatusOr<std::vector<router::KeyValue>> Scan(StoreHandle store, PartitionId p,
+                                                     const router::KeyRange& range,
+                                                     const std::optional<std::string>& after,
+                                                     size_t limit,
+                                                     const rocksdb::Snapshot* snapshot = nullptr) const;
+  // A consistent read view of every store as of now (for Scan); released when the last copy
+  // goes. The engine must outlive it.
+  std::shared_ptr<const rocksdb::Snapshot> NewSnapshot() const;
+  // The exact number of entries in partition `p` of `store`, as of the last applied batch.
+  absl::StatusOr<int64_t> EntryCount(StoreHandle store, PartitionId p) const;
+  // RocksDB's estimates for a store's column family: live data size and number of keys.
+  struct StoreStats {
+    int64_t size_bytes = 0;
+    int64_t estimated_keys = 0;
+  };
+  StoreStats Stats(StoreHandle store) const;
+
+  // The next offset to process in (topic, p), or nullopt if nothing was ever processed.
+  absl::StatusOr<std::optional<Offset>> ReadOffset(absl::string_view topic, PartitionId p) const;
+
+  // One atomic unit of change: state, entry counts and offsets. Build it, then Apply it.
+  class Batch {
+   public:
+    void Put(StoreHandle store, PartitionId p, absl::string_view key, absl::string_view value);
+    void Delete(StoreHandle store, PartitionId p, absl::string_view key);
+    void SetEntryCount(StoreHandle store, PartitionId p, int64_t count);
+    void SetOffset(absl::string_view topic, PartitionId p, Offset next);
+    size_t Count() const { return static_cast<size_t>(batch_.Count()); }
+
+   private:
+    friend class StoreEngine;
+    explicit Batch(const StoreEngine& engine) : engine_(&engine) {}
+    const StoreEngine* engine_;
+    rocksdb::WriteBatch batch_;
+  };
+  Batch NewBatch() const { return Batch(*this); }
+  absl::Status Apply(Batch& batch);
+
+  // Removes every entry of partition `p` of `store` and its entry count (a partition that is
+  // rebuilt from scratch).
+  absl::Status DropPartition(StoreHandle store, PartitionId p);
+  // Forgets the stored offset of (topic, p).
+  absl::Status ClearOffset(absl::string_view topic, PartitionId p);
+
+ private:
+  StoreEngine(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
+              rocksdb::ColumnFamilyHandle* meta, std::vector<std::string> names);
+
+  // Constant after construction.
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> all_handles_;  // owned; destroyed before db_
+  rocksdb::ColumnFamilyHandle* meta_;
+  std::vector<rocksdb::ColumnFamilyHandle*> stores_;  // by StoreHandle::index
+  std::vector<std::string> names_;
+  absl::flat_hash_map<std::string, int> index_;
+};
+
+// Key layout helpers, exposed for tests.
+std::string PartitionPrefix(PartitionId p);
+std::string StoreKey(PartitionId p, absl::string_view key);
+
+}  // namespace kiq::node

@@ -1,0 +1,94 @@
+#include "router/frontend.h"
+
+#include <cstdio>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace kiq::router {
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+  const bool ok = std::fputs(text.c_str(), f) >= 0;
+  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
+    Options options, const LocalStores& local,
+    const std::function<void(HttpServer&)>& add_routes) {
+  std::unique_ptr<Frontend> frontend(new Frontend());
+  // Discovery: the routing table follows the members topic.
+  absl::StatusOr<std::unique_ptr<MembershipTailer>> tailer =
+      MembershipTailer::Start(options.kafka, options.members_topic, frontend->table_);
+  if (!tailer.ok()) return tailer.status();
+  frontend->tailer_ = *std::move(tailer);
+  if (options.registry != nullptr) {
+    frontend->metrics_ = std::make_unique<QueryMetrics>(*options.registry);
+  }
+  frontend->router_ = std::make_unique<QueryRouter>(
+      local, ClusterView{&frontend->table_, &frontend->peers_, options.self_id,
+                         frontend->metrics_.get()});
+  frontend->query_service_ = std::make_unique<QueryServiceImpl>(
+      *frontend->router_, frontend->pool_, frontend->metrics_.get());
+  frontend->metadata_service_ = std::make_unique<MetadataServiceImpl>(frontend->table_, local);
+  if (options.serve_peers) {
+    frontend->peer_service_ = std::make_unique<PeerServiceImpl>(local, frontend->pool_);
+  }
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.grpc_port),
+                           grpc::InsecureServerCredentials(), &frontend->grpc_port_);
+  builder.RegisterService(frontend->query_service_.get());
+  if (frontend->peer_service_) builder.RegisterService(frontend->peer_service_.get());
+  builder.RegisterService(frontend->metadata_service_.get());
+  frontend->server_ = builder.BuildAndStart();
+  if (!frontend->server_ || frontend->grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("--grpc-port: cannot listen on ",
+                                               options.bind_address, ":", options.grpc_port));
+  }
+  if (options.http_port >= 0) {
+    frontend->http_ = std::make_unique<HttpServer>();
+    absl::StatusOr<std::unique_ptr<HttpGateway>> gateway = HttpGateway::Create(
+        frontend->server_->InProcessChannel(grpc::ChannelArguments()),
+        {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
+    if (!gateway.ok()) return gateway.status();
+    frontend->gateway_ = *std::move(gateway);
+    frontend->gateway_->Register(frontend->http_->native());
+    add_routes(*frontend->http_);
+    absl::StatusOr<int> port = frontend->http_->Start(options.bind_address, options.http_port);
+    if (!port.ok()) {
+      return absl::UnavailableError(absl::StrCat("--http-port: ", port.status().message()));
+    }
+    frontend->http_port_ = *port;
+  }
+  if (!options.port_file.empty()) {
+    std::string text = absl::StrCat("grpc=", frontend->grpc_port_, "\n");
+    if (frontend->http_port_ >= 0) absl::StrAppend(&text, "http=", frontend->http_port_, "\n");
+    if (absl::Status s = WriteFileAtomically(options.port_file, text); !s.ok()) {
+      return absl::UnavailableError(absl::StrCat("--port-file: ", s.message()));
+    }
+  }
+  return frontend;
+}
+
+Frontend::~Frontend() { Shutdown(absl::Seconds(5)); }
+
+void Frontend::Shutdown(absl::Duration grace) {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  }
+  // After the server's Shutdown (which ends gateway streams) and before the server goes away.
+  if (http_) http_->Stop();
+  server_.reset();
+}
+
+}  // namespace kiq::router

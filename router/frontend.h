@@ -1,0 +1,96 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/kafka/client_config.h"
+#include "router/http_gateway.h"
+#include "router/http_server.h"
+#include "router/membership_tailer.h"
+#include "router/metadata_service.h"
+#include "router/peer_pool.h"
+#include "router/peer_service.h"
+#include "router/port/local_stores.h"
+#include "router/query_metrics.h"
+#include "router/query_router.h"
+#include "router/query_service.h"
+#include "router/routing_table.h"
+#include "router/thread_pool.h"
+
+namespace kiq::router {
+
+// The query side that kiq-node and kiq-router share, built over a process's LocalStores (the
+// node's stores, or kiq-router's empty StoreCatalog): the routing table fed by the members
+// topic, the router, the gRPC services (QueryService, MetadataService and, on nodes,
+// PeerService) with server reflection, the HTTP port with the HTTP/JSON gateway (answered by
+// the same services through the server's in-process channel) and the process's own routes,
+// and the port file for supervisors and tests that start a process on port 0.
+// Thread-safe after Start; Shutdown is idempotent.
+class Frontend {
+ public:
+  struct Options {
+    // This process in logs and in the routing table (its own partitions are never forwarded).
+    std::string self_id;
+    KafkaClientConfig kafka{""};
+    std::string members_topic;
+    std::string bind_address = "0.0.0.0";
+    int grpc_port = 7070;  // 0: any free port
+    int http_port = -1;    // 0: any free port; -1: no HTTP server
+    // If set, "grpc=<port>" (and "http=<port>") lines are written here once both listen.
+    std::string port_file;
+    // Nodes serve PeerService (scans, counts and push streams of their own partitions).
+    bool serve_peers = false;
+    // Optional: query metrics (kiq_query_*) are registered here.
+    prometheus::Registry* registry = nullptr;
+  };
+
+  // `local` must outlive the Frontend. `add_routes` registers the process's own HTTP routes
+  // (/healthz, ...) before the port opens.
+  static absl::StatusOr<std::unique_ptr<Frontend>> Start(
+      Options options, const LocalStores& local,
+      const std::function<void(HttpServer&)>& add_routes);
+  ~Frontend();
+
+  int grpc_port() const { return grpc_port_; }
+  // -1 without an HTTP server.
+  int http_port() const { return http_port_; }
+  const RoutingTable& routing_table() const { return table_; }
+  // Stops taking calls and gives in-flight ones up to `grace`, then stops the HTTP port.
+  // Streams that never end on their own must be ended by the caller first.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  Frontend() = default;
+
+  // Declaration order is destruction order in reverse: servers first, then the services and
+  // the router they call, then the tailer, then the table it feeds.
+  RoutingTable table_;
+  PeerPool peers_;
+  std::unique_ptr<QueryMetrics> metrics_;
+  std::unique_ptr<MembershipTailer> tailer_;
+  std::unique_ptr<QueryRouter> router_;
+  // Forwarded point reads with a position to wait for, and scatter-gather, block a worker for
+  // a peer round trip.
+  ThreadPool pool_{16};
+  std::unique_ptr<QueryServiceImpl> query_service_;
+  std::unique_ptr<PeerServiceImpl> peer_service_;
+  std::unique_ptr<MetadataServiceImpl> metadata_service_;
+  int grpc_port_ = 0;
+  int http_port_ = -1;
+  std::unique_ptr<grpc::Server> server_;
+  // Declared after server_ and before http_: httplib's threads use the gateway until http_ is
+  // stopped, and the gateway calls the server through its in-process channel.
+  std::unique_ptr<HttpGateway> gateway_;
+  std::unique_ptr<HttpServer> http_;
+};
+
+// Writes `text` to `path` through a temporary file and a rename: a reader sees all or nothing.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text);
+
+}  // namespace kiq::router

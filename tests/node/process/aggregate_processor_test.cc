@@ -1,0 +1,256 @@
+// Sum, min, max, latest and filters over a real StoreEngine, through MakeProcessor.
+#include <stdlib.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "google/protobuf/text_format.h"
+#include "kiq/v1/topology.pb.h"
+#include "common/topology/json_value.h"
+#include "node/process/processor.h"
+#include "common/kafka/record.h"
+#include "node/store/staged_batch.h"
+#include "node/store/store_engine.h"
+#include "common/types.h"
+#include "common/topology/value_codec.h"
+#include "tests/node/process/one_store_test.h"
+#include "tests/testing/status_matchers.h"
+
+namespace kiq::node {
+namespace {
+
+using ::testing::Optional;
+
+// A bad record: INVALID_ARGUMENT with exactly `message`.
+MATCHER_P(IsBad, message, "") {
+  const absl::Status& s = ::kiq::testing::GetStatus(arg);
+  *result_listener << "status is " << s;
+  return s.code() == absl::StatusCode::kInvalidArgument && s.message() == message;
+}
+
+kiq::v1::Store StoreFromText(const std::string& text) {
+  kiq::v1::Store store;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &store)) << text;
+  store.set_name("agg");
+  store.set_source("events");
+  return store;
+}
+
+class AggregateProcessorTest : public OneStoreTest {
+ protected:
+  AggregateProcessorTest() : OneStoreTest("agg") {}
+
+  // Builds the processor of a store given in text format (its kind and filter).
+  void Make(const std::string& text, kiq::v1::Format format = kiq::v1::FORMAT_JSON) {
+    absl::StatusOr<std::unique_ptr<Processor>> p =
+        MakeProcessor(StoreFromText(text), format, handle_);
+    ASSERT_OK(p);
+    processor_ = std::move(*p);
+  }
+
+  // Processes one record (key "k" unless given) with a shared LazyJson half of the time, as
+  // CompiledTopology does, so both paths are exercised.
+  absl::Status Apply(std::optional<absl::string_view> value,
+                     std::optional<absl::string_view> key = "k") {
+    Record r;
+    r.topic = "events";
+    r.partition = PartitionId(0);
+    r.offset = Offset(offset_++);
+    r.key = key;
+    r.value = value;
+    LazyJson json;
+    if (value && offset_ % 2 == 0) {
+      json.Reset(*value);
+      r.json = &json;
+    }
+    return processor_->Process(r, *batch_);
+  }
+
+  std::optional<std::string> Stored(absl::string_view key = "k") {
+    EXPECT_OK(batch_->Commit(nullptr));
+    absl::StatusOr<std::optional<std::string>> v = engine_->Get(handle_, PartitionId(0), key);
+    EXPECT_OK(v);
+    return v.ok() ? *v : std::nullopt;
+  }
+  std::optional<int64_t> StoredInt(absl::string_view key = "k") {
+    std::optional<std::string> v = Stored(key);
+    return v ? DecodeInt64(*v) : std::nullopt;
+  }
+  std::optional<double> StoredDouble(absl::string_view key = "k") {
+    std::optional<std::string> v = Stored(key);
+    return v ? DecodeDouble(*v) : std::nullopt;
+  }
+
+  int64_t offset_ = 0;
+};
+
+TEST_F(AggregateProcessorTest, SumInt64CastsStringsAndSkipsBadRecords) {
+  Make(R"pb(sum { field: "points" })pb");
+  ASSERT_OK(Apply(R"({"points": 17})"));
+  ASSERT_OK(Apply(R"({"points": "25"})"));
+  EXPECT_THAT(Apply(R"({"points": "abc"})"), IsBad("field points is not a number: \"abc\""));
+  EXPECT_THAT(Apply(R"({"score": 1})"), IsBad("field points is missing"));
+  EXPECT_THAT(Apply(std::nullopt), IsBad("null value"));
+  EXPECT_THAT(Apply(R"({"points": 1})", std::nullopt), IsBad("null key"));
+  ASSERT_OK(Apply(R"({"points": -2})"));
+  ASSERT_OK(Apply(R"({"points": 5})", "other"));
+  EXPECT_THAT(StoredInt(), Optional(40));
+  EXPECT_THAT(StoredInt("other"), Optional(5));
+}
+
+TEST_F(AggregateProcessorTest, SumInt64OverflowIsABadRecordAndKeepsTheSum) {
+  Make(R"pb(sum { field: "n" type: NUMBER_TYPE_INT64 })pb");
+  ASSERT_OK(Apply(R"({"n": 9223372036854775806})"));
+  ASSERT_OK(Apply(R"({"n": 1})"));
+  EXPECT_THAT(Apply(R"({"n": 1})"),
+              IsBad("sum overflows int64: 9223372036854775807 + 1 (field n)"));
+  EXPECT_THAT(StoredInt(), Optional(std::numeric_limits<int64_t>::max()));
+  ASSERT_OK(Apply(R"({"n": -7})"));
+  EXPECT_THAT(StoredInt(), Optional(std::numeric_limits<int64_t>::max() - 7));
+}
+
+TEST_F(AggregateProcessorTest, SumDouble) {
+  Make(R"pb(sum { field: "a.b" type: NUMBER_TYPE_DOUBLE })pb");
+  ASSERT_OK(Apply(R"({"a": {"b": 0.1}})"));
+  ASSERT_OK(Apply(R"({"a": {"b": "0.2"}})"));
+  ASSERT_OK(Apply(R"({"a": {"b": 3}})"));
+  EXPECT_THAT(StoredDouble(), Optional(0.1 + 0.2 + 3));
+  ASSERT_OK(Apply(R"({"a": {"b": 1.7e308}})"));
+  EXPECT_THAT(Apply(R"({"a": {"b": 1.7e308}})"), ::kiq::testing::StatusIs(
+                                                   absl::StatusCode::kInvalidArgument,
+                                                   "sum overflows double"));
+}
+
+TEST_F(AggregateProcessorTest, SumOfWholeStringValues) {
+  Make(R"pb(sum {})pb", kiq::v1::FORMAT_STRING);
+  ASSERT_OK(Apply("17"));
+  ASSERT_OK(Apply("-3"));
+  EXPECT_THAT(Apply("17.5"), IsBad("the value is not an integer: \"17.5\""));
+  EXPECT_THAT(StoredInt(), Optional(14));
+}
+
+TEST_F(AggregateProcessorTest, MinAndMaxKeepTheExtremes) {
+  Make(R"pb(min { field: "x" })pb");
+  for (const char* v : {R"({"x": 5})", R"({"x": "-2"})", R"({"x": 9})"}) ASSERT_OK(Apply(v));
+  EXPECT_THAT(StoredInt(), Optional(-2));
+
+  Make(R"pb(max { field: "x" type: NUMBER_TYPE_DOUBLE })pb");
+  ASSERT_OK(Apply(R"({"x": 1.5})", "m"));
+  ASSERT_OK(Apply(R"({"x": -4})", "m"));
+  ASSERT_OK(Apply(R"({"x": 2.25})", "m"));
+  ASSERT_OK(Apply(R"({"x": 2})", "m"));
+  EXPECT_THAT(Apply(R"({"x": null})", "m"), IsBad("field x is not a number: null"));
+  EXPECT_THAT(StoredDouble("m"), Optional(2.25));
+}
+
+TEST_F(AggregateProcessorTest, LatestOverwritesWithTheFieldsJsonText) {
+  Make(R"pb(latest { field: "avatar" })pb");
+  ASSERT_OK(Apply(R"({"player": "p", "avatar": "cat.png"})"));
+  EXPECT_THAT(Stored(), Optional(std::string(R"("cat.png")")));
+  ASSERT_OK(Apply(R"({"avatar": {"url": "dog.png", "size": [64, 64]}})"));
+  EXPECT_THAT(Apply(R"({"player": "p"})"), IsBad("field avatar is missing"));
+  EXPECT_THAT(Stored(), Optional(std::string(R"({"url":"dog.png","size":[64,64]})")));
+  ASSERT_OK(Apply(R"({"avatar": null})"));
+  EXPECT_THAT(Stored(), Optional(std::string("null")));
+}
+
+TEST_F(AggregateProcessorTest, FilterAllAndAnyBeforeACount) {
+  // amount > 100 AND (country = "FR" OR vip = true)
+  Make(R"pb(
+    count {}
+    filter {
+      all { compare { field: "amount" op: OP_GT number_value: 100 } }
+      all {
+        any { compare { field: "country" op: OP_EQ string_value: "FR" } }
+        any { compare { field: "vip" op: OP_EQ bool_value: true } }
+      }
+    })pb");
+  ASSERT_OK(Apply(R"({"amount": 150, "country": "FR", "vip": false})"));   // counted
+  ASSERT_OK(Apply(R"({"amount": "101", "country": "DE", "vip": true})"));  // counted (cast)
+  ASSERT_OK(Apply(R"({"amount": 100, "country": "FR", "vip": true})"));    // not > 100
+  ASSERT_OK(Apply(R"({"amount": 500, "country": "DE", "vip": false})"));   // neither
+  // Short-circuit: a record that fails the first condition is not checked further.
+  ASSERT_OK(Apply(R"({"amount": 1})"));
+  EXPECT_THAT(Apply(R"({"country": "FR"})"), IsBad("filter: field amount is missing"));
+  EXPECT_THAT(Apply(R"({"amount": 200, "country": 33, "vip": true})"),
+              IsBad("filter: field country is not a string: 33"));
+  EXPECT_THAT(Apply(R"({"amount": 200, "country": "DE", "vip": "yes"})"),
+              IsBad("filter: field vip is not a bool: \"yes\""));
+  EXPECT_THAT(StoredInt(), Optional(2));
+}
+
+TEST_F(AggregateProcessorTest, FilterOperatorsOnNumbersAndStrings) {
+  struct Case {
+    const char* op;
+    int matches_below, matches_equal, matches_above;
+  };
+  const Case cases[] = {{"OP_EQ", 0, 1, 0}, {"OP_NE", 1, 0, 1}, {"OP_LT", 1, 0, 0},
+                        {"OP_LE", 1, 1, 0}, {"OP_GT", 0, 0, 1}, {"OP_GE", 0, 1, 1}};
+  int key = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.op);
+    for (bool strings : {false, true}) {
+      Make(absl::StrCat("count {} filter { compare { field: \"v\" op: ", c.op,
+                        strings ? " string_value: \"m\" } }" : " number_value: 10 } }"));
+      const std::string k = absl::StrCat(key++);
+      static const char* const kStrings[] = {R"({"v": "a"})", R"({"v": "m"})", R"({"v": "z"})"};
+      static const char* const kNumbers[] = {R"({"v": 9.5})", R"({"v": 10})", R"({"v": "11"})"};
+      for (const char* v : strings ? kStrings : kNumbers) {
+        ASSERT_OK(Apply(v, k));
+      }
+      const int expected = c.matches_below + c.matches_equal + c.matches_above;
+      std::optional<int64_t> n = StoredInt(k);
+      EXPECT_EQ(n.value_or(0), expected) << (strings ? "strings" : "numbers");
+    }
+  }
+}
+
+TEST_F(AggregateProcessorTest, FilterOnWholeStringValuesBeforeASum) {
+  Make(R"pb(sum {} filter { compare { op: OP_GE number_value: 10 } })pb", kiq::v1::FORMAT_STRING);
+  ASSERT_OK(Apply("5"));
+  ASSERT_OK(Apply("10"));
+  ASSERT_OK(Apply("32"));
+  EXPECT_THAT(Apply("ten"), IsBad("filter: the value is not a number: \"ten\""));
+  EXPECT_THAT(StoredInt(), Optional(42));
+}
+
+TEST_F(AggregateProcessorTest, FilteredTableDeletesKeysThatStopMatching) {
+  Make(R"pb(table {} filter { compare { field: "status" op: OP_EQ string_value: "open" } })pb");
+  ASSERT_OK(Apply(R"({"status": "open", "n": 1})"));
+  ASSERT_OK(Apply(R"({"status": "closed"})", "never"));
+  EXPECT_THAT(Stored(), Optional(std::string(R"({"status": "open", "n": 1})")));
+  EXPECT_EQ(Stored("never"), std::nullopt);
+  ASSERT_OK(Apply(R"({"status": "closed"})"));
+  EXPECT_EQ(Stored(), std::nullopt);
+  ASSERT_OK(Apply(R"({"status": "open", "n": 2})"));
+  ASSERT_OK(Apply(std::nullopt));  // a tombstone still deletes
+  EXPECT_EQ(Stored(), std::nullopt);
+}
+
+TEST_F(AggregateProcessorTest, KindNamesAndValueKinds) {
+  kiq::v1::Source json;
+  json.set_value_format(kiq::v1::FORMAT_JSON);
+  EXPECT_EQ(StoreKindName(StoreFromText("sum {}")), "sum");
+  EXPECT_EQ(StoreKindName(StoreFromText("min {}")), "min");
+  EXPECT_EQ(StoreKindName(StoreFromText("max {}")), "max");
+  EXPECT_EQ(StoreKindName(StoreFromText("latest { field: 'a' }")), "latest");
+  EXPECT_EQ(ValueKindOf(StoreFromText("sum {}"), json), ValueKind::kInt64);
+  EXPECT_EQ(ValueKindOf(StoreFromText("sum { type: NUMBER_TYPE_DOUBLE }"), json),
+            ValueKind::kDouble);
+  EXPECT_EQ(ValueKindOf(StoreFromText("min { type: NUMBER_TYPE_INT64 }"), json),
+            ValueKind::kInt64);
+  EXPECT_EQ(ValueKindOf(StoreFromText("max { type: NUMBER_TYPE_DOUBLE }"), json),
+            ValueKind::kDouble);
+  EXPECT_EQ(ValueKindOf(StoreFromText("latest { field: 'a' }"), json), ValueKind::kJson);
+}
+
+}  // namespace
+}  // namespace kiq::node
