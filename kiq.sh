@@ -14,7 +14,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev
+  libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev libcli11-dev
   kcat curl
   prometheus python3-yaml
 )

@@ -1,8 +1,13 @@
 #include "client/kiqctl.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
-#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -61,7 +66,8 @@ Flags (before or after the command):
   --key K, --prefix P    subscribe: only key K, or keys starting with P.
   --snapshot, --coalesce subscribe: see above.
   -h, --help             Print this help.
-  --                     End of flags: later arguments are operands even if they start with --.
+  --                     End of flags: later arguments are operands even if they start with -
+                         (an operand such as -x must come after it; -10 and - need not).
   Flags take their value as the next argument or after '=' (--timeout=5s).
 
 Output:
@@ -99,79 +105,348 @@ Exit codes:
   3  RPC or server error (e.g. unknown store, server unreachable, deadline exceeded)
 )usage";
 
-// Flags that take a value.
-constexpr absl::string_view kTarget = "target";
-constexpr absl::string_view kTimeout = "timeout";
-constexpr absl::string_view kPageSize = "page-size";
-constexpr absl::string_view kPageToken = "page-token";
-constexpr absl::string_view kLimit = "limit";
-constexpr absl::string_view kKey = "key";
-constexpr absl::string_view kPrefix = "prefix";
-
-bool IsFlag(absl::string_view arg) { return arg == "-h" || absl::StartsWith(arg, "--"); }
-
 absl::Status UsageError(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
-absl::Status ApplyValueFlag(absl::string_view name, const std::string& value, KiqctlArgs* args) {
-  if (name == kTarget) {
-    if (value.empty()) return UsageError("--target must not be empty");
-    args->target = value;
-  } else if (name == kTimeout) {
-    absl::Duration timeout;
-    if (!absl::ParseDuration(value, &timeout) || timeout <= absl::ZeroDuration()) {
-      return UsageError(absl::StrCat(
-          "--timeout wants a positive duration such as 500ms, 5s or 1m, got \"", value, "\""));
-    }
-    args->timeout = timeout;
-  } else if (name == kPageSize) {
-    int32_t page_size = 0;
-    if (!absl::SimpleAtoi(value, &page_size) || page_size <= 0) {
-      return UsageError(absl::StrCat("--page-size wants a positive integer, got \"", value, "\""));
-    }
-    args->scan.page_size = page_size;
-  } else if (name == kPageToken) {
-    args->scan.page_token = value;
-  } else if (name == kKey) {
-    args->subscribe_key = value;
-  } else if (name == kPrefix) {
-    args->subscribe_prefix = value;
-  } else if (name == kLimit) {
-    int64_t limit = 0;
-    if (!absl::SimpleAtoi(value, &limit) || limit <= 0) {
-      return UsageError(absl::StrCat("--limit wants a positive integer, got \"", value, "\""));
-    }
-    args->scan.limit = limit;
+// A window-fetch bound: ms since the epoch, or an ISO-8601 (RFC 3339) time.
+absl::StatusOr<int64_t> ParseTimeBound(const std::string& text, absl::string_view name) {
+  int64_t ms = 0;
+  if (absl::SimpleAtoi(text, &ms)) return ms;
+  absl::Time t;
+  std::string error;
+  if (absl::ParseTime(absl::RFC3339_full, text, &t, &error)) return absl::ToUnixMillis(t);
+  return UsageError(absl::StrCat("window-fetch: ", name,
+                                 " wants ms since the epoch or an ISO-8601 time such as "
+                                 "2024-05-01T12:00:00Z, got \"",
+                                 EscapeForTerminal(text), "\""));
+}
+
+enum class Need { kRequired, kOptional };
+
+// An operand of a command: its name in usage errors and where CLI11 stores it.
+struct Operand {
+  const char* name;
+  std::string* value;
+  Need need;
+};
+
+// A command: a CLI11 subcommand whose positionals are its operands, in order (the required ones
+// first; an optional one is filled only after those before it), then `extra`, which takes the
+// operands past the last so that the usage error can count them.
+struct Command {
+  CLI::App* app = nullptr;
+  KiqctlCommand kind = KiqctlCommand::kHelp;  // metadata: kNodes, refined by the operands
+  std::vector<const CLI::Option*> operands;
+  const CLI::Option* extra = nullptr;
+
+  // How many operands were given, extra ones included.
+  size_t Given() const {
+    size_t given = extra->count();
+    for (const CLI::Option* operand : operands) given += operand->count();
+    return given;
   }
+
+  // "get wants STORE KEY, got 1 argument"; the optional operands nest: "[STORE [KEY]]".
+  absl::Status CountError() const {
+    std::vector<std::string> names;
+    std::string closing;
+    for (const CLI::Option* operand : operands) {
+      if (operand->get_required()) {
+        names.push_back(operand->get_name());
+      } else {
+        names.push_back(absl::StrCat("[", operand->get_name()));
+        closing += "]";
+      }
+    }
+    const size_t given = Given();
+    return UsageError(absl::StrCat(app->get_name(), " wants ", absl::StrJoin(names, " "), closing,
+                                   ", got ", given, given == 1 ? " argument" : " arguments"));
+  }
+};
+
+// kiqctl's command line for CLI11, and what CLI11 collects with it. CLI11 sorts the arguments
+// into flags, the command and its operands; Parse then checks and converts the values, so that
+// every usage error is one line in kiq's words (CLI11's own errors are translated where it
+// throws them). Every flag is an option of the top-level app, which the commands fall through
+// to: a flag may come before or after the command, and a scan or subscribe flag given to
+// another command is refused by name instead of as unknown. Not thread-safe; one per parse.
+class CommandLine {
+ public:
+  // Operands go straight into `args`, which must outlive this; flags once Parse checked them.
+  explicit CommandLine(KiqctlArgs& args);
+
+  CommandLine(const CommandLine&) = delete;
+  CommandLine& operator=(const CommandLine&) = delete;
+
+  // Parses kiqctl's arguments (without the program name) into the KiqctlArgs given.
+  absl::Status Parse(const std::vector<std::string>& args);
+
+ private:
+  void AddCommand(const std::string& name, KiqctlCommand kind, std::vector<Operand> operands);
+
+  // Whether `arg` names a flag that takes a value ("--timeout").
+  bool IsValueFlag(absl::string_view arg) const;
+
+  // CLI11 2.1 reads "--name=" like "--name" and takes the next argument as the value; kiqctl
+  // means an empty value (--page-token=), so such an argument becomes "--name" and "". Flag
+  // values and what follows "--" are left as they are.
+  std::vector<std::string> SplitEmptyValues(const std::vector<std::string>& args) const;
+
+  // The command CLI11 found, or null.
+  const Command* ParsedCommand() const;
+
+  // After CLI11: unknown flags refused, flag values checked and converted into args_.
+  absl::Status CheckFlags();
+  // After CheckFlags: the command and its operands checked, and misplaced flags refused.
+  absl::Status CheckCommand();
+
+  KiqctlArgs& args_;
+  CLI::App app_{"kiqctl"};
+
+  // Flag values as given (the last one of a repeated flag); --page-token goes straight to args_.
+  std::string target_, timeout_, page_size_, limit_, key_, prefix_;
+  CLI::Option* target_flag_;
+  CLI::Option* timeout_flag_;
+  CLI::Option* page_size_flag_;
+  CLI::Option* page_token_flag_;
+  CLI::Option* limit_flag_;
+  CLI::Option* key_flag_;
+  CLI::Option* prefix_flag_;
+  CLI::Option* json_flag_;
+  CLI::Option* snapshot_flag_;
+  CLI::Option* coalesce_flag_;
+  std::vector<const CLI::Option*> scan_flags_;       // range and all only
+  std::vector<const CLI::Option*> subscribe_flags_;  // subscribe only
+
+  std::vector<Command> commands_;
+  std::string window_from_, window_to_;      // window-fetch's FROM and TO operands
+  std::vector<std::string> extra_operands_;  // What a command's `extra` takes; only counted.
+  // The arguments before a command that are not flags: an unknown command and its operands.
+  std::vector<std::string> not_a_command_;
+};
+
+CommandLine::CommandLine(KiqctlArgs& args) : args_(args) {
+  // A repeated flag: the last one wins (CLI11 would refuse it).
+  app_.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // Unknown flags are kept in remaining() for CheckFlags to name; the commands inherit this and
+  // find the flags in the top-level app.
+  app_.allow_extras();
+  app_.fallthrough();
+  // At most one command: a command name after it is an operand ("get orders count").
+  app_.require_subcommand(0, 1);
+
+  target_flag_ = app_.add_option("--target", target_);
+  timeout_flag_ = app_.add_option("--timeout", timeout_);
+  page_size_flag_ = app_.add_option("--page-size", page_size_);
+  page_token_flag_ = app_.add_option("--page-token", args.scan.page_token);
+  limit_flag_ = app_.add_option("--limit", limit_);
+  key_flag_ = app_.add_option("--key", key_);
+  prefix_flag_ = app_.add_option("--prefix", prefix_);
+  key_flag_->excludes(prefix_flag_);
+  json_flag_ = app_.add_flag("--json");
+  snapshot_flag_ = app_.add_flag("--snapshot");
+  coalesce_flag_ = app_.add_flag("--coalesce");
+  scan_flags_ = {page_size_flag_, page_token_flag_, limit_flag_};
+  subscribe_flags_ = {key_flag_, prefix_flag_, snapshot_flag_, coalesce_flag_};
+  // Only an unknown command (and what follows it) gets here: a known one is a subcommand.
+  app_.add_option("COMMAND", not_a_command_);
+
+  using KC = KiqctlCommand;
+  constexpr Need kRequired = Need::kRequired;
+  constexpr Need kOptional = Need::kOptional;
+  AddCommand("get", KC::kGet, {{"STORE", &args.store, kRequired}, {"KEY", &args.key, kRequired}});
+  AddCommand("range", KC::kRange,
+             {{"STORE", &args.store, kRequired},
+              {"FROM", &args.from, kRequired},
+              {"TO", &args.to, kRequired}});
+  AddCommand("all", KC::kAll, {{"STORE", &args.store, kRequired}});
+  AddCommand("count", KC::kCount, {{"STORE", &args.store, kRequired}});
+  AddCommand("window-fetch", KC::kWindowFetch,
+             {{"STORE", &args.store, kRequired},
+              {"KEY", &args.key, kRequired},
+              {"FROM", &window_from_, kOptional},
+              {"TO", &window_to_, kOptional}});
+  AddCommand("metadata", KC::kNodes,
+             {{"STORE", &args.store, kOptional}, {"KEY", &args.key, kOptional}});
+  AddCommand("subscribe", KC::kSubscribe, {{"STORE", &args.store, kRequired}});
+  AddCommand("help", KC::kHelp, {});
+}
+
+void CommandLine::AddCommand(const std::string& name, KiqctlCommand kind,
+                             std::vector<Operand> operands) {
+  Command c;
+  c.app = app_.add_subcommand(name);
+  c.kind = kind;
+  for (const Operand& operand : operands) {
+    CLI::Option* option = c.app->add_option(operand.name, *operand.value);
+    if (operand.need == Need::kRequired) option->required();
+    c.operands.push_back(option);
+  }
+  c.extra = c.app->add_option("EXTRA", extra_operands_);
+  commands_.push_back(std::move(c));
+}
+
+bool CommandLine::IsValueFlag(absl::string_view arg) const {
+  if (!absl::StartsWith(arg, "--")) return false;
+  const CLI::Option* option = app_.get_option_no_throw(std::string(arg));
+  return option != nullptr && option->get_items_expected_min() > 0;
+}
+
+std::vector<std::string> CommandLine::SplitEmptyValues(const std::vector<std::string>& args) const {
+  std::vector<std::string> split;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--") {
+      split.insert(split.end(), args.begin() + i, args.end());
+      break;
+    }
+    absl::string_view name = args[i];
+    const bool empty_value = absl::ConsumeSuffix(&name, "=");
+    if (!IsValueFlag(name)) {
+      split.push_back(args[i]);
+      continue;
+    }
+    split.emplace_back(name);
+    if (empty_value) {
+      split.emplace_back();
+    } else if (i + 1 < args.size()) {
+      split.push_back(args[++i]);  // The value, even if it is "--" or looks like "--name=".
+    }
+  }
+  return split;
+}
+
+const Command* CommandLine::ParsedCommand() const {
+  for (const Command& command : commands_) {
+    if (command.app->parsed()) return &command;
+  }
+  return nullptr;
+}
+
+// CLI11 throws its errors; they become kiq's usage errors here, in kiq's words where a script
+// or a test relies on them, else in CLI11's.
+absl::Status CommandLine::Parse(const std::vector<std::string>& args) {
+  const std::vector<std::string> split = SplitEmptyValues(args);
+  try {
+    app_.parse(std::vector<std::string>(split.rbegin(), split.rend()));  // CLI11 wants reversed.
+  } catch (const CLI::CallForHelp&) {
+    // -h or --help, anywhere.
+    args_.command = KiqctlCommand::kHelp;
+    return absl::OkStatus();
+  } catch (const CLI::RequiredError& e) {
+    // Only operands are required.
+    const Command* command = ParsedCommand();
+    return command != nullptr ? command->CountError() : UsageError(e.what());
+  } catch (const CLI::ExcludesError&) {
+    // The only exclusion.
+    return UsageError("subscribe: give --key or --prefix, not both");
+  } catch (const CLI::ArgumentMismatch& e) {
+    // CLI11 takes any next argument as a flag's value: one is missing only after the last.
+    if (!split.empty() && IsValueFlag(split.back())) {
+      return UsageError(absl::StrCat(split.back(), " needs a value"));
+    }
+    return UsageError(e.what());
+  } catch (const CLI::ParseError& e) {
+    return UsageError(e.what());
+  }
+  if (absl::Status s = CheckFlags(); !s.ok()) return s;
+  return CheckCommand();
+}
+
+absl::Status CommandLine::CheckFlags() {
+  for (const std::string& arg : app_.remaining()) {
+    if (arg == "--") continue;
+    return UsageError(
+        absl::StrCat("unknown flag \"", EscapeForTerminal(arg.substr(0, arg.find('='))), "\""));
+  }
+  for (const CLI::Option* flag : {json_flag_, snapshot_flag_, coalesce_flag_}) {
+    // CLI11 records a flag given without a value as "true".
+    for (const std::string& value : flag->results()) {
+      if (value != "true") return UsageError(absl::StrCat(flag->get_name(), " takes no value"));
+    }
+  }
+  args_.json = json_flag_->count() > 0;
+  args_.snapshot = snapshot_flag_->count() > 0;
+  args_.coalesce = coalesce_flag_->count() > 0;
+  if (target_flag_->count() > 0) {
+    if (target_.empty()) return UsageError("--target must not be empty");
+    args_.target = target_;
+  }
+  if (timeout_flag_->count() > 0) {
+    absl::Duration timeout;
+    if (!absl::ParseDuration(timeout_, &timeout) || timeout <= absl::ZeroDuration()) {
+      return UsageError(absl::StrCat(
+          "--timeout wants a positive duration such as 500ms, 5s or 1m, got \"", timeout_, "\""));
+    }
+    args_.timeout = timeout;
+  }
+  if (page_size_flag_->count() > 0) {
+    int32_t page_size = 0;
+    if (!absl::SimpleAtoi(page_size_, &page_size) || page_size <= 0) {
+      return UsageError(
+          absl::StrCat("--page-size wants a positive integer, got \"", page_size_, "\""));
+    }
+    args_.scan.page_size = page_size;
+  }
+  if (limit_flag_->count() > 0) {
+    int64_t limit = 0;
+    if (!absl::SimpleAtoi(limit_, &limit) || limit <= 0) {
+      return UsageError(absl::StrCat("--limit wants a positive integer, got \"", limit_, "\""));
+    }
+    args_.scan.limit = limit;
+  }
+  if (key_flag_->count() > 0) args_.subscribe_key = key_;
+  if (prefix_flag_->count() > 0) args_.subscribe_prefix = prefix_;
   return absl::OkStatus();
 }
 
-// A command's operands after its name: how many, and how they are named in messages. The
-// command run is commands[number of operands - min_operands].
-struct CommandSpec {
-  absl::string_view name;
-  size_t min_operands;
-  size_t max_operands;
-  KiqctlCommand commands[3];
-  absl::string_view operand_names;
-};
-
-constexpr CommandSpec kCommands[] = {
-    {"get", 2, 2, {KiqctlCommand::kGet}, "STORE KEY"},
-    {"range", 3, 3, {KiqctlCommand::kRange}, "STORE FROM TO"},
-    {"all", 1, 1, {KiqctlCommand::kAll}, "STORE"},
-    {"count", 1, 1, {KiqctlCommand::kCount}, "STORE"},
-    {"window-fetch",
-     2,
-     4,
-     {KiqctlCommand::kWindowFetch, KiqctlCommand::kWindowFetch, KiqctlCommand::kWindowFetch},
-     "STORE KEY [FROM [TO]]"},
-    {"subscribe", 1, 1, {KiqctlCommand::kSubscribe}, "STORE"},
-    {"metadata",
-     0,
-     2,
-     {KiqctlCommand::kNodes, KiqctlCommand::kNodesForStore, KiqctlCommand::kNodeForKey},
-     "[STORE [KEY]]"},
-};
+absl::Status CommandLine::CheckCommand() {
+  if (!not_a_command_.empty()) {
+    return UsageError(
+        absl::StrCat("unknown command \"", EscapeForTerminal(not_a_command_.front()), "\""));
+  }
+  const Command* command = ParsedCommand();
+  if (command == nullptr) {
+    return UsageError(
+        "missing command (get, range, all, count, window-fetch, subscribe or metadata)");
+  }
+  args_.command = command->kind;
+  if (args_.command == KiqctlCommand::kHelp) return absl::OkStatus();
+  if (command->extra->count() > 0) return command->CountError();
+  const size_t given = command->Given();
+  const std::string& name = command->app->get_name();
+  if (args_.command == KiqctlCommand::kNodes && given > 0) {
+    args_.command = given == 1 ? KiqctlCommand::kNodesForStore : KiqctlCommand::kNodeForKey;
+  }
+  // Every command's first operand is the store.
+  if (given > 0 && args_.store.empty()) return UsageError(absl::StrCat(name, ": STORE is empty"));
+  if (args_.command == KiqctlCommand::kWindowFetch) {
+    if (given >= 3) {
+      absl::StatusOr<int64_t> from = ParseTimeBound(window_from_, "FROM");
+      if (!from.ok()) return from.status();
+      args_.time_from = *from;
+    }
+    if (given == 4) {
+      absl::StatusOr<int64_t> to = ParseTimeBound(window_to_, "TO");
+      if (!to.ok()) return to.status();
+      args_.time_to = *to;
+    }
+  }
+  const bool scans = args_.command == KiqctlCommand::kRange || args_.command == KiqctlCommand::kAll;
+  const bool subscribes = args_.command == KiqctlCommand::kSubscribe;
+  const auto is_in = [](const std::vector<const CLI::Option*>& flags, const CLI::Option* flag) {
+    return std::find(flags.begin(), flags.end(), flag) != flags.end();
+  };
+  // The first misplaced flag, in the order given.
+  for (const CLI::Option* flag : app_.parse_order()) {
+    if (!scans && is_in(scan_flags_, flag)) {
+      return UsageError(
+          absl::StrCat(flag->get_name(), " applies only to range and all, not ", name));
+    }
+    if (!subscribes && is_in(subscribe_flags_, flag)) {
+      return UsageError(absl::StrCat(flag->get_name(), " applies only to subscribe, not ", name));
+    }
+  }
+  return absl::OkStatus();
+}
 
 // One line for stderr: `<doing>: <CODE>: <server message>`, the code placed after what we were
 // doing (the prefix FromGrpcStatus added) so the line reads left to right.
@@ -202,19 +477,6 @@ int PrintJson(const google::protobuf::Message& message, std::ostream& out, std::
   if (!json.ok()) return Fail(err, json.status(), "");
   out << *json;
   return exit_code;
-}
-
-// A window-fetch bound: ms since the epoch, or an ISO-8601 (RFC 3339) time.
-absl::StatusOr<int64_t> ParseTimeBound(const std::string& text, absl::string_view name) {
-  int64_t ms = 0;
-  if (absl::SimpleAtoi(text, &ms)) return ms;
-  absl::Time t;
-  std::string error;
-  if (absl::ParseTime(absl::RFC3339_full, text, &t, &error)) return absl::ToUnixMillis(t);
-  return UsageError(absl::StrCat("window-fetch: ", name,
-                                 " wants ms since the epoch or an ISO-8601 time such as "
-                                 "2024-05-01T12:00:00Z, got \"",
-                                 EscapeForTerminal(text), "\""));
 }
 
 int RunWindowFetch(const Client& client, const KiqctlArgs& args, std::ostream& out,
@@ -367,118 +629,8 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
                                            std::string_view env_target) {
   KiqctlArgs parsed;
   if (!env_target.empty()) parsed.target = std::string(env_target);
-  std::vector<std::string> positional;
-  std::vector<std::string> scan_flags;  // Given scan-only flags, to reject them for get/count.
-  std::vector<std::string> subscribe_flags;  // Likewise for subscribe's flags.
-  bool flags_ended = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (flags_ended || !IsFlag(arg)) {
-      positional.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      flags_ended = true;
-      continue;
-    }
-    if (arg == "-h" || arg == "--help") {
-      parsed.command = KiqctlCommand::kHelp;
-      return parsed;
-    }
-    absl::string_view name = arg;
-    name.remove_prefix(2);
-    std::optional<std::string> value;
-    if (const size_t eq = name.find('='); eq != absl::string_view::npos) {
-      value = std::string(name.substr(eq + 1));
-      name = name.substr(0, eq);
-    }
-    if (name == "json" || name == "snapshot" || name == "coalesce") {
-      if (value.has_value()) return UsageError(absl::StrCat("--", name, " takes no value"));
-      (name == "json" ? parsed.json : name == "snapshot" ? parsed.snapshot : parsed.coalesce) = true;
-      if (name != "json") subscribe_flags.push_back(absl::StrCat("--", name));
-      continue;
-    }
-    if (name != kTarget && name != kTimeout && name != kPageSize && name != kPageToken &&
-        name != kLimit && name != kKey && name != kPrefix) {
-      return UsageError(absl::StrCat("unknown flag \"--", name, "\""));
-    }
-    if (!value.has_value()) {
-      // The next argument is the value even if it starts with '-': page tokens can.
-      if (i + 1 == args.size()) return UsageError(absl::StrCat("--", name, " needs a value"));
-      value = args[++i];
-    }
-    if (absl::Status s = ApplyValueFlag(name, *value, &parsed); !s.ok()) return s;
-    if (name == kPageSize || name == kPageToken || name == kLimit) {
-      scan_flags.push_back(absl::StrCat("--", name));
-    }
-    if (name == kKey || name == kPrefix) subscribe_flags.push_back(absl::StrCat("--", name));
-  }
-
-  if (positional.empty()) {
-    return UsageError("missing command (get, range, all, count, window-fetch, subscribe or metadata)");
-  }
-  const std::string& command = positional[0];
-  if (command == "help") {
-    parsed.command = KiqctlCommand::kHelp;
-    return parsed;
-  }
-  const CommandSpec* spec = nullptr;
-  for (const CommandSpec& candidate : kCommands) {
-    if (command == candidate.name) spec = &candidate;
-  }
-  if (spec == nullptr) {
-    return UsageError(absl::StrCat("unknown command \"", EscapeForTerminal(command), "\""));
-  }
-  const size_t operands = positional.size() - 1;
-  if (operands < spec->min_operands || operands > spec->max_operands) {
-    return UsageError(absl::StrCat(spec->name, " wants ", spec->operand_names, ", got ", operands,
-                                   operands == 1 ? " argument" : " arguments"));
-  }
-  parsed.command = spec->commands[operands - spec->min_operands];
-  if (operands > 0) {
-    // Every command's first operand is the store.
-    parsed.store = positional[1];
-    if (parsed.store.empty()) return UsageError(absl::StrCat(spec->name, ": STORE is empty"));
-  }
-  switch (parsed.command) {
-    case KiqctlCommand::kGet:
-    case KiqctlCommand::kNodeForKey:
-      parsed.key = positional[2];
-      break;
-    case KiqctlCommand::kRange:
-      parsed.from = positional[2];
-      parsed.to = positional[3];
-      break;
-    case KiqctlCommand::kWindowFetch: {
-      parsed.key = positional[2];
-      if (operands >= 3) {
-        absl::StatusOr<int64_t> from = ParseTimeBound(positional[3], "FROM");
-        if (!from.ok()) return from.status();
-        parsed.time_from = *from;
-      }
-      if (operands == 4) {
-        absl::StatusOr<int64_t> to = ParseTimeBound(positional[4], "TO");
-        if (!to.ok()) return to.status();
-        parsed.time_to = *to;
-      }
-      break;
-    }
-    default:
-      break;
-  }
-  const bool scans =
-      parsed.command == KiqctlCommand::kRange || parsed.command == KiqctlCommand::kAll;
-  if (!scans && !scan_flags.empty()) {
-    return UsageError(
-        absl::StrCat(scan_flags.front(), " applies only to range and all, not ", spec->name));
-  }
-  if (parsed.command != KiqctlCommand::kSubscribe && !subscribe_flags.empty()) {
-    return UsageError(
-        absl::StrCat(subscribe_flags.front(), " applies only to subscribe, not ", spec->name));
-  }
-  if (parsed.subscribe_key && parsed.subscribe_prefix) {
-    return UsageError("subscribe: give --key or --prefix, not both");
-  }
+  CommandLine command_line(parsed);
+  if (absl::Status s = command_line.Parse(args); !s.ok()) return s;
   return parsed;
 }
 

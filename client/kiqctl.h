@@ -62,9 +62,10 @@ struct KiqctlArgs {
 // The --help text: every command, flag and exit code.
 std::string KiqctlUsage();
 
-// Parses kiqctl's arguments (without the program name). Flags may come before or after the
-// command; "--" ends them. `env_target` is $KIQ_TARGET ("" when unset), used when --target is
-// not given. INVALID_ARGUMENT with a one-line message for a usage error.
+// Parses kiqctl's arguments (without the program name) with CLI11. Flags may come before or
+// after the command; "--" ends them (an operand such as "-x" must follow it). `env_target` is
+// $KIQ_TARGET ("" when unset), used when --target is not given. INVALID_ARGUMENT with a
+// one-line message for a usage error.
 absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
                                            std::string_view env_target);
 
