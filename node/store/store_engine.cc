@@ -95,11 +95,17 @@ std::string StoreKey(PartitionId p, absl::string_view key) {
 }
 
 absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Open(
-    const std::string& path, const std::vector<std::string>& store_names) {
+    const std::string& path, const std::vector<std::string>& store_names, rocksdb::Env* env) {
   rocksdb::DBOptions db_options;
+  if (env != nullptr) db_options.env = env;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
+  // RocksDB's default, relied on: after a failed WAL append or sync every later write fails with
+  // that error until the engine is reopened, so no batch can land behind a lost one. Without it
+  // RocksDB clears the WAL writer's error and keeps appending to that WAL after the failed
+  // record, and a failed sync is forgotten.
+  db_options.paranoid_checks = true;
 
   // Every existing column family must be opened, including stores that the topology no longer
   // declares (they are kept, not silently dropped).
@@ -271,7 +277,10 @@ void StoreEngine::Batch::SetOffset(absl::string_view topic, PartitionId p, Offse
 absl::Status StoreEngine::Apply(Batch& batch) {
   // No fsync per batch: a process crash keeps the OS-buffered WAL; a power loss keeps a
   // consistent prefix of batches, and offsets travel with their state, so the lost suffix is
-  // simply consumed again.
+  // simply consumed again. Should a batch ever need to be durable, use WriteOptions::sync, not
+  // DB::SyncWAL() / FlushWAL(true): once a WAL append or sync has failed, RocksDB 7.8 built with
+  // assertions (Debian's librocksdb) aborts in SyncWAL (`sync_without_flush_called_`) instead of
+  // returning the error.
   rocksdb::WriteOptions options;
   return ToStatus(db_->Write(options, &batch.batch_), "apply batch");
 }

@@ -39,8 +39,12 @@ struct StoreHandle {
 // Thread-safe: reads run concurrently with one writer (RocksDB's guarantees). Owns the DB.
 class StoreEngine {
  public:
+  // Opens (creating if missing) the database at `path` with a column family per store.
+  // `env`, if given, replaces RocksDB's default Env for every file the database touches (tests
+  // inject I/O faults through it); not owned, it must outlive the engine.
   static absl::StatusOr<std::unique_ptr<StoreEngine>> Open(
-      const std::string& path, const std::vector<std::string>& store_names);
+      const std::string& path, const std::vector<std::string>& store_names,
+      rocksdb::Env* env = nullptr);
   ~StoreEngine();
 
   absl::StatusOr<StoreHandle> Handle(absl::string_view store) const;
