@@ -27,10 +27,10 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "node/staged_batch.h"
-#include "node/store_engine.h"
-#include "router/local_stores.h"
-#include "router/types.h"
+#include "node/store/staged_batch.h"
+#include "node/store/store_engine.h"
+#include "router/port/local_stores.h"
+#include "common/types.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::node {

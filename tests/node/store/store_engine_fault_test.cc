@@ -18,9 +18,9 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "node/staged_batch.h"
-#include "node/store_engine.h"
-#include "router/types.h"
+#include "node/store/staged_batch.h"
+#include "node/store/store_engine.h"
+#include "common/types.h"
 #include "tests/testing/fault_env.h"
 #include "tests/testing/status_matchers.h"
 
