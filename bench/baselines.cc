@@ -52,7 +52,9 @@ ABSL_FLAG(std::string, label, "", "CSV label");
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 [[noreturn]] void Die(const std::string& what) {
   fprintf(stderr, "kiq-bench-baselines: %s\n", what.c_str());
@@ -134,7 +136,8 @@ int RocksdbWrite() {
     }
   }
   const double secs = Since(start);
-  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), secs, n / secs);
+  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), secs,
+         n / secs);
   return 0;
 }
 
@@ -142,7 +145,8 @@ int RocksdbIter() {
   auto db = OpenDb();
   {
     rocksdb::WriteBatch wb;
-    for (int i = 0; i < absl::GetFlag(FLAGS_keys); ++i) wb.Put(absl::StrCat("user-", i), std::string(8, '\x01'));
+    for (int i = 0; i < absl::GetFlag(FLAGS_keys); ++i)
+      wb.Put(absl::StrCat("user-", i), std::string(8, '\x01'));
     if (!db->Write(rocksdb::WriteOptions(), &wb).ok()) Die("RocksDB write");
     db->Flush(rocksdb::FlushOptions());
   }
@@ -159,8 +163,9 @@ int RocksdbIter() {
   }
   const double secs = Since(start);
   // The scan CSV of kiq-bench-load: label,scans,entries,seconds,entries_per_s.
-  printf("%s,%llu,%llu,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<unsigned long long>(scans),
-         static_cast<unsigned long long>(entries), secs, entries / secs);
+  printf("%s,%llu,%llu,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(),
+         static_cast<unsigned long long>(scans), static_cast<unsigned long long>(entries), secs,
+         entries / secs);
   return 0;
 }
 
@@ -187,8 +192,9 @@ void Produce(RdKafka::Producer& p, int64_t from, int64_t n) {
   for (int64_t i = from; i < from + n; ++i) {
     std::string k = Key(i), v = Value(i);
     for (;;) {
-      RdKafka::ErrorCode e = p.produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                                       v.data(), v.size(), k.data(), k.size(), 0, nullptr);
+      RdKafka::ErrorCode e =
+          p.produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, v.data(),
+                    v.size(), k.data(), k.size(), 0, nullptr);
       if (e == RdKafka::ERR_NO_ERROR) break;
       if (e != RdKafka::ERR__QUEUE_FULL) Die("produce: " + RdKafka::err2str(e));
       p.poll(10);
@@ -203,8 +209,8 @@ int ProduceCmd() {
   const auto start = Clock::now();
   const int64_t n = absl::GetFlag(FLAGS_records);
   Produce(*p, absl::GetFlag(FLAGS_key_offset), n);
-  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), Since(start),
-         n / Since(start));
+  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n),
+         Since(start), n / Since(start));
   return 0;
 }
 
@@ -227,18 +233,21 @@ std::unique_ptr<RdKafka::KafkaConsumer> MakeConsumer() {
 std::vector<std::pair<int64_t, int64_t>> Watermarks(RdKafka::Handle& h) {
   std::vector<std::pair<int64_t, int64_t>> w(absl::GetFlag(FLAGS_partitions));
   for (int p = 0; p < static_cast<int>(w.size()); ++p) {
-    RdKafka::ErrorCode e = h.query_watermark_offsets(absl::GetFlag(FLAGS_topic), p, &w[p].first, &w[p].second, 10000);
+    RdKafka::ErrorCode e =
+        h.query_watermark_offsets(absl::GetFlag(FLAGS_topic), p, &w[p].first, &w[p].second, 10000);
     if (e != RdKafka::ERR_NO_ERROR) Die("watermarks: " + RdKafka::err2str(e));
   }
   return w;
 }
 
 // Reads from the given offsets to the given ends; returns the records read.
-int64_t ConsumeRange(RdKafka::KafkaConsumer& c, const std::vector<int64_t>& from, const std::vector<int64_t>& to) {
+int64_t ConsumeRange(RdKafka::KafkaConsumer& c, const std::vector<int64_t>& from,
+                     const std::vector<int64_t>& to) {
   std::vector<RdKafka::TopicPartition*> tps;
   int64_t expected = 0;
   for (size_t p = 0; p < from.size(); ++p) {
-    tps.push_back(RdKafka::TopicPartition::create(absl::GetFlag(FLAGS_topic), static_cast<int>(p), from[p]));
+    tps.push_back(
+        RdKafka::TopicPartition::create(absl::GetFlag(FLAGS_topic), static_cast<int>(p), from[p]));
     expected += to[p] - from[p];
   }
   c.assign(tps);
@@ -267,7 +276,8 @@ int ConsumeCmd() {
   const auto start = Clock::now();
   const int64_t n = ConsumeRange(*c, from, to);
   const double secs = Since(start);
-  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), secs, n / secs);
+  printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), secs,
+         n / secs);
   c->close();
   return 0;
 }
@@ -315,12 +325,14 @@ int IngestCmd() {
     const double target = materialized + static_cast<double>(n);
     const auto deadline = Clock::now() + std::chrono::seconds(300);
     while ((materialized = ScrapeSum(http, "kiq_records_materialized_total", match)) < target) {
-      if (Clock::now() > deadline) Die(absl::StrCat("node stuck at ", materialized, " of ", target));
+      if (Clock::now() > deadline)
+        Die(absl::StrCat("node stuck at ", materialized, " of ", target));
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     node_secs += Since(start);
     std::vector<int64_t> from, to;
-    for (size_t p = 0; p < before.size(); ++p) from.push_back(before[p].second), to.push_back(after[p].second);
+    for (size_t p = 0; p < before.size(); ++p)
+      from.push_back(before[p].second), to.push_back(after[p].second);
     const auto bare_start = Clock::now();
     ConsumeRange(*consumer, from, to);
     bare_secs += Since(bare_start);
@@ -330,8 +342,8 @@ int IngestCmd() {
   }
   consumer->close();
   // label,records,node_seconds,node_rps,bare_consume_seconds,bare_consume_rps
-  printf("%s,%lld,%.3f,%.0f,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(total),
-         node_secs, total / node_secs, bare_secs, total / bare_secs);
+  printf("%s,%lld,%.3f,%.0f,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(),
+         static_cast<long long>(total), node_secs, total / node_secs, bare_secs, total / bare_secs);
   return 0;
 }
 
@@ -339,7 +351,9 @@ int IngestCmd() {
 
 int main(int argc, char** argv) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() != 2) Die("usage: kiq-bench-baselines grpc-server|rocksdb-write|rocksdb-iter|consume|produce|ingest [--flags]");
+  if (rest.size() != 2)
+    Die("usage: kiq-bench-baselines grpc-server|rocksdb-write|rocksdb-iter|consume|produce|ingest "
+        "[--flags]");
   const std::string cmd = rest[1];
   if (cmd == "grpc-server") return GrpcServer();
   if (cmd == "rocksdb-write") return RocksdbWrite();

@@ -30,9 +30,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/histogram.h"
+#include "common/topology/partitioner.h"
 #include "kiq/v1/membership.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
-#include "common/topology/partitioner.h"
 
 ABSL_FLAG(std::string, mode, "get", "get or scan");
 ABSL_FLAG(std::string, target, "", "host:port of the QueryService");
@@ -68,7 +68,8 @@ std::vector<std::string> SelectKeys() {
   const std::string key_set = absl::GetFlag(FLAGS_key_set);
   std::vector<bool> owned(absl::GetFlag(FLAGS_partitions), true);
   if (key_set != "all") {
-    auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
     auto stub = kiq::v1::MetadataService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -87,7 +88,8 @@ std::vector<std::string> SelectKeys() {
       if (absl::StrCat(node.host(), ":", node.port()) != target) continue;
       found = true;
       for (const auto& p : node.partitions()) {
-        if (p.partition() >= 0 && p.partition() < static_cast<int>(owned.size())) owned[p.partition()] = true;
+        if (p.partition() >= 0 && p.partition() < static_cast<int>(owned.size()))
+          owned[p.partition()] = true;
       }
     }
     if (!found) {
@@ -132,7 +134,8 @@ struct StepResult {
 
 class GetDriver {
  public:
-  GetDriver(std::vector<std::unique_ptr<kiq::v1::QueryService::Stub>>& stubs, std::vector<std::string> keys)
+  GetDriver(std::vector<std::unique_ptr<kiq::v1::QueryService::Stub>>& stubs,
+            std::vector<std::string> keys)
       : stubs_(stubs),
         keys_(std::move(keys)),
         store_(absl::GetFlag(FLAGS_store)),
@@ -163,7 +166,8 @@ class GetDriver {
           for (uint64_t n = static_cast<uint64_t>(t);; n += static_cast<uint64_t>(pacers)) {
             const Clock::time_point when = start_ + ToDur(interval * static_cast<double>(n));
             if (when >= stop_at_) break;
-            if (when > Clock::now()) std::this_thread::sleep_until(std::max(when, Clock::now() + tick));
+            if (when > Clock::now())
+              std::this_thread::sleep_until(std::max(when, Clock::now() + tick));
             if (outstanding_.load() >= max_outstanding_) {
               if (when >= measure_from_) errors_++;
             } else {
@@ -214,7 +218,7 @@ class GetDriver {
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     outstanding_++;
     stubs_[seq % stubs_.size()]->async()->Get(&call->ctx, &call->req, &call->resp,
-                                               [this, call](grpc::Status s) { Done(call, s); });
+                                              [this, call](grpc::Status s) { Done(call, s); });
   }
 
   void Done(Call* call, const grpc::Status& s) {
@@ -229,7 +233,8 @@ class GetDriver {
       } else {
         errors_++;
         std::lock_guard<std::mutex> lock(mu_);
-        if (first_error_.empty()) first_error_ = absl::StrCat(s.error_code(), " ", s.error_message());
+        if (first_error_.empty())
+          first_error_ = absl::StrCat(s.error_code(), " ", s.error_message());
       }
     }
     const uint64_t seq = call->seq;
@@ -263,14 +268,16 @@ void PrintGet(const std::string& label, int inflight, double offered, const Step
          static_cast<unsigned long long>(r.not_found), static_cast<double>(r.ok) / r.seconds,
          r.p50 / 1000.0, r.p99 / 1000.0, r.p999 / 1000.0);
   fflush(stdout);
-  if (!r.first_error.empty()) fprintf(stderr, "kiq-bench-load: first error: %s\n", r.first_error.c_str());
+  if (!r.first_error.empty())
+    fprintf(stderr, "kiq-bench-load: first error: %s\n", r.first_error.c_str());
 }
 
 int RunGet() {
   auto stubs = MakeStubs();
   GetDriver driver(stubs, SelectKeys());
   const std::string label = absl::GetFlag(FLAGS_label);
-  if (absl::GetFlag(FLAGS_header)) printf("label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms\n");
+  if (absl::GetFlag(FLAGS_header))
+    printf("label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms\n");
   const double warmup = absl::GetFlag(FLAGS_warmup), duration = absl::GetFlag(FLAGS_duration);
   if (!absl::GetFlag(FLAGS_ramp).empty()) {
     for (absl::string_view step : absl::StrSplit(absl::GetFlag(FLAGS_ramp), ',')) {
@@ -285,7 +292,8 @@ int RunGet() {
     }
     return 0;
   }
-  StepResult r = driver.Run(absl::GetFlag(FLAGS_inflight), absl::GetFlag(FLAGS_rate), warmup, duration);
+  StepResult r =
+      driver.Run(absl::GetFlag(FLAGS_inflight), absl::GetFlag(FLAGS_rate), warmup, duration);
   PrintGet(label, absl::GetFlag(FLAGS_inflight), absl::GetFlag(FLAGS_rate), r);
   return r.ok > 0 && r.errors == 0 ? 0 : 1;
 }
@@ -323,7 +331,8 @@ int RunScan() {
         s = stub->All(&ctx, req, &resp);
       }
       if (!s.ok()) {
-        fprintf(stderr, "kiq-bench-load: scan failed: %d %s\n", s.error_code(), s.error_message().c_str());
+        fprintf(stderr, "kiq-bench-load: scan failed: %d %s\n", s.error_code(),
+                s.error_message().c_str());
         return 1;
       }
       entries += resp.entries_size();

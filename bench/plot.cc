@@ -39,16 +39,20 @@ struct Image {
   // 3x5 glyphs, rows top to bottom, 3 bits each (MSB left), drawn at `scale`.
   void Text(int x, int y, const std::string& s, uint32_t rgb, int scale = 2) {
     static const std::map<char, std::vector<int>> font = {
-        {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}}, {'3', {7, 1, 7, 1, 7}},
-        {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}}, {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 1, 1}},
-        {'8', {7, 5, 7, 5, 7}}, {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'k', {4, 5, 6, 5, 5}},
-        {'p', {7, 5, 7, 4, 4}}, {'m', {0, 7, 7, 5, 5}}, {'s', {3, 4, 2, 1, 6}}, {'Q', {7, 5, 5, 7, 1}},
-        {'P', {7, 5, 7, 4, 4}}, {'S', {7, 4, 7, 1, 7}}, {'o', {0, 7, 5, 5, 7}}, {'f', {3, 4, 6, 4, 4}},
-        {'e', {7, 5, 7, 4, 7}}, {'r', {0, 6, 5, 4, 4}}, {'d', {1, 1, 7, 5, 7}}, {'l', {4, 4, 4, 4, 3}},
-        {'a', {0, 7, 1, 7, 7}}, {'t', {4, 7, 4, 4, 3}}, {'n', {0, 6, 5, 5, 5}}, {'c', {0, 7, 4, 4, 7}},
-        {'y', {5, 5, 7, 1, 7}}, {'/', {1, 1, 2, 4, 4}}, {'(', {1, 2, 2, 2, 1}}, {')', {4, 2, 2, 2, 4}},
-        {'=', {0, 7, 0, 7, 0}}, {'-', {0, 0, 7, 0, 0}}, {'g', {7, 5, 7, 1, 6}}, {'i', {2, 0, 2, 2, 2}},
-        {'u', {0, 5, 5, 5, 7}}, {'b', {4, 4, 7, 5, 7}}, {'h', {4, 4, 7, 5, 5}}, {'w', {0, 5, 7, 7, 5}}};
+        {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}},
+        {'3', {7, 1, 7, 1, 7}}, {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}},
+        {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 1, 1}}, {'8', {7, 5, 7, 5, 7}},
+        {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'k', {4, 5, 6, 5, 5}},
+        {'p', {7, 5, 7, 4, 4}}, {'m', {0, 7, 7, 5, 5}}, {'s', {3, 4, 2, 1, 6}},
+        {'Q', {7, 5, 5, 7, 1}}, {'P', {7, 5, 7, 4, 4}}, {'S', {7, 4, 7, 1, 7}},
+        {'o', {0, 7, 5, 5, 7}}, {'f', {3, 4, 6, 4, 4}}, {'e', {7, 5, 7, 4, 7}},
+        {'r', {0, 6, 5, 4, 4}}, {'d', {1, 1, 7, 5, 7}}, {'l', {4, 4, 4, 4, 3}},
+        {'a', {0, 7, 1, 7, 7}}, {'t', {4, 7, 4, 4, 3}}, {'n', {0, 6, 5, 5, 5}},
+        {'c', {0, 7, 4, 4, 7}}, {'y', {5, 5, 7, 1, 7}}, {'/', {1, 1, 2, 4, 4}},
+        {'(', {1, 2, 2, 2, 1}}, {')', {4, 2, 2, 2, 4}}, {'=', {0, 7, 0, 7, 0}},
+        {'-', {0, 0, 7, 0, 0}}, {'g', {7, 5, 7, 1, 6}}, {'i', {2, 0, 2, 2, 2}},
+        {'u', {0, 5, 5, 5, 7}}, {'b', {4, 4, 7, 5, 7}}, {'h', {4, 4, 7, 5, 5}},
+        {'w', {0, 5, 7, 7, 5}}};
     for (char c : s) {
       auto it = font.find(c);
       if (it != font.end()) {
@@ -84,7 +88,8 @@ bool WritePng(const Image& img, const std::string& path) {
   }
   uLongf size = compressBound(static_cast<uLong>(raw.size()));
   std::vector<uint8_t> z(size);
-  if (compress2(z.data(), &size, raw.data(), static_cast<uLong>(raw.size()), 9) != Z_OK) return false;
+  if (compress2(z.data(), &size, raw.data(), static_cast<uLong>(raw.size()), 9) != Z_OK)
+    return false;
   z.resize(size);
   std::ofstream out(path, std::ios::binary);
   const uint8_t sig[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -100,9 +105,12 @@ bool WritePng(const Image& img, const std::string& path) {
 
 std::string Fmt(double v) {
   char buf[32];
-  if (v >= 1000) snprintf(buf, sizeof buf, std::fmod(v, 1000) == 0 ? "%.0fk" : "%.1fk", v / 1000);
-  else if (v >= 10 || v == 0) snprintf(buf, sizeof buf, "%.0f", v);
-  else snprintf(buf, sizeof buf, "%.1f", v);
+  if (v >= 1000)
+    snprintf(buf, sizeof buf, std::fmod(v, 1000) == 0 ? "%.0fk" : "%.1fk", v / 1000);
+  else if (v >= 10 || v == 0)
+    snprintf(buf, sizeof buf, "%.0f", v);
+  else
+    snprintf(buf, sizeof buf, "%.1f", v);
   return buf;
 }
 
@@ -125,7 +133,8 @@ int main(int argc, char** argv) {
     for (std::string cell; std::getline(ss, cell, ',');) f.push_back(cell);
     if (f.size() < 10 || f[2] == "offered_qps") continue;
     if (f[0] == "ramp") {
-      x.push_back(atof(f[2].c_str())), p50.push_back(atof(f[7].c_str())), p99.push_back(atof(f[8].c_str()));
+      x.push_back(atof(f[2].c_str())), p50.push_back(atof(f[7].c_str())),
+          p99.push_back(atof(f[8].c_str()));
     } else {
       bx.push_back(atof(f[2].c_str())), bp99.push_back(atof(f[8].c_str()));
     }
@@ -137,7 +146,8 @@ int main(int argc, char** argv) {
   // Log-scale latency axis (0.1 ms .. past the knee) so p50 and p99 are both readable.
   double xtop = *std::max_element(x.begin(), x.end());
   double ytop = *std::max_element(p99.begin(), p99.end());
-  for (size_t i = 0; i < bx.size(); ++i) xtop = std::max(xtop, bx[i]), ytop = std::max(ytop, bp99[i]);
+  for (size_t i = 0; i < bx.size(); ++i)
+    xtop = std::max(xtop, bx[i]), ytop = std::max(ytop, bp99[i]);
   // X ticks at a round step (1, 2, 2.5 or 5 times a power of ten) giving at most 8 ticks.
   double step = std::pow(10, std::floor(std::log10(xtop)));
   for (double m : {0.1, 0.2, 0.25, 0.5, 1.0}) {
@@ -172,14 +182,18 @@ int main(int argc, char** argv) {
   img.Line(kLeft, kTop + ph, kLeft + pw, kTop + ph, axis, 2);
   img.Line(kLeft, Y(knee), kLeft + pw, Y(knee), 0x888888);  // the knee threshold
   img.Text(kLeft + pw - 120, Y(knee) - 14, "p99 = " + Fmt(knee) + " ms", 0x888888);
-  const struct { const std::vector<double>* x; const std::vector<double>* v; uint32_t rgb; } series[] = {
-      {&bx, &bp99, 0x30a030}, {&x, &p50, 0x1f60c0}, {&x, &p99, 0xd02020}};
+  const struct {
+    const std::vector<double>* x;
+    const std::vector<double>* v;
+    uint32_t rgb;
+  } series[] = {{&bx, &bp99, 0x30a030}, {&x, &p50, 0x1f60c0}, {&x, &p99, 0xd02020}};
   for (const auto& s : series) {
     const std::vector<double>& xs = *s.x;
     const std::vector<double>& ys = *s.v;
     for (size_t i = 0; i < xs.size(); ++i) {
       if (i > 0) img.Line(X(xs[i - 1]), Y(ys[i - 1]), X(xs[i]), Y(ys[i]), s.rgb, 2);
-      for (int d = -3; d <= 3; ++d) img.Line(X(xs[i]) - 3, Y(ys[i]) + d, X(xs[i]) + 3, Y(ys[i]) + d, s.rgb);
+      for (int d = -3; d <= 3; ++d)
+        img.Line(X(xs[i]) - 3, Y(ys[i]) + d, X(xs[i]) + 3, Y(ys[i]) + d, s.rgb);
     }
   }
   img.Text(kLeft + 20, 12, "p50", 0x1f60c0, 3);

@@ -94,8 +94,7 @@ class Client {
   // The windows of `key` in a windowed store whose start is in [time_from, time_to] (ms since
   // the epoch; time_to 0: no upper bound), oldest first.
   absl::StatusOr<kiq::v1::WindowFetchResponse> WindowFetch(std::string_view store,
-                                                           std::string_view key,
-                                                           int64_t time_from,
+                                                           std::string_view key, int64_t time_from,
                                                            int64_t time_to) const;
 
   // The approximate number of entries of `store`.
@@ -105,8 +104,9 @@ class Client {
   // ends or `on_event` returns false (then the call is cancelled and OK is returned). Streams
   // have no deadline (the timeout option does not apply). Returns the stream's final status:
   // RESOURCE_EXHAUSTED (too slow), ABORTED (partitions moved), NOT_FOUND (unknown store)...
-  absl::Status Subscribe(const kiq::v1::SubscribeRequest& request,
-                         const std::function<bool(const kiq::v1::SubscribeResponse&)>& on_event) const;
+  absl::Status Subscribe(
+      const kiq::v1::SubscribeRequest& request,
+      const std::function<bool(const kiq::v1::SubscribeResponse&)>& on_event) const;
   // Kafka Streams' allMetadata(): every live node, with its endpoint, stores, owned partitions
   // (and their states) and lease.
   absl::StatusOr<kiq::v1::NodesResponse> AllNodes() const;

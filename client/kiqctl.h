@@ -45,11 +45,11 @@ struct KiqctlArgs {
   std::string target = kDefaultTarget;
   bool json = false;
   absl::Duration timeout = absl::Seconds(10);
-  std::string store;  // Empty only for kHelp and kNodes.
-  std::string key;    // get, metadata STORE KEY
-  std::string from;   // range
-  std::string to;     // range
-  ScanOptions scan;   // range, all
+  std::string store;      // Empty only for kHelp and kNodes.
+  std::string key;        // get, metadata STORE KEY
+  std::string from;       // range
+  std::string to;         // range
+  ScanOptions scan;       // range, all
   int64_t time_from = 0;  // window-fetch: ms since the epoch
   int64_t time_to = 0;    // window-fetch: 0 = no upper bound
   // subscribe: --key or --prefix (neither: every key), --snapshot, --coalesce.

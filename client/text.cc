@@ -54,7 +54,9 @@ std::string Escape(std::string_view bytes, bool escape_quotes) {
 
 }  // namespace
 
-bool IsValidUtf8(std::string_view s) { return kiq::IsValidUtf8(absl::string_view(s.data(), s.size())); }
+bool IsValidUtf8(std::string_view s) {
+  return kiq::IsValidUtf8(absl::string_view(s.data(), s.size()));
+}
 
 std::string EscapeForTerminal(std::string_view bytes) { return Escape(bytes, false); }
 

@@ -31,7 +31,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view doing)
     google::rpc::Status details;
     if (details.ParseFromString(status.error_details())) {
       for (const google::protobuf::Any& any : details.details()) {
-        if (any.type_url() == kErrorInfoTypeUrl) out.SetPayload(kErrorInfoTypeUrl, absl::Cord(any.value()));
+        if (any.type_url() == kErrorInfoTypeUrl)
+          out.SetPayload(kErrorInfoTypeUrl, absl::Cord(any.value()));
       }
     }
   }

@@ -16,7 +16,7 @@ using FieldValue = std::variant<int32_t, int64_t, uint32_t, uint64_t, double, fl
 // Sets the singular `field` of `message` to `value`, or appends it to a repeated one, through
 // reflection. `value` must hold the field's C++ type (an invariant of the callers, which parse
 // by that type: a mismatch aborts).
-void SetOrAddField(google::protobuf::Message* message, const google::protobuf::FieldDescriptor* field,
-                   FieldValue value);
+void SetOrAddField(google::protobuf::Message* message,
+                   const google::protobuf::FieldDescriptor* field, FieldValue value);
 
 }  // namespace kiq

@@ -41,8 +41,7 @@ class LocalSubscription final : public router::Subscription {
     if (match.kind == router::KeyMatch::Kind::kKey) {
       range.from = match.text;
       // A windowed key's windows follow it: the key and its 8-byte window start.
-      range.to = match.windowed ? match.text + std::string(kWindowSuffixSize, '\xff')
-                                : match.text;
+      range.to = match.windowed ? match.text + std::string(kWindowSuffixSize, '\xff') : match.text;
     } else if (match.kind == router::KeyMatch::Kind::kPrefix) {
       range.from = match.text;
     }
@@ -137,14 +136,13 @@ absl::StatusOr<std::optional<std::string>> LocalStoresImpl::Get(absl::string_vie
 
 absl::StatusOr<std::optional<int64_t>> LocalStoresImpl::StreamTime(const CompiledStore& store,
                                                                    PartitionId p) const {
-  absl::StatusOr<std::optional<std::string>> stored =
-      engine_.Get(store.handle, p, kStreamTimeKey);
+  absl::StatusOr<std::optional<std::string>> stored = engine_.Get(store.handle, p, kStreamTimeKey);
   if (!stored.ok()) return stored.status();
   if (!*stored) return std::optional<int64_t>();
   std::optional<int64_t> t = DecodeInt64(**stored);
   if (!t) {
-    return absl::DataLossError(absl::StrCat("store \"", store.info.name, "\" partition ",
-                                            p.value(), ": stream time entry is not 8 bytes"));
+    return absl::DataLossError(absl::StrCat("store \"", store.info.name, "\" partition ", p.value(),
+                                            ": stream time entry is not 8 bytes"));
   }
   return t;
 }
@@ -226,8 +224,7 @@ void LocalStoresImpl::AppendPosition(absl::string_view store, PartitionId p,
   po->set_offset(next ? next->value() : 0);
 }
 
-absl::Status LocalStoresImpl::WaitForPosition(absl::string_view store,
-                                              const kiq::v1::Position& min,
+absl::Status LocalStoresImpl::WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                               absl::Time deadline) const {
   return positions_.WaitFor(store, min, deadline);
 }
@@ -271,9 +268,9 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
           }
         }
         if (unavailable.empty()) return absl::OkStatus();
-        return absl::UnavailableError(absl::StrCat("Subscribe to store \"", spec.store,
-                                                   "\": partitions not readable on this node: ",
-                                                   absl::StrJoin(unavailable, ", ")));
+        return absl::UnavailableError(absl::StrCat(
+            "Subscribe to store \"", spec.store,
+            "\": partitions not readable on this node: ", absl::StrJoin(unavailable, ", ")));
       },
       [&]() -> absl::Status {
         if (!spec.snapshot || snapshot_partitions.empty()) return absl::OkStatus();
@@ -287,12 +284,10 @@ absl::StatusOr<std::unique_ptr<router::Subscription>> LocalStoresImpl::Subscribe
           if (!t.ok()) return t.status();
           if (*t) stream_times[p] = **t;
         }
-        keep = [window = *store.window, stream_times](PartitionId p,
-                                                      const router::KeyValue& kv) {
+        keep = [window = *store.window, stream_times](PartitionId p, const router::KeyValue& kv) {
           auto t = stream_times.find(p.value());
           std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
-          return w &&
-                 (t == stream_times.end() || !WindowExpired(window, w->start_ms, t->second));
+          return w && (t == stream_times.end() || !WindowExpired(window, w->start_ms, t->second));
         };
         return absl::OkStatus();
       });

@@ -1,10 +1,10 @@
 #pragma once
 
 #include "node/process/compiled_topology.h"
+#include "node/push/subscription_hub.h"
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"
 #include "node/store/store_engine.h"
-#include "node/push/subscription_hub.h"
 #include "router/port/local_stores.h"
 
 namespace kiq::node {
@@ -44,9 +44,11 @@ class LocalStoresImpl final : public router::LocalStores {
                                                     PartitionId p) const;
   // Scan of a windowed store: `range` bounds the user key; the stream time entry and expired
   // windows are left out.
-  absl::StatusOr<std::vector<router::KeyValue>> ScanWindows(
-      const CompiledStore& store, PartitionId p, const router::KeyRange& range,
-      const std::optional<std::string>& after, size_t limit) const;
+  absl::StatusOr<std::vector<router::KeyValue>> ScanWindows(const CompiledStore& store,
+                                                            PartitionId p,
+                                                            const router::KeyRange& range,
+                                                            const std::optional<std::string>& after,
+                                                            size_t limit) const;
 
   const CompiledTopology& topology_;
   const StoreEngine& engine_;

@@ -9,16 +9,17 @@
 
 #include "common/logging.h"
 
-#include "absl/synchronization/mutex.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/flag_names.h"
 #include "node/node.h"
 
-ABSL_FLAG(std::string, config, "", "Topology file (YAML or JSON, schema kiq.v1.Topology). Required.");
+ABSL_FLAG(std::string, config, "",
+          "Topology file (YAML or JSON, schema kiq.v1.Topology). Required.");
 ABSL_FLAG(std::string, bootstrap_servers, "",
           "Kafka bootstrap servers (host:port,...). Empty: start an embedded dev Kafka in this "
           "process and log its address (development only: in memory, ~5 MiB per partition).");

@@ -29,7 +29,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     node->embedded_kafka_ = std::move(*kafka);
     bootstrap_servers = node->embedded_kafka_->bootstrap_servers();
     for (const kiq::v1::Source& source : topology->sources()) {
-      absl::Status s = node->embedded_kafka_->CreateTopic(source.topic(), options.embedded_partitions);
+      absl::Status s =
+          node->embedded_kafka_->CreateTopic(source.topic(), options.embedded_partitions);
       if (!s.ok()) return s;
     }
     for (const kiq::v1::Store& store : topology->stores()) {
@@ -79,8 +80,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       CompiledTopology::Compile(*topology, *node->engine_, *counts);
   if (!compiled.ok()) return compiled.status();
   node->topology_ = std::move(*compiled);
-  if (absl::Status s = EnsureInternalTopics(node->kafka_,
-                                            node->topology_->InternalTopics(), absl::Seconds(10));
+  if (absl::Status s =
+          EnsureInternalTopics(node->kafka_, node->topology_->InternalTopics(), absl::Seconds(10));
       !s.ok()) {
     return s;
   }
@@ -112,9 +113,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (!ingestor.ok()) return ingestor.status();
   node->ingestor_ = std::move(*ingestor);
 
-  node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_,
-                                                   node->states_, node->positions_,
-                                                   node->hub_.get());
+  node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_, node->states_,
+                                                   node->positions_, node->hub_.get());
   router::Frontend::Options serve;
   serve.self_id = options.node_id;
   serve.kafka = node->kafka_;
@@ -154,10 +154,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       [ingestor_ptr] { return ingestor_ptr->generation(); }, *node->publisher_);
   node->advertiser_->Start();
   node->ingestor_->Start();
-  spdlog::info("serving kiq.v1.QueryService on {}:{} (application {}, {} stores, {} partitions, "
-               "data dir {})",
-               options.bind_address, node->frontend_->grpc_port(), node->topology_->application_id(),
-               store_names.size(), node->topology_->num_partitions(), node->data_dir_);
+  spdlog::info(
+      "serving kiq.v1.QueryService on {}:{} (application {}, {} stores, {} partitions, "
+      "data dir {})",
+      options.bind_address, node->frontend_->grpc_port(), node->topology_->application_id(),
+      store_names.size(), node->topology_->num_partitions(), node->data_dir_);
   node->options_ = std::move(options);
   return node;
 }
@@ -215,8 +216,7 @@ void Node::UpdateGauges() {
     }
   }
   ingest_metrics_->SetPartitions(active, restoring, failed);
-  ingest_metrics_->SetMembers(
-      static_cast<int64_t>(frontend_->routing_table().AllNodes().size()));
+  ingest_metrics_->SetMembers(static_cast<int64_t>(frontend_->routing_table().AllNodes().size()));
   for (const CompiledStore& store : topology_->stores()) {
     if (store.internal) continue;  // no column family
     StoreEngine::StoreStats stats = engine_->Stats(store.handle);

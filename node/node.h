@@ -10,13 +10,13 @@
 #include <atomic>
 
 #include "absl/status/statusor.h"
-#include "node/membership/advertiser.h"
-#include "node/process/compiled_topology.h"
-#include "node/membership/membership_publisher.h"
 #include "common/kafka/dev_kafka.h"
 #include "node/ingest/ingest_metrics.h"
 #include "node/ingest/ingestor.h"
 #include "node/local_stores_impl.h"
+#include "node/membership/advertiser.h"
+#include "node/membership/membership_publisher.h"
+#include "node/process/compiled_topology.h"
 #include "node/push/subscription_hub.h"
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"

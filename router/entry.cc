@@ -8,9 +8,9 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/utf8.h"
 #include "common/topology/value_codec.h"
 #include "common/topology/window_key.h"
+#include "common/utf8.h"
 
 namespace kiq::router {
 

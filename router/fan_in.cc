@@ -87,8 +87,7 @@ class FanIn::RemoteStream final : public grpc::ClientReadReactor<kiq::v1::PeerCh
 
   void OnDone(const grpc::Status& status) override {
     owner_->OnSourceEnd(
-        source_,
-        FromGrpcStatus(status, absl::StrCat("subscription stream from ", source_->Name())),
+        source_, FromGrpcStatus(status, absl::StrCat("subscription stream from ", source_->Name())),
         /*remote_done=*/true);
     delete this;
   }
@@ -145,9 +144,8 @@ bool FanIn::PlacePending() {
     // Ended sources that nothing refers to any more.
     for (auto it = ended_sources_.begin(); it != ended_sources_.end();) {
       const Source& s = **it;
-      const bool in_snapshot =
-          std::find(snapshot_order_.begin(), snapshot_order_.end(), it->get()) !=
-          snapshot_order_.end();
+      const bool in_snapshot = std::find(snapshot_order_.begin(), snapshot_order_.end(),
+                                         it->get()) != snapshot_order_.end();
       // A remote stream calls back until its OnDone; a received snapshot is still handed out.
       if (s.remote == nullptr && s.local == nullptr && !in_snapshot) {
         it = ended_sources_.erase(it);
@@ -178,8 +176,7 @@ bool FanIn::PlacePending() {
       if (cluster_.table == nullptr || now - state.pending_since > give_up_) {
         EndLocked(absl::UnavailableError(absl::StrCat(
             "Subscribe to store \"", info_.name, "\": partition ", p, " has no ACTIVE owner",
-            cluster_.table == nullptr ? ""
-                                      : absl::StrCat(" for ", absl::FormatDuration(give_up_)),
+            cluster_.table == nullptr ? "" : absl::StrCat(" for ", absl::FormatDuration(give_up_)),
             " (", readable.message(), ")")));
         break;
       }
@@ -426,9 +423,9 @@ void FanIn::OnSourceEnd(Source* source, absl::Status status, bool remote_done) {
       for (int32_t p : source->partitions) {
         const PartitionState& state = partitions_[p];
         if (state.snapshot_needed && source->handed_out) {
-          EndLocked(absl::AbortedError(absl::StrCat(
-              "Subscribe to store \"", info_.name, "\": partition ", p,
-              " moved while its snapshot was being sent; subscribe again")));
+          EndLocked(absl::AbortedError(
+              absl::StrCat("Subscribe to store \"", info_.name, "\": partition ", p,
+                           " moved while its snapshot was being sent; subscribe again")));
           break;
         }
         // Without a position, only a source that sent no change can be replaced afresh.
@@ -602,9 +599,8 @@ void SubscriptionPlacer::Run() {
     std::vector<std::weak_ptr<FanIn>> work;
     {
       absl::MutexLock lock(&mu_);
-      auto woken_or_stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return woken_ || stop_;
-      };
+      auto woken_or_stopped = [this]()
+                                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return woken_ || stop_; };
       mu_.AwaitWithTimeout(absl::Condition(&woken_or_stopped), absl::Milliseconds(100));
       if (stop_) return;
       woken_ = false;

@@ -15,12 +15,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kiq/v1/peer.pb.h"
+#include "router/peer_pool.h"
 #include "router/port/change_queue.h"
 #include "router/port/local_stores.h"
-#include "router/peer_pool.h"
+#include "router/port/subscription.h"
 #include "router/query_metrics.h"
 #include "router/routing_table.h"
-#include "router/port/subscription.h"
 
 namespace kiq::router {
 

@@ -22,8 +22,7 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
 }
 
 absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
-    Options options, const LocalStores& local,
-    const std::function<void(HttpServer&)>& add_routes) {
+    Options options, const LocalStores& local, const std::function<void(HttpServer&)>& add_routes) {
   std::unique_ptr<Frontend> frontend(new Frontend());
   // Discovery: the routing table follows the members topic.
   absl::StatusOr<std::unique_ptr<MembershipTailer>> tailer =
@@ -34,10 +33,10 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     frontend->metrics_ = std::make_unique<QueryMetrics>(*options.registry);
   }
   frontend->router_ = std::make_unique<QueryRouter>(
-      local, ClusterView{&frontend->table_, &frontend->peers_, options.self_id,
-                         frontend->metrics_.get()});
-  frontend->query_service_ = std::make_unique<QueryServiceImpl>(
-      *frontend->router_, frontend->pool_, frontend->metrics_.get());
+      local,
+      ClusterView{&frontend->table_, &frontend->peers_, options.self_id, frontend->metrics_.get()});
+  frontend->query_service_ = std::make_unique<QueryServiceImpl>(*frontend->router_, frontend->pool_,
+                                                                frontend->metrics_.get());
   frontend->metadata_service_ = std::make_unique<MetadataServiceImpl>(frontend->table_, local);
   if (options.serve_peers) {
     frontend->peer_service_ = std::make_unique<PeerServiceImpl>(local, frontend->pool_);
@@ -57,9 +56,9 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   }
   if (options.http_port >= 0) {
     frontend->http_ = std::make_unique<HttpServer>();
-    absl::StatusOr<std::unique_ptr<HttpGateway>> gateway = HttpGateway::Create(
-        frontend->server_->InProcessChannel(grpc::ChannelArguments()),
-        {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
+    absl::StatusOr<std::unique_ptr<HttpGateway>> gateway =
+        HttpGateway::Create(frontend->server_->InProcessChannel(grpc::ChannelArguments()),
+                            {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
     if (!gateway.ok()) return gateway.status();
     frontend->gateway_ = *std::move(gateway);
     frontend->gateway_->Register(frontend->http_->native());

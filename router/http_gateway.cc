@@ -21,10 +21,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "google/api/annotations.pb.h"
 #include "common/logging.h"
 #include "common/proto_field.h"
 #include "common/utf8.h"
+#include "google/api/annotations.pb.h"
 
 namespace kiq::router {
 namespace {
@@ -48,12 +48,18 @@ absl::StatusOr<absl::Duration> ParseGrpcTimeout(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat("bad grpc-timeout '", text, "'"));
   }
   switch (text.back()) {
-    case 'H': return absl::Hours(amount);
-    case 'M': return absl::Minutes(amount);
-    case 'S': return absl::Seconds(amount);
-    case 'm': return absl::Milliseconds(amount);
-    case 'u': return absl::Microseconds(amount);
-    case 'n': return absl::Nanoseconds(amount);
+    case 'H':
+      return absl::Hours(amount);
+    case 'M':
+      return absl::Minutes(amount);
+    case 'S':
+      return absl::Seconds(amount);
+    case 'm':
+      return absl::Milliseconds(amount);
+    case 'u':
+      return absl::Microseconds(amount);
+    case 'n':
+      return absl::Nanoseconds(amount);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("bad grpc-timeout '", text, "': unit must be one of H M S m u n"));
@@ -128,9 +134,8 @@ absl::Status SetQueryParameter(pb::Message* request, const std::set<std::string>
                                absl::string_view path_template, const std::string& name,
                                absl::string_view value) {
   if (bound.count(name) > 0) {
-    return absl::InvalidArgumentError(absl::StrCat("parameter '", name,
-                                                   "' is already bound by the path ",
-                                                   path_template));
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter '", name, "' is already bound by the path ", path_template));
   }
   return SetFieldFromText(request, name, value);
 }
@@ -249,9 +254,8 @@ absl::Status SetFieldFromText(pb::Message* message, absl::string_view path,
     const pb::FieldDescriptor* field = desc->FindFieldByName(std::string(names[i]));
     if (field == nullptr) field = desc->FindFieldByCamelcaseName(std::string(names[i]));
     if (field == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown parameter '", path, "': ", desc->full_name(), " has no field '",
-                       names[i], "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown parameter '", path, "': ", desc->full_name(), " has no field '", names[i], "'"));
     }
     const pb::Reflection* refl = target->GetReflection();
     if (i + 1 < names.size()) {
@@ -340,24 +344,42 @@ absl::Status SetFieldFromText(pb::Message* message, absl::string_view path,
 
 int HttpStatusFromGrpcCode(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return 200;
-    case grpc::StatusCode::CANCELLED: return 499;
-    case grpc::StatusCode::UNKNOWN: return 500;
-    case grpc::StatusCode::INVALID_ARGUMENT: return 400;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return 504;
-    case grpc::StatusCode::NOT_FOUND: return 404;
-    case grpc::StatusCode::ALREADY_EXISTS: return 409;
-    case grpc::StatusCode::PERMISSION_DENIED: return 403;
-    case grpc::StatusCode::UNAUTHENTICATED: return 401;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return 429;
-    case grpc::StatusCode::FAILED_PRECONDITION: return 400;
-    case grpc::StatusCode::ABORTED: return 409;
-    case grpc::StatusCode::OUT_OF_RANGE: return 400;
-    case grpc::StatusCode::UNIMPLEMENTED: return 501;
-    case grpc::StatusCode::INTERNAL: return 500;
-    case grpc::StatusCode::UNAVAILABLE: return 503;
-    case grpc::StatusCode::DATA_LOSS: return 500;
-    default: return 500;
+    case grpc::StatusCode::OK:
+      return 200;
+    case grpc::StatusCode::CANCELLED:
+      return 499;
+    case grpc::StatusCode::UNKNOWN:
+      return 500;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return 400;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return 409;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return 403;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return 401;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return 400;
+    case grpc::StatusCode::ABORTED:
+      return 409;
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return 400;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return 501;
+    case grpc::StatusCode::INTERNAL:
+      return 500;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    case grpc::StatusCode::DATA_LOSS:
+      return 500;
+    default:
+      return 500;
   }
 }
 
@@ -380,7 +402,8 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Create(
         return absl::InvalidArgumentError(absl::StrCat(
             method->full_name(), ": client-streaming RPCs cannot be served over HTTP/JSON"));
       }
-      std::vector<google::api::HttpRule> rules = {method->options().GetExtension(google::api::http)};
+      std::vector<google::api::HttpRule> rules = {
+          method->options().GetExtension(google::api::http)};
       for (const google::api::HttpRule& extra : rules[0].additional_bindings()) {
         rules.push_back(extra);
       }
@@ -392,9 +415,18 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Create(
         Route route;
         std::string path;
         switch (rule.pattern_case()) {
-          case google::api::HttpRule::kGet: route.http_method = "GET"; path = rule.get(); break;
-          case google::api::HttpRule::kPut: route.http_method = "PUT"; path = rule.put(); break;
-          case google::api::HttpRule::kPost: route.http_method = "POST"; path = rule.post(); break;
+          case google::api::HttpRule::kGet:
+            route.http_method = "GET";
+            path = rule.get();
+            break;
+          case google::api::HttpRule::kPut:
+            route.http_method = "PUT";
+            path = rule.put();
+            break;
+          case google::api::HttpRule::kPost:
+            route.http_method = "POST";
+            path = rule.post();
+            break;
           case google::api::HttpRule::kDelete:
             route.http_method = "DELETE";
             path = rule.delete_();
@@ -423,15 +455,14 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Create(
       new HttpGateway(std::move(channel), std::move(routes), options));
 }
 
-HttpGateway::HttpGateway(std::shared_ptr<grpc::ChannelInterface> channel,
-                         std::vector<Route> routes, Options options)
+HttpGateway::HttpGateway(std::shared_ptr<grpc::ChannelInterface> channel, std::vector<Route> routes,
+                         Options options)
     : channel_(std::move(channel)), routes_(std::move(routes)), options_(options) {}
 
 std::vector<std::string> HttpGateway::Describe() const {
   std::vector<std::string> out;
   for (const Route& r : routes_) {
-    out.push_back(absl::StrCat(r.http_method, " ", r.path.text(), " → ",
-                               r.method->full_name()));
+    out.push_back(absl::StrCat(r.http_method, " ", r.path.text(), " → ", r.method->full_name()));
   }
   return out;
 }
@@ -508,8 +539,8 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
     absl::StatusOr<std::string> value = PercentDecode(kv.second, /*plus_is_space=*/true);
     if (!name.ok() || !value.ok()) {
       SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
-                absl::StrCat("query parameter '", pair, "': ",
-                             (name.ok() ? value.status() : name.status()).message()));
+                absl::StrCat("query parameter '", pair,
+                             "': ", (name.ok() ? value.status() : name.status()).message()));
       return;
     }
     absl::Status s = SetQueryParameter(request.get(), bound, found->path.text(), *name, *value);
@@ -599,9 +630,9 @@ struct StreamCall {
   grpc::CompletionQueue cq;
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call;
   const pb::MethodDescriptor* method = nullptr;
-  grpc::ByteBuffer pending;    // a read message not yet written to the client
+  grpc::ByteBuffer pending;  // a read message not yet written to the client
   bool have_pending = false;
-  bool finished = false;       // Finish completed; `status` is final
+  bool finished = false;  // Finish completed; `status` is final
   grpc::Status status;
   int tag = 0;
 
@@ -642,11 +673,11 @@ struct StreamCall {
     have_pending = false;
     if (!Parse(pending, message.get()) ||
         !pb::util::MessageToJsonString(*message, &json, PrintOptions()).ok()) {
-      return absl::StrCat("{\"error\":",
-                          ErrorJson(grpc::StatusCode::INTERNAL,
-                                    absl::StrCat("cannot convert a message of ",
-                                                 method->full_name())),
-                          "}\n");
+      return absl::StrCat(
+          "{\"error\":",
+          ErrorJson(grpc::StatusCode::INTERNAL,
+                    absl::StrCat("cannot convert a message of ", method->full_name())),
+          "}\n");
     }
     return absl::StrCat("{\"result\":", json, "}\n");
   }
@@ -681,12 +712,11 @@ void HttpGateway::ServerStreaming(const Route& route, const httplib::Request& re
   auto first = std::make_shared<std::optional<bool>>();
   {
     stream->call->Read(&stream->pending, &stream->tag);
-    auto deadline = std::chrono::system_clock::now() +
-                    absl::ToChronoMilliseconds(options_.stream_status_wait);
+    auto deadline =
+        std::chrono::system_clock::now() + absl::ToChronoMilliseconds(options_.stream_status_wait);
     void* got = nullptr;
     bool read_ok = false;
-    if (stream->cq.AsyncNext(&got, &read_ok, deadline) ==
-        grpc::CompletionQueue::GOT_EVENT) {
+    if (stream->cq.AsyncNext(&got, &read_ok, deadline) == grpc::CompletionQueue::GOT_EVENT) {
       *first = read_ok;
     }
   }
@@ -721,8 +751,8 @@ void HttpGateway::ServerStreaming(const Route& route, const httplib::Request& re
         }
         if (!stream->status.ok() && stream->status.error_code() != grpc::StatusCode::CANCELLED) {
           std::string line = absl::StrCat(
-              "{\"error\":",
-              ErrorJson(stream->status.error_code(), stream->status.error_message()), "}\n");
+              "{\"error\":", ErrorJson(stream->status.error_code(), stream->status.error_message()),
+              "}\n");
           sink.write(line.data(), line.size());
         }
         sink.done();

@@ -14,8 +14,9 @@ class Server;
 namespace kiq::router {
 
 // The node's HTTP port (cpp-httplib, its own thread pool): operations endpoints (/metrics,
-// /healthz, /readyz) and the HTTP/JSON gateway (router/http_gateway.h). Handlers run on httplib's threads and
-// must be thread-safe. Register handlers, then Start; Stop (or the destructor) stops serving.
+// /healthz, /readyz) and the HTTP/JSON gateway (router/http_gateway.h). Handlers run on httplib's
+// threads and must be thread-safe. Register handlers, then Start; Stop (or the destructor) stops
+// serving.
 class HttpServer {
  public:
   struct Reply {

@@ -6,11 +6,11 @@
 
 #include <cstdio>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/flag_names.h"
 #include "common/kafka/client_config.h"
 #include "common/kafka/metadata.h"
@@ -77,8 +77,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  absl::StatusOr<kiq::v1::Topology> topology =
-      kiq::LoadTopologyFile(absl::GetFlag(FLAGS_config));
+  absl::StatusOr<kiq::v1::Topology> topology = kiq::LoadTopologyFile(absl::GetFlag(FLAGS_config));
   if (!topology.ok()) return refuse(topology.status().ToString());
   std::vector<std::string> topics;
   for (const kiq::v1::Source& source : topology->sources()) topics.push_back(source.topic());

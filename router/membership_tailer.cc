@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "kiq/v1/membership.pb.h"
 #include "common/logging.h"
+#include "kiq/v1/membership.pb.h"
 
 namespace kiq::router {
 namespace {
@@ -45,12 +45,12 @@ absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
   absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = kafka.Build("kiq-members-tailer", settings);
   if (!conf.ok()) return conf.status();
   std::string err;
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf->get(), err));
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf->get(), err));
   if (!consumer) {
     return absl::InternalError(absl::StrCat("create membership tailer for ", topic, ": ", err));
   }
-  std::unique_ptr<MembershipTailer> tailer(
-      new MembershipTailer(std::move(consumer), topic, table));
+  std::unique_ptr<MembershipTailer> tailer(new MembershipTailer(std::move(consumer), topic, table));
   tailer->thread_ = std::thread(&MembershipTailer::Run, tailer.get());
   return tailer;
 }
@@ -107,8 +107,7 @@ bool MembershipTailer::TryAssign() {
   for (const RdKafka::TopicMetadata* t : *metadata->topics()) {
     if (t->topic() == topic_) found = t;
   }
-  if (found == nullptr || found->err() != RdKafka::ERR_NO_ERROR ||
-      found->partitions()->empty()) {
+  if (found == nullptr || found->err() != RdKafka::ERR_NO_ERROR || found->partitions()->empty()) {
     spdlog::debug("membership topic {} not there yet ({})", topic_,
                   found == nullptr ? "unknown" : RdKafka::err2str(found->err()));
     return false;
@@ -124,8 +123,8 @@ bool MembershipTailer::TryAssign() {
   for (const RdKafka::PartitionMetadata* p : *found->partitions()) {
     int64_t low = 0;
     int64_t high = 0;
-    const RdKafka::ErrorCode wm = consumer_->query_watermark_offsets(topic_, p->id(), &low, &high,
-                                                                     kWatermarkTimeoutMs);
+    const RdKafka::ErrorCode wm =
+        consumer_->query_watermark_offsets(topic_, p->id(), &low, &high, kWatermarkTimeoutMs);
     if (wm != RdKafka::ERR_NO_ERROR) {
       spdlog::debug("membership topic {} partition {}: watermarks: {}", topic_, p->id(),
                     RdKafka::err2str(wm));
@@ -176,9 +175,10 @@ void MembershipTailer::Skip(const RdKafka::Message& message, absl::string_view w
   ++skipped_since_warning_;
   const absl::Time now = absl::Now();
   if (now - last_warning_ < kWarningInterval) return;
-  spdlog::warn("membership topic {} partition {} offset {}: skipped: {} ({} skipped since last "
-               "warning)",
-               topic_, message.partition(), message.offset(), why, skipped_since_warning_);
+  spdlog::warn(
+      "membership topic {} partition {} offset {}: skipped: {} ({} skipped since last "
+      "warning)",
+      topic_, message.partition(), message.offset(), why, skipped_since_warning_);
   skipped_since_warning_ = 0;
   last_warning_ = now;
 }

@@ -21,10 +21,10 @@ namespace kiq::router {
 //
 // Every node and router reads the whole topic from the beginning and keeps reading: it is a
 // log of advertisements, not a work queue, so the consumer joins no group (it assign()s every
-// partition itself, from its low watermark; group.id is set only because librdkafka's KafkaConsumer requires one, to a
-// random "<topic>-tailer-<hex>", and nothing is committed). A record's value is a
-// kiq.v1.MemberRecord keyed by node id; a null value is the node's tombstone. A record that
-// does not parse, or whose key is not its node id, is skipped with a rate-limited warning.
+// partition itself, from its low watermark; group.id is set only because librdkafka's KafkaConsumer
+// requires one, to a random "<topic>-tailer-<hex>", and nothing is committed). A record's value is
+// a kiq.v1.MemberRecord keyed by node id; a null value is the node's tombstone. A record that does
+// not parse, or whose key is not its node id, is skipped with a rate-limited warning.
 //
 // The topic may not exist yet (the first node creates it by publishing): metadata is retried
 // every ~500 ms until it does. Partitions added to the topic later are not picked up.
@@ -33,8 +33,9 @@ namespace kiq::router {
 // the tailer. The destructor stops and joins the thread.
 class MembershipTailer {
  public:
-  static absl::StatusOr<std::unique_ptr<MembershipTailer>> Start(
-      const KafkaClientConfig& kafka, const std::string& topic, RoutingTable& table);
+  static absl::StatusOr<std::unique_ptr<MembershipTailer>> Start(const KafkaClientConfig& kafka,
+                                                                 const std::string& topic,
+                                                                 RoutingTable& table);
   ~MembershipTailer();
   MembershipTailer(const MembershipTailer&) = delete;
   MembershipTailer& operator=(const MembershipTailer&) = delete;

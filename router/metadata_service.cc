@@ -4,10 +4,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "router/entry.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "common/topology/partitioner.h"
+#include "router/entry.h"
 
 namespace kiq::router {
 namespace {
@@ -85,9 +85,9 @@ grpc::ServerUnaryReactor* MetadataServiceImpl::NodesForStore(
   return FinishWith(context, AnswerNodesForStore(*request), response);
 }
 
-grpc::ServerUnaryReactor* MetadataServiceImpl::NodeForKey(
-    grpc::CallbackServerContext* context, const kiq::v1::NodeForKeyRequest* request,
-    kiq::v1::NodeForKeyResponse* response) {
+grpc::ServerUnaryReactor* MetadataServiceImpl::NodeForKey(grpc::CallbackServerContext* context,
+                                                          const kiq::v1::NodeForKeyRequest* request,
+                                                          kiq::v1::NodeForKeyResponse* response) {
   return FinishWith(context, AnswerNodeForKey(*request), response);
 }
 

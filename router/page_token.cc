@@ -25,8 +25,8 @@ std::string EncodePageToken(absl::string_view store, const KeyRange& range,
 }
 
 absl::StatusOr<std::optional<std::string>> DecodePageToken(absl::string_view token,
-                                                            absl::string_view store,
-                                                            const KeyRange& range) {
+                                                           absl::string_view store,
+                                                           const KeyRange& range) {
   if (token.empty()) return std::optional<std::string>();
   std::string bytes;
   kiq::v1::PageToken parsed;

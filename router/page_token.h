@@ -18,7 +18,7 @@ std::string EncodePageToken(absl::string_view store, const KeyRange& range,
 // Returns the key to resume after, or nullopt for an empty token (the first page).
 // INVALID_ARGUMENT if the token is malformed or belongs to another store or range.
 absl::StatusOr<std::optional<std::string>> DecodePageToken(absl::string_view token,
-                                                            absl::string_view store,
-                                                            const KeyRange& range);
+                                                           absl::string_view store,
+                                                           const KeyRange& range);
 
 }  // namespace kiq::router

@@ -7,8 +7,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "kiq/v1/membership.pb.h"
 #include "kiq/v1/peer.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"

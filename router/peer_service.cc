@@ -1,8 +1,8 @@
 #include "router/peer_service.h"
 
 #include "common/grpc_status.h"
-#include "router/query_service.h"
 #include "router/port/subscription.h"
+#include "router/query_service.h"
 #include "router/subscription_stream.h"
 
 namespace kiq::router {
@@ -160,7 +160,7 @@ grpc::ServerWriteReactor<kiq::v1::PeerChange>* PeerServiceImpl::SubscribePartiti
     return out;
   };
   auto* stream = new SubscriptionStream<kiq::v1::PeerChange>(std::move(*subscription),
-                                                              spec.snapshot, std::move(render));
+                                                             spec.snapshot, std::move(render));
   stream->Start();
   return stream;
 }

@@ -38,8 +38,8 @@ void QueryMetrics::RecordQuery(absl::string_view method, absl::string_view store
                                absl::string_view route, absl::string_view code,
                                absl::Duration latency) {
   const std::string latency_key = absl::StrCat(method, absl::string_view("\0", 1), route);
-  const std::string counter_key =
-      absl::StrCat(latency_key, absl::string_view("\0", 1), store, absl::string_view("\0", 1), code);
+  const std::string counter_key = absl::StrCat(latency_key, absl::string_view("\0", 1), store,
+                                               absl::string_view("\0", 1), code);
   prometheus::Counter* counter;
   prometheus::Histogram* histogram;
   {

@@ -42,8 +42,7 @@ class QueryMetrics {
   // which showed up in Get profiles. Keys join the label values with '\0'.
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> query_counters_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, prometheus::Histogram*> latency_histograms_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, prometheus::Histogram*> latency_histograms_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kiq::router

@@ -12,12 +12,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/backoff.h"
-#include "router/entry.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
+#include "common/topology/window_key.h"
+#include "router/entry.h"
 #include "router/page_token.h"
 #include "router/peer_service.h"
-#include "common/topology/window_key.h"
 
 namespace kiq::router {
 namespace {
@@ -116,8 +116,7 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetReq
                                                            const std::string& key, PartitionId p,
                                                            absl::Time deadline) const {
   if (request.has_min_position()) {
-    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline);
-        !s.ok()) {
+    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline); !s.ok()) {
       return s;
     }
   }
@@ -182,17 +181,16 @@ void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const
       read->context = PeerContext(read->deadline, read->parent);
       read->response.Clear();
       const std::string node_id = owner->node.node_id();
-      read->forward(peer, read->context.get(), &read->response,
-                    [this, read, node_id](grpc::Status status) {
-                      RecordPeerCall(node_id, status);
-                      if (status.ok()) return read->done(std::move(read->response));
-                      absl::Status s =
-                          FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id));
-                      // Errors about the request itself (unknown store, bad key) are final.
-                      if (!IsRetriableRouting(s)) return read->done(s);
-                      read->last = s;
-                      RetryPointRead(read);
-                    });
+      read->forward(
+          peer, read->context.get(), &read->response, [this, read, node_id](grpc::Status status) {
+            RecordPeerCall(node_id, status);
+            if (status.ok()) return read->done(std::move(read->response));
+            absl::Status s = FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id));
+            // Errors about the request itself (unknown store, bad key) are final.
+            if (!IsRetriableRouting(s)) return read->done(s);
+            read->last = s;
+            RetryPointRead(read);
+          });
       return;
     }
   }
@@ -229,9 +227,9 @@ absl::StatusOr<Response> QueryRouter::AwaitPointRead(
   return std::move(outcome->result);
 }
 
-absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>>
-QueryRouter::NewGet(const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
-                    const grpc::CallbackServerContext* parent) const {
+absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>> QueryRouter::NewGet(
+    const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+    const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
   if (!info.ok()) return info.status();
   absl::StatusOr<std::string> key = RequestKey(request);
@@ -245,9 +243,8 @@ QueryRouter::NewGet(const kiq::v1::GetRequest& request, absl::Time deadline, boo
   read->forwarded = forwarded;
   read->parent = parent;
   read->read_local = [this, &request, info = *std::move(info), key = *std::move(key),
-                      p = read->partition, deadline] {
-    return LocalGet(request, info, key, p, deadline);
-  };
+                      p = read->partition,
+                      deadline] { return LocalGet(request, info, key, p, deadline); };
   read->forward = [&request](PeerPool::Peer& peer, grpc::ClientContext* context,
                              kiq::v1::GetResponse* response,
                              std::function<void(grpc::Status)> done) {
@@ -276,8 +273,7 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
     const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
     PartitionId p, absl::Time deadline) const {
   if (request.has_min_position()) {
-    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline);
-        !s.ok()) {
+    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline); !s.ok()) {
       return s;
     }
   }
@@ -320,8 +316,8 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
   absl::StatusOr<std::string> key = RequestKey(request);
   if (!key.ok()) return key.status();
   if (request.time_to() != 0 && request.time_from() > request.time_to()) {
-    return absl::InvalidArgumentError(absl::StrCat("time_from ", request.time_from(),
-                                                   " is after time_to ", request.time_to()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("time_from ", request.time_from(), " is after time_to ", request.time_to()));
   }
   const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
   auto read = std::make_shared<PointRead<kiq::v1::WindowFetchResponse>>();
@@ -347,9 +343,9 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(
   KeyRange range{Bound(request.from(), request.from_bytes()),
                  Bound(request.to(), request.to_bytes())};
   if (range.from && range.to && *range.from > *range.to) {
-    return absl::InvalidArgumentError(absl::StrCat("range store=", request.store(),
-                                                   ": from ", ClipKey(*range.from),
-                                                   " is after to ", ClipKey(*range.to)));
+    return absl::InvalidArgumentError(absl::StrCat("range store=", request.store(), ": from ",
+                                                   ClipKey(*range.from), " is after to ",
+                                                   ClipKey(*range.to)));
   }
   return Scan(request.store(), range, request.page_size(), request.page_token(),
               request.min_position(), request.allow_partial(), deadline, parent);
@@ -372,7 +368,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   // partition is checked (and waited for) before any is read, so a request whose position is
   // not reached costs no scan.
   absl::flat_hash_map<std::string, std::vector<int32_t>> remote;  // endpoint → partitions
-  absl::flat_hash_map<std::string, std::string> node_of;           // endpoint → node id
+  absl::flat_hash_map<std::string, std::string> node_of;          // endpoint → node id
   std::vector<int32_t> local;
   for (int32_t i : partitions) {
     const PartitionId p(i);
@@ -391,8 +387,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       (*errors)[i] = readable;
       continue;
     }
-    absl::StatusOr<PartitionOwner> owner =
-        cluster_.table->ActiveOwner(i, cluster_.self_node_id);
+    absl::StatusOr<PartitionOwner> owner = cluster_.table->ActiveOwner(i, cluster_.self_node_id);
     if (!owner.ok()) {
       (*errors)[i] = owner.status();
     } else {
@@ -596,9 +591,9 @@ absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(
   ScanSpec spec;
   spec.count_only = true;
   std::vector<int32_t> missing;
-  auto reads = ReadAllPartitions(*info, spec, request.min_position(), request.allow_partial(),
-                                 deadline, parent, absl::StrCat("count store=", request.store()),
-                                 &missing);
+  auto reads =
+      ReadAllPartitions(*info, spec, request.min_position(), request.allow_partial(), deadline,
+                        parent, absl::StrCat("count store=", request.store()), &missing);
   if (!reads.ok()) return reads.status();
   kiq::v1::CountResponse response;
   for (int32_t i : missing) response.add_missing_partitions(i);
@@ -628,9 +623,9 @@ absl::StatusOr<std::unique_ptr<Subscription>> QueryRouter::Subscribe(
       spec.match = KeyMatch{KeyMatch::Kind::kKey, request.key()};
       break;
     case kiq::v1::SubscribeRequest::kKeyPrefix:
-      spec.match = KeyMatch{request.key_prefix().empty() ? KeyMatch::Kind::kAll
-                                                         : KeyMatch::Kind::kPrefix,
-                            request.key_prefix()};
+      spec.match =
+          KeyMatch{request.key_prefix().empty() ? KeyMatch::Kind::kAll : KeyMatch::Kind::kPrefix,
+                   request.key_prefix()};
       break;
     default:
       spec.match = KeyMatch{KeyMatch::Kind::kAll, ""};

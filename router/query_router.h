@@ -10,12 +10,12 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kiq/v1/query.pb.h"
-#include "router/port/local_stores.h"
+#include "router/fan_in.h"
 #include "router/peer_pool.h"
+#include "router/port/local_stores.h"
+#include "router/port/subscription.h"
 #include "router/query_metrics.h"
 #include "router/routing_table.h"
-#include "router/fan_in.h"
-#include "router/port/subscription.h"
 
 namespace kiq::router {
 
@@ -52,9 +52,9 @@ class QueryRouter {
 
   // `parent`, when given, is the caller's server context: calls to peers inherit its deadline
   // and cancellation, and retries stop when the caller has gone.
-  absl::StatusOr<kiq::v1::GetResponse> Get(const kiq::v1::GetRequest& request,
-                                           absl::Time deadline, bool forwarded = false,
-                                           const grpc::CallbackServerContext* parent = nullptr) const;
+  absl::StatusOr<kiq::v1::GetResponse> Get(
+      const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded = false,
+      const grpc::CallbackServerContext* parent = nullptr) const;
   // Get without blocking the calling thread: forwards with the async stub and retries on a
   // timer; `done` runs once, on a gRPC thread. For requests without min_position (a wait for a
   // position blocks: use Get on a worker for those). `request` and `parent` must stay valid

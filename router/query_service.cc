@@ -3,8 +3,8 @@
 #include <deque>
 
 #include "absl/synchronization/mutex.h"
-#include "router/entry.h"
 #include "common/grpc_status.h"
+#include "router/entry.h"
 #include "router/subscription_stream.h"
 
 namespace kiq::router {
@@ -23,8 +23,8 @@ kiq::v1::SubscribeResponse RenderChange(const StoreInfo& info, ChangeEvent chang
   out.set_topic(std::move(change.topic));
   out.set_offset(change.offset);
   if (change.old_value) {
-    kiq::v1::Entry old = RenderEntry(info, KeyValue{change.key, std::move(*change.old_value),
-                                                    change.partition});
+    kiq::v1::Entry old =
+        RenderEntry(info, KeyValue{change.key, std::move(*change.old_value), change.partition});
     out.set_has_old_value(true);
     out.set_old_value(std::move(*old.mutable_value()));
     if (old.has_json()) *out.mutable_old_json() = std::move(*old.mutable_json());
@@ -46,9 +46,8 @@ kiq::v1::SubscribeResponse RenderChange(const StoreInfo& info, ChangeEvent chang
 
 template <typename Response>
 void QueryServiceImpl::Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
-                              Response* response, absl::string_view method,
-                              absl::string_view store, absl::string_view route,
-                              absl::Time started) const {
+                              Response* response, absl::string_view method, absl::string_view store,
+                              absl::string_view route, absl::Time started) const {
   if (metrics_ != nullptr) {
     metrics_->RecordQuery(method, store, route, CodeName(result.status().code()),
                           absl::Now() - started);
@@ -78,16 +77,16 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
   // Answered inline when no wait and no forwarding can happen: a local point read, or a
   // forwarded call (answered from here or refused with NOT_OWNER, never forwarded again).
   if ((forwarded && !request->has_min_position()) || router_.IsLocal(*request)) {
-    Finish(reactor, router_.Get(*request, deadline, forwarded), response, "Get",
-           request->store(), "local", started);
+    Finish(reactor, router_.Get(*request, deadline, forwarded), response, "Get", request->store(),
+           "local", started);
   } else if (!forwarded && !request->has_min_position()) {
     // To the owner without blocking a thread: async forward, retries on a timer.
-    router_.GetAsync(*request, deadline, context,
-                     [this, reactor, request, response, started](
-                         absl::StatusOr<kiq::v1::GetResponse> result) {
-                       Finish(reactor, std::move(result), response, "Get", request->store(),
-                              "forwarded", started);
-                     });
+    router_.GetAsync(
+        *request, deadline, context,
+        [this, reactor, request, response, started](absl::StatusOr<kiq::v1::GetResponse> result) {
+          Finish(reactor, std::move(result), response, "Get", request->store(), "forwarded",
+                 started);
+        });
   } else {
     // A read-your-writes wait blocks: on a worker.
     pool_.Schedule([this, context, reactor, request, response, deadline, forwarded, started] {
@@ -137,9 +136,9 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* c
   return reactor;
 }
 
-grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(
-    grpc::CallbackServerContext* context, const kiq::v1::WindowFetchRequest* request,
-    kiq::v1::WindowFetchResponse* response) {
+grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerContext* context,
+                                                        const kiq::v1::WindowFetchRequest* request,
+                                                        kiq::v1::WindowFetchResponse* response) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = RequestDeadline(*context);

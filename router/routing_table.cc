@@ -9,8 +9,8 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
 namespace kiq::router {
@@ -94,7 +94,8 @@ void RoutingTable::Apply(const kiq::v1::MemberRecord& record) {
   }
   auto next = std::make_shared<Snapshot>();
   next->nodes = current->nodes;
-  next->nodes[record.node_id()] = std::make_shared<const Member>(Member{record, ToNodeInfo(record)});
+  next->nodes[record.node_id()] =
+      std::make_shared<const Member>(Member{record, ToNodeInfo(record)});
   next->IndexClaims();
   Install(std::move(next));
 }
@@ -183,7 +184,8 @@ bool RoutingTable::WaitForChange(uint64_t seen, absl::Time deadline) const {
     const RoutingTable* table;
     uint64_t seen;
   } args{this, seen};
-  auto changed = [](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->table->version_ > a->seen; };
+  auto changed = [](Args* a)
+                     ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->table->version_ > a->seen; };
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithDeadline(absl::Condition(+changed, &args), deadline);
 }

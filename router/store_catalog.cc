@@ -7,7 +7,8 @@ namespace kiq::router {
 namespace {
 
 absl::Status NotOwner(PartitionId p) {
-  return NotOwnerError(absl::StrCat("NOT_OWNER: partition ", p.value(), " is not owned by this router"));
+  return NotOwnerError(
+      absl::StrCat("NOT_OWNER: partition ", p.value(), " is not owned by this router"));
 }
 
 }  // namespace

@@ -4,9 +4,9 @@
 #include <thread>
 #include <vector>
 
+#include <deque>
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include <deque>
 
 namespace kiq::router {
 

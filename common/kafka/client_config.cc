@@ -20,8 +20,8 @@ spdlog::level::level_enum LevelOf(int severity) {
 // lines a minute per level get through, with a count of the rest.
 LogLimiter& LimiterFor(spdlog::level::level_enum level) {
   static LogLimiter* const limiters[] = {
-      new LogLimiter(600), new LogLimiter(600), new LogLimiter(60),
-      new LogLimiter(30),  new LogLimiter(30),  new LogLimiter(30), new LogLimiter(30)};
+      new LogLimiter(600), new LogLimiter(600), new LogLimiter(60), new LogLimiter(30),
+      new LogLimiter(30),  new LogLimiter(30),  new LogLimiter(30)};
   return *limiters[static_cast<int>(level)];
 }
 
@@ -41,9 +41,9 @@ void LogFromC(const rd_kafka_t* rk, int level, const char* fac, const char* buf)
 }
 
 void ErrorFromC(rd_kafka_t* rk, int err, const char* reason, void*) {
-  Log(spdlog::level::warn, absl::StrCat(rd_kafka_name(rk), " error: ", reason, " (",
-                                        rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)),
-                                        ")"));
+  Log(spdlog::level::warn,
+      absl::StrCat(rd_kafka_name(rk), " error: ", reason, " (",
+                   rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), ")"));
 }
 
 }  // namespace

@@ -43,7 +43,8 @@ DeadLetterQueue::DeadLetterQueue(std::unique_ptr<RdKafka::Producer> producer,
 
 DeadLetterQueue::~DeadLetterQueue() { Flush(5000); }
 
-void DeadLetterQueue::Send(const Record& record, absl::string_view store, absl::string_view reason) {
+void DeadLetterQueue::Send(const Record& record, absl::string_view store,
+                           absl::string_view reason) {
   RdKafka::Headers* headers = RdKafka::Headers::create();
   headers->add("kiq.reason", std::string(reason));
   headers->add("kiq.store", std::string(store));
@@ -59,10 +60,11 @@ void DeadLetterQueue::Send(const Record& record, absl::string_view store, absl::
     delete headers;  // ownership passes to librdkafka only on success
     int64_t suppressed = 0;
     if (send_errors_.Allow(&suppressed)) {
-      spdlog::error("dead-letter produce to {} failed for topic={} partition={} offset={}: {} "
-                    "({} similar messages suppressed)",
-                    topic_, record.topic, record.partition.value(), record.offset.value(),
-                    RdKafka::err2str(err), suppressed);
+      spdlog::error(
+          "dead-letter produce to {} failed for topic={} partition={} offset={}: {} "
+          "({} similar messages suppressed)",
+          topic_, record.topic, record.partition.value(), record.offset.value(),
+          RdKafka::err2str(err), suppressed);
     }
   }
 }

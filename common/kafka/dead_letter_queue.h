@@ -7,9 +7,9 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include "absl/status/statusor.h"
-#include "common/log_limiter.h"
 #include "common/kafka/client_config.h"
 #include "common/kafka/record.h"
+#include "common/log_limiter.h"
 
 namespace kiq {
 
@@ -19,8 +19,9 @@ namespace kiq {
 // delivery is logged (rate-limited), never retried forever. Thread-safe (librdkafka producer).
 class DeadLetterQueue {
  public:
-  static absl::StatusOr<std::unique_ptr<DeadLetterQueue>> Create(
-      const KafkaClientConfig& kafka, const std::string& topic, const std::string& client_id);
+  static absl::StatusOr<std::unique_ptr<DeadLetterQueue>> Create(const KafkaClientConfig& kafka,
+                                                                 const std::string& topic,
+                                                                 const std::string& client_id);
   ~DeadLetterQueue();
 
   void Send(const Record& record, absl::string_view store, absl::string_view reason);

@@ -13,8 +13,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/kafka/dev_kafka.h"
 #include "common/flag_names.h"
+#include "common/kafka/dev_kafka.h"
 
 ABSL_FLAG(int, brokers, 3, "Number of brokers in the mock cluster.");
 ABSL_FLAG(std::vector<std::string>, topics, {},

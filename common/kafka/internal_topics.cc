@@ -5,16 +5,15 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/kafka/metadata.h"
 #include "common/kafka/kafka_errors.h"
+#include "common/kafka/metadata.h"
 #include "common/logging.h"
 
 namespace kiq {
 namespace {
 
 // Creates `topics` with the Admin API; OK if each was created or already exists.
-absl::Status CreateTopics(const KafkaClientConfig& kafka,
-                          const std::vector<InternalTopic>& topics,
+absl::Status CreateTopics(const KafkaClientConfig& kafka, const std::vector<InternalTopic>& topics,
                           absl::Duration timeout) {
   char errstr[512];
   absl::StatusOr<rd_kafka_conf_t*> conf = kafka.BuildC("kiq-admin", {});
@@ -23,18 +22,19 @@ absl::Status CreateTopics(const KafkaClientConfig& kafka,
   if (rk == nullptr) return absl::InternalError(absl::StrCat("admin client: ", errstr));
   std::vector<rd_kafka_NewTopic_t*> new_topics;
   for (const auto& topic : topics) {
-    rd_kafka_NewTopic_t* t = rd_kafka_NewTopic_new(topic.name.c_str(), topic.partitions, -1,
-                                                   errstr, sizeof(errstr));
+    rd_kafka_NewTopic_t* t =
+        rd_kafka_NewTopic_new(topic.name.c_str(), topic.partitions, -1, errstr, sizeof(errstr));
     if (t == nullptr) continue;
     if (topic.compacted) rd_kafka_NewTopic_set_config(t, "cleanup.policy", "compact");
     new_topics.push_back(t);
   }
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  rd_kafka_AdminOptions_set_operation_timeout(options, static_cast<int>(absl::ToInt64Milliseconds(timeout)),
-                                              errstr, sizeof(errstr));
+  rd_kafka_AdminOptions_set_operation_timeout(
+      options, static_cast<int>(absl::ToInt64Milliseconds(timeout)), errstr, sizeof(errstr));
   rd_kafka_CreateTopics(rk, new_topics.data(), new_topics.size(), options, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(absl::ToInt64Milliseconds(timeout)) + 1000);
+  rd_kafka_event_t* event =
+      rd_kafka_queue_poll(queue, static_cast<int>(absl::ToInt64Milliseconds(timeout)) + 1000);
   absl::Status status = absl::OkStatus();
   if (event == nullptr) {
     status = absl::DeadlineExceededError("CreateTopics timed out");
@@ -47,7 +47,8 @@ absl::Status CreateTopics(const KafkaClientConfig& kafka,
     for (size_t i = 0; i < n && status.ok(); ++i) {
       rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        status = KafkaToStatus(err, absl::StrCat("create topic ", rd_kafka_topic_result_name(results[i])));
+        status = KafkaToStatus(
+            err, absl::StrCat("create topic ", rd_kafka_topic_result_name(results[i])));
       }
     }
   }
@@ -77,21 +78,24 @@ absl::Status EnsureInternalTopics(const KafkaClientConfig& kafka,
     if (it == counts->end()) {
       missing.push_back(topic);
     } else if (it->second != partitions) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "internal topic ", name, " has ", it->second, " partitions, but the sources have ",
-          partitions, ": its partition p must hold store partition p. Delete it or recreate it "
-          "with ", partitions, " partitions"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("internal topic ", name, " has ", it->second,
+                       " partitions, but the sources have ", partitions,
+                       ": its partition p must hold store partition p. Delete it or recreate it "
+                       "with ",
+                       partitions, " partitions"));
     }
   }
   if (missing.empty()) return absl::OkStatus();
   std::vector<std::string> specs;
-  for (const auto& topic : missing) specs.push_back(absl::StrCat(topic.name, ":", topic.partitions));
+  for (const auto& topic : missing)
+    specs.push_back(absl::StrCat(topic.name, ":", topic.partitions));
   absl::Status created = CreateTopics(kafka, missing, timeout);
   if (!created.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "internal topics missing and could not be created (", created.message(),
-        "); create them with these partition counts (changelogs compacted): ", absl::StrJoin(specs, ", "),
-        " (kiq-dev-kafka: --topics=", absl::StrJoin(specs, ","), ")"));
+        "); create them with these partition counts (changelogs compacted): ",
+        absl::StrJoin(specs, ", "), " (kiq-dev-kafka: --topics=", absl::StrJoin(specs, ","), ")"));
   }
   spdlog::info("created internal topics {}", absl::StrJoin(specs, ", "));
   return absl::OkStatus();

@@ -19,7 +19,6 @@ namespace kiq {
 // (its partition p would not hold store partition p). Brokers that do not answer CreateTopics
 // (e.g. librdkafka's mock cluster) get a clear error naming the topics to create by hand.
 absl::Status EnsureInternalTopics(const KafkaClientConfig& kafka,
-                                  const std::vector<InternalTopic>& topics,
-                                  absl::Duration timeout);
+                                  const std::vector<InternalTopic>& topics, absl::Duration timeout);
 
 }  // namespace kiq

@@ -14,7 +14,6 @@ namespace kiq {
 // `timeout` for topics that do not exist yet. FAILED_PRECONDITION naming the missing topics.
 // With no `topics`, the counts of every topic the cluster has.
 absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> FetchPartitionCounts(
-    const KafkaClientConfig& kafka, const std::vector<std::string>& topics,
-    absl::Duration timeout);
+    const KafkaClientConfig& kafka, const std::vector<std::string>& topics, absl::Duration timeout);
 
 }  // namespace kiq

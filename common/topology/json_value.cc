@@ -104,8 +104,8 @@ const rapidjson::Value* FieldPath::Find(const rapidjson::Value& root) const {
   const rapidjson::Value* current = &root;
   for (const std::string& segment : segments_) {
     if (!current->IsObject()) return nullptr;
-    auto it = current->FindMember(
-        rapidjson::Value(rapidjson::StringRef(segment.data(), segment.size())));
+    auto it =
+        current->FindMember(rapidjson::Value(rapidjson::StringRef(segment.data(), segment.size())));
     if (it == current->MemberEnd()) return nullptr;
     current = &it->value;
   }
@@ -116,8 +116,7 @@ std::string FieldPath::Describe() const {
   return segments_.empty() ? std::string("the value") : absl::StrCat("field ", name_);
 }
 
-absl::StatusOr<Scalar> ReadField(const FieldPath& path, absl::string_view value,
-                                 LazyJson* json) {
+absl::StatusOr<Scalar> ReadField(const FieldPath& path, absl::string_view value, LazyJson* json) {
   Scalar scalar;
   if (json == nullptr) {
     // Validation only allows the whole value of a non-JSON source.

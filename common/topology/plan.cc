@@ -38,8 +38,8 @@ absl::StatusOr<TopologyPlan> TopologyPlan::Build(
   for (const kiq::v1::Store& spec : topology.stores()) {
     auto source_it = out.source_index_.find(spec.source());
     if (source_it == out.source_index_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("store \"", spec.name(),
-                                                     "\": unknown source \"", spec.source(), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("store \"", spec.name(), "\": unknown source \"", spec.source(), "\""));
     }
     // What the store's own processor reads: the user's source, or for group_by the repartition
     // topic, whose records are already joined and filtered by the internal first stage.
@@ -96,8 +96,8 @@ absl::StatusOr<TopologyPlan> TopologyPlan::Build(
     stage.internal = true;
     stage.grouped = static_cast<int>(i);
     stage.source = source_index;
-    stage.value_format = spec.has_join() ? kiq::v1::FORMAT_JSON
-                                         : out.sources_[source_index].spec.value_format();
+    stage.value_format =
+        spec.has_join() ? kiq::v1::FORMAT_JSON : out.sources_[source_index].spec.value_format();
     // '#' cannot appear in a store name: no user store or offset stream collides with it.
     stage.info.name = absl::StrCat(spec.name(), "#repartition");
     stage.info.kind = "repartition";

@@ -19,7 +19,7 @@ ValueKind ValueKindOf(const kiq::v1::Store& store, const kiq::v1::Source& source
   if (store.has_count()) return ValueKind::kInt64;
   if (store.has_sum() || store.has_min() || store.has_max()) {
     return NumberTypeOf(store) == kiq::v1::NUMBER_TYPE_DOUBLE ? ValueKind::kDouble
-                                                               : ValueKind::kInt64;
+                                                              : ValueKind::kInt64;
   }
   if (store.has_latest() || store.has_join()) return ValueKind::kJson;
   switch (source.value_format()) {

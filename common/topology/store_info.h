@@ -24,8 +24,8 @@ struct StoreInfo {
   int32_t num_partitions = 0;
   PartitionerKind partitioner = PartitionerKind::kMurmur2;
   ValueKind value_kind = ValueKind::kBytes;
-  // Windowed stores (> 0): the window size; stored keys are window keys (common/topology/window_key.h)
-  // and every entry is rendered with its window.
+  // Windowed stores (> 0): the window size; stored keys are window keys
+  // (common/topology/window_key.h) and every entry is rendered with its window.
   int64_t window_size_ms = 0;
   bool windowed() const { return window_size_ms > 0; }
 };

@@ -3,10 +3,10 @@
 
 #include <cerrno>
 #include <cmath>
-#include <optional>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -19,10 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "google/protobuf/descriptor.h"
-#include "kiq/v1/topology.pb.h"
 #include "common/topology/json_value.h"
 #include "common/topology/yaml_proto.h"
+#include "google/protobuf/descriptor.h"
+#include "kiq/v1/topology.pb.h"
 #include "yaml-cpp/yaml.h"
 
 namespace kiq {
@@ -298,13 +298,14 @@ void CheckJoin(const Topology& topology, const Store& store, const std::string& 
   }
   const std::string source_as = join.source_as().empty() ? store.source() : join.source_as();
   const std::string table_as = join.table_as().empty() ? join.table() : join.table_as();
-  for (const auto& [alias, field, name] :
-       {std::tuple(source_as, "source_as", store.source()),
-        std::tuple(table_as, "table_as", join.table())}) {
+  for (const auto& [alias, field, name] : {std::tuple(source_as, "source_as", store.source()),
+                                           std::tuple(table_as, "table_as", join.table())}) {
     if (alias.find('.') != std::string::npos || alias.empty()) {
       Add(problems, absl::StrCat(path, ".", field),
-          absl::StrCat(Quote(alias), " cannot name a side of the joined value (field paths split "
-                       "on '.'); set ", field, " to a name without dots",
+          absl::StrCat(Quote(alias),
+                       " cannot name a side of the joined value (field paths split "
+                       "on '.'); set ",
+                       field, " to a name without dots",
                        name == alias ? " (it defaults to the name)" : ""));
     }
   }
@@ -392,9 +393,9 @@ void CheckSources(const Topology& topology, TopologyIndex* index, Problems* prob
           absl::StrCat("duplicate topic ", Quote(topic), " (also sources[", it->second, "])"));
     } else {
       declared.push_back(topic);
-      index->value_format_by_topic[topic] =
-          source.value_format() == kiq::v1::FORMAT_UNSPECIFIED ? kiq::v1::FORMAT_STRING
-                                                               : source.value_format();
+      index->value_format_by_topic[topic] = source.value_format() == kiq::v1::FORMAT_UNSPECIFIED
+                                                ? kiq::v1::FORMAT_STRING
+                                                : source.value_format();
       index->partitioner_by_topic[topic] = source.partitioner() == kiq::v1::PARTITIONER_UNSPECIFIED
                                                ? kiq::v1::PARTITIONER_MURMUR2
                                                : source.partitioner();

@@ -24,13 +24,13 @@ std::optional<int64_t> ParseMs(const std::string& text, const std::string& field
     return std::nullopt;
   }
   if (d < absl::ZeroDuration() || (!allow_zero && d == absl::ZeroDuration())) {
-    problems->emplace_back(field, absl::StrCat("must be ", allow_zero ? ">= 0" : "> 0",
-                                               ", got \"", text, "\""));
+    problems->emplace_back(
+        field, absl::StrCat("must be ", allow_zero ? ">= 0" : "> 0", ", got \"", text, "\""));
     return std::nullopt;
   }
   if (d % absl::Milliseconds(1) != absl::ZeroDuration()) {
-    problems->emplace_back(
-        field, absl::StrCat("\"", text, "\" is not a whole number of milliseconds"));
+    problems->emplace_back(field,
+                           absl::StrCat("\"", text, "\" is not a whole number of milliseconds"));
     return std::nullopt;
   }
   if (d > absl::Hours(24 * 365 * 100)) {
@@ -68,10 +68,10 @@ WindowParams ParseWindowSpec(const kiq::v1::WindowSpec& spec,
   const int64_t minimum = w.size_ms + w.grace_ms;
   if (retention) {
     if (*retention < minimum) {
-      problems->emplace_back(
-          "retention", absl::StrCat("must be >= size + grace (", minimum, "ms) so that every "
-                                    "window is kept until it closes, got \"",
-                                    spec.retention(), "\""));
+      problems->emplace_back("retention", absl::StrCat("must be >= size + grace (", minimum,
+                                                       "ms) so that every "
+                                                       "window is kept until it closes, got \"",
+                                                       spec.retention(), "\""));
     }
     w.retention_ms = *retention;
   } else {

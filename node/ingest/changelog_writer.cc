@@ -25,8 +25,8 @@ class ChangelogWriter::DeliveryReport final : public RdKafka::DeliveryReportCb {
 
 absl::StatusOr<std::unique_ptr<ChangelogWriter>> ChangelogWriter::Create(
     const KafkaClientConfig& kafka, const std::string& client_id) {
-  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = kafka.Build(
-      client_id, {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "1"}});
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf =
+      kafka.Build(client_id, {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "1"}});
   if (!conf.ok()) return conf.status();
   auto report = std::make_unique<DeliveryReport>();
   std::string err;
@@ -46,16 +46,15 @@ ChangelogWriter::ChangelogWriter(std::unique_ptr<DeliveryReport> report,
 ChangelogWriter::~ChangelogWriter() = default;
 
 absl::Status ChangelogWriter::Produce(const std::string& topic, int32_t partition,
-                                      absl::string_view key,
-                                      std::optional<absl::string_view> value,
+                                      absl::string_view key, std::optional<absl::string_view> value,
                                       int64_t timestamp_ms, const Headers& headers) {
   RdKafka::Headers* kafka_headers = RdKafka::Headers::create();
   for (const auto& [name, v] : headers) kafka_headers->add(name, v);
   while (true) {
-    RdKafka::ErrorCode err = producer_->produce(
-        topic, partition, RdKafka::Producer::RK_MSG_COPY,
-        value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
-        key.data(), key.size(), timestamp_ms, kafka_headers, nullptr);
+    RdKafka::ErrorCode err = producer_->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY,
+                                                value ? const_cast<char*>(value->data()) : nullptr,
+                                                value ? value->size() : 0, key.data(), key.size(),
+                                                timestamp_ms, kafka_headers, nullptr);
     if (err == RdKafka::ERR_NO_ERROR) return absl::OkStatus();  // headers now librdkafka's
     if (err != RdKafka::ERR__QUEUE_FULL) {
       delete kafka_headers;
@@ -68,13 +67,13 @@ absl::Status ChangelogWriter::Produce(const std::string& topic, int32_t partitio
 
 absl::Status ChangelogWriter::Flush(int timeout_ms) {
   if (producer_->flush(timeout_ms) != RdKafka::ERR_NO_ERROR) {
-    return absl::UnavailableError(absl::StrCat("changelog flush timed out after ", timeout_ms,
-                                               " ms; batch not committed"));
+    return absl::UnavailableError(
+        absl::StrCat("changelog flush timed out after ", timeout_ms, " ms; batch not committed"));
   }
   if (report_->failures != failures_seen_) {
     failures_seen_ = report_->failures;
-    return absl::UnavailableError(absl::StrCat(
-        "changelog delivery failed: ", report_->last_error, "; batch not committed"));
+    return absl::UnavailableError(
+        absl::StrCat("changelog delivery failed: ", report_->last_error, "; batch not committed"));
   }
   return absl::OkStatus();
 }

@@ -89,8 +89,7 @@ prometheus::Counter& IngestMetrics::Consumed(absl::string_view topic, int32_t pa
 }
 
 prometheus::Counter& IngestMetrics::Materialized(absl::string_view store, int32_t partition) {
-  return materialized_.Add(
-      {{"store", std::string(store)}, {"partition", absl::StrCat(partition)}});
+  return materialized_.Add({{"store", std::string(store)}, {"partition", absl::StrCat(partition)}});
 }
 
 std::string IngestMetrics::ReasonLabel(absl::string_view reason) {

@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/grpc_status.h"
 #include "common/kafka/kafka_errors.h"
 #include "node/ingest/record_headers.h"
-#include "common/grpc_status.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -102,25 +102,27 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
   const IngestorOptions& o = ingestor->options_;
   std::string err;
   {
-    absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = o.kafka.Build(o.node_id, {
-        {"group.id", topology.application_id()},
-        // Static membership (KIP-345): a node that restarts within the session timeout keeps
-        // its partitions.
-        {"group.instance.id", o.node_id},
-        // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        // Every assigned partition gets an explicit start offset; if the log moves under us
-        // (retention, recreated topic) we want an error event, never a silent reset.
-        {"auto.offset.reset", "error"},
-        // With co-partitioned sources, the range assignor gives partition p of every topic to
-        // the same member: that is what makes "task = partition number" hold.
-        {"partition.assignment.strategy", "range"},
-        // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
-        {"queued.min.messages", "1000000"},
-        {"enable.partition.eof", "false"},
-        {"statistics.interval.ms", o.metrics != nullptr ? "5000" : "0"},
-    });
+    absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = o.kafka.Build(
+        o.node_id,
+        {
+            {"group.id", topology.application_id()},
+            // Static membership (KIP-345): a node that restarts within the session timeout keeps
+            // its partitions.
+            {"group.instance.id", o.node_id},
+            // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
+            {"enable.auto.commit", "false"},
+            {"enable.auto.offset.store", "false"},
+            // Every assigned partition gets an explicit start offset; if the log moves under us
+            // (retention, recreated topic) we want an error event, never a silent reset.
+            {"auto.offset.reset", "error"},
+            // With co-partitioned sources, the range assignor gives partition p of every topic to
+            // the same member: that is what makes "task = partition number" hold.
+            {"partition.assignment.strategy", "range"},
+            // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
+            {"queued.min.messages", "1000000"},
+            {"enable.partition.eof", "false"},
+            {"statistics.interval.ms", o.metrics != nullptr ? "5000" : "0"},
+        });
     if (!conf.ok()) return conf.status();
     if ((*conf)->set("rebalance_cb", ingestor->rebalance_.get(), err) != RdKafka::Conf::CONF_OK) {
       return absl::InternalError(absl::StrCat("rebalance_cb: ", err));
@@ -132,8 +134,8 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
     ingestor->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
     if (!ingestor->consumer_) return absl::InternalError(absl::StrCat("create consumer: ", err));
   }
-  absl::StatusOr<std::unique_ptr<Restorer>> restorer = Restorer::Create(
-      o.kafka, topology.application_id() + "-restore", o.node_id + "-restore");
+  absl::StatusOr<std::unique_ptr<Restorer>> restorer =
+      Restorer::Create(o.kafka, topology.application_id() + "-restore", o.node_id + "-restore");
   if (!restorer.ok()) return restorer.status();
   ingestor->restorer_ = *std::move(restorer);
   absl::StatusOr<std::unique_ptr<ChangelogWriter>> changelog =
@@ -147,8 +149,8 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
       code != RdKafka::ERR_NO_ERROR) {
     return ToStatus(code, absl::StrCat("subscribe to ", absl::StrJoin(topics, ",")));
   }
-  absl::StatusOr<std::unique_ptr<DeadLetterQueue>> dlq = DeadLetterQueue::Create(
-      o.kafka, absl::StrCat(topology.application_id(), "-dlq"), o.node_id);
+  absl::StatusOr<std::unique_ptr<DeadLetterQueue>> dlq =
+      DeadLetterQueue::Create(o.kafka, absl::StrCat(topology.application_id(), "-dlq"), o.node_id);
   if (!dlq.ok()) return dlq.status();
   ingestor->dlq_ = std::move(*dlq);
   return ingestor;
@@ -196,8 +198,7 @@ void Ingestor::Run() {
       status = HandleMessage(*message);
     } else if (message->err() == RdKafka::ERR__AUTO_OFFSET_RESET ||
                message->err() == RdKafka::ERR_OFFSET_OUT_OF_RANGE) {
-      HandleOutOfRange(message->topic_name(), PartitionId(message->partition()),
-                       message->errstr());
+      HandleOutOfRange(message->topic_name(), PartitionId(message->partition()), message->errstr());
     } else if (message->err() != RdKafka::ERR__TIMED_OUT) {
       const auto code = static_cast<rd_kafka_resp_err_t>(message->err());
       absl::Status error = KafkaToStatus(code, "consume");
@@ -329,10 +330,11 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
       if (options_.metrics != nullptr) options_.metrics->BadRecord(name, s.message());
       dlq_->Send(record, name, s.message());
       if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
-        spdlog::warn("bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
-                     "(sent to {}; {} similar suppressed)",
-                     name, record.topic, record.partition.value(),
-                     record.offset.value(), s.message(), dlq_->topic(), suppressed);
+        spdlog::warn(
+            "bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
+            "(sent to {}; {} similar suppressed)",
+            name, record.topic, record.partition.value(), record.offset.value(), s.message(),
+            dlq_->topic(), suppressed);
       }
     } else if (!s.ok()) {
       return s;
@@ -399,8 +401,8 @@ absl::Status Ingestor::ProduceChangelog() {
   for (const ForwardedRecord& f : batch_.forwards()) {
     if (absl::Status s = changelog_->Produce(
             f.topic, f.partition.value(), f.key, absl::string_view(f.value), f.timestamp_ms,
-            {{kUpstreamHeader, FormatUpstreamMarks({{f.upstream_partition.value(),
-                                                      f.upstream_offset.value()}})}});
+            {{kUpstreamHeader,
+              FormatUpstreamMarks({{f.upstream_partition.value(), f.upstream_offset.value()}})}});
         !s.ok()) {
       return s;
     }
@@ -454,8 +456,8 @@ absl::Status Ingestor::Flush() {
   touched_.clear();
   std::vector<RdKafka::TopicPartition*> commit;
   for (const auto& [sp, next] : commit_at) {
-    commit.push_back(RdKafka::TopicPartition::create(
-        topology_.sources()[sp.first].spec.topic(), sp.second, next));
+    commit.push_back(RdKafka::TopicPartition::create(topology_.sources()[sp.first].spec.topic(),
+                                                     sp.second, next));
   }
   // Best effort: lag tools read these; a failed async commit is repaired by the next one.
   consumer_->commitAsync(commit);
@@ -474,8 +476,8 @@ bool Ingestor::PreparePartition(int store_index, PartitionId p) {
         options_.metrics->Restored(store.info.name, *restored, absl::Now() - started);
       }
     } else {
-      const std::string reason = absl::StrCat("restore of store ", store.info.name, " failed: ",
-                                              restored.status().ToString());
+      const std::string reason = absl::StrCat("restore of store ", store.info.name,
+                                              " failed: ", restored.status().ToString());
       spdlog::error("partition {}: {}", p.value(), reason);
       states_.Set(p, PartitionState::kFailed, reason);
       return false;
@@ -508,8 +510,8 @@ std::optional<int64_t> Ingestor::StartOffset(const CompiledSource& source, Parti
   RdKafka::ErrorCode code =
       consumer_->query_watermark_offsets(topic, p.value(), &low, &high, kKafkaTimeoutMs);
   if (code != RdKafka::ERR_NO_ERROR) {
-    spdlog::warn("topic {} partition {}: could not check stored offsets against the log: {}",
-                 topic, p.value(), RdKafka::err2str(code));
+    spdlog::warn("topic {} partition {}: could not check stored offsets against the log: {}", topic,
+                 p.value(), RdKafka::err2str(code));
   }
   std::optional<int64_t> start;
   std::vector<std::pair<int, int64_t>> behind;
@@ -546,10 +548,10 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
   const CompiledSource* source = topology_.FindSource(topic);
   if (source == nullptr) return;
   if (options_.out_of_range == OutOfRangePolicy::kFail) {
-    const std::string reason = absl::StrCat(
-        "topic ", topic, " partition ", p.value(), ": ", detail,
-        "; not consuming it so that two histories are never mixed. Restart with "
-        "--offset-out-of-range=reset to rebuild it from the log");
+    const std::string reason =
+        absl::StrCat("topic ", topic, " partition ", p.value(), ": ", detail,
+                     "; not consuming it so that two histories are never mixed. Restart with "
+                     "--offset-out-of-range=reset to rebuild it from the log");
     spdlog::error("{}", reason);
     states_.Set(p, PartitionState::kFailed, reason);
     // Its changes stop here: a subscription must end rather than silently miss them.
@@ -561,15 +563,16 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
     NotifyOwnershipChange();
     return;
   }
-  spdlog::warn("topic {} partition {}: {}; --offset-out-of-range=reset: dropping its state and "
-               "rebuilding from the start of the log",
-               topic, p.value(), detail);
+  spdlog::warn(
+      "topic {} partition {}: {}; --offset-out-of-range=reset: dropping its state and "
+      "rebuilding from the start of the log",
+      topic, p.value(), detail);
   // Pending records of this partition must not be committed on top of the dropped state.
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("{}", s.ToString());
   if (options_.hub != nullptr) {
-    options_.hub->EndAll(absl::AbortedError(absl::StrCat(
-        "topic ", topic, " partition ", p.value(), ": state dropped and rebuilt from the log (",
-        detail, "); subscribe again")));
+    options_.hub->EndAll(absl::AbortedError(
+        absl::StrCat("topic ", topic, " partition ", p.value(),
+                     ": state dropped and rebuilt from the log (", detail, "); subscribe again")));
   }
   for (int index : source->stores) {
     const CompiledStore& store = topology_.stores()[index];
@@ -732,15 +735,15 @@ void Ingestor::PauseJoinsBehindTables() {
       const std::string& topic = topology_.sources()[store.source].spec.topic();
       const std::string& table_topic =
           topology_.sources()[topology_.stores()[store.join_table].source].spec.topic();
-      if (topic == table_topic ||
-          std::find(topics.begin(), topics.end(), topic) != topics.end()) {
+      if (topic == table_topic || std::find(topics.begin(), topics.end(), topic) != topics.end()) {
         continue;
       }
       topics.push_back(topic);
     }
     if (topics.empty()) continue;
     std::vector<RdKafka::TopicPartition*> tps;
-    for (const std::string& topic : topics) tps.push_back(RdKafka::TopicPartition::create(topic, p));
+    for (const std::string& topic : topics)
+      tps.push_back(RdKafka::TopicPartition::create(topic, p));
     consumer_->pause(tps);
     RdKafka::TopicPartition::destroy(tps);
     spdlog::info("partition {}: {} paused until the tables it joins have caught up", p,

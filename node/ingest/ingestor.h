@@ -17,19 +17,19 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "kiq/v1/topology.pb.h"
 #include "common/kafka/client_config.h"
+#include "common/kafka/dead_letter_queue.h"
+#include "common/log_limiter.h"
+#include "kiq/v1/topology.pb.h"
 #include "node/ingest/changelog_writer.h"
+#include "node/ingest/ingest_metrics.h"
 #include "node/ingest/restorer.h"
 #include "node/process/compiled_topology.h"
-#include "common/kafka/dead_letter_queue.h"
-#include "node/ingest/ingest_metrics.h"
-#include "common/log_limiter.h"
+#include "node/push/subscription_hub.h"
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"
 #include "node/store/staged_batch.h"
 #include "node/store/store_engine.h"
-#include "node/push/subscription_hub.h"
 
 namespace kiq::node {
 
@@ -148,7 +148,7 @@ class Ingestor {
   const IngestorOptions options_;
 
   std::unique_ptr<RebalanceHandler> rebalance_;  // must outlive consumer_
-  std::unique_ptr<StatsHandler> stats_handler_;   // must outlive consumer_
+  std::unique_ptr<StatsHandler> stats_handler_;  // must outlive consumer_
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<DeadLetterQueue> dlq_;
   std::unique_ptr<Restorer> restorer_;

@@ -22,8 +22,8 @@ constexpr absl::Duration kNoProgressLimit = absl::Seconds(60);
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Restorer>> Restorer::Create(const KafkaClientConfig& kafka,
-                                                          const std::string& group_id,
-                                                          const std::string& client_id) {
+                                                           const std::string& group_id,
+                                                           const std::string& client_id) {
   absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf =
       kafka.Build(client_id, {{"group.id", group_id},
                               {"enable.auto.commit", "false"},
@@ -98,8 +98,8 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
     position = m->offset() + 1;
     std::optional<std::string> value;
     if (m->payload() != nullptr) value.emplace(static_cast<const char*>(m->payload()), m->len());
-    pending.emplace_back(
-        std::string(static_cast<const char*>(m->key_pointer()), m->key_len()), std::move(value));
+    pending.emplace_back(std::string(static_cast<const char*>(m->key_pointer()), m->key_len()),
+                         std::move(value));
     std::optional<int64_t> source_next;
     bool batch_end = false;
     UpstreamMarks upstream;

@@ -10,8 +10,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kiq/v1/membership.pb.h"
-#include "node/process/compiled_topology.h"
 #include "node/membership/membership_publisher.h"
+#include "node/process/compiled_topology.h"
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"
 

@@ -133,9 +133,9 @@ void MembershipPublisher::Publish(const kiq::v1::MemberRecord& record) {
                      node_id_, record.node_id());
     std::abort();
   }
-  const RdKafka::ErrorCode err = producer_->produce(
-      topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, value.data(),
-      value.size(), node_id_.data(), node_id_.size(), 0, nullptr);
+  const RdKafka::ErrorCode err =
+      producer_->produce(topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                         value.data(), value.size(), node_id_.data(), node_id_.size(), 0, nullptr);
   if (err != RdKafka::ERR_NO_ERROR) {
     int64_t suppressed = 0;
     if (produce_errors_.Allow(&suppressed)) {

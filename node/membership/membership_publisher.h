@@ -8,9 +8,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "kiq/v1/membership.pb.h"
 #include "common/kafka/client_config.h"
 #include "common/log_limiter.h"
+#include "kiq/v1/membership.pb.h"
 
 namespace kiq::node {
 
@@ -27,8 +27,9 @@ namespace kiq::node {
 // Thread-safe (librdkafka producer). The destructor waits up to 2 s for outstanding records.
 class MembershipPublisher {
  public:
-  static absl::StatusOr<std::unique_ptr<MembershipPublisher>> Create(
-      const KafkaClientConfig& kafka, const std::string& topic, const std::string& node_id);
+  static absl::StatusOr<std::unique_ptr<MembershipPublisher>> Create(const KafkaClientConfig& kafka,
+                                                                     const std::string& topic,
+                                                                     const std::string& node_id);
   ~MembershipPublisher();
   MembershipPublisher(const MembershipPublisher&) = delete;
   MembershipPublisher& operator=(const MembershipPublisher&) = delete;

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/utf8.h"
 #include "common/topology/partitioner.h"
+#include "common/utf8.h"
 
 namespace kiq::node {
 namespace {

@@ -3,14 +3,14 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "kiq/v1/topology.pb.h"
 #include "common/topology/json_value.h"
 #include "common/topology/plan.h"
+#include "kiq/v1/topology.pb.h"
 #include "node/process/processor.h"
 #include "node/store/store_engine.h"
 #include "router/port/local_stores.h"

@@ -6,13 +6,13 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/topology/json_value.h"
 #include "common/topology/partitioner.h"
-#include "common/topology/window.h"
-#include "common/logging.h"
 #include "common/topology/value_codec.h"
+#include "common/topology/window.h"
 #include "common/topology/window_key.h"
 
 namespace kiq::node {
@@ -314,8 +314,8 @@ class FilterProcessor final : public FieldProcessor {
       case kiq::v1::Comparison::kBoolValue: {
         if (json == nullptr || !json->IsBool()) {
           return absl::InvalidArgumentError(absl::StrCat(
-              p.path.Describe(), " is not a bool: ",
-              json == nullptr ? std::string("a string") : DescribeJson(*json)));
+              p.path.Describe(),
+              " is not a bool: ", json == nullptr ? std::string("a string") : DescribeJson(*json)));
         }
         return Holds(p.op, json->GetBool(), p.bool_value);
       }
@@ -355,14 +355,13 @@ class RepartitionProcessor final : public FieldProcessor {
     } else if (scalar->json->IsNumber() || scalar->json->IsBool()) {
       key = ToJsonText(*scalar->json);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field_.Describe(), " cannot be a key: ", DescribeJson(*scalar->json)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field_.Describe(), " cannot be a key: ", DescribeJson(*scalar->json)));
     }
     ForwardedRecord out;
     out.topic = topic_;
     // Kafka's default partitioner, so the topic is also readable by other Kafka tools.
-    out.partition = PartitionId(PartitionForKey(PartitionerKind::kMurmur2, key,
-                                                        partitions_));
+    out.partition = PartitionId(PartitionForKey(PartitionerKind::kMurmur2, key, partitions_));
     out.key = std::move(key);
     out.value = std::string(*record.value);
     out.timestamp_ms = record.timestamp_ms;
@@ -400,8 +399,8 @@ class WindowedProcessor final : public Processor {
     if (!record.value) return absl::InvalidArgumentError("null value");
     const std::vector<int64_t> starts = WindowStartsFor(window_, record.timestamp_ms);
     if (starts.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("timestamp ", record.timestamp_ms, " has no window (negative or too large)"));
+      return absl::InvalidArgumentError(absl::StrCat("timestamp ", record.timestamp_ms,
+                                                     " has no window (negative or too large)"));
     }
     absl::StatusOr<const std::optional<std::string>*> stored =
         batch.Read(handle_, record.partition, kStreamTime());
@@ -420,10 +419,11 @@ class WindowedProcessor final : public Processor {
     for (int64_t start : starts) {
       if (!WindowAccepts(window_, start, stream_time)) {
         ++late_;
-        spdlog::debug("late record dropped: store={} topic={} partition={} offset={} "
-                      "timestamp={} window_start={} stream_time={}",
-                      store_name_, record.topic, record.partition.value(), record.offset.value(),
-                      record.timestamp_ms, start, stream_time);
+        spdlog::debug(
+            "late record dropped: store={} topic={} partition={} offset={} "
+            "timestamp={} window_start={} stream_time={}",
+            store_name_, record.topic, record.partition.value(), record.offset.value(),
+            record.timestamp_ms, start, stream_time);
         continue;
       }
       const std::string key = WindowKey(*record.key, start);
@@ -433,8 +433,8 @@ class WindowedProcessor final : public Processor {
       if (absl::Status s = inner_->Process(windowed, batch); !s.ok()) return s;
     }
     if (!old_time || stream_time > *old_time) {
-      if (absl::Status s = batch.Write(handle_, record.partition, kStreamTime(),
-                                       EncodeInt64(stream_time));
+      if (absl::Status s =
+              batch.Write(handle_, record.partition, kStreamTime(), EncodeInt64(stream_time));
           !s.ok()) {
         return s;
       }
@@ -566,8 +566,8 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
 }
 
 std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
-                                                    kiq::v1::Format value_format,
-                                                    std::string topic, int32_t partitions) {
+                                                    kiq::v1::Format value_format, std::string topic,
+                                                    int32_t partitions) {
   const bool json = value_format == kiq::v1::FORMAT_JSON;
   std::unique_ptr<Processor> processor = std::make_unique<RepartitionProcessor>(
       std::move(topic), partitions, store.group_by().field(), json);

@@ -4,8 +4,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "kiq/v1/topology.pb.h"
 #include "common/kafka/record.h"
+#include "kiq/v1/topology.pb.h"
 #include "node/store/staged_batch.h"
 #include "router/port/local_stores.h"
 
@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
 // the group_by field and forwards each record under that key to `topic` (the repartition topic,
 // `partitions` partitions, murmur2) through StagedBatch::Forward.
 std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
-                                                    kiq::v1::Format value_format,
-                                                    std::string topic, int32_t partitions);
+                                                    kiq::v1::Format value_format, std::string topic,
+                                                    int32_t partitions);
 
 }  // namespace kiq::node

@@ -20,9 +20,12 @@ size_t EventBytes(const router::ChangeEvent& c) {
 }  // namespace
 
 router::ChangeEvent ToEvent(Change change) {
-  return router::ChangeEvent{change.partition,           std::move(change.key),
-                             std::move(change.old_value), std::move(change.new_value),
-                             std::move(change.topic),     change.offset};
+  return router::ChangeEvent{change.partition,
+                             std::move(change.key),
+                             std::move(change.old_value),
+                             std::move(change.new_value),
+                             std::move(change.topic),
+                             change.offset};
 }
 
 bool SubscriptionHub::BeginBatch() {
@@ -74,9 +77,10 @@ absl::StatusOr<std::shared_ptr<Subscriber>> SubscriptionHub::Subscribe(
   }
   absl::StatusOr<std::shared_ptr<Subscriber>> subscriber;
   if (committing_ || untracked_batch_) {
-    subscriber = absl::UnavailableError(absl::StrCat(
-        "Subscribe to store \"", store_name, "\": the ingestion batch under way was not "
-        "committed within ", absl::FormatDuration(wait), "; try again"));
+    subscriber = absl::UnavailableError(absl::StrCat("Subscribe to store \"", store_name,
+                                                     "\": the ingestion batch under way was not "
+                                                     "committed within ",
+                                                     absl::FormatDuration(wait), "; try again"));
   } else if (absl::Status s = check(); !s.ok()) {
     subscriber = s;
   } else {
@@ -143,9 +147,9 @@ absl::StatusOr<std::shared_ptr<Subscriber>> SubscriptionHub::RegisterAtBoundary(
       return absl::AbortedError(absl::StrCat(
           "cannot resume the subscription to store \"", store_name, "\" partition ", p,
           " at offset ", wanted, ": its new owner is already at offset ", here, " and ",
-          log == replay_.end() ? "no longer keeps its recent changes"
-                               : absl::StrCat("keeps its changes from offset ",
-                                              log->second.start, " only"),
+          log == replay_.end()
+              ? "no longer keeps its recent changes"
+              : absl::StrCat("keeps its changes from offset ", log->second.start, " only"),
           "; the changes in between cannot be replayed. Subscribe again (FROM_SNAPSHOT to "
           "resync)"));
     }

@@ -109,9 +109,7 @@ class SubscriptionHub {
 
   // True if anyone is subscribed, about to, or changes are kept for replay (lets the
   // ingestor skip logging changes otherwise).
-  bool active() const {
-    return count_.load() + announced_.load() + recording_.load() > 0;
-  }
+  bool active() const { return count_.load() + announced_.load() + recording_.load() > 0; }
   size_t size() const { return static_cast<size_t>(count_.load()); }
 
   // Queues each change (of a batch already committed) for the subscribers it matches and

@@ -38,7 +38,8 @@ absl::Status PartitionStates::CheckReadable(PartitionId p) const {
   absl::MutexLock lock(&mu_);
   auto it = owned_.find(p.value());
   if (it == owned_.end()) {
-    return NotOwnerError(absl::StrCat("NOT_OWNER: partition ", p.value(), " is not owned by this node"));
+    return NotOwnerError(
+        absl::StrCat("NOT_OWNER: partition ", p.value(), " is not owned by this node"));
   }
   switch (it->second.state) {
     case PartitionState::kActive:
@@ -63,8 +64,7 @@ std::vector<std::pair<PartitionId, PartitionState>> PartitionStates::Snapshot() 
   absl::MutexLock lock(&mu_);
   std::vector<std::pair<PartitionId, PartitionState>> out;
   for (const auto& [p, e] : owned_) out.emplace_back(PartitionId(p), e.state);
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
 }
 

@@ -10,8 +10,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "kiq/v1/query.pb.h"
 #include "common/types.h"
+#include "kiq/v1/query.pb.h"
 
 namespace kiq::node {
 

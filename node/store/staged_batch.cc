@@ -31,8 +31,8 @@ absl::Status StagedBatch::Write(StoreHandle store, PartitionId p, absl::string_v
   if (!slot.ok()) return slot.status();
   Slot& s = **slot;
   if (track_writes_ && s.current != value) {
-    log_.push_back(Change{store, p, std::string(key), s.current, value, source_topic_,
-                          source_offset_});
+    log_.push_back(
+        Change{store, p, std::string(key), s.current, value, source_topic_, source_offset_});
   }
   s.current = std::move(value);
   s.dirty = true;
@@ -49,8 +49,8 @@ std::vector<Change> StagedBatch::Changes() const {
   std::vector<Change> out;
   for (const auto& [key, slot] : slots_) {
     if (!slot.dirty || slot.current == slot.original) continue;
-    out.push_back(Change{StoreHandle{key.store}, PartitionId(key.partition), key.key,
-                         slot.original, slot.current, slot.topic, slot.offset});
+    out.push_back(Change{StoreHandle{key.store}, PartitionId(key.partition), key.key, slot.original,
+                         slot.current, slot.topic, slot.offset});
   }
   return out;
 }
@@ -68,8 +68,8 @@ absl::Status StagedBatch::Commit(std::vector<Change>* changes) {
     } else {
       batch.Delete(store, p, key.key);
     }
-    deltas[{key.store, key.partition}] +=
-        static_cast<int64_t>(slot.current.has_value()) - static_cast<int64_t>(slot.original.has_value());
+    deltas[{key.store, key.partition}] += static_cast<int64_t>(slot.current.has_value()) -
+                                          static_cast<int64_t>(slot.original.has_value());
   }
   for (const auto& [sp, delta] : deltas) {
     if (delta == 0) continue;

@@ -1,8 +1,8 @@
 #include "node/store/store_engine.h"
 
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
-#include <rocksdb/filter_policy.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/topology/value_codec.h"
@@ -218,8 +218,8 @@ absl::StatusOr<int64_t> StoreEngine::EntryCount(StoreHandle store, PartitionId p
       db_->Get(rocksdb::ReadOptions(), meta_, CountKey(names_[store.index], p), &value);
   if (s.IsNotFound()) return 0;
   if (!s.ok()) {
-    return ToStatus(s, absl::StrCat("read entry count store=", names_[store.index],
-                                    " partition=", p.value()));
+    return ToStatus(
+        s, absl::StrCat("read entry count store=", names_[store.index], " partition=", p.value()));
   }
   std::optional<int64_t> n = DecodeInt64(value);
   if (!n) {
@@ -251,15 +251,16 @@ absl::StatusOr<std::optional<Offset>> StoreEngine::ReadOffset(absl::string_view 
   }
   std::optional<int64_t> n = DecodeInt64(value);
   if (!n) {
-    return absl::DataLossError(
-        absl::StrCat("stored offset of topic=", topic, " partition=", p.value(), " is not 8 bytes"));
+    return absl::DataLossError(absl::StrCat("stored offset of topic=", topic,
+                                            " partition=", p.value(), " is not 8 bytes"));
   }
   return std::optional<Offset>(Offset(*n));
 }
 
 void StoreEngine::Batch::Put(StoreHandle store, PartitionId p, absl::string_view key,
                              absl::string_view value) {
-  batch_.Put(engine_->stores_[store.index], StoreKey(p, key), rocksdb::Slice(value.data(), value.size()));
+  batch_.Put(engine_->stores_[store.index], StoreKey(p, key),
+             rocksdb::Slice(value.data(), value.size()));
 }
 
 void StoreEngine::Batch::Delete(StoreHandle store, PartitionId p, absl::string_view key) {

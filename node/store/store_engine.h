@@ -3,8 +3,8 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -12,8 +12,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "router/port/local_stores.h"
 #include "common/types.h"
+#include "router/port/local_stores.h"
 
 namespace kiq::node {
 
@@ -52,11 +52,10 @@ class StoreEngine {
 
   absl::StatusOr<std::optional<std::string>> Get(StoreHandle store, PartitionId p,
                                                  absl::string_view key) const;
-  absl::StatusOr<std::vector<router::KeyValue>> Scan(StoreHandle store, PartitionId p,
-                                                     const router::KeyRange& range,
-                                                     const std::optional<std::string>& after,
-                                                     size_t limit,
-                                                     const rocksdb::Snapshot* snapshot = nullptr) const;
+  absl::StatusOr<std::vector<router::KeyValue>> Scan(
+      StoreHandle store, PartitionId p, const router::KeyRange& range,
+      const std::optional<std::string>& after, size_t limit,
+      const rocksdb::Snapshot* snapshot = nullptr) const;
   // A consistent read view of every store as of now (for Scan); released when the last copy
   // goes. The engine must outlive it.
   std::shared_ptr<const rocksdb::Snapshot> NewSnapshot() const;

@@ -4,15 +4,15 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "kiq/v1/query.pb.h"
 #include "common/topology/store_info.h"
 #include "common/types.h"
+#include "kiq/v1/query.pb.h"
 
 namespace kiq::router {
 
@@ -56,7 +56,8 @@ class LocalStores {
                                                      size_t limit) const = 0;
 
   // RocksDB's estimate of the number of entries in partition `p`.
-  virtual absl::StatusOr<int64_t> ApproximateCount(absl::string_view store, PartitionId p) const = 0;
+  virtual absl::StatusOr<int64_t> ApproximateCount(absl::string_view store,
+                                                   PartitionId p) const = 0;
 
   // Appends the offsets (per source topic) that partition `p` of `store` reflects.
   virtual void AppendPosition(absl::string_view store, PartitionId p,

@@ -10,9 +10,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "router/port/local_stores.h"
-#include "common/types.h"
 #include "common/topology/window_key.h"
+#include "common/types.h"
+#include "router/port/local_stores.h"
 
 namespace kiq::router {
 

@@ -106,15 +106,15 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
 
   // "views" is windowed: key "books" has windows starting at 1700000040000 (count 3) and
   // 1700000070000 (count 5), 30 s long, on partition 2. Other known stores are not windowed.
-  grpc::Status WindowFetch(grpc::ServerContext* context,
-                           const kiq::v1::WindowFetchRequest* request,
+  grpc::Status WindowFetch(grpc::ServerContext* context, const kiq::v1::WindowFetchRequest* request,
                            kiq::v1::WindowFetchResponse* response) override {
     Record(&window_fetch_requests_, *request);
     if (request->store() != "views") {
       const Store* store = nullptr;
       if (grpc::Status s = Find(context, request->store(), &store); !s.ok()) return s;
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          absl::StrCat("store \"", request->store(), "\" is not windowed: use Get"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("store \"", request->store(), "\" is not windowed: use Get"));
     }
     if (request->key() != "books") return grpc::Status::OK;
     for (const auto& [start, n] : {std::pair<int64_t, int>{1700000040000, 3}, {1700000070000, 5}}) {
@@ -178,8 +178,8 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
             .set_number_value(2);
         event.set_has_old_value(true);
         event.set_old_value("{\"n\":1}");
-        (*event.mutable_old_json()->mutable_struct_value()->mutable_fields())["n"]
-            .set_number_value(1);
+        (*event.mutable_old_json()->mutable_struct_value()->mutable_fields())["n"].set_number_value(
+            1);
         event.set_topic("orders");
         event.set_offset(7);
         writer->Write(event);
@@ -300,11 +300,11 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
 
   std::map<std::string, Store> stores_;  // Constant after construction.
   mutable std::mutex mu_;
-  std::vector<kiq::v1::GetRequest> get_requests_;      // Guarded by mu_.
+  std::vector<kiq::v1::GetRequest> get_requests_;                   // Guarded by mu_.
   std::vector<kiq::v1::WindowFetchRequest> window_fetch_requests_;  // Guarded by mu_.
-  std::vector<kiq::v1::SubscribeRequest> subscribe_requests_;  // Guarded by mu_.
-  std::vector<kiq::v1::RangeRequest> range_requests_;  // Guarded by mu_.
-  std::vector<kiq::v1::AllRequest> all_requests_;      // Guarded by mu_.
+  std::vector<kiq::v1::SubscribeRequest> subscribe_requests_;       // Guarded by mu_.
+  std::vector<kiq::v1::RangeRequest> range_requests_;               // Guarded by mu_.
+  std::vector<kiq::v1::AllRequest> all_requests_;                   // Guarded by mu_.
 };
 
 }  // namespace kiq::client

@@ -146,8 +146,11 @@ TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderr) {
 INSTANTIATE_TEST_SUITE_P(
     Kiqctl, UsageErrorTest,
     ::testing::Values(
-        UsageErrorCase{{}, "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
-        UsageErrorCase{{"--json"}, "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
+        UsageErrorCase{
+            {}, "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
+        UsageErrorCase{
+            {"--json"},
+            "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
         UsageErrorCase{{"fetch", "s"}, "unknown command \"fetch\""},
         UsageErrorCase{{"get", "s"}, "get wants STORE KEY, got 1 argument"},
         UsageErrorCase{{"get", "s", "a", "b"}, "get wants STORE KEY, got 3 arguments"},

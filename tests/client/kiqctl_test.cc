@@ -89,7 +89,8 @@ TEST_F(KiqctlTest, WindowFetchPrintsWindowsInIso8601Utc) {
 TEST_F(KiqctlTest, WindowFetchJsonAndErrors) {
   Result r = Run({"window-fetch", "views", "books", "1700000070000", "--json"});
   EXPECT_EQ(r.exit_code, kExitOk);
-  EXPECT_THAT(r.out, HasSubstr("\"window\":{\"startMs\":\"1700000070000\",\"endMs\":\"1700000100000\"}"));
+  EXPECT_THAT(r.out,
+              HasSubstr("\"window\":{\"startMs\":\"1700000070000\",\"endMs\":\"1700000100000\"}"));
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
   r = Run({"window-fetch", "orders", "a"});
   EXPECT_EQ(r.exit_code, kExitError);

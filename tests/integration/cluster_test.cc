@@ -148,8 +148,8 @@ TEST_F(ClusterTest, StandaloneRouterAnswersFromTheNodes) {
   for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
   for (int i = 0; i < 120; ++i) Order(absl::StrCat("user-", i % 25));
   for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
-  auto router = NodeProcess::StartRouter(
-      dir_, ExampleTopology("orders"), kafka_->bootstrap_servers());
+  auto router =
+      NodeProcess::StartRouter(dir_, ExampleTopology("orders"), kafka_->bootstrap_servers());
   ASSERT_OK(router);
   NodeClient client((*router)->target());
   Positions produced;
@@ -268,8 +268,7 @@ TEST_F(ClusterTest, KillNineMovesPartitionsAndCountsStayExact) {
   for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
   for (const char* via : {"n1", "n2", "n3"}) {
     grpc::Status scan_status;
-    EXPECT_EQ(clients_[via]->Scan("order_count", 50, "", "", nullptr, &scan_status),
-              TruthCounts())
+    EXPECT_EQ(clients_[via]->Scan("order_count", 50, "", "", nullptr, &scan_status), TruthCounts())
         << via << " " << scan_status.error_message();
   }
 }
@@ -333,7 +332,9 @@ TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
   ASSERT_TRUE(WaitFor([&] { return answers.load() >= 50; }, absl::Seconds(60)));
   StartNode("n3");
   ASSERT_TRUE(WaitFor(
-      [&] { return clients_["n1"]->SettledOwners({"n1", "n2", "n3"}, kPartitions).has_value(); },
+      [&] {
+        return clients_["n1"]->SettledOwners({"n1", "n2", "n3"}, kPartitions).has_value();
+      },
       absl::Seconds(90)))
       << AllLogs();
   const int before = answers.load();
@@ -347,8 +348,7 @@ TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
   for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
   for (const char* via : {"n1", "n2", "n3"}) {
     grpc::Status scan_status;
-    EXPECT_EQ(clients_[via]->Scan("order_count", 10, "", "", nullptr, &scan_status),
-              TruthCounts())
+    EXPECT_EQ(clients_[via]->Scan("order_count", 10, "", "", nullptr, &scan_status), TruthCounts())
         << via << " " << scan_status.error_message();
   }
 }

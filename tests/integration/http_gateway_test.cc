@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <map>
 
+#include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <httplib.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <rapidjson/document.h>
 
 #include "absl/strings/str_cat.h"
@@ -110,8 +110,8 @@ class HttpGatewayIntegrationTest : public KafkaFixture {
   }
 
   void WaitCaughtUp(const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp(store, topic, produced_); },
-                        absl::Seconds(60)))
+    ASSERT_TRUE(
+        WaitFor([&] { return client_->CaughtUp(store, topic, produced_); }, absl::Seconds(60)))
         << node_->process().ReadLog();
   }
 
@@ -185,8 +185,7 @@ TEST_F(HttpGatewayIntegrationTest, EveryRouteAnswersLikeGrpc) {
     kiq::v1::GetResponse response = GrpcGet("customers", key, &status);
     ASSERT_TRUE(status.ok()) << status.error_message();
     ASSERT_TRUE(response.found()) << key;
-    ExpectSameAnswer(absl::StrCat("/v1/stores/customers/keys/", UrlEncode(key)), status,
-                     response);
+    ExpectSameAnswer(absl::StrCat("/v1/stores/customers/keys/", UrlEncode(key)), status, response);
   }
   {
     // The key variable is {key=**}: unencoded slashes work too.
@@ -213,9 +212,9 @@ TEST_F(HttpGatewayIntegrationTest, EveryRouteAnswersLikeGrpc) {
       kiq::v1::ScanResponse response;
       grpc::Status status = query_->All(Context().get(), request, &response);
       ASSERT_TRUE(status.ok()) << status.error_message();
-      ExpectSameAnswer(absl::StrCat("/v1/stores/customers/entries?page_size=2&page_token=",
-                                    UrlEncode(token)),
-                       status, response);
+      ExpectSameAnswer(
+          absl::StrCat("/v1/stores/customers/entries?page_size=2&page_token=", UrlEncode(token)),
+          status, response);
       token = response.next_page_token();
       ++pages;
     } while (!token.empty() && pages < 10);
@@ -276,8 +275,8 @@ TEST_F(HttpGatewayIntegrationTest, EveryRouteAnswersLikeGrpc) {
       kiq::v1::NodeForKeyResponse owner;
       status = metadata_->NodeForKey(Context().get(), for_key, &owner);
       ASSERT_TRUE(status.ok()) << status.error_message();
-      ExpectSameAnswer(absl::StrCat("/v1/metadata/stores/customers/keys/", UrlEncode(key)),
-                       status, owner);
+      ExpectSameAnswer(absl::StrCat("/v1/metadata/stores/customers/keys/", UrlEncode(key)), status,
+                       owner);
     }
   }
 }
@@ -294,8 +293,8 @@ TEST_F(HttpGatewayIntegrationTest, RouterServesTheSameRoutes) {
   // Through the node's own gateway (a newline in the key included)...
   ExpectSameAnswer("/v1/stores/customers/keys/caf%C3%A9%2F1%0A", status, response);
 
-  auto router = NodeProcess::StartRouter(dir_, ExampleTopology("orders"),
-                                         kafka_->bootstrap_servers());
+  auto router =
+      NodeProcess::StartRouter(dir_, ExampleTopology("orders"), kafka_->bootstrap_servers());
   ASSERT_OK(router);
   ASSERT_GT((*router)->http_port(), 0);
   httplib::Client client("127.0.0.1", (*router)->http_port());

@@ -200,9 +200,8 @@ TEST_F(JoinTest, OneNodeJoinsCountsAndGroupsExactly) {
   // Orders of unknown customers have no name to group by: dead-lettered for that store only.
   ASSERT_GT(unknown_customer_orders_, 0);
   WaitForGroupedCounts("n1");  // every order went through the first stage
-  std::vector<ConsumedRecord> letters =
-      ConsumeAll(kafka_->bootstrap_servers(), "order-count-dlq", unknown_customer_orders_ + 1,
-                 absl::Seconds(5));
+  std::vector<ConsumedRecord> letters = ConsumeAll(kafka_->bootstrap_servers(), "order-count-dlq",
+                                                   unknown_customer_orders_ + 1, absl::Seconds(5));
   EXPECT_EQ(static_cast<int64_t>(letters.size()), unknown_customer_orders_);
 
   // A restart on the same data (kill -9) keeps every store, and what follows adds up.

@@ -16,8 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "tests/testing/kafka_fixture.h"
-#include "tests/testing/metrics.h"
 #include "tests/testing/kiq_processes.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
 
@@ -121,11 +121,12 @@ TEST_F(OperationsTest, MetricsMoveWithIngestionAndQueriesAndPassPromtool) {
   // alerts use is one the node exports.
   const std::string file = dir_ + "/metrics.txt";
   std::ofstream(file) << after;
-  const std::string promtool = "promtool check metrics < " + file + " > " + dir_ + "/promtool.out 2>&1";
+  const std::string promtool =
+      "promtool check metrics < " + file + " > " + dir_ + "/promtool.out 2>&1";
   EXPECT_EQ(std::system(promtool.c_str()), 0) << ReadFile(dir_ + "/promtool.out");
-  const std::string check = absl::StrCat("/usr/bin/python3 ", kSourceDir,
-                                         "/deploy/check_deploy.py --metrics ", file, " > ", dir_,
-                                         "/check.out 2>&1");
+  const std::string check =
+      absl::StrCat("/usr/bin/python3 ", kSourceDir, "/deploy/check_deploy.py --metrics ", file,
+                   " > ", dir_, "/check.out 2>&1");
   EXPECT_EQ(std::system(check.c_str()), 0) << ReadFile(dir_ + "/check.out");
 }
 

@@ -26,11 +26,13 @@ constexpr int kPlayers = 20;
 // Run on one node and on a 3-node cluster (every query through every node).
 class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface<int> {
  protected:
-  void SetUp() override { StartKafka("scoreboard", {{"score_events", kPartitions},
-                                               {"player_events", kPartitions},
-                                               {"scoreboard-score-changelog", kPartitions},
-                                               {"scoreboard-avatar-changelog", kPartitions},
-                                               {"scoreboard-big_scores-changelog", kPartitions}}); }
+  void SetUp() override {
+    StartKafka("scoreboard", {{"score_events", kPartitions},
+                              {"player_events", kPartitions},
+                              {"scoreboard-score-changelog", kPartitions},
+                              {"scoreboard-avatar-changelog", kPartitions},
+                              {"scoreboard-big_scores-changelog", kPartitions}});
+  }
 
   void StartNodes(int n) {
     for (int i = 1; i <= n; ++i) {
@@ -46,8 +48,8 @@ class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface
   }
 
   void WaitCaughtUp(NodeClient& client, const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(WaitFor([&] { return client.CaughtUp(store, topic, produced_); },
-                        absl::Seconds(60)))
+    ASSERT_TRUE(
+        WaitFor([&] { return client.CaughtUp(store, topic, produced_); }, absl::Seconds(60)))
         << "store " << store << " did not reach the produced offsets of " << topic << "\n"
         << nodes_[0]->process().ReadLog();
   }
@@ -76,7 +78,8 @@ TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
     const std::string player = absl::StrCat("p", rng() % kPlayers);
     const int64_t points = static_cast<int64_t>(rng() % 101);
     if (i % 97 == 13) {  // points that are not a number: bad for both stores of the source
-      Produce("score_events", player, absl::StrCat(R"({"player":")", player, R"(","points":"lots"})"));
+      Produce("score_events", player,
+              absl::StrCat(R"({"player":")", player, R"(","points":"lots"})"));
       for (const char* store : {"score", "big_scores"}) {
         expected_letters.emplace(store, std::string(store) == "score"
                                             ? "field points is not a number: \"lots\""
@@ -138,10 +141,8 @@ TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
     EXPECT_EQ(get.entry().json().number_value(), static_cast<double>(score.begin()->second));
     const std::string with_avatar = avatar.begin()->first;
     ASSERT_TRUE(client.Get("avatar", with_avatar, &get).ok());
-    EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""),
-              avatar.begin()->second);
+    EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""), avatar.begin()->second);
   }
-
 
   auto letters = ConsumeAll(kafka_->bootstrap_servers(), "scoreboard-dlq",
                             static_cast<int>(expected_letters.size()), absl::Seconds(30));

@@ -82,8 +82,8 @@ class ShopTest : public KafkaFixture, public ::testing::WithParamInterface<int> 
           return status.ok() && last == truth_;
         },
         absl::Seconds(90));
-    ASSERT_TRUE(reached) << "via " << via << ": got " << ::testing::PrintToString(last)
-                         << "\nwant " << ::testing::PrintToString(truth_);
+    ASSERT_TRUE(reached) << "via " << via << ": got " << ::testing::PrintToString(last) << "\nwant "
+                         << ::testing::PrintToString(truth_);
   }
 
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
@@ -125,8 +125,7 @@ TEST_P(ShopTest, PurchasesPerCityPerHalfHourMatchTheTruth) {
                          : i == 1 ? start + kHalfHour - 1
                                   : start + static_cast<int64_t>(rng() % kHalfHour);
       const std::string user = absl::StrCat("u", rng() % 15);
-      Produce("purchases", user, absl::StrCat(R"({"user":")", user, R"(","amount":)", i, "}"),
-              ts);
+      Produce("purchases", user, absl::StrCat(R"({"user":")", user, R"(","amount":)", i, "}"), ts);
       if (auto it = city_of.find(user); it != city_of.end()) ++truth_[{it->second, start}];
     }
     for (const auto& [id, stub] : stubs_) ASSERT_NO_FATAL_FAILURE(WaitForTruth(id));

@@ -5,19 +5,19 @@
 
 #include <atomic>
 #include <fstream>
-#include <set>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
-#include "common/grpc_status.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
@@ -34,10 +34,12 @@ std::string OrdersTopology() { return ExampleTopology("orders"); }
 
 class SingleNodeTest : public KafkaFixture {
  protected:
-  void SetUp() override { StartKafka("single-node", {{"customers", kPartitions},
-                                           {"orders", kPartitions},
-                                           {"orders-demo-order_count-changelog", kPartitions},
-                                           {"shop-order_count-changelog", kPartitions}}); }
+  void SetUp() override {
+    StartKafka("single-node", {{"customers", kPartitions},
+                               {"orders", kPartitions},
+                               {"orders-demo-order_count-changelog", kPartitions},
+                               {"shop-order_count-changelog", kPartitions}});
+  }
 
   void StartNode(const std::string& config = OrdersTopology(),
                  std::vector<std::string> extra_flags = {}) {
@@ -59,8 +61,8 @@ class SingleNodeTest : public KafkaFixture {
   }
 
   void WaitCaughtUp(const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp(store, topic, produced_); },
-                        absl::Seconds(60)))
+    ASSERT_TRUE(
+        WaitFor([&] { return client_->CaughtUp(store, topic, produced_); }, absl::Seconds(60)))
         << "store " << store << " did not reach the produced offsets of " << topic << "\n"
         << node_->process().ReadLog();
   }
@@ -241,8 +243,8 @@ TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered)
   ASSERT_TRUE(Get("orders_by_user", "u1", &get).ok());
   EXPECT_EQ(get.entry().json().struct_value().fields().at("food").string_value(), "sushi");
 
-  const std::string where = absl::StrCat("topic=orders partition=", bad->partition,
-                                         " offset=", bad->offset);
+  const std::string where =
+      absl::StrCat("topic=orders partition=", bad->partition, " offset=", bad->offset);
   EXPECT_THAT(node_->process().ReadLog(), HasSubstr(where));
   EXPECT_THAT(node_->process().ReadLog(), HasSubstr("value is not JSON"));
 
@@ -273,10 +275,10 @@ TEST_F(SingleNodeTest, MalformedTopologyIsRefusedWithTheFieldPath) {
            "    source: ordrs\n"
            "    count: {}\n";
   }
-  auto process = Process::Start({kNodeBin, "--config=" + config,
-                                 "--bootstrap-servers=" + kafka_->bootstrap_servers(),
-                                 "--data-dir=" + dir_ + "/bad-data", "--grpc-port=0"},
-                                dir_ + "/bad-node.log");
+  auto process = Process::Start(
+      {kNodeBin, "--config=" + config, "--bootstrap-servers=" + kafka_->bootstrap_servers(),
+       "--data-dir=" + dir_ + "/bad-data", "--grpc-port=0"},
+      dir_ + "/bad-node.log");
   ASSERT_OK(process);
   auto code = (*process)->Wait(absl::Seconds(30));
   ASSERT_OK(code);
@@ -314,7 +316,8 @@ TEST_F(SingleNodeTest, KiqctlQueriesARealNode) {
   EXPECT_EQ(code, 0);
   EXPECT_THAT(kiqctl({"get", "order_count", "bob"}, &code), HasSubstr("not found"));
   EXPECT_EQ(code, 1);
-  EXPECT_THAT(kiqctl({"get", "nope", "alice"}, &code), HasSubstr("NOT_FOUND: unknown store \"nope\""));
+  EXPECT_THAT(kiqctl({"get", "nope", "alice"}, &code),
+              HasSubstr("NOT_FOUND: unknown store \"nope\""));
   EXPECT_EQ(code, 3);
   EXPECT_THAT(kiqctl({"range", "order_count", "z", "a"}, &code), HasSubstr("INVALID_ARGUMENT"));
   EXPECT_EQ(code, 3);
@@ -385,9 +388,9 @@ TEST_F(SingleNodeTest, StoredOffsetOutsideTheLogIsReportedNotMixed) {
   // A brand-new Kafka: the stored offset of u1's partition is beyond its (empty) log.
   kafka_->process().Kill();
   auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions},
-                                     {"orders", kPartitions},
-                                     {"orders-demo-order_count-changelog", kPartitions},
-                                     {"shop-order_count-changelog", kPartitions}});
+                                             {"orders", kPartitions},
+                                             {"orders-demo-order_count-changelog", kPartitions},
+                                             {"shop-order_count-changelog", kPartitions}});
   ASSERT_OK(kafka);
   kafka_ = std::move(*kafka);
   StartNode();

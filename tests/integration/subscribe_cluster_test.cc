@@ -27,8 +27,8 @@
 #include <utility>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/ascii.h"
@@ -46,9 +46,9 @@
 namespace kiq::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using kiq::v1::SubscribeRequest;
 using kiq::v1::SubscribeResponse;
+using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
 constexpr char kStore[] = "customers";
@@ -141,10 +141,9 @@ ChainReport CheckChains(const std::vector<SubscribeResponse>& events, const Prod
     if (index < 0) {
       problem(absl::StrCat(where, ": value never produced"));
     } else if (index != expected) {
-      problem(absl::StrCat(where, index > expected ? ": GAP" : ": DUPLICATE or going back",
-                           ", expected ",
-                           expected < static_cast<int>(links.size()) ? links[expected].value
-                                                                     : "<nothing more>"));
+      problem(absl::StrCat(
+          where, index > expected ? ": GAP" : ": DUPLICATE or going back", ", expected ",
+          expected < static_cast<int>(links.size()) ? links[expected].value : "<nothing more>"));
     }
     if (e.has_old_value()) {
       if (previous < 0) {
@@ -274,9 +273,7 @@ SubscribeRequest KeyRequest(const std::string& key, const std::string& store = k
   return request;
 }
 
-std::string Problems(const ChainReport& report) {
-  return absl::StrJoin(report.problems, "\n");
-}
+std::string Problems(const ChainReport& report) { return absl::StrJoin(report.problems, "\n"); }
 
 class SubscribeClusterTest : public KafkaFixture {
  protected:
@@ -307,8 +304,8 @@ class SubscribeClusterTest : public KafkaFixture {
   }
 
   void StartRouter(const std::string& example = "orders") {
-    auto router = NodeProcess::StartRouter(dir_, ExampleTopology(example),
-                                           kafka_->bootstrap_servers());
+    auto router =
+        NodeProcess::StartRouter(dir_, ExampleTopology(example), kafka_->bootstrap_servers());
     ASSERT_OK(router);
     AddTarget("router", (*router)->target());
     nodes_["router"] = std::move(*router);
@@ -341,8 +338,8 @@ class SubscribeClusterTest : public KafkaFixture {
           return settled_owners.has_value();
         },
         absl::Seconds(90));
-    EXPECT_TRUE(settled) << "not settled on " << absl::StrJoin(ids, ",") << " via " << via
-                         << ": " << nodes.DebugString() << AllLogs();
+    EXPECT_TRUE(settled) << "not settled on " << absl::StrJoin(ids, ",") << " via " << via << ": "
+                         << nodes.DebugString() << AllLogs();
     return owners;
   }
 
@@ -521,7 +518,8 @@ TEST(SubscribeChainCheckTest, AcceptsAnExactChainAndReportsGapsDuplicatesAndBadO
   end.set_type(SubscribeResponse::SNAPSHOT_END);
   const std::string v11 = "1:1", v12 = "1:2", v21 = "2:1";
 
-  const std::vector<SubscribeResponse> exact = {snapshot("k1", "1:1"), end,
+  const std::vector<SubscribeResponse> exact = {snapshot("k1", "1:1"),
+                                                end,
                                                 change("k1", "1:2", 2, 11, &v11),
                                                 change("k2", "2:1", 2, 12),
                                                 change("k1", "1:3", 2, 13, &v12),
@@ -540,7 +538,8 @@ TEST(SubscribeChainCheckTest, AcceptsAnExactChainAndReportsGapsDuplicatesAndBadO
               HasSubstr("GAP"));
   // A repeated value (after a move, say).
   EXPECT_THAT(first_problem({snapshot("k1", "1:1"), end, change("k1", "1:2", 2, 11),
-                             change("k1", "1:2", 2, 11)}, false),
+                             change("k1", "1:2", 2, 11)},
+                            false),
               HasSubstr("DUPLICATE"));
   // The snapshot already had the value.
   EXPECT_THAT(first_problem({snapshot("k1", "1:2"), end, change("k1", "1:2", 2, 11)}),
@@ -768,8 +767,7 @@ TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
   Subscription sub(stubs_["n1"].get(), AllRequest());
   ASSERT_NO_FATAL_FAILURE(WaitSnapshotEnd(sub));
   ASSERT_NO_FATAL_FAILURE(WaitProducedMore(200));
-  ASSERT_TRUE(WaitFor([&] { return sub.EventCount() > 100; }, absl::Seconds(30)))
-      << sub.Describe();
+  ASSERT_TRUE(WaitFor([&] { return sub.EventCount() > 100; }, absl::Seconds(30))) << sub.Describe();
 
   nodes_["n2"]->process().Kill();
   WaitSettled("n1", {"n1", "n3"});  // ~6 s session timeout, then restoration
@@ -879,7 +877,8 @@ TEST_F(SubscribeClusterTest, NotFoundAndOverflowAreUnchangedThroughFanIn) {
     const std::string hot = absl::StrCat("hot", i % 10);
     latest[hot] = absl::StrCat(i, medium);
     ASSERT_OK(producer_->ProduceAsync(kTopic, hot, latest[hot]));
-    ASSERT_OK(producer_->ProduceAsync(kTopic, absl::StrCat("cold", i % 1000), absl::StrCat(i, big)));
+    ASSERT_OK(
+        producer_->ProduceAsync(kTopic, absl::StrCat("cold", i % 1000), absl::StrCat(i, big)));
   }
   ASSERT_OK(producer_->Flush());
   Positions finals;
@@ -895,8 +894,8 @@ TEST_F(SubscribeClusterTest, NotFoundAndOverflowAreUnchangedThroughFanIn) {
   }
   EXPECT_EQ(final_owners, (std::set<std::string>{"n1", "n2"})) << "the hot keys are not spread";
   // The owners' ingestion was not held back by the stalled subscriber.
-  ASSERT_TRUE(WaitFor([&] { return clients_["n1"]->CaughtUp(kStore, kTopic, finals); },
-                      absl::Seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return clients_["n1"]->CaughtUp(kStore, kTopic, finals); }, absl::Seconds(60)))
       << AllLogs();
 
   int changes = 0;
@@ -1073,9 +1072,8 @@ TEST_F(SubscribeClusterTest, WindowedStoreStreamsWindowsOfTheUserKey) {
         EXPECT_TRUE(ended_snapshot) << name;
         EXPECT_FALSE(r.deleted()) << name;
         EXPECT_EQ(r.topic(), "page_views") << name;
-        got_changes[e.key()].push_back(describe(e.key(), e.window().start_ms(),
-                                                e.window().end_ms(), e.value(), e.partition(),
-                                                r.offset()));
+        got_changes[e.key()].push_back(describe(e.key(), e.window().start_ms(), e.window().end_ms(),
+                                                e.value(), e.partition(), r.offset()));
         // The old value, when given, is the window's previous count; a window's first count
         // has none.
         int64_t n = 0;
@@ -1173,8 +1171,8 @@ TEST_F(SubscribeClusterTest, WindowedStoreStreamsWindowsOfTheUserKey) {
     for (const SubscribeResponse& r : hopping_sub.Events()) {
       if (r.type() == SubscribeResponse::SNAPSHOT_END) continue;
       EXPECT_EQ(r.entry().key(), "a") << r.DebugString();
-      const Change c{r.entry().window().start_ms(), r.entry().window().end_ms(),
-                     r.entry().value(), r.type() == SubscribeResponse::CHANGE ? r.offset() : 0};
+      const Change c{r.entry().window().start_ms(), r.entry().window().end_ms(), r.entry().value(),
+                     r.type() == SubscribeResponse::CHANGE ? r.offset() : 0};
       (r.type() == SubscribeResponse::CHANGE ? got_changes : got_snapshot).insert(c);
     }
     EXPECT_EQ(got_snapshot, want_snapshot) << "hopping";

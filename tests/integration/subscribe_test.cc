@@ -8,8 +8,8 @@
 #include <set>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
@@ -24,9 +24,9 @@
 namespace kiq::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using kiq::v1::SubscribeRequest;
 using kiq::v1::SubscribeResponse;
+using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
 
@@ -284,8 +284,8 @@ TEST_F(SubscribeTest, StalledSubscriberEndsWithResourceExhaustedWhileIngestionCo
   // the 100-change buffer.
   const std::string big(1000, 'x');
   for (int i = 0; i < 20000; ++i) {
-    ASSERT_OK(producer_->ProduceAsync("customers", absl::StrCat("key", i % 1000),
-                                      absl::StrCat(i, big)));
+    ASSERT_OK(
+        producer_->ProduceAsync("customers", absl::StrCat("key", i % 1000), absl::StrCat(i, big)));
   }
   ASSERT_OK(producer_->Flush());
   ProducedRecord last = Produce("last", "done");
@@ -330,18 +330,18 @@ TEST_F(SubscribeTest, CoalescingSubscriberKeepsTheLatestValuePerKey) {
   // Reading late, the subscriber still ends up with every key's latest value.
   std::map<std::string, std::string> seen;
   int changes = 0;
-  while (seen.size() < latest.size() ||
-         std::any_of(seen.begin(), seen.end(),
-                     [](const auto& kv) { return !absl::EndsWith(kv.second, "-final"); })) {
+  while (seen.size() < latest.size() || std::any_of(seen.begin(), seen.end(), [](const auto& kv) {
+           return !absl::EndsWith(kv.second, "-final");
+         })) {
     SubscribeResponse got;
     bool read = stream->reader->Read(&got);
-    ASSERT_TRUE(read)
-        << stream->reader->Finish().error_message() << " after " << changes << " changes; seen "
-        << [&] {
-             std::string out;
-             for (const auto& [k, v] : seen) out += k + "=" + v.substr(0, 8) + v.substr(v.size() - 6) + " ";
-             return out;
-           }();
+    ASSERT_TRUE(read) << stream->reader->Finish().error_message() << " after " << changes
+                      << " changes; seen " << [&] {
+                           std::string out;
+                           for (const auto& [k, v] : seen)
+                             out += k + "=" + v.substr(0, 8) + v.substr(v.size() - 6) + " ";
+                           return out;
+                         }();
     EXPECT_THAT(got.entry().key(), ::testing::StartsWith("hot"));
     seen[got.entry().key()] = got.entry().value();
     ++changes;
@@ -371,7 +371,9 @@ TEST_F(SubscribeTest, RebalanceDoesNotEndTheSubscriptionNorSkipAChange) {
     if (round == 0) {
       // Wait until partitions have moved to n2 (both nodes ACTIVE) before the rest.
       ASSERT_TRUE(WaitFor(
-          [&] { return client_->SettledOwners({"n1", "n2"}, kPartitions).has_value(); },
+          [&] {
+            return client_->SettledOwners({"n1", "n2"}, kPartitions).has_value();
+          },
           absl::Seconds(60)))
           << nodes_[1]->process().ReadLog();
     }

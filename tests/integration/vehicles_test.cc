@@ -11,8 +11,8 @@
 #include <cmath>
 
 #include <gmock/gmock.h>
-#include <rapidjson/document.h>
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"

@@ -12,10 +12,10 @@
 #include <tuple>
 #include <vector>
 
-#include <httplib.h>
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -126,8 +126,8 @@ class WindowsTest : public KafkaFixture {
   void Produce(const std::string& topic, const std::string& key, int64_t ts, int64_t amount = 0) {
     const std::string value =
         topic == "page_views"
-            ? absl::StrCat(R"({"user":"u)", amount, R"(","category":")", key,
-                           R"(","page":"/)", key, "/", ts % 1000, R"("})")
+            ? absl::StrCat(R"({"user":"u)", amount, R"(","category":")", key, R"(","page":"/)", key,
+                           "/", ts % 1000, R"("})")
             : absl::StrCat(R"({"user":")", key, R"(","item":"lamp","amount":)", amount, "}");
     const TestProducer::Delivered delivered = ProduceAndTrack(topic, key, value, ts);
     records_.push_back(Produced{topic, key, ts, amount, delivered.partition});
@@ -136,18 +136,27 @@ class WindowsTest : public KafkaFixture {
   // A batch of views and purchases around `from`..`from + span`: mostly in order, some out of
   // order within the grace period, some far behind (late), and some exactly on boundaries.
   void ProduceBatch(std::mt19937& rng, int64_t from, int64_t span, int n) {
-    const std::vector<std::string> categories = {"books", "garden", "toys", "music", "games",
-                                                 "food", "tools"};
+    const std::vector<std::string> categories = {"books", "garden", "toys", "music",
+                                                 "games", "food",   "tools"};
     int64_t ts = from;
     for (int i = 0; i < n; ++i) {
       ts = std::min(from + span, ts + static_cast<int64_t>(rng() % (2 * span / n + 1)));
       int64_t t = ts;
       switch (rng() % 10) {
-        case 0: t = ts - static_cast<int64_t>(rng() % 15'000); break;          // out of order
-        case 1: t = ts - 60'000 - static_cast<int64_t>(rng() % 60'000); break;  // late
-        case 2: t = ts / 30'000 * 30'000; break;                                // = start
-        case 3: t = ts / 30'000 * 30'000 - 1; break;                            // = end - 1
-        default: break;
+        case 0:
+          t = ts - static_cast<int64_t>(rng() % 15'000);
+          break;  // out of order
+        case 1:
+          t = ts - 60'000 - static_cast<int64_t>(rng() % 60'000);
+          break;  // late
+        case 2:
+          t = ts / 30'000 * 30'000;
+          break;  // = start
+        case 3:
+          t = ts / 30'000 * 30'000 - 1;
+          break;  // = end - 1
+        default:
+          break;
       }
       if (t < 0) t = 0;
       Produce("page_views", categories[rng() % categories.size()], t, rng() % 50);
@@ -306,8 +315,8 @@ TEST_F(WindowsTest, WindowsMatchRecomputationAcrossLateRecordsExpiryAndKill9) {
   // Boundary records of one key, first in its partition: start, end - 1 and end of the
   // window [kT0, kT0 + 30s); then the grace boundary of that window (end + 10s grace): at
   // stream time kT0 + 39.999s it still accepts, at kT0 + 40s it no longer does.
-  for (int64_t ts : {kT0, kT0 + 29'999, kT0 + 30'000, kT0 + 39'999, kT0 + 1, kT0 + 40'000,
-                     kT0 + 2}) {
+  for (int64_t ts :
+       {kT0, kT0 + 29'999, kT0 + 30'000, kT0 + 39'999, kT0 + 1, kT0 + 40'000, kT0 + 2}) {
     ASSERT_NO_FATAL_FAILURE(Produce("page_views", "edge", ts));
   }
   ASSERT_NO_FATAL_FAILURE(WaitCaughtUp("n1"));

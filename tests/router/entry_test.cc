@@ -3,10 +3,10 @@
 #include <limits>
 #include <string>
 
-#include "gtest/gtest.h"
-#include "router/port/local_stores.h"
 #include "common/topology/value_codec.h"
 #include "common/topology/window_key.h"
+#include "gtest/gtest.h"
+#include "router/port/local_stores.h"
 
 namespace kiq::router {
 namespace {
@@ -19,10 +19,10 @@ kiq::v1::Entry Render(ValueKind kind, std::string value) {
 }
 
 TEST(RenderEntryTest, DoubleIsShortestRoundTripTextAndAJsonNumber) {
-  const double values[] = {0.1, 0.1 + 0.2, -2.5, 17, 1e300, 5e-324,
-                           std::numeric_limits<double>::max()};
-  const char* texts[] = {"0.1", "0.30000000000000004", "-2.5", "17", "1e+300", "5e-324",
-                         "1.7976931348623157e+308"};
+  const double values[] = {
+      0.1, 0.1 + 0.2, -2.5, 17, 1e300, 5e-324, std::numeric_limits<double>::max()};
+  const char* texts[] = {"0.1",    "0.30000000000000004",    "-2.5", "17", "1e+300",
+                         "5e-324", "1.7976931348623157e+308"};
   for (size_t i = 0; i < std::size(values); ++i) {
     SCOPED_TRACE(texts[i]);
     kiq::v1::Entry entry = Render(ValueKind::kDouble, EncodeDouble(values[i]));
@@ -63,9 +63,8 @@ TEST(RenderEntryTest, WindowedKeysAreSplitIntoKeyAndWindow) {
   StoreInfo store;
   store.value_kind = ValueKind::kInt64;
   store.window_size_ms = 30'000;
-  kiq::v1::Entry e =
-      RenderEntry(store, KeyValue{WindowKey("books", 1'700'000'040'000), EncodeInt64(3),
-                                  PartitionId(2)});
+  kiq::v1::Entry e = RenderEntry(
+      store, KeyValue{WindowKey("books", 1'700'000'040'000), EncodeInt64(3), PartitionId(2)});
   EXPECT_EQ(e.key(), "books");
   EXPECT_EQ(e.value(), "3");
   EXPECT_EQ(e.window().start_ms(), 1'700'000'040'000);

@@ -8,9 +8,9 @@
 #include <atomic>
 #include <thread>
 
+#include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -23,10 +23,10 @@
 namespace kiq::router {
 namespace {
 
+using ::kiq::testing::IsOkAndHolds;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Pair;
-using ::kiq::testing::IsOkAndHolds;
 using Bindings = std::vector<std::pair<std::string, std::string>>;
 
 TEST(PathTemplateTest, MatchesLiteralsAndSingleSegmentVariables) {
@@ -121,12 +121,23 @@ TEST(SetFieldFromTextTest, NamesTheParameterOnBadInput) {
 
 TEST(HttpStatusTest, FollowsGrpcGateway) {
   using C = grpc::StatusCode;
-  const std::vector<std::pair<C, int>> expected = {
-      {C::OK, 200}, {C::CANCELLED, 499}, {C::UNKNOWN, 500}, {C::INVALID_ARGUMENT, 400},
-      {C::DEADLINE_EXCEEDED, 504}, {C::NOT_FOUND, 404}, {C::ALREADY_EXISTS, 409},
-      {C::PERMISSION_DENIED, 403}, {C::UNAUTHENTICATED, 401}, {C::RESOURCE_EXHAUSTED, 429},
-      {C::FAILED_PRECONDITION, 400}, {C::ABORTED, 409}, {C::OUT_OF_RANGE, 400},
-      {C::UNIMPLEMENTED, 501}, {C::INTERNAL, 500}, {C::UNAVAILABLE, 503}, {C::DATA_LOSS, 500}};
+  const std::vector<std::pair<C, int>> expected = {{C::OK, 200},
+                                                   {C::CANCELLED, 499},
+                                                   {C::UNKNOWN, 500},
+                                                   {C::INVALID_ARGUMENT, 400},
+                                                   {C::DEADLINE_EXCEEDED, 504},
+                                                   {C::NOT_FOUND, 404},
+                                                   {C::ALREADY_EXISTS, 409},
+                                                   {C::PERMISSION_DENIED, 403},
+                                                   {C::UNAUTHENTICATED, 401},
+                                                   {C::RESOURCE_EXHAUSTED, 429},
+                                                   {C::FAILED_PRECONDITION, 400},
+                                                   {C::ABORTED, 409},
+                                                   {C::OUT_OF_RANGE, 400},
+                                                   {C::UNIMPLEMENTED, 501},
+                                                   {C::INTERNAL, 500},
+                                                   {C::UNAVAILABLE, 503},
+                                                   {C::DATA_LOSS, 500}};
   for (const auto& [code, http] : expected) {
     EXPECT_EQ(HttpStatusFromGrpcCode(code), http) << static_cast<int>(code);
   }
@@ -276,8 +287,7 @@ TEST_F(HttpGatewayTest, WrongMethodIs405) {
 }
 
 TEST_F(HttpGatewayTest, DeadlineFromGrpcTimeoutHeader) {
-  rapidjson::Document doc =
-      GetJson("/test/v1/echo/x?hang=true", 504, {{"grpc-timeout", "200m"}});
+  rapidjson::Document doc = GetJson("/test/v1/echo/x?hang=true", 504, {{"grpc-timeout", "200m"}});
   EXPECT_EQ(doc["code"].GetInt(), 4);
   doc = GetJson("/test/v1/echo/x", 400, {{"grpc-timeout", "soon"}});
   EXPECT_THAT(doc["message"].GetString(), HasSubstr("grpc-timeout"));
@@ -292,10 +302,9 @@ TEST_F(HttpGatewayTest, ServerStreamingIsNdjson) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_EQ(res->get_header_value("Content-Type"), "application/x-ndjson");
-  EXPECT_THAT(Lines(res->body),
-              ElementsAre(R"({"result":{"request":{"name":"s"}}})",
-                          R"({"result":{"request":{"name":"s"},"index":1}})",
-                          R"({"result":{"request":{"name":"s"},"index":2}})"));
+  EXPECT_THAT(Lines(res->body), ElementsAre(R"({"result":{"request":{"name":"s"}}})",
+                                            R"({"result":{"request":{"name":"s"},"index":1}})",
+                                            R"({"result":{"request":{"name":"s"},"index":2}})"));
 }
 
 TEST_F(HttpGatewayTest, StreamErrorAfterMessagesIsTheLastLine) {
@@ -319,11 +328,11 @@ TEST_F(HttpGatewayTest, StreamThatFailsAtOnceAnswersWithTheErrorStatus) {
 
 TEST_F(HttpGatewayTest, ClientDisconnectCancelsTheStream) {
   std::string received;
-  auto res = client_->Get("/test/v1/stream/s?count=1&hang=true",
-                          [&](const char* data, size_t size) {
-                            received.append(data, size);
-                            return false;  // hang up after the first chunk
-                          });
+  auto res =
+      client_->Get("/test/v1/stream/s?count=1&hang=true", [&](const char* data, size_t size) {
+        received.append(data, size);
+        return false;  // hang up after the first chunk
+      });
   EXPECT_FALSE(res);
   EXPECT_THAT(received, HasSubstr(R"({"result":{"request":{"name":"s"}}})"));
   EXPECT_TRUE(kiq::testing::WaitFor([&] { return service_.cancelled_streams.load() == 1; },

@@ -10,11 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/topology/partitioner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/membership.grpc.pb.h"
 #include "router/port/local_stores.h"
-#include "common/topology/partitioner.h"
 #include "router/routing_table.h"
 
 namespace kiq::router {

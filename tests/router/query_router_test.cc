@@ -16,13 +16,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/topology/partitioner.h"
+#include "common/topology/value_codec.h"
+#include "common/types.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/query.pb.h"
 #include "router/port/local_stores.h"
-#include "common/topology/partitioner.h"
-#include "common/types.h"
-#include "common/topology/value_codec.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::router {
@@ -43,8 +43,7 @@ constexpr char kTopic[] = "orders";
 // is not reached stands for a deadline that passed.
 class FakeLocalStores : public LocalStores {
  public:
-  void AddStore(const std::string& name, int32_t partitions,
-                ValueKind kind = ValueKind::kString,
+  void AddStore(const std::string& name, int32_t partitions, ValueKind kind = ValueKind::kString,
                 PartitionerKind partitioner = PartitionerKind::kMurmur2) {
     StoreInfo info;
     info.name = name;
@@ -90,7 +89,8 @@ class FakeLocalStores : public LocalStores {
 
   absl::StatusOr<StoreInfo> Describe(absl::string_view store) const override {
     auto it = stores_.find(std::string(store));
-    if (it == stores_.end()) return absl::NotFoundError(absl::StrCat("unknown store \"", store, "\""));
+    if (it == stores_.end())
+      return absl::NotFoundError(absl::StrCat("unknown store \"", store, "\""));
     return it->second.info;
   }
 
@@ -155,8 +155,8 @@ class FakeLocalStores : public LocalStores {
       auto it = processed_.find(po.partition());
       const int64_t at = it == processed_.end() ? 0 : it->second;
       if (po.topic() != kTopic || at < po.offset()) {
-        return absl::DeadlineExceededError(absl::StrCat("fake: topic=", po.topic(), " partition=",
-                                                        po.partition(), " is at ", at));
+        return absl::DeadlineExceededError(
+            absl::StrCat("fake: topic=", po.topic(), " partition=", po.partition(), " is at ", at));
       }
     }
     return absl::OkStatus();
@@ -185,7 +185,9 @@ class FakeLocalStores : public LocalStores {
 };
 
 // The stored key of an answer: key_bytes when the key is not UTF-8, else key.
-std::string KeyOf(const kiq::v1::Entry& e) { return e.key_bytes().empty() ? e.key() : e.key_bytes(); }
+std::string KeyOf(const kiq::v1::Entry& e) {
+  return e.key_bytes().empty() ? e.key() : e.key_bytes();
+}
 
 std::vector<std::string> KeysOf(const kiq::v1::ScanResponse& r) {
   std::vector<std::string> out;
@@ -564,11 +566,14 @@ class QueryRouterPagingTest : public QueryRouterTest,
   void SetUp() override {
     local_.AddStore("big", 13);
     std::mt19937 rng(7);
-    const std::string alphabet("\0\x01" "a\x7f\x80\xc3\xa9\xff", 8);
+    const std::string alphabet(
+        "\0\x01"
+        "a\x7f\x80\xc3\xa9\xff",
+        8);
     // Edge keys plus random ones: empty, NUL, 0xff, prefixes of one another, invalid UTF-8.
-    for (const std::string& k : {std::string(), std::string("\0", 1), std::string("\xff"),
-                                 std::string("\xff\xff"), std::string("a"),
-                                 std::string("a\0", 2), std::string("caf\xc3\xa9")}) {
+    for (const std::string& k :
+         {std::string(), std::string("\0", 1), std::string("\xff"), std::string("\xff\xff"),
+          std::string("a"), std::string("a\0", 2), std::string("caf\xc3\xa9")}) {
       model_[k] = "edge";
     }
     while (model_.size() < 150) {
@@ -600,7 +605,8 @@ TEST_P(QueryRouterPagingTest, AllReturnsEveryKeyOnceInByteOrderAcrossPages) {
   EXPECT_EQ(pages, expected_pages);
 }
 
-INSTANTIATE_TEST_SUITE_P(PageSizes, QueryRouterPagingTest, ::testing::Values(1, 2, 7, 100, 150, 151));
+INSTANTIATE_TEST_SUITE_P(PageSizes, QueryRouterPagingTest,
+                         ::testing::Values(1, 2, 7, 100, 150, 151));
 
 TEST_F(QueryRouterTest, AllEntriesCarryTheirPartitionAndValue) {
   local_.AddStore("s", 7);
@@ -702,8 +708,8 @@ TEST_F(QueryRouterTest, PageTokenIsRejectedByAnotherStoreOrRange) {
 
 TEST_F(QueryRouterTest, MalformedPageTokenIsInvalidArgument) {
   local_.AddStore("s", 3);
-  for (const std::string& token : {std::string("!!not base64!!"), std::string("AAAA"),
-                                   std::string("\xff\xfe")}) {
+  for (const std::string& token :
+       {std::string("!!not base64!!"), std::string("AAAA"), std::string("\xff\xfe")}) {
     SCOPED_TRACE(absl::CHexEscape(token));
     kiq::v1::AllRequest request = AllOf("s", 1);
     request.set_page_token(token);

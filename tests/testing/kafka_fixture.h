@@ -25,7 +25,7 @@ inline std::string ExampleTopology(const std::string& example) {
 // kiq-dev-kafka process with the test's topics, a producer, and kiq-nodes
 // started on it with their data in the dir.
 class KafkaFixture : public ::testing::Test {
-protected:
+ protected:
   // The derived fixture's members (node processes) are gone by now, stopped by PID. A passing
   // test's directory (RocksDB data dirs of ~150 MB each, with their preallocated WAL) is
   // removed; a failing test's is kept for its logs.
@@ -37,8 +37,7 @@ protected:
   }
 
   // Call from SetUp; a failure is fatal for the test.
-  void StartKafka(const std::string &name,
-                  const std::vector<std::pair<std::string, int>> &topics) {
+  void StartKafka(const std::string& name, const std::vector<std::pair<std::string, int>>& topics) {
     dir_ = MakeTempDir(name);
     auto kafka = DevKafkaProcess::Start(dir_, topics);
     ASSERT_OK(kafka);
@@ -50,9 +49,9 @@ protected:
 
   // A kiq-node for `config` on this Kafka; node `node_id` keeps its data in
   // data-<node_id>, so starting it again restarts it on the same stores.
-  absl::StatusOr<std::unique_ptr<NodeProcess>>
-  LaunchNode(const std::string &config, const std::string &node_id = "n1",
-             std::vector<std::string> extra_flags = {}) {
+  absl::StatusOr<std::unique_ptr<NodeProcess>> LaunchNode(
+      const std::string& config, const std::string& node_id = "n1",
+      std::vector<std::string> extra_flags = {}) {
     NodeProcess::Options options;
     options.config = config;
     options.bootstrap_servers = kafka_->bootstrap_servers();
@@ -64,21 +63,20 @@ protected:
 
   // Produces one record (timestamp 0: now) and remembers in produced_ the next offset of its
   // (topic, partition): the position the stores must reach. A failure fails the test.
-  TestProducer::Delivered
-  ProduceAndTrack(const std::string &topic, const std::string &key,
-                  const std::optional<std::string> &value,
-                  int64_t timestamp_ms = 0) {
+  TestProducer::Delivered ProduceAndTrack(const std::string& topic, const std::string& key,
+                                          const std::optional<std::string>& value,
+                                          int64_t timestamp_ms = 0) {
     auto delivered = producer_->Produce(topic, key, value, timestamp_ms);
     if (!delivered.ok()) {
       ADD_FAILURE() << "produce to " << topic << ": " << delivered.status();
       return {};
     }
-    int64_t &next = produced_[{topic, delivered->partition}];
+    int64_t& next = produced_[{topic, delivered->partition}];
     next = std::max(next, delivered->offset + 1);
     return *delivered;
   }
 
-  static std::string ExampleTopology(const std::string &example) {
+  static std::string ExampleTopology(const std::string& example) {
     return std::string(kSourceDir) + "/examples/" + example + "/topology.yaml";
   }
 
@@ -89,4 +87,4 @@ protected:
   Positions produced_;
 };
 
-} // namespace kiq::testing
+}  // namespace kiq::testing

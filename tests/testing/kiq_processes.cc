@@ -17,12 +17,14 @@ std::vector<std::pair<std::string, int>> OrdersDemoTopics(int partitions) {
 absl::StatusOr<std::unique_ptr<DevKafkaProcess>> DevKafkaProcess::Start(
     const std::string& dir, const std::vector<std::pair<std::string, int>>& topics) {
   std::vector<std::string> specs;
-  for (const auto& [name, partitions] : topics) specs.push_back(absl::StrCat(name, ":", partitions));
+  for (const auto& [name, partitions] : topics)
+    specs.push_back(absl::StrCat(name, ":", partitions));
   const std::string bootstrap_file = dir + "/bootstrap.txt";
   std::remove(bootstrap_file.c_str());  // a previous cluster in the same dir
-  auto process = Process::Start({kDevKafkaBin, "--brokers=3", "--topics=" + absl::StrJoin(specs, ","),
-                                 "--bootstrap_file=" + bootstrap_file},
-                                dir + "/dev-kafka.log");
+  auto process =
+      Process::Start({kDevKafkaBin, "--brokers=3", "--topics=" + absl::StrJoin(specs, ","),
+                      "--bootstrap_file=" + bootstrap_file},
+                     dir + "/dev-kafka.log");
   if (!process.ok()) return process.status();
   std::unique_ptr<DevKafkaProcess> out(new DevKafkaProcess());
   out->process_ = std::move(*process);
@@ -63,14 +65,14 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::StartRouter(
   const std::string port_file = dir + "/router.port";
   std::remove(port_file.c_str());
   return Launch({kRouterBin, "--config=" + config, "--bootstrap-servers=" + bootstrap_servers,
-                 "--router-id=router", "--bind-address=127.0.0.1", "--grpc-port=0",
-                 "--http-port=0", "--port-file=" + port_file},
+                 "--router-id=router", "--bind-address=127.0.0.1", "--grpc-port=0", "--http-port=0",
+                 "--port-file=" + port_file},
                 port_file, dir + "/router.log");
 }
 
 absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Launch(std::vector<std::string> argv,
-                                                                  const std::string& port_file,
-                                                                  const std::string& log_path) {
+                                                                 const std::string& port_file,
+                                                                 const std::string& log_path) {
   auto process = Process::Start(argv, log_path);
   if (!process.ok()) return process.status();
   std::unique_ptr<NodeProcess> out(new NodeProcess());
@@ -97,8 +99,8 @@ namespace {
 class DeliveryTracker final : public RdKafka::DeliveryReportCb {
  public:
   void dr_cb(RdKafka::Message& message) override {
-    auto* out = static_cast<std::pair<TestProducer::Delivered, RdKafka::ErrorCode>*>(
-        message.msg_opaque());
+    auto* out =
+        static_cast<std::pair<TestProducer::Delivered, RdKafka::ErrorCode>*>(message.msg_opaque());
     if (out == nullptr) {
       if (message.err() != RdKafka::ERR_NO_ERROR) last_error = message.err();
       return;
@@ -137,10 +139,10 @@ absl::StatusOr<TestProducer::Delivered> TestProducer::Produce(
     const std::string& topic, const std::string& key, const std::optional<std::string>& value,
     int64_t timestamp_ms) {
   std::pair<Delivered, RdKafka::ErrorCode> result{{}, RdKafka::ERR__IN_PROGRESS};
-  RdKafka::ErrorCode err = producer_->produce(
-      topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-      value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0, key.data(),
-      key.size(), timestamp_ms, &result);
+  RdKafka::ErrorCode err =
+      producer_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                         value ? const_cast<char*>(value->data()) : nullptr,
+                         value ? value->size() : 0, key.data(), key.size(), timestamp_ms, &result);
   if (err != RdKafka::ERR_NO_ERROR) return absl::UnavailableError(RdKafka::err2str(err));
   producer_->flush(10000);
   if (result.second != RdKafka::ERR_NO_ERROR) {
@@ -172,10 +174,10 @@ absl::StatusOr<TestProducer::Delivered> TestProducer::ProduceWithHeaders(
 absl::Status TestProducer::ProduceAsync(const std::string& topic, const std::string& key,
                                         const std::optional<std::string>& value) {
   while (true) {
-    RdKafka::ErrorCode err = producer_->produce(
-        topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-        value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
-        key.data(), key.size(), 0, nullptr);
+    RdKafka::ErrorCode err =
+        producer_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                           value ? const_cast<char*>(value->data()) : nullptr,
+                           value ? value->size() : 0, key.data(), key.size(), 0, nullptr);
     if (err == RdKafka::ERR__QUEUE_FULL) {
       producer_->poll(10);
       continue;
@@ -222,7 +224,8 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
     r.offset = m->offset();
     if (RdKafka::Headers* headers = m->headers()) {
       for (const RdKafka::Headers::Header& h : headers->get_all()) {
-        r.headers.emplace_back(h.key(), std::string(static_cast<const char*>(h.value()), h.value_size()));
+        r.headers.emplace_back(h.key(),
+                               std::string(static_cast<const char*>(h.value()), h.value_size()));
       }
     }
     out.push_back(std::move(r));

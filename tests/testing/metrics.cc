@@ -20,8 +20,8 @@ double MetricSum(const std::string& exposition, const std::string& name,
   double total = 0;
   for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
     if (line.empty() || line[0] == '#') continue;
-    if (!absl::StartsWith(line, name) || (line.size() > name.size() && line[name.size()] != '{' &&
-                                          line[name.size()] != ' ')) {
+    if (!absl::StartsWith(line, name) ||
+        (line.size() > name.size() && line[name.size()] != '{' && line[name.size()] != ' ')) {
       continue;
     }
     bool match = true;

@@ -29,8 +29,8 @@ grpc::Status NodeClient::Get(const std::string& store, const std::string& key,
 }
 
 grpc::Status NodeClient::GetAtLeast(const std::string& store, const std::string& key,
-                                    const Positions& min_position,
-                                    kiq::v1::GetResponse* response, int timeout_seconds) {
+                                    const Positions& min_position, kiq::v1::GetResponse* response,
+                                    int timeout_seconds) {
   grpc::ClientContext context;
   SetDeadline(&context, timeout_seconds);
   kiq::v1::GetRequest request;

@@ -24,9 +24,8 @@ class NodeClient {
  public:
   explicit NodeClient(const std::string& target);
 
-  grpc::Status Get(const std::string& store, const std::string& key,
-                   kiq::v1::GetResponse* response, int timeout_seconds = 5,
-                   bool forwarded = false);
+  grpc::Status Get(const std::string& store, const std::string& key, kiq::v1::GetResponse* response,
+                   int timeout_seconds = 5, bool forwarded = false);
   // Get with a minimum position (read your writes): the owner waits until it is reached.
   grpc::Status GetAtLeast(const std::string& store, const std::string& key,
                           const Positions& min_position, kiq::v1::GetResponse* response,

@@ -32,16 +32,16 @@ MATCHER_P2(StatusIs, code, substring, "") {
 
 }  // namespace kiq::testing
 
-#define ASSERT_OK(expr)                                              \
-  do {                                                               \
-    const auto& _kiq_status = (expr);                                \
-    ASSERT_TRUE(::kiq::testing::GetStatus(_kiq_status).ok())         \
-        << #expr << ": " << ::kiq::testing::GetStatus(_kiq_status);  \
+#define ASSERT_OK(expr)                                             \
+  do {                                                              \
+    const auto& _kiq_status = (expr);                               \
+    ASSERT_TRUE(::kiq::testing::GetStatus(_kiq_status).ok())        \
+        << #expr << ": " << ::kiq::testing::GetStatus(_kiq_status); \
   } while (0)
 
-#define EXPECT_OK(expr)                                              \
-  do {                                                               \
-    const auto& _kiq_status = (expr);                                \
-    EXPECT_TRUE(::kiq::testing::GetStatus(_kiq_status).ok())         \
-        << #expr << ": " << ::kiq::testing::GetStatus(_kiq_status);  \
+#define EXPECT_OK(expr)                                             \
+  do {                                                              \
+    const auto& _kiq_status = (expr);                               \
+    EXPECT_TRUE(::kiq::testing::GetStatus(_kiq_status).ok())        \
+        << #expr << ": " << ::kiq::testing::GetStatus(_kiq_status); \
   } while (0)

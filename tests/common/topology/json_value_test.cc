@@ -44,16 +44,15 @@ TEST(FieldPathTest, ValidPathsAndProblems) {
 TEST(FieldPathTest, FindsNestedFieldsAndReportsMissingOnes) {
   LazyJson json;
   const std::string text = R"({"points": 3, "customer": {"id": "c7", "tier": null}, "n": [1]})";
-  EXPECT_THAT(Read(json, text, FieldPath("customer.id")).value().json->GetString(), ::testing::StrEq("c7"));
+  EXPECT_THAT(Read(json, text, FieldPath("customer.id")).value().json->GetString(),
+              ::testing::StrEq("c7"));
   EXPECT_TRUE(Read(json, text, FieldPath("customer.tier")).value().json->IsNull());
   EXPECT_TRUE(Read(json, text, FieldPath("")).value().json->IsObject());
   EXPECT_THAT(Read(json, text, FieldPath("customer.name")),
               IsBad("field customer.name is missing"));
   // A path through a non-object is missing, not an error of another kind.
-  EXPECT_THAT(Read(json, text, FieldPath("points.x")),
-              IsBad("field points.x is missing"));
-  EXPECT_THAT(Read(json, "{oops", FieldPath("points")),
-              IsBad("value is not JSON"));
+  EXPECT_THAT(Read(json, text, FieldPath("points.x")), IsBad("field points.x is missing"));
+  EXPECT_THAT(Read(json, "{oops", FieldPath("points")), IsBad("value is not JSON"));
 }
 
 TEST(LazyJsonTest, ParsesOnceAndResetsBetweenRecords) {
@@ -100,24 +99,18 @@ TEST(NumericCastTest, Int64FromNumbersAndNumericStrings) {
   EXPECT_THAT(Int(R"({"points": "17"})"), IsOkAndHolds(17));
   EXPECT_THAT(Int(R"({"points": "-4"})"), IsOkAndHolds(-4));
   EXPECT_THAT(Int(R"({"points": 1e3})"), IsOkAndHolds(1000));  // integral
-  EXPECT_THAT(Int(R"({"points": "abc"})"),
-              IsBad("field points is not a number: \"abc\""));
-  EXPECT_THAT(Int(R"({"points": "2.5"})"),
-              IsBad("field points is not an integer: \"2.5\""));
-  EXPECT_THAT(Int(R"({"points": 2.5})"),
-              IsBad("field points is not an integer: 2.5"));
+  EXPECT_THAT(Int(R"({"points": "abc"})"), IsBad("field points is not a number: \"abc\""));
+  EXPECT_THAT(Int(R"({"points": "2.5"})"), IsBad("field points is not an integer: \"2.5\""));
+  EXPECT_THAT(Int(R"({"points": 2.5})"), IsBad("field points is not an integer: 2.5"));
   EXPECT_THAT(Int(R"({"points": " 17"})"), StatusIs(absl::StatusCode::kInvalidArgument, ""));
   EXPECT_THAT(Int(R"({"points": ""})"), StatusIs(absl::StatusCode::kInvalidArgument, ""));
   EXPECT_THAT(Int(R"({"points": "9223372036854775808"})"),
               IsBad("field points is not an int64 (out of range): \"9223372036854775808\""));
   EXPECT_THAT(Int(R"({"points": 9223372036854775808})"),
               IsBad("field points is not an int64 (out of range): 9223372036854775808"));
-  EXPECT_THAT(Int(R"({"points": true})"),
-              IsBad("field points is not a number: true"));
-  EXPECT_THAT(Int(R"({"points": {"a": 1}})"),
-              IsBad("field points is not a number: an object"));
-  EXPECT_THAT(Int(R"({"other": 1})"),
-              IsBad("field points is missing"));
+  EXPECT_THAT(Int(R"({"points": true})"), IsBad("field points is not a number: true"));
+  EXPECT_THAT(Int(R"({"points": {"a": 1}})"), IsBad("field points is not a number: an object"));
+  EXPECT_THAT(Int(R"({"other": 1})"), IsBad("field points is missing"));
 }
 
 TEST(NumericCastTest, DoubleFromNumbersAndNumericStrings) {
@@ -142,8 +135,7 @@ TEST(NumericCastTest, WholePlainTextValue) {
   EXPECT_THAT(ToDouble(*s, whole), IsOkAndHolds(17.0));
   s = ReadField(whole, "x1", nullptr);
   ASSERT_TRUE(s.ok());
-  EXPECT_THAT(ToInt64(*s, whole),
-              IsBad("the value is not a number: \"x1\""));
+  EXPECT_THAT(ToInt64(*s, whole), IsBad("the value is not a number: \"x1\""));
 }
 
 TEST(JsonTextTest, CompactTextAndShortDescriptions) {

@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <random>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "gtest/gtest.h"
 #include "librdkafka/rdkafka.h"

@@ -182,7 +182,8 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
       {"unknown field at depth",
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, sorce: t}]",
-       "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count, sum, min, max, "
+       "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count, sum, min, "
+       "max, "
        "latest, filter, join, group_by, window)"},
       {"wrong type", "application_id: a\nsources: [{topic: t}]\nstores: [{name: {x: 1}}]",
        "t.yaml: stores[0].name: expected a string, found a mapping"},
@@ -326,19 +327,13 @@ TEST(ParseTopologyTest, AggregatesAndFiltersParse) {
                    "string_value: m}}}\n"),
       "t.yaml");
   ASSERT_THAT(topology, IsOk());
-  EXPECT_THAT(topology->stores(0).sum(),
-              EqualsTextProto(R"pb(field: "order.amount" type: NUMBER_TYPE_DOUBLE)pb"));
+  EXPECT_THAT(topology->stores(0).sum(), EqualsTextProto(R"pb(field: "order.amount"
+                                                              type: NUMBER_TYPE_DOUBLE)pb"));
   EXPECT_THAT(topology->stores(5).filter(), EqualsTextProto(R"pb(
+                all { compare { field: "amount" op: OP_GT number_value: 100 } }
                 all {
-                  compare { field: "amount" op: OP_GT number_value: 100 }
-                }
-                all {
-                  any {
-                    compare { field: "c.id" op: OP_EQ string_value: "7" }
-                  }
-                  any {
-                    compare { field: "vip" op: OP_NE bool_value: false }
-                  }
+                  any { compare { field: "c.id" op: OP_EQ string_value: "7" } }
+                  any { compare { field: "vip" op: OP_NE bool_value: false } }
                 }
               )pb"));
   EXPECT_EQ(topology->stores(6).filter().compare().op(), kiq::v1::Comparison::OP_GE);
@@ -663,8 +658,7 @@ TEST(ParseTopologyTest, JoinAndGroupByMistakesAreRefusedWithTheirPath) {
       {"join of an unknown store",
        sources + "stores: [{name: c, source: orders, count: {}, join: {table: nope}}]",
        "t.yaml: stores[0].join.table: unknown store \"nope\""},
-      {"join without a table",
-       sources + "stores: [{name: c, source: orders, count: {}, join: {}}]",
+      {"join without a table", sources + "stores: [{name: c, source: orders, count: {}, join: {}}]",
        "t.yaml: stores[0].join.table: required; the name of a table store to join with"},
       {"join of a count",
        sources + "stores: [{name: n, source: customers, count: {}},"

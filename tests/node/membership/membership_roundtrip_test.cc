@@ -10,10 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/kafka/dev_kafka.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/membership.pb.h"
-#include "common/kafka/dev_kafka.h"
 #include "node/membership/membership_publisher.h"
 #include "router/membership_tailer.h"
 #include "router/routing_table.h"
@@ -163,16 +163,16 @@ TEST_F(MembershipRoundtripTest, BadRecordsAreSkipped) {
     ASSERT_NE(raw, nullptr) << err;
     std::string garbage = "\xff\xff\xff not a protobuf";
     std::string key = "x";
-    ASSERT_EQ(raw->produce(topic, 0, RdKafka::Producer::RK_MSG_COPY, garbage.data(),
-                           garbage.size(), key.data(), key.size(), 0, nullptr),
+    ASSERT_EQ(raw->produce(topic, 0, RdKafka::Producer::RK_MSG_COPY, garbage.data(), garbage.size(),
+                           key.data(), key.size(), 0, nullptr),
               RdKafka::ERR_NO_ERROR);
     std::string other = Record("someone-else", {0}).SerializeAsString();
     ASSERT_EQ(raw->produce(topic, 0, RdKafka::Producer::RK_MSG_COPY, other.data(), other.size(),
                            key.data(), key.size(), 0, nullptr),
               RdKafka::ERR_NO_ERROR);
-    ASSERT_EQ(raw->produce(topic, 0, RdKafka::Producer::RK_MSG_COPY, nullptr, 0, nullptr, 0, 0,
-                           nullptr),
-              RdKafka::ERR_NO_ERROR);
+    ASSERT_EQ(
+        raw->produce(topic, 0, RdKafka::Producer::RK_MSG_COPY, nullptr, 0, nullptr, 0, 0, nullptr),
+        RdKafka::ERR_NO_ERROR);
     ASSERT_EQ(raw->flush(10000), RdKafka::ERR_NO_ERROR);
   }
   std::unique_ptr<MembershipPublisher> n1 = Publisher(topic, "n1");

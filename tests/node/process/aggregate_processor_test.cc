@@ -10,17 +10,17 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
-#include "google/protobuf/text_format.h"
-#include "kiq/v1/topology.pb.h"
-#include "common/topology/json_value.h"
-#include "node/process/processor.h"
 #include "common/kafka/record.h"
+#include "common/topology/json_value.h"
+#include "common/topology/value_codec.h"
+#include "common/types.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "kiq/v1/topology.pb.h"
+#include "node/process/processor.h"
 #include "node/store/staged_batch.h"
 #include "node/store/store_engine.h"
-#include "common/types.h"
-#include "common/topology/value_codec.h"
 #include "tests/node/process/one_store_test.h"
 #include "tests/testing/status_matchers.h"
 
@@ -124,9 +124,8 @@ TEST_F(AggregateProcessorTest, SumDouble) {
   ASSERT_OK(Apply(R"({"a": {"b": 3}})"));
   EXPECT_THAT(StoredDouble(), Optional(0.1 + 0.2 + 3));
   ASSERT_OK(Apply(R"({"a": {"b": 1.7e308}})"));
-  EXPECT_THAT(Apply(R"({"a": {"b": 1.7e308}})"), ::kiq::testing::StatusIs(
-                                                   absl::StatusCode::kInvalidArgument,
-                                                   "sum overflows double"));
+  EXPECT_THAT(Apply(R"({"a": {"b": 1.7e308}})"),
+              ::kiq::testing::StatusIs(absl::StatusCode::kInvalidArgument, "sum overflows double"));
 }
 
 TEST_F(AggregateProcessorTest, SumOfWholeStringValues) {
@@ -214,7 +213,8 @@ TEST_F(AggregateProcessorTest, FilterOperatorsOnNumbersAndStrings) {
 }
 
 TEST_F(AggregateProcessorTest, FilterOnWholeStringValuesBeforeASum) {
-  Make(R"pb(sum {} filter { compare { op: OP_GE number_value: 10 } })pb", kiq::v1::FORMAT_STRING);
+  Make(R"pb(sum {}
+            filter { compare { op: OP_GE number_value: 10 } })pb", kiq::v1::FORMAT_STRING);
   ASSERT_OK(Apply("5"));
   ASSERT_OK(Apply("10"));
   ASSERT_OK(Apply("32"));
@@ -223,7 +223,8 @@ TEST_F(AggregateProcessorTest, FilterOnWholeStringValuesBeforeASum) {
 }
 
 TEST_F(AggregateProcessorTest, FilteredTableDeletesKeysThatStopMatching) {
-  Make(R"pb(table {} filter { compare { field: "status" op: OP_EQ string_value: "open" } })pb");
+  Make(R"pb(table {}
+            filter { compare { field: "status" op: OP_EQ string_value: "open" } })pb");
   ASSERT_OK(Apply(R"({"status": "open", "n": 1})"));
   ASSERT_OK(Apply(R"({"status": "closed"})", "never"));
   EXPECT_THAT(Stored(), Optional(std::string(R"({"status": "open", "n": 1})")));
@@ -245,8 +246,7 @@ TEST_F(AggregateProcessorTest, KindNamesAndValueKinds) {
   EXPECT_EQ(ValueKindOf(StoreFromText("sum {}"), json), ValueKind::kInt64);
   EXPECT_EQ(ValueKindOf(StoreFromText("sum { type: NUMBER_TYPE_DOUBLE }"), json),
             ValueKind::kDouble);
-  EXPECT_EQ(ValueKindOf(StoreFromText("min { type: NUMBER_TYPE_INT64 }"), json),
-            ValueKind::kInt64);
+  EXPECT_EQ(ValueKindOf(StoreFromText("min { type: NUMBER_TYPE_INT64 }"), json), ValueKind::kInt64);
   EXPECT_EQ(ValueKindOf(StoreFromText("max { type: NUMBER_TYPE_DOUBLE }"), json),
             ValueKind::kDouble);
   EXPECT_EQ(ValueKindOf(StoreFromText("latest { field: 'a' }"), json), ValueKind::kJson);

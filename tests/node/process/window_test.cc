@@ -13,17 +13,17 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/kafka/record.h"
+#include "common/topology/value_codec.h"
+#include "common/topology/window.h"
+#include "common/topology/window_key.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/topology.pb.h"
 #include "node/process/processor.h"
-#include "common/kafka/record.h"
 #include "node/store/staged_batch.h"
 #include "node/store/store_engine.h"
-#include "common/topology/window.h"
-#include "common/topology/value_codec.h"
-#include "common/topology/window_key.h"
 #include "tests/node/process/one_store_test.h"
 #include "tests/testing/status_matchers.h"
 
@@ -69,8 +69,9 @@ TEST(WindowSpecTest, ProblemsNameTheirField) {
   using P = std::pair<std::string, std::string>;
   EXPECT_THAT(Problems(""), ElementsAre(P{"size", "required, e.g. \"30s\""}));
   EXPECT_THAT(Problems("size: 'soon'"),
-              ElementsAre(P{"size", "\"soon\" is not a duration (write e.g. \"500ms\", \"30s\", "
-                                    "\"5m\", \"1h\")"}));
+              ElementsAre(P{"size",
+                            "\"soon\" is not a duration (write e.g. \"500ms\", \"30s\", "
+                            "\"5m\", \"1h\")"}));
   EXPECT_THAT(Problems("size: '0s'"), ElementsAre(P{"size", "must be > 0, got \"0s\""}));
   EXPECT_THAT(Problems("size: '10s' grace: '-1s'"),
               ElementsAre(P{"grace", "must be >= 0, got \"-1s\""}));

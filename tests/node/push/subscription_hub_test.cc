@@ -13,10 +13,11 @@ namespace {
 using router::ChangeEvent;
 using router::KeyMatch;
 
-Change MakeChange(int store, int32_t p, const std::string& key, std::optional<std::string> old_value,
-                  std::optional<std::string> new_value, int64_t offset) {
-  return Change{StoreHandle{store}, PartitionId(p), key, std::move(old_value),
-                std::move(new_value), "topic", offset};
+Change MakeChange(int store, int32_t p, const std::string& key,
+                  std::optional<std::string> old_value, std::optional<std::string> new_value,
+                  int64_t offset) {
+  return Change{StoreHandle{store},   PartitionId(p), key,   std::move(old_value),
+                std::move(new_value), "topic",        offset};
 }
 
 std::vector<ChangeEvent> TakeAll(router::ChangeQueue& queue, absl::Status* end = nullptr,
@@ -53,9 +54,8 @@ TEST(KeyMatchTest, MatchesKeyPrefixAndAll) {
 
 TEST(SubscriptionHubTest, DeliversOnlyMatchingChangesOfTheStoreInOrder) {
   SubscriptionHub hub;
-  absl::StatusOr<std::shared_ptr<Subscriber>> prefix_subscriber =
-      hub.Register(StoreHandle{0}, "a", KeyMatch{KeyMatch::Kind::kPrefix, "a"}, {0, 1}, {}, 100,
-                   false);
+  absl::StatusOr<std::shared_ptr<Subscriber>> prefix_subscriber = hub.Register(
+      StoreHandle{0}, "a", KeyMatch{KeyMatch::Kind::kPrefix, "a"}, {0, 1}, {}, 100, false);
   ASSERT_TRUE(prefix_subscriber.ok());
   auto prefix = (*prefix_subscriber)->queue;
   auto key = Subscribe(hub, 1, KeyMatch{KeyMatch::Kind::kKey, "b"}, 100, false);
@@ -108,10 +108,10 @@ TEST(SubscriptionHubTest, CoalesceKeepsTheLatestValuePerKeyWhenFull) {
   for (int i = 0; i < 20000; ++i) {
     const std::string key = absl::StrCat("hot", i % 5);
     const std::string value = absl::StrCat("v", i);
-    hub.Publish({MakeChange(0, (i % 5) % kPartitions, key,
-                            latest.count(key) ? std::optional(latest[key]) : std::nullopt, value,
-                            i)},
-                {});
+    hub.Publish(
+        {MakeChange(0, (i % 5) % kPartitions, key,
+                    latest.count(key) ? std::optional(latest[key]) : std::nullopt, value, i)},
+        {});
     latest[key] = value;
     if (i % 997 == 0) {  // the subscriber reads a little now and then
       std::vector<ChangeEvent> some;
@@ -256,11 +256,11 @@ TEST(SubscriptionHubTest, ReplayLogTrimsWholeRecordsAndExpires) {
   hub.PartitionAssigned(StoreHandle{0}, PartitionId(0), 0);
   EXPECT_TRUE(hub.active());  // changes are logged while a replay log records
   // Record 1 changes two windows: trimming drops both, never half a record.
-  hub.Publish({MakeChange(0, 0, "w1", std::nullopt, "1", 0), MakeChange(0, 0, "w1", "1", "2", 1),
-               MakeChange(0, 0, "w2", std::nullopt, "1", 1), MakeChange(0, 0, "w3", std::nullopt,
-                                                                      "1", 2),
-               MakeChange(0, 0, "w4", std::nullopt, "1", 3)},
-              {{StoreHandle{0}, PartitionId(0), 4}});
+  hub.Publish(
+      {MakeChange(0, 0, "w1", std::nullopt, "1", 0), MakeChange(0, 0, "w1", "1", "2", 1),
+       MakeChange(0, 0, "w2", std::nullopt, "1", 1), MakeChange(0, 0, "w3", std::nullopt, "1", 2),
+       MakeChange(0, 0, "w4", std::nullopt, "1", 3)},
+      {{StoreHandle{0}, PartitionId(0), 4}});
   EXPECT_FALSE(hub.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 1}}, 10, false).ok());
   auto queue = Subscribe(hub, 0, KeyMatch{}, 10, false, {0}, {{0, 2}});
   std::vector<ChangeEvent> got = TakeAll(*queue);
@@ -273,10 +273,10 @@ TEST(SubscriptionHubTest, ReplayLogTrimsWholeRecordsAndExpires) {
   small.replay_max_bytes = 2 * (sizeof(router::ChangeEvent) + 12);
   SubscriptionHub bounded(small);
   bounded.PartitionAssigned(StoreHandle{0}, PartitionId(0), 0);
-  bounded.Publish({MakeChange(0, 0, "a", std::nullopt, "1", 0),
-                   MakeChange(0, 0, "b", std::nullopt, "1", 1),
-                   MakeChange(0, 0, "c", std::nullopt, "1", 2)},
-                  {{StoreHandle{0}, PartitionId(0), 3}});
+  bounded.Publish(
+      {MakeChange(0, 0, "a", std::nullopt, "1", 0), MakeChange(0, 0, "b", std::nullopt, "1", 1),
+       MakeChange(0, 0, "c", std::nullopt, "1", 2)},
+      {{StoreHandle{0}, PartitionId(0), 3}});
   EXPECT_FALSE(bounded.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 0}}, 10, false).ok());
   auto recent = bounded.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 2}}, 10, false);
   ASSERT_TRUE(recent.ok()) << recent.status();

@@ -13,14 +13,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/kafka/record.h"
+#include "common/topology/value_codec.h"
+#include "common/types.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/topology.pb.h"
 #include "node/process/processor.h"
-#include "common/kafka/record.h"
 #include "node/store/store_engine.h"
-#include "common/types.h"
-#include "common/topology/value_codec.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::node {
@@ -165,15 +165,19 @@ TEST_F(StagedBatchTest, ManyUpdatesToOneKeyStoreOneValue) {
 TEST_F(StagedBatchTest, ReadSeesStagedValueElseStoredValue) {
   Seed(table_, 0, "stored", "s");
   StagedBatch batch(*engine_);
-  EXPECT_THAT(batch.Read(table_, PartitionId(0), "stored"), IsOkAndHolds(Pointee(Optional(std::string("s")))));
-  EXPECT_THAT(batch.Read(table_, PartitionId(0), "missing"), IsOkAndHolds(Pointee(Eq(std::nullopt))));
+  EXPECT_THAT(batch.Read(table_, PartitionId(0), "stored"),
+              IsOkAndHolds(Pointee(Optional(std::string("s")))));
+  EXPECT_THAT(batch.Read(table_, PartitionId(0), "missing"),
+              IsOkAndHolds(Pointee(Eq(std::nullopt))));
   ASSERT_OK(batch.Write(table_, PartitionId(0), "missing", std::string("staged")));
   ASSERT_OK(batch.Write(table_, PartitionId(0), "stored", std::nullopt));
   EXPECT_THAT(batch.Read(table_, PartitionId(0), "missing"),
               IsOkAndHolds(Pointee(Optional(std::string("staged")))));
-  EXPECT_THAT(batch.Read(table_, PartitionId(0), "stored"), IsOkAndHolds(Pointee(Eq(std::nullopt))));
+  EXPECT_THAT(batch.Read(table_, PartitionId(0), "stored"),
+              IsOkAndHolds(Pointee(Eq(std::nullopt))));
   // The same key in another partition is another slot.
-  EXPECT_THAT(batch.Read(table_, PartitionId(1), "missing"), IsOkAndHolds(Pointee(Eq(std::nullopt))));
+  EXPECT_THAT(batch.Read(table_, PartitionId(1), "missing"),
+              IsOkAndHolds(Pointee(Eq(std::nullopt))));
 }
 
 TEST_F(StagedBatchTest, NothingIsStoredBeforeCommit) {
@@ -202,12 +206,11 @@ TEST_F(StagedBatchTest, EntryCountsFollowInsertsOverwritesAndDeletes) {
   ASSERT_OK(batch.Write(table_, PartitionId(0), "c", std::nullopt));       // delete then
   ASSERT_OK(batch.Write(table_, PartitionId(0), "c", std::string("c1")));  //   re-insert: +0
   ASSERT_OK(batch.Write(table_, PartitionId(0), "f", std::string("f1")));  // insert: +1
-  EXPECT_THAT(Commit(batch),
-              ElementsAre(ChangeRow("table", 0, "a", "a0", "a1"),
-                          ChangeRow("table", 0, "b", "b0", std::nullopt),
-                          ChangeRow("table", 0, "c", "c0", "c1"),
-                          ChangeRow("table", 0, "d", std::nullopt, "d1"),
-                          ChangeRow("table", 0, "f", std::nullopt, "f1")));
+  EXPECT_THAT(Commit(batch), ElementsAre(ChangeRow("table", 0, "a", "a0", "a1"),
+                                         ChangeRow("table", 0, "b", "b0", std::nullopt),
+                                         ChangeRow("table", 0, "c", "c0", "c1"),
+                                         ChangeRow("table", 0, "d", std::nullopt, "d1"),
+                                         ChangeRow("table", 0, "f", std::nullopt, "f1")));
   EXPECT_EQ(Count(table_, 0), 4);
   EXPECT_EQ(ScannedSize(table_, 0), 4u);
   EXPECT_THAT(Stored(table_, 0, "b"), IsOkAndHolds(Eq(std::nullopt)));
@@ -387,7 +390,8 @@ class ProcessorTest : public StagedBatchTest {
 TEST_F(ProcessorTest, StoreWithoutKindIsInvalidArgumentNamingIt) {
   kiq::v1::Store spec;
   spec.set_name("mystery");
-  EXPECT_THAT(MakeProcessor(spec, kiq::v1::FORMAT_STRING, table_), StatusIs(absl::StatusCode::kInvalidArgument, "mystery"));
+  EXPECT_THAT(MakeProcessor(spec, kiq::v1::FORMAT_STRING, table_),
+              StatusIs(absl::StatusCode::kInvalidArgument, "mystery"));
 }
 
 TEST_F(ProcessorTest, KindNamesAndValueKinds) {
@@ -492,7 +496,8 @@ TEST_F(ProcessorTest, CountRejectsNullKeyAndNullValueAndBatchStaysUsable) {
               StatusIs(absl::StatusCode::kInvalidArgument, "null value"));
   ASSERT_OK(count->Process(MakeRecord(0, "a", "v"), batch));
   batch.SetOffset("orders", PartitionId(0), Offset(5));
-  EXPECT_THAT(Commit(batch), ElementsAre(ChangeRow("counts", 0, "a", std::nullopt, EncodeInt64(2))));
+  EXPECT_THAT(Commit(batch),
+              ElementsAre(ChangeRow("counts", 0, "a", std::nullopt, EncodeInt64(2))));
   EXPECT_EQ(StoredCount(0, "a"), 2);
   EXPECT_EQ(StoredCount(0, "fresh"), std::nullopt);
   EXPECT_EQ(Count(counts_, 0), 1);

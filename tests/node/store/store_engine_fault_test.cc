@@ -16,11 +16,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/types.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/store/staged_batch.h"
 #include "node/store/store_engine.h"
-#include "common/types.h"
 #include "tests/testing/fault_env.h"
 #include "tests/testing/status_matchers.h"
 

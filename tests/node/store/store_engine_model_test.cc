@@ -25,12 +25,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/types.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/store/staged_batch.h"
 #include "node/store/store_engine.h"
 #include "router/port/local_stores.h"
-#include "common/types.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::node {

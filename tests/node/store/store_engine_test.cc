@@ -17,10 +17,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/types.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "router/port/local_stores.h"
-#include "common/types.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::node {
@@ -40,9 +40,17 @@ std::string Bytes(absl::string_view s) { return std::string(s.data(), s.size());
 
 // Partition ids whose big-endian bytes end in (or are all) 0xff: the places where "the next
 // partition's prefix" carries or wraps, and where a prefix scan most easily leaks.
-const std::vector<int32_t> kEdgePartitions = {
-    0, 1, 0xff, 0x100, 0xffff, 0x10000, 0xffffff, 0x7fffffff, -1 /* ff ff ff ff */,
-    static_cast<int32_t>(0xfffffffe), static_cast<int32_t>(0x80000000)};
+const std::vector<int32_t> kEdgePartitions = {0,
+                                              1,
+                                              0xff,
+                                              0x100,
+                                              0xffff,
+                                              0x10000,
+                                              0xffffff,
+                                              0x7fffffff,
+                                              -1 /* ff ff ff ff */,
+                                              static_cast<int32_t>(0xfffffffe),
+                                              static_cast<int32_t>(0x80000000)};
 
 class StoreEngineTest : public ::testing::Test {
  protected:
@@ -80,8 +88,7 @@ class StoreEngineTest : public ::testing::Test {
   }
 
   Entries ScanAll(absl::string_view store, int32_t p, const router::KeyRange& range = {},
-                  const std::optional<std::string>& after = std::nullopt,
-                  size_t limit = 1000000) {
+                  const std::optional<std::string>& after = std::nullopt, size_t limit = 1000000) {
     absl::StatusOr<std::vector<router::KeyValue>> kvs =
         engine_->Scan(H(store), PartitionId(p), range, after, limit);
     EXPECT_OK(kvs);
@@ -132,8 +139,7 @@ TEST(ToStatusTest, MapsRocksDbCodesAndNamesWhatWeWereDoing) {
 
 TEST_F(StoreEngineTest, HandleOfUnknownStoreIsNotFoundNamingIt) {
   Reopen({"orders"});
-  EXPECT_THAT(engine_->Handle("customers"),
-              StatusIs(absl::StatusCode::kNotFound, "\"customers\""));
+  EXPECT_THAT(engine_->Handle("customers"), StatusIs(absl::StatusCode::kNotFound, "\"customers\""));
   EXPECT_OK(engine_->Handle("orders"));
 }
 
@@ -164,10 +170,12 @@ TEST_F(StoreEngineTest, GetReturnsWhatWasPutIncludingBinaryKeysAndValues) {
   Put("s0", 0, nul_key, nul_value);
   Put("s0", 0, "\xff\xff", "high");
   Put("s0", 0, "k", "");
-  EXPECT_THAT(engine_->Get(H("s0"), PartitionId(0), ""), IsOkAndHolds(Optional(Bytes("empty-key"))));
+  EXPECT_THAT(engine_->Get(H("s0"), PartitionId(0), ""),
+              IsOkAndHolds(Optional(Bytes("empty-key"))));
   EXPECT_THAT(engine_->Get(H("s0"), PartitionId(0), nul_key), IsOkAndHolds(Optional(nul_value)));
   EXPECT_THAT(engine_->Get(H("s0"), PartitionId(0), "a"), IsOkAndHolds(Eq(std::nullopt)));
-  EXPECT_THAT(engine_->Get(H("s0"), PartitionId(0), "\xff\xff"), IsOkAndHolds(Optional(Bytes("high"))));
+  EXPECT_THAT(engine_->Get(H("s0"), PartitionId(0), "\xff\xff"),
+              IsOkAndHolds(Optional(Bytes("high"))));
   // An empty value is a value, not an absence.
   EXPECT_THAT(engine_->Get(H("s0"), PartitionId(0), "k"), IsOkAndHolds(Optional(Bytes(""))));
 }
@@ -327,16 +335,16 @@ TEST_F(StoreEngineTest, StoreLeftOutOfTheTopologyIsKeptForWhenItReturns) {
 
 TEST_F(StoreEngineTest, ScanReturnsPartitionInKeyByteOrder) {
   Reopen();
-  const std::vector<std::string> keys = {"b", "", "\xff", std::string("\0", 1),
-                                         std::string("a\0", 2), "a", "\x80", "ab"};
+  const std::vector<std::string> keys = {
+      "b", "", "\xff", std::string("\0", 1), std::string("a\0", 2), "a", "\x80", "ab"};
   for (const std::string& k : keys) Put("s0", 4, k, "v" + k);
   EXPECT_THAT(ScanAll("s0", 4),
               ElementsAre(Eq(std::pair<std::string, std::string>("", "v")),
-                          Eq(std::pair<std::string, std::string>(
-                              std::string("\0", 1), "v" + std::string("\0", 1))),
+                          Eq(std::pair<std::string, std::string>(std::string("\0", 1),
+                                                                 "v" + std::string("\0", 1))),
                           Eq(std::pair<std::string, std::string>("a", "va")),
-                          Eq(std::pair<std::string, std::string>(
-                              std::string("a\0", 2), "v" + std::string("a\0", 2))),
+                          Eq(std::pair<std::string, std::string>(std::string("a\0", 2),
+                                                                 "v" + std::string("a\0", 2))),
                           Eq(std::pair<std::string, std::string>("ab", "vab")),
                           Eq(std::pair<std::string, std::string>("b", "vb")),
                           Eq(std::pair<std::string, std::string>("\x80", "v\x80")),
@@ -417,8 +425,9 @@ TEST_F(StoreEngineTest, ScanOfUnusedPartitionIsEmpty) {
 TEST_F(StoreEngineTest, PartitionsNeverLeakIntoEachOther) {
   Reopen();
   const std::vector<std::string> keys = {
-      "", std::string("\0", 1), std::string("\0\0\0\0", 4), "\xff", "\xff\xff\xff\xff\xff",
-      std::string("\0\0\x01\0", 4), "k"};
+      "",     std::string("\0", 1),   std::string("\0\0\0\0", 4),
+      "\xff", "\xff\xff\xff\xff\xff", std::string("\0\0\x01\0", 4),
+      "k"};
   for (int32_t p : kEdgePartitions) {
     for (const std::string& k : keys) Put("s0", p, k, absl::StrCat(p, "/", absl::CHexEscape(k)));
   }
@@ -497,7 +506,8 @@ TEST_F(StoreEngineTest, DropOfTheLastPartitionRemovesEveryKeyUpToTheLast) {
   ASSERT_OK(engine_->DropPartition(H("s0"), PartitionId(-1)));
   Reopen();
   EXPECT_THAT(ScanAll("s0", -1), IsEmpty());
-  EXPECT_THAT(engine_->Get(H("s0"), PartitionId(-1), "\xff\xff\xff"), IsOkAndHolds(Eq(std::nullopt)));
+  EXPECT_THAT(engine_->Get(H("s0"), PartitionId(-1), "\xff\xff\xff"),
+              IsOkAndHolds(Eq(std::nullopt)));
   EXPECT_EQ(ScanAll("s0", static_cast<int32_t>(0xfffffffe)), (Entries{{"\xff\xff", "kept"}}));
 }
 
@@ -558,9 +568,9 @@ TEST_P(StoreEngineModelTest, MatchesStdMapModelAcrossReopens) {
         for (int i = 0; i < 5; ++i) {
           const std::string k = random_key();
           auto it = m.find(k);
-          ASSERT_THAT(engine_->Get(handles[s], PartitionId(p), k),
-                      IsOkAndHolds(it == m.end() ? std::nullopt
-                                                 : std::optional<std::string>(it->second)));
+          ASSERT_THAT(
+              engine_->Get(handles[s], PartitionId(p), k),
+              IsOkAndHolds(it == m.end() ? std::nullopt : std::optional<std::string>(it->second)));
         }
         // Random bounded, resumed, limited scans.
         for (int i = 0; i < 4; ++i) {
@@ -592,9 +602,10 @@ TEST_P(StoreEngineModelTest, MatchesStdMapModelAcrossReopens) {
     for (const std::string& t : topics) {
       for (int32_t p : partitions) {
         auto o = model.offsets.find({t, p});
-        ASSERT_THAT(engine_->ReadOffset(t, PartitionId(p)),
-                    IsOkAndHolds(o == model.offsets.end() ? std::nullopt
-                                                          : std::optional<Offset>(Offset(o->second))));
+        ASSERT_THAT(
+            engine_->ReadOffset(t, PartitionId(p)),
+            IsOkAndHolds(o == model.offsets.end() ? std::nullopt
+                                                  : std::optional<Offset>(Offset(o->second))));
       }
     }
   };
