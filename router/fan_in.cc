@@ -194,27 +194,35 @@ bool FanIn::PlacePending() {
   Source* installed_local = nullptr;
   if (!here.empty()) {
     absl::StatusOr<std::unique_ptr<Subscription>> local = local_.Subscribe(local_spec);
-    absl::MutexLock lock(&mu_);
-    if (!local.ok()) {
-      // Partitions moving away as we asked: try again (elsewhere) shortly.
-      if (IsRetriableRouting(local.status())) {
-        for (int32_t p : here) Retry(p, absl::Now());
+    // Its notify is set outside mu_: the notify runs under the subscription's notify lock and
+    // takes mu_ (OnLocalNotify), so setting it under mu_ would take the two the other way round.
+    std::shared_ptr<Subscription> notify_from;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!local.ok()) {
+        // Partitions moving away as we asked: try again (elsewhere) shortly.
+        if (IsRetriableRouting(local.status())) {
+          for (int32_t p : here) Retry(p, absl::Now());
+        } else {
+          EndLocked(local.status());
+        }
+      } else if (!ended_) {
+        auto source = std::make_shared<Source>();
+        source->partitions = here;
+        source->snapshot = local_spec.snapshot;
+        source->local = std::move(*local);
+        installed_local = source.get();
+        notify_from = installed_local->local;
+        Install(std::move(source));
       } else {
-        EndLocked(local.status());
+        released_.locals.push_back(std::move(*local));
       }
-    } else if (!ended_) {
-      auto source = std::make_shared<Source>();
-      source->partitions = here;
-      source->snapshot = local_spec.snapshot;
-      source->local = std::move(*local);
-      installed_local = source.get();
-      Install(std::move(source));
+    }
+    if (notify_from != nullptr) {
       std::weak_ptr<FanIn> self = weak_from_this();
-      installed_local->local->SetNotify([self, raw = installed_local] {
+      notify_from->SetNotify([self, raw = installed_local] {
         if (std::shared_ptr<FanIn> fan_in = self.lock()) fan_in->OnLocalNotify(raw);
       });
-    } else {
-      released_.locals.push_back(std::move(*local));
     }
   }
   // Changes (or the progress) it queued before the notify was set.
