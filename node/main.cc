@@ -14,8 +14,10 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/flag_names.h"
+#include "common/kafka/client_properties.h"
 #include "node/node.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -44,13 +46,22 @@ ABSL_FLAG(int, embedded_partitions, 6,
 ABSL_FLAG(std::string, port_file, "",
           "Write 'grpc=<port>' and 'http=<port>' lines to this file once serving (for "
           "supervisors and tests).");
+ABSL_FLAG(std::string, kafka_config, "",
+          "A Java-style client.properties file (Confluent Cloud, MSK, ...): security.protocol, "
+          "sasl.mechanism, sasl.jaas.config, ssl.* and other client settings for every Kafka "
+          "client, translated to librdkafka's names; --kafka-property wins over it. Its "
+          "bootstrap.servers is used when --bootstrap-servers is not given.");
 ABSL_FLAG(std::vector<std::string>, kafka_property, {},
-          "Extra librdkafka consumer properties, name=value[,name=value...] (e.g. "
-          "session.timeout.ms=10000).");
+          "librdkafka properties for every Kafka client of the node, name=value[,name=value...] "
+          "(e.g. security.protocol=SASL_SSL or session.timeout.ms=10000).");
 ABSL_FLAG(absl::Duration, subscribe_replay_window, absl::Seconds(30),
           "How long after gaining a partition its changes are kept, so that subscriptions "
           "following it from its previous owner resume without a gap (0s: never).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(20),
+          "Longest a shutdown (SIGTERM, or ingestion stopping) may take. Past it, the stores are "
+          "flushed and the process exits with code 3: a Kafka client that does not close must "
+          "not outlive Kubernetes' grace period (30s by default).");
 
 namespace {
 
@@ -116,13 +127,12 @@ int main(int argc, char** argv) {
   if (options.subscribe_replay_window < absl::ZeroDuration()) {
     return refuse("--subscribe-replay-window: must be >= 0s");
   }
-  for (const std::string& property : absl::GetFlag(FLAGS_kafka_property)) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(property, absl::MaxSplits('=', 1));
-    if (kv.first.empty() || property.find('=') == std::string::npos) {
-      return refuse("--kafka-property: expected name=value, got \"" + property + "\"");
-    }
-    options.kafka_properties.push_back(kv);
-  }
+  absl::StatusOr<kiq::UserKafkaSettings> kafka = kiq::UserKafkaSettingsFromFlags(
+      absl::GetFlag(FLAGS_kafka_config), absl::GetFlag(FLAGS_kafka_property));
+  if (!kafka.ok()) return refuse(std::string(kafka.status().message()));
+  for (const std::string& note : kafka->notes) spdlog::info("--kafka-config: {}", note);
+  options.kafka_properties = std::move(kafka->properties);
+  if (options.bootstrap_servers.empty()) options.bootstrap_servers = kafka->bootstrap_servers;
 
   // Block the stop signals before any thread starts so that every thread inherits the mask;
   // one thread receives them with sigwait and starts the shutdown.
@@ -135,20 +145,49 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<kiq::node::Node>> node = kiq::node::Node::Start(options);
   if (!node.ok()) return refuse(node.status().ToString());
 
+  // Shutdown is bounded: librdkafka 2.0.2 can hang in a consumer's close (e.g. after a broker
+  // restart); the watchdog then leaves the stores flushed and exits.
+  const absl::Duration shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  absl::Notification shutdown_started;
+  std::atomic<bool> started{false};
+  const auto start_shutdown = [&] {
+    if (!started.exchange(true)) shutdown_started.Notify();
+  };
+  absl::Notification shutdown_done;
+  // The watchdog's reference keeps the stores open even while the node is being destroyed.
+  std::thread watchdog([&, stores = (*node)->store_engine()]() mutable {
+    shutdown_started.WaitForNotification();
+    if (shutdown_done.WaitForNotificationWithTimeout(shutdown_timeout)) {
+      stores.reset();  // closed here, after every user of it
+      return;
+    }
+    absl::Status flushed = stores->FlushAll();
+    spdlog::error(
+        "shutdown did not finish within {} (a Kafka client did not close); stores {}; exiting "
+        "with code 3",
+        absl::FormatDuration(shutdown_timeout),
+        flushed.ok() ? std::string("flushed") : "not flushed: " + flushed.ToString());
+    spdlog::default_logger()->flush();
+    _exit(3);
+  });
   std::atomic<bool> exiting{false};
-  std::thread signal_thread([&stop_signals, &exiting, n = node->get()] {
+  std::thread signal_thread([&stop_signals, &exiting, &start_shutdown, n = node->get()] {
     int signal = 0;
     sigwait(&stop_signals, &signal);
     if (exiting.load()) return;  // woken by main at exit
     spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    start_shutdown();
     n->Shutdown();
   });
   absl::Status status = (*node)->Wait();
+  start_shutdown();
   (*node)->Shutdown();  // waits for a shutdown the signal thread may have begun
   exiting.store(true);
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   node->reset();
+  shutdown_done.Notify();
+  watchdog.join();
   if (!status.ok()) {
     spdlog::error("exiting: {}", status.ToString());
     return 1;

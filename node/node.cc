@@ -86,7 +86,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     return s;
   }
 
-  const std::string members_topic = absl::StrCat(node->topology_->application_id(), "-members");
+  const std::string members_topic = node->topology_->plan().members_topic();
   absl::StatusOr<std::unique_ptr<MembershipPublisher>> publisher =
       MembershipPublisher::Create(node->kafka_, members_topic, options.node_id);
   if (!publisher.ok()) return publisher.status();

@@ -69,6 +69,9 @@ class Node {
   absl::Status Wait();
   // Thread-safe and idempotent; a second caller waits for the first to finish.
   void Shutdown() ABSL_LOCKS_EXCLUDED(shutdown_mu_);
+  // The stores, shared: a process about to exit without a finished Shutdown (a Kafka client
+  // that does not close) flushes them, so they are left as a clean close leaves them.
+  std::shared_ptr<StoreEngine> store_engine() const { return engine_; }
 
  private:
   Node() = default;
@@ -87,7 +90,7 @@ class Node {
   prometheus::Registry registry_;
   std::unique_ptr<IngestMetrics> ingest_metrics_;
   std::unique_ptr<SubscriptionHub> hub_;  // before (outlives) the ingestor, stores and server
-  std::unique_ptr<StoreEngine> engine_;
+  std::shared_ptr<StoreEngine> engine_;
   std::unique_ptr<CompiledTopology> topology_;
   PartitionStates states_;
   PositionTracker positions_;

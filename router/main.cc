@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/flag_names.h"
 #include "common/kafka/client_config.h"
+#include "common/kafka/client_properties.h"
 #include "common/kafka/metadata.h"
 #include "common/logging.h"
 #include "common/topology/plan.h"
@@ -30,6 +31,11 @@ ABSL_FLAG(int, http_port, -1,
           "HTTP/JSON gateway port (0: pick a free one, written to --port-file as 'http=<port>'; "
           "-1: no HTTP server).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+ABSL_FLAG(std::string, kafka_config, "",
+          "A Java-style client.properties file (Confluent Cloud, MSK, ...): security.protocol, "
+          "sasl.mechanism, sasl.jaas.config, ssl.* and other client settings for every Kafka "
+          "client, translated to librdkafka's names; --kafka-property wins over it. Its "
+          "bootstrap.servers is used when --bootstrap-servers is not given.");
 ABSL_FLAG(std::vector<std::string>, kafka_property, {},
           "Extra librdkafka property name=value for every Kafka client of the router "
           "(e.g. security.protocol=SASL_SSL); repeatable or comma-separated.");
@@ -58,18 +64,15 @@ int main(int argc, char** argv) {
     spdlog::error("refusing to start: {}", message);
     return 2;
   };
-  const std::string bootstrap = absl::GetFlag(FLAGS_bootstrap_servers);
   if (absl::GetFlag(FLAGS_config).empty()) return refuse("--config: a topology file is required");
+  absl::StatusOr<kiq::UserKafkaSettings> settings = kiq::UserKafkaSettingsFromFlags(
+      absl::GetFlag(FLAGS_kafka_config), absl::GetFlag(FLAGS_kafka_property));
+  if (!settings.ok()) return refuse(std::string(settings.status().message()));
+  for (const std::string& note : settings->notes) spdlog::info("--kafka-config: {}", note);
+  std::string bootstrap = absl::GetFlag(FLAGS_bootstrap_servers);
+  if (bootstrap.empty()) bootstrap = settings->bootstrap_servers;
   if (bootstrap.empty()) return refuse("--bootstrap-servers: required");
-  kiq::KafkaProperties properties;
-  for (const std::string& property : absl::GetFlag(FLAGS_kafka_property)) {
-    const size_t eq = property.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return refuse("--kafka-property: expected name=value, got \"" + property + "\"");
-    }
-    properties.emplace_back(property.substr(0, eq), property.substr(eq + 1));
-  }
-  const kiq::KafkaClientConfig kafka(bootstrap, std::move(properties));
+  const kiq::KafkaClientConfig kafka(bootstrap, std::move(settings->properties));
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -90,7 +93,7 @@ int main(int argc, char** argv) {
   kiq::router::Frontend::Options serve;
   serve.self_id = id;
   serve.kafka = kafka;
-  serve.members_topic = absl::StrCat(topology->application_id(), "-members");
+  serve.members_topic = plan->members_topic();
   serve.bind_address = absl::GetFlag(FLAGS_bind_address);
   serve.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   serve.http_port = absl::GetFlag(FLAGS_http_port);

@@ -12,9 +12,17 @@
 namespace kiq {
 namespace {
 
-// Creates `topics` with the Admin API; OK if each was created or already exists.
+// What the broker said about one topic of a CreateTopics request.
+struct CreateOutcome {
+  std::string topic;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string reason;  // the broker's message, if any
+};
+
+// Sends one CreateTopics request for `topics`. The request's own failure (no answer, a broker
+// that does not implement the API) is the Status; each topic's outcome is in `outcomes`.
 absl::Status CreateTopics(const KafkaClientConfig& kafka, const std::vector<InternalTopic>& topics,
-                          absl::Duration timeout) {
+                          absl::Duration timeout, std::vector<CreateOutcome>* outcomes) {
   char errstr[512];
   absl::StatusOr<rd_kafka_conf_t*> conf = kafka.BuildC("kiq-admin", {});
   if (!conf.ok()) return conf.status();
@@ -39,17 +47,16 @@ absl::Status CreateTopics(const KafkaClientConfig& kafka, const std::vector<Inte
   if (event == nullptr) {
     status = absl::DeadlineExceededError("CreateTopics timed out");
   } else if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    status = KafkaToStatus(rd_kafka_event_error(event), "CreateTopics");
+    status = KafkaToStatus(rd_kafka_event_error(event),
+                           absl::StrCat("CreateTopics: ", rd_kafka_event_error_string(event)));
   } else {
     const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event);
     size_t n = 0;
     const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &n);
-    for (size_t i = 0; i < n && status.ok(); ++i) {
-      rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
-      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        status = KafkaToStatus(
-            err, absl::StrCat("create topic ", rd_kafka_topic_result_name(results[i])));
-      }
+    for (size_t i = 0; i < n; ++i) {
+      const char* message = rd_kafka_topic_result_error_string(results[i]);
+      outcomes->push_back({rd_kafka_topic_result_name(results[i]),
+                           rd_kafka_topic_result_error(results[i]), message ? message : ""});
     }
   }
   if (event != nullptr) rd_kafka_event_destroy(event);
@@ -60,45 +67,91 @@ absl::Status CreateTopics(const KafkaClientConfig& kafka, const std::vector<Inte
   return status;
 }
 
+std::string Specs(const std::vector<InternalTopic>& topics) {
+  std::vector<std::string> specs;
+  for (const auto& topic : topics) {
+    specs.push_back(
+        absl::StrCat(topic.name, ":", topic.partitions, topic.compacted ? " (compacted)" : ""));
+  }
+  return absl::StrJoin(specs, ", ");
+}
+
 }  // namespace
 
 absl::Status EnsureInternalTopics(const KafkaClientConfig& kafka,
                                   const std::vector<InternalTopic>& topics,
                                   absl::Duration timeout) {
   if (topics.empty()) return absl::OkStatus();
-  std::vector<std::string> names;
-  for (const auto& topic : topics) names.push_back(topic.name);
   auto counts = FetchPartitionCounts(kafka, {}, absl::ZeroDuration());
   if (!counts.ok()) return counts.status();
   std::vector<InternalTopic> missing;
   for (const auto& topic : topics) {
-    const std::string& name = topic.name;
-    const int32_t partitions = topic.partitions;
-    auto it = counts->find(name);
+    auto it = counts->find(topic.name);
     if (it == counts->end()) {
       missing.push_back(topic);
-    } else if (it->second != partitions) {
+    } else if (topic.co_partitioned && it->second != topic.partitions) {
       return absl::FailedPreconditionError(
-          absl::StrCat("internal topic ", name, " has ", it->second,
-                       " partitions, but the sources have ", partitions,
-                       ": its partition p must hold store partition p. Delete it or recreate it "
-                       "with ",
-                       partitions, " partitions"));
+          absl::StrCat("internal topic ", topic.name, " has ", it->second,
+                       " partitions, but the sources have ", topic.partitions,
+                       ": its partition p must hold store partition p. Delete it or recreate "
+                       "it with ",
+                       topic.partitions, " partitions"));
     }
   }
   if (missing.empty()) return absl::OkStatus();
-  std::vector<std::string> specs;
-  for (const auto& topic : missing)
-    specs.push_back(absl::StrCat(topic.name, ":", topic.partitions));
-  absl::Status created = CreateTopics(kafka, missing, timeout);
-  if (!created.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "internal topics missing and could not be created (", created.message(),
-        "); create them with these partition counts (changelogs compacted): ",
-        absl::StrJoin(specs, ", "), " (kiq-dev-kafka: --topics=", absl::StrJoin(specs, ","), ")"));
+
+  std::vector<CreateOutcome> outcomes;
+  absl::Status request = CreateTopics(kafka, missing, timeout, &outcomes);
+  std::vector<std::string> created;
+  std::vector<std::string> existed;
+  for (const CreateOutcome& o : outcomes) {
+    if (o.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      created.push_back(o.topic);
+    } else if (o.err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      existed.push_back(o.topic);  // another node of the application created it meanwhile
+    } else {
+      // ACLs, a creation policy, a replication factor the cluster cannot place, ...: the node
+      // cannot run without the topic, so it says which and why.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "internal topic ", o.topic, " is missing and the broker refused to create it: ",
+          rd_kafka_err2name(o.err), ": ", o.reason.empty() ? rd_kafka_err2str(o.err) : o.reason,
+          ". Create it (", Specs(missing), ") or grant this client CREATE on the cluster"));
+    }
   }
-  spdlog::info("created internal topics {}", absl::StrJoin(specs, ", "));
-  return absl::OkStatus();
+  if (!created.empty()) spdlog::info("created internal topics {}", absl::StrJoin(created, ", "));
+  if (!existed.empty()) {
+    spdlog::info("internal topics {} exist (created by another node)",
+                 absl::StrJoin(existed, ", "));
+  }
+  if (!request.ok()) {
+    // A broker without the Admin API (e.g. librdkafka's mock cluster): one that auto-creates
+    // topics does so when they are asked for by name.
+    std::vector<std::string> names;
+    for (const auto& topic : missing) names.push_back(topic.name);
+    RequestTopicsByName(kafka, names);
+    absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> now =
+        FetchPartitionCounts(kafka, names, absl::Seconds(2), "internal topics");
+    bool auto_created = now.ok();
+    for (const auto& topic : missing) {
+      if (!auto_created) break;
+      auto it = now->find(topic.name);
+      auto_created = it != now->end() && (!topic.co_partitioned || it->second == topic.partitions);
+    }
+    if (!auto_created) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("internal topics missing and could not be created (", request.message(),
+                       "); create them with these partition counts: ", Specs(missing)));
+    }
+    spdlog::info("internal topics {} created by the broker on request (no Admin API)",
+                 absl::StrJoin(names, ", "));
+  }
+  // Created topics reach every broker's metadata a moment later: a consumer that subscribed
+  // before would leave them out of its assignment until its next metadata refresh.
+  std::vector<std::string> names;
+  for (const auto& topic : topics) names.push_back(topic.name);
+  absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> visible =
+      FetchPartitionCounts(kafka, names, timeout, "internal topics");
+  return visible.ok() ? absl::OkStatus() : visible.status();
 }
 
 }  // namespace kiq

@@ -12,12 +12,15 @@
 
 namespace kiq {
 
-// Makes sure kiq's own topics that must be co-partitioned with the sources (changelogs,
-// repartition topics) exist with exactly their partition count: creates missing ones through
-// the Admin API (changelogs compacted, as they need only the newest value per key; repartition
-// topics with the broker's default delete policy), and refuses a topic with another count
-// (its partition p would not hold store partition p). Brokers that do not answer CreateTopics
-// (e.g. librdkafka's mock cluster) get a clear error naming the topics to create by hand.
+// Makes sure every topic kiq itself owns exists before anything is produced or subscribed:
+// the members topic (compacted), the dead-letter topic, and the changelogs (compacted) and
+// repartition topics, which must have exactly the sources' partition count (their partition p
+// holds store partition p; another count is refused). Missing ones are created through the
+// Admin API — when several nodes start at once one creates and the others find it exists; a
+// creation the broker refuses (ACLs, a policy) is FAILED_PRECONDITION naming the topic and the
+// broker's reason. A broker without the Admin API (librdkafka's mock cluster) is asked for the
+// topics by name, which makes it auto-create them. Returns once every topic is in the
+// cluster's metadata, so a consumer subscribing next sees them all.
 absl::Status EnsureInternalTopics(const KafkaClientConfig& kafka,
                                   const std::vector<InternalTopic>& topics, absl::Duration timeout);
 

@@ -8,8 +8,8 @@
 namespace kiq {
 
 absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> FetchPartitionCounts(
-    const KafkaClientConfig& kafka, const std::vector<std::string>& topics,
-    absl::Duration timeout) {
+    const KafkaClientConfig& kafka, const std::vector<std::string>& topics, absl::Duration timeout,
+    absl::string_view what) {
   absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = kafka.Build("kiq-metadata", {});
   if (!conf.ok()) return conf.status();
   std::string err;
@@ -35,13 +35,28 @@ absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> FetchPartitionCounts(
       }
       if (missing.empty()) return counts;
       last = absl::FailedPreconditionError(
-          absl::StrCat("source topics do not exist: ", absl::StrJoin(missing, ", ")));
+          absl::StrCat(what, " do not exist: ", absl::StrJoin(missing, ", ")));
     } else {
       last = KafkaToStatus(static_cast<rd_kafka_resp_err_t>(code),
                            absl::StrCat("fetch metadata from ", kafka.bootstrap_servers()));
     }
     if (absl::Now() >= deadline) return last;
     absl::SleepFor(absl::Milliseconds(500));  // a retry interval, not a wait for a condition
+  }
+}
+
+void RequestTopicsByName(const KafkaClientConfig& kafka, const std::vector<std::string>& topics) {
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = kafka.Build("kiq-metadata", {});
+  if (!conf.ok()) return;
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> client(RdKafka::Producer::create(conf->get(), err));
+  if (!client) return;
+  for (const std::string& name : topics) {
+    std::unique_ptr<RdKafka::Topic> topic(RdKafka::Topic::create(client.get(), name, nullptr, err));
+    if (!topic) continue;
+    RdKafka::Metadata* raw = nullptr;
+    client->metadata(false, topic.get(), &raw, 5000);
+    delete raw;
   }
 }
 

@@ -62,11 +62,16 @@ struct StorePlan {
   }
 };
 
-// A topic kiq itself owns (changelog, repartition), with the partition count it must have.
+// A topic kiq itself owns (members, dead letters, changelog, repartition).
 struct InternalTopic {
   std::string name;
   int32_t partitions = 0;
-  bool compacted = false;  // changelogs are compacted; repartition topics are not
+  // The members topic and changelogs are compacted (only the newest value per key matters);
+  // dead letters and repartition topics keep the broker's default delete policy.
+  bool compacted = false;
+  // Changelogs and repartition topics must have exactly `partitions` (partition p holds store
+  // partition p); the others only need to exist.
+  bool co_partitioned = true;
 };
 
 // The layout of a validated topology over the source topics' partition counts: which stores
@@ -98,7 +103,17 @@ class TopologyPlan {
   // producers partition as the topology says.
   static PartitionId ExpectedPartition(const SourcePlan& source, absl::string_view key);
 
-  // Every changelog and repartition topic, with the partition count it must have.
+  // `<app>-members`: where nodes advertise themselves (compacted, keyed by node id).
+  std::string members_topic() const { return absl::StrCat(application_id(), "-members"); }
+  // `<app>-dlq`: records skipped as bad, with the reason in their headers.
+  std::string dlq_topic() const { return absl::StrCat(application_id(), "-dlq"); }
+  // Partitions that `assigned` ((topic, partition) pairs of a consumer group assignment) holds
+  // for some source topic but not for every one: an assignment that breaks co-partitioning
+  // (e.g. made while a topic was missing from the group leader's metadata). Sorted.
+  std::vector<int32_t> IncompletePartitions(
+      const std::vector<std::pair<std::string, int32_t>>& assigned) const;
+
+  // Every topic kiq owns: members, dead letters, changelogs, repartition topics.
   std::vector<InternalTopic> InternalTopics() const;
 
  private:

@@ -109,6 +109,11 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
             // Static membership (KIP-345): a node that restarts within the session timeout keeps
             // its partitions.
             {"group.instance.id", o.node_id},
+            // A query service fails over in seconds, not librdkafka's default 45 s: a dead
+            // node's partitions move once the coordinator has missed its heartbeats for this
+            // long (Kafka Streams 2.4's default too). --kafka-property overrides both.
+            {"session.timeout.ms", "10000"},
+            {"heartbeat.interval.ms", "1000"},
             // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
             {"enable.auto.commit", "false"},
             {"enable.auto.offset.store", "false"},
@@ -122,6 +127,9 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
             {"queued.min.messages", "1000000"},
             {"enable.partition.eof", "false"},
             {"statistics.interval.ms", o.metrics != nullptr ? "5000" : "0"},
+            // A topic created after the subscription (another node's repartition topic) is seen
+            // within seconds, not librdkafka's default five minutes.
+            {"topic.metadata.refresh.interval.ms", "10000"},
         });
     if (!conf.ok()) return conf.status();
     if ((*conf)->set("rebalance_cb", ingestor->rebalance_.get(), err) != RdKafka::Conf::CONF_OK) {
@@ -150,7 +158,7 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
     return ToStatus(code, absl::StrCat("subscribe to ", absl::StrJoin(topics, ",")));
   }
   absl::StatusOr<std::unique_ptr<DeadLetterQueue>> dlq =
-      DeadLetterQueue::Create(o.kafka, absl::StrCat(topology.application_id(), "-dlq"), o.node_id);
+      DeadLetterQueue::Create(o.kafka, topology.plan().dlq_topic(), o.node_id);
   if (!dlq.ok()) return dlq.status();
   ingestor->dlq_ = std::move(*dlq);
   return ingestor;
@@ -217,6 +225,7 @@ void Ingestor::Run() {
       }
     }
     if (status.ok() && !catching_up_.empty()) CheckCaughtUp();
+    if (status.ok() && rejoin_) status = Rejoin();
     dlq_->Poll();
     changelog_->Poll();
   }
@@ -604,6 +613,19 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
   }
 }
 
+absl::Status Ingestor::Rejoin() {
+  rejoin_ = false;
+  // A new subscription makes librdkafka leave and join the group again, with metadata it
+  // fetches afresh.
+  std::vector<std::string> topics;
+  for (const CompiledSource& source : topology_.sources()) topics.push_back(source.spec.topic());
+  if (RdKafka::ErrorCode code = consumer_->subscribe(topics); code != RdKafka::ERR_NO_ERROR) {
+    return ToStatus(code, absl::StrCat("subscribe again to ", absl::StrJoin(topics, ",")));
+  }
+  if (options_.metrics != nullptr) options_.metrics->Rebalance("rejoin");
+  return absl::OkStatus();
+}
+
 int32_t Ingestor::ReadGeneration() {
   // librdkafka 2.0 has no getter for the group generation; its serialized group metadata
   // (meant for client bindings) starts with the magic "CGMDv2:" and the int32 generation id.
@@ -629,9 +651,27 @@ int32_t Ingestor::ReadGeneration() {
 void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on assign: {}", s.ToString());
   generation_.store(ReadGeneration());
+  // Task = partition number: partition p of every source topic, or none of them. An assignment
+  // that breaks this is neither served nor kept (the group is joined again, with fresh
+  // metadata): answering from half a partition would be an incomplete answer with status OK.
+  std::vector<std::pair<std::string, int32_t>> assigned;
+  for (RdKafka::TopicPartition* tp : partitions)
+    assigned.emplace_back(tp->topic(), tp->partition());
+  const std::vector<int32_t> incomplete = topology_.plan().IncompletePartitions(assigned);
+  if (!incomplete.empty()) {
+    spdlog::error(
+        "generation {}: the assignment breaks co-partitioning: partitions {} came without every "
+        "source topic (a topic missing from the group leader's metadata?); not serving them, "
+        "joining the group again",
+        generation_.load(), absl::StrJoin(incomplete, ","));
+    rejoin_ = true;
+  }
   absl::btree_set<int32_t> owned;
   for (RdKafka::TopicPartition* tp : partitions) {
-    if (topology_.FindSource(tp->topic()) != nullptr) owned.insert(tp->partition());
+    if (topology_.FindSource(tp->topic()) != nullptr &&
+        !std::binary_search(incomplete.begin(), incomplete.end(), tp->partition())) {
+      owned.insert(tp->partition());
+    }
   }
   // Advertise the gained partitions as RESTORING before rebuilding them.
   for (int32_t p : owned) states_.Set(PartitionId(p), PartitionState::kRestoring);
@@ -647,7 +687,9 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
   std::vector<RdKafka::TopicPartition*> assign;
   for (RdKafka::TopicPartition* tp : partitions) {
     const CompiledSource* source = topology_.FindSource(tp->topic());
-    if (source == nullptr || failed.contains(tp->partition())) continue;
+    if (source == nullptr || failed.contains(tp->partition()) || !owned.contains(tp->partition())) {
+      continue;
+    }
     const PartitionId p(tp->partition());
     std::optional<int64_t> start = StartOffset(*source, p);
     names.push_back(absl::StrCat(tp->topic(), "/", tp->partition(), "@",
@@ -682,6 +724,13 @@ std::optional<int64_t> Ingestor::CachedHighWatermark(const std::string& topic,
   return high;
 }
 
+int64_t Ingestor::CommittedNext(int store_index, int32_t p) const {
+  const CompiledStore& store = topology_.stores()[store_index];
+  std::optional<Offset> committed = positions_.Get(
+      store.info.name, topology_.sources()[store.source].spec.topic(), PartitionId(p));
+  return committed ? committed->value() : 0;
+}
+
 void Ingestor::CheckCaughtUp() {
   bool changed = false;
   if (absl::Now() >= next_progress_log_) {
@@ -689,16 +738,19 @@ void Ingestor::CheckCaughtUp() {
     for (const auto& [p, waiting] : catching_up_) {
       for (const auto& [index, high] : waiting) {
         spdlog::info("partition {} RESTORING: store {} at offset {} of {}", p,
-                     topology_.stores()[index].info.name, next_[{index, p}], high);
+                     topology_.stores()[index].info.name, CommittedNext(index, p), high);
       }
     }
   }
+  // ACTIVE means committed: a partition is caught up when the state committed in RocksDB (the
+  // positions, advanced after each commit) has reached the high watermark seen at assignment,
+  // not when the records are merely staged — answers and positions always reflect RocksDB.
   for (auto it = catching_up_.begin(); it != catching_up_.end();) {
     const int32_t p = it->first;
     auto& waiting = it->second;
     waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
                                  [&](const std::pair<int, int64_t>& w) {
-                                   return next_[{w.first, p}] >= w.second;
+                                   return CommittedNext(w.first, p) >= w.second;
                                  }),
                   waiting.end());
     if (waiting.empty()) {

@@ -138,7 +138,11 @@ class Ingestor {
   void PauseJoinsBehindTables();
   void ResumeJoins(bool all);
   void CheckCaughtUp();
+  // The next source offset of (store, partition) as committed in RocksDB.
+  int64_t CommittedNext(int store_index, int32_t p) const;
   void NotifyOwnershipChange();
+  // Subscribes again: the group is joined anew (after an assignment that broke co-partitioning).
+  absl::Status Rejoin();
   int32_t ReadGeneration();
 
   CompiledTopology& topology_;
@@ -167,6 +171,7 @@ class Ingestor {
   // (store index, partition) touched by the pending batch.
   absl::flat_hash_set<std::pair<int, int32_t>> touched_;
   absl::Time next_progress_log_ = absl::InfinitePast();
+  bool rejoin_ = false;  // set in a rebalance callback, acted on by Run outside it
   StagedBatch batch_;
   absl::Time batch_started_ = absl::InfiniteFuture();
   std::vector<BadRecord> bad_;

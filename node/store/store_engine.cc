@@ -152,6 +152,12 @@ StoreEngine::~StoreEngine() {
   db_->Close();
 }
 
+absl::Status StoreEngine::FlushAll() {
+  rocksdb::FlushOptions options;
+  options.wait = true;
+  return ToStatus(db_->Flush(options, all_handles_), "flush stores");
+}
+
 absl::StatusOr<StoreHandle> StoreEngine::Handle(absl::string_view store) const {
   auto it = index_.find(store);
   if (it == index_.end()) return absl::NotFoundError(absl::StrCat("unknown store \"", store, "\""));

@@ -88,6 +88,9 @@ class StoreEngine {
   };
   Batch NewBatch() const { return Batch(*this); }
   absl::Status Apply(Batch& batch);
+  // Writes every memtable to its SST files and waits: what a clean close leaves, for a process
+  // about to exit without one (a restart then replays no WAL). Thread-safe.
+  absl::Status FlushAll();
 
   // Removes every entry of partition `p` of `store` and its entry count (a partition that is
   // rebuilt from scratch).
