@@ -13,7 +13,7 @@ PACKAGES=(
   cmake ninja-build ccache g++ clang pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev zlib1g-dev
   libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev libcli11-dev
   kcat curl
   prometheus python3-yaml

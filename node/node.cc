@@ -216,6 +216,7 @@ void Node::UpdateGauges() {
     }
   }
   ingest_metrics_->SetPartitions(active, restoring, failed);
+  ingest_metrics_->SetKafkaConnected(frontend_->kafka_connected());
   ingest_metrics_->SetMembers(static_cast<int64_t>(frontend_->routing_table().AllNodes().size()));
   for (const CompiledStore& store : topology_->stores()) {
     if (store.internal) continue;  // no column family
@@ -226,7 +227,9 @@ void Node::UpdateGauges() {
 
 router::HttpServer::Reply Node::Readiness() const {
   if (shutting_down_.load()) return {503, "shutting down\n"};
-  if (!ingestor_->joined()) return {503, "not yet a member of the consumer group\n"};
+  if (!ingestor_->joined() && !ingestor_->assignment_lost()) {
+    return {503, "not yet a member of the consumer group\n"};
+  }
   std::string not_active;
   for (const auto& [p, state] : states_.Snapshot()) {
     if (state != PartitionState::kActive) {
@@ -235,6 +238,12 @@ router::HttpServer::Reply Node::Readiness() const {
     }
   }
   if (!not_active.empty()) return {503, not_active};
+  if (ingestor_->assignment_lost()) {
+    return {200,
+            "ready: Kafka unreachable, serving the partitions it had at their committed "
+            "positions\n"};
+  }
+  if (!frontend_->kafka_connected()) return {200, "ready: the members topic is unreadable\n"};
   return {200, "ready\n"};
 }
 

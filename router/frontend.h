@@ -61,6 +61,8 @@ class Frontend {
   // -1 without an HTTP server.
   int http_port() const { return http_port_; }
   const RoutingTable& routing_table() const { return table_; }
+  // Whether a broker answered the members-topic tailer's last look (every second).
+  bool kafka_connected() const { return tailer_->connected(); }
   // Stops taking calls and gives in-flight ones up to `grace`, then stops the HTTP port.
   // Streams that never end on their own must be ended by the caller first.
   void Shutdown(absl::Duration grace);

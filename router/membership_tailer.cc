@@ -73,6 +73,7 @@ void MembershipTailer::Run() {
       stop_.WaitForNotificationWithTimeout(kRetryInterval);
       continue;
     }
+    if (absl::Now() >= next_feed_check_) CheckFeed();
     std::unique_ptr<RdKafka::Message> message(consumer_->consume(kConsumeTimeoutMs));
     switch (message->err()) {
       case RdKafka::ERR_NO_ERROR:
@@ -181,6 +182,28 @@ void MembershipTailer::Skip(const RdKafka::Message& message, absl::string_view w
       topic_, message.partition(), message.offset(), why, skipped_since_warning_);
   skipped_since_warning_ = 0;
   last_warning_ = now;
+}
+
+void MembershipTailer::CheckFeed() {
+  next_feed_check_ = absl::Now() + absl::Seconds(1);
+  int64_t low = 0;
+  int64_t high = 0;
+  if (consumer_->query_watermark_offsets(topic_, 0, &low, &high, kWatermarkTimeoutMs) ==
+      RdKafka::ERR_NO_ERROR) {
+    if (!connected_.exchange(true)) spdlog::info("membership topic {}: readable again", topic_);
+    feed_failures_ = 0;
+    table_.FeedUp();
+    return;
+  }
+  // Two misses in a row (about 2-3 s): one slow answer is not an outage.
+  if (++feed_failures_ < 2) return;
+  if (connected_.exchange(false)) {
+    spdlog::warn(
+        "membership topic {}: no broker answers; keeping the last known owners until it is "
+        "readable again (leases are not judged meanwhile)",
+        topic_);
+  }
+  table_.FeedDown();
 }
 
 void MembershipTailer::NoteConsumed(int32_t partition, int64_t offset) {

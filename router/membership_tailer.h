@@ -44,6 +44,8 @@ class MembershipTailer {
   // high watermarks read just before assigning): until then, the table may still be missing
   // nodes, or hold records that later ones replace. False while the topic does not exist.
   bool CaughtUp() const { return caught_up_.load(std::memory_order_acquire); }
+  // Whether the last look at the members topic reached a broker (checked every second).
+  bool connected() const { return connected_.load(); }
 
   const std::string& topic() const { return topic_; }
 
@@ -58,6 +60,8 @@ class MembershipTailer {
   void Handle(const RdKafka::Message& message);
   void Skip(const RdKafka::Message& message, absl::string_view why);
   void NoteConsumed(int32_t partition, int64_t offset);
+  // Asks a broker for the topic's end: tells the routing table whether its feed is up.
+  void CheckFeed();
 
   // Constant after construction.
   const std::string topic_;
@@ -72,6 +76,9 @@ class MembershipTailer {
   absl::Time last_warning_ = absl::InfinitePast();
 
   std::atomic<bool> caught_up_{false};
+  std::atomic<bool> connected_{true};
+  absl::Time next_feed_check_ = absl::InfinitePast();  // tailer thread only
+  int feed_failures_ = 0;                              // tailer thread only
   absl::Notification stop_;
   std::thread thread_;  // last: started once everything above is set
 };

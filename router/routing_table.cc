@@ -68,7 +68,31 @@ RoutingTable::RoutingTable(std::function<absl::Time()> clock)
 
 RoutingTable::~RoutingTable() = default;
 
-int64_t RoutingTable::NowMs() const { return absl::ToUnixMillis(clock_()); }
+int64_t RoutingTable::NowMs() const {
+  const int64_t frozen = frozen_at_ms_.load();
+  const int64_t now = frozen >= 0 ? frozen : absl::ToUnixMillis(clock_());
+  return now - held_back_ms_.load();
+}
+
+void RoutingTable::FeedDown() {
+  absl::MutexLock lock(&lease_mu_);
+  if (frozen_at_ms_.load() >= 0) return;
+  frozen_at_ms_.store(absl::ToUnixMillis(clock_()));
+}
+
+void RoutingTable::FeedUp() {
+  absl::MutexLock lock(&lease_mu_);
+  const int64_t now = absl::ToUnixMillis(clock_());
+  const int64_t frozen = frozen_at_ms_.load();
+  if (frozen >= 0) {
+    held_back_ms_.store(held_back_ms_.load() + (now - frozen));
+    frozen_at_ms_.store(-1);
+    up_since_ms_ = now;
+  } else if (held_back_ms_.load() > 0 &&
+             now - up_since_ms_ >= absl::ToInt64Milliseconds(kLeaseCatchUp)) {
+    held_back_ms_.store(0);
+  }
+}
 
 std::shared_ptr<const RoutingTable::Snapshot> RoutingTable::Current() const {
   absl::ReaderMutexLock lock(&mu_);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +63,18 @@ class RoutingTable {
   // The live node `node_id`, nullopt if unknown or expired.
   std::optional<kiq::v1::NodeInfo> Node(absl::string_view node_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The members topic cannot be read: from now until FeedUp, leases are judged as of this
+  // moment. A reader that cannot read cannot tell a dead node from one whose renewals it does
+  // not see, so it keeps the last known owners (answers carry their positions: a client sees
+  // how stale they are). Idempotent.
+  void FeedDown() ABSL_LOCKS_EXCLUDED(lease_mu_);
+  // The members topic is read again: lease time goes on from where it stood, and catches up
+  // with real time once the feed has been up for `kLeaseCatchUp` (every live node has renewed
+  // by then). Idempotent.
+  void FeedUp() ABSL_LOCKS_EXCLUDED(lease_mu_);
+  bool feed_down() const { return frozen_at_ms_.load() >= 0; }
+  static constexpr absl::Duration kLeaseCatchUp = absl::Seconds(30);
+
   // Bumped by every Apply/Remove that changes the table (a renewed lease is a change). Leases
   // running out do not bump it: expiry is decided at lookup time.
   uint64_t version() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -79,6 +92,13 @@ class RoutingTable {
 
   // Constant after construction.
   const std::function<absl::Time()> clock_;
+
+  // Lease time = real time - held_back_ms_, or frozen_at_ms_ - held_back_ms_ while the feed is
+  // down. Written under lease_mu_ (the tailer); read without it by every lookup.
+  absl::Mutex lease_mu_;
+  std::atomic<int64_t> frozen_at_ms_{-1};
+  std::atomic<int64_t> held_back_ms_{0};
+  int64_t up_since_ms_ ABSL_GUARDED_BY(lease_mu_) = 0;
 
   // Serializes writers, so that a snapshot is built outside mu_ from the one it replaces.
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);

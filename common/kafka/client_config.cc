@@ -1,5 +1,6 @@
 #include "common/kafka/client_config.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log_limiter.h"
 #include "common/logging.h"
@@ -36,8 +37,17 @@ void Log(spdlog::level::level_enum level, absl::string_view what) {
   }
 }
 
+// The user's properties go to every client, so a consumer setting reaching a producer is
+// expected, not worth a warning.
+spdlog::level::level_enum LevelOf(int severity, absl::string_view fac, absl::string_view text) {
+  if (fac == "CONFWARN" && absl::StrContains(text, "will be ignored by this")) {
+    return spdlog::level::debug;
+  }
+  return LevelOf(severity);
+}
+
 void LogFromC(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
-  Log(LevelOf(level), absl::StrCat(rd_kafka_name(rk), " ", fac, ": ", buf));
+  Log(LevelOf(level, fac, buf), absl::StrCat(rd_kafka_name(rk), " ", fac, ": ", buf));
 }
 
 void ErrorFromC(rd_kafka_t* rk, int err, const char* reason, void*) {
@@ -56,7 +66,8 @@ KafkaLogEvents& KafkaLogEvents::Instance() {
 void KafkaLogEvents::event_cb(RdKafka::Event& event) {
   switch (event.type()) {
     case RdKafka::Event::EVENT_LOG:
-      Log(LevelOf(event.severity()), absl::StrCat(event.fac(), ": ", event.str()));
+      Log(LevelOf(event.severity(), event.fac(), event.str()),
+          absl::StrCat(event.fac(), ": ", event.str()));
       break;
     case RdKafka::Event::EVENT_ERROR:
       Log(event.fatal() ? spdlog::level::err : spdlog::level::warn,

@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -100,8 +102,39 @@ absl::Status EnsureInternalTopics(const KafkaClientConfig& kafka,
   }
   if (missing.empty()) return absl::OkStatus();
 
+  // The topics that need not match the sources (members, dead letters) are first asked for by
+  // name: a broker that auto-creates topics (librdkafka's mock cluster, clusters with
+  // auto.create.topics.enable) makes them at once, and one without the Admin API has no other way.
+  std::vector<std::string> any_count;
+  for (const auto& topic : missing) {
+    if (!topic.co_partitioned) any_count.push_back(topic.name);
+  }
+  if (!any_count.empty()) {
+    RequestTopicsByName(kafka, any_count);
+    absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> now =
+        FetchPartitionCounts(kafka, {}, absl::ZeroDuration());
+    if (!now.ok()) return now.status();
+    std::vector<std::string> auto_created;
+    missing.erase(std::remove_if(missing.begin(), missing.end(),
+                                 [&](const InternalTopic& topic) {
+                                   if (topic.co_partitioned || !now->contains(topic.name)) {
+                                     return false;
+                                   }
+                                   auto_created.push_back(topic.name);
+                                   return true;
+                                 }),
+                  missing.end());
+    if (!auto_created.empty()) {
+      spdlog::info(
+          "internal topics {} created by the broker's auto-creation (with its default "
+          "configs: set cleanup.policy=compact on the members topic)",
+          absl::StrJoin(auto_created, ", "));
+    }
+  }
+
   std::vector<CreateOutcome> outcomes;
-  absl::Status request = CreateTopics(kafka, missing, timeout, &outcomes);
+  absl::Status request = absl::OkStatus();
+  if (!missing.empty()) request = CreateTopics(kafka, missing, timeout, &outcomes);
   std::vector<std::string> created;
   std::vector<std::string> existed;
   for (const CreateOutcome& o : outcomes) {
@@ -124,26 +157,9 @@ absl::Status EnsureInternalTopics(const KafkaClientConfig& kafka,
                  absl::StrJoin(existed, ", "));
   }
   if (!request.ok()) {
-    // A broker without the Admin API (e.g. librdkafka's mock cluster): one that auto-creates
-    // topics does so when they are asked for by name.
-    std::vector<std::string> names;
-    for (const auto& topic : missing) names.push_back(topic.name);
-    RequestTopicsByName(kafka, names);
-    absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> now =
-        FetchPartitionCounts(kafka, names, absl::Seconds(2), "internal topics");
-    bool auto_created = now.ok();
-    for (const auto& topic : missing) {
-      if (!auto_created) break;
-      auto it = now->find(topic.name);
-      auto_created = it != now->end() && (!topic.co_partitioned || it->second == topic.partitions);
-    }
-    if (!auto_created) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("internal topics missing and could not be created (", request.message(),
-                       "); create them with these partition counts: ", Specs(missing)));
-    }
-    spdlog::info("internal topics {} created by the broker on request (no Admin API)",
-                 absl::StrJoin(names, ", "));
+    return absl::FailedPreconditionError(
+        absl::StrCat("internal topics missing and could not be created (", request.message(),
+                     "); create them with these partition counts: ", Specs(missing)));
   }
   // Created topics reach every broker's metadata a moment later: a consumer that subscribed
   // before would leave them out of its assignment until its next metadata refresh.

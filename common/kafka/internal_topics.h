@@ -18,9 +18,10 @@ namespace kiq {
 // holds store partition p; another count is refused). Missing ones are created through the
 // Admin API — when several nodes start at once one creates and the others find it exists; a
 // creation the broker refuses (ACLs, a policy) is FAILED_PRECONDITION naming the topic and the
-// broker's reason. A broker without the Admin API (librdkafka's mock cluster) is asked for the
-// topics by name, which makes it auto-create them. Returns once every topic is in the
-// cluster's metadata, so a consumer subscribing next sees them all.
+// broker's reason. The members and dead-letter topics are first asked for by name, which makes
+// a broker that auto-creates topics (librdkafka's mock cluster has no Admin API) create them.
+// Returns once every topic is in the cluster's metadata, so a consumer subscribing next sees
+// them all.
 absl::Status EnsureInternalTopics(const KafkaClientConfig& kafka,
                                   const std::vector<InternalTopic>& topics, absl::Duration timeout);
 

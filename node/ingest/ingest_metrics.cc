@@ -57,6 +57,11 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                    .Name("kiq_members")
                    .Help("Live nodes in the routing table.")
                    .Register(registry)),
+      kafka_connected_(prometheus::BuildGauge()
+                           .Name("kiq_kafka_connected")
+                           .Help("1 if a broker answered the node's last look at the members "
+                                 "topic (every second), else 0.")
+                           .Register(registry)),
       subscriptions_(prometheus::BuildGauge()
                          .Name("kiq_subscriptions_open")
                          .Help("Open push subscriptions.")
@@ -80,6 +85,7 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
   // Present from the start so dashboards and alerts see zeros rather than nothing.
   SetPartitions(0, 0, 0);
   SetMembers(0);
+  SetKafkaConnected(true);
   Subscriptions().Set(0);
   SetQueueMessages(0);
 }
@@ -143,6 +149,10 @@ void IngestMetrics::SetPartitions(int64_t active, int64_t restoring, int64_t fai
   partitions_.Add({{"state", "active"}}).Set(static_cast<double>(active));
   partitions_.Add({{"state", "restoring"}}).Set(static_cast<double>(restoring));
   partitions_.Add({{"state", "failed"}}).Set(static_cast<double>(failed));
+}
+
+void IngestMetrics::SetKafkaConnected(bool connected) {
+  kafka_connected_.Add({}).Set(connected ? 1 : 0);
 }
 
 void IngestMetrics::SetMembers(int64_t members) {

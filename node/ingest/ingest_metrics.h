@@ -33,6 +33,7 @@ class IngestMetrics {
   void SetLag(absl::string_view topic, int32_t partition, int64_t lag);
   void SetPartitions(int64_t active, int64_t restoring, int64_t failed);
   void SetMembers(int64_t members);
+  void SetKafkaConnected(bool connected);
   void SetStore(absl::string_view store, int64_t size_bytes, int64_t estimated_keys);
   void SetBrokerRtt(absl::string_view broker, double seconds);
   void SetQueueMessages(int64_t messages);
@@ -55,6 +56,7 @@ class IngestMetrics {
   prometheus::Family<prometheus::Gauge>& lag_;
   prometheus::Family<prometheus::Gauge>& partitions_;
   prometheus::Family<prometheus::Gauge>& members_;
+  prometheus::Family<prometheus::Gauge>& kafka_connected_;
   prometheus::Family<prometheus::Gauge>& subscriptions_;
   prometheus::Family<prometheus::Gauge>& store_size_;
   prometheus::Family<prometheus::Gauge>& store_keys_;

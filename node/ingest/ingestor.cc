@@ -673,6 +673,9 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
       owned.insert(tp->partition());
     }
   }
+  // Partitions kept readable through a lost assignment that went elsewhere meanwhile.
+  ForgetPartitions([&owned](PartitionId p) { return !owned.contains(p.value()); });
+  assignment_lost_.store(false);
   // Advertise the gained partitions as RESTORING before rebuilding them.
   for (int32_t p : owned) states_.Set(PartitionId(p), PartitionState::kRestoring);
   NotifyOwnershipChange();
@@ -833,8 +836,18 @@ void Ingestor::OnRevoke() {
   // What was processed so far is committed before the partitions can move: the next owner
   // (or this node, later) resumes exactly after it.
   joined_.store(false);
-  if (options_.metrics != nullptr) options_.metrics->Rebalance("revoke");
-  if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on revoke: {}", s.ToString());
+  // Lost, not revoked: the group session ended without this node taking part in a rebalance
+  // (typically: no broker reachable for session.timeout.ms). The partitions stay readable here
+  // at their committed positions until the group is joined again — as Kafka Streams keeps
+  // serving its local stores — rather than go dark while every node still holds its data.
+  const bool lost = consumer_->assignment_lost();
+  if (options_.metrics != nullptr) options_.metrics->Rebalance(lost ? "lost" : "revoke");
+  if (absl::Status s = Flush(); !s.ok()) {
+    // Not committed: the records are consumed again from the committed offsets.
+    spdlog::error("flush on revoke: {}", s.ToString());
+    batch_.Clear();
+    touched_.clear();
+  }
   if (options_.hub != nullptr) {
     // The partitions may move. Every change up to the flush above is queued, with the
     // position it reached: a subscription resumes from there at the next owner (UNAVAILABLE
@@ -844,12 +857,20 @@ void Ingestor::OnRevoke() {
         "next owner"));
     options_.hub->PartitionsRevoked();
   }
-  for (const auto& [p, state] : states_.Snapshot()) {
-    for (const CompiledStore& store : topology_.stores()) {
-      positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);
+  if (lost) {
+    std::vector<std::string> kept;
+    for (const auto& [p, state] : states_.Snapshot()) {
+      if (state == PartitionState::kActive) kept.push_back(absl::StrCat(p.value()));
     }
+    spdlog::warn(
+        "consumer group assignment lost (no broker answered within the session timeout?); "
+        "partitions {} stay readable at their committed positions until the group is joined "
+        "again",
+        absl::StrJoin(kept, ","));
+    assignment_lost_.store(true);
+  } else {
+    ForgetPartitions([](PartitionId) { return true; });
   }
-  states_.Clear();
   ResumeJoins(/*all=*/true);
   next_.clear();
   upstream_next_.clear();
@@ -857,6 +878,16 @@ void Ingestor::OnRevoke() {
   consumer_->unassign();
   spdlog::info("partitions revoked");
   NotifyOwnershipChange();
+}
+
+void Ingestor::ForgetPartitions(const std::function<bool(PartitionId)>& which) {
+  for (const auto& [p, state] : states_.Snapshot()) {
+    if (!which(p)) continue;
+    for (const CompiledStore& store : topology_.stores()) {
+      positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);
+    }
+    states_.Remove(p);
+  }
 }
 
 void Ingestor::NotifyOwnershipChange() {

@@ -110,6 +110,9 @@ class Ingestor {
   // True once the group has assigned partitions to this node (possibly none) and no revoke is
   // pending: the node has joined the group.
   bool joined() const { return joined_.load(); }
+  // True between a lost assignment (the group session ended while no broker answered) and the
+  // next assignment: the partitions it had stay readable at their committed positions.
+  bool assignment_lost() const { return assignment_lost_.load(); }
   // The high watermark librdkafka last saw for (topic, p), without a broker round trip.
   std::optional<int64_t> CachedHighWatermark(const std::string& topic, PartitionId p) const;
 
@@ -141,6 +144,8 @@ class Ingestor {
   // The next source offset of (store, partition) as committed in RocksDB.
   int64_t CommittedNext(int store_index, int32_t p) const;
   void NotifyOwnershipChange();
+  // Forgets the state and positions of the owned partitions `which` selects.
+  void ForgetPartitions(const std::function<bool(PartitionId)>& which);
   // Subscribes again: the group is joined anew (after an assignment that broke co-partitioning).
   absl::Status Rejoin();
   int32_t ReadGeneration();
@@ -181,6 +186,7 @@ class Ingestor {
   IngestStats stats_;
   std::atomic<int32_t> generation_{0};
   std::atomic<bool> joined_{false};
+  std::atomic<bool> assignment_lost_{false};
   // Per-record counters, looked up once (ingestion thread only).
   absl::flat_hash_map<std::pair<const CompiledSource*, int32_t>, prometheus::Counter*> consumed_;
   absl::flat_hash_map<std::pair<int, int32_t>, prometheus::Counter*> materialized_;
