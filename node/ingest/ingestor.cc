@@ -23,6 +23,8 @@ namespace {
 constexpr int kKafkaTimeoutMs = 10000;
 // The longest a batch waits for its changelog to be durable before ingestion stops.
 constexpr int kChangelogFlushTimeoutMs = 30000;
+// The longest Stop() serves the final revoke while waiting for the LeaveGroup to go out.
+constexpr int kLeaveTimeoutMs = 5000;
 
 absl::Status ToStatus(RdKafka::ErrorCode err, const std::string& doing) {
   return KafkaToStatus(static_cast<rd_kafka_resp_err_t>(err), doing);
@@ -106,8 +108,8 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
         o.node_id,
         {
             {"group.id", topology.application_id()},
-            // Static membership (KIP-345): a node that restarts within the session timeout keeps
-            // its partitions.
+            // Static membership (KIP-345): a node that dies and comes back within the session
+            // timeout keeps its partitions (a clean Stop() leaves the group: LeaveGroup()).
             {"group.instance.id", o.node_id},
             // Offsets live in RocksDB; Kafka commits are made by hand after each local commit.
             {"enable.auto.commit", "false"},
@@ -216,7 +218,9 @@ void Ingestor::Run() {
         status = Flush();
       }
     }
-    if (status.ok() && !catching_up_.empty()) CheckCaughtUp();
+    // next_ runs ahead of the committed state while a batch is pending, and queries read the
+    // committed state: a partition may turn ACTIVE only between batches.
+    if (status.ok() && !catching_up_.empty() && batch_.empty()) CheckCaughtUp();
     dlq_->Poll();
     changelog_->Poll();
   }
@@ -227,7 +231,7 @@ void Ingestor::Run() {
         status.ok() ? std::string("node shutting down")
                     : absl::StrCat("ingestion stopped: ", status.ToString())));
   }
-  // close() serves the final revoke and leaves the group.
+  LeaveGroup();
   consumer_->close();
   restorer_->Close();
   dlq_->Flush(5000);
@@ -236,6 +240,24 @@ void Ingestor::Run() {
     final_status_ = status;
   }
   done_.Notify();
+}
+
+void Ingestor::LeaveGroup() {
+  if (consumer_->memberid().empty()) return;  // not a member: nothing to leave
+  if (RdKafka::ErrorCode code = consumer_->unsubscribe(); code != RdKafka::ERR_NO_ERROR) {
+    spdlog::warn("leave group: unsubscribe: {}", RdKafka::err2str(code));
+    return;
+  }
+  // The revoke is served inside consume(); the member id is cleared as the LeaveGroup goes out.
+  // Records fetched meanwhile were never processed: dropped.
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(kLeaveTimeoutMs);
+  while (!consumer_->memberid().empty() && absl::Now() < deadline) {
+    std::unique_ptr<RdKafka::Message> dropped(consumer_->consume(10));
+  }
+  if (!consumer_->memberid().empty()) {
+    spdlog::warn("leave group: no LeaveGroup after {} ms; the group notices at the session timeout",
+                 kLeaveTimeoutMs);
+  }
 }
 
 absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {

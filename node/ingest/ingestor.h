@@ -120,6 +120,10 @@ class Ingestor {
            PositionTracker& positions, IngestorOptions options);
 
   void Run();
+  // Unsubscribes and serves the final revoke until the LeaveGroup is sent. close() alone sends
+  // none for a static member (group.instance.id, KIP-345): its partitions would wait out the
+  // session timeout instead of moving to the other members at once.
+  void LeaveGroup();
   absl::Status Flush();
   absl::Status HandleMessage(const RdKafka::Message& message);
   void OnAssign(std::vector<RdKafka::TopicPartition*>& partitions);
