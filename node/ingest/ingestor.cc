@@ -106,8 +106,10 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
         o.node_id,
         {
             {"group.id", topology.application_id()},
-            // Static membership (KIP-345): a node that restarts within the session timeout keeps
-            // its partitions.
+            // Static membership (KIP-345): a node that restarts (cleanly or not) within the
+            // session timeout keeps its partitions; a rolling restart moves nothing. So close()
+            // sends no LeaveGroup: a node that does not come back has its partitions moved once
+            // the session times out.
             {"group.instance.id", o.node_id},
             // A query service fails over in seconds, not librdkafka's default 45 s: a dead
             // node's partitions move once the coordinator has missed its heartbeats for this
@@ -224,7 +226,9 @@ void Ingestor::Run() {
         status = Flush();
       }
     }
-    if (status.ok() && !catching_up_.empty()) CheckCaughtUp();
+    // A partition may turn ACTIVE only between batches: queries read the committed state
+    // (CheckCaughtUp compares committed positions), which a pending batch has not reached.
+    if (status.ok() && !catching_up_.empty() && batch_.empty()) CheckCaughtUp();
     if (status.ok() && rejoin_) status = Rejoin();
     dlq_->Poll();
     changelog_->Poll();
@@ -236,7 +240,7 @@ void Ingestor::Run() {
         status.ok() ? std::string("node shutting down")
                     : absl::StrCat("ingestion stopped: ", status.ToString())));
   }
-  // close() serves the final revoke and leaves the group.
+  // close() serves the final revoke; with static membership it sends no LeaveGroup (KIP-345).
   consumer_->close();
   restorer_->Close();
   dlq_->Flush(5000);

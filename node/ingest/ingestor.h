@@ -100,7 +100,8 @@ class Ingestor {
   ~Ingestor();
 
   void Start();
-  // Commits what was processed, leaves the group and joins the thread. Idempotent.
+  // Commits what was processed, closes the consumer (with static membership the group keeps
+  // this node's partitions for the session timeout) and joins the thread. Idempotent.
   void Stop();
   // Blocks until the ingestion thread ends on its own (a fatal error) or Stop() is called.
   absl::Status Wait();
