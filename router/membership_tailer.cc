@@ -188,23 +188,30 @@ void MembershipTailer::CheckFeed() {
   next_feed_check_ = absl::Now() + absl::Seconds(1);
   int64_t low = 0;
   int64_t high = 0;
-  if (consumer_->query_watermark_offsets(topic_, 0, &low, &high, kWatermarkTimeoutMs) ==
-      RdKafka::ERR_NO_ERROR) {
-    if (!connected_.exchange(true)) spdlog::info("membership topic {}: readable again", topic_);
-    feed_failures_ = 0;
-    table_.FeedUp();
+  // With a broker that accepted the connection but does not answer, this blocks until it does
+  // (librdkafka 2.0.2 does not enforce the timeout then): the routing table notices the
+  // silence itself (RoutingTable::kFeedStale).
+  const absl::Time asked = absl::Now();
+  const RdKafka::ErrorCode code =
+      consumer_->query_watermark_offsets(topic_, 0, &low, &high, kWatermarkTimeoutMs);
+  const absl::Duration took = absl::Now() - asked;
+  if (code == RdKafka::ERR_NO_ERROR) {
+    if (table_.feed_down() || took > RoutingTable::kFeedStale) {
+      spdlog::info("membership topic {}: readable again after {}", topic_,
+                   absl::FormatDuration(took));
+    }
+    table_.NoteFeedAlive();
     return;
   }
-  // Two misses in a row (about 2-3 s): one slow answer is not an outage.
-  if (++feed_failures_ < 2) return;
-  if (connected_.exchange(false)) {
+  if (int64_t suppressed = 0; feed_log_.Allow(&suppressed)) {
     spdlog::warn(
-        "membership topic {}: no broker answers; keeping the last known owners until it is "
-        "readable again (leases are not judged meanwhile)",
-        topic_);
+        "membership topic {}: no broker answers ({}); keeping the last known owners until it is "
+        "readable again ({} similar suppressed)",
+        topic_, RdKafka::err2str(code), suppressed);
   }
-  table_.FeedDown();
 }
+
+bool MembershipTailer::connected() const { return !table_.feed_down(); }
 
 void MembershipTailer::NoteConsumed(int32_t partition, int64_t offset) {
   if (catch_up_.empty()) return;

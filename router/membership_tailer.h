@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/kafka/client_config.h"
+#include "common/log_limiter.h"
 #include "router/routing_table.h"
 
 namespace kiq::router {
@@ -44,8 +45,8 @@ class MembershipTailer {
   // high watermarks read just before assigning): until then, the table may still be missing
   // nodes, or hold records that later ones replace. False while the topic does not exist.
   bool CaughtUp() const { return caught_up_.load(std::memory_order_acquire); }
-  // Whether the last look at the members topic reached a broker (checked every second).
-  bool connected() const { return connected_.load(); }
+  // Whether a broker answered the tailer within RoutingTable::kFeedStale (it asks every second).
+  bool connected() const;
 
   const std::string& topic() const { return topic_; }
 
@@ -76,9 +77,8 @@ class MembershipTailer {
   absl::Time last_warning_ = absl::InfinitePast();
 
   std::atomic<bool> caught_up_{false};
-  std::atomic<bool> connected_{true};
   absl::Time next_feed_check_ = absl::InfinitePast();  // tailer thread only
-  int feed_failures_ = 0;                              // tailer thread only
+  LogLimiter feed_log_{2};
   absl::Notification stop_;
   std::thread thread_;  // last: started once everything above is set
 };

@@ -69,29 +69,31 @@ RoutingTable::RoutingTable(std::function<absl::Time()> clock)
 RoutingTable::~RoutingTable() = default;
 
 int64_t RoutingTable::NowMs() const {
-  const int64_t frozen = frozen_at_ms_.load();
-  const int64_t now = frozen >= 0 ? frozen : absl::ToUnixMillis(clock_());
+  int64_t now = absl::ToUnixMillis(clock_());
+  const int64_t alive = last_alive_ms_.load();
+  if (alive >= 0) now = std::min(now, alive + absl::ToInt64Milliseconds(kFeedStale));
   return now - held_back_ms_.load();
 }
 
-void RoutingTable::FeedDown() {
-  absl::MutexLock lock(&lease_mu_);
-  if (frozen_at_ms_.load() >= 0) return;
-  frozen_at_ms_.store(absl::ToUnixMillis(clock_()));
+bool RoutingTable::feed_down() const {
+  const int64_t alive = last_alive_ms_.load();
+  return alive >= 0 && absl::ToUnixMillis(clock_()) - alive > absl::ToInt64Milliseconds(kFeedStale);
 }
 
-void RoutingTable::FeedUp() {
+void RoutingTable::NoteFeedAlive() {
   absl::MutexLock lock(&lease_mu_);
   const int64_t now = absl::ToUnixMillis(clock_());
-  const int64_t frozen = frozen_at_ms_.load();
-  if (frozen >= 0) {
-    held_back_ms_.store(held_back_ms_.load() + (now - frozen));
-    frozen_at_ms_.store(-1);
+  const int64_t stale = absl::ToInt64Milliseconds(kFeedStale);
+  const int64_t alive = last_alive_ms_.load();
+  if (alive >= 0 && now - alive > stale) {
+    // Back after an outage: the lease time that passed unseen is held back.
+    held_back_ms_.store(held_back_ms_.load() + (now - alive - stale));
     up_since_ms_ = now;
   } else if (held_back_ms_.load() > 0 &&
              now - up_since_ms_ >= absl::ToInt64Milliseconds(kLeaseCatchUp)) {
     held_back_ms_.store(0);
   }
+  last_alive_ms_.store(now);
 }
 
 std::shared_ptr<const RoutingTable::Snapshot> RoutingTable::Current() const {

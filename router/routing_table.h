@@ -63,16 +63,16 @@ class RoutingTable {
   // The live node `node_id`, nullopt if unknown or expired.
   std::optional<kiq::v1::NodeInfo> Node(absl::string_view node_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // The members topic cannot be read: from now until FeedUp, leases are judged as of this
-  // moment. A reader that cannot read cannot tell a dead node from one whose renewals it does
-  // not see, so it keeps the last known owners (answers carry their positions: a client sees
-  // how stale they are). Idempotent.
-  void FeedDown() ABSL_LOCKS_EXCLUDED(lease_mu_);
-  // The members topic is read again: lease time goes on from where it stood, and catches up
-  // with real time once the feed has been up for `kLeaseCatchUp` (every live node has renewed
-  // by then). Idempotent.
-  void FeedUp() ABSL_LOCKS_EXCLUDED(lease_mu_);
-  bool feed_down() const { return frozen_at_ms_.load() >= 0; }
+  // The members topic was just read (a broker answered the tailer, every second while it
+  // can). When it has not been for kFeedStale, the feed is down and leases are judged as of the
+  // last time it was read: a reader that cannot read cannot tell a dead node from one whose
+  // renewals it does not see, so it keeps the last known owners (answers carry their
+  // positions: a client sees how stale they are). Once the feed is back, lease time stays
+  // behind real time by the outage until kLeaseCatchUp has passed (every live node has renewed
+  // by then). Until the first call, leases follow the clock.
+  void NoteFeedAlive() ABSL_LOCKS_EXCLUDED(lease_mu_);
+  bool feed_down() const;
+  static constexpr absl::Duration kFeedStale = absl::Milliseconds(2500);
   static constexpr absl::Duration kLeaseCatchUp = absl::Seconds(30);
 
   // Bumped by every Apply/Remove that changes the table (a renewed lease is a change). Leases
@@ -93,10 +93,10 @@ class RoutingTable {
   // Constant after construction.
   const std::function<absl::Time()> clock_;
 
-  // Lease time = real time - held_back_ms_, or frozen_at_ms_ - held_back_ms_ while the feed is
-  // down. Written under lease_mu_ (the tailer); read without it by every lookup.
+  // Lease time = min(real time, last read + kFeedStale) - held_back_ms_. Written under
+  // lease_mu_ (the tailer); read without it by every lookup.
   absl::Mutex lease_mu_;
-  std::atomic<int64_t> frozen_at_ms_{-1};
+  std::atomic<int64_t> last_alive_ms_{-1};  // -1: never told (no tailer): leases follow the clock
   std::atomic<int64_t> held_back_ms_{0};
   int64_t up_since_ms_ ABSL_GUARDED_BY(lease_mu_) = 0;
 
