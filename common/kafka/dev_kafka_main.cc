@@ -1,12 +1,16 @@
 // kiq-dev-kafka: a standalone Kafka-protocol cluster (librdkafka's mock) for development and
 // tests. Prints the bootstrap servers on one line on stdout, then runs until SIGTERM/SIGINT.
+// With --control-port, also serves the fault-injection control channel (dev_kafka_control.h).
 #include <pthread.h>
 #include <signal.h>
 
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -15,21 +19,45 @@
 #include "absl/strings/str_split.h"
 #include "common/flag_names.h"
 #include "common/kafka/dev_kafka.h"
+#include "common/kafka/dev_kafka_control.h"
+#include "common/logging.h"
 
 ABSL_FLAG(int, brokers, 3, "Number of brokers in the mock cluster.");
 ABSL_FLAG(std::vector<std::string>, topics, {},
           "Topics to create, as name:partitions[,name:partitions...], e.g. orders:6,customers:6.");
 ABSL_FLAG(std::string, bootstrap_file, "",
           "Also write the bootstrap servers to this file (written whole, after topics exist).");
+ABSL_FLAG(int, control_port, -1,
+          "Serve the fault-injection control channel on 127.0.0.1 at this port (0: any free "
+          "port, see --control-port-file; -1: none). Lines: down <broker_id>|all, "
+          "up <broker_id>|all, rtt <broker_id>|all <ms>; each answered by ok or error <reason>.");
+ABSL_FLAG(std::string, control_port_file, "",
+          "Write the control port to this file (written whole, before --bootstrap-file).");
+
+namespace {
+
+// Writes `contents` to `path` whole: readers never see a partial file.
+bool WriteFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return false;
+  const bool written = std::fprintf(f, "%s\n", contents.c_str()) >= 0;
+  return std::fclose(f) == 0 && written && std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Starts a Kafka-protocol cluster for development (librdkafka mock cluster).\n"
-      "Usage: kiq-dev-kafka [--brokers=3] [--topics=orders:6,customers:6]");
+      "Usage: kiq-dev-kafka [--brokers=3] [--topics=orders:6,customers:6] [--control-port=0]");
   std::vector<std::string> args = kiq::NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  // stdout carries the bootstrap line only.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("kiq-dev-kafka"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ dev-kafka %v");
 
   std::vector<std::pair<std::string, int>> topics;
   for (const std::string& spec : absl::GetFlag(FLAGS_topics)) {
@@ -62,15 +90,26 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  const std::string bootstrap = (*kafka)->bootstrap_servers();
-  if (const std::string path = absl::GetFlag(FLAGS_bootstrap_file); !path.empty()) {
-    const std::string tmp = path + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "w");
-    if (f == nullptr || std::fprintf(f, "%s\n", bootstrap.c_str()) < 0 || std::fclose(f) != 0 ||
-        std::rename(tmp.c_str(), path.c_str()) != 0) {
+  std::unique_ptr<kiq::DevKafkaControlServer> control;
+  if (const int port = absl::GetFlag(FLAGS_control_port); port >= 0) {
+    auto server = kiq::DevKafkaControlServer::Start(**kafka, port);
+    if (!server.ok()) {
+      std::cerr << "kiq-dev-kafka: " << server.status() << "\n";
+      return 1;
+    }
+    control = std::move(*server);
+    spdlog::info("control channel on 127.0.0.1:{}", control->port());
+    if (const std::string path = absl::GetFlag(FLAGS_control_port_file);
+        !path.empty() && !WriteFileAtomically(path, std::to_string(control->port()))) {
       std::cerr << "kiq-dev-kafka: cannot write " << path << "\n";
       return 1;
     }
+  }
+  const std::string bootstrap = (*kafka)->bootstrap_servers();
+  if (const std::string path = absl::GetFlag(FLAGS_bootstrap_file);
+      !path.empty() && !WriteFileAtomically(path, bootstrap)) {
+    std::cerr << "kiq-dev-kafka: cannot write " << path << "\n";
+    return 1;
   }
   std::cout << bootstrap << std::endl;
   int signal = 0;

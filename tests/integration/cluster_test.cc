@@ -40,10 +40,10 @@ class ClusterTest : public KafkaFixture {
 
   // Produces one order and remembers where it landed.
   void Order(const std::string& user) {
-    auto delivered = producer_->Produce("orders", user, "food");
+    auto delivered = producer_->Produce(Topic("orders"), user, "food");
     ASSERT_OK(delivered);
     std::lock_guard<std::mutex> lock(mu_);
-    int64_t& next = produced_[{"orders", delivered->partition}];
+    int64_t& next = produced_[{Topic("orders"), delivered->partition}];
     next = std::max(next, delivered->offset + 1);
     orders_[user].emplace_back(delivered->partition, delivered->offset);
   }
@@ -70,8 +70,9 @@ class ClusterTest : public KafkaFixture {
       std::lock_guard<std::mutex> lock(mu_);
       produced = produced_;
     }
-    ASSERT_TRUE(WaitFor([&] { return clients_[via]->CaughtUp("order_count", "orders", produced); },
-                        absl::Seconds(90)))
+    ASSERT_TRUE(
+        WaitFor([&] { return clients_[via]->CaughtUp("order_count", Topic("orders"), produced); },
+                absl::Seconds(90)))
         << "not caught up via " << via << "\n"
         << AllLogs();
   }
@@ -148,8 +149,7 @@ TEST_F(ClusterTest, StandaloneRouterAnswersFromTheNodes) {
   for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
   for (int i = 0; i < 120; ++i) Order(absl::StrCat("user-", i % 25));
   for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
-  auto router =
-      NodeProcess::StartRouter(dir_, ExampleTopology("orders"), kafka_->bootstrap_servers());
+  auto router = LaunchRouter(ExampleTopology("orders"));
   ASSERT_OK(router);
   NodeClient client((*router)->target());
   Positions produced;
@@ -157,7 +157,7 @@ TEST_F(ClusterTest, StandaloneRouterAnswersFromTheNodes) {
     std::lock_guard<std::mutex> lock(mu_);
     produced = produced_;
   }
-  ASSERT_TRUE(WaitFor([&] { return client.CaughtUp("order_count", "orders", produced); },
+  ASSERT_TRUE(WaitFor([&] { return client.CaughtUp("order_count", Topic("orders"), produced); },
                       absl::Seconds(60)))
       << (*router)->process().ReadLog();
   const Entries truth = TruthCounts();
@@ -184,7 +184,7 @@ TEST_F(ClusterTest, MinPositionReadsYourOwnWritesThroughAnyNode) {
   WaitCaughtUp("n1");
   for (int i = 0; i < 20; ++i) {
     const std::string user = absl::StrCat("writer-", i % 4);
-    auto delivered = producer_->Produce("orders", user, "food");
+    auto delivered = producer_->Produce(Topic("orders"), user, "food");
     ASSERT_OK(delivered);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -193,7 +193,7 @@ TEST_F(ClusterTest, MinPositionReadsYourOwnWritesThroughAnyNode) {
     const char* via = i % 3 == 0 ? "n1" : i % 3 == 1 ? "n2" : "n3";
     kiq::v1::GetResponse response;
     grpc::Status status = clients_[via]->GetAtLeast(
-        "order_count", user, {{{"orders", delivered->partition}, delivered->offset + 1}},
+        "order_count", user, {{{Topic("orders"), delivered->partition}, delivered->offset + 1}},
         &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(response.entry().value(), absl::StrCat(CountAt(user, delivered->offset + 1)));

@@ -110,8 +110,8 @@ class HttpGatewayIntegrationTest : public KafkaFixture {
   }
 
   void WaitCaughtUp(const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(
-        WaitFor([&] { return client_->CaughtUp(store, topic, produced_); }, absl::Seconds(60)))
+    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp(store, Topic(topic), produced_); },
+                        absl::Seconds(60)))
         << node_->process().ReadLog();
   }
 
@@ -293,8 +293,7 @@ TEST_F(HttpGatewayIntegrationTest, RouterServesTheSameRoutes) {
   // Through the node's own gateway (a newline in the key included)...
   ExpectSameAnswer("/v1/stores/customers/keys/caf%C3%A9%2F1%0A", status, response);
 
-  auto router =
-      NodeProcess::StartRouter(dir_, ExampleTopology("orders"), kafka_->bootstrap_servers());
+  auto router = LaunchRouter(ExampleTopology("orders"));
   ASSERT_OK(router);
   ASSERT_GT((*router)->http_port(), 0);
   httplib::Client client("127.0.0.1", (*router)->http_port());
@@ -436,10 +435,7 @@ TEST_F(HttpGatewayIntegrationTest, UnavailablePartitionIs503) {
   WaitCaughtUp("order_count", "orders");
   node_->process().Signal(SIGTERM);
   ASSERT_OK(node_->process().Wait(absl::Seconds(30)));
-  kafka_->process().Kill();
-  auto kafka = DevKafkaProcess::Start(dir_, Topics());
-  ASSERT_OK(kafka);
-  kafka_ = std::move(*kafka);
+  ASSERT_NO_FATAL_FAILURE(RestartKafkaEmpty());
   StartNode({"--offset-out-of-range=fail"});
 
   std::string body;

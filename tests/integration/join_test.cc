@@ -87,7 +87,7 @@ class JoinTest : public KafkaFixture {
   }
 
   void WaitCaughtUp(const std::string& via, const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(WaitFor([&] { return clients_[via]->CaughtUp(store, topic, produced_); },
+    ASSERT_TRUE(WaitFor([&] { return clients_[via]->CaughtUp(store, Topic(topic), produced_); },
                         absl::Seconds(90)))
         << store << " did not reach the produced offsets of " << topic << " via " << via << "\n"
         << AllLogs();
@@ -185,7 +185,8 @@ TEST_F(JoinTest, OneNodeJoinsCountsAndGroupsExactly) {
   const TestProducer::Delivered pie = last_delivered_;
   WaitForGroupedCounts("n1");
   ASSERT_OK(producer_->ProduceWithHeaders(
-      "order-count-orders_per_name-repartition", "Zoe", R"({"order":"pie","customer":"Zoe"})",
+      Topic("order-count-orders_per_name-repartition"), "Zoe",
+      R"({"order":"pie","customer":"Zoe"})",
       {{"kiq.upstream", absl::StrCat(pie.partition, ":", pie.offset)}}));
   const std::vector<std::string> store = {"store=\"orders_per_name\""};
   ASSERT_TRUE(WaitFor(
@@ -200,7 +201,7 @@ TEST_F(JoinTest, OneNodeJoinsCountsAndGroupsExactly) {
   // Orders of unknown customers have no name to group by: dead-lettered for that store only.
   ASSERT_GT(unknown_customer_orders_, 0);
   WaitForGroupedCounts("n1");  // every order went through the first stage
-  std::vector<ConsumedRecord> letters = ConsumeAll(kafka_->bootstrap_servers(), "order-count-dlq",
+  std::vector<ConsumedRecord> letters = ConsumeAll(bootstrap_servers(), Topic("order-count-dlq"),
                                                    unknown_customer_orders_ + 1, absl::Seconds(5));
   EXPECT_EQ(static_cast<int64_t>(letters.size()), unknown_customer_orders_);
 

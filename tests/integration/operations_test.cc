@@ -57,9 +57,9 @@ class OperationsTest : public KafkaFixture {
 
   void ProduceOrders(int n, Positions* produced) {
     for (int i = 0; i < n; ++i) {
-      auto delivered = producer_->Produce("orders", absl::StrCat("user-", i % 7), "food");
+      auto delivered = producer_->Produce(Topic("orders"), absl::StrCat("user-", i % 7), "food");
       ASSERT_OK(delivered);
-      int64_t& next = (*produced)[{"orders", delivered->partition}];
+      int64_t& next = (*produced)[{Topic("orders"), delivered->partition}];
       next = std::max(next, delivered->offset + 1);
     }
   }
@@ -85,11 +85,11 @@ TEST_F(OperationsTest, MetricsMoveWithIngestionAndQueriesAndPassPromtool) {
 
   Positions produced;
   ProduceOrders(50, &produced);
-  auto bad = producer_->Produce("orders", "", std::nullopt);  // null value: bad for a count
+  auto bad = producer_->Produce(Topic("orders"), "", std::nullopt);  // null value: bad for a count
   ASSERT_OK(bad);
-  produced[{"orders", bad->partition}] =
-      std::max(produced[{"orders", bad->partition}], bad->offset + 1);
-  ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp("order_count", "orders", produced); },
+  produced[{Topic("orders"), bad->partition}] =
+      std::max(produced[{Topic("orders"), bad->partition}], bad->offset + 1);
+  ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp("order_count", Topic("orders"), produced); },
                       absl::Seconds(60)));
   for (int i = 0; i < 5; ++i) {
     kiq::v1::GetResponse response;
@@ -110,7 +110,8 @@ TEST_F(OperationsTest, MetricsMoveWithIngestionAndQueriesAndPassPromtool) {
   EXPECT_EQ(Sum(after, "kiq_records_consumed_total"), 51);
   EXPECT_EQ(Sum(after, "kiq_records_materialized_total", {"store=\"order_count\""}), 50);
   EXPECT_EQ(Sum(after, "kiq_bad_records_total", {"store=\"order_count\"", "null_value"}), 1);
-  EXPECT_EQ(Sum(after, "kiq_consumer_lag_records", {"topic=\"orders\""}), 0);
+  EXPECT_EQ(
+      Sum(after, "kiq_consumer_lag_records", {absl::StrCat("topic=\"", Topic("orders"), "\"")}), 0);
   EXPECT_GE(Sum(after, "kiq_queries_total", {"method=\"Get\"", "code=\"OK\""}), 5);
   EXPECT_EQ(Sum(after, "kiq_queries_total", {"method=\"Get\"", "code=\"NOT_FOUND\""}), 1);
   EXPECT_GE(Sum(after, "kiq_query_duration_seconds_count", {"method=\"Get\""}), 6);
@@ -137,12 +138,12 @@ TEST_F(OperationsTest, SigtermDuringQueriesFinishesThemAndWritesTheTombstone) {
   StartNode();
   Positions produced;
   ProduceOrders(20, &produced);
-  ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp("order_count", "orders", produced); },
+  ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp("order_count", Topic("orders"), produced); },
                       absl::Seconds(60)));
   kiq::v1::GetResponse before;
   ASSERT_TRUE(client_->Get("order_count", "user-1", &before).ok());
   const int64_t partition = before.entry().partition();
-  const int64_t next = produced[{"orders", static_cast<int32_t>(partition)}];
+  const int64_t next = produced[{Topic("orders"), static_cast<int32_t>(partition)}];
 
   // Queries that wait for the next record of user-1's partition: in flight during SIGTERM.
   constexpr int kQueries = 8;
@@ -153,7 +154,7 @@ TEST_F(OperationsTest, SigtermDuringQueriesFinishesThemAndWritesTheTombstone) {
     queries.emplace_back([&, i] {
       kiq::v1::GetResponse response;
       grpc::Status status = client_->GetAtLeast(
-          "order_count", "user-1", {{{"orders", static_cast<int32_t>(partition)}, next + 1}},
+          "order_count", "user-1", {{{Topic("orders"), static_cast<int32_t>(partition)}, next + 1}},
           &response, 20);
       if (status.ok() && response.entry().value() == "4") {
         ++ok;
@@ -165,7 +166,7 @@ TEST_F(OperationsTest, SigtermDuringQueriesFinishesThemAndWritesTheTombstone) {
   absl::SleepFor(absl::Milliseconds(300));  // let the queries reach the server (a load shape)
   node_->process().Signal(SIGTERM);
   // user-1 had 3 orders; this one is the 4th, at offset `next` of its partition.
-  auto delivered = producer_->Produce("orders", "user-1", "food");
+  auto delivered = producer_->Produce(Topic("orders"), "user-1", "food");
   ASSERT_OK(delivered);
   ASSERT_EQ(delivered->offset, next);
   for (std::thread& t : queries) t.join();
@@ -177,7 +178,7 @@ TEST_F(OperationsTest, SigtermDuringQueriesFinishesThemAndWritesTheTombstone) {
 
   // The last record of n1 on the members topic is its tombstone.
   std::vector<ConsumedRecord> members =
-      ConsumeAll(kafka_->bootstrap_servers(), "orders-demo-members", 1000, absl::Seconds(5));
+      ConsumeAll(bootstrap_servers(), Topic("orders-demo-members"), 1000, absl::Seconds(5));
   std::optional<ConsumedRecord> last;
   for (const ConsumedRecord& r : members) {
     if (r.key == "n1" && (!last || r.offset > last->offset)) last = r;
@@ -186,8 +187,8 @@ TEST_F(OperationsTest, SigtermDuringQueriesFinishesThemAndWritesTheTombstone) {
   EXPECT_FALSE(last->value.has_value());
 
   StartNode();
-  produced[{"orders", static_cast<int32_t>(partition)}] = next + 1;
-  ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp("order_count", "orders", produced); },
+  produced[{Topic("orders"), static_cast<int32_t>(partition)}] = next + 1;
+  ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp("order_count", Topic("orders"), produced); },
                       absl::Seconds(60)));
   kiq::v1::GetResponse after;
   ASSERT_TRUE(client_->Get("order_count", "user-1", &after).ok());

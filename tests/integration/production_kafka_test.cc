@@ -29,7 +29,13 @@ constexpr int kKeys = 12;
 
 class ProductionKafkaTest : public KafkaFixture {
  protected:
-  void SetUp() override { StartKafka("production-kafka", OrdersDemoTopics(kPartitions)); }
+  void SetUp() override {
+    StartKafka("production-kafka", OrdersDemoTopics(kPartitions));
+    if (external_kafka()) {
+      GTEST_SKIP() << "stops the dev Kafka process (SIGSTOP); on an external cluster stop the "
+                      "broker by hand (see the production-Kafka resolution note)";
+    }
+  }
 
   // Every node of `ids` on the orders example, settled, with `orders` records over kKeys keys
   // produced and counted in truth_.
@@ -55,7 +61,7 @@ class ProductionKafkaTest : public KafkaFixture {
     }
     for (auto& [id, client] : clients_) {
       NodeClient& c = *client;
-      ASSERT_TRUE(WaitFor([&] { return c.CaughtUp("order_count", "orders", produced_); },
+      ASSERT_TRUE(WaitFor([&] { return c.CaughtUp("order_count", Topic("orders"), produced_); },
                           absl::Seconds(60)));
     }
   }
@@ -120,7 +126,7 @@ TEST_F(ProductionKafkaTest, NodesKeepAnsweringWhileKafkaDoesNotAnswer) {
   for (auto& [id, client] : clients_) {
     NodeClient& c = *client;
     ASSERT_TRUE(
-        WaitFor([&] { return c.CaughtUp("order_count", "orders", produced_); }, absl::Seconds(90)))
+        WaitFor([&] { return c.CaughtUp("order_count", Topic("orders"), produced_); }, absl::Seconds(90)))
         << id;
     EXPECT_TRUE(WaitFor([&] { return ReadEveryKey(c) == 0; }, absl::Seconds(30))) << id;
   }
@@ -151,7 +157,7 @@ TEST_F(ProductionKafkaTest, ShutdownIsBoundedWhenKafkaDoesNotAnswer) {
   auto node = LaunchNode(ExampleTopology("orders"), "n1");
   ASSERT_OK(node);
   NodeClient client((*node)->target());
-  ASSERT_TRUE(WaitFor([&] { return client.CaughtUp("order_count", "orders", produced_); },
+  ASSERT_TRUE(WaitFor([&] { return client.CaughtUp("order_count", Topic("orders"), produced_); },
                       absl::Seconds(60)));
   EXPECT_EQ(ReadEveryKey(client), 0);
 }

@@ -49,7 +49,7 @@ class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface
 
   void WaitCaughtUp(NodeClient& client, const std::string& store, const std::string& topic) {
     ASSERT_TRUE(
-        WaitFor([&] { return client.CaughtUp(store, topic, produced_); }, absl::Seconds(60)))
+        WaitFor([&] { return client.CaughtUp(store, Topic(topic), produced_); }, absl::Seconds(60)))
         << "store " << store << " did not reach the produced offsets of " << topic << "\n"
         << nodes_[0]->process().ReadLog();
   }
@@ -144,7 +144,7 @@ TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
     EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""), avatar.begin()->second);
   }
 
-  auto letters = ConsumeAll(kafka_->bootstrap_servers(), "scoreboard-dlq",
+  auto letters = ConsumeAll(bootstrap_servers(), Topic("scoreboard-dlq"),
                             static_cast<int>(expected_letters.size()), absl::Seconds(30));
   std::multiset<std::pair<std::string, std::string>> got;
   for (const ConsumedRecord& letter : letters) {

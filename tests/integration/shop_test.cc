@@ -112,8 +112,9 @@ TEST_P(ShopTest, PurchasesPerCityPerHalfHourMatchTheTruth) {
   }
   for (auto& entry : clients_) {
     auto& client = entry.second;
-    ASSERT_TRUE(WaitFor([&] { return client->CaughtUp("customers", "customers", produced_); },
-                        absl::Seconds(60)));
+    ASSERT_TRUE(
+        WaitFor([&] { return client->CaughtUp("customers", Topic("customers"), produced_); },
+                absl::Seconds(60)));
   }
 
   std::mt19937 rng(30);

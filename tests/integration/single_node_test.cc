@@ -61,8 +61,8 @@ class SingleNodeTest : public KafkaFixture {
   }
 
   void WaitCaughtUp(const std::string& store, const std::string& topic) {
-    ASSERT_TRUE(
-        WaitFor([&] { return client_->CaughtUp(store, topic, produced_); }, absl::Seconds(60)))
+    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp(store, Topic(topic), produced_); },
+                        absl::Seconds(60)))
         << "store " << store << " did not reach the produced offsets of " << topic << "\n"
         << node_->process().ReadLog();
   }
@@ -231,9 +231,9 @@ TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered)
   }
   StartNode(config);
   Produce("orders", "u1", R"({"food":"pizza"})");
-  auto bad = producer_->Produce("orders", "u1", "{not json");
+  auto bad = producer_->Produce(Topic("orders"), "u1", "{not json");
   ASSERT_OK(bad);
-  produced_[{"orders", bad->partition}] = bad->offset + 1;
+  produced_[{Topic("orders"), bad->partition}] = bad->offset + 1;
   Produce("orders", "u1", R"({"food":"sushi"})");
   WaitCaughtUp("order_count", "orders");
 
@@ -243,13 +243,13 @@ TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered)
   ASSERT_TRUE(Get("orders_by_user", "u1", &get).ok());
   EXPECT_EQ(get.entry().json().struct_value().fields().at("food").string_value(), "sushi");
 
-  const std::string where =
-      absl::StrCat("topic=orders partition=", bad->partition, " offset=", bad->offset);
+  const std::string where = absl::StrCat("topic=", Topic("orders"), " partition=", bad->partition,
+                                         " offset=", bad->offset);
   EXPECT_THAT(node_->process().ReadLog(), HasSubstr(where));
   EXPECT_THAT(node_->process().ReadLog(), HasSubstr("value is not JSON"));
 
   // One dead letter per store the record feeds, with the reason in a header.
-  auto letters = ConsumeAll(kafka_->bootstrap_servers(), "shop-dlq", 2, absl::Seconds(30));
+  auto letters = ConsumeAll(bootstrap_servers(), Topic("shop-dlq"), 2, absl::Seconds(30));
   ASSERT_EQ(letters.size(), 2u);
   std::set<std::string> stores;
   for (const ConsumedRecord& letter : letters) {
@@ -337,7 +337,7 @@ TEST_F(SingleNodeTest, RestartAfterKill9NeitherLosesNorDoubleCounts) {
   std::atomic<bool> failed{false};
   std::thread producer([&] {
     for (int i = 0; i < kRecords; ++i) {
-      if (!producer_->ProduceAsync("orders", keys[i], "x").ok()) failed = true;
+      if (!producer_->ProduceAsync(Topic("orders"), keys[i], "x").ok()) failed = true;
       if (i % 200 == 199 && !producer_->Flush().ok()) failed = true;
     }
     if (!producer_->Flush().ok()) failed = true;
@@ -386,13 +386,7 @@ TEST_F(SingleNodeTest, StoredOffsetOutsideTheLogIsReportedNotMixed) {
   EXPECT_EQ(*code, 0);
 
   // A brand-new Kafka: the stored offset of u1's partition is beyond its (empty) log.
-  kafka_->process().Kill();
-  auto kafka = DevKafkaProcess::Start(dir_, {{"customers", kPartitions},
-                                             {"orders", kPartitions},
-                                             {"orders-demo-order_count-changelog", kPartitions},
-                                             {"shop-order_count-changelog", kPartitions}});
-  ASSERT_OK(kafka);
-  kafka_ = std::move(*kafka);
+  ASSERT_NO_FATAL_FAILURE(RestartKafkaEmpty());
   StartNode();
   kiq::v1::GetResponse get;
   grpc::Status status;

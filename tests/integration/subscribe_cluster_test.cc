@@ -52,7 +52,7 @@ using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
 constexpr char kStore[] = "customers";
-constexpr char kTopic[] = "customers";
+constexpr char kTopic[] = "customers";  // its plain name (see KafkaFixture::Topic)
 
 // One produced value of a key's chain and where its record landed.
 struct Link {
@@ -80,10 +80,12 @@ struct ChainReport {
 // nothing repeated (duplicate); old_value, when present, is the previously delivered value; the
 // partition and offset are those of the record. With `every_record` (an `all` subscription to a
 // topic where every record makes a change), a partition's change offsets are also consecutive
-// after its first change. `matches` says which keys the subscription may deliver.
+// after its first change. `matches` says which keys the subscription may deliver; `topic` is
+// the name changes must carry.
 ChainReport CheckChains(const std::vector<SubscribeResponse>& events, const Produced& produced,
                         bool from_snapshot, bool every_record,
-                        const std::function<bool(const std::string&)>& matches) {
+                        const std::function<bool(const std::string&)>& matches,
+                        const std::string& topic = kTopic) {
   ChainReport report;
   auto problem = [&](std::string text) {
     if (report.problems.size() < 20) report.problems.push_back(std::move(text));
@@ -134,7 +136,7 @@ ChainReport CheckChains(const std::vector<SubscribeResponse>& events, const Prod
       problem(absl::StrCat(where, ": CHANGE before SNAPSHOT_END"));
     }
     if (e.deleted()) problem(absl::StrCat(where, ": deleted, but nothing was deleted"));
-    if (e.topic() != kTopic) problem(absl::StrCat(where, ": topic '", e.topic(), "'"));
+    if (e.topic() != topic) problem(absl::StrCat(where, ": topic '", e.topic(), "'"));
     auto [it, first] = position.emplace(key, -1);
     const int previous = it->second;
     const int expected = previous + 1;
@@ -304,8 +306,7 @@ class SubscribeClusterTest : public KafkaFixture {
   }
 
   void StartRouter(const std::string& example = "orders") {
-    auto router =
-        NodeProcess::StartRouter(dir_, ExampleTopology(example), kafka_->bootstrap_servers());
+    auto router = LaunchRouter(ExampleTopology(example));
     ASSERT_OK(router);
     AddTarget("router", (*router)->target());
     nodes_["router"] = std::move(*router);
@@ -349,7 +350,7 @@ class SubscribeClusterTest : public KafkaFixture {
     const std::string key = absl::StrCat("k", i);
     const int seq = ++next_seq_[key];
     const std::string value = absl::StrCat(i, ":", seq);
-    auto delivered = producer_->Produce(kTopic, key, value);
+    auto delivered = producer_->Produce(Topic(kTopic), key, value);
     if (!delivered.ok()) {
       ADD_FAILURE() << "produce " << key << ": " << delivered.status();
       --next_seq_[key];
@@ -357,7 +358,7 @@ class SubscribeClusterTest : public KafkaFixture {
     }
     std::lock_guard<std::mutex> lock(produced_mu_);
     chains_[key].push_back(Link{value, delivered->partition, delivered->offset});
-    int64_t& next = positions_[{kTopic, delivered->partition}];
+    int64_t& next = positions_[{Topic(kTopic), delivered->partition}];
     next = std::max(next, delivered->offset + 1);
     ++produced_count_;
   }
@@ -417,7 +418,7 @@ class SubscribeClusterTest : public KafkaFixture {
       std::lock_guard<std::mutex> lock(produced_mu_);
       positions = positions_;
     }
-    ASSERT_TRUE(WaitFor([&] { return clients_[via]->CaughtUp(kStore, kTopic, positions); },
+    ASSERT_TRUE(WaitFor([&] { return clients_[via]->CaughtUp(kStore, Topic(kTopic), positions); },
                         absl::Seconds(60)))
         << "not caught up via " << via << AllLogs();
   }
@@ -453,8 +454,8 @@ class SubscribeClusterTest : public KafkaFixture {
   // matched key's last produced value delivered.
   ChainReport CheckComplete(const Subscription& sub, bool every_record,
                             const std::function<bool(const std::string&)>& matches = MatchAll) {
-    const ChainReport report =
-        CheckChains(sub.Events(), Chains(), /*from_snapshot=*/true, every_record, matches);
+    const ChainReport report = CheckChains(sub.Events(), Chains(), /*from_snapshot=*/true,
+                                           every_record, matches, Topic(kTopic));
     EXPECT_TRUE(report.problems.empty()) << Problems(report);
     EXPECT_TRUE(report.snapshot_ended);
     for (const auto& [key, value] : LastProduced()) {
@@ -808,7 +809,7 @@ TEST_F(SubscribeClusterTest, KillNineEitherContinuesExactlyOrEndsAborted) {
       << absl::StrJoin(victim_partitions, ",") << ")";
   // What was delivered before the end is an exact prefix of every chain.
   const ChainReport prefix =
-      CheckChains(sub.Events(), Chains(), true, /*every_record=*/true, MatchAll);
+      CheckChains(sub.Events(), Chains(), true, /*every_record=*/true, MatchAll, Topic(kTopic));
   EXPECT_TRUE(prefix.problems.empty()) << Problems(prefix);
   EXPECT_TRUE(prefix.snapshot_ended);
 
@@ -876,26 +877,26 @@ TEST_F(SubscribeClusterTest, NotFoundAndOverflowAreUnchangedThroughFanIn) {
   for (int i = 0; i < kFlood; ++i) {
     const std::string hot = absl::StrCat("hot", i % 10);
     latest[hot] = absl::StrCat(i, medium);
-    ASSERT_OK(producer_->ProduceAsync(kTopic, hot, latest[hot]));
-    ASSERT_OK(
-        producer_->ProduceAsync(kTopic, absl::StrCat("cold", i % 1000), absl::StrCat(i, big)));
+    ASSERT_OK(producer_->ProduceAsync(Topic(kTopic), hot, latest[hot]));
+    ASSERT_OK(producer_->ProduceAsync(Topic(kTopic), absl::StrCat("cold", i % 1000),
+                                      absl::StrCat(i, big)));
   }
   ASSERT_OK(producer_->Flush());
   Positions finals;
   std::set<std::string> final_owners;
   for (auto& [key, value] : latest) {
     value += "-final";
-    auto delivered = producer_->Produce(kTopic, key, value);
+    auto delivered = producer_->Produce(Topic(kTopic), key, value);
     ASSERT_OK(delivered);
-    finals[{kTopic, delivered->partition}] = delivered->offset + 1;
+    finals[{Topic(kTopic), delivered->partition}] = delivered->offset + 1;
     kiq::v1::NodeForKeyResponse owner;
     ASSERT_TRUE(clients_["n1"]->NodeForKey(kStore, key, &owner).ok());
     final_owners.insert(owner.owner().node_id());
   }
   EXPECT_EQ(final_owners, (std::set<std::string>{"n1", "n2"})) << "the hot keys are not spread";
   // The owners' ingestion was not held back by the stalled subscriber.
-  ASSERT_TRUE(
-      WaitFor([&] { return clients_["n1"]->CaughtUp(kStore, kTopic, finals); }, absl::Seconds(60)))
+  ASSERT_TRUE(WaitFor([&] { return clients_["n1"]->CaughtUp(kStore, Topic(kTopic), finals); },
+                      absl::Seconds(60)))
       << AllLogs();
 
   int changes = 0;
@@ -964,8 +965,9 @@ TEST_F(SubscribeClusterTest, WindowedStoreStreamsWindowsOfTheUserKey) {
     views.push_back(View{key, ts, d.partition, d.offset});
   };
   auto caught_up = [&](const std::string& id) {
-    ASSERT_TRUE(WaitFor([&] { return clients_[id]->CaughtUp(kWindowed, "page_views", produced_); },
-                        absl::Seconds(60)))
+    ASSERT_TRUE(
+        WaitFor([&] { return clients_[id]->CaughtUp(kWindowed, Topic("page_views"), produced_); },
+                absl::Seconds(60)))
         << "not caught up via " << id << AllLogs();
   };
   WaitSettled("n1", {"n1", "n2"}, kShopPartitions);
@@ -1071,7 +1073,7 @@ TEST_F(SubscribeClusterTest, WindowedStoreStreamsWindowsOfTheUserKey) {
         EXPECT_EQ(r.type(), SubscribeResponse::CHANGE) << name;
         EXPECT_TRUE(ended_snapshot) << name;
         EXPECT_FALSE(r.deleted()) << name;
-        EXPECT_EQ(r.topic(), "page_views") << name;
+        EXPECT_EQ(r.topic(), Topic("page_views")) << name;
         got_changes[e.key()].push_back(describe(e.key(), e.window().start_ms(), e.window().end_ms(),
                                                 e.value(), e.partition(), r.offset()));
         // The old value, when given, is the window's previous count; a window's first count

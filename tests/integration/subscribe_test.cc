@@ -101,8 +101,9 @@ class SubscribeTest : public KafkaFixture {
   }
 
   void WaitCaughtUp() {
-    ASSERT_TRUE(WaitFor([&] { return client_->CaughtUp("customers", "customers", produced_); },
-                        absl::Seconds(60)))
+    ASSERT_TRUE(
+        WaitFor([&] { return client_->CaughtUp("customers", Topic("customers"), produced_); },
+                absl::Seconds(60)))
         << nodes_[0]->process().ReadLog();
   }
 
@@ -154,7 +155,7 @@ TEST_F(SubscribeTest, KeyReceivesExactlyItsChangesInOrder) {
     EXPECT_EQ(got.entry().key(), "k");
     EXPECT_EQ(got.entry().value(), want.value);
     EXPECT_EQ(got.entry().partition(), want.partition);
-    EXPECT_EQ(got.topic(), "customers");
+    EXPECT_EQ(got.topic(), Topic("customers"));
     EXPECT_EQ(got.offset(), want.offset);
     EXPECT_TRUE(got.has_old_value());
     EXPECT_EQ(got.old_value(), previous);
@@ -162,7 +163,7 @@ TEST_F(SubscribeTest, KeyReceivesExactlyItsChangesInOrder) {
     previous = want.value;
   }
   // A delete is a change too.
-  auto tombstone = producer_->Produce("customers", "k", std::nullopt);
+  auto tombstone = producer_->Produce(Topic("customers"), "k", std::nullopt);
   ASSERT_OK(tombstone);
   SubscribeResponse got;
   ASSERT_TRUE(stream->reader->Read(&got));
@@ -284,8 +285,8 @@ TEST_F(SubscribeTest, StalledSubscriberEndsWithResourceExhaustedWhileIngestionCo
   // the 100-change buffer.
   const std::string big(1000, 'x');
   for (int i = 0; i < 20000; ++i) {
-    ASSERT_OK(
-        producer_->ProduceAsync("customers", absl::StrCat("key", i % 1000), absl::StrCat(i, big)));
+    ASSERT_OK(producer_->ProduceAsync(Topic("customers"), absl::StrCat("key", i % 1000),
+                                      absl::StrCat(i, big)));
   }
   ASSERT_OK(producer_->Flush());
   ProducedRecord last = Produce("last", "done");
@@ -322,8 +323,8 @@ TEST_F(SubscribeTest, CoalescingSubscriberKeepsTheLatestValuePerKey) {
   for (int i = 0; i < 10000; ++i) {
     const std::string key = absl::StrCat("hot", i % 5);
     latest[key] = absl::StrCat(i, big);
-    ASSERT_OK(producer_->ProduceAsync("customers", key, latest[key]));
-    ASSERT_OK(producer_->ProduceAsync("customers", absl::StrCat("cold", i % 5), "c"));
+    ASSERT_OK(producer_->ProduceAsync(Topic("customers"), key, latest[key]));
+    ASSERT_OK(producer_->ProduceAsync(Topic("customers"), absl::StrCat("cold", i % 5), "c"));
   }
   ASSERT_OK(producer_->Flush());
   for (const auto& [k, v] : latest) Produce(k, v + "-final");

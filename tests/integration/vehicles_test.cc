@@ -99,7 +99,7 @@ void VehiclesTest::VerifyThroughEveryNode() {
   for (auto& [id, node_client] : clients_) {
     auto& client = node_client;  // a lambda cannot capture a structured binding in C++17
     for (const char* store : {"last_position", "top_speed", "speeding"}) {
-      ASSERT_TRUE(WaitFor([&] { return client->CaughtUp(store, "positions", produced_); },
+      ASSERT_TRUE(WaitFor([&] { return client->CaughtUp(store, Topic("positions"), produced_); },
                           absl::Seconds(90)))
           << store << " via " << id;
     }

@@ -169,8 +169,9 @@ class WindowsTest : public KafkaFixture {
 
   void WaitCaughtUp(const std::string& id) {
     for (const WindowDef& def : Defs()) {
-      ASSERT_TRUE(WaitFor([&] { return clients_[id]->CaughtUp(def.store, def.topic, produced_); },
-                          absl::Seconds(90)))
+      ASSERT_TRUE(
+          WaitFor([&] { return clients_[id]->CaughtUp(def.store, Topic(def.topic), produced_); },
+                  absl::Seconds(90)))
           << "store " << def.store << " did not catch up on node " << id;
     }
   }
@@ -443,8 +444,7 @@ TEST_F(WindowsTest, ClusterAnswersEveryWindowThroughEveryNodeAndAcrossAPartition
   for (const char* id : {"n1", "n2", "n3"}) ASSERT_NO_FATAL_FAILURE(ExpectExact(id));
   {
     // And through a kiq-router, which holds no partition: everything is forwarded.
-    auto router =
-        NodeProcess::StartRouter(dir_, ExampleTopology("shop"), kafka_->bootstrap_servers());
+    auto router = LaunchRouter(ExampleTopology("shop"));
     ASSERT_OK(router);
     clients_["router"] = std::make_unique<NodeClient>((*router)->target());
     stubs_["router"] = kiq::v1::QueryService::NewStub(

@@ -1,5 +1,17 @@
 #include "tests/testing/kiq_processes.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,10 +32,13 @@ absl::StatusOr<std::unique_ptr<DevKafkaProcess>> DevKafkaProcess::Start(
   for (const auto& [name, partitions] : topics)
     specs.push_back(absl::StrCat(name, ":", partitions));
   const std::string bootstrap_file = dir + "/bootstrap.txt";
+  const std::string control_file = dir + "/control-port.txt";
   std::remove(bootstrap_file.c_str());  // a previous cluster in the same dir
+  std::remove(control_file.c_str());
   auto process =
       Process::Start({kDevKafkaBin, "--brokers=3", "--topics=" + absl::StrJoin(specs, ","),
-                      "--bootstrap_file=" + bootstrap_file},
+                      "--bootstrap_file=" + bootstrap_file, "--control-port=0",
+                      "--control-port-file=" + control_file},
                      dir + "/dev-kafka.log");
   if (!process.ok()) return process.status();
   std::unique_ptr<DevKafkaProcess> out(new DevKafkaProcess());
@@ -34,7 +49,73 @@ absl::StatusOr<std::unique_ptr<DevKafkaProcess>> DevKafkaProcess::Start(
     return absl::UnavailableError("kiq-dev-kafka did not start: " + out->process_->ReadLog());
   }
   out->bootstrap_ = std::string(absl::StripAsciiWhitespace(ReadFile(bootstrap_file)));
+  // Written before the bootstrap file.
+  const std::string control = ReadFile(control_file);
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(control), &out->control_port_) ||
+      out->control_port_ <= 0) {
+    return absl::InternalError("kiq-dev-kafka: bad control port file: " + control);
+  }
   return out;
+}
+
+std::unique_ptr<DevKafkaProcess> DevKafkaProcess::External(std::string bootstrap_servers) {
+  std::unique_ptr<DevKafkaProcess> out(new DevKafkaProcess());
+  out->bootstrap_ = std::move(bootstrap_servers);
+  return out;
+}
+
+Process& DevKafkaProcess::process() {
+  if (process_ == nullptr) {
+    std::fprintf(stderr, "DevKafkaProcess::process(): the external cluster %s has no process\n",
+                 bootstrap_.c_str());
+    std::abort();
+  }
+  return *process_;
+}
+
+absl::Status DevKafkaProcess::Control(const std::string& command) {
+  if (external()) {
+    return absl::UnimplementedError(absl::StrCat("\"", command, "\": no fault injection on the ",
+                                                 "external cluster ", bootstrap_));
+  }
+  const std::string doing = absl::StrCat("kiq-dev-kafka control \"", command, "\"");
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat(doing, ": socket: ", std::strerror(errno)));
+  // The dev Kafka answers at once; a stuck one must not hang the test.
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(control_port_));
+  std::string reply;
+  absl::Status status;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    status = absl::UnavailableError(
+        absl::StrCat(doing, ": connect to 127.0.0.1:", control_port_, ": ", std::strerror(errno)));
+  } else {
+    const std::string line = command + "\n";
+    if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+      status = absl::UnavailableError(absl::StrCat(doing, ": send: ", std::strerror(errno)));
+    }
+    char c;
+    while (status.ok() && reply.find('\n') == std::string::npos) {
+      const ssize_t n = recv(fd, &c, 1, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        status = absl::UnavailableError(absl::StrCat(doing, ": no answer (", reply, ")"));
+        break;
+      }
+      reply.push_back(c);
+    }
+  }
+  close(fd);
+  if (!status.ok()) return status;
+  absl::string_view answer = absl::StripAsciiWhitespace(reply);
+  if (answer == "ok") return absl::OkStatus();
+  absl::ConsumePrefix(&answer, "error ");
+  return absl::FailedPreconditionError(absl::StrCat(doing, ": ", answer));
 }
 
 absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::string& dir,
@@ -54,6 +135,7 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
       "--data-dir=" + options.data_dir,
       // The dev Kafka does not replace a static member that restarts (real brokers do), so a
       // node killed and restarted in a test waits for its old session to expire: keep it short.
+      // 6 s is also the shortest a real broker accepts by default (group.min.session.timeout.ms).
       "--kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500",
   };
   argv.insert(argv.end(), options.extra_flags.begin(), options.extra_flags.end());
@@ -120,7 +202,8 @@ DeliveryTracker& Tracker() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TestProducer>> TestProducer::Create(
-    const std::string& bootstrap_servers, const std::string& partitioner) {
+    const std::string& bootstrap_servers, const std::string& partitioner,
+    const std::vector<std::pair<std::string, std::string>>& properties) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   if (conf->set("bootstrap.servers", bootstrap_servers, err) != RdKafka::Conf::CONF_OK ||
@@ -128,6 +211,11 @@ absl::StatusOr<std::unique_ptr<TestProducer>> TestProducer::Create(
       conf->set("linger.ms", "5", err) != RdKafka::Conf::CONF_OK ||
       conf->set("dr_cb", &Tracker(), err) != RdKafka::Conf::CONF_OK) {
     return absl::InvalidArgumentError(err);
+  }
+  for (const auto& [name, value] : properties) {
+    if (conf->set(name, value, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError(absl::StrCat(name, "=", value, ": ", err));
+    }
   }
   std::unique_ptr<TestProducer> out(new TestProducer());
   out->producer_.reset(RdKafka::Producer::create(conf.get(), err));
@@ -144,11 +232,7 @@ absl::StatusOr<TestProducer::Delivered> TestProducer::Produce(
                          value ? const_cast<char*>(value->data()) : nullptr,
                          value ? value->size() : 0, key.data(), key.size(), timestamp_ms, &result);
   if (err != RdKafka::ERR_NO_ERROR) return absl::UnavailableError(RdKafka::err2str(err));
-  producer_->flush(10000);
-  if (result.second != RdKafka::ERR_NO_ERROR) {
-    return absl::UnavailableError(RdKafka::err2str(result.second));
-  }
-  return result.first;
+  return AwaitDelivery(result);
 }
 
 absl::StatusOr<TestProducer::Delivered> TestProducer::ProduceWithHeaders(
@@ -164,7 +248,18 @@ absl::StatusOr<TestProducer::Delivered> TestProducer::ProduceWithHeaders(
     delete h;  // owned by the message only once produce() succeeds
     return absl::UnavailableError(RdKafka::err2str(err));
   }
+  return AwaitDelivery(result);
+}
+
+absl::StatusOr<TestProducer::Delivered> TestProducer::AwaitDelivery(
+    std::pair<Delivered, RdKafka::ErrorCode>& result) {
   producer_->flush(10000);
+  if (result.second == RdKafka::ERR__IN_PROGRESS) {
+    // Not delivered in time (e.g. the brokers are down): purge it, so that its delivery
+    // report, which points at `result`, comes now rather than after this frame is gone.
+    producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT);
+    while (result.second == RdKafka::ERR__IN_PROGRESS) producer_->poll(100);
+  }
   if (result.second != RdKafka::ERR_NO_ERROR) {
     return absl::UnavailableError(RdKafka::err2str(result.second));
   }
@@ -202,16 +297,37 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
                                        const std::string& topic, size_t count,
                                        absl::Duration timeout) {
   std::vector<ConsumedRecord> out;
+  const absl::Time deadline = absl::Now() + timeout;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   conf->set("bootstrap.servers", bootstrap_servers, err);
+  // Required by KafkaConsumer, never joined: partitions are assigned.
   conf->set("group.id", "kiq-test-reader-" + topic, err);
-  conf->set("auto.offset.reset", "earliest", err);
   conf->set("enable.auto.commit", "false", err);
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) return out;
-  consumer->subscribe({topic});
-  const absl::Time deadline = absl::Now() + timeout;
+  // Every partition of the topic, from the start, once the topic exists.
+  std::vector<RdKafka::TopicPartition*> partitions;
+  while (partitions.empty() && absl::Now() < deadline) {
+    std::unique_ptr<RdKafka::Topic> handle(
+        RdKafka::Topic::create(consumer.get(), topic, nullptr, err));
+    RdKafka::Metadata* raw = nullptr;
+    if (handle != nullptr &&
+        consumer->metadata(false, handle.get(), &raw, 2000) == RdKafka::ERR_NO_ERROR) {
+      std::unique_ptr<RdKafka::Metadata> metadata(raw);
+      for (const RdKafka::TopicMetadata* t : *metadata->topics()) {
+        if (t->topic() != topic || t->err() != RdKafka::ERR_NO_ERROR) continue;
+        for (const RdKafka::PartitionMetadata* p : *t->partitions()) {
+          partitions.push_back(
+              RdKafka::TopicPartition::create(topic, p->id(), RdKafka::Topic::OFFSET_BEGINNING));
+        }
+      }
+    }
+    if (partitions.empty()) absl::SleepFor(absl::Milliseconds(100));
+  }
+  if (partitions.empty()) return out;
+  consumer->assign(partitions);
+  RdKafka::TopicPartition::destroy(partitions);
   while (out.size() < count && absl::Now() < deadline) {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(100));
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;

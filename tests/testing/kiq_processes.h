@@ -8,7 +8,9 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "tests/testing/process.h"
 
@@ -25,18 +27,42 @@ inline constexpr char kSourceDir[] = KIQ_SOURCE_DIR;
 // kiq needs (the dev Kafka cannot create topics on request).
 std::vector<std::pair<std::string, int>> OrdersDemoTopics(int partitions);
 
-// A kiq-dev-kafka process (librdkafka's mock cluster) with its topics created.
+// The Kafka a test runs on: a kiq-dev-kafka process (librdkafka's mock cluster) with its
+// topics created and its fault-injection control channel, or an external cluster named by
+// KIQ_TEST_BOOTSTRAP_SERVERS (see External()). Not thread-safe.
 class DevKafkaProcess {
  public:
   // topics: name → partitions.
   static absl::StatusOr<std::unique_ptr<DevKafkaProcess>> Start(
       const std::string& dir, const std::vector<std::pair<std::string, int>>& topics);
+  // A cluster the harness does not run: no process, and no fault injection (the control
+  // methods below return UNIMPLEMENTED).
+  static std::unique_ptr<DevKafkaProcess> External(std::string bootstrap_servers);
+
   const std::string& bootstrap_servers() const { return bootstrap_; }
-  Process& process() { return *process_; }
+  bool external() const { return process_ == nullptr; }
+  // The kiq-dev-kafka process; not for an external cluster.
+  Process& process();
+
+  // Fault injection through kiq-dev-kafka's control channel. Brokers have the ids 1..3.
+  // Down: every connection is closed and new ones are refused; leadership does not move.
+  absl::Status BrokersDown() { return Control("down all"); }
+  absl::Status BrokersUp() { return Control("up all"); }
+  absl::Status BrokerDown(int broker_id) { return Control(absl::StrCat("down ", broker_id)); }
+  absl::Status BrokerUp(int broker_id) { return Control(absl::StrCat("up ", broker_id)); }
+  // Delays every broker response by `rtt` (zero: no delay).
+  absl::Status SetRtt(absl::Duration rtt) {
+    return Control(absl::StrCat("rtt all ", absl::ToInt64Milliseconds(rtt)));
+  }
 
  private:
-  std::unique_ptr<Process> process_;
+  // Sends one control line and reads its answer: OK for "ok", FAILED_PRECONDITION with the
+  // reason for "error <reason>".
+  absl::Status Control(const std::string& command);
+
+  std::unique_ptr<Process> process_;  // null for an external cluster
   std::string bootstrap_;
+  int control_port_ = 0;
 };
 
 // A kiq-node process on 127.0.0.1 with a port picked by the OS (read back from --port-file).
@@ -77,10 +103,13 @@ class TestProducer {
     int32_t partition = -1;
     int64_t offset = -1;
   };
+  // `properties`: extra librdkafka settings (e.g. message.timeout.ms).
   static absl::StatusOr<std::unique_ptr<TestProducer>> Create(
-      const std::string& bootstrap_servers, const std::string& partitioner = "murmur2_random");
+      const std::string& bootstrap_servers, const std::string& partitioner = "murmur2_random",
+      const std::vector<std::pair<std::string, std::string>>& properties = {});
   // A nullopt value produces a tombstone (Kafka null). `timestamp_ms` is the record's
-  // CreateTime; 0 means now.
+  // CreateTime; 0 means now. Waits up to 10 s for the delivery report (an undelivered record
+  // is purged then: UNAVAILABLE).
   absl::StatusOr<Delivered> Produce(const std::string& topic, const std::string& key,
                                     const std::optional<std::string>& value,
                                     int64_t timestamp_ms = 0);
@@ -94,10 +123,14 @@ class TestProducer {
   absl::Status Flush();
 
  private:
+  // Waits for the delivery report that fills `result` (the produce call's opaque).
+  absl::StatusOr<Delivered> AwaitDelivery(std::pair<Delivered, RdKafka::ErrorCode>& result);
+
   std::unique_ptr<RdKafka::Producer> producer_;
 };
 
-// Reads every record of `topic` from the start until `count` were read or `timeout` passes.
+// Reads every record of `topic` from the start until `count` were read or `timeout` passes,
+// with partitions assigned (no consumer group); a topic that does not exist yet is waited for.
 struct ConsumedRecord {
   std::string key;
   std::optional<std::string> value;
