@@ -65,7 +65,7 @@ log() { printf '== %s\n' "$*" >&2; }
 . "$ROOT/scripts/wait_for.sh"
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
-"$BIN/node/kiq-dev-kafka" --brokers=3 \
+"$BIN/common/kafka/kiq-dev-kafka" --brokers=3 \
   --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_table:6,views:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
   --bootstrap-file="$WORK/bootstrap" >"$WORK/dev-kafka.log" 2>&1 &
 PIDS+=($!)

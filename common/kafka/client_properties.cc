@@ -169,7 +169,8 @@ absl::StatusOr<UserKafkaSettings> ParseClientProperties(absl::string_view text,
   UserKafkaSettings out;
   for (const auto& [line, entry] : LogicalLines(text)) {
     auto [name, value] = SplitEntry(entry);
-    const auto refuse = [&, name = name](absl::string_view why) {
+    // Structured bindings are not captured by lambdas in C++17: copies are.
+    const auto refuse = [&source, line = line, name = name](absl::string_view why) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, " line ", line, ": ", name, ": ", why));
     };
