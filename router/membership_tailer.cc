@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/kafka/kafka_errors.h"
 #include "common/logging.h"
 #include "kiq/v1/membership.pb.h"
 
@@ -66,8 +67,6 @@ MembershipTailer::~MembershipTailer() {
 }
 
 void MembershipTailer::Run() {
-  int64_t consume_errors_since_warning = 0;
-  absl::Time last_consume_warning = absl::InfinitePast();
   while (!stop_.HasBeenNotified()) {
     if (!assigned_ && !TryAssign()) {
       stop_.WaitForNotificationWithTimeout(kRetryInterval);
@@ -82,16 +81,20 @@ void MembershipTailer::Run() {
       case RdKafka::ERR__TIMED_OUT:
       case RdKafka::ERR__PARTITION_EOF:
         break;
-      default:
-        // librdkafka retries fetch errors itself; say so now and then.
-        ++consume_errors_since_warning;
-        if (absl::Now() - last_consume_warning >= kWarningInterval) {
-          spdlog::warn("membership topic {}: consume: {} ({} errors since last warning)", topic_,
-                       message->errstr(), consume_errors_since_warning);
-          consume_errors_since_warning = 0;
-          last_consume_warning = absl::Now();
+      default: {
+        // librdkafka retries fetch errors itself, and a reader of the members topic can only go
+        // on; one it cannot get past (authorization, say) is logged as an error.
+        const auto err = static_cast<rd_kafka_resp_err_t>(message->err());
+        const bool fatal = ClassifyKafkaError(err) == KafkaErrorAction::kFatal;
+        if (int64_t suppressed = 0; consume_log_.Allow(&suppressed)) {
+          spdlog::log(
+              fatal ? spdlog::level::err : spdlog::level::warn,
+              "{} (retrying; {} similar suppressed)",
+              KafkaToStatus(err, absl::StrCat("membership topic ", topic_, ": consume")).message(),
+              suppressed);
         }
         break;
+      }
     }
   }
 }

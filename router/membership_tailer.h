@@ -79,6 +79,7 @@ class MembershipTailer {
   std::atomic<bool> caught_up_{false};
   absl::Time next_feed_check_ = absl::InfinitePast();  // tailer thread only
   LogLimiter feed_log_{2};
+  LogLimiter consume_log_{6};
   absl::Notification stop_;
   std::thread thread_;  // last: started once everything above is set
 };

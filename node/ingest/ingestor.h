@@ -107,7 +107,7 @@ class Ingestor {
   absl::Status Wait();
   const IngestStats& stats() const { return stats_; }
   // The consumer group generation of the current assignment (0 before the first).
-  int32_t generation() const { return generation_.load(); }
+  Generation generation() const { return Generation(generation_.load()); }
   // True once the group has assigned partitions to this node (possibly none) and no revoke is
   // pending: the node has joined the group.
   bool joined() const { return joined_.load(); }

@@ -22,7 +22,7 @@ kiq::v1::PartitionState ToProto(PartitionState s) {
 
 Advertiser::Advertiser(Options options, const CompiledTopology& topology,
                        const PartitionStates& states, const PositionTracker& positions,
-                       std::function<int32_t()> generation, MembershipPublisher& publisher)
+                       std::function<Generation()> generation, MembershipPublisher& publisher)
     : options_(std::move(options)),
       topology_(topology),
       states_(states),
@@ -76,7 +76,7 @@ kiq::v1::MemberRecord Advertiser::BuildRecord() const {
       po->set_offset(*lowest);
     }
   }
-  record.set_generation(generation_());
+  record.set_generation(generation_().value());
   const absl::Time now = absl::Now();
   record.set_written_at_ms(absl::ToUnixMillis(now));
   record.set_lease_expiry_ms(absl::ToUnixMillis(now + options_.lease));

@@ -32,7 +32,7 @@ class Advertiser {
     absl::Duration lease = absl::Seconds(10);
   };
   Advertiser(Options options, const CompiledTopology& topology, const PartitionStates& states,
-             const PositionTracker& positions, std::function<int32_t()> generation,
+             const PositionTracker& positions, std::function<Generation()> generation,
              MembershipPublisher& publisher);
   ~Advertiser();
 
@@ -50,7 +50,7 @@ class Advertiser {
   const CompiledTopology& topology_;
   const PartitionStates& states_;
   const PositionTracker& positions_;
-  const std::function<int32_t()> generation_;
+  const std::function<Generation()> generation_;
   MembershipPublisher& publisher_;
 
   absl::Mutex mu_;

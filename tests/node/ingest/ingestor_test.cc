@@ -583,7 +583,7 @@ TEST_F(IngestorTest, MaterializesTableAndCountExactlyAndGoesFromRestoringToActiv
   ASSERT_TRUE(WaitUntil([&] { return node->CaughtUp(at_assignment); }))
       << "never caught up with the records produced before the start";
   EXPECT_TRUE(node->ingestor().joined());
-  EXPECT_GT(node->ingestor().generation(), 0);
+  EXPECT_GT(node->ingestor().generation().value(), 0);
 
   // And while it runs.
   ASSERT_NO_FATAL_FAILURE(Produce(MakeInputs(90, 60, 10, /*tombstone_every=*/9)));
