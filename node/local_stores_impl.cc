@@ -224,6 +224,32 @@ void LocalStoresImpl::AppendPosition(absl::string_view store, PartitionId p,
   po->set_offset(next ? next->value() : 0);
 }
 
+absl::Status LocalStoresImpl::ReadAt(absl::string_view store, PartitionId p, kiq::v1::Position* out,
+                                     absl::FunctionRef<absl::Status()> read) const {
+  // A seqlock's reader: a read takes microseconds and batches commit every few milliseconds
+  // at most, so a retry is rare; a reader that keeps losing the race (or waits too long for a
+  // slow commit) settles for a lower bound.
+  constexpr int kExactAttempts = 8;
+  constexpr absl::Duration kCommitWait = absl::Milliseconds(200);
+  for (int attempt = 0; attempt < kExactAttempts; ++attempt) {
+    const uint64_t before = positions_.AwaitNoCommit(kCommitWait);
+    if (before % 2 == 1) break;  // a commit that does not end (a stalled disk)
+    kiq::v1::Position position;
+    AppendPosition(store, p, &position);
+    if (absl::Status s = read(); !s.ok()) return s;
+    if (positions_.CommitSequence() == before) {
+      // While ACTIVE every write is a bracketed commit; a partition revoked (or restoring)
+      // meanwhile is answered by its next owner.
+      if (absl::Status s = CheckReadable(store, p); !s.ok()) return s;
+      out->MergeFrom(position);
+      return absl::OkStatus();
+    }
+  }
+  AppendPosition(store, p, out);
+  if (absl::Status s = read(); !s.ok()) return s;
+  return CheckReadable(store, p);
+}
+
 absl::Status LocalStoresImpl::WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                               absl::Time deadline) const {
   return positions_.WaitFor(store, min, deadline);

@@ -30,6 +30,8 @@ class LocalStoresImpl final : public router::LocalStores {
                                                      const std::optional<std::string>& after,
                                                      size_t limit) const override;
   absl::StatusOr<int64_t> ApproximateCount(absl::string_view store, PartitionId p) const override;
+  absl::Status ReadAt(absl::string_view store, PartitionId p, kiq::v1::Position* out,
+                      absl::FunctionRef<absl::Status()> read) const override;
   void AppendPosition(absl::string_view store, PartitionId p,
                       kiq::v1::Position* out) const override;
   absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,

@@ -55,8 +55,14 @@ grpc::ServerUnaryReactor* ServePartitions(const LocalStores& local, ThreadPool& 
       if (!ReadyPartition(local, request->store(), p, request->min_position(), deadline, result)) {
         continue;
       }
-      local.AppendPosition(request->store(), PartitionId(p), result->mutable_position());
-      if (absl::Status s = read(PartitionId(p), result); !s.ok()) {
+      // `read` may be redone (ReadAt): each attempt starts from an empty result.
+      absl::Status s =
+          local.ReadAt(request->store(), PartitionId(p), result->mutable_position(), [&] {
+            result->clear_entries();
+            result->clear_count();
+            return read(PartitionId(p), result);
+          });
+      if (!s.ok()) {
         result->set_code(static_cast<int32_t>(s.code()));
         result->set_message(std::string(s.message()));
       }

@@ -121,10 +121,16 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetReq
     }
   }
   kiq::v1::GetResponse response;
-  // The position is read before the value: the value reflects at least this position.
-  local_.AppendPosition(request.store(), p, response.mutable_position());
-  absl::StatusOr<std::optional<std::string>> value = local_.Get(request.store(), p, key);
-  if (!value.ok()) return value.status();
+  // The value and the position it reflects, exactly.
+  absl::StatusOr<std::optional<std::string>> value;
+  if (absl::Status s = local_.ReadAt(request.store(), p, response.mutable_position(),
+                                     [&] {
+                                       value = local_.Get(request.store(), p, key);
+                                       return value.status();
+                                     });
+      !s.ok()) {
+    return s;
+  }
   if (value->has_value()) {
     response.set_found(true);
     *response.mutable_entry() = RenderEntry(info, KeyValue{key, std::move(**value), p});
@@ -278,30 +284,37 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
     }
   }
   kiq::v1::WindowFetchResponse response;
-  local_.AppendPosition(request.store(), p, response.mutable_position());
-  // The windows of one key are consecutive and ordered by start: seek to time_from and read
-  // pages until a start passes time_to.
-  std::optional<std::string> after;
-  if (request.time_from() > std::numeric_limits<int64_t>::min()) {
-    after = WindowKey(key, request.time_from() - 1);
-  }
   const int64_t time_to =
       request.time_to() == 0 ? std::numeric_limits<int64_t>::max() : request.time_to();
-  constexpr size_t kPage = 256;
-  for (;;) {
-    absl::StatusOr<std::vector<KeyValue>> run =
-        local_.Scan(request.store(), p, KeyRange{key, key}, after, kPage);
-    if (!run.ok()) return run.status();
-    for (KeyValue& kv : *run) {
-      std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
-      if (!w || w->user_key != key) continue;
-      if (w->start_ms > time_to) return response;
-      after = kv.key;
-      *response.add_entries() = RenderEntry(info, std::move(kv));
+  // The windows of one key are consecutive and ordered by start: seek to time_from and read
+  // pages until a start passes time_to.
+  auto read_windows = [&]() -> absl::Status {
+    response.clear_entries();
+    std::optional<std::string> after;
+    if (request.time_from() > std::numeric_limits<int64_t>::min()) {
+      after = WindowKey(key, request.time_from() - 1);
     }
-    if (run->size() < kPage) return response;
-    after = run->back().key;
+    constexpr size_t kPage = 256;
+    for (;;) {
+      absl::StatusOr<std::vector<KeyValue>> run =
+          local_.Scan(request.store(), p, KeyRange{key, key}, after, kPage);
+      if (!run.ok()) return run.status();
+      for (KeyValue& kv : *run) {
+        std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
+        if (!w || w->user_key != key) continue;
+        if (w->start_ms > time_to) return absl::OkStatus();
+        after = kv.key;
+        *response.add_entries() = RenderEntry(info, std::move(kv));
+      }
+      if (run->size() < kPage) return absl::OkStatus();
+      after = run->back().key;
+    }
+  };
+  if (absl::Status s = local_.ReadAt(request.store(), p, response.mutable_position(), read_windows);
+      !s.ok()) {
+    return s;
   }
+  return response;
 }
 
 absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
@@ -401,22 +414,22 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   for (int32_t i : local) {
     const PartitionId p(i);
     PartitionRead read;
-    local_.AppendPosition(info.name, p, &read.position);
-    if (spec.count_only) {
-      absl::StatusOr<int64_t> n = local_.ApproximateCount(info.name, p);
-      if (!n.ok()) {
-        (*errors)[i] = n.status();
-        continue;
+    absl::Status s = local_.ReadAt(info.name, p, &read.position, [&]() -> absl::Status {
+      if (spec.count_only) {
+        absl::StatusOr<int64_t> n = local_.ApproximateCount(info.name, p);
+        if (!n.ok()) return n.status();
+        read.count = *n;
+        return absl::OkStatus();
       }
-      read.count = *n;
-    } else {
       absl::StatusOr<std::vector<KeyValue>> run =
           local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
-      if (!run.ok()) {
-        (*errors)[i] = run.status();
-        continue;
-      }
+      if (!run.ok()) return run.status();
       read.entries = std::move(*run);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) {
+      (*errors)[i] = s;
+      continue;
     }
     (*results)[i] = std::move(read);
   }

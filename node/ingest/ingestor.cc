@@ -6,6 +6,7 @@
 
 #include <rapidjson/document.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/btree_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -443,6 +444,9 @@ absl::Status Ingestor::Flush() {
       }
     }
   }
+  // Readers asking for an exact position redo reads that overlap this bracket.
+  positions_.BeginCommit();
+  absl::Cleanup end_commit = [this] { positions_.EndCommit(); };
   if (options_.hub == nullptr) {
     if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
   } else {
@@ -466,6 +470,7 @@ absl::Status Ingestor::Flush() {
     auto [it, inserted] = commit_at.try_emplace({store.source, p}, next);
     if (!inserted) it->second = std::min(it->second, next);
   }
+  std::move(end_commit).Invoke();
   touched_.clear();
   std::vector<RdKafka::TopicPartition*> commit;
   for (const auto& [sp, next] : commit_at) {
@@ -887,10 +892,11 @@ void Ingestor::OnRevoke() {
 void Ingestor::ForgetPartitions(const std::function<bool(PartitionId)>& which) {
   for (const auto& [p, state] : states_.Snapshot()) {
     if (!which(p)) continue;
+    // Unreadable first: a reader never sees it readable without a position.
+    states_.Remove(p);
     for (const CompiledStore& store : topology_.stores()) {
       positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);
     }
-    states_.Remove(p);
   }
 }
 

@@ -4,6 +4,23 @@
 
 namespace kiq::node {
 
+void PositionTracker::BeginCommit() {
+  absl::MutexLock lock(&mu_);
+  commits_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void PositionTracker::EndCommit() {
+  absl::MutexLock lock(&mu_);
+  commits_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+uint64_t PositionTracker::AwaitNoCommit(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this] { return commits_.load(std::memory_order_acquire) % 2 == 0; };
+  mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+  return commits_.load(std::memory_order_acquire);
+}
+
 void PositionTracker::Advance(absl::string_view store, absl::string_view topic, PartitionId p,
                               Offset next) {
   absl::MutexLock lock(&mu_);

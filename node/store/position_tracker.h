@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -29,6 +31,16 @@ class PositionTracker {
   std::optional<Offset> Get(absl::string_view store, absl::string_view topic, PartitionId p) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Bracket each batch commit (the RocksDB write and the Advance calls after it), on the one
+  // ingestion thread; no lock is held in between. A reader that sees the same even
+  // CommitSequence() before and after its reads read state and positions of one committed
+  // batch: the position is exact.
+  void BeginCommit() ABSL_LOCKS_EXCLUDED(mu_);
+  void EndCommit() ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t CommitSequence() const { return commits_.load(std::memory_order_acquire); }
+  // Waits until no batch is committing (or `timeout` passes) and returns CommitSequence().
+  uint64_t AwaitNoCommit(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Blocks until `store` has reached every entry of `min` or `deadline` passes
   // (DEADLINE_EXCEEDED naming the first partition still behind).
   absl::Status WaitFor(absl::string_view store, const kiq::v1::Position& min,
@@ -40,6 +52,7 @@ class PositionTracker {
   const kiq::v1::PartitionOffset* Behind(absl::string_view store, const kiq::v1::Position& min,
                                          int64_t* at) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  std::atomic<uint64_t> commits_{0};  // odd while a batch commits
   mutable absl::Mutex mu_;
   absl::flat_hash_map<Key, int64_t> next_ ABSL_GUARDED_BY(mu_);
 };

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -62,6 +63,15 @@ class LocalStores {
   // Appends the offsets (per source topic) that partition `p` of `store` reflects.
   virtual void AppendPosition(absl::string_view store, PartitionId p,
                               kiq::v1::Position* out) const = 0;
+
+  // Runs `read` (reads of partition `p` of `store`, which it may be asked to redo from
+  // scratch) and appends the position they reflect. Where batches commit concurrently the
+  // position is exact: `read` is redone if a batch committed while it ran, and after a few
+  // tries the position is a lower bound (the position is read first). The caller checks that
+  // `p` is readable first; a partition that stops being readable meanwhile is that error.
+  // Default: AppendPosition, then `read`.
+  virtual absl::Status ReadAt(absl::string_view store, PartitionId p, kiq::v1::Position* out,
+                              absl::FunctionRef<absl::Status()> read) const;
 
   // Read your writes: blocks until `store` has processed every (topic, partition) in `min` up
   // to its offset, or until `deadline` (DEADLINE_EXCEEDED naming the partition still behind).
