@@ -4,6 +4,7 @@
 // from its stores through an outage and catches up after it. Every wait has a deadline.
 // An external cluster (KIQ_TEST_BOOTSTRAP_SERVERS) has no control channel: skipped there.
 #include <fstream>
+#include <regex>
 #include <set>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "tests/testing/kafka_admin.h"
 #include "tests/testing/kafka_fixture.h"
@@ -117,7 +119,9 @@ TEST_F(DevKafkaControlTest, OneBrokerAndBadRequests) {
 }
 
 // An outage seen by a node: queries keep being answered from the stores, and once the brokers
-// are back the node reads on from where it stood.
+// are back the node reads on from where it stood. What its Kafka clients said of the outage
+// is in kiq's log format, down to the shutdown (before: librdkafka's own `%3|...|FAIL|...`
+// lines on stderr, some only at shutdown).
 TEST_F(DevKafkaControlTest, NodeServesThroughAnOutageAndCatchesUpAfterIt) {
   const std::string config = dir_ + "/events.yaml";
   {
@@ -164,6 +168,19 @@ TEST_F(DevKafkaControlTest, NodeServesThroughAnOutageAndCatchesUpAfterIt) {
       absl::Seconds(60)))
       << (*node)->process().ReadLog();
   EXPECT_TRUE((*node)->process().running());
+
+  EXPECT_THAT((*node)->process().Terminate(absl::Seconds(30)), IsOkAndHolds(0));
+  const std::string log = (*node)->process().ReadLog();
+  const std::regex librdkafka_format(R"(^%\d\|)");
+  const std::regex kiq_kafka_line(
+      R"(^\d{4}-\d\d-\d\dT[\d:.]+ (warning|error|info) node=n1 kafka: )");
+  int kafka_lines = 0;
+  for (const std::string& line :
+       std::vector<std::string>(absl::StrSplit(log, '\n', absl::SkipEmpty()))) {
+    EXPECT_FALSE(std::regex_search(line, librdkafka_format)) << "librdkafka's own format: " << line;
+    if (std::regex_search(line, kiq_kafka_line)) ++kafka_lines;
+  }
+  EXPECT_GT(kafka_lines, 0) << "the outage left no kafka: line in kiq's format\n" << log;
 }
 
 }  // namespace
