@@ -22,7 +22,8 @@ namespace kiq {
 namespace {
 
 constexpr char kUsage[] =
-    "expected: down <broker_id>|all, up <broker_id>|all, rtt <broker_id>|all <ms>";
+    "expected: down <broker_id>|all, up <broker_id>|all, rtt <broker_id>|all <ms>, "
+    "create <topic> <partitions>";
 // A request longer than this is not one of ours.
 constexpr size_t kMaxLineLength = 1024;
 constexpr int kIdleTimeoutMs = 10'000;
@@ -67,6 +68,9 @@ absl::StatusOr<ControlCommand> ParseControlCommand(absl::string_view line) {
   } else if (words[0] == "rtt") {
     command.kind = ControlCommand::Kind::kRtt;
     arity = 3;
+  } else if (words[0] == "create") {
+    command.kind = ControlCommand::Kind::kCreate;
+    arity = 3;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown command \"", absl::CHexEscape(words[0]), "\"; ", kUsage));
@@ -74,6 +78,14 @@ absl::StatusOr<ControlCommand> ParseControlCommand(absl::string_view line) {
   if (words.size() != arity) {
     return absl::InvalidArgumentError(
         absl::StrCat(words[0], " takes ", arity - 1, " argument(s); ", kUsage));
+  }
+  if (command.kind == ControlCommand::Kind::kCreate) {
+    command.topic = std::string(words[1]);
+    if (!absl::SimpleAtoi(words[2], &command.partitions) || command.partitions < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad partition count \"", absl::CHexEscape(words[2]), "\" (a number >= 1)"));
+    }
+    return command;
   }
   absl::StatusOr<int32_t> id = ParseBrokerId(words[1]);
   if (!id.ok()) return id.status();
@@ -102,6 +114,9 @@ std::string HandleControlLine(DevKafka& kafka, absl::string_view line) {
         break;
       case ControlCommand::Kind::kRtt:
         status = kafka.SetBrokerRtt(command->broker_id, command->rtt);
+        break;
+      case ControlCommand::Kind::kCreate:
+        status = kafka.CreateTopic(command->topic, command->partitions);
         break;
     }
   }

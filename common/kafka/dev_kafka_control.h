@@ -16,12 +16,16 @@ namespace kiq {
 //   down <broker_id>|all        the broker(s) close their connections and refuse new ones
 //   up <broker_id>|all          they accept connections again
 //   rtt <broker_id>|all <ms>    every response is delayed by <ms> milliseconds (0: none)
+//   create <topic> <partitions> creates a topic, as a broker's CreateTopics would (the mock
+//                               cluster does not implement that request)
 // Each line is answered by one line: `ok`, or `error <reason>`.
 struct ControlCommand {
-  enum class Kind { kDown, kUp, kRtt };
+  enum class Kind { kDown, kUp, kRtt, kCreate };
   Kind kind = Kind::kDown;
-  int32_t broker_id = DevKafka::kAllBrokers;
-  absl::Duration rtt;  // kRtt only
+  int32_t broker_id = DevKafka::kAllBrokers;  // kDown, kUp, kRtt
+  absl::Duration rtt;                         // kRtt only
+  std::string topic;                          // kCreate only
+  int partitions = 0;                         // kCreate only
 };
 
 // INVALID_ARGUMENT saying what is wrong with `line` and what is expected.

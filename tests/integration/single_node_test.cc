@@ -18,6 +18,7 @@
 #include "common/grpc_status.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
+#include "tests/testing/kafka_admin.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/queries.h"
@@ -27,6 +28,7 @@ namespace kiq::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int kPartitions = 6;
 
@@ -261,6 +263,75 @@ TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered)
   }
   EXPECT_EQ(stores, (std::set<std::string>{"orders_by_user", "order_count"}));
   EXPECT_TRUE(node_->process().running());
+}
+
+// The node creates the topics it needs before it produces or subscribes: the members topic
+// (one partition; compacted), the dead-letter topic, and the changelog (as many partitions as
+// the sources). Before: only changelogs were created; on a broker without auto-creation (every
+// test against KIQ_TEST_BOOTSTRAP_SERVERS) the node found no members ("no nodes", every query
+// UNAVAILABLE) and its dead letters were lost.
+TEST_F(SingleNodeTest, TheNodeCreatesItsInternalTopicsAndUsesThem) {
+  const std::string config = dir_ + "/made-here.yaml";
+  {
+    std::ofstream out(config);
+    out << "application_id: made-here\n"
+           "sources:\n"
+           "  - topic: orders\n"
+           "    value_format: json\n"
+           "stores:\n"
+           "  - name: order_count\n"
+           "    source: orders\n"
+           "    count: {}\n";
+  }
+  // The mock cluster has no CreateTopics: there the test makes the changelog as a broker
+  // would on the node's request (the members and dead-letter topics it auto-creates).
+  if (!external_kafka()) {
+    ASSERT_OK(kafka_->CreateTopic("made-here-order_count-changelog", kPartitions));
+  }
+  StartNode(config);
+  absl::StatusOr<std::map<std::string, int>> topics =
+      ListTopics(bootstrap_servers(), absl::Seconds(10));
+  ASSERT_OK(topics);
+  for (const char* internal :
+       {"made-here-members", "made-here-dlq", "made-here-order_count-changelog"}) {
+    EXPECT_EQ(topics->count(Topic(internal)), 1u) << internal;
+  }
+  EXPECT_EQ((*topics)[Topic("made-here-order_count-changelog")], kPartitions);
+  // The broker's default partition count on an auto-creating broker (the dev Kafka).
+  if (external_kafka()) {
+    EXPECT_EQ((*topics)[Topic("made-here-members")], 1);
+  }
+
+  // The members topic works: the node finds itself, owning every partition.
+  kiq::v1::NodesResponse nodes;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return client_->AllNodes(&nodes).ok() && nodes.nodes_size() == 1 &&
+               nodes.nodes(0).partitions_size() == kPartitions;
+      },
+      absl::Seconds(30)))
+      << nodes.DebugString() << node_->process().ReadLog();
+  // The dead-letter topic works.
+  auto bad = producer_->Produce(Topic("orders"), "u1", "{not json");
+  ASSERT_OK(bad);
+  auto letters = ConsumeAll(bootstrap_servers(), Topic("made-here-dlq"), 1, absl::Seconds(30));
+  ASSERT_EQ(letters.size(), 1u) << node_->process().ReadLog();
+  EXPECT_EQ(letters[0].value, "{not json");
+  Produce("orders", "u1", R"({"food":"pizza"})");
+  WaitCaughtUp("order_count", "orders");
+  kiq::v1::GetResponse get;
+  ASSERT_TRUE(Get("order_count", "u1", &get).ok());
+  EXPECT_EQ(get.entry().value(), "1");
+
+  // A second node finds them all and creates nothing.
+  auto second = LaunchNode(config, "n2");
+  ASSERT_OK(second);
+  NodeClient second_client((*second)->target());
+  ASSERT_TRUE(
+      WaitFor([&] { return second_client.AllNodes(&nodes).ok() && nodes.nodes_size() == 2; },
+              absl::Seconds(60)))
+      << (*second)->process().ReadLog();
+  EXPECT_THAT((*second)->process().ReadLog(), Not(HasSubstr("created internal topics")));
 }
 
 TEST_F(SingleNodeTest, MalformedTopologyIsRefusedWithTheFieldPath) {

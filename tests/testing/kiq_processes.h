@@ -48,6 +48,10 @@ class DevKafkaProcess {
   // Down: every connection is closed and new ones are refused; leadership does not move.
   absl::Status BrokersDown() { return Control("down all"); }
   absl::Status BrokersUp() { return Control("up all"); }
+  // What CreateTopics does on a real broker (the mock cluster lacks that request).
+  absl::Status CreateTopic(const std::string& topic, int partitions) {
+    return Control(absl::StrCat("create ", topic, " ", partitions));
+  }
   absl::Status BrokerDown(int broker_id) { return Control(absl::StrCat("down ", broker_id)); }
   absl::Status BrokerUp(int broker_id) { return Control(absl::StrCat("up ", broker_id)); }
   // Delays every broker response by `rtt` (zero: no delay).

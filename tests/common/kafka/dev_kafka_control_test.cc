@@ -31,6 +31,11 @@ TEST(ParseControlCommandTest, ParsesEveryCommand) {
   EXPECT_EQ(rtt->kind, ControlCommand::Kind::kRtt);
   EXPECT_EQ(rtt->broker_id, DevKafka::kAllBrokers);
   EXPECT_EQ(rtt->rtt, absl::Milliseconds(250));
+  auto create = ParseControlCommand("create app-changelog 6");
+  ASSERT_TRUE(create.ok()) << create.status();
+  EXPECT_EQ(create->kind, ControlCommand::Kind::kCreate);
+  EXPECT_EQ(create->topic, "app-changelog");
+  EXPECT_EQ(create->partitions, 6);
 }
 
 TEST(ParseControlCommandTest, RefusesWhatItDoesNotKnowSayingWhy) {
@@ -38,11 +43,13 @@ TEST(ParseControlCommandTest, RefusesWhatItDoesNotKnowSayingWhy) {
     const char* line;
     const char* reason;
   };
-  for (const Case& c : {Case{"", "empty command"}, Case{"reboot 1", "unknown command \"reboot\""},
-                        Case{"down", "takes 1 argument"}, Case{"down 1 2", "takes 1 argument"},
-                        Case{"rtt 1", "takes 2 argument"}, Case{"down one", "bad broker id"},
-                        Case{"up -3", "bad broker id"}, Case{"rtt all -1", "bad rtt"},
-                        Case{"rtt all fast", "bad rtt"}}) {
+  for (const Case& c :
+       {Case{"", "empty command"}, Case{"reboot 1", "unknown command \"reboot\""},
+        Case{"down", "takes 1 argument"}, Case{"down 1 2", "takes 1 argument"},
+        Case{"rtt 1", "takes 2 argument"}, Case{"down one", "bad broker id"},
+        Case{"up -3", "bad broker id"}, Case{"rtt all -1", "bad rtt"},
+        Case{"rtt all fast", "bad rtt"}, Case{"create t", "takes 2 argument"},
+        Case{"create t 0", "bad partition count"}, Case{"create t six", "bad partition count"}}) {
     auto command = ParseControlCommand(c.line);
     ASSERT_FALSE(command.ok()) << c.line;
     EXPECT_EQ(command.status().code(), absl::StatusCode::kInvalidArgument) << c.line;
@@ -59,6 +66,7 @@ TEST(HandleControlLineTest, RunsCommandsOnTheClusterAndAnswersOneLine) {
   EXPECT_EQ(HandleControlLine(**kafka, "up 2"), "ok");
   EXPECT_EQ(HandleControlLine(**kafka, "rtt 1 10"), "ok");
   EXPECT_EQ(HandleControlLine(**kafka, "rtt all 0"), "ok");
+  EXPECT_EQ(HandleControlLine(**kafka, "create made-by-control 4"), "ok");
   EXPECT_THAT(HandleControlLine(**kafka, "down 3"), StartsWith("error no broker 3"));
   EXPECT_THAT(HandleControlLine(**kafka, "sleep"), StartsWith("error unknown command"));
 }
