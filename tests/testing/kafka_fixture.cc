@@ -99,7 +99,7 @@ KafkaFixture::~KafkaFixture() {
       // The consumer groups too, as a courtesy to whoever shares the cluster. Best effort: a
       // group whose static members were killed is not empty until their sessions expire.
       std::vector<std::string> groups;
-      for (const std::string& app : prepared_applications_) groups.push_back(ApplicationId(app));
+      for (const std::string& app : application_ids_) groups.push_back(ApplicationId(app));
       DeleteGroups(bootstrap_servers(), groups, absl::Seconds(10)).IgnoreError();
     }
   }
@@ -253,14 +253,6 @@ absl::StatusOr<std::string> KafkaFixture::TopologyFor(const std::string& config)
     out << "# " << config << " with this test's topic names on " << bootstrap_servers() << "\n"
         << emitter.c_str() << "\n";
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
-  }
-  if (prepared_applications_.count(app) == 0) {
-    // kiq-node leaves these to auto-creation (off on real clusters): members compacted, as
-    // only each node's latest record matters.
-    absl::Status created = CreateTestTopics(
-        {TopicSpec{Topic(app + "-members"), 1, true}, TopicSpec{Topic(app + "-dlq"), 1, false}});
-    if (!created.ok()) return created;
-    prepared_applications_.insert(app);
   }
   topologies_[config] = path;
   return path;

@@ -116,8 +116,6 @@ class KafkaFixture : public ::testing::Test {
   std::vector<std::pair<std::string, int>> plain_topics_;
   // Topics created on the external cluster, in creation order.
   std::vector<TopicSpec> created_;
-  // Plain application ids whose members and dead-letter topics exist.
-  std::set<std::string> prepared_applications_;
   // Original topology path → rewritten path.
   std::map<std::string, std::string> topologies_;
 };
