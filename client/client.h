@@ -97,7 +97,7 @@ class Client {
                                                            std::string_view key, int64_t time_from,
                                                            int64_t time_to) const;
 
-  // The approximate number of entries of `store`.
+  // The number of entries of `store`.
   absl::StatusOr<kiq::v1::CountResponse> Count(std::string_view store) const;
 
   // Subscribe (push query): calls `on_event` for each event as it arrives until the stream

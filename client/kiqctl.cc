@@ -34,7 +34,7 @@ Commands:
   range STORE FROM TO    The entries with FROM <= key <= TO (both inclusive; "" is an open
                          bound), in byte order of the key.
   all STORE              Every entry of STORE, in byte order of the key.
-  count STORE            The approximate number of entries in STORE.
+  count STORE            The number of entries in STORE.
   window-fetch STORE KEY [FROM [TO]]
                          The windows of KEY in a windowed STORE whose start is in
                          [FROM, TO], oldest first. FROM and TO are ms since the epoch or
@@ -73,8 +73,8 @@ Flags (before or after the command):
 Output:
   Table (default): columns KEY, VALUE, PARTITION. A value is shown as JSON for JSON and numeric
   stores, else as text; bytes that are not UTF-8, control characters and backslash are escaped
-  (\xNN, \n, \\). get prints "not found" for a missing key; count prints "count: N
-  (approximate)". Entries of windowed stores have WINDOW_START and WINDOW_END columns
+  (\xNN, \n, \\). get prints "not found" for a missing key; count prints "count: N"
+  (with the missing partitions of a partial answer). Entries of windowed stores have WINDOW_START and WINDOW_END columns
   (ISO-8601 UTC, the window is [start, end)); window-fetch prints "no windows" when there are
   none. When --limit stops range/all before the end, they print the token to resume
   from to stderr as "next page token: TOKEN".

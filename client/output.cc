@@ -138,9 +138,9 @@ std::string RenderGetTable(const kiq::v1::GetResponse& response) {
 
 std::string RenderCountText(const kiq::v1::CountResponse& response) {
   if (response.missing_partitions().empty()) {
-    return absl::StrCat("count: ", response.count(), " (approximate)\n");
+    return absl::StrCat("count: ", response.count(), "\n");
   }
-  return absl::StrCat("count: ", response.count(), " (approximate; partial: partitions ",
+  return absl::StrCat("count: ", response.count(), " (partial: partitions ",
                       absl::StrJoin(response.missing_partitions(), ","), " missing)\n");
 }
 

@@ -41,7 +41,7 @@ std::string RenderWindowsTable(const kiq::v1::WindowFetchResponse& response);
 // The one-row table of a found key, or "not found\n".
 std::string RenderGetTable(const kiq::v1::GetResponse& response);
 
-// "count: N (approximate)\n", naming the partitions left out of a partial answer.
+// "count: N\n", naming the partitions left out of a partial answer.
 std::string RenderCountText(const kiq::v1::CountResponse& response);
 
 // A partition state as shown to people: ACTIVE, RESTORING, FAILED, UNSPECIFIED, or

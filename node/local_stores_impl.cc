@@ -191,7 +191,7 @@ absl::StatusOr<std::vector<router::KeyValue>> LocalStoresImpl::Scan(
   return engine_.Scan((*found)->handle, p, range, after, limit);
 }
 
-absl::StatusOr<int64_t> LocalStoresImpl::ApproximateCount(absl::string_view store,
+absl::StatusOr<int64_t> LocalStoresImpl::EntryCount(absl::string_view store,
                                                           PartitionId p) const {
   absl::StatusOr<const CompiledStore*> found = Find(store);
   if (!found.ok()) return found.status();

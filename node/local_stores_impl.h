@@ -29,7 +29,7 @@ class LocalStoresImpl final : public router::LocalStores {
                                                      const router::KeyRange& range,
                                                      const std::optional<std::string>& after,
                                                      size_t limit) const override;
-  absl::StatusOr<int64_t> ApproximateCount(absl::string_view store, PartitionId p) const override;
+  absl::StatusOr<int64_t> EntryCount(absl::string_view store, PartitionId p) const override;
   absl::Status ReadAt(absl::string_view store, PartitionId p, kiq::v1::Position* out,
                       absl::FunctionRef<absl::Status()> read) const override;
   void AppendPosition(absl::string_view store, PartitionId p,

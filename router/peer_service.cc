@@ -103,7 +103,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
     kiq::v1::CountPartitionsResponse* response) {
   return ServePartitions(local_, pool_, context, request, response,
                          [this, request](PartitionId p, kiq::v1::PartitionResult* result) {
-                           absl::StatusOr<int64_t> n = local_.ApproximateCount(request->store(), p);
+                           absl::StatusOr<int64_t> n = local_.EntryCount(request->store(), p);
                            if (!n.ok()) return n.status();
                            result->set_count(*n);
                            return absl::OkStatus();

@@ -416,7 +416,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
     PartitionRead read;
     absl::Status s = local_.ReadAt(info.name, p, &read.position, [&]() -> absl::Status {
       if (spec.count_only) {
-        absl::StatusOr<int64_t> n = local_.ApproximateCount(info.name, p);
+        absl::StatusOr<int64_t> n = local_.EntryCount(info.name, p);
         if (!n.ok()) return n.status();
         read.count = *n;
         return absl::OkStatus();

@@ -37,7 +37,7 @@ absl::StatusOr<std::vector<KeyValue>> StoreCatalog::Scan(absl::string_view, Part
   return NotOwner(p);
 }
 
-absl::StatusOr<int64_t> StoreCatalog::ApproximateCount(absl::string_view, PartitionId p) const {
+absl::StatusOr<int64_t> StoreCatalog::EntryCount(absl::string_view, PartitionId p) const {
   return NotOwner(p);
 }
 

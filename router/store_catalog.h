@@ -22,7 +22,7 @@ class StoreCatalog final : public LocalStores {
                                              const KeyRange& range,
                                              const std::optional<std::string>& after,
                                              size_t limit) const override;
-  absl::StatusOr<int64_t> ApproximateCount(absl::string_view store, PartitionId p) const override;
+  absl::StatusOr<int64_t> EntryCount(absl::string_view store, PartitionId p) const override;
   void AppendPosition(absl::string_view store, PartitionId p,
                       kiq::v1::Position* out) const override {}
   absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,

@@ -56,9 +56,9 @@ class LocalStores {
                                                      const std::optional<std::string>& after,
                                                      size_t limit) const = 0;
 
-  // RocksDB's estimate of the number of entries in partition `p`.
-  virtual absl::StatusOr<int64_t> ApproximateCount(absl::string_view store,
-                                                   PartitionId p) const = 0;
+  // The number of entries in partition `p` (exact: kept with the entries; live windows of a
+  // windowed store).
+  virtual absl::StatusOr<int64_t> EntryCount(absl::string_view store, PartitionId p) const = 0;
 
   // Appends the offsets (per source topic) that partition `p` of `store` reflects.
   virtual void AppendPosition(absl::string_view store, PartitionId p,

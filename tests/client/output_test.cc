@@ -109,11 +109,11 @@ TEST(RenderGetTableTest, NotFound) {
 TEST(RenderCountTextTest, SaysApproximate) {
   kiq::v1::CountResponse response;
   response.set_count(1234);
-  EXPECT_EQ(RenderCountText(response), "count: 1234 (approximate)\n");
+  EXPECT_EQ(RenderCountText(response), "count: 1234\n");
   response.add_missing_partitions(3);
   response.add_missing_partitions(5);
   EXPECT_EQ(RenderCountText(response),
-            "count: 1234 (approximate; partial: partitions 3,5 missing)\n");
+            "count: 1234 (partial: partitions 3,5 missing)\n");
 }
 
 constexpr int64_t kNowMs = 1'800'000'000'000;

@@ -344,7 +344,7 @@ class FakeLocalStores : public LocalStores {
                                              size_t) const override {
     return absl::UnimplementedError("not used by FanIn");
   }
-  absl::StatusOr<int64_t> ApproximateCount(absl::string_view, PartitionId) const override {
+  absl::StatusOr<int64_t> EntryCount(absl::string_view, PartitionId) const override {
     return absl::UnimplementedError("not used by FanIn");
   }
   void AppendPosition(absl::string_view, PartitionId, kiq::v1::Position*) const override {}

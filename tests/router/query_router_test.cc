@@ -76,7 +76,7 @@ class FakeLocalStores : public LocalStores {
   void SetScanError(const std::string& store, int32_t p, absl::Status status) {
     scan_errors_[{store, p}] = std::move(status);
   }
-  void SetApproximateCount(const std::string& store, int32_t p, int64_t n) {
+  void SetEntryCount(const std::string& store, int32_t p, int64_t n) {
     approximate_[{store, p}] = n;
   }
   // The next offset processed in (kTopic, p).
@@ -133,7 +133,7 @@ class FakeLocalStores : public LocalStores {
     return out;
   }
 
-  absl::StatusOr<int64_t> ApproximateCount(absl::string_view store, PartitionId p) const override {
+  absl::StatusOr<int64_t> EntryCount(absl::string_view store, PartitionId p) const override {
     auto it = approximate_.find({std::string(store), p.value()});
     if (it != approximate_.end()) return it->second;
     return static_cast<int64_t>(Partition(store, p).size());
@@ -792,12 +792,12 @@ TEST_F(QueryRouterTest, ScanErrorOfAPartitionIsReturnedNamingIt) {
 
 // --- Count and positions ---
 
-TEST_F(QueryRouterTest, CountSumsTheApproximateCountsOfEveryPartition) {
+TEST_F(QueryRouterTest, CountSumsTheEntryCountsOfEveryPartition) {
   local_.AddStore("s", 4);
-  local_.SetApproximateCount("s", 0, 10);
-  local_.SetApproximateCount("s", 1, 0);
-  local_.SetApproximateCount("s", 2, 5);
-  local_.SetApproximateCount("s", 3, int64_t{1} << 40);
+  local_.SetEntryCount("s", 0, 10);
+  local_.SetEntryCount("s", 1, 0);
+  local_.SetEntryCount("s", 2, 5);
+  local_.SetEntryCount("s", 3, int64_t{1} << 40);
   kiq::v1::CountRequest count;
   count.set_store("s");
   absl::StatusOr<kiq::v1::CountResponse> r = router_.Count(count, deadline_);
