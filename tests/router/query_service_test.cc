@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/cleanup/cleanup.h"
@@ -277,6 +278,36 @@ TEST_F(QueryServiceTest, UnknownStoreIsNotFoundWithTheNameClipped) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("(200 bytes)"));
   EXPECT_THAT(status.error_message(), Not(HasSubstr(std::string(100, 'u'))));
+}
+
+// A body that is not a GetRequest (invalid UTF-8 in a proto3 string, or garbage) is refused
+// by gRPC before any handler runs: the client sees a non-OK status at once, and the channel
+// stays usable. (Which code is gRPC's choice; the README documents it.)
+TEST_F(QueryServiceTest, UnparsableRequestIsRefusedAndTheChannelStaysUsable) {
+  grpc::GenericStub generic(channel_);
+  for (const std::string& body :
+       {std::string("\x0a\x01\xff", 3), std::string("\xff\xff\xff\xff\xff\xff", 6)}) {
+    grpc::Slice slice(body);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer reply;
+    auto context = Context();
+    absl::Notification finished;
+    grpc::Status status;
+    const absl::Time start = absl::Now();
+    generic.UnaryCall(context.get(), "/kiq.v1.QueryService/Get", grpc::StubOptions(), &request,
+                      &reply, [&](grpc::Status s) {
+                        status = std::move(s);
+                        finished.Notify();
+                      });
+    ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    EXPECT_FALSE(status.ok());
+    std::cerr << "unparsable request answered " << status.error_code() << " \""
+              << status.error_message() << "\"\n";
+    EXPECT_LT(absl::Now() - start, kPrompt);
+    kiq::v1::GetResponse response;
+    grpc::Status next = GetKey(kStore, "apple", &response);
+    EXPECT_TRUE(next.ok()) << next.error_message();
+  }
 }
 
 // --- Waiting requests ---
