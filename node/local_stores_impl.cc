@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 #include "common/topology/value_codec.h"
 #include "common/topology/window_key.h"
 
@@ -99,7 +100,7 @@ class LocalSubscription final : public router::Subscription {
 
 absl::StatusOr<const CompiledStore*> LocalStoresImpl::Find(absl::string_view store) const {
   const CompiledStore* found = topology_.FindStore(store);
-  if (found == nullptr) return absl::NotFoundError(absl::StrCat("unknown store \"", store, "\""));
+  if (found == nullptr) return absl::NotFoundError(absl::StrCat("unknown store ", ClipKey(store)));
   return found;
 }
 

@@ -36,6 +36,10 @@ class LocalStoresImpl final : public router::LocalStores {
                       kiq::v1::Position* out) const override;
   absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                absl::Time deadline) const override;
+  uint64_t PositionVersion() const override { return positions_.version(); }
+  void WaitForPositionChange(uint64_t seen, absl::Time deadline) const override {
+    positions_.WaitForChange(seen, deadline);
+  }
   absl::StatusOr<std::unique_ptr<router::Subscription>> Subscribe(
       const router::SubscribeSpec& spec) const override;
 

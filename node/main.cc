@@ -17,7 +17,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/flag_names.h"
+#include "common/flags.h"
 #include "common/kafka/client_properties.h"
+#include "common/protobuf_log.h"
 #include "node/node.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -84,6 +86,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> args = kiq::NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
+  // Before abseil's parser, which exits 1 on a bad command line: ours is exit 2.
+  if (absl::Status s = kiq::CheckFlags(args); !s.ok()) {
+    std::cerr << "kiq-node: " << s.message() << "\n";
+    return 2;
+  }
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
 
   kiq::node::NodeOptions options;
@@ -101,12 +108,22 @@ int main(int argc, char** argv) {
   options.port_file = absl::GetFlag(FLAGS_port_file);
 
   spdlog::set_pattern(absl::StrCat("%Y-%m-%dT%H:%M:%S.%e %^%l%$ node=", options.node_id, " %v"));
-  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  kiq::RouteProtobufLogs();
+  absl::StatusOr<spdlog::level::level_enum> level =
+      kiq::ParseLogLevel("--log-level", absl::GetFlag(FLAGS_log_level));
 
-  auto refuse = [](const std::string& message) {
+  auto refuse = [](absl::string_view message) {
     spdlog::error("refusing to start: {}", message);
     return 2;
   };
+  if (!level.ok()) return refuse(level.status().message());
+  spdlog::set_level(*level);
+  if (absl::Status s = kiq::CheckKafkaId(
+          absl::GetFlag(FLAGS_node_id).empty() ? "--node-id (the host name)" : "--node-id",
+          options.node_id);
+      !s.ok()) {
+    return refuse(s.message());
+  }
   if (options.config_path.empty()) return refuse("--config: a topology file is required");
   if (options.grpc_port < 0 || options.grpc_port > 65535) {
     return refuse("--grpc-port: must be between 0 and 65535");

@@ -32,14 +32,17 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   if (options.registry != nullptr) {
     frontend->metrics_ = std::make_unique<QueryMetrics>(*options.registry);
   }
+  frontend->waiter_ = std::make_unique<PositionWaiter>(local, options.max_waiting_requests);
   frontend->router_ = std::make_unique<QueryRouter>(
-      local,
-      ClusterView{&frontend->table_, &frontend->peers_, options.self_id, frontend->metrics_.get()});
-  frontend->query_service_ = std::make_unique<QueryServiceImpl>(*frontend->router_, frontend->pool_,
-                                                                frontend->metrics_.get());
+      local, ClusterView{&frontend->table_, &frontend->peers_, options.self_id,
+                         frontend->metrics_.get(), frontend->waiter_.get()});
+  frontend->query_service_ =
+      std::make_unique<QueryServiceImpl>(*frontend->router_, frontend->pool_, frontend->wait_pool_,
+                                         *frontend->waiter_, frontend->metrics_.get());
   frontend->metadata_service_ = std::make_unique<MetadataServiceImpl>(frontend->table_, local);
   if (options.serve_peers) {
-    frontend->peer_service_ = std::make_unique<PeerServiceImpl>(local, frontend->pool_);
+    frontend->peer_service_ =
+        std::make_unique<PeerServiceImpl>(local, frontend->pool_, frontend->waiter_.get());
   }
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

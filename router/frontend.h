@@ -17,6 +17,7 @@
 #include "router/peer_pool.h"
 #include "router/peer_service.h"
 #include "router/port/local_stores.h"
+#include "router/position_waiter.h"
 #include "router/query_metrics.h"
 #include "router/query_router.h"
 #include "router/query_service.h"
@@ -48,6 +49,8 @@ class Frontend {
     bool serve_peers = false;
     // Optional: query metrics (kiq_query_*) are registered here.
     prometheus::Registry* registry = nullptr;
+    // Requests waiting for a min_position at once; past it RESOURCE_EXHAUSTED.
+    int max_waiting_requests = PositionWaiter::kDefaultMaxWaiting;
   };
 
   // `local` must outlive the Frontend. `add_routes` registers the process's own HTTP routes
@@ -76,10 +79,14 @@ class Frontend {
   PeerPool peers_;
   std::unique_ptr<QueryMetrics> metrics_;
   std::unique_ptr<MembershipTailer> tailer_;
+  // Read-your-writes waits, without a thread each (used by the router and the services).
+  std::unique_ptr<PositionWaiter> waiter_;
   std::unique_ptr<QueryRouter> router_;
-  // Forwarded point reads with a position to wait for, and scatter-gather, block a worker for
-  // a peer round trip.
+  // Scatter-gather blocks a worker for a peer round trip.
   ThreadPool pool_{16};
+  // Scans and counts with a min_position, once their local positions are reached: gathering
+  // from peers that still wait for theirs blocks a worker, never one of pool_'s.
+  ThreadPool wait_pool_{16};
   std::unique_ptr<QueryServiceImpl> query_service_;
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<MetadataServiceImpl> metadata_service_;

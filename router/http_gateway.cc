@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/proto_field.h"
+#include "common/status.h"
 #include "common/utf8.h"
 #include "google/api/annotations.pb.h"
 
@@ -41,11 +42,11 @@ int HexValue(char c) {
 // grpc-timeout's format (gRPC over HTTP/2): up to 8 digits and a unit H M S m u n.
 absl::StatusOr<absl::Duration> ParseGrpcTimeout(absl::string_view text) {
   if (text.size() < 2 || text.size() > 9) {
-    return absl::InvalidArgumentError(absl::StrCat("bad grpc-timeout '", text, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("bad grpc-timeout ", ClipKey(text)));
   }
   int64_t amount = 0;
   if (!absl::SimpleAtoi(text.substr(0, text.size() - 1), &amount) || amount < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bad grpc-timeout '", text, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("bad grpc-timeout ", ClipKey(text)));
   }
   switch (text.back()) {
     case 'H':
@@ -62,7 +63,7 @@ absl::StatusOr<absl::Duration> ParseGrpcTimeout(absl::string_view text) {
       return absl::Nanoseconds(amount);
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("bad grpc-timeout '", text, "': unit must be one of H M S m u n"));
+      absl::StrCat("bad grpc-timeout ", ClipKey(text), ": unit must be one of H M S m u n"));
 }
 
 grpc::ByteBuffer Serialize(const pb::Message& message) {
@@ -151,7 +152,7 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view s, bool plus_is_spac
       int lo = i + 2 < s.size() ? HexValue(s[i + 2]) : -1;
       if (hi < 0 || lo < 0) {
         return absl::InvalidArgumentError(
-            absl::StrCat("malformed percent-escape at offset ", i, " of '", s, "'"));
+            absl::StrCat("malformed percent-escape at offset ", i, " of ", ClipKey(s)));
       }
       out.push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
@@ -162,7 +163,7 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view s, bool plus_is_spac
     }
   }
   if (!IsValidUtf8(out)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", s, "' does not decode to valid UTF-8"));
+    return absl::InvalidArgumentError(absl::StrCat(ClipKey(s), " does not decode to valid UTF-8"));
   }
   return out;
 }
@@ -268,7 +269,7 @@ absl::Status SetFieldFromText(pb::Message* message, absl::string_view path,
     }
     auto bad = [&](absl::string_view type) {
       return absl::InvalidArgumentError(
-          absl::StrCat("parameter '", path, "': '", value, "' is not a valid ", type));
+          absl::StrCat("parameter '", path, "': ", ClipKey(value), " is not a valid ", type));
     };
     switch (field->cpp_type()) {
       case pb::FieldDescriptor::CPPTYPE_INT32: {
@@ -513,11 +514,12 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
       res.set_header("Allow", "GET");
       res.status = 405;
       res.set_content(ErrorJson(grpc::StatusCode::UNIMPLEMENTED,
-                                absl::StrCat("method ", req.method, " not allowed on ", raw_path)),
+                                absl::StrCat("method ", ClipKey(req.method), " not allowed on ",
+                                             ClipKey(raw_path))),
                       "application/json");
       return;
     }
-    SendError(res, grpc::StatusCode::NOT_FOUND, absl::StrCat("no route for ", raw_path));
+    SendError(res, grpc::StatusCode::NOT_FOUND, absl::StrCat("no route for ", ClipKey(raw_path)));
     return;
   }
 
@@ -539,8 +541,8 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
     absl::StatusOr<std::string> value = PercentDecode(kv.second, /*plus_is_space=*/true);
     if (!name.ok() || !value.ok()) {
       SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
-                absl::StrCat("query parameter '", pair,
-                             "': ", (name.ok() ? value.status() : name.status()).message()));
+                absl::StrCat("query parameter ", ClipKey(pair), ": ",
+                             (name.ok() ? value.status() : name.status()).message()));
       return;
     }
     absl::Status s = SetQueryParameter(request.get(), bound, found->path.text(), *name, *value);

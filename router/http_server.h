@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -17,6 +19,17 @@ namespace kiq::router {
 // /healthz, /readyz) and the HTTP/JSON gateway (router/http_gateway.h). Handlers run on httplib's
 // threads and must be thread-safe. Register handlers, then Start; Stop (or the destructor) stops
 // serving.
+//
+// Request limits (Debian's cpp-httplib 0.11 is a compiled library: its CPPHTTPLIB_* bounds are
+// fixed, and it has no header-count limit or whole-request deadline): a request line over 8 KiB
+// is 414 and a header line over 8 KiB is 400 (httplib's own); more than kMaxHeaderCount headers
+// or kMaxHeaderBytes of them is 431, and a request with a body (no route takes one) is 413 as
+// soon as its headers say so, without reading it — both checked once httplib has read the
+// headers, so the count bounds what a handler sees, not what httplib buffered. Every read waits
+// at most kReadTimeout (httplib's timeout is per read, not per request: a client that stalls is
+// dropped, without an answer; one that trickles a byte at a time within it keeps its worker);
+// an idle keep-alive connection is closed after kKeepAliveTimeout. Error answers carry a JSON
+// body {"code":..,"message":..} like the gateway's.
 class HttpServer {
  public:
   struct Reply {
@@ -25,8 +38,13 @@ class HttpServer {
     std::string content_type = "text/plain; charset=utf-8";
   };
   using Handler = std::function<Reply()>;
-  // Concurrent HTTP connections served (open streams included).
-  static constexpr int kWorkerThreads = 64;
+  // Concurrent HTTP connections served (open streams included); more wait for a worker.
+  static constexpr int kWorkerThreads = 128;
+  static constexpr size_t kMaxHeaderCount = 100;
+  // Names and values of all headers together.
+  static constexpr size_t kMaxHeaderBytes = 64 * 1024;
+  static constexpr std::chrono::milliseconds kReadTimeout{500};
+  static constexpr std::chrono::seconds kKeepAliveTimeout{2};
 
   HttpServer();
   ~HttpServer();

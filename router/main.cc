@@ -12,10 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/flag_names.h"
+#include "common/flags.h"
 #include "common/kafka/client_config.h"
 #include "common/kafka/client_properties.h"
 #include "common/kafka/metadata.h"
 #include "common/logging.h"
+#include "common/protobuf_log.h"
 #include "common/topology/plan.h"
 #include "common/topology/topology_config.h"
 #include "router/frontend.h"
@@ -50,6 +52,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> args = kiq::NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
+  // Before abseil's parser, which exits 1 on a bad command line: ours is exit 2.
+  if (absl::Status s = kiq::CheckFlags(args); !s.ok()) {
+    std::fprintf(stderr, "kiq-router: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
 
   std::string id = absl::GetFlag(FLAGS_router_id);
@@ -59,11 +66,21 @@ int main(int argc, char** argv) {
     id = absl::StrCat("router-", host);
   }
   spdlog::set_pattern(absl::StrCat("%Y-%m-%dT%H:%M:%S.%e %^%l%$ router=", id, " %v"));
-  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  auto refuse = [](const std::string& message) {
+  kiq::RouteProtobufLogs();
+  auto refuse = [](absl::string_view message) {
     spdlog::error("refusing to start: {}", message);
     return 2;
   };
+  absl::StatusOr<spdlog::level::level_enum> level =
+      kiq::ParseLogLevel("--log-level", absl::GetFlag(FLAGS_log_level));
+  if (!level.ok()) return refuse(level.status().message());
+  spdlog::set_level(*level);
+  if (const int port = absl::GetFlag(FLAGS_grpc_port); port < 0 || port > 65535) {
+    return refuse("--grpc-port: must be between 0 and 65535");
+  }
+  if (const int port = absl::GetFlag(FLAGS_http_port); port < -1 || port > 65535) {
+    return refuse("--http-port: must be between 0 and 65535, or -1 for none");
+  }
   if (absl::GetFlag(FLAGS_config).empty()) return refuse("--config: a topology file is required");
   absl::StatusOr<kiq::UserKafkaSettings> settings = kiq::UserKafkaSettingsFromFlags(
       absl::GetFlag(FLAGS_kafka_config), absl::GetFlag(FLAGS_kafka_property));

@@ -3,6 +3,7 @@
 #include "common/grpc_status.h"
 #include "router/port/subscription.h"
 #include "router/query_service.h"
+#include "router/request_limits.h"
 #include "router/subscription_stream.h"
 
 namespace kiq::router {
@@ -37,15 +38,21 @@ bool ReadyPartition(const LocalStores& local, const std::string& store, int32_t 
 }
 
 // Runs `read` for every requested partition that is ACTIVE here and has reached the request's
-// position, on the pool; the others are answered with their status code.
+// position, on the pool; the others are answered with their status code. The positions of the
+// partitions held here are waited for first, on `waiter` when there is one.
 template <typename Request, typename Response, typename ReadPartition>
 grpc::ServerUnaryReactor* ServePartitions(const LocalStores& local, ThreadPool& pool,
+                                          PositionWaiter* waiter,
                                           grpc::CallbackServerContext* context,
                                           const Request* request, Response* response,
                                           ReadPartition read) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = CheckRequest(*request); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   const absl::Time deadline = RequestDeadline(*context);
-  pool.Schedule([&local, reactor, request, response, deadline, read] {
+  auto serve = [&local, reactor, request, response, deadline, read] {
     if (absl::StatusOr<StoreInfo> info = local.Describe(request->store()); !info.ok()) {
       reactor->Finish(ToGrpcStatus(info.status()));
       return;
@@ -68,7 +75,27 @@ grpc::ServerUnaryReactor* ServePartitions(const LocalStores& local, ThreadPool& 
       }
     }
     reactor->Finish(grpc::Status::OK);
-  });
+  };
+  if (waiter == nullptr || request->min_position().offsets().empty()) {
+    pool.Schedule(std::move(serve));
+    return reactor;
+  }
+  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> slot = waiter->Admit();
+  if (!slot.ok()) {
+    reactor->Finish(ToGrpcStatus(slot.status()));
+    return reactor;
+  }
+  kiq::v1::Position wait;
+  for (int32_t p : request->partitions()) {
+    if (!local.CheckReadable(request->store(), PartitionId(p)).ok()) continue;
+    wait.MergeFrom(PositionFor(request->min_position(), p));
+  }
+  // Whatever the wait's outcome, serve answers each partition: those still behind with the
+  // DEADLINE_EXCEEDED of a wait whose deadline has passed (it does not block then).
+  waiter->Wait(request->store(), std::move(wait), deadline, context,
+               [&pool, serve = std::move(serve), slot = *std::move(slot)](absl::Status) {
+                 pool.Schedule([serve, slot] { serve(); });
+               });
   return reactor;
 }
 
@@ -84,7 +111,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
   if (request->has_after()) after = request->after().value();
   const size_t limit = static_cast<size_t>(std::max(request->limit(), 1));
   return ServePartitions(
-      local_, pool_, context, request, response,
+      local_, pool_, waiter_, context, request, response,
       [this, request, range, after, limit](PartitionId p, kiq::v1::PartitionResult* result) {
         absl::StatusOr<std::vector<KeyValue>> run =
             local_.Scan(request->store(), p, range, after, limit);
@@ -101,7 +128,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
 grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
     grpc::CallbackServerContext* context, const kiq::v1::CountPartitionsRequest* request,
     kiq::v1::CountPartitionsResponse* response) {
-  return ServePartitions(local_, pool_, context, request, response,
+  return ServePartitions(local_, pool_, waiter_, context, request, response,
                          [this, request](PartitionId p, kiq::v1::PartitionResult* result) {
                            absl::StatusOr<int64_t> n = local_.EntryCount(request->store(), p);
                            if (!n.ok()) return n.status();
@@ -113,6 +140,9 @@ grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
 grpc::ServerWriteReactor<kiq::v1::PeerChange>* PeerServiceImpl::SubscribePartitions(
     grpc::CallbackServerContext* context, const kiq::v1::SubscribePartitionsRequest* request) {
   (void)context;
+  if (absl::Status s = CheckRequest(*request); !s.ok()) {
+    return new RefusedStream<kiq::v1::PeerChange>(ToGrpcStatus(s));
+  }
   SubscribeSpec spec;
   spec.store = request->store();
   switch (request->match_case()) {

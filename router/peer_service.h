@@ -3,6 +3,7 @@
 #include "kiq/v1/peer.grpc.pb.h"
 #include "router/port/local_stores.h"
 #include "router/port/subscription.h"
+#include "router/position_waiter.h"
 #include "router/thread_pool.h"
 
 namespace kiq::router {
@@ -10,11 +11,14 @@ namespace kiq::router {
 // Partition-scoped reads for other nodes' routers: scans and counts of the partitions this
 // node holds, each partition answered on its own (a partition that is not ACTIVE here is
 // reported with its status code, not as a failure of the call), and the change streams a
-// router fans subscriptions in from. Never forwards. Runs on
-// `pool`, off the completion threads. Thread-safe.
+// router fans subscriptions in from. Never forwards. Field sizes are checked first
+// (router/request_limits.h). Reads run on `pool`, off the completion threads; a request with a
+// min_position first waits on `waiter` (optional: without one the wait blocks a worker), so a
+// waiting request holds no worker. Thread-safe.
 class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
  public:
-  PeerServiceImpl(const LocalStores& local, ThreadPool& pool) : local_(local), pool_(pool) {}
+  PeerServiceImpl(const LocalStores& local, ThreadPool& pool, PositionWaiter* waiter = nullptr)
+      : local_(local), pool_(pool), waiter_(waiter) {}
 
   grpc::ServerUnaryReactor* ScanPartitions(grpc::CallbackServerContext* context,
                                            const kiq::v1::ScanPartitionsRequest* request,
@@ -30,6 +34,7 @@ class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
  private:
   const LocalStores& local_;
   ThreadPool& pool_;
+  PositionWaiter* const waiter_;
 };
 
 // The entries of `position` for one partition: what a node

@@ -104,22 +104,19 @@ bool QueryRouter::IsLocal(const kiq::v1::GetRequest& request) const {
   return local_.CheckReadable(request.store(), p).ok();
 }
 
-absl::Status QueryRouter::WaitLocal(absl::string_view store, const kiq::v1::Position& min_position,
-                                    PartitionId p, absl::Time deadline) const {
-  kiq::v1::Position wanted = PositionFor(min_position, p.value());
-  if (wanted.offsets().empty()) return absl::OkStatus();
-  return local_.WaitForPosition(store, wanted, deadline);
+kiq::v1::Position QueryRouter::LocalWaits(absl::string_view store,
+                                          const kiq::v1::Position& min_position) const {
+  kiq::v1::Position out;
+  for (const kiq::v1::PartitionOffset& po : min_position.offsets()) {
+    if (local_.CheckReadable(store, PartitionId(po.partition())).ok()) *out.add_offsets() = po;
+  }
+  return out;
 }
 
 absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetRequest& request,
                                                            const StoreInfo& info,
-                                                           const std::string& key, PartitionId p,
-                                                           absl::Time deadline) const {
-  if (request.has_min_position()) {
-    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline); !s.ok()) {
-      return s;
-    }
-  }
+                                                           const std::string& key,
+                                                           PartitionId p) const {
   kiq::v1::GetResponse response;
   // The value and the position it reflects, exactly.
   absl::StatusOr<std::optional<std::string>> value;
@@ -148,7 +145,12 @@ struct QueryRouter::PointRead {
   absl::Time deadline;
   bool forwarded = false;
   const grpc::CallbackServerContext* parent = nullptr;
+  // The entries of min_position for this partition: waited for before reading it here.
+  kiq::v1::Position wait;
+  bool waited = false;
   std::function<absl::StatusOr<Response>()> read_local;
+  // Optional: where read_local runs (inline if unset).
+  Executor run_local;
   AsyncForward<Response> forward;
   std::function<void(absl::StatusOr<Response>)> done;
   int attempt = 0;
@@ -164,13 +166,36 @@ struct QueryRouter::PointRead {
 // from the routing table; anything retriable (restoring, moving, owner unreachable) is tried
 // again after a backoff, within the deadline. Never guesses an owner.
 template <typename Response>
+void QueryRouter::ReadLocal(std::shared_ptr<PointRead<Response>> read) const {
+  absl::StatusOr<Response> response = read->read_local();
+  if (!response.ok()) return read->done(WithContext(response.status(), read->doing));
+  read->done(std::move(response));
+}
+
+template <typename Response>
 void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const {
   const PartitionId p = read->partition;
   absl::Status readable = local_.CheckReadable(read->store, p);
   if (readable.ok()) {
-    absl::StatusOr<Response> response = read->read_local();
-    if (!response.ok()) return read->done(WithContext(response.status(), read->doing));
-    return read->done(std::move(response));
+    // Read your writes: wait for the position first, without a thread when there is a waiter
+    // (then step again: the partition may have moved meanwhile).
+    if (!read->waited && !read->wait.offsets().empty()) {
+      read->waited = true;
+      if (cluster_.waiter != nullptr) {
+        cluster_.waiter->Wait(read->store, read->wait, read->deadline, read->parent,
+                              [this, read](absl::Status s) {
+                                if (!s.ok()) return read->done(WithContext(s, read->doing));
+                                StepPointRead(read);
+                              });
+        return;
+      }
+      absl::Status s = local_.WaitForPosition(read->store, read->wait, read->deadline);
+      if (!s.ok()) return read->done(WithContext(s, read->doing));
+    }
+    if (read->run_local) {
+      return read->run_local([this, read] { ReadLocal(read); });
+    }
+    return ReadLocal(std::move(read));
   }
   // A forwarded call is answered here or refused: it is never forwarded again.
   if (read->forwarded || cluster_.table == nullptr) {
@@ -248,9 +273,9 @@ absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>> Qu
   read->deadline = deadline;
   read->forwarded = forwarded;
   read->parent = parent;
+  read->wait = PositionFor(request.min_position(), read->partition.value());
   read->read_local = [this, &request, info = *std::move(info), key = *std::move(key),
-                      p = read->partition,
-                      deadline] { return LocalGet(request, info, key, p, deadline); };
+                      p = read->partition] { return LocalGet(request, info, key, p); };
   read->forward = [&request](PeerPool::Peer& peer, grpc::ClientContext* context,
                              kiq::v1::GetResponse* response,
                              std::function<void(grpc::Status)> done) {
@@ -267,9 +292,9 @@ absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
   return AwaitPointRead(*std::move(read));
 }
 
-void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
+void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
                            const grpc::CallbackServerContext* parent, GetCallback done) const {
-  auto read = NewGet(request, deadline, /*forwarded=*/false, parent);
+  auto read = NewGet(request, deadline, forwarded, parent);
   if (!read.ok()) return done(read.status());
   (*read)->done = std::move(done);
   StepPointRead(*std::move(read));
@@ -277,12 +302,7 @@ void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadli
 
 absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
     const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
-    PartitionId p, absl::Time deadline) const {
-  if (request.has_min_position()) {
-    if (absl::Status s = WaitLocal(request.store(), request.min_position(), p, deadline); !s.ok()) {
-      return s;
-    }
-  }
+    PartitionId p) const {
   kiq::v1::WindowFetchResponse response;
   const int64_t time_to =
       request.time_to() == 0 ? std::numeric_limits<int64_t>::max() : request.time_to();
@@ -317,9 +337,9 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
   return response;
 }
 
-absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
-    const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded,
-    const grpc::CallbackServerContext* parent) const {
+absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::WindowFetchResponse>>>
+QueryRouter::NewWindowFetch(const kiq::v1::WindowFetchRequest& request, absl::Time deadline,
+                            bool forwarded, const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
   if (!info.ok()) return info.status();
   if (!info->windowed()) {
@@ -341,13 +361,34 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
   read->deadline = deadline;
   read->forwarded = forwarded;
   read->parent = parent;
-  read->read_local = [&] { return LocalWindowFetch(request, *info, *key, p, deadline); };
+  read->wait = PositionFor(request.min_position(), p.value());
+  read->read_local = [this, &request, info = *std::move(info), key = *std::move(key), p] {
+    return LocalWindowFetch(request, info, key, p);
+  };
   read->forward = [&request](PeerPool::Peer& peer, grpc::ClientContext* context,
                              kiq::v1::WindowFetchResponse* response,
                              std::function<void(grpc::Status)> done) {
     peer.query->async()->WindowFetch(context, &request, response, std::move(done));
   };
-  return AwaitPointRead(std::move(read));
+  return read;
+}
+
+absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
+    const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded,
+    const grpc::CallbackServerContext* parent) const {
+  auto read = NewWindowFetch(request, deadline, forwarded, parent);
+  if (!read.ok()) return read.status();
+  return AwaitPointRead(*std::move(read));
+}
+
+void QueryRouter::WindowFetchAsync(const kiq::v1::WindowFetchRequest& request, absl::Time deadline,
+                                   bool forwarded, const grpc::CallbackServerContext* parent,
+                                   Executor run_local, WindowFetchCallback done) const {
+  auto read = NewWindowFetch(request, deadline, forwarded, parent);
+  if (!read.ok()) return done(read.status());
+  (*read)->run_local = std::move(run_local);
+  (*read)->done = std::move(done);
+  StepPointRead(*std::move(read));
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(

@@ -14,6 +14,7 @@
 #include "router/peer_pool.h"
 #include "router/port/local_stores.h"
 #include "router/port/subscription.h"
+#include "router/position_waiter.h"
 #include "router/query_metrics.h"
 #include "router/routing_table.h"
 
@@ -29,6 +30,9 @@ struct ClusterView {
   PeerPool* peers = nullptr;
   std::string self_node_id;
   QueryMetrics* metrics = nullptr;  // optional: peer calls by outcome
+  // Optional: read-your-writes waits of point reads without a thread. Without it they block
+  // the calling thread.
+  PositionWaiter* waiter = nullptr;
 };
 
 // Answers QueryService requests. Get: key → partition (the store's partitioner) → owner: read
@@ -56,11 +60,11 @@ class QueryRouter {
       const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded = false,
       const grpc::CallbackServerContext* parent = nullptr) const;
   // Get without blocking the calling thread: forwards with the async stub and retries on a
-  // timer; `done` runs once, on a gRPC thread. For requests without min_position (a wait for a
-  // position blocks: use Get on a worker for those). `request` and `parent` must stay valid
-  // until `done` runs.
+  // timer; `done` runs once, on a gRPC thread (or the waiter's). With min_position, the wait
+  // goes to the cluster's PositionWaiter (required then: without one it blocks). `request` and
+  // `parent` must stay valid until `done` runs.
   using GetCallback = std::function<void(absl::StatusOr<kiq::v1::GetResponse>)>;
-  void GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline,
+  void GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
                 const grpc::CallbackServerContext* parent, GetCallback done) const;
 
   // The windows of one key of a windowed store, routed like Get (locally, or forwarded once
@@ -68,6 +72,22 @@ class QueryRouter {
   absl::StatusOr<kiq::v1::WindowFetchResponse> WindowFetch(
       const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded = false,
       const grpc::CallbackServerContext* parent = nullptr) const;
+
+  // WindowFetch without blocking the calling thread, like GetAsync; the local read (a scan of
+  // the key's windows) is handed to `run_local` (e.g. a worker pool).
+  using Executor = std::function<void(std::function<void()>)>;
+  using WindowFetchCallback = std::function<void(absl::StatusOr<kiq::v1::WindowFetchResponse>)>;
+  void WindowFetchAsync(const kiq::v1::WindowFetchRequest& request, absl::Time deadline,
+                        bool forwarded, const grpc::CallbackServerContext* parent,
+                        Executor run_local, WindowFetchCallback done) const;
+
+  // Read your writes before a scan or count: the entries of `min_position` for the partitions
+  // of `store` readable here, which the scan would otherwise wait for on its thread (wait for
+  // them with a PositionWaiter first).
+  kiq::v1::Position LocalWaits(absl::string_view store,
+                               const kiq::v1::Position& min_position) const;
+  // Whether `store` is a store of the topology (metrics label only known stores).
+  bool KnowsStore(absl::string_view store) const { return local_.Describe(store).ok(); }
 
   absl::StatusOr<kiq::v1::ScanResponse> Range(
       const kiq::v1::RangeRequest& request, absl::Time deadline,
@@ -102,8 +122,13 @@ class QueryRouter {
   // Runs `read` to its end and returns its answer, blocking the calling thread.
   template <typename Response>
   absl::StatusOr<Response> AwaitPointRead(std::shared_ptr<PointRead<Response>> read) const;
+  template <typename Response>
+  void ReadLocal(std::shared_ptr<PointRead<Response>> read) const;
   absl::StatusOr<std::shared_ptr<PointRead<kiq::v1::GetResponse>>> NewGet(
       const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+      const grpc::CallbackServerContext* parent) const;
+  absl::StatusOr<std::shared_ptr<PointRead<kiq::v1::WindowFetchResponse>>> NewWindowFetch(
+      const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded,
       const grpc::CallbackServerContext* parent) const;
 
   // What one partition contributed to a scan or count.
@@ -136,18 +161,16 @@ class QueryRouter {
                 const grpc::CallbackServerContext* parent,
                 absl::flat_hash_map<int32_t, PartitionRead>* results,
                 absl::flat_hash_map<int32_t, absl::Status>* errors) const;
+  // The local reads of point reads; the read-your-writes wait comes before, in StepPointRead.
   absl::StatusOr<kiq::v1::GetResponse> LocalGet(const kiq::v1::GetRequest& request,
                                                 const StoreInfo& info, const std::string& key,
-                                                PartitionId p, absl::Time deadline) const;
+                                                PartitionId p) const;
   absl::StatusOr<StoreInfo> DescribeForRequest(absl::string_view store) const;
   // For Get: a windowed store is FAILED_PRECONDITION (its keys are read with WindowFetch).
   absl::StatusOr<StoreInfo> DescribeForPointRead(absl::string_view store) const;
-  // Read your writes on a local partition: waits for `min_position`'s offset of `p`, if any.
-  absl::Status WaitLocal(absl::string_view store, const kiq::v1::Position& min_position,
-                         PartitionId p, absl::Time deadline) const;
   absl::StatusOr<kiq::v1::WindowFetchResponse> LocalWindowFetch(
       const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
-      PartitionId p, absl::Time deadline) const;
+      PartitionId p) const;
   // Waits for the routing table to change or for a backoff; false if the deadline is too close
   // or the caller has gone.
   bool Backoff(uint64_t seen_version, int attempt, absl::Time deadline,

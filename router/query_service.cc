@@ -2,15 +2,19 @@
 
 #include <deque>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/status.h"
 #include "router/entry.h"
+#include "router/request_limits.h"
 #include "router/subscription_stream.h"
 
 namespace kiq::router {
 namespace {
 
 constexpr absl::Duration kMaxRequestTime = absl::Seconds(30);
+constexpr char kUnknownStoreLabel[] = "(unknown)";
 
 std::string CodeName(absl::StatusCode code) {
   std::string name = absl::StatusCodeToString(code);
@@ -49,8 +53,9 @@ void QueryServiceImpl::Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<
                               Response* response, absl::string_view method, absl::string_view store,
                               absl::string_view route, absl::Time started) const {
   if (metrics_ != nullptr) {
-    metrics_->RecordQuery(method, store, route, CodeName(result.status().code()),
-                          absl::Now() - started);
+    // Labels stay bounded: a store that is not in the topology is not a label value.
+    metrics_->RecordQuery(method, router_.KnowsStore(store) ? store : kUnknownStoreLabel, route,
+                          CodeName(result.status().code()), absl::Now() - started);
   }
   if (!result.ok()) {
     reactor->Finish(ToGrpcStatus(result.status()));
@@ -72,6 +77,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
                                                 kiq::v1::GetResponse* response) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = CheckRequest(*request); !s.ok()) {
+    Finish<kiq::v1::GetResponse>(reactor, s, response, "Get", request->store(), "local", started);
+    return reactor;
+  }
   const absl::Time deadline = RequestDeadline(*context);
   const bool forwarded = context->client_metadata().count(kForwardedHeader) > 0;
   // Answered inline when no wait and no forwarding can happen: a local point read, or a
@@ -79,61 +88,88 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
   if ((forwarded && !request->has_min_position()) || router_.IsLocal(*request)) {
     Finish(reactor, router_.Get(*request, deadline, forwarded), response, "Get", request->store(),
            "local", started);
-  } else if (!forwarded && !request->has_min_position()) {
-    // To the owner without blocking a thread: async forward, retries on a timer.
-    router_.GetAsync(
-        *request, deadline, context,
-        [this, reactor, request, response, started](absl::StatusOr<kiq::v1::GetResponse> result) {
-          Finish(reactor, std::move(result), response, "Get", request->store(), "forwarded",
-                 started);
-        });
-  } else {
-    // A read-your-writes wait blocks: on a worker.
-    pool_.Schedule([this, context, reactor, request, response, deadline, forwarded, started] {
-      Finish(reactor, router_.Get(*request, deadline, forwarded, context), response, "Get",
-             request->store(), forwarded ? "local" : "forwarded", started);
-    });
+    return reactor;
   }
+  std::shared_ptr<PositionWaiter::Slot> slot;
+  if (request->has_min_position()) {
+    absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted = waiter_.Admit();
+    if (!admitted.ok()) {
+      Finish<kiq::v1::GetResponse>(reactor, admitted.status(), response, "Get", request->store(),
+                                   forwarded ? "local" : "forwarded", started);
+      return reactor;
+    }
+    slot = *std::move(admitted);
+  }
+  // To the owner, or waiting for a position, without blocking a thread: async forward, retries
+  // on a timer, waits on the waiter.
+  router_.GetAsync(*request, deadline, forwarded, context,
+                   [this, reactor, request, response, started, forwarded,
+                    slot](absl::StatusOr<kiq::v1::GetResponse> result) {
+                     Finish(reactor, std::move(result), response, "Get", request->store(),
+                            forwarded ? "local" : "forwarded", started);
+                   });
+  return reactor;
+}
+
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
+    grpc::CallbackServerContext* context, const Request* request, Response* response,
+    absl::string_view method,
+    absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
+                                                 const grpc::CallbackServerContext*) const) {
+  const absl::Time started = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = CheckRequest(*request); !s.ok()) {
+    Finish<Response>(reactor, s, response, method, request->store(), "scatter", started);
+    return reactor;
+  }
+  const absl::Time deadline = RequestDeadline(*context);
+  auto scan = [this, context, reactor, request, response, deadline, started, method, run] {
+    Finish(reactor, (router_.*run)(*request, deadline, context), response, method, request->store(),
+           "scatter", started);
+  };
+  if (!request->has_min_position()) {
+    pool_.Schedule(std::move(scan));
+    return reactor;
+  }
+  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> slot = waiter_.Admit();
+  if (!slot.ok()) {
+    Finish<Response>(reactor, slot.status(), response, method, request->store(), "scatter",
+                     started);
+    return reactor;
+  }
+  waiter_.Wait(request->store(), router_.LocalWaits(request->store(), request->min_position()),
+               deadline, context,
+               [this, reactor, request, response, started, method, scan = std::move(scan),
+                slot = *std::move(slot)](absl::Status s) {
+                 if (!s.ok()) {
+                   Finish<Response>(
+                       reactor,
+                       WithContext(s, absl::StrCat(method, " store=", ClipKey(request->store()))),
+                       response, method, request->store(), "scatter", started);
+                   return;
+                 }
+                 wait_pool_.Schedule([scan, slot] { scan(); });
+               });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Range(grpc::CallbackServerContext* context,
                                                   const kiq::v1::RangeRequest* request,
                                                   kiq::v1::ScanResponse* response) {
-  const absl::Time started = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, context, reactor, request, response, deadline, started] {
-    Finish(reactor, router_.Range(*request, deadline, context), response, "Range", request->store(),
-           "scatter", started);
-  });
-  return reactor;
+  return Scatter(context, request, response, "Range", &QueryRouter::Range);
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::All(grpc::CallbackServerContext* context,
                                                 const kiq::v1::AllRequest* request,
                                                 kiq::v1::ScanResponse* response) {
-  const absl::Time started = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, context, reactor, request, response, deadline, started] {
-    Finish(reactor, router_.All(*request, deadline, context), response, "All", request->store(),
-           "scatter", started);
-  });
-  return reactor;
+  return Scatter(context, request, response, "All", &QueryRouter::All);
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* context,
                                                   const kiq::v1::CountRequest* request,
                                                   kiq::v1::CountResponse* response) {
-  const absl::Time started = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time deadline = RequestDeadline(*context);
-  pool_.Schedule([this, context, reactor, request, response, deadline, started] {
-    Finish(reactor, router_.Count(*request, deadline, context), response, "Count", request->store(),
-           "scatter", started);
-  });
-  return reactor;
+  return Scatter(context, request, response, "Count", &QueryRouter::Count);
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerContext* context,
@@ -141,13 +177,33 @@ grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerCont
                                                         kiq::v1::WindowFetchResponse* response) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time deadline = RequestDeadline(*context);
   const bool forwarded = context->client_metadata().count(kForwardedHeader) > 0;
-  // A range read of one key that may forward or wait: on a worker, like scans.
-  pool_.Schedule([this, context, reactor, request, response, deadline, forwarded, started] {
-    Finish(reactor, router_.WindowFetch(*request, deadline, forwarded, context), response,
-           "WindowFetch", request->store(), forwarded ? "local" : "forwarded", started);
-  });
+  const absl::string_view route = forwarded ? "local" : "forwarded";
+  if (absl::Status s = CheckRequest(*request); !s.ok()) {
+    Finish<kiq::v1::WindowFetchResponse>(reactor, s, response, "WindowFetch", request->store(),
+                                         route, started);
+    return reactor;
+  }
+  const absl::Time deadline = RequestDeadline(*context);
+  std::shared_ptr<PositionWaiter::Slot> slot;
+  if (request->has_min_position()) {
+    absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted = waiter_.Admit();
+    if (!admitted.ok()) {
+      Finish<kiq::v1::WindowFetchResponse>(reactor, admitted.status(), response, "WindowFetch",
+                                           request->store(), route, started);
+      return reactor;
+    }
+    slot = *std::move(admitted);
+  }
+  // A range read of one key: read on a worker, like scans; forwards and waits hold no thread.
+  router_.WindowFetchAsync(
+      *request, deadline, forwarded, context,
+      [this](std::function<void()> read) { pool_.Schedule(std::move(read)); },
+      [this, reactor, request, response, started, route,
+       slot](absl::StatusOr<kiq::v1::WindowFetchResponse> result) {
+        Finish(reactor, std::move(result), response, "WindowFetch", request->store(), route,
+               started);
+      });
   return reactor;
 }
 
@@ -156,11 +212,15 @@ grpc::ServerWriteReactor<kiq::v1::SubscribeResponse>* QueryServiceImpl::Subscrib
   (void)context;
   const absl::Time started = absl::Now();
   StoreInfo info;
-  absl::StatusOr<std::unique_ptr<Subscription>> subscription = router_.Subscribe(*request, &info);
+  absl::Status checked = CheckRequest(*request);
+  absl::StatusOr<std::unique_ptr<Subscription>> subscription =
+      checked.ok() ? router_.Subscribe(*request, &info)
+                   : absl::StatusOr<std::unique_ptr<Subscription>>(checked);
   if (!subscription.ok()) {
     if (metrics_ != nullptr) {
-      metrics_->RecordQuery("Subscribe", request->store(), "fan-in",
-                            CodeName(subscription.status().code()), absl::Now() - started);
+      metrics_->RecordQuery(
+          "Subscribe", router_.KnowsStore(request->store()) ? request->store() : kUnknownStoreLabel,
+          "fan-in", CodeName(subscription.status().code()), absl::Now() - started);
     }
     return new RefusedStream<kiq::v1::SubscribeResponse>(ToGrpcStatus(subscription.status()));
   }

@@ -1,21 +1,27 @@
 #pragma once
 
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/position_waiter.h"
 #include "router/query_metrics.h"
 #include "router/query_router.h"
 #include "router/thread_pool.h"
 
 namespace kiq::router {
 
-// The public kiq.v1.QueryService on the gRPC callback API. Point reads run inline in the
-// reaction (a RocksDB point lookup costs microseconds); scans, counts and read-your-writes
-// waits run on `pool` so that no completion thread ever blocks. Thread-safe; `router` and
-// `pool` must outlive the server.
+// The public kiq.v1.QueryService on the gRPC callback API. Every request's field sizes are
+// checked first (router/request_limits.h). Point reads run inline in the reaction (a RocksDB
+// point lookup costs microseconds) or, when forwarded, asynchronously; scans and counts run on
+// `pool` so that no completion thread ever blocks. Requests with a min_position (read your
+// writes) hold no worker while they wait: `waiter` watches their local positions (at most
+// PositionWaiter's limit of them, RESOURCE_EXHAUSTED past it), and their scans then run on
+// `wait_pool`, since gathering from peers that are still waiting blocks a thread. Thread-safe;
+// `router`, the pools and `waiter` must outlive the server.
 class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
  public:
   // `metrics` is optional.
-  QueryServiceImpl(const QueryRouter& router, ThreadPool& pool, QueryMetrics* metrics = nullptr)
-      : router_(router), pool_(pool), metrics_(metrics) {}
+  QueryServiceImpl(const QueryRouter& router, ThreadPool& pool, ThreadPool& wait_pool,
+                   PositionWaiter& waiter, QueryMetrics* metrics = nullptr)
+      : router_(router), pool_(pool), wait_pool_(wait_pool), waiter_(waiter), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const kiq::v1::GetRequest* request,
@@ -44,9 +50,18 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   void Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
               Response* response, absl::string_view method, absl::string_view store,
               absl::string_view route, absl::Time started) const;
+  // Runs a scan or count (`run`, on a worker), after waiting for its local min_position if any.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Scatter(
+      grpc::CallbackServerContext* context, const Request* request, Response* response,
+      absl::string_view method,
+      absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
+                                                   const grpc::CallbackServerContext*) const);
 
   const QueryRouter& router_;
   ThreadPool& pool_;
+  ThreadPool& wait_pool_;
+  PositionWaiter& waiter_;
   QueryMetrics* const metrics_;
 };
 

@@ -17,7 +17,7 @@ absl::StatusOr<StoreInfo> StoreCatalog::Describe(absl::string_view store) const 
   for (const StoreInfo& info : stores_) {
     if (info.name == store) return info;
   }
-  return absl::NotFoundError(absl::StrCat("unknown store \"", store, "\""));
+  return absl::NotFoundError(absl::StrCat("unknown store ", ClipKey(store)));
 }
 
 absl::Status StoreCatalog::CheckReadable(absl::string_view store, PartitionId p) const {

@@ -25,11 +25,13 @@ void PositionTracker::Advance(absl::string_view store, absl::string_view topic, 
                               Offset next) {
   absl::MutexLock lock(&mu_);
   next_[Key(std::string(store), std::string(topic), p.value())] = next.value();
+  ++version_;
 }
 
 void PositionTracker::Forget(absl::string_view store, absl::string_view topic, PartitionId p) {
   absl::MutexLock lock(&mu_);
   next_.erase(Key(std::string(store), std::string(topic), p.value()));
+  ++version_;
 }
 
 std::optional<Offset> PositionTracker::Get(absl::string_view store, absl::string_view topic,
@@ -38,6 +40,17 @@ std::optional<Offset> PositionTracker::Get(absl::string_view store, absl::string
   auto it = next_.find(Key(std::string(store), std::string(topic), p.value()));
   if (it == next_.end()) return std::nullopt;
   return Offset(it->second);
+}
+
+uint64_t PositionTracker::version() const {
+  absl::MutexLock lock(&mu_);
+  return version_;
+}
+
+void PositionTracker::WaitForChange(uint64_t seen, absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return version_ != seen; };
+  mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
 }
 
 const kiq::v1::PartitionOffset* PositionTracker::Behind(absl::string_view store,

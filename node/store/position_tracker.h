@@ -46,6 +46,11 @@ class PositionTracker {
   absl::Status WaitFor(absl::string_view store, const kiq::v1::Position& min,
                        absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Changes on every Advance and Forget; WaitForChange returns once it differs from `seen` or
+  // at `deadline`. For a thread that watches many waits at once (router/position_waiter.h).
+  uint64_t version() const ABSL_LOCKS_EXCLUDED(mu_);
+  void WaitForChange(uint64_t seen, absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   using Key = std::tuple<std::string, std::string, int32_t>;
   // The first entry of `min` not reached, or nullptr.
@@ -55,6 +60,7 @@ class PositionTracker {
   std::atomic<uint64_t> commits_{0};  // odd while a batch commits
   mutable absl::Mutex mu_;
   absl::flat_hash_map<Key, int64_t> next_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kiq::node

@@ -78,6 +78,13 @@ class LocalStores {
   virtual absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                        absl::Time deadline) const = 0;
 
+  // A number that changes whenever a position here moves, and a wait for it to change (or for
+  // `deadline`): one thread watches many read-your-writes waits with these
+  // (router/position_waiter.h), checking each with WaitForPosition(..., absl::InfinitePast()).
+  // Default (nothing here ever moves, or a test double): 0, and a sleep until `deadline`.
+  virtual uint64_t PositionVersion() const { return 0; }
+  virtual void WaitForPositionChange(uint64_t seen, absl::Time deadline) const;
+
   // Push query over partitions held here: registers a subscriber for every change of
   // `spec.store` matching `spec.match` in `spec.partitions` (all if empty), resuming those in
   // `spec.resume`. Each must be ACTIVE here (UNAVAILABLE naming the others otherwise); a

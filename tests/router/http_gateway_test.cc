@@ -26,6 +26,7 @@ namespace {
 using ::kiq::testing::IsOkAndHolds;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::Pair;
 using Bindings = std::vector<std::pair<std::string, std::string>>;
 
@@ -274,6 +275,16 @@ TEST_F(HttpGatewayTest, ErrorsAreJsonWithGrpcGatewayStatuses) {
   EXPECT_THAT(doc["message"].GetString(), HasSubstr("already bound"));
   doc = GetJson("/test/v1/nothing/here", 404);
   EXPECT_EQ(doc["code"].GetInt(), 5);
+}
+
+TEST_F(HttpGatewayTest, ErrorsEchoUserInputClipped) {
+  const std::string long_value(4000, 'v');
+  rapidjson::Document doc = GetJson("/test/v1/echo/x?numbers=" + long_value, 400);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("...(4000 bytes)"));
+  EXPECT_THAT(doc["message"].GetString(), Not(HasSubstr(std::string(100, 'v'))));
+  doc = GetJson("/test/v1/nothing/" + std::string(4000, 'p'), 404);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("bytes)"));
+  EXPECT_THAT(doc["message"].GetString(), Not(HasSubstr(std::string(100, 'p'))));
 }
 
 TEST_F(HttpGatewayTest, WrongMethodIs405) {

@@ -1,0 +1,472 @@
+#include "router/query_service.h"
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kiq/v1/peer.grpc.pb.h"
+#include "kiq/v1/query.grpc.pb.h"
+#include "router/peer_service.h"
+#include "router/position_waiter.h"
+#include "router/query_router.h"
+#include "router/request_limits.h"
+#include "router/thread_pool.h"
+
+namespace kiq::router {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kStore[] = "orders";
+constexpr char kTopic[] = "orders-in";
+constexpr int32_t kPartitions = 4;
+// Enough for any answer here; the ones that must be prompt are checked against kPrompt.
+constexpr absl::Duration kPrompt = absl::Seconds(1);
+
+// One store of kPartitions partitions, all ACTIVE here, with a position per partition that the
+// test moves (the version and WaitForPositionChange follow it, as the node's tracker does).
+class FakeStores : public LocalStores {
+ public:
+  FakeStores() {
+    for (int32_t p = 0; p < kPartitions; ++p) next_[p] = 10;
+    data_["apple"] = "1";
+    data_["banana"] = "2";
+  }
+
+  void SetNext(int32_t p, int64_t next) {
+    absl::MutexLock lock(&mu_);
+    next_[p] = next;
+    ++version_;
+  }
+
+  absl::StatusOr<StoreInfo> Describe(absl::string_view store) const override {
+    if (store != kStore) return absl::NotFoundError(absl::StrCat("unknown store ", ClipKey(store)));
+    StoreInfo info;
+    info.name = kStore;
+    info.kind = "table";
+    info.num_partitions = kPartitions;
+    info.value_kind = ValueKind::kString;
+    return info;
+  }
+  std::vector<StoreInfo> ListStores() const override { return {*Describe(kStore)}; }
+  absl::Status CheckReadable(absl::string_view store, PartitionId p) const override {
+    if (p.value() < 0 || p.value() >= kPartitions) return absl::UnavailableError("no partition");
+    return Describe(store).status();
+  }
+  absl::StatusOr<std::optional<std::string>> Get(absl::string_view, PartitionId,
+                                                 absl::string_view key) const override {
+    auto it = data_.find(std::string(key));
+    if (it == data_.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
+  }
+  // Every key is in every partition's scan (the test does not care about placement).
+  absl::StatusOr<std::vector<KeyValue>> Scan(absl::string_view, PartitionId p,
+                                             const KeyRange& range,
+                                             const std::optional<std::string>& after,
+                                             size_t limit) const override {
+    std::vector<KeyValue> out;
+    if (p.value() != 0) return out;
+    for (const auto& [k, v] : data_) {
+      if (out.size() >= limit) break;
+      if ((range.from && k < *range.from) || (range.to && k > *range.to)) continue;
+      if (after && k <= *after) continue;
+      out.push_back(KeyValue{k, v, p});
+    }
+    return out;
+  }
+  absl::StatusOr<int64_t> EntryCount(absl::string_view, PartitionId p) const override {
+    return p.value() == 0 ? static_cast<int64_t>(data_.size()) : 0;
+  }
+  void AppendPosition(absl::string_view, PartitionId p, kiq::v1::Position* out) const override {
+    absl::MutexLock lock(&mu_);
+    kiq::v1::PartitionOffset* po = out->add_offsets();
+    po->set_topic(kTopic);
+    po->set_partition(p.value());
+    po->set_offset(next_.at(p.value()));
+  }
+  absl::Status WaitForPosition(absl::string_view, const kiq::v1::Position& min,
+                               absl::Time deadline) const override {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const kiq::v1::PartitionOffset& po : min.offsets()) {
+        auto it = next_.find(po.partition());
+        if (po.topic() != kTopic || it == next_.end() || it->second < po.offset()) return false;
+      }
+      return true;
+    };
+    if (mu_.AwaitWithDeadline(absl::Condition(&reached), deadline)) return absl::OkStatus();
+    return absl::DeadlineExceededError("fake: min_position not reached");
+  }
+  uint64_t PositionVersion() const override {
+    absl::MutexLock lock(&mu_);
+    return version_;
+  }
+  void WaitForPositionChange(uint64_t seen, absl::Time deadline) const override {
+    absl::MutexLock lock(&mu_);
+    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return version_ != seen; };
+    mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
+  }
+
+ private:
+  std::map<std::string, std::string> data_;
+  mutable absl::Mutex mu_;
+  std::map<int32_t, int64_t> next_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+constexpr int64_t kFarOffset = 1000000000;
+
+// A position no partition has reached (yet).
+kiq::v1::Position Unreachable() {
+  kiq::v1::Position position;
+  for (int32_t p = 0; p < kPartitions; ++p) {
+    kiq::v1::PartitionOffset* po = position.add_offsets();
+    po->set_topic(kTopic);
+    po->set_partition(p);
+    po->set_offset(kFarOffset);
+  }
+  return position;
+}
+
+// QueryService and PeerService on 127.0.0.1:0 over FakeStores, with small pools (4 workers)
+// and a waiter limit of kMaxWaiting, as a node runs them.
+class QueryServiceTest : public ::testing::Test {
+ protected:
+  static constexpr int kMaxWaiting = 24;
+
+  QueryServiceTest() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&query_service_);
+    builder.RegisterService(&peer_service_);
+    server_ = builder.BuildAndStart();
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
+    query_ = kiq::v1::QueryService::NewStub(channel_);
+    peer_ = kiq::v1::PeerService::NewStub(channel_);
+  }
+  ~QueryServiceTest() override {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(5)) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return context;
+  }
+
+  grpc::Status GetKey(const std::string& store, const std::string& key,
+                      kiq::v1::GetResponse* response) {
+    kiq::v1::GetRequest request;
+    request.set_store(store);
+    request.set_key(key);
+    return query_->Get(Context().get(), request, response);
+  }
+
+  // Waits until `n` requests are waiting in the waiter (or fails after 5 s).
+  bool WaitForWaiting(int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (waiter_.waiting() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
+    return waiter_.waiting() >= n;
+  }
+
+  FakeStores stores_;
+  PositionWaiter waiter_{stores_, kMaxWaiting};
+  QueryRouter router_{stores_, ClusterView{nullptr, nullptr, "self", nullptr, &waiter_}};
+  ThreadPool pool_{4};
+  ThreadPool wait_pool_{4};
+  QueryServiceImpl query_service_{router_, pool_, wait_pool_, waiter_};
+  PeerServiceImpl peer_service_{stores_, pool_, &waiter_};
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<kiq::v1::QueryService::Stub> query_;
+  std::unique_ptr<kiq::v1::PeerService::Stub> peer_;
+};
+
+// --- Request field limits ---
+
+TEST_F(QueryServiceTest, HugeStoreNameIsInvalidArgumentAtOnceAndTheChannelStaysUsable) {
+  for (size_t size : {size_t{250}, size_t{100 * 1000}, size_t{1024 * 1024}}) {
+    SCOPED_TRACE(size);
+    const absl::Time start = absl::Now();
+    kiq::v1::GetResponse response;
+    grpc::Status status = GetKey(std::string(size, 's'), "apple", &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_LT(absl::Now() - start, kPrompt);
+    EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat("store is ", size, " bytes")));
+    EXPECT_LT(status.error_message().size(), 200u);
+    // The next call on the same channel works.
+    status = GetKey(kStore, "apple", &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(response.found());
+  }
+}
+
+TEST_F(QueryServiceTest, EveryRequestChecksItsFieldSizesFirst) {
+  const std::string huge(kMaxKeyBytes + 1, 'k');
+  kiq::v1::GetRequest get;
+  get.set_store(kStore);
+  get.set_key_bytes(huge);
+  kiq::v1::GetResponse get_response;
+  grpc::Status s = query_->Get(Context().get(), get, &get_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("key_bytes is 65537 bytes, over the limit of 65536"));
+
+  kiq::v1::RangeRequest range;
+  range.set_store(kStore);
+  range.set_to(huge);
+  kiq::v1::ScanResponse scan;
+  s = query_->Range(Context().get(), range, &scan);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("to is 65537 bytes"));
+
+  kiq::v1::AllRequest all;
+  all.set_store(kStore);
+  all.set_page_token(std::string(kMaxPageTokenBytes + 1, 'A'));
+  s = query_->All(Context().get(), all, &scan);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("page_token is"));
+
+  kiq::v1::CountRequest count;
+  count.set_store(std::string(300, 'c'));
+  kiq::v1::CountResponse count_response;
+  s = query_->Count(Context().get(), count, &count_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  kiq::v1::SubscribeRequest subscribe;
+  subscribe.set_store(kStore);
+  subscribe.set_key_prefix(huge);
+  auto context = Context();
+  auto reader = query_->Subscribe(context.get(), subscribe);
+  kiq::v1::SubscribeResponse event;
+  EXPECT_FALSE(reader->Read(&event));
+  s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("key_prefix is 65537 bytes"));
+
+  kiq::v1::ScanPartitionsRequest peer_scan;
+  peer_scan.set_store(kStore);
+  peer_scan.add_partitions(0);
+  peer_scan.mutable_after()->set_value(huge);
+  kiq::v1::ScanPartitionsResponse peer_response;
+  s = peer_->ScanPartitions(Context().get(), peer_scan, &peer_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("after is 65537 bytes"));
+}
+
+TEST_F(QueryServiceTest, UnknownStoreIsNotFoundWithTheNameClipped) {
+  kiq::v1::GetResponse response;
+  grpc::Status status = GetKey(std::string(200, 'u'), "apple", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("(200 bytes)"));
+  EXPECT_THAT(status.error_message(), Not(HasSubstr(std::string(100, 'u'))));
+}
+
+// A body that is not a GetRequest (invalid UTF-8 in a proto3 string, or garbage) is refused
+// by gRPC before any handler runs: the client sees a non-OK status at once, and the channel
+// stays usable. (Which code is gRPC's choice; the README documents it.)
+TEST_F(QueryServiceTest, UnparsableRequestIsRefusedAndTheChannelStaysUsable) {
+  grpc::GenericStub generic(channel_);
+  for (const std::string& body :
+       {std::string("\x0a\x01\xff", 3), std::string("\xff\xff\xff\xff\xff\xff", 6)}) {
+    grpc::Slice slice(body);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer reply;
+    auto context = Context();
+    absl::Notification finished;
+    grpc::Status status;
+    const absl::Time start = absl::Now();
+    generic.UnaryCall(context.get(), "/kiq.v1.QueryService/Get", grpc::StubOptions(), &request,
+                      &reply, [&](grpc::Status s) {
+                        status = std::move(s);
+                        finished.Notify();
+                      });
+    ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(5)));
+    EXPECT_FALSE(status.ok());
+    std::cerr << "unparsable request answered " << status.error_code() << " \""
+              << status.error_message() << "\"\n";
+    EXPECT_LT(absl::Now() - start, kPrompt);
+    kiq::v1::GetResponse response;
+    grpc::Status next = GetKey(kStore, "apple", &response);
+    EXPECT_TRUE(next.ok()) << next.error_message();
+  }
+}
+
+// --- Waiting requests ---
+
+// Requests waiting for a position that does not come hold no worker: with every worker's worth
+// of them (and more) waiting, All, Range and Count still answer; past the limit, a waiter is
+// refused; once the position comes, every waiter answers.
+TEST_F(QueryServiceTest, WaitersOnAnUnreachablePositionDoNotStarveScans) {
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> context;
+    kiq::v1::GetRequest get;
+    kiq::v1::GetResponse get_response;
+    kiq::v1::AllRequest all;
+    kiq::v1::ScanResponse scan_response;
+    kiq::v1::ScanPartitionsRequest peer_scan;
+    kiq::v1::ScanPartitionsResponse peer_response;
+    grpc::Status status;
+  };
+  absl::Mutex mu;
+  int done = 0;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int i = 0; i < kMaxWaiting; ++i) {
+    auto call = std::make_unique<Call>();
+    call->context = Context(absl::Seconds(20));
+    Call* c = call.get();
+    auto finished = [&mu, &done, c](grpc::Status status) {
+      absl::MutexLock lock(&mu);
+      c->status = std::move(status);
+      ++done;
+    };
+    // Point reads, scans and peer scans, all waiting for partition 0's offset.
+    if (i % 3 == 0) {
+      c->get.set_store(kStore);
+      c->get.set_key("apple");
+      *c->get.mutable_min_position() = Unreachable();
+      query_->async()->Get(c->context.get(), &c->get, &c->get_response, finished);
+    } else if (i % 3 == 1) {
+      c->all.set_store(kStore);
+      *c->all.mutable_min_position() = Unreachable();
+      query_->async()->All(c->context.get(), &c->all, &c->scan_response, finished);
+    } else {
+      c->peer_scan.set_store(kStore);
+      c->peer_scan.add_partitions(0);
+      c->peer_scan.set_limit(10);
+      *c->peer_scan.mutable_min_position() = Unreachable();
+      peer_->async()->ScanPartitions(c->context.get(), &c->peer_scan, &c->peer_response, finished);
+    }
+    calls.push_back(std::move(call));
+  }
+  // However the test ends, no call is left in flight when its context goes.
+  auto all_done = [&done]() { return done == kMaxWaiting; };
+  absl::Cleanup finish_calls = [&] {
+    for (const auto& c : calls) c->context->TryCancel();
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&all_done));
+  };
+  ASSERT_TRUE(WaitForWaiting(kMaxWaiting)) << "waiting: " << waiter_.waiting();
+
+  // Scans, counts and peer calls without a position answer at once.
+  const absl::Time start = absl::Now();
+  kiq::v1::AllRequest all;
+  all.set_store(kStore);
+  kiq::v1::ScanResponse scan;
+  grpc::Status s = query_->All(Context(kPrompt).get(), all, &scan);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(scan.entries_size(), 2);
+  kiq::v1::RangeRequest range;
+  range.set_store(kStore);
+  range.set_from("a");
+  range.set_to("b");
+  s = query_->Range(Context(kPrompt).get(), range, &scan);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(scan.entries_size(), 1);
+  kiq::v1::CountRequest count;
+  count.set_store(kStore);
+  kiq::v1::CountResponse count_response;
+  s = query_->Count(Context(kPrompt).get(), count, &count_response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(count_response.count(), 2);
+  kiq::v1::CountPartitionsRequest peer_count;
+  peer_count.set_store(kStore);
+  peer_count.add_partitions(0);
+  kiq::v1::CountPartitionsResponse peer_count_response;
+  s = peer_->CountPartitions(Context(kPrompt).get(), peer_count, &peer_count_response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_LT(absl::Now() - start, kPrompt);
+
+  // One more waiter is refused at once.
+  kiq::v1::GetRequest get;
+  get.set_store(kStore);
+  get.set_key("apple");
+  *get.mutable_min_position() = Unreachable();
+  kiq::v1::GetResponse get_response;
+  s = query_->Get(Context(kPrompt).get(), get, &get_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  kiq::v1::CountRequest waiting_count = count;
+  *waiting_count.mutable_min_position() = Unreachable();
+  s = query_->Count(Context(kPrompt).get(), waiting_count, &count_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+
+  // The position comes: every waiter answers, promptly.
+  const absl::Time moved = absl::Now();
+  for (int32_t p = 0; p < kPartitions; ++p) stores_.SetNext(p, kFarOffset);
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(5)));
+  }
+  EXPECT_LT(absl::Now() - moved, kPrompt);
+  for (const auto& c : calls) {
+    EXPECT_TRUE(c->status.ok()) << c->status.error_message();
+    if (c->get.has_min_position()) {
+      EXPECT_TRUE(c->get_response.found());
+    }
+    if (c->peer_scan.has_min_position()) {
+      ASSERT_EQ(c->peer_response.partitions_size(), 1);
+      EXPECT_EQ(c->peer_response.partitions(0).code(), 0);
+      EXPECT_EQ(c->peer_response.partitions(0).entries_size(), 2);
+    }
+  }
+  EXPECT_EQ(waiter_.waiting(), 0);
+  // The slots are free again.
+  s = query_->Get(Context(kPrompt).get(), get, &get_response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(QueryServiceTest, WaiterPastItsDeadlineIsDeadlineExceededAndLeaves) {
+  kiq::v1::GetRequest get;
+  get.set_store(kStore);
+  get.set_key("apple");
+  *get.mutable_min_position() = Unreachable();
+  kiq::v1::GetResponse response;
+  // The server's deadline is the client's: ask with a longer client deadline than the wait.
+  auto context = Context(absl::Milliseconds(300));
+  const absl::Time start = absl::Now();
+  grpc::Status s = query_->Get(context.get(), get, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(absl::Now() - start, kPrompt);
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (waiter_.waiting() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
+  EXPECT_EQ(waiter_.waiting(), 0);
+}
+
+TEST_F(QueryServiceTest, CancelledWaiterLeavesTheWaiter) {
+  kiq::v1::GetRequest get;
+  get.set_store(kStore);
+  get.set_key("apple");
+  *get.mutable_min_position() = Unreachable();
+  kiq::v1::GetResponse response;
+  auto context = Context(absl::Seconds(20));
+  absl::Notification finished;
+  query_->async()->Get(context.get(), &get, &response,
+                       [&finished](grpc::Status) { finished.Notify(); });
+  ASSERT_TRUE(WaitForWaiting(1));
+  context->TryCancel();
+  ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (waiter_.waiting() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
+  EXPECT_EQ(waiter_.waiting(), 0);
+}
+
+}  // namespace
+}  // namespace kiq::router
