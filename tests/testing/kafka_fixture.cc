@@ -143,7 +143,8 @@ std::string KafkaFixture::Topic(const std::string& plain) const {
 std::string KafkaFixture::ApplicationId(const std::string& plain) const { return plain + unique_; }
 
 absl::StatusOr<std::unique_ptr<NodeProcess>> KafkaFixture::LaunchNode(
-    const std::string& config, const std::string& node_id, std::vector<std::string> extra_flags) {
+    const std::string& config, const std::string& node_id, std::vector<std::string> extra_flags,
+    bool default_group_timeouts) {
   absl::StatusOr<std::string> topology = TopologyFor(config);
   if (!topology.ok()) return topology.status();
   NodeProcess::Options options;
@@ -152,6 +153,7 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> KafkaFixture::LaunchNode(
   options.node_id = node_id;
   options.data_dir = dir_ + "/data-" + node_id;
   options.extra_flags = std::move(extra_flags);
+  options.default_group_timeouts = default_group_timeouts;
   return NodeProcess::Start(dir_, std::move(options));
 }
 

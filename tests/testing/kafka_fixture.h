@@ -69,9 +69,10 @@ class KafkaFixture : public ::testing::Test {
 
   // A kiq-node for `config` on this Kafka; node `node_id` keeps its data in
   // data-<node_id>, so starting it again restarts it on the same stores.
-  absl::StatusOr<std::unique_ptr<NodeProcess>> LaunchNode(
-      const std::string& config, const std::string& node_id = "n1",
-      std::vector<std::string> extra_flags = {});
+  absl::StatusOr<std::unique_ptr<NodeProcess>> LaunchNode(const std::string& config,
+                                                          const std::string& node_id = "n1",
+                                                          std::vector<std::string> extra_flags = {},
+                                                          bool default_group_timeouts = false);
   // A kiq-router for `config` on this Kafka.
   absl::StatusOr<std::unique_ptr<NodeProcess>> LaunchRouter(const std::string& config);
 

@@ -133,11 +133,13 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
       "--http-port=0",
       "--port-file=" + port_file,
       "--data-dir=" + options.data_dir,
-      // The dev Kafka does not replace a static member that restarts (real brokers do), so a
-      // node killed and restarted in a test waits for its old session to expire: keep it short.
-      // 6 s is also the shortest a real broker accepts by default (group.min.session.timeout.ms).
-      "--kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500",
   };
+  if (!options.default_group_timeouts) {
+    // The dev Kafka does not replace a static member that restarts (real brokers do), so a
+    // node killed and restarted in a test waits for its old session to expire: keep it short.
+    // 6 s is also the shortest a real broker accepts by default (group.min.session.timeout.ms).
+    argv.push_back("--kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500");
+  }
   argv.insert(argv.end(), options.extra_flags.begin(), options.extra_flags.end());
   return Launch(argv, port_file, absl::StrCat(dir, "/", options.node_id, ".log"));
 }

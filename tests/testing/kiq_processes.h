@@ -78,6 +78,8 @@ class NodeProcess {
     std::string node_id = "n1";
     std::string data_dir;
     std::vector<std::string> extra_flags;
+    // kiq-node's own session and heartbeat timeouts instead of the tests' shorter ones.
+    bool default_group_timeouts = false;
   };
   static absl::StatusOr<std::unique_ptr<NodeProcess>> Start(const std::string& dir,
                                                             Options options);
