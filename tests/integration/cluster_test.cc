@@ -31,8 +31,8 @@ class ClusterTest : public KafkaFixture {
  protected:
   void SetUp() override { StartKafka("cluster", OrdersDemoTopics(kPartitions)); }
 
-  void StartNode(const std::string& id) {
-    auto node = LaunchNode(ExampleTopology("orders"), id);
+  void StartNode(const std::string& id, bool default_group_timeouts = false) {
+    auto node = LaunchNode(ExampleTopology("orders"), id, {}, default_group_timeouts);
     ASSERT_OK(node);
     clients_[id] = std::make_shared<NodeClient>((*node)->target());
     nodes_[id] = std::move(*node);
@@ -181,6 +181,40 @@ class ClusterTest : public KafkaFixture {
         absl::SleepFor(next - absl::Now());
       }
     });
+  }
+
+  // Each of `ids` caught up with everything produced, and a scan of order_count through it
+  // (`page` entries a page) equal to the truth.
+  void ExpectEveryNodeHoldsTheTruth(const std::vector<std::string>& ids, int page) {
+    for (const std::string& id : ids) WaitCaughtUp(id);
+    for (const std::string& via : ids) {
+      grpc::Status scan_status;
+      EXPECT_EQ(clients_[via]->Scan("order_count", page, "", "", nullptr, &scan_status),
+                TruthCounts())
+          << via << " " << scan_status.error_message();
+    }
+  }
+
+  // The first of `users` whose partition `node` owns (empty if none), as `via` routes it.
+  std::string KeyOwnedBy(const std::vector<std::string>& users, const std::string& node,
+                         const std::string& via) {
+    for (const std::string& user : users) {
+      kiq::v1::NodeForKeyResponse owner;
+      EXPECT_TRUE(clients_[via]->NodeForKey("order_count", user, &owner).ok());
+      if (owner.owner().node_id() == node) return user;
+    }
+    return "";
+  }
+
+  // n1 and n2 up, one order for each of `n` users counted: the users.
+  std::vector<std::string> TwoNodesAndAnOrderPerUser(int n) {
+    StartNode("n1");
+    StartNode("n2");
+    std::vector<std::string> users;
+    for (int i = 0; i < n; ++i) users.push_back(absl::StrCat("user-", i));
+    for (const std::string& user : users) Order(user);
+    WaitCaughtUp("n1");
+    return users;
   }
 
   std::string AllLogs() {
@@ -344,15 +378,7 @@ TEST_F(ClusterTest, KillNineMovesPartitionsAndCountsStayExact) {
   for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
 
   // A key n2 owns, asked through n1 right after n2 dies.
-  std::string victim_key;
-  for (const std::string& user : users) {
-    kiq::v1::NodeForKeyResponse owner;
-    ASSERT_TRUE(clients_["n1"]->NodeForKey("order_count", user, &owner).ok());
-    if (owner.owner().node_id() == "n2") {
-      victim_key = user;
-      break;
-    }
-  }
+  const std::string victim_key = KeyOwnedBy(users, "n2", "n1");
   ASSERT_FALSE(victim_key.empty());
   nodes_["n2"]->process().Kill();
   kiq::v1::GetResponse response;
@@ -372,24 +398,14 @@ TEST_F(ClusterTest, KillNineMovesPartitionsAndCountsStayExact) {
 
   StartNode("n2");
   for (int i = 0; i < 200; ++i) Order(users[rng() % users.size()]);
-  for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
-  for (const char* via : {"n1", "n2", "n3"}) {
-    grpc::Status scan_status;
-    EXPECT_EQ(clients_[via]->Scan("order_count", 50, "", "", nullptr, &scan_status), TruthCounts())
-        << via << " " << scan_status.error_message();
-  }
+  ExpectEveryNodeHoldsTheTruth({"n1", "n2", "n3"}, 50);
 }
 
 // Failover with kiq's own defaults (session.timeout.ms=10000): after a kill -9 the dead
 // node's partitions answer again through another node within 40 s. (Before: librdkafka's
 // default of 45 s; measured 45.9 s on a real broker, 9.8 s with the new default — README.)
 TEST_F(ClusterTest, KillNineFailsOverWithinTheDefaultSessionTimeout) {
-  for (const char* id : {"n1", "n2"}) {
-    auto node = LaunchNode(ExampleTopology("orders"), id, {}, /*default_group_timeouts=*/true);
-    ASSERT_OK(node);
-    clients_[id] = std::make_shared<NodeClient>((*node)->target());
-    nodes_[id] = std::move(*node);
-  }
+  for (const char* id : {"n1", "n2"}) StartNode(id, /*default_group_timeouts=*/true);
   ASSERT_TRUE(WaitFor(
       [&] {
         return clients_["n1"]->SettledOwners({"n1", "n2"}, kPartitions).has_value();
@@ -400,15 +416,7 @@ TEST_F(ClusterTest, KillNineFailsOverWithinTheDefaultSessionTimeout) {
   for (int i = 0; i < 30; ++i) users.push_back(absl::StrCat("user-", i));
   for (const std::string& user : users) Order(user);
   WaitCaughtUp("n1");
-  std::string victim_key;
-  for (const std::string& user : users) {
-    kiq::v1::NodeForKeyResponse owner;
-    ASSERT_TRUE(clients_["n1"]->NodeForKey("order_count", user, &owner).ok());
-    if (owner.owner().node_id() == "n2") {
-      victim_key = user;
-      break;
-    }
-  }
+  const std::string victim_key = KeyOwnedBy(users, "n2", "n1");
   ASSERT_FALSE(victim_key.empty());
   nodes_["n2"]->process().Kill();
   const absl::Time killed = absl::Now();
@@ -425,12 +433,7 @@ TEST_F(ClusterTest, KillNineFailsOverWithinTheDefaultSessionTimeout) {
 // Scale 2 → 3 while producing and querying: every answer that comes back is exactly right for
 // the position it carries, and retries stay inside the clients' deadline (no failures).
 TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
-  StartNode("n1");
-  StartNode("n2");
-  std::vector<std::string> users;
-  for (int i = 0; i < 20; ++i) users.push_back(absl::StrCat("user-", i));
-  for (const std::string& user : users) Order(user);
-  WaitCaughtUp("n1");
+  const std::vector<std::string> users = TwoNodesAndAnOrderPerUser(20);
 
   std::atomic<bool> stop{false};
   std::thread producer = SteadyOrders(users, stop);
@@ -453,12 +456,7 @@ TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
   EXPECT_EQ(querier.backwards(), 0) << querier.first_problem();
   EXPECT_EQ(querier.failed(), 0) << querier.first_problem();
 
-  for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
-  for (const char* via : {"n1", "n2", "n3"}) {
-    grpc::Status scan_status;
-    EXPECT_EQ(clients_[via]->Scan("order_count", 10, "", "", nullptr, &scan_status), TruthCounts())
-        << via << " " << scan_status.error_message();
-  }
+  ExpectEveryNodeHoldsTheTruth({"n1", "n2", "n3"}, 10);
 }
 
 // Reads through every live node while the partitions' owners restart on their data dirs
@@ -467,12 +465,7 @@ TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
 // the truth. (A restarted node advertising ACTIVE before its state was committed answered
 // older positions: issue 13, item 3.)
 TEST_F(ClusterTest, ReadsAreMonotonicAcrossRestartsAndMoves) {
-  StartNode("n1");
-  StartNode("n2");
-  std::vector<std::string> users;
-  for (int i = 0; i < 20; ++i) users.push_back(absl::StrCat("user-", i));
-  for (const std::string& user : users) Order(user);
-  WaitCaughtUp("n1");
+  const std::vector<std::string> users = TwoNodesAndAnOrderPerUser(20);
 
   std::atomic<bool> stop{false};
   std::thread producer = SteadyOrders(users, stop);
@@ -516,12 +509,7 @@ TEST_F(ClusterTest, ReadsAreMonotonicAcrossRestartsAndMoves) {
   EXPECT_EQ(querier.backwards(), 0) << querier.first_problem();
   EXPECT_GT(querier.answers(), 150);
 
-  for (const char* id : {"n1", "n2", "n3"}) WaitCaughtUp(id);
-  for (const char* via : {"n1", "n2", "n3"}) {
-    grpc::Status scan_status;
-    EXPECT_EQ(clients_[via]->Scan("order_count", 10, "", "", nullptr, &scan_status), TruthCounts())
-        << via << " " << scan_status.error_message();
-  }
+  ExpectEveryNodeHoldsTheTruth({"n1", "n2", "n3"}, 10);
 }
 
 }  // namespace

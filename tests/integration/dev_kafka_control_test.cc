@@ -123,17 +123,14 @@ TEST_F(DevKafkaControlTest, OneBrokerAndBadRequests) {
 // is in kiq's log format, down to the shutdown (before: librdkafka's own `%3|...|FAIL|...`
 // lines on stderr, some only at shutdown).
 TEST_F(DevKafkaControlTest, NodeServesThroughAnOutageAndCatchesUpAfterIt) {
-  const std::string config = dir_ + "/events.yaml";
-  {
-    std::ofstream out(config);
-    out << "application_id: outage\n"
-           "sources:\n"
-           "  - topic: events\n"
-           "stores:\n"
-           "  - name: latest\n"
-           "    source: events\n"
-           "    table: {}\n";
-  }
+  const std::string config = WriteFile("events.yaml",
+                                       "application_id: outage\n"
+                                       "sources:\n"
+                                       "  - topic: events\n"
+                                       "stores:\n"
+                                       "  - name: latest\n"
+                                       "    source: events\n"
+                                       "    table: {}\n");
   auto node = LaunchNode(config);
   ASSERT_OK(node);
   NodeClient client((*node)->target());

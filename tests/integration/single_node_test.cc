@@ -216,21 +216,18 @@ TEST_F(SingleNodeTest, BadRequestsGetClearErrorsAndTheNodeKeepsServing) {
 }
 
 TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered) {
-  const std::string config = dir_ + "/json.yaml";
-  {
-    std::ofstream out(config);
-    out << "application_id: shop\n"
-           "sources:\n"
-           "  - topic: orders\n"
-           "    value_format: json\n"
-           "stores:\n"
-           "  - name: orders_by_user\n"
-           "    source: orders\n"
-           "    table: {}\n"
-           "  - name: order_count\n"
-           "    source: orders\n"
-           "    count: {}\n";
-  }
+  const std::string config = WriteFile("json.yaml",
+                                       "application_id: shop\n"
+                                       "sources:\n"
+                                       "  - topic: orders\n"
+                                       "    value_format: json\n"
+                                       "stores:\n"
+                                       "  - name: orders_by_user\n"
+                                       "    source: orders\n"
+                                       "    table: {}\n"
+                                       "  - name: order_count\n"
+                                       "    source: orders\n"
+                                       "    count: {}\n");
   StartNode(config);
   Produce("orders", "u1", R"({"food":"pizza"})");
   auto bad = producer_->Produce(Topic("orders"), "u1", "{not json");
@@ -271,18 +268,15 @@ TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered)
 // test against KIQ_TEST_BOOTSTRAP_SERVERS) the node found no members ("no nodes", every query
 // UNAVAILABLE) and its dead letters were lost.
 TEST_F(SingleNodeTest, TheNodeCreatesItsInternalTopicsAndUsesThem) {
-  const std::string config = dir_ + "/made-here.yaml";
-  {
-    std::ofstream out(config);
-    out << "application_id: made-here\n"
-           "sources:\n"
-           "  - topic: orders\n"
-           "    value_format: json\n"
-           "stores:\n"
-           "  - name: order_count\n"
-           "    source: orders\n"
-           "    count: {}\n";
-  }
+  const std::string config = WriteFile("made-here.yaml",
+                                       "application_id: made-here\n"
+                                       "sources:\n"
+                                       "  - topic: orders\n"
+                                       "    value_format: json\n"
+                                       "stores:\n"
+                                       "  - name: order_count\n"
+                                       "    source: orders\n"
+                                       "    count: {}\n");
   // The mock cluster has no CreateTopics: there the test makes the changelog as a broker
   // would on the node's request (the members and dead-letter topics it auto-creates).
   if (!external_kafka()) {
@@ -335,17 +329,14 @@ TEST_F(SingleNodeTest, TheNodeCreatesItsInternalTopicsAndUsesThem) {
 }
 
 TEST_F(SingleNodeTest, MalformedTopologyIsRefusedWithTheFieldPath) {
-  const std::string config = dir_ + "/bad.yaml";
-  {
-    std::ofstream out(config);
-    out << "application_id: shop\n"
-           "sources:\n"
-           "  - topic: orders\n"
-           "stores:\n"
-           "  - name: order_count\n"
-           "    source: ordrs\n"
-           "    count: {}\n";
-  }
+  const std::string config = WriteFile("bad.yaml",
+                                       "application_id: shop\n"
+                                       "sources:\n"
+                                       "  - topic: orders\n"
+                                       "stores:\n"
+                                       "  - name: order_count\n"
+                                       "    source: ordrs\n"
+                                       "    count: {}\n");
   auto process = Process::Start(
       {kNodeBin, "--config=" + config, "--bootstrap-servers=" + kafka_->bootstrap_servers(),
        "--data-dir=" + dir_ + "/bad-data", "--grpc-port=0"},

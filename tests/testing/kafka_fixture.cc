@@ -260,6 +260,15 @@ absl::StatusOr<std::string> KafkaFixture::TopologyFor(const std::string& config)
   return path;
 }
 
+std::string KafkaFixture::WriteFile(const std::string& name, const std::string& text) const {
+  const std::string path = absl::StrCat(dir_, "/", name);
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  EXPECT_TRUE(out.good()) << "cannot write " << path;
+  return path;
+}
+
 absl::Status KafkaFixture::CreateTestTopics(const std::vector<TopicSpec>& topics) {
   created_.insert(created_.end(), topics.begin(), topics.end());
   return CreateTopics(bootstrap_servers(), topics, kAdminTimeout);

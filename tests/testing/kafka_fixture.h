@@ -89,6 +89,9 @@ class KafkaFixture : public ::testing::Test {
                                           const std::optional<std::string>& value,
                                           int64_t timestamp_ms = 0);
 
+  // Writes `text` to `name` in the test's directory; its path. A failure fails the test.
+  std::string WriteFile(const std::string& name, const std::string& text) const;
+
   static std::string ExampleTopology(const std::string& example) {
     return std::string(kSourceDir) + "/examples/" + example + "/topology.yaml";
   }
