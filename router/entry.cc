@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include <google/protobuf/struct.pb.h>
@@ -66,7 +67,13 @@ std::string FormatDouble(double v) {
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
   kiq::v1::Entry entry;
   if (store.windowed()) {
-    if (std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key)) {
+    std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
+    // kiq writes no window whose end overflows (WindowStartsFor): such a key (from a changelog
+    // kiq did not write) is shown whole, without a window.
+    if (w && w->start_ms > std::numeric_limits<int64_t>::max() - store.window_size_ms) {
+      w.reset();
+    }
+    if (w) {
       entry.mutable_window()->set_start_ms(w->start_ms);
       entry.mutable_window()->set_end_ms(w->start_ms + store.window_size_ms);
       kv.key.resize(w->user_key.size());

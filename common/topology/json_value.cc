@@ -142,7 +142,10 @@ absl::Status ParseJson(absl::string_view text, const JsonLimits& limits, absl::s
   auto generate = [&](rapidjson::Document&) {
     // The iterative reader keeps its state on the heap: no recursion, whatever the nesting.
     rapidjson::Reader reader;
-    result = reader.Parse<rapidjson::kParseIterativeFlag>(stream, handler);
+    // Full precision: numbers are the nearest double, as strtod reads them (the default fast
+    // path can be an ulp off, so a value rendered and parsed again could change).
+    result = reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(
+        stream, handler);
     // The reader stops at a NUL byte as at the end: text after one is not part of the value.
     return !result.IsError() && stream.Tell() == text.size();
   };

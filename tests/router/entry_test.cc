@@ -155,6 +155,22 @@ TEST(RenderEntryTest, StoredJsonThatIsNotUtf8LeavesJsonUnset) {
   EXPECT_EQ(entry.value(), "{\"s\": \"\xff\"}");
 }
 
+// Found by fuzz/changelog_record_fuzzer: a restored window key starting near INT64_MAX made
+// start + size overflow (undefined behaviour). kiq writes no such window: the key is shown whole.
+TEST(RenderEntryTest, WindowKeyWhoseEndWouldOverflowIsShownWhole) {
+  StoreInfo store;
+  store.value_kind = ValueKind::kInt64;
+  store.window_size_ms = 30'000;
+  const std::string key = WindowKey("k", std::numeric_limits<int64_t>::max() - 10);
+  kiq::v1::Entry e = RenderEntry(store, KeyValue{key, EncodeInt64(1), PartitionId(0)});
+  EXPECT_FALSE(e.has_window());
+  EXPECT_EQ(e.key_bytes(), key);
+  const std::string last = WindowKey("k", std::numeric_limits<int64_t>::max() - 30'000);
+  e = RenderEntry(store, KeyValue{last, EncodeInt64(1), PartitionId(0)});
+  EXPECT_EQ(e.key(), "k");
+  EXPECT_EQ(e.window().end_ms(), std::numeric_limits<int64_t>::max());
+}
+
 TEST(RenderEntryTest, WindowedKeysAreSplitIntoKeyAndWindow) {
   StoreInfo store;
   store.value_kind = ValueKind::kInt64;

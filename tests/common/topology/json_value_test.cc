@@ -1,6 +1,7 @@
 #include "common/topology/json_value.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -244,6 +245,23 @@ TEST(ParseJsonTest, OneValueAndNothingAfterIt) {
   EXPECT_THAT(Parse(std::string("{\"a\": 1}\0", 9)), IsBad("value is not JSON"));
   EXPECT_THAT(Parse(""), IsBad("value is not JSON"));
   EXPECT_THAT(Parse("[1] [2]"), IsBad("value is not JSON"));
+}
+
+// Found by fuzz/record_decoder_fuzzer: RapidJSON's default number parsing can be an ulp off,
+// so a value rendered (Latest, Entry.json) and parsed again changed.
+TEST(ParseJsonTest, NumbersAreTheNearestDouble) {
+  for (const char* number :
+       {"-92233723860254775808", "0.1", "2.2250738585072011e-308", "9007199254740993",
+        "1.7976931348623157e308", "123456789012345678901234567890e-5"}) {
+    SCOPED_TRACE(number);
+    rapidjson::Document doc;
+    ASSERT_OK(ParseJson(number, JsonLimits{}, "value", &doc));
+    EXPECT_EQ(doc.GetDouble(), std::strtod(number, nullptr));
+    rapidjson::Document again;
+    const std::string text = ToJsonText(doc);
+    ASSERT_OK(ParseJson(text, JsonLimits{}, "value", &again));
+    EXPECT_EQ(ToJsonText(again), text);
+  }
 }
 
 TEST(LazyJsonTest, RefusesPastItsLimitsAndSaysWhy) {
