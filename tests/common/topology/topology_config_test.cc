@@ -161,6 +161,17 @@ TEST(ParseTopologyTest, YamlAndJsonGiveTheSameTopology) {
   )pb"));
 }
 
+// Found by fuzz/topology_fuzzer: yaml-cpp 0.7's LoadAll never returned on these (the same
+// empty document, again and again, until memory ran out).
+TEST(ParseTopologyTest, FlowEntryOutsideACollectionIsInvalidYamlNotAHang) {
+  for (const char* text : {",", ", a", "\n  ,"}) {
+    SCOPED_TRACE(text);
+    EXPECT_THAT(ParseTopology(text, "t.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(StartsWith("t.yaml: line "), HasSubstr("invalid YAML"))));
+  }
+}
+
 // Found by fuzz/topology_fuzzer: aliases of aliases expand exponentially as the file is mapped
 // ("billion laughs"); 700 bytes of YAML took 2 minutes and 1.5 GB before the node budget.
 TEST(ParseTopologyTest, AliasExpansionIsBounded) {
