@@ -1,6 +1,7 @@
 #include "common/topology/json_value.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <utility>
@@ -83,8 +84,21 @@ class LimitingHandler {
   bool Int64(int64_t i) { return doc_.Int64(i); }
   bool Uint64(uint64_t u) { return doc_.Uint64(u); }
   bool Double(double d) { return doc_.Double(d); }
-  bool RawNumber(const Ch* s, rapidjson::SizeType n, bool copy) {
-    return doc_.RawNumber(s, n, copy);
+  // Numbers come as text (kParseNumbersAsStringsFlag) and are converted here: an integer that
+  // fits int64 or uint64 as it is, anything else as the nearest double (strtod, in the "C"
+  // locale kiq never changes). RapidJSON 1.1.0's own conversion is an ulp off on its fast path
+  // and calls clz(0) (undefined) on its precise one, e.g. for "0e54" (both found by fuzzing).
+  bool RawNumber(const Ch* s, rapidjson::SizeType n, bool) {
+    const std::string text(s, n);
+    if (text.find_first_of(".eE") == std::string::npos) {
+      int64_t i = 0;
+      if (absl::SimpleAtoi(text, &i)) return doc_.Int64(i);
+      uint64_t u = 0;
+      if (absl::SimpleAtoi(text, &u)) return doc_.Uint64(u);
+    }
+    const double d = std::strtod(text.c_str(), nullptr);
+    if (!std::isfinite(d)) return false;  // beyond a double: not JSON kiq can read
+    return doc_.Double(d);
   }
   bool String(const Ch* s, rapidjson::SizeType n, bool copy) {
     return Utf8(s, n) && doc_.String(s, n, copy);
@@ -142,9 +156,8 @@ absl::Status ParseJson(absl::string_view text, const JsonLimits& limits, absl::s
   auto generate = [&](rapidjson::Document&) {
     // The iterative reader keeps its state on the heap: no recursion, whatever the nesting.
     rapidjson::Reader reader;
-    // Full precision: numbers are the nearest double, as strtod reads them (the default fast
-    // path can be an ulp off, so a value rendered and parsed again could change).
-    result = reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(
+    // Numbers as text: see LimitingHandler::RawNumber.
+    result = reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag>(
         stream, handler);
     // The reader stops at a NUL byte as at the end: text after one is not part of the value.
     return !result.IsError() && stream.Tell() == text.size();

@@ -59,8 +59,9 @@ class Ingestor::StatsHandler final : public RdKafka::EventCb {
       return;
     }
     if (metrics_ == nullptr) return;
+    // librdkafka's own JSON, but parsed without recursion all the same.
     rapidjson::Document doc;
-    doc.Parse(event.str().c_str());
+    doc.Parse<rapidjson::kParseIterativeFlag>(event.str().c_str());
     if (doc.HasParseError() || !doc.IsObject()) return;
     if (doc.HasMember("brokers") && doc["brokers"].IsObject()) {
       for (const auto& broker : doc["brokers"].GetObject()) {
