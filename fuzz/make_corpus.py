@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets (fuzz/corpus/<target>/): a handful of real
 inputs each, from the examples and the tests, laid out as each target's FuzzedDataProvider
-reads them. Run from the repository root after changing a target's input layout:
+reads them. The regression-* files beside them are inputs of fixed findings, kept as found. Run from the repository root after changing a target's input layout:
     python3 fuzz/make_corpus.py
 """
 import base64
