@@ -9,8 +9,15 @@
 
 namespace kiq::router {
 
+// The deepest JSON value (nesting of arrays and objects) that Entry.json carries. Each JSON level
+// is up to three nested protobuf messages (Value, Struct, its map entry) and protobuf's parsers
+// refuse messages nested deeper than 100 (a response, an Entry and 3 × 32 + 1 is 99): a deeper
+// value would make the whole response unreadable to every client, the HTTP gateway included.
+inline constexpr int kMaxEntryJsonDepth = 32;
+
 // Turns a stored key/value into the API's Entry: the key as text when it is UTF-8 (else in
-// key_bytes), the value as bytes and, for JSON and numeric stores, as structured JSON.
+// key_bytes), the value as bytes and, for JSON and numeric stores, as structured JSON (unset
+// for a JSON value nesting deeper than kMaxEntryJsonDepth). Never recursive beyond that depth.
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv);
 
 // The shortest decimal text that reads back as `v` ("0.1", "1e+300", "17"), as in Entry.value.

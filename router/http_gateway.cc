@@ -143,6 +143,35 @@ absl::Status SetQueryParameter(pb::Message* request, const std::set<std::string>
 
 }  // namespace
 
+absl::Status FillRequest(absl::string_view path_template,
+                         const std::vector<std::pair<std::string, std::string>>& bindings,
+                         absl::string_view query, pb::Message* request) {
+  std::set<std::string> bound;
+  for (const auto& [field, value] : bindings) bound.insert(field);
+  // Query parameters first, path variables last: grpc-gateway rejects neither, but a query
+  // parameter naming a path variable is a client mistake worth reporting.
+  // The query string is decoded here, not by httplib: '+' is a space in a query (HTML forms,
+  // curl --data-urlencode) and a malformed escape must be an error, not passed on.
+  for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    absl::StatusOr<std::string> name = PercentDecode(kv.first, /*plus_is_space=*/true);
+    absl::StatusOr<std::string> value = PercentDecode(kv.second, /*plus_is_space=*/true);
+    if (!name.ok() || !value.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("query parameter '", ClipKey(pair),
+                       "': ", (name.ok() ? value.status() : name.status()).message()));
+    }
+    absl::Status s = SetQueryParameter(request, bound, path_template, *name, *value);
+    if (!s.ok()) return s;
+  }
+  for (const auto& [field, value] : bindings) {
+    absl::Status set = SetFieldFromText(request, field, value);
+    if (!set.ok()) return set;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> PercentDecode(absl::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
@@ -526,37 +555,11 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
   const pb::Message* prototype =
       pb::MessageFactory::generated_factory()->GetPrototype(found->method->input_type());
   std::unique_ptr<pb::Message> request(prototype->New());
-  std::set<std::string> bound;
-  for (const auto& [field, value] : bindings) bound.insert(field);
-  // Query parameters first, path variables last: grpc-gateway rejects neither, but a query
-  // parameter naming a path variable is a client mistake worth reporting.
-  // The query string is decoded here, not by httplib: '+' is a space in a query (HTML forms,
-  // curl --data-urlencode) and a malformed escape must be an error, not passed on.
   absl::string_view query;
   if (size_t q = target.find('?'); q != absl::string_view::npos) query = target.substr(q + 1);
-  for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> kv =
-        absl::StrSplit(pair, absl::MaxSplits('=', 1));
-    absl::StatusOr<std::string> name = PercentDecode(kv.first, /*plus_is_space=*/true);
-    absl::StatusOr<std::string> value = PercentDecode(kv.second, /*plus_is_space=*/true);
-    if (!name.ok() || !value.ok()) {
-      SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
-                absl::StrCat("query parameter ", ClipKey(pair), ": ",
-                             (name.ok() ? value.status() : name.status()).message()));
-      return;
-    }
-    absl::Status s = SetQueryParameter(request.get(), bound, found->path.text(), *name, *value);
-    if (!s.ok()) {
-      SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
-      return;
-    }
-  }
-  for (const auto& [field, value] : bindings) {
-    absl::Status set = SetFieldFromText(request.get(), field, value);
-    if (!set.ok()) {
-      SendError(res, grpc::StatusCode::INVALID_ARGUMENT, set.message());
-      return;
-    }
+  if (absl::Status s = FillRequest(found->path.text(), bindings, query, request.get()); !s.ok()) {
+    SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
+    return;
   }
   if (found->method->server_streaming()) {
     ServerStreaming(*found, req, std::move(request), res);

@@ -60,6 +60,13 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view s, bool plus_is_spac
 absl::Status SetFieldFromText(google::protobuf::Message* message, absl::string_view path,
                               absl::string_view value);
 
+// Fills `request` for a route whose template `path_template` matched with `bindings` (see
+// PathTemplate::Match): the parameters of the raw `query` string (percent-decoded, '+' a space),
+// then the path variables. INVALID_ARGUMENT naming the parameter or field. Pure.
+absl::Status FillRequest(absl::string_view path_template,
+                         const std::vector<std::pair<std::string, std::string>>& bindings,
+                         absl::string_view query, google::protobuf::Message* request);
+
 // grpc-gateway's HTTPStatusFromCode.
 int HttpStatusFromGrpcCode(grpc::StatusCode code);
 

@@ -1,5 +1,6 @@
 #include "router/membership_tailer.h"
 
+#include <limits>
 #include <random>
 #include <utility>
 #include <vector>
@@ -155,24 +156,46 @@ bool MembershipTailer::TryAssign() {
   return true;
 }
 
+MemberUpdate DecodeMemberRecord(const std::string* key, const void* value, size_t value_len) {
+  MemberUpdate update;
+  auto skip = [&](const char* why) {
+    update.kind = MemberUpdate::Kind::kSkip;
+    update.why = why;
+    return update;
+  };
+  if (value == nullptr) {
+    if (key == nullptr || key->empty()) return skip("tombstone without a key");
+    update.kind = MemberUpdate::Kind::kRemove;
+    update.node_id = *key;
+    return update;
+  }
+  if (value_len > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !update.record.ParseFromArray(value, static_cast<int>(value_len))) {
+    return skip("value is not a kiq.v1.MemberRecord");
+  }
+  if (update.record.node_id().empty()) return skip("record has no node_id");
+  // The key is what a tombstone names: a record under another key could never be removed.
+  if (key == nullptr || *key != update.record.node_id()) {
+    return skip("key is not the record's node_id");
+  }
+  update.kind = MemberUpdate::Kind::kApply;
+  return update;
+}
+
 void MembershipTailer::Handle(const RdKafka::Message& message) {
   NoteConsumed(message.partition(), message.offset());
-  const std::string* key = message.key();
-  if (message.payload() == nullptr) {
-    if (key == nullptr || key->empty()) return Skip(message, "tombstone without a key");
-    table_.Remove(*key);
-    return;
+  MemberUpdate update = DecodeMemberRecord(message.key(), message.payload(), message.len());
+  switch (update.kind) {
+    case MemberUpdate::Kind::kApply:
+      table_.Apply(update.record);
+      return;
+    case MemberUpdate::Kind::kRemove:
+      table_.Remove(update.node_id);
+      return;
+    case MemberUpdate::Kind::kSkip:
+      Skip(message, update.why);
+      return;
   }
-  kiq::v1::MemberRecord record;
-  if (!record.ParseFromArray(message.payload(), static_cast<int>(message.len()))) {
-    return Skip(message, "value is not a kiq.v1.MemberRecord");
-  }
-  if (record.node_id().empty()) return Skip(message, "record has no node_id");
-  // The key is what a tombstone names: a record under another key could never be removed.
-  if (key == nullptr || *key != record.node_id()) {
-    return Skip(message, "key is not the record's node_id");
-  }
-  table_.Apply(record);
 }
 
 void MembershipTailer::Skip(const RdKafka::Message& message, absl::string_view why) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -14,9 +15,23 @@
 #include "absl/time/time.h"
 #include "common/kafka/client_config.h"
 #include "common/log_limiter.h"
+#include "kiq/v1/membership.pb.h"
 #include "router/routing_table.h"
 
 namespace kiq::router {
+
+// What one record of the members topic does to the routing table: a MemberRecord to apply, a
+// node to remove (a tombstone), or nothing, with why (a record kiq did not write). Pure; the
+// tailer's one decoder of untrusted bytes.
+struct MemberUpdate {
+  enum class Kind { kApply, kRemove, kSkip };
+  Kind kind = Kind::kSkip;
+  kiq::v1::MemberRecord record;  // kApply
+  std::string node_id;           // kRemove
+  std::string why;               // kSkip
+};
+// `key` is nullptr for a null key, `value` nullptr for a null value (a tombstone).
+MemberUpdate DecodeMemberRecord(const std::string* key, const void* value, size_t value_len);
 
 // Tails the membership topic `<app>-members` into a RoutingTable, on its own thread.
 //

@@ -1,18 +1,24 @@
 #include "common/topology/json_value.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <utility>
 
+#include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/utf8.h"
 
 namespace kiq {
 namespace {
@@ -63,7 +69,112 @@ absl::Status NotA(const FieldPath& path, absl::string_view what, absl::string_vi
   return absl::InvalidArgumentError(absl::StrCat(path.Describe(), " is not ", what, ": ", found));
 }
 
+// SAX events forwarded to a document under construction, refusing (by returning false, which
+// stops the reader) a nesting deeper than the limit or a string that is not UTF-8. Strings are
+// checked after unescaping, so an escaped lone surrogate ("\udc00") is refused too.
+class LimitingHandler {
+ public:
+  using Ch = char;
+  LimitingHandler(rapidjson::Document& doc, int max_depth) : doc_(doc), max_depth_(max_depth) {}
+
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned u) { return doc_.Uint(u); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t u) { return doc_.Uint64(u); }
+  bool Double(double d) { return doc_.Double(d); }
+  // Numbers come as text (kParseNumbersAsStringsFlag) and are converted here: an integer that
+  // fits int64 or uint64 as it is, anything else as the nearest double (strtod, in the "C"
+  // locale kiq never changes). RapidJSON 1.1.0's own conversion is an ulp off on its fast path
+  // and calls clz(0) (undefined) on its precise one, e.g. for "0e54" (both found by fuzzing).
+  bool RawNumber(const Ch* s, rapidjson::SizeType n, bool) {
+    const std::string text(s, n);
+    if (text.find_first_of(".eE") == std::string::npos) {
+      int64_t i = 0;
+      if (absl::SimpleAtoi(text, &i)) return doc_.Int64(i);
+      uint64_t u = 0;
+      if (absl::SimpleAtoi(text, &u)) return doc_.Uint64(u);
+    }
+    const double d = std::strtod(text.c_str(), nullptr);
+    if (!std::isfinite(d)) return false;  // beyond a double: not JSON kiq can read
+    return doc_.Double(d);
+  }
+  bool String(const Ch* s, rapidjson::SizeType n, bool copy) {
+    return Utf8(s, n) && doc_.String(s, n, copy);
+  }
+  bool Key(const Ch* s, rapidjson::SizeType n, bool copy) {
+    return Utf8(s, n) && doc_.Key(s, n, copy);
+  }
+  bool StartObject() { return Enter() && doc_.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) {
+    --depth_;
+    return doc_.EndObject(n);
+  }
+  bool StartArray() { return Enter() && doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) {
+    --depth_;
+    return doc_.EndArray(n);
+  }
+
+  bool too_deep() const { return too_deep_; }
+  bool bad_utf8() const { return bad_utf8_; }
+
+ private:
+  bool Enter() {
+    if (++depth_ <= max_depth_) return true;
+    too_deep_ = true;
+    return false;
+  }
+  bool Utf8(const Ch* s, rapidjson::SizeType n) {
+    if (IsValidUtf8(absl::string_view(s, n))) return true;
+    bad_utf8_ = true;
+    return false;
+  }
+
+  rapidjson::Document& doc_;
+  const int max_depth_;
+  int depth_ = 0;
+  bool too_deep_ = false;
+  bool bad_utf8_ = false;
+};
+
 }  // namespace
+
+absl::Status ParseJson(absl::string_view text, const JsonLimits& limits, absl::string_view what,
+                       rapidjson::Document* doc) {
+  doc->SetNull();
+  if (text.size() > limits.max_value_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " too large (", text.size(), " bytes; the limit is ", limits.max_value_bytes, ")"));
+  }
+  // RFC 8259 lets a parser ignore a byte order mark (RapidJSON's Document::Parse does).
+  if (absl::StartsWith(text, "\xEF\xBB\xBF")) text.remove_prefix(3);
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  LimitingHandler handler(*doc, limits.max_depth);
+  rapidjson::ParseResult result;
+  auto generate = [&](rapidjson::Document&) {
+    // The iterative reader keeps its state on the heap: no recursion, whatever the nesting.
+    rapidjson::Reader reader;
+    // Numbers as text: see LimitingHandler::RawNumber.
+    result = reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag>(
+        stream, handler);
+    // The reader stops at a NUL byte as at the end: text after one is not part of the value.
+    return !result.IsError() && stream.Tell() == text.size();
+  };
+  doc->Populate(generate);
+  if (!result.IsError() && stream.Tell() == text.size()) return absl::OkStatus();
+  doc->SetNull();
+  if (handler.too_deep()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " nests deeper than ", limits.max_depth, " levels"));
+  }
+  if (handler.bad_utf8() || result.Code() == rapidjson::kParseErrorStringInvalidEncoding) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not UTF-8 (a JSON string holds invalid UTF-8)"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(what, " is not JSON"));
+}
 
 void LazyJson::Reset(absl::string_view text) {
   text_ = text;
@@ -72,16 +183,15 @@ void LazyJson::Reset(absl::string_view text) {
     pool_.Clear();  // Keeps the inline buffer; frees the chunks a large document needed.
   }
   parsed_ = false;
-  valid_ = false;
+  error_ = absl::OkStatus();
 }
 
 const rapidjson::Value* LazyJson::Root() {
   if (!parsed_) {
     parsed_ = true;
-    document_.Parse(text_.data(), text_.size());
-    valid_ = !document_.HasParseError();
+    error_ = ParseJson(text_, limits_, "value", &document_);
   }
-  return valid_ ? &document_ : nullptr;
+  return error_.ok() ? &document_ : nullptr;
 }
 
 std::string FieldPath::Problem(absl::string_view path) {
@@ -128,7 +238,7 @@ absl::StatusOr<Scalar> ReadField(const FieldPath& path, absl::string_view value,
     return scalar;
   }
   const rapidjson::Value* root = json->Root();
-  if (root == nullptr) return absl::InvalidArgumentError("value is not JSON");
+  if (root == nullptr) return json->error();
   scalar.json = path.Find(*root);
   if (scalar.json == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(path.Describe(), " is missing"));

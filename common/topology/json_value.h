@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,26 +14,53 @@
 
 namespace kiq {
 
+// Bounds on JSON read from data kiq does not control: record keys and values, and stored values
+// rendered as Entry.json. One value is passed to every decoder (flags may set it; these are the
+// defaults). Past a bound a record is a bad record with its own reason, never a crash.
+struct JsonLimits {
+  // The deepest nesting of arrays and objects ("1" is 0 deep, "[1]" and "{}" are 1 deep). The
+  // parser is iterative, so this bounds the work per value and the recursion of everything that
+  // walks a parsed value (rendering, Entry.json), not the parser's stack. Reason past it:
+  // "value nests deeper than 64 levels".
+  int max_depth = 64;
+  // The largest record value (of any format) in bytes. Reason past it: "value too large".
+  size_t max_value_bytes = size_t{1} << 20;
+};
+
+// Parses `text` as one JSON document (RFC 8259: UTF-8, a single value, nothing after it) into
+// `*doc`, without recursion. `what` names the text in the reason ("value", "key"). Fails with
+// INVALID_ARGUMENT: "<what> too large (N bytes; the limit is M)", "<what> nests deeper than N
+// levels", "<what> is not UTF-8 (a JSON string holds invalid UTF-8)" or "<what> is not JSON".
+// On failure `*doc` holds null.
+absl::Status ParseJson(absl::string_view text, const JsonLimits& limits, absl::string_view what,
+                       rapidjson::Document* doc);
+
 // A record value parsed as JSON at most once, on first use, so that the stores of one source
 // share the work. Not thread-safe: owned by the ingestion thread. Parsing reuses one memory
 // pool (and an inline buffer for small documents), so the hot path does not allocate per
 // record once warmed up.
 class LazyJson {
  public:
-  LazyJson() : pool_(buffer_, sizeof(buffer_)), document_(&pool_) {}
+  explicit LazyJson(JsonLimits limits = {})
+      : limits_(limits), pool_(buffer_, sizeof(buffer_)), document_(&pool_) {}
   LazyJson(const LazyJson&) = delete;
   LazyJson& operator=(const LazyJson&) = delete;
 
   // Forgets the previous document; `text` must outlive the next uses of Root().
   void Reset(absl::string_view text);
-  // The parsed root, or nullptr if the text is not a JSON document.
+  // The parsed root, or nullptr if the text is not a JSON document within the limits (see
+  // ParseJson; error() says why).
   const rapidjson::Value* Root();
+  // Why Root() is nullptr (OK before the first Root() or when the text parsed).
+  const absl::Status& error() const { return error_; }
+  const JsonLimits& limits() const { return limits_; }
   absl::string_view text() const { return text_; }
 
  private:
+  const JsonLimits limits_;
   absl::string_view text_;
   bool parsed_ = false;
-  bool valid_ = false;
+  absl::Status error_;
   char buffer_[4096];
   rapidjson::MemoryPoolAllocator<> pool_;
   rapidjson::Document document_;
@@ -79,7 +107,8 @@ absl::StatusOr<Scalar> ReadField(const FieldPath& path, absl::string_view value,
 absl::StatusOr<int64_t> ToInt64(const Scalar& scalar, const FieldPath& path);
 absl::StatusOr<double> ToDouble(const Scalar& scalar, const FieldPath& path);
 
-// The JSON text of a value (compact).
+// The JSON text of a value (compact). Recursive in the value's depth: call it on values parsed
+// by ParseJson, whose depth is bounded.
 std::string ToJsonText(const rapidjson::Value& value);
 // A short quoted rendering of a value for error messages.
 std::string DescribeJson(const rapidjson::Value& value);

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -23,10 +24,55 @@
 #include "common/topology/yaml_proto.h"
 #include "google/protobuf/descriptor.h"
 #include "kiq/v1/topology.pb.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace kiq {
 namespace {
+
+// Notes where each document of a YAML stream starts (its first node), to tell a parser that
+// moves on from one that reports the same document again (see ParseTopology).
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  // The document just read starts where the one before it did: the parser made no progress.
+  bool stuck() const { return documents_ > 1 && start_.pos <= previous_start_.pos; }
+  const YAML::Mark& start() const { return start_; }
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    previous_start_ = start_;
+    ++documents_;
+    seen_node_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (seen_node_) return;
+    seen_node_ = true;
+    start_ = mark;
+  }
+
+  int documents_ = 0;
+  bool seen_node_ = false;
+  YAML::Mark start_ = YAML::Mark::null_mark();
+  YAML::Mark previous_start_ = YAML::Mark::null_mark();
+};
 
 using kiq::v1::Source;
 using kiq::v1::Store;
@@ -532,27 +578,42 @@ absl::Status ValidateTopology(const Topology& topology) {
 
 absl::StatusOr<Topology> ParseTopology(std::string_view text, std::string_view source_name) {
   const std::string prefix = absl::StrCat(View(source_name), ": ");
-  std::vector<YAML::Node> documents;
+  // yaml-cpp counts lines and columns from 0; editors count from 1.
+  auto invalid = [&](const YAML::Mark& mark, absl::string_view why) {
+    const std::string where =
+        mark.is_null() ? ""
+                       : absl::StrCat("line ", mark.line + 1, ", column ", mark.column + 1, ": ");
+    return absl::InvalidArgumentError(absl::StrCat(prefix, where, "invalid YAML: ", why));
+  };
+  size_t documents = 0;
+  YAML::Node document;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    // Not YAML::LoadAll: on a document that starts with ',' outside [] or {} yaml-cpp 0.7's
+    // parser reports the same empty document forever without consuming anything, and LoadAll
+    // loops, piling up nodes until memory runs out (found by fuzz/topology_fuzzer). The
+    // documents are counted first, stopping where one makes no progress.
+    std::istringstream stream{std::string(text)};
+    YAML::Parser parser(stream);
+    DocumentCounter counter;
+    while (parser.HandleNextDocument(counter)) {
+      if (counter.stuck()) return invalid(counter.start(), "cannot parse past here");
+      ++documents;
+    }
+    if (documents == 1) document = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    // yaml-cpp counts lines and columns from 0; editors count from 1.
-    const std::string where = e.mark.is_null() ? ""
-                                               : absl::StrCat("line ", e.mark.line + 1, ", column ",
-                                                              e.mark.column + 1, ": ");
-    return absl::InvalidArgumentError(absl::StrCat(prefix, where, "invalid YAML: ", e.msg));
+    return invalid(e.mark, e.msg);
   }
-  if (documents.size() > 1) {
+  if (documents > 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "expected one YAML document, found ", documents.size()));
+        absl::StrCat(prefix, "expected one YAML document, found ", documents));
   }
-  if (documents.empty() || documents.front().IsNull()) {
+  if (documents == 0 || document.IsNull()) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "the topology is empty; expected application_id, sources and stores"));
   }
 
   Topology topology;
-  if (absl::Status status = YamlToMessage(documents.front(), &topology); !status.ok()) {
+  if (absl::Status status = YamlToMessage(document, &topology); !status.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, status.message()));
   }
   if (absl::Status status = ProblemsToStatus(FindProblems(topology), prefix); !status.ok()) {

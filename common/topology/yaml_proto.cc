@@ -37,6 +37,10 @@ using google::protobuf::Reflection;
 // Config messages are a few levels deep; the bound only stops a recursive message type (or a
 // hand-built node) from exhausting the stack.
 constexpr int kMaxDepth = 100;
+// The most nodes one mapping reads, an alias counting once per use: aliases of aliases expand
+// exponentially ("billion laughs": 700 bytes of YAML once took 2 minutes and 1.5 GB), and a
+// config this size is far beyond any real one.
+constexpr size_t kMaxNodes = 100'000;
 // Keeps an error about a long scalar readable.
 constexpr size_t kMaxQuotedLength = 60;
 
@@ -499,6 +503,27 @@ absl::Status MergeMessage(const YAML::Node& node, Message* message, const std::s
 
 #undef KIQ_RETURN_IF_ERROR
 
+// Whether `root` has at most `limit` nodes when read as a tree (an alias once per use, so a
+// cycle counts without end). Iterative: the walk is what is being bounded.
+bool WithinNodeBudget(const YAML::Node& root, size_t limit) {
+  std::vector<YAML::Node> pending = {root};
+  size_t seen = 0;
+  while (!pending.empty()) {
+    const YAML::Node node = pending.back();
+    pending.pop_back();
+    if (++seen > limit) return false;
+    if (node.IsSequence()) {
+      for (const YAML::Node& element : node) pending.push_back(element);
+    } else if (node.IsMap()) {
+      for (const auto& entry : node) {
+        pending.push_back(entry.first);
+        pending.push_back(entry.second);
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::Status YamlToMessage(const YAML::Node& node, google::protobuf::Message* message,
@@ -507,6 +532,10 @@ absl::Status YamlToMessage(const YAML::Node& node, google::protobuf::Message* me
   // Reading a loaded node should not throw, but yaml-cpp reports everything by exception and
   // none may leave this module.
   try {
+    if (!WithinNodeBudget(node, kMaxNodes)) {
+      return Error(root, absl::StrCat("more than ", kMaxNodes,
+                                      " YAML nodes (with every alias expanded where it is used)"));
+    }
     return MergeMessage(node, message, root, 0);
   } catch (const YAML::Exception& e) {
     return Error(root, absl::StrCat("cannot read YAML: ", e.what()));

@@ -99,6 +99,13 @@ prometheus::Counter& IngestMetrics::Materialized(absl::string_view store, int32_
 }
 
 std::string IngestMetrics::ReasonLabel(absl::string_view reason) {
+  // Reasons of the decoder itself (ParseJson, the partition check): matched at the start, so
+  // that a quoted value in another reason cannot pass for one.
+  for (absl::string_view what : {"value ", "key "}) {
+    if (absl::StartsWith(reason, absl::StrCat(what, "too large"))) return "too_large";
+    if (absl::StartsWith(reason, absl::StrCat(what, "nests deeper"))) return "too_deep";
+  }
+  if (absl::StartsWith(reason, "wrong partition")) return "wrong_partition";
   if (absl::StrContains(reason, "not JSON")) return "not_json";
   if (absl::StrContains(reason, "not UTF-8")) return "not_utf8";
   if (absl::StrContains(reason, "null key")) return "null_key";

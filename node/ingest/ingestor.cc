@@ -60,8 +60,9 @@ class Ingestor::StatsHandler final : public RdKafka::EventCb {
       return;
     }
     if (metrics_ == nullptr) return;
+    // librdkafka's own JSON, but parsed without recursion all the same.
     rapidjson::Document doc;
-    doc.Parse(event.str().c_str());
+    doc.Parse<rapidjson::kParseIterativeFlag>(event.str().c_str());
     if (doc.HasParseError() || !doc.IsObject()) return;
     if (doc.HasMember("brokers") && doc["brokers"].IsObject()) {
       for (const auto& broker : doc["brokers"].GetObject()) {
@@ -267,20 +268,27 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     record.value.emplace(static_cast<const char*>(message.payload()), message.len());
   }
 
+  // A record whose key maps to another partition is not applied: Get() routes the key to the
+  // other partition and could never find it, while scans would show it. It is bad for every
+  // store of its source, like a value that does not decode.
+  std::optional<std::string> misplaced;
   if (record.key) {
     const PartitionId expected = CompiledTopology::ExpectedPartition(*source, *record.key);
     if (expected != record.partition) {
+      const char* partitioner =
+          source->partitioner == PartitionerKind::kMurmur2 ? "murmur2" : "consistent";
+      misplaced = absl::StrCat("wrong partition: the ", partitioner,
+                               " partitioner maps the key to ", "partition ", expected.value());
       const int64_t n = ++stats_.wrong_partition;
       if (options_.metrics != nullptr) options_.metrics->WrongPartition(record.topic);
       if (int64_t suppressed = 0; wrong_partition_log_.Allow(&suppressed)) {
         spdlog::warn(
             "topic {}: record at partition {} offset {} has a key that the {} partitioner maps "
-            "to partition {} ({} such records so far). Get() will not find it. Fix the "
+            "to partition {} ({} such records so far); skipped and sent to {}. Fix the "
             "producers (Kafka's Java default; librdkafka/kcat: -X partitioner=murmur2_random) "
             "or set `partitioner: consistent` on this source in the topology.",
-            record.topic, record.partition.value(), record.offset.value(),
-            source->partitioner == PartitionerKind::kMurmur2 ? "murmur2" : "consistent",
-            expected.value(), n);
+            record.topic, record.partition.value(), record.offset.value(), partitioner,
+            expected.value(), n, dlq_->topic());
       }
     }
   }
@@ -311,7 +319,8 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     if (options_.hub != nullptr) batch_.TrackWrites(options_.hub->BeginBatch());
   }
   batch_.SetSource(source->spec.topic(), record.offset);
-  const std::optional<std::string> decode_error = topology_.DecodeError(record, *source);
+  const std::optional<std::string> decode_error =
+      misplaced ? misplaced : topology_.DecodeError(record, *source);
   bool counted = false;
   for (int index : source->stores) {
     auto next = next_.find({index, record.partition.value()});

@@ -49,4 +49,22 @@ inline UpstreamMarks ParseUpstreamMarks(absl::string_view text) {
   return marks;
 }
 
+// What a changelog record's headers say (see kSourceOffsetHeader, kBatchEndHeader,
+// kUpstreamHeader). Fed one header at a time by ParseChangelogHeader.
+struct ChangelogMarks {
+  std::optional<int64_t> source_next;  // the source offset the batch ends at
+  bool batch_end = false;
+  UpstreamMarks upstream;
+};
+
+// Reads one header of a changelog record into `marks`; other headers and malformed values are
+// ignored (a restore applies only batches whose end is marked with a source offset).
+inline void ParseChangelogHeader(absl::string_view key, absl::string_view value,
+                                 ChangelogMarks* marks) {
+  int64_t n = 0;
+  if (key == kSourceOffsetHeader && absl::SimpleAtoi(value, &n)) marks->source_next = n;
+  if (key == kBatchEndHeader) marks->batch_end = true;
+  if (key == kUpstreamHeader) marks->upstream = ParseUpstreamMarks(value);
+}
+
 }  // namespace kiq::node

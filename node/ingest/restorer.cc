@@ -100,19 +100,15 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
     if (m->payload() != nullptr) value.emplace(static_cast<const char*>(m->payload()), m->len());
     pending.emplace_back(std::string(static_cast<const char*>(m->key_pointer()), m->key_len()),
                          std::move(value));
-    std::optional<int64_t> source_next;
-    bool batch_end = false;
-    UpstreamMarks upstream;
+    ChangelogMarks marks;
     if (RdKafka::Headers* headers = m->headers(); headers != nullptr) {
       for (const RdKafka::Headers::Header& h : headers->get_all()) {
-        const absl::string_view v(static_cast<const char*>(h.value()), h.value_size());
-        int64_t n = 0;
-        if (h.key() == kSourceOffsetHeader && absl::SimpleAtoi(v, &n)) source_next = n;
-        if (h.key() == kBatchEndHeader) batch_end = true;
-        if (h.key() == kUpstreamHeader) upstream = ParseUpstreamMarks(v);
+        ParseChangelogHeader(h.key(),
+                             absl::string_view(static_cast<const char*>(h.value()), h.value_size()),
+                             &marks);
       }
     }
-    if (!batch_end || !source_next) continue;
+    if (!marks.batch_end || !marks.source_next) continue;
     // A complete batch: applied with the changelog checkpoint and the source offset it
     // reflects, atomically.
     for (auto& [key, v] : pending) {
@@ -122,8 +118,8 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
     applied += static_cast<int64_t>(pending.size());
     pending.clear();
     restore.SetOffset(store.changelog_stream, p, Offset(position));
-    restore.SetOffset(store.source_stream, p, Offset(*source_next));
-    for (const auto& [up, next] : upstream) {
+    restore.SetOffset(store.source_stream, p, Offset(*marks.source_next));
+    for (const auto& [up, next] : marks.upstream) {
       restore.SetOffset(store.UpstreamStream(up), p, Offset(next));
     }
     status = restore.Commit(nullptr);

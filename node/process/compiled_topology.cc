@@ -14,12 +14,12 @@ namespace {
 
 // Checks a key or value against its declared format; returns the reason it is bad, if it is.
 std::optional<std::string> CheckFormat(kiq::v1::Format format, absl::string_view bytes,
-                                       absl::string_view what) {
+                                       absl::string_view what, const JsonLimits& limits) {
   switch (format) {
     case kiq::v1::FORMAT_JSON: {
       rapidjson::Document doc;
-      doc.Parse(bytes.data(), bytes.size());
-      if (doc.HasParseError()) return absl::StrCat(what, " is not JSON");
+      absl::Status s = ParseJson(bytes, limits, what, &doc);
+      if (!s.ok()) return std::string(s.message());
       return std::nullopt;
     }
     case kiq::v1::FORMAT_BYTES:
@@ -30,14 +30,30 @@ std::optional<std::string> CheckFormat(kiq::v1::Format format, absl::string_view
   }
 }
 
+// A joined value holds a source value and a table value, each within `limits`, one level
+// deeper (see CompiledTopology::Join).
+JsonLimits JoinedLimits(const JsonLimits& limits) {
+  JsonLimits joined = limits;
+  joined.max_depth = limits.max_depth + 1;
+  joined.max_value_bytes = 2 * limits.max_value_bytes + 1024;
+  return joined;
+}
+
 }  // namespace
+
+CompiledTopology::CompiledTopology(TopologyPlan plan, const JsonLimits& json_limits)
+    : plan_(std::move(plan)),
+      json_limits_(json_limits),
+      value_json_(json_limits),
+      join_json_(JoinedLimits(json_limits)) {}
 
 absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
     const kiq::v1::Topology& topology, StoreEngine& engine,
-    const absl::flat_hash_map<std::string, int32_t>& partition_counts) {
+    const absl::flat_hash_map<std::string, int32_t>& partition_counts,
+    const JsonLimits& json_limits) {
   absl::StatusOr<TopologyPlan> plan = TopologyPlan::Build(topology, partition_counts);
   if (!plan.ok()) return plan.status();
-  std::unique_ptr<CompiledTopology> out(new CompiledTopology(*std::move(plan)));
+  std::unique_ptr<CompiledTopology> out(new CompiledTopology(*std::move(plan), json_limits));
   for (const StorePlan& planned : out->plan_.stores()) {
     CompiledStore store;
     static_cast<StorePlan&>(store) = planned;
@@ -95,13 +111,19 @@ LazyJson& CompiledTopology::ValueJson(const Record& record) {
 std::optional<std::string> CompiledTopology::DecodeError(const Record& record,
                                                          const CompiledSource& source) {
   std::optional<std::string> reason;
-  if (record.key) reason = CheckFormat(source.spec.key_format(), *record.key, "key");
+  if (record.key) {
+    reason = CheckFormat(source.spec.key_format(), *record.key, "key", json_limits_);
+  }
   if (!reason && record.value) {
-    if (source.spec.value_format() == kiq::v1::FORMAT_JSON) {
+    if (record.value->size() > json_limits_.max_value_bytes) {
+      reason = absl::StrCat("value too large (", record.value->size(), " bytes; the limit is ",
+                            json_limits_.max_value_bytes, ")");
+    } else if (source.spec.value_format() == kiq::v1::FORMAT_JSON) {
       // Parsed once for the check and every store of the source.
-      if (ValueJson(record).Root() == nullptr) reason = "value is not JSON";
+      LazyJson& json = ValueJson(record);
+      if (json.Root() == nullptr) reason = std::string(json.error().message());
     } else {
-      reason = CheckFormat(source.spec.value_format(), *record.value, "value");
+      reason = CheckFormat(source.spec.value_format(), *record.value, "value", json_limits_);
     }
   }
   return reason;

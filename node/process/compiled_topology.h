@@ -37,10 +37,12 @@ struct BadRecord {
 // only; the lookups are immutable after Compile and safe from any thread.
 class CompiledTopology {
  public:
-  // See TopologyPlan::Build; `engine` gives every store its column family.
+  // See TopologyPlan::Build; `engine` gives every store its column family. `json_limits`
+  // bound every record key and value this topology decodes (see DecodeError).
   static absl::StatusOr<std::unique_ptr<CompiledTopology>> Compile(
       const kiq::v1::Topology& topology, StoreEngine& engine,
-      const absl::flat_hash_map<std::string, int32_t>& partition_counts);
+      const absl::flat_hash_map<std::string, int32_t>& partition_counts,
+      const JsonLimits& json_limits = {});
 
   const TopologyPlan& plan() const { return plan_; }
   const std::string& application_id() const { return plan_.application_id(); }
@@ -60,7 +62,9 @@ class CompiledTopology {
   }
 
   // Why the record does not decode under its source's key/value formats, if it does not
-  // (formats belong to the source: such a record is bad for every store it feeds). Ingestion
+  // (formats belong to the source: such a record is bad for every store it feeds): a value
+  // over json_limits().max_value_bytes (any format), JSON that is not JSON, not UTF-8 or
+  // nests too deep (see ParseJson), text that is not UTF-8. Ingestion
   // thread only: a JSON value is parsed here once and kept for the Process calls that follow
   // for the same record.
   std::optional<std::string> DecodeError(const Record& record, const CompiledSource& source);
@@ -69,6 +73,8 @@ class CompiledTopology {
   // batch stays valid); any other error is a storage failure. Ingestion thread only.
   absl::Status Process(const Record& record, int store_index, StagedBatch& batch);
 
+  const JsonLimits& json_limits() const { return json_limits_; }
+
   // Record–window pairs the store dropped as late since the last call. Ingestion thread only.
   int64_t TakeLateRecords(int store_index);
 
@@ -76,9 +82,10 @@ class CompiledTopology {
   std::vector<InternalTopic> InternalTopics() const { return plan_.InternalTopics(); }
 
  private:
-  explicit CompiledTopology(TopologyPlan plan) : plan_(std::move(plan)) {}
+  CompiledTopology(TopologyPlan plan, const JsonLimits& json_limits);
 
   const TopologyPlan plan_;
+  const JsonLimits json_limits_;
   std::vector<CompiledStore> stores_;
 
   // The parsed value of the record being ingested (JSON sources), shared by its stores, and

@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/grpc_status.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
@@ -326,6 +328,56 @@ TEST_F(SingleNodeTest, TheNodeCreatesItsInternalTopicsAndUsesThem) {
               absl::Seconds(60)))
       << (*second)->process().ReadLog();
   EXPECT_THAT((*second)->process().ReadLog(), Not(HasSubstr("created internal topics")));
+}
+
+// One record nested 300,000 levels deep made every node that consumed it die (SIGSEGV in
+// RapidJSON's recursive reader), in a crash loop. Now it is a bad record; a value within the
+// limit but deeper than Entry.json carries (60 levels) is served at once, as text.
+TEST_F(SingleNodeTest, DeepRecordIsDeadLetteredAndTheNodeKeepsServing) {
+  const std::string config = WriteFile("json.yaml",
+                                       "application_id: shop\n"
+                                       "sources:\n"
+                                       "  - topic: orders\n"
+                                       "    value_format: json\n"
+                                       "stores:\n"
+                                       "  - name: orders_by_user\n"
+                                       "    source: orders\n"
+                                       "    table: {}\n"
+                                       "  - name: order_count\n"
+                                       "    source: orders\n"
+                                       "    count: {}\n");
+  StartNode(config);
+  std::string sixty;
+  for (int i = 0; i < 60; ++i) sixty += R"({"a":)";
+  sixty += "1" + std::string(60, '}');
+  Produce("orders", "u1", sixty);
+  auto bad = producer_->Produce(Topic("orders"), "u2",
+                                std::string(300'000, '[') + std::string(300'000, ']'));
+  ASSERT_OK(bad);
+  produced_[{Topic("orders"), bad->partition}] = bad->offset + 1;
+  Produce("orders", "u2", R"({"food":"sushi"})");
+  WaitCaughtUp("order_count", "orders");
+
+  const absl::Time start = absl::Now();
+  kiq::v1::GetResponse get;
+  ASSERT_TRUE(Get("orders_by_user", "u1", &get).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(get.entry().value(), sixty);
+  EXPECT_FALSE(get.entry().has_json());  // deeper than an Entry carries (kMaxEntryJsonDepth)
+  ASSERT_TRUE(Get("order_count", "u2", &get).ok());
+  EXPECT_EQ(get.entry().value(), "1");  // the deep record is skipped, the next one counted
+
+  auto letters = ConsumeAll(bootstrap_servers(), Topic("shop-dlq"), 2, absl::Seconds(30));
+  ASSERT_EQ(letters.size(), 2u);
+  for (const ConsumedRecord& letter : letters) {
+    std::map<std::string, std::string> headers(letter.headers.begin(), letter.headers.end());
+    EXPECT_EQ(headers["kiq.reason"], "value nests deeper than 64 levels");
+    EXPECT_EQ(headers["kiq.offset"], absl::StrCat(bad->offset));
+    ASSERT_TRUE(letter.value.has_value());
+    EXPECT_EQ(letter.value->size(), 600'000u);
+  }
+  EXPECT_THAT(node_->process().ReadLog(), HasSubstr("value nests deeper than 64 levels"));
+  EXPECT_TRUE(node_->process().running());
 }
 
 TEST_F(SingleNodeTest, MalformedTopologyIsRefusedWithTheFieldPath) {

@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/text_format.h"
@@ -157,6 +159,53 @@ TEST(ParseTopologyTest, YamlAndJsonGiveTheSameTopology) {
       table {}
     }
   )pb"));
+}
+
+// Found by fuzz/topology_fuzzer: yaml-cpp 0.7's LoadAll never returned on these (the same
+// empty document, again and again, until memory ran out).
+TEST(ParseTopologyTest, FlowEntryOutsideACollectionIsInvalidYamlNotAHang) {
+  for (const char* text : {",", ", a", "\n  ,"}) {
+    SCOPED_TRACE(text);
+    EXPECT_THAT(ParseTopology(text, "t.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(StartsWith("t.yaml: line "), HasSubstr("invalid YAML"))));
+  }
+}
+
+// Found by fuzz/topology_fuzzer: aliases of aliases expand exponentially as the file is mapped
+// ("billion laughs"); 700 bytes of YAML took 2 minutes and 1.5 GB before the node budget.
+TEST(ParseTopologyTest, AliasExpansionIsBounded) {
+  std::string yaml =
+      "application_id: a\n"
+      "sources:\n"
+      "  - topic: t\n"
+      "    value_format: json\n"
+      "stores:\n"
+      "  - name: s\n"
+      "    source: t\n"
+      "    table: {}\n"
+      "    filter:\n"
+      "      all:\n"
+      "        - &f0 {compare: {field: a, op: eq, number_value: 1}}\n";
+  for (int i = 1; i < 7; ++i) {
+    absl::StrAppend(&yaml, "        - &f", i, " {all: [");
+    for (int j = 0; j < 10; ++j) absl::StrAppend(&yaml, j == 0 ? "" : ", ", "*f", i - 1);
+    absl::StrAppend(&yaml, "]}\n");
+  }
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(
+      ParseTopology(yaml, "laughs.yaml"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than 100000 YAML nodes")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  // A few aliases are fine.
+  EXPECT_THAT(ParseTopology("application_id: a\n"
+                            "sources: [{topic: t, value_format: json}]\n"
+                            "stores:\n"
+                            "  - {name: s, source: t, table: {}, filter: &f {compare: "
+                            "{field: a, op: eq, number_value: 1}}}\n"
+                            "  - {name: u, source: t, count: {}, filter: *f}\n",
+                            "aliases.yaml"),
+              IsOk());
 }
 
 TEST(ParseTopologyTest, UnspecifiedFormatsAndPartitionerBecomeDefaults) {

@@ -36,7 +36,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/kafka/client_config.h"
+#include "common/kafka/dead_letter_queue.h"
 #include "common/kafka/dev_kafka.h"
+#include "common/topology/json_value.h"
+#include "common/topology/partitioner.h"
 #include "common/topology/topology_config.h"
 #include "common/topology/value_codec.h"
 #include "common/types.h"
@@ -121,6 +124,7 @@ struct Input {
   std::string key;
   std::optional<std::string> value;
   bool valid = true;
+  int32_t partition = -1;  // where to produce it; -1: where the partitioner puts its key
 };
 
 // An input as the broker acknowledged it.
@@ -195,7 +199,8 @@ class RecordProducer : public RdKafka::DeliveryReportCb {
       const Input& in = out[i].in;
       while (true) {
         RdKafka::ErrorCode err = producer_->produce(
-            topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+            topic, in.partition >= 0 ? in.partition : RdKafka::Topic::PARTITION_UA,
+            RdKafka::Producer::RK_MSG_COPY,
             in.value ? const_cast<char*>(in.value->data()) : nullptr,
             in.value ? in.value->size() : 0, in.key.data(), in.key.size(), 0, &out[i]);
         if (err == RdKafka::ERR_NO_ERROR) break;
@@ -386,7 +391,9 @@ class TestNode {
  public:
   static std::unique_ptr<TestNode> Open(const std::string& bootstrap, const Names& names,
                                         const std::string& dir, const std::string& node_id,
-                                        rocksdb::Env* env = nullptr) {
+                                        rocksdb::Env* env = nullptr,
+                                        const JsonLimits& json_limits = {},
+                                        const KafkaProperties& kafka_properties = {}) {
     std::unique_ptr<TestNode> node(new TestNode(names.topic));
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -400,14 +407,16 @@ class TestNode {
     EXPECT_OK(engine);
     if (!engine.ok()) return nullptr;
     node->engine_ = std::move(*engine);
-    absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled =
-        CompiledTopology::Compile(*topology, *node->engine_, {{names.topic, kPartitions}});
+    absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled = CompiledTopology::Compile(
+        *topology, *node->engine_, {{names.topic, kPartitions}}, json_limits);
     EXPECT_OK(compiled);
     if (!compiled.ok()) return nullptr;
     node->topology_ = std::move(*compiled);
 
     IngestorOptions options;
-    options.kafka = KafkaClientConfig(bootstrap, kGroupTimeouts);
+    KafkaProperties properties = kGroupTimeouts;
+    properties.insert(properties.end(), kafka_properties.begin(), kafka_properties.end());
+    options.kafka = KafkaClientConfig(bootstrap, properties);
     options.node_id = node_id;
     options.hub = &node->hub_;
     TestNode* raw = node.get();
@@ -549,6 +558,37 @@ class IngestorTest : public ::testing::Test {
                                      rocksdb::Env* env = nullptr) {
     return TestNode::Open(kafka_->bootstrap_servers(), names_, absl::StrCat(dir_, "/", data),
                           node_id, env);
+  }
+
+  std::unique_ptr<TestNode> OpenNodeWith(const JsonLimits& json_limits,
+                                         const KafkaProperties& kafka_properties = {}) {
+    return TestNode::Open(kafka_->bootstrap_servers(), names_, absl::StrCat(dir_, "/n1"), "n1",
+                          nullptr, json_limits, kafka_properties);
+  }
+
+  // Runs a node until it has consumed everything produced; then checks that it holds exactly
+  // the valid records, and returns the dead letters (`letters` of them expected).
+  std::vector<ReadRecord> IngestAndReadDeadLetters(TestNode& node, size_t letters) {
+    const std::vector<int64_t> end = EndOffsets(produced_);
+    EXPECT_TRUE(WaitUntil([&] { return node.CaughtUp(end); }));
+    ExpectHoldsEverythingProduced(node);
+    std::vector<ReadRecord> dlq = Read(names_.dlq, 1, static_cast<int64_t>(letters));
+    EXPECT_EQ(dlq.size(), letters);
+    return dlq;
+  }
+
+  // The produced record a dead letter names (by its kiq.partition and kiq.offset headers).
+  const Produced* OriginalOf(const ReadRecord& letter) const {
+    int32_t partition = -1;
+    int64_t offset = -1;
+    if (!absl::SimpleAtoi(letter.Header("kiq.partition").value_or(""), &partition) ||
+        !absl::SimpleAtoi(letter.Header("kiq.offset").value_or(""), &offset)) {
+      return nullptr;
+    }
+    for (const Produced& r : produced_) {
+      if (r.partition == partition && r.offset == offset) return &r;
+    }
+    return nullptr;
   }
 
   std::vector<ReadRecord> Read(const std::string& topic, int32_t partitions, int64_t at_least = 0) {
@@ -936,6 +976,115 @@ TEST_F(IngestorTest, MalformedJsonIsCountedDeadLetteredAndSkipped) {
     EXPECT_EQ(d.value, (*original)->in.value);
   }
   EXPECT_EQ(got, want);
+  node->ingestor().Stop();
+  EXPECT_OK(node->ingestor().Wait());
+}
+
+// A value nested 300,000 levels deep crashed the node (stack overflow in RapidJSON's recursive
+// reader) on every restart; 20,000 levels was accepted. Both are bad records now, as are a JSON
+// string that is not UTF-8 and a value over the size limit; the records around them are applied.
+TEST_F(IngestorTest, RecordsPastTheJsonLimitsAreDeadLetteredWithTheirReason) {
+  JsonLimits limits;
+  limits.max_value_bytes = 700'000;
+  std::vector<Input> inputs = MakeInputs(0, 20, 5);
+  std::string deep_object;
+  for (int i = 0; i < 20'000; ++i) deep_object += R"({"a":)";
+  deep_object += "1" + std::string(20'000, '}');
+  const std::map<int, std::pair<std::string, std::string>> bad = {
+      {3,
+       {std::string(300'000, '[') + std::string(300'000, ']'),
+        "value nests deeper than 64 levels"}},
+      {7, {deep_object, "value nests deeper than 64 levels"}},
+      {11, {"{\"s\": \"caf\xe9\"}", "value is not UTF-8 (a JSON string holds invalid UTF-8)"}},
+      {15,
+       {absl::StrCat("{\"s\": \"", std::string(800'000, 'a'), "\"}"),
+        "value too large (800009 bytes; the limit is 700000)"}},
+  };
+  for (const auto& [i, value_reason] : bad) {
+    inputs[i].value = value_reason.first;
+    inputs[i].valid = false;
+  }
+  std::unique_ptr<TestNode> node = OpenNodeWith(limits);
+  ASSERT_NE(node, nullptr);
+  node->ingestor().Start();
+  ASSERT_NO_FATAL_FAILURE(Produce(inputs));
+  const std::vector<ReadRecord> dlq = IngestAndReadDeadLetters(*node, 2 * bad.size());
+  EXPECT_EQ(node->ingestor().stats().bad_records.load(), 2 * static_cast<int64_t>(bad.size()));
+  std::map<std::string, int> letters_per_reason;
+  for (const ReadRecord& d : dlq) {
+    const Produced* original = OriginalOf(d);
+    ASSERT_NE(original, nullptr) << "dead letter at " << d.offset << " names no produced record";
+    const auto it = std::find_if(bad.begin(), bad.end(), [&](const auto& b) {
+      return b.second.first == original->in.value;
+    });
+    ASSERT_NE(it, bad.end()) << "a good record was dead-lettered";
+    EXPECT_EQ(d.Header("kiq.reason"), it->second.second);
+    EXPECT_EQ(d.value, original->in.value);  // whole: under the producer's limit
+    EXPECT_EQ(d.Header("kiq.truncated"), std::nullopt);
+    ++letters_per_reason[it->second.second];
+  }
+  EXPECT_EQ(letters_per_reason["value nests deeper than 64 levels"], 4);
+  node->ingestor().Stop();
+  EXPECT_OK(node->ingestor().Wait());
+}
+
+// A dead letter over the producer's message.max.bytes was refused ("Message size too large")
+// and the record was in no DLQ. It goes truncated now, with headers saying so.
+TEST_F(IngestorTest, DeadLetterTooLargeForTheProducerIsSentTruncated) {
+  std::vector<Input> inputs = MakeInputs(0, 6, 3);
+  inputs[2].key = std::string(100'000, 'k');
+  inputs[2].value = std::string(150'000, 'x');  // not JSON
+  inputs[2].valid = false;
+  std::unique_ptr<TestNode> node = OpenNodeWith({}, {{"message.max.bytes", "200000"}});
+  ASSERT_NE(node, nullptr);
+  node->ingestor().Start();
+  ASSERT_NO_FATAL_FAILURE(Produce(inputs));
+  const std::vector<ReadRecord> dlq = IngestAndReadDeadLetters(*node, 2);
+  std::set<std::string> stores;
+  for (const ReadRecord& d : dlq) {
+    ASSERT_EQ(OriginalOf(d), &produced_[2]);
+    EXPECT_EQ(d.Header("kiq.reason"), "value is not JSON");
+    EXPECT_EQ(d.Header("kiq.truncated"), "true");
+    EXPECT_EQ(d.Header("kiq.original.size"), "150000");
+    EXPECT_EQ(d.Header("kiq.original.key.size"), "100000");
+    EXPECT_EQ(d.Header("kiq.topic"), names_.topic);
+    EXPECT_EQ(d.value, std::string(DeadLetterQueue::kTruncatedBytes, 'x'));
+    EXPECT_EQ(d.key, std::string(DeadLetterQueue::kTruncatedBytes, 'k'));
+    stores.insert(d.Header("kiq.store").value_or(""));
+  }
+  EXPECT_EQ(stores, (std::set<std::string>{kTable, kCount}));
+  node->ingestor().Stop();
+  EXPECT_OK(node->ingestor().Wait());
+}
+
+// A record whose key maps to another partition was applied (All showed it, Get could not find
+// it) and only counted. It is dead-lettered and skipped now.
+TEST_F(IngestorTest, RecordInTheWrongPartitionIsDeadLetteredAndNotApplied) {
+  std::vector<Input> inputs = MakeInputs(0, 12, 4);
+  Input stray;
+  stray.key = "stray";
+  stray.value = R"({"i": 99})";
+  const int32_t right = Murmur2Partition(stray.key, kPartitions);
+  stray.partition = (right + 1) % kPartitions;
+  stray.valid = false;
+  inputs.insert(inputs.begin() + 5, stray);
+  std::unique_ptr<TestNode> node = OpenNode("n1");
+  ASSERT_NE(node, nullptr);
+  node->ingestor().Start();
+  ASSERT_NO_FATAL_FAILURE(Produce(inputs));
+  const std::vector<ReadRecord> dlq = IngestAndReadDeadLetters(*node, 2);
+  const IngestStats& stats = node->ingestor().stats();
+  EXPECT_EQ(stats.wrong_partition.load(), 1);
+  EXPECT_EQ(stats.bad_records.load(), 2);
+  for (const ReadRecord& d : dlq) {
+    const Produced* original = OriginalOf(d);
+    ASSERT_NE(original, nullptr);
+    EXPECT_EQ(original->in.key, "stray");
+    EXPECT_EQ(original->partition, stray.partition);
+    EXPECT_EQ(
+        d.Header("kiq.reason"),
+        absl::StrCat("wrong partition: the murmur2 partitioner maps the key to partition ", right));
+  }
   node->ingestor().Stop();
   EXPECT_OK(node->ingestor().Wait());
 }
