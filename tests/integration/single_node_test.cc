@@ -20,6 +20,7 @@
 #include "common/grpc_status.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
+#include "tests/testing/deep_json.h"
 #include "tests/testing/kafka_admin.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
@@ -35,6 +36,20 @@ using ::testing::Not;
 constexpr int kPartitions = 6;
 
 std::string OrdersTopology() { return ExampleTopology("orders"); }
+
+// The shop application on JSON orders: the latest order and the count per user.
+constexpr char kShopJsonTopology[] =
+    "application_id: shop\n"
+    "sources:\n"
+    "  - topic: orders\n"
+    "    value_format: json\n"
+    "stores:\n"
+    "  - name: orders_by_user\n"
+    "    source: orders\n"
+    "    table: {}\n"
+    "  - name: order_count\n"
+    "    source: orders\n"
+    "    count: {}\n";
 
 class SingleNodeTest : public KafkaFixture {
  protected:
@@ -218,18 +233,7 @@ TEST_F(SingleNodeTest, BadRequestsGetClearErrorsAndTheNodeKeepsServing) {
 }
 
 TEST_F(SingleNodeTest, UndecodableRecordsAreSkippedCountedLoggedAndDeadLettered) {
-  const std::string config = WriteFile("json.yaml",
-                                       "application_id: shop\n"
-                                       "sources:\n"
-                                       "  - topic: orders\n"
-                                       "    value_format: json\n"
-                                       "stores:\n"
-                                       "  - name: orders_by_user\n"
-                                       "    source: orders\n"
-                                       "    table: {}\n"
-                                       "  - name: order_count\n"
-                                       "    source: orders\n"
-                                       "    count: {}\n");
+  const std::string config = WriteFile("json.yaml", kShopJsonTopology);
   StartNode(config);
   Produce("orders", "u1", R"({"food":"pizza"})");
   auto bad = producer_->Produce(Topic("orders"), "u1", "{not json");
@@ -334,25 +338,11 @@ TEST_F(SingleNodeTest, TheNodeCreatesItsInternalTopicsAndUsesThem) {
 // RapidJSON's recursive reader), in a crash loop. Now it is a bad record; a value within the
 // limit but deeper than Entry.json carries (60 levels) is served at once, as text.
 TEST_F(SingleNodeTest, DeepRecordIsDeadLetteredAndTheNodeKeepsServing) {
-  const std::string config = WriteFile("json.yaml",
-                                       "application_id: shop\n"
-                                       "sources:\n"
-                                       "  - topic: orders\n"
-                                       "    value_format: json\n"
-                                       "stores:\n"
-                                       "  - name: orders_by_user\n"
-                                       "    source: orders\n"
-                                       "    table: {}\n"
-                                       "  - name: order_count\n"
-                                       "    source: orders\n"
-                                       "    count: {}\n");
+  const std::string config = WriteFile("json.yaml", kShopJsonTopology);
   StartNode(config);
-  std::string sixty;
-  for (int i = 0; i < 60; ++i) sixty += R"({"a":)";
-  sixty += "1" + std::string(60, '}');
+  const std::string sixty = DeepJsonObject(60);
   Produce("orders", "u1", sixty);
-  auto bad = producer_->Produce(Topic("orders"), "u2",
-                                std::string(300'000, '[') + std::string(300'000, ']'));
+  auto bad = producer_->Produce(Topic("orders"), "u2", DeepJsonArray(300'000));
   ASSERT_OK(bad);
   produced_[{Topic("orders"), bad->partition}] = bad->offset + 1;
   Produce("orders", "u2", R"({"food":"sushi"})");

@@ -12,6 +12,7 @@
 #include "common/topology/window_key.h"
 #include "gtest/gtest.h"
 #include "router/port/local_stores.h"
+#include "tests/testing/deep_json.h"
 
 namespace kiq::router {
 namespace {
@@ -64,15 +65,6 @@ TEST(RenderEntryTest, LatestJsonTextIsParsed) {
   EXPECT_EQ(entry.json().string_value(), "cat.png");
 }
 
-// Nested objects {"a":{"a":...1}} `depth` deep.
-std::string DeepObject(int depth) {
-  std::string out;
-  for (int i = 0; i < depth; ++i) out += R"({"a":)";
-  out += "1";
-  out += std::string(depth, '}');
-  return out;
-}
-
 int DepthOf(const google::protobuf::Value& v) {
   int depth = 0;
   const google::protobuf::Value* at = &v;
@@ -108,7 +100,7 @@ TEST(RenderEntryTest, RepeatedNamesKeepTheLastValue) {
 // The deepest Entry.json still reaches a client: every response parses with protobuf's default
 // recursion limit (what gRPC and the HTTP gateway use).
 TEST(RenderEntryTest, JsonAtTheEntryDepthLimitParsesInEveryResponse) {
-  kiq::v1::Entry entry = Render(ValueKind::kJson, DeepObject(kMaxEntryJsonDepth));
+  kiq::v1::Entry entry = Render(ValueKind::kJson, testing::DeepJsonObject(kMaxEntryJsonDepth));
   ASSERT_TRUE(entry.has_json());
   EXPECT_EQ(DepthOf(entry.json()), kMaxEntryJsonDepth);
   kiq::v1::GetResponse get;
@@ -129,7 +121,7 @@ TEST(RenderEntryTest, JsonAtTheEntryDepthLimitParsesInEveryResponse) {
 }
 
 TEST(RenderEntryTest, JsonDeeperThanAnEntryCarriesIsLeftToTheValue) {
-  const std::string text = DeepObject(kMaxEntryJsonDepth + 1);
+  const std::string text = testing::DeepJsonObject(kMaxEntryJsonDepth + 1);
   kiq::v1::Entry entry = Render(ValueKind::kJson, text);
   EXPECT_FALSE(entry.has_json());
   EXPECT_EQ(entry.value(), text);
@@ -138,8 +130,8 @@ TEST(RenderEntryTest, JsonDeeperThanAnEntryCarriesIsLeftToTheValue) {
 // Before, a stored value 20,000 levels deep cost 18 s of CPU per Get in JsonStringToMessage,
 // whose result was then dropped.
 TEST(RenderEntryTest, VeryDeepStoredJsonRendersQuickly) {
-  const std::string objects = DeepObject(20'000);
-  const std::string arrays = std::string(20'000, '[') + std::string(20'000, ']');
+  const std::string objects = testing::DeepJsonObject(20'000);
+  const std::string arrays = testing::DeepJsonArray(20'000);
   const absl::Time start = absl::Now();
   for (const std::string* text : {&objects, &arrays}) {
     kiq::v1::Entry entry = Render(ValueKind::kJson, *text);

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/deep_json.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq {
@@ -150,17 +151,6 @@ TEST(JsonTextTest, CompactTextAndShortDescriptions) {
   EXPECT_EQ(DescribeJson((*json.Root())["s"]), R"("hé")");
 }
 
-// `depth` nested arrays ("[[[...]]]") or objects ({"a":{"a":...1}}), as an attacker would
-// produce them.
-std::string DeepArray(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
-std::string DeepObject(int depth) {
-  std::string out;
-  for (int i = 0; i < depth; ++i) out += R"({"a":)";
-  out += "1";
-  out += std::string(depth, '}');
-  return out;
-}
-
 absl::Status Parse(absl::string_view text, JsonLimits limits = {}) {
   rapidjson::Document doc;
   return ParseJson(text, limits, "value", &doc);
@@ -173,11 +163,11 @@ TEST(ParseJsonTest, DefaultLimitsAreDocumented) {
 }
 
 TEST(ParseJsonTest, NestingUpToTheLimitIsAcceptedDeeperIsRefused) {
-  EXPECT_OK(Parse(DeepArray(64)));
-  EXPECT_OK(Parse(DeepObject(64)));
+  EXPECT_OK(Parse(testing::DeepJsonArray(64)));
+  EXPECT_OK(Parse(testing::DeepJsonObject(64)));
   EXPECT_OK(Parse(R"([1, {"a": [2, 3]}, {"b": {}}])"));
-  EXPECT_THAT(Parse(DeepArray(65)), IsBad("value nests deeper than 64 levels"));
-  EXPECT_THAT(Parse(DeepObject(65)), IsBad("value nests deeper than 64 levels"));
+  EXPECT_THAT(Parse(testing::DeepJsonArray(65)), IsBad("value nests deeper than 64 levels"));
+  EXPECT_THAT(Parse(testing::DeepJsonObject(65)), IsBad("value nests deeper than 64 levels"));
   JsonLimits two;
   two.max_depth = 2;
   EXPECT_OK(Parse("[[1], {\"a\": 2}]", two));
@@ -192,12 +182,12 @@ TEST(ParseJsonTest, NestingUpToTheLimitIsAcceptedDeeperIsRefused) {
 // Before the limit, RapidJSON's recursive reader overflowed the stack on this (the node died in
 // a crash loop on one record).
 TEST(ParseJsonTest, ThreeHundredThousandLevelsAreRefusedWithoutRecursion) {
-  EXPECT_THAT(Parse(DeepArray(300'000)), IsBad("value nests deeper than 64 levels"));
-  EXPECT_THAT(Parse(DeepObject(300'000), JsonLimits{64, size_t{10} << 20}),
+  EXPECT_THAT(Parse(testing::DeepJsonArray(300'000)), IsBad("value nests deeper than 64 levels"));
+  EXPECT_THAT(Parse(testing::DeepJsonObject(300'000), JsonLimits{64, size_t{10} << 20}),
               IsBad("value nests deeper than 64 levels"));
   // Through the records' parser (which crashed before).
   LazyJson json;
-  const std::string deep = DeepArray(300'000);
+  const std::string deep = testing::DeepJsonArray(300'000);
   json.Reset(deep);
   EXPECT_EQ(json.Root(), nullptr);
   EXPECT_THAT(json.error(), IsBad("value nests deeper than 64 levels"));
@@ -205,13 +195,13 @@ TEST(ParseJsonTest, ThreeHundredThousandLevelsAreRefusedWithoutRecursion) {
   // is on the heap.
   EXPECT_THAT(Parse(std::string(300'000, '['), JsonLimits{1'000'000, size_t{1} << 20}),
               IsBad("value is not JSON"));
-  EXPECT_OK(Parse(DeepArray(300'000), JsonLimits{1'000'000, size_t{1} << 20}));
+  EXPECT_OK(Parse(testing::DeepJsonArray(300'000), JsonLimits{1'000'000, size_t{1} << 20}));
 }
 
 TEST(ParseJsonTest, TwentyThousandLevelsAreRefusedQuickly) {
   const absl::Time start = absl::Now();
-  EXPECT_THAT(Parse(DeepObject(20'000)), IsBad("value nests deeper than 64 levels"));
-  EXPECT_THAT(Parse(DeepArray(20'000)), IsBad("value nests deeper than 64 levels"));
+  EXPECT_THAT(Parse(testing::DeepJsonObject(20'000)), IsBad("value nests deeper than 64 levels"));
+  EXPECT_THAT(Parse(testing::DeepJsonArray(20'000)), IsBad("value nests deeper than 64 levels"));
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
 }
 

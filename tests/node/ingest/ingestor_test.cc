@@ -52,6 +52,7 @@
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"
 #include "node/store/store_engine.h"
+#include "tests/testing/deep_json.h"
 #include "tests/testing/fault_env.h"
 #include "tests/testing/status_matchers.h"
 
@@ -987,13 +988,9 @@ TEST_F(IngestorTest, RecordsPastTheJsonLimitsAreDeadLetteredWithTheirReason) {
   JsonLimits limits;
   limits.max_value_bytes = 700'000;
   std::vector<Input> inputs = MakeInputs(0, 20, 5);
-  std::string deep_object;
-  for (int i = 0; i < 20'000; ++i) deep_object += R"({"a":)";
-  deep_object += "1" + std::string(20'000, '}');
+  const std::string deep_object = testing::DeepJsonObject(20'000);
   const std::map<int, std::pair<std::string, std::string>> bad = {
-      {3,
-       {std::string(300'000, '[') + std::string(300'000, ']'),
-        "value nests deeper than 64 levels"}},
+      {3, {testing::DeepJsonArray(300'000), "value nests deeper than 64 levels"}},
       {7, {deep_object, "value nests deeper than 64 levels"}},
       {11, {"{\"s\": \"caf\xe9\"}", "value is not UTF-8 (a JSON string holds invalid UTF-8)"}},
       {15,
