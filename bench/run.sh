@@ -157,7 +157,7 @@ for n in 1 2 3; do
   start_node "bq-$n" "$WORK/bq.yaml" --kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500
   NODES+=($NODE_PID)
 done
-has_all() { "$KIQCTL" --target "$(grpc_of bq-1)" count views | grep -q "^count: 10000 "; }
+has_all() { "$KIQCTL" --target "$(grpc_of bq-1)" count views | grep -qx "count: 10000"; }
 wait_for "the cluster to materialize 10k keys" 120 has_all
 # Every node must be in every other's routing table before Get is measured.
 members_ok() { for n in 1 2 3; do [ "$(metric kiq_members "$(http_of bq-$n)" "")" = "3.000000" ] || return 1; done; }

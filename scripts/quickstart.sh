@@ -58,7 +58,7 @@ export KIQ_TARGET="127.0.0.1:$(port_of 1)"
 echo "node-1, node-2, node-3 serve gRPC on 127.0.0.1:$(port_of 1), :$(port_of 2), :$(port_of 3)"
 # Ready when all 5 users with orders and the 4 remaining customers are materialized, as seen
 # through node-1 (which asks the other nodes for the partitions it does not own).
-has_count() { "$KIQCTL" count "$1" | grep -q "^count: $2 "; }
+has_count() { "$KIQCTL" count "$1" | grep -qx "count: $2"; }
 wait_for "the cluster to materialize the orders" 90 has_count order_count 5
 wait_for "the cluster to materialize the customers" 90 has_count customers 4
 

@@ -8,7 +8,7 @@ wait_for() {
   until "$@" >/dev/null 2>&1; do
     if [ $SECONDS -ge $deadline ]; then
       echo "$(basename "$0" .sh): timed out waiting for $what" >&2
-      tail -20 "$WORK"/*.log >&2 || true
+      tail -n 20 "$WORK"/*.log >&2 || true
       exit 1
     fi
     sleep 0.1
