@@ -63,6 +63,10 @@ Flags (before or after the command):
                          range/all stopped by --limit.
   --limit N              range, all: stop after N entries; if more may follow, print the next
                          page token to resume from.
+  --stale                get, window-fetch, range, all, count: if a partition's owner cannot
+                         answer (down, restoring), read its freshest standby replica; the
+                         answer then says which partitions were read so ("stale: ...").
+  --max-lag N            With --stale: only replicas at most N records behind (default: any).
   --key K, --prefix P    subscribe: only key K, or keys starting with P.
   --snapshot, --coalesce subscribe: see above.
   -h, --help             Print this help.
@@ -203,7 +207,7 @@ class CommandLine {
   CLI::App app_{"kiqctl"};
 
   // Flag values as given (the last one of a repeated flag); --page-token goes straight to args_.
-  std::string target_, timeout_, page_size_, limit_, key_, prefix_;
+  std::string target_, timeout_, page_size_, limit_, key_, prefix_, max_lag_;
   CLI::Option* target_flag_;
   CLI::Option* timeout_flag_;
   CLI::Option* page_size_flag_;
@@ -214,6 +218,8 @@ class CommandLine {
   CLI::Option* json_flag_;
   CLI::Option* snapshot_flag_;
   CLI::Option* coalesce_flag_;
+  CLI::Option* stale_flag_;
+  CLI::Option* max_lag_flag_;
   std::vector<const CLI::Option*> scan_flags_;       // range and all only
   std::vector<const CLI::Option*> subscribe_flags_;  // subscribe only
 
@@ -245,6 +251,8 @@ CommandLine::CommandLine(KiqctlArgs& args) : args_(args) {
   json_flag_ = app_.add_flag("--json");
   snapshot_flag_ = app_.add_flag("--snapshot");
   coalesce_flag_ = app_.add_flag("--coalesce");
+  stale_flag_ = app_.add_flag("--stale");
+  max_lag_flag_ = app_.add_option("--max-lag", max_lag_);
   scan_flags_ = {page_size_flag_, page_token_flag_, limit_flag_};
   subscribe_flags_ = {key_flag_, prefix_flag_, snapshot_flag_, coalesce_flag_};
   // Only an unknown command (and what follows it) gets here: a known one is a subcommand.
@@ -357,7 +365,7 @@ absl::Status CommandLine::CheckFlags() {
     return UsageError(
         absl::StrCat("unknown flag \"", EscapeForTerminal(arg.substr(0, arg.find('='))), "\""));
   }
-  for (const CLI::Option* flag : {json_flag_, snapshot_flag_, coalesce_flag_}) {
+  for (const CLI::Option* flag : {json_flag_, snapshot_flag_, coalesce_flag_, stale_flag_}) {
     // CLI11 records a flag given without a value as "true".
     for (const std::string& value : flag->results()) {
       if (value != "true") return UsageError(absl::StrCat(flag->get_name(), " takes no value"));
@@ -366,6 +374,14 @@ absl::Status CommandLine::CheckFlags() {
   args_.json = json_flag_->count() > 0;
   args_.snapshot = snapshot_flag_->count() > 0;
   args_.coalesce = coalesce_flag_->count() > 0;
+  args_.allow_stale = stale_flag_->count() > 0;
+  if (max_lag_flag_->count() > 0) {
+    if (!args_.allow_stale) return UsageError("--max-lag needs --stale");
+    if (!absl::SimpleAtoi(max_lag_, &args_.max_lag_records) || args_.max_lag_records <= 0) {
+      return UsageError(
+          absl::StrCat("--max-lag wants a positive number of records, got \"", max_lag_, "\""));
+    }
+  }
   if (target_flag_->count() > 0) {
     if (target_.empty()) return UsageError("--target must not be empty");
     args_.target = target_;
@@ -648,6 +664,8 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   }
   ClientOptions options;
   options.timeout = parsed->timeout;
+  options.allow_stale = parsed->allow_stale;
+  options.max_lag_records = parsed->max_lag_records;
   absl::StatusOr<std::unique_ptr<Client>> client = client_factory(parsed->target, options);
   if (!client.ok()) return Fail(err, client.status(), "");
   switch (parsed->command) {

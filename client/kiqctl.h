@@ -57,6 +57,9 @@ struct KiqctlArgs {
   std::optional<std::string> subscribe_prefix;
   bool snapshot = false;
   bool coalesce = false;
+  // --stale [--max-lag N]: reads may be answered by standby replicas.
+  bool allow_stale = false;
+  int64_t max_lag_records = 0;
 };
 
 // The --help text: every command, flag and exit code.

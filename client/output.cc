@@ -124,24 +124,37 @@ std::string WindowTimeText(int64_t ms) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
 }
 
+std::string StandbyReadsText(
+    const google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead>& reads) {
+  std::string out;
+  for (const kiq::v1::StandbyRead& read : reads) {
+    absl::StrAppend(&out, "stale: partition ", read.partition(), " read from a standby replica on ",
+                    NodeIdText(read.node_id()), ", ", read.lag_records(), " records behind\n");
+  }
+  return out;
+}
+
 std::string RenderWindowsTable(const kiq::v1::WindowFetchResponse& response) {
   if (response.entries().empty()) return "no windows\n";
   std::vector<Row> rows;
   for (const kiq::v1::Entry& entry : response.entries()) rows.push_back(WindowEntryRow(entry));
-  return RenderTable(WindowEntriesHeader(), rows);
+  return absl::StrCat(RenderTable(WindowEntriesHeader(), rows),
+                      StandbyReadsText(response.standby_reads()));
 }
 
 std::string RenderGetTable(const kiq::v1::GetResponse& response) {
-  if (!response.found()) return "not found\n";
-  return RenderTable(EntriesHeader(), {EntryRow(response.entry())});
+  if (!response.found()) return absl::StrCat("not found\n", StandbyReadsText(response.standby_reads()));
+  return absl::StrCat(RenderTable(EntriesHeader(), {EntryRow(response.entry())}),
+                      StandbyReadsText(response.standby_reads()));
 }
 
 std::string RenderCountText(const kiq::v1::CountResponse& response) {
+  const std::string stale = StandbyReadsText(response.standby_reads());
   if (response.missing_partitions().empty()) {
-    return absl::StrCat("count: ", response.count(), "\n");
+    return absl::StrCat("count: ", response.count(), "\n", stale);
   }
   return absl::StrCat("count: ", response.count(), " (partial: partitions ",
-                      absl::StrJoin(response.missing_partitions(), ","), " missing)\n");
+                      absl::StrJoin(response.missing_partitions(), ","), " missing)\n", stale);
 }
 
 std::string PartitionStateName(kiq::v1::PartitionState state) {
@@ -154,6 +167,8 @@ std::string PartitionStateName(kiq::v1::PartitionState state) {
       return "ACTIVE";
     case kiq::v1::PARTITION_STATE_FAILED:
       return "FAILED";
+    case kiq::v1::PARTITION_STATE_STANDBY:
+      return "STANDBY";
     default:
       // proto3 enums are open: a newer server may send a state this client does not know.
       return absl::StrCat("UNKNOWN(", static_cast<int>(state), ")");
@@ -182,6 +197,9 @@ std::string OwnedPartitionsText(
         break;
       case kiq::v1::PARTITION_STATE_FAILED:
         cell.push_back('F');
+        break;
+      case kiq::v1::PARTITION_STATE_STANDBY:
+        cell.push_back('S');
         break;
       default:
         cell.push_back('?');

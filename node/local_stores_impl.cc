@@ -215,10 +215,16 @@ absl::StatusOr<int64_t> LocalStoresImpl::EntryCount(absl::string_view store,
 
 void LocalStoresImpl::AppendPosition(absl::string_view store, PartitionId p,
                                      kiq::v1::Position* out) const {
+  AppendPositionFrom(positions_, store, p, out);
+}
+
+void LocalStoresImpl::AppendPositionFrom(const PositionTracker& positions,
+                                         absl::string_view store, PartitionId p,
+                                         kiq::v1::Position* out) const {
   absl::StatusOr<const CompiledStore*> found = Find(store);
   if (!found.ok()) return;
   const CompiledSource& source = topology_.sources()[(*found)->source];
-  std::optional<Offset> next = positions_.Get(store, source.spec.topic(), p);
+  std::optional<Offset> next = positions.Get(store, source.spec.topic(), p);
   kiq::v1::PartitionOffset* po = out->add_offsets();
   po->set_topic(source.spec.topic());
   po->set_partition(p.value());
@@ -227,28 +233,52 @@ void LocalStoresImpl::AppendPosition(absl::string_view store, PartitionId p,
 
 absl::Status LocalStoresImpl::ReadAt(absl::string_view store, PartitionId p, kiq::v1::Position* out,
                                      absl::FunctionRef<absl::Status()> read) const {
+  return ReadExactly(positions_, store, p, out, read, [&] { return CheckReadable(store, p); });
+}
+
+absl::Status LocalStoresImpl::ReadStandbyAt(absl::string_view store, PartitionId p,
+                                            int64_t max_lag_records, kiq::v1::Position* out,
+                                            int64_t* lag,
+                                            absl::FunctionRef<absl::Status()> read) const {
+  if (absl::StatusOr<const CompiledStore*> found = Find(store); !found.ok()) return found.status();
+  if (standby_ == nullptr) {
+    return router::LocalStores::ReadStandbyAt(store, p, max_lag_records, out, lag, read);
+  }
+  absl::StatusOr<int64_t> behind = standby_->CheckReadable(store, p, max_lag_records);
+  if (!behind.ok()) return behind.status();
+  *lag = *behind;
+  return ReadExactly(standby_->positions(), store, p, out, read, [&] {
+    return standby_->CheckReadable(store, p, /*max_lag_records=*/0).status();
+  });
+}
+
+absl::Status LocalStoresImpl::ReadExactly(const PositionTracker& positions,
+                                          absl::string_view store, PartitionId p,
+                                          kiq::v1::Position* out,
+                                          absl::FunctionRef<absl::Status()> read,
+                                          absl::FunctionRef<absl::Status()> check) const {
   // A seqlock's reader: a read takes microseconds and batches commit every few milliseconds
   // at most, so a retry is rare; a reader that keeps losing the race (or waits too long for a
   // slow commit) settles for a lower bound.
   constexpr int kExactAttempts = 8;
   constexpr absl::Duration kCommitWait = absl::Milliseconds(200);
   for (int attempt = 0; attempt < kExactAttempts; ++attempt) {
-    const uint64_t before = positions_.AwaitNoCommit(kCommitWait);
+    const uint64_t before = positions.AwaitNoCommit(kCommitWait);
     if (before % 2 == 1) break;  // a commit that does not end (a stalled disk)
     kiq::v1::Position position;
-    AppendPosition(store, p, &position);
+    AppendPositionFrom(positions, store, p, &position);
     if (absl::Status s = read(); !s.ok()) return s;
-    if (positions_.CommitSequence() == before) {
-      // While ACTIVE every write is a bracketed commit; a partition revoked (or restoring)
-      // meanwhile is answered by its next owner.
-      if (absl::Status s = CheckReadable(store, p); !s.ok()) return s;
+    if (positions.CommitSequence() == before) {
+      // While readable every write is a bracketed commit; a partition revoked (or restoring)
+      // meanwhile is answered elsewhere.
+      if (absl::Status s = check(); !s.ok()) return s;
       out->MergeFrom(position);
       return absl::OkStatus();
     }
   }
-  AppendPosition(store, p, out);
+  AppendPositionFrom(positions, store, p, out);
   if (absl::Status s = read(); !s.ok()) return s;
-  return CheckReadable(store, p);
+  return check();
 }
 
 absl::Status LocalStoresImpl::WaitForPosition(absl::string_view store, const kiq::v1::Position& min,

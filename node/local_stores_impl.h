@@ -4,6 +4,7 @@
 #include "node/push/subscription_hub.h"
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"
+#include "node/store/standby_partitions.h"
 #include "node/store/store_engine.h"
 #include "router/port/local_stores.h"
 
@@ -14,11 +15,17 @@ namespace kiq::node {
 // outlive it.
 class LocalStoresImpl final : public router::LocalStores {
  public:
-  // `hub` is optional: without it, Subscribe is UNIMPLEMENTED.
+  // `hub` is optional: without it, Subscribe is UNIMPLEMENTED. `standby` is optional: without
+  // it, no read is served by a standby replica.
   LocalStoresImpl(const CompiledTopology& topology, const StoreEngine& engine,
                   const PartitionStates& states, const PositionTracker& positions,
-                  SubscriptionHub* hub = nullptr)
-      : topology_(topology), engine_(engine), states_(states), positions_(positions), hub_(hub) {}
+                  SubscriptionHub* hub = nullptr, const StandbyPartitions* standby = nullptr)
+      : topology_(topology),
+        engine_(engine),
+        states_(states),
+        positions_(positions),
+        hub_(hub),
+        standby_(standby) {}
 
   absl::StatusOr<StoreInfo> Describe(absl::string_view store) const override;
   std::vector<StoreInfo> ListStores() const override;
@@ -34,6 +41,9 @@ class LocalStoresImpl final : public router::LocalStores {
                       absl::FunctionRef<absl::Status()> read) const override;
   void AppendPosition(absl::string_view store, PartitionId p,
                       kiq::v1::Position* out) const override;
+  absl::Status ReadStandbyAt(absl::string_view store, PartitionId p, int64_t max_lag_records,
+                             kiq::v1::Position* out, int64_t* lag,
+                             absl::FunctionRef<absl::Status()> read) const override;
   absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,
                                absl::Time deadline) const override;
   uint64_t PositionVersion() const override { return positions_.version(); }
@@ -45,6 +55,14 @@ class LocalStoresImpl final : public router::LocalStores {
 
  private:
   absl::StatusOr<const CompiledStore*> Find(absl::string_view store) const;
+  // The position of `store`/`p` in `positions` (the owned partitions' or the replicas').
+  void AppendPositionFrom(const PositionTracker& positions, absl::string_view store,
+                          PartitionId p, kiq::v1::Position* out) const;
+  // ReadAt over `positions`, `check` telling whether `p` is still readable there.
+  absl::Status ReadExactly(const PositionTracker& positions, absl::string_view store,
+                           PartitionId p, kiq::v1::Position* out,
+                           absl::FunctionRef<absl::Status()> read,
+                           absl::FunctionRef<absl::Status()> check) const;
   // The stream time of partition `p` of a windowed store; nullopt before its first record.
   absl::StatusOr<std::optional<int64_t>> StreamTime(const CompiledStore& store,
                                                     PartitionId p) const;
@@ -61,6 +79,7 @@ class LocalStoresImpl final : public router::LocalStores {
   const PartitionStates& states_;
   const PositionTracker& positions_;
   SubscriptionHub* const hub_;
+  const StandbyPartitions* const standby_;
 };
 
 }  // namespace kiq::node

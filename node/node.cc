@@ -13,6 +13,7 @@
 #include "common/kafka/internal_topics.h"
 #include "common/kafka/metadata.h"
 #include "common/topology/topology_config.h"
+#include "node/membership/standby_placement.h"
 
 namespace kiq::node {
 
@@ -108,13 +109,35 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   ingest.on_ownership_change = [raw] {
     if (raw->advertiser_) raw->advertiser_->Notify();
   };
+  node->self_id_ = options.node_id;
+  node->num_standby_replicas_ = topology->num_standby_replicas();
+  if (node->num_standby_replicas_ > 0) {
+    // Processors are single-threaded: the replicator applies tables with its own instance.
+    absl::StatusOr<std::unique_ptr<CompiledTopology>> copy =
+        CompiledTopology::Compile(*topology, *node->engine_, *counts);
+    if (!copy.ok()) return copy.status();
+    StandbyOptions standby;
+    standby.kafka = node->kafka_;
+    standby.node_id = options.node_id;
+    standby.metrics = node->ingest_metrics_.get();
+    standby.placement = [raw] { return raw->StandbyPlacement(); };
+    standby.on_change = [raw] {
+      if (raw->advertiser_) raw->advertiser_->Notify();
+    };
+    absl::StatusOr<std::unique_ptr<StandbyReplicator>> replicator = StandbyReplicator::Create(
+        *std::move(copy), *node->engine_, node->standby_partitions_, std::move(standby));
+    if (!replicator.ok()) return replicator.status();
+    node->standby_ = *std::move(replicator);
+    ingest.standby = node->standby_.get();
+  }
   absl::StatusOr<std::unique_ptr<Ingestor>> ingestor = Ingestor::Create(
       *node->topology_, *node->engine_, node->states_, node->positions_, std::move(ingest));
   if (!ingestor.ok()) return ingestor.status();
   node->ingestor_ = std::move(*ingestor);
 
-  node->local_ = std::make_unique<LocalStoresImpl>(*node->topology_, *node->engine_, node->states_,
-                                                   node->positions_, node->hub_.get());
+  node->local_ = std::make_unique<LocalStoresImpl>(
+      *node->topology_, *node->engine_, node->states_, node->positions_, node->hub_.get(),
+      node->standby_ ? &node->standby_partitions_ : nullptr);
   router::Frontend::Options serve;
   serve.self_id = options.node_id;
   serve.kafka = node->kafka_;
@@ -151,9 +174,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   Ingestor* ingestor_ptr = node->ingestor_.get();
   node->advertiser_ = std::make_unique<Advertiser>(
       advertise, *node->topology_, node->states_, node->positions_,
-      [ingestor_ptr] { return ingestor_ptr->generation(); }, *node->publisher_);
+      [ingestor_ptr] { return ingestor_ptr->generation(); }, *node->publisher_,
+      node->standby_ ? &node->standby_partitions_ : nullptr);
   node->advertiser_->Start();
   node->ingestor_->Start();
+  if (node->standby_) node->standby_->Start();
   spdlog::info(
       "serving kiq.v1.QueryService on {}:{} (application {}, {} stores, {} partitions, "
       "data dir {})",
@@ -180,6 +205,7 @@ void Node::Shutdown() {
   if (ingestor_ && !ingestor_stopped_) {
     spdlog::info("shutting down: committing and leaving the consumer group");
     ingestor_->Stop();
+    if (standby_) standby_->Stop();
     ingestor_stopped_ = true;
     if (advertiser_) advertiser_->StopWithTombstone(absl::Seconds(5));
   }
@@ -215,7 +241,26 @@ void Node::UpdateGauges() {
       ingest_metrics_->SetLag(source.spec.topic(), p.value(), *high - lowest_next);
     }
   }
-  ingest_metrics_->SetPartitions(active, restoring, failed);
+  int64_t standby = 0;
+  for (const StandbyPartitions::Replica& replica : standby_partitions_.Snapshot()) {
+    if (replica.serving) ++standby;
+  }
+  ingest_metrics_->SetPartitions(active, restoring, failed, standby);
+  if (num_standby_replicas_ > 0) {
+    // In sync: advertised, and at most this far behind its changelogs.
+    constexpr int64_t kInSyncLag = 10000;
+    int64_t uncovered = 0;
+    const router::RoutingTable& table = frontend_->routing_table();
+    for (int32_t p = 0; p < topology_->num_partitions(); ++p) {
+      const std::vector<router::StandbyReplica> replicas = table.Standbys(p);
+      if (std::none_of(replicas.begin(), replicas.end(), [](const router::StandbyReplica& r) {
+            return r.lag_records <= kInSyncLag;
+          })) {
+        ++uncovered;
+      }
+    }
+    ingest_metrics_->SetPartitionsWithoutStandby(uncovered);
+  }
   ingest_metrics_->SetKafkaConnected(frontend_->kafka_connected());
   ingest_metrics_->SetMembers(static_cast<int64_t>(frontend_->routing_table().AllNodes().size()));
   for (const CompiledStore& store : topology_->stores()) {
@@ -223,6 +268,23 @@ void Node::UpdateGauges() {
     StoreEngine::StoreStats stats = engine_->Stats(store.handle);
     ingest_metrics_->SetStore(store.info.name, stats.size_bytes, stats.estimated_keys);
   }
+}
+
+std::vector<int32_t> Node::StandbyPlacement() const {
+  std::vector<int32_t> out;
+  if (!frontend_) return out;
+  const router::RoutingTable& table = frontend_->routing_table();
+  std::vector<std::string> live;
+  for (const kiq::v1::NodeInfo& node : table.AllNodes()) live.push_back(node.node_id());
+  live.push_back(self_id_);  // before its own record is read back
+  for (int32_t p = 0; p < topology_->num_partitions(); ++p) {
+    std::optional<router::PartitionOwner> owner = table.OwnerOf(p);
+    const std::vector<std::string> nodes =
+        StandbyNodes(p, topology_->num_partitions(), owner ? owner->node.node_id() : "", live,
+                     num_standby_replicas_);
+    if (std::find(nodes.begin(), nodes.end(), self_id_) != nodes.end()) out.push_back(p);
+  }
+  return out;
 }
 
 router::HttpServer::Reply Node::Readiness() const {

@@ -13,6 +13,7 @@
 #include "common/kafka/dev_kafka.h"
 #include "node/ingest/ingest_metrics.h"
 #include "node/ingest/ingestor.h"
+#include "node/ingest/standby_replicator.h"
 #include "node/local_stores_impl.h"
 #include "node/membership/advertiser.h"
 #include "node/membership/membership_publisher.h"
@@ -77,6 +78,11 @@ class Node {
   Node() = default;
   // Refreshes the gauges computed on demand (partitions by state, lag, store sizes, members).
   void UpdateGauges();
+  // The partitions this node should keep standby replicas of, as the routing table has the
+  // members and owners now (StandbyNodes).
+  std::vector<int32_t> StandbyPlacement() const;
+  int32_t num_standby_replicas_ = 0;
+  std::string self_id_;
   // /readyz: group joined and every owned partition ACTIVE, and not shutting down.
   router::HttpServer::Reply Readiness() const;
 
@@ -96,6 +102,10 @@ class Node {
   PositionTracker positions_;
   std::unique_ptr<MembershipPublisher> publisher_;
   std::unique_ptr<Advertiser> advertiser_;
+  // Standby replicas (num_standby_replicas > 0): before the ingestor, which hands partitions
+  // over to and from the replicator.
+  StandbyPartitions standby_partitions_;
+  std::unique_ptr<StandbyReplicator> standby_;
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<LocalStoresImpl> local_;
   std::unique_ptr<router::Frontend> frontend_;

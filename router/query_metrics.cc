@@ -32,7 +32,12 @@ QueryMetrics::QueryMetrics(prometheus::Registry& registry)
                               .Help("Subscriptions that followed partitions to a new owner (the "
                                     "source of some partitions ended and they were placed "
                                     "again), by store.")
-                              .Register(registry)) {}
+                              .Register(registry)),
+      standby_reads_(prometheus::BuildCounter()
+                         .Name("kiq_standby_reads_total")
+                         .Help("Partition reads this node answered from a standby replica "
+                               "(stale reads: allow_stale), by store.")
+                         .Register(registry)) {}
 
 void QueryMetrics::RecordQuery(absl::string_view method, absl::string_view store,
                                absl::string_view route, absl::string_view code,
@@ -65,6 +70,10 @@ void QueryMetrics::RecordQuery(absl::string_view method, absl::string_view store
 
 void QueryMetrics::RecordPeerCall(absl::string_view peer, absl::string_view outcome) {
   peer_calls_.Add({{"peer", std::string(peer)}, {"outcome", std::string(outcome)}}).Increment();
+}
+
+void QueryMetrics::StandbyRead(absl::string_view store) {
+  standby_reads_.Add({{"store", std::string(store)}}).Increment();
 }
 
 void QueryMetrics::RecordSubscriptionMove(absl::string_view store) {

@@ -30,12 +30,15 @@ class QueryMetrics {
   void RecordPeerCall(absl::string_view peer, absl::string_view outcome);
   // A subscription lost the source of some partitions (they moved) and places them again.
   void RecordSubscriptionMove(absl::string_view store);
+  // A partition read answered from a standby replica here.
+  void StandbyRead(absl::string_view store);
 
  private:
   prometheus::Family<prometheus::Counter>& queries_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Family<prometheus::Counter>& peer_calls_;
   prometheus::Family<prometheus::Counter>& subscription_moves_;
+  prometheus::Family<prometheus::Counter>& standby_reads_;
 
   // The metric of each label set, looked up once: prometheus-cpp's Family::Add builds a new
   // metric (for a histogram, its buckets) on every call before finding the existing one,

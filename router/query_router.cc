@@ -46,16 +46,25 @@ absl::StatusOr<int32_t> CheckPageSize(int32_t page_size) {
 // A context for a call to a peer: it inherits the caller's deadline and cancellation when
 // there is a caller, and is marked as forwarded.
 std::unique_ptr<grpc::ClientContext> PeerContext(absl::Time deadline,
-                                                 const grpc::CallbackServerContext* parent) {
+                                                 const grpc::CallbackServerContext* parent,
+                                                 Hop hop = Hop::kToOwner) {
   std::unique_ptr<grpc::ClientContext> context =
       parent != nullptr ? grpc::ClientContext::FromCallbackServerContext(*parent)
                         : std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(deadline));
-  context->AddMetadata(kForwardedHeader, "1");
+  context->AddMetadata(kForwardedHeader, hop == Hop::kToStandby ? kToStandbyValue : kToOwnerValue);
   return context;
 }
 
 }  // namespace
+
+Hop HopOf(const grpc::ServerContextBase& context) {
+  auto it = context.client_metadata().find(kForwardedHeader);
+  if (it == context.client_metadata().end()) return Hop::kClient;
+  return absl::string_view(it->second.data(), it->second.size()) == kToStandbyValue
+             ? Hop::kToStandby
+             : Hop::kToOwner;
+}
 
 void QueryRouter::RecordPeerCall(absl::string_view peer, const grpc::Status& status) const {
   if (cluster_.metrics == nullptr) return;
@@ -113,18 +122,37 @@ kiq::v1::Position QueryRouter::LocalWaits(absl::string_view store,
   return out;
 }
 
+absl::Status QueryRouter::ReadCopy(
+    const std::string& store, PartitionId p, const LocalCopy& copy, kiq::v1::Position* position,
+    google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead>* standby_reads,
+    absl::FunctionRef<absl::Status()> read) const {
+  if (!copy.standby) return local_.ReadAt(store, p, position, read);
+  int64_t lag = 0;
+  if (absl::Status s = local_.ReadStandbyAt(store, p, copy.max_lag_records, position, &lag, read);
+      !s.ok()) {
+    return s;
+  }
+  kiq::v1::StandbyRead* standby = standby_reads->Add();
+  standby->set_partition(p.value());
+  standby->set_node_id(cluster_.self_node_id);
+  standby->set_lag_records(lag);
+  if (cluster_.metrics != nullptr) cluster_.metrics->StandbyRead(store);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetRequest& request,
                                                            const StoreInfo& info,
-                                                           const std::string& key,
-                                                           PartitionId p) const {
+                                                           const std::string& key, PartitionId p,
+                                                           const LocalCopy& copy) const {
   kiq::v1::GetResponse response;
   // The value and the position it reflects, exactly.
   absl::StatusOr<std::optional<std::string>> value;
-  if (absl::Status s = local_.ReadAt(request.store(), p, response.mutable_position(),
-                                     [&] {
-                                       value = local_.Get(request.store(), p, key);
-                                       return value.status();
-                                     });
+  if (absl::Status s = ReadCopy(request.store(), p, copy, response.mutable_position(),
+                                response.mutable_standby_reads(),
+                                [&] {
+                                  value = local_.Get(request.store(), p, key);
+                                  return value.status();
+                                });
       !s.ok()) {
     return s;
   }
@@ -143,12 +171,15 @@ struct QueryRouter::PointRead {
   PartitionId partition;
   std::string doing;
   absl::Time deadline;
-  bool forwarded = false;
+  Hop hop = Hop::kClient;
   const grpc::CallbackServerContext* parent = nullptr;
+  // Stale reads: a standby replica may answer when the owner cannot (allow_stale).
+  bool allow_stale = false;
+  int64_t max_lag_records = 0;
   // The entries of min_position for this partition: waited for before reading it here.
   kiq::v1::Position wait;
   bool waited = false;
-  std::function<absl::StatusOr<Response>()> read_local;
+  std::function<absl::StatusOr<Response>(const LocalCopy&)> read_local;
   // Optional: where read_local runs (inline if unset).
   Executor run_local;
   AsyncForward<Response> forward;
@@ -167,14 +198,51 @@ struct QueryRouter::PointRead {
 // again after a backoff, within the deadline. Never guesses an owner.
 template <typename Response>
 void QueryRouter::ReadLocal(std::shared_ptr<PointRead<Response>> read) const {
-  absl::StatusOr<Response> response = read->read_local();
+  absl::StatusOr<Response> response = read->read_local(LocalCopy{});
   if (!response.ok()) return read->done(WithContext(response.status(), read->doing));
   read->done(std::move(response));
 }
 
 template <typename Response>
+bool QueryRouter::TryStandby(std::shared_ptr<PointRead<Response>> read) const {
+  const LocalCopy copy{/*standby=*/true, read->max_lag_records};
+  // The replica here first: no hop.
+  if (absl::StatusOr<Response> here = read->read_local(copy); here.ok()) {
+    read->done(std::move(here));
+    return true;
+  }
+  if (cluster_.table == nullptr) return false;
+  for (const StandbyReplica& replica : cluster_.table->Standbys(read->partition.value())) {
+    if (replica.node.node_id() == cluster_.self_node_id) continue;
+    if (read->max_lag_records > 0 && replica.lag_records > read->max_lag_records) continue;
+    PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(replica.node));
+    read->context = PeerContext(read->deadline, read->parent, Hop::kToStandby);
+    read->response.Clear();
+    const std::string node_id = replica.node.node_id();
+    read->forward(peer, read->context.get(), &read->response,
+                  [this, read, node_id](grpc::Status status) {
+                    RecordPeerCall(node_id, status);
+                    if (status.ok()) return read->done(std::move(read->response));
+                    absl::Status s = FromGrpcStatus(
+                        status, absl::StrCat("standby replica on node ", node_id));
+                    if (!IsRetriableRouting(s)) return read->done(s);
+                    RetryPointRead(read);
+                  });
+    return true;
+  }
+  return false;
+}
+
+template <typename Response>
 void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const {
   const PartitionId p = read->partition;
+  if (read->hop == Hop::kToStandby) {
+    // The router that forwarded this chose the replica here; it falls back by itself.
+    absl::StatusOr<Response> response =
+        read->read_local(LocalCopy{/*standby=*/true, read->max_lag_records});
+    if (!response.ok()) return read->done(WithContext(response.status(), read->doing));
+    return read->done(std::move(response));
+  }
   absl::Status readable = local_.CheckReadable(read->store, p);
   if (readable.ok()) {
     // Read your writes: wait for the position first, without a thread when there is a waiter
@@ -198,7 +266,7 @@ void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const
     return ReadLocal(std::move(read));
   }
   // A forwarded call is answered here or refused: it is never forwarded again.
-  if (read->forwarded || cluster_.table == nullptr) {
+  if (read->hop == Hop::kToOwner || cluster_.table == nullptr) {
     return read->done(WithContext(readable, read->doing));
   }
   read->last = readable;
@@ -220,11 +288,14 @@ void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const
             // Errors about the request itself (unknown store, bad key) are final.
             if (!IsRetriableRouting(s)) return read->done(s);
             read->last = s;
+            // The owner cannot answer (gone, unreachable, moving): a replica may, if allowed.
+            if (read->allow_stale && TryStandby(read)) return;
             RetryPointRead(read);
           });
       return;
     }
   }
+  if (read->allow_stale && TryStandby(read)) return;
   RetryPointRead(std::move(read));
 }
 
@@ -259,7 +330,7 @@ absl::StatusOr<Response> QueryRouter::AwaitPointRead(
 }
 
 absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>> QueryRouter::NewGet(
-    const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+    const kiq::v1::GetRequest& request, absl::Time deadline, Hop hop,
     const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
   if (!info.ok()) return info.status();
@@ -271,11 +342,15 @@ absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>> Qu
   read->doing = absl::StrCat("get store=", request.store(), " key=", ClipKey(*key),
                              " partition=", read->partition.value());
   read->deadline = deadline;
-  read->forwarded = forwarded;
+  read->hop = hop;
   read->parent = parent;
+  read->allow_stale = request.allow_stale();
+  read->max_lag_records = request.max_lag_records();
   read->wait = PositionFor(request.min_position(), read->partition.value());
   read->read_local = [this, &request, info = *std::move(info), key = *std::move(key),
-                      p = read->partition] { return LocalGet(request, info, key, p); };
+                      p = read->partition](const LocalCopy& copy) {
+    return LocalGet(request, info, key, p, copy);
+  };
   read->forward = [&request](PeerPool::Peer& peer, grpc::ClientContext* context,
                              kiq::v1::GetResponse* response,
                              std::function<void(grpc::Status)> done) {
@@ -285,16 +360,16 @@ absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>> Qu
 }
 
 absl::StatusOr<kiq::v1::GetResponse> QueryRouter::Get(
-    const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+    const kiq::v1::GetRequest& request, absl::Time deadline, Hop hop,
     const grpc::CallbackServerContext* parent) const {
-  auto read = NewGet(request, deadline, forwarded, parent);
+  auto read = NewGet(request, deadline, hop, parent);
   if (!read.ok()) return read.status();
   return AwaitPointRead(*std::move(read));
 }
 
-void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline, Hop hop,
                            const grpc::CallbackServerContext* parent, GetCallback done) const {
-  auto read = NewGet(request, deadline, forwarded, parent);
+  auto read = NewGet(request, deadline, hop, parent);
   if (!read.ok()) return done(read.status());
   (*read)->done = std::move(done);
   StepPointRead(*std::move(read));
@@ -302,7 +377,7 @@ void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadli
 
 absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
     const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
-    PartitionId p) const {
+    PartitionId p, const LocalCopy& copy) const {
   kiq::v1::WindowFetchResponse response;
   const int64_t time_to =
       request.time_to() == 0 ? std::numeric_limits<int64_t>::max() : request.time_to();
@@ -330,7 +405,8 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
       after = run->back().key;
     }
   };
-  if (absl::Status s = local_.ReadAt(request.store(), p, response.mutable_position(), read_windows);
+  if (absl::Status s = ReadCopy(request.store(), p, copy, response.mutable_position(),
+                                response.mutable_standby_reads(), read_windows);
       !s.ok()) {
     return s;
   }
@@ -339,7 +415,7 @@ absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(
 
 absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::WindowFetchResponse>>>
 QueryRouter::NewWindowFetch(const kiq::v1::WindowFetchRequest& request, absl::Time deadline,
-                            bool forwarded, const grpc::CallbackServerContext* parent) const {
+                            Hop hop, const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(request.store());
   if (!info.ok()) return info.status();
   if (!info->windowed()) {
@@ -359,11 +435,14 @@ QueryRouter::NewWindowFetch(const kiq::v1::WindowFetchRequest& request, absl::Ti
   read->doing = absl::StrCat("window-fetch store=", request.store(), " key=", ClipKey(*key),
                              " partition=", p.value());
   read->deadline = deadline;
-  read->forwarded = forwarded;
+  read->hop = hop;
   read->parent = parent;
+  read->allow_stale = request.allow_stale();
+  read->max_lag_records = request.max_lag_records();
   read->wait = PositionFor(request.min_position(), p.value());
-  read->read_local = [this, &request, info = *std::move(info), key = *std::move(key), p] {
-    return LocalWindowFetch(request, info, key, p);
+  read->read_local = [this, &request, info = *std::move(info), key = *std::move(key),
+                      p](const LocalCopy& copy) {
+    return LocalWindowFetch(request, info, key, p, copy);
   };
   read->forward = [&request](PeerPool::Peer& peer, grpc::ClientContext* context,
                              kiq::v1::WindowFetchResponse* response,
@@ -374,17 +453,17 @@ QueryRouter::NewWindowFetch(const kiq::v1::WindowFetchRequest& request, absl::Ti
 }
 
 absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::WindowFetch(
-    const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded,
+    const kiq::v1::WindowFetchRequest& request, absl::Time deadline, Hop hop,
     const grpc::CallbackServerContext* parent) const {
-  auto read = NewWindowFetch(request, deadline, forwarded, parent);
+  auto read = NewWindowFetch(request, deadline, hop, parent);
   if (!read.ok()) return read.status();
   return AwaitPointRead(*std::move(read));
 }
 
 void QueryRouter::WindowFetchAsync(const kiq::v1::WindowFetchRequest& request, absl::Time deadline,
-                                   bool forwarded, const grpc::CallbackServerContext* parent,
+                                   Hop hop, const grpc::CallbackServerContext* parent,
                                    Executor run_local, WindowFetchCallback done) const {
-  auto read = NewWindowFetch(request, deadline, forwarded, parent);
+  auto read = NewWindowFetch(request, deadline, hop, parent);
   if (!read.ok()) return done(read.status());
   (*read)->run_local = std::move(run_local);
   (*read)->done = std::move(done);

@@ -35,6 +35,16 @@ struct ClusterView {
   PositionWaiter* waiter = nullptr;
 };
 
+// How a point read reached this router: from a client, forwarded by a router to the owner it
+// chose (answered here or refused with NOT_OWNER, never forwarded again), or forwarded to the
+// standby replica a router chose for a stale read (answered from the replica here or refused).
+enum class Hop { kClient, kToOwner, kToStandby };
+// The metadata of a forwarded call: kForwardedHeader set to one of these.
+inline constexpr char kToOwnerValue[] = "1";
+inline constexpr char kToStandbyValue[] = "standby";
+// The hop a server call made, from its metadata.
+Hop HopOf(const grpc::ServerContextBase& context);
+
 // Answers QueryService requests. Get: key → partition (the store's partitioner) → owner: read
 // locally, or forward once to the owner (marked, so it is never forwarded again). Range, All,
 // Count: every partition, from its owner (locally or through PeerService), k-way merged by key
@@ -57,20 +67,20 @@ class QueryRouter {
   // `parent`, when given, is the caller's server context: calls to peers inherit its deadline
   // and cancellation, and retries stop when the caller has gone.
   absl::StatusOr<kiq::v1::GetResponse> Get(
-      const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded = false,
+      const kiq::v1::GetRequest& request, absl::Time deadline, Hop hop = Hop::kClient,
       const grpc::CallbackServerContext* parent = nullptr) const;
   // Get without blocking the calling thread: forwards with the async stub and retries on a
   // timer; `done` runs once, on a gRPC thread (or the waiter's). With min_position, the wait
   // goes to the cluster's PositionWaiter (required then: without one it blocks). `request` and
   // `parent` must stay valid until `done` runs.
   using GetCallback = std::function<void(absl::StatusOr<kiq::v1::GetResponse>)>;
-  void GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+  void GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline, Hop hop,
                 const grpc::CallbackServerContext* parent, GetCallback done) const;
 
   // The windows of one key of a windowed store, routed like Get (locally, or forwarded once
   // to the key's owner, with the same retries). FAILED_PRECONDITION for other stores.
   absl::StatusOr<kiq::v1::WindowFetchResponse> WindowFetch(
-      const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded = false,
+      const kiq::v1::WindowFetchRequest& request, absl::Time deadline, Hop hop = Hop::kClient,
       const grpc::CallbackServerContext* parent = nullptr) const;
 
   // WindowFetch without blocking the calling thread, like GetAsync; the local read (a scan of
@@ -78,7 +88,7 @@ class QueryRouter {
   using Executor = std::function<void(std::function<void()>)>;
   using WindowFetchCallback = std::function<void(absl::StatusOr<kiq::v1::WindowFetchResponse>)>;
   void WindowFetchAsync(const kiq::v1::WindowFetchRequest& request, absl::Time deadline,
-                        bool forwarded, const grpc::CallbackServerContext* parent,
+                        Hop hop, const grpc::CallbackServerContext* parent,
                         Executor run_local, WindowFetchCallback done) const;
 
   // Read your writes before a scan or count: the entries of `min_position` for the partitions
@@ -125,10 +135,10 @@ class QueryRouter {
   template <typename Response>
   void ReadLocal(std::shared_ptr<PointRead<Response>> read) const;
   absl::StatusOr<std::shared_ptr<PointRead<kiq::v1::GetResponse>>> NewGet(
-      const kiq::v1::GetRequest& request, absl::Time deadline, bool forwarded,
+      const kiq::v1::GetRequest& request, absl::Time deadline, Hop hop,
       const grpc::CallbackServerContext* parent) const;
   absl::StatusOr<std::shared_ptr<PointRead<kiq::v1::WindowFetchResponse>>> NewWindowFetch(
-      const kiq::v1::WindowFetchRequest& request, absl::Time deadline, bool forwarded,
+      const kiq::v1::WindowFetchRequest& request, absl::Time deadline, Hop hop,
       const grpc::CallbackServerContext* parent) const;
 
   // What one partition contributed to a scan or count.
@@ -161,16 +171,31 @@ class QueryRouter {
                 const grpc::CallbackServerContext* parent,
                 absl::flat_hash_map<int32_t, PartitionRead>* results,
                 absl::flat_hash_map<int32_t, absl::Status>* errors) const;
+  // Which copy a local read reads: the owned partition (ReadAt), or for a stale read the
+  // standby replica here (ReadStandbyAt; the answer then lists it in standby_reads).
+  struct LocalCopy {
+    bool standby = false;
+    int64_t max_lag_records = 0;
+  };
+  // Runs `read` on that copy of partition `p` of `store` and records the position it reflects.
+  absl::Status ReadCopy(const std::string& store, PartitionId p, const LocalCopy& copy,
+                        kiq::v1::Position* position,
+                        google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead>* standby_reads,
+                        absl::FunctionRef<absl::Status()> read) const;
   // The local reads of point reads; the read-your-writes wait comes before, in StepPointRead.
   absl::StatusOr<kiq::v1::GetResponse> LocalGet(const kiq::v1::GetRequest& request,
                                                 const StoreInfo& info, const std::string& key,
-                                                PartitionId p) const;
+                                                PartitionId p, const LocalCopy& copy) const;
   absl::StatusOr<StoreInfo> DescribeForRequest(absl::string_view store) const;
   // For Get: a windowed store is FAILED_PRECONDITION (its keys are read with WindowFetch).
   absl::StatusOr<StoreInfo> DescribeForPointRead(absl::string_view store) const;
   absl::StatusOr<kiq::v1::WindowFetchResponse> LocalWindowFetch(
       const kiq::v1::WindowFetchRequest& request, const StoreInfo& info, const std::string& key,
-      PartitionId p) const;
+      PartitionId p, const LocalCopy& copy) const;
+  // A stale read of a point read whose owner cannot answer: the standby replica here, else
+  // the freshest live one elsewhere within the bound. False if there is none to try.
+  template <typename Response>
+  bool TryStandby(std::shared_ptr<PointRead<Response>> read) const;
   // Waits for the routing table to change or for a backoff; false if the deadline is too close
   // or the caller has gone.
   bool Backoff(uint64_t seen_version, int attempt, absl::Time deadline,

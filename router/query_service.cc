@@ -82,11 +82,12 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
     return reactor;
   }
   const absl::Time deadline = RequestDeadline(*context);
-  const bool forwarded = context->client_metadata().count(kForwardedHeader) > 0;
+  const Hop hop = HopOf(*context);
+  const bool forwarded = hop != Hop::kClient;
   // Answered inline when no wait and no forwarding can happen: a local point read, or a
   // forwarded call (answered from here or refused with NOT_OWNER, never forwarded again).
   if ((forwarded && !request->has_min_position()) || router_.IsLocal(*request)) {
-    Finish(reactor, router_.Get(*request, deadline, forwarded), response, "Get", request->store(),
+    Finish(reactor, router_.Get(*request, deadline, hop), response, "Get", request->store(),
            "local", started);
     return reactor;
   }
@@ -102,7 +103,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
   }
   // To the owner, or waiting for a position, without blocking a thread: async forward, retries
   // on a timer, waits on the waiter.
-  router_.GetAsync(*request, deadline, forwarded, context,
+  router_.GetAsync(*request, deadline, hop, context,
                    [this, reactor, request, response, started, forwarded,
                     slot](absl::StatusOr<kiq::v1::GetResponse> result) {
                      Finish(reactor, std::move(result), response, "Get", request->store(),
@@ -177,8 +178,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerCont
                                                         kiq::v1::WindowFetchResponse* response) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool forwarded = context->client_metadata().count(kForwardedHeader) > 0;
-  const absl::string_view route = forwarded ? "local" : "forwarded";
+  const Hop hop = HopOf(*context);
+  const absl::string_view route = hop != Hop::kClient ? "local" : "forwarded";
   if (absl::Status s = CheckRequest(*request); !s.ok()) {
     Finish<kiq::v1::WindowFetchResponse>(reactor, s, response, "WindowFetch", request->store(),
                                          route, started);
@@ -197,7 +198,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerCont
   }
   // A range read of one key: read on a worker, like scans; forwards and waits hold no thread.
   router_.WindowFetchAsync(
-      *request, deadline, forwarded, context,
+      *request, deadline, hop, context,
       [this](std::function<void()> read) { pool_.Schedule(std::move(read)); },
       [this, reactor, request, response, started, route,
        slot](absl::StatusOr<kiq::v1::WindowFetchResponse> result) {

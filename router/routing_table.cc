@@ -46,12 +46,19 @@ struct RoutingTable::Snapshot {
   std::map<std::string, std::shared_ptr<const Member>, std::less<>> nodes;
   // partition → claims, best first; lookups take the first live one.
   std::unordered_map<int32_t, std::vector<Claim>> claims;
+  // partition → the standby replicas advertised for it (STANDBY entries, never claims).
+  std::unordered_map<int32_t, std::vector<std::pair<const Member*, int64_t>>> standbys;
 
   void IndexClaims() {
     claims.clear();
+    standbys.clear();
     for (const auto& entry : nodes) {
       const Member* member = entry.second.get();
       for (const kiq::v1::OwnedPartition& owned : member->record.partitions()) {
+        if (owned.state() == kiq::v1::PARTITION_STATE_STANDBY) {
+          standbys[owned.partition()].emplace_back(member, owned.lag_records());
+          continue;
+        }
         std::vector<Claim>& list = claims[owned.partition()];
         // A record listing a partition twice claims it once.
         const bool seen = std::any_of(list.begin(), list.end(),
@@ -166,6 +173,22 @@ absl::StatusOr<PartitionOwner> RoutingTable::ActiveOwner(int32_t partition,
                                                " on node ", owner->node.node_id()));
   }
   return *owner;
+}
+
+std::vector<StandbyReplica> RoutingTable::Standbys(int32_t partition) const {
+  std::shared_ptr<const Snapshot> snapshot = Current();
+  std::vector<StandbyReplica> out;
+  auto it = snapshot->standbys.find(partition);
+  if (it == snapshot->standbys.end()) return out;
+  const int64_t now_ms = NowMs();
+  for (const auto& [member, lag] : it->second) {
+    if (member->record.lease_expiry_ms() > now_ms) out.push_back(StandbyReplica{member->info, lag});
+  }
+  std::sort(out.begin(), out.end(), [](const StandbyReplica& a, const StandbyReplica& b) {
+    if (a.lag_records != b.lag_records) return a.lag_records < b.lag_records;
+    return a.node.node_id() < b.node.node_id();
+  });
+  return out;
 }
 
 std::vector<kiq::v1::NodeInfo> RoutingTable::AllNodes() const {

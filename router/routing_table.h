@@ -23,6 +23,12 @@ struct PartitionOwner {
   kiq::v1::PartitionState state = kiq::v1::PARTITION_STATE_UNSPECIFIED;
 };
 
+// A standby replica of a partition, as its node advertised it.
+struct StandbyReplica {
+  kiq::v1::NodeInfo node;
+  int64_t lag_records = 0;
+};
+
 // The routing table: partition → owner, built from the records of the `<app>-members` topic
 // (one per node, keyed by node id). The newest record per node wins (by written_at_ms); a
 // record whose lease has passed is ignored at lookup time, so a node that died without a
@@ -55,6 +61,9 @@ class RoutingTable {
   absl::StatusOr<PartitionOwner> ActiveOwner(int32_t partition,
                                              absl::string_view self_node_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The live standby replicas of `partition` (STANDBY entries of live records; never owners),
+  // freshest first, then by node id.
+  std::vector<StandbyReplica> Standbys(int32_t partition) const ABSL_LOCKS_EXCLUDED(mu_);
   // Live nodes, by node_id.
   std::vector<kiq::v1::NodeInfo> AllNodes() const ABSL_LOCKS_EXCLUDED(mu_);
   // Live nodes that list `store`, by node_id.

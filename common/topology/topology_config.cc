@@ -83,6 +83,7 @@ constexpr size_t kMaxTopicLength = 249;
 // The application id prefixes internal topics (<id>-members, <id>-dlq, <id>-<store>-changelog);
 // the cap leaves room for those suffixes.
 constexpr size_t kMaxApplicationIdLength = 200;
+constexpr int32_t kMaxStandbyReplicas = 3;
 constexpr absl::string_view kChangelogSuffix = "-changelog";
 constexpr absl::string_view kRepartitionSuffix = "-repartition";
 // Beyond this, further problems are likely consequences of the first ones.
@@ -421,6 +422,15 @@ void CheckApplicationId(const Topology& topology, Problems* problems) {
   }
 }
 
+void CheckStandbyReplicas(const Topology& topology, Problems* problems) {
+  const int32_t n = topology.num_standby_replicas();
+  if (n < 0 || n > kMaxStandbyReplicas) {
+    Add(problems, "num_standby_replicas",
+        absl::StrCat("is ", n, "; expected 0 to ", kMaxStandbyReplicas,
+                     " (each replica costs a node the disk and ingestion of a copy)"));
+  }
+}
+
 void CheckSources(const Topology& topology, TopologyIndex* index, Problems* problems) {
   if (topology.sources().empty()) {
     Add(problems, "sources", "at least one source is required");
@@ -536,6 +546,7 @@ Problems FindProblems(const Topology& topology) {
   Problems problems;
   TopologyIndex index;
   CheckApplicationId(topology, &problems);
+  CheckStandbyReplicas(topology, &problems);
   CheckSources(topology, &index, &problems);
   CheckStores(topology, &index, &problems);
   return problems;

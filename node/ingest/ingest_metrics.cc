@@ -51,7 +51,7 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                .Register(registry)),
       partitions_(prometheus::BuildGauge()
                       .Name("kiq_partitions")
-                      .Help("Owned partitions by state (active, restoring, failed).")
+                      .Help("Partitions by state: owned (active, restoring, failed) and standby replicas.")
                       .Register(registry)),
       members_(prometheus::BuildGauge()
                    .Name("kiq_members")
@@ -81,9 +81,25 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
       queue_messages_(prometheus::BuildGauge()
                           .Name("kiq_kafka_queue_messages")
                           .Help("Messages waiting in librdkafka's local consumer queue.")
-                          .Register(registry)) {
+                          .Register(registry)),
+      standby_lag_(prometheus::BuildGauge()
+                       .Name("kiq_standby_lag_records")
+                       .Help("Records a standby replica has not applied yet, by store and "
+                             "partition (its changelog; the source topic for a table).")
+                       .Register(registry)),
+      without_standby_(prometheus::BuildGauge()
+                           .Name("kiq_partitions_without_standby")
+                           .Help("Partitions no live in-sync standby replica covers, as this "
+                                 "node's routing table shows them (num_standby_replicas > 0).")
+                           .Register(registry)),
+      handover_(prometheus::BuildHistogram()
+                    .Name("kiq_handover_seconds")
+                    .Help("Time from gaining a partition to serving it ACTIVE; warm=true when "
+                          "this node held a standby replica of it.")
+                    .Register(registry)) {
   // Present from the start so dashboards and alerts see zeros rather than nothing.
   SetPartitions(0, 0, 0);
+  SetPartitionsWithoutStandby(0);
   SetMembers(0);
   SetKafkaConnected(true);
   Subscriptions().Set(0);
@@ -152,10 +168,28 @@ void IngestMetrics::SetLag(absl::string_view topic, int32_t partition, int64_t l
       .Set(static_cast<double>(lag));
 }
 
-void IngestMetrics::SetPartitions(int64_t active, int64_t restoring, int64_t failed) {
+void IngestMetrics::SetPartitions(int64_t active, int64_t restoring, int64_t failed,
+                                  int64_t standby) {
   partitions_.Add({{"state", "active"}}).Set(static_cast<double>(active));
   partitions_.Add({{"state", "restoring"}}).Set(static_cast<double>(restoring));
   partitions_.Add({{"state", "failed"}}).Set(static_cast<double>(failed));
+  partitions_.Add({{"state", "standby"}}).Set(static_cast<double>(standby));
+}
+
+void IngestMetrics::SetStandbyLag(absl::string_view store, int32_t partition, int64_t lag) {
+  standby_lag_.Add({{"store", std::string(store)}, {"partition", absl::StrCat(partition)}})
+      .Set(static_cast<double>(lag));
+}
+
+void IngestMetrics::SetPartitionsWithoutStandby(int64_t n) {
+  without_standby_.Add({}).Set(static_cast<double>(n));
+}
+
+void IngestMetrics::Handover(bool warm, absl::Duration took) {
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+  handover_.Add({{"warm", warm ? "true" : "false"}}, *kBuckets)
+      .Observe(absl::ToDoubleSeconds(took));
 }
 
 void IngestMetrics::SetKafkaConnected(bool connected) {

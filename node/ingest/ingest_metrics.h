@@ -31,7 +31,16 @@ class IngestMetrics {
   void Rebalance(absl::string_view type);
   void Restored(absl::string_view store, int64_t records, absl::Duration took);
   void SetLag(absl::string_view topic, int32_t partition, int64_t lag);
-  void SetPartitions(int64_t active, int64_t restoring, int64_t failed);
+  void SetPartitions(int64_t active, int64_t restoring, int64_t failed, int64_t standby = 0);
+  // A standby replica's lag: records of the store's changelog (source topic, for a table) it
+  // has not applied.
+  void SetStandbyLag(absl::string_view store, int32_t partition, int64_t lag);
+  // Partitions of the cluster that no live standby replica within `kInSyncStandbyLag` covers
+  // (with num_standby_replicas > 0), as the routing table shows them.
+  void SetPartitionsWithoutStandby(int64_t n);
+  // A gained partition turned ACTIVE `took` after its assignment; `warm`: this node held a
+  // standby replica of it (only the tail was restored).
+  void Handover(bool warm, absl::Duration took);
   void SetMembers(int64_t members);
   void SetKafkaConnected(bool connected);
   void SetStore(absl::string_view store, int64_t size_bytes, int64_t estimated_keys);
@@ -62,6 +71,9 @@ class IngestMetrics {
   prometheus::Family<prometheus::Gauge>& store_keys_;
   prometheus::Family<prometheus::Gauge>& broker_rtt_;
   prometheus::Family<prometheus::Gauge>& queue_messages_;
+  prometheus::Family<prometheus::Gauge>& standby_lag_;
+  prometheus::Family<prometheus::Gauge>& without_standby_;
+  prometheus::Family<prometheus::Histogram>& handover_;
 };
 
 }  // namespace kiq::node

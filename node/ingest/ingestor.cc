@@ -694,6 +694,23 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
   // Partitions kept readable through a lost assignment that went elsewhere meanwhile.
   ForgetPartitions([&owned](PartitionId p) { return !owned.contains(p.value()); });
   assignment_lost_.store(false);
+  // Warm: its state here is current up to a batch (a standby replica, or owned until the
+  // revoke), so only the tail is restored.
+  absl::flat_hash_set<int32_t> warm(revoked_.begin(), revoked_.end());
+  if (options_.standby != nullptr) {
+    for (const StandbyPartitions::Replica& r : options_.standby->partitions().Snapshot()) {
+      warm.insert(r.partition.value());
+    }
+  }
+  const absl::Time assigned_at = absl::Now();
+  for (int32_t p : owned) {
+    if (!states_.StateOf(PartitionId(p))) handover_[p] = {assigned_at, warm.contains(p)};
+  }
+  // A standby replica of a gained partition stops first (its state stays, committed up to a
+  // batch, and is restored from there): a partition is never both a replica and owned.
+  if (options_.standby != nullptr) {
+    options_.standby->SetOwned(std::vector<int32_t>(owned.begin(), owned.end()), /*wait=*/true);
+  }
   // Advertise the gained partitions as RESTORING before rebuilding them.
   for (int32_t p : owned) states_.Set(PartitionId(p), PartitionState::kRestoring);
   NotifyOwnershipChange();
@@ -779,6 +796,7 @@ void Ingestor::CheckCaughtUp() {
         states_.Set(PartitionId(p), PartitionState::kActive);
         if (options_.hub != nullptr) options_.hub->PartitionActive(PartitionId(p));
         spdlog::info("partition {} caught up: ACTIVE", p);
+        NoteHandover(p);
         changed = true;
       }
       catching_up_.erase(it++);
@@ -792,6 +810,7 @@ void Ingestor::CheckCaughtUp() {
     if (state == PartitionState::kRestoring && !catching_up_.contains(p.value())) {
       states_.Set(p, PartitionState::kActive);
       if (options_.hub != nullptr) options_.hub->PartitionActive(p);
+      NoteHandover(p.value());
       changed = true;
     }
   }
@@ -887,12 +906,17 @@ void Ingestor::OnRevoke() {
         absl::StrJoin(kept, ","));
     assignment_lost_.store(true);
   } else {
+    revoked_.clear();
+    for (const auto& [p, state] : states_.Snapshot()) revoked_.push_back(p.value());
     ForgetPartitions([](PartitionId) { return true; });
   }
   ResumeJoins(/*all=*/true);
   next_.clear();
   upstream_next_.clear();
   catching_up_.clear();
+  handover_.clear();
+  // Revoked partitions may be kept warm here as standby replicas (their state is on disk).
+  if (!lost && options_.standby != nullptr) options_.standby->SetOwned({}, /*wait=*/false);
   consumer_->unassign();
   spdlog::info("partitions revoked");
   NotifyOwnershipChange();
@@ -907,6 +931,16 @@ void Ingestor::ForgetPartitions(const std::function<bool(PartitionId)>& which) {
       positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);
     }
   }
+}
+
+void Ingestor::NoteHandover(int32_t p) {
+  auto it = handover_.find(p);
+  if (it == handover_.end()) return;
+  const absl::Duration took = absl::Now() - it->second.first;
+  spdlog::info("partition {}: handover done in {} ({})", p, absl::FormatDuration(took),
+               it->second.second ? "warm: a standby replica was here" : "cold");
+  if (options_.metrics != nullptr) options_.metrics->Handover(it->second.second, took);
+  handover_.erase(it);
 }
 
 void Ingestor::NotifyOwnershipChange() {

@@ -24,6 +24,7 @@
 #include "node/ingest/changelog_writer.h"
 #include "node/ingest/ingest_metrics.h"
 #include "node/ingest/restorer.h"
+#include "node/ingest/standby_replicator.h"
 #include "node/process/compiled_topology.h"
 #include "node/push/subscription_hub.h"
 #include "node/store/partition_states.h"
@@ -61,6 +62,9 @@ struct IngestorOptions {
   IngestMetrics* metrics = nullptr;
   // Optional; must outlive the ingestor. Committed changes are published to it.
   SubscriptionHub* hub = nullptr;
+  // Optional; must outlive the ingestor. Gained partitions are taken from it before they are
+  // restored (only their tail then), and given back to it when revoked.
+  StandbyReplicator* standby = nullptr;
 };
 
 // Counters kept by the ingestion thread; read from anywhere.
@@ -145,6 +149,8 @@ class Ingestor {
   // The next source offset of (store, partition) as committed in RocksDB.
   int64_t CommittedNext(int store_index, int32_t p) const;
   void NotifyOwnershipChange();
+  // Reports the handover of gained partition `p`, now ACTIVE.
+  void NoteHandover(int32_t p);
   // Forgets the state and positions of the owned partitions `which` selects.
   void ForgetPartitions(const std::function<bool(PartitionId)>& which);
   // Subscribes again: the group is joined anew (after an assignment that broke co-partitioning).
@@ -169,6 +175,10 @@ class Ingestor {
   absl::flat_hash_map<std::pair<int, int32_t>, int64_t> next_;
   // Gained partitions still catching up: (store index, high watermark at assignment).
   absl::flat_hash_map<int32_t, std::vector<std::pair<int, int64_t>>> catching_up_;
+  // Gained partitions not ACTIVE yet: when they were assigned, and whether a standby replica
+  // of them was here then (for the handover metric).
+  absl::flat_hash_map<int32_t, std::pair<absl::Time, bool>> handover_;
+  std::vector<int32_t> revoked_;  // owned until the last revoke
   // Grouped stores: next upstream offset per (store index, partition, upstream partition). A
   // re-processed upstream batch forwards its records again; these watermarks drop them.
   absl::flat_hash_map<std::tuple<int, int32_t, int32_t>, int64_t> upstream_next_;

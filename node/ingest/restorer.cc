@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/logging.h"
-#include "node/ingest/record_headers.h"
+#include "node/ingest/changelog_batches.h"
 #include "node/store/staged_batch.h"
 
 namespace kiq::node {
@@ -72,18 +72,19 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
   RdKafka::TopicPartition::destroy(tps);
 
   StagedBatch restore(engine);
-  std::vector<std::pair<std::string, std::optional<std::string>>> pending;
+  ChangelogBatches batches(store, p);
+  batches.set_next_offset(from);
   int64_t applied = 0;
-  int64_t position = from;
   absl::Status status = absl::OkStatus();
   absl::Time last_progress = absl::Now();
-  while (position < high && status.ok()) {
+  while (batches.next_offset() < high && status.ok()) {
     std::unique_ptr<RdKafka::Message> m(consumer_->consume(200));
     if (m->err() == RdKafka::ERR__TIMED_OUT) {
       if (absl::Now() - last_progress > kNoProgressLimit) {
         status = absl::DeadlineExceededError(absl::StrCat(
             "restore ", topic, " partition=", p.value(), ": no progress for ",
-            absl::FormatDuration(kNoProgressLimit), " at offset ", position, " of ", high));
+            absl::FormatDuration(kNoProgressLimit), " at offset ", batches.next_offset(), " of ",
+            high));
       }
       continue;
     }
@@ -95,34 +96,14 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
       continue;
     }
     last_progress = absl::Now();
-    position = m->offset() + 1;
-    std::optional<std::string> value;
-    if (m->payload() != nullptr) value.emplace(static_cast<const char*>(m->payload()), m->len());
-    pending.emplace_back(std::string(static_cast<const char*>(m->key_pointer()), m->key_len()),
-                         std::move(value));
-    ChangelogMarks marks;
-    if (RdKafka::Headers* headers = m->headers(); headers != nullptr) {
-      for (const RdKafka::Headers::Header& h : headers->get_all()) {
-        ParseChangelogHeader(h.key(),
-                             absl::string_view(static_cast<const char*>(h.value()), h.value_size()),
-                             &marks);
-      }
+    absl::StatusOr<int64_t> staged = batches.Add(*m, restore);
+    if (!staged.ok()) {
+      status = staged.status();
+    } else if (*staged > 0 || !restore.empty()) {
+      // Each complete batch is applied atomically with the offsets it reflects.
+      applied += *staged;
+      status = restore.Commit(nullptr);
     }
-    if (!marks.batch_end || !marks.source_next) continue;
-    // A complete batch: applied with the changelog checkpoint and the source offset it
-    // reflects, atomically.
-    for (auto& [key, v] : pending) {
-      if (status = restore.Write(store.handle, p, key, std::move(v)); !status.ok()) break;
-    }
-    if (!status.ok()) break;
-    applied += static_cast<int64_t>(pending.size());
-    pending.clear();
-    restore.SetOffset(store.changelog_stream, p, Offset(position));
-    restore.SetOffset(store.source_stream, p, Offset(*marks.source_next));
-    for (const auto& [up, next] : marks.upstream) {
-      restore.SetOffset(store.UpstreamStream(up), p, Offset(next));
-    }
-    status = restore.Commit(nullptr);
   }
   consumer_->unassign();
   if (!status.ok()) return status;

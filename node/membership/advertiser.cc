@@ -22,11 +22,13 @@ kiq::v1::PartitionState ToProto(PartitionState s) {
 
 Advertiser::Advertiser(Options options, const CompiledTopology& topology,
                        const PartitionStates& states, const PositionTracker& positions,
-                       std::function<Generation()> generation, MembershipPublisher& publisher)
+                       std::function<Generation()> generation, MembershipPublisher& publisher,
+                       const StandbyPartitions* standby)
     : options_(std::move(options)),
       topology_(topology),
       states_(states),
       positions_(positions),
+      standby_(standby),
       generation_(std::move(generation)),
       publisher_(publisher) {}
 
@@ -47,6 +49,25 @@ void Advertiser::Notify() {
   dirty_ = true;
 }
 
+void Advertiser::AddOffsets(const PositionTracker& positions, PartitionId p,
+                            kiq::v1::OwnedPartition* owned) const {
+  // Per source topic, the smallest next offset among its stores: everything below it is
+  // materialized in every store of this partition.
+  for (const CompiledSource& source : topology_.sources()) {
+    std::optional<int64_t> lowest;
+    for (int index : source.stores) {
+      std::optional<Offset> next =
+          positions.Get(topology_.stores()[index].info.name, source.spec.topic(), p);
+      if (next) lowest = lowest ? std::min(*lowest, next->value()) : next->value();
+    }
+    if (!lowest) continue;
+    kiq::v1::PartitionOffset* po = owned->add_offsets();
+    po->set_topic(source.spec.topic());
+    po->set_partition(p.value());
+    po->set_offset(*lowest);
+  }
+}
+
 kiq::v1::MemberRecord Advertiser::BuildRecord() const {
   kiq::v1::MemberRecord record;
   record.set_node_id(options_.node_id);
@@ -60,20 +81,17 @@ kiq::v1::MemberRecord Advertiser::BuildRecord() const {
     kiq::v1::OwnedPartition* owned = record.add_partitions();
     owned->set_partition(p.value());
     owned->set_state(ToProto(state));
-    // Per source topic, the smallest next offset among its stores: everything below it is
-    // materialized in every store of this partition.
-    for (const CompiledSource& source : topology_.sources()) {
-      std::optional<int64_t> lowest;
-      for (int index : source.stores) {
-        std::optional<Offset> next =
-            positions_.Get(topology_.stores()[index].info.name, source.spec.topic(), p);
-        if (next) lowest = lowest ? std::min(*lowest, next->value()) : next->value();
-      }
-      if (!lowest) continue;
-      kiq::v1::PartitionOffset* po = owned->add_offsets();
-      po->set_topic(source.spec.topic());
-      po->set_partition(p.value());
-      po->set_offset(*lowest);
+    AddOffsets(positions_, p, owned);
+  }
+  if (standby_ != nullptr) {
+    for (const StandbyPartitions::Replica& replica : standby_->Snapshot()) {
+      // A replica still being built is not advertised: no router sends it a read.
+      if (!replica.serving) continue;
+      kiq::v1::OwnedPartition* owned = record.add_partitions();
+      owned->set_partition(replica.partition.value());
+      owned->set_state(kiq::v1::PARTITION_STATE_STANDBY);
+      owned->set_lag_records(replica.lag);
+      AddOffsets(standby_->positions(), replica.partition, owned);
     }
   }
   record.set_generation(generation_().value());

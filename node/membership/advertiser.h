@@ -14,13 +14,14 @@
 #include "node/process/compiled_topology.h"
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"
+#include "node/store/standby_partitions.h"
 
 namespace kiq::node {
 
 // Keeps this node's advertisement on the members topic fresh: a MemberRecord (endpoints,
-// stores, owned partitions with state and offsets, group generation, lease) published at once
-// when ownership changes (Notify) and every `interval` as a lease renewal; a tombstone on
-// Stop. Thread-safe: Notify from any thread; its own thread publishes.
+// stores, owned partitions with state and offsets, standby replicas with their lag, group
+// generation, lease) published at once when ownership changes (Notify) and every `interval`
+// as a lease renewal; a tombstone on Stop. Thread-safe: Notify from any thread; its own thread publishes.
 class Advertiser {
  public:
   struct Options {
@@ -33,7 +34,7 @@ class Advertiser {
   };
   Advertiser(Options options, const CompiledTopology& topology, const PartitionStates& states,
              const PositionTracker& positions, std::function<Generation()> generation,
-             MembershipPublisher& publisher);
+             MembershipPublisher& publisher, const StandbyPartitions* standby = nullptr);
   ~Advertiser();
 
   void Start();
@@ -45,11 +46,14 @@ class Advertiser {
 
  private:
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
+  void AddOffsets(const PositionTracker& positions, PartitionId p,
+                  kiq::v1::OwnedPartition* owned) const;
 
   const Options options_;
   const CompiledTopology& topology_;
   const PartitionStates& states_;
   const PositionTracker& positions_;
+  const StandbyPartitions* const standby_;  // optional: replicas advertised as STANDBY
   const std::function<Generation()> generation_;
   MembershipPublisher& publisher_;
 

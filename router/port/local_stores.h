@@ -73,6 +73,14 @@ class LocalStores {
   virtual absl::Status ReadAt(absl::string_view store, PartitionId p, kiq::v1::Position* out,
                               absl::FunctionRef<absl::Status()> read) const;
 
+  // Stale reads (allow_stale): like ReadAt, but on the standby replica of partition `p` held
+  // here, if it serves and lags at most `max_lag_records` (0: any); `*lag` gets its lag. The
+  // position is the replica's own, exact like ReadAt's. UNAVAILABLE with the reason if no such
+  // replica is here. Default: UNAVAILABLE (no replicas here).
+  virtual absl::Status ReadStandbyAt(absl::string_view store, PartitionId p,
+                                     int64_t max_lag_records, kiq::v1::Position* out,
+                                     int64_t* lag, absl::FunctionRef<absl::Status()> read) const;
+
   // Read your writes: blocks until `store` has processed every (topic, partition) in `min` up
   // to its offset, or until `deadline` (DEADLINE_EXCEEDED naming the partition still behind).
   virtual absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,

@@ -160,6 +160,36 @@ TEST_F(RoutingTableTest, HigherGenerationWinsAConflict) {
   EXPECT_EQ(OwnerId(1), "b");
 }
 
+// A standby replica is never an owner, however high its node's generation; replicas are
+// listed freshest first and drop out with their node's lease.
+TEST_F(RoutingTableTest, StandbyReplicasAreListedButNeverOwners) {
+  table_.Apply(Record("a", 5, {0}));
+  auto with_standby = [&](const std::string& id, int32_t generation, int64_t lag) {
+    kiq::v1::MemberRecord r = Record(id, generation, {});
+    kiq::v1::OwnedPartition* standby = r.add_partitions();
+    standby->set_partition(0);
+    standby->set_state(kiq::v1::PARTITION_STATE_STANDBY);
+    standby->set_lag_records(lag);
+    return r;
+  };
+  table_.Apply(with_standby("b", 9, 40));
+  table_.Apply(with_standby("c", 9, 3));
+  EXPECT_EQ(OwnerId(0), "a");
+  std::vector<StandbyReplica> replicas = table_.Standbys(0);
+  ASSERT_EQ(replicas.size(), 2u);
+  EXPECT_EQ(replicas[0].node.node_id(), "c");
+  EXPECT_EQ(replicas[0].lag_records, 3);
+  EXPECT_EQ(replicas[1].node.node_id(), "b");
+  EXPECT_TRUE(table_.Standbys(1).empty());
+  // The owner's lease runs out: still no owner from a replica.
+  Advance(kLeaseMs + 1);
+  table_.Apply(with_standby("c", 9, 0));
+  EXPECT_EQ(OwnerId(0), "<none>");
+  replicas = table_.Standbys(0);
+  ASSERT_EQ(replicas.size(), 1u);  // b's lease ran out too
+  EXPECT_EQ(replicas[0].node.node_id(), "c");
+}
+
 TEST_F(RoutingTableTest, SameGenerationNewerRecordWins) {
   table_.Apply(Record("a", 5, {0}));
   Advance(100);

@@ -28,6 +28,19 @@ grpc::Status NodeClient::Get(const std::string& store, const std::string& key,
   return query_->Get(&context, request, response);
 }
 
+grpc::Status NodeClient::GetStale(const std::string& store, const std::string& key,
+                                  kiq::v1::GetResponse* response, int timeout_seconds,
+                                  int64_t max_lag_records) {
+  grpc::ClientContext context;
+  SetDeadline(&context, timeout_seconds);
+  kiq::v1::GetRequest request;
+  request.set_store(store);
+  request.set_key(key);
+  request.set_allow_stale(true);
+  request.set_max_lag_records(max_lag_records);
+  return query_->Get(&context, request, response);
+}
+
 grpc::Status NodeClient::GetAtLeast(const std::string& store, const std::string& key,
                                     const Positions& min_position, kiq::v1::GetResponse* response,
                                     int timeout_seconds) {

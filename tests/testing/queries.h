@@ -26,6 +26,11 @@ class NodeClient {
 
   grpc::Status Get(const std::string& store, const std::string& key, kiq::v1::GetResponse* response,
                    int timeout_seconds = 5, bool forwarded = false);
+  // Get with allow_stale: a standby replica answers when the owner cannot (max_lag_records 0:
+  // any lag).
+  grpc::Status GetStale(const std::string& store, const std::string& key,
+                        kiq::v1::GetResponse* response, int timeout_seconds,
+                        int64_t max_lag_records = 0);
   // Get with a minimum position (read your writes): the owner waits until it is reached.
   grpc::Status GetAtLeast(const std::string& store, const std::string& key,
                           const Positions& min_position, kiq::v1::GetResponse* response,

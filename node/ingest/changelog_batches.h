@@ -1,0 +1,50 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include "absl/status/statusor.h"
+#include "common/types.h"
+#include "node/process/compiled_topology.h"
+#include "node/store/staged_batch.h"
+
+namespace kiq::node {
+
+// Reassembles the batches ChangelogWriter wrote to one store partition's changelog: records
+// are held until the one marked `kiq.batch.end` (with the source offset the batch ends at)
+// arrives, then the whole batch is staged at once, with the changelog offset, the source
+// offset and the upstream dedup watermarks it reflects. A batch whose end never comes (its
+// writer died before its flush succeeded) is never staged: that writer never committed it.
+// Used by a restore and by a standby replica alike. Not thread-safe.
+class ChangelogBatches {
+ public:
+  ChangelogBatches(const CompiledStore& store, PartitionId p) : store_(store), partition_(p) {}
+
+  // Takes the changelog record `m`; stages the batch it completes into `batch` and returns the
+  // number of entries staged (0 if it completes none).
+  absl::StatusOr<int64_t> Add(const RdKafka::Message& m, StagedBatch& batch);
+  // Drops the records of an incomplete batch (the replica starts again from its checkpoint).
+  void Reset() { pending_.clear(); }
+
+  // The changelog offset after the last record taken, and the source offset of the last
+  // complete batch (nullopt before the first).
+  int64_t next_offset() const { return next_offset_; }
+  void set_next_offset(int64_t next) { next_offset_ = next; }
+  std::optional<int64_t> source_next() const { return source_next_; }
+  const CompiledStore& store() const { return store_; }
+  PartitionId partition() const { return partition_; }
+
+ private:
+  const CompiledStore& store_;
+  const PartitionId partition_;
+  std::vector<std::pair<std::string, std::optional<std::string>>> pending_;
+  int64_t next_offset_ = 0;
+  std::optional<int64_t> source_next_;
+};
+
+}  // namespace kiq::node
