@@ -63,9 +63,9 @@ Flags (before or after the command):
                          range/all stopped by --limit.
   --limit N              range, all: stop after N entries; if more may follow, print the next
                          page token to resume from.
-  --stale                get, window-fetch, range, all, count: if a partition's owner cannot
-                         answer (down, restoring), read its freshest standby replica; the
-                         answer then says which partitions were read so ("stale: ...").
+  --stale                get, window-fetch: if the key's owner cannot answer (down,
+                         restoring), read its freshest standby replica; the answer then
+                         says so ("stale: partition P read from a standby replica ...").
   --max-lag N            With --stale: only replicas at most N records behind (default: any).
   --key K, --prefix P    subscribe: only key K, or keys starting with P.
   --snapshot, --coalesce subscribe: see above.
@@ -222,6 +222,7 @@ class CommandLine {
   CLI::Option* max_lag_flag_;
   std::vector<const CLI::Option*> scan_flags_;       // range and all only
   std::vector<const CLI::Option*> subscribe_flags_;  // subscribe only
+  std::vector<const CLI::Option*> stale_flags_;      // get and window-fetch only
 
   std::vector<Command> commands_;
   std::string window_from_, window_to_;      // window-fetch's FROM and TO operands
@@ -255,6 +256,7 @@ CommandLine::CommandLine(KiqctlArgs& args) : args_(args) {
   max_lag_flag_ = app_.add_option("--max-lag", max_lag_);
   scan_flags_ = {page_size_flag_, page_token_flag_, limit_flag_};
   subscribe_flags_ = {key_flag_, prefix_flag_, snapshot_flag_, coalesce_flag_};
+  stale_flags_ = {stale_flag_, max_lag_flag_};
   // Only an unknown command (and what follows it) gets here: a known one is a subcommand.
   app_.add_option("COMMAND", not_a_command_);
 
@@ -448,6 +450,8 @@ absl::Status CommandLine::CheckCommand() {
   }
   const bool scans = args_.command == KiqctlCommand::kRange || args_.command == KiqctlCommand::kAll;
   const bool subscribes = args_.command == KiqctlCommand::kSubscribe;
+  const bool point_reads =
+      args_.command == KiqctlCommand::kGet || args_.command == KiqctlCommand::kWindowFetch;
   const auto is_in = [](const std::vector<const CLI::Option*>& flags, const CLI::Option* flag) {
     return std::find(flags.begin(), flags.end(), flag) != flags.end();
   };
@@ -459,6 +463,10 @@ absl::Status CommandLine::CheckCommand() {
     }
     if (!subscribes && is_in(subscribe_flags_, flag)) {
       return UsageError(absl::StrCat(flag->get_name(), " applies only to subscribe, not ", name));
+    }
+    if (!point_reads && is_in(stale_flags_, flag)) {
+      return UsageError(
+          absl::StrCat(flag->get_name(), " applies only to get and window-fetch, not ", name));
     }
   }
   return absl::OkStatus();

@@ -149,12 +149,11 @@ std::string RenderGetTable(const kiq::v1::GetResponse& response) {
 }
 
 std::string RenderCountText(const kiq::v1::CountResponse& response) {
-  const std::string stale = StandbyReadsText(response.standby_reads());
   if (response.missing_partitions().empty()) {
-    return absl::StrCat("count: ", response.count(), "\n", stale);
+    return absl::StrCat("count: ", response.count(), "\n");
   }
   return absl::StrCat("count: ", response.count(), " (partial: partitions ",
-                      absl::StrJoin(response.missing_partitions(), ","), " missing)\n", stale);
+                      absl::StrJoin(response.missing_partitions(), ","), " missing)\n");
 }
 
 std::string PartitionStateName(kiq::v1::PartitionState state) {

@@ -33,6 +33,18 @@ TEST(ParseKiqctlArgsTest, GetWithDefaults) {
   EXPECT_EQ(args->key, "a");
 }
 
+TEST(ParseKiqctlArgsTest, StaleReadsWithAnOptionalBound) {
+  absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"get", "orders", "a", "--stale"}, "");
+  ASSERT_OK(args);
+  EXPECT_TRUE(args->allow_stale);
+  EXPECT_EQ(args->max_lag_records, 0);
+  args = ParseKiqctlArgs({"--stale", "--max-lag=100", "window-fetch", "w", "k"}, "");
+  ASSERT_OK(args);
+  EXPECT_TRUE(args->allow_stale);
+  EXPECT_EQ(args->max_lag_records, 100);
+  EXPECT_FALSE(ParseKiqctlArgs({"get", "orders", "a"}, "")->allow_stale);
+}
+
 TEST(ParseKiqctlArgsTest, FlagsWorkBeforeAndAfterTheCommand) {
   absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs(
       {"--target", "node-1:7070", "--json", "range", "orders", "a", "z", "--page-size", "50",
@@ -183,7 +195,12 @@ INSTANTIATE_TEST_SUITE_P(
         UsageErrorCase{{"get", "s", "a", "--limit", "3"},
                        "--limit applies only to range and all, not get"},
         UsageErrorCase{{"--page-token", "t", "count", "s"},
-                       "--page-token applies only to range and all, not count"}));
+                       "--page-token applies only to range and all, not count"},
+        UsageErrorCase{{"get", "s", "a", "--max-lag", "5"}, "--max-lag needs --stale"},
+        UsageErrorCase{{"get", "s", "a", "--stale", "--max-lag", "0"},
+                       "--max-lag wants a positive number of records, got \"0\""},
+        UsageErrorCase{{"all", "s", "--stale"},
+                       "--stale applies only to get and window-fetch, not all"}));
 
 TEST(KiqctlHelpTest, PrintsUsageToStdoutAndExitsZero) {
   for (const std::vector<std::string>& argv :

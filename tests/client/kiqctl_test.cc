@@ -116,10 +116,10 @@ TEST_F(KiqctlTest, GetJson) {
       r.out,
       "{\"found\":true,\"entry\":{\"key\":\"b\",\"keyBytes\":\"\",\"value\":\"cGxhaW4gdGV4dA==\","
       "\"partition\":1},\"position\":{\"offsets\":[{\"topic\":\"orders-source\","
-      "\"partition\":0,\"offset\":\"10\"}]}}\n");
+      "\"partition\":0,\"offset\":\"10\"}]},\"standbyReads\":[]}\n");
   r = Run({"--json", "get", "orders", "zzz"});
   EXPECT_EQ(r.exit_code, kExitNotFound);
-  EXPECT_EQ(r.out, "{\"found\":false}\n");
+  EXPECT_EQ(r.out, "{\"found\":false,\"standbyReads\":[]}\n");
 }
 
 TEST_F(KiqctlTest, GetOfANonUtf8KeyUsesKeyBytes) {

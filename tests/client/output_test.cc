@@ -245,14 +245,14 @@ TEST(RenderJsonTest, MetadataResponsesNameStatesAndKeepEveryField) {
   EXPECT_EQ(*json,
             "{\"nodes\":[{\"nodeId\":\"n1\",\"host\":\"h\",\"port\":1,\"httpEndpoint\":\"\","
             "\"stores\":[],\"partitions\":[{\"partition\":0,\"state\":\"PARTITION_STATE_ACTIVE\","
-            "\"offsets\":[]}],\"generation\":0,\"leaseExpiryMs\":\"1800000000000\"}]}\n");
+            "\"offsets\":[],\"lagRecords\":\"0\"}],\"generation\":0,\"leaseExpiryMs\":\"1800000000000\"}]}\n");
   EXPECT_EQ(*RenderJson(kiq::v1::NodesResponse()), "{\"nodes\":[]}\n");
 }
 
 TEST(RenderJsonTest, OneLineWithDefaultFieldsPresent) {
   absl::StatusOr<std::string> json = RenderJson(kiq::v1::GetResponse());
   ASSERT_OK(json);
-  EXPECT_EQ(*json, "{\"found\":false}\n");
+  EXPECT_EQ(*json, "{\"found\":false,\"standbyReads\":[]}\n");
 
   kiq::v1::CountResponse count;
   count.set_count(7);
@@ -271,7 +271,7 @@ TEST(RenderJsonTest, EntryWithJsonValueAndBase64Bytes) {
   ASSERT_OK(json);
   EXPECT_EQ(*json,
             "{\"found\":true,\"entry\":{\"key\":\"a\",\"keyBytes\":\"\",\"value\":\"eyJuIjoxfQ==\","
-            "\"json\":{\"n\":1},\"partition\":2}}\n");
+            "\"json\":{\"n\":1},\"partition\":2},\"standbyReads\":[]}\n");
 }
 
 TEST(RenderJsonTest, NonUtf8KeyIsBase64KeyBytes) {

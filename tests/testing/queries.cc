@@ -145,6 +145,7 @@ std::optional<std::map<std::string, std::set<int32_t>>> NodeClient::SettledOwner
   bool settled = true;
   for (const auto& node : answer.nodes()) {
     for (const auto& p : node.partitions()) {
+      if (p.state() == kiq::v1::PARTITION_STATE_STANDBY) continue;  // a replica owns nothing
       if (ids.count(node.node_id()) == 0 || p.state() != kiq::v1::PARTITION_STATE_ACTIVE ||
           !seen.insert(p.partition()).second) {
         settled = false;

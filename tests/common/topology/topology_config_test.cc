@@ -250,6 +250,11 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
        "application_id: a\nsources: [{topic: t}]\nstores: [{name: x, table: {}, count: {}}]",
        "t.yaml: stores[0]: \"table\" and \"count\" are both set, but only one of them may be "
        "(oneof kind)"},
+      {"too many standby replicas",
+       "application_id: a\nnum_standby_replicas: 4\nsources: [{topic: t}]\n"
+       "stores: [{name: x, source: t, count: {}}]",
+       "t.yaml: num_standby_replicas: is 4; expected 0 to 3 (each replica costs a node the disk "
+       "and ingestion of a copy)"},
       {"duplicate store",
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, source: t, count: {}},\n"
@@ -671,6 +676,7 @@ TEST(ExampleTopologyTest, OrdersExampleLoads) {
   ASSERT_THAT(topology, IsOk());
   EXPECT_THAT(*topology, EqualsTextProto(R"pb(
     application_id: "orders-demo"
+    num_standby_replicas: 1
     sources {
       topic: "customers"
       key_format: FORMAT_STRING

@@ -397,7 +397,7 @@ TEST_F(YamlToMessageTest, UnknownFieldNamesItsPathAndTheKnownFields) {
   kiq::v1::Topology topology;
   EXPECT_THAT(YamlToMessage(YAML::Load("application_id: a\nstore: []"), &topology),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       Eq("unknown field \"store\" (known: application_id, sources, stores)")));
+                       Eq("unknown field \"store\" (known: application_id, sources, stores, num_standby_replicas)")));
 }
 
 TEST_F(YamlToMessageTest, WrongTypeSaysWhatWasExpectedAndWhatWasFound) {
