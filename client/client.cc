@@ -147,6 +147,8 @@ absl::StatusOr<kiq::v1::ScanResponse> Client::Range(std::string_view store, std:
                                                     std::string_view to, int32_t page_size,
                                                     std::string_view page_token) const {
   kiq::v1::RangeRequest request;
+  request.set_allow_stale(options_.allow_stale);
+  request.set_max_lag_records(options_.max_lag_records);
   request.set_store(std::string(store));
   SetTextOrBytes(
       from, [&](std::string v) { request.set_from(std::move(v)); },
@@ -166,6 +168,8 @@ absl::StatusOr<kiq::v1::ScanResponse> Client::Range(std::string_view store, std:
 absl::StatusOr<kiq::v1::ScanResponse> Client::All(std::string_view store, int32_t page_size,
                                                   std::string_view page_token) const {
   kiq::v1::AllRequest request;
+  request.set_allow_stale(options_.allow_stale);
+  request.set_max_lag_records(options_.max_lag_records);
   request.set_store(std::string(store));
   request.set_page_size(page_size);
   request.set_page_token(std::string(page_token));
@@ -201,6 +205,8 @@ absl::Status Client::Subscribe(
 
 absl::StatusOr<kiq::v1::CountResponse> Client::Count(std::string_view store) const {
   kiq::v1::CountRequest request;
+  request.set_allow_stale(options_.allow_stale);
+  request.set_max_lag_records(options_.max_lag_records);
   request.set_store(std::string(store));
   return CallUnary<kiq::v1::CountResponse>(
       DescribeCount(store), [&](grpc::ClientContext* context, kiq::v1::CountResponse* response) {

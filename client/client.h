@@ -23,8 +23,8 @@ struct ClientOptions {
   // Deadline of each RPC; every page of a multi-page scan gets a fresh one, so a long scan is
   // not cut short. absl::InfiniteDuration() means no deadline.
   absl::Duration timeout = absl::Seconds(10);
-  // Stale reads (Get, WindowFetch): let a standby replica answer when the key's owner cannot
-  // (within max_lag_records, 0: any); the answer then says so (standby_reads).
+  // Stale reads: let a standby replica answer a partition whose owner cannot (within
+  // max_lag_records, 0: any); answers list the partitions read so (standby_reads).
   bool allow_stale = false;
   int64_t max_lag_records = 0;
 };

@@ -63,9 +63,9 @@ Flags (before or after the command):
                          range/all stopped by --limit.
   --limit N              range, all: stop after N entries; if more may follow, print the next
                          page token to resume from.
-  --stale                get, window-fetch: if the key's owner cannot answer (down,
-                         restoring), read its freshest standby replica; the answer then
-                         says so ("stale: partition P read from a standby replica ...").
+  --stale                get, window-fetch, range, all, count: if a partition's owner cannot
+                         answer (down, restoring), read its freshest standby replica; the
+                         answer then says so ("stale: partition P read from a standby ...").
   --max-lag N            With --stale: only replicas at most N records behind (default: any).
   --key K, --prefix P    subscribe: only key K, or keys starting with P.
   --snapshot, --coalesce subscribe: see above.
@@ -222,7 +222,7 @@ class CommandLine {
   CLI::Option* max_lag_flag_;
   std::vector<const CLI::Option*> scan_flags_;       // range and all only
   std::vector<const CLI::Option*> subscribe_flags_;  // subscribe only
-  std::vector<const CLI::Option*> stale_flags_;      // get and window-fetch only
+  std::vector<const CLI::Option*> stale_flags_;      // reads only
 
   std::vector<Command> commands_;
   std::string window_from_, window_to_;      // window-fetch's FROM and TO operands
@@ -450,8 +450,9 @@ absl::Status CommandLine::CheckCommand() {
   }
   const bool scans = args_.command == KiqctlCommand::kRange || args_.command == KiqctlCommand::kAll;
   const bool subscribes = args_.command == KiqctlCommand::kSubscribe;
-  const bool point_reads =
-      args_.command == KiqctlCommand::kGet || args_.command == KiqctlCommand::kWindowFetch;
+  const bool reads = args_.command == KiqctlCommand::kGet ||
+                     args_.command == KiqctlCommand::kWindowFetch || scans ||
+                     args_.command == KiqctlCommand::kCount;
   const auto is_in = [](const std::vector<const CLI::Option*>& flags, const CLI::Option* flag) {
     return std::find(flags.begin(), flags.end(), flag) != flags.end();
   };
@@ -464,9 +465,11 @@ absl::Status CommandLine::CheckCommand() {
     if (!subscribes && is_in(subscribe_flags_, flag)) {
       return UsageError(absl::StrCat(flag->get_name(), " applies only to subscribe, not ", name));
     }
-    if (!point_reads && is_in(stale_flags_, flag)) {
-      return UsageError(
-          absl::StrCat(flag->get_name(), " applies only to get and window-fetch, not ", name));
+    if (!reads && is_in(stale_flags_, flag)) {
+      return UsageError(absl::StrCat(flag->get_name(),
+                                     " applies only to get, window-fetch, range, all and count, "
+                                     "not ",
+                                     name));
     }
   }
   return absl::OkStatus();
@@ -578,6 +581,7 @@ int RunScan(const Client& client, const KiqctlArgs& args, std::ostream& out, std
   merged.set_next_page_token(*next_page_token);
   if (args.json) return PrintJson(merged, out, err, kExitOk);
   out << RenderEntriesTable(merged.entries());
+  err << StandbyReadsText(merged.standby_reads());
   if (!merged.missing_partitions().empty()) {
     err << "kiqctl: warning: partial answer, partitions "
         << absl::StrJoin(merged.missing_partitions(), ",") << " missing\n";

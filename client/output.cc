@@ -143,17 +143,20 @@ std::string RenderWindowsTable(const kiq::v1::WindowFetchResponse& response) {
 }
 
 std::string RenderGetTable(const kiq::v1::GetResponse& response) {
-  if (!response.found()) return absl::StrCat("not found\n", StandbyReadsText(response.standby_reads()));
+  if (!response.found()) {
+    return absl::StrCat("not found\n", StandbyReadsText(response.standby_reads()));
+  }
   return absl::StrCat(RenderTable(EntriesHeader(), {EntryRow(response.entry())}),
                       StandbyReadsText(response.standby_reads()));
 }
 
 std::string RenderCountText(const kiq::v1::CountResponse& response) {
+  const std::string stale = StandbyReadsText(response.standby_reads());
   if (response.missing_partitions().empty()) {
-    return absl::StrCat("count: ", response.count(), "\n");
+    return absl::StrCat("count: ", response.count(), "\n", stale);
   }
   return absl::StrCat("count: ", response.count(), " (partial: partitions ",
-                      absl::StrJoin(response.missing_partitions(), ","), " missing)\n");
+                      absl::StrJoin(response.missing_partitions(), ","), " missing)\n", stale);
 }
 
 std::string PartitionStateName(kiq::v1::PartitionState state) {
@@ -269,6 +272,7 @@ void MergePage(const kiq::v1::ScanResponse& page, kiq::v1::ScanResponse* merged)
       merged->add_missing_partitions(p);
     }
   }
+  merged->mutable_standby_reads()->MergeFrom(page.standby_reads());
 }
 
 }  // namespace kiq::client

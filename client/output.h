@@ -43,6 +43,9 @@ std::string RenderGetTable(const kiq::v1::GetResponse& response);
 
 // "count: N\n", naming the partitions left out of a partial answer.
 std::string RenderCountText(const kiq::v1::CountResponse& response);
+// One "stale: partition P read from a standby replica on N, L records behind" line per entry.
+std::string StandbyReadsText(
+    const google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead>& reads);
 
 // A partition state as shown to people: ACTIVE, RESTORING, FAILED, UNSPECIFIED, or
 // UNKNOWN(<number>) for a value newer than this client.

@@ -236,6 +236,13 @@ absl::Status LocalStoresImpl::ReadAt(absl::string_view store, PartitionId p, kiq
   return ReadExactly(positions_, store, p, out, read, [&] { return CheckReadable(store, p); });
 }
 
+absl::Status LocalStoresImpl::CheckStandby(absl::string_view store, PartitionId p,
+                                           int64_t max_lag_records) const {
+  if (absl::StatusOr<const CompiledStore*> found = Find(store); !found.ok()) return found.status();
+  if (standby_ == nullptr) return router::LocalStores::CheckStandby(store, p, max_lag_records);
+  return standby_->CheckReadable(store, p, max_lag_records).status();
+}
+
 absl::Status LocalStoresImpl::ReadStandbyAt(absl::string_view store, PartitionId p,
                                             int64_t max_lag_records, kiq::v1::Position* out,
                                             int64_t* lag,

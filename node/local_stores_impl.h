@@ -41,6 +41,8 @@ class LocalStoresImpl final : public router::LocalStores {
                       absl::FunctionRef<absl::Status()> read) const override;
   void AppendPosition(absl::string_view store, PartitionId p,
                       kiq::v1::Position* out) const override;
+  absl::Status CheckStandby(absl::string_view store, PartitionId p,
+                            int64_t max_lag_records) const override;
   absl::Status ReadStandbyAt(absl::string_view store, PartitionId p, int64_t max_lag_records,
                              kiq::v1::Position* out, int64_t* lag,
                              absl::FunctionRef<absl::Status()> read) const override;

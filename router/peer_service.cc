@@ -59,16 +59,28 @@ grpc::ServerUnaryReactor* ServePartitions(const LocalStores& local, ThreadPool& 
     }
     for (int32_t p : request->partitions()) {
       kiq::v1::PartitionResult* result = response->add_partitions();
-      if (!ReadyPartition(local, request->store(), p, request->min_position(), deadline, result)) {
-        continue;
-      }
       // `read` may be redone (ReadAt): each attempt starts from an empty result.
-      absl::Status s =
-          local.ReadAt(request->store(), PartitionId(p), result->mutable_position(), [&] {
-            result->clear_entries();
-            result->clear_count();
-            return read(PartitionId(p), result);
-          });
+      auto read_partition = [&] {
+        result->clear_entries();
+        result->clear_count();
+        return read(PartitionId(p), result);
+      };
+      absl::Status s;
+      if (request->standby()) {
+        // The caller chose the standby replica here (a stale read): no position to wait for.
+        result->set_partition(p);
+        int64_t lag = 0;
+        s = local.ReadStandbyAt(request->store(), PartitionId(p), request->max_lag_records(),
+                                result->mutable_position(), &lag, read_partition);
+        result->set_standby_lag_records(lag);
+      } else {
+        if (!ReadyPartition(local, request->store(), p, request->min_position(), deadline,
+                            result)) {
+          continue;
+        }
+        s = local.ReadAt(request->store(), PartitionId(p), result->mutable_position(),
+                         read_partition);
+      }
       if (!s.ok()) {
         result->set_code(static_cast<int32_t>(s.code()));
         result->set_message(std::string(s.message()));

@@ -481,28 +481,53 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(
                                                    ClipKey(*range.to)));
   }
   return Scan(request.store(), range, request.page_size(), request.page_token(),
-              request.min_position(), request.allow_partial(), deadline, parent);
+              request.min_position(), request.allow_partial(),
+              StaleReads{request.allow_stale(), request.max_lag_records()}, deadline, parent);
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::All(
     const kiq::v1::AllRequest& request, absl::Time deadline,
     const grpc::CallbackServerContext* parent) const {
   return Scan(request.store(), KeyRange{}, request.page_size(), request.page_token(),
-              request.min_position(), request.allow_partial(), deadline, parent);
+              request.min_position(), request.allow_partial(),
+              StaleReads{request.allow_stale(), request.max_lag_records()}, deadline, parent);
 }
 
 void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
                            const std::vector<int32_t>& partitions,
-                           const kiq::v1::Position& min_position, absl::Time deadline,
+                           const kiq::v1::Position& min_position,
+                           const absl::flat_hash_set<int32_t>& owner_failed,
+                           absl::Time deadline,
                            const grpc::CallbackServerContext* parent,
                            absl::flat_hash_map<int32_t, PartitionRead>* results,
                            absl::flat_hash_map<int32_t, absl::Status>* errors) const {
-  // Partitions held here are read directly; the others are grouped by owner. Every local
+  // Partitions held here are read directly; the others are grouped by owner (or, for a stale
+  // read whose owner cannot answer, by the node of the freshest standby replica). Every local
   // partition is checked (and waited for) before any is read, so a request whose position is
   // not reached costs no scan.
-  absl::flat_hash_map<std::string, std::vector<int32_t>> remote;  // endpoint → partitions
-  absl::flat_hash_map<std::string, std::string> node_of;          // endpoint → node id
+  // (endpoint, standby) → partitions
+  absl::flat_hash_map<std::pair<std::string, bool>, std::vector<int32_t>> remote;
+  absl::flat_hash_map<std::string, std::string> node_of;  // endpoint → node id
   std::vector<int32_t> local;
+  std::vector<int32_t> local_standby;
+  // Places partition i on a standby replica if the request allows it and one serves within
+  // the bound (never with a min_position for it: a replica is not waited for); false if not.
+  auto to_standby = [&](int32_t i) {
+    if (!spec.allow_stale || !PositionFor(min_position, i).offsets().empty()) return false;
+    if (local_.CheckStandby(info.name, PartitionId(i), spec.max_lag_records).ok()) {
+      local_standby.push_back(i);
+      return true;
+    }
+    if (cluster_.table == nullptr) return false;
+    for (const StandbyReplica& replica : cluster_.table->Standbys(i)) {
+      if (replica.node.node_id() == cluster_.self_node_id) continue;
+      if (spec.max_lag_records > 0 && replica.lag_records > spec.max_lag_records) continue;
+      remote[{Endpoint(replica.node), true}].push_back(i);
+      node_of[Endpoint(replica.node)] = replica.node.node_id();
+      return true;
+    }
+    return false;
+  };
   for (int32_t i : partitions) {
     const PartitionId p(i);
     absl::Status readable = local_.CheckReadable(info.name, p);
@@ -517,40 +542,62 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       continue;
     }
     if (!IsNotOwner(readable) || cluster_.table == nullptr) {
-      (*errors)[i] = readable;
+      // Restoring or failed here (or no cluster to ask).
+      if (!IsRetriableRouting(readable) || !to_standby(i)) (*errors)[i] = readable;
       continue;
     }
     absl::StatusOr<PartitionOwner> owner = cluster_.table->ActiveOwner(i, cluster_.self_node_id);
     if (!owner.ok()) {
-      (*errors)[i] = owner.status();
+      if (!to_standby(i)) (*errors)[i] = owner.status();
+    } else if (owner_failed.contains(i) && to_standby(i)) {
+      // The owner did not answer the last attempt: a replica does.
     } else {
-      remote[Endpoint(owner->node)].push_back(i);
+      remote[{Endpoint(owner->node), false}].push_back(i);
       node_of[Endpoint(owner->node)] = owner->node.node_id();
     }
   }
   for (const auto& [i, s] : *errors) {
     if (!IsRetriableRouting(s)) return;  // the whole request fails; read nothing
   }
+  auto read_partition = [&](PartitionId p, PartitionRead& read) -> absl::Status {
+    if (spec.count_only) {
+      absl::StatusOr<int64_t> n = local_.EntryCount(info.name, p);
+      if (!n.ok()) return n.status();
+      read.count = *n;
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::vector<KeyValue>> run =
+        local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
+    if (!run.ok()) return run.status();
+    read.entries = std::move(*run);
+    return absl::OkStatus();
+  };
   for (int32_t i : local) {
     const PartitionId p(i);
     PartitionRead read;
-    absl::Status s = local_.ReadAt(info.name, p, &read.position, [&]() -> absl::Status {
-      if (spec.count_only) {
-        absl::StatusOr<int64_t> n = local_.EntryCount(info.name, p);
-        if (!n.ok()) return n.status();
-        read.count = *n;
-        return absl::OkStatus();
-      }
-      absl::StatusOr<std::vector<KeyValue>> run =
-          local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
-      if (!run.ok()) return run.status();
-      read.entries = std::move(*run);
-      return absl::OkStatus();
-    });
+    absl::Status s =
+        local_.ReadAt(info.name, p, &read.position, [&] { return read_partition(p, read); });
     if (!s.ok()) {
       (*errors)[i] = s;
       continue;
     }
+    (*results)[i] = std::move(read);
+  }
+  for (int32_t i : local_standby) {
+    const PartitionId p(i);
+    PartitionRead read;
+    int64_t lag = 0;
+    absl::Status s = local_.ReadStandbyAt(info.name, p, spec.max_lag_records, &read.position, &lag,
+                                          [&] { return read_partition(p, read); });
+    if (!s.ok()) {
+      (*errors)[i] = s;
+      continue;
+    }
+    read.standby.emplace();
+    read.standby->set_partition(i);
+    read.standby->set_node_id(cluster_.self_node_id);
+    read.standby->set_lag_records(lag);
+    if (cluster_.metrics != nullptr) cluster_.metrics->StandbyRead(info.name);
     (*results)[i] = std::move(read);
   }
   if (remote.empty()) return;
@@ -558,6 +605,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   // Scatter: one PeerService call per owner, all in flight at once; gather when all are done.
   struct Call {
     std::string endpoint;
+    bool standby = false;
     std::vector<int32_t> partitions;
     std::unique_ptr<grpc::ClientContext> context;
     kiq::v1::ScanPartitionsRequest scan;
@@ -569,9 +617,11 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   std::vector<std::unique_ptr<Call>> calls;
   absl::Mutex mu;
   size_t pending = remote.size();
-  for (auto& [endpoint, parts] : remote) {
+  for (auto& [target, parts] : remote) {
+    const std::string& endpoint = target.first;
     auto call = std::make_unique<Call>();
     call->endpoint = endpoint;
+    call->standby = target.second;
     call->partitions = parts;
     call->context = PeerContext(deadline, parent);
     Call* c = call.get();
@@ -585,6 +635,8 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       c->count.set_store(info.name);
       for (int32_t i : parts) c->count.add_partitions(i);
       *c->count.mutable_min_position() = min_position;
+      c->count.set_standby(c->standby);
+      c->count.set_max_lag_records(spec.max_lag_records);
       peer.peer->async()->CountPartitions(c->context.get(), &c->count, &c->count_response, done);
     } else {
       c->scan.set_store(info.name);
@@ -594,6 +646,8 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       if (spec.after) c->scan.mutable_after()->set_value(*spec.after);
       c->scan.set_limit(static_cast<int32_t>(spec.limit));
       *c->scan.mutable_min_position() = min_position;
+      c->scan.set_standby(c->standby);
+      c->scan.set_max_lag_records(spec.max_lag_records);
       peer.peer->async()->ScanPartitions(c->context.get(), &c->scan, &c->scan_response, done);
     }
     calls.push_back(std::move(call));
@@ -622,6 +676,12 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       PartitionRead read;
       read.count = result.count();
       read.position = result.position();
+      if (c->standby) {
+        read.standby.emplace();
+        read.standby->set_partition(result.partition());
+        read.standby->set_node_id(node_of[c->endpoint]);
+        read.standby->set_lag_records(result.standby_lag_records());
+      }
       for (const kiq::v1::KeyValueBytes& kv : result.entries()) {
         read.entries.push_back(KeyValue{kv.key(), kv.value(), PartitionId(result.partition())});
       }
@@ -640,17 +700,22 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
   for (int32_t i = 0; i < info.num_partitions; ++i) pending.push_back(i);
   const absl::Time retry_until =
       allow_partial ? std::min(deadline, absl::Now() + kPartialRetryBudget) : deadline;
+  // Partitions whose owner did not answer an attempt: the next one may read a replica.
+  absl::flat_hash_set<int32_t> owner_failed;
   for (int attempt = 0;; ++attempt) {
     const uint64_t version = cluster_.table ? cluster_.table->version() : 0;
     absl::flat_hash_map<int32_t, absl::Status> errors;
-    ReadOnce(info, spec, pending, min_position, deadline, parent, &results, &errors);
+    ReadOnce(info, spec, pending, min_position, owner_failed, deadline, parent, &results, &errors);
     pending.clear();
     for (const auto& [i, s] : errors) {
       if (!IsRetriableRouting(s) && !allow_partial) {
         return WithContext(s, absl::StrCat(doing, " partition=", i));
       }
       pending.push_back(i);
+      owner_failed.insert(i);
     }
+    // A replica answering at once is the point of a stale read: no backoff before it.
+    if (spec.allow_stale && attempt == 0 && !pending.empty()) continue;
     if (pending.empty()) return results;
     std::sort(pending.begin(), pending.end());
     if (!Backoff(version, attempt, retry_until, parent)) {
@@ -667,7 +732,8 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
     const std::string& store, const KeyRange& range, int32_t requested_page_size,
     const std::string& page_token, const kiq::v1::Position& min_position, bool allow_partial,
-    absl::Time deadline, const grpc::CallbackServerContext* parent) const {
+    const StaleReads& stale, absl::Time deadline,
+    const grpc::CallbackServerContext* parent) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(store);
   if (!info.ok()) return info.status();
   absl::StatusOr<int32_t> page_size = CheckPageSize(requested_page_size);
@@ -679,6 +745,8 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   // first page_size of their merge are exactly the first page_size of the whole store, and
   // the extra one tells whether anything follows.
   ScanSpec spec{range, *after, static_cast<size_t>(*page_size) + 1, false};
+  spec.allow_stale = stale.allow;
+  spec.max_lag_records = stale.max_lag_records;
   kiq::v1::ScanResponse response;
   std::vector<int32_t> missing;
   auto reads = ReadAllPartitions(*info, spec, min_position, allow_partial, deadline, parent,
@@ -691,6 +759,7 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
     auto it = reads->find(i);
     if (it == reads->end()) continue;
     response.mutable_position()->MergeFrom(it->second.position);
+    if (it->second.standby) *response.add_standby_reads() = *it->second.standby;
     if (!it->second.entries.empty()) runs.push_back(&it->second.entries);
   }
 
@@ -723,6 +792,8 @@ absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(
   if (!info.ok()) return info.status();
   ScanSpec spec;
   spec.count_only = true;
+  spec.allow_stale = request.allow_stale();
+  spec.max_lag_records = request.max_lag_records();
   std::vector<int32_t> missing;
   auto reads =
       ReadAllPartitions(*info, spec, request.min_position(), request.allow_partial(), deadline,
@@ -735,6 +806,7 @@ absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(
     auto it = reads->find(i);
     if (it == reads->end()) continue;
     response.mutable_position()->MergeFrom(it->second.position);
+    if (it->second.standby) *response.add_standby_reads() = *it->second.standby;
     total += it->second.count;
   }
   response.set_count(total);

@@ -7,6 +7,7 @@
 #include <grpcpp/server_context.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kiq/v1/query.pb.h"
@@ -146,18 +147,27 @@ class QueryRouter {
     std::vector<KeyValue> entries;
     int64_t count = 0;
     kiq::v1::Position position;
+    std::optional<kiq::v1::StandbyRead> standby;  // read from a standby replica
   };
   struct ScanSpec {
     KeyRange range;
     std::optional<std::string> after;
     size_t limit = 0;
     bool count_only = false;
+    // A standby replica may answer a partition whose owner cannot (allow_stale).
+    bool allow_stale = false;
+    int64_t max_lag_records = 0;
+  };
+  struct StaleReads {
+    bool allow = false;
+    int64_t max_lag_records = 0;
   };
 
   absl::StatusOr<kiq::v1::ScanResponse> Scan(const std::string& store, const KeyRange& range,
                                              int32_t page_size, const std::string& page_token,
                                              const kiq::v1::Position& min_position,
-                                             bool allow_partial, absl::Time deadline,
+                                             bool allow_partial, const StaleReads& stale,
+                                             absl::Time deadline,
                                              const grpc::CallbackServerContext* parent) const;
   // Reads every partition of `store` from its owner, retrying within the deadline. Partitions
   // that stay unreadable are listed in `missing` if `allow_partial`, else fail the call.
@@ -166,8 +176,11 @@ class QueryRouter {
       bool allow_partial, absl::Time deadline, const grpc::CallbackServerContext* parent,
       absl::string_view doing, std::vector<int32_t>* missing) const;
   // One attempt at reading `partitions`: results for those read, a status for the others.
+  // `owner_failed`: partitions whose owner did not answer an earlier attempt; with
+  // spec.allow_stale they go to a standby replica.
   void ReadOnce(const StoreInfo& info, const ScanSpec& spec, const std::vector<int32_t>& partitions,
-                const kiq::v1::Position& min_position, absl::Time deadline,
+                const kiq::v1::Position& min_position,
+                const absl::flat_hash_set<int32_t>& owner_failed, absl::Time deadline,
                 const grpc::CallbackServerContext* parent,
                 absl::flat_hash_map<int32_t, PartitionRead>* results,
                 absl::flat_hash_map<int32_t, absl::Status>* errors) const;

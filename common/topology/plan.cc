@@ -148,21 +148,6 @@ PartitionId TopologyPlan::ExpectedPartition(const SourcePlan& source, absl::stri
   return PartitionId(PartitionForKey(source.partitioner, key, source.num_partitions));
 }
 
-std::vector<int32_t> TopologyPlan::IncompletePartitions(
-    const std::vector<std::pair<std::string, int32_t>>& assigned) const {
-  absl::flat_hash_map<int32_t, size_t> topics_of;  // partition → source topics assigned
-  absl::flat_hash_set<std::pair<std::string, int32_t>> seen;
-  for (const auto& [topic, p] : assigned) {
-    if (FindSource(topic) != nullptr && seen.insert({topic, p}).second) ++topics_of[p];
-  }
-  std::vector<int32_t> incomplete;
-  for (const auto& [p, n] : topics_of) {
-    if (n != sources_.size()) incomplete.push_back(p);
-  }
-  std::sort(incomplete.begin(), incomplete.end());
-  return incomplete;
-}
-
 std::vector<InternalTopic> TopologyPlan::InternalTopics() const {
   // One members partition: a handful of small records, read whole by every node and router.
   std::vector<InternalTopic> out = {

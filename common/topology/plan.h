@@ -107,11 +107,6 @@ class TopologyPlan {
   std::string members_topic() const { return absl::StrCat(application_id(), "-members"); }
   // `<app>-dlq`: records skipped as bad, with the reason in their headers.
   std::string dlq_topic() const { return absl::StrCat(application_id(), "-dlq"); }
-  // Partitions that `assigned` ((topic, partition) pairs of a consumer group assignment) holds
-  // for some source topic but not for every one: an assignment that breaks co-partitioning
-  // (e.g. made while a topic was missing from the group leader's metadata). Sorted.
-  std::vector<int32_t> IncompletePartitions(
-      const std::vector<std::pair<std::string, int32_t>>& assigned) const;
 
   // Every topic kiq owns: members, dead letters, changelogs, repartition topics.
   std::vector<InternalTopic> InternalTopics() const;

@@ -41,7 +41,7 @@ class Ingestor::RebalanceHandler final : public RdKafka::RebalanceCb {
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       ingestor_.OnAssign(partitions);
     } else {
-      ingestor_.OnRevoke();
+      ingestor_.OnRevoke(partitions);
     }
   }
 
@@ -124,9 +124,12 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
             // Every assigned partition gets an explicit start offset; if the log moves under us
             // (retention, recreated topic) we want an error event, never a silent reset.
             {"auto.offset.reset", "error"},
-            // With co-partitioned sources, the range assignor gives partition p of every topic to
-            // the same member: that is what makes "task = partition number" hold.
-            {"partition.assignment.strategy", "range"},
+            // Incremental cooperative rebalancing (KIP-429): a member joining or leaving moves
+            // only the partitions that change hands; the others keep being consumed and served
+            // throughout. The group assigns the partitions of one topic (the lead source);
+            // partition p of every other source follows by number (see OnAssign), which is
+            // what makes "task = partition number" hold whatever the assignor does.
+            {"partition.assignment.strategy", "cooperative-sticky"},
             // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
             {"queued.min.messages", "1000000"},
             {"enable.partition.eof", "false"},
@@ -146,6 +149,16 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
     ingestor->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
     if (!ingestor->consumer_) return absl::InternalError(absl::StrCat("create consumer: ", err));
   }
+  {
+    absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf =
+        o.kafka.Build(o.node_id + "-offsets", {{"group.id", topology.application_id() + "-offsets"},
+                                               {"enable.auto.commit", "false"}});
+    if (!conf.ok()) return conf.status();
+    ingestor->offsets_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
+    if (!ingestor->offsets_) {
+      return absl::InternalError(absl::StrCat("create offsets consumer: ", err));
+    }
+  }
   absl::StatusOr<std::unique_ptr<Restorer>> restorer =
       Restorer::Create(o.kafka, topology.application_id() + "-restore", o.node_id + "-restore");
   if (!restorer.ok()) return restorer.status();
@@ -155,11 +168,10 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
   if (!changelog.ok()) return changelog.status();
   ingestor->changelog_ = *std::move(changelog);
 
-  std::vector<std::string> topics;
-  for (const CompiledSource& source : topology.sources()) topics.push_back(source.spec.topic());
-  if (RdKafka::ErrorCode code = ingestor->consumer_->subscribe(topics);
+  const std::vector<std::string> lead = {topology.sources().front().spec.topic()};
+  if (RdKafka::ErrorCode code = ingestor->consumer_->subscribe(lead);
       code != RdKafka::ERR_NO_ERROR) {
-    return ToStatus(code, absl::StrCat("subscribe to ", absl::StrJoin(topics, ",")));
+    return ToStatus(code, absl::StrCat("subscribe to ", lead.front()));
   }
   absl::StatusOr<std::unique_ptr<DeadLetterQueue>> dlq =
       DeadLetterQueue::Create(o.kafka, topology.plan().dlq_topic(), o.node_id);
@@ -231,9 +243,10 @@ void Ingestor::Run() {
     // A partition may turn ACTIVE only between batches: queries read the committed state
     // (CheckCaughtUp compares committed positions), which a pending batch has not reached.
     if (status.ok() && !catching_up_.empty() && batch_.empty()) CheckCaughtUp();
-    if (status.ok() && rejoin_) status = Rejoin();
     dlq_->Poll();
     changelog_->Poll();
+    // Serves the offset commits' results (else they queue up in librdkafka).
+    std::unique_ptr<RdKafka::Message>(offsets_->consume(0));
   }
   if (status.ok()) status = Flush();
   if (!status.ok()) spdlog::error("ingestion stopped: {}", status.ToString());
@@ -244,6 +257,7 @@ void Ingestor::Run() {
   }
   // close() serves the final revoke; with static membership it sends no LeaveGroup (KIP-345).
   consumer_->close();
+  offsets_->close();
   restorer_->Close();
   dlq_->Flush(5000);
   {
@@ -486,8 +500,11 @@ absl::Status Ingestor::Flush() {
     commit.push_back(RdKafka::TopicPartition::create(topology_.sources()[sp.first].spec.topic(),
                                                      sp.second, next));
   }
-  // Best effort: lag tools read these; a failed async commit is repaired by the next one.
-  consumer_->commitAsync(commit);
+  // Best effort: lag tools read these; a failed async commit is repaired by the next one. They
+  // go to a group of their own, `<app>-offsets`, with no members: a commit through the member
+  // consumer can land in a rebalance, and librdkafka takes the ILLEGAL_GENERATION that
+  // answers it for a lost assignment (every partition revoked, the sticky assignment lost).
+  offsets_->commitAsync(commit);
   RdKafka::TopicPartition::destroy(commit);
   return absl::OkStatus();
 }
@@ -631,19 +648,6 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
   }
 }
 
-absl::Status Ingestor::Rejoin() {
-  rejoin_ = false;
-  // A new subscription makes librdkafka leave and join the group again, with metadata it
-  // fetches afresh.
-  std::vector<std::string> topics;
-  for (const CompiledSource& source : topology_.sources()) topics.push_back(source.spec.topic());
-  if (RdKafka::ErrorCode code = consumer_->subscribe(topics); code != RdKafka::ERR_NO_ERROR) {
-    return ToStatus(code, absl::StrCat("subscribe again to ", absl::StrJoin(topics, ",")));
-  }
-  if (options_.metrics != nullptr) options_.metrics->Rebalance("rejoin");
-  return absl::OkStatus();
-}
-
 int32_t Ingestor::ReadGeneration() {
   // librdkafka 2.0 has no getter for the group generation; its serialized group metadata
   // (meant for client bindings) starts with the magic "CGMDv2:" and the int32 generation id.
@@ -669,32 +673,35 @@ int32_t Ingestor::ReadGeneration() {
 void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
   if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on assign: {}", s.ToString());
   generation_.store(ReadGeneration());
-  // Task = partition number: partition p of every source topic, or none of them. An assignment
-  // that breaks this is neither served nor kept (the group is joined again, with fresh
-  // metadata): answering from half a partition would be an incomplete answer with status OK.
-  std::vector<std::pair<std::string, int32_t>> assigned;
-  for (RdKafka::TopicPartition* tp : partitions)
-    assigned.emplace_back(tp->topic(), tp->partition());
-  const std::vector<int32_t> incomplete = topology_.plan().IncompletePartitions(assigned);
-  if (!incomplete.empty()) {
-    spdlog::error(
-        "generation {}: the assignment breaks co-partitioning: partitions {} came without every "
-        "source topic (a topic missing from the group leader's metadata?); not serving them, "
-        "joining the group again",
-        generation_.load(), absl::StrJoin(incomplete, ","));
-    rejoin_ = true;
-  }
-  absl::btree_set<int32_t> owned;
-  for (RdKafka::TopicPartition* tp : partitions) {
-    if (topology_.FindSource(tp->topic()) != nullptr &&
-        !std::binary_search(incomplete.begin(), incomplete.end(), tp->partition())) {
-      owned.insert(tp->partition());
+  // Cooperative: `partitions` are the lead topic's partitions added to this member. Task =
+  // partition number: each brings partition p of every source topic.
+  absl::btree_set<int32_t> gained;
+  for (RdKafka::TopicPartition* tp : partitions) gained.insert(tp->partition());
+  // Partitions kept readable through a lost assignment and given back: their state here is
+  // committed and current, so they go on from where they are (readable throughout); those that
+  // went elsewhere meanwhile are forgotten.
+  absl::btree_set<int32_t> resumed;
+  if (assignment_lost_.load()) {
+    absl::flat_hash_set<int32_t> gone;
+    for (const auto& [p, state] : states_.Snapshot()) {
+      if (!gained.contains(p.value())) {
+        gone.insert(p.value());
+      } else if (state == PartitionState::kActive) {
+        resumed.insert(p.value());
+      }
     }
+    DropPartitions(gone);
+    // Not resumed (restoring or failed when lost): prepared again like any gained partition.
+    absl::flat_hash_set<int32_t> again;
+    for (const auto& [p, state] : states_.Snapshot()) {
+      if (!resumed.contains(p.value())) again.insert(p.value());
+    }
+    DropPartitions(again);
+    assignment_lost_.store(false);
   }
-  // Partitions kept readable through a lost assignment that went elsewhere meanwhile.
-  ForgetPartitions([&owned](PartitionId p) { return !owned.contains(p.value()); });
-  assignment_lost_.store(false);
-  // Warm: its state here is current up to a batch (a standby replica, or owned until the
+  absl::btree_set<int32_t> owned = gained;
+  for (const auto& [p, state] : states_.Snapshot()) owned.insert(p.value());
+  // Warm: its state here is current up to a batch (a standby replica, or owned until a
   // revoke), so only the tail is restored.
   absl::flat_hash_set<int32_t> warm(revoked_.begin(), revoked_.end());
   if (options_.standby != nullptr) {
@@ -703,8 +710,8 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
     }
   }
   const absl::Time assigned_at = absl::Now();
-  for (int32_t p : owned) {
-    if (!states_.StateOf(PartitionId(p))) handover_[p] = {assigned_at, warm.contains(p)};
+  for (int32_t p : gained) {
+    if (!resumed.contains(p)) handover_[p] = {assigned_at, warm.contains(p)};
   }
   // A standby replica of a gained partition stops first (its state stays, committed up to a
   // batch, and is restored from there): a partition is never both a replica and owned.
@@ -712,39 +719,44 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
     options_.standby->SetOwned(std::vector<int32_t>(owned.begin(), owned.end()), /*wait=*/true);
   }
   // Advertise the gained partitions as RESTORING before rebuilding them.
-  for (int32_t p : owned) states_.Set(PartitionId(p), PartitionState::kRestoring);
+  for (int32_t p : gained) {
+    if (!resumed.contains(p)) states_.Set(PartitionId(p), PartitionState::kRestoring);
+  }
   NotifyOwnershipChange();
 
   absl::btree_set<int32_t> failed;
-  for (int32_t p : owned) {
+  for (int32_t p : gained) {
+    if (resumed.contains(p)) continue;  // next_ and upstream_next_ are current
     for (size_t index = 0; index < topology_.stores().size(); ++index) {
       if (!PreparePartition(static_cast<int>(index), PartitionId(p))) failed.insert(p);
     }
   }
   std::vector<std::string> names;
   std::vector<RdKafka::TopicPartition*> assign;
-  for (RdKafka::TopicPartition* tp : partitions) {
-    const CompiledSource* source = topology_.FindSource(tp->topic());
-    if (source == nullptr || failed.contains(tp->partition()) || !owned.contains(tp->partition())) {
-      continue;
+  for (int32_t p : gained) {
+    if (failed.contains(p)) continue;
+    for (const CompiledSource& source : topology_.sources()) {
+      std::optional<int64_t> start = StartOffset(source, PartitionId(p));
+      names.push_back(absl::StrCat(source.spec.topic(), "/", p, "@",
+                                   start ? absl::StrCat(*start) : std::string("FAILED")));
+      if (!start) {
+        failed.insert(p);
+        continue;
+      }
+      assign.push_back(RdKafka::TopicPartition::create(source.spec.topic(), p, *start));
     }
-    const PartitionId p(tp->partition());
-    std::optional<int64_t> start = StartOffset(*source, p);
-    names.push_back(absl::StrCat(tp->topic(), "/", tp->partition(), "@",
-                                 start ? absl::StrCat(*start) : std::string("FAILED")));
-    if (!start) {
-      failed.insert(p.value());
-      continue;
-    }
-    tp->set_offset(*start);
-    assign.push_back(tp);
   }
-  if (RdKafka::ErrorCode code = consumer_->assign(assign); code != RdKafka::ERR_NO_ERROR) {
-    spdlog::error("assign partitions: {}", RdKafka::err2str(code));
+  // Called even with nothing to add: librdkafka waits for the call before it goes on (the
+  // rejoin that hands over what another member revoked comes after it).
+  if (RdKafka::Error* error = consumer_->incremental_assign(assign); error != nullptr) {
+    spdlog::error("assign partitions: {}", error->str());
+    delete error;
   }
+  RdKafka::TopicPartition::destroy(assign);
   for (int32_t p : failed) catching_up_.erase(p);
   PauseJoinsBehindTables();
-  spdlog::info("generation {}: assigned {}", generation_.load(), absl::StrJoin(names, " "));
+  spdlog::info("generation {}: assigned {}", generation_.load(),
+               names.empty() ? std::string("nothing new") : absl::StrJoin(names, " "));
   CheckCaughtUp();
   if (options_.metrics != nullptr) options_.metrics->Rebalance("assign");
   joined_.store(true);
@@ -869,10 +881,14 @@ void Ingestor::ResumeJoins(bool all) {
   }
 }
 
-void Ingestor::OnRevoke() {
-  // What was processed so far is committed before the partitions can move: the next owner
+void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions) {
+  // Cooperative: only `partitions` (of the lead topic) leave; the others keep being consumed
+  // and served. What was processed so far is committed before they can move: the next owner
   // (or this node, later) resumes exactly after it.
-  joined_.store(false);
+  std::vector<int32_t> revoked;
+  for (RdKafka::TopicPartition* tp : partitions) revoked.push_back(tp->partition());
+  std::sort(revoked.begin(), revoked.end());
+  revoked.erase(std::unique(revoked.begin(), revoked.end()), revoked.end());
   // Lost, not revoked: the group session ended without this node taking part in a rebalance
   // (typically: no broker reachable for session.timeout.ms). The partitions stay readable here
   // at their committed positions until the group is joined again — as Kafka Streams keeps
@@ -886,15 +902,28 @@ void Ingestor::OnRevoke() {
     touched_.clear();
   }
   if (options_.hub != nullptr) {
-    // The partitions may move. Every change up to the flush above is queued, with the
+    // These partitions may move. Every change up to the flush above is queued, with the
     // position it reached: a subscription resumes from there at the next owner (UNAVAILABLE
     // is what the router re-routes on).
-    options_.hub->EndAll(absl::UnavailableError(
+    const absl::Status moving = absl::UnavailableError(
         "partitions revoked from this node by a consumer group rebalance; resume at their "
-        "next owner"));
-    options_.hub->PartitionsRevoked();
+        "next owner");
+    if (lost) {
+      options_.hub->EndAll(moving);
+      options_.hub->PartitionsRevoked();
+    } else {
+      options_.hub->EndPartitions(revoked, moving);
+      options_.hub->PartitionsRevoked(revoked);
+    }
+  }
+  std::vector<RdKafka::TopicPartition*> unassign;
+  for (int32_t p : revoked) {
+    for (const CompiledSource& source : topology_.sources()) {
+      unassign.push_back(RdKafka::TopicPartition::create(source.spec.topic(), p));
+    }
   }
   if (lost) {
+    joined_.store(false);
     std::vector<std::string> kept;
     for (const auto& [p, state] : states_.Snapshot()) {
       if (state == PartitionState::kActive) kept.push_back(absl::StrCat(p.value()));
@@ -906,20 +935,35 @@ void Ingestor::OnRevoke() {
         absl::StrJoin(kept, ","));
     assignment_lost_.store(true);
   } else {
-    revoked_.clear();
-    for (const auto& [p, state] : states_.Snapshot()) revoked_.push_back(p.value());
-    ForgetPartitions([](PartitionId) { return true; });
+    revoked_ = revoked;
+    DropPartitions(absl::flat_hash_set<int32_t>(revoked.begin(), revoked.end()));
+    // Revoked partitions may be kept warm here as standby replicas (their state is on disk).
+    if (options_.standby != nullptr) {
+      std::vector<int32_t> still;
+      for (const auto& [p, state] : states_.Snapshot()) still.push_back(p.value());
+      options_.standby->SetOwned(std::move(still), /*wait=*/false);
+    }
   }
-  ResumeJoins(/*all=*/true);
-  next_.clear();
-  upstream_next_.clear();
-  catching_up_.clear();
-  handover_.clear();
-  // Revoked partitions may be kept warm here as standby replicas (their state is on disk).
-  if (!lost && options_.standby != nullptr) options_.standby->SetOwned({}, /*wait=*/false);
-  consumer_->unassign();
-  spdlog::info("partitions revoked");
+  if (RdKafka::Error* error = consumer_->incremental_unassign(unassign); error != nullptr) {
+    spdlog::error("unassign partitions: {}", error->str());
+    delete error;
+  }
+  RdKafka::TopicPartition::destroy(unassign);
+  spdlog::info("partitions {} revoked{}", absl::StrJoin(revoked, ","), lost ? " (lost)" : "");
   NotifyOwnershipChange();
+}
+
+void Ingestor::DropPartitions(const absl::flat_hash_set<int32_t>& gone) {
+  if (gone.empty()) return;
+  ForgetPartitions([&gone](PartitionId p) { return gone.contains(p.value()); });
+  absl::erase_if(next_, [&gone](const auto& e) { return gone.contains(e.first.second); });
+  absl::erase_if(upstream_next_,
+                 [&gone](const auto& e) { return gone.contains(std::get<1>(e.first)); });
+  for (int32_t p : gone) {
+    catching_up_.erase(p);
+    handover_.erase(p);
+    paused_for_join_.erase(p);
+  }
 }
 
 void Ingestor::ForgetPartitions(const std::function<bool(PartitionId)>& which) {

@@ -91,9 +91,11 @@ struct IngestStats {
 // rebuilt from their source topic. A gained partition is RESTORING until every store of it
 // has caught up with the high watermarks seen at assignment, then ACTIVE.
 //
-// Ownership follows the group's assignment (range assignor: with co-partitioned sources,
-// partition p of every topic lands on the same member). One ingestion thread does all the
-// work, including rebalance callbacks, so state never needs a lock on the write side.
+// Ownership follows the group's assignment of the lead source topic (the first one), made
+// incrementally (cooperative-sticky, KIP-429): a gained partition p brings partition p of
+// every source topic, assigned by number, and a rebalance pauses only the partitions that
+// move. One ingestion thread does all the work, including rebalance callbacks, so state never
+// needs a lock on the write side.
 class Ingestor {
  public:
   static absl::StatusOr<std::unique_ptr<Ingestor>> Create(CompiledTopology& topology,
@@ -131,7 +133,7 @@ class Ingestor {
   absl::Status Flush();
   absl::Status HandleMessage(const RdKafka::Message& message);
   void OnAssign(std::vector<RdKafka::TopicPartition*>& partitions);
-  void OnRevoke();
+  void OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions);
   // Loads a store's next source offset for a gained partition, restoring it from its
   // changelog first if it has one. False if the partition must not be consumed (FAILED).
   bool PreparePartition(int store_index, PartitionId p);
@@ -151,10 +153,11 @@ class Ingestor {
   void NotifyOwnershipChange();
   // Reports the handover of gained partition `p`, now ACTIVE.
   void NoteHandover(int32_t p);
+  // Forgets the owned partitions `gone`: their state, positions and bookkeeping (their data
+  // stays on disk).
+  void DropPartitions(const absl::flat_hash_set<int32_t>& gone);
   // Forgets the state and positions of the owned partitions `which` selects.
   void ForgetPartitions(const std::function<bool(PartitionId)>& which);
-  // Subscribes again: the group is joined anew (after an assignment that broke co-partitioning).
-  absl::Status Rejoin();
   int32_t ReadGeneration();
 
   CompiledTopology& topology_;
@@ -166,6 +169,8 @@ class Ingestor {
   std::unique_ptr<RebalanceHandler> rebalance_;  // must outlive consumer_
   std::unique_ptr<StatsHandler> stats_handler_;  // must outlive consumer_
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  // Commits the offsets lag tools read, for the memberless group `<app>-offsets`.
+  std::unique_ptr<RdKafka::KafkaConsumer> offsets_;
   std::unique_ptr<DeadLetterQueue> dlq_;
   std::unique_ptr<Restorer> restorer_;
   std::unique_ptr<ChangelogWriter> changelog_;
@@ -187,7 +192,6 @@ class Ingestor {
   // (store index, partition) touched by the pending batch.
   absl::flat_hash_set<std::pair<int, int32_t>> touched_;
   absl::Time next_progress_log_ = absl::InfinitePast();
-  bool rejoin_ = false;  // set in a rebalance callback, acted on by Run outside it
   StagedBatch batch_;
   absl::Time batch_started_ = absl::InfiniteFuture();
   std::vector<BadRecord> bad_;

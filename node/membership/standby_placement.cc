@@ -13,7 +13,7 @@ std::vector<std::string> StandbyNodes(int32_t partition, int32_t num_partitions,
   std::vector<std::string> out;
   const int32_t members = static_cast<int32_t>(live.size());
   if (members == 0 || replicas <= 0 || partition < 0 || partition >= num_partitions) return out;
-  // The range assignor: member k gets a contiguous run of per (+1 for the first extra ones).
+  // A range split: member k gets a contiguous run of per (+1 for the first extra ones).
   const int32_t per = num_partitions / members;
   const int32_t extra = num_partitions % members;
   int32_t first = 0;

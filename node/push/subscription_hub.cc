@@ -308,6 +308,32 @@ void SubscriptionHub::PartitionsRevoked() {
   positions_.clear();
 }
 
+void SubscriptionHub::PartitionsRevoked(const std::vector<int32_t>& partitions) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = positions_.begin(); it != positions_.end();) {
+    if (std::find(partitions.begin(), partitions.end(), it->first.second) != partitions.end()) {
+      positions_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void SubscriptionHub::EndPartitions(const std::vector<int32_t>& partitions,
+                                    const absl::Status& status) {
+  std::vector<std::shared_ptr<Subscriber>> subscribers;
+  {
+    absl::MutexLock lock(&mu_);
+    subscribers = subscribers_;
+  }
+  for (const auto& s : subscribers) {
+    if (std::any_of(partitions.begin(), partitions.end(),
+                    [&s](int32_t p) { return s->Follows(p); })) {
+      s->queue->End(status);
+    }
+  }
+}
+
 void SubscriptionHub::EndAll(const absl::Status& status) {
   std::vector<std::shared_ptr<Subscriber>> subscribers;
   {

@@ -127,6 +127,11 @@ class SubscriptionHub {
   // they expire: a partition that comes back at the very position its log ends at (eager
   // rebalances revoke everything, often to hand the same partitions back) continues it.
   void PartitionsRevoked() ABSL_LOCKS_EXCLUDED(mu_);
+  // Only `partitions` left (a cooperative rebalance): forgets their positions.
+  void PartitionsRevoked(const std::vector<int32_t>& partitions) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends every subscriber that follows any of `partitions` with `status`.
+  void EndPartitions(const std::vector<int32_t>& partitions, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends every subscriber with `status`.
   void EndAll(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);

@@ -10,6 +10,12 @@ absl::Status LocalStores::ReadAt(absl::string_view store, PartitionId p, kiq::v1
   return read();
 }
 
+absl::Status LocalStores::CheckStandby(absl::string_view store, PartitionId p,
+                                       int64_t /*max_lag_records*/) const {
+  return absl::UnavailableError(
+      absl::StrCat("no standby replica of partition ", p.value(), " here"));
+}
+
 absl::Status LocalStores::ReadStandbyAt(absl::string_view store, PartitionId p,
                                         int64_t /*max_lag_records*/, kiq::v1::Position* /*out*/,
                                         int64_t* /*lag*/,

@@ -81,6 +81,10 @@ class LocalStores {
                                      int64_t max_lag_records, kiq::v1::Position* out,
                                      int64_t* lag, absl::FunctionRef<absl::Status()> read) const;
 
+  // OK iff a standby replica of partition `p` here would serve a ReadStandbyAt with this bound.
+  virtual absl::Status CheckStandby(absl::string_view store, PartitionId p,
+                                    int64_t max_lag_records) const;
+
   // Read your writes: blocks until `store` has processed every (topic, partition) in `min` up
   // to its offset, or until `deadline` (DEADLINE_EXCEEDED naming the partition still behind).
   virtual absl::Status WaitForPosition(absl::string_view store, const kiq::v1::Position& min,

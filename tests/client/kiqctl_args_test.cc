@@ -199,8 +199,9 @@ INSTANTIATE_TEST_SUITE_P(
         UsageErrorCase{{"get", "s", "a", "--max-lag", "5"}, "--max-lag needs --stale"},
         UsageErrorCase{{"get", "s", "a", "--stale", "--max-lag", "0"},
                        "--max-lag wants a positive number of records, got \"0\""},
-        UsageErrorCase{{"all", "s", "--stale"},
-                       "--stale applies only to get and window-fetch, not all"}));
+        UsageErrorCase{{"metadata", "--stale"},
+                       "--stale applies only to get, window-fetch, range, all and count, not "
+                       "metadata"}));
 
 TEST(KiqctlHelpTest, PrintsUsageToStdoutAndExitsZero) {
   for (const std::vector<std::string>& argv :

@@ -225,7 +225,7 @@ TEST_F(KiqctlTest, Count) {
   EXPECT_EQ(r.exit_code, kExitOk);
   EXPECT_EQ(r.out,
             "{\"count\":\"5\",\"position\":{\"offsets\":[{\"topic\":\"orders-source\","
-            "\"partition\":0,\"offset\":\"10\"}]},\"missingPartitions\":[]}\n");
+            "\"partition\":0,\"offset\":\"10\"}]},\"missingPartitions\":[],\"standbyReads\":[]}\n");
 }
 
 TEST_F(KiqctlTest, BadPageTokenIsAServerError) {

@@ -258,7 +258,7 @@ TEST(RenderJsonTest, OneLineWithDefaultFieldsPresent) {
   count.set_count(7);
   json = RenderJson(count);
   ASSERT_OK(json);
-  EXPECT_EQ(*json, "{\"count\":\"7\",\"missingPartitions\":[]}\n");
+  EXPECT_EQ(*json, "{\"count\":\"7\",\"missingPartitions\":[],\"standbyReads\":[]}\n");
 }
 
 TEST(RenderJsonTest, EntryWithJsonValueAndBase64Bytes) {

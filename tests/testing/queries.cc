@@ -41,6 +41,17 @@ grpc::Status NodeClient::GetStale(const std::string& store, const std::string& k
   return query_->Get(&context, request, response);
 }
 
+grpc::Status NodeClient::AllStale(const std::string& store, kiq::v1::ScanResponse* response,
+                                  int timeout_seconds) {
+  grpc::ClientContext context;
+  SetDeadline(&context, timeout_seconds);
+  kiq::v1::AllRequest request;
+  request.set_store(store);
+  request.set_page_size(5000);
+  request.set_allow_stale(true);
+  return query_->All(&context, request, response);
+}
+
 grpc::Status NodeClient::GetAtLeast(const std::string& store, const std::string& key,
                                     const Positions& min_position, kiq::v1::GetResponse* response,
                                     int timeout_seconds) {

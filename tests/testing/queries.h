@@ -31,6 +31,9 @@ class NodeClient {
   grpc::Status GetStale(const std::string& store, const std::string& key,
                         kiq::v1::GetResponse* response, int timeout_seconds,
                         int64_t max_lag_records = 0);
+  // One page (up to 5000 entries) of All with allow_stale.
+  grpc::Status AllStale(const std::string& store, kiq::v1::ScanResponse* response,
+                        int timeout_seconds);
   // Get with a minimum position (read your writes): the owner waits until it is reached.
   grpc::Status GetAtLeast(const std::string& store, const std::string& key,
                           const Positions& min_position, kiq::v1::GetResponse* response,

@@ -9,7 +9,6 @@ namespace kiq {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::IsEmpty;
 
 TopologyPlan OrderCountPlan() {
   kiq::v1::Topology topology;
@@ -36,31 +35,6 @@ TopologyPlan OrderCountPlan() {
       TopologyPlan::Build(topology, {{"orders", 3}, {"customers", 3}});
   EXPECT_OK(plan);
   return *std::move(plan);
-}
-
-TEST(TopologyPlanTest, AnAssignmentWithoutEveryTopicOfAPartitionIsIncomplete) {
-  const TopologyPlan plan = OrderCountPlan();
-  // Three topics: orders, customers and the repartition topic of per_name.
-  ASSERT_EQ(plan.sources().size(), 3u);
-  const std::string repartition = plan.sources()[2].spec.topic();
-  EXPECT_EQ(repartition, "app-per_name-repartition");
-  EXPECT_THAT(plan.IncompletePartitions({{"orders", 0},
-                                         {"customers", 0},
-                                         {repartition, 0},
-                                         {"orders", 2},
-                                         {"customers", 2},
-                                         {repartition, 2}}),
-              IsEmpty());
-  // The repartition topic was missing from the leader's metadata: partitions 0 and 2 came
-  // without it.
-  EXPECT_THAT(
-      plan.IncompletePartitions(
-          {{"orders", 0}, {"customers", 0}, {"orders", 2}, {"customers", 2}, {repartition, 1}}),
-      ElementsAre(0, 1, 2));
-  // Duplicates and topics of no source do not make a partition complete.
-  EXPECT_THAT(plan.IncompletePartitions({{"orders", 1}, {"orders", 1}, {"other", 1}, {"other", 1}}),
-              ElementsAre(1));
-  EXPECT_THAT(plan.IncompletePartitions({}), IsEmpty());
 }
 
 TEST(TopologyPlanTest, InternalTopicsIncludeMembersAndDeadLetters) {

@@ -29,9 +29,9 @@ TEST(StandbyPlacementTest, NeverTheOwnerAndAtMostTheOtherNodes) {
   EXPECT_THAT(StandbyNodes(6, 6, "n1", live, 1), IsEmpty());
 }
 
-// The first replica is where the range assignor puts the partition once its owner has left:
-// with n1 gone, n2 gets partitions 0-2 and n3 3-5 (members ordered by id).
-TEST(StandbyPlacementTest, TheFirstReplicaIsWhereThePartitionGoesWhenItsOwnerLeaves) {
+// The first replica is given by a range split over the other nodes: without n1, n2 holds
+// partitions 0-2 and n3 3-5 (ordered by id).
+TEST(StandbyPlacementTest, TheFirstReplicaFollowsARangeSplitOverTheOtherNodes) {
   const std::vector<std::string> live = {"n1", "n2", "n3"};
   EXPECT_THAT(StandbyNodes(0, 6, "n1", live, 1), ElementsAre("n2"));
   EXPECT_THAT(StandbyNodes(2, 6, "n1", live, 1), ElementsAre("n2"));
