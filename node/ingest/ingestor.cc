@@ -257,6 +257,7 @@ void Ingestor::Run() {
   }
   // close() serves the final revoke; with static membership it sends no LeaveGroup (KIP-345).
   consumer_->close();
+  joined_.store(false);
   offsets_->close();
   restorer_->Close();
   dlq_->Flush(5000);

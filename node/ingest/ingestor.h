@@ -114,8 +114,8 @@ class Ingestor {
   const IngestStats& stats() const { return stats_; }
   // The consumer group generation of the current assignment (0 before the first).
   Generation generation() const { return Generation(generation_.load()); }
-  // True once the group has assigned partitions to this node (possibly none) and no revoke is
-  // pending: the node has joined the group.
+  // True once the group has assigned partitions to this node (possibly none), until the
+  // assignment is lost or the ingestion ends: the node is a member of the group.
   bool joined() const { return joined_.load(); }
   // True between a lost assignment (the group session ended while no broker answered) and the
   // next assignment: the partitions it had stay readable at their committed positions.
