@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     standby.kafka = node->kafka_;
     standby.node_id = options.node_id;
     standby.metrics = node->ingest_metrics_.get();
+    standby.hub = node->hub_.get();
     standby.placement = [raw] { return raw->StandbyPlacement(); };
     standby.on_change = [raw] {
       if (raw->advertiser_) raw->advertiser_->Notify();

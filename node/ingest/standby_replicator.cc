@@ -225,6 +225,13 @@ absl::Status StandbyReplicator::StartReplica(int32_t p) {
                                  partition, source->value_or(Offset(0)));
     standby_.SetLag(partition, store.info.name, tail.caught_up_at - tail.next);
   }
+  if (options_.hub != nullptr) {
+    for (const Tail& tail : replica.tails) {
+      if (tail.batches) continue;  // a changelog holds folded changes: not replayable exactly
+      options_.hub->ReplicaStarted(topology_->stores()[tail.store_index].handle, partition,
+                                   tail.next);
+    }
+  }
   auto [it, inserted] = replicas_.emplace(p, std::move(replica));
   for (Tail& tail : it->second.tails) by_topic_[{tail.topic, p}].push_back(&tail);
   spdlog::info("standby replica of partition {} started ({} stores)", p, it->second.tails.size());
@@ -266,7 +273,10 @@ void StandbyReplicator::Assign() {
 absl::Status StandbyReplicator::Apply(const RdKafka::Message& m) {
   auto it = by_topic_.find({m.topic_name(), m.partition()});
   if (it == by_topic_.end()) return absl::OkStatus();  // a replica stopped meanwhile
-  if (batch_.empty()) batch_started_ = absl::Now();
+  if (batch_.empty()) {
+    batch_started_ = absl::Now();
+    batch_.TrackWrites(options_.hub != nullptr);
+  }
   const PartitionId p(m.partition());
   for (Tail* tail : it->second) {
     if (m.offset() < tail->next) continue;
@@ -313,7 +323,25 @@ absl::Status StandbyReplicator::Commit() {
   // Readers of the replicas redo reads that overlap this bracket (see LocalStores::ReadAt).
   standby_.positions().BeginCommit();
   absl::Cleanup end_commit = [this] { standby_.positions().EndCommit(); };
-  if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
+  std::vector<Change> changes;
+  if (absl::Status s = batch_.Commit(options_.hub != nullptr ? &changes : nullptr); !s.ok()) {
+    return s;
+  }
+  std::vector<CommittedPosition> tables;
+  for (const auto& [key, tail] : touched_) {
+    if (!tail->batches) {
+      tables.push_back(CommittedPosition{topology_->stores()[tail->store_index].handle,
+                                         PartitionId(key.second), tail->next});
+    }
+  }
+  if (options_.hub != nullptr && !tables.empty()) {
+    // Only the tables' changes: each is one write of one source record, at its offset.
+    std::vector<Change> kept;
+    for (Change& c : changes) {
+      if (topology_->stores()[c.store.index].changelog_topic.empty()) kept.push_back(std::move(c));
+    }
+    options_.hub->ReplicaApplied(std::move(kept), tables);
+  }
   for (const auto& [key, tail] : touched_) {
     const CompiledStore& store = topology_->stores()[tail->store_index];
     const std::string& topic = topology_->sources()[store.source].spec.topic();

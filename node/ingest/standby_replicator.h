@@ -23,6 +23,7 @@
 #include "node/ingest/changelog_batches.h"
 #include "node/ingest/ingest_metrics.h"
 #include "node/process/compiled_topology.h"
+#include "node/push/subscription_hub.h"
 #include "node/store/staged_batch.h"
 #include "node/store/standby_partitions.h"
 #include "node/store/store_engine.h"
@@ -39,6 +40,10 @@ struct StandbyOptions {
   absl::Duration max_batch_delay = absl::Milliseconds(20);
   size_t max_batch_records = 50000;
   IngestMetrics* metrics = nullptr;  // optional; must outlive the replicator
+  // Optional; must outlive the replicator. The changes a replica of a table applies are kept
+  // in its replay log, so that a subscription following the partition from its previous owner
+  // resumes here without a gap once this node gains it.
+  SubscriptionHub* hub = nullptr;
   // Called on the replicator's thread when replicas start, stop or begin serving (the
   // membership advertisement is refreshed then). Must not block.
   std::function<void()> on_change;

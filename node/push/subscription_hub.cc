@@ -295,6 +295,35 @@ void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_
   recording_.store(static_cast<int64_t>(replay_.size()));
 }
 
+void SubscriptionHub::ReplicaStarted(StoreHandle store, PartitionId p, int64_t next) {
+  if (options_.replay_window <= absl::ZeroDuration()) return;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  ExpireReplayLogs(now);
+  ReplayLog& log = replay_[{store.index, p.value()}];
+  if (log.end != next) {
+    log.start = next;
+    log.end = next;
+    ClearLog(log);
+  }
+  log.until = std::max(log.until, now + options_.replay_window);
+  recording_.store(static_cast<int64_t>(replay_.size()));
+}
+
+void SubscriptionHub::ReplicaApplied(std::vector<Change> changes,
+                                     const std::vector<CommittedPosition>& positions) {
+  if (options_.replay_window <= absl::ZeroDuration()) return;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  for (Change& change : changes) Record(std::move(change), now);
+  for (const CommittedPosition& at : positions) {
+    auto log = replay_.find({at.store.index, at.partition.value()});
+    if (log == replay_.end()) continue;
+    log->second.end = at.next;
+    log->second.until = std::max(log->second.until, now + options_.replay_window);
+  }
+}
+
 void SubscriptionHub::PartitionActive(PartitionId p) {
   absl::MutexLock lock(&mu_);
   const absl::Time until = absl::Now() + options_.replay_window;

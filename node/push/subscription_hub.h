@@ -120,6 +120,14 @@ class SubscriptionHub {
   // Partition `p` of `store` was assigned here and stands at `next` (ingestion thread,
   // between batches): starts its replay log.
   void PartitionAssigned(StoreHandle store, PartitionId p, int64_t next) ABSL_LOCKS_EXCLUDED(mu_);
+  // A standby replica of partition `p` of `store` starts at `next` (the replicator's thread):
+  // its replay log starts there, so that if this node gains the partition, subscriptions that
+  // follow it from its previous owner can resume from the replica's changes.
+  void ReplicaStarted(StoreHandle store, PartitionId p, int64_t next) ABSL_LOCKS_EXCLUDED(mu_);
+  // The replica committed `changes` (every write, in order, with its record offset) and now
+  // stands at `positions`: kept in their replay logs (and the logs kept for replay_window more).
+  void ReplicaApplied(std::vector<Change> changes, const std::vector<CommittedPosition>& positions)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Partition `p` became ACTIVE (restored and caught up): the replay window of its stores
   // starts now, when routers can first find it.
   void PartitionActive(PartitionId p) ABSL_LOCKS_EXCLUDED(mu_);

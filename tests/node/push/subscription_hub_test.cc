@@ -248,6 +248,29 @@ TEST(SubscriptionHubTest, ReplayLogContinuesWhenThePartitionComesBackWhereItLeft
   EXPECT_FALSE(hub.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 585}}, 10, false).ok());
 }
 
+// A standby replica's changes are kept like an owner's: when this node gains the partition
+// at the replica's position, a subscription that its previous owner served up to an older
+// offset resumes from the replica's changes, without a gap.
+TEST(SubscriptionHubTest, AReplicasChangesAreReplayedAfterItsNodeGainsThePartition) {
+  SubscriptionHub hub;
+  hub.ReplicaStarted(StoreHandle{0}, PartitionId(0), 10);
+  hub.ReplicaApplied({MakeChange(0, 0, "k", std::nullopt, "1", 10),
+                      MakeChange(0, 0, "k", "1", "2", 11)},
+                     {{StoreHandle{0}, PartitionId(0), 12}});
+  hub.ReplicaApplied({MakeChange(0, 0, "j", std::nullopt, "5", 12)},
+                     {{StoreHandle{0}, PartitionId(0), 13}});
+  // Gained at the replica's position (the restore found nothing newer).
+  hub.PartitionAssigned(StoreHandle{0}, PartitionId(0), 13);
+  auto queue = Subscribe(hub, 0, KeyMatch{}, 10, false, {0}, {{0, 11}});
+  std::vector<ChangeEvent> got = TakeAll(*queue);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].offset, 11);
+  EXPECT_EQ(got[0].new_value, "2");
+  EXPECT_EQ(got[1].offset, 12);
+  // Before the replica started: not replayable.
+  EXPECT_FALSE(hub.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 9}}, 10, false).ok());
+}
+
 TEST(SubscriptionHubTest, ReplayLogTrimsWholeRecordsAndExpires) {
   SubscriptionHubOptions options;
   options.replay_capacity = 3;
