@@ -243,6 +243,7 @@ void Ingestor::Run() {
                     : absl::StrCat("ingestion stopped: ", status.ToString())));
   }
   // close() serves the final revoke; with static membership it sends no LeaveGroup (KIP-345).
+  failed_ = !status.ok();
   consumer_->close();
   restorer_->Close();
   dlq_->Flush(5000);
@@ -851,6 +852,14 @@ void Ingestor::ResumeJoins(bool all) {
 }
 
 void Ingestor::OnRevoke() {
+  if (failed_) {
+    // Ingestion failed (a disk error, a fatal Kafka error): nothing more can be committed, and
+    // the partitions stay readable at their committed positions until the process exits (the
+    // group moves them after the session timeout).
+    joined_.store(false);
+    consumer_->unassign();
+    return;
+  }
   // What was processed so far is committed before the partitions can move: the next owner
   // (or this node, later) resumes exactly after it.
   joined_.store(false);

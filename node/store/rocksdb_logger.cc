@@ -15,10 +15,10 @@ spdlog::level::level_enum ToSpdlog(rocksdb::InfoLogLevel level) {
     case rocksdb::InfoLogLevel::INFO_LEVEL:
     case rocksdb::InfoLogLevel::HEADER_LEVEL:
       return spdlog::level::debug;
-    case rocksdb::InfoLogLevel::WARN_LEVEL:
+    default:  // WARN_LEVEL, ERROR_LEVEL, FATAL_LEVEL
+      // Context for kiq's own error line, which says what failed and what happens next (on a
+      // full disk RocksDB repeats "Cannot clear hard error" every 5 s).
       return spdlog::level::warn;
-    default:  // ERROR_LEVEL, FATAL_LEVEL
-      return spdlog::level::err;
   }
 }
 

@@ -16,8 +16,8 @@ namespace kiq::node {
 // that reports the failure of a commit (`sync_without_flush_called_`), and again on the restart.
 // A logger that writes no file cannot fail that way.
 //
-// Levels: RocksDB's ERROR and FATAL → error, WARN → warn (both at most 20 lines a minute, with
-// the count held back), INFO and HEADER → debug (flushes, compactions, options, statistics),
+// Levels: RocksDB's WARN, ERROR and FATAL → warn (context for kiq's own error line; at most 20
+// lines a minute, with the count held back), INFO and HEADER → debug (flushes, compactions, options, statistics),
 // DEBUG → trace. Thread-safe (RocksDB logs from its background threads).
 class RocksDbLogger : public rocksdb::Logger {
  public:
