@@ -7,6 +7,7 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "router/entry.h"
+#include "router/remote_position_wait.h"
 #include "router/request_limits.h"
 #include "router/subscription_stream.h"
 
@@ -140,8 +141,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
   }
   waiter_.Wait(request->store(), router_.LocalWaits(request->store(), request->min_position()),
                deadline, context,
-               [this, reactor, request, response, started, method, scan = std::move(scan),
-                slot = *std::move(slot)](absl::Status s) {
+               [this, reactor, request, response, started, method, deadline, context,
+                scan = std::move(scan), slot = *std::move(slot)](absl::Status s) {
                  if (!s.ok()) {
                    Finish<Response>(
                        reactor,
@@ -149,7 +150,12 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
                        response, method, request->store(), "scatter", started);
                    return;
                  }
-                 wait_pool_.Schedule([scan, slot] { scan(); });
+                 // The slot is held until the scan has run: remote waits count as waiters.
+                 AwaitRemotePositions(cluster_, router_, request->store(),
+                                      request->min_position(), deadline, context,
+                                      [this, scan, slot] {
+                                        wait_pool_.Schedule([scan, slot] { scan(); });
+                                      });
                });
   return reactor;
 }
