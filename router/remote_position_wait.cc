@@ -39,7 +39,8 @@ void AwaitRemotePositions(const ClusterView& cluster, const QueryRouter& router,
     return;
   }
   absl::flat_hash_set<int32_t> local;
-  for (const kiq::v1::PartitionOffset& po : router.LocalWaits(store, min).offsets()) {
+  const kiq::v1::Position local_waits = router.LocalWaits(store, min);
+  for (const kiq::v1::PartitionOffset& po : local_waits.offsets()) {
     local.insert(po.partition());
   }
   // Owner endpoint → the entries of `min` for its partitions.
