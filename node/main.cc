@@ -155,14 +155,14 @@ int main(int argc, char** argv) {
   if (options.subscribe_replay_window < absl::ZeroDuration()) {
     return refuse("--subscribe-replay-window: must be >= 0s");
   }
-  if (absl::Status s =
-          kiq::CheckFlagRange("--max-json-depth", absl::GetFlag(FLAGS_max_json_depth), 1,
-                              kiq::node::kMaxJsonDepthFlag);
+  if (absl::Status s = kiq::CheckFlagRange("--max-json-depth", absl::GetFlag(FLAGS_max_json_depth),
+                                           1, kiq::node::kMaxJsonDepthFlag);
       !s.ok()) {
     return refuse(s.message());
   }
-  if (absl::Status s = kiq::CheckFlagRange("--max-value-bytes", absl::GetFlag(FLAGS_max_value_bytes),
-                                           1, kiq::node::kMaxValueBytesFlag);
+  if (absl::Status s =
+          kiq::CheckFlagRange("--max-value-bytes", absl::GetFlag(FLAGS_max_value_bytes), 1,
+                              kiq::node::kMaxValueBytesFlag);
       !s.ok()) {
     return refuse(s.message());
   }
@@ -229,16 +229,16 @@ int main(int argc, char** argv) {
   });
   std::atomic<bool> exiting{false};
   absl::Notification stop_requested;
-  std::thread signal_thread([&stop_signals, &exiting, &start_shutdown, &stop_requested,
-                             n = node->get()] {
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
-    if (exiting.load()) return;  // woken by main at exit
-    spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    stop_requested.Notify();
-    start_shutdown();
-    n->Shutdown();
-  });
+  std::thread signal_thread(
+      [&stop_signals, &exiting, &start_shutdown, &stop_requested, n = node->get()] {
+        int signal = 0;
+        sigwait(&stop_signals, &signal);
+        if (exiting.load()) return;  // woken by main at exit
+        spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+        stop_requested.Notify();
+        start_shutdown();
+        n->Shutdown();
+      });
   absl::Status status = (*node)->Wait();
   if (!status.ok() && !stop_requested.HasBeenNotified()) {
     // Reads of what was committed keep serving for the grace: the group keeps this node's
@@ -247,8 +247,7 @@ int main(int argc, char** argv) {
     spdlog::error(
         "ingestion failed (data dir {}): {}; serving reads at the committed positions, /readyz "
         "503, exiting with code 1 in {} (or on SIGTERM)",
-        (*node)->data_dir(), status.ToString(),
-        absl::FormatDuration(failure_grace));
+        (*node)->data_dir(), status.ToString(), absl::FormatDuration(failure_grace));
     stop_requested.WaitForNotificationWithTimeout(failure_grace);
   }
   start_shutdown();

@@ -271,7 +271,8 @@ router::HttpServer::Reply Node::Readiness() const {
   std::vector<std::string> not_active;
   for (const auto& [p, state] : states_.Snapshot()) {
     if (state != PartitionState::kActive) {
-      not_active.push_back(absl::StrCat("partition ", p.value(), " is ", PartitionStateName(state)));
+      not_active.push_back(
+          absl::StrCat("partition ", p.value(), " is ", PartitionStateName(state)));
     }
   }
   if (!not_active.empty()) return ReadinessReply(false, absl::StrJoin(not_active, "; "));

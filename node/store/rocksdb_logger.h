@@ -17,8 +17,8 @@ namespace kiq::node {
 // A logger that writes no file cannot fail that way.
 //
 // Levels: RocksDB's WARN, ERROR and FATAL → warn (context for kiq's own error line; at most 20
-// lines a minute, with the count held back), INFO and HEADER → debug (flushes, compactions, options, statistics),
-// DEBUG → trace. Thread-safe (RocksDB logs from its background threads).
+// lines a minute, with the count held back), INFO and HEADER → debug (flushes, compactions,
+// options, statistics), DEBUG → trace. Thread-safe (RocksDB logs from its background threads).
 class RocksDbLogger : public rocksdb::Logger {
  public:
   RocksDbLogger();

@@ -172,9 +172,9 @@ absl::Status StoreEngine::write_error() const {
 absl::Status StoreEngine::Write(absl::string_view doing,
                                 const std::function<rocksdb::Status()>& write) {
   if (absl::Status earlier = write_error(); !earlier.ok()) {
-    return absl::Status(earlier.code(), absl::StrCat(doing, " at ", path_,
-                                                     ": refused, an earlier write failed: ",
-                                                     earlier.message()));
+    return absl::Status(earlier.code(),
+                        absl::StrCat(doing, " at ", path_,
+                                     ": refused, an earlier write failed: ", earlier.message()));
   }
   absl::Status s = ToStatus(write(), absl::StrCat(doing, " at ", path_));
   if (!s.ok()) {

@@ -68,8 +68,8 @@ class DiskFullTest : public KafkaFixture {
 
 TEST_F(DiskFullTest, FullDataDirStopsIngestionServesReadsAnswers503AndExitsOne) {
   const std::string data_dir = mnt_ + "/data";
-  auto node = LaunchNode(ExampleTopology("orders"), "n1",
-                         {"--data-dir=" + data_dir, "--failure-grace=5s"});
+  auto node =
+      LaunchNode(ExampleTopology("orders"), "n1", {"--data-dir=" + data_dir, "--failure-grace=5s"});
   ASSERT_OK(node);
   node_ = std::move(*node);
   NodeClient client(node_->target());

@@ -23,9 +23,9 @@
 #include "kiq/v1/membership.pb.h"
 #include "kiq/v1/peer.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/peer_pool.h"
 #include "router/peer_service.h"
 #include "router/position_waiter.h"
-#include "router/peer_pool.h"
 #include "router/query_router.h"
 #include "router/request_limits.h"
 #include "router/routing_table.h"
@@ -485,8 +485,9 @@ class RemoteWaitTest : public QueryServiceTest {
   QueryRouter a_router_{a_stores_, ClusterView{&table_, &peers_, "a", nullptr, &a_waiter_}};
   ThreadPool a_pool_{4};
   ThreadPool a_wait_pool_{4};
-  QueryServiceImpl a_service_{a_router_, a_pool_, a_wait_pool_, a_waiter_, nullptr,
-                              ClusterView{&table_, &peers_, "a", nullptr, nullptr}};
+  QueryServiceImpl a_service_{a_router_,    a_pool_,
+                              a_wait_pool_, a_waiter_,
+                              nullptr,      ClusterView{&table_, &peers_, "a", nullptr, nullptr}};
   int a_port_ = 0;
   std::unique_ptr<grpc::Server> a_server_;
   std::unique_ptr<kiq::v1::QueryService::Stub> a_query_;

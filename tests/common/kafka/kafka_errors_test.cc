@@ -23,8 +23,7 @@ constexpr char kDoing[] = "consume topic=orders partition=3";
 int FromC(int code) { return code; }
 
 // Checks one group: every code gets the action, and KafkaToStatus carries the matching code.
-void ExpectGroup(const std::vector<int>& errs, KafkaErrorAction action,
-                 absl::StatusCode code) {
+void ExpectGroup(const std::vector<int>& errs, KafkaErrorAction action, absl::StatusCode code) {
   for (int err : errs) {
     SCOPED_TRACE(absl::StrCat("code ", err));
     EXPECT_EQ(ClassifyKafkaError(err), action);

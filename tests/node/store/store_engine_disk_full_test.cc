@@ -63,8 +63,8 @@ class StoreEngineDiskFullTest : public ::testing::Test {
     for (*committed = 0; *committed < 100'000; ++*committed) {
       StagedBatch batch(*engine_);
       for (int i = 0; i < 10; ++i) {
-        absl::Status s = batch.Write(*h, PartitionId(0), absl::StrCat("k", *committed, ".", i),
-                                     value);
+        absl::Status s =
+            batch.Write(*h, PartitionId(0), absl::StrCat("k", *committed, ".", i), value);
         if (!s.ok()) return s;
       }
       batch.SetOffset("t", PartitionId(0), Offset(*committed + 1));
@@ -93,8 +93,7 @@ TEST_F(StoreEngineDiskFullTest, FullDiskFailsACommitWithAStatusAndReadsKeepServi
   // The state of the last acknowledged commit is what reads see, and stays so.
   absl::StatusOr<StoreHandle> h = engine_->Handle("s");
   ASSERT_OK(h);
-  EXPECT_THAT(engine_->ReadOffset("t", PartitionId(0)),
-              IsOkAndHolds(Optional(Offset(committed))));
+  EXPECT_THAT(engine_->ReadOffset("t", PartitionId(0)), IsOkAndHolds(Optional(Offset(committed))));
   EXPECT_THAT(engine_->EntryCount(*h, PartitionId(0)), IsOkAndHolds(10 * committed));
   EXPECT_THAT(engine_->Get(*h, PartitionId(0), absl::StrCat("k", committed - 1, ".9")),
               IsOkAndHolds(Optional(std::string(1024, 'v'))));
@@ -103,7 +102,8 @@ TEST_F(StoreEngineDiskFullTest, FullDiskFailsACommitWithAStatusAndReadsKeepServi
   // Nothing is written after the failed commit: later writes and flushes get its error.
   EXPECT_THAT(engine_->write_error(), StatusIs(absl::StatusCode::kUnavailable, path_));
   EXPECT_THAT(engine_->FlushAll(), StatusIs(absl::StatusCode::kUnavailable, "No space left"));
-  EXPECT_THAT(FillUntilFailure(&committed), StatusIs(absl::StatusCode::kUnavailable, "No space left"));
+  EXPECT_THAT(FillUntilFailure(&committed),
+              StatusIs(absl::StatusCode::kUnavailable, "No space left"));
   EXPECT_EQ(committed, 0);
 
   // A restart on the still-full disk fails with a Status naming the path (no abort either).
