@@ -102,6 +102,12 @@ absl::StatusOr<spdlog::level::level_enum> ParseLogLevel(absl::string_view flag,
                    "; one of trace, debug, info, warn, error, critical, off"));
 }
 
+absl::Status CheckFlagRange(absl::string_view flag, int64_t value, int64_t min, int64_t max) {
+  if (value >= min && value <= max) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, ": must be between ", min, " and ", max, ", got ", value));
+}
+
 absl::Status CheckKafkaId(absl::string_view flag, absl::string_view id) {
   if (id.size() > kMaxKafkaIdLength) {
     return absl::InvalidArgumentError(absl::StrCat(flag, ": ", id.size(),

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ absl::Status CheckFlags(const std::vector<std::string>& args);
 // naming `flag` and the valid names otherwise (spdlog maps an unknown name to off).
 absl::StatusOr<spdlog::level::level_enum> ParseLogLevel(absl::string_view flag,
                                                         absl::string_view name);
+
+// A flag's integer value checked against [min, max]: INVALID_ARGUMENT naming `flag` (as users
+// spell it, e.g. "--max-json-depth"), the bounds and the value otherwise. CheckFlags has checked
+// the value is an integer; this checks it is a sensible one.
+absl::Status CheckFlagRange(absl::string_view flag, int64_t value, int64_t min, int64_t max);
 
 // A real broker's bounds on an id that becomes a Kafka client or group instance id
 // (group.instance.id, like a topic name): at most 249 characters of [a-zA-Z0-9._-].

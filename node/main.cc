@@ -59,7 +59,18 @@ ABSL_FLAG(std::vector<std::string>, kafka_property, {},
 ABSL_FLAG(absl::Duration, subscribe_replay_window, absl::Seconds(30),
           "How long after gaining a partition its changes are kept, so that subscriptions "
           "following it from its previous owner resume without a gap (0s: never).");
+ABSL_FLAG(int, max_json_depth, 64,
+          "Deepest nesting of JSON arrays and objects accepted in a record value or JSON key "
+          "(1-1000); deeper records are bad records (dead-lettered, reason too_deep).");
+ABSL_FLAG(int64_t, max_value_bytes, int64_t{1} << 20,
+          "Largest record value (any format; also a JSON key) accepted, in bytes (1 to 64 MiB); "
+          "larger records are bad records (dead-lettered truncated, reason too_large).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+ABSL_FLAG(absl::Duration, failure_grace, absl::Seconds(30),
+          "When ingestion fails (a disk error such as a full or read-only data dir, a fatal Kafka "
+          "error): how long the node keeps serving reads of what it committed, with /readyz "
+          "503 and the reason, before it exits with code 1 (0s to 10m). SIGTERM ends it sooner, "
+          "also with code 1.");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(20),
           "Longest a shutdown (SIGTERM, or ingestion stopping) may take. Past it, the stores are "
           "flushed and the process exits with code 3: a Kafka client that does not close must "
@@ -144,6 +155,23 @@ int main(int argc, char** argv) {
   if (options.subscribe_replay_window < absl::ZeroDuration()) {
     return refuse("--subscribe-replay-window: must be >= 0s");
   }
+  if (absl::Status s = kiq::CheckFlagRange("--max-json-depth", absl::GetFlag(FLAGS_max_json_depth),
+                                           1, kiq::node::kMaxJsonDepthFlag);
+      !s.ok()) {
+    return refuse(s.message());
+  }
+  if (absl::Status s =
+          kiq::CheckFlagRange("--max-value-bytes", absl::GetFlag(FLAGS_max_value_bytes), 1,
+                              kiq::node::kMaxValueBytesFlag);
+      !s.ok()) {
+    return refuse(s.message());
+  }
+  options.json_limits.max_depth = absl::GetFlag(FLAGS_max_json_depth);
+  options.json_limits.max_value_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_value_bytes));
+  const absl::Duration failure_grace = absl::GetFlag(FLAGS_failure_grace);
+  if (failure_grace < absl::ZeroDuration() || failure_grace > absl::Minutes(10)) {
+    return refuse("--failure-grace: must be between 0s and 10m");
+  }
   absl::StatusOr<kiq::UserKafkaSettings> kafka = kiq::UserKafkaSettingsFromFlags(
       absl::GetFlag(FLAGS_kafka_config), absl::GetFlag(FLAGS_kafka_property));
   if (!kafka.ok()) return refuse(std::string(kafka.status().message()));
@@ -160,7 +188,19 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<kiq::node::Node>> node = kiq::node::Node::Start(options);
-  if (!node.ok()) return refuse(node.status().ToString());
+  if (!node.ok()) {
+    // A bad topology or a mismatch with Kafka's topics is refused (2); a disk, Kafka or other
+    // failure of the environment (a full or read-only data dir, a broker that does not answer)
+    // is a failure to start (1), which a supervisor retries.
+    const absl::StatusCode code = node.status().code();
+    if (code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
+        code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kOutOfRange ||
+        code == absl::StatusCode::kAlreadyExists) {
+      return refuse(node.status().ToString());
+    }
+    spdlog::error("cannot start: {}; exiting with code 1", node.status().ToString());
+    return 1;
+  }
 
   // Shutdown is bounded: librdkafka 2.0.2 can hang in a consumer's close (e.g. after a broker
   // restart); the watchdog then leaves the stores flushed and exits.
@@ -188,15 +228,28 @@ int main(int argc, char** argv) {
     _exit(3);
   });
   std::atomic<bool> exiting{false};
-  std::thread signal_thread([&stop_signals, &exiting, &start_shutdown, n = node->get()] {
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
-    if (exiting.load()) return;  // woken by main at exit
-    spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    start_shutdown();
-    n->Shutdown();
-  });
+  absl::Notification stop_requested;
+  std::thread signal_thread(
+      [&stop_signals, &exiting, &start_shutdown, &stop_requested, n = node->get()] {
+        int signal = 0;
+        sigwait(&stop_signals, &signal);
+        if (exiting.load()) return;  // woken by main at exit
+        spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+        stop_requested.Notify();
+        start_shutdown();
+        n->Shutdown();
+      });
   absl::Status status = (*node)->Wait();
+  if (!status.ok() && !stop_requested.HasBeenNotified()) {
+    // Reads of what was committed keep serving for the grace: the group keeps this node's
+    // partitions for its session timeout anyway (static membership, no LeaveGroup), and
+    // exiting at once would leave them unreadable until another node has restored them.
+    spdlog::error(
+        "ingestion failed (data dir {}): {}; serving reads at the committed positions, /readyz "
+        "503, exiting with code 1 in {} (or on SIGTERM)",
+        (*node)->data_dir(), status.ToString(), absl::FormatDuration(failure_grace));
+    stop_requested.WaitForNotificationWithTimeout(failure_grace);
+  }
   start_shutdown();
   (*node)->Shutdown();  // waits for a shutdown the signal thread may have begun
   exiting.store(true);

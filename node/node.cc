@@ -9,7 +9,11 @@
 #include <prometheus/text_serializer.h>
 #include "common/logging.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/kafka/internal_topics.h"
 #include "common/kafka/metadata.h"
 #include "common/topology/topology_config.h"
@@ -78,7 +82,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (!engine.ok()) return engine.status();
   node->engine_ = std::move(*engine);
   absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled =
-      CompiledTopology::Compile(*topology, *node->engine_, *counts);
+      CompiledTopology::Compile(*topology, *node->engine_, *counts, options.json_limits);
   if (!compiled.ok()) return compiled.status();
   node->topology_ = std::move(*compiled);
   if (absl::Status s =
@@ -191,7 +195,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 
 Node::~Node() { Shutdown(); }
 
-absl::Status Node::Wait() { return ingestor_->Wait(); }
+absl::Status Node::Wait() {
+  absl::Status status = ingestor_->Wait();
+  if (!status.ok()) {
+    absl::MutexLock lock(&failure_mu_);
+    ingestion_failure_ = status;
+  }
+  return status;
+}
 
 void Node::Shutdown() {
   // Readiness fails first, so that load balancers stop sending queries.
@@ -288,26 +299,52 @@ std::vector<int32_t> Node::StandbyPlacement() const {
   return out;
 }
 
+namespace {
+
+// {"ready":<ready>,"reason":"<reason>"}, the reason JSON-escaped (it may quote a path).
+router::HttpServer::Reply ReadinessReply(bool ready, absl::string_view reason) {
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
+  writer.StartObject();
+  writer.Key("ready");
+  writer.Bool(ready);
+  writer.Key("reason");
+  writer.String(reason.data(), static_cast<rapidjson::SizeType>(reason.size()));
+  writer.EndObject();
+  return {ready ? 200 : 503, absl::StrCat(out.GetString(), "\n"), "application/json"};
+}
+
+}  // namespace
+
 router::HttpServer::Reply Node::Readiness() const {
-  if (shutting_down_.load()) return {503, "shutting down\n"};
-  if (!ingestor_->joined() && !ingestor_->assignment_lost()) {
-    return {503, "not yet a member of the consumer group\n"};
-  }
-  std::string not_active;
-  for (const auto& [p, state] : states_.Snapshot()) {
-    if (state != PartitionState::kActive) {
-      absl::StrAppend(&not_active, "partition ", p.value(), " is ", PartitionStateName(state),
-                      "\n");
+  if (shutting_down_.load()) return ReadinessReply(false, "shutting down");
+  {
+    absl::MutexLock lock(&failure_mu_);
+    if (!ingestion_failure_.ok()) {
+      return ReadinessReply(
+          false, absl::StrCat("ingestion stopped: ", ingestion_failure_.ToString(),
+                              "; serving reads at the committed positions until the process "
+                              "exits (data dir ",
+                              data_dir_, ")"));
     }
   }
-  if (!not_active.empty()) return {503, not_active};
-  if (ingestor_->assignment_lost()) {
-    return {200,
-            "ready: Kafka unreachable, serving the partitions it had at their committed "
-            "positions\n"};
+  if (!ingestor_->joined() && !ingestor_->assignment_lost()) {
+    return ReadinessReply(false, "not yet a member of the consumer group");
   }
-  if (!frontend_->kafka_connected()) return {200, "ready: the members topic is unreadable\n"};
-  return {200, "ready\n"};
+  std::vector<std::string> not_active;
+  for (const auto& [p, state] : states_.Snapshot()) {
+    if (state != PartitionState::kActive) {
+      not_active.push_back(
+          absl::StrCat("partition ", p.value(), " is ", PartitionStateName(state)));
+    }
+  }
+  if (!not_active.empty()) return ReadinessReply(false, absl::StrJoin(not_active, "; "));
+  if (ingestor_->assignment_lost()) {
+    return ReadinessReply(
+        true, "Kafka unreachable, serving the partitions it had at their committed positions");
+  }
+  if (!frontend_->kafka_connected()) return ReadinessReply(true, "the members topic is unreadable");
+  return ReadinessReply(true, "ready");
 }
 
 }  // namespace kiq::node

@@ -27,6 +27,11 @@
 
 namespace kiq::node {
 
+// The largest values --max-json-depth and --max-value-bytes accept: rendering a parsed JSON
+// value recurses once per level, and a record past 64 MiB is a file, not a record.
+inline constexpr int kMaxJsonDepthFlag = 1000;
+inline constexpr int64_t kMaxValueBytesFlag = int64_t{64} << 20;
+
 struct NodeOptions {
   std::string config_path;
   // Empty: start an embedded dev Kafka in this process.
@@ -52,6 +57,9 @@ struct NodeOptions {
   // How long after gaining a partition its changes are kept, so that subscriptions following
   // it from its previous owner resume without a gap (0: never; they end with ABORTED).
   absl::Duration subscribe_replay_window = absl::Seconds(30);
+  // Bounds on every JSON record value and key this node decodes (--max-json-depth,
+  // --max-value-bytes).
+  JsonLimits json_limits;
 };
 
 // One kiq node: loads the topology, opens the RocksDB stores, joins the consumer group and
@@ -66,8 +74,11 @@ class Node {
   // -1 without an HTTP port.
   int http_port() const { return frontend_->http_port(); }
   const std::string& bootstrap_servers() const { return kafka_.bootstrap_servers(); }
-  // Blocks until ingestion fails (its status) or Shutdown() is called (OK).
-  absl::Status Wait();
+  // The data dir in use (--data-dir or its default); the stores are in its `stores`.
+  const std::string& data_dir() const { return data_dir_; }
+  // Blocks until ingestion fails (its status) or Shutdown() is called (OK). After a failure the
+  // node keeps serving reads of what was committed, and /readyz answers 503 with the reason.
+  absl::Status Wait() ABSL_LOCKS_EXCLUDED(failure_mu_);
   // Thread-safe and idempotent; a second caller waits for the first to finish.
   void Shutdown() ABSL_LOCKS_EXCLUDED(shutdown_mu_);
   // The stores, shared: a process about to exit without a finished Shutdown (a Kafka client
@@ -83,8 +94,9 @@ class Node {
   std::vector<int32_t> StandbyPlacement() const;
   int32_t num_standby_replicas_ = 0;
   std::string self_id_;
-  // /readyz: group joined and every owned partition ACTIVE, and not shutting down.
-  router::HttpServer::Reply Readiness() const;
+  // /readyz: group joined and every owned partition ACTIVE, ingestion running, and not
+  // shutting down. A JSON body {"ready":..,"reason":".."}.
+  router::HttpServer::Reply Readiness() const ABSL_LOCKS_EXCLUDED(failure_mu_);
 
   NodeOptions options_;
   KafkaClientConfig kafka_{""};
@@ -109,6 +121,8 @@ class Node {
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<LocalStoresImpl> local_;
   std::unique_ptr<router::Frontend> frontend_;
+  mutable absl::Mutex failure_mu_;
+  absl::Status ingestion_failure_ ABSL_GUARDED_BY(failure_mu_);
   absl::Mutex shutdown_mu_;
   bool ingestor_stopped_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

@@ -107,6 +107,9 @@ kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
       // deeper than an Entry can carry, leaves json unset (value still holds its text).
       JsonLimits limits;
       limits.max_depth = kMaxEntryJsonDepth;
+      // The size was bounded on ingestion (by that node's --max-value-bytes, which this process
+      // does not know); the parse is linear.
+      limits.max_value_bytes = std::numeric_limits<size_t>::max();
       rapidjson::Document doc;
       if (ParseJson(kv.value, limits, "value", &doc).ok()) ToProtoValue(doc, entry.mutable_json());
       break;

@@ -36,9 +36,10 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   frontend->router_ = std::make_unique<QueryRouter>(
       local, ClusterView{&frontend->table_, &frontend->peers_, options.self_id,
                          frontend->metrics_.get(), frontend->waiter_.get()});
-  frontend->query_service_ =
-      std::make_unique<QueryServiceImpl>(*frontend->router_, frontend->pool_, frontend->wait_pool_,
-                                         *frontend->waiter_, frontend->metrics_.get());
+  frontend->query_service_ = std::make_unique<QueryServiceImpl>(
+      *frontend->router_, frontend->pool_, frontend->wait_pool_, *frontend->waiter_,
+      frontend->metrics_.get(),
+      ClusterView{&frontend->table_, &frontend->peers_, options.self_id, nullptr, nullptr});
   frontend->metadata_service_ = std::make_unique<MetadataServiceImpl>(frontend->table_, local);
   if (options.serve_peers) {
     frontend->peer_service_ =

@@ -7,6 +7,7 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "router/entry.h"
+#include "router/remote_position_wait.h"
 #include "router/request_limits.h"
 #include "router/subscription_stream.h"
 
@@ -139,19 +140,22 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
                      started);
     return reactor;
   }
-  waiter_.Wait(request->store(), router_.LocalWaits(request->store(), request->min_position()),
-               deadline, context,
-               [this, reactor, request, response, started, method, scan = std::move(scan),
-                slot = *std::move(slot)](absl::Status s) {
-                 if (!s.ok()) {
-                   Finish<Response>(
-                       reactor,
-                       WithContext(s, absl::StrCat(method, " store=", ClipKey(request->store()))),
-                       response, method, request->store(), "scatter", started);
-                   return;
-                 }
-                 wait_pool_.Schedule([scan, slot] { scan(); });
-               });
+  waiter_.Wait(
+      request->store(), router_.LocalWaits(request->store(), request->min_position()), deadline,
+      context,
+      [this, reactor, request, response, started, method, deadline, context, scan = std::move(scan),
+       slot = *std::move(slot)](absl::Status s) {
+        if (!s.ok()) {
+          Finish<Response>(
+              reactor, WithContext(s, absl::StrCat(method, " store=", ClipKey(request->store()))),
+              response, method, request->store(), "scatter", started);
+          return;
+        }
+        // The slot is held until the scan has run: remote waits count as waiters.
+        AwaitRemotePositions(cluster_, router_, request->store(), request->min_position(), deadline,
+                             context,
+                             [this, scan, slot] { wait_pool_.Schedule([scan, slot] { scan(); }); });
+      });
   return reactor;
 }
 

@@ -13,15 +13,24 @@ namespace kiq::router {
 // point lookup costs microseconds) or, when forwarded, asynchronously; scans and counts run on
 // `pool` so that no completion thread ever blocks. Requests with a min_position (read your
 // writes) hold no worker while they wait: `waiter` watches their local positions (at most
-// PositionWaiter's limit of them, RESOURCE_EXHAUSTED past it), and their scans then run on
-// `wait_pool`, since gathering from peers that are still waiting blocks a thread. Thread-safe;
-// `router`, the pools and `waiter` must outlive the server.
+// PositionWaiter's limit of them, RESOURCE_EXHAUSTED past it); a scan's positions at other
+// owners are then waited for asynchronously too (AwaitRemotePositions, through `cluster`), and
+// only then does the scan run, on `wait_pool`, gathering from peers that no longer wait. So a
+// waiting request holds a slot of the waiter, never a worker. Thread-safe; `router`, the pools,
+// `waiter` and what `cluster` points to must outlive the server.
 class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
  public:
-  // `metrics` is optional.
+  // `metrics` is optional; without `cluster` (table and peers) remote positions are waited for
+  // by the scan itself, on its worker.
   QueryServiceImpl(const QueryRouter& router, ThreadPool& pool, ThreadPool& wait_pool,
-                   PositionWaiter& waiter, QueryMetrics* metrics = nullptr)
-      : router_(router), pool_(pool), wait_pool_(wait_pool), waiter_(waiter), metrics_(metrics) {}
+                   PositionWaiter& waiter, QueryMetrics* metrics = nullptr,
+                   ClusterView cluster = {})
+      : router_(router),
+        pool_(pool),
+        wait_pool_(wait_pool),
+        waiter_(waiter),
+        metrics_(metrics),
+        cluster_(std::move(cluster)) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const kiq::v1::GetRequest* request,
@@ -63,6 +72,7 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   ThreadPool& wait_pool_;
   PositionWaiter& waiter_;
   QueryMetrics* const metrics_;
+  const ClusterView cluster_;
 };
 
 // The caller's deadline, capped so that a request without one cannot wait forever.

@@ -25,7 +25,7 @@ constexpr Decision ResetOffset() {
 }
 constexpr Decision Fatal(absl::StatusCode code) { return {KafkaErrorAction::kFatal, code}; }
 
-Decision Decide(rd_kafka_resp_err_t err) {
+Decision Decide(int err) {
   switch (err) {
     // --- Retry -------------------------------------------------------------------------------
 
@@ -271,7 +271,7 @@ Decision Decide(rd_kafka_resp_err_t err) {
 // Whether librdkafka knows `err` as a real error; for other codes, including its sentinels
 // _BEGIN and _END (named in the table but without a description), rd_kafka_err2name returns
 // a placeholder like "ERR_12345?" that would be misleading behind an RD_KAFKA_RESP_ERR_ prefix.
-bool IsKnownToLibrdkafka(rd_kafka_resp_err_t err) {
+bool IsKnownToLibrdkafka(int err) {
   const rd_kafka_err_desc* descs = nullptr;
   size_t count = 0;
   rd_kafka_get_err_descs(&descs, &count);
@@ -283,7 +283,7 @@ bool IsKnownToLibrdkafka(rd_kafka_resp_err_t err) {
 
 }  // namespace
 
-KafkaErrorAction ClassifyKafkaError(rd_kafka_resp_err_t err) {
+KafkaErrorAction ClassifyKafkaError(int err) {
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     std::fprintf(stderr,
                  "kiq::ClassifyKafkaError: called with NO_ERROR; only failures have an "
@@ -306,12 +306,15 @@ std::string_view KafkaErrorActionName(KafkaErrorAction a) {
   return "invalid";
 }
 
-absl::Status KafkaToStatus(rd_kafka_resp_err_t err, std::string_view doing) {
+absl::Status KafkaToStatus(int err, std::string_view doing) {
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
   const std::string detail =
       IsKnownToLibrdkafka(err)
-          ? absl::StrCat(rd_kafka_err2str(err), " (RD_KAFKA_RESP_ERR_", rd_kafka_err2name(err), ")")
-          : absl::StrCat("unknown librdkafka error code ", static_cast<int>(err));
+          // A code librdkafka knows is one of its enumerators: the cast is in range.
+          ? absl::StrCat(rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)),
+                         " (RD_KAFKA_RESP_ERR_",
+                         rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), ")")
+          : absl::StrCat("unknown librdkafka error code ", err);
   // Debian's abseil is built with its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW
   // is 0), which StrCat needs; std::string_view does not convert implicitly.
   return absl::Status(

@@ -31,7 +31,11 @@ enum class KafkaErrorAction {
 // not understand risks looping forever on a permanent failure.
 // `err` must not be RD_KAFKA_RESP_ERR_NO_ERROR (aborts): success has no action, and a caller
 // classifying it has lost track of whether the call failed.
-KafkaErrorAction ClassifyKafkaError(rd_kafka_resp_err_t err);
+//
+// The code is an int, as C hands it over: one a newer broker sent may lie outside
+// rd_kafka_resp_err_t's range, where holding it in the enum is undefined behaviour (UBSan's
+// "not a valid value for type"). Enumerators convert implicitly.
+KafkaErrorAction ClassifyKafkaError(int err);
 
 // "retry", "reset_offset" or "fatal"; suitable as a bounded metric label.
 std::string_view KafkaErrorActionName(KafkaErrorAction a);
@@ -43,6 +47,6 @@ std::string_view KafkaErrorActionName(KafkaErrorAction a);
 // The code follows ClassifyKafkaError: kRetry → Unavailable (DeadlineExceeded for timeouts),
 // kResetOffset → OutOfRange, kFatal → Unauthenticated / PermissionDenied / InvalidArgument /
 // FailedPrecondition / NotFound / DataLoss / Cancelled (handle shutting down) / Internal.
-absl::Status KafkaToStatus(rd_kafka_resp_err_t err, std::string_view doing);
+absl::Status KafkaToStatus(int err, std::string_view doing);
 
 }  // namespace kiq

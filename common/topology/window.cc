@@ -64,6 +64,13 @@ WindowParams ParseWindowSpec(const kiq::v1::WindowSpec& spec,
   if (w.advance_ms > w.size_ms) {
     problems->emplace_back("advance", absl::StrCat("must be <= size (", spec.size(), "), got \"",
                                                    spec.advance(), "\""));
+  } else if ((w.size_ms - 1) / w.advance_ms + 1 > kMaxWindowsPerRecord) {
+    problems->emplace_back(
+        "advance",
+        absl::StrCat("puts each record in ", (w.size_ms - 1) / w.advance_ms + 1, " windows (size ",
+                     spec.size(), " / advance ", spec.advance(), "); at most ",
+                     kMaxWindowsPerRecord, " are allowed: use an advance of at least ",
+                     (w.size_ms - 1) / kMaxWindowsPerRecord + 1, "ms"));
   }
   const int64_t minimum = w.size_ms + w.grace_ms;
   if (retention) {

@@ -21,6 +21,11 @@ struct WindowParams {
 // Retention when unset: long enough for windows to be queried for a day after they close.
 inline constexpr int64_t kDefaultWindowRetentionMs = 24 * 3600 * 1000;
 
+// The most windows one record may fall in (ceil(size / advance)): each is a read and a write
+// of the batch, so a hopping window with a tiny advance (1 ms on a 1-day window: 86,400,000
+// windows per record) would stall ingestion and bloat the store on the first record.
+inline constexpr int64_t kMaxWindowsPerRecord = 1000;
+
 // Parses and checks a WindowSpec. `problems` receives (field, reason) pairs, field relative
 // to the spec ("size", "advance", ...); the result is meaningful only when there are none.
 WindowParams ParseWindowSpec(const kiq::v1::WindowSpec& spec,

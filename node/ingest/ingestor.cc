@@ -256,6 +256,7 @@ void Ingestor::Run() {
                     : absl::StrCat("ingestion stopped: ", status.ToString())));
   }
   // close() serves the final revoke; with static membership it sends no LeaveGroup (KIP-345).
+  failed_ = !status.ok();
   consumer_->close();
   joined_.store(false);
   offsets_->close();
@@ -883,6 +884,16 @@ void Ingestor::ResumeJoins(bool all) {
 }
 
 void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions) {
+  if (failed_) {
+    // Ingestion failed (a disk error, a fatal Kafka error): nothing more can be committed, and
+    // the partitions stay readable at their committed positions until the process exits (the
+    // group moves them after the session timeout).
+    joined_.store(false);
+    if (RdKafka::Error* error = consumer_->incremental_unassign(partitions); error != nullptr) {
+      delete error;
+    }
+    return;
+  }
   // Cooperative: only `partitions` (of the lead topic) leave; the others keep being consumed
   // and served. What was processed so far is committed before they can move: the next owner
   // (or this node, later) resumes exactly after it.

@@ -206,6 +206,8 @@ class Ingestor {
   absl::flat_hash_map<std::pair<const CompiledSource*, int32_t>, prometheus::Counter*> consumed_;
   absl::flat_hash_map<std::pair<int, int32_t>, prometheus::Counter*> materialized_;
   std::atomic<bool> stop_{false};
+  // Ingestion thread only: Run ended on a fatal error (the final revoke keeps the partitions).
+  bool failed_ = false;
   std::thread thread_;
   absl::Notification done_;
   absl::Mutex mu_;

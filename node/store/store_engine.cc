@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/topology/value_codec.h"
+#include "node/store/rocksdb_logger.h"
 
 namespace kiq::node {
 namespace {
@@ -106,7 +107,14 @@ absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Open(
   // RocksDB clears the WAL writer's error and keeps appending to that WAL after the failed
   // record, and a failed sync is forgotten.
   db_options.paranoid_checks = true;
+  // No LOG file in the data dir: on a failing disk RocksDB's file logger aborts (see
+  // RocksDbLogger).
+  db_options.info_log = NewRocksDbLogger();
 
+  // Created first: RocksDB logs an error for a database directory that does not exist yet.
+  if (rocksdb::Status made = db_options.env->CreateDirIfMissing(path); !made.ok()) {
+    return ToStatus(made, absl::StrCat("open store engine at ", path));
+  }
   // Every existing column family must be opened, including stores that the topology no longer
   // declares (they are kept, not silently dropped).
   std::vector<std::string> families;
@@ -135,15 +143,19 @@ absl::StatusOr<std::unique_ptr<StoreEngine>> StoreEngine::Open(
     return static_cast<rocksdb::ColumnFamilyHandle*>(nullptr);
   };
   std::unique_ptr<StoreEngine> engine(
-      new StoreEngine(std::move(db), handles, find(kMetaFamily), store_names));
+      new StoreEngine(path, std::move(db), handles, find(kMetaFamily), store_names));
   for (const std::string& name : store_names) engine->stores_.push_back(find(name));
   return engine;
 }
 
-StoreEngine::StoreEngine(std::unique_ptr<rocksdb::DB> db,
+StoreEngine::StoreEngine(std::string path, std::unique_ptr<rocksdb::DB> db,
                          std::vector<rocksdb::ColumnFamilyHandle*> handles,
                          rocksdb::ColumnFamilyHandle* meta, std::vector<std::string> names)
-    : db_(std::move(db)), all_handles_(std::move(handles)), meta_(meta), names_(std::move(names)) {
+    : path_(std::move(path)),
+      db_(std::move(db)),
+      all_handles_(std::move(handles)),
+      meta_(meta),
+      names_(std::move(names)) {
   for (size_t i = 0; i < names_.size(); ++i) index_[names_[i]] = static_cast<int>(i);
 }
 
@@ -152,10 +164,30 @@ StoreEngine::~StoreEngine() {
   db_->Close();
 }
 
+absl::Status StoreEngine::write_error() const {
+  absl::MutexLock lock(&mu_);
+  return write_error_;
+}
+
+absl::Status StoreEngine::Write(absl::string_view doing,
+                                const std::function<rocksdb::Status()>& write) {
+  if (absl::Status earlier = write_error(); !earlier.ok()) {
+    return absl::Status(earlier.code(),
+                        absl::StrCat(doing, " at ", path_,
+                                     ": refused, an earlier write failed: ", earlier.message()));
+  }
+  absl::Status s = ToStatus(write(), absl::StrCat(doing, " at ", path_));
+  if (!s.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (write_error_.ok()) write_error_ = s;
+  }
+  return s;
+}
+
 absl::Status StoreEngine::FlushAll() {
   rocksdb::FlushOptions options;
   options.wait = true;
-  return ToStatus(db_->Flush(options, all_handles_), "flush stores");
+  return Write("flush stores", [&] { return db_->Flush(options, all_handles_); });
 }
 
 absl::StatusOr<StoreHandle> StoreEngine::Handle(absl::string_view store) const {
@@ -289,7 +321,7 @@ absl::Status StoreEngine::Apply(Batch& batch) {
   // assertions (Debian's librocksdb) aborts in SyncWAL (`sync_without_flush_called_`) instead of
   // returning the error.
   rocksdb::WriteOptions options;
-  return ToStatus(db_->Write(options, &batch.batch_), "apply batch");
+  return Write("apply batch", [&] { return db_->Write(options, &batch.batch_); });
 }
 
 absl::Status StoreEngine::DropPartition(StoreHandle store, PartitionId p) {
@@ -312,13 +344,13 @@ absl::Status StoreEngine::DropPartition(StoreHandle store, PartitionId p) {
     }
   }
   batch.Delete(meta_, CountKey(names_[store.index], p));
-  return ToStatus(db_->Write(rocksdb::WriteOptions(), &batch),
-                  absl::StrCat("drop store=", names_[store.index], " partition=", p.value()));
+  return Write(absl::StrCat("drop store=", names_[store.index], " partition=", p.value()),
+               [&] { return db_->Write(rocksdb::WriteOptions(), &batch); });
 }
 
 absl::Status StoreEngine::ClearOffset(absl::string_view topic, PartitionId p) {
-  return ToStatus(db_->Delete(rocksdb::WriteOptions(), meta_, OffsetKey(topic, p)),
-                  absl::StrCat("clear offset topic=", topic, " partition=", p.value()));
+  return Write(absl::StrCat("clear offset topic=", topic, " partition=", p.value()),
+               [&] { return db_->Delete(rocksdb::WriteOptions(), meta_, OffsetKey(topic, p)); });
 }
 
 }  // namespace kiq::node

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/types.h"
 #include "router/port/local_stores.h"
 
@@ -35,6 +37,13 @@ struct StoreHandle {
 // Offsets and counts are written in the same WriteBatch as the state they describe: after a
 // crash (even kill -9, or power loss with the WAL's consistent prefix) state and offsets agree,
 // and resuming from the stored offset never applies an event twice.
+//
+// A failed write (a full or read-only disk, a failed WAL append or sync) is the engine's last:
+// every later write and flush returns that first error without reaching RocksDB, until the
+// engine is reopened, while reads keep serving what was committed before it. So no batch can
+// land behind a lost one, and nothing touches RocksDB's failed WAL writer again (Debian's
+// assert-enabled librocksdb aborts on that). RocksDB's info log goes to kiq's logger, never to a
+// LOG file on the failing disk (see RocksDbLogger).
 //
 // Thread-safe: reads run concurrently with one writer (RocksDB's guarantees). Owns the DB.
 class StoreEngine {
@@ -98,17 +107,32 @@ class StoreEngine {
   // Forgets the stored offset of (topic, p).
   absl::Status ClearOffset(absl::string_view topic, PartitionId p);
 
+  // The first write error (OK if none): once set, every write and flush fails with its code and
+  // message ("<what> at <path>: refused, an earlier write failed: <first error>").
+  absl::Status write_error() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Where the database lives (the data dir's `stores`).
+  const std::string& path() const { return path_; }
+
  private:
-  StoreEngine(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
-              rocksdb::ColumnFamilyHandle* meta, std::vector<std::string> names);
+  StoreEngine(std::string path, std::unique_ptr<rocksdb::DB> db,
+              std::vector<rocksdb::ColumnFamilyHandle*> handles, rocksdb::ColumnFamilyHandle* meta,
+              std::vector<std::string> names);
+  // Runs one write (or flush) unless an earlier one failed; remembers its failure. `doing` says
+  // what it was, for the error. The lock is not held while RocksDB writes.
+  absl::Status Write(absl::string_view doing, const std::function<rocksdb::Status()>& write)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction.
+  const std::string path_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> all_handles_;  // owned; destroyed before db_
   rocksdb::ColumnFamilyHandle* meta_;
   std::vector<rocksdb::ColumnFamilyHandle*> stores_;  // by StoreHandle::index
   std::vector<std::string> names_;
   absl::flat_hash_map<std::string, int> index_;
+
+  mutable absl::Mutex mu_;
+  absl::Status write_error_ ABSL_GUARDED_BY(mu_);
 };
 
 // Key layout helpers, exposed for tests.

@@ -72,6 +72,17 @@ TEST(ParseLogLevelTest, KnownLevelsAndNoOther) {
                        "error, critical, off"));
 }
 
+TEST(CheckFlagRangeTest, ValuesOutsideTheBoundsNameTheFlagTheBoundsAndTheValue) {
+  EXPECT_OK(CheckFlagRange("--max-json-depth", 1, 1, 1000));
+  EXPECT_OK(CheckFlagRange("--max-json-depth", 1000, 1, 1000));
+  EXPECT_THAT(CheckFlagRange("--max-json-depth", 0, 1, 1000),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "--max-json-depth: must be between 1 and 1000, got 0"));
+  EXPECT_THAT(CheckFlagRange("--max-value-bytes", int64_t{1} << 40, 1, int64_t{64} << 20),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "--max-value-bytes: must be between 1 and 67108864, got 1099511627776"));
+}
+
 TEST(CheckKafkaIdTest, BrokerBoundsOnGroupInstanceIds) {
   EXPECT_OK(CheckKafkaId("--node-id", "kiq-node-0.example_1"));
   EXPECT_OK(CheckKafkaId("--node-id", std::string(249, 'n')));

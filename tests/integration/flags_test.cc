@@ -66,6 +66,16 @@ INSTANTIATE_TEST_SUITE_P(
                     {"--node-id=" + std::string(300, 'n')},
                     "--node-id: 300 characters, over Kafka's limit of 249"},
         BadFlagCase{kNodeBin, {"--node-id=a b/c"}, "Kafka allows only [a-zA-Z0-9._-]"},
+        BadFlagCase{kNodeBin,
+                    {"--max-json-depth=0"},
+                    "--max-json-depth: must be between 1 and 1000, got 0"},
+        BadFlagCase{
+            kNodeBin, {"--max-json-depth=deep"}, "--max-json-depth: \"deep\" is not an integer"},
+        BadFlagCase{kNodeBin,
+                    {"--max-value-bytes=-1"},
+                    "--max-value-bytes: must be between 1 and 67108864, got -1"},
+        BadFlagCase{
+            kNodeBin, {"--max-value-bytes=1GiB"}, "--max-value-bytes: \"1GiB\" is not an integer"},
         BadFlagCase{kRouterBin, {"--grpc-port=abc"}, "--grpc-port: \"abc\" is not an integer"},
         BadFlagCase{kRouterBin, {"--no-such-flag=1"}, "unknown flag --no-such-flag"},
         BadFlagCase{kRouterBin, {"--log-level=loud"}, "--log-level: unknown level \"loud\""},

@@ -370,6 +370,37 @@ TEST_F(SingleNodeTest, DeepRecordIsDeadLetteredAndTheNodeKeepsServing) {
   EXPECT_TRUE(node_->process().running());
 }
 
+// --max-json-depth and --max-value-bytes set the limits every decoder applies (JsonLimits):
+// a record past either is a bad record with that limit in its reason; within both it counts.
+TEST_F(SingleNodeTest, JsonLimitFlagsSetTheLimitsOfEveryRecord) {
+  const std::string config = WriteFile("json.yaml", kShopJsonTopology);
+  StartNode(config, {"--max-json-depth=3", "--max-value-bytes=100"});
+  auto deep = producer_->Produce(Topic("orders"), "u1", DeepJsonArray(4));
+  ASSERT_OK(deep);
+  produced_[{Topic("orders"), deep->partition}] = deep->offset + 1;
+  auto large =
+      producer_->Produce(Topic("orders"), "u1", absl::StrCat("\"", std::string(120, 'x'), "\""));
+  ASSERT_OK(large);
+  produced_[{Topic("orders"), large->partition}] = large->offset + 1;
+  Produce("orders", "u1", DeepJsonArray(3));  // 3 deep, 7 bytes: within both
+  WaitCaughtUp("order_count", "orders");
+
+  kiq::v1::GetResponse get;
+  ASSERT_TRUE(Get("order_count", "u1", &get).ok());
+  EXPECT_EQ(get.entry().value(), "1");  // only the last one counted
+  // One letter per store per bad record.
+  auto letters = ConsumeAll(bootstrap_servers(), Topic("shop-dlq"), 4, absl::Seconds(30));
+  EXPECT_EQ(letters.size(), 4u);
+  std::set<std::string> reasons;
+  for (const ConsumedRecord& letter : letters) {
+    for (const auto& [name, value] : letter.headers) {
+      if (name == "kiq.reason") reasons.insert(value);
+    }
+  }
+  EXPECT_THAT(reasons, ::testing::Contains("value nests deeper than 3 levels"));
+  EXPECT_THAT(reasons, ::testing::Contains(HasSubstr("the limit is 100)")));
+}
+
 TEST_F(SingleNodeTest, MalformedTopologyIsRefusedWithTheFieldPath) {
   const std::string config = WriteFile("bad.yaml",
                                        "application_id: shop\n"

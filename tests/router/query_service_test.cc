@@ -20,12 +20,15 @@
 #include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kiq/v1/membership.pb.h"
 #include "kiq/v1/peer.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/peer_pool.h"
 #include "router/peer_service.h"
 #include "router/position_waiter.h"
 #include "router/query_router.h"
 #include "router/request_limits.h"
+#include "router/routing_table.h"
 #include "router/thread_pool.h"
 
 namespace kiq::router {
@@ -431,6 +434,158 @@ TEST_F(QueryServiceTest, WaitersOnAnUnreachablePositionDoNotStarveScans) {
   // The slots are free again.
   s = query_->Get(Context(kPrompt).get(), get, &get_response);
   EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+// A node that owns no partition of the store (all of them are "b", the fixture's server): its
+// scans gather every partition from b through PeerService.
+class RemoteStores : public FakeStores {
+ public:
+  absl::Status CheckReadable(absl::string_view, PartitionId p) const override {
+    return NotOwnerError(absl::StrCat("partition ", p.value(), " is not here"));
+  }
+};
+
+// Node "a" (QueryService only, 4 workers and 4 wait workers, a waiter limit of kMaxWaiting)
+// whose routing table says node "b" — the fixture's server over FakeStores — owns every
+// partition.
+class RemoteWaitTest : public QueryServiceTest {
+ protected:
+  static constexpr int kMaxWaiting = 12;
+
+  RemoteWaitTest() {
+    kiq::v1::MemberRecord b;
+    b.set_node_id("b");
+    b.set_application_id("app");
+    b.set_grpc_endpoint(absl::StrCat("127.0.0.1:", port_));
+    b.add_stores(kStore);
+    for (int32_t p = 0; p < kPartitions; ++p) {
+      kiq::v1::OwnedPartition* owned = b.add_partitions();
+      owned->set_partition(p);
+      owned->set_state(kiq::v1::PARTITION_STATE_ACTIVE);
+    }
+    b.set_generation(1);
+    b.set_written_at_ms(absl::ToUnixMillis(absl::Now()));
+    b.set_lease_expiry_ms(absl::ToUnixMillis(absl::Now() + absl::Hours(1)));
+    table_.Apply(b);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &a_port_);
+    builder.RegisterService(&a_service_);
+    a_server_ = builder.BuildAndStart();
+    a_query_ = kiq::v1::QueryService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", a_port_), grpc::InsecureChannelCredentials()));
+  }
+  ~RemoteWaitTest() override {
+    a_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+
+  RemoteStores a_stores_;
+  RoutingTable table_;
+  PeerPool peers_;
+  PositionWaiter a_waiter_{a_stores_, kMaxWaiting};
+  QueryRouter a_router_{a_stores_, ClusterView{&table_, &peers_, "a", nullptr, &a_waiter_}};
+  ThreadPool a_pool_{4};
+  ThreadPool a_wait_pool_{4};
+  QueryServiceImpl a_service_{a_router_,    a_pool_,
+                              a_wait_pool_, a_waiter_,
+                              nullptr,      ClusterView{&table_, &peers_, "a", nullptr, nullptr}};
+  int a_port_ = 0;
+  std::unique_ptr<grpc::Server> a_server_;
+  std::unique_ptr<kiq::v1::QueryService::Stub> a_query_;
+};
+
+// Scans whose min_position is not reached at the owner wait there asynchronously (a's waiter
+// slot, b's waiter), not on a's wait workers: more of them than a has wait workers do not delay
+// a scan whose position is reached, nor one without; past a's waiter limit they are
+// RESOURCE_EXHAUSTED at once; when the position comes they all answer. (Before, each held one
+// of a's 4 wait workers for the whole wait at b.)
+TEST_F(RemoteWaitTest, ScansWaitingAtTheOwnerHoldNoWorkerOfTheForwardingNode) {
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> context;
+    kiq::v1::AllRequest all;
+    kiq::v1::CountRequest count;
+    kiq::v1::ScanResponse scan_response;
+    kiq::v1::CountResponse count_response;
+    grpc::Status status;
+  };
+  constexpr int kWaiting = kMaxWaiting - 1;  // a's last slot is for the reachable scans below
+  absl::Mutex mu;
+  int done = 0;
+  std::vector<std::unique_ptr<Call>> calls;
+  auto start_call = [&](bool count) {
+    auto call = std::make_unique<Call>();
+    call->context = Context(absl::Seconds(20));
+    Call* c = call.get();
+    auto finished = [&mu, &done, c](grpc::Status status) {
+      absl::MutexLock lock(&mu);
+      c->status = std::move(status);
+      ++done;
+    };
+    if (count) {
+      c->count.set_store(kStore);
+      *c->count.mutable_min_position() = Unreachable();
+      a_query_->async()->Count(c->context.get(), &c->count, &c->count_response, finished);
+    } else {
+      c->all.set_store(kStore);
+      *c->all.mutable_min_position() = Unreachable();
+      a_query_->async()->All(c->context.get(), &c->all, &c->scan_response, finished);
+    }
+    calls.push_back(std::move(call));
+  };
+  for (int i = 0; i < kWaiting; ++i) start_call(i % 2 == 1);
+  auto all_done = [&]() { return done == static_cast<int>(calls.size()); };
+  absl::Cleanup finish_calls = [&] {
+    for (const auto& c : calls) c->context->TryCancel();
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&all_done));
+  };
+  // Every one of them waits at b, at once.
+  ASSERT_TRUE(WaitForWaiting(kWaiting)) << "waiting at the owner: " << waiter_.waiting();
+
+  // A scan whose position b has reached, and one without a position, answer promptly.
+  kiq::v1::Position reached = Unreachable();
+  for (kiq::v1::PartitionOffset& po : *reached.mutable_offsets()) po.set_offset(10);
+  const absl::Time start = absl::Now();
+  kiq::v1::AllRequest all;
+  all.set_store(kStore);
+  *all.mutable_min_position() = reached;
+  kiq::v1::ScanResponse scan;
+  grpc::Status s = a_query_->All(Context(kPrompt).get(), all, &scan);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(scan.entries_size(), 2);
+  all.clear_min_position();
+  s = a_query_->All(Context(kPrompt).get(), all, &scan);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(scan.entries_size(), 2);
+  EXPECT_LT(absl::Now() - start, kPrompt);
+
+  // a's last slot is taken; one more waiting scan is refused at once.
+  start_call(false);
+  ASSERT_TRUE(WaitForWaiting(kMaxWaiting)) << "waiting at the owner: " << waiter_.waiting();
+  kiq::v1::CountRequest count;
+  count.set_store(kStore);
+  *count.mutable_min_position() = Unreachable();
+  kiq::v1::CountResponse count_response;
+  const absl::Time refused = absl::Now();
+  s = a_query_->Count(Context(kPrompt).get(), count, &count_response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_LT(absl::Now() - refused, kPrompt);
+
+  // The position comes at b: every waiting scan answers, promptly, with what b holds.
+  const absl::Time moved = absl::Now();
+  for (int32_t p = 0; p < kPartitions; ++p) stores_.SetNext(p, kFarOffset);
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(5)));
+  }
+  EXPECT_LT(absl::Now() - moved, kPrompt);
+  for (const auto& c : calls) {
+    ASSERT_TRUE(c->status.ok()) << c->status.error_message();
+    if (c->count.has_min_position()) {
+      EXPECT_EQ(c->count_response.count(), 2);
+    } else {
+      EXPECT_EQ(c->scan_response.entries_size(), 2);
+    }
+  }
 }
 
 TEST_F(QueryServiceTest, WaiterPastItsDeadlineIsDeadlineExceededAndLeaves) {

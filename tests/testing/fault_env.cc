@@ -105,6 +105,9 @@ DbFile DbFileKind(const std::string& path) {
   if (absl::EndsWith(name, ".sst") && AllDigits(name.substr(0, name.size() - 4))) {
     return DbFile::kSst;
   }
+  if (name == "LOG" || (absl::StartsWith(name, "LOG.old.") && AllDigits(name.substr(8)))) {
+    return DbFile::kInfoLog;
+  }
   return DbFile::kNone;
 }
 

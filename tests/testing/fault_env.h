@@ -17,6 +17,8 @@ enum class DbFile : uint32_t {
   kSst = 1u << 1,       // NNNNNN.sst
   kManifest = 1u << 2,  // MANIFEST-NNNNNN
   kAll = kWal | kSst | kManifest,
+  // RocksDB's own text log, when it writes one (LOG, LOG.old.N): a disk that fails fails it too.
+  kInfoLog = 1u << 3,
 };
 // The file operations a fault fails.
 enum class FileOp : uint32_t {
@@ -32,7 +34,7 @@ constexpr FileOp operator|(FileOp a, FileOp b) {
   return static_cast<FileOp>(static_cast<uint32_t>(a) | static_cast<uint32_t>(b));
 }
 
-// Which kind `path` is (kNone for OPTIONS, CURRENT, LOCK, IDENTITY, info logs, temp files).
+// Which kind `path` is (kNone for OPTIONS, CURRENT, LOCK, IDENTITY, temp files).
 DbFile DbFileKind(const std::string& path);
 
 // A RocksDB file system that forwards everything to the default one and, from the moment it is

@@ -499,6 +499,14 @@ TEST(ParseTopologyTest, WindowMistakesNameTheirFieldPath) {
       {"advance beyond size",
        "stores: [{name: x, source: j, count: {}, window: {size: 1s, advance: 2s}}]",
        "t.yaml: stores[0].window.advance: must be <= size (1s), got \"2s\""},
+      {"too many windows per record",
+       "stores: [{name: x, source: j, count: {}, window: {size: 24h, advance: 1ms}}]",
+       "t.yaml: stores[0].window.advance: puts each record in 86400000 windows (size 24h / "
+       "advance 1ms); at most 1000 are allowed: use an advance of at least 86400ms"},
+      {"one window too many per record",
+       "stores: [{name: x, source: j, count: {}, window: {size: 1001ms, advance: 1ms}}]",
+       "t.yaml: stores[0].window.advance: puts each record in 1001 windows (size 1001ms / "
+       "advance 1ms); at most 1000 are allowed: use an advance of at least 2ms"},
       {"short retention",
        "stores: [{name: x, source: j, count: {}, window: {size: 1m, grace: 1m, retention: 90s}}]",
        "t.yaml: stores[0].window.retention: must be >= size + grace (120000ms) so that every "
