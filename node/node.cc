@@ -289,8 +289,18 @@ std::vector<int32_t> Node::StandbyPlacement() const {
   std::vector<std::string> live;
   for (const kiq::v1::NodeInfo& node : table.AllNodes()) live.push_back(node.node_id());
   live.push_back(self_id_);  // before its own record is read back
+  absl::flat_hash_set<int32_t> held;
+  for (const StandbyPartitions::Replica& r : standby_partitions_.Snapshot()) {
+    held.insert(r.partition.value());
+  }
   for (int32_t p = 0; p < topology_->num_partitions(); ++p) {
     std::optional<router::PartitionOwner> owner = table.OwnerOf(p);
+    // Between owners (a cooperative move: revoked, not yet assigned) a replica stays: this
+    // node may well be the one that gains the partition.
+    if (!owner && held.contains(p)) {
+      out.push_back(p);
+      continue;
+    }
     const std::vector<std::string> nodes =
         StandbyNodes(p, topology_->num_partitions(), owner ? owner->node.node_id() : "", live,
                      num_standby_replicas_);

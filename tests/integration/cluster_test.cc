@@ -327,6 +327,11 @@ TEST_F(ClusterTest, MinPositionReadsYourOwnWritesThroughAnyNode) {
   for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
   Order("warmup");
   WaitCaughtUp("n1");
+  // Settled first: a read waiting on a partition that moves meanwhile waits out its deadline
+  // (a cooperative join moves partitions in two rounds; a real broker takes seconds).
+  ASSERT_TRUE(WaitFor(
+      [&] { return clients_["n1"]->SettledOwners({"n1", "n2", "n3"}, kPartitions).has_value(); },
+      absl::Seconds(60)));
   for (int i = 0; i < 20; ++i) {
     const std::string user = absl::StrCat("writer-", i % 4);
     auto delivered = producer_->Produce(Topic("orders"), user, "food");
@@ -440,6 +445,11 @@ TEST_F(ClusterTest, KillNineFailsOverWithinTheDefaultSessionTimeout) {
 // it carries — and the survivor takes the partition over having restored only the tail.
 TEST_F(ClusterTest, StandbyAnswersStaleReadsThroughAKillNineAndTakesOverWarm) {
   std::vector<std::string> users = TwoNodesAndAnOrderPerUser(30);
+  // The group settled first (a real broker assigns n1 everything, then moves half to n2).
+  ASSERT_TRUE(WaitFor(
+      [&] { return clients_["n2"]->SettledOwners({"n1", "n2"}, kPartitions).has_value(); },
+      absl::Seconds(60)))
+      << AllLogs();
   const std::string victim = KeyOwnedBy(users, "n1", "n2");
   ASSERT_FALSE(victim.empty());
   kiq::v1::NodeForKeyResponse where;
