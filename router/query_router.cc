@@ -132,12 +132,18 @@ absl::Status QueryRouter::ReadCopy(
       !s.ok()) {
     return s;
   }
-  kiq::v1::StandbyRead* standby = standby_reads->Add();
-  standby->set_partition(p.value());
-  standby->set_node_id(cluster_.self_node_id);
-  standby->set_lag_records(lag);
-  if (cluster_.metrics != nullptr) cluster_.metrics->StandbyRead(store);
+  *standby_reads->Add() = StandbyReadHere(store, p, lag);
   return absl::OkStatus();
+}
+
+kiq::v1::StandbyRead QueryRouter::StandbyReadHere(absl::string_view store, PartitionId p,
+                                                  int64_t lag) const {
+  kiq::v1::StandbyRead read;
+  read.set_partition(p.value());
+  read.set_node_id(cluster_.self_node_id);
+  read.set_lag_records(lag);
+  if (cluster_.metrics != nullptr) cluster_.metrics->StandbyRead(store);
+  return read;
 }
 
 absl::StatusOr<kiq::v1::GetResponse> QueryRouter::LocalGet(const kiq::v1::GetRequest& request,
@@ -593,11 +599,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       (*errors)[i] = s;
       continue;
     }
-    read.standby.emplace();
-    read.standby->set_partition(i);
-    read.standby->set_node_id(cluster_.self_node_id);
-    read.standby->set_lag_records(lag);
-    if (cluster_.metrics != nullptr) cluster_.metrics->StandbyRead(info.name);
+    read.standby = StandbyReadHere(info.name, p, lag);
     (*results)[i] = std::move(read);
   }
   if (remote.empty()) return;

@@ -195,6 +195,8 @@ class QueryRouter {
                         kiq::v1::Position* position,
                         google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead>* standby_reads,
                         absl::FunctionRef<absl::Status()> read) const;
+  // A read of the standby replica of `p` here, as answers list it (and counted).
+  kiq::v1::StandbyRead StandbyReadHere(absl::string_view store, PartitionId p, int64_t lag) const;
   // The local reads of point reads; the read-your-writes wait comes before, in StepPointRead.
   absl::StatusOr<kiq::v1::GetResponse> LocalGet(const kiq::v1::GetRequest& request,
                                                 const StoreInfo& info, const std::string& key,

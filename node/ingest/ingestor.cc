@@ -884,16 +884,6 @@ void Ingestor::ResumeJoins(bool all) {
 }
 
 void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions) {
-  if (failed_) {
-    // Ingestion failed (a disk error, a fatal Kafka error): nothing more can be committed, and
-    // the partitions stay readable at their committed positions until the process exits (the
-    // group moves them after the session timeout).
-    joined_.store(false);
-    if (RdKafka::Error* error = consumer_->incremental_unassign(partitions); error != nullptr) {
-      delete error;
-    }
-    return;
-  }
   // Cooperative: only `partitions` (of the lead topic) leave; the others keep being consumed
   // and served. What was processed so far is committed before they can move: the next owner
   // (or this node, later) resumes exactly after it.
@@ -901,6 +891,28 @@ void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions)
   for (RdKafka::TopicPartition* tp : partitions) revoked.push_back(tp->partition());
   std::sort(revoked.begin(), revoked.end());
   revoked.erase(std::unique(revoked.begin(), revoked.end()), revoked.end());
+  // Partition p of every source topic goes with the lead topic's.
+  std::vector<RdKafka::TopicPartition*> unassign;
+  for (int32_t p : revoked) {
+    for (const CompiledSource& source : topology_.sources()) {
+      unassign.push_back(RdKafka::TopicPartition::create(source.spec.topic(), p));
+    }
+  }
+  absl::Cleanup destroy = [&unassign] { RdKafka::TopicPartition::destroy(unassign); };
+  auto incremental_unassign = [&] {
+    if (RdKafka::Error* error = consumer_->incremental_unassign(unassign); error != nullptr) {
+      spdlog::error("unassign partitions: {}", error->str());
+      delete error;
+    }
+  };
+  if (failed_) {
+    // Ingestion failed (a disk error, a fatal Kafka error): nothing more can be committed, and
+    // the partitions stay readable at their committed positions until the process exits (the
+    // group moves them after the session timeout).
+    joined_.store(false);
+    incremental_unassign();
+    return;
+  }
   // Lost, not revoked: the group session ended without this node taking part in a rebalance
   // (typically: no broker reachable for session.timeout.ms). The partitions stay readable here
   // at their committed positions until the group is joined again — as Kafka Streams keeps
@@ -928,12 +940,6 @@ void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions)
       options_.hub->PartitionsRevoked(revoked);
     }
   }
-  std::vector<RdKafka::TopicPartition*> unassign;
-  for (int32_t p : revoked) {
-    for (const CompiledSource& source : topology_.sources()) {
-      unassign.push_back(RdKafka::TopicPartition::create(source.spec.topic(), p));
-    }
-  }
   if (lost) {
     joined_.store(false);
     std::vector<std::string> kept;
@@ -956,11 +962,7 @@ void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions)
       options_.standby->SetOwned(std::move(still), /*wait=*/false);
     }
   }
-  if (RdKafka::Error* error = consumer_->incremental_unassign(unassign); error != nullptr) {
-    spdlog::error("unassign partitions: {}", error->str());
-    delete error;
-  }
-  RdKafka::TopicPartition::destroy(unassign);
+  incremental_unassign();
   spdlog::info("partitions {} revoked{}", absl::StrJoin(revoked, ","), lost ? " (lost)" : "");
   NotifyOwnershipChange();
 }

@@ -278,13 +278,11 @@ void SubscriptionHub::PublishAtBoundary(std::vector<Change> changes,
   }
 }
 
-void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_t next) {
-  absl::MutexLock lock(&mu_);
-  positions_[{store.index, p.value()}] = next;
+void SubscriptionHub::StartReplayLog(StorePartition sp, int64_t next) {
   if (options_.replay_window <= absl::ZeroDuration()) return;
   const absl::Time now = absl::Now();
   ExpireReplayLogs(now);
-  ReplayLog& log = replay_[{store.index, p.value()}];
+  ReplayLog& log = replay_[sp];
   if (log.end != next) {
     // Restored from elsewhere (or new): the changes up to `next` were made by another node.
     log.start = next;
@@ -295,19 +293,15 @@ void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_
   recording_.store(static_cast<int64_t>(replay_.size()));
 }
 
-void SubscriptionHub::ReplicaStarted(StoreHandle store, PartitionId p, int64_t next) {
-  if (options_.replay_window <= absl::ZeroDuration()) return;
+void SubscriptionHub::PartitionAssigned(StoreHandle store, PartitionId p, int64_t next) {
   absl::MutexLock lock(&mu_);
-  const absl::Time now = absl::Now();
-  ExpireReplayLogs(now);
-  ReplayLog& log = replay_[{store.index, p.value()}];
-  if (log.end != next) {
-    log.start = next;
-    log.end = next;
-    ClearLog(log);
-  }
-  log.until = std::max(log.until, now + options_.replay_window);
-  recording_.store(static_cast<int64_t>(replay_.size()));
+  positions_[{store.index, p.value()}] = next;
+  StartReplayLog({store.index, p.value()}, next);
+}
+
+void SubscriptionHub::ReplicaStarted(StoreHandle store, PartitionId p, int64_t next) {
+  absl::MutexLock lock(&mu_);
+  StartReplayLog({store.index, p.value()}, next);
 }
 
 void SubscriptionHub::ReplicaApplied(std::vector<Change> changes,

@@ -159,6 +159,9 @@ class SubscriptionHub {
   void UpdateGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Record(Change change, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireReplayLogs(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the replay log of `sp` at `next`, or continues it if it ends there (kept from when
+  // this node last had the partition, or by a standby replica of it), for replay_window more.
+  void StartReplayLog(StorePartition sp, int64_t next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Empties `log`, keeping replay_bytes_ right.
   void ClearLog(ReplayLog& log) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<Subscriber>> RegisterAtBoundary(
