@@ -66,7 +66,7 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
 "$BIN/common/kafka/kiq-dev-kafka" --brokers=3 \
-  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_table:6,views:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
+  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_table:6,views:6,sb0:6,sb1:6,sb0-views-changelog:6,sb1-views-changelog:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
   --bootstrap-file="$WORK/bootstrap" >"$WORK/dev-kafka.log" 2>&1 &
 PIDS+=($!)
 wait_for "the dev Kafka" 30 test -s "$WORK/bootstrap"
@@ -231,6 +231,68 @@ IFS=, read -r _ c_records c_secs c_rps <"$WORK/consume.csv"
 printf 'restore_records,restore_seconds,failover_wall_seconds,changelog_records,bare_consume_seconds,bare_consume_rps\n%s,%s,%s,%s,%s,%s\n' \
   "$(printf '%.0f' "$(echo "$r1 - $r0" | bc -l)")" "$(printf '%.3f' "$(echo "$d1 - $d0" | bc -l)")" \
   "$(printf '%.3f' "$(echo "$t1 - $t0" | bc -l)")" "$c_records" "$c_secs" "$c_rps" >"$RESULTS/restore.csv"
+
+stop_pid "${NODES[0]}"
+stop_pid "${NODES[1]}"
+
+# ---- 7. standby replicas: what one costs, and what it buys at failover ----
+# Two 3-node clusters of the same count store, with num_standby_replicas 0 and 1, each settled
+# (and with 1, every replica serving) before $QUERY_RECORDS records are produced to its own
+# topic: the time until the nodes have materialized them and the replicas caught up, the memory
+# (VmRSS summed over the nodes) and disk (their data dirs) then; then node-3 is killed: the wall
+# time until its partitions are active elsewhere, and the handovers (gained -> ACTIVE, summed).
+echo "standby,records,ingest_seconds,rss_kb,disk_kb,failover_wall_seconds,handover_seconds,warm_handovers" \
+  >"$RESULTS/standby.csv"
+# sum_metric CLUSTER NAME MATCH NODES...: a metric summed over nodes, rounded.
+sum_metric() {
+  local c=$1 m=$2 f=$3 a=0 n
+  shift 3
+  for n in "$@"; do a=$(echo "$a + $(metric "$m" "$(http_of "$c-$n")" "$f")" | bc -l); done
+  printf '%.0f' "$a"
+}
+for sb in 0 1; do
+  cat >"$WORK/sb$sb.yaml" <<YAML
+application_id: sb$sb
+num_standby_replicas: $sb
+sources: [{topic: sb$sb, value_format: json}]
+stores: [{name: views, source: sb$sb, count: {}}]
+YAML
+  SB=()
+  for n in 1 2 3; do
+    start_node "sb$sb-$n" "$WORK/sb$sb.yaml" --kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500
+    SB+=($NODE_PID)
+  done
+  sb_members() { for n in 1 2 3; do [ "$(metric kiq_members "$(http_of "sb$sb-$n")" "")" = "3.000000" ] || return 1; done; }
+  wait_for "sb$sb: all 3 members" 60 sb_members
+  sb_active() { [ "$(sum_metric "sb$sb" kiq_partitions 'state="active"' "$@")" = 6 ]; }
+  wait_for "sb$sb: 6 partitions active" 60 sb_active 1 2 3
+  sb_standbys() { [ "$(sum_metric "sb$sb" kiq_partitions 'state="standby"' 1 2 3)" = $((6 * sb)) ]; }
+  wait_for "sb$sb: $((6 * sb)) standby replicas" 60 sb_standbys
+  sb_materialized() { [ "$(sum_metric "sb$sb" kiq_records_materialized_total "" 1 2 3)" -ge "$QUERY_RECORDS" ]; }
+  sb_caught_up() { [ "$(sum_metric "sb$sb" kiq_standby_lag_records "" 1 2 3)" = 0 ]; }
+  t0=$(date +%s.%N)
+  "$BASE" produce --bootstrap="$BOOTSTRAP" --topic="sb$sb" --records=$QUERY_RECORDS --keys=10000 --label="sb$sb" \
+    >"$WORK/produce-sb$sb.csv"
+  wait_for "sb$sb: $QUERY_RECORDS records materialized" 120 sb_materialized
+  wait_for "sb$sb: replicas caught up" 120 sb_caught_up
+  t1=$(date +%s.%N)
+  rss=0
+  for pid in "${SB[@]}"; do rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status"))); done
+  disk=$(du -sk --apparent-size "$WORK"/data-sb$sb-* | awk '{s += $1} END {print s}')
+  h0=$(echo "$(metric kiq_handover_seconds_sum "$(http_of "sb$sb-1")" "") + $(metric kiq_handover_seconds_sum "$(http_of "sb$sb-2")" "")" | bc -l)
+  w0=$(sum_metric "sb$sb" kiq_handover_seconds_count 'warm="true"' 1 2)
+  kill -KILL "${SB[2]}"
+  wait "${SB[2]}" 2>/dev/null || true
+  t2=$(date +%s.%N)
+  wait_for "sb$sb: node-3's partitions active elsewhere" 120 sb_active 1 2
+  t3=$(date +%s.%N)
+  h1=$(echo "$(metric kiq_handover_seconds_sum "$(http_of "sb$sb-1")" "") + $(metric kiq_handover_seconds_sum "$(http_of "sb$sb-2")" "")" | bc -l)
+  w1=$(sum_metric "sb$sb" kiq_handover_seconds_count 'warm="true"' 1 2)
+  printf '%s,%s,%.3f,%s,%s,%.3f,%.3f,%s\n' "$sb" "$QUERY_RECORDS" "$(echo "$t1 - $t0" | bc -l)" "$rss" "$disk" \
+    "$(echo "$t3 - $t2" | bc -l)" "$(echo "$h1 - $h0" | bc -l)" "$((w1 - w0))" >>"$RESULTS/standby.csv"
+  stop_pid "${SB[0]}"
+  stop_pid "${SB[1]}"
+done
 
 # ---- the plot ----
 # gnuplot when installed (gnuplot-nox), else (or if it fails) kiq-bench-plot.

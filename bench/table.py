@@ -93,6 +93,24 @@ def main(results):
     out.append((f"  (failover: node killed -> its partitions active elsewhere in {float(rs['failover_wall_seconds']):.1f} s"
                 ", including the 6 s session timeout)", "", "", "", "", ""))
 
+    sb_path = os.path.join(results, "standby.csv")
+    if os.path.exists(sb_path):
+        sb = {r["standby"]: r for r in rows(sb_path)}
+        none, one = sb["0"], sb["1"]
+        line(f"ingest {one['records']} rec on 3 nodes, 1 standby vs none, rec/s",
+             float(one["records"]) / float(one["ingest_seconds"]),
+             float(none["records"]) / float(none["ingest_seconds"]))
+        line("memory of 3 nodes (VmRSS MB), 1 standby vs none", float(one["rss_kb"]) / 1024,
+             float(none["rss_kb"]) / 1024)
+        line("disk of 3 nodes (data dirs MB), 1 standby vs none", float(one["disk_kb"]) / 1024,
+             float(none["disk_kb"]) / 1024, fmt="{:.1f}")
+        line("kill -9: partitions active elsewhere, s, 1 standby vs none",
+             float(one["failover_wall_seconds"]), float(none["failover_wall_seconds"]), fmt="{:.2f}")
+        line("handovers after it (gained -> ACTIVE, summed), s, 1 standby vs none",
+             float(one["handover_seconds"]), float(none["handover_seconds"]), fmt="{:.3f}")
+        out.append((f"  (warm handovers: {one['warm_handovers']} with a standby, "
+                    f"{none['warm_handovers']} without)", "", "", "", "", ""))
+
     mem = rows(os.path.join(results, "memory.csv"))[0]
     rss_mb = float(mem["vmrss_kb"]) / 1024
     line(f"node RSS MB with {int(mem['keys']):,} keys (VmHWM {float(mem['vmhwm_kb']) / 1024:.0f} MB)", rss_mb, 0,

@@ -20,6 +20,14 @@ struct WindowParams {
 
 // Retention when unset: long enough for windows to be queried for a day after they close.
 inline constexpr int64_t kDefaultWindowRetentionMs = 24 * 3600 * 1000;
+// Grace when unset: a day, as ksqlDB's default. Records reach a windowed store out of order
+// (a group_by interleaves every upstream partition in its repartition topic, producers retry,
+// clocks differ): with no grace, a window closes at the first record past its end and most of
+// such records are dropped as late. The price: a window's value may still change for a day
+// of stream time after it ends, and it is kept at least size + 1 day. Set `grace: 0s` for
+// windows that close at once. With an explicit retention and no grace, the grace is what the
+// retention leaves after the window (retention - size), up to a day.
+inline constexpr int64_t kDefaultWindowGraceMs = 24 * 3600 * 1000;
 
 // The most windows one record may fall in (ceil(size / advance)): each is a read and a write
 // of the batch, so a hopping window with a tiny advance (1 ms on a 1-day window: 86,400,000

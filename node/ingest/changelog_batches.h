@@ -20,10 +20,14 @@ namespace kiq::node {
 // arrives, then the whole batch is staged at once, with the changelog offset, the source
 // offset and the upstream dedup watermarks it reflects. A batch whose end never comes (its
 // writer died before its flush succeeded) is never staged: that writer never committed it.
+// A batch whose every record names the source record that made it (an exact batch: its owner
+// had subscribers) is staged write by write, each attributed to that record of `source_topic`,
+// so that a batch tracking writes reports the very changes the owner pushed.
 // Used by a restore and by a standby replica alike. Not thread-safe.
 class ChangelogBatches {
  public:
-  ChangelogBatches(const CompiledStore& store, PartitionId p) : store_(store), partition_(p) {}
+  ChangelogBatches(const CompiledStore& store, PartitionId p, std::string source_topic)
+      : store_(store), partition_(p), source_topic_(std::move(source_topic)) {}
 
   // Takes the changelog record `m`; stages the batch it completes into `batch` and returns the
   // number of entries staged (0 if it completes none).
@@ -36,15 +40,25 @@ class ChangelogBatches {
   int64_t next_offset() const { return next_offset_; }
   void set_next_offset(int64_t next) { next_offset_ = next; }
   std::optional<int64_t> source_next() const { return source_next_; }
+  // Whether the last complete batch was exact (its changes are the owner's, write by write);
+  // a folded one holds each key's last write only.
+  bool last_batch_exact() const { return last_batch_exact_; }
   const CompiledStore& store() const { return store_; }
   PartitionId partition() const { return partition_; }
 
  private:
   const CompiledStore& store_;
+  struct Pending {
+    std::string key;
+    std::optional<std::string> value;
+    std::optional<int64_t> record_offset;
+  };
   const PartitionId partition_;
-  std::vector<std::pair<std::string, std::optional<std::string>>> pending_;
+  const std::string source_topic_;
+  std::vector<Pending> pending_;
   int64_t next_offset_ = 0;
   std::optional<int64_t> source_next_;
+  bool last_batch_exact_ = false;
 };
 
 }  // namespace kiq::node

@@ -150,9 +150,9 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
     if (!ingestor->consumer_) return absl::InternalError(absl::StrCat("create consumer: ", err));
   }
   {
-    absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf =
-        o.kafka.Build(o.node_id + "-offsets", {{"group.id", topology.application_id() + "-offsets"},
-                                               {"enable.auto.commit", "false"}});
+    absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = o.kafka.Build(
+        o.node_id + "-offsets",
+        {{"group.id", topology.application_id() + "-offsets"}, {"enable.auto.commit", "false"}});
     if (!conf.ok()) return conf.status();
     ingestor->offsets_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
     if (!ingestor->offsets_) {
@@ -377,15 +377,18 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
       }
     } else if (!s.ok()) {
       return s;
-    } else if (options_.metrics != nullptr && !store.internal && !duplicate) {
+    } else if (!store.internal && !duplicate) {
       if (const int64_t late = topology_.TakeLateRecords(index); late > 0) {
-        options_.metrics->LateRecords(store.info.name, late);
+        if (options_.metrics != nullptr) options_.metrics->LateRecords(store.info.name, late);
+        NoteLateRecords(store, late);
       }
-      prometheus::Counter*& materialized = materialized_[{index, record.partition.value()}];
-      if (materialized == nullptr) {
-        materialized = &options_.metrics->Materialized(store.info.name, record.partition.value());
+      if (options_.metrics != nullptr) {
+        prometheus::Counter*& materialized = materialized_[{index, record.partition.value()}];
+        if (materialized == nullptr) {
+          materialized = &options_.metrics->Materialized(store.info.name, record.partition.value());
+        }
+        materialized->Increment();
       }
-      materialized->Increment();
     }
     next->second = record.offset.value() + 1;
     batch_.SetOffset(store.source_stream, record.partition, Offset(next->second));
@@ -399,8 +402,26 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   return absl::OkStatus();
 }
 
-absl::Status Ingestor::ProduceChangelog() {
-  std::vector<Change> changes = batch_.Changes();
+void Ingestor::NoteLateRecords(const CompiledStore& store, int64_t n) {
+  LateSummary& late = late_[store.handle.index];
+  late.pending += n;
+  const absl::Time now = absl::Now();
+  if (now - late.logged_at < absl::Minutes(1)) return;
+  spdlog::warn(
+      "store {}: {} record-window pairs dropped as late since {} (they came after their "
+      "window's end + grace, in stream time; kiq_late_records_total counts them): if records "
+      "arrive this much out of order, raise the store's window.grace",
+      store.info.name, late.pending,
+      late.logged_at == absl::InfinitePast() ? std::string("the start")
+                                             : absl::FormatDuration(now - late.logged_at) + " ago");
+  late.pending = 0;
+  late.logged_at = now;
+}
+
+absl::Status Ingestor::ProduceChangelog(bool exact) {
+  // Exact: every write in order, each naming its source record (someone subscribes, and a
+  // standby replica must be able to replay what was pushed); else one folded write per key.
+  std::vector<Change> changes = exact ? batch_.writes() : batch_.Changes();
   // The last change of each (store, partition) carries the batch-end marker.
   absl::flat_hash_map<std::pair<int, int32_t>, size_t> last;
   for (size_t i = 0; i < changes.size(); ++i) {
@@ -414,6 +435,7 @@ absl::Status Ingestor::ProduceChangelog() {
     if (store.changelog_topic.empty()) continue;
     const int64_t source_next = next_[{c.store.index, c.partition.value()}];
     ChangelogWriter::Headers headers = {{kSourceOffsetHeader, absl::StrCat(source_next)}};
+    if (exact) headers.emplace_back(kRecordOffsetHeader, absl::StrCat(c.offset));
     if (last[{c.store.index, c.partition.value()}] == i) {
       headers.emplace_back(kBatchEndHeader, "1");
       if (topology_.sources()[store.source].repartition) {
@@ -450,13 +472,8 @@ absl::Status Ingestor::ProduceChangelog() {
   return changelog_->Flush(kChangelogFlushTimeoutMs);
 }
 
-absl::Status Ingestor::Flush() {
-  if (batch_.empty()) {
-    // A batch that staged nothing (stray records) leaves no change to wait for.
-    if (options_.hub != nullptr) return options_.hub->CommitAndPublish(batch_, {});
-    return absl::OkStatus();
-  }
-  if (absl::Status s = ProduceChangelog(); !s.ok()) return s;
+absl::Status Ingestor::WriteAhead(bool exact) {
+  if (absl::Status s = ProduceChangelog(exact); !s.ok()) return s;
   // The changelog position this state reflects, committed with it: a restart restores only
   // what other owners wrote after it, not the whole changelog again.
   const auto delivered = changelog_->TakeDelivered();
@@ -469,10 +486,29 @@ absl::Status Ingestor::Flush() {
       }
     }
   }
-  // Readers asking for an exact position redo reads that overlap this bracket.
+  // Readers asking for an exact position redo reads that overlap this bracket (ended by
+  // Flush once the batch is committed).
   positions_.BeginCommit();
-  absl::Cleanup end_commit = [this] { positions_.EndCommit(); };
+  return absl::OkStatus();
+}
+
+absl::Status Ingestor::Flush() {
+  if (batch_.empty()) {
+    // A batch that staged nothing (stray records) leaves no change to wait for.
+    if (options_.hub != nullptr) return options_.hub->CommitAndPublish(batch_, {});
+    return absl::OkStatus();
+  }
+  bool bracketed = false;
+  absl::Cleanup end_commit = [&] {
+    if (bracketed) positions_.EndCommit();
+  };
+  auto write_ahead = [&](bool exact) {
+    absl::Status s = WriteAhead(exact);
+    bracketed = s.ok();
+    return s;
+  };
   if (options_.hub == nullptr) {
+    if (absl::Status s = write_ahead(false); !s.ok()) return s;
     if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
   } else {
     std::vector<CommittedPosition> positions;
@@ -481,7 +517,9 @@ absl::Status Ingestor::Flush() {
       positions.push_back(
           CommittedPosition{topology_.stores()[index].handle, PartitionId(p), next_[{index, p}]});
     }
-    if (absl::Status s = options_.hub->CommitAndPublish(batch_, positions); !s.ok()) return s;
+    if (absl::Status s = options_.hub->CommitAndPublish(batch_, positions, write_ahead); !s.ok()) {
+      return s;
+    }
   }
   ++stats_.batches;
   // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag
@@ -515,7 +553,8 @@ bool Ingestor::PreparePartition(int store_index, PartitionId p) {
   const CompiledStore& store = topology_.stores()[store_index];
   if (!store.changelog_topic.empty()) {
     const absl::Time started = absl::Now();
-    absl::StatusOr<int64_t> restored = restorer_->Restore(store, p, engine_);
+    absl::StatusOr<int64_t> restored = restorer_->Restore(
+        store, topology_.sources()[store.source].spec.topic(), p, engine_, options_.hub);
     if (restored.ok()) {
       stats_.restored_records += *restored;
       if (options_.metrics != nullptr && *restored > 0) {

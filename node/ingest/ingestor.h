@@ -141,7 +141,13 @@ class Ingestor {
   // nullopt if the partition must not be consumed.
   std::optional<int64_t> StartOffset(const CompiledSource& source, PartitionId p);
   void HandleOutOfRange(const std::string& topic, PartitionId p, const std::string& detail);
-  absl::Status ProduceChangelog();
+  // Produces the batch's changelog and repartition records and waits until they are durable
+  // (`exact`: every write, not one per key; see SubscriptionHub::CommitAndPublish), then opens
+  // the position bracket of the commit.
+  absl::Status WriteAhead(bool exact);
+  // Counts `n` records `store` dropped as late, logging the count at most once a minute.
+  void NoteLateRecords(const CompiledStore& store, int64_t n);
+  absl::Status ProduceChangelog(bool exact);
   // Pauses the partitions of streams that join a table still catching up on them, so that no
   // record is joined with a table that is not yet complete (Kafka Streams restores tables
   // before processing).
@@ -205,6 +211,12 @@ class Ingestor {
   // Per-record counters, looked up once (ingestion thread only).
   absl::flat_hash_map<std::pair<const CompiledSource*, int32_t>, prometheus::Counter*> consumed_;
   absl::flat_hash_map<std::pair<int, int32_t>, prometheus::Counter*> materialized_;
+  // Per store index: late drops not yet logged, and when they last were.
+  struct LateSummary {
+    int64_t pending = 0;
+    absl::Time logged_at = absl::InfinitePast();
+  };
+  absl::flat_hash_map<int, LateSummary> late_;
   std::atomic<bool> stop_{false};
   // Ingestion thread only: Run ended on a fatal error (the final revoke keeps the partitions).
   bool failed_ = false;

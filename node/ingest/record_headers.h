@@ -20,6 +20,11 @@ namespace kiq::node {
 // complete batches.
 inline constexpr char kSourceOffsetHeader[] = "kiq.source.offset";
 inline constexpr char kBatchEndHeader[] = "kiq.batch.end";
+// On every changelog record of an exact batch: the offset of the source record whose processing
+// made this write. A batch written while someone subscribes holds each write in order (not one
+// folded write per key), so that a standby replica keeps the same changes its owner pushed, and
+// a subscription can resume from them after the owner dies.
+inline constexpr char kRecordOffsetHeader[] = "kiq.record.offset";
 // On a repartition record: the upstream partition and offset it was forwarded for
 // ("<partition>:<offset>"), so the grouped store drops the duplicates a re-processed upstream
 // batch forwards again. On a grouped store's batch-end changelog record: its dedup watermarks,
@@ -52,7 +57,8 @@ inline UpstreamMarks ParseUpstreamMarks(absl::string_view text) {
 // What a changelog record's headers say (see kSourceOffsetHeader, kBatchEndHeader,
 // kUpstreamHeader). Fed one header at a time by ParseChangelogHeader.
 struct ChangelogMarks {
-  std::optional<int64_t> source_next;  // the source offset the batch ends at
+  std::optional<int64_t> source_next;    // the source offset the batch ends at
+  std::optional<int64_t> record_offset;  // the source record that made this write
   bool batch_end = false;
   UpstreamMarks upstream;
 };
@@ -63,6 +69,7 @@ inline void ParseChangelogHeader(absl::string_view key, absl::string_view value,
                                  ChangelogMarks* marks) {
   int64_t n = 0;
   if (key == kSourceOffsetHeader && absl::SimpleAtoi(value, &n)) marks->source_next = n;
+  if (key == kRecordOffsetHeader && absl::SimpleAtoi(value, &n)) marks->record_offset = n;
   if (key == kBatchEndHeader) marks->batch_end = true;
   if (key == kUpstreamHeader) marks->upstream = ParseUpstreamMarks(value);
 }

@@ -55,8 +55,9 @@ absl::StatusOr<std::pair<int64_t, int64_t>> Restorer::Watermarks(const std::stri
   return std::make_pair(low, high);
 }
 
-absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionId p,
-                                          StoreEngine& engine) {
+absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store,
+                                          const std::string& source_topic, PartitionId p,
+                                          StoreEngine& engine, SubscriptionHub* hub) {
   const std::string& topic = store.changelog_topic;
   absl::StatusOr<std::optional<Offset>> checkpoint = engine.ReadOffset(store.changelog_stream, p);
   if (!checkpoint.ok()) return checkpoint.status();
@@ -72,7 +73,19 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
   RdKafka::TopicPartition::destroy(tps);
 
   StagedBatch restore(engine);
-  ChangelogBatches batches(store, p);
+  ChangelogBatches batches(store, p, source_topic);
+  // The restored changes go to the partition's replay log when this node keeps one (it held a
+  // standby replica) and for the last records in any case (as many as a log holds): batches
+  // its owner wrote while someone subscribed hold every write, so a subscription that followed
+  // the partition on its owner resumes here even after the owner died.
+  const bool continues_log = hub != nullptr && hub->KeepsReplayLog(store.handle, p);
+  const int64_t log_tail_from =
+      hub == nullptr ? high : high - static_cast<int64_t>(hub->replay_capacity());
+  // Where the restored state's source stands before each batch: a batch's changes are those
+  // of the records from there on.
+  absl::StatusOr<std::optional<Offset>> source = engine.ReadOffset(store.source_stream, p);
+  if (!source.ok()) return source.status();
+  int64_t source_from = source->value_or(Offset(0)).value();
   batches.set_next_offset(from);
   int64_t applied = 0;
   absl::Status status = absl::OkStatus();
@@ -81,10 +94,10 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
     std::unique_ptr<RdKafka::Message> m(consumer_->consume(200));
     if (m->err() == RdKafka::ERR__TIMED_OUT) {
       if (absl::Now() - last_progress > kNoProgressLimit) {
-        status = absl::DeadlineExceededError(absl::StrCat(
-            "restore ", topic, " partition=", p.value(), ": no progress for ",
-            absl::FormatDuration(kNoProgressLimit), " at offset ", batches.next_offset(), " of ",
-            high));
+        status = absl::DeadlineExceededError(
+            absl::StrCat("restore ", topic, " partition=", p.value(), ": no progress for ",
+                         absl::FormatDuration(kNoProgressLimit), " at offset ",
+                         batches.next_offset(), " of ", high));
       }
       continue;
     }
@@ -96,13 +109,23 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store, PartitionI
       continue;
     }
     last_progress = absl::Now();
+    const bool replay = continues_log || m->offset() >= log_tail_from;
+    restore.TrackWrites(replay);  // decided before the batch completes (it is staged at once)
     absl::StatusOr<int64_t> staged = batches.Add(*m, restore);
     if (!staged.ok()) {
       status = staged.status();
     } else if (*staged > 0 || !restore.empty()) {
       // Each complete batch is applied atomically with the offsets it reflects.
       applied += *staged;
-      status = restore.Commit(nullptr);
+      std::vector<Change> changes;
+      status = restore.Commit(replay ? &changes : nullptr);
+      const int64_t next = batches.source_next().value_or(source_from);
+      if (status.ok() && replay) {
+        hub->ReplicaApplied(
+            std::move(changes),
+            {{store.handle, p, batches.last_batch_exact() ? source_from : next, next}});
+      }
+      source_from = next;
     }
   }
   consumer_->unassign();

@@ -11,6 +11,7 @@
 #include "common/kafka/client_config.h"
 #include "common/types.h"
 #include "node/process/compiled_topology.h"
+#include "node/push/subscription_hub.h"
 #include "node/store/store_engine.h"
 
 namespace kiq::node {
@@ -31,8 +32,12 @@ class Restorer {
                                                           const std::string& client_id);
   ~Restorer();
 
-  // Restores partition `p` of `store` into `engine`; the number of entries applied.
-  absl::StatusOr<int64_t> Restore(const CompiledStore& store, PartitionId p, StoreEngine& engine);
+  // Restores partition `p` of `store` (built from `source_topic`) into `engine`; the number of
+  // entries applied. The changes of the last records restored (and all of them if `hub` keeps
+  // a replay log of the partition: a standby replica's, when this node takes over from it) go
+  // to the partition's replay log in `hub`.
+  absl::StatusOr<int64_t> Restore(const CompiledStore& store, const std::string& source_topic,
+                                  PartitionId p, StoreEngine& engine, SubscriptionHub* hub);
   // The low and high watermarks of `topic`/`p`, asking the broker.
   absl::StatusOr<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic, PartitionId p);
   // Leaves the consumer's connections; called once the ingestion loop has ended.

@@ -69,9 +69,8 @@ void StandbyReplicator::SetOwned(std::vector<int32_t> owned, bool wait) {
   owned_ = absl::btree_set<int32_t>(owned.begin(), owned.end());
   const uint64_t target = ++epoch_;
   if (!wait || !thread_.joinable()) return;
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return acked_ >= target || stop_.load();
-  };
+  auto done = [this, target]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return acked_ >= target || stop_.load(); };
   if (!mu_.AwaitWithTimeout(absl::Condition(&done), kHandOverLimit)) {
     spdlog::error("standby replicator did not let go of partitions {} within {}",
                   absl::StrJoin(owned, ","), absl::FormatDuration(kHandOverLimit));
@@ -119,8 +118,8 @@ void StandbyReplicator::Run() {
       // The log moved under the replica (retention, recreated topic): start it again from its
       // checkpoint, as a restore would.
       const int32_t p = m->partition();
-      spdlog::warn("standby replica of partition {}: {} ({}); starting it again", p,
-                   m->errstr(), m->topic_name());
+      spdlog::warn("standby replica of partition {}: {} ({}); starting it again", p, m->errstr(),
+                   m->topic_name());
       StopReplica(p);
       Assign();
     } else if (m->err() != RdKafka::ERR__TIMED_OUT) {
@@ -201,8 +200,8 @@ absl::Status StandbyReplicator::StartReplica(int32_t p) {
     if (!stored.ok()) return stored.status();
     int64_t low = 0;
     int64_t high = 0;
-    if (RdKafka::ErrorCode code = consumer_->query_watermark_offsets(tail.topic, p, &low, &high,
-                                                                    kKafkaTimeoutMs);
+    if (RdKafka::ErrorCode code =
+            consumer_->query_watermark_offsets(tail.topic, p, &low, &high, kKafkaTimeoutMs);
         code != RdKafka::ERR_NO_ERROR) {
       return KafkaToStatus(static_cast<rd_kafka_resp_err_t>(code),
                            absl::StrCat("watermarks of ", tail.topic, " partition=", p));
@@ -210,26 +209,29 @@ absl::Status StandbyReplicator::StartReplica(int32_t p) {
     tail.next = std::max(stored->value_or(Offset(0)).value(), low);
     tail.caught_up_at = high;
     if (!table) {
-      tail.batches.emplace(store, partition);
+      tail.batches.emplace(store, partition, topology_->sources()[store.source].spec.topic());
       tail.batches->set_next_offset(tail.next);
     }
     replica.tails.push_back(std::move(tail));
   }
   standby_.Add(partition);
   // The replica's position, as committed: what a read of it reflects.
-  for (const Tail& tail : replica.tails) {
+  for (Tail& tail : replica.tails) {
     const CompiledStore& store = topology_->stores()[tail.store_index];
-    absl::StatusOr<std::optional<Offset>> source = engine_.ReadOffset(store.source_stream, partition);
+    absl::StatusOr<std::optional<Offset>> source =
+        engine_.ReadOffset(store.source_stream, partition);
     if (!source.ok()) return source.status();
+    tail.log_from = source->value_or(Offset(0)).value();
     standby_.positions().Advance(store.info.name, topology_->sources()[store.source].spec.topic(),
-                                 partition, source->value_or(Offset(0)));
+                                 partition, Offset(tail.log_from));
     standby_.SetLag(partition, store.info.name, tail.caught_up_at - tail.next);
   }
   if (options_.hub != nullptr) {
+    // The replica's changes are kept from here on, so that if this node gains the partition,
+    // subscriptions that followed it on its owner resume here.
     for (const Tail& tail : replica.tails) {
-      if (tail.batches) continue;  // a changelog holds folded changes: not replayable exactly
       options_.hub->ReplicaStarted(topology_->stores()[tail.store_index].handle, partition,
-                                   tail.next);
+                                   tail.log_from);
     }
   }
   auto [it, inserted] = replicas_.emplace(p, std::move(replica));
@@ -287,6 +289,7 @@ absl::Status StandbyReplicator::Apply(const RdKafka::Message& m) {
       // Committed (and resumed from) only at batch ends: `next` is the checkpoint.
       if (*staged > 0) {
         tail->next = tail->batches->next_offset();
+        if (!tail->batches->last_batch_exact()) tail->folded_through = tail->batches->source_next();
         touched_[{tail->store_index, p.value()}] = tail;
       }
       continue;
@@ -301,7 +304,8 @@ absl::Status StandbyReplicator::Apply(const RdKafka::Message& m) {
     if (m.key_pointer() != nullptr) {
       record.key.emplace(static_cast<const char*>(m.key_pointer()), m.key_len());
     }
-    if (m.payload() != nullptr) record.value.emplace(static_cast<const char*>(m.payload()), m.len());
+    if (m.payload() != nullptr)
+      record.value.emplace(static_cast<const char*>(m.payload()), m.len());
     const CompiledSource& source = topology_->sources()[store.source];
     const bool misplaced =
         record.key && CompiledTopology::ExpectedPartition(source, *record.key) != p;
@@ -327,30 +331,20 @@ absl::Status StandbyReplicator::Commit() {
   if (absl::Status s = batch_.Commit(options_.hub != nullptr ? &changes : nullptr); !s.ok()) {
     return s;
   }
-  std::vector<CommittedPosition> tables;
-  for (const auto& [key, tail] : touched_) {
-    if (!tail->batches) {
-      tables.push_back(CommittedPosition{topology_->stores()[tail->store_index].handle,
-                                         PartitionId(key.second), tail->next});
-    }
-  }
-  if (options_.hub != nullptr && !tables.empty()) {
-    // Only the tables' changes: each is one write of one source record, at its offset.
-    std::vector<Change> kept;
-    for (Change& c : changes) {
-      if (topology_->stores()[c.store.index].changelog_topic.empty()) kept.push_back(std::move(c));
-    }
-    options_.hub->ReplicaApplied(std::move(kept), tables);
-  }
+  std::vector<ReplicaProgress> progress;
   for (const auto& [key, tail] : touched_) {
     const CompiledStore& store = topology_->stores()[tail->store_index];
-    const std::string& topic = topology_->sources()[store.source].spec.topic();
-    const int64_t position =
-        tail->batches ? tail->batches->source_next().value_or(0) : tail->next;
-    standby_.positions().Advance(store.info.name, topic, PartitionId(key.second),
-                                 Offset(position));
+    const PartitionId p(key.second);
+    const int64_t next = tail->batches ? tail->batches->source_next().value_or(0) : tail->next;
+    progress.push_back(
+        ReplicaProgress{store.handle, p, tail->folded_through.value_or(tail->log_from), next});
+    tail->log_from = next;
+    tail->folded_through.reset();
+    standby_.positions().Advance(store.info.name, topology_->sources()[store.source].spec.topic(),
+                                 p, Offset(next));
   }
   touched_.clear();
+  if (options_.hub != nullptr) options_.hub->ReplicaApplied(std::move(changes), progress);
   batch_started_ = absl::InfiniteFuture();
   return absl::OkStatus();
 }

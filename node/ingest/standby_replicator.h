@@ -79,10 +79,15 @@ class StandbyReplicator {
   // One store of one replicated partition.
   struct Tail {
     int store_index = 0;
-    std::string topic;  // the store's changelog, or its source topic for a table
-    int64_t next = 0;   // next offset to read
+    std::string topic;         // the store's changelog, or its source topic for a table
+    int64_t next = 0;          // next offset to read
     int64_t caught_up_at = 0;  // the high watermark when the replica started
     std::optional<ChangelogBatches> batches;  // changelogged stores
+    // The source position the replica's committed state reflects: its uncommitted changes are
+    // those of the records from here on, unless a folded changelog batch came since (their
+    // replay log then starts after it, at `folded_through`).
+    int64_t log_from = 0;
+    std::optional<int64_t> folded_through;
   };
   struct Replica {
     std::vector<Tail> tails;

@@ -37,19 +37,26 @@ bool SubscriptionHub::BeginBatch() {
   return track;
 }
 
-absl::Status SubscriptionHub::CommitAndPublish(StagedBatch& batch,
-                                               const std::vector<CommittedPosition>& positions) {
+absl::Status SubscriptionHub::CommitAndPublish(
+    StagedBatch& batch, const std::vector<CommittedPosition>& positions,
+    const std::function<absl::Status(bool exact)>& write_ahead) {
   if (batch.empty()) {
     absl::MutexLock lock(&commit_mu_);
     EndBatch();
     return absl::OkStatus();
   }
+  bool exact = false;
   {
     absl::MutexLock lock(&commit_mu_);
     committing_ = true;  // registrations wait from here until the changes are published
+    // Every subscriber registered so far gets this batch's changes one by one; the changelog
+    // keeps them so, so that a standby replica can replay them exactly if this node dies.
+    // Later ones register after the publish.
+    exact = count_.load() > 0 && batch.tracks_writes();
   }
+  absl::Status status = write_ahead ? write_ahead(exact) : absl::OkStatus();
   std::vector<Change> changes;
-  absl::Status status = batch.Commit(active() ? &changes : nullptr);
+  if (status.ok()) status = batch.Commit(active() ? &changes : nullptr);
   absl::MutexLock lock(&commit_mu_);
   if (status.ok()) PublishAtBoundary(std::move(changes), positions);
   EndBatch();
@@ -305,17 +312,36 @@ void SubscriptionHub::ReplicaStarted(StoreHandle store, PartitionId p, int64_t n
 }
 
 void SubscriptionHub::ReplicaApplied(std::vector<Change> changes,
-                                     const std::vector<CommittedPosition>& positions) {
+                                     const std::vector<ReplicaProgress>& progress) {
   if (options_.replay_window <= absl::ZeroDuration()) return;
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
-  for (Change& change : changes) Record(std::move(change), now);
-  for (const CommittedPosition& at : positions) {
-    auto log = replay_.find({at.store.index, at.partition.value()});
-    if (log == replay_.end()) continue;
-    log->second.end = at.next;
-    log->second.until = std::max(log->second.until, now + options_.replay_window);
+  ExpireReplayLogs(now);  // an expired log must not take changes: it would skip the ones before
+  absl::flat_hash_map<StorePartition, int64_t> from;
+  for (const ReplicaProgress& at : progress) {
+    const StorePartition sp{at.store.index, at.partition.value()};
+    ReplayLog& log = replay_[sp];
+    if (log.end != at.from) {
+      log.start = at.from;
+      ClearLog(log);
+    }
+    log.until = std::max(log.until, now + options_.replay_window);
+    from[sp] = at.from;
   }
+  recording_.store(static_cast<int64_t>(replay_.size()));
+  for (Change& change : changes) {
+    auto it = from.find({change.store.index, change.partition.value()});
+    if (it != from.end() && change.offset >= it->second) Record(std::move(change), now);
+  }
+  for (const ReplicaProgress& at : progress) {
+    replay_[{at.store.index, at.partition.value()}].end = at.next;
+  }
+}
+
+bool SubscriptionHub::KeepsReplayLog(StoreHandle store, PartitionId p) {
+  absl::MutexLock lock(&mu_);
+  auto it = replay_.find({store.index, p.value()});
+  return it != replay_.end() && absl::Now() <= it->second.until;
 }
 
 void SubscriptionHub::PartitionActive(PartitionId p) {

@@ -48,6 +48,16 @@ struct CommittedPosition {
   int64_t next = 0;
 };
 
+// What a standby replica's (or a restore's) commit did to one store partition: it now stands at
+// `next`, and the changes it reported are exactly those of the records from `from` on (the
+// changes before `from`, if any, were folded: not the ones the owner pushed).
+struct ReplicaProgress {
+  StoreHandle store;
+  PartitionId partition;
+  int64_t from = 0;
+  int64_t next = 0;
+};
+
 struct SubscriptionHubOptions {
   // Optional: set to the number of open subscriptions (kiq_subscriptions).
   prometheus::Gauge* subscriptions = nullptr;
@@ -82,11 +92,14 @@ class SubscriptionHub {
   // (someone listens, is about to, or replay logs are kept). A batch that does not keeps
   // registrations out until it is committed: its changes would reach a subscriber folded.
   bool BeginBatch() ABSL_LOCKS_EXCLUDED(commit_mu_);
-  // Ingestion thread: commits `batch` (written outside every lock), then queues its changes
-  // for the subscribers registered before it and records where each store partition now
-  // stands (`positions`). An empty batch only ends the batch. The commit's error, if any;
-  // nothing is published then.
-  absl::Status CommitAndPublish(StagedBatch& batch, const std::vector<CommittedPosition>& positions)
+  // Ingestion thread: runs `write_ahead` (if given: the changelog, made durable before the
+  // commit; told whether it must hold every write of the batch, in order, because someone
+  // subscribes), commits `batch` (both outside every lock; registrations wait meanwhile), then
+  // queues its changes for the subscribers registered before it and records where each store
+  // partition now stands (`positions`). An empty batch only ends the batch. The first error,
+  // if any; nothing is published then.
+  absl::Status CommitAndPublish(StagedBatch& batch, const std::vector<CommittedPosition>& positions,
+                                const std::function<absl::Status(bool exact)>& write_ahead = {})
       ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
 
   // A subscriber of `store` (named `store_name` in errors) for `partitions`, registered at a
@@ -124,10 +137,18 @@ class SubscriptionHub {
   // its replay log starts there, so that if this node gains the partition, subscriptions that
   // follow it from its previous owner can resume from the replica's changes.
   void ReplicaStarted(StoreHandle store, PartitionId p, int64_t next) ABSL_LOCKS_EXCLUDED(mu_);
-  // The replica committed `changes` (every write, in order, with its record offset) and now
-  // stands at `positions`: kept in their replay logs (and the logs kept for replay_window more).
-  void ReplicaApplied(std::vector<Change> changes, const std::vector<CommittedPosition>& positions)
+  // The replica (or a restore of the partition) committed `changes` (every write, in order,
+  // with its record offset) and moved as `progress` says: the changes from each partition's
+  // `from` on are kept in its replay log, which is kept for replay_window more. A log that does
+  // not end at `from` (expired while the replica was idle, or the changes before were folded)
+  // starts again there.
+  void ReplicaApplied(std::vector<Change> changes, const std::vector<ReplicaProgress>& progress)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Changes a replay log holds at most.
+  size_t replay_capacity() const { return options_.replay_capacity; }
+  // Whether partition `p` of `store` has a replay log now (a restore continues it).
+  bool KeepsReplayLog(StoreHandle store, PartitionId p) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Partition `p` became ACTIVE (restored and caught up): the replay window of its stores
   // starts now, when routers can first find it.
   void PartitionActive(PartitionId p) ABSL_LOCKS_EXCLUDED(mu_);

@@ -68,6 +68,10 @@ class StagedBatch {
   void TrackWrites(bool track) {
     if (slots_.empty()) track_writes_ = track;
   }
+  // With TrackWrites: every effective write so far, in write order (each attributed to its
+  // source record). Empty otherwise.
+  const std::vector<Change>& writes() const { return log_; }
+  bool tracks_writes() const { return track_writes_; }
   // Records that every record of (topic, p) below `next` is in this batch.
   void SetOffset(absl::string_view topic, PartitionId p, Offset next);
 

@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <string>
@@ -434,6 +435,7 @@ class TestNode {
   StoreEngine& engine() { return *engine_; }
   PartitionStates& states() { return states_; }
   PositionTracker& positions() { return positions_; }
+  SubscriptionHub& hub() { return hub_; }
   const CompiledStore& store(const char* name) const { return *topology_->FindStore(name); }
   // The stores as the router reads them.
   LocalStoresImpl local_stores() const {
@@ -916,6 +918,95 @@ TEST_F(IngestorTest, FreshNodeRestoresCountFromChangelogAndContinuesExactly) {
     EXPECT_EQ(second->StoredOffset(kCount, p), end[p]) << "partition " << p;
   }
   EXPECT_EQ(stats.bad_records.load(), 0);
+  second->ingestor().Stop();
+  EXPECT_OK(second->ingestor().Wait());
+}
+
+// While someone subscribes to an aggregate, each batch's changelog holds every write in order,
+// each naming the source record that made it (not one folded write per key). A node that
+// restores the partition (after its owner died, say) keeps those changes in its replay log, so
+// a subscription that the owner served up to any offset resumes there with the same changes.
+TEST_F(IngestorTest, WhileSomeoneSubscribesTheChangelogHoldsEveryWriteAndARestoreReplaysThem) {
+  std::vector<int64_t> before;
+  std::vector<int64_t> end;
+  {
+    std::unique_ptr<TestNode> first = OpenNode("first");
+    ASSERT_NE(first, nullptr);
+    ASSERT_NO_FATAL_FAILURE(Produce(MakeInputs(0, 30, 6)));  // nobody subscribes: folded
+    first->ingestor().Start();
+    before = EndOffsets(produced_);
+    ASSERT_TRUE(WaitUntil([&] { return first->CaughtUp(before); }));
+    absl::StatusOr<std::shared_ptr<Subscriber>> sub = first->hub().Register(
+        first->store(kCount).handle, kCount, router::KeyMatch{}, {0, 1, 2}, {}, 100000, false);
+    ASSERT_OK(sub);
+    // Six keys: most batches write a key several times.
+    ASSERT_NO_FATAL_FAILURE(Produce(MakeInputs(30, 90, 6)));
+    end = EndOffsets(produced_);
+    ASSERT_TRUE(WaitUntil([&] { return first->CaughtUp(end); }));
+    first->hub().Unregister(sub->get());
+    first->ingestor().Stop();
+    ASSERT_OK(first->ingestor().Wait());
+  }
+  const std::vector<ReadRecord> changelog = Read(names_.changelog, kPartitions);
+  for (int32_t p = 0; p < kPartitions; ++p) {
+    SCOPED_TRACE(absl::StrCat("changelog partition ", p));
+    std::vector<int64_t> record_offsets;
+    for (const ReadRecord& r : changelog) {
+      if (r.partition != p) continue;
+      int64_t source_next = 0;
+      ASSERT_TRUE(absl::SimpleAtoi(r.Header(kSourceOffsetHeader).value_or(""), &source_next));
+      std::optional<std::string> record = r.Header(kRecordOffsetHeader);
+      if (!record) {
+        EXPECT_LE(source_next, before[p]) << "a folded write while someone subscribed";
+        continue;
+      }
+      int64_t o = -1;
+      ASSERT_TRUE(absl::SimpleAtoi(*record, &o));
+      EXPECT_GE(o, before[p]);
+      EXPECT_LT(o, source_next);
+      // The count right after record o, and nothing folded into it.
+      ASSERT_TRUE(r.value.has_value());
+      EXPECT_EQ(DecodeInt64(*r.value), TruthOf(produced_, p, o + 1).counts[r.key])
+          << "key " << r.key << " at record " << o;
+      record_offsets.push_back(o);
+    }
+    // One write per record (every record is counted), in order.
+    std::vector<int64_t> want(end[p] - before[p]);
+    std::iota(want.begin(), want.end(), before[p]);
+    EXPECT_EQ(record_offsets, want);
+  }
+
+  // A fresh node restores the partitions and keeps the restored changes for replay.
+  std::unique_ptr<TestNode> second = OpenNode("second");
+  ASSERT_NE(second, nullptr);
+  second->ingestor().Start();
+  ASSERT_TRUE(WaitUntil([&] { return second->CaughtUp(end); }));
+  const StoreHandle counts = second->store(kCount).handle;
+  for (int32_t p = 0; p < kPartitions; ++p) {
+    SCOPED_TRACE(absl::StrCat("partition ", p));
+    const int64_t mid = before[p] + (end[p] - before[p]) / 2;
+    absl::StatusOr<std::shared_ptr<Subscriber>> resumed =
+        second->hub().Register(counts, kCount, router::KeyMatch{}, {p}, {{p, mid}}, 100000, false);
+    ASSERT_OK(resumed);
+    std::vector<router::ChangeEvent> got;
+    ASSERT_OK((*resumed)->queue->Take(100000, &got, nullptr));
+    second->hub().Unregister(resumed->get());
+    ASSERT_EQ(got.size(), static_cast<size_t>(end[p] - mid));
+    for (size_t i = 0; i < got.size(); ++i) {
+      const router::ChangeEvent& c = got[i];
+      EXPECT_EQ(c.offset, mid + static_cast<int64_t>(i));
+      const int64_t n = TruthOf(produced_, p, c.offset + 1).counts[c.key];
+      EXPECT_EQ(c.new_value, EncodeInt64(n)) << c.key << " at " << c.offset;
+      EXPECT_EQ(c.old_value, n == 1 ? std::nullopt : std::optional<std::string>(EncodeInt64(n - 1)))
+          << c.key << " at " << c.offset;
+    }
+    // Inside the folded batches: not replayable, and said so.
+    if (before[p] > 0) {
+      EXPECT_THAT(second->hub().Register(counts, kCount, router::KeyMatch{}, {p},
+                                         {{p, before[p] - 1}}, 100000, false),
+                  StatusIs(absl::StatusCode::kAborted, "cannot resume"));
+    }
+  }
   second->ingestor().Stop();
   EXPECT_OK(second->ingestor().Wait());
 }

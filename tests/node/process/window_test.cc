@@ -54,8 +54,14 @@ TEST(WindowSpecTest, DurationsAndDefaults) {
   WindowParams tumbling = Params("size: '30s'");
   EXPECT_EQ(tumbling.size_ms, 30'000);
   EXPECT_EQ(tumbling.advance_ms, 30'000);
-  EXPECT_EQ(tumbling.grace_ms, 0);
-  EXPECT_EQ(tumbling.retention_ms, kDefaultWindowRetentionMs);
+  EXPECT_EQ(tumbling.grace_ms, kDefaultWindowGraceMs);
+  EXPECT_EQ(tumbling.retention_ms, 30'000 + kDefaultWindowGraceMs);
+  EXPECT_EQ(Params("size: '30s' grace: '0s'").grace_ms, 0);
+  EXPECT_EQ(Params("size: '30s' grace: '0s'").retention_ms, kDefaultWindowRetentionMs);
+  // An explicit retention without a grace leaves the grace what the window does not use.
+  EXPECT_EQ(Params("size: '1m' retention: '1h'").grace_ms, 59 * 60'000);
+  EXPECT_EQ(Params("size: '1m' retention: '1h'").retention_ms, 3600'000);
+  EXPECT_EQ(Params("size: '1m' retention: '720h'").grace_ms, kDefaultWindowGraceMs);
   WindowParams hopping = Params("size: '1m' advance: '20s' grace: '500ms' retention: '2h'");
   EXPECT_EQ(hopping.size_ms, 60'000);
   EXPECT_EQ(hopping.advance_ms, 20'000);

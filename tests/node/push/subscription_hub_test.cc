@@ -254,11 +254,11 @@ TEST(SubscriptionHubTest, ReplayLogContinuesWhenThePartitionComesBackWhereItLeft
 TEST(SubscriptionHubTest, AReplicasChangesAreReplayedAfterItsNodeGainsThePartition) {
   SubscriptionHub hub;
   hub.ReplicaStarted(StoreHandle{0}, PartitionId(0), 10);
-  hub.ReplicaApplied({MakeChange(0, 0, "k", std::nullopt, "1", 10),
-                      MakeChange(0, 0, "k", "1", "2", 11)},
-                     {{StoreHandle{0}, PartitionId(0), 12}});
+  hub.ReplicaApplied(
+      {MakeChange(0, 0, "k", std::nullopt, "1", 10), MakeChange(0, 0, "k", "1", "2", 11)},
+      {{StoreHandle{0}, PartitionId(0), 10, 12}});
   hub.ReplicaApplied({MakeChange(0, 0, "j", std::nullopt, "5", 12)},
-                     {{StoreHandle{0}, PartitionId(0), 13}});
+                     {{StoreHandle{0}, PartitionId(0), 12, 13}});
   // Gained at the replica's position (the restore found nothing newer).
   hub.PartitionAssigned(StoreHandle{0}, PartitionId(0), 13);
   auto queue = Subscribe(hub, 0, KeyMatch{}, 10, false, {0}, {{0, 11}});
@@ -269,6 +269,48 @@ TEST(SubscriptionHubTest, AReplicasChangesAreReplayedAfterItsNodeGainsThePartiti
   EXPECT_EQ(got[1].offset, 12);
   // Before the replica started: not replayable.
   EXPECT_FALSE(hub.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 9}}, 10, false).ok());
+}
+
+// An aggregate's replica learns its changes from the changelog, which holds one folded write
+// per key for batches its owner made while nobody subscribed: those changes are not the ones a
+// subscriber saw, so the log starts again after them. A log that expired while the replica was
+// idle starts again where the replica stands, never with a hole.
+TEST(SubscriptionHubTest, AReplicasLogStartsAgainAfterFoldedChangesAndAfterExpiring) {
+  SubscriptionHubOptions options;
+  options.replay_window = absl::Milliseconds(50);
+  SubscriptionHub hub(options);
+  hub.ReplicaStarted(StoreHandle{0}, PartitionId(0), 0);
+  // Records 0..9 folded (one change of k at 9), then 10 and 11 exact.
+  hub.ReplicaApplied({MakeChange(0, 0, "k", std::nullopt, "10", -1),
+                      MakeChange(0, 0, "k", "10", "11", 10), MakeChange(0, 0, "k", "11", "12", 11)},
+                     {{StoreHandle{0}, PartitionId(0), 10, 12}});
+  EXPECT_TRUE(hub.KeepsReplayLog(StoreHandle{0}, PartitionId(0)));
+  hub.PartitionAssigned(StoreHandle{0}, PartitionId(0), 12);
+  EXPECT_FALSE(hub.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 5}}, 10, false).ok());
+  auto queue = Subscribe(hub, 0, KeyMatch{}, 10, false, {0}, {{0, 10}});
+  std::vector<ChangeEvent> got = TakeAll(*queue);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].offset, 10);
+  EXPECT_EQ(got[1].offset, 11);
+
+  SubscriptionHub idle(options);
+  idle.ReplicaStarted(StoreHandle{0}, PartitionId(1), 0);
+  idle.ReplicaApplied({MakeChange(0, 1, "a", std::nullopt, "1", 0)},
+                      {{StoreHandle{0}, PartitionId(1), 0, 1}});
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (idle.KeepsReplayLog(StoreHandle{0}, PartitionId(1)) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_FALSE(idle.KeepsReplayLog(StoreHandle{0}, PartitionId(1)));
+  // Changes at 1 and 2 arrive after the log expired: kept in a new log that starts at 1.
+  idle.ReplicaApplied({MakeChange(0, 1, "a", "1", "2", 1), MakeChange(0, 1, "a", "2", "3", 2)},
+                      {{StoreHandle{0}, PartitionId(1), 1, 3}});
+  idle.PartitionAssigned(StoreHandle{0}, PartitionId(1), 3);
+  EXPECT_FALSE(idle.Register(StoreHandle{0}, "s", KeyMatch{}, {1}, {{1, 0}}, 10, false).ok());
+  auto resumed = Subscribe(idle, 0, KeyMatch{}, 10, false, {1}, {{1, 2}});
+  got = TakeAll(*resumed);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].new_value, "3");
 }
 
 TEST(SubscriptionHubTest, ReplayLogTrimsWholeRecordsAndExpires) {
