@@ -24,9 +24,9 @@ KIQCTL="$BIN/client/kiqctl"
 . "$ROOT/scripts/wait_for.sh"
 
 step "starting a dev Kafka (librdkafka mock cluster, 3 brokers) with topics customers and orders, 6 partitions each"
-# kiq's changelog topic must have as many partitions as the sources; a real cluster lets kiq
-# create it, the dev Kafka cannot, so it is created here.
-"$BIN/common/kafka/kiq-dev-kafka" --topics=customers:6,orders:6,orders-demo-order_count-changelog:6 --bootstrap-file="$WORK/bootstrap" \
+# --config creates every topic the topology needs, kiq's own too (its changelog must have as
+# many partitions as the sources): a real cluster lets kiq create those, the dev Kafka cannot.
+"$BIN/common/kafka/kiq-dev-kafka" --config="$ROOT/examples/orders/topology.yaml" --partitions=6 --bootstrap-file="$WORK/bootstrap" \
   >"$WORK/dev-kafka.log" 2>&1 &
 PIDS+=($!)
 wait_for "the dev Kafka" 20 test -s "$WORK/bootstrap"

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -12,6 +13,7 @@
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -21,10 +23,17 @@
 #include "common/kafka/dev_kafka.h"
 #include "common/kafka/dev_kafka_control.h"
 #include "common/logging.h"
+#include "common/topology/plan.h"
+#include "common/topology/topology_config.h"
 
 ABSL_FLAG(int, brokers, 3, "Number of brokers in the mock cluster.");
 ABSL_FLAG(std::vector<std::string>, topics, {},
           "Topics to create, as name:partitions[,name:partitions...], e.g. orders:6,customers:6.");
+ABSL_FLAG(std::string, config, "",
+          "A kiq topology file: also create every topic it needs, its sources with --partitions "
+          "partitions and every internal topic (members, dead letters, changelogs, repartition "
+          "topics), as kiq-node would ask for them.");
+ABSL_FLAG(int, partitions, 6, "Partitions of each source topic of --config (1-1000).");
 ABSL_FLAG(std::string, bootstrap_file, "",
           "Also write the bootstrap servers to this file (written whole, after topics exist).");
 ABSL_FLAG(int, control_port, -1,
@@ -45,12 +54,34 @@ bool WriteFileAtomically(const std::string& path, const std::string& contents) {
   return std::fclose(f) == 0 && written && std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
+// Every topic the topology in `path` needs, its sources with `partitions` partitions: the same
+// list kiq-node creates or checks at start-up (TopologyPlan::InternalTopics).
+absl::StatusOr<std::vector<std::pair<std::string, int>>> TopicsOf(const std::string& path,
+                                                                  int partitions) {
+  absl::StatusOr<kiq::v1::Topology> topology = kiq::LoadTopologyFile(path);
+  if (!topology.ok()) return topology.status();
+  absl::flat_hash_map<std::string, int32_t> counts;
+  std::vector<std::pair<std::string, int>> topics;
+  for (const kiq::v1::Source& source : topology->sources()) {
+    if (counts.emplace(source.topic(), partitions).second) {
+      topics.emplace_back(source.topic(), partitions);
+    }
+  }
+  absl::StatusOr<kiq::TopologyPlan> plan = kiq::TopologyPlan::Build(*topology, counts);
+  if (!plan.ok()) return plan.status();
+  for (const kiq::InternalTopic& t : plan->InternalTopics()) {
+    topics.emplace_back(t.name, t.partitions);
+  }
+  return topics;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Starts a Kafka-protocol cluster for development (librdkafka mock cluster).\n"
-      "Usage: kiq-dev-kafka [--brokers=3] [--topics=orders:6,customers:6] [--control-port=0]");
+      "Usage: kiq-dev-kafka [--brokers=3] [--topics=orders:6,customers:6] "
+      "[--config=topology.yaml [--partitions=6]] [--control-port=0]");
   std::vector<std::string> args = kiq::NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   for (std::string& a : args) arg_ptrs.push_back(a.data());
@@ -69,6 +100,23 @@ int main(int argc, char** argv) {
       return 2;
     }
     topics.emplace_back(parts[0], partitions);
+  }
+  if (const std::string config = absl::GetFlag(FLAGS_config); !config.empty()) {
+    const int partitions = absl::GetFlag(FLAGS_partitions);
+    if (partitions < 1 || partitions > 1000) {
+      std::cerr << "kiq-dev-kafka: --partitions: must be 1-1000, got " << partitions << "\n";
+      return 2;
+    }
+    absl::StatusOr<std::vector<std::pair<std::string, int>>> needed = TopicsOf(config, partitions);
+    if (!needed.ok()) {
+      std::cerr << "kiq-dev-kafka: --config: " << needed.status().message() << "\n";
+      return 2;
+    }
+    for (const auto& topic : *needed) {
+      const bool listed = std::any_of(topics.begin(), topics.end(),
+                                      [&](const auto& t) { return t.first == topic.first; });
+      if (!listed) topics.push_back(topic);  // --topics says otherwise: it wins
+    }
   }
 
   // Block the stop signals before any thread starts, so that every thread inherits the mask and

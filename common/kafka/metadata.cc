@@ -1,5 +1,7 @@
 #include "common/kafka/metadata.h"
 
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -34,6 +36,12 @@ absl::StatusOr<absl::flat_hash_map<std::string, int32_t>> FetchPartitionCounts(
         if (!counts.contains(topic)) missing.push_back(topic);
       }
       if (missing.empty()) return counts;
+      if (last.ok() && absl::Now() < deadline) {
+        // Said at once, not only when the wait is over.
+        spdlog::warn("waiting up to {} for {} that do not exist yet: {}",
+                     absl::FormatDuration(deadline - absl::Now()), std::string(what),
+                     absl::StrJoin(missing, ", "));
+      }
       last = absl::FailedPreconditionError(
           absl::StrCat(what, " do not exist: ", absl::StrJoin(missing, ", ")));
     } else {

@@ -62,9 +62,9 @@ WindowParams ParseWindowSpec(const kiq::v1::WindowSpec& spec,
   w.advance_ms = advance.value_or(*size);
   // Unset, the grace is a day, or what an explicit retention leaves after the window (Kafka
   // Streams' rule: retention - size), so a retention that was valid stays valid.
-  w.grace_ms = grace.value_or(
-      retention ? std::clamp<int64_t>(*retention - *size, 0, kDefaultWindowGraceMs)
-                : kDefaultWindowGraceMs);
+  w.grace_ms =
+      grace.value_or(retention ? std::clamp<int64_t>(*retention - *size, 0, kDefaultWindowGraceMs)
+                               : kDefaultWindowGraceMs);
   if (w.advance_ms > w.size_ms) {
     problems->emplace_back("advance", absl::StrCat("must be <= size (", spec.size(), "), got \"",
                                                    spec.advance(), "\""));

@@ -3,7 +3,9 @@
 // they are up both succeed again; an RTT delays every response; a kiq-node keeps answering
 // from its stores through an outage and catches up after it. Every wait has a deadline.
 // An external cluster (KIQ_TEST_BOOTSTRAP_SERVERS) has no control channel: skipped there.
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <string>
@@ -22,6 +24,9 @@
 
 namespace kiq::testing {
 namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int kPartitions = 3;
 
@@ -178,6 +183,47 @@ TEST_F(DevKafkaControlTest, NodeServesThroughAnOutageAndCatchesUpAfterIt) {
     if (std::regex_search(line, kiq_kafka_line)) ++kafka_lines;
   }
   EXPECT_GT(kafka_lines, 0) << "the outage left no kafka: line in kiq's format\n" << log;
+}
+
+// `kiq-dev-kafka --config` creates every topic a topology needs: its sources with
+// --partitions partitions and its internal topics, which a node cannot create itself on the
+// mock cluster (it has no Admin API). A node of the orders example starts on it with nothing
+// else created and counts what is produced.
+TEST(DevKafkaConfigTest, CreatesEveryTopicATopologyNeeds) {
+  if (!ExternalBootstrapServers().empty()) GTEST_SKIP() << "runs kiq-dev-kafka itself";
+  const std::string dir = MakeTempDir("dev-kafka-config");
+  const std::string topology = ExampleTopology("orders");
+  auto kafka = DevKafkaProcess::Start(dir, {}, {"--config=" + topology, "--partitions=4"});
+  ASSERT_OK(kafka);
+  absl::StatusOr<std::map<std::string, int>> topics =
+      ListTopics((*kafka)->bootstrap_servers(), absl::Seconds(10));
+  ASSERT_OK(topics);
+  EXPECT_EQ(topics->count("orders") ? topics->at("orders") : 0, 4);
+  EXPECT_EQ(topics->count("customers") ? topics->at("customers") : 0, 4);
+
+  NodeProcess::Options options;
+  options.config = topology;
+  options.bootstrap_servers = (*kafka)->bootstrap_servers();
+  options.data_dir = dir + "/data-n1";
+  auto node = NodeProcess::Start(dir, options);
+  ASSERT_OK(node);
+  auto producer = TestProducer::Create((*kafka)->bootstrap_servers());
+  ASSERT_OK(producer);
+  for (int i = 0; i < 3; ++i) ASSERT_OK((*producer)->Produce("orders", "u1", "o"));
+  NodeClient client((*node)->target());
+  kiq::v1::GetResponse response;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return client.Get("order_count", "u1", &response).ok() && response.found() &&
+               response.entry().value() == "3";
+      },
+      absl::Seconds(60)))
+      << response.DebugString() << (*node)->process().ReadLog();
+  EXPECT_THAT((*node)->process().ReadLog(), Not(HasSubstr("do not exist")));
+  ASSERT_OK((*node)->process().Terminate(absl::Seconds(20)).status());
+  node->reset();
+  kafka->reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -27,7 +27,8 @@ std::vector<std::pair<std::string, int>> OrdersDemoTopics(int partitions) {
 }
 
 absl::StatusOr<std::unique_ptr<DevKafkaProcess>> DevKafkaProcess::Start(
-    const std::string& dir, const std::vector<std::pair<std::string, int>>& topics) {
+    const std::string& dir, const std::vector<std::pair<std::string, int>>& topics,
+    const std::vector<std::string>& extra_args) {
   std::vector<std::string> specs;
   for (const auto& [name, partitions] : topics)
     specs.push_back(absl::StrCat(name, ":", partitions));
@@ -35,11 +36,14 @@ absl::StatusOr<std::unique_ptr<DevKafkaProcess>> DevKafkaProcess::Start(
   const std::string control_file = dir + "/control-port.txt";
   std::remove(bootstrap_file.c_str());  // a previous cluster in the same dir
   std::remove(control_file.c_str());
-  auto process =
-      Process::Start({kDevKafkaBin, "--brokers=3", "--topics=" + absl::StrJoin(specs, ","),
-                      "--bootstrap_file=" + bootstrap_file, "--control-port=0",
-                      "--control-port-file=" + control_file},
-                     dir + "/dev-kafka.log");
+  std::vector<std::string> argv = {kDevKafkaBin,
+                                   "--brokers=3",
+                                   "--topics=" + absl::StrJoin(specs, ","),
+                                   "--bootstrap_file=" + bootstrap_file,
+                                   "--control-port=0",
+                                   "--control-port-file=" + control_file};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  auto process = Process::Start(argv, dir + "/dev-kafka.log");
   if (!process.ok()) return process.status();
   std::unique_ptr<DevKafkaProcess> out(new DevKafkaProcess());
   out->process_ = std::move(*process);

@@ -32,9 +32,10 @@ std::vector<std::pair<std::string, int>> OrdersDemoTopics(int partitions);
 // KIQ_TEST_BOOTSTRAP_SERVERS (see External()). Not thread-safe.
 class DevKafkaProcess {
  public:
-  // topics: name → partitions.
+  // topics: name → partitions; `extra_args`: more kiq-dev-kafka flags (e.g. --config).
   static absl::StatusOr<std::unique_ptr<DevKafkaProcess>> Start(
-      const std::string& dir, const std::vector<std::pair<std::string, int>>& topics);
+      const std::string& dir, const std::vector<std::pair<std::string, int>>& topics,
+      const std::vector<std::string>& extra_args = {});
   // A cluster the harness does not run: no process, and no fault injection (the control
   // methods below return UNIMPLEMENTED).
   static std::unique_ptr<DevKafkaProcess> External(std::string bootstrap_servers);
