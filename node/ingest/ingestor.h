@@ -210,7 +210,13 @@ class Ingestor {
   std::atomic<bool> assignment_lost_{false};
   // Per-record counters, looked up once (ingestion thread only).
   absl::flat_hash_map<std::pair<const CompiledSource*, int32_t>, prometheus::Counter*> consumed_;
-  absl::flat_hash_map<std::pair<int, int32_t>, prometheus::Counter*> materialized_;
+  // kiq_records_materialized_total per (store index, partition), and the records the batch
+  // under way staged for it (counted once committed).
+  struct Materialized {
+    prometheus::Counter* counter = nullptr;
+    int64_t staged = 0;
+  };
+  absl::flat_hash_map<std::pair<int, int32_t>, Materialized> materialized_;
   // Per store index: late drops not yet logged, and when they last were.
   struct LateSummary {
     int64_t pending = 0;

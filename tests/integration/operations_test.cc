@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -134,6 +135,52 @@ TEST_F(OperationsTest, MetricsMoveWithIngestionAndQueriesAndPassPromtool) {
 // SIGTERM while queries wait for a position: the server stops taking new ones but finishes
 // those in flight (they complete once the record arrives), writes the membership tombstone,
 // and exits 0; the store reopens with the same answers.
+// kiq_records_materialized_total counts records once their batch is committed, so it never
+// runs ahead of what a Get sees: while one key's records stream in (every record +1), each
+// scrape's count is at most what a Get right after it answers. On the dev Kafka every broker
+// answers 100 ms late, so each batch spends that long between staging and its commit (its
+// changelog is made durable first), which a metric counting staged records would show.
+TEST_F(OperationsTest, TheMaterializedMetricNeverRunsAheadOfWhatAGetSees) {
+  ASSERT_NO_FATAL_FAILURE(StartNode());
+  kiq::v1::GetResponse ready;
+  ASSERT_TRUE(WaitFor([&] { return client_->Get("order_count", "hot", &ready).ok(); },
+                      absl::Seconds(60)));  // every partition ACTIVE
+  if (!external_kafka()) ASSERT_OK(kafka_->SetRtt(absl::Milliseconds(100)));
+  std::atomic<bool> stop{false};
+  std::atomic<int> produced{0};
+  std::thread producer([&] {
+    while (!stop.load() && produced.load() < 3000) {
+      if (!producer_->ProduceAsync(Topic("orders"), "hot", "food").ok()) break;
+      ++produced;
+      if (produced.load() % 50 == 0) absl::SleepFor(absl::Milliseconds(5));  // pacing
+    }
+  });
+  absl::Cleanup join = [&] {
+    stop = true;
+    producer.join();
+  };
+  int checks = 0;
+  int64_t last_metric = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    const int64_t metric = static_cast<int64_t>(
+        Sum(Scrape(), "kiq_records_materialized_total", {"store=\"order_count\""}));
+    kiq::v1::GetResponse response;
+    const grpc::Status status = client_->Get("order_count", "hot", &response);
+    ASSERT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+    int64_t got = 0;
+    if (response.found()) ASSERT_TRUE(absl::SimpleAtoi(response.entry().value(), &got));
+    ASSERT_LE(metric, got) << "the metric ran ahead of the committed count (check " << checks
+                           << ")";
+    last_metric = metric;
+    ++checks;
+    if (metric >= 1000) break;
+  }
+  std::move(join).Invoke();
+  EXPECT_GE(last_metric, 1000) << "not enough was materialized while checking (" << checks
+                               << " checks)";
+}
+
 TEST_F(OperationsTest, SigtermDuringQueriesFinishesThemAndWritesTheTombstone) {
   StartNode();
   Positions produced;
