@@ -419,7 +419,8 @@ void Ingestor::NoteLateRecords(const CompiledStore& store, int64_t n) {
 absl::Status Ingestor::ProduceChangelog(bool exact) {
   // Exact: every write in order, each naming its source record (someone subscribes, and a
   // standby replica must be able to replay what was pushed); else one folded write per key.
-  std::vector<Change> changes = exact ? batch_.writes() : batch_.Changes();
+  const std::vector<Change> folded = exact ? std::vector<Change>() : batch_.Changes();
+  const std::vector<Change>& changes = exact ? batch_.writes() : folded;
   // The last change of each (store, partition) carries the batch-end marker.
   absl::flat_hash_map<std::pair<int, int32_t>, size_t> last;
   for (size_t i = 0; i < changes.size(); ++i) {

@@ -304,8 +304,9 @@ absl::Status StandbyReplicator::Apply(const RdKafka::Message& m) {
     if (m.key_pointer() != nullptr) {
       record.key.emplace(static_cast<const char*>(m.key_pointer()), m.key_len());
     }
-    if (m.payload() != nullptr)
+    if (m.payload() != nullptr) {
       record.value.emplace(static_cast<const char*>(m.payload()), m.len());
+    }
     const CompiledSource& source = topology_->sources()[store.source];
     const bool misplaced =
         record.key && CompiledTopology::ExpectedPartition(source, *record.key) != p;

@@ -316,19 +316,12 @@ void SubscriptionHub::ReplicaApplied(std::vector<Change> changes,
   if (options_.replay_window <= absl::ZeroDuration()) return;
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
-  ExpireReplayLogs(now);  // an expired log must not take changes: it would skip the ones before
   absl::flat_hash_map<StorePartition, int64_t> from;
   for (const ReplicaProgress& at : progress) {
-    const StorePartition sp{at.store.index, at.partition.value()};
-    ReplayLog& log = replay_[sp];
-    if (log.end != at.from) {
-      log.start = at.from;
-      ClearLog(log);
-    }
-    log.until = std::max(log.until, now + options_.replay_window);
-    from[sp] = at.from;
+    // Expires the logs first: an expired one must not take changes (it lacks those before).
+    StartReplayLog({at.store.index, at.partition.value()}, at.from);
+    from[{at.store.index, at.partition.value()}] = at.from;
   }
-  recording_.store(static_cast<int64_t>(replay_.size()));
   for (Change& change : changes) {
     auto it = from.find({change.store.index, change.partition.value()});
     if (it != from.end() && change.offset >= it->second) Record(std::move(change), now);
