@@ -26,8 +26,11 @@ namespace {
 constexpr absl::Duration kPartialRetryBudget = absl::Seconds(1);
 
 // Between attempts at a partition that is moving, restoring or unreachable (the routing table
-// usually catches up within a few of these).
-constexpr ExponentialBackoff kRoutingBackoff{absl::Milliseconds(20), absl::Milliseconds(500)};
+// usually catches up within a few of these). Capped low: a warm handover makes a partition
+// unreadable for well under a second, and a 500 ms cap made the reads waiting on it answer up
+// to half a second after it was readable again (an attempt costs a local check or a call that
+// fails fast).
+constexpr ExponentialBackoff kRoutingBackoff{absl::Milliseconds(20), absl::Milliseconds(100)};
 
 std::optional<std::string> Bound(const std::string& text, const std::string& bytes) {
   if (!bytes.empty()) return bytes;
