@@ -213,6 +213,9 @@ FieldPath::FieldPath(std::string path) : name_(std::move(path)) {
 const rapidjson::Value* FieldPath::Find(const rapidjson::Value& root) const {
   const rapidjson::Value* current = &root;
   for (const std::string& segment : segments_) {
+    // A field of a null (the missing side of a left join, an optional record) is null, as in
+    // SQL; a field of a number or string does not exist.
+    if (current->IsNull()) return current;
     if (!current->IsObject()) return nullptr;
     auto it =
         current->FindMember(rapidjson::Value(rapidjson::StringRef(segment.data(), segment.size())));
@@ -227,6 +230,14 @@ std::string FieldPath::Describe() const {
 }
 
 absl::StatusOr<Scalar> ReadField(const FieldPath& path, absl::string_view value, LazyJson* json) {
+  absl::StatusOr<std::optional<Scalar>> found = ReadOptionalField(path, value, json);
+  if (!found.ok()) return found.status();
+  if (!*found) return absl::InvalidArgumentError(absl::StrCat(path.Describe(), " is missing"));
+  return **found;
+}
+
+absl::StatusOr<std::optional<Scalar>> ReadOptionalField(const FieldPath& path,
+                                                        absl::string_view value, LazyJson* json) {
   Scalar scalar;
   if (json == nullptr) {
     // Validation only allows the whole value of a non-JSON source.
@@ -240,9 +251,7 @@ absl::StatusOr<Scalar> ReadField(const FieldPath& path, absl::string_view value,
   const rapidjson::Value* root = json->Root();
   if (root == nullptr) return json->error();
   scalar.json = path.Find(*root);
-  if (scalar.json == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(path.Describe(), " is missing"));
-  }
+  if (scalar.json == nullptr) return std::nullopt;
   return scalar;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,8 +79,9 @@ class FieldPath {
 
   const std::string& name() const { return name_; }
   bool whole_value() const { return segments_.empty(); }
-  // The value at this path under `root`, or nullptr if some segment is missing or its parent
-  // is not an object.
+  // The value at this path under `root`; a JSON null if a segment on the way is null (a field
+  // of a null is null, as in SQL); nullptr if some segment is missing or its parent is not an
+  // object.
   const rapidjson::Value* Find(const rapidjson::Value& root) const;
   // "field points" or "the value", for error messages.
   std::string Describe() const;
@@ -100,6 +102,9 @@ struct Scalar {
 // other formats, whose whole value is taken as text). INVALID_ARGUMENT with a reason naming the
 // field when the field is missing or the value is not JSON.
 absl::StatusOr<Scalar> ReadField(const FieldPath& path, absl::string_view value, LazyJson* json);
+// As ReadField, but a missing field is nullopt rather than an error.
+absl::StatusOr<std::optional<Scalar>> ReadOptionalField(const FieldPath& path,
+                                                        absl::string_view value, LazyJson* json);
 
 // Numeric casts, as ksqlDB's CAST: a JSON number, or a JSON or plain string that parses fully
 // as the type. INVALID_ARGUMENT naming the field otherwise ("field points is not a number:

@@ -378,11 +378,37 @@ void CheckGroupBy(const Store& store, const std::string& path, const TopologyInd
                      " has value_format bytes"));
     return;
   }
-  if (store.group_by().field().empty() && format == kiq::v1::FORMAT_JSON) {
-    Add(problems, path + ".field", "required; the JSON field whose value becomes the key");
+  const kiq::v1::GroupBy& group_by = store.group_by();
+  const int set = (group_by.field().empty() ? 0 : 1) + (group_by.fields().empty() ? 0 : 1) +
+                  (group_by.constant().empty() ? 0 : 1);
+  if (set > 1) {
+    Add(problems, path, "set only one of field, fields and constant");
     return;
   }
-  CheckFieldPath(store.group_by().field(), path + ".field", store, format, problems);
+  if (!group_by.separator().empty() && group_by.fields().empty()) {
+    Add(problems, path + ".separator", "only with fields (it joins their values)");
+  }
+  if (!group_by.constant().empty()) return;
+  if (!group_by.fields().empty()) {
+    if (group_by.fields_size() < 2) {
+      Add(problems, path + ".fields", "needs two or more paths (use field for one)");
+    }
+    for (int i = 0; i < group_by.fields_size(); ++i) {
+      const std::string field_path = absl::StrCat(path, ".fields[", i, "]");
+      if (group_by.fields(i).empty()) {
+        Add(problems, field_path, "empty; each is a JSON field whose value is part of the key");
+        continue;
+      }
+      CheckFieldPath(group_by.fields(i), field_path, store, format, problems);
+    }
+    return;
+  }
+  if (group_by.field().empty() && format == kiq::v1::FORMAT_JSON) {
+    Add(problems, path + ".field",
+        "required (or fields, or constant); the JSON field whose value becomes the key");
+    return;
+  }
+  CheckFieldPath(group_by.field(), path + ".field", store, format, problems);
 }
 
 const StoreKindRule* FindStoreKindRule(Store::KindCase kind) {

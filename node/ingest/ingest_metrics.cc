@@ -23,6 +23,11 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                         .Help("Records dropped from a window after its grace period, by store "
                               "(once per record and window).")
                         .Register(registry)),
+      null_key_records_(prometheus::BuildCounter()
+                            .Name("kiq_null_key_records_total")
+                            .Help("Records a group_by store dropped because their key was null "
+                                  "or missing, by store (as ksqlDB drops null GROUP BY keys).")
+                            .Register(registry)),
       wrong_partition_(prometheus::BuildCounter()
                            .Name("kiq_wrong_partition_records_total")
                            .Help("Records whose key maps to another partition, by topic.")
@@ -145,6 +150,10 @@ void IngestMetrics::RepartitionDuplicate(absl::string_view store) {
 
 void IngestMetrics::LateRecords(absl::string_view store, int64_t n) {
   late_records_.Add({{"store", std::string(store)}}).Increment(static_cast<double>(n));
+}
+
+void IngestMetrics::NullKeyRecords(absl::string_view store, int64_t n) {
+  null_key_records_.Add({{"store", std::string(store)}}).Increment(static_cast<double>(n));
 }
 
 void IngestMetrics::WrongPartition(absl::string_view topic) {

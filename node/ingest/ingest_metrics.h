@@ -25,6 +25,7 @@ class IngestMetrics {
   prometheus::Counter& Materialized(absl::string_view store, int32_t partition);
   void BadRecord(absl::string_view store, absl::string_view reason);
   void LateRecords(absl::string_view store, int64_t n);
+  void NullKeyRecords(absl::string_view store, int64_t n);
   void WrongPartition(absl::string_view topic);
   // A repartition record dropped as a re-forwarded duplicate (group_by).
   void RepartitionDuplicate(absl::string_view store);
@@ -57,6 +58,7 @@ class IngestMetrics {
   prometheus::Family<prometheus::Counter>& materialized_;
   prometheus::Family<prometheus::Counter>& bad_records_;
   prometheus::Family<prometheus::Counter>& late_records_;
+  prometheus::Family<prometheus::Counter>& null_key_records_;
   prometheus::Family<prometheus::Counter>& wrong_partition_;
   prometheus::Family<prometheus::Counter>& repartition_duplicates_;
   prometheus::Family<prometheus::Counter>& rebalances_;

@@ -380,11 +380,10 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
       }
     } else if (!s.ok()) {
       return s;
-    } else if (!store.internal && !duplicate) {
-      if (const int64_t late = topology_.TakeLateRecords(index); late > 0) {
-        if (options_.metrics != nullptr) options_.metrics->LateRecords(store.info.name, late);
-        NoteLateRecords(store, late);
-      }
+    } else if (store.internal) {
+      NoteDrops(index, topology_.stores()[store.grouped]);
+    } else if (!duplicate) {
+      NoteDrops(index, store);
       // Counted once committed: the metric must not run ahead of what a Get sees.
       if (options_.metrics != nullptr) ++materialized_[{index, record.partition.value()}].staged;
     }
@@ -400,20 +399,41 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   return absl::OkStatus();
 }
 
-void Ingestor::NoteLateRecords(const CompiledStore& store, int64_t n) {
-  LateSummary& late = late_[store.handle.index];
-  late.pending += n;
-  const absl::Time now = absl::Now();
-  if (now - late.logged_at < absl::Minutes(1)) return;
-  spdlog::warn(
-      "store {}: {} record-window pairs dropped as late since {} (they came after their "
-      "window's end + grace, in stream time; kiq_late_records_total counts them): if records "
-      "arrive this much out of order, raise the store's window.grace",
-      store.info.name, late.pending,
-      late.logged_at == absl::InfinitePast() ? std::string("the start")
-                                             : absl::FormatDuration(now - late.logged_at) + " ago");
-  late.pending = 0;
-  late.logged_at = now;
+void Ingestor::NoteDrops(int index, const CompiledStore& store) {
+  // Whether a summary is due (at most once a minute), with "since when" for its text.
+  auto due = [](DropSummary& summary, int64_t n) -> std::optional<std::string> {
+    summary.pending += n;
+    const absl::Time now = absl::Now();
+    if (now - summary.logged_at < absl::Minutes(1)) return std::nullopt;
+    std::string since = summary.logged_at == absl::InfinitePast()
+                            ? std::string("the start")
+                            : absl::FormatDuration(now - summary.logged_at) + " ago";
+    summary.logged_at = now;
+    return since;
+  };
+  if (const int64_t late = topology_.TakeLateRecords(index); late > 0) {
+    if (options_.metrics != nullptr) options_.metrics->LateRecords(store.info.name, late);
+    DropSummary& summary = late_[store.handle.index];
+    if (std::optional<std::string> since = due(summary, late)) {
+      spdlog::warn(
+          "store {}: {} record-window pairs dropped as late since {} (they came after their "
+          "window's end + grace, in stream time; kiq_late_records_total counts them): if "
+          "records arrive this much out of order, raise the store's window.grace",
+          store.info.name, summary.pending, *since);
+      summary.pending = 0;
+    }
+  }
+  if (const int64_t null_keys = topology_.TakeNullKeyRecords(index); null_keys > 0) {
+    if (options_.metrics != nullptr) options_.metrics->NullKeyRecords(store.info.name, null_keys);
+    DropSummary& summary = null_keys_[store.handle.index];
+    if (std::optional<std::string> since = due(summary, null_keys)) {
+      spdlog::info(
+          "store {}: {} records dropped since {} because their group_by key was null or missing "
+          "(kiq_null_key_records_total counts them)",
+          store.info.name, summary.pending, *since);
+      summary.pending = 0;
+    }
+  }
 }
 
 absl::Status Ingestor::ProduceChangelog(bool exact) {

@@ -145,8 +145,9 @@ class Ingestor {
   // (`exact`: every write, not one per key; see SubscriptionHub::CommitAndPublish), then opens
   // the position bracket of the commit.
   absl::Status WriteAhead(bool exact);
-  // Counts `n` records `store` dropped as late, logging the count at most once a minute.
-  void NoteLateRecords(const CompiledStore& store, int64_t n);
+  // Counts the records `store` dropped (late for a window, or with a null group_by key) since
+  // the last call, in the metrics and in a log line at most once a minute per store and kind.
+  void NoteDrops(int index, const CompiledStore& store);
   absl::Status ProduceChangelog(bool exact);
   // Pauses the partitions of streams that join a table still catching up on them, so that no
   // record is joined with a table that is not yet complete (Kafka Streams restores tables
@@ -217,12 +218,14 @@ class Ingestor {
     int64_t staged = 0;
   };
   absl::flat_hash_map<std::pair<int, int32_t>, Materialized> materialized_;
-  // Per store index: late drops not yet logged, and when they last were.
-  struct LateSummary {
+  // Per store index: drops (late records, null group_by keys) not yet logged, and when they
+  // last were.
+  struct DropSummary {
     int64_t pending = 0;
     absl::Time logged_at = absl::InfinitePast();
   };
-  absl::flat_hash_map<int, LateSummary> late_;
+  absl::flat_hash_map<int, DropSummary> late_;
+  absl::flat_hash_map<int, DropSummary> null_keys_;
   std::atomic<bool> stop_{false};
   // Ingestion thread only: Run ended on a fatal error (the final revoke keeps the partitions).
   bool failed_ = false;

@@ -158,17 +158,23 @@ absl::Status CompiledTopology::Join(const CompiledStore& store, const Record& re
                                     StagedBatch& batch) {
   const CompiledStore& table = stores_[store.join_table];
   // The table as this batch sees it: a customer updated earlier in the same batch is joined
-  // with its new value, as if the records had been processed one by one.
-  absl::StatusOr<const std::optional<std::string>*> current =
-      batch.Read(table.handle, record.partition, *record.key);
-  if (!current.ok()) return current.status();
+  // with its new value, as if the records had been processed one by one. A null key matches
+  // no row (SQL): the table side is null.
+  static const std::optional<std::string> kNoRow;
+  const std::optional<std::string>* row = &kNoRow;
+  if (record.key) {
+    absl::StatusOr<const std::optional<std::string>*> current =
+        batch.Read(table.handle, record.partition, *record.key);
+    if (!current.ok()) return current.status();
+    row = *current;
+  }
   join_value_.clear();
   join_value_.push_back('{');
   AppendJoinSide(join_value_, store.join_source_as, record.value,
                  plan_.sources()[store.source].spec.value_format());
   join_value_.push_back(',');
   std::optional<absl::string_view> right;
-  if (**current) right = absl::string_view(***current);
+  if (*row) right = absl::string_view(**row);
   AppendJoinSide(join_value_, store.join_table_as, right,
                  plan_.sources()[table.source].spec.value_format());
   join_value_.push_back('}');
@@ -181,13 +187,18 @@ int64_t CompiledTopology::TakeLateRecords(int store_index) {
   return store.processor ? store.processor->TakeLateRecords() : 0;
 }
 
+int64_t CompiledTopology::TakeNullKeyRecords(int store_index) {
+  CompiledStore& store = stores_[store_index];
+  return store.processor ? store.processor->TakeNullKeyRecords() : 0;
+}
+
 absl::Status CompiledTopology::Process(const Record& record, int store_index, StagedBatch& batch) {
   CompiledStore& store = stores_[store_index];
   absl::Status s;
-  if (store.join_table >= 0 && record.key && record.value) {
-    // Left join: every record goes on, with null for a key the table does not have. A null
-    // key cannot be looked up and a null value (a tombstone) has nothing to enrich: both go on
-    // as they are, for the kind to judge.
+  if (store.join_table >= 0 && record.value) {
+    // Left join: every record goes on, with null for a key the table does not have (or a null
+    // key: a group_by may still re-key it). A null value (a tombstone) has nothing to enrich:
+    // it goes on as it is, for the kind to judge.
     s = Join(store, record, batch);
     if (s.ok()) {
       Record joined = record;

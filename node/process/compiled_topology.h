@@ -77,6 +77,8 @@ class CompiledTopology {
 
   // Record–window pairs the store dropped as late since the last call. Ingestion thread only.
   int64_t TakeLateRecords(int store_index);
+  // Records the first stage of a group_by store dropped for a null key since the last call.
+  int64_t TakeNullKeyRecords(int store_index);
 
   // Every changelog and repartition topic, with the partition count it must have.
   std::vector<InternalTopic> InternalTopics() const { return plan_.InternalTopics(); }

@@ -88,6 +88,10 @@ class FieldProcessor : public Processor {
   absl::StatusOr<Scalar> Read(const Record& record, const FieldPath& path) const {
     return ReadField(path, *record.value, json_source_ ? record.json : nullptr);
   }
+  absl::StatusOr<std::optional<Scalar>> ReadOptional(const Record& record,
+                                                     const FieldPath& path) const {
+    return ReadOptionalField(path, *record.value, json_source_ ? record.json : nullptr);
+  }
 
  private:
   const bool json_source_;
@@ -126,6 +130,8 @@ class NumberProcessor final : public FieldProcessor {
     if (absl::Status s = CheckKeyAndValue(record); !s.ok()) return s;
     absl::StatusOr<Scalar> scalar = Read(record, path_);
     if (!scalar.ok()) return scalar.status();
+    // SUM, MIN and MAX skip nulls, as in SQL (e.g. a field of a left join's missing side).
+    if (scalar->json != nullptr && scalar->json->IsNull()) return absl::OkStatus();
     absl::StatusOr<T> x = Convert(*scalar, path_, static_cast<T*>(nullptr));
     if (!x.ok()) return x.status();
     absl::StatusOr<const std::optional<std::string>*> current =
@@ -253,6 +259,11 @@ class FilterProcessor final : public FieldProcessor {
         table_(table),
         inner_(std::move(inner)) {}
 
+  // What the stage behind the filter counted (a windowed store's late records, a group_by's
+  // null keys).
+  int64_t TakeLateRecords() override { return inner_->TakeLateRecords(); }
+  int64_t TakeNullKeyRecords() override { return inner_->TakeNullKeyRecords(); }
+
  protected:
   absl::Status ProcessParsed(const Record& record, StagedBatch& batch) override {
     if (!record.value) return inner_->Process(record, batch);
@@ -294,6 +305,8 @@ class FilterProcessor final : public FieldProcessor {
     absl::StatusOr<Scalar> scalar = Read(record, p.path);
     if (!scalar.ok()) return scalar.status();
     const rapidjson::Value* json = scalar->json;
+    // SQL: a comparison with null is unknown, so the record does not match (whatever the op).
+    if (json != nullptr && json->IsNull()) return false;
     switch (p.value_case) {
       case kiq::v1::Comparison::kStringValue: {
         absl::string_view text = scalar->text;
@@ -331,32 +344,41 @@ class FilterProcessor final : public FieldProcessor {
 };
 
 // The first half of a group_by store (Kafka Streams' groupBy + repartition): re-keys each
-// record by a field and forwards it to the partition of the repartition topic that the new key
-// maps to; the second half (the store's kind) consumes that topic.
+// record by a field, several fields or a constant, and forwards it to the partition of the
+// repartition topic that the new key maps to; the second half (the store's kind) consumes that
+// topic. A record whose key would be null (a field null or missing: ksqlDB drops null GROUP BY
+// keys) is dropped and counted, not dead-lettered: with a left join, such records are expected.
 class RepartitionProcessor final : public FieldProcessor {
  public:
-  RepartitionProcessor(std::string topic, int32_t partitions, const std::string& field,
+  RepartitionProcessor(std::string topic, int32_t partitions, const kiq::v1::GroupBy& group_by,
                        bool json_source)
       : FieldProcessor(json_source),
         topic_(std::move(topic)),
         partitions_(partitions),
-        field_(field) {}
+        constant_(group_by.constant()),
+        separator_(group_by.separator().empty() ? "|" : group_by.separator()) {
+    if (group_by.fields().empty()) {
+      if (constant_.empty()) fields_.emplace_back(group_by.field());
+    } else {
+      for (const std::string& field : group_by.fields()) fields_.emplace_back(field);
+    }
+  }
+
+  int64_t TakeNullKeyRecords() override { return std::exchange(null_keys_, 0); }
 
  protected:
   absl::Status ProcessParsed(const Record& record, StagedBatch& batch) override {
     if (!record.value) return absl::InvalidArgumentError("null value");
-    absl::StatusOr<Scalar> scalar = Read(record, field_);
-    if (!scalar.ok()) return scalar.status();
-    std::string key;
-    if (scalar->json == nullptr) {
-      key = std::string(scalar->text);
-    } else if (scalar->json->IsString()) {
-      key.assign(scalar->json->GetString(), scalar->json->GetStringLength());
-    } else if (scalar->json->IsNumber() || scalar->json->IsBool()) {
-      key = ToJsonText(*scalar->json);
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field_.Describe(), " cannot be a key: ", DescribeJson(*scalar->json)));
+    std::string key = constant_;
+    for (size_t i = 0; i < fields_.size(); ++i) {
+      absl::StatusOr<std::optional<std::string>> part = KeyPart(record, fields_[i]);
+      if (!part.ok()) return part.status();
+      if (!*part) {
+        ++null_keys_;
+        return absl::OkStatus();
+      }
+      if (i > 0) key += separator_;
+      key += **part;
     }
     ForwardedRecord out;
     out.topic = topic_;
@@ -372,9 +394,28 @@ class RepartitionProcessor final : public FieldProcessor {
   }
 
  private:
+  // The key text of one field (a string as is, a number or bool as its JSON text); nullopt
+  // for a null or missing field.
+  absl::StatusOr<std::optional<std::string>> KeyPart(const Record& record,
+                                                     const FieldPath& field) const {
+    absl::StatusOr<std::optional<Scalar>> scalar = ReadOptional(record, field);
+    if (!scalar.ok()) return scalar.status();
+    if (!*scalar) return std::nullopt;
+    const rapidjson::Value* json = (*scalar)->json;
+    if (json == nullptr) return std::string((*scalar)->text);
+    if (json->IsNull()) return std::nullopt;
+    if (json->IsString()) return std::string(json->GetString(), json->GetStringLength());
+    if (json->IsNumber() || json->IsBool()) return ToJsonText(*json);
+    return absl::InvalidArgumentError(
+        absl::StrCat(field.Describe(), " cannot be a key: ", DescribeJson(*json)));
+  }
+
   const std::string topic_;
   const int32_t partitions_;
-  const FieldPath field_;
+  const std::string constant_;
+  const std::string separator_;
+  std::vector<FieldPath> fields_;
+  int64_t null_keys_ = 0;
 };
 
 // Aggregates per time window: each record goes to `inner` once per window that contains its
@@ -570,7 +611,7 @@ std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
                                                     int32_t partitions) {
   const bool json = value_format == kiq::v1::FORMAT_JSON;
   std::unique_ptr<Processor> processor = std::make_unique<RepartitionProcessor>(
-      std::move(topic), partitions, store.group_by().field(), json);
+      std::move(topic), partitions, store.group_by(), json);
   if (store.has_filter()) {
     processor = std::make_unique<FilterProcessor>(store.filter(), json, /*table=*/false,
                                                   std::move(processor));

@@ -25,6 +25,9 @@ class Processor {
   // Record–window pairs dropped as too late (after their window's grace period) since the
   // last call; windowed stores only.
   virtual int64_t TakeLateRecords() { return 0; }
+  // Records dropped because their group_by key was null or missing, since the last call; the
+  // first stage of a group_by store only.
+  virtual int64_t TakeNullKeyRecords() { return 0; }
 };
 
 // Builds the processor of `store` (validated by ValidateTopology) over its column family
@@ -36,7 +39,7 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
                                                          const StoreEngine* engine = nullptr);
 
 // The first half of a group_by store: applies its filter to records of `value_format`, reads
-// the group_by field and forwards each record under that key to `topic` (the repartition topic,
+// the group_by key (field, fields or constant) and forwards each record under that key to `topic` (the repartition topic,
 // `partitions` partitions, murmur2) through StagedBatch::Forward.
 std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
                                                     kiq::v1::Format value_format, std::string topic,

@@ -1,6 +1,7 @@
 // The order-count example (examples/order-count/topology.yaml): a customers table, orders
 // left-joined with it into a table and a count per user, and a count per customer name through
-// a repartition topic (group_by). Every store is compared with a truth recomputed here from the
+// a repartition topic (group_by), per name and food (group_by on two fields) and over all
+// orders (group_by a constant). Every store is compared with a truth recomputed here from the
 // generated records, on one node and through a 3-node cluster with a node killed (-9) while
 // orders flow, which makes the killed node's partitions move and re-forward what it had not
 // committed: the grouped count must still be exact.
@@ -8,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,7 +33,11 @@ std::vector<std::pair<std::string, int>> OrderCountTopics() {
           {"orders", kPartitions},
           {"order-count-order_count-changelog", kPartitions},
           {"order-count-orders_per_name-changelog", kPartitions},
-          {"order-count-orders_per_name-repartition", kPartitions}};
+          {"order-count-orders_per_name-repartition", kPartitions},
+          {"order-count-orders_per_name_and_food-changelog", kPartitions},
+          {"order-count-orders_per_name_and_food-repartition", kPartitions},
+          {"order-count-all_orders-changelog", kPartitions},
+          {"order-count-all_orders-repartition", kPartitions}};
 }
 
 std::string JsonString(const std::string& s) { return absl::StrCat("\"", s, "\""); }
@@ -72,8 +78,10 @@ class JoinTest : public KafkaFixture {
         R"({"order":)", JsonString(food), R"(,"customer":)",
         customer == customers_.end() ? std::string("null") : JsonString(customer->second), "}");
     ++order_count_[user];
+    ++all_orders_["all"];
     if (customer != customers_.end()) {
       ++orders_per_name_[customer->second];
+      ++orders_per_name_and_food_[absl::StrCat(customer->second, "|", food)];
     } else {
       ++unknown_customer_orders_;
     }
@@ -93,21 +101,27 @@ class JoinTest : public KafkaFixture {
         << AllLogs();
   }
 
-  // The grouped store is positioned on its repartition topic, not on orders: wait for its
-  // contents instead (every order of a known customer counted, by name).
+  // The grouped stores are positioned on their repartition topics, not on orders: wait for
+  // their contents instead (every order of a known customer counted by name, and by name and
+  // food; every order in all_orders).
   void WaitForGroupedCounts(const std::string& via) {
-    Entries last;
-    const bool reached = WaitFor(
-        [&] {
-          grpc::Status status;
-          last = clients_[via]->Scan("orders_per_name", 100, "", "", nullptr, &status);
-          return status.ok() && last == AsEntries(orders_per_name_);
-        },
-        absl::Seconds(90));
-    EXPECT_TRUE(reached) << "orders_per_name via " << via << " never matched the truth; last "
-                         << ::testing::PrintToString(last) << "\nexpected "
-                         << ::testing::PrintToString(AsEntries(orders_per_name_)) << "\n"
-                         << AllLogs();
+    for (const auto& [store, truth] :
+         {std::pair<std::string, Entries>("orders_per_name", AsEntries(orders_per_name_)),
+          {"orders_per_name_and_food", AsEntries(orders_per_name_and_food_)},
+          {"all_orders", AsEntries(all_orders_)}}) {
+      Entries last;
+      const bool reached = WaitFor(
+          [&] {
+            grpc::Status status;
+            last = clients_[via]->Scan(store, 100, "", "", nullptr, &status);
+            return status.ok() && last == truth;
+          },
+          absl::Seconds(90));
+      EXPECT_TRUE(reached) << store << " via " << via << " never matched the truth; last "
+                           << ::testing::PrintToString(last) << "\nexpected "
+                           << ::testing::PrintToString(truth) << "\n"
+                           << AllLogs();
+    }
   }
 
   void ExpectEveryStoreExact(const std::string& via) {
@@ -150,6 +164,8 @@ class JoinTest : public KafkaFixture {
   std::map<std::string, std::string> last_order_;
   std::map<std::string, int64_t> order_count_;
   std::map<std::string, int64_t> orders_per_name_;
+  std::map<std::string, int64_t> orders_per_name_and_food_;
+  std::map<std::string, int64_t> all_orders_;
   int64_t unknown_customer_orders_ = 0;
   TestProducer::Delivered last_delivered_;
 };
@@ -198,12 +214,37 @@ TEST_F(JoinTest, OneNodeJoinsCountsAndGroupsExactly) {
       << AllLogs();
   WaitForGroupedCounts("n1");  // unchanged
 
-  // Orders of unknown customers have no name to group by: dead-lettered for that store only.
+  // Orders of unknown customers have no name to group by: dropped and counted for each store
+  // grouped by the name (ksqlDB drops null GROUP BY keys), never dead-lettered.
   ASSERT_GT(unknown_customer_orders_, 0);
   WaitForGroupedCounts("n1");  // every order went through the first stage
-  std::vector<ConsumedRecord> letters = ConsumeAll(bootstrap_servers(), Topic("order-count-dlq"),
-                                                   unknown_customer_orders_ + 1, absl::Seconds(5));
-  EXPECT_EQ(static_cast<int64_t>(letters.size()), unknown_customer_orders_);
+  const std::string metrics = ScrapeMetrics(nodes_["n1"]->http_port());
+  EXPECT_EQ(MetricSum(metrics, "kiq_null_key_records_total", store), unknown_customer_orders_);
+  EXPECT_EQ(MetricSum(metrics, "kiq_null_key_records_total",
+                      {"store=\"orders_per_name_and_food\""}),
+            unknown_customer_orders_);
+  EXPECT_EQ(MetricSum(metrics, "kiq_null_key_records_total", {"store=\"all_orders\""}), 0);
+  // A null-keyed order is joined with no customer: all_orders counts it, the names drop it.
+  ASSERT_OK(producer_->ProduceNullKey(Topic("orders"), "tea"));
+  ++all_orders_["all"];
+  ++unknown_customer_orders_;
+  WaitForGroupedCounts("n1");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return MetricSum(ScrapeMetrics(nodes_["n1"]->http_port()), "kiq_null_key_records_total",
+                         store) == unknown_customer_orders_;
+      },
+      absl::Seconds(30)))
+      << AllLogs();
+  // Dead letters: only the null-keyed order, for the stores that keep the record key.
+  std::multiset<std::string> letters;
+  for (const ConsumedRecord& letter :
+       ConsumeAll(bootstrap_servers(), Topic("order-count-dlq"), 3, absl::Seconds(3))) {
+    for (const auto& [name, value] : letter.headers) {
+      if (name == "kiq.store") letters.insert(value);
+    }
+  }
+  EXPECT_THAT(letters, ::testing::UnorderedElementsAre("last_order", "order_count"));
 
   // A restart on the same data (kill -9) keeps every store, and what follows adds up.
   nodes_["n1"]->process().Kill();

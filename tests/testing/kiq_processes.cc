@@ -241,6 +241,16 @@ absl::StatusOr<TestProducer::Delivered> TestProducer::Produce(
   return AwaitDelivery(result);
 }
 
+absl::StatusOr<TestProducer::Delivered> TestProducer::ProduceNullKey(const std::string& topic,
+                                                                     const std::string& value) {
+  std::pair<Delivered, RdKafka::ErrorCode> result{{}, RdKafka::ERR__IN_PROGRESS};
+  RdKafka::ErrorCode err = producer_->produce(
+      topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+      const_cast<char*>(value.data()), value.size(), nullptr, 0, 0, &result);
+  if (err != RdKafka::ERR_NO_ERROR) return absl::UnavailableError(RdKafka::err2str(err));
+  return AwaitDelivery(result);
+}
+
 absl::StatusOr<TestProducer::Delivered> TestProducer::ProduceWithHeaders(
     const std::string& topic, const std::string& key, const std::string& value,
     const std::vector<std::pair<std::string, std::string>>& headers) {

@@ -120,6 +120,8 @@ class TestProducer {
   absl::StatusOr<Delivered> Produce(const std::string& topic, const std::string& key,
                                     const std::optional<std::string>& value,
                                     int64_t timestamp_ms = 0);
+  // A record with a null key (a random partition, as Java's producer picks for null keys).
+  absl::StatusOr<Delivered> ProduceNullKey(const std::string& topic, const std::string& value);
   // Produce with record headers (e.g. to imitate kiq's own internal records).
   absl::StatusOr<Delivered> ProduceWithHeaders(
       const std::string& topic, const std::string& key, const std::string& value,

@@ -755,7 +755,24 @@ TEST(ParseTopologyTest, JoinAndGroupByMistakesAreRefusedWithTheirPath) {
        "count, sum, min, max or latest"},
       {"group_by without a field on JSON",
        sources + "stores: [{name: c, source: customers, count: {}, group_by: {}}]",
-       "t.yaml: stores[0].group_by.field: required; the JSON field whose value becomes the key"},
+       "t.yaml: stores[0].group_by.field: required (or fields, or constant); the JSON field "
+       "whose value becomes the key"},
+      {"group_by with a field and a constant",
+       sources + "stores: [{name: c, source: customers, count: {},"
+                 " group_by: {field: city, constant: all}}]",
+       "t.yaml: stores[0].group_by: set only one of field, fields and constant"},
+      {"group_by on one of fields",
+       sources + "stores: [{name: c, source: customers, count: {}, group_by: {fields: [city]}}]",
+       "t.yaml: stores[0].group_by.fields: needs two or more paths (use field for one)"},
+      {"group_by on a bad path of fields",
+       sources + "stores: [{name: c, source: customers, count: {},"
+                 " group_by: {fields: [city, \"a..b\"]}}]",
+       "t.yaml: stores[0].group_by.fields[1]: \"a..b\" is not a field path: expected names "
+       "separated by single dots, e.g. \"points\" or \"customer.id\""},
+      {"group_by separator without fields",
+       sources + "stores: [{name: c, source: customers, count: {},"
+                 " group_by: {field: city, separator: \"/\"}}]",
+       "t.yaml: stores[0].group_by.separator: only with fields (it joins their values)"},
       {"group_by a path of a string source",
        sources + "stores: [{name: c, source: orders, count: {}, group_by: {field: city}}]",
        "t.yaml: stores[0].group_by.field: a field path needs a JSON source; source \"orders\" "

@@ -106,6 +106,68 @@ TEST_F(AggregateProcessorTest, SumInt64CastsStringsAndSkipsBadRecords) {
   EXPECT_THAT(StoredInt("other"), Optional(5));
 }
 
+// SQL's nulls: a field of a null (the missing side of a left join) is null; SUM, MIN and MAX
+// skip nulls and a comparison with null matches nothing. A missing field stays a bad record.
+TEST_F(AggregateProcessorTest, NullsAreSkippedByNumbersAndMatchNoFilter) {
+  Make(R"pb(sum { field: "customer.points" })pb");
+  ASSERT_OK(Apply(R"({"customer": {"points": 4}})"));
+  ASSERT_OK(Apply(R"({"customer": null})"));
+  ASSERT_OK(Apply(R"({"customer": {"points": null}})"));
+  EXPECT_THAT(Apply(R"({"customer": {}})"), IsBad("field customer.points is missing"));
+  EXPECT_THAT(Apply(R"({"customer": 3})"), IsBad("field customer.points is missing"));
+  ASSERT_OK(Apply(R"({"customer": {"points": 6}})"));
+  EXPECT_THAT(StoredInt(), Optional(10));
+
+  processor_.reset();
+  Make(R"pb(count {}
+            filter { any { compare { field: "c.tier" op: OP_NE string_value: "gold" } } })pb");
+  ASSERT_OK(Apply(R"({"c": {"tier": "silver"}})", "x"));  // counted
+  ASSERT_OK(Apply(R"({"c": {"tier": "gold"}})", "x"));
+  ASSERT_OK(Apply(R"({"c": null})", "x"));               // null != "gold" is unknown: no match
+  ASSERT_OK(Apply(R"({"c": {"tier": null}})", "x"));
+  EXPECT_THAT(StoredInt("x"), Optional(1));
+}
+
+// The first stage of a group_by: the key of each forwarded record from a field, several fields
+// or a constant; null or missing keys are dropped and counted, not bad.
+TEST_F(AggregateProcessorTest, GroupByForwardsUnderTheKeyAndDropsNullKeys) {
+  auto forward_keys = [&](const std::string& text, const std::vector<std::string>& values) {
+    processor_ = MakeRepartitionProcessor(StoreFromText(text), kiq::v1::FORMAT_JSON, "r", 6);
+    batch_->Clear();
+    for (const std::string& v : values) EXPECT_OK(Apply(v));
+    std::vector<std::string> keys;
+    for (const ForwardedRecord& f : batch_->forwards()) keys.push_back(f.key);
+    return keys;
+  };
+  const std::vector<std::string> values = {
+      R"({"c": {"name": "Ann", "age": 7}})", R"({"c": null})", R"({"c": {"name": null}})",
+      R"({"x": 1})", R"({"c": {"name": true, "age": 2.5}})"};
+  EXPECT_THAT(forward_keys(R"pb(count {} group_by { field: "c.name" })pb", values),
+              ::testing::ElementsAre("Ann", "true"));
+  EXPECT_EQ(processor_->TakeNullKeyRecords(), 3);
+  EXPECT_EQ(processor_->TakeNullKeyRecords(), 0);
+  EXPECT_THAT(forward_keys(R"pb(count {} group_by { fields: "c.name" fields: "c.age" })pb", values),
+              ::testing::ElementsAre("Ann|7", "true|2.5"));
+  EXPECT_EQ(processor_->TakeNullKeyRecords(), 3);
+  EXPECT_THAT(forward_keys(R"pb(count {}
+                                group_by { fields: "c.age" fields: "c.name" separator: "/" })pb",
+                           values),
+              ::testing::ElementsAre("7/Ann", "2.5/true"));
+  EXPECT_THAT(forward_keys(R"pb(count {} group_by { constant: "all" })pb", values),
+              ::testing::ElementsAre("all", "all", "all", "all", "all"));
+  EXPECT_EQ(processor_->TakeNullKeyRecords(), 0);
+  // Behind a filter, the count still comes through.
+  EXPECT_THAT(forward_keys(R"pb(count {} group_by { field: "c.name" }
+                                filter { all { compare { field: "x" op: OP_NE number_value: 1 } } })pb",
+                           {R"({"c": null, "x": 2})", R"({"c": {"name": "B"}, "x": 2})"}),
+              ::testing::ElementsAre("B"));
+  EXPECT_EQ(processor_->TakeNullKeyRecords(), 1);
+  // An object is no key: a bad record.
+  processor_ = MakeRepartitionProcessor(StoreFromText(R"pb(count {} group_by { field: "c" })pb"),
+                                        kiq::v1::FORMAT_JSON, "r", 6);
+  EXPECT_THAT(Apply(R"({"c": {"name": "Ann"}})"), IsBad(R"(field c cannot be a key: an object)"));
+}
+
 TEST_F(AggregateProcessorTest, SumInt64OverflowIsABadRecordAndKeepsTheSum) {
   Make(R"pb(sum { field: "n" type: NUMBER_TYPE_INT64 })pb");
   ASSERT_OK(Apply(R"({"n": 9223372036854775806})"));
@@ -146,7 +208,8 @@ TEST_F(AggregateProcessorTest, MinAndMaxKeepTheExtremes) {
   ASSERT_OK(Apply(R"({"x": -4})", "m"));
   ASSERT_OK(Apply(R"({"x": 2.25})", "m"));
   ASSERT_OK(Apply(R"({"x": 2})", "m"));
-  EXPECT_THAT(Apply(R"({"x": null})", "m"), IsBad("field x is not a number: null"));
+  ASSERT_OK(Apply(R"({"x": null})", "m"));  // skipped, as SQL's MAX skips nulls
+  EXPECT_THAT(Apply(R"({"x": "big"})", "m"), IsBad("field x is not a number: \"big\""));
   EXPECT_THAT(StoredDouble("m"), Optional(2.25));
 }
 
