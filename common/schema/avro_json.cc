@@ -188,7 +188,9 @@ absl::Status AvroSchema::Decode(absl::string_view payload, const JsonLimits& lim
         absl::StrCat("value is not valid Avro for its writer schema (truncated or malformed, ",
                      payload.size(), " bytes): ", AvroError()));
   }
-  if (!avro_reader_is_eof(reader)) {
+  // libavro's memory reader has no "at end" test (avro_reader_is_eof is for files): skipping
+  // one more byte succeeds only if there is one.
+  if (avro_skip(reader, 1) == 0) {
     return absl::InvalidArgumentError(
         "value is not valid Avro for its writer schema (bytes left after the value)");
   }

@@ -321,7 +321,16 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   // they were produced.
   const Record produced = record;
   std::optional<std::string> decode_error = misplaced;
-  if (!decode_error && topology_.schemas() != nullptr) {
+  // Only records some store still needs may wait for the registry (not a stray one after a
+  // revoke, nor one already applied).
+  const auto needed = [&] {
+    for (int index : source->stores) {
+      auto next = next_.find({index, record.partition.value()});
+      if (next != next_.end() && record.offset.value() >= next->second) return true;
+    }
+    return false;
+  };
+  if (!decode_error && topology_.schemas() != nullptr && needed()) {
     int32_t schema_id = -1;
     absl::Status s = topology_.DecodeRegistryFormats(record, *source, &schema_id);
     if (absl::IsUnavailable(s)) {

@@ -3,7 +3,13 @@
 // (against a registry served here on 127.0.0.1). The encoded bytes below were written by a
 // real serializer, @kafkajs/confluent-schema-registry 4.1.0 (tests/js/encode.js; Protobuf
 // payloads by its protobufjs, with Confluent's message indexes), not by hand.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -68,7 +74,8 @@ constexpr char kProtoPayHex[] = "000000000302020a01631009";
 constexpr char kProtoAHex[] = "0000000003000a026869";
 
 TEST(WireFormatTest, ReadsTheSchemaIdAndThePayload) {
-  absl::StatusOr<WireValue> v = ParseWireFormat(Hex(kPaymentV2Hex), false);
+  const std::string bytes = Hex(kPaymentV2Hex);  // the payload is a view into it
+  absl::StatusOr<WireValue> v = ParseWireFormat(bytes, false);
   ASSERT_OK(v);
   EXPECT_EQ(v->schema_id, 2);
   EXPECT_EQ(v->payload, Hex("0262" "0e" "06555344"));
@@ -90,7 +97,8 @@ TEST(WireFormatTest, RefusesAnotherMagicByteAndShortValues) {
 }
 
 TEST(WireFormatTest, ReadsProtobufMessageIndexes) {
-  absl::StatusOr<WireValue> v = ParseWireFormat(Hex(kProtoAHex), true);
+  const std::string a = Hex(kProtoAHex);
+  absl::StatusOr<WireValue> v = ParseWireFormat(a, true);
   ASSERT_OK(v);
   EXPECT_EQ(v->schema_id, 3);
   EXPECT_EQ(v->message_indexes, std::vector<int32_t>{0});  // a single 0: the first message
@@ -114,7 +122,8 @@ std::string DecodeAvro(const char* schema, absl::string_view hex, JsonLimits lim
   absl::StatusOr<std::unique_ptr<AvroSchema>> s = AvroSchema::Parse(schema);
   EXPECT_OK(s);
   if (!s.ok()) return "";
-  absl::StatusOr<WireValue> wire = ParseWireFormat(Hex(hex), false);
+  const std::string bytes = Hex(hex);
+  absl::StatusOr<WireValue> wire = ParseWireFormat(bytes, false);
   EXPECT_OK(wire);
   std::string json;
   absl::Status status = (*s)->Decode(wire->payload, limits, &json);
@@ -167,10 +176,12 @@ TEST(ProtobufSchemaTest, DecodesTheMessageTheIndexesName) {
   absl::StatusOr<std::unique_ptr<ProtobufSchema>> s = ProtobufSchema::Parse(kProto);
   ASSERT_OK(s);
   std::string json;
-  absl::StatusOr<WireValue> pay = ParseWireFormat(Hex(kProtoPayHex), true);
+  const std::string pay_bytes = Hex(kProtoPayHex);
+  absl::StatusOr<WireValue> pay = ParseWireFormat(pay_bytes, true);
   ASSERT_OK((*s)->Decode(pay->payload, pay->message_indexes, {}, &json));
   EXPECT_EQ(json, R"({"id":"c","amount":"9"})");  // int64 as a string: JSON mapping
-  absl::StatusOr<WireValue> a = ParseWireFormat(Hex(kProtoAHex), true);
+  const std::string a_bytes = Hex(kProtoAHex);
+  absl::StatusOr<WireValue> a = ParseWireFormat(a_bytes, true);
   ASSERT_OK((*s)->Decode(a->payload, a->message_indexes, {}, &json));
   EXPECT_EQ(json, R"({"x":"hi"})");
   // Defaults are printed: a proto3 zero is a field that is there.
@@ -374,7 +385,7 @@ class HttpRegistryClientTest : public ::testing::Test {
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
-    server_.wait_until_ready();
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   void TearDown() override {
     server_.stop();
@@ -402,12 +413,16 @@ TEST_F(HttpRegistryClientTest, FetchesWithBasicAuthAndClassifiesAnswers) {
 }
 
 TEST(HttpRegistryClientDownTest, ARegistryThatIsNotThereIsUnavailable) {
-  // A port nothing listens on: bind one, then close it.
-  int port = 0;
-  {
-    httplib::Server probe;
-    port = probe.bind_to_any_port("127.0.0.1");
-  }
+  // A port nothing listens on: bound (never listened on) and closed again.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+  close(fd);
   RegistryConfig config;
   config.url = absl::StrCat("http://127.0.0.1:", port);
   absl::StatusOr<std::unique_ptr<HttpRegistryClient>> client = HttpRegistryClient::Create(config);
@@ -415,7 +430,9 @@ TEST(HttpRegistryClientDownTest, ARegistryThatIsNotThereIsUnavailable) {
   absl::Status s = (*client)->SchemaById(1).status();
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_THAT(s.message(), HasSubstr("schema id 1"));
-  EXPECT_FALSE(HttpRegistryClient::Create(RegistryConfig{"ftp://x"}).ok());
+  RegistryConfig ftp;
+  ftp.url = "ftp://x";
+  EXPECT_FALSE(HttpRegistryClient::Create(ftp).ok());
 }
 
 TEST(RegistryConfigTest, PasswordsAndCaFiles) {
