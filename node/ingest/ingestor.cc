@@ -1104,7 +1104,9 @@ void Ingestor::DropPartitions(const absl::flat_hash_set<int32_t>& gone) {
     catching_up_.erase(p);
     handover_.erase(p);
     paused_for_join_.erase(p);
-    absl::erase_if(registry_waits_, [p](const auto& e) { return e.first.second == p; });
+    for (auto it = registry_waits_.begin(); it != registry_waits_.end();) {
+      it = it->first.second == p ? registry_waits_.erase(it) : std::next(it);
+    }
   }
 }
 

@@ -348,3 +348,106 @@ TEST_F(AvroTest, ARegistryOutagePausesOnlyThePartitionWithAnUnknownIdAndLosesNot
 
 }  // namespace
 }  // namespace kiq::testing
+
+namespace kiq::testing {
+namespace {
+
+// Protobuf (message indexes honoured: the records are of the file's second message) and JSON
+// Schema values, on one node: a sum and a count over Protobuf fields, a table of JSON Schema
+// values, against a truth computed here; a record of the wrong message type for its bytes is
+// a bad record.
+class ProtobufJsonSrTest : public KafkaFixture {};
+
+TEST_F(ProtobufJsonSrTest, ProtobufAndJsonSchemaSourcesMatchTheTruth) {
+  StartKafka("formats", {{"orders_pb", 4}, {"events_js", 4}, {"formats-qty-changelog", 4},
+                         {"formats-big-changelog", 4}});
+  absl::StatusOr<std::unique_ptr<SchemaRegistryProcess>> registry =
+      SchemaRegistryProcess::Start(dir_);
+  ASSERT_OK(registry);
+  const std::string config = WriteFile("formats.yaml", absl::StrCat(R"(
+application_id: formats
+schema_registry: {url: ")", (*registry)->url(), R"("}
+sources:
+  - {topic: orders_pb, value_format: protobuf}
+  - {topic: events_js, value_format: json_sr}
+stores:
+  - {name: qty, source: orders_pb, sum: {field: line.quantity, type: int64}}
+  - name: big
+    source: orders_pb
+    count: {}
+    filter: {all: [{compare: {field: line.quantity, op: ge, number_value: 50}}]}
+  - {name: events, source: events_js, table: {}}
+)"));
+  const std::string proto =
+      "syntax = \"proto3\";\npackage shop;\n"
+      "message Header { string source = 1; }\n"
+      "message Order { string id = 1; Line line = 2; message Line { string sku = 1; int64 quantity = 2; } }\n";
+  std::mt19937 rng(7);
+  std::vector<SerializerRecord> records;
+  std::vector<std::pair<std::string, int64_t>> orders;  // (customer, quantity)
+  for (int i = 0; i < 120; ++i) {
+    const std::string customer = absl::StrCat("c", rng() % 10);
+    const int64_t quantity = static_cast<int64_t>(rng() % 100);
+    orders.emplace_back(customer, quantity);
+    records.push_back({0,
+                       absl::StrCat(R"({"id":"o)", i, R"(","line":{"sku":"s)", i % 7,
+                                    R"(","quantity":)", quantity, "}}"),
+                       "Order"});
+  }
+  std::map<std::string, std::string> events;  // the latest event per key, as JSON
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = absl::StrCat("e", i % 8);
+    events[key] = absl::StrCat(R"({"n":)", i, R"(,"kind":"k)", i % 3, R"("})");
+    records.push_back({1, events[key], ""});
+  }
+  records.push_back({0, R"({"source":"web"})", "Header"});  // the wrong message for orders
+  absl::StatusOr<Encoded> encoded = EncodeWithSerializer(
+      dir_, (*registry)->url(),
+      {{"orders_pb-value", "PROTOBUF", proto},
+       {"events_js-value", "JSON",
+        R"({"type":"object","properties":{"n":{"type":"integer"},"kind":{"type":"string"}}})"}},
+      records);
+  ASSERT_OK(encoded);
+  ASSERT_EQ(encoded->values.size(), records.size());
+  // The Order message is the file's second: its indexes are [1], not the single 0.
+  ASSERT_EQ(encoded->values[0].substr(5, 2), std::string("\x02\x02", 2));
+
+  auto node = LaunchNode(config, "n1");
+  ASSERT_OK(node);
+  NodeClient client((*node)->target());
+  std::map<std::string, int64_t> qty, big;
+  for (size_t i = 0; i < orders.size(); ++i) {
+    ProduceAndTrack("orders_pb", orders[i].first, encoded->values[i]);
+    qty[orders[i].first] += orders[i].second;
+    if (orders[i].second >= 50) ++big[orders[i].first];
+  }
+  for (size_t i = orders.size(); i < orders.size() + 40; ++i) {
+    const std::string key = absl::StrCat("e", (i - orders.size()) % 8);
+    ProduceAndTrack("events_js", key, encoded->values[i]);
+  }
+  // The Header record with its indexes ([0], a single 0) rewritten to [5]: no such message.
+  std::string wrong = encoded->values.back();
+  wrong.replace(5, 1, std::string("\x02\x0a", 2));  // indexes [5]: no such message
+  ProduceAndTrack("orders_pb", "c0", wrong);
+  for (const char* store : {"qty", "big"}) {
+    ASSERT_TRUE(WaitFor([&] { return client.CaughtUp(store, Topic("orders_pb"), produced_); },
+                        absl::Seconds(60)))
+        << (*node)->process().ReadLog();
+  }
+  ASSERT_TRUE(WaitFor([&] { return client.CaughtUp("events", Topic("events_js"), produced_); },
+                      absl::Seconds(60)));
+  grpc::Status status;
+  EXPECT_EQ(client.Scan("qty", 100, "", "", nullptr, &status), AsEntries(qty));
+  EXPECT_EQ(client.Scan("big", 100, "", "", nullptr, &status), AsEntries(big));
+  EXPECT_EQ(client.Scan("events", 100, "", "", nullptr, &status),
+            Entries(events.begin(), events.end()));
+  const auto letters = ConsumeAll(bootstrap_servers(), Topic("formats-dlq"), 2, absl::Seconds(30));
+  ASSERT_EQ(letters.size(), 2u);  // one per store of orders_pb
+  for (const ConsumedRecord& letter : letters) {
+    std::map<std::string, std::string> h(letter.headers.begin(), letter.headers.end());
+    EXPECT_THAT(h["kiq.reason"], ::testing::HasSubstr("message index 5 at level 0"));
+  }
+}
+
+}  // namespace
+}  // namespace kiq::testing
