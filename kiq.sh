@@ -15,6 +15,7 @@ PACKAGES=(
   librdkafka-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev zlib1g-dev
   libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev libcli11-dev
+  libavro-dev libprotoc-dev libcurl4-openssl-dev
   kcat curl
   prometheus python3-yaml
 )
@@ -30,12 +31,25 @@ install_deps() {
   # kubectl renders the Kubernetes manifests in the tests; Debian's comes in kubernetes-client,
   # but some images already carry another kubectl (which kubernetes-client would conflict with).
   command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+  # Node.js runs the real Schema Registry serializers of the format tests and the Avro example;
+  # an image may carry its own (NodeSource's includes npm, and conflicts with Debian's npm).
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "kiq.sh: installing ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# The npm packages of tests/js (package-lock.json): the Schema Registry serializers that write
+# the format tests' records, and the Avro example's producer. Reinstalled when the lock changes.
+npm_deps() {
+  if ! cmp -s tests/js/package-lock.json tests/js/node_modules/.kiq-installed-lock 2>/dev/null; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error &&
+      cp package-lock.json node_modules/.kiq-installed-lock)
+  fi
 }
 
 build() {
@@ -54,12 +68,14 @@ case "${1:-}" in
     ;;
   test)
     install_deps
+    npm_deps
     build
     cd "$BUILD_DIR"
     exec ctest --output-on-failure -j"$(nproc)" --timeout 600
     ;;
   build)
     install_deps
+    npm_deps
     build
     ;;
   bench)

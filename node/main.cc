@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -20,6 +21,7 @@
 #include "common/flags.h"
 #include "common/kafka/client_properties.h"
 #include "common/protobuf_log.h"
+#include "common/schema/registry_client.h"
 #include "node/node.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -65,6 +67,10 @@ ABSL_FLAG(int, max_json_depth, 64,
 ABSL_FLAG(int64_t, max_value_bytes, int64_t{1} << 20,
           "Largest record value (any format; also a JSON key) accepted, in bytes (1 to 64 MiB); "
           "larger records are bad records (dead-lettered truncated, reason too_large).");
+ABSL_FLAG(std::string, schema_registry_password_file, "",
+          "File holding the schema registry's basic-auth password (e.g. a mounted Kubernetes "
+          "secret); wins over $KIQ_SCHEMA_REGISTRY_PASSWORD and the topology's "
+          "schema_registry.password.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
 ABSL_FLAG(absl::Duration, failure_grace, absl::Seconds(30),
           "When ingestion fails (a disk error such as a full or read-only data dir, a fatal Kafka "
@@ -168,6 +174,15 @@ int main(int argc, char** argv) {
   }
   options.json_limits.max_depth = absl::GetFlag(FLAGS_max_json_depth);
   options.json_limits.max_value_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_value_bytes));
+  if (const std::string file = absl::GetFlag(FLAGS_schema_registry_password_file);
+      !file.empty()) {
+    absl::StatusOr<std::string> password = kiq::schema::ReadPasswordFile(file);
+    if (!password.ok()) return refuse(password.status().message());
+    options.schema_registry_password = *std::move(password);
+  } else if (const char* env = std::getenv("KIQ_SCHEMA_REGISTRY_PASSWORD");
+             env != nullptr && *env != '\0') {
+    options.schema_registry_password = std::string(env);
+  }
   const absl::Duration failure_grace = absl::GetFlag(FLAGS_failure_grace);
   if (failure_grace < absl::ZeroDuration() || failure_grace > absl::Minutes(10)) {
     return refuse("--failure-grace: must be between 0s and 10m");

@@ -81,8 +81,25 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       StoreEngine::Open(absl::StrCat(node->data_dir_, "/stores"), store_names);
   if (!engine.ok()) return engine.status();
   node->engine_ = std::move(*engine);
-  absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled =
-      CompiledTopology::Compile(*topology, *node->engine_, *counts, options.json_limits);
+  if (topology->has_schema_registry()) {
+    absl::StatusOr<schema::RegistryConfig> registry =
+        schema::ResolveRegistryConfig(topology->schema_registry(), options.schema_registry_password);
+    absl::StatusOr<std::unique_ptr<schema::HttpRegistryClient>> client =
+        registry.ok() ? schema::HttpRegistryClient::Create(*registry) : registry.status();
+    if (!client.ok()) {
+      return absl::Status(client.status().code(),
+                          absl::StrCat(options.config_path, ": ", client.status().message()));
+    }
+    schema::SchemaDecoder::Options cache;
+    if (topology->schema_registry().cache_size() > 0) {
+      cache.max_schemas = static_cast<size_t>(topology->schema_registry().cache_size());
+    }
+    node->schemas_ = std::make_unique<schema::SchemaDecoder>(*std::move(client), cache);
+    spdlog::info("schema registry {} (writer schemas cached: up to {})", registry->url,
+                 cache.max_schemas);
+  }
+  absl::StatusOr<std::unique_ptr<CompiledTopology>> compiled = CompiledTopology::Compile(
+      *topology, *node->engine_, *counts, options.json_limits, node->schemas_.get());
   if (!compiled.ok()) return compiled.status();
   node->topology_ = std::move(*compiled);
   if (absl::Status s =
@@ -118,7 +135,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (node->num_standby_replicas_ > 0) {
     // Processors are single-threaded: the replicator applies tables with its own instance.
     absl::StatusOr<std::unique_ptr<CompiledTopology>> copy =
-        CompiledTopology::Compile(*topology, *node->engine_, *counts);
+        CompiledTopology::Compile(*topology, *node->engine_, *counts, options.json_limits,
+                                  node->schemas_.get());
     if (!copy.ok()) return copy.status();
     StandbyOptions standby;
     standby.kafka = node->kafka_;

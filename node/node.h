@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,9 @@ struct NodeOptions {
   // Bounds on every JSON record value and key this node decodes (--max-json-depth,
   // --max-value-bytes).
   JsonLimits json_limits;
+  // The schema registry's password from outside the topology (--schema-registry-password-file
+  // or $KIQ_SCHEMA_REGISTRY_PASSWORD); unset: the topology's schema_registry.password.
+  std::optional<std::string> schema_registry_password;
 };
 
 // One kiq node: loads the topology, opens the RocksDB stores, joins the consumer group and
@@ -109,6 +113,8 @@ class Node {
   std::unique_ptr<IngestMetrics> ingest_metrics_;
   std::unique_ptr<SubscriptionHub> hub_;  // before (outlives) the ingestor, stores and server
   std::shared_ptr<StoreEngine> engine_;
+  // Avro/Protobuf/JSON Schema decoding (a registry in the topology): used by the topologies.
+  std::unique_ptr<schema::SchemaDecoder> schemas_;
   std::unique_ptr<CompiledTopology> topology_;
   PartitionStates states_;
   PositionTracker positions_;

@@ -13,7 +13,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(record_decoder_fuzzer changelog_record_fuzzer http_request_fuzzer
-           member_record_fuzzer page_token_fuzzer topology_fuzzer)
+           member_record_fuzzer page_token_fuzzer topology_fuzzer schema_decoder_fuzzer)
 fi
 
 out="${KIQ_FUZZ_BUILD_DIR:-build-fuzz}"

@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/topology/formats.h"
 
 namespace kiq {
 
@@ -47,7 +48,7 @@ absl::StatusOr<TopologyPlan> TopologyPlan::Build(
     // What the store's own processor reads: the user's source, or for group_by the repartition
     // topic, whose records are already joined and filtered by the internal first stage.
     int source_index = source_it->second;
-    kiq::v1::Format value_format = out.sources_[source_index].spec.value_format();
+    kiq::v1::Format value_format = DecodedFormat(out.sources_[source_index].spec.value_format());
     if (spec.has_join()) value_format = kiq::v1::FORMAT_JSON;
     if (spec.has_group_by()) {
       SourcePlan repartition;
@@ -100,7 +101,8 @@ absl::StatusOr<TopologyPlan> TopologyPlan::Build(
     stage.grouped = static_cast<int>(i);
     stage.source = source_index;
     stage.value_format =
-        spec.has_join() ? kiq::v1::FORMAT_JSON : out.sources_[source_index].spec.value_format();
+        spec.has_join() ? kiq::v1::FORMAT_JSON
+                        : DecodedFormat(out.sources_[source_index].spec.value_format());
     // '#' cannot appear in a store name: no user store or offset stream collides with it.
     stage.info.name = absl::StrCat(spec.name(), "#repartition");
     stage.info.kind = "repartition";

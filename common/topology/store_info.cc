@@ -1,5 +1,7 @@
 #include "common/topology/store_info.h"
 
+#include "common/topology/formats.h"
+
 namespace kiq {
 
 kiq::v1::NumberType NumberTypeOf(const kiq::v1::Store& store) {
@@ -22,7 +24,7 @@ ValueKind ValueKindOf(const kiq::v1::Store& store, const kiq::v1::Source& source
                                                               : ValueKind::kInt64;
   }
   if (store.has_latest() || store.has_join()) return ValueKind::kJson;
-  switch (source.value_format()) {
+  switch (DecodedFormat(source.value_format())) {
     case kiq::v1::FORMAT_JSON:
       return ValueKind::kJson;
     case kiq::v1::FORMAT_BYTES:

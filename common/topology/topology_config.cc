@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/topology/formats.h"
 #include "common/topology/json_value.h"
 #include "common/topology/yaml_proto.h"
 #include "google/protobuf/descriptor.h"
@@ -475,9 +476,10 @@ void CheckSources(const Topology& topology, TopologyIndex* index, Problems* prob
           absl::StrCat("duplicate topic ", Quote(topic), " (also sources[", it->second, "])"));
     } else {
       declared.push_back(topic);
+      // Stores read registry formats as the JSON they decode to.
       index->value_format_by_topic[topic] = source.value_format() == kiq::v1::FORMAT_UNSPECIFIED
                                                 ? kiq::v1::FORMAT_STRING
-                                                : source.value_format();
+                                                : DecodedFormat(source.value_format());
       index->partitioner_by_topic[topic] = source.partitioner() == kiq::v1::PARTITIONER_UNSPECIFIED
                                                ? kiq::v1::PARTITIONER_MURMUR2
                                                : source.partitioner();
@@ -568,12 +570,52 @@ void CheckStores(const Topology& topology, TopologyIndex* index, Problems* probl
   }
 }
 
+// Avro, Protobuf and JSON Schema sources need a registry to fetch their writer schemas from.
+// The password may come later (a flag or the environment); the node checks that at start-up.
+void CheckSchemaRegistry(const Topology& topology, Problems* problems) {
+  const kiq::v1::SchemaRegistry& registry = topology.schema_registry();
+  const std::string& url = registry.url();
+  if (!url.empty()) {
+    if (std::string problem = RegistryUrlProblem(url); !problem.empty()) {
+      Add(problems, "schema_registry.url", absl::StrCat(Quote(url), " ", problem));
+    }
+  } else if (topology.has_schema_registry()) {
+    Add(problems, "schema_registry.url", "required (http(s)://host:port of the Schema Registry)");
+  }
+  if (registry.cache_size() < 0) {
+    Add(problems, "schema_registry.cache_size",
+        absl::StrCat("is ", registry.cache_size(), "; expected 0 (the default, 1000) or more"));
+  }
+  if (registry.timeout_ms() < 0 || registry.timeout_ms() > 600000) {
+    Add(problems, "schema_registry.timeout_ms",
+        absl::StrCat("is ", registry.timeout_ms(),
+                     "; expected 0 (the default, 5000) to 600000 milliseconds"));
+  }
+  if (!registry.password().empty() && registry.username().empty()) {
+    Add(problems, "schema_registry.username", "required with a password (basic auth)");
+  }
+  if (!url.empty()) return;
+  for (int i = 0; i < topology.sources_size(); ++i) {
+    const Source& source = topology.sources(i);
+    for (const auto& [field, format] : {std::pair<const char*, kiq::v1::Format>{
+                                            "key_format", source.key_format()},
+                                        {"value_format", source.value_format()}}) {
+      if (!IsRegistryFormat(format)) continue;
+      Add(problems, absl::StrCat("sources[", i, "].", field),
+          absl::StrCat(FormatName(format),
+                       " needs schema_registry.url (the Schema Registry that holds the writer "
+                       "schemas)"));
+    }
+  }
+}
+
 Problems FindProblems(const Topology& topology) {
   Problems problems;
   TopologyIndex index;
   CheckApplicationId(topology, &problems);
   CheckStandbyReplicas(topology, &problems);
   CheckSources(topology, &index, &problems);
+  CheckSchemaRegistry(topology, &problems);
   CheckStores(topology, &index, &problems);
   return problems;
 }

@@ -62,6 +62,11 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                    .Name("kiq_members")
                    .Help("Live nodes in the routing table.")
                    .Register(registry)),
+      registry_waits_(prometheus::BuildGauge()
+                          .Name("kiq_registry_paused_partitions")
+                          .Help("Source partitions paused until the schema registry answers for "
+                                "the schema id of their next record.")
+                          .Register(registry)),
       kafka_connected_(prometheus::BuildGauge()
                            .Name("kiq_kafka_connected")
                            .Help("1 if a broker answered the node's last look at the members "
@@ -127,6 +132,22 @@ std::string IngestMetrics::ReasonLabel(absl::string_view reason) {
     if (absl::StartsWith(reason, absl::StrCat(what, "nests deeper"))) return "too_deep";
   }
   if (absl::StartsWith(reason, "wrong partition")) return "wrong_partition";
+  // Schema Registry formats (common/schema).
+  if (absl::StrContains(reason, "Schema Registry wire format") ||
+      absl::StrContains(reason, "bad protobuf message indexes")) {
+    return "not_wire_format";
+  }
+  if (absl::StrContains(reason, "unknown schema id")) return "unknown_schema";
+  if (absl::StrContains(reason, "refuses the writer schema") ||
+      absl::StrContains(reason, "the topology says") ||
+      absl::StrContains(reason, "schema references are not supported") ||
+      absl::StrContains(reason, "schema registry: schema id")) {
+    return "bad_schema";
+  }
+  if (absl::StrContains(reason, "not valid Avro") || absl::StrContains(reason, "is not a valid ") ||
+      absl::StrContains(reason, "names message index")) {
+    return "undecodable";
+  }
   if (absl::StrContains(reason, "not JSON")) return "not_json";
   if (absl::StrContains(reason, "not UTF-8")) return "not_utf8";
   if (absl::StrContains(reason, "null key")) return "null_key";
@@ -203,6 +224,10 @@ void IngestMetrics::Handover(bool warm, absl::Duration took) {
 
 void IngestMetrics::SetKafkaConnected(bool connected) {
   kafka_connected_.Add({}).Set(connected ? 1 : 0);
+}
+
+void IngestMetrics::RegistryWaits(size_t partitions) {
+  registry_waits_.Add({}).Set(static_cast<double>(partitions));
 }
 
 void IngestMetrics::SetMembers(int64_t members) {

@@ -42,6 +42,8 @@ class IngestMetrics {
   // A gained partition turned ACTIVE `took` after its assignment; `warm`: this node held a
   // standby replica of it (only the tail was restored).
   void Handover(bool warm, absl::Duration took);
+  // Source partitions paused while the schema registry does not answer for their next record.
+  void RegistryWaits(size_t partitions);
   void SetMembers(int64_t members);
   void SetKafkaConnected(bool connected);
   void SetStore(absl::string_view store, int64_t size_bytes, int64_t estimated_keys);
@@ -67,6 +69,7 @@ class IngestMetrics {
   prometheus::Family<prometheus::Gauge>& lag_;
   prometheus::Family<prometheus::Gauge>& partitions_;
   prometheus::Family<prometheus::Gauge>& members_;
+  prometheus::Family<prometheus::Gauge>& registry_waits_;
   prometheus::Family<prometheus::Gauge>& kafka_connected_;
   prometheus::Family<prometheus::Gauge>& subscriptions_;
   prometheus::Family<prometheus::Gauge>& store_size_;

@@ -246,6 +246,7 @@ void Ingestor::Run() {
     // A partition may turn ACTIVE only between batches: queries read the committed state
     // (CheckCaughtUp compares committed positions), which a pending batch has not reached.
     if (status.ok() && !catching_up_.empty() && batch_.empty()) CheckCaughtUp();
+    if (status.ok() && !registry_waits_.empty()) RetryRegistry();
     dlq_->Poll();
     changelog_->Poll();
     // Serves the offset commits' results (else they queue up in librdkafka).
@@ -275,6 +276,10 @@ void Ingestor::Run() {
 absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   const CompiledSource* source = topology_.FindSource(message.topic_name());
   if (source == nullptr) return absl::OkStatus();  // not subscribed any more
+  if (!registry_waits_.empty() &&
+      registry_waits_.count({source->spec.topic(), message.partition()}) > 0) {
+    return absl::OkStatus();  // fetched before the pause; read again after it
+  }
   Record record;
   record.topic = source->spec.topic();
   record.partition = PartitionId(message.partition());
@@ -312,6 +317,31 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     }
   }
 
+  // Avro, Protobuf and JSON Schema values become JSON here; dead letters keep the bytes as
+  // they were produced.
+  const Record produced = record;
+  std::optional<std::string> decode_error = misplaced;
+  // Only records some store still needs may wait for the registry (not a stray one after a
+  // revoke, nor one already applied).
+  const auto needed = [&] {
+    for (int index : source->stores) {
+      auto next = next_.find({index, record.partition.value()});
+      if (next != next_.end() && record.offset.value() >= next->second) return true;
+    }
+    return false;
+  };
+  if (!decode_error && topology_.schemas() != nullptr && needed()) {
+    int32_t schema_id = -1;
+    absl::Status s = topology_.DecodeRegistryFormats(record, *source, &schema_id);
+    if (absl::IsUnavailable(s)) {
+      // Never skipped and never dead-lettered: the data is fine, the registry is not.
+      WaitForRegistry(source->spec.topic(), record.partition, record.offset.value(), schema_id, s);
+      return absl::OkStatus();
+    }
+    if (!s.ok()) decode_error = std::string(s.message());
+  }
+  if (!decode_error) decode_error = topology_.DecodeError(record, *source);
+
   if (options_.metrics != nullptr) {
     prometheus::Counter*& consumed = consumed_[{source, record.partition.value()}];
     if (consumed == nullptr) {
@@ -338,8 +368,6 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     if (options_.hub != nullptr) batch_.TrackWrites(options_.hub->BeginBatch());
   }
   batch_.SetSource(source->spec.topic(), record.offset);
-  const std::optional<std::string> decode_error =
-      misplaced ? misplaced : topology_.DecodeError(record, *source);
   bool counted = false;
   for (int index : source->stores) {
     auto next = next_.find({index, record.partition.value()});
@@ -370,7 +398,7 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
     if (absl::IsInvalidArgument(s)) {
       ++stats_.bad_records;
       if (options_.metrics != nullptr) options_.metrics->BadRecord(name, s.message());
-      dlq_->Send(record, name, s.message());
+      dlq_->Send(produced, name, s.message());
       if (int64_t suppressed = 0; bad_record_log_.Allow(&suppressed)) {
         spdlog::warn(
             "bad record skipped: store={} topic={} partition={} offset={} reason=\"{}\" "
@@ -433,6 +461,57 @@ void Ingestor::NoteDrops(int index, const CompiledStore& store) {
           store.info.name, summary.pending, *since);
       summary.pending = 0;
     }
+  }
+}
+
+void Ingestor::WaitForRegistry(const std::string& topic, PartitionId p, int64_t offset,
+                               int32_t schema_id, const absl::Status& why) {
+  std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p.value())};
+  consumer_->pause(tps);
+  RdKafka::TopicPartition::destroy(tps);
+  const absl::Time now = absl::Now();
+  registry_waits_[{topic, p.value()}] = {schema_id, offset, now, now + absl::Milliseconds(100),
+                                         absl::Milliseconds(100)};
+  if (options_.metrics != nullptr) options_.metrics->RegistryWaits(registry_waits_.size());
+  spdlog::warn(
+      "topic {} partition {}: paused at offset {}: {}; the records wait (none is skipped) and "
+      "the partition resumes once the registry answers",
+      topic, p.value(), offset, why.message());
+}
+
+void Ingestor::RetryRegistry() {
+  const absl::Time now = absl::Now();
+  for (auto it = registry_waits_.begin(); it != registry_waits_.end();) {
+    RegistryWait& wait = it->second;
+    if (now < wait.next_try) {
+      ++it;
+      continue;
+    }
+    // An HTTP call on the ingestion thread, no lock held: bounded by the registry timeout.
+    absl::Status s = topology_.schemas()->Lookup(wait.schema_id);
+    if (absl::IsUnavailable(s)) {
+      wait.backoff = std::min(wait.backoff * 2, absl::Seconds(5));
+      wait.next_try = absl::Now() + wait.backoff;
+      ++it;
+      continue;
+    }
+    const auto& [topic, p] = it->first;
+    // Resume, then go back to the record that waited: the fetched records after it were
+    // dropped while paused.
+    std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p)};
+    consumer_->resume(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    std::unique_ptr<RdKafka::TopicPartition> at(
+        RdKafka::TopicPartition::create(topic, p, wait.offset));
+    if (RdKafka::ErrorCode code = consumer_->seek(*at, 5000); code != RdKafka::ERR_NO_ERROR) {
+      spdlog::warn("topic {} partition {}: seek to {} after the registry wait: {}", topic, p,
+                   wait.offset, RdKafka::err2str(code));
+    }
+    spdlog::info("topic {} partition {}: the schema registry answered for schema id {}; resumed "
+                 "at offset {} after {}",
+                 topic, p, wait.schema_id, wait.offset, absl::FormatDuration(now - wait.since));
+    it = registry_waits_.erase(it);
+    if (options_.metrics != nullptr) options_.metrics->RegistryWaits(registry_waits_.size());
   }
 }
 
@@ -1045,6 +1124,9 @@ void Ingestor::DropPartitions(const absl::flat_hash_set<int32_t>& gone) {
     catching_up_.erase(p);
     handover_.erase(p);
     paused_for_join_.erase(p);
+    for (auto it = registry_waits_.begin(); it != registry_waits_.end();) {
+      it = it->first.second == p ? registry_waits_.erase(it) : std::next(it);
+    }
   }
 }
 

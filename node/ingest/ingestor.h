@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -196,6 +197,23 @@ class Ingestor {
   absl::flat_hash_map<std::tuple<int, int32_t, int32_t>, int64_t> upstream_next_;
   // Stream partitions paused until the tables they join have caught up: partition → topics.
   absl::flat_hash_map<int32_t, std::vector<std::string>> paused_for_join_;
+  // Source partitions paused because the schema registry did not answer for the schema id of
+  // their next record (not cached): they resume, from that record, once it answers. Records
+  // of them still in the fetch queue are dropped meanwhile (they are read again).
+  struct RegistryWait {
+    int32_t schema_id = 0;
+    int64_t offset = 0;  // the record that waits
+    absl::Time since;
+    absl::Time next_try;
+    absl::Duration backoff;
+  };
+  std::map<std::pair<std::string, int32_t>, RegistryWait> registry_waits_;
+  // Pauses (topic, p) at `offset` until the registry answers for `schema_id`.
+  void WaitForRegistry(const std::string& topic, PartitionId p, int64_t offset, int32_t schema_id,
+                       const absl::Status& why);
+  // Asks the registry again for the schema ids partitions wait for (with backoff), and resumes
+  // those it answered for.
+  void RetryRegistry();
   // (store index, partition) touched by the pending batch.
   absl::flat_hash_set<std::pair<int, int32_t>> touched_;
   absl::Time next_progress_log_ = absl::InfinitePast();

@@ -137,6 +137,14 @@ void StandbyReplicator::Run() {
       spdlog::error("standby replicas stopped: {}", status.ToString());
       break;
     }
+    if (absl::Now() >= registry_retry_at_) {
+      // Blocked tails read again from the record that waited (what it skipped since, too).
+      for (auto& [p, replica] : replicas_) {
+        for (Tail& tail : replica.tails) tail.registry_blocked = false;
+      }
+      registry_retry_at_ = absl::InfiniteFuture();
+      Assign();
+    }
     if (absl::Now() >= next_lags) {
       UpdateLags();
       next_lags = absl::Now() + absl::Milliseconds(500);
@@ -281,7 +289,7 @@ absl::Status StandbyReplicator::Apply(const RdKafka::Message& m) {
   }
   const PartitionId p(m.partition());
   for (Tail* tail : it->second) {
-    if (m.offset() < tail->next) continue;
+    if (m.offset() < tail->next || tail->registry_blocked) continue;
     const CompiledStore& store = topology_->stores()[tail->store_index];
     if (tail->batches) {
       absl::StatusOr<int64_t> staged = tail->batches->Add(m, batch_);
@@ -310,7 +318,21 @@ absl::Status StandbyReplicator::Apply(const RdKafka::Message& m) {
     const CompiledSource& source = topology_->sources()[store.source];
     const bool misplaced =
         record.key && CompiledTopology::ExpectedPartition(source, *record.key) != p;
-    if (!misplaced && !topology_->DecodeError(record, source)) {
+    int32_t schema_id = -1;
+    const absl::Status decoded = misplaced || topology_->schemas() == nullptr
+                                     ? absl::OkStatus()
+                                     : topology_->DecodeRegistryFormats(record, source, &schema_id);
+    if (absl::IsUnavailable(decoded)) {
+      // As the owner does: the record waits for the registry, it is never skipped.
+      tail->registry_blocked = true;
+      registry_retry_at_ = std::min(registry_retry_at_, absl::Now() + absl::Seconds(1));
+      if (int64_t suppressed = 0; errors_.Allow(&suppressed)) {
+        spdlog::warn("standby replica of partition {}: {} waits: {} ({} similar suppressed)",
+                     p.value(), tail->topic, decoded.message(), suppressed);
+      }
+      continue;
+    }
+    if (!misplaced && decoded.ok() && !topology_->DecodeError(record, source)) {
       batch_.SetSource(record.topic, record.offset);
       absl::Status s = topology_->Process(record, tail->store_index, batch_);
       if (!s.ok() && !absl::IsInvalidArgument(s)) return s;

@@ -88,6 +88,9 @@ class StandbyReplicator {
     // replay log then starts after it, at `folded_through`).
     int64_t log_from = 0;
     std::optional<int64_t> folded_through;
+    // The schema registry did not answer for the record at `next`: the tail skips what it
+    // reads until it is assigned again from `next` (see registry_retry_at_).
+    bool registry_blocked = false;
   };
   struct Replica {
     std::vector<Tail> tails;
@@ -107,6 +110,8 @@ class StandbyReplicator {
   void UpdateLags();
 
   const std::unique_ptr<CompiledTopology> topology_;
+  // When blocked tails are read again from where they stopped (InfiniteFuture: none is).
+  absl::Time registry_retry_at_ = absl::InfiniteFuture();
   StoreEngine& engine_;
   StandbyPartitions& standby_;
   const StandbyOptions options_;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/topology/formats.h"
 #include "common/topology/partitioner.h"
 #include "common/utf8.h"
 
@@ -23,6 +24,9 @@ std::optional<std::string> CheckFormat(kiq::v1::Format format, absl::string_view
       return std::nullopt;
     }
     case kiq::v1::FORMAT_BYTES:
+    case kiq::v1::FORMAT_AVRO:  // registry formats: see DecodeRegistryFormats
+    case kiq::v1::FORMAT_PROTOBUF:
+    case kiq::v1::FORMAT_JSON_SR:
       return std::nullopt;
     default:
       if (!IsValidUtf8(bytes)) return absl::StrCat(what, " is not UTF-8");
@@ -41,19 +45,29 @@ JsonLimits JoinedLimits(const JsonLimits& limits) {
 
 }  // namespace
 
-CompiledTopology::CompiledTopology(TopologyPlan plan, const JsonLimits& json_limits)
+CompiledTopology::CompiledTopology(TopologyPlan plan, const JsonLimits& json_limits,
+                                   schema::SchemaDecoder* schemas)
     : plan_(std::move(plan)),
       json_limits_(json_limits),
+      schemas_(schemas),
       value_json_(json_limits),
       join_json_(JoinedLimits(json_limits)) {}
 
 absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
     const kiq::v1::Topology& topology, StoreEngine& engine,
     const absl::flat_hash_map<std::string, int32_t>& partition_counts,
-    const JsonLimits& json_limits) {
+    const JsonLimits& json_limits, schema::SchemaDecoder* schemas) {
   absl::StatusOr<TopologyPlan> plan = TopologyPlan::Build(topology, partition_counts);
   if (!plan.ok()) return plan.status();
-  std::unique_ptr<CompiledTopology> out(new CompiledTopology(*std::move(plan), json_limits));
+  for (const SourcePlan& source : plan->sources()) {
+    if (schemas == nullptr && (IsRegistryFormat(source.spec.key_format()) ||
+                               IsRegistryFormat(source.spec.value_format()))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "source ", source.spec.topic(), " needs a schema registry (schema_registry.url)"));
+    }
+  }
+  std::unique_ptr<CompiledTopology> out(
+      new CompiledTopology(*std::move(plan), json_limits, schemas));
   for (const StorePlan& planned : out->plan_.stores()) {
     CompiledStore store;
     static_cast<StorePlan&>(store) = planned;
@@ -108,6 +122,29 @@ LazyJson& CompiledTopology::ValueJson(const Record& record) {
   return value_json_;
 }
 
+absl::Status CompiledTopology::DecodeRegistryFormats(Record& record, const CompiledSource& source,
+                                                     int32_t* schema_id) {
+  const kiq::v1::Format key_format = source.spec.key_format();
+  const kiq::v1::Format value_format = source.spec.value_format();
+  if (record.key && IsRegistryFormat(key_format)) {
+    if (absl::Status s = schemas_->Decode(key_format, *record.key, "key", json_limits_,
+                                          &decoded_key_, schema_id);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (record.value && IsRegistryFormat(value_format)) {
+    if (record.value->size() > json_limits_.max_value_bytes) return absl::OkStatus();  // see DecodeError
+    if (absl::Status s = schemas_->Decode(value_format, *record.value, "value", json_limits_,
+                                          &decoded_value_, schema_id);
+        !s.ok()) {
+      return s;
+    }
+    record.value = absl::string_view(decoded_value_);
+  }
+  return absl::OkStatus();
+}
+
 std::optional<std::string> CompiledTopology::DecodeError(const Record& record,
                                                          const CompiledSource& source) {
   std::optional<std::string> reason;
@@ -118,7 +155,7 @@ std::optional<std::string> CompiledTopology::DecodeError(const Record& record,
     if (record.value->size() > json_limits_.max_value_bytes) {
       reason = absl::StrCat("value too large (", record.value->size(), " bytes; the limit is ",
                             json_limits_.max_value_bytes, ")");
-    } else if (source.spec.value_format() == kiq::v1::FORMAT_JSON) {
+    } else if (DecodedFormat(source.spec.value_format()) == kiq::v1::FORMAT_JSON) {
       // Parsed once for the check and every store of the source.
       LazyJson& json = ValueJson(record);
       if (json.Root() == nullptr) reason = std::string(json.error().message());
@@ -171,12 +208,12 @@ absl::Status CompiledTopology::Join(const CompiledStore& store, const Record& re
   join_value_.clear();
   join_value_.push_back('{');
   AppendJoinSide(join_value_, store.join_source_as, record.value,
-                 plan_.sources()[store.source].spec.value_format());
+                 DecodedFormat(plan_.sources()[store.source].spec.value_format()));
   join_value_.push_back(',');
   std::optional<absl::string_view> right;
   if (*row) right = absl::string_view(**row);
   AppendJoinSide(join_value_, store.join_table_as, right,
-                 plan_.sources()[table.source].spec.value_format());
+                 DecodedFormat(plan_.sources()[table.source].spec.value_format()));
   join_value_.push_back('}');
   join_json_.Reset(join_value_);
   return absl::OkStatus();
@@ -207,7 +244,8 @@ absl::Status CompiledTopology::Process(const Record& record, int store_index, St
       s = store.processor->Process(joined, batch);
     }
   } else if (record.value && record.json == nullptr &&
-             plan_.sources()[store.source].spec.value_format() == kiq::v1::FORMAT_JSON) {
+             DecodedFormat(plan_.sources()[store.source].spec.value_format()) ==
+                 kiq::v1::FORMAT_JSON) {
     Record parsed = record;
     parsed.json = &ValueJson(record);
     s = store.processor->Process(parsed, batch);

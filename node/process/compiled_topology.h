@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/schema/schema_decoder.h"
 #include "common/topology/json_value.h"
 #include "common/topology/plan.h"
 #include "kiq/v1/topology.pb.h"
@@ -42,7 +43,7 @@ class CompiledTopology {
   static absl::StatusOr<std::unique_ptr<CompiledTopology>> Compile(
       const kiq::v1::Topology& topology, StoreEngine& engine,
       const absl::flat_hash_map<std::string, int32_t>& partition_counts,
-      const JsonLimits& json_limits = {});
+      const JsonLimits& json_limits = {}, schema::SchemaDecoder* schemas = nullptr);
 
   const TopologyPlan& plan() const { return plan_; }
   const std::string& application_id() const { return plan_.application_id(); }
@@ -60,6 +61,18 @@ class CompiledTopology {
   static PartitionId ExpectedPartition(const CompiledSource& source, absl::string_view key) {
     return TopologyPlan::ExpectedPartition(source, key);
   }
+
+  // Decodes the key and value of a source in a Schema Registry format (avro, protobuf,
+  // json_sr): the value is replaced by its JSON text (kept here until the next call), which
+  // DecodeError then checks and every store reads; the key is checked only (it stays the bytes
+  // the producer wrote and partitioned by). OK at once for other formats. INVALID_ARGUMENT:
+  // the record is bad (the reason); UNAVAILABLE: the registry did not answer for a schema id
+  // not cached (`*schema_id` says which): the record must wait, not be skipped. Thread as
+  // DecodeError; the SchemaDecoder is shared and thread-safe.
+  absl::Status DecodeRegistryFormats(Record& record, const CompiledSource& source,
+                                     int32_t* schema_id);
+  // The registry client and cache, or nullptr when no source has a registry format.
+  schema::SchemaDecoder* schemas() const { return schemas_; }
 
   // Why the record does not decode under its source's key/value formats, if it does not
   // (formats belong to the source: such a record is bad for every store it feeds): a value
@@ -84,10 +97,14 @@ class CompiledTopology {
   std::vector<InternalTopic> InternalTopics() const { return plan_.InternalTopics(); }
 
  private:
-  CompiledTopology(TopologyPlan plan, const JsonLimits& json_limits);
+  CompiledTopology(TopologyPlan plan, const JsonLimits& json_limits,
+                   schema::SchemaDecoder* schemas);
 
   const TopologyPlan plan_;
   const JsonLimits json_limits_;
+  schema::SchemaDecoder* const schemas_;
+  std::string decoded_key_;
+  std::string decoded_value_;
   std::vector<CompiledStore> stores_;
 
   // The parsed value of the record being ingested (JSON sources), shared by its stores, and

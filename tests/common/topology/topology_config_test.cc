@@ -242,7 +242,7 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
        "`count: {}`)"},
       {"bad enum name", "application_id: a\nsources: [{topic: t, value_format: jsn}]",
        "t.yaml: sources[0].value_format: unknown Format \"jsn\" "
-       "(valid: unspecified, string, json, bytes)"},
+       "(valid: unspecified, string, json, bytes, avro, protobuf, json_sr)"},
       {"bad partitioner name", "sources: [{topic: t, partitioner: random}]",
        "t.yaml: sources[0].partitioner: unknown Partitioner \"random\" "
        "(valid: unspecified, murmur2, consistent)"},

@@ -386,7 +386,7 @@ TEST_F(YamlToMessageTest, BadEnumNameListsValidNames) {
   EXPECT_THAT(YamlToMessage(YAML::Load("key_format: jsn"), &source, "sources[0]"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        Eq("sources[0].key_format: unknown Format \"jsn\" "
-                          "(valid: unspecified, string, json, bytes)")));
+                          "(valid: unspecified, string, json, bytes, avro, protobuf, json_sr)")));
 }
 
 TEST_F(YamlToMessageTest, UnknownFieldNamesItsPathAndTheKnownFields) {
@@ -397,7 +397,7 @@ TEST_F(YamlToMessageTest, UnknownFieldNamesItsPathAndTheKnownFields) {
   kiq::v1::Topology topology;
   EXPECT_THAT(YamlToMessage(YAML::Load("application_id: a\nstore: []"), &topology),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       Eq("unknown field \"store\" (known: application_id, sources, stores, num_standby_replicas)")));
+                       Eq("unknown field \"store\" (known: application_id, sources, stores, num_standby_replicas, schema_registry)")));
 }
 
 TEST_F(YamlToMessageTest, WrongTypeSaysWhatWasExpectedAndWhatWasFound) {

@@ -1,0 +1,453 @@
+// The payments-avro example (examples/payments-avro/topology.yaml): Avro values written by a
+// real serializer (@kafkajs/confluent-schema-registry, tests/js/encode.js) against a test
+// Schema Registry (tests/js/registry.js), on one node and on a 3-node cluster, every store
+// compared with a truth computed here; two writer schema versions (v2 adds a field with a
+// default); undecodable records dead-lettered with their reason; and a registry outage: a
+// partition whose next record has a schema id not yet cached waits (nothing dropped, nothing
+// dead-lettered) while the others go on, and catches up once the registry is back.
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/topology/partitioner.h"
+#include "tests/testing/kafka_fixture.h"
+#include "tests/testing/kiq_processes.h"
+#include "tests/testing/metrics.h"
+#include "tests/testing/queries.h"
+#include "tests/testing/schema_registry.h"
+#include "tests/testing/status_matchers.h"
+
+namespace kiq::testing {
+namespace {
+
+constexpr int kPartitions = 4;
+constexpr char kApp[] = "payments-avro";
+const char* const kMethods[] = {"CARD", "CASH", "TRANSFER"};
+const char* const kStores[] = {"last_payment", "spend", "payments_per_method", "big_payments"};
+
+const char kPaymentV1[] =
+    R"({"type":"record","name":"Payment","namespace":"shop","fields":[)"
+    R"({"name":"id","type":"string"},{"name":"customer","type":"string"},)"
+    R"({"name":"amount","type":"long"},)"
+    R"({"name":"method","type":{"type":"enum","name":"Method","symbols":["CARD","CASH","TRANSFER"]}}]})";
+const char kPaymentV2[] =
+    R"({"type":"record","name":"Payment","namespace":"shop","fields":[)"
+    R"({"name":"id","type":"string"},{"name":"customer","type":"string"},)"
+    R"({"name":"amount","type":"long"},)"
+    R"({"name":"method","type":{"type":"enum","name":"Method","symbols":["CARD","CASH","TRANSFER"]}},)"
+    R"({"name":"currency","type":"string","default":"EUR"}]})";
+// A third version, registered only for the outage test.
+const char kPaymentV3[] =
+    R"({"type":"record","name":"Payment","namespace":"shop","fields":[)"
+    R"({"name":"id","type":"string"},{"name":"customer","type":"string"},)"
+    R"({"name":"amount","type":"long"},)"
+    R"({"name":"method","type":{"type":"enum","name":"Method","symbols":["CARD","CASH","TRANSFER"]}},)"
+    R"({"name":"currency","type":"string","default":"EUR"},)"
+    R"({"name":"note","type":["null","string"],"default":null}]})";
+
+struct Payment {
+  std::string id;
+  std::string customer;
+  int64_t amount = 0;
+  std::string method;
+  int version = 1;  // 1, 2 or 3
+};
+
+std::string ValueJson(const Payment& p) {
+  std::string json = absl::StrCat(R"({"id":")", p.id, R"(","customer":")", p.customer,
+                                  R"(","amount":)", p.amount, R"(,"method":")", p.method, "\"");
+  if (p.version >= 2) absl::StrAppend(&json, R"(,"currency":"USD")");
+  if (p.version >= 3) absl::StrAppend(&json, R"(,"note":"v3")");
+  return json + "}";
+}
+
+// What each store must hold after `payments` (the bad records left out).
+struct Truth {
+  std::map<std::string, int64_t> spend, big, per_method;
+  std::map<std::string, Payment> last;
+  void Add(const Payment& p) {
+    spend[p.customer] += p.amount;
+    if (p.amount >= 10000) ++big[p.customer];
+    ++per_method[p.method];
+    last[p.customer] = p;
+  }
+};
+
+Entries AsEntries(const std::map<std::string, int64_t>& m) {
+  Entries out;
+  for (const auto& [k, v] : m) out.emplace_back(k, std::to_string(v));
+  return out;
+}
+
+class AvroTest : public KafkaFixture {
+ protected:
+  void SetUp() override {
+    StartKafka(kApp, {{"payments", kPartitions},
+                      {"payments-avro-spend-changelog", kPartitions},
+                      {"payments-avro-payments_per_method-changelog", kPartitions},
+                      {"payments-avro-payments_per_method-repartition", kPartitions},
+                      {"payments-avro-big_payments-changelog", kPartitions}});
+    absl::StatusOr<std::unique_ptr<SchemaRegistryProcess>> registry =
+        SchemaRegistryProcess::Start(dir_);
+    ASSERT_OK(registry);
+    registry_ = *std::move(registry);
+    // The example's topology, pointed at the test registry.
+    config_ = WriteFile("payments-avro.yaml",
+                        absl::StrReplaceAll(ReadFile(ExampleTopology("payments-avro")),
+                                            {{"http://127.0.0.1:8081", registry_->url()}}));
+  }
+
+  void StartNodes(int n) {
+    for (int i = 1; i <= n; ++i) {
+      auto node = LaunchNode(config_, absl::StrCat("n", i));
+      ASSERT_OK(node);
+      clients_.push_back(std::make_unique<NodeClient>((*node)->target()));
+      nodes_.push_back(std::move(*node));
+    }
+  }
+
+  // Registers v1..v3 and encodes `payments` with their versions' schemas.
+  std::vector<std::string> Encode(const std::vector<Payment>& payments) {
+    std::vector<SerializerRecord> records;
+    for (const Payment& p : payments) records.push_back({p.version - 1, ValueJson(p), ""});
+    absl::StatusOr<Encoded> encoded = EncodeWithSerializer(
+        dir_, registry_->url(),
+        {{"payments-value", "AVRO", kPaymentV1},
+         {"payments-value", "AVRO", kPaymentV2},
+         {"payments-value", "AVRO", kPaymentV3}},
+        records);
+    EXPECT_OK(encoded);
+    if (!encoded.ok()) return {};
+    schema_ids_ = encoded->schema_ids;
+    return encoded->values;
+  }
+
+  // Every store of every node equals the truth (grouped stores are waited for: their
+  // positions are those of the repartition topic).
+  void ExpectTruth(const Truth& truth) {
+    for (size_t n = 0; n < clients_.size(); ++n) {
+      NodeClient& client = *clients_[n];
+      for (const char* store : {"last_payment", "spend", "big_payments"}) {
+        ASSERT_TRUE(WaitFor([&] { return client.CaughtUp(store, Topic("payments"), produced_); },
+                            absl::Seconds(60)))
+            << store << " through node " << n + 1 << "\n"
+            << nodes_[0]->process().ReadLog();
+      }
+      EXPECT_EQ(Scan(client, "spend"), AsEntries(truth.spend)) << "node " << n + 1;
+      EXPECT_EQ(Scan(client, "big_payments"), AsEntries(truth.big)) << "node " << n + 1;
+      ASSERT_TRUE(WaitFor([&] { return Scan(client, "payments_per_method") == AsEntries(truth.per_method); },
+                          absl::Seconds(30)))
+          << "payments_per_method through node " << n + 1;
+      // The table holds the JSON of each customer's latest record, as its writer wrote it:
+      // v1 records have no currency, v2 and v3 ones do.
+      const Entries last = Scan(client, "last_payment");
+      ASSERT_EQ(last.size(), truth.last.size());
+      for (const auto& [customer, json] : last) {
+        const Payment& want = truth.last.at(customer);
+        rapidjson::Document doc;
+        doc.Parse(json.c_str());
+        ASSERT_TRUE(doc.IsObject()) << json;
+        EXPECT_EQ(std::string(doc["id"].GetString()), want.id);
+        EXPECT_EQ(doc["amount"].GetInt64(), want.amount);
+        EXPECT_EQ(std::string(doc["method"].GetString()), want.method);
+        EXPECT_EQ(doc.HasMember("currency"), want.version >= 2) << json;
+      }
+      // Answers carry the structured value, as for JSON stores.
+      kiq::v1::GetResponse get;
+      const auto& [customer, want] = *truth.last.begin();
+      ASSERT_TRUE(client.Get("last_payment", customer, &get).ok());
+      EXPECT_EQ(get.entry().json().struct_value().fields().at("id").string_value(), want.id);
+    }
+  }
+
+  static Entries Scan(NodeClient& client, const std::string& store) {
+    grpc::Status status;
+    Entries out = client.Scan(store, 50, "", "", nullptr, &status);
+    EXPECT_TRUE(status.ok()) << store << ": " << status.error_message();
+    return out;
+  }
+
+  std::unique_ptr<SchemaRegistryProcess> registry_;
+  std::string config_;
+  std::vector<int32_t> schema_ids_;
+  std::vector<std::unique_ptr<NodeProcess>> nodes_;
+  std::vector<std::unique_ptr<NodeClient>> clients_;
+};
+
+class AvroClusterTest : public AvroTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(AvroClusterTest, StoresOverTwoWriterVersionsMatchTheTruthAndBadRecordsAreDeadLettered) {
+  std::mt19937 rng(1212);
+  std::vector<Payment> payments;
+  for (int i = 0; i < 400; ++i) {
+    Payment p;
+    p.id = absl::StrCat("pay-", i);
+    p.customer = absl::StrCat("c", rng() % 20);
+    p.amount = 1 + static_cast<int64_t>(rng() % 20000);
+    p.method = kMethods[rng() % 3];
+    p.version = 1 + static_cast<int>(rng() % 2);  // v1 and v2 interleaved (evolution)
+    payments.push_back(p);
+  }
+  const std::vector<std::string> encoded = Encode(payments);
+  ASSERT_EQ(encoded.size(), payments.size());
+  StartNodes(GetParam());
+
+  Truth truth;
+  // Each bad record is bad for every store of the source: one letter per store.
+  std::multiset<std::pair<std::string, std::string>> expected_letters;
+  auto expect_bad = [&](const std::string& why) {
+    for (const char* store : kStores) expected_letters.emplace(store, why);
+  };
+  for (size_t i = 0; i < payments.size(); ++i) {
+    const Payment& p = payments[i];
+    ProduceAndTrack("payments", p.customer, encoded[i]);
+    truth.Add(p);
+    if (i % 100 == 7) {  // JSON where Avro is expected: no magic byte
+      ProduceAndTrack("payments", p.customer, ValueJson(p));
+      expect_bad("not_wire_format");
+    } else if (i % 100 == 31) {  // an id the registry never gave out
+      std::string unknown = encoded[i];
+      unknown.replace(1, 4, std::string("\x00\x00\x27\x0f", 4));  // id 9999
+      ProduceAndTrack("payments", p.customer, unknown);
+      expect_bad("unknown_schema");
+    } else if (i % 100 == 67) {  // truncated: the enum's index is cut off
+      ProduceAndTrack("payments", p.customer, encoded[i].substr(0, encoded[i].size() - 1));
+      expect_bad("undecodable");
+    }
+  }
+  ExpectTruth(truth);
+
+  const auto letters = ConsumeAll(bootstrap_servers(), Topic("payments-avro-dlq"),
+                                  expected_letters.size(), absl::Seconds(30));
+  std::multiset<std::pair<std::string, std::string>> got;
+  for (const ConsumedRecord& letter : letters) {
+    std::map<std::string, std::string> h(letter.headers.begin(), letter.headers.end());
+    const std::string& reason = h["kiq.reason"];
+    std::string why = "other: " + reason;
+    if (absl::StrContains(reason, "not in the Schema Registry wire format (magic byte 0x7b")) {
+      why = "not_wire_format";
+    } else if (absl::StrContains(reason, "unknown schema id 9999")) {
+      why = "unknown_schema";
+    } else if (absl::StrContains(reason, "not valid Avro for its writer schema")) {
+      why = "undecodable";
+    }
+    got.emplace(h["kiq.store"], why);
+    // Dead letters carry the bytes as produced, not their decoding.
+    EXPECT_FALSE(letter.value && absl::StartsWith(*letter.value, "{\"id\":\"pay") &&
+                 why != "not_wire_format");
+  }
+  EXPECT_EQ(got, expected_letters);
+  // Counted by reason on every node together.
+  double undecodable = 0;
+  for (auto& node : nodes_) {
+    undecodable += MetricSum(ScrapeMetrics(node->http_port()), "kiq_bad_records_total",
+                             {"store=\"spend\"", "reason=\"undecodable\""});
+  }
+  EXPECT_EQ(undecodable, 4);
+  for (auto& node : nodes_) EXPECT_TRUE(node->process().running());
+}
+
+INSTANTIATE_TEST_SUITE_P(Nodes, AvroClusterTest, ::testing::Values(1, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return absl::StrCat(info.param, info.param == 1 ? "Node" : "Nodes");
+                         });
+
+TEST_F(AvroTest, ARegistryOutagePausesOnlyThePartitionWithAnUnknownIdAndLosesNothing) {
+  // Customers by partition: `blocked` is the one customer whose records will carry the new id.
+  std::map<int32_t, std::vector<std::string>> by_partition;
+  for (int c = 0; c < 40; ++c) {
+    const std::string customer = absl::StrCat("c", c);
+    by_partition[Murmur2Partition(customer, kPartitions)].push_back(customer);
+  }
+  const std::string blocked = by_partition[0].front();
+  std::vector<std::string> others;  // customers of the other partitions
+  for (int32_t p = 1; p < kPartitions; ++p) {
+    for (const std::string& c : by_partition[p]) others.push_back(c);
+  }
+
+  std::vector<Payment> before, during_known, during_new;
+  int n = 0;
+  auto payment = [&](const std::string& customer, int version) {
+    Payment p{absl::StrCat("pay-", n), customer, 100 + n, kMethods[n % 3], version};
+    ++n;
+    return p;
+  };
+  for (int i = 0; i < 60; ++i) before.push_back(payment(i % 2 ? blocked : others[i % others.size()], 1));
+  for (int i = 0; i < 30; ++i) during_new.push_back(payment(blocked, 3));
+  for (int i = 0; i < 60; ++i) during_known.push_back(payment(others[i % others.size()], 2));
+  std::vector<Payment> all = before;
+  all.insert(all.end(), during_new.begin(), during_new.end());
+  all.insert(all.end(), during_known.begin(), during_known.end());
+  const std::vector<std::string> encoded = Encode(all);  // registers v3 too; the node has not seen it
+  ASSERT_EQ(encoded.size(), all.size());
+
+  StartNodes(1);
+  Truth truth;
+  size_t i = 0;
+  // v1 only, then a v2 record of a partition other than the blocked one (both ids cached).
+  for (; i < before.size(); ++i) {
+    ProduceAndTrack("payments", all[i].customer, encoded[i]);
+    truth.Add(all[i]);
+  }
+  ProduceAndTrack("payments", during_known[0].customer, encoded[before.size() + during_new.size()]);
+  truth.Add(during_known[0]);
+  ExpectTruth(truth);
+
+  ASSERT_OK(registry_->Stop());
+  const Truth at_outage = truth;
+  for (; i < all.size(); ++i) {
+    if (i == before.size() + during_new.size()) continue;  // produced above
+    ProduceAndTrack("payments", all[i].customer, encoded[i]);
+    truth.Add(all[i]);
+  }
+  // The blocked partition waits; the others (cached ids) are ingested to the end.
+  NodeClient& client = *clients_[0];
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_registry_paused_partitions") == 1;
+      },
+      absl::Seconds(30)))
+      << nodes_[0]->process().ReadLog();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const std::string& c : others) {
+          kiq::v1::GetResponse get;
+          if (!client.Get("spend", c, &get).ok()) return false;
+          const int64_t want = truth.spend.count(c) ? truth.spend.at(c) : 0;
+          if (want != 0 && get.entry().json().number_value() != static_cast<double>(want)) {
+            return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(30)))
+      << "partitions with cached ids did not go on";
+  kiq::v1::GetResponse get;
+  ASSERT_TRUE(client.Get("spend", blocked, &get).ok());
+  EXPECT_EQ(get.entry().json().number_value(), static_cast<double>(at_outage.spend.at(blocked)))
+      << "the blocked partition must wait, not skip";
+  const std::string metrics = ScrapeMetrics(nodes_[0]->http_port());
+  EXPECT_EQ(MetricSum(metrics, "kiq_bad_records_total"), 0) << "nothing is dead-lettered";
+
+  // Back: the partition resumes from the record that waited and catches up.
+  ASSERT_OK(registry_->Restart());
+  ExpectTruth(truth);
+  EXPECT_EQ(MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_registry_paused_partitions"), 0);
+  EXPECT_EQ(MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_bad_records_total"), 0);
+  EXPECT_THAT(nodes_[0]->process().ReadLog(), ::testing::HasSubstr("the records wait (none is skipped)"));
+}
+
+}  // namespace
+}  // namespace kiq::testing
+
+namespace kiq::testing {
+namespace {
+
+// Protobuf (message indexes honoured: the records are of the file's second message) and JSON
+// Schema values, on one node: a sum and a count over Protobuf fields, a table of JSON Schema
+// values, against a truth computed here; a record of the wrong message type for its bytes is
+// a bad record.
+class ProtobufJsonSrTest : public KafkaFixture {};
+
+TEST_F(ProtobufJsonSrTest, ProtobufAndJsonSchemaSourcesMatchTheTruth) {
+  StartKafka("formats", {{"orders_pb", 4}, {"events_js", 4}, {"formats-qty-changelog", 4},
+                         {"formats-big-changelog", 4}});
+  absl::StatusOr<std::unique_ptr<SchemaRegistryProcess>> registry =
+      SchemaRegistryProcess::Start(dir_);
+  ASSERT_OK(registry);
+  const std::string config = WriteFile("formats.yaml", absl::StrCat(R"(
+application_id: formats
+schema_registry: {url: ")", (*registry)->url(), R"("}
+sources:
+  - {topic: orders_pb, value_format: protobuf}
+  - {topic: events_js, value_format: json_sr}
+stores:
+  - {name: qty, source: orders_pb, sum: {field: line.quantity, type: int64}}
+  - name: big
+    source: orders_pb
+    count: {}
+    filter: {all: [{compare: {field: line.quantity, op: ge, number_value: 50}}]}
+  - {name: events, source: events_js, table: {}}
+)"));
+  const std::string proto =
+      "syntax = \"proto3\";\npackage shop;\n"
+      "message Header { string source = 1; }\n"
+      "message Order { string id = 1; Line line = 2; message Line { string sku = 1; int64 quantity = 2; } }\n";
+  std::mt19937 rng(7);
+  std::vector<SerializerRecord> records;
+  std::vector<std::pair<std::string, int64_t>> orders;  // (customer, quantity)
+  for (int i = 0; i < 120; ++i) {
+    const std::string customer = absl::StrCat("c", rng() % 10);
+    const int64_t quantity = static_cast<int64_t>(rng() % 100);
+    orders.emplace_back(customer, quantity);
+    records.push_back({0,
+                       absl::StrCat(R"({"id":"o)", i, R"(","line":{"sku":"s)", i % 7,
+                                    R"(","quantity":)", quantity, "}}"),
+                       "Order"});
+  }
+  std::map<std::string, std::string> events;  // the latest event per key, as JSON
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = absl::StrCat("e", i % 8);
+    events[key] = absl::StrCat(R"({"n":)", i, R"(,"kind":"k)", i % 3, R"("})");
+    records.push_back({1, events[key], ""});
+  }
+  records.push_back({0, R"({"source":"web"})", "Header"});  // the wrong message for orders
+  absl::StatusOr<Encoded> encoded = EncodeWithSerializer(
+      dir_, (*registry)->url(),
+      {{"orders_pb-value", "PROTOBUF", proto},
+       {"events_js-value", "JSON",
+        R"({"type":"object","properties":{"n":{"type":"integer"},"kind":{"type":"string"}}})"}},
+      records);
+  ASSERT_OK(encoded);
+  ASSERT_EQ(encoded->values.size(), records.size());
+  // The Order message is the file's second: its indexes are [1], not the single 0.
+  ASSERT_EQ(encoded->values[0].substr(5, 2), std::string("\x02\x02", 2));
+
+  auto node = LaunchNode(config, "n1");
+  ASSERT_OK(node);
+  NodeClient client((*node)->target());
+  std::map<std::string, int64_t> qty, big;
+  for (size_t i = 0; i < orders.size(); ++i) {
+    ProduceAndTrack("orders_pb", orders[i].first, encoded->values[i]);
+    qty[orders[i].first] += orders[i].second;
+    if (orders[i].second >= 50) ++big[orders[i].first];
+  }
+  for (size_t i = orders.size(); i < orders.size() + 40; ++i) {
+    const std::string key = absl::StrCat("e", (i - orders.size()) % 8);
+    ProduceAndTrack("events_js", key, encoded->values[i]);
+  }
+  // The Header record with its indexes ([0], a single 0) rewritten to [5]: no such message.
+  std::string wrong = encoded->values.back();
+  wrong.replace(5, 1, std::string("\x02\x0a", 2));  // indexes [5]: no such message
+  ProduceAndTrack("orders_pb", "c0", wrong);
+  for (const char* store : {"qty", "big"}) {
+    ASSERT_TRUE(WaitFor([&] { return client.CaughtUp(store, Topic("orders_pb"), produced_); },
+                        absl::Seconds(60)))
+        << (*node)->process().ReadLog();
+  }
+  ASSERT_TRUE(WaitFor([&] { return client.CaughtUp("events", Topic("events_js"), produced_); },
+                      absl::Seconds(60)));
+  grpc::Status status;
+  EXPECT_EQ(client.Scan("qty", 100, "", "", nullptr, &status), AsEntries(qty));
+  EXPECT_EQ(client.Scan("big", 100, "", "", nullptr, &status), AsEntries(big));
+  EXPECT_EQ(client.Scan("events", 100, "", "", nullptr, &status),
+            Entries(events.begin(), events.end()));
+  const auto letters = ConsumeAll(bootstrap_servers(), Topic("formats-dlq"), 2, absl::Seconds(30));
+  ASSERT_EQ(letters.size(), 2u);  // one per store of orders_pb
+  for (const ConsumedRecord& letter : letters) {
+    std::map<std::string, std::string> h(letter.headers.begin(), letter.headers.end());
+    EXPECT_THAT(h["kiq.reason"], ::testing::HasSubstr("message index 5 at level 0"));
+  }
+}
+
+}  // namespace
+}  // namespace kiq::testing
