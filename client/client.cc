@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
 
 Client::Client(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options)
     : options_(options),
+      channel_(channel),
       stub_(kiq::v1::QueryService::NewStub(channel)),
       metadata_stub_(kiq::v1::MetadataService::NewStub(channel)) {}
 
@@ -186,6 +187,12 @@ std::string DescribeSubscribe(std::string_view store) {
 absl::Status Client::Subscribe(
     const kiq::v1::SubscribeRequest& request,
     const std::function<bool(const kiq::v1::SubscribeResponse&)>& on_event) const {
+  if (options_.timeout != absl::InfiniteDuration() &&
+      !channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + options_.timeout))) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        DescribeSubscribe(request.store()), ": the server did not become reachable within ",
+        absl::FormatDuration(options_.timeout), " (--timeout bounds connecting)"));
+  }
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<kiq::v1::SubscribeResponse>> reader =
       stub_->Subscribe(&context, request);

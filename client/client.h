@@ -106,7 +106,10 @@ class Client {
 
   // Subscribe (push query): calls `on_event` for each event as it arrives until the stream
   // ends or `on_event` returns false (then the call is cancelled and OK is returned). Streams
-  // have no deadline (the timeout option does not apply). Returns the stream's final status:
+  // have no deadline, but connecting has: the timeout option bounds the wait for the channel
+  // to be ready (DEADLINE_EXCEEDED naming the wait past it; a server that accepts TCP and never
+  // answers would otherwise hold it for gRPC's 20 s connect deadline). Returns the stream's
+  // final status:
   // RESOURCE_EXHAUSTED (too slow), ABORTED (partitions moved), NOT_FOUND (unknown store)...
   absl::Status Subscribe(
       const kiq::v1::SubscribeRequest& request,
@@ -155,6 +158,7 @@ class Client {
                                                  const PageCallback& on_page);
 
   const ClientOptions options_;
+  const std::shared_ptr<grpc::ChannelInterface> channel_;
   const std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
   const std::unique_ptr<kiq::v1::MetadataService::Stub> metadata_stub_;
 };
