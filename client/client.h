@@ -107,9 +107,9 @@ class Client {
   // Subscribe (push query): calls `on_event` for each event as it arrives until the stream
   // ends or `on_event` returns false (then the call is cancelled and OK is returned). Streams
   // have no deadline, but connecting has: the timeout option bounds the wait for the channel
-  // to be ready (DEADLINE_EXCEEDED naming the wait past it; a server that accepts TCP and never
-  // answers would otherwise hold it for gRPC's 20 s connect deadline). Returns the stream's
-  // final status:
+  // to be ready (DEADLINE_EXCEEDED past it; a server that accepts TCP and never answers would
+  // otherwise hold it for gRPC's 20 s connect deadline; a refused connection is UNAVAILABLE at
+  // once, as for unary calls). Returns the stream's final status:
   // RESOURCE_EXHAUSTED (too slow), ABORTED (partitions moved), NOT_FOUND (unknown store)...
   absl::Status Subscribe(
       const kiq::v1::SubscribeRequest& request,
@@ -156,6 +156,10 @@ class Client {
   static absl::StatusOr<std::string> ForEachPage(const PageFetcher& fetch, std::string_view doing,
                                                  const ScanOptions& options,
                                                  const PageCallback& on_page);
+
+  // Waits, up to the timeout, for the channel to be ready: DEADLINE_EXCEEDED past it,
+  // UNAVAILABLE at once if the connection is refused; `doing` starts the message.
+  absl::Status AwaitConnected(std::string_view doing) const;
 
   const ClientOptions options_;
   const std::shared_ptr<grpc::ChannelInterface> channel_;

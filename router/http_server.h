@@ -16,8 +16,9 @@ class Server;
 
 namespace kiq::router {
 
-// The node's HTTP port (cpp-httplib, its own thread pool): operations endpoints (/metrics,
-// /healthz, /readyz) and the HTTP/JSON gateway (router/http_gateway.h). Handlers run on httplib's
+// An HTTP port of a node or router (cpp-httplib, its own thread pool): the public port with the
+// HTTP/JSON gateway (router/http_gateway.h) and the operations endpoints (/metrics, /healthz,
+// /readyz), or the admin port with those alone. Handlers run on httplib's
 // threads and must be thread-safe. Register handlers, then Start; Stop (or the destructor) stops
 // serving.
 //
@@ -36,8 +37,8 @@ namespace kiq::router {
 // Connections: httplib holds one worker thread per open connection (keep-alive or streaming),
 // so a connection past Options::max_connections would wait, unanswered, for a worker. Instead
 // it is handed to one of kRefusalThreads spare workers that answer its request 503 with
-// Connection: close. Options::tcp_nodelay is on: without it every keep-alive answer waited for
-// the client's delayed ACK (~40 ms; wrk at one connection: 37 Gets/s).
+// Connection: close. TCP_NODELAY is on (httplib's default is off): without it every keep-alive
+// answer waited for the client's delayed ACK (~40 ms; wrk at one connection: 34 Gets/s).
 class HttpServer {
  public:
   struct Options {

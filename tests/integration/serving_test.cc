@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <gmock/gmock.h>
+#include <google/protobuf/descriptor.pb.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -25,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
@@ -176,6 +178,26 @@ std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std
   grpc::Status status = stub->Check(&ctx, request, &response);
   if (!status.ok()) return absl::StrCat("error ", status.error_code(), ": ", status.error_message());
   return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+}
+
+// Asks grpc.reflection.v1 one question per request on one stream; the answers in order.
+std::vector<grpc::reflection::v1::ServerReflectionResponse> ReflectV1(
+    const std::shared_ptr<grpc::Channel>& channel,
+    const std::vector<grpc::reflection::v1::ServerReflectionRequest>& requests) {
+  auto stub = grpc::reflection::v1::ServerReflection::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  std::vector<grpc::reflection::v1::ServerReflectionResponse> out;
+  for (const auto& request : requests) {
+    grpc::reflection::v1::ServerReflectionResponse response;
+    if (!stream->Write(request) || !stream->Read(&response)) break;
+    out.push_back(response);
+  }
+  stream->WritesDone();
+  grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return out;
 }
 
 class ServingTest : public KafkaFixture {
@@ -368,6 +390,28 @@ TEST_F(ServingTest, RouterIsReadyOnceEveryPartitionHasAnOwnerAndExportsMetrics) 
   EXPECT_GE(MetricSum(metrics, "kiq_queries_total", {}), 1) << metrics;
   EXPECT_GE(MetricSum(metrics, "kiq_forwarded_calls_total", {}), 1) << metrics;
   EXPECT_THAT(metrics, HasSubstr("# TYPE kiq_subscription_moves_total counter"));
+  // Server reflection v1 (besides gRPC's v1alpha): the services, and a service's file with
+  // the files it imports.
+  grpc::reflection::v1::ServerReflectionRequest list;
+  list.set_list_services("");
+  grpc::reflection::v1::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("kiq.v1.QueryService");
+  grpc::reflection::v1::ServerReflectionRequest unknown;
+  unknown.set_file_containing_symbol("no.such.Service");
+  const auto answers = ReflectV1(channel, {list, symbol, unknown});
+  ASSERT_EQ(answers.size(), 3u);
+  std::vector<std::string> services;
+  for (const auto& s : answers[0].list_services_response().service()) services.push_back(s.name());
+  EXPECT_THAT(services, ::testing::IsSupersetOf({"kiq.v1.QueryService", "kiq.v1.MetadataService",
+                                                 "grpc.health.v1.Health",
+                                                 "grpc.reflection.v1.ServerReflection",
+                                                 "grpc.reflection.v1alpha.ServerReflection"}));
+  ASSERT_GE(answers[1].file_descriptor_response().file_descriptor_proto_size(), 2);
+  google::protobuf::FileDescriptorProto file;
+  ASSERT_TRUE(file.ParseFromString(answers[1].file_descriptor_response().file_descriptor_proto(0)));
+  EXPECT_EQ(file.name(), "kiq/v1/query.proto");
+  EXPECT_EQ(answers[2].error_response().error_code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+
   // The same routes on the router's public HTTP port, for compatibility.
   httplib::Client http("127.0.0.1", (*router)->http_port());
   res = http.Get("/metrics");
