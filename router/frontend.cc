@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
                                        "grpc.reflection.v1alpha.ServerReflection",
                                        "grpc.reflection.v1.ServerReflection"};
   if (frontend->peer_service_) services.push_back("kiq.v1.PeerService");
-  frontend->reflection_v1_ = std::make_unique<ReflectionV1Service>(std::move(services));
+  frontend->reflection_v1_ = std::make_unique<ReflectionV1Service>(services);
   builder.RegisterService(frontend->reflection_v1_.get());
   frontend->server_ = builder.BuildAndStart();
   if (!frontend->server_ || frontend->grpc_port_ == 0) {
@@ -69,7 +69,9 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   }
   // Not serving until the owner says how to tell (StartHealthUpdates).
   if (grpc::HealthCheckServiceInterface* health = frontend->server_->GetHealthCheckService()) {
-    health->SetServingStatus(false);
+    // gRPC's service knows only "" until a name is set; every service answers for itself.
+    health->SetServingStatus("", false);
+    for (const std::string& name : services) health->SetServingStatus(name, false);
   }
   if (options.http_port >= 0) {
     HttpServer::Options http;

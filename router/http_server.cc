@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <iterator>
+#include <memory>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -40,10 +42,19 @@ std::string ErrorJson(int code, absl::string_view message) {
   return out.GetString();
 }
 
+// Answers and then closes the connection. httplib keeps a connection alive whatever the
+// response's Connection header says; a content provider that returns false (after writing the
+// whole body) makes it close the connection once the answer is out.
 void Refuse(httplib::Response& res, int http_status, int code, absl::string_view message) {
   res.status = http_status;
   res.set_header("Connection", "close");
-  res.set_content(ErrorJson(code, message), "application/json");
+  auto body = std::make_shared<const std::string>(ErrorJson(code, message));
+  res.set_content_provider(
+      body->size(), "application/json",
+      [body](size_t offset, size_t length, httplib::DataSink& sink) {
+        sink.write(body->data() + offset, length);
+        return false;
+      });
 }
 
 // Set on a refusal worker while it answers a connection past the limit.
@@ -95,7 +106,7 @@ httplib::Server::HandlerResponse CheckLimits(const httplib::Request& req, httpli
 
 // A JSON body for the errors httplib answers itself (414, 400, 413, ...).
 httplib::Server::HandlerResponse ErrorBody(const httplib::Request&, httplib::Response& res) {
-  if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+  if (!res.body.empty() || res.content_length_ > 0) return httplib::Server::HandlerResponse::Unhandled;
   int code = kInvalidArgument;
   std::string message = absl::StrCat("HTTP ", res.status);
   switch (res.status) {

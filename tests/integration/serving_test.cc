@@ -389,7 +389,8 @@ TEST_F(ServingTest, RouterIsReadyOnceEveryPartitionHasAnOwnerAndExportsMetrics) 
   EXPECT_EQ(MetricSum(metrics, "kiq_kafka_connected", {}), 1);
   EXPECT_GE(MetricSum(metrics, "kiq_queries_total", {}), 1) << metrics;
   EXPECT_GE(MetricSum(metrics, "kiq_forwarded_calls_total", {}), 1) << metrics;
-  EXPECT_THAT(metrics, HasSubstr("# TYPE kiq_subscription_moves_total counter"));
+  // kiq_subscription_moves_total (fan-in) shows once a subscription moved: prometheus-cpp
+  // exposes a family from its first sample.
   // Server reflection v1 (besides gRPC's v1alpha): the services, and a service's file with
   // the files it imports.
   grpc::reflection::v1::ServerReflectionRequest list;
