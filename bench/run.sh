@@ -105,7 +105,7 @@ start_node() {
   local name=$1 config=$2
   shift 2
   "$BIN/node/kiq-node" --config="$config" --bootstrap-servers="$BOOTSTRAP" --node-id="$name" \
-    --bind-address=127.0.0.1 --advertised-host=127.0.0.1 --grpc-port=0 --http-port=0 \
+    --bind-address=127.0.0.1 --advertised-host=127.0.0.1 --grpc-port=0 --http-port=0 --admin-port=0 \
     --port-file="$WORK/$name.port" --data-dir="$WORK/data-$name" --log-level=warn \
     ${KIQ_BENCH_NODE_FLAGS:-} "$@" \
     >"$WORK/$name.log" 2>&1 &

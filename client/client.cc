@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
 
 Client::Client(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options)
     : options_(options),
+      channel_(channel),
       stub_(kiq::v1::QueryService::NewStub(channel)),
       metadata_stub_(kiq::v1::MetadataService::NewStub(channel)) {}
 
@@ -179,6 +180,24 @@ absl::StatusOr<kiq::v1::ScanResponse> Client::All(std::string_view store, int32_
       });
 }
 
+absl::Status Client::AwaitConnected(std::string_view doing) const {
+  const auto deadline = absl::ToChronoTime(absl::Now() + options_.timeout);
+  grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    // As a unary call without wait-for-ready does: a refused connection fails at once.
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      return absl::UnavailableError(absl::StrCat(std::string(doing), ": cannot connect to the server"));
+    }
+    if (!channel_->WaitForStateChange(state, deadline)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(std::string(doing), ": the server did not answer the connection within ",
+                       absl::FormatDuration(options_.timeout), " (the timeout bounds connecting)"));
+    }
+    state = channel_->GetState(/*try_to_connect=*/true);
+  }
+  return absl::OkStatus();
+}
+
 std::string DescribeSubscribe(std::string_view store) {
   return absl::StrCat("subscribe store=", EscapeForTerminal(store));
 }
@@ -186,6 +205,10 @@ std::string DescribeSubscribe(std::string_view store) {
 absl::Status Client::Subscribe(
     const kiq::v1::SubscribeRequest& request,
     const std::function<bool(const kiq::v1::SubscribeResponse&)>& on_event) const {
+  if (options_.timeout != absl::InfiniteDuration()) {
+    absl::Status connected = AwaitConnected(DescribeSubscribe(request.store()));
+    if (!connected.ok()) return connected;
+  }
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<kiq::v1::SubscribeResponse>> reader =
       stub_->Subscribe(&context, request);

@@ -106,7 +106,10 @@ class Client {
 
   // Subscribe (push query): calls `on_event` for each event as it arrives until the stream
   // ends or `on_event` returns false (then the call is cancelled and OK is returned). Streams
-  // have no deadline (the timeout option does not apply). Returns the stream's final status:
+  // have no deadline, but connecting has: the timeout option bounds the wait for the channel
+  // to be ready (DEADLINE_EXCEEDED past it; a server that accepts TCP and never answers would
+  // otherwise hold it for gRPC's 20 s connect deadline; a refused connection is UNAVAILABLE at
+  // once, as for unary calls). Returns the stream's final status:
   // RESOURCE_EXHAUSTED (too slow), ABORTED (partitions moved), NOT_FOUND (unknown store)...
   absl::Status Subscribe(
       const kiq::v1::SubscribeRequest& request,
@@ -154,7 +157,12 @@ class Client {
                                                  const ScanOptions& options,
                                                  const PageCallback& on_page);
 
+  // Waits, up to the timeout, for the channel to be ready: DEADLINE_EXCEEDED past it,
+  // UNAVAILABLE at once if the connection is refused; `doing` starts the message.
+  absl::Status AwaitConnected(std::string_view doing) const;
+
   const ClientOptions options_;
+  const std::shared_ptr<grpc::ChannelInterface> channel_;
   const std::unique_ptr<kiq::v1::QueryService::Stub> stub_;
   const std::unique_ptr<kiq::v1::MetadataService::Stub> metadata_stub_;
 };

@@ -57,7 +57,8 @@ Commands:
 Flags (before or after the command):
   --target HOST:PORT     Server to ask (default: $KIQ_TARGET if set, else localhost:7070).
   --json                 Print JSON instead of a table (see Output).
-  --timeout DURATION     Deadline of each RPC, e.g. 500ms, 5s, 1m (default: 10s).
+  --timeout DURATION     Deadline of each RPC, e.g. 500ms, 5s, 1m (default: 10s); for
+                         subscribe, of connecting (the stream itself has none).
   --page-size N          range, all: entries per RPC (default: the server's).
   --page-token TOKEN     range, all: start at TOKEN, a next page token printed by an earlier
                          range/all stopped by --limit.

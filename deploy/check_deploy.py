@@ -7,8 +7,8 @@
    together: the StatefulSet's serviceName is a headless Service that selects its pods (and
    publishes not-ready ones) and is the one spelled in --advertised-host; every Service and the
    PodDisruptionBudget select the pods; Service targetPorts, probe ports and the prometheus.io
-   annotations name container ports; /readyz is the readiness probe and never the liveness
-   probe; volumeMounts refer to pod volumes or volumeClaimTemplates; ConfigMap references (volumes,
+   annotations name container ports, probes and scrapes on the admin port where there is one;
+   /readyz is the readiness probe and never the liveness probe; volumeMounts refer to pod volumes or volumeClaimTemplates; ConfigMap references (volumes,
    env, envFrom) resolve to the generated, hash-suffixed ConfigMaps and their keys; $(VAR)s in
    args are defined; --config is a mounted ConfigMap key, --data-dir is on the persistent
    volume; the grace period covers preStop + shutdown; no namespace is hard-coded.
@@ -622,7 +622,12 @@ def check_k8s(repo, kubectl, problems):
                     continue
                 for kind in ("httpGet", "tcpSocket", "grpc"):
                     if kind in pr and "port" in pr[kind]:
-                        port_ok(pr[kind]["port"], probe)
+                        number = port_ok(pr[kind]["port"], probe)
+                        # The HTTP port's clients (idle keep-alive connections, open streams)
+                        # can keep a probe waiting there; the admin port is the probes' own.
+                        if kind == "httpGet" and number is not None and "admin" in ports \
+                                and number != ports["admin"]:
+                            problems.add(cwhere, f"{probe} on port {pr[kind]['port']}: probe the admin port ({ports['admin']}), which the HTTP port's clients cannot starve")
                 if "httpGet" in pr:
                     paths[probe] = pr["httpGet"].get("path")
             if c.get("name") == "kiq-node" or "kiq-node" in str(c.get("command", "")) or c is containers[0]:
@@ -691,7 +696,7 @@ def check_k8s(repo, kubectl, problems):
                 found = mount_of(flags["data-dir"])
                 if not found or found[1]["name"] not in claims:
                     problems.add(cwhere, f"--data-dir={flags['data-dir']} is not on a volumeClaimTemplate volume (state would be lost, or the root filesystem is read-only)")
-            for flag, pname in (("grpc-port", "grpc"), ("http-port", "http")):
+            for flag, pname in (("grpc-port", "grpc"), ("http-port", "http"), ("admin-port", "admin")):
                 if flag in flags and pname in ports and str(ports[pname]) != flags[flag]:
                     problems.add(cwhere, f"--{flag}={flags[flag]} but container port {pname!r} is {ports[pname]}")
             if w["kind"] == "StatefulSet" and "advertised-host" in flags:
@@ -723,8 +728,9 @@ def check_k8s(repo, kubectl, problems):
             port = annotations.get("prometheus.io/port")
             if port is None or not str(port).isdigit():
                 problems.add(where, f"prometheus.io/port {port!r} is not a port number")
-            elif all_ports.get("http") != int(port):
-                problems.add(where, f"prometheus.io/port {port} is not the http container port ({all_ports.get('http')})")
+            elif all_ports.get("admin", all_ports.get("http")) != int(port):
+                scrape = "admin" if "admin" in all_ports else "http"
+                problems.add(where, f"prometheus.io/port {port} is not the {scrape} container port ({all_ports.get(scrape)})")
             if annotations.get("prometheus.io/path", "/metrics") != "/metrics":
                 problems.add(where, f"prometheus.io/path {annotations['prometheus.io/path']!r}: the node serves /metrics")
         else:

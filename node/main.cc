@@ -23,6 +23,7 @@
 #include "common/protobuf_log.h"
 #include "common/schema/registry_client.h"
 #include "node/node.h"
+#include "router/serving_flags.h"
 
 ABSL_FLAG(std::string, config, "",
           "Topology file (YAML or JSON, schema kiq.v1.Topology). Required.");
@@ -48,8 +49,8 @@ ABSL_FLAG(std::string, offset_out_of_range, "fail",
 ABSL_FLAG(int, embedded_partitions, 6,
           "With the embedded Kafka: partitions of each source topic it creates.");
 ABSL_FLAG(std::string, port_file, "",
-          "Write 'grpc=<port>' and 'http=<port>' lines to this file once serving (for "
-          "supervisors and tests).");
+          "Write 'grpc=<port>', 'http=<port>' and 'admin=<port>' lines to this file once "
+          "serving (for supervisors and tests).");
 ABSL_FLAG(std::string, kafka_config, "",
           "A Java-style client.properties file (Confluent Cloud, MSK, ...): security.protocol, "
           "sasl.mechanism, sasl.jaas.config, ssl.* and other client settings for every Kafka "
@@ -148,6 +149,9 @@ int main(int argc, char** argv) {
   if (options.http_port < -1 || options.http_port > 65535) {
     return refuse("--http-port: must be between 0 and 65535, or -1 for none");
   }
+  absl::StatusOr<kiq::router::HttpServing> serving = kiq::router::ServingFromFlags();
+  if (!serving.ok()) return refuse(serving.status().message());
+  options.serving = *serving;
   const std::string policy = absl::GetFlag(FLAGS_offset_out_of_range);
   if (policy == "fail") {
     options.out_of_range = kiq::node::OutOfRangePolicy::kFail;

@@ -9,8 +9,6 @@
 #include <prometheus/text_serializer.h>
 #include "common/logging.h"
 
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -18,6 +16,7 @@
 #include "common/kafka/metadata.h"
 #include "common/topology/topology_config.h"
 #include "node/membership/standby_placement.h"
+#include "router/router_probe.h"
 
 namespace kiq::node {
 
@@ -170,6 +169,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   serve.bind_address = options.bind_address;
   serve.grpc_port = options.grpc_port;
   serve.http_port = options.http_port;
+  serve.serving = options.serving;
   serve.port_file = options.port_file;
   absl::StatusOr<std::unique_ptr<router::Frontend>> frontend =
       router::Frontend::Start(serve, *node->local_, [raw](router::HttpServer& http) {
@@ -184,6 +184,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       });
   if (!frontend.ok()) return frontend.status();
   node->frontend_ = *std::move(frontend);
+  node->frontend_->StartHealthUpdates([raw] { return raw->Readiness().status == 200; });
 
   Advertiser::Options advertise;
   advertise.node_id = options.node_id;
@@ -327,29 +328,12 @@ std::vector<int32_t> Node::StandbyPlacement() const {
   return out;
 }
 
-namespace {
-
-// {"ready":<ready>,"reason":"<reason>"}, the reason JSON-escaped (it may quote a path).
-router::HttpServer::Reply ReadinessReply(bool ready, absl::string_view reason) {
-  rapidjson::StringBuffer out;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
-  writer.StartObject();
-  writer.Key("ready");
-  writer.Bool(ready);
-  writer.Key("reason");
-  writer.String(reason.data(), static_cast<rapidjson::SizeType>(reason.size()));
-  writer.EndObject();
-  return {ready ? 200 : 503, absl::StrCat(out.GetString(), "\n"), "application/json"};
-}
-
-}  // namespace
-
 router::HttpServer::Reply Node::Readiness() const {
-  if (shutting_down_.load()) return ReadinessReply(false, "shutting down");
+  if (shutting_down_.load()) return router::ReadinessReply(false, "shutting down");
   {
     absl::MutexLock lock(&failure_mu_);
     if (!ingestion_failure_.ok()) {
-      return ReadinessReply(
+      return router::ReadinessReply(
           false, absl::StrCat("ingestion stopped: ", ingestion_failure_.ToString(),
                               "; serving reads at the committed positions until the process "
                               "exits (data dir ",
@@ -357,7 +341,7 @@ router::HttpServer::Reply Node::Readiness() const {
     }
   }
   if (!ingestor_->joined() && !ingestor_->assignment_lost()) {
-    return ReadinessReply(false, "not yet a member of the consumer group");
+    return router::ReadinessReply(false, "not yet a member of the consumer group");
   }
   std::vector<std::string> not_active;
   for (const auto& [p, state] : states_.Snapshot()) {
@@ -366,13 +350,13 @@ router::HttpServer::Reply Node::Readiness() const {
           absl::StrCat("partition ", p.value(), " is ", PartitionStateName(state)));
     }
   }
-  if (!not_active.empty()) return ReadinessReply(false, absl::StrJoin(not_active, "; "));
+  if (!not_active.empty()) return router::ReadinessReply(false, absl::StrJoin(not_active, "; "));
   if (ingestor_->assignment_lost()) {
-    return ReadinessReply(
+    return router::ReadinessReply(
         true, "Kafka unreachable, serving the partitions it had at their committed positions");
   }
-  if (!frontend_->kafka_connected()) return ReadinessReply(true, "the members topic is unreadable");
-  return ReadinessReply(true, "ready");
+  if (!frontend_->kafka_connected()) return router::ReadinessReply(true, "the members topic is unreadable");
+  return router::ReadinessReply(true, "ready");
 }
 
 }  // namespace kiq::node

@@ -42,13 +42,16 @@ struct NodeOptions {
   int grpc_port = 7070;
   // HTTP port for /metrics, /healthz, /readyz; 0 picks a free one, -1 disables it.
   int http_port = 7071;
+  // The admin port (/healthz, /readyz, /metrics alone; none by default here, 7072 from the
+  // flags) and the HTTP port's limits.
+  router::HttpServing serving;
   // Empty: kiq-data/<node_id>, or a fresh temporary directory with the embedded Kafka.
   std::string data_dir;
   std::string advertised_host;
   OutOfRangePolicy out_of_range = OutOfRangePolicy::kFail;
   // Partitions of each source topic created in the embedded Kafka.
   int embedded_partitions = 6;
-  // If set, "grpc=<port>" and "http=<port>" lines are written here once the servers listen
+  // If set, "grpc=<port>", "http=<port>" and "admin=<port>" lines are written here once the servers listen
   // (for supervisors and tests that start nodes on port 0).
   std::string port_file;
   absl::Duration source_wait = absl::Seconds(30);

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
@@ -47,22 +48,41 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   }
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.grpc_port),
                            grpc::InsecureServerCredentials(), &frontend->grpc_port_);
   builder.RegisterService(frontend->query_service_.get());
   if (frontend->peer_service_) builder.RegisterService(frontend->peer_service_.get());
   builder.RegisterService(frontend->metadata_service_.get());
+  std::vector<std::string> services = {"kiq.v1.QueryService", "kiq.v1.MetadataService",
+                                       "grpc.health.v1.Health",
+                                       "grpc.reflection.v1alpha.ServerReflection",
+                                       "grpc.reflection.v1.ServerReflection"};
+  if (frontend->peer_service_) services.push_back("kiq.v1.PeerService");
+  frontend->reflection_v1_ = std::make_unique<ReflectionV1Service>(services);
+  builder.RegisterService(frontend->reflection_v1_.get());
   frontend->server_ = builder.BuildAndStart();
   if (!frontend->server_ || frontend->grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--grpc-port: cannot listen on ",
                                                options.bind_address, ":", options.grpc_port));
   }
+  // Not serving until the owner says how to tell (StartHealthUpdates).
+  if (grpc::HealthCheckServiceInterface* health = frontend->server_->GetHealthCheckService()) {
+    // gRPC's service knows only "" until a name is set; every service answers for itself.
+    health->SetServingStatus("", false);
+    for (const std::string& name : services) health->SetServingStatus(name, false);
+  }
   if (options.http_port >= 0) {
-    frontend->http_ = std::make_unique<HttpServer>();
+    HttpServer::Options http;
+    http.max_connections = options.serving.http_max_connections;
+    http.idle_timeout = options.serving.http_idle_timeout;
+    frontend->http_ = std::make_unique<HttpServer>(http);
+    HttpGateway::Options gateway_options;
+    gateway_options.max_streams = options.serving.http_max_streams;
     absl::StatusOr<std::unique_ptr<HttpGateway>> gateway =
         HttpGateway::Create(frontend->server_->InProcessChannel(grpc::ChannelArguments()),
-                            {"kiq.v1.QueryService", "kiq.v1.MetadataService"});
+                            {"kiq.v1.QueryService", "kiq.v1.MetadataService"}, gateway_options);
     if (!gateway.ok()) return gateway.status();
     frontend->gateway_ = *std::move(gateway);
     frontend->gateway_->Register(frontend->http_->native());
@@ -73,9 +93,24 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     }
     frontend->http_port_ = *port;
   }
+  if (options.serving.admin_port >= 0) {
+    HttpServer::Options admin;
+    admin.max_connections_flag = "--admin-max-connections";
+    admin.max_connections = options.serving.admin_max_connections;
+    frontend->admin_ = std::make_unique<HttpServer>(admin);
+    add_routes(*frontend->admin_);
+    absl::StatusOr<int> port = frontend->admin_->Start(options.bind_address, options.serving.admin_port);
+    if (!port.ok()) {
+      return absl::UnavailableError(absl::StrCat("--admin-port: ", port.status().message()));
+    }
+    frontend->admin_port_ = *port;
+  }
   if (!options.port_file.empty()) {
     std::string text = absl::StrCat("grpc=", frontend->grpc_port_, "\n");
     if (frontend->http_port_ >= 0) absl::StrAppend(&text, "http=", frontend->http_port_, "\n");
+    if (frontend->admin_port_ >= 0) {
+      absl::StrAppend(&text, "admin=", frontend->admin_port_, "\n");
+    }
     if (absl::Status s = WriteFileAtomically(options.port_file, text); !s.ok()) {
       return absl::UnavailableError(absl::StrCat("--port-file: ", s.message()));
     }
@@ -85,12 +120,31 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
 
 Frontend::~Frontend() { Shutdown(absl::Seconds(5)); }
 
+void Frontend::StartHealthUpdates(std::function<bool()> ready) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr || health_thread_.joinable()) return;
+  health_thread_ = std::thread([this, health, ready = std::move(ready)] {
+    do {
+      health->SetServingStatus(ready());
+    } while (!health_stop_.WaitForNotificationWithTimeout(kHealthPoll));
+  });
+}
+
 void Frontend::Shutdown(absl::Duration grace) {
+  if (health_thread_.joinable()) {
+    health_stop_.Notify();
+    health_thread_.join();
+  }
   if (server_) {
+    // Health checkers see NOT_SERVING from now on (and the status cannot change back).
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+      health->Shutdown();
+    }
     server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
   }
   // After the server's Shutdown (which ends gateway streams) and before the server goes away.
   if (http_) http_->Stop();
+  if (admin_) admin_->Stop();
   server_.reset();
 }
 

@@ -130,6 +130,20 @@ bool Await(grpc::CompletionQueue& cq, grpc::ClientContext& ctx, void* tag,
   }
 }
 
+// Whether the (dotted) field path names a repeated field; false if it names none (setting it
+// then reports the unknown field).
+bool IsRepeatedField(const pb::Descriptor* desc, absl::string_view path) {
+  const pb::FieldDescriptor* field = nullptr;
+  for (absl::string_view name : absl::StrSplit(path, '.')) {
+    if (desc == nullptr) return false;
+    field = desc->FindFieldByName(std::string(name));
+    if (field == nullptr) field = desc->FindFieldByCamelcaseName(std::string(name));
+    if (field == nullptr) return false;
+    desc = field->message_type();
+  }
+  return field != nullptr && field->is_repeated();
+}
+
 // A query parameter: a field not already bound by the path.
 absl::Status SetQueryParameter(pb::Message* request, const std::set<std::string>& bound,
                                absl::string_view path_template, const std::string& name,
@@ -148,6 +162,7 @@ absl::Status FillRequest(absl::string_view path_template,
                          absl::string_view query, pb::Message* request) {
   std::set<std::string> bound;
   for (const auto& [field, value] : bindings) bound.insert(field);
+  std::set<std::string> seen;
   // Query parameters first, path variables last: grpc-gateway rejects neither, but a query
   // parameter naming a path variable is a client mistake worth reporting.
   // The query string is decoded here, not by httplib: '+' is a space in a query (HTML forms,
@@ -161,6 +176,12 @@ absl::Status FillRequest(absl::string_view path_template,
       return absl::InvalidArgumentError(
           absl::StrCat("query parameter '", ClipKey(pair),
                        "': ", (name.ok() ? value.status() : name.status()).message()));
+    }
+    if (!seen.insert(*name).second && !IsRepeatedField(request->GetDescriptor(), *name)) {
+      // grpc-gateway: only a repeated field takes a parameter more than once.
+      return absl::InvalidArgumentError(absl::StrCat("parameter ", ClipKey(*name),
+                                                     " is given more than once, and its field "
+                                                     "is not repeated"));
     }
     absl::Status s = SetQueryParameter(request, bound, path_template, *name, *value);
     if (!s.ok()) return s;
@@ -295,6 +316,16 @@ absl::Status SetFieldFromText(pb::Message* message, absl::string_view path,
       }
       target = refl->MutableMessage(target, field);
       continue;
+    }
+    if (const pb::OneofDescriptor* oneof = field->real_containing_oneof(); oneof != nullptr) {
+      // grpc-gateway: a second member of a oneof is an error, not a silent replacement
+      // (e.g. a key in the path and ?key_bytes=).
+      const pb::FieldDescriptor* set = refl->GetOneofFieldDescriptor(*target, oneof);
+      if (set != nullptr && set != field) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("parameter '", path, "': oneof '", oneof->name(), "' is already set (by '",
+                         set->name(), "')"));
+      }
     }
     auto bad = [&](absl::string_view type) {
       return absl::InvalidArgumentError(
@@ -524,6 +555,13 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
   // encoded slash (%2F) inside a key stays inside its segment.
   absl::string_view target = req.target;
   absl::string_view raw_path = target.substr(0, target.find('?'));
+  if (absl::StatusOr<std::string> decoded = PercentDecode(raw_path, /*plus_is_space=*/false);
+      !decoded.ok()) {
+    // grpc-gateway: a malformed escape (%ZZ) is a bad request, not an unknown path.
+    SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
+              absl::StrCat("path: ", decoded.status().message()));
+    return;
+  }
   const Route* found = nullptr;
   bool other_method = false;
   std::vector<std::pair<std::string, std::string>> bindings;
@@ -640,6 +678,7 @@ struct StreamCall {
   bool finished = false;  // Finish completed; `status` is final
   grpc::Status status;
   int tag = 0;
+  std::atomic<int>* slot = nullptr;  // the gateway's open-stream count, given back at the end
 
   ~StreamCall() {
     if (!finished) {
@@ -651,6 +690,7 @@ struct StreamCall {
     bool ok;
     while (cq.Next(&ignored, &ok)) {
     }
+    if (slot != nullptr) slot->fetch_sub(1);
   }
 
   bool Step(const std::function<bool()>& still_wanted) {
@@ -693,7 +733,15 @@ struct StreamCall {
 void HttpGateway::ServerStreaming(const Route& route, const httplib::Request& req,
                                   std::unique_ptr<pb::Message> request,
                                   httplib::Response& res) const {
+  if (open_streams_.fetch_add(1) >= options_.max_streams) {
+    open_streams_.fetch_sub(1);
+    SendError(res, grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("too many open streams: this port serves ", options_.max_streams,
+                           " at once (--http-max-streams); retry later"));
+    return;
+  }
   auto stream = std::make_shared<StreamCall>();
+  stream->slot = &open_streams_;
   stream->method = route.method;
   // Streams (subscriptions) have no default deadline: they last until the client leaves.
   if (absl::Status s = SetDeadline(req, std::nullopt, stream->ctx); !s.ok()) {

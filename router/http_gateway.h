@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -88,6 +89,9 @@ class HttpGateway {
     // A stream that fails within this long of its start answers with the error's HTTP status;
     // later failures arrive as a final {"error": ...} line of a 200 response (grpc-gateway).
     absl::Duration stream_status_wait = absl::Seconds(2);
+    // Server streams open at once; past it a new one is refused 429 (RESOURCE_EXHAUSTED), so
+    // that subscribers cannot take every connection of the port (--http-max-streams).
+    int max_streams = 256;
   };
 
   static absl::StatusOr<std::unique_ptr<HttpGateway>> Create(
@@ -102,6 +106,8 @@ class HttpGateway {
   // Registers the routes on `server` (every method, so a known path with another method
   // answers 405 and an unknown one a JSON 404).
   void Register(httplib::Server& server);
+
+  int open_streams() const { return open_streams_.load(); }
 
   // For tests and logs: "GET /v1/stores/{store}/count → kiq.v1.QueryService.Count".
   std::vector<std::string> Describe() const;
@@ -126,6 +132,8 @@ class HttpGateway {
   std::shared_ptr<grpc::ChannelInterface> channel_;
   std::vector<Route> routes_;
   Options options_;
+  // Server streams being served; each StreamCall gives its slot back when it goes away.
+  mutable std::atomic<int> open_streams_{0};
 };
 
 }  // namespace kiq::router

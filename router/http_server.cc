@@ -2,9 +2,15 @@
 
 #include <httplib.h>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <iterator>
+#include <memory>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -18,17 +24,52 @@ constexpr int kInvalidArgument = 3;
 constexpr int kDeadlineExceeded = 4;
 constexpr int kNotFound = 5;
 constexpr int kUnimplemented = 12;
+constexpr int kUnavailable = 14;
 
-// The messages are ours, never user input: no escaping needed.
+// {"code":..,"message":..,"details":[]}, the message JSON-escaped (it may quote a method).
+std::string ErrorJson(int code, absl::string_view message) {
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(out);
+  writer.StartObject();
+  writer.Key("code");
+  writer.Int(code);
+  writer.Key("message");
+  writer.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
+  writer.Key("details");
+  writer.StartArray();
+  writer.EndArray();
+  writer.EndObject();
+  return out.GetString();
+}
+
+// Answers and then closes the connection. httplib keeps a connection alive whatever the
+// response's Connection header says; a content provider that returns false (after writing the
+// whole body) makes it close the connection once the answer is out.
 void Refuse(httplib::Response& res, int http_status, int code, absl::string_view message) {
   res.status = http_status;
   res.set_header("Connection", "close");
-  res.set_content(absl::StrCat("{\"code\":", code, ",\"message\":\"", message, "\"}"),
-                  "application/json");
+  auto body = std::make_shared<const std::string>(ErrorJson(code, message));
+  res.set_content_provider(
+      body->size(), "application/json",
+      [body](size_t offset, size_t length, httplib::DataSink& sink) {
+        sink.write(body->data() + offset, length);
+        return false;
+      });
 }
+
+// Set on a refusal worker while it answers a connection past the limit.
+thread_local bool t_refusing = false;
 
 // Checks a request whose headers httplib has read, before routing reads its body.
 httplib::Server::HandlerResponse CheckLimits(const httplib::Request& req, httplib::Response& res) {
+  if (req.method != "GET" && req.method != "HEAD") {
+    // Every route is a GET: say so before httplib would try to read a body (a POST without
+    // one was a 400 with an empty body). grpc-gateway answers 405 with code UNIMPLEMENTED.
+    res.set_header("Allow", "GET");
+    Refuse(res, 405, kUnimplemented,
+           absl::StrCat("method ", req.method.substr(0, 32), " not allowed (only GET)"));
+    return httplib::Server::HandlerResponse::Handled;
+  }
   // httplib adds the connection's addresses as headers of its own.
   static constexpr absl::string_view kAdded[] = {"REMOTE_ADDR", "REMOTE_PORT", "LOCAL_ADDR",
                                                  "LOCAL_PORT"};
@@ -65,7 +106,7 @@ httplib::Server::HandlerResponse CheckLimits(const httplib::Request& req, httpli
 
 // A JSON body for the errors httplib answers itself (414, 400, 413, ...).
 httplib::Server::HandlerResponse ErrorBody(const httplib::Request&, httplib::Response& res) {
-  if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+  if (!res.body.empty() || res.content_length_ > 0) return httplib::Server::HandlerResponse::Unhandled;
   int code = kInvalidArgument;
   std::string message = absl::StrCat("HTTP ", res.status);
   switch (res.status) {
@@ -93,26 +134,88 @@ httplib::Server::HandlerResponse ErrorBody(const httplib::Request&, httplib::Res
     default:
       break;
   }
-  res.set_content(absl::StrCat("{\"code\":", code, ",\"message\":\"", message, "\"}"),
-                  "application/json");
+  res.set_content(ErrorJson(code, message), "application/json");
   return httplib::Server::HandlerResponse::Handled;
 }
 
 }  // namespace
 
-HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {
-  // Each open HTTP/JSON stream (Subscribe) holds one of httplib's worker threads until the
-  // client leaves; the default pool (8 on small machines) would let a few subscribers starve
-  // /healthz and /metrics.
-  server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
-  // Slow clients: a worker waits at most this long for each read, or for the next request.
+struct HttpServer::Counters {
+  std::atomic<int> open{0};
+  std::atomic<int64_t> refused{0};
+};
+
+// httplib's task queue gets one task per accepted connection, which serves the connection to
+// its end. Up to max_connections go to workers of their own; the others to the refusal
+// workers, whose pre-routing check answers 503. A silent refused client holds a refusal worker
+// until the idle timeout (then it is dropped), so refusals may queue but never take a worker.
+class HttpServer::ConnectionQueue : public httplib::TaskQueue {
+ public:
+  ConnectionQueue(int max_connections, std::shared_ptr<Counters> counters)
+      : max_(max_connections),
+        counters_(std::move(counters)),
+        workers_(static_cast<size_t>(max_connections)),
+        refusals_(kRefusalThreads) {}
+
+  void enqueue(std::function<void()> fn) override {
+    if (counters_->open.fetch_add(1) >= max_) {
+      counters_->open.fetch_sub(1);
+      counters_->refused.fetch_add(1);
+      refusals_.enqueue([fn = std::move(fn)] {
+        t_refusing = true;
+        fn();
+        t_refusing = false;
+      });
+      return;
+    }
+    workers_.enqueue([counters = counters_, fn = std::move(fn)] {
+      fn();
+      counters->open.fetch_sub(1);
+    });
+  }
+
+  void shutdown() override {
+    workers_.shutdown();
+    refusals_.shutdown();
+  }
+
+ private:
+  const int max_;
+  const std::shared_ptr<Counters> counters_;
+  httplib::ThreadPool workers_;
+  httplib::ThreadPool refusals_;
+};
+
+HttpServer::HttpServer(Options options)
+    : options_(std::move(options)),
+      counters_(std::make_shared<Counters>()),
+      server_(std::make_unique<httplib::Server>()) {
+  // httplib holds a worker per connection (an open Subscribe stream holds one until the client
+  // leaves): one worker for each connection allowed, and spare ones to refuse the others.
+  server_->new_task_queue = [max = options_.max_connections, counters = counters_] {
+    return new ConnectionQueue(max, counters);
+  };
+  server_->set_tcp_nodelay(true);
+  // Slow clients: a worker waits at most this long for each read.
   server_->set_read_timeout(kReadTimeout);
-  server_->set_keep_alive_timeout(kKeepAliveTimeout.count());
+  server_->set_keep_alive_timeout(static_cast<time_t>(options_.idle_timeout.count()));
+  server_->set_keep_alive_max_count(kKeepAliveMaxRequests);
   // No route takes a body (CheckLimits refuses one first); this bounds what httplib would read.
   server_->set_payload_max_length(kMaxHeaderBytes);
-  server_->set_pre_routing_handler(CheckLimits);
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (t_refusing) {
+      Refuse(res, 503, kUnavailable,
+             absl::StrCat("too many connections: this port serves ", options_.max_connections,
+                          " at once (", options_.max_connections_flag, "); retry later"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return CheckLimits(req, res);
+  });
   server_->set_error_handler(httplib::Server::HandlerWithResponse(ErrorBody));
 }
+
+int HttpServer::open_connections() const { return counters_->open.load(); }
+int64_t HttpServer::refused_connections() const { return counters_->refused.load(); }
 
 HttpServer::~HttpServer() { Stop(); }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,8 +16,9 @@ class Server;
 
 namespace kiq::router {
 
-// The node's HTTP port (cpp-httplib, its own thread pool): operations endpoints (/metrics,
-// /healthz, /readyz) and the HTTP/JSON gateway (router/http_gateway.h). Handlers run on httplib's
+// An HTTP port of a node or router (cpp-httplib, its own thread pool): the public port with the
+// HTTP/JSON gateway (router/http_gateway.h) and the operations endpoints (/metrics, /healthz,
+// /readyz), or the admin port with those alone. Handlers run on httplib's
 // threads and must be thread-safe. Register handlers, then Start; Stop (or the destructor) stops
 // serving.
 //
@@ -28,25 +30,41 @@ namespace kiq::router {
 // headers, so the count bounds what a handler sees, not what httplib buffered. Every read waits
 // at most kReadTimeout (httplib's timeout is per read, not per request: a client that stalls is
 // dropped, without an answer; one that trickles a byte at a time within it keeps its worker);
-// an idle keep-alive connection is closed after kKeepAliveTimeout. Error answers carry a JSON
-// body {"code":..,"message":..} like the gateway's.
+// an idle keep-alive connection is closed after Options::idle_timeout. Error answers carry a
+// JSON body {"code":..,"message":..,"details":[]} like the gateway's; a method other than GET
+// (or HEAD) is 405 before anything else is read, as no route takes another.
+//
+// Connections: httplib holds one worker thread per open connection (keep-alive or streaming),
+// so a connection past Options::max_connections would wait, unanswered, for a worker. Instead
+// it is handed to one of kRefusalThreads spare workers that answer its request 503 with
+// Connection: close. TCP_NODELAY is on (httplib's default is off): without it every keep-alive
+// answer waited for the client's delayed ACK (~40 ms; wrk at one connection: 34 Gets/s).
 class HttpServer {
  public:
+  struct Options {
+    // Which flag sets these, in refusals (e.g. "--http-max-connections").
+    std::string max_connections_flag = "--http-max-connections";
+    int max_connections = 512;
+    // An idle keep-alive connection is closed after this (httplib counts whole seconds).
+    std::chrono::seconds idle_timeout{2};
+  };
   struct Reply {
     int status = 200;
     std::string body;
     std::string content_type = "text/plain; charset=utf-8";
   };
   using Handler = std::function<Reply()>;
-  // Concurrent HTTP connections served (open streams included); more wait for a worker.
-  static constexpr int kWorkerThreads = 128;
+  // Workers that answer the connections past Options::max_connections (503, then close).
+  static constexpr int kRefusalThreads = 4;
   static constexpr size_t kMaxHeaderCount = 100;
   // Names and values of all headers together.
   static constexpr size_t kMaxHeaderBytes = 64 * 1024;
   static constexpr std::chrono::milliseconds kReadTimeout{500};
-  static constexpr std::chrono::seconds kKeepAliveTimeout{2};
+  // Requests a keep-alive connection may carry before httplib closes it (its default is 5).
+  static constexpr size_t kKeepAliveMaxRequests = 10000;
 
-  HttpServer();
+  HttpServer() : HttpServer(Options()) {}
+  explicit HttpServer(Options options);
   ~HttpServer();
 
   void Get(const std::string& path, Handler handler);
@@ -56,7 +74,16 @@ class HttpServer {
   absl::StatusOr<int> Start(const std::string& bind_address, int port);
   void Stop();
 
+  // Open connections now (refused ones not counted), and connections refused since Start.
+  int open_connections() const;
+  int64_t refused_connections() const;
+
  private:
+  class ConnectionQueue;
+  struct Counters;
+
+  const Options options_;
+  std::shared_ptr<Counters> counters_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

@@ -4,7 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
+
+#include <prometheus/registry.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -21,6 +24,8 @@
 #include "common/topology/plan.h"
 #include "common/topology/topology_config.h"
 #include "router/frontend.h"
+#include "router/router_probe.h"
+#include "router/serving_flags.h"
 #include "router/store_catalog.h"
 
 ABSL_FLAG(std::string, config, "", "Topology file (the same as the nodes'). Required.");
@@ -28,7 +33,8 @@ ABSL_FLAG(std::string, bootstrap_servers, "", "Kafka bootstrap servers. Required
 ABSL_FLAG(std::string, router_id, "", "Id of this router in logs (default: router-<host>).");
 ABSL_FLAG(std::string, bind_address, "0.0.0.0", "Address the gRPC server listens on.");
 ABSL_FLAG(int, grpc_port, 7070, "gRPC port (0: pick a free one; see --port-file).");
-ABSL_FLAG(std::string, port_file, "", "Write 'grpc=<port>' to this file once serving.");
+ABSL_FLAG(std::string, port_file, "",
+          "Write 'grpc=<port>' (and 'http=<port>', 'admin=<port>') to this file once serving.");
 ABSL_FLAG(int, http_port, -1,
           "HTTP/JSON gateway port (0: pick a free one, written to --port-file as 'http=<port>'; "
           "-1: no HTTP server).");
@@ -81,6 +87,8 @@ int main(int argc, char** argv) {
   if (const int port = absl::GetFlag(FLAGS_http_port); port < -1 || port > 65535) {
     return refuse("--http-port: must be between 0 and 65535, or -1 for none");
   }
+  absl::StatusOr<kiq::router::HttpServing> serving = kiq::router::ServingFromFlags();
+  if (!serving.ok()) return refuse(serving.status().message());
   if (absl::GetFlag(FLAGS_config).empty()) return refuse("--config: a topology file is required");
   absl::StatusOr<kiq::UserKafkaSettings> settings = kiq::UserKafkaSettingsFromFlags(
       absl::GetFlag(FLAGS_kafka_config), absl::GetFlag(FLAGS_kafka_property));
@@ -115,19 +123,44 @@ int main(int argc, char** argv) {
   serve.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   serve.http_port = absl::GetFlag(FLAGS_http_port);
   serve.port_file = absl::GetFlag(FLAGS_port_file);
-  auto frontend = kiq::router::Frontend::Start(serve, catalog, [](kiq::router::HttpServer& http) {
+  serve.serving = *serving;
+  prometheus::Registry registry;
+  serve.registry = &registry;
+  // The routes read the probe, built once the frontend (its routing table) exists; the ports
+  // open inside Start, so until then they answer 503 "starting".
+  std::atomic<const kiq::router::RouterProbe*> probe{nullptr};
+  auto frontend = kiq::router::Frontend::Start(serve, catalog, [&probe](kiq::router::HttpServer& http) {
     http.Get("/healthz", [] { return kiq::router::HttpServer::Reply{200, "ok\n"}; });
+    http.Get("/readyz", [&probe] {
+      const kiq::router::RouterProbe* p = probe.load();
+      return p == nullptr ? kiq::router::ReadinessReply(false, "starting") : p->Readiness();
+    });
+    http.Get("/metrics", [&probe] {
+      const kiq::router::RouterProbe* p = probe.load();
+      return p == nullptr ? kiq::router::HttpServer::Reply{503, "starting\n"} : p->Metrics();
+    });
   });
   if (!frontend.ok()) return refuse(frontend.status().ToString());
+  kiq::router::Frontend* f = frontend->get();
+  kiq::router::RouterProbe router_probe(
+      f->routing_table(), plan->num_partitions(), [f] { return f->kafka_connected(); }, registry);
+  probe.store(&router_probe);
+  f->StartHealthUpdates([&router_probe] { return router_probe.Readiness().status == 200; });
   spdlog::info("kiq-router serving kiq.v1.QueryService and MetadataService on {}:{} for {}",
                serve.bind_address, (*frontend)->grpc_port(), topology->application_id());
   if ((*frontend)->http_port() >= 0) {
     spdlog::info("kiq-router serving HTTP/JSON on {}:{}", serve.bind_address,
                  (*frontend)->http_port());
   }
+  if ((*frontend)->admin_port() >= 0) {
+    spdlog::info("kiq-router serving /healthz, /readyz, /metrics on {}:{}", serve.bind_address,
+                 (*frontend)->admin_port());
+  }
   int signal = 0;
   sigwait(&stop_signals, &signal);
   spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   (*frontend)->Shutdown(absl::Seconds(5));
+  // The ports are closed: nothing reads the probe any more.
+  probe.store(nullptr);
   return 0;
 }

@@ -109,9 +109,16 @@ std::shared_ptr<const RoutingTable::Snapshot> RoutingTable::Current() const {
 }
 
 void RoutingTable::Install(std::shared_ptr<const Snapshot> next) {
+  const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
   current_ = std::move(next);
   ++version_;
+  changed_at_ = now;
+}
+
+absl::Time RoutingTable::changed_at() const {
+  absl::MutexLock lock(&mu_);
+  return changed_at_;
 }
 
 void RoutingTable::Apply(const kiq::v1::MemberRecord& record) {

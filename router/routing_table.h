@@ -87,6 +87,8 @@ class RoutingTable {
   // Bumped by every Apply/Remove that changes the table (a renewed lease is a change). Leases
   // running out do not bump it: expiry is decided at lookup time.
   uint64_t version() const ABSL_LOCKS_EXCLUDED(mu_);
+  // When the table last changed (the clock's time; InfinitePast before the first record).
+  absl::Time changed_at() const ABSL_LOCKS_EXCLUDED(mu_);
   // Blocks until version() > seen or until `deadline`; true if it changed. Lets a router that
   // was told NOT_OWNER retry once the table has moved on.
   bool WaitForChange(uint64_t seen, absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -115,6 +117,7 @@ class RoutingTable {
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> current_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time changed_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 // A record as the metadata API shows it: grpc_endpoint "host:port" (or "[v6]:port") split into

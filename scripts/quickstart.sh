@@ -47,13 +47,15 @@ sed -n '/^application_id/p;/^  - name/p' "$ROOT/examples/orders/topology.yaml"
 for n in 1 2 3; do
   "$BIN/node/kiq-node" --config="$ROOT/examples/orders/topology.yaml" \
     --bootstrap-servers="$BOOTSTRAP" --node-id="node-$n" --bind-address=127.0.0.1 \
-    --advertised-host=127.0.0.1 --grpc-port=0 --http-port=0 --port-file="$WORK/node-$n.port" \
+    --advertised-host=127.0.0.1 --grpc-port=0 --http-port=0 --admin-port=0 \
+    --port-file="$WORK/node-$n.port" \
     --data-dir="$WORK/data-$n" >"$WORK/node-$n.log" 2>&1 &
   PIDS+=($!)
 done
 for n in 1 2 3; do wait_for "node-$n to listen" 40 test -s "$WORK/node-$n.port"; done
 port_of() { sed -n 's/^grpc=//p' "$WORK/node-$1.port"; }
 http_of() { sed -n 's/^http=//p' "$WORK/node-$1.port"; }
+admin_of() { sed -n 's/^admin=//p' "$WORK/node-$1.port"; }
 export KIQ_TARGET="127.0.0.1:$(port_of 1)"
 echo "node-1, node-2, node-3 serve gRPC on 127.0.0.1:$(port_of 1), :$(port_of 2), :$(port_of 3)"
 # Ready when all 5 users with orders and the 4 remaining customers are materialized, as seen
@@ -91,10 +93,10 @@ kill "$SUBSCRIBER" 2>/dev/null || true
 wait "$SUBSCRIBER" 2>/dev/null || true
 cat "$WORK/subscribe.out"
 
-step "operations: health, readiness and Prometheus metrics on each node's HTTP port"
-run curl -s "http://127.0.0.1:$(http_of 1)/readyz"
-echo "\$ curl -s http://127.0.0.1:$(http_of 1)/metrics | grep -E '^kiq_(partitions|members|queries_total)'"
-curl -s "http://127.0.0.1:$(http_of 1)/metrics" | grep -E '^kiq_(partitions|members|queries_total)' | head -8
+step "operations: health, readiness and Prometheus metrics on each node's admin port"
+run curl -s "http://127.0.0.1:$(admin_of 1)/readyz"
+echo "\$ curl -s http://127.0.0.1:$(admin_of 1)/metrics | grep -E '^kiq_(partitions|members|queries_total)'"
+curl -s "http://127.0.0.1:$(admin_of 1)/metrics" | grep -E '^kiq_(partitions|members|queries_total)' | head -8
 
 set +e
 run "$KIQCTL" get customers dave

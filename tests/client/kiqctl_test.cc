@@ -1,5 +1,10 @@
 #include "client/kiqctl.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <memory>
 #include <sstream>
@@ -9,6 +14,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -248,6 +254,52 @@ TEST_F(KiqctlTest, TimeoutFlagSetsTheDeadline) {
   EXPECT_EQ(r.exit_code, kExitError);
   EXPECT_THAT(r.err, StartsWith("kiqctl: get store=slow key=\"a\": DEADLINE_EXCEEDED"));
   EXPECT_THAT(timeouts_, ::testing::ElementsAre(absl::Milliseconds(100)));
+}
+
+// A loopback port whose connections the kernel accepts (the listen backlog) and nobody ever
+// answers: gRPC's handshake waits for the server's HTTP/2 settings forever. Closed by the
+// destructor.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd_, 16) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      port_ = 0;
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() { close(fd_); }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST_F(KiqctlTest, TimeoutCoversConnectingForEveryCommand) {
+  SilentListener silent;
+  ASSERT_GT(silent.port(), 0);
+  const std::vector<std::vector<std::string>> commands = {
+      {"subscribe", "orders"}, {"get", "orders", "a"}, {"count", "orders"}, {"metadata"}};
+  for (const std::vector<std::string>& command : commands) {
+    SCOPED_TRACE(command.front());
+    std::vector<std::string> args = {"--target", silent.target(), "--timeout", "1s"};
+    args.insert(args.end(), command.begin(), command.end());
+    const absl::Time start = absl::Now();
+    const Result r = RunRaw(args);
+    const absl::Duration took = absl::Now() - start;
+    EXPECT_EQ(r.exit_code, kExitError) << r.out;
+    EXPECT_THAT(r.err, HasSubstr("DEADLINE_EXCEEDED"));
+    // gRPC's own connect deadline is 20 s; the timeout is 1 s.
+    EXPECT_LT(took, absl::Seconds(6)) << r.err;
+  }
 }
 
 TEST_F(KiqctlTest, TargetComesFromTheEnvironmentWhenNotGiven) {

@@ -130,7 +130,7 @@ TEST_F(DiskFullTest, FullDataDirStopsIngestionServesReadsAnswers503AndExitsOne) 
   auto restarted = Process::Start(
       {kNodeBin, "--config=" + ExampleTopology("orders"),
        "--bootstrap-servers=" + bootstrap_servers(), "--node-id=n1", "--data-dir=" + data_dir,
-       "--grpc-port=0", "--http-port=-1", "--failure-grace=0s"},
+       "--grpc-port=0", "--http-port=-1", "--admin-port=-1", "--failure-grace=0s"},
       dir_ + "/restarted.log");
   ASSERT_OK(restarted);
   restarted_ = std::move(*restarted);

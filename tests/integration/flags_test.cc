@@ -42,6 +42,7 @@ TEST_P(BadFlagTest, ExitsTwoNamingTheFlagAndTheReason) {
   if (c.binary == kNodeBin) {
     argv.push_back(absl::StrCat("--data-dir=", dir, "/data"));
     argv.push_back("--http-port=-1");
+    argv.push_back("--admin-port=-1");
   }
   argv.insert(argv.end(), c.flags.begin(), c.flags.end());
   auto process = Process::Start(argv, dir + "/log");
@@ -76,6 +77,23 @@ INSTANTIATE_TEST_SUITE_P(
                     "--max-value-bytes: must be between 1 and 67108864, got -1"},
         BadFlagCase{
             kNodeBin, {"--max-value-bytes=1GiB"}, "--max-value-bytes: \"1GiB\" is not an integer"},
+        BadFlagCase{kNodeBin,
+                    {"--http-max-connections=0"},
+                    "--http-max-connections: must be between 1 and 10000, got 0"},
+        BadFlagCase{kNodeBin,
+                    {"--http-max-streams=-1"},
+                    "--http-max-streams: must be between 0 and 10000, got -1"},
+        BadFlagCase{kNodeBin,
+                    {"--http-idle-timeout=500ms"},
+                    "--http-idle-timeout: must be whole seconds between 1s and 1h"},
+        BadFlagCase{kNodeBin, {"--admin-port=70000"}, "--admin-port: must be between 0 and 65535"},
+        BadFlagCase{kNodeBin,
+                    {"--admin-max-connections=0"},
+                    "--admin-max-connections: must be between 1 and 1024, got 0"},
+        BadFlagCase{kRouterBin,
+                    {"--http-max-connections=abc"},
+                    "--http-max-connections: \"abc\" is not an integer"},
+        BadFlagCase{kRouterBin, {"--admin-port=-2"}, "--admin-port: must be between 0 and 65535"},
         BadFlagCase{kRouterBin, {"--grpc-port=abc"}, "--grpc-port: \"abc\" is not an integer"},
         BadFlagCase{kRouterBin, {"--no-such-flag=1"}, "unknown flag --no-such-flag"},
         BadFlagCase{kRouterBin, {"--log-level=loud"}, "--log-level: unknown level \"loud\""},

@@ -421,6 +421,28 @@ TEST_F(HttpGatewayIntegrationTest, ErrorsHaveGrpcGatewayStatuses) {
   res = http_->Post("/v1/stores/customers/count", "", "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 405);
+  EXPECT_THAT(res->body, HasSubstr("\"code\":12"));
+  // A POST without any body (curl -X POST): the same JSON 405, not a 400 with an empty body.
+  res = http_->Post("/v1/stores/customers/keys/u1");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 405);
+  EXPECT_THAT(res->body, HasSubstr("\"code\":12"));
+
+  // grpc-gateway's rules: a malformed escape in the path → 400 (not 404); a key in the path
+  // and ?key_bytes= (a oneof set twice) → 400 (not one of them ignored); a scalar parameter
+  // given twice → 400 (not the last one).
+  res = http_->Get("/v1/stores/customers/keys/u%ZZ");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, HasSubstr("malformed percent-escape"));
+  res = http_->Get("/v1/stores/customers/keys/u1?key_bytes=dTI%3D");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, HasSubstr("oneof 'key_kind' is already set"));
+  res = http_->Get("/v1/stores/customers/entries?page_size=1&page_size=2");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_THAT(res->body, HasSubstr("given more than once"));
   // The operations endpoints are untouched.
   res = http_->Get("/healthz");
   ASSERT_TRUE(res);

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_split.h"
 #include "kiq/testing/gateway_test.grpc.pb.h"
+#include "kiq/v1/query.pb.h"
 #include "router/http_server.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
@@ -118,6 +119,31 @@ TEST(SetFieldFromTextTest, NamesTheParameterOnBadInput) {
   EXPECT_THAT(SetFieldFromText(&r, "nested", "1").message(), HasSubstr("names a message"));
   EXPECT_THAT(SetFieldFromText(&r, "data", "!!").message(), HasSubstr("base64"));
   EXPECT_FALSE(SetFieldFromText(&r, "flag", "maybe").ok());
+}
+
+TEST(FillRequestTest, AOneofSetTwiceIsAnError) {
+  // grpc-gateway: "oneof already set"; before, the path's key silently won over ?key_bytes=.
+  kiq::v1::GetRequest request;
+  absl::Status s = FillRequest("/v1/stores/{store}/keys/{key=**}",
+                               {{"store", "customers"}, {"key", "u1"}}, "key_bytes=dTE%3D", &request);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("oneof 'key_kind' is already set (by 'key_bytes')"));
+  kiq::v1::GetRequest alone;
+  EXPECT_OK(FillRequest("/v1/stores/{store}/keys/{key=**}", {{"store", "customers"}}, "key_bytes=dTE%3D",
+                        &alone));
+  EXPECT_EQ(alone.key_bytes(), "u1");
+}
+
+TEST(FillRequestTest, ARepeatedScalarParameterIsAnErrorUnlessTheFieldIsRepeated) {
+  kiq::testing::EchoRequest r;
+  absl::Status s = FillRequest("/test/v1/echo/{name}", {{"name", "x"}}, "ratio=1&ratio=2", &r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("\"ratio\" is given more than once"));
+  // A repeated field takes any number.
+  kiq::testing::EchoRequest ok;
+  EXPECT_OK(FillRequest("/test/v1/echo/{name}", {{"name", "x"}}, "numbers=1&numbers=2&tags=a",
+                        &ok));
+  EXPECT_EQ(ok.numbers_size(), 2);
 }
 
 TEST(HttpStatusTest, FollowsGrpcGateway) {
@@ -288,13 +314,42 @@ TEST_F(HttpGatewayTest, ErrorsEchoUserInputClipped) {
 }
 
 TEST_F(HttpGatewayTest, WrongMethodIs405) {
-  auto res = client_->Post("/test/v1/echo/x", "", "application/json");
-  ASSERT_TRUE(res);
-  EXPECT_EQ(res->status, 405);
-  EXPECT_EQ(res->get_header_value("Allow"), "GET");
-  res = client_->Delete("/test/v1/stream/x");
-  ASSERT_TRUE(res);
-  EXPECT_EQ(res->status, 405);
+  // Any method but GET, with or without a body, on a route or not: 405 with the JSON error
+  // (before: a POST without a body was a 400 with an empty body).
+  auto expect_405 = [](const httplib::Result& res, const std::string& method) {
+    ASSERT_TRUE(res) << method;
+    EXPECT_EQ(res->status, 405) << method;
+    EXPECT_EQ(res->get_header_value("Allow"), "GET");
+    EXPECT_EQ(res->get_header_value("Content-Type"), "application/json");
+    rapidjson::Document doc;
+    doc.Parse(res->body.c_str());
+    ASSERT_TRUE(doc.IsObject()) << method << ": " << res->body;
+    EXPECT_EQ(doc["code"].GetInt(), 12);
+    EXPECT_THAT(doc["message"].GetString(), HasSubstr(method + " not allowed"));
+    EXPECT_TRUE(doc["details"].IsArray());
+  };
+  expect_405(client_->Post("/test/v1/echo/x"), "POST");
+  expect_405(client_->Post("/test/v1/echo/x", "", "application/json"), "POST");
+  expect_405(client_->Post("/test/v1/echo/x", "{}", "application/json"), "POST");
+  expect_405(client_->Put("/test/v1/echo/x"), "PUT");
+  expect_405(client_->Delete("/test/v1/stream/x"), "DELETE");
+  expect_405(client_->Patch("/test/v1/nothing/here"), "PATCH");
+  expect_405(client_->Options("/test/v1/echo/x"), "OPTIONS");
+}
+
+TEST_F(HttpGatewayTest, MalformedEscapeInThePathIs400) {
+  // grpc-gateway: 400 malformed escape (before: 404, as if no route matched).
+  rapidjson::Document doc = GetJson("/test/v1/echo/a%ZZ", 400);
+  EXPECT_EQ(doc["code"].GetInt(), 3);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("malformed percent-escape"));
+  doc = GetJson("/test/v1/echo/a%2", 400);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("malformed percent-escape"));
+}
+
+TEST_F(HttpGatewayTest, ARepeatedScalarQueryParameterIs400) {
+  rapidjson::Document doc = GetJson("/test/v1/echo/x?flag=true&flag=false", 400);
+  EXPECT_EQ(doc["code"].GetInt(), 3);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("given more than once"));
 }
 
 TEST_F(HttpGatewayTest, DeadlineFromGrpcTimeoutHeader) {

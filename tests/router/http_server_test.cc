@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <atomic>
 #include <string>
 #include <thread>
@@ -176,7 +177,7 @@ TEST_F(HttpServerTest, OverlongUrlIs414WithJson) {
       c.Send(absl::StrCat("GET /", std::string(10000, 'u'), " HTTP/1.1\r\nHost: x\r\n\r\n")));
   std::string response = c.ReadResponse(absl::Seconds(5));
   EXPECT_THAT(response, StartsWith("HTTP/1.1 414"));
-  EXPECT_THAT(response, HasSubstr("{\"code\":3,\"message\":\"request line over 8 KiB\"}"));
+  EXPECT_THAT(response, HasSubstr("{\"code\":3,\"message\":\"request line over 8 KiB\",\"details\":[]}"));
 }
 
 // A client that stalls inside its headers is answered 400 once a read waits kReadTimeout
@@ -235,6 +236,81 @@ TEST_F(HttpServerTest, SlowClientsDoNotStarveHealthz) {
   slow.join();
   std::cerr << "/healthz worst latency with " << kSlow << " slow connections: " << worst << "\n";
   EXPECT_LT(worst, absl::Seconds(2));
+}
+
+TEST(HttpServerLimitsTest, ConnectionsPastTheLimitAre503WithJsonAndClosed) {
+  HttpServer::Options options;
+  options.max_connections = 2;
+  options.idle_timeout = std::chrono::seconds(30);
+  HttpServer server(options);
+  server.Get("/healthz", [] { return HttpServer::Reply{200, "ok\n"}; });
+  absl::StatusOr<int> port = server.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+  // Two keep-alive connections, each answered once, then idle: they hold both workers.
+  auto a = std::make_unique<RawConnection>(*port);
+  RawConnection b(*port);
+  for (RawConnection* c : {a.get(), &b}) {
+    ASSERT_TRUE(c->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    EXPECT_THAT(c->ReadResponse(absl::Seconds(10)), StartsWith("HTTP/1.1 200"));
+  }
+  EXPECT_EQ(server.open_connections(), 2);
+  // The third: 503 at once (not a wait for a worker), a JSON body, then closed.
+  RawConnection third(*port);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(third.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  bool closed = false;
+  const std::string response = third.ReadUntilClosed(absl::Seconds(10), &closed);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 503"));
+  EXPECT_THAT(response, HasSubstr("Connection: close"));
+  EXPECT_THAT(response, HasSubstr("{\"code\":14,\"message\":\"too many connections: this port "
+                                  "serves 2 at once (--http-max-connections); retry later\""));
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(server.refused_connections(), 1);
+  // A connection that goes away frees its worker for the next one.
+  a.reset();
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (server.open_connections() > 1 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  RawConnection next(*port);
+  ASSERT_TRUE(next.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_THAT(next.ReadResponse(absl::Seconds(10)), StartsWith("HTTP/1.1 200"));
+  server.Stop();
+}
+
+TEST(HttpServerLimitsTest, AnIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout) {
+  HttpServer::Options options;
+  options.idle_timeout = std::chrono::seconds(1);
+  HttpServer server(options);
+  server.Get("/healthz", [] { return HttpServer::Reply{200, "ok\n"}; });
+  absl::StatusOr<int> port = server.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+  RawConnection c(*port);
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_THAT(c.ReadResponse(absl::Seconds(10)), StartsWith("HTTP/1.1 200"));
+  const absl::Time idle_since = absl::Now();
+  bool closed = false;
+  c.ReadUntilClosed(absl::Seconds(10), &closed);
+  EXPECT_TRUE(closed);
+  const absl::Duration idle = absl::Now() - idle_since;
+  EXPECT_GE(idle, absl::Milliseconds(900));
+  EXPECT_LT(idle, absl::Seconds(5));
+  // The worker gives its slot back just after it closed the socket.
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (server.open_connections() > 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(server.open_connections(), 0);
+}
+
+TEST_F(HttpServerTest, AnyMethodButGetIs405WithJson) {
+  RawConnection c(port_);
+  ASSERT_TRUE(c.Send("POST /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string response = c.ReadResponse(absl::Seconds(10));
+  EXPECT_THAT(response, StartsWith("HTTP/1.1 405"));
+  EXPECT_THAT(response, HasSubstr("Allow: GET"));
+  EXPECT_THAT(response, HasSubstr("{\"code\":12,\"message\":\"method POST not allowed (only GET)\""));
 }
 
 }  // namespace

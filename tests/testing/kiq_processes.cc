@@ -135,6 +135,7 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
       "--advertised-host=127.0.0.1",
       "--grpc-port=0",
       "--http-port=0",
+      "--admin-port=0",
       "--port-file=" + port_file,
       "--data-dir=" + options.data_dir,
   };
@@ -154,7 +155,7 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::StartRouter(
   std::remove(port_file.c_str());
   return Launch({kRouterBin, "--config=" + config, "--bootstrap-servers=" + bootstrap_servers,
                  "--router-id=router", "--bind-address=127.0.0.1", "--grpc-port=0", "--http-port=0",
-                 "--port-file=" + port_file},
+                 "--admin-port=0", "--port-file=" + port_file},
                 port_file, dir + "/router.log");
 }
 
@@ -176,6 +177,8 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Launch(std::vector<std
       if (!absl::SimpleAtoi(line, &out->grpc_port_)) out->grpc_port_ = 0;
     } else if (absl::ConsumePrefix(&line, "http=")) {
       if (!absl::SimpleAtoi(line, &out->http_port_)) out->http_port_ = 0;
+    } else if (absl::ConsumePrefix(&line, "admin=")) {
+      if (!absl::SimpleAtoi(line, &out->admin_port_)) out->admin_port_ = 0;
     }
   }
   if (out->grpc_port_ <= 0) return absl::InternalError("bad port file: " + contents);

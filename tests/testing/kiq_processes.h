@@ -89,6 +89,8 @@ class NodeProcess {
       const std::string& dir, const std::string& config, const std::string& bootstrap_servers);
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_port_; }
+  // The admin port (/healthz, /readyz, /metrics); 0 if the process has none.
+  int admin_port() const { return admin_port_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
   Process& process() { return *process_; }
 
@@ -100,6 +102,7 @@ class NodeProcess {
   std::unique_ptr<Process> process_;
   int grpc_port_ = 0;
   int http_port_ = 0;
+  int admin_port_ = 0;
 };
 
 // Produces test records the way Java clients do (murmur2 partitioner) and reports where

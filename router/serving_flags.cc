@@ -1,0 +1,61 @@
+#include "router/serving_flags.h"
+
+#include <chrono>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/flags.h"
+
+ABSL_FLAG(int, admin_port, 7072,
+          "Admin HTTP port: /healthz, /readyz and /metrics on a listener of their own, so that "
+          "probes answer whatever the HTTP port's clients do (0: pick a free one; -1: none).");
+ABSL_FLAG(int, admin_max_connections, 16,
+          "Connections the admin port serves at once (1-1024); past it 503.");
+ABSL_FLAG(int, http_max_connections, 512,
+          "Connections the HTTP port serves at once, open streams included (1-10000); past it "
+          "a new connection is answered 503 and closed. One thread each.");
+ABSL_FLAG(int, http_max_streams, 256,
+          "HTTP/JSON server streams (Subscribe) open at once (0-10000); past it 429.");
+ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(2),
+          "An idle keep-alive connection of the HTTP and admin ports is closed after this "
+          "(whole seconds, 1s-1h).");
+
+namespace kiq::router {
+
+absl::StatusOr<HttpServing> ServingFromFlags() {
+  HttpServing serving;
+  serving.admin_port = absl::GetFlag(FLAGS_admin_port);
+  if (serving.admin_port < -1 || serving.admin_port > 65535) {
+    return absl::InvalidArgumentError("--admin-port: must be between 0 and 65535, or -1 for none");
+  }
+  serving.admin_max_connections = absl::GetFlag(FLAGS_admin_max_connections);
+  if (absl::Status s = CheckFlagRange("--admin-max-connections", serving.admin_max_connections, 1,
+                                      1024);
+      !s.ok()) {
+    return s;
+  }
+  serving.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  if (absl::Status s =
+          CheckFlagRange("--http-max-connections", serving.http_max_connections, 1, 10000);
+      !s.ok()) {
+    return s;
+  }
+  serving.http_max_streams = absl::GetFlag(FLAGS_http_max_streams);
+  if (absl::Status s = CheckFlagRange("--http-max-streams", serving.http_max_streams, 0, 10000);
+      !s.ok()) {
+    return s;
+  }
+  const absl::Duration idle = absl::GetFlag(FLAGS_http_idle_timeout);
+  if (idle < absl::Seconds(1) || idle > absl::Hours(1) ||
+      absl::Trunc(idle, absl::Seconds(1)) != idle) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http-idle-timeout: must be whole seconds between 1s and 1h (cpp-httplib counts "
+        "seconds), not ",
+        absl::FormatDuration(idle)));
+  }
+  serving.http_idle_timeout = std::chrono::seconds(absl::ToInt64Seconds(idle));
+  return serving;
+}
+
+}  // namespace kiq::router

@@ -1,0 +1,15 @@
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "router/frontend.h"
+
+namespace kiq::router {
+
+// The flags kiq-node and kiq-router share for their HTTP side: --admin-port,
+// --admin-max-connections, --http-max-connections, --http-max-streams, --http-idle-timeout
+// (defined in serving_flags.cc, linked into both binaries). Reads them once
+// absl::ParseCommandLine has run; INVALID_ARGUMENT naming the flag and the reason for a bad
+// value (the binaries then exit 2).
+absl::StatusOr<HttpServing> ServingFromFlags();
+
+}  // namespace kiq::router
