@@ -105,10 +105,13 @@ class JoinTest : public KafkaFixture {
   // their contents instead (every order of a known customer counted by name, and by name and
   // food; every order in all_orders).
   void WaitForGroupedCounts(const std::string& via) {
-    for (const auto& [store, truth] :
+    for (const auto& grouped :
          {std::pair<std::string, Entries>("orders_per_name", AsEntries(orders_per_name_)),
           {"orders_per_name_and_food", AsEntries(orders_per_name_and_food_)},
           {"all_orders", AsEntries(all_orders_)}}) {
+      // Named copies: a lambda cannot capture structured bindings (C++17).
+      const std::string& store = grouped.first;
+      const Entries& truth = grouped.second;
       Entries last;
       const bool reached = WaitFor(
           [&] {
