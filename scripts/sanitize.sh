@@ -25,7 +25,8 @@ if [ ! -f "$dir/build.ninja" ]; then
     -DKIQ_SANITIZE=ON >/dev/null
 fi
 ninja -C "$dir" -j"$(nproc)" "${targets[@]}"
+suppressions="$PWD/scripts/lsan.supp"
 cd "$dir"
 regex=$(IFS='|'; echo "${labels[*]}")
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  ctest --output-on-failure -j"$(nproc)" --timeout 600 -L "^($regex)\$"
+  LSAN_OPTIONS="suppressions=$suppressions" ctest --output-on-failure -j"$(nproc)" --timeout 600 -L "^($regex)\$"
