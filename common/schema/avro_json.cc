@@ -1,6 +1,8 @@
 #include "common/schema/avro_json.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <mutex>
 
 #include <avro.h>
 #include <rapidjson/stringbuffer.h>
@@ -12,6 +14,26 @@
 
 namespace kiq::schema {
 namespace {
+
+// libavro allocates what a value's length prefix claims before reading it: a truncated or
+// hostile record claiming a 2 GB string would make the node allocate 2 GB. No value kiq
+// accepts is larger than --max-value-bytes (at most 64 MiB), so larger requests fail (libavro
+// then reports ENOMEM and the record is a bad record).
+constexpr size_t kMaxAvroAllocation = size_t{64} << 20;
+
+void* BoundedAvroAllocator(void* /*user_data*/, void* ptr, size_t /*osize*/, size_t nsize) {
+  if (nsize == 0) {
+    free(ptr);
+    return nullptr;
+  }
+  if (nsize > kMaxAvroAllocation) return nullptr;
+  return realloc(ptr, nsize);
+}
+
+void UseBoundedAllocator() {
+  static std::once_flag once;
+  std::call_once(once, [] { avro_set_allocator(BoundedAvroAllocator, nullptr); });
+}
 
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
                                      rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>;
@@ -154,6 +176,7 @@ absl::Status ToJson(avro_value_t* value, int depth, const JsonLimits& limits, Js
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<AvroSchema>> AvroSchema::Parse(absl::string_view text) {
+  UseBoundedAllocator();
   avro_schema_t schema = nullptr;
   if (avro_schema_from_json_length(text.data(), text.size(), &schema) != 0 || schema == nullptr) {
     return absl::InvalidArgumentError(
