@@ -21,6 +21,19 @@
 namespace kiq::node {
 namespace {
 
+// Stops (or starts again) fetching `topics` at partition `p`; the partitions stay assigned.
+void SetPaused(RdKafka::KafkaConsumer& consumer, const std::vector<std::string>& topics,
+               int32_t p, bool paused) {
+  std::vector<RdKafka::TopicPartition*> tps;
+  for (const std::string& topic : topics) tps.push_back(RdKafka::TopicPartition::create(topic, p));
+  if (paused) {
+    consumer.pause(tps);
+  } else {
+    consumer.resume(tps);
+  }
+  RdKafka::TopicPartition::destroy(tps);
+}
+
 constexpr int kKafkaTimeoutMs = 10000;
 // The longest a batch waits for its changelog to be durable before ingestion stops.
 constexpr int kChangelogFlushTimeoutMs = 30000;
@@ -466,9 +479,7 @@ void Ingestor::NoteDrops(int index, const CompiledStore& store) {
 
 void Ingestor::WaitForRegistry(const std::string& topic, PartitionId p, int64_t offset,
                                int32_t schema_id, const absl::Status& why) {
-  std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p.value())};
-  consumer_->pause(tps);
-  RdKafka::TopicPartition::destroy(tps);
+  SetPaused(*consumer_, {topic}, p.value(), /*paused=*/true);
   const absl::Time now = absl::Now();
   registry_waits_[{topic, p.value()}] = {schema_id, offset, now, now + absl::Milliseconds(100),
                                          absl::Milliseconds(100)};
@@ -498,9 +509,7 @@ void Ingestor::RetryRegistry() {
     const auto& [topic, p] = it->first;
     // Resume, then go back to the record that waited: the fetched records after it were
     // dropped while paused.
-    std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p)};
-    consumer_->resume(tps);
-    RdKafka::TopicPartition::destroy(tps);
+    SetPaused(*consumer_, {topic}, p, /*paused=*/false);
     std::unique_ptr<RdKafka::TopicPartition> at(
         RdKafka::TopicPartition::create(topic, p, wait.offset));
     if (RdKafka::ErrorCode code = consumer_->seek(*at, 5000); code != RdKafka::ERR_NO_ERROR) {
@@ -749,9 +758,7 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
     // Its changes stop here: a subscription must end rather than silently miss them.
     if (options_.hub != nullptr) options_.hub->EndAll(absl::UnavailableError(reason));
     catching_up_.erase(p.value());
-    std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(topic, p.value())};
-    consumer_->pause(tps);
-    RdKafka::TopicPartition::destroy(tps);
+    SetPaused(*consumer_, {topic}, p.value(), /*paused=*/true);
     NotifyOwnershipChange();
     return;
   }
@@ -993,11 +1000,7 @@ void Ingestor::PauseJoinsBehindTables() {
       topics.push_back(topic);
     }
     if (topics.empty()) continue;
-    std::vector<RdKafka::TopicPartition*> tps;
-    for (const std::string& topic : topics)
-      tps.push_back(RdKafka::TopicPartition::create(topic, p));
-    consumer_->pause(tps);
-    RdKafka::TopicPartition::destroy(tps);
+    SetPaused(*consumer_, topics, p, /*paused=*/true);
     spdlog::info("partition {}: {} paused until the tables it joins have caught up", p,
                  absl::StrJoin(topics, ", "));
     paused_for_join_[p] = std::move(topics);
@@ -1018,12 +1021,7 @@ void Ingestor::ResumeJoins(bool all) {
       ++it;
       continue;
     }
-    std::vector<RdKafka::TopicPartition*> tps;
-    for (const std::string& topic : it->second) {
-      tps.push_back(RdKafka::TopicPartition::create(topic, it->first));
-    }
-    consumer_->resume(tps);
-    RdKafka::TopicPartition::destroy(tps);
+    SetPaused(*consumer_, it->second, it->first, /*paused=*/false);
     if (!all) spdlog::info("partition {}: tables caught up; joins resumed", it->first);
     paused_for_join_.erase(it++);
   }
