@@ -1,6 +1,10 @@
 #include "router/peer_service.h"
 
+#include <optional>
+#include <string>
+
 #include "common/grpc_status.h"
+#include "common/status.h"
 #include "router/port/subscription.h"
 #include "router/query_service.h"
 #include "router/request_limits.h"
@@ -18,6 +22,12 @@ kiq::v1::Position PositionFor(const kiq::v1::Position& position, int32_t partiti
 
 namespace {
 
+void SetPartitionError(const absl::Status& s, kiq::v1::PartitionResult* result) {
+  result->set_code(static_cast<int32_t>(s.code()));
+  result->set_message(std::string(s.message()));
+  if (std::optional<std::string> reason = ErrorReason(s)) result->set_reason(*std::move(reason));
+}
+
 // Checks and waits for one partition; fills its code/message and returns false if it cannot
 // be read here.
 bool ReadyPartition(const LocalStores& local, const std::string& store, int32_t p,
@@ -30,8 +40,7 @@ bool ReadyPartition(const LocalStores& local, const std::string& store, int32_t 
     if (!wanted.offsets().empty()) s = local.WaitForPosition(store, wanted, deadline);
   }
   if (!s.ok()) {
-    result->set_code(static_cast<int32_t>(s.code()));
-    result->set_message(std::string(s.message()));
+    SetPartitionError(s, result);
     return false;
   }
   return true;
@@ -81,10 +90,7 @@ grpc::ServerUnaryReactor* ServePartitions(const LocalStores& local, ThreadPool& 
         s = local.ReadAt(request->store(), PartitionId(p), result->mutable_position(),
                          read_partition);
       }
-      if (!s.ok()) {
-        result->set_code(static_cast<int32_t>(s.code()));
-        result->set_message(std::string(s.message()));
-      }
+      if (!s.ok()) SetPartitionError(s, result);
     }
     reactor->Finish(grpc::Status::OK);
   };

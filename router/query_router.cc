@@ -673,9 +673,13 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
         spec.count_only ? c->count_response.partitions() : c->scan_response.partitions();
     for (const kiq::v1::PartitionResult& result : parts) {
       if (result.code() != 0) {
-        (*errors)[result.partition()] =
-            absl::Status(static_cast<absl::StatusCode>(result.code()),
-                         absl::StrCat("peer ", c->endpoint, ": ", result.message()));
+        // With its reason: a partition that moved away from that peer since this node's
+        // routing table said otherwise is NOT_OWNER, retried at its new owner.
+        const auto code = static_cast<absl::StatusCode>(result.code());
+        const std::string message = absl::StrCat("peer ", c->endpoint, ": ", result.message());
+        (*errors)[result.partition()] = result.reason().empty()
+                                            ? absl::Status(code, message)
+                                            : ErrorWithReason(code, result.reason(), message);
         continue;
       }
       PartitionRead read;

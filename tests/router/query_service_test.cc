@@ -71,7 +71,25 @@ class FakeStores : public LocalStores {
   std::vector<StoreInfo> ListStores() const override { return {*Describe(kStore)}; }
   absl::Status CheckReadable(absl::string_view store, PartitionId p) const override {
     if (p.value() < 0 || p.value() >= kPartitions) return absl::UnavailableError("no partition");
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = not_owner_.find(p.value());
+      if (it != not_owner_.end() && it->second > 0) {
+        --it->second;
+        ++refused_;
+        return NotOwnerError(absl::StrCat("NOT_OWNER: partition ", p.value(), " moved away"));
+      }
+    }
     return Describe(store).status();
+  }
+  // The next `times` checks of partition `p` say it is not owned here (it is moving).
+  void RefuseAsNotOwner(int32_t p, int times) {
+    absl::MutexLock lock(&mu_);
+    not_owner_[p] = times;
+  }
+  int refused() const {
+    absl::MutexLock lock(&mu_);
+    return refused_;
   }
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view, PartitionId,
                                                  absl::string_view key) const override {
@@ -132,6 +150,8 @@ class FakeStores : public LocalStores {
   mutable absl::Mutex mu_;
   std::map<int32_t, int64_t> next_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::map<int32_t, int> not_owner_ ABSL_GUARDED_BY(mu_);
+  mutable int refused_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 constexpr int64_t kFarOffset = 1000000000;
@@ -586,6 +606,32 @@ TEST_F(RemoteWaitTest, ScansWaitingAtTheOwnerHoldNoWorkerOfTheForwardingNode) {
       EXPECT_EQ(c->scan_response.entries_size(), 2);
     }
   }
+}
+
+// A partition that leaves b between a's routing decision and b's read is refused by b with
+// NOT_OWNER inside ScanPartitions' answer: a retries it (it would be answered by the new owner;
+// here b takes it back) instead of failing the whole scan with FAILED_PRECONDITION. (Before,
+// the per-partition refusal lost its reason on the way and the scan failed: seen on a real
+// broker while partitions moved.)
+TEST_F(RemoteWaitTest, PartitionRefusedAsNotOwnerByThePeerIsRetriedNotAnError) {
+  stores_.RefuseAsNotOwner(1, 2);
+  kiq::v1::AllRequest all;
+  all.set_store(kStore);
+  kiq::v1::ScanResponse scan;
+  grpc::Status s = a_query_->All(Context().get(), all, &scan);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(scan.entries_size(), 2);
+  EXPECT_EQ(scan.missing_partitions_size(), 0);
+  EXPECT_EQ(stores_.refused(), 2);
+
+  stores_.RefuseAsNotOwner(3, 1);
+  kiq::v1::CountRequest count;
+  count.set_store(kStore);
+  kiq::v1::CountResponse counted;
+  s = a_query_->Count(Context().get(), count, &counted);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(counted.count(), 2);
+  EXPECT_EQ(stores_.refused(), 3);
 }
 
 TEST_F(QueryServiceTest, WaiterPastItsDeadlineIsDeadlineExceededAndLeaves) {
