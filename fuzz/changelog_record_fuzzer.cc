@@ -47,7 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   kiq::StoreInfo store;
   store.name = "s";
-  store.value_kind = static_cast<kiq::ValueKind>(in.ConsumeIntegralInRange<int>(0, 4));
+  store.value_kind = static_cast<kiq::ValueKind>(in.ConsumeIntegralInRange<int>(0, 5));
   // Sizes a topology can declare (validated: > 0); the window start comes from the key.
   store.window_size_ms =
       in.ConsumeBool() ? in.ConsumeIntegralInRange<int64_t>(1, int64_t{366} * 24 * 3600 * 1000) : 0;

@@ -102,6 +102,10 @@ kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
       }
       break;  // not a number we wrote: fall back to bytes
     }
+    case ValueKind::kRow:
+      // The state after the row (avg's sums and counts) is not part of the answer.
+      kv.value.resize(RowJson(kv.value).size());
+      [[fallthrough]];
     case ValueKind::kJson: {
       // Values were validated as JSON on ingestion; a value that does not parse, or nests
       // deeper than an Entry can carry, leaves json unset (value still holds its text).

@@ -23,6 +23,7 @@ ValueKind ValueKindOf(const kiq::v1::Store& store, const kiq::v1::Source& source
     return NumberTypeOf(store) == kiq::v1::NUMBER_TYPE_DOUBLE ? ValueKind::kDouble
                                                               : ValueKind::kInt64;
   }
+  if (store.has_aggregate()) return ValueKind::kRow;
   if (store.has_latest() || store.has_join()) return ValueKind::kJson;
   switch (DecodedFormat(source.value_format())) {
     case kiq::v1::FORMAT_JSON:
@@ -48,6 +49,8 @@ std::string StoreKindName(const kiq::v1::Store& store) {
       return "max";
     case kiq::v1::Store::kLatest:
       return "latest";
+    case kiq::v1::Store::kAggregate:
+      return "aggregate";
     case kiq::v1::Store::KIND_NOT_SET:
       break;
   }

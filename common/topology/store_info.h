@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "common/topology/partitioner.h"
 #include "kiq/v1/topology.pb.h"
 
@@ -15,7 +16,15 @@ enum class ValueKind {
   kJson,    // a JSON document: also parsed into Entry.json
   kInt64,   // a number stored as 8 bytes: decimal text in Entry.value, a number in Entry.json
   kDouble,  // a double stored as 8 bytes (IEEE bits): shortest round-trip decimal text, a number
+  // An aggregate store's row: a JSON object, optionally followed by a NUL byte and the state
+  // that is not shown (the sums and counts of avg columns). Rendered as kJson of the object.
+  kRow,
 };
+
+// The part of a kRow value that is shown: the JSON object before the state.
+inline absl::string_view RowJson(absl::string_view stored) {
+  return stored.substr(0, stored.find('\0'));
+}
 
 // What the router needs to know about a store to route and render its answers.
 struct StoreInfo {

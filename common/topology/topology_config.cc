@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -216,8 +217,10 @@ void CheckMax(const Store& store, const std::string& path, const TopologyIndex& 
   CheckNumberSpec(store.max(), store, path, index, problems);
 }
 
-void CheckLatest(const Store& store, const std::string& path, const TopologyIndex& index,
-                 Problems* problems) {
+// The latest-value rule of a `latest` store and of a `latest` column: a JSON source and a
+// field. `path` is the LatestSpec's own ("stores[2].latest").
+void CheckLatestSpec(const kiq::v1::LatestSpec& latest, const Store& store,
+                     const std::string& path, const TopologyIndex& index, Problems* problems) {
   const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
   if (format && *format != kiq::v1::FORMAT_JSON) {
     Add(problems, path,
@@ -225,13 +228,89 @@ void CheckLatest(const Store& store, const std::string& path, const TopologyInde
                      " has value_format ", FormatName(*format), " (a table keeps whole values)"));
     return;
   }
-  if (store.latest().field().empty()) {
+  if (latest.field().empty()) {
     Add(problems, path + ".field",
         "required; the JSON field whose latest value is kept, e.g. \"avatar\" or "
         "\"customer.id\"");
     return;
   }
-  CheckFieldPath(store.latest().field(), path + ".field", store, format, problems);
+  CheckFieldPath(latest.field(), path + ".field", store, format, problems);
+}
+
+void CheckLatest(const Store& store, const std::string& path, const TopologyIndex& index,
+                 Problems* problems) {
+  CheckLatestSpec(store.latest(), store, path, index, problems);
+}
+
+bool IsColumnName(absl::string_view name) {
+  if (name.empty() || name.size() > 128 || absl::ascii_isdigit(name[0])) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '_') return false;
+  }
+  return true;
+}
+
+constexpr int kMaxTopK = 1000;
+
+// The columns of an aggregate store: each a valid unique name and one aggregate, checked as
+// the store kind of the same name is.
+void CheckAggregate(const Store& store, const std::string& path, const TopologyIndex& index,
+                    Problems* problems) {
+  const kiq::v1::AggregateSpec& aggregate = store.aggregate();
+  if (aggregate.columns().empty()) {
+    Add(problems, path + ".columns",
+        "required; at least one column, e.g. {name: plays, count: {}} or "
+        "{name: points, sum: {field: points}}");
+    return;
+  }
+  absl::flat_hash_set<std::string> names;
+  for (int i = 0; i < aggregate.columns_size(); ++i) {
+    const kiq::v1::Column& column = aggregate.columns(i);
+    const std::string column_path = absl::StrCat(path, ".columns[", i, "]");
+    if (!IsColumnName(column.name())) {
+      Add(problems, column_path + ".name",
+          absl::StrCat(column.name().empty() ? std::string("required")
+                                             : absl::StrCat(Quote(column.name()), " is invalid"),
+                       "; a column name is 1-128 of [A-Za-z0-9_], not starting with a digit"));
+    } else if (!names.insert(column.name()).second) {
+      Add(problems, column_path + ".name",
+          absl::StrCat(Quote(column.name()), " is already the name of another column"));
+    }
+    switch (column.aggregate_case()) {
+      case kiq::v1::Column::kCount:
+        break;
+      case kiq::v1::Column::kSum:
+        CheckNumberSpec(column.sum(), store, column_path + ".sum", index, problems);
+        break;
+      case kiq::v1::Column::kMin:
+        CheckNumberSpec(column.min(), store, column_path + ".min", index, problems);
+        break;
+      case kiq::v1::Column::kMax:
+        CheckNumberSpec(column.max(), store, column_path + ".max", index, problems);
+        break;
+      case kiq::v1::Column::kLatest:
+        CheckLatestSpec(column.latest(), store, column_path + ".latest", index, problems);
+        break;
+      case kiq::v1::Column::kAvg: {
+        kiq::v1::SumSpec as_sum;  // the same field rules; the type is always double
+        as_sum.set_field(column.avg().field());
+        CheckNumberSpec(as_sum, store, column_path + ".avg", index, problems);
+        break;
+      }
+      case kiq::v1::Column::kTopK:
+        CheckNumberSpec(column.top_k(), store, column_path + ".top_k", index, problems);
+        if (column.top_k().k() < 1 || column.top_k().k() > kMaxTopK) {
+          Add(problems, column_path + ".top_k.k",
+              absl::StrCat("is ", column.top_k().k(), "; expected 1 to ", kMaxTopK,
+                           " (how many of the largest values are kept)"));
+        }
+        break;
+      case kiq::v1::Column::AGGREGATE_NOT_SET:
+        Add(problems, column_path,
+            "no aggregate set; one of: count, sum, min, max, latest, avg, top_k");
+        break;
+    }
+  }
 }
 
 constexpr StoreKindRule kStoreKindRules[] = {
@@ -241,13 +320,14 @@ constexpr StoreKindRule kStoreKindRules[] = {
     {Store::kMin, CheckMin},
     {Store::kMax, CheckMax},
     {Store::kLatest, CheckLatest},
+    {Store::kAggregate, CheckAggregate},
 };
 
 // Windows aggregate: a table (latest value per key) has nothing to window.
 void CheckWindow(const Store& store, const std::string& path, Problems* problems) {
   if (store.has_table()) {
     Add(problems, path,
-        "a table cannot be windowed; windows apply to count, sum, min, max and latest");
+        "a table cannot be windowed; windows apply to count, sum, min, max, latest and aggregate");
     return;
   }
   std::vector<std::pair<std::string, std::string>> window_problems;
@@ -370,7 +450,8 @@ void CheckGroupBy(const Store& store, const std::string& path, const TopologyInd
                   Problems* problems) {
   if (store.has_table()) {
     Add(problems, path,
-        "a table cannot be grouped; group_by needs an aggregate: count, sum, min, max or latest");
+        "a table cannot be grouped; group_by needs an aggregate: count, sum, min, max, latest or "
+        "aggregate");
   }
   const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
   if (format == kiq::v1::FORMAT_BYTES) {

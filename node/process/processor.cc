@@ -6,11 +6,15 @@
 #include <utility>
 #include <vector>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/topology/json_value.h"
 #include "common/topology/partitioner.h"
+#include "common/topology/store_info.h"
 #include "common/topology/value_codec.h"
 #include "common/topology/window.h"
 #include "common/topology/window_key.h"
@@ -194,6 +198,292 @@ class LatestProcessor final : public FieldProcessor {
  private:
   const StoreHandle handle_;
   const FieldPath path_;
+};
+
+// Several aggregates per key in one row, as a ksqlDB table has several columns. The stored
+// value is the row's JSON object (what answers show), then, if the store has avg columns, a
+// NUL byte and a JSON array of [sum, count] per avg column (their state, not shown; see
+// RowJson). Every column is computed before anything is written: a record that is bad for
+// one column (a missing field, a value that is not a number) is bad for the row.
+class AggregateProcessor final : public FieldProcessor {
+ public:
+  AggregateProcessor(StoreHandle handle, const kiq::v1::AggregateSpec& spec, bool json_source)
+      : FieldProcessor(json_source), handle_(handle), reads_json_(json_source) {
+    for (const kiq::v1::Column& c : spec.columns()) {
+      Column column{c.name(), c.aggregate_case(), FieldPath("")};
+      switch (c.aggregate_case()) {
+        case kiq::v1::Column::kSum:
+          column.path = FieldPath(c.sum().field());
+          column.as_double = c.sum().type() == kiq::v1::NUMBER_TYPE_DOUBLE;
+          break;
+        case kiq::v1::Column::kMin:
+          column.path = FieldPath(c.min().field());
+          column.as_double = c.min().type() == kiq::v1::NUMBER_TYPE_DOUBLE;
+          break;
+        case kiq::v1::Column::kMax:
+          column.path = FieldPath(c.max().field());
+          column.as_double = c.max().type() == kiq::v1::NUMBER_TYPE_DOUBLE;
+          break;
+        case kiq::v1::Column::kLatest:
+          column.path = FieldPath(c.latest().field());
+          break;
+        case kiq::v1::Column::kAvg:
+          column.path = FieldPath(c.avg().field());
+          column.as_double = true;
+          column.state = avg_columns_++;
+          break;
+        case kiq::v1::Column::kTopK:
+          column.path = FieldPath(c.top_k().field());
+          column.as_double = c.top_k().type() == kiq::v1::NUMBER_TYPE_DOUBLE;
+          column.k = static_cast<size_t>(std::max(1, c.top_k().k()));
+          break;
+        default:
+          break;
+      }
+      columns_.push_back(std::move(column));
+    }
+  }
+
+ protected:
+  absl::Status ProcessParsed(const Record& record, StagedBatch& batch) override {
+    if (absl::Status s = CheckKeyAndValue(record); !s.ok()) return s;
+    // A value that is not JSON is bad as such, not for its first column.
+    if (reads_json_ && record.json->Root() == nullptr) return record.json->error();
+    absl::StatusOr<const std::optional<std::string>*> current =
+        batch.Read(handle_, record.partition, *record.key);
+    if (!current.ok()) return current.status();
+    rapidjson::Document old_row;
+    rapidjson::Document old_state;
+    if (**current) {
+      if (absl::Status s = ParseStored(***current, record, &old_row, &old_state); !s.ok()) {
+        return s;
+      }
+    }
+    rapidjson::Document row(rapidjson::kObjectType);
+    rapidjson::Document state(rapidjson::kArrayType);
+    auto& alloc = row.GetAllocator();
+    for (const Column& column : columns_) {
+      const rapidjson::Value* old = nullptr;
+      if (old_row.IsObject()) {
+        auto it = old_row.FindMember(rapidjson::StringRef(column.name.data(), column.name.size()));
+        if (it != old_row.MemberEnd()) old = &it->value;
+      }
+      rapidjson::Value value;
+      absl::Status s = Fold(column, record, old, old_state, &value, &state, alloc);
+      if (!s.ok()) {
+        if (!absl::IsInvalidArgument(s)) return s;
+        return absl::InvalidArgumentError(absl::StrCat("column ", column.name, ": ", s.message()));
+      }
+      row.AddMember(rapidjson::Value(column.name.data(),
+                                     static_cast<rapidjson::SizeType>(column.name.size()), alloc),
+                    value, alloc);
+    }
+    rapidjson::StringBuffer out;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(out);
+    row.Accept(writer);
+    std::string stored(out.GetString(), out.GetSize());
+    if (avg_columns_ > 0) {
+      rapidjson::StringBuffer state_out;
+      rapidjson::Writer<rapidjson::StringBuffer> state_writer(state_out);
+      state.Accept(state_writer);
+      stored.push_back('\0');
+      stored.append(state_out.GetString(), state_out.GetSize());
+    }
+    return batch.Write(handle_, record.partition, *record.key, std::move(stored));
+  }
+
+ private:
+  struct Column {
+    std::string name;
+    kiq::v1::Column::AggregateCase kind;
+    FieldPath path;
+    bool as_double = false;
+    size_t k = 0;    // top_k
+    int state = -1;  // avg: its index in the state array
+  };
+
+  absl::Status ParseStored(absl::string_view stored, const Record& record,
+                           rapidjson::Document* row, rapidjson::Document* state) const {
+    const absl::string_view shown = RowJson(stored);
+    row->Parse(shown.data(), shown.size());
+    bool ok = !row->HasParseError() && row->IsObject();
+    if (ok && avg_columns_ > 0 && shown.size() < stored.size()) {
+      const absl::string_view rest = stored.substr(shown.size() + 1);
+      state->Parse(rest.data(), rest.size());
+      ok = !state->HasParseError() && state->IsArray();
+    }
+    if (ok) return absl::OkStatus();
+    return absl::DataLossError(absl::StrCat("aggregate store entry is not a row (partition ",
+                                            record.partition.value(), ")"));
+  }
+
+  // A number of the column's type as a JSON value; non-finite doubles refused.
+  static absl::Status ToValue(const Column& column, double d, int64_t i, rapidjson::Value* out) {
+    if (column.as_double) {
+      if (!std::isfinite(d)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("overflows double (", column.path.Describe(), ")"));
+      }
+      out->SetDouble(d);
+    } else {
+      out->SetInt64(i);
+    }
+    return absl::OkStatus();
+  }
+
+  // The record's numeric field, nullopt for JSON null (skipped, as SQL aggregates skip nulls).
+  absl::StatusOr<std::optional<std::pair<double, int64_t>>> Number(const Column& column,
+                                                                   const Record& record) const {
+    absl::StatusOr<Scalar> scalar = Read(record, column.path);
+    if (!scalar.ok()) return scalar.status();
+    if (scalar->json != nullptr && scalar->json->IsNull()) return std::nullopt;
+    if (column.as_double) {
+      absl::StatusOr<double> d = ToDouble(*scalar, column.path);
+      if (!d.ok()) return d.status();
+      return std::make_pair(*d, int64_t{0});
+    }
+    absl::StatusOr<int64_t> i = ToInt64(*scalar, column.path);
+    if (!i.ok()) return i.status();
+    return std::make_pair(static_cast<double>(*i), *i);
+  }
+
+  static bool HoldsNumber(const Column& column, const rapidjson::Value& v) {
+    return column.as_double ? v.IsNumber() : v.IsInt64();
+  }
+
+  absl::Status Corrupt(const Column& column, const Record& record) const {
+    return absl::DataLossError(absl::StrCat("aggregate store entry has a bad column ",
+                                            column.name, " (partition ", record.partition.value(),
+                                            ")"));
+  }
+
+  absl::Status Fold(const Column& column, const Record& record, const rapidjson::Value* old,
+                    const rapidjson::Document& old_state, rapidjson::Value* out,
+                    rapidjson::Document* state,
+                    rapidjson::Document::AllocatorType& alloc) const {
+    switch (column.kind) {
+      case kiq::v1::Column::kCount: {
+        int64_t n = 0;
+        if (old != nullptr) {
+          if (!old->IsInt64()) return Corrupt(column, record);
+          n = old->GetInt64();
+        }
+        out->SetInt64(n + 1);
+        return absl::OkStatus();
+      }
+      case kiq::v1::Column::kLatest: {
+        absl::StatusOr<Scalar> scalar = Read(record, column.path);
+        if (!scalar.ok()) return scalar.status();
+        if (scalar->json == nullptr) {  // refused by validation: latest reads JSON
+          out->SetString(scalar->text.data(), static_cast<rapidjson::SizeType>(scalar->text.size()),
+                         alloc);
+        } else {
+          out->CopyFrom(*scalar->json, alloc);
+        }
+        return absl::OkStatus();
+      }
+      case kiq::v1::Column::kSum:
+      case kiq::v1::Column::kMin:
+      case kiq::v1::Column::kMax: {
+        auto x = Number(column, record);
+        if (!x.ok()) return x.status();
+        const bool had = old != nullptr && !old->IsNull();
+        if (had && !HoldsNumber(column, *old)) return Corrupt(column, record);
+        if (!*x) {  // null: the column keeps what it had (null until a first value)
+          if (had) out->CopyFrom(*old, alloc);
+          return absl::OkStatus();
+        }
+        double d = (*x)->first;
+        int64_t i = (*x)->second;
+        if (had) {
+          const double od = old->GetDouble();
+          const int64_t oi = column.as_double ? 0 : old->GetInt64();
+          if (column.kind == kiq::v1::Column::kSum) {
+            d += od;
+            if (!column.as_double && __builtin_add_overflow(oi, (*x)->second, &i)) {
+              return absl::InvalidArgumentError(absl::StrCat("sum overflows int64: ", oi, " + ",
+                                                             (*x)->second, " (",
+                                                             column.path.Describe(), ")"));
+            }
+          } else {
+            const bool take_old = column.kind == kiq::v1::Column::kMin
+                                      ? (column.as_double ? od < d : oi < i)
+                                      : (column.as_double ? od > d : oi > i);
+            if (take_old) {
+              d = od;
+              i = oi;
+            }
+          }
+        }
+        return ToValue(column, d, i, out);
+      }
+      case kiq::v1::Column::kAvg: {
+        auto x = Number(column, record);
+        if (!x.ok()) return x.status();
+        double sum = 0;
+        int64_t count = 0;
+        if (old_state.IsArray() && static_cast<int>(old_state.Size()) > column.state) {
+          const rapidjson::Value& s = old_state[column.state];
+          if (!s.IsArray() || s.Size() != 2 || !s[0].IsNumber() || !s[1].IsInt64()) {
+            return Corrupt(column, record);
+          }
+          sum = s[0].GetDouble();
+          count = s[1].GetInt64();
+        }
+        if (*x) {
+          sum += (*x)->first;
+          ++count;
+          if (!std::isfinite(sum)) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("sum overflows double (", column.path.Describe(), ")"));
+          }
+        }
+        rapidjson::Value pair(rapidjson::kArrayType);
+        pair.PushBack(rapidjson::Value(sum), state->GetAllocator());
+        pair.PushBack(rapidjson::Value(static_cast<int64_t>(count)), state->GetAllocator());
+        state->PushBack(pair, state->GetAllocator());
+        if (count > 0) out->SetDouble(sum / static_cast<double>(count));
+        return absl::OkStatus();
+      }
+      case kiq::v1::Column::kTopK: {
+        auto x = Number(column, record);
+        if (!x.ok()) return x.status();
+        std::vector<std::pair<double, int64_t>> values;
+        if (old != nullptr) {
+          if (!old->IsArray()) return Corrupt(column, record);
+          for (const rapidjson::Value& v : old->GetArray()) {
+            if (!HoldsNumber(column, v)) return Corrupt(column, record);
+            values.emplace_back(v.GetDouble(), column.as_double ? 0 : v.GetInt64());
+          }
+        }
+        if (*x) values.push_back(**x);
+        auto larger = [&column](const auto& a, const auto& b) {
+          return column.as_double ? a.first > b.first : a.second > b.second;
+        };
+        std::stable_sort(values.begin(), values.end(), larger);
+        if (values.size() > column.k) values.resize(column.k);
+        out->SetArray();
+        for (const auto& [d, i] : values) {
+          rapidjson::Value v;
+          if (column.as_double) {
+            v.SetDouble(d);
+          } else {
+            v.SetInt64(i);
+          }
+          out->PushBack(v, alloc);
+        }
+        return absl::OkStatus();
+      }
+      case kiq::v1::Column::AGGREGATE_NOT_SET:
+        break;
+    }
+    return absl::InvalidArgumentError("column without an aggregate");  // Refused by validation.
+  }
+
+  const StoreHandle handle_;
+  const bool reads_json_;
+  int avg_columns_ = 0;
+  std::vector<Column> columns_;
 };
 
 // A Filter, compiled: paths split once, the value's type resolved.
@@ -573,6 +863,9 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
       break;
     case kiq::v1::Store::kMax:
       processor = MakeNumberProcessor(store.max(), Fold::kMax, json, handle);
+      break;
+    case kiq::v1::Store::kAggregate:
+      processor = std::make_unique<AggregateProcessor>(handle, store.aggregate(), json);
       break;
     case kiq::v1::Store::kLatest:
       if (!json) {

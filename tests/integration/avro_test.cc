@@ -5,13 +5,18 @@
 // default); undecodable records dead-lettered with their reason; and a registry outage: a
 // partition whose next record has a schema id not yet cached waits (nothing dropped, nothing
 // dead-lettered) while the others go on, and catches up once the registry is back.
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -19,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/topology/partitioner.h"
+#include "kiq/v1/query.grpc.pb.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
 #include "tests/testing/metrics.h"
@@ -32,7 +38,13 @@ namespace {
 constexpr int kPartitions = 4;
 constexpr char kApp[] = "payments-avro";
 const char* const kMethods[] = {"CARD", "CASH", "TRANSFER"};
-const char* const kStores[] = {"last_payment", "spend", "payments_per_method", "big_payments"};
+const char* const kStores[] = {"last_payment", "spend", "payments_per_method", "big_payments",
+                               "totals_per_5s"};
+// The record timestamps of the cluster test: payment i at kT0 + i * kStepMs, so its 5-second
+// window of totals_per_5s is known here.
+constexpr int64_t kT0 = 1'700'000'000'000;  // a multiple of 5 s
+constexpr int64_t kStepMs = 40;
+constexpr int64_t kWindowMs = 5'000;
 
 const char kPaymentV1[] =
     R"({"type":"record","name":"Payment","namespace":"shop","fields":[)"
@@ -74,11 +86,19 @@ std::string ValueJson(const Payment& p) {
 struct Truth {
   std::map<std::string, int64_t> spend, big, per_method;
   std::map<std::string, Payment> last;
-  void Add(const Payment& p) {
+  // totals_per_5s: window start → {sum, count, max} of the payments with a known timestamp.
+  std::map<int64_t, std::array<int64_t, 3>> totals;
+  void Add(const Payment& p, std::optional<int64_t> timestamp_ms = std::nullopt) {
     spend[p.customer] += p.amount;
     if (p.amount >= 10000) ++big[p.customer];
     ++per_method[p.method];
     last[p.customer] = p;
+    if (timestamp_ms) {
+      std::array<int64_t, 3>& t = totals[*timestamp_ms / kWindowMs * kWindowMs];
+      t[0] += p.amount;
+      ++t[1];
+      t[2] = std::max(t[2], p.amount);
+    }
   }
 };
 
@@ -95,7 +115,9 @@ class AvroTest : public KafkaFixture {
                       {"payments-avro-spend-changelog", kPartitions},
                       {"payments-avro-payments_per_method-changelog", kPartitions},
                       {"payments-avro-payments_per_method-repartition", kPartitions},
-                      {"payments-avro-big_payments-changelog", kPartitions}});
+                      {"payments-avro-big_payments-changelog", kPartitions},
+                      {"payments-avro-totals_per_5s-changelog", kPartitions},
+                      {"payments-avro-totals_per_5s-repartition", kPartitions}});
     absl::StatusOr<std::unique_ptr<SchemaRegistryProcess>> registry =
         SchemaRegistryProcess::Start(dir_);
     ASSERT_OK(registry);
@@ -147,6 +169,11 @@ class AvroTest : public KafkaFixture {
       ASSERT_TRUE(WaitFor([&] { return Scan(client, "payments_per_method") == AsEntries(truth.per_method); },
                           absl::Seconds(30)))
           << "payments_per_method through node " << n + 1;
+      if (!truth.totals.empty()) {
+        ASSERT_TRUE(WaitFor([&] { return Totals(n) == truth.totals; }, absl::Seconds(30)))
+            << "totals_per_5s through node " << n + 1 << ": " << Totals(n).size() << " of "
+            << truth.totals.size() << " windows";
+      }
       // The table holds the JSON of each customer's latest record, as its writer wrote it:
       // v1 records have no currency, v2 and v3 ones do.
       const Entries last = Scan(client, "last_payment");
@@ -167,6 +194,44 @@ class AvroTest : public KafkaFixture {
       ASSERT_TRUE(client.Get("last_payment", customer, &get).ok());
       EXPECT_EQ(get.entry().json().struct_value().fields().at("id").string_value(), want.id);
     }
+  }
+
+  // totals_per_5s through node n: every window of the key "all" (paged All), as
+  // window start → {amount, payments, largest}.
+  std::map<int64_t, std::array<int64_t, 3>> Totals(size_t n) {
+    auto stub = kiq::v1::QueryService::NewStub(
+        grpc::CreateChannel(nodes_[n]->target(), grpc::InsecureChannelCredentials()));
+    std::map<int64_t, std::array<int64_t, 3>> out;
+    std::string token;
+    for (int page = 0; page < 100; ++page) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      kiq::v1::AllRequest request;
+      request.set_store("totals_per_5s");
+      request.set_page_size(3);
+      request.set_page_token(token);
+      kiq::v1::ScanResponse response;
+      grpc::Status status = stub->All(&context, request, &response);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      for (const kiq::v1::Entry& e : response.entries()) {
+        EXPECT_EQ(e.key(), "all");
+        EXPECT_EQ(e.window().end_ms() - e.window().start_ms(), kWindowMs);
+        const auto& row = e.json().struct_value().fields();
+        std::array<int64_t, 3> t{};
+        for (const auto& [i, name] : {std::pair<int, const char*>{0, "amount"}, {1, "payments"},
+                                      {2, "largest"}}) {
+          auto it = row.find(name);
+          EXPECT_TRUE(it != row.end()) << e.value();
+          if (it != row.end()) t[i] = static_cast<int64_t>(it->second.number_value());
+        }
+        EXPECT_TRUE(out.emplace(e.window().start_ms(), t).second)
+            << "window " << e.window().start_ms() << " twice";
+      }
+      token = response.next_page_token();
+      if (token.empty()) break;
+    }
+    return out;
   }
 
   static Entries Scan(NodeClient& client, const std::string& store) {
@@ -209,8 +274,9 @@ TEST_P(AvroClusterTest, StoresOverTwoWriterVersionsMatchTheTruthAndBadRecordsAre
   };
   for (size_t i = 0; i < payments.size(); ++i) {
     const Payment& p = payments[i];
-    ProduceAndTrack("payments", p.customer, encoded[i]);
-    truth.Add(p);
+    const int64_t timestamp_ms = kT0 + static_cast<int64_t>(i) * kStepMs;
+    ProduceAndTrack("payments", p.customer, encoded[i], timestamp_ms);
+    truth.Add(p, timestamp_ms);
     if (i % 100 == 7) {  // JSON where Avro is expected: no magic byte
       ProduceAndTrack("payments", p.customer, ValueJson(p));
       expect_bad("not_wire_format");

@@ -1,6 +1,8 @@
 // The scoreboard example (examples/scoreboard/topology.yaml) on one kiq-node over a
-// kiq-dev-kafka: sum of string-typed points, latest avatar, and a filtered count, compared
-// with a truth computed here from the generated records, bad records included.
+// kiq-dev-kafka: sum of string-typed points, latest avatar, a filtered count and a row of seven
+// aggregates, compared with a truth computed here from the generated records, bad records
+// included.
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <random>
@@ -10,6 +12,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
 
 #include "absl/strings/str_cat.h"
 #include "tests/testing/kafka_fixture.h"
@@ -31,7 +34,8 @@ class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface
                               {"player_events", kPartitions},
                               {"scoreboard-score-changelog", kPartitions},
                               {"scoreboard-avatar-changelog", kPartitions},
-                              {"scoreboard-big_scores-changelog", kPartitions}});
+                              {"scoreboard-big_scores-changelog", kPartitions},
+                              {"scoreboard-players-changelog", kPartitions}});
   }
 
   void StartNodes(int n) {
@@ -65,9 +69,50 @@ class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface
   std::vector<std::unique_ptr<NodeClient>> clients_;
 };
 
-TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
+// The `players` row of one player, as the test computes it.
+struct PlayerRow {
+  int64_t points = 0;
+  int64_t plays = 0;
+  int64_t best = 0;
+  int64_t worst = 0;
+  std::vector<int64_t> all;  // every value, for top3
+  std::string last;          // JSON text of the latest points field
+};
+
+// Checks a stored row (JSON text) against the truth.
+void ExpectRow(const std::string& player, const std::string& text, const PlayerRow& want) {
+  SCOPED_TRACE(absl::StrCat("players row of ", player, ": ", text));
+  rapidjson::Document row;
+  row.Parse(text.data(), text.size());
+  ASSERT_TRUE(!row.HasParseError() && row.IsObject());
+  std::vector<std::string> names;
+  for (const auto& m : row.GetObject()) names.emplace_back(m.name.GetString());
+  EXPECT_EQ(names, (std::vector<std::string>{"points", "plays", "best", "worst", "mean", "top3",
+                                             "last"}));
+  ASSERT_TRUE(row["points"].IsInt64() && row["plays"].IsInt64() && row["best"].IsInt64() &&
+              row["worst"].IsInt64() && row["mean"].IsNumber() && row["top3"].IsArray());
+  EXPECT_EQ(row["points"].GetInt64(), want.points);
+  EXPECT_EQ(row["plays"].GetInt64(), want.plays);
+  EXPECT_EQ(row["best"].GetInt64(), want.best);
+  EXPECT_EQ(row["worst"].GetInt64(), want.worst);
+  EXPECT_DOUBLE_EQ(row["mean"].GetDouble(),
+                   static_cast<double>(want.points) / static_cast<double>(want.plays));
+  std::vector<int64_t> top = want.all;
+  std::sort(top.rbegin(), top.rend());
+  top.resize(std::min<size_t>(top.size(), 3));
+  std::vector<int64_t> got_top;
+  for (const rapidjson::Value& v : row["top3"].GetArray()) got_top.push_back(v.GetInt64());
+  EXPECT_EQ(got_top, top);
+  const rapidjson::Value& last = row["last"];
+  EXPECT_EQ(last.IsString() ? absl::StrCat("\"", last.GetString(), "\"")
+                            : absl::StrCat(last.GetInt64()),
+            want.last);
+}
+
+TEST_P(ScoreboardTest, SumLatestFilteredCountAndRowMatchTheTruth) {
   std::mt19937 rng(2024);
   std::map<std::string, int64_t> score;
+  std::map<std::string, PlayerRow> players;
   std::map<std::string, int64_t> big_scores;
   std::map<std::string, std::string> avatar;  // JSON text
   // (store, reason) of each dead letter the bad records must produce.
@@ -85,18 +130,21 @@ TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
                                             ? "field points is not a number: \"lots\""
                                             : "filter: field points is not a number: \"lots\"");
       }
+      expected_letters.emplace("players", "column points: field points is not a number: \"lots\"");
       continue;
     }
     if (i % 89 == 5) {  // no points at all
       Produce("score_events", player, absl::StrCat(R"({"player":")", player, R"("})"));
       expected_letters.emplace("score", "field points is missing");
       expected_letters.emplace("big_scores", "filter: field points is missing");
+      expected_letters.emplace("players", "column points: field points is missing");
       continue;
     }
     if (i % 101 == 50) {  // not JSON
       Produce("score_events", player, "points=12");
       expected_letters.emplace("score", "value is not JSON");
       expected_letters.emplace("big_scores", "value is not JSON");
+      expected_letters.emplace("players", "value is not JSON");
       continue;
     }
     // Mostly strings ("17"), as the producers send them; some plain JSON numbers.
@@ -106,6 +154,13 @@ TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
             absl::StrCat(R"({"player":")", player, R"(","points":)", points_json, "}"));
     score[player] += points;
     if (points > 50) ++big_scores[player];
+    PlayerRow& row = players[player];
+    row.best = row.plays == 0 ? points : std::max(row.best, points);
+    row.worst = row.plays == 0 ? points : std::min(row.worst, points);
+    row.points += points;
+    ++row.plays;
+    row.all.push_back(points);
+    row.last = points_json;
   }
   for (int i = 0; i < 120; ++i) {
     const std::string player = absl::StrCat("p", rng() % kPlayers);
@@ -133,6 +188,13 @@ TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
     EXPECT_EQ(ScanAll(client, "score"), as_entries(score));
     EXPECT_EQ(ScanAll(client, "big_scores"), as_entries(big_scores));
     EXPECT_EQ(ScanAll(client, "avatar"), Entries(avatar.begin(), avatar.end()));
+    WaitCaughtUp(client, "players", "score_events");
+    const Entries rows = ScanAll(client, "players");
+    ASSERT_EQ(rows.size(), players.size());
+    for (const auto& [player, text] : rows) {
+      ASSERT_EQ(players.count(player), 1u) << player;
+      ExpectRow(player, text, players[player]);
+    }
 
     // Answers carry the structured value too: a number for sums, the JSON for latest.
     const std::string player = score.begin()->first;
@@ -142,6 +204,12 @@ TEST_P(ScoreboardTest, SumLatestAndFilteredCountMatchTheTruth) {
     const std::string with_avatar = avatar.begin()->first;
     ASSERT_TRUE(client.Get("avatar", with_avatar, &get).ok());
     EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""), avatar.begin()->second);
+    // A row is a JSON object in Entry.json, without avg's state.
+    ASSERT_TRUE(client.Get("players", player, &get).ok());
+    const auto& fields = get.entry().json().struct_value().fields();
+    ASSERT_EQ(fields.size(), 7u) << get.entry().value();
+    EXPECT_EQ(fields.at("plays").number_value(), static_cast<double>(players[player].plays));
+    EXPECT_EQ(get.entry().value().find('\0'), std::string::npos);
   }
 
   auto letters = ConsumeAll(bootstrap_servers(), Topic("scoreboard-dlq"),

@@ -233,7 +233,7 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
        "stores: [{name: x, source: t, table: {}}, {name: y, sorce: t}]",
        "t.yaml: stores[1]: unknown field \"sorce\" (known: name, source, table, count, sum, min, "
        "max, "
-       "latest, filter, join, group_by, window)"},
+       "latest, aggregate, filter, join, group_by, window)"},
       {"wrong type", "application_id: a\nsources: [{topic: t}]\nstores: [{name: {x: 1}}]",
        "t.yaml: stores[0].name: expected a string, found a mapping"},
       {"kind given a scalar",
@@ -271,7 +271,7 @@ TEST(ParseTopologyTest, EachMistakeIsReportedWithFileFieldPathAndReason) {
       {"missing kind",
        "application_id: a\nsources: [{topic: t}]\n"
        "stores: [{name: x, source: t, table: {}}, {name: y, source: t}]",
-       "t.yaml: stores[1]: no kind set; one of: table, count, sum, min, max, latest"},
+       "t.yaml: stores[1]: no kind set; one of: table, count, sum, min, max, latest, aggregate"},
       {"missing application_id", "sources: [{topic: t}]\nstores: [{name: x, source: t, count: {}}]",
        "t.yaml: application_id: required; it names the Kafka consumer group and prefixes kiq's "
        "internal topics"},
@@ -351,7 +351,7 @@ TEST(ParseTopologyTest, AllValidationProblemsAreReportedOnePerLine) {
                        Eq("t.yaml: sources[1].topic: duplicate topic \"t\" (also sources[0])\n"
                           "t.yaml: stores[0].source: unknown topic \"nope\" (declared sources: t)\n"
                           "t.yaml: stores[0]: no kind set; one of: table, count, sum, min, max, "
-                          "latest\n"
+                          "latest, aggregate\n"
                           "t.yaml: stores[1].name: duplicate store name \"x\" (also stores[0])")));
 }
 
@@ -467,6 +467,79 @@ TEST(ParseTopologyTest, AggregateAndFilterMistakesNameTheirFieldPath) {
   }
 }
 
+TEST(ParseTopologyTest, AggregateColumnsParse) {
+  absl::StatusOr<Topology> topology = ParseTopology(
+      absl::StrCat(kFormats,
+                   "stores:\n"
+                   "  - name: players\n"
+                   "    source: j\n"
+                   "    aggregate:\n"
+                   "      columns:\n"
+                   "        - {name: points, sum: {field: points}}\n"
+                   "        - {name: plays, count: {}}\n"
+                   "        - {name: best, max: {field: points, type: double}}\n"
+                   "        - {name: avatar, latest: {field: avatar}}\n"
+                   "        - {name: mean, avg: {field: points}}\n"
+                   "        - {name: top3, top_k: {field: points, k: 3}}\n"
+                   "  - {name: n, source: s, aggregate: {columns: [{name: n, count: {}}, "
+                   "{name: total, sum: {}}]}}\n"),
+      "t.yaml");
+  ASSERT_THAT(topology, IsOk());
+  EXPECT_THAT(topology->stores(0).aggregate(), EqualsTextProto(R"pb(
+                columns { name: "points" sum { field: "points" } }
+                columns { name: "plays" count {} }
+                columns { name: "best" max { field: "points" type: NUMBER_TYPE_DOUBLE } }
+                columns { name: "avatar" latest { field: "avatar" } }
+                columns { name: "mean" avg { field: "points" } }
+                columns { name: "top3" top_k { field: "points" k: 3 } }
+              )pb"));
+}
+
+TEST(ParseTopologyTest, AggregateColumnMistakesNameTheirFieldPath) {
+  const ErrorCase cases[] = {
+      {"no columns", "stores: [{name: x, source: j, aggregate: {}}]",
+       "t.yaml: stores[0].aggregate.columns: required; at least one column, e.g. {name: plays, "
+       "count: {}} or {name: points, sum: {field: points}}"},
+      {"column without name", "stores: [{name: x, source: j, aggregate: {columns: [{count: {}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].name: required; a column name is 1-128 of "
+       "[A-Za-z0-9_], not starting with a digit"},
+      {"bad column name",
+       "stores: [{name: x, source: j, aggregate: {columns: [{name: 'a b', count: {}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].name: \"a b\" is invalid; a column name is 1-128 "
+       "of [A-Za-z0-9_], not starting with a digit"},
+      {"repeated column name",
+       "stores: [{name: x, source: j, aggregate: {columns: [{name: n, count: {}}, {name: n, "
+       "sum: {field: a}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[1].name: \"n\" is already the name of another "
+       "column"},
+      {"column without aggregate",
+       "stores: [{name: x, source: j, aggregate: {columns: [{name: n}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0]: no aggregate set; one of: count, sum, min, max, "
+       "latest, avg, top_k"},
+      {"top_k without k",
+       "stores: [{name: x, source: j, aggregate: {columns: [{name: t, top_k: {field: a}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].top_k.k: is 0; expected 1 to 1000 (how many of "
+       "the largest values are kept)"},
+      {"avg over bytes",
+       "stores: [{name: x, source: b, aggregate: {columns: [{name: m, avg: {}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].avg: a numeric store needs a JSON or STRING "
+       "source; source \"b\" has value_format bytes"},
+      {"latest column over a string source",
+       "stores: [{name: x, source: s, aggregate: {columns: [{name: l, latest: {field: a}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].latest: latest needs a JSON source; source \"s\" "
+       "has value_format string (a table keeps whole values)"},
+      {"bad column field",
+       "stores: [{name: x, source: j, aggregate: {columns: [{name: m, max: {field: a..b}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].max.field: \"a..b\" is not a field path: "
+       "expected names separated by single dots, e.g. \"points\" or \"customer.id\""},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_THAT(ParseTopology(absl::StrCat(kFormats, c.yaml), "t.yaml"),
+                StatusIs(absl::StatusCode::kInvalidArgument, Eq(c.message)));
+  }
+}
+
 TEST(ParseTopologyTest, WindowsParseOnAggregates) {
   absl::StatusOr<Topology> topology = ParseTopology(
       absl::StrCat(kFormats,
@@ -485,7 +558,7 @@ TEST(ParseTopologyTest, WindowMistakesNameTheirFieldPath) {
   const ErrorCase cases[] = {
       {"windowed table", "stores: [{name: x, source: j, table: {}, window: {size: 1s}}]",
        "t.yaml: stores[0].window: a table cannot be windowed; windows apply to count, sum, min, "
-       "max and latest"},
+       "max, latest and aggregate"},
       {"no size", "stores: [{name: x, source: j, count: {}, window: {grace: 1s}}]",
        "t.yaml: stores[0].window.size: required, e.g. \"30s\""},
       {"bad duration", "stores: [{name: x, source: j, count: {}, window: {size: 30 seconds}}]",
@@ -752,7 +825,7 @@ TEST(ParseTopologyTest, JoinAndGroupByMistakesAreRefusedWithTheirPath) {
       {"group_by a table",
        sources + "stores: [{name: t, source: customers, table: {}, group_by: {field: city}}]",
        "t.yaml: stores[0].group_by: a table cannot be grouped; group_by needs an aggregate: "
-       "count, sum, min, max or latest"},
+       "count, sum, min, max, latest or aggregate"},
       {"group_by without a field on JSON",
        sources + "stores: [{name: c, source: customers, count: {}, group_by: {}}]",
        "t.yaml: stores[0].group_by.field: required (or fields, or constant); the JSON field "

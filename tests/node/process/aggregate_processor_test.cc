@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "common/kafka/record.h"
 #include "common/topology/json_value.h"
+#include "common/topology/store_info.h"
 #include "common/topology/value_codec.h"
 #include "common/types.h"
 #include "gmock/gmock.h"
@@ -313,6 +314,82 @@ TEST_F(AggregateProcessorTest, KindNamesAndValueKinds) {
   EXPECT_EQ(ValueKindOf(StoreFromText("max { type: NUMBER_TYPE_DOUBLE }"), json),
             ValueKind::kDouble);
   EXPECT_EQ(ValueKindOf(StoreFromText("latest { field: 'a' }"), json), ValueKind::kJson);
+  EXPECT_EQ(StoreKindName(StoreFromText("aggregate { columns { name: 'n' count {} } }")),
+            "aggregate");
+  EXPECT_EQ(ValueKindOf(StoreFromText("aggregate { columns { name: 'n' count {} } }"), json),
+            ValueKind::kRow);
+}
+
+// SELECT SUM(points) AS points, COUNT(*) AS plays, MAX(points) AS best, MIN(points) AS worst,
+// LATEST_BY_OFFSET(avatar) AS avatar, AVG(points) AS mean, TOPK(points, 2) AS top2: one row
+// per key, a JSON object; avg's sum and count are kept after the row, not shown.
+constexpr char kRowStore[] = R"pb(
+  aggregate {
+    columns { name: "points" sum { field: "points" } }
+    columns { name: "plays" count {} }
+    columns { name: "best" max { field: "points" } }
+    columns { name: "worst" min { field: "points" } }
+    columns { name: "avatar" latest { field: "avatar" } }
+    columns { name: "mean" avg { field: "points" } }
+    columns { name: "top2" top_k { field: "points" k: 2 } }
+  })pb";
+
+TEST_F(AggregateProcessorTest, AggregateKeepsEveryColumnInOneRow) {
+  Make(kRowStore);
+  ASSERT_OK(Apply(R"({"points": 7, "avatar": "fox.png"})"));
+  EXPECT_EQ(RowJson(*Stored()),
+            R"({"points":7,"plays":1,"best":7,"worst":7,"avatar":"fox.png","mean":7.0,"top2":[7]})");
+  ASSERT_OK(Apply(R"({"points": "10", "avatar": "owl.png"})"));
+  ASSERT_OK(Apply(R"({"points": 1, "avatar": null})"));
+  ASSERT_OK(Apply(R"({"points": 4, "avatar": "cat.png"})", "other"));
+  EXPECT_EQ(RowJson(*Stored()),
+            R"({"points":18,"plays":3,"best":10,"worst":1,"avatar":null,"mean":6.0,"top2":[10,7]})");
+  EXPECT_EQ(RowJson(*Stored("other")),
+            R"({"points":4,"plays":1,"best":4,"worst":4,"avatar":"cat.png","mean":4.0,"top2":[4]})");
+  // The state after the row: [sum, count] of the avg column.
+  const std::string stored = *Stored();
+  EXPECT_EQ(stored.substr(RowJson(stored).size()), std::string("\0[[18.0,3]]", 11));
+}
+
+// A record bad for one column is bad for the row, named by the column; nothing changes.
+TEST_F(AggregateProcessorTest, AggregateRecordBadForOneColumnChangesNoColumn) {
+  Make(kRowStore);
+  ASSERT_OK(Apply(R"({"points": 5, "avatar": "a"})"));
+  const std::string before = *Stored();
+  EXPECT_THAT(Apply(R"({"points": "lots", "avatar": "b"})"),
+              IsBad("column points: field points is not a number: \"lots\""));
+  EXPECT_THAT(Apply(R"({"points": 3})"), IsBad("column avatar: field avatar is missing"));
+  EXPECT_THAT(Apply("points=3"), IsBad("value is not JSON"));
+  EXPECT_THAT(Apply(std::nullopt), IsBad("null value"));
+  EXPECT_EQ(*Stored(), before);
+}
+
+// Nulls as in SQL: SUM, MIN, MAX and AVG skip them (null until a first value), TOPK leaves
+// them out, COUNT(*) counts the record, LATEST_BY_OFFSET keeps the null.
+TEST_F(AggregateProcessorTest, AggregateColumnsSkipNullsAsSql) {
+  Make(kRowStore);
+  ASSERT_OK(Apply(R"({"points": null, "avatar": null})"));
+  EXPECT_EQ(RowJson(*Stored()),
+            R"({"points":null,"plays":1,"best":null,"worst":null,"avatar":null,"mean":null,"top2":[]})");
+  ASSERT_OK(Apply(R"({"points": 3, "avatar": "x"})"));
+  ASSERT_OK(Apply(R"({"points": null, "avatar": "y"})"));
+  EXPECT_EQ(RowJson(*Stored()),
+            R"({"points":3,"plays":3,"best":3,"worst":3,"avatar":"y","mean":3.0,"top2":[3]})");
+}
+
+TEST_F(AggregateProcessorTest, AggregateDoubleColumnsAndInt64Overflow) {
+  Make(R"pb(aggregate {
+              columns { name: "total" sum { field: "x" type: NUMBER_TYPE_DOUBLE } }
+              columns { name: "n" sum { field: "n" } }
+              columns { name: "low" top_k { field: "x" type: NUMBER_TYPE_DOUBLE k: 3 } }
+            })pb");
+  ASSERT_OK(Apply(R"({"x": 0.5, "n": 9223372036854775806})"));
+  ASSERT_OK(Apply(R"({"x": 2.25, "n": 1})"));
+  EXPECT_THAT(Apply(R"({"x": 1, "n": 1})"),
+              IsBad("column n: sum overflows int64: 9223372036854775807 + 1 (field n)"));
+  ASSERT_OK(Apply(R"({"x": 1.5, "n": 0})"));
+  ASSERT_OK(Apply(R"({"x": -4, "n": 0})"));
+  EXPECT_EQ(RowJson(*Stored()), R"({"total":0.25,"n":9223372036854775807,"low":[2.25,1.5,0.5]})");
 }
 
 }  // namespace
