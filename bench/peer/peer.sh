@@ -44,7 +44,7 @@ peer_start() {
     PEER_GET=/v1/stores/cnt/keys/user-
     PEER_PROGRESS=("http://127.0.0.1:$(sed -n 's/^admin=//p' "$WORK/peer-kiq.port")/metrics"
       kiq_records_materialized_total)
-    PEER_VALUE=entry.value
+    PEER_VALUE=entry.json
   else
     java -Dsun.net.httpserver.nodelay=true -cp "$PEER_DIST/libs/*:$WORK/peer-classes" \
       -Dlog4j.configuration="file:$WORK/peer-log4j.properties" CountPeer \
