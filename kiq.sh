@@ -19,9 +19,10 @@ PACKAGES=(
   kcat curl
   prometheus python3-yaml
 )
-# Only for ./kiq.sh bench: the latency plot (bench/run.sh falls back to its own PNG writer)
-# and perf for the profiles (KIQ_BENCH_PERF=1).
-BENCH_PACKAGES=(gnuplot-nox linux-perf)
+# Only for ./kiq.sh bench: the latency plot (bench/run.sh falls back to its own PNG writer),
+# perf for the profiles (KIQ_BENCH_PERF=1), and for bench/run.sh --peer (a Kafka Streams peer
+# on a real broker) wrk as the HTTP load generator and a JDK to compile and run the peer.
+BENCH_PACKAGES=(gnuplot-nox linux-perf wrk openjdk-17-jdk-headless)
 
 install_deps() {
   local missing=()

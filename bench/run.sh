@@ -3,15 +3,26 @@
 # Starts a dev Kafka and kiq-nodes on 127.0.0.1 (ephemeral ports), loads data, measures each
 # kiq figure against a baseline measured in the same run, stops everything it started by PID,
 # prints the table and writes bench/results/*.csv and bench/results/latency.png.
+#   bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]: instead, kiq side by side with
+#   a Kafka Streams peer on a real broker (bench/peer/peer.sh; bench/README.md).
 set -euo pipefail
 QUICK=0
 BUILD_DIR=build
-for arg in "$@"; do
-  case "$arg" in
+PEER=()
+USAGE="usage: bench/run.sh [--quick] [BUILD_DIR] | bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) QUICK=1 ;;
-    -*) echo "usage: bench/run.sh [--quick] [BUILD_DIR]" >&2; exit 2 ;;
-    *) BUILD_DIR=$arg ;;
+    --peer)
+      [ $# -ge 3 ] || { echo "$USAGE" >&2; exit 2; }
+      [ -d "$2" ] || { echo "bench/run.sh: --peer: $2 is not a directory (a Kafka distribution)" >&2; exit 2; }
+      PEER=("$2" "$3")
+      shift 2
+      ;;
+    -*) echo "$USAGE" >&2; exit 2 ;;
+    *) BUILD_DIR=$1 ;;
   esac
+  shift
 done
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$(cd "$BUILD_DIR" && pwd)"
@@ -63,6 +74,13 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # shellcheck source=../scripts/wait_for.sh
 . "$ROOT/scripts/wait_for.sh"
+
+if [ ${#PEER[@]} -gt 0 ]; then
+  # shellcheck source=peer/peer.sh
+  . "$ROOT/bench/peer/peer.sh"
+  peer_main "${PEER[@]}"
+  exit 0
+fi
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
 "$BIN/common/kafka/kiq-dev-kafka" --brokers=3 \

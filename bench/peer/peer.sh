@@ -1,0 +1,180 @@
+# Sourced by bench/run.sh for `bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]`
+# (bench/README.md, "Side by side with Kafka Streams"). Uses run.sh's ROOT, BIN, RESULTS, WORK,
+# PIDS (stopped by its cleanup trap), log and wait_for; defines everything else it needs.
+#
+# Against a real broker: creates a 6-partition topic, produces 1M records over 10k keys
+# (kiq-bench-baselines produce, ~100-byte JSON values), then measures one at a time, on the same
+# topic, kiq (one kiq-node, a count store) and the Kafka Streams peer (bench/peer/CountPeer.java,
+# groupByKey().count() into an in-memory store) with 1 and 2 stream threads: ingestion, CPU and
+# peak RSS, HTTP Get with wrk at 1/16/64 connections (kiq's gRPC Get with kiq-bench-load too),
+# and a restart on its own state. Writes $RESULTS/peer/*.csv and prints $RESULTS/peer/table.txt.
+
+PEER_RECORDS=${KIQ_PEER_RECORDS:-1000000}
+PEER_KEYS=10000
+PEER_GET_SECS=${KIQ_PEER_GET_SECS:-5}
+PEER_WARM_SECS=2
+PEER_TCK=$(getconf CLK_TCK)
+
+# peer_cpu PID: user + system CPU seconds so far (/proc/PID/stat fields 14 and 15).
+peer_cpu() {
+  awk -v t="$PEER_TCK" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"
+}
+peer_hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+peer_stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+peer_now() { date +%s.%N; }
+
+# peer_start SYSTEM: starts kiq (kiq-node) or ks1/ks2 (CountPeer with 1/2 stream threads) on the
+# bench topic with state of its own under $WORK (kept across a restart); sets PEER_PID,
+# PEER_T0 (just before exec), PEER_HTTP (host:port), PEER_GET (GET path prefix of a key),
+# PEER_PROGRESS (URL, figure) and PEER_VALUE (JSON path of a Get's count).
+peer_start() {
+  local sys=$1
+  rm -f "$WORK/peer-$sys.port" "$WORK/peer-$sys-state/port"
+  PEER_T0=$(peer_now)
+  if [ "$sys" = kiq ]; then
+    "$BIN/node/kiq-node" --config="$WORK/peer-kiq.yaml" --bootstrap-servers="$PEER_BOOTSTRAP" \
+      --node-id=peer-kiq --bind-address=127.0.0.1 --advertised-host=127.0.0.1 --grpc-port=0 \
+      --http-port=0 --admin-port=0 --port-file="$WORK/peer-kiq.port" --data-dir="$WORK/peer-kiq-data" \
+      --log-level=warn >>"$WORK/peer-kiq.log" 2>&1 &
+    PEER_PID=$!
+    PIDS+=($PEER_PID)
+    wait_for "kiq-node to listen" 60 test -s "$WORK/peer-kiq.port"
+    PEER_HTTP="127.0.0.1:$(sed -n 's/^http=//p' "$WORK/peer-kiq.port")"
+    PEER_GRPC="127.0.0.1:$(sed -n 's/^grpc=//p' "$WORK/peer-kiq.port")"
+    PEER_GET=/v1/stores/cnt/keys/user-
+    PEER_PROGRESS=("http://127.0.0.1:$(sed -n 's/^admin=//p' "$WORK/peer-kiq.port")/metrics"
+      kiq_records_materialized_total)
+    PEER_VALUE=entry.json
+  else
+    java -Dsun.net.httpserver.nodelay=true -cp "$PEER_DIST/libs/*:$WORK/peer-classes" \
+      -Dlog4j.configuration="file:$WORK/peer-log4j.properties" CountPeer \
+      "$PEER_APP-$sys" "$PEER_BOOTSTRAP" "$PEER_TOPIC" 0 "${sys#ks}" "$WORK/peer-$sys-state" \
+      >>"$WORK/peer-$sys.log" 2>&1 &
+    PEER_PID=$!
+    PIDS+=($PEER_PID)
+    wait_for "CountPeer ($sys) to listen" 60 test -s "$WORK/peer-$sys-state/port"
+    PEER_HTTP="127.0.0.1:$(sed -n 's/^http=//p' "$WORK/peer-$sys-state/port")"
+    PEER_GET=/get/user-
+    PEER_PROGRESS=("http://$PEER_HTTP/count" records)
+    PEER_VALUE=count
+  fi
+}
+
+# peer_wrk SYSTEM CONNECTIONS SECONDS: wrk GETs of random keys; prints its CSV line's figures.
+peer_wrk() {
+  local c=$2 t=2
+  [ "$c" -lt 2 ] && t=1
+  wrk -t "$t" -c "$c" -d "${3}s" --timeout 5s -s "$ROOT/bench/peer/get.lua" "http://$PEER_HTTP" -- \
+    "$PEER_GET" "$PEER_KEYS" 2>>"$WORK/peer-wrk.log" | tee -a "$WORK/peer-wrk.log" |
+    sed -n 's/^wrk_csv,//p'
+}
+
+peer_measure() {
+  local sys=$1 t qa first all cpu hwm
+  log "peer: $sys: start, ingest $PEER_RECORDS records"
+  peer_start "$sys"
+  IFS=, read -r qa first all < <(python3 "$ROOT/bench/peer/probe.py" ingest --interval=0.02 \
+    --get="http://$PEER_HTTP${PEER_GET}0" --value-path="$PEER_VALUE" --progress="${PEER_PROGRESS[0]}" \
+    --progress-path="${PEER_PROGRESS[1]}" --records="$PEER_RECORDS" --timeout=600)
+  cpu=$(peer_cpu "$PEER_PID")
+  hwm=$(peer_hwm_kb "$PEER_PID")
+  [ -n "$all" ] || { echo "bench: $sys did not materialize $PEER_RECORDS records" >&2; exit 1; }
+  # Correctness: every key was produced records/keys times; spot-check 20 keys.
+  local k v
+  for k in $(seq 0 $((PEER_KEYS / 20)) $((PEER_KEYS - 1))); do
+    v=$(curl -s "http://$PEER_HTTP$PEER_GET$k" | python3 -c 'import functools, json, sys
+print(int(float(functools.reduce(lambda v, p: v[p], sys.argv[1].split("."), json.load(sys.stdin)))))' \
+      "$PEER_VALUE" 2>/dev/null || true)
+    [ "$v" = $((PEER_RECORDS / PEER_KEYS)) ] ||
+      { echo "bench: $sys answered user-$k = $v, produced $((PEER_RECORDS / PEER_KEYS)) times" >&2; exit 1; }
+  done
+  printf '%s,%s,%.3f,%.3f,%.3f,%.3f,%s,%s\n' "$sys" "$PEER_RECORDS" \
+    "$(echo "$qa - $PEER_T0" | bc -l)" "$(echo "$first - $PEER_T0" | bc -l)" \
+    "$(echo "$all - $PEER_T0" | bc -l)" "$(echo "$all - $first" | bc -l)" "$cpu" "$hwm" \
+    >>"$PEER_OUT/ingest.csv"
+
+  log "peer: $sys: HTTP Get with wrk at 1, 16, 64 connections"
+  peer_wrk "$sys" 16 $PEER_WARM_SECS >/dev/null  # warm-up (the JIT, for the peer)
+  local c line
+  for c in 1 16 64; do
+    line=$(peer_wrk "$sys" $c "$PEER_GET_SECS")
+    [ -n "$line" ] || { echo "bench: wrk failed against $sys; see $WORK/peer-wrk.log" >&2; exit 1; }
+    echo "$sys,$c,$line" >>"$PEER_OUT/http_get.csv"
+  done
+  if [ "$sys" = kiq ]; then
+    log "peer: kiq: gRPC Get with kiq-bench-load at 1, 16, 64 in flight"
+    for c in 1 16 64; do
+      "$BIN/bench/kiq-bench-load" --target="$PEER_GRPC" --store=cnt --keys=$PEER_KEYS --inflight=$c \
+        --duration="$PEER_GET_SECS" --label=kiq_grpc >>"$PEER_OUT/grpc_get.csv"
+    done
+  fi
+  printf '%s,%s,%s\n' "$sys" "$(peer_cpu "$PEER_PID")" "$(peer_hwm_kb "$PEER_PID")" >>"$PEER_OUT/memory.csv"
+  peer_stop "$PEER_PID"
+
+  # Restart on its own state (kiq: its RocksDB data dir; the peer: its in-memory store, so
+  # restored from its changelog topic) until a key answers its right count.
+  log "peer: $sys: restart on its own state"
+  peer_start "$sys"
+  t=$(python3 "$ROOT/bench/peer/probe.py" answer --get="http://$PEER_HTTP${PEER_GET}42" \
+    --value-path="$PEER_VALUE" --equals=$((PEER_RECORDS / PEER_KEYS)) --timeout=300)
+  printf '%s,%.3f\n' "$sys" "$(echo "$t - $PEER_T0" | bc -l)" >>"$PEER_OUT/restart.csv"
+  peer_stop "$PEER_PID"
+}
+
+# peer_main DIST BOOTSTRAP: the whole mode.
+peer_main() {
+  PEER_DIST=$(cd "$1" && pwd)
+  PEER_BOOTSTRAP=$2
+  local b
+  for b in java javac wrk python3 bc curl; do
+    command -v $b >/dev/null || { echo "bench --peer: $b is not installed (see bench/README.md)" >&2; exit 2; }
+  done
+  ls "$PEER_DIST"/libs/kafka-streams-[0-9]*.jar >/dev/null 2>&1 ||
+    { echo "bench --peer: $PEER_DIST/libs holds no kafka-streams jar: not a Kafka distribution" >&2; exit 2; }
+  for b in node/kiq-node bench/kiq-bench-baselines bench/kiq-bench-load; do
+    [ -x "$BIN/$b" ] || { echo "bench --peer: $BIN/$b is not built" >&2; exit 2; }
+  done
+  PEER_OUT="$RESULTS/peer"
+  mkdir -p "$PEER_OUT"
+  rm -f "$PEER_OUT"/*.csv
+
+  log "peer: compiling bench/peer/CountPeer.java against $PEER_DIST/libs"
+  mkdir -p "$WORK/peer-classes"
+  javac -nowarn -cp "$PEER_DIST/libs/*" -d "$WORK/peer-classes" "$ROOT/bench/peer/CountPeer.java"
+  printf 'log4j.rootLogger=WARN, stderr\nlog4j.appender.stderr=org.apache.log4j.ConsoleAppender\nlog4j.appender.stderr.Target=System.err\nlog4j.appender.stderr.layout=org.apache.log4j.PatternLayout\nlog4j.appender.stderr.layout.ConversionPattern=[%%d] %%p %%m (%%c)%%n\n' \
+    >"$WORK/peer-log4j.properties"
+
+  # Everything of this run is named kiqpeer-<time>-*: the topic, the applications and so their
+  # internal topics; deleted at the end.
+  PEER_APP=kiqpeer-$(date +%s)
+  PEER_TOPIC=$PEER_APP-events
+  log "peer: topic $PEER_TOPIC (6 partitions) on $PEER_BOOTSTRAP, $PEER_RECORDS records over $PEER_KEYS keys"
+  "$PEER_DIST/bin/kafka-topics.sh" --bootstrap-server "$PEER_BOOTSTRAP" --create --topic "$PEER_TOPIC" \
+    --partitions 6 --replication-factor 1 >"$WORK/peer-topics.log" 2>&1 ||
+    { cat "$WORK/peer-topics.log" >&2; exit 1; }
+  "$BIN/bench/kiq-bench-baselines" produce --bootstrap="$PEER_BOOTSTRAP" --topic="$PEER_TOPIC" \
+    --records="$PEER_RECORDS" --keys=$PEER_KEYS --label=produce >"$PEER_OUT/produce.csv"
+  cat >"$WORK/peer-kiq.yaml" <<EOF
+application_id: $PEER_APP-kiq
+sources: [{topic: $PEER_TOPIC, value_format: json}]
+stores: [{name: cnt, source: $PEER_TOPIC, count: {}}]
+EOF
+
+  echo "system,records,start_to_queryable_s,start_to_first_s,start_to_all_s,first_to_all_s,cpu_s,vmhwm_kb" \
+    >"$PEER_OUT/ingest.csv"
+  echo "system,connections,qps,p50_ms,p99_ms,requests,errors" >"$PEER_OUT/http_get.csv"
+  echo "label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms" >"$PEER_OUT/grpc_get.csv"
+  echo "system,cpu_s,vmhwm_kb" >"$PEER_OUT/memory.csv"
+  echo "system,restart_to_answer_s" >"$PEER_OUT/restart.csv"
+  local load0 sys
+  load0=$(cut -d' ' -f1-3 /proc/loadavg)
+  for sys in kiq ks1 ks2; do peer_measure $sys; done
+
+  "$PEER_DIST/bin/kafka-topics.sh" --bootstrap-server "$PEER_BOOTSTRAP" --delete --topic "$PEER_APP-.*" \
+    >>"$WORK/peer-topics.log" 2>&1 || log "peer: could not delete the topics $PEER_APP-*: see $WORK/peer-topics.log"
+  {
+    echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "broker: $PEER_BOOTSTRAP, Kafka Streams $(basename "$PEER_DIST"/libs/kafka-streams-[0-9]*.jar .jar | sed 's/kafka-streams-//'), $(java -version 2>&1 | head -1)"
+    python3 "$ROOT/bench/peer/table.py" "$PEER_OUT"
+  } | tee "$PEER_OUT/table.txt"
+}
