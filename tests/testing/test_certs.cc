@@ -75,11 +75,10 @@ absl::StatusOr<TestPki> MakeTestPki(const std::string& dir) {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = Run(absl::StrCat("cat ", dir, "/ca.crt ", dir, "/ca2.crt > ", dir,
-                                        "/ca_bundle.crt"),
-                           log);
-      !s.ok()) {
-    return s;
+  {
+    std::ofstream bundle(dir + "/ca_bundle.crt", std::ios::binary | std::ios::trunc);
+    for (const char* ca : {"/ca.crt", "/ca2.crt"}) bundle << std::ifstream(dir + ca).rdbuf();
+    if (!bundle) return absl::UnavailableError(absl::StrCat("cannot write ", dir, "/ca_bundle.crt"));
   }
   TestPki pki;
   pki.dir = dir;
