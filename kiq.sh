@@ -16,6 +16,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev zlib1g-dev
   libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev libcli11-dev
   libavro-dev libprotoc-dev libcurl4-openssl-dev
+  libssl-dev openssl
   kcat curl
   prometheus python3-yaml
 )

@@ -30,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/histogram.h"
+#include "common/security/tls.h"
 #include "common/topology/partitioner.h"
 #include "kiq/v1/membership.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
@@ -57,11 +58,27 @@ ABSL_FLAG(int, max_outstanding, 20000, "open loop: cap on outstanding calls (cou
 ABSL_FLAG(int, page_size, 1000, "scan page size");
 ABSL_FLAG(std::string, scan, "all", "scan kind: all or range");
 ABSL_FLAG(bool, header, false, "print the CSV header first");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "connect over TLS, verifying the target against this PEM CA bundle (empty: plaintext)");
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using kiq::bench::Histogram;
+
+// Plaintext, or TLS with --tls-ca-file (exits 1 if the file cannot be used).
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  kiq::security::ClientTls tls;
+  tls.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  tls.enabled = !tls.ca_file.empty();
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      kiq::security::GrpcClientCredentials(tls);
+  if (!credentials.ok()) {
+    fprintf(stderr, "kiq-bench-load: %s\n", std::string(credentials.status().message()).c_str());
+    exit(1);
+  }
+  return *credentials;
+}
 
 std::vector<std::string> SelectKeys() {
   const std::string prefix = absl::GetFlag(FLAGS_key_prefix);
@@ -69,7 +86,7 @@ std::vector<std::string> SelectKeys() {
   std::vector<bool> owned(absl::GetFlag(FLAGS_partitions), true);
   if (key_set != "all") {
     auto channel =
-        grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+        grpc::CreateChannel(absl::GetFlag(FLAGS_target), Credentials());
     auto stub = kiq::v1::MetadataService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -118,7 +135,7 @@ std::vector<std::unique_ptr<kiq::v1::QueryService::Stub>> MakeStubs() {
     args.SetInt("kiq.bench.channel", i);
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     stubs.push_back(kiq::v1::QueryService::NewStub(grpc::CreateCustomChannel(
-        absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials(), args)));
+        absl::GetFlag(FLAGS_target), Credentials(), args)));
   }
   return stubs;
 }
@@ -300,7 +317,7 @@ int RunGet() {
 
 int RunScan() {
   auto stub = kiq::v1::QueryService::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(absl::GetFlag(FLAGS_target), Credentials()));
   const bool range = absl::GetFlag(FLAGS_scan) == "range";
   const std::string prefix = absl::GetFlag(FLAGS_key_prefix);
   uint64_t entries = 0, scans = 0;

@@ -253,6 +253,45 @@ printf 'restore_records,restore_seconds,failover_wall_seconds,changelog_records,
 stop_pid "${NODES[0]}"
 stop_pid "${NODES[1]}"
 
+# ---- 8. TLS: what it costs on local Get QPS ----
+# One node of the query topology (all 6 partitions, restored from the changelog) measured in
+# plaintext, then restarted on the same data dir with TLS on its gRPC port (certificates made
+# here with openssl), measured again by the same kiq-bench-load with --tls-ca-file: closed loop,
+# 16 and 64 in flight, every key local. Writes tls.csv (the get.csv columns).
+bench_tls() {
+  log "TLS vs plaintext: local Get QPS on one node, 16 and 64 in flight"
+  local pki="$WORK/tls"
+  mkdir -p "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=kiq-bench-ca \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" >"$pki/openssl.log" 2>&1
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$pki/ext"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bt -keyout "$pki/tls.key" \
+    -out "$pki/tls.csr" >>"$pki/openssl.log" 2>&1
+  openssl x509 -req -in "$pki/tls.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 1 \
+    -extfile "$pki/ext" -out "$pki/tls.crt" >>"$pki/openssl.log" 2>&1
+  local tls_flags=(--tls-cert-file="$pki/tls.crt" --tls-key-file="$pki/tls.key" --tls-ca-file="$pki/ca.crt")
+  echo "label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms" >"$RESULTS/tls.csv"
+  local mode
+  for mode in plaintext tls; do
+    local flags=() ctl=() load=()
+    if [ $mode = tls ]; then
+      flags=("${tls_flags[@]}"); ctl=(--tls-ca-file "$pki/ca.crt"); load=(--tls-ca-file="$pki/ca.crt")
+    fi
+    rm -f "$WORK/bt.port"
+    start_node bt "$WORK/bq.yaml" --kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500 "${flags[@]}"
+    local pid=$NODE_PID
+    bt_has_all() { "$KIQCTL" --target "$(grpc_of bt)" "${ctl[@]}" count views | grep -qx "count: 10000"; }
+    wait_for "the $mode node to hold 10k keys" 120 bt_has_all
+    local inflight
+    for inflight in 16 64; do
+      "$LOAD" --target="$(grpc_of bt)" --store=views --inflight=$inflight --duration=$GET_SECS \
+        --label=$mode "${load[@]}" >>"$RESULTS/tls.csv"
+    done
+    stop_pid $pid
+  done
+}
+bench_tls
+
 # ---- 7. standby replicas: what one costs, and what it buys at failover ----
 # Two 3-node clusters of the same count store, with num_standby_replicas 0 and 1, each settled
 # (and with 1, every replica serving) before $QUERY_RECORDS records are produced to its own

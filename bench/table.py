@@ -111,6 +111,18 @@ def main(results):
         out.append((f"  (warm handovers: {one['warm_handovers']} with a standby, "
                     f"{none['warm_handovers']} without)", "", "", "", "", ""))
 
+    tls_path = os.path.join(results, "tls.csv")
+    if os.path.exists(tls_path):
+        tls = {(r["label"], r["inflight"]): r for r in rows(tls_path)}
+        for n in ("16", "64"):
+            if ("tls", n) in tls and ("plaintext", n) in tls:
+                line(f"Get local, {n} in flight, QPS with TLS vs plaintext (one node)",
+                     float(tls[("tls", n)]["qps"]), float(tls[("plaintext", n)]["qps"]))
+                for r in (tls[("tls", n)], tls[("plaintext", n)]):
+                    if int(r["errors"]) or int(r["not_found"]):
+                        out.append((f"  ! {r['label']} {n}: {r['errors']} errors, {r['not_found']} not found",
+                                    "", "", "", "", ""))
+
     mem = rows(os.path.join(results, "memory.csv"))[0]
     rss_mb = float(mem["vmrss_kb"]) / 1024
     line(f"node RSS MB with {int(mem['keys']):,} keys (VmHWM {float(mem['vmhwm_kb']) / 1024:.0f} MB)", rss_mb, 0,

@@ -83,8 +83,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
                                                    ": timeout must be > 0, got ",
                                                    absl::FormatDuration(options.timeout)));
   }
-  return std::make_unique<Client>(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
-                                  options);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      security::GrpcClientCredentials(options.tls);
+  if (!credentials.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("connect to ", target, ": ", credentials.status().message()));
+  }
+  return std::make_unique<Client>(grpc::CreateChannel(target, *credentials), options);
 }
 
 Client::Client(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options)

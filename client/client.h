@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/security/tls.h"
 #include "kiq/v1/membership.grpc.pb.h"
 #include "kiq/v1/membership.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
@@ -27,6 +28,10 @@ struct ClientOptions {
   // max_lag_records, 0: any); answers list the partitions read so (standby_reads).
   bool allow_stale = false;
   int64_t max_lag_records = 0;
+  // TLS (tls.enabled): the server's certificate is verified against tls.ca_file (empty: the
+  // system's roots) and the target's host; with tls.cert_file/key_file the client presents
+  // them (mTLS). Read once, by Connect.
+  security::ClientTls tls;
 };
 
 // How ForEachRangePage / ForEachAllPage walk the pages of a scan.
@@ -71,9 +76,10 @@ std::string DescribeNodeForKey(std::string_view store, std::string_view key);
 // with a message naming the call (see FromGrpcStatus).
 class Client {
  public:
-  // A client of `target` ("host:port", or any gRPC target URI) over an insecure channel. Does
-  // not wait for the server: gRPC channels connect lazily and reconnect, and the first call's
-  // error names what was being done. INVALID_ARGUMENT for an empty target or a timeout <= 0.
+  // A client of `target` ("host:port", or any gRPC target URI) over a plaintext channel, or TLS
+  // as options.tls says. Does not wait for the server: gRPC channels connect lazily and
+  // reconnect, and the first call's error names what was being done. INVALID_ARGUMENT for an
+  // empty target, a timeout <= 0 or TLS files that cannot be used (naming the file and why).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& target,
                                                          ClientOptions options = {});
 

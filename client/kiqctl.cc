@@ -68,6 +68,12 @@ Flags (before or after the command):
                          answer (down, restoring), read its freshest standby replica; the
                          answer then says so ("stale: partition P read from a standby ...").
   --max-lag N            With --stale: only replicas at most N records behind (default: any).
+  --tls                  Connect over TLS, verifying the server's certificate against the
+                         system's CAs and the target's host name (which must be in the
+                         certificate's SAN). Implied by the three flags below.
+  --tls-ca-file FILE     PEM bundle of the CA(s) to verify the server with instead.
+  --tls-cert-file FILE, --tls-key-file FILE
+                         mTLS: the client certificate (chain) and its private key, PEM.
   --key K, --prefix P    subscribe: only key K, or keys starting with P.
   --snapshot, --coalesce subscribe: see above.
   -h, --help             Print this help.
@@ -209,6 +215,11 @@ class CommandLine {
 
   // Flag values as given (the last one of a repeated flag); --page-token goes straight to args_.
   std::string target_, timeout_, page_size_, limit_, key_, prefix_, max_lag_;
+  std::string tls_ca_file_, tls_cert_file_, tls_key_file_;
+  CLI::Option* tls_flag_;
+  CLI::Option* tls_ca_file_flag_;
+  CLI::Option* tls_cert_file_flag_;
+  CLI::Option* tls_key_file_flag_;
   CLI::Option* target_flag_;
   CLI::Option* timeout_flag_;
   CLI::Option* page_size_flag_;
@@ -255,6 +266,10 @@ CommandLine::CommandLine(KiqctlArgs& args) : args_(args) {
   coalesce_flag_ = app_.add_flag("--coalesce");
   stale_flag_ = app_.add_flag("--stale");
   max_lag_flag_ = app_.add_option("--max-lag", max_lag_);
+  tls_flag_ = app_.add_flag("--tls");
+  tls_ca_file_flag_ = app_.add_option("--tls-ca-file", tls_ca_file_);
+  tls_cert_file_flag_ = app_.add_option("--tls-cert-file", tls_cert_file_);
+  tls_key_file_flag_ = app_.add_option("--tls-key-file", tls_key_file_);
   scan_flags_ = {page_size_flag_, page_token_flag_, limit_flag_};
   subscribe_flags_ = {key_flag_, prefix_flag_, snapshot_flag_, coalesce_flag_};
   stale_flags_ = {stale_flag_, max_lag_flag_};
@@ -368,7 +383,8 @@ absl::Status CommandLine::CheckFlags() {
     return UsageError(
         absl::StrCat("unknown flag \"", EscapeForTerminal(arg.substr(0, arg.find('='))), "\""));
   }
-  for (const CLI::Option* flag : {json_flag_, snapshot_flag_, coalesce_flag_, stale_flag_}) {
+  for (const CLI::Option* flag :
+       {json_flag_, snapshot_flag_, coalesce_flag_, stale_flag_, tls_flag_}) {
     // CLI11 records a flag given without a value as "true".
     for (const std::string& value : flag->results()) {
       if (value != "true") return UsageError(absl::StrCat(flag->get_name(), " takes no value"));
@@ -411,6 +427,21 @@ absl::Status CommandLine::CheckFlags() {
       return UsageError(absl::StrCat("--limit wants a positive integer, got \"", limit_, "\""));
     }
     args_.scan.limit = limit;
+  }
+  for (const auto& [flag, value] : {std::pair{tls_ca_file_flag_, &tls_ca_file_},
+                                    std::pair{tls_cert_file_flag_, &tls_cert_file_},
+                                    std::pair{tls_key_file_flag_, &tls_key_file_}}) {
+    if (flag->count() == 0) continue;
+    if (value->empty()) return UsageError(absl::StrCat(flag->get_name(), " must not be empty"));
+    args_.tls.enabled = true;
+  }
+  if (tls_flag_->count() > 0) args_.tls.enabled = true;
+  args_.tls.ca_file = tls_ca_file_;
+  args_.tls.cert_file = tls_cert_file_;
+  args_.tls.key_file = tls_key_file_;
+  if (args_.tls.cert_file.empty() != args_.tls.key_file.empty()) {
+    return UsageError(args_.tls.cert_file.empty() ? "--tls-key-file needs --tls-cert-file"
+                                                  : "--tls-cert-file needs --tls-key-file");
   }
   if (key_flag_->count() > 0) args_.subscribe_key = key_;
   if (prefix_flag_->count() > 0) args_.subscribe_prefix = prefix_;
@@ -679,6 +710,7 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   options.timeout = parsed->timeout;
   options.allow_stale = parsed->allow_stale;
   options.max_lag_records = parsed->max_lag_records;
+  options.tls = parsed->tls;
   absl::StatusOr<std::unique_ptr<Client>> client = client_factory(parsed->target, options);
   if (!client.ok()) return Fail(err, client.status(), "");
   switch (parsed->command) {

@@ -60,6 +60,8 @@ struct KiqctlArgs {
   // --stale [--max-lag N]: reads may be answered by standby replicas.
   bool allow_stale = false;
   int64_t max_lag_records = 0;
+  // --tls, --tls-ca-file, --tls-cert-file, --tls-key-file (any of them turns TLS on).
+  security::ClientTls tls;
 };
 
 // The --help text: every command, flag and exit code.

@@ -505,6 +505,66 @@ def kustomization_generated(k8s_dir, problems, rel):
     return {g.get("name") for g in kz.get("configMapGenerator") or []}
 
 
+TLS_FILE_FLAGS = ("tls-cert-file", "tls-key-file", "tls-client-ca-file", "tls-ca-file")
+
+
+def certificate_manifest(repo):
+    """deploy/k8s/certificate.yaml (cert-manager, applied on its own), or None."""
+    path = os.path.join(repo, "deploy", "k8s", "certificate.yaml")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    return next((d for d in docs if d.get("kind") == "Certificate"), None)
+
+
+def check_tls_flags(repo, w, cwhere, flags, mounts, mount_of, volumes, problems):
+    """The --tls-* flags of a kiq container: consistent (as the binaries require), each file on a
+    whole-Secret mount (the kubelet updates those in place on a rotation; subPath mounts never
+    change), the Secret key present, and the Secret the one certificate.yaml issues, whose
+    names cover the advertised host."""
+    given = {f: flags[f] for f in TLS_FILE_FLAGS if f in flags}
+    if not given:
+        return
+    if ("tls-cert-file" in given) != ("tls-key-file" in given):
+        problems.add(cwhere, "--tls-cert-file and --tls-key-file go together")
+    if "tls-client-ca-file" in given and "tls-cert-file" not in given:
+        problems.add(cwhere, "--tls-client-ca-file needs --tls-cert-file")
+    if w["kind"] == "StatefulSet" and ("tls-cert-file" in given) != ("tls-ca-file" in given):
+        problems.add(cwhere, "a node serving TLS needs --tls-ca-file (and the reverse): peers dial each other as they are served")
+    cert = certificate_manifest(repo)
+    for flag, path in given.items():
+        found = mount_of(path)
+        if not found:
+            problems.add(cwhere, f"--{flag}={path} is not on a mounted volume")
+            continue
+        mp, vm = found
+        if vm.get("subPath"):
+            problems.add(cwhere, f"--{flag}={path} is mounted with subPath: a rotated Secret would never reach the pod")
+        secret = (volumes.get(vm["name"]) or {}).get("secret")
+        if not secret:
+            problems.add(cwhere, f"--{flag}={path} is not on a Secret volume")
+            continue
+        key = os.path.relpath(path, mp)
+        items = {i.get("path"): i.get("key") for i in secret.get("items") or []}
+        if items and key not in items:
+            problems.add(cwhere, f"--{flag}={path}: Secret volume {vm['name']!r} has no item {key!r}")
+        if key not in ("tls.crt", "tls.key", "ca.crt") and not items:
+            problems.add(cwhere, f"--{flag}={path}: {key!r} is not a key of a cert-manager Secret (tls.crt, tls.key, ca.crt)")
+        if cert is not None and secret.get("secretName") != (cert.get("spec") or {}).get("secretName"):
+            problems.add(cwhere, f"--{flag}: Secret {secret.get('secretName')!r} is not the one certificate.yaml issues ({(cert.get('spec') or {}).get('secretName')!r})")
+    if cert is not None and w["kind"] == "StatefulSet" and "advertised-host" in flags and "tls-cert-file" in given:
+        # $(POD_NAME) is any pod: a wildcard name; the namespace is certificate.yaml's placeholder.
+        host = flags["advertised-host"].replace("$(POD_NAME)", "*").replace("$(POD_NAMESPACE)", "NAMESPACE")
+        names = (cert.get("spec") or {}).get("dnsNames") or []
+        if host not in names:
+            problems.add(cwhere, f"--advertised-host={flags['advertised-host']}: certificate.yaml's dnsNames {names} lack {host!r} (peers check the host their certificate names)")
+    if cert is not None:
+        usages = (cert.get("spec") or {}).get("usages") or []
+        if "client auth" not in usages or "server auth" not in usages:
+            problems.add("deploy/k8s/certificate.yaml", "usages must include server auth and client auth (nodes present it to their peers)")
+
+
 def check_k8s(repo, kubectl, problems):
     k8s_dir = os.path.join(repo, "deploy", "k8s")
     rel = "deploy/k8s"
@@ -699,6 +759,7 @@ def check_k8s(repo, kubectl, problems):
             for flag, pname in (("grpc-port", "grpc"), ("http-port", "http"), ("admin-port", "admin")):
                 if flag in flags and pname in ports and str(ports[pname]) != flags[flag]:
                     problems.add(cwhere, f"--{flag}={flags[flag]} but container port {pname!r} is {ports[pname]}")
+            check_tls_flags(repo, w, cwhere, flags, mounts, mount_of, volumes, problems)
             if w["kind"] == "StatefulSet" and "advertised-host" in flags:
                 svc = spec.get("serviceName")
                 if f".{svc}." not in flags["advertised-host"] and not flags["advertised-host"].endswith(f".{svc}"):

@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
   if (options.http_port < -1 || options.http_port > 65535) {
     return refuse("--http-port: must be between 0 and 65535, or -1 for none");
   }
-  absl::StatusOr<kiq::router::HttpServing> serving = kiq::router::ServingFromFlags();
+  absl::StatusOr<kiq::router::HttpServing> serving =
+      kiq::router::ServingFromFlags(kiq::security::TlsRole::kNode);
   if (!serving.ok()) return refuse(serving.status().message());
   options.serving = *serving;
   const std::string policy = absl::GetFlag(FLAGS_offset_out_of_range);

@@ -50,8 +50,12 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  const security::TlsFiles& tls = options.serving.tls;
+  if (tls.dials_tls()) frontend->peers_.SetCredentials(security::GrpcPeerCredentials(tls));
   builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.grpc_port),
-                           grpc::InsecureServerCredentials(), &frontend->grpc_port_);
+                           tls.serves_tls() ? security::GrpcServerCredentials(tls)
+                                            : grpc::InsecureServerCredentials(),
+                           &frontend->grpc_port_);
   builder.RegisterService(frontend->query_service_.get());
   if (frontend->peer_service_) builder.RegisterService(frontend->peer_service_.get());
   builder.RegisterService(frontend->metadata_service_.get());
@@ -77,6 +81,12 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     HttpServer::Options http;
     http.max_connections = options.serving.http_max_connections;
     http.idle_timeout = options.serving.http_idle_timeout;
+    if (tls.serves_tls()) {
+      absl::StatusOr<std::shared_ptr<security::ServerTlsContext>> context =
+          security::ServerTlsContext::Open(tls);
+      if (!context.ok()) return context.status();
+      http.tls = *std::move(context);
+    }
     frontend->http_ = std::make_unique<HttpServer>(http);
     HttpGateway::Options gateway_options;
     gateway_options.max_streams = options.serving.http_max_streams;

@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/kafka/client_config.h"
+#include "common/security/tls.h"
 #include "router/http_gateway.h"
 #include "router/http_server.h"
 #include "router/membership_tailer.h"
@@ -42,6 +43,9 @@ struct HttpServing {
   // -1: none.
   int admin_port = -1;
   int admin_max_connections = 16;
+  // TLS of the gRPC and HTTP ports and of channels to peers (all empty: plaintext). The admin
+  // port stays plaintext (kubelet probes, Prometheus scrapes).
+  security::TlsFiles tls;
 };
 
 // The query side that kiq-node and kiq-router share, built over a process's LocalStores (the

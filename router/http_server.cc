@@ -189,7 +189,9 @@ class HttpServer::ConnectionQueue : public httplib::TaskQueue {
 HttpServer::HttpServer(Options options)
     : options_(std::move(options)),
       counters_(std::make_shared<Counters>()),
-      server_(std::make_unique<httplib::Server>()) {
+      server_(options_.tls ? std::make_unique<httplib::SSLServer>(
+                                 [tls = options_.tls](SSL_CTX& ctx) { return tls->Configure(ctx); })
+                           : std::make_unique<httplib::Server>()) {
   // httplib holds a worker per connection (an open Subscribe stream holds one until the client
   // leaves): one worker for each connection allowed, and spare ones to refuse the others.
   server_->new_task_queue = [max = options_.max_connections, counters = counters_] {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/security/tls.h"
 
 namespace httplib {
 class Server;
@@ -47,6 +48,8 @@ class HttpServer {
     int max_connections = 512;
     // An idle keep-alive connection is closed after this (httplib counts whole seconds).
     std::chrono::seconds idle_timeout{2};
+    // If set, the port serves HTTPS with this context's (reloaded) certificate.
+    std::shared_ptr<security::ServerTlsContext> tls;
   };
   struct Reply {
     int status = 200;

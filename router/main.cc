@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
   if (const int port = absl::GetFlag(FLAGS_http_port); port < -1 || port > 65535) {
     return refuse("--http-port: must be between 0 and 65535, or -1 for none");
   }
-  absl::StatusOr<kiq::router::HttpServing> serving = kiq::router::ServingFromFlags();
+  absl::StatusOr<kiq::router::HttpServing> serving =
+      kiq::router::ServingFromFlags(kiq::security::TlsRole::kRouter);
   if (!serving.ok()) return refuse(serving.status().message());
   if (absl::GetFlag(FLAGS_config).empty()) return refuse("--config: a topology file is required");
   absl::StatusOr<kiq::UserKafkaSettings> settings = kiq::UserKafkaSettingsFromFlags(

@@ -4,6 +4,7 @@
 #include <string>
 
 #include <grpcpp/channel.h>
+#include <grpcpp/security/credentials.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -35,10 +36,14 @@ class PeerPool {
   };
   // The peer's stubs; the reference stays valid for the pool's lifetime.
   Peer& Get(const std::string& endpoint) ABSL_LOCKS_EXCLUDED(mu_);
+  // Channels created from now on use these (TLS to peers); the default is plaintext.
+  void SetCredentials(std::shared_ptr<grpc::ChannelCredentials> credentials)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<grpc::ChannelCredentials> credentials_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kiq::router

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
+#include "common/security/tls_flags.h"
 
 ABSL_FLAG(int, admin_port, 7072,
           "Admin HTTP port: /healthz, /readyz and /metrics on a listener of their own, so that "
@@ -23,8 +24,11 @@ ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(2),
 
 namespace kiq::router {
 
-absl::StatusOr<HttpServing> ServingFromFlags() {
+absl::StatusOr<HttpServing> ServingFromFlags(security::TlsRole role) {
   HttpServing serving;
+  absl::StatusOr<security::TlsFiles> tls = security::TlsFromFlags(role);
+  if (!tls.ok()) return tls.status();
+  serving.tls = *std::move(tls);
   serving.admin_port = absl::GetFlag(FLAGS_admin_port);
   if (serving.admin_port < -1 || serving.admin_port > 65535) {
     return absl::InvalidArgumentError("--admin-port: must be between 0 and 65535, or -1 for none");

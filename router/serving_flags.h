@@ -1,6 +1,7 @@
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "common/security/tls.h"
 #include "router/frontend.h"
 
 namespace kiq::router {
@@ -9,7 +10,8 @@ namespace kiq::router {
 // --admin-max-connections, --http-max-connections, --http-max-streams, --http-idle-timeout
 // (defined in serving_flags.cc, linked into both binaries). Reads them once
 // absl::ParseCommandLine has run; INVALID_ARGUMENT naming the flag and the reason for a bad
-// value (the binaries then exit 2).
-absl::StatusOr<HttpServing> ServingFromFlags();
+// value (the binaries then exit 2). Also the --tls-* flags (common/security/tls_flags.h), checked
+// for `role`.
+absl::StatusOr<HttpServing> ServingFromFlags(security::TlsRole role);
 
 }  // namespace kiq::router

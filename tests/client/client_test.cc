@@ -82,6 +82,15 @@ TEST(ConnectTest, RejectsANonPositiveTimeout) {
               StatusIs(absl::StatusCode::kInvalidArgument, "timeout must be > 0"));
 }
 
+TEST(ConnectTest, RejectsTlsFilesItCannotRead) {
+  ClientOptions options;
+  options.tls.enabled = true;
+  options.tls.ca_file = "/nonexistent/ca.crt";
+  EXPECT_THAT(Client::Connect("localhost:1", options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "connect to localhost:1: --tls-ca-file: cannot read /nonexistent/ca.crt"));
+}
+
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -33,6 +33,39 @@ TEST(ParseKiqctlArgsTest, GetWithDefaults) {
   EXPECT_EQ(args->key, "a");
 }
 
+TEST(ParseKiqctlArgsTest, TlsFlagsTurnTlsOnForEveryCommand) {
+  absl::StatusOr<KiqctlArgs> plain = ParseKiqctlArgs({"get", "orders", "a"}, "");
+  ASSERT_OK(plain);
+  EXPECT_FALSE(plain->tls.enabled);
+
+  absl::StatusOr<KiqctlArgs> system_roots = ParseKiqctlArgs({"--tls", "count", "orders"}, "");
+  ASSERT_OK(system_roots);
+  EXPECT_TRUE(system_roots->tls.enabled);
+  EXPECT_EQ(system_roots->tls.ca_file, "");
+
+  absl::StatusOr<KiqctlArgs> mtls = ParseKiqctlArgs(
+      {"subscribe", "orders", "--tls-ca-file=ca.crt", "--tls-cert-file", "c.crt",
+       "--tls-key-file", "c.key"},
+      "");
+  ASSERT_OK(mtls);
+  EXPECT_EQ(mtls->command, KiqctlCommand::kSubscribe);
+  EXPECT_TRUE(mtls->tls.enabled);
+  EXPECT_EQ(mtls->tls.ca_file, "ca.crt");
+  EXPECT_EQ(mtls->tls.cert_file, "c.crt");
+  EXPECT_EQ(mtls->tls.key_file, "c.key");
+}
+
+TEST(ParseKiqctlArgsTest, IncompleteTlsFlagsAreUsageErrors) {
+  EXPECT_THAT(ParseKiqctlArgs({"get", "s", "k", "--tls-cert-file=c.crt"}, "").status().message(),
+              HasSubstr("--tls-cert-file needs --tls-key-file"));
+  EXPECT_THAT(ParseKiqctlArgs({"get", "s", "k", "--tls-key-file=c.key"}, "").status().message(),
+              HasSubstr("--tls-key-file needs --tls-cert-file"));
+  EXPECT_THAT(ParseKiqctlArgs({"get", "s", "k", "--tls-ca-file="}, "").status().message(),
+              HasSubstr("--tls-ca-file must not be empty"));
+  EXPECT_THAT(ParseKiqctlArgs({"get", "s", "k", "--tls=yes"}, "").status().message(),
+              HasSubstr("--tls takes no value"));
+}
+
 TEST(ParseKiqctlArgsTest, StaleReadsWithAnOptionalBound) {
   absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"get", "orders", "a", "--stale"}, "");
   ASSERT_OK(args);

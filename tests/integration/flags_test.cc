@@ -99,7 +99,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlagCase{kRouterBin, {"--log-level=loud"}, "--log-level: unknown level \"loud\""},
         BadFlagCase{kRouterBin, {"--grpc-port=70000"}, "--grpc-port: must be between 0 and 65535"},
         BadFlagCase{kCtlBin, {"get", "s", "k", "--no-such-flag=1"}, "unknown flag"},
-        BadFlagCase{kCtlBin, {"get", "s", "k", "--timeout=forever"}, "--timeout wants"}));
+        BadFlagCase{kCtlBin, {"get", "s", "k", "--timeout=forever"}, "--timeout wants"},
+        BadFlagCase{kNodeBin, {"--tls-key-file=/tmp/k.pem"}, "--tls-key-file: needs --tls-cert-file"},
+        BadFlagCase{kNodeBin,
+                    {"--tls-cert-file=/nonexistent/tls.crt", "--tls-key-file=/nonexistent/tls.key",
+                     "--tls-ca-file=/nonexistent/ca.crt"},
+                    "--tls-cert-file: cannot read /nonexistent/tls.crt: No such file or directory"},
+        BadFlagCase{kRouterBin,
+                    {"--tls-client-ca-file=/tmp/ca.pem"},
+                    "--tls-client-ca-file: mTLS needs TLS"},
+        BadFlagCase{kCtlBin,
+                    {"get", "s", "k", "--tls-key-file=/tmp/k.pem"},
+                    "--tls-key-file needs --tls-cert-file"}));
 
 }  // namespace
 }  // namespace kiq::testing

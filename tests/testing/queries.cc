@@ -11,8 +11,12 @@ void SetDeadline(grpc::ClientContext* context, int seconds) {
 
 }  // namespace
 
-NodeClient::NodeClient(const std::string& target) {
-  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+NodeClient::NodeClient(const std::string& target)
+    : NodeClient(target, grpc::InsecureChannelCredentials()) {}
+
+NodeClient::NodeClient(const std::string& target,
+                       std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  auto channel = grpc::CreateChannel(target, std::move(credentials));
   query_ = kiq::v1::QueryService::NewStub(channel);
   metadata_ = kiq::v1::MetadataService::NewStub(channel);
 }

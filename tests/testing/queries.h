@@ -23,6 +23,8 @@ using Positions = std::map<std::pair<std::string, int32_t>, int64_t>;
 class NodeClient {
  public:
   explicit NodeClient(const std::string& target);
+  // Over `credentials` (e.g. TLS).
+  NodeClient(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   grpc::Status Get(const std::string& store, const std::string& key, kiq::v1::GetResponse* response,
                    int timeout_seconds = 5, bool forwarded = false);
