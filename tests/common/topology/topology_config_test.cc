@@ -678,6 +678,20 @@ TEST(ExampleTopologyTest, ShopExampleLoadsWithItsWindows) {
   EXPECT_EQ(per_city.window().size(), "30m");
 }
 
+TEST(ExampleTopologyTest, BookInteractionsExampleLoadsWithItsJoinsOnAField) {
+  absl::StatusOr<Topology> topology =
+      LoadTopologyFile(KIQ_SOURCE_DIR "/examples/book-interactions/topology.yaml");
+  ASSERT_THAT(topology, IsOk());
+  ASSERT_EQ(topology->stores_size(), 5);
+  for (int i = 1; i < 5; ++i) {
+    EXPECT_EQ(topology->stores(i).join().table(), "books");
+    EXPECT_EQ(topology->stores(i).join().by().field(), "book_id");
+  }
+  EXPECT_EQ(topology->stores(3).group_by().field(), "book.genre");
+  EXPECT_EQ(topology->stores(3).filter().compare().field(), "interaction.event");
+  EXPECT_EQ(topology->stores(4).sum().field(), "interaction.quantity");
+}
+
 TEST(ExampleTopologyTest, OrdersExampleLoads) {
   absl::StatusOr<Topology> topology =
       LoadTopologyFile(KIQ_SOURCE_DIR "/examples/orders/topology.yaml");
