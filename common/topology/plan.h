@@ -16,11 +16,19 @@
 
 namespace kiq {
 
+// `<app>-<store>-join-repartition`: the stream of a store that joins on a field, re-keyed by
+// the join key.
+inline std::string JoinRepartitionTopic(absl::string_view application_id,
+                                        absl::string_view store) {
+  return absl::StrCat(application_id, "-", store, "-join-repartition");
+}
+
 // What one topic feeds: a source of the topology, or a repartition topic it implies.
 struct SourcePlan {
   // For a repartition topic (internal), a spec made up by the plan: key STRING, murmur2.
   kiq::v1::Source spec;
-  // `<app>-<store>-repartition`, fed by this application itself.
+  // `<app>-<store>-repartition` or `<app>-<store>-join-repartition`, fed by this application
+  // itself.
   bool repartition = false;
   int32_t num_partitions = 0;
   PartitionerKind partitioner = PartitionerKind::kMurmur2;
@@ -33,8 +41,15 @@ struct StorePlan {
   // The first half of a group_by store: it reads the user's source, joins and filters, and
   // forwards each record re-keyed to the repartition topic, whose consumer (the store itself,
   // `grouped`) aggregates. Internal: no column family, not queryable, not advertised.
+  // A store that joins on a field (join.by) has a second internal stage before it: it reads
+  // the user's source and forwards each record, re-keyed by the join key and unjoined, to the
+  // join repartition topic, which the joining stage (the store, or its group_by stage) reads.
   bool internal = false;
   int grouped = -1;  // for internal stages: index of the store they feed
+  // For internal stages: the spec of the key they forward under (group_by, or join.by), and
+  // the index into TopologyPlan::sources() of the repartition topic they forward to.
+  kiq::v1::GroupBy rekey;
+  int forward_to = -1;
   // Stream–table join: index of the table store read for each record, and the names of the
   // two sides in the joined value (-1: no join).
   int join_table = -1;

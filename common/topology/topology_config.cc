@@ -88,6 +88,7 @@ constexpr size_t kMaxApplicationIdLength = 200;
 constexpr int32_t kMaxStandbyReplicas = 3;
 constexpr absl::string_view kChangelogSuffix = "-changelog";
 constexpr absl::string_view kRepartitionSuffix = "-repartition";
+constexpr absl::string_view kJoinRepartitionSuffix = "-join-repartition";
 // Beyond this, further problems are likely consequences of the first ones.
 constexpr size_t kMaxReportedProblems = 20;
 
@@ -134,6 +135,8 @@ struct TopologyIndex {
   std::map<std::string, kiq::v1::Format> value_format_by_topic;
   // Partitioner of each declared topic (UNSPECIFIED as MURMUR2).
   std::map<std::string, kiq::v1::Partitioner> partitioner_by_topic;
+  // Key format of each declared topic, as written (UNSPECIFIED as STRING).
+  std::map<std::string, kiq::v1::Format> key_format_by_topic;
 };
 
 using Problems = std::vector<std::string>;
@@ -378,9 +381,46 @@ void CheckFilter(const Store& store, const std::string& path, const TopologyInde
   CheckFilterNode(store.filter(), path, store, format, problems);
 }
 
+// A key read from each record's value (group_by, join.by): exactly one of field, fields and
+// constant, paths readable in values of `format`. `path` is where the spec is written.
+void CheckKeySpec(const kiq::v1::GroupBy& spec, const Store& store, const std::string& path,
+                  std::optional<kiq::v1::Format> format, Problems* problems) {
+  const int set = (spec.field().empty() ? 0 : 1) + (spec.fields().empty() ? 0 : 1) +
+                  (spec.constant().empty() ? 0 : 1);
+  if (set > 1) {
+    Add(problems, path, "set only one of field, fields and constant");
+    return;
+  }
+  if (!spec.separator().empty() && spec.fields().empty()) {
+    Add(problems, path + ".separator", "only with fields (it joins their values)");
+  }
+  if (!spec.constant().empty()) return;
+  if (!spec.fields().empty()) {
+    if (spec.fields_size() < 2) {
+      Add(problems, path + ".fields", "needs two or more paths (use field for one)");
+    }
+    for (int i = 0; i < spec.fields_size(); ++i) {
+      const std::string field_path = absl::StrCat(path, ".fields[", i, "]");
+      if (spec.fields(i).empty()) {
+        Add(problems, field_path, "empty; each is a JSON field whose value is part of the key");
+        continue;
+      }
+      CheckFieldPath(spec.fields(i), field_path, store, format, problems);
+    }
+    return;
+  }
+  if (spec.field().empty() && format == kiq::v1::FORMAT_JSON) {
+    Add(problems, path + ".field",
+        "required (or fields, or constant); the JSON field whose value becomes the key");
+    return;
+  }
+  CheckFieldPath(spec.field(), path + ".field", store, format, problems);
+}
+
 // A stream–table join reads the table partition that has the record's key, on the same node:
 // the two topics must be co-partitioned (same partitioner here; same partition count is
-// checked against Kafka at start-up).
+// checked against Kafka at start-up), unless the join is on a field (`by`), which re-keys the
+// stream through a repartition topic partitioned as the table.
 void CheckJoin(const Topology& topology, const Store& store, const std::string& path,
                const TopologyIndex& index, Problems* problems) {
   const kiq::v1::Join& join = store.join();
@@ -414,9 +454,28 @@ void CheckJoin(const Topology& topology, const Store& store, const std::string& 
         absl::StrCat("table ", Quote(join.table()), " has bytes values (source ",
                      Quote(table.source()), "); a join needs JSON or STRING"));
   }
+  if (join.has_by()) {
+    // The key is read from the stream's own value, before the join.
+    std::optional<kiq::v1::Format> stream_format;
+    if (source_format != index.value_format_by_topic.end()) stream_format = source_format->second;
+    if (stream_format != kiq::v1::FORMAT_BYTES) {
+      CheckKeySpec(join.by(), store, path + ".by", stream_format, problems);
+    }
+    // The re-keyed stream's keys are text; a table keyed otherwise would never match them.
+    auto key_format = index.key_format_by_topic.find(table.source());
+    if (key_format != index.key_format_by_topic.end() &&
+        key_format->second != kiq::v1::FORMAT_STRING && key_format->second != kiq::v1::FORMAT_BYTES) {
+      Add(problems, path + ".by",
+          absl::StrCat("table ", Quote(join.table()), "'s source ", Quote(table.source()),
+                       " has key_format ", FormatName(key_format->second),
+                       "; a join on a field looks the field's text up as the table's key, so "
+                       "the table needs string (or bytes) keys"));
+    }
+  }
   auto a = index.partitioner_by_topic.find(store.source());
   auto b = index.partitioner_by_topic.find(table.source());
-  if (a != index.partitioner_by_topic.end() && b != index.partitioner_by_topic.end() &&
+  // A join on a field re-keys the stream with the table's partitioner.
+  if (!join.has_by() && a != index.partitioner_by_topic.end() && b != index.partitioner_by_topic.end() &&
       a->second != b->second) {
     Add(problems, path + ".table",
         absl::StrCat("not co-partitioned: source ", Quote(store.source()), " uses ",
@@ -460,37 +519,7 @@ void CheckGroupBy(const Store& store, const std::string& path, const TopologyInd
                      " has value_format bytes"));
     return;
   }
-  const kiq::v1::GroupBy& group_by = store.group_by();
-  const int set = (group_by.field().empty() ? 0 : 1) + (group_by.fields().empty() ? 0 : 1) +
-                  (group_by.constant().empty() ? 0 : 1);
-  if (set > 1) {
-    Add(problems, path, "set only one of field, fields and constant");
-    return;
-  }
-  if (!group_by.separator().empty() && group_by.fields().empty()) {
-    Add(problems, path + ".separator", "only with fields (it joins their values)");
-  }
-  if (!group_by.constant().empty()) return;
-  if (!group_by.fields().empty()) {
-    if (group_by.fields_size() < 2) {
-      Add(problems, path + ".fields", "needs two or more paths (use field for one)");
-    }
-    for (int i = 0; i < group_by.fields_size(); ++i) {
-      const std::string field_path = absl::StrCat(path, ".fields[", i, "]");
-      if (group_by.fields(i).empty()) {
-        Add(problems, field_path, "empty; each is a JSON field whose value is part of the key");
-        continue;
-      }
-      CheckFieldPath(group_by.fields(i), field_path, store, format, problems);
-    }
-    return;
-  }
-  if (group_by.field().empty() && format == kiq::v1::FORMAT_JSON) {
-    Add(problems, path + ".field",
-        "required (or fields, or constant); the JSON field whose value becomes the key");
-    return;
-  }
-  CheckFieldPath(group_by.field(), path + ".field", store, format, problems);
+  CheckKeySpec(store.group_by(), store, path, format, problems);
 }
 
 const StoreKindRule* FindStoreKindRule(Store::KindCase kind) {
@@ -561,6 +590,9 @@ void CheckSources(const Topology& topology, TopologyIndex* index, Problems* prob
       index->value_format_by_topic[topic] = source.value_format() == kiq::v1::FORMAT_UNSPECIFIED
                                                 ? kiq::v1::FORMAT_STRING
                                                 : DecodedFormat(source.value_format());
+      index->key_format_by_topic[topic] = source.key_format() == kiq::v1::FORMAT_UNSPECIFIED
+                                              ? kiq::v1::FORMAT_STRING
+                                              : source.key_format();
       index->partitioner_by_topic[topic] = source.partitioner() == kiq::v1::PARTITIONER_UNSPECIFIED
                                                ? kiq::v1::PARTITIONER_MURMUR2
                                                : source.partitioner();
@@ -597,8 +629,11 @@ void CheckStoreName(const Topology& topology, int i, const std::string& path, To
     return;
   }
   const std::string& id = topology.application_id();
-  const absl::string_view suffix =
-      topology.stores(i).has_group_by() ? kRepartitionSuffix : kChangelogSuffix;
+  const Store& store = topology.stores(i);
+  const absl::string_view suffix = store.has_join() && store.join().has_by()
+                                       ? kJoinRepartitionSuffix
+                                   : store.has_group_by() ? kRepartitionSuffix
+                                                          : kChangelogSuffix;
   const size_t topic_length = id.size() + 1 + name.size() + suffix.size();
   if (!id.empty() && id.size() <= kMaxApplicationIdLength && topic_length > kMaxTopicLength) {
     Add(problems, path + ".name",

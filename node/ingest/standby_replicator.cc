@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/logging.h"
+#include "node/ingest/record_headers.h"
 
 namespace kiq::node {
 namespace {
@@ -219,6 +220,14 @@ absl::Status StandbyReplicator::StartReplica(int32_t p) {
     if (!table) {
       tail.batches.emplace(store, partition, topology_->sources()[store.source].spec.topic());
       tail.batches->set_next_offset(tail.next);
+    } else if (topology_->sources()[store.source].repartition) {
+      tail.repartition = true;
+      for (int32_t up = 0; up < topology_->num_partitions(); ++up) {
+        absl::StatusOr<std::optional<Offset>> mark =
+            engine_.ReadOffset(store.UpstreamStream(up), partition);
+        if (!mark.ok()) return mark.status();
+        if (*mark) tail.upstream_next[up] = (*mark)->value();
+      }
     }
     replica.tails.push_back(std::move(tail));
   }
@@ -332,7 +341,28 @@ absl::Status StandbyReplicator::Apply(const RdKafka::Message& m) {
       }
       continue;
     }
-    if (!misplaced && decoded.ok() && !topology_->DecodeError(record, source)) {
+    bool duplicate = false;
+    if (tail->repartition) {
+      // As the owner does (Ingestor::Process): a record forwarded again is dropped.
+      std::optional<std::pair<int32_t, int64_t>> upstream;
+      if (RdKafka::Headers* headers = const_cast<RdKafka::Message&>(m).headers();
+          headers != nullptr) {
+        for (const RdKafka::Headers::Header& h : headers->get(kUpstreamHeader)) {
+          UpstreamMarks marks = ParseUpstreamMarks(
+              absl::string_view(static_cast<const char*>(h.value()), h.value_size()));
+          if (marks.size() == 1) upstream = marks.front();
+        }
+      }
+      if (upstream) {
+        int64_t& next = tail->upstream_next[upstream->first];
+        duplicate = upstream->second < next;
+        if (!duplicate) {
+          next = upstream->second + 1;
+          batch_.SetOffset(store.UpstreamStream(upstream->first), p, Offset(next));
+        }
+      }
+    }
+    if (!duplicate && !misplaced && decoded.ok() && !topology_->DecodeError(record, source)) {
       batch_.SetSource(record.topic, record.offset);
       absl::Status s = topology_->Process(record, tail->store_index, batch_);
       if (!s.ok() && !absl::IsInvalidArgument(s)) return s;

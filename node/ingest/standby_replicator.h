@@ -91,6 +91,11 @@ class StandbyReplicator {
     // The schema registry did not answer for the record at `next`: the tail skips what it
     // reads until it is assigned again from `next` (see registry_retry_at_).
     bool registry_blocked = false;
+    // A table read from a repartition topic (a join on a field): the next upstream offset per
+    // upstream partition, as the owner keeps them, so that re-forwarded duplicates are dropped
+    // here too (an old record applied again would hide a newer value).
+    bool repartition = false;
+    absl::flat_hash_map<int32_t, int64_t> upstream_next;
   };
   struct Replica {
     std::vector<Tail> tails;

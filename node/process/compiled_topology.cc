@@ -72,13 +72,15 @@ absl::StatusOr<std::unique_ptr<CompiledTopology>> CompiledTopology::Compile(
     CompiledStore store;
     static_cast<StorePlan&>(store) = planned;
     if (planned.internal) {
+      const SourcePlan& forward_to = out->plan_.sources()[planned.forward_to];
       store.processor = MakeRepartitionProcessor(
-          planned.spec, planned.value_format,
-          out->plan_.sources()[out->plan_.stores()[planned.grouped].source].spec.topic(),
-          out->plan_.num_partitions());
+          planned.rekey, planned.spec.has_filter() ? &planned.spec.filter() : nullptr,
+          planned.value_format, forward_to.spec.topic(), forward_to.num_partitions,
+          forward_to.partitioner);
     } else {
       // A group_by store's own processor reads the repartition topic: its join, filter and
-      // grouping ran in the internal first stage.
+      // grouping ran in the internal first stage. (A store that joins on a field without a
+      // group_by joins and filters here, reading the join repartition topic.)
       kiq::v1::Store kind_spec = planned.spec;
       if (kind_spec.has_group_by()) {
         kind_spec.clear_join();

@@ -638,13 +638,16 @@ class FilterProcessor final : public FieldProcessor {
 // repartition topic that the new key maps to; the second half (the store's kind) consumes that
 // topic. A record whose key would be null (a field null or missing: ksqlDB drops null GROUP BY
 // keys) is dropped and counted, not dead-lettered: with a left join, such records are expected.
+// The stage before a join on a field is the same, keyed by the join key (ksqlDB drops stream
+// records whose join key is null too).
 class RepartitionProcessor final : public FieldProcessor {
  public:
-  RepartitionProcessor(std::string topic, int32_t partitions, const kiq::v1::GroupBy& group_by,
-                       bool json_source)
+  RepartitionProcessor(std::string topic, int32_t partitions, PartitionerKind partitioner,
+                       const kiq::v1::GroupBy& group_by, bool json_source)
       : FieldProcessor(json_source),
         topic_(std::move(topic)),
         partitions_(partitions),
+        partitioner_(partitioner),
         constant_(group_by.constant()),
         separator_(group_by.separator().empty() ? "|" : group_by.separator()) {
     if (group_by.fields().empty()) {
@@ -672,8 +675,9 @@ class RepartitionProcessor final : public FieldProcessor {
     }
     ForwardedRecord out;
     out.topic = topic_;
-    // Kafka's default partitioner, so the topic is also readable by other Kafka tools.
-    out.partition = PartitionId(PartitionForKey(PartitionerKind::kMurmur2, key, partitions_));
+    // Kafka's default partitioner, so the topic is also readable by other Kafka tools (for a
+    // join on a field: the table's, whose partition the record must meet).
+    out.partition = PartitionId(PartitionForKey(partitioner_, key, partitions_));
     out.key = std::move(key);
     out.value = std::string(*record.value);
     out.timestamp_ms = record.timestamp_ms;
@@ -702,6 +706,7 @@ class RepartitionProcessor final : public FieldProcessor {
 
   const std::string topic_;
   const int32_t partitions_;
+  const PartitionerKind partitioner_;
   const std::string constant_;
   const std::string separator_;
   std::vector<FieldPath> fields_;
@@ -899,14 +904,16 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
   return processor;
 }
 
-std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
+std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::GroupBy& rekey,
+                                                    const kiq::v1::Filter* filter,
                                                     kiq::v1::Format value_format, std::string topic,
-                                                    int32_t partitions) {
+                                                    int32_t partitions,
+                                                    PartitionerKind partitioner) {
   const bool json = value_format == kiq::v1::FORMAT_JSON;
-  std::unique_ptr<Processor> processor = std::make_unique<RepartitionProcessor>(
-      std::move(topic), partitions, store.group_by(), json);
-  if (store.has_filter()) {
-    processor = std::make_unique<FilterProcessor>(store.filter(), json, /*table=*/false,
+  std::unique_ptr<Processor> processor =
+      std::make_unique<RepartitionProcessor>(std::move(topic), partitions, partitioner, rekey, json);
+  if (filter != nullptr) {
+    processor = std::make_unique<FilterProcessor>(*filter, json, /*table=*/false,
                                                   std::move(processor));
   }
   return processor;

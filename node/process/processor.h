@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/kafka/record.h"
+#include "common/topology/partitioner.h"
 #include "kiq/v1/topology.pb.h"
 #include "node/store/staged_batch.h"
 #include "router/port/local_stores.h"
@@ -38,11 +39,15 @@ absl::StatusOr<std::unique_ptr<Processor>> MakeProcessor(const kiq::v1::Store& s
                                                          StoreHandle handle,
                                                          const StoreEngine* engine = nullptr);
 
-// The first half of a group_by store: applies its filter to records of `value_format`, reads
-// the group_by key (field, fields or constant) and forwards each record under that key to `topic` (the repartition topic,
-// `partitions` partitions, murmur2) through StagedBatch::Forward.
-std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::Store& store,
+// An internal stage that re-keys (the first half of a group_by store, or the stage before a
+// join on a field): applies `filter` (if any) to records of `value_format`, reads the key
+// `rekey` says (field, fields or constant) and forwards each record under it to `topic` (a
+// repartition topic of `partitions` partitions, mapped by `partitioner`) through
+// StagedBatch::Forward.
+std::unique_ptr<Processor> MakeRepartitionProcessor(const kiq::v1::GroupBy& rekey,
+                                                    const kiq::v1::Filter* filter,
                                                     kiq::v1::Format value_format, std::string topic,
-                                                    int32_t partitions);
+                                                    int32_t partitions,
+                                                    PartitionerKind partitioner);
 
 }  // namespace kiq::node

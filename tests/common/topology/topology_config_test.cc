@@ -751,6 +751,20 @@ TEST(ExampleTopologyTest, ShopExampleLoadsWithItsWindows) {
   EXPECT_EQ(per_city.window().size(), "30m");
 }
 
+TEST(ExampleTopologyTest, BookInteractionsExampleLoadsWithItsJoinsOnAField) {
+  absl::StatusOr<Topology> topology =
+      LoadTopologyFile(KIQ_SOURCE_DIR "/examples/book-interactions/topology.yaml");
+  ASSERT_THAT(topology, IsOk());
+  ASSERT_EQ(topology->stores_size(), 5);
+  for (int i = 1; i < 5; ++i) {
+    EXPECT_EQ(topology->stores(i).join().table(), "books");
+    EXPECT_EQ(topology->stores(i).join().by().field(), "book_id");
+  }
+  EXPECT_EQ(topology->stores(3).group_by().field(), "book.genre");
+  EXPECT_EQ(topology->stores(3).filter().compare().field(), "interaction.event");
+  EXPECT_EQ(topology->stores(4).sum().field(), "interaction.quantity");
+}
+
 TEST(ExampleTopologyTest, OrdersExampleLoads) {
   absl::StatusOr<Topology> topology =
       LoadTopologyFile(KIQ_SOURCE_DIR "/examples/orders/topology.yaml");
@@ -846,6 +860,34 @@ TEST(ParseTopologyTest, JoinAndGroupByMistakesAreRefusedWithTheirPath) {
        sources + "stores: [{name: c, source: customers, count: {},"
                  " group_by: {field: city, separator: \"/\"}}]",
        "t.yaml: stores[0].group_by.separator: only with fields (it joins their values)"},
+      {"join on a field of a string stream",
+       sources + "stores: [{name: t, source: customers, table: {}},"
+                 " {name: c, source: orders, count: {}, join: {table: t, by: {field: book_id}}}]",
+       "t.yaml: stores[1].join.by.field: a field path needs a JSON source; source \"orders\" "
+       "has value_format string (leave field empty to read the whole value)"},
+      {"join on a bad field path",
+       sources + "stores: [{name: t, source: orders, table: {}},"
+                 " {name: c, source: customers, count: {}, join: {table: t, by: {field: \"a..b\"}}}]",
+       "t.yaml: stores[1].join.by.field: \"a..b\" is not a field path: expected names "
+       "separated by single dots, e.g. \"points\" or \"customer.id\""},
+      {"join on no field of a JSON stream",
+       sources + "stores: [{name: t, source: orders, table: {}},"
+                 " {name: c, source: customers, count: {}, join: {table: t, by: {}}}]",
+       "t.yaml: stores[1].join.by.field: required (or fields, or constant); the JSON field "
+       "whose value becomes the key"},
+      {"join on a field with an unknown table",
+       sources + "stores: [{name: c, source: customers, count: {},"
+                 " join: {table: books, by: {field: book_id}}}]",
+       "t.yaml: stores[0].join.table: unknown store \"books\""},
+      {"join on a field with a JSON-keyed table",
+       "application_id: a\n"
+       "sources: [{topic: views, value_format: json},"
+       " {topic: books, key_format: json, value_format: json}]\n"
+       "stores: [{name: b, source: books, table: {}},"
+       " {name: c, source: views, count: {}, join: {table: b, by: {field: book_id}}}]",
+       "t.yaml: stores[1].join.by: table \"b\"'s source \"books\" has key_format json; a join "
+       "on a field looks the field's text up as the table's key, so the table needs string (or "
+       "bytes) keys"},
       {"group_by a path of a string source",
        sources + "stores: [{name: c, source: orders, count: {}, group_by: {field: city}}]",
        "t.yaml: stores[0].group_by.field: a field path needs a JSON source; source \"orders\" "
@@ -857,6 +899,15 @@ TEST(ParseTopologyTest, JoinAndGroupByMistakesAreRefusedWithTheirPath) {
                 StatusIs(absl::StatusCode::kInvalidArgument, Eq(c.message)));
   }
   // A joined value is JSON: a string stream joined with a table can be grouped by a path.
+  // A join on a field (a JSON stream: purchases joined with customers on customer_id, then
+  // grouped by a field of the joined value), even with a table partitioned otherwise.
+  EXPECT_THAT(ParseTopology(sources + "stores: [{name: t, source: crc, table: {}},"
+                                      " {name: c, source: customers, count: {},"
+                                      " join: {table: t, table_as: t, by: {field: customer.id}},"
+                                      " group_by: {field: t}}]",
+                            "t.yaml"),
+              IsOk());
+
   EXPECT_THAT(ParseTopology(sources + "stores: [{name: t, source: customers, table: {}},"
                                       " {name: c, source: orders, count: {},"
                                       " join: {table: t, table_as: customer},"

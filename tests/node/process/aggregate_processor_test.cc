@@ -131,9 +131,15 @@ TEST_F(AggregateProcessorTest, NullsAreSkippedByNumbersAndMatchNoFilter) {
 
 // The first stage of a group_by: the key of each forwarded record from a field, several fields
 // or a constant; null or missing keys are dropped and counted, not bad.
+std::unique_ptr<Processor> GroupByStage(const std::string& text) {
+  const kiq::v1::Store store = StoreFromText(text);
+  return MakeRepartitionProcessor(store.group_by(), store.has_filter() ? &store.filter() : nullptr,
+                                  kiq::v1::FORMAT_JSON, "r", 6, PartitionerKind::kMurmur2);
+}
+
 TEST_F(AggregateProcessorTest, GroupByForwardsUnderTheKeyAndDropsNullKeys) {
   auto forward_keys = [&](const std::string& text, const std::vector<std::string>& values) {
-    processor_ = MakeRepartitionProcessor(StoreFromText(text), kiq::v1::FORMAT_JSON, "r", 6);
+    processor_ = GroupByStage(text);
     batch_->Clear();
     for (const std::string& v : values) EXPECT_OK(Apply(v));
     std::vector<std::string> keys;
@@ -164,8 +170,7 @@ TEST_F(AggregateProcessorTest, GroupByForwardsUnderTheKeyAndDropsNullKeys) {
               ::testing::ElementsAre("B"));
   EXPECT_EQ(processor_->TakeNullKeyRecords(), 1);
   // An object is no key: a bad record.
-  processor_ = MakeRepartitionProcessor(StoreFromText(R"pb(count {} group_by { field: "c" })pb"),
-                                        kiq::v1::FORMAT_JSON, "r", 6);
+  processor_ = GroupByStage(R"pb(count {} group_by { field: "c" })pb");
   EXPECT_THAT(Apply(R"({"c": {"name": "Ann"}})"), IsBad(R"(field c cannot be a key: an object)"));
 }
 
