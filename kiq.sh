@@ -15,7 +15,7 @@ PACKAGES=(
   librdkafka-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev zlib1g-dev
   libspdlog-dev libyaml-cpp-dev rapidjson-dev libcpp-httplib-dev libcli11-dev
-  libavro-dev libprotoc-dev libcurl4-openssl-dev
+  libavro-dev libprotoc-dev libcurl4-openssl-dev libssl-dev
   kcat curl
   prometheus python3-yaml
 )

@@ -27,6 +27,9 @@ struct ClientOptions {
   // max_lag_records, 0: any); answers list the partitions read so (standby_reads).
   bool allow_stale = false;
   int64_t max_lag_records = 0;
+  // Bearer token sent with every call ("authorization: Bearer <token>") to servers started
+  // with --auth-token-file; empty: none.
+  std::string token;
 };
 
 // How ForEachRangePage / ForEachAllPage walk the pages of a scan.

@@ -12,4 +12,9 @@ namespace kiq::router {
 // value (the binaries then exit 2).
 absl::StatusOr<HttpServing> ServingFromFlags();
 
+// --auth-token-file and --cluster-secret-file (else $KIQ_CLUSTER_SECRET), shared the same way:
+// the secret is read here (INVALID_ARGUMENT naming its source if unreadable or too short), and
+// the token file checked (INVALID_ARGUMENT naming the field path and the reason).
+absl::StatusOr<Security> SecurityFromFlags();
+
 }  // namespace kiq::router

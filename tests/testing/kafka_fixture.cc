@@ -157,10 +157,11 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> KafkaFixture::LaunchNode(
   return NodeProcess::Start(dir_, std::move(options));
 }
 
-absl::StatusOr<std::unique_ptr<NodeProcess>> KafkaFixture::LaunchRouter(const std::string& config) {
+absl::StatusOr<std::unique_ptr<NodeProcess>> KafkaFixture::LaunchRouter(
+    const std::string& config, const std::vector<std::string>& extra_flags) {
   absl::StatusOr<std::string> topology = TopologyFor(config);
   if (!topology.ok()) return topology.status();
-  return NodeProcess::StartRouter(dir_, *topology, kafka_->bootstrap_servers());
+  return NodeProcess::StartRouter(dir_, *topology, kafka_->bootstrap_servers(), extra_flags);
 }
 
 void KafkaFixture::RestartKafkaEmpty() {

@@ -74,7 +74,8 @@ class KafkaFixture : public ::testing::Test {
                                                           std::vector<std::string> extra_flags = {},
                                                           bool default_group_timeouts = false);
   // A kiq-router for `config` on this Kafka.
-  absl::StatusOr<std::unique_ptr<NodeProcess>> LaunchRouter(const std::string& config);
+  absl::StatusOr<std::unique_ptr<NodeProcess>> LaunchRouter(
+      const std::string& config, const std::vector<std::string>& extra_flags = {});
 
   // Replaces the Kafka by one whose topics are all empty, as after a topic was recreated or
   // retention passed: a new kiq-dev-kafka with the same topics, or on an external cluster the

@@ -150,13 +150,16 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
 }
 
 absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::StartRouter(
-    const std::string& dir, const std::string& config, const std::string& bootstrap_servers) {
+    const std::string& dir, const std::string& config, const std::string& bootstrap_servers,
+    const std::vector<std::string>& extra_flags) {
   const std::string port_file = dir + "/router.port";
   std::remove(port_file.c_str());
-  return Launch({kRouterBin, "--config=" + config, "--bootstrap-servers=" + bootstrap_servers,
-                 "--router-id=router", "--bind-address=127.0.0.1", "--grpc-port=0", "--http-port=0",
-                 "--admin-port=0", "--port-file=" + port_file},
-                port_file, dir + "/router.log");
+  std::vector<std::string> argv = {
+      kRouterBin,          "--config=" + config, "--bootstrap-servers=" + bootstrap_servers,
+      "--router-id=router", "--bind-address=127.0.0.1", "--grpc-port=0", "--http-port=0",
+      "--admin-port=0",    "--port-file=" + port_file};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  return Launch(std::move(argv), port_file, dir + "/router.log");
 }
 
 absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Launch(std::vector<std::string> argv,

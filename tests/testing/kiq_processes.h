@@ -86,7 +86,8 @@ class NodeProcess {
                                                             Options options);
   // A kiq-router process (no stores) for the same topology.
   static absl::StatusOr<std::unique_ptr<NodeProcess>> StartRouter(
-      const std::string& dir, const std::string& config, const std::string& bootstrap_servers);
+      const std::string& dir, const std::string& config, const std::string& bootstrap_servers,
+      const std::vector<std::string>& extra_flags = {});
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_port_; }
   // The admin port (/healthz, /readyz, /metrics); 0 if the process has none.
