@@ -147,7 +147,7 @@ TEST_F(SecurityTest, TokensPeersAndSignedMembershipProtectTheCluster) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << target << s.error_message();
     s = NodeClient(target, kOrdersToken).Get("customers", "user-1", &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << target;
-    EXPECT_THAT(s.error_message(), HasSubstr("may not read store customers"));
+    EXPECT_THAT(s.error_message(), HasSubstr("may not read store \"customers\""));
     kiq::v1::NodesResponse nodes;
     EXPECT_EQ(NodeClient(target).AllNodes(&nodes).error_code(), grpc::StatusCode::UNAUTHENTICATED);
     EXPECT_TRUE(WaitFor(

@@ -102,7 +102,7 @@ TEST_F(AuthorizerTest, TokensDecideByStore) {
 
   grpc::Status s = auth->Check(Bearer("Bearer dash-token"), "customers");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_THAT(s.error_message(), HasSubstr("token 'dashboards' may not read store customers"));
+  EXPECT_THAT(s.error_message(), HasSubstr("token 'dashboards' may not read store \"customers\""));
   EXPECT_EQ(Denied(registry_, "forbidden"), 1);
 
   s = auth->Check(CallCredentials{}, "order_count");
