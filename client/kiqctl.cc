@@ -690,7 +690,8 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   options.timeout = parsed->timeout;
   options.allow_stale = parsed->allow_stale;
   options.max_lag_records = parsed->max_lag_records;
-  options.token = std::string(absl::StripAsciiWhitespace(env_token));
+  options.token =
+      std::string(absl::StripAsciiWhitespace(absl::string_view(env_token.data(), env_token.size())));
   if (!parsed->token_file.empty()) {
     std::ifstream in(parsed->token_file, std::ios::binary);
     std::ostringstream text;
