@@ -139,7 +139,7 @@ TEST_F(SecurityTest, TokensPeersAndSignedMembershipProtectTheCluster) {
   }
 
   // No token, an unknown token, a token for another store.
-  for (const std::string target : {nodes_["n2"]->target(), router_->target()}) {
+  for (const std::string& target : {nodes_["n2"]->target(), router_->target()}) {
     kiq::v1::GetResponse response;
     grpc::Status s = NodeClient(target).Get("order_count", "user-1", &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << target << s.error_message();
