@@ -99,6 +99,7 @@ Client::Client(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions op
       metadata_stub_(kiq::v1::MetadataService::NewStub(channel)) {}
 
 void Client::PrepareContext(grpc::ClientContext* context) const {
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
   if (options_.timeout != absl::InfiniteDuration()) {
     context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
   }

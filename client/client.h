@@ -32,6 +32,9 @@ struct ClientOptions {
   // system's roots) and the target's host; with tls.cert_file/key_file the client presents
   // them (mTLS). Read once, by Connect.
   security::ClientTls tls;
+  // Bearer token sent with every call ("authorization: Bearer <token>") to servers started
+  // with --auth-token-file; empty: none.
+  std::string token;
 };
 
 // How ForEachRangePage / ForEachAllPage walk the pages of a scan.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +59,8 @@ Commands:
 
 Flags (before or after the command):
   --target HOST:PORT     Server to ask (default: $KIQ_TARGET if set, else localhost:7070).
+  --token-file PATH      Send the bearer token in PATH with every call (servers started with
+                         --auth-token-file; default: $KIQ_TOKEN if set, else none).
   --json                 Print JSON instead of a table (see Output).
   --timeout DURATION     Deadline of each RPC, e.g. 500ms, 5s, 1m (default: 10s); for
                          subscribe, of connecting (the stream itself has none).
@@ -214,13 +219,14 @@ class CommandLine {
   CLI::App app_{"kiqctl"};
 
   // Flag values as given (the last one of a repeated flag); --page-token goes straight to args_.
-  std::string target_, timeout_, page_size_, limit_, key_, prefix_, max_lag_;
+  std::string target_, token_file_, timeout_, page_size_, limit_, key_, prefix_, max_lag_;
   std::string tls_ca_file_, tls_cert_file_, tls_key_file_;
   CLI::Option* tls_flag_;
   CLI::Option* tls_ca_file_flag_;
   CLI::Option* tls_cert_file_flag_;
   CLI::Option* tls_key_file_flag_;
   CLI::Option* target_flag_;
+  CLI::Option* token_file_flag_;
   CLI::Option* timeout_flag_;
   CLI::Option* page_size_flag_;
   CLI::Option* page_token_flag_;
@@ -254,6 +260,7 @@ CommandLine::CommandLine(KiqctlArgs& args) : args_(args) {
   app_.require_subcommand(0, 1);
 
   target_flag_ = app_.add_option("--target", target_);
+  token_file_flag_ = app_.add_option("--token-file", token_file_);
   timeout_flag_ = app_.add_option("--timeout", timeout_);
   page_size_flag_ = app_.add_option("--page-size", page_size_);
   page_token_flag_ = app_.add_option("--page-token", args.scan.page_token);
@@ -404,6 +411,10 @@ absl::Status CommandLine::CheckFlags() {
   if (target_flag_->count() > 0) {
     if (target_.empty()) return UsageError("--target must not be empty");
     args_.target = target_;
+  }
+  if (token_file_flag_->count() > 0) {
+    if (token_file_.empty()) return UsageError("--token-file must not be empty");
+    args_.token_file = token_file_;
   }
   if (timeout_flag_->count() > 0) {
     absl::Duration timeout;
@@ -696,7 +707,7 @@ absl::StatusOr<KiqctlArgs> ParseKiqctlArgs(const std::vector<std::string>& args,
 
 int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
               const ClientFactory& client_factory, std::string_view env_target,
-              const Clock& clock) {
+              const Clock& clock, std::string_view env_token) {
   absl::StatusOr<KiqctlArgs> parsed = ParseKiqctlArgs(args, env_target);
   if (!parsed.ok()) {
     err << "kiqctl: " << parsed.status().message() << " (see kiqctl --help)\n";
@@ -711,6 +722,19 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   options.allow_stale = parsed->allow_stale;
   options.max_lag_records = parsed->max_lag_records;
   options.tls = parsed->tls;
+  options.token =
+      std::string(absl::StripAsciiWhitespace(absl::string_view(env_token.data(), env_token.size())));
+  if (!parsed->token_file.empty()) {
+    std::ifstream in(parsed->token_file, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in) {
+      err << "kiqctl: --token-file: cannot read " << parsed->token_file << "\n";
+      return kExitUsage;
+    }
+    // A file written by `echo` ends with a newline that is not part of the token.
+    options.token = std::string(absl::StripAsciiWhitespace(text.str()));
+  }
   absl::StatusOr<std::unique_ptr<Client>> client = client_factory(parsed->target, options);
   if (!client.ok()) return Fail(err, client.status(), "");
   switch (parsed->command) {

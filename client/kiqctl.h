@@ -62,6 +62,8 @@ struct KiqctlArgs {
   int64_t max_lag_records = 0;
   // --tls, --tls-ca-file, --tls-cert-file, --tls-key-file (any of them turns TLS on).
   security::ClientTls tls;
+  // --token-file: the bearer token is read from it (else $KIQ_TOKEN).
+  std::string token_file;
 };
 
 // The --help text: every command, flag and exit code.
@@ -81,10 +83,12 @@ using ClientFactory = std::function<absl::StatusOr<std::unique_ptr<Client>>(
 // The time kiqctl shows leases against; tests pin it.
 using Clock = std::function<absl::Time()>;
 
+// `env_token` is $KIQ_TOKEN, the bearer token when --token-file is not given.
 // Runs kiqctl: results on `out`; errors, as one line each, and the next page token of a table
 // scan stopped by --limit on `err`. Returns a KiqctlExitCode.
 int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
               const ClientFactory& client_factory = Client::Connect,
-              std::string_view env_target = {}, const Clock& clock = absl::Now);
+              std::string_view env_target = {}, const Clock& clock = absl::Now,
+              std::string_view env_token = {});
 
 }  // namespace kiq::client

@@ -11,7 +11,10 @@
    /readyz is the readiness probe and never the liveness probe; volumeMounts refer to pod volumes or volumeClaimTemplates; ConfigMap references (volumes,
    env, envFrom) resolve to the generated, hash-suffixed ConfigMaps and their keys; $(VAR)s in
    args are defined; --config is a mounted ConfigMap key, --data-dir is on the persistent
-   volume; the grace period covers preStop + shutdown; no namespace is hard-coded.
+   volume; the grace period covers preStop + shutdown; no namespace is hard-coded; Secret
+   references (volumes, env) resolve; every node and router has --auth-token-file on a
+   mounted Secret without subPath (updated in place), holding sha256 digests only, and its
+   cluster secret (>= 16 bytes) from one and the same Secret key.
 2. Metrics: every kiq_* metric (and its labels, and label values with a documented set) used by
    the Grafana dashboard's queries and the alert rules exists: in deploy/METRICS.md, or with
    --metrics FILE (an exposition scraped from a running kiq-node), in FILE. A metric that is
@@ -31,6 +34,7 @@ Needs kubectl (Debian: kubernetes-client), promtool (Debian: prometheus) and pyt
 """
 
 import argparse
+import base64
 import glob
 import json
 import os
@@ -587,7 +591,9 @@ def check_k8s(repo, kubectl, problems):
         if (md.get("labels") or {}).get("app.kubernetes.io/name") != "kiq":
             problems.add(rel, f"{d['kind']}/{md['name']}: no label app.kubernetes.io/name=kiq (commonLabels)")
     configmaps = by_kind.get("ConfigMap", {})
+    secrets = by_kind.get("Secret", {})
     services = by_kind.get("Service", {})
+    cluster_secret_refs = set()  # (Secret, key) every workload's cluster secret comes from
     generated = kustomization_generated(k8s_dir, problems, rel)
     for gname in generated:
         matches = [n for n in configmaps if n == gname or re.fullmatch(re.escape(gname) + r"-[a-z0-9]{10}", n)]
@@ -622,6 +628,18 @@ def check_k8s(repo, kubectl, problems):
             problems.add(where, f"refers to ConfigMap {name!r}, which the kustomization does not generate "
                                 f"(generated: {', '.join(sorted(configmaps)) or 'none'})")
 
+    def secret_ref(where, name, key=None, optional=False):
+        if name not in secrets:
+            if not optional:
+                problems.add(where, f"refers to Secret {name!r}, which the kustomization does not generate "
+                                    f"(generated: {', '.join(sorted(secrets)) or 'none'})")
+            return None
+        if key is not None and key not in (secrets[name].get("data") or {}) \
+                and key not in (secrets[name].get("stringData") or {}):
+            problems.add(where, f"Secret {name} has no key {key!r}")
+            return None
+        return secrets[name]
+
     for w in workloads:
         wname = f"{w['kind']}/{w['metadata']['name']}"
         where = f"{rel}: {wname}"
@@ -648,6 +666,11 @@ def check_k8s(repo, kubectl, problems):
                 cm_ref(f"{where} volume {vname}", cm.get("name"), optional=cm.get("optional", False))
                 for item in cm.get("items") or []:
                     cm_ref(f"{where} volume {vname}", cm.get("name"), item.get("key"), cm.get("optional", False))
+            if "secret" in v:
+                sv = v["secret"]
+                secret_ref(f"{where} volume {vname}", sv.get("secretName"), optional=sv.get("optional", False))
+                for item in sv.get("items") or []:
+                    secret_ref(f"{where} volume {vname}", sv.get("secretName"), item.get("key"), sv.get("optional", False))
             for src in (v.get("projected") or {}).get("sources") or []:
                 if "configMap" in src:
                     cm_ref(f"{where} volume {vname}", src["configMap"].get("name"), optional=src["configMap"].get("optional", False))
@@ -704,6 +727,9 @@ def check_k8s(repo, kubectl, problems):
                 ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
                 if ref:
                     cm_ref(f"{cwhere} env {e['name']}", ref.get("name"), ref.get("key"), ref.get("optional", False))
+                sref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if sref:
+                    secret_ref(f"{cwhere} env {e['name']}", sref.get("name"), sref.get("key"), sref.get("optional", False))
             for ef in c.get("envFrom") or []:
                 ref = ef.get("configMapRef")
                 if ref:
@@ -756,6 +782,7 @@ def check_k8s(repo, kubectl, problems):
                 found = mount_of(flags["data-dir"])
                 if not found or found[1]["name"] not in claims:
                     problems.add(cwhere, f"--data-dir={flags['data-dir']} is not on a volumeClaimTemplate volume (state would be lost, or the root filesystem is read-only)")
+            check_security(cwhere, flags, env, mounts, mount_of, volumes, secrets, cluster_secret_refs, problems)
             for flag, pname in (("grpc-port", "grpc"), ("http-port", "http"), ("admin-port", "admin")):
                 if flag in flags and pname in ports and str(ports[pname]) != flags[flag]:
                     problems.add(cwhere, f"--{flag}={flags[flag]} but container port {pname!r} is {ports[pname]}")
@@ -835,6 +862,9 @@ def check_k8s(repo, kubectl, problems):
                 elif int(target) not in w["_numbers"]:
                     problems.add(where, f"port {p.get('name') or p.get('port')}: targetPort {target} is not a container port of {w['kind']}/{w['metadata']['name']}")
 
+    if len(cluster_secret_refs) > 1:
+        problems.add(rel, f"the workloads take their cluster secret from different Secrets {sorted(cluster_secret_refs)}: "
+                          "nodes and routers with different secrets ignore each other's members records and peer calls")
     pdbs = by_kind.get("PodDisruptionBudget", {})
     if not pdbs:
         problems.add(rel, "no PodDisruptionBudget")
@@ -850,6 +880,68 @@ def check_k8s(repo, kubectl, problems):
         if isinstance(s.get("minAvailable"), int) and any(s["minAvailable"] >= w["_replicas"] for w in matched):
             problems.add(where, "minAvailable >= replicas blocks every drain")
     return by_kind
+
+
+def check_security(cwhere, flags, env, mounts, mount_of, volumes, secrets, cluster_secret_refs, problems):
+    """README "Security": every node and router has a token file on a mounted Secret (a
+    directory mount, so that the kubelet updates it in place), holding digests only, and the
+    cluster secret from a Secret."""
+    path = flags.get("auth-token-file")
+    if path is None:
+        problems.add(cwhere, "no --auth-token-file: the API would be open to anyone who reaches the pod")
+    else:
+        found = mount_of(path)
+        vol = volumes.get(found[1]["name"]) if found else None
+        if not found or not vol or "secret" not in vol:
+            problems.add(cwhere, f"--auth-token-file={path} is not on a mounted Secret volume")
+        elif found[1].get("subPath"):
+            problems.add(cwhere, f"--auth-token-file={path} is mounted with subPath: the kubelet never updates such a file, so token changes would need a restart")
+        else:
+            mp, _ = found
+            name = vol["secret"].get("secretName")
+            key = os.path.relpath(path, mp)
+            items = {i.get("path"): i.get("key") for i in vol["secret"].get("items") or []}
+            key = items.get(key, key) if items else key
+            data = (secrets.get(name) or {}).get("data") or {}
+            if name in secrets and key not in data:
+                problems.add(cwhere, f"--auth-token-file={path}: Secret {name} mounted at {mp} has no key {key!r}")
+            elif key in data:
+                try:
+                    doc = yaml.safe_load(base64.b64decode(data[key]).decode("utf-8")) or {}
+                except (ValueError, yaml.YAMLError) as e:
+                    problems.add(cwhere, f"--auth-token-file={path}: not YAML: {one_line(str(e))}")
+                    doc = {}
+                tokens = doc.get("tokens") if isinstance(doc, dict) else None
+                if not isinstance(tokens, list) or not tokens:
+                    problems.add(cwhere, f"--auth-token-file={path}: no tokens list")
+                for i, t in enumerate(tokens or []):
+                    if not isinstance(t, dict) or not t.get("name") or not t.get("stores"):
+                        problems.add(cwhere, f"--auth-token-file={path}: tokens[{i}] needs name and stores")
+                    elif "token" in t:
+                        problems.add(cwhere, f"--auth-token-file={path}: tokens[{i}] holds a token in clear; use sha256")
+                    elif not re.fullmatch(r"[0-9a-fA-F]{64}", str(t.get("sha256", ""))):
+                        problems.add(cwhere, f"--auth-token-file={path}: tokens[{i}].sha256 is not 64 hex digits")
+    if "cluster-secret-file" in flags:
+        found = mount_of(flags["cluster-secret-file"])
+        vol = volumes.get(found[1]["name"]) if found else None
+        if not vol or "secret" not in vol:
+            problems.add(cwhere, f"--cluster-secret-file={flags['cluster-secret-file']} is not on a mounted Secret volume")
+        else:
+            cluster_secret_refs.add((vol["secret"].get("secretName"), os.path.relpath(flags["cluster-secret-file"], found[0])))
+        return
+    ref = ((env.get("KIQ_CLUSTER_SECRET") or {}).get("valueFrom") or {}).get("secretKeyRef")
+    if not ref:
+        problems.add(cwhere, "no cluster secret (--cluster-secret-file or env KIQ_CLUSTER_SECRET from a secretKeyRef): "
+                             "members records and peer calls would be unauthenticated, and --auth-token-file refuses to start without it")
+        return
+    cluster_secret_refs.add((ref.get("name"), ref.get("key")))
+    value = ((secrets.get(ref.get("name")) or {}).get("data") or {}).get(ref.get("key"))
+    if value is not None:
+        secret = base64.b64decode(value).strip()
+        if len(secret) < 16:
+            problems.add(cwhere, f"the cluster secret in Secret {ref.get('name')} is {len(secret)} bytes; kiq needs at least 16")
+        elif secret.startswith(b"REPLACE-ME"):
+            note(f"{cwhere}: the cluster secret is the base's placeholder; replace it in your overlay")
 
 
 # ------------------------------------------------------------------------------------------

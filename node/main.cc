@@ -153,6 +153,9 @@ int main(int argc, char** argv) {
       kiq::router::ServingFromFlags(kiq::security::TlsRole::kNode);
   if (!serving.ok()) return refuse(serving.status().message());
   options.serving = *serving;
+  absl::StatusOr<kiq::router::Security> security = kiq::router::SecurityFromFlags();
+  if (!security.ok()) return refuse(security.status().message());
+  options.security = *std::move(security);
   const std::string policy = absl::GetFlag(FLAGS_offset_out_of_range);
   if (policy == "fail") {
     options.out_of_range = kiq::node::OutOfRangePolicy::kFail;

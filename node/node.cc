@@ -109,7 +109,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 
   const std::string members_topic = node->topology_->plan().members_topic();
   absl::StatusOr<std::unique_ptr<MembershipPublisher>> publisher =
-      MembershipPublisher::Create(node->kafka_, members_topic, options.node_id);
+      MembershipPublisher::Create(node->kafka_, members_topic, options.node_id,
+                                  options.security.cluster_secret);
   if (!publisher.ok()) return publisher.status();
   node->publisher_ = std::move(*publisher);
 
@@ -170,6 +171,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   serve.grpc_port = options.grpc_port;
   serve.http_port = options.http_port;
   serve.serving = options.serving;
+  serve.security = options.security;
   serve.port_file = options.port_file;
   absl::StatusOr<std::unique_ptr<router::Frontend>> frontend =
       router::Frontend::Start(serve, *node->local_, [raw](router::HttpServer& http) {

@@ -45,6 +45,8 @@ struct NodeOptions {
   // The admin port (/healthz, /readyz, /metrics alone; none by default here, 7072 from the
   // flags) and the HTTP port's limits.
   router::HttpServing serving;
+  // Bearer tokens and the cluster secret (--auth-token-file, --cluster-secret-file).
+  router::Security security;
   // Empty: kiq-data/<node_id>, or a fresh temporary directory with the embedded Kafka.
   std::string data_dir;
   std::string advertised_host;

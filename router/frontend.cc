@@ -25,9 +25,15 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
 absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     Options options, const LocalStores& local, const std::function<void(HttpServer&)>& add_routes) {
   std::unique_ptr<Frontend> frontend(new Frontend());
+  absl::StatusOr<std::unique_ptr<Authorizer>> auth =
+      Authorizer::Create(options.security, options.registry);
+  if (!auth.ok()) return auth.status();
+  frontend->auth_ = *std::move(auth);
+  const std::optional<security::ClusterSecret>& secret = frontend->auth_->cluster_secret();
+  if (secret.has_value()) frontend->peers_.Authenticate(*secret);
   // Discovery: the routing table follows the members topic.
-  absl::StatusOr<std::unique_ptr<MembershipTailer>> tailer =
-      MembershipTailer::Start(options.kafka, options.members_topic, frontend->table_);
+  absl::StatusOr<std::unique_ptr<MembershipTailer>> tailer = MembershipTailer::Start(
+      options.kafka, options.members_topic, frontend->table_, secret, options.registry);
   if (!tailer.ok()) return tailer.status();
   frontend->tailer_ = *std::move(tailer);
   if (options.registry != nullptr) {
@@ -40,11 +46,13 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   frontend->query_service_ = std::make_unique<QueryServiceImpl>(
       *frontend->router_, frontend->pool_, frontend->wait_pool_, *frontend->waiter_,
       frontend->metrics_.get(),
-      ClusterView{&frontend->table_, &frontend->peers_, options.self_id, nullptr, nullptr});
-  frontend->metadata_service_ = std::make_unique<MetadataServiceImpl>(frontend->table_, local);
+      ClusterView{&frontend->table_, &frontend->peers_, options.self_id, nullptr, nullptr},
+      frontend->auth_.get());
+  frontend->metadata_service_ =
+      std::make_unique<MetadataServiceImpl>(frontend->table_, local, frontend->auth_.get());
   if (options.serve_peers) {
-    frontend->peer_service_ =
-        std::make_unique<PeerServiceImpl>(local, frontend->pool_, frontend->waiter_.get());
+    frontend->peer_service_ = std::make_unique<PeerServiceImpl>(
+        local, frontend->pool_, frontend->waiter_.get(), frontend->auth_.get());
   }
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/kafka/client_config.h"
 #include "common/security/tls.h"
+#include "router/auth.h"
 #include "router/http_gateway.h"
 #include "router/http_server.h"
 #include "router/membership_tailer.h"
@@ -75,6 +76,8 @@ class Frontend {
     prometheus::Registry* registry = nullptr;
     // Requests waiting for a min_position at once; past it RESOURCE_EXHAUSTED.
     int max_waiting_requests = PositionWaiter::kDefaultMaxWaiting;
+    // Bearer tokens and the cluster secret (router/auth.h); empty: all open.
+    Security security;
   };
 
   // `local` must outlive the Frontend. `add_routes` registers the process's own HTTP routes
@@ -112,6 +115,7 @@ class Frontend {
   // the router they call, then the tailer, then the table it feeds.
   RoutingTable table_;
   PeerPool peers_;
+  std::unique_ptr<Authorizer> auth_;
   std::unique_ptr<QueryMetrics> metrics_;
   std::unique_ptr<MembershipTailer> tailer_;
   // Read-your-writes waits, without a thread each (used by the router and the services).

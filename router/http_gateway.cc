@@ -608,6 +608,15 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
 
 namespace {
 
+// The client's Authorization header becomes the call's "authorization" metadata, which the
+// services check (router/auth.h) as they do for gRPC clients. Nothing else is passed: a
+// client cannot claim to be a peer over HTTP.
+void PassAuthorization(const httplib::Request& req, grpc::ClientContext& ctx) {
+  if (req.has_header("Authorization")) {
+    ctx.AddMetadata("authorization", req.get_header_value("Authorization"));
+  }
+}
+
 // The deadline of a call: the client's grpc-timeout header, else the default (if any).
 absl::Status SetDeadline(const httplib::Request& req, std::optional<absl::Duration> fallback,
                          grpc::ClientContext& ctx) {
@@ -630,6 +639,7 @@ void HttpGateway::Unary(const Route& route, const httplib::Request& req,
     SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
     return;
   }
+  PassAuthorization(req, ctx);
   grpc::CompletionQueue cq;
   grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer> stub(channel_);
   grpc::ByteBuffer send = Serialize(*request);
@@ -748,6 +758,7 @@ void HttpGateway::ServerStreaming(const Route& route, const httplib::Request& re
     SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
     return;
   }
+  PassAuthorization(req, stream->ctx);
   grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer> stub(channel_);
   stream->call = stub.PrepareCall(&stream->ctx, route.grpc_path, &stream->cq);
   stream->call->StartCall(&stream->tag);

@@ -90,6 +90,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<kiq::router::HttpServing> serving =
       kiq::router::ServingFromFlags(kiq::security::TlsRole::kRouter);
   if (!serving.ok()) return refuse(serving.status().message());
+  absl::StatusOr<kiq::router::Security> security = kiq::router::SecurityFromFlags();
+  if (!security.ok()) return refuse(security.status().message());
   if (absl::GetFlag(FLAGS_config).empty()) return refuse("--config: a topology file is required");
   absl::StatusOr<kiq::UserKafkaSettings> settings = kiq::UserKafkaSettingsFromFlags(
       absl::GetFlag(FLAGS_kafka_config), absl::GetFlag(FLAGS_kafka_property));
@@ -125,6 +127,7 @@ int main(int argc, char** argv) {
   serve.http_port = absl::GetFlag(FLAGS_http_port);
   serve.port_file = absl::GetFlag(FLAGS_port_file);
   serve.serving = *serving;
+  serve.security = *std::move(security);
   prometheus::Registry registry;
   serve.registry = &registry;
   // The routes read the probe, built once the frontend (its routing table) exists; the ports

@@ -31,7 +31,8 @@ std::string RandomSuffix() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
-    const KafkaClientConfig& kafka, const std::string& topic, RoutingTable& table) {
+    const KafkaClientConfig& kafka, const std::string& topic, RoutingTable& table,
+    std::optional<security::ClusterSecret> secret, prometheus::Registry* registry) {
   if (topic.empty()) return absl::InvalidArgumentError("membership tailer: topic is required");
   const KafkaProperties settings = {
       // Required by KafkaConsumer, never joined: partitions are assign()ed, nothing committed.
@@ -53,6 +54,16 @@ absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
     return absl::InternalError(absl::StrCat("create membership tailer for ", topic, ": ", err));
   }
   std::unique_ptr<MembershipTailer> tailer(new MembershipTailer(std::move(consumer), topic, table));
+  tailer->secret_ = std::move(secret);
+  if (registry != nullptr) {
+    auto& rejected = prometheus::BuildCounter()
+                         .Name("kiq_member_records_rejected_total")
+                         .Help("Members-topic records ignored because a cluster secret is "
+                               "configured and their MAC is missing (unsigned) or wrong (bad_mac)")
+                         .Register(*registry);
+    tailer->rejected_unsigned_ = &rejected.Add({{"reason", "unsigned"}});
+    tailer->rejected_bad_mac_ = &rejected.Add({{"reason", "bad_mac"}});
+  }
   tailer->thread_ = std::thread(&MembershipTailer::Run, tailer.get());
   return tailer;
 }
@@ -156,13 +167,31 @@ bool MembershipTailer::TryAssign() {
   return true;
 }
 
-MemberUpdate DecodeMemberRecord(const std::string* key, const void* value, size_t value_len) {
+MemberUpdate DecodeMemberRecord(const std::string* key, const void* value, size_t value_len,
+                                const MemberAuth* auth) {
   MemberUpdate update;
   auto skip = [&](const char* why) {
     update.kind = MemberUpdate::Kind::kSkip;
     update.why = why;
     return update;
   };
+  if (auth != nullptr && auth->secret != nullptr) {
+    std::optional<absl::string_view> payload;
+    if (value != nullptr) payload = absl::string_view(static_cast<const char*>(value), value_len);
+    int64_t written_at_ms = 0;
+    switch (auth->secret->CheckMember(key == nullptr ? absl::string_view() : *key, payload,
+                                      auth->mac, auth->written_at, &written_at_ms)) {
+      case security::ClusterSecret::MemberCheck::kOk:
+        if (value == nullptr) update.written_at_ms = written_at_ms;
+        break;
+      case security::ClusterSecret::MemberCheck::kUnsigned:
+        update.rejected = MemberUpdate::Rejected::kUnsigned;
+        return skip("unsigned (no kiq-mac header) while a cluster secret is configured");
+      case security::ClusterSecret::MemberCheck::kBadMac:
+        update.rejected = MemberUpdate::Rejected::kBadMac;
+        return skip("kiq-mac does not match (forged, or signed with another cluster secret)");
+    }
+  }
   if (value == nullptr) {
     if (key == nullptr || key->empty()) return skip("tombstone without a key");
     update.kind = MemberUpdate::Kind::kRemove;
@@ -182,19 +211,51 @@ MemberUpdate DecodeMemberRecord(const std::string* key, const void* value, size_
   return update;
 }
 
-void MembershipTailer::Handle(const RdKafka::Message& message) {
+void MembershipTailer::Handle(RdKafka::Message& message) {
   NoteConsumed(message.partition(), message.offset());
-  MemberUpdate update = DecodeMemberRecord(message.key(), message.payload(), message.len());
+  MemberAuth auth;
+  if (secret_.has_value()) {
+    auth.secret = &*secret_;
+    // Owned by the message (null if it has none).
+    if (const RdKafka::Headers* headers = message.headers(); headers != nullptr) {
+      auto get = [headers](const char* name) -> std::optional<std::string> {
+        const RdKafka::Headers::Header h = headers->get_last(name);
+        if (h.err() != RdKafka::ERR_NO_ERROR || h.value() == nullptr) return std::nullopt;
+        return std::string(static_cast<const char*>(h.value()), h.value_size());
+      };
+      auth.mac = get(security::kMemberMacHeader);
+      auth.written_at = get(security::kMemberWrittenAtHeader);
+    }
+  }
+  MemberUpdate update = DecodeMemberRecord(message.key(), message.payload(), message.len(),
+                                           secret_.has_value() ? &auth : nullptr);
   switch (update.kind) {
     case MemberUpdate::Kind::kApply:
       table_.Apply(update.record);
       return;
     case MemberUpdate::Kind::kRemove:
-      table_.Remove(update.node_id);
+      table_.Remove(update.node_id, update.written_at_ms);
       return;
     case MemberUpdate::Kind::kSkip:
-      Skip(message, update.why);
+      if (update.rejected != MemberUpdate::Rejected::kNo) {
+        Reject(message, update);
+      } else {
+        Skip(message, update.why);
+      }
       return;
+  }
+}
+
+void MembershipTailer::Reject(const RdKafka::Message& message, const MemberUpdate& update) {
+  prometheus::Counter* counter = update.rejected == MemberUpdate::Rejected::kUnsigned
+                                     ? rejected_unsigned_
+                                     : rejected_bad_mac_;
+  if (counter != nullptr) counter->Increment();
+  if (int64_t suppressed = 0; rejected_log_.Allow(&suppressed)) {
+    spdlog::warn(
+        "membership topic {} partition {} offset {}: ignored {}: {} ({} similar suppressed)",
+        topic_, message.partition(), message.offset(),
+        message.payload() == nullptr ? "tombstone" : "record", update.why, suppressed);
   }
 }
 

@@ -12,6 +12,12 @@
 namespace kiq::router {
 namespace {
 
+grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, grpc::Status status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
 template <typename Response>
 grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
                                      absl::StatusOr<Response> result, Response* response) {
@@ -76,18 +82,31 @@ absl::StatusOr<kiq::v1::NodeForKeyResponse> MetadataServiceImpl::AnswerNodeForKe
 grpc::ServerUnaryReactor* MetadataServiceImpl::AllNodes(grpc::CallbackServerContext* context,
                                                         const kiq::v1::AllNodesRequest* request,
                                                         kiq::v1::NodesResponse* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status s = auth_->AuthorizeClient(*context, ""); !s.ok()) return Refuse(context, s);
+  }
   return FinishWith<kiq::v1::NodesResponse>(context, AnswerAllNodes(), response);
 }
 
 grpc::ServerUnaryReactor* MetadataServiceImpl::NodesForStore(
     grpc::CallbackServerContext* context, const kiq::v1::NodesForStoreRequest* request,
     kiq::v1::NodesResponse* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status s = auth_->AuthorizeClient(*context, request->store()); !s.ok()) {
+      return Refuse(context, s);
+    }
+  }
   return FinishWith(context, AnswerNodesForStore(*request), response);
 }
 
 grpc::ServerUnaryReactor* MetadataServiceImpl::NodeForKey(grpc::CallbackServerContext* context,
                                                           const kiq::v1::NodeForKeyRequest* request,
                                                           kiq::v1::NodeForKeyResponse* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status s = auth_->AuthorizeClient(*context, request->store()); !s.ok()) {
+      return Refuse(context, s);
+    }
+  }
   return FinishWith(context, AnswerNodeForKey(*request), response);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kiq/v1/membership.grpc.pb.h"
+#include "router/auth.h"
 #include "router/port/local_stores.h"
 #include "router/routing_table.h"
 
@@ -16,8 +17,10 @@ namespace kiq::router {
 // Thread-safe; `table` and `stores` must outlive the server.
 class MetadataServiceImpl final : public kiq::v1::MetadataService::CallbackService {
  public:
-  MetadataServiceImpl(const RoutingTable& table, const LocalStores& stores)
-      : table_(table), stores_(stores) {}
+  // `auth` (optional) checks each call's token (Authorizer::AuthorizeClient).
+  MetadataServiceImpl(const RoutingTable& table, const LocalStores& stores,
+                      const Authorizer* auth = nullptr)
+      : table_(table), stores_(stores), auth_(auth) {}
 
   grpc::ServerUnaryReactor* AllNodes(grpc::CallbackServerContext* context,
                                      const kiq::v1::AllNodesRequest* request,
@@ -41,6 +44,7 @@ class MetadataServiceImpl final : public kiq::v1::MetadataService::CallbackServi
 
   const RoutingTable& table_;
   const LocalStores& stores_;
+  const Authorizer* const auth_;
 };
 
 }  // namespace kiq::router

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/security/cluster_secret.h"
 #include "kiq/v1/membership.pb.h"
 #include "kiq/v1/peer.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
@@ -26,9 +27,13 @@ inline std::string Endpoint(const kiq::v1::NodeInfo& node) {
 }
 
 // One gRPC channel per peer endpoint ("host:port"), created on first use and kept (a cluster
-// has few nodes; gRPC reconnects a channel by itself). Thread-safe; stubs are thread-safe.
+// has few nodes; gRPC reconnects a channel by itself). With a cluster secret, every call on
+// these channels carries fresh peer credentials (security::kPeerAuthHeader, added by a client
+// interceptor, so that no call site can forget them). Thread-safe; stubs are thread-safe.
 class PeerPool {
  public:
+  // Before the first Get: channels made later authenticate their calls with `secret`.
+  void Authenticate(const security::ClusterSecret& secret) ABSL_LOCKS_EXCLUDED(mu_);
   struct Peer {
     std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<kiq::v1::QueryService::Stub> query;
@@ -44,6 +49,7 @@ class PeerPool {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<grpc::ChannelCredentials> credentials_ ABSL_GUARDED_BY(mu_);
+  std::optional<security::ClusterSecret> secret_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kiq::router

@@ -122,6 +122,13 @@ grpc::ServerUnaryReactor* ServePartitions(const LocalStores& local, ThreadPool& 
 grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
     grpc::CallbackServerContext* context, const kiq::v1::ScanPartitionsRequest* request,
     kiq::v1::ScanPartitionsResponse* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status s = auth_->AuthorizePeer(*context); !s.ok()) {
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      reactor->Finish(s);
+      return reactor;
+    }
+  }
   KeyRange range;
   if (request->has_from()) range.from = request->from().value();
   if (request->has_to()) range.to = request->to().value();
@@ -146,6 +153,13 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ScanPartitions(
 grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
     grpc::CallbackServerContext* context, const kiq::v1::CountPartitionsRequest* request,
     kiq::v1::CountPartitionsResponse* response) {
+  if (auth_ != nullptr) {
+    if (grpc::Status s = auth_->AuthorizePeer(*context); !s.ok()) {
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      reactor->Finish(s);
+      return reactor;
+    }
+  }
   return ServePartitions(local_, pool_, waiter_, context, request, response,
                          [this, request](PartitionId p, kiq::v1::PartitionResult* result) {
                            absl::StatusOr<int64_t> n = local_.EntryCount(request->store(), p);
@@ -157,7 +171,11 @@ grpc::ServerUnaryReactor* PeerServiceImpl::CountPartitions(
 
 grpc::ServerWriteReactor<kiq::v1::PeerChange>* PeerServiceImpl::SubscribePartitions(
     grpc::CallbackServerContext* context, const kiq::v1::SubscribePartitionsRequest* request) {
-  (void)context;
+  if (auth_ != nullptr) {
+    if (grpc::Status s = auth_->AuthorizePeer(*context); !s.ok()) {
+      return new RefusedStream<kiq::v1::PeerChange>(s);
+    }
+  }
   if (absl::Status s = CheckRequest(*request); !s.ok()) {
     return new RefusedStream<kiq::v1::PeerChange>(ToGrpcStatus(s));
   }

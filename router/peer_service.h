@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kiq/v1/peer.grpc.pb.h"
+#include "router/auth.h"
 #include "router/port/local_stores.h"
 #include "router/port/subscription.h"
 #include "router/position_waiter.h"
@@ -17,8 +18,10 @@ namespace kiq::router {
 // waiting request holds no worker. Thread-safe.
 class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
  public:
-  PeerServiceImpl(const LocalStores& local, ThreadPool& pool, PositionWaiter* waiter = nullptr)
-      : local_(local), pool_(pool), waiter_(waiter) {}
+  // `auth` (optional) admits only peers (Authorizer::AuthorizePeer).
+  PeerServiceImpl(const LocalStores& local, ThreadPool& pool, PositionWaiter* waiter = nullptr,
+                  const Authorizer* auth = nullptr)
+      : local_(local), pool_(pool), waiter_(waiter), auth_(auth) {}
 
   grpc::ServerUnaryReactor* ScanPartitions(grpc::CallbackServerContext* context,
                                            const kiq::v1::ScanPartitionsRequest* request,
@@ -35,6 +38,7 @@ class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
   const LocalStores& local_;
   ThreadPool& pool_;
   PositionWaiter* const waiter_;
+  const Authorizer* const auth_;
 };
 
 // The entries of `position` for one partition: what a node

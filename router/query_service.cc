@@ -66,6 +66,11 @@ void QueryServiceImpl::Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<
   reactor->Finish(grpc::Status::OK);
 }
 
+grpc::Status QueryServiceImpl::Authorize(const grpc::CallbackServerContext& context,
+                                         absl::string_view store) const {
+  return auth_ == nullptr ? grpc::Status::OK : auth_->AuthorizeClient(context, store);
+}
+
 absl::Time RequestDeadline(const grpc::ServerContextBase& context) {
   const absl::Time cap = absl::Now() + kMaxRequestTime;
   const auto deadline = context.deadline();
@@ -78,6 +83,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
                                                 kiq::v1::GetResponse* response) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
+    reactor->Finish(s);
+    return reactor;
+  }
   if (absl::Status s = CheckRequest(*request); !s.ok()) {
     Finish<kiq::v1::GetResponse>(reactor, s, response, "Get", request->store(), "local", started);
     return reactor;
@@ -121,6 +130,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
                                                  const grpc::CallbackServerContext*) const) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
+    reactor->Finish(s);
+    return reactor;
+  }
   if (absl::Status s = CheckRequest(*request); !s.ok()) {
     Finish<Response>(reactor, s, response, method, request->store(), "scatter", started);
     return reactor;
@@ -182,6 +195,10 @@ grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerCont
                                                         kiq::v1::WindowFetchResponse* response) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
+    reactor->Finish(s);
+    return reactor;
+  }
   const Hop hop = HopOf(*context);
   const absl::string_view route = hop != Hop::kClient ? "local" : "forwarded";
   if (absl::Status s = CheckRequest(*request); !s.ok()) {
@@ -214,7 +231,9 @@ grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerCont
 
 grpc::ServerWriteReactor<kiq::v1::SubscribeResponse>* QueryServiceImpl::Subscribe(
     grpc::CallbackServerContext* context, const kiq::v1::SubscribeRequest* request) {
-  (void)context;
+  if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
+    return new RefusedStream<kiq::v1::SubscribeResponse>(s);
+  }
   const absl::Time started = absl::Now();
   StoreInfo info;
   absl::Status checked = CheckRequest(*request);

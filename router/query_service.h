@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/auth.h"
 #include "router/position_waiter.h"
 #include "router/query_metrics.h"
 #include "router/query_router.h"
@@ -21,16 +22,18 @@ namespace kiq::router {
 class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
  public:
   // `metrics` is optional; without `cluster` (table and peers) remote positions are waited for
-  // by the scan itself, on its worker.
+  // by the scan itself, on its worker. `auth` (optional) checks each call's token or peer
+  // credentials first (Authorizer::AuthorizeClient).
   QueryServiceImpl(const QueryRouter& router, ThreadPool& pool, ThreadPool& wait_pool,
                    PositionWaiter& waiter, QueryMetrics* metrics = nullptr,
-                   ClusterView cluster = {})
+                   ClusterView cluster = {}, const Authorizer* auth = nullptr)
       : router_(router),
         pool_(pool),
         wait_pool_(wait_pool),
         waiter_(waiter),
         metrics_(metrics),
-        cluster_(std::move(cluster)) {}
+        cluster_(std::move(cluster)),
+        auth_(auth) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const kiq::v1::GetRequest* request,
@@ -54,6 +57,8 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
       grpc::CallbackServerContext* context, const kiq::v1::SubscribeRequest* request) override;
 
  private:
+  // The Authorizer's verdict on a call about `store` (OK without one).
+  grpc::Status Authorize(const grpc::CallbackServerContext& context, absl::string_view store) const;
   // Sends the answer and records the query's metrics.
   template <typename Response>
   void Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
@@ -73,6 +78,7 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   PositionWaiter& waiter_;
   QueryMetrics* const metrics_;
   const ClusterView cluster_;
+  const Authorizer* const auth_;
 };
 
 // The caller's deadline, capped so that a request without one cannot wait forever.

@@ -140,10 +140,12 @@ void RoutingTable::Apply(const kiq::v1::MemberRecord& record) {
   Install(std::move(next));
 }
 
-void RoutingTable::Remove(absl::string_view node_id) {
+void RoutingTable::Remove(absl::string_view node_id, int64_t written_at_ms) {
   absl::MutexLock write_lock(&write_mu_);
   std::shared_ptr<const Snapshot> current = Current();
-  if (current->nodes.find(node_id) == current->nodes.end()) return;
+  auto it = current->nodes.find(node_id);
+  if (it == current->nodes.end()) return;
+  if (it->second->record.written_at_ms() > written_at_ms) return;
   auto next = std::make_shared<Snapshot>();
   next->nodes = current->nodes;
   next->nodes.erase(next->nodes.find(node_id));

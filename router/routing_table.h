@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -52,7 +53,11 @@ class RoutingTable {
   // A record with an empty node_id is ignored.
   void Apply(const kiq::v1::MemberRecord& record) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
   // A tombstone: forgets the node.
-  void Remove(absl::string_view node_id) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+  // A tombstone written at `written_at_ms` (known when tombstones are signed) does not remove a
+  // record written after it: a replayed old tombstone cannot drop a live node.
+  void Remove(absl::string_view node_id,
+              int64_t written_at_ms = std::numeric_limits<int64_t>::max())
+      ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
 
   // The live owner of `partition`, nullopt if no live record claims it.
   std::optional<PartitionOwner> OwnerOf(int32_t partition) const ABSL_LOCKS_EXCLUDED(mu_);

@@ -1,6 +1,7 @@
 #include "router/serving_flags.h"
 
 #include <chrono>
+#include <cstdlib>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -22,7 +23,43 @@ ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(2),
           "An idle keep-alive connection of the HTTP and admin ports is closed after this "
           "(whole seconds, 1s-1h).");
 
+ABSL_FLAG(std::string, auth_token_file, "",
+          "YAML file of bearer tokens and the stores each may read (README \"Security\"); "
+          "re-read when it changes. Unset: queries need no token. Needs a cluster secret.");
+ABSL_FLAG(std::string, cluster_secret_file, "",
+          "File holding the secret all nodes and routers of the application share (at least 16 "
+          "bytes): members records are signed with it and PeerService answers only callers "
+          "that prove they hold it. Wins over $KIQ_CLUSTER_SECRET. Unset: both open.");
+
 namespace kiq::router {
+
+absl::StatusOr<Security> SecurityFromFlags() {
+  Security security;
+  security.token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (const std::string file = absl::GetFlag(FLAGS_cluster_secret_file); !file.empty()) {
+    absl::StatusOr<std::string> text = ReadWholeFile(file);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--cluster-secret-file: ", text.status().message()));
+    }
+    absl::StatusOr<security::ClusterSecret> secret =
+        security::ClusterSecret::FromText(*text, absl::StrCat("--cluster-secret-file: ", file));
+    if (!secret.ok()) return secret.status();
+    security.cluster_secret = *std::move(secret);
+  } else if (const char* env = std::getenv("KIQ_CLUSTER_SECRET"); env != nullptr && *env != 0) {
+    absl::StatusOr<security::ClusterSecret> secret =
+        security::ClusterSecret::FromText(env, "$KIQ_CLUSTER_SECRET");
+    if (!secret.ok()) return secret.status();
+    security.cluster_secret = *std::move(secret);
+  }
+  // Checked here too, so that a bad file stops the process before it does any work; the
+  // Frontend reads it again (and from then on whenever it changes).
+  if (!security.token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<Authorizer>> check = Authorizer::Create(security, nullptr);
+    if (!check.ok()) return check.status();
+  }
+  return security;
+}
 
 absl::StatusOr<HttpServing> ServingFromFlags(security::TlsRole role) {
   HttpServing serving;

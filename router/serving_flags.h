@@ -14,4 +14,9 @@ namespace kiq::router {
 // for `role`.
 absl::StatusOr<HttpServing> ServingFromFlags(security::TlsRole role);
 
+// --auth-token-file and --cluster-secret-file (else $KIQ_CLUSTER_SECRET), shared the same way:
+// the secret is read here (INVALID_ARGUMENT naming its source if unreadable or too short), and
+// the token file checked (INVALID_ARGUMENT naming the field path and the reason).
+absl::StatusOr<Security> SecurityFromFlags();
+
 }  // namespace kiq::router

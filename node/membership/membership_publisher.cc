@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/logging.h"
+#include "common/security/crypto.h"
 
 namespace kiq::node {
 namespace {
@@ -71,7 +72,8 @@ class MembershipPublisher::DeliveryReport final : public RdKafka::DeliveryReport
 };
 
 absl::StatusOr<std::unique_ptr<MembershipPublisher>> MembershipPublisher::Create(
-    const KafkaClientConfig& kafka, const std::string& topic, const std::string& node_id) {
+    const KafkaClientConfig& kafka, const std::string& topic, const std::string& node_id,
+    std::optional<security::ClusterSecret> secret) {
   if (topic.empty()) return absl::InvalidArgumentError("membership publisher: topic is required");
   if (node_id.empty()) {
     return absl::InvalidArgumentError("membership publisher: node id is required");
@@ -101,16 +103,48 @@ absl::StatusOr<std::unique_ptr<MembershipPublisher>> MembershipPublisher::Create
     return absl::InternalError(absl::StrCat("create membership publisher for ", topic, ": ", err));
   }
   return std::unique_ptr<MembershipPublisher>(
-      new MembershipPublisher(std::move(report), std::move(producer), topic, node_id));
+      new MembershipPublisher(std::move(report), std::move(producer), topic, node_id,
+                              std::move(secret)));
 }
 
 MembershipPublisher::MembershipPublisher(std::unique_ptr<DeliveryReport> report,
                                          std::unique_ptr<RdKafka::Producer> producer,
-                                         std::string topic, std::string node_id)
+                                         std::string topic, std::string node_id,
+                                         std::optional<security::ClusterSecret> secret)
     : report_(std::move(report)),
       producer_(std::move(producer)),
       topic_(std::move(topic)),
-      node_id_(std::move(node_id)) {}
+      node_id_(std::move(node_id)),
+      secret_(std::move(secret)) {}
+
+std::unique_ptr<RdKafka::Headers> MembershipPublisher::SignedHeaders(
+    const std::optional<absl::string_view>& value) const {
+  if (!secret_.has_value()) return nullptr;
+  const int64_t written_at_ms = absl::ToUnixMillis(absl::Now());
+  const std::string at = absl::StrCat(written_at_ms);
+  const std::string mac = security::ToHex(secret_->MemberMac(node_id_, written_at_ms, value));
+  std::unique_ptr<RdKafka::Headers> headers(RdKafka::Headers::create());
+  headers->add(security::kMemberWrittenAtHeader, at.data(), at.size());
+  headers->add(security::kMemberMacHeader, mac.data(), mac.size());
+  return headers;
+}
+
+RdKafka::ErrorCode MembershipPublisher::Produce(const void* value, size_t len, void* opaque) {
+  std::optional<absl::string_view> signed_value;
+  if (value != nullptr) signed_value = absl::string_view(static_cast<const char*>(value), len);
+  std::unique_ptr<RdKafka::Headers> headers = SignedHeaders(signed_value);
+  void* payload = const_cast<void*>(value);  // RK_MSG_COPY: librdkafka only reads it
+  if (headers == nullptr) {
+    return producer_->produce(topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                              payload, len, node_id_.data(), node_id_.size(), 0, opaque);
+  }
+  const RdKafka::ErrorCode err = producer_->produce(
+      topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, payload, len,
+      node_id_.data(), node_id_.size(), 0, headers.get(), opaque);
+  // librdkafka owns (and frees) the headers once the record is queued.
+  if (err == RdKafka::ERR_NO_ERROR) (void)headers.release();
+  return err;
+}
 
 MembershipPublisher::~MembershipPublisher() {
   if (producer_->flush(kFlushOnCloseMs) != RdKafka::ERR_NO_ERROR) {
@@ -133,9 +167,7 @@ void MembershipPublisher::Publish(const kiq::v1::MemberRecord& record) {
                      node_id_, record.node_id());
     std::abort();
   }
-  const RdKafka::ErrorCode err =
-      producer_->produce(topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                         value.data(), value.size(), node_id_.data(), node_id_.size(), 0, nullptr);
+  const RdKafka::ErrorCode err = Produce(value.data(), value.size(), nullptr);
   if (err != RdKafka::ERR_NO_ERROR) {
     int64_t suppressed = 0;
     if (produce_errors_.Allow(&suppressed)) {
@@ -149,9 +181,8 @@ absl::Status MembershipPublisher::PublishTombstone(absl::Duration timeout) {
   const std::string doing = absl::StrCat("publish tombstone node=", node_id_, " topic=", topic_);
   const absl::Time deadline = absl::Now() + timeout;
   const uint64_t ticket = report_->Track();
-  const RdKafka::ErrorCode err = producer_->produce(
-      topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, nullptr, 0,
-      node_id_.data(), node_id_.size(), 0, reinterpret_cast<void*>(static_cast<uintptr_t>(ticket)));
+  const RdKafka::ErrorCode err =
+      Produce(nullptr, 0, reinterpret_cast<void*>(static_cast<uintptr_t>(ticket)));
   if (err != RdKafka::ERR_NO_ERROR) {
     report_->Forget(ticket);
     return KafkaToStatus(static_cast<rd_kafka_resp_err_t>(err), doing);

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "common/kafka/client_config.h"
 #include "common/log_limiter.h"
+#include "common/security/cluster_secret.h"
 #include "kiq/v1/membership.pb.h"
 
 namespace kiq::node {
@@ -24,12 +25,16 @@ namespace kiq::node {
 // failed delivery is logged (rate-limited) and not retried beyond librdkafka's own retries,
 // since the next periodic record replaces it anyway.
 //
+// With a cluster secret, every record and the tombstone carry an HMAC (security::
+// kMemberMacHeader, over key, written-at time and value) that tailers check, so that only
+// holders of the secret decide where queries go.
+//
 // Thread-safe (librdkafka producer). The destructor waits up to 2 s for outstanding records.
 class MembershipPublisher {
  public:
-  static absl::StatusOr<std::unique_ptr<MembershipPublisher>> Create(const KafkaClientConfig& kafka,
-                                                                     const std::string& topic,
-                                                                     const std::string& node_id);
+  static absl::StatusOr<std::unique_ptr<MembershipPublisher>> Create(
+      const KafkaClientConfig& kafka, const std::string& topic, const std::string& node_id,
+      std::optional<security::ClusterSecret> secret = std::nullopt);
   ~MembershipPublisher();
   MembershipPublisher(const MembershipPublisher&) = delete;
   MembershipPublisher& operator=(const MembershipPublisher&) = delete;
@@ -51,13 +56,18 @@ class MembershipPublisher {
   class DeliveryReport;
   MembershipPublisher(std::unique_ptr<DeliveryReport> report,
                       std::unique_ptr<RdKafka::Producer> producer, std::string topic,
-                      std::string node_id);
+                      std::string node_id, std::optional<security::ClusterSecret> secret);
+  // The MAC headers of a record (`value` null: the tombstone); null without a secret.
+  // Ownership passes to librdkafka when produce() succeeds.
+  std::unique_ptr<RdKafka::Headers> SignedHeaders(const std::optional<absl::string_view>& value) const;
+  RdKafka::ErrorCode Produce(const void* value, size_t len, void* opaque);
 
   // Constant after construction.
   std::unique_ptr<DeliveryReport> report_;  // must outlive producer_
   std::unique_ptr<RdKafka::Producer> producer_;
   const std::string topic_;
   const std::string node_id_;
+  const std::optional<security::ClusterSecret> secret_;
 
   LogLimiter produce_errors_{10};
 };

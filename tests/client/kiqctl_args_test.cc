@@ -66,6 +66,14 @@ TEST(ParseKiqctlArgsTest, IncompleteTlsFlagsAreUsageErrors) {
               HasSubstr("--tls takes no value"));
 }
 
+TEST(ParseKiqctlArgsTest, TokenFileIsTakenAndMustNotBeEmpty) {
+  absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"count", "orders", "--token-file", "/t"}, "");
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->token_file, "/t");
+  EXPECT_THAT(ParseKiqctlArgs({"count", "orders", "--token-file="}, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--token-file must not be empty"));
+}
+
 TEST(ParseKiqctlArgsTest, StaleReadsWithAnOptionalBound) {
   absl::StatusOr<KiqctlArgs> args = ParseKiqctlArgs({"get", "orders", "a", "--stale"}, "");
   ASSERT_OK(args);

@@ -3,19 +3,17 @@
 #include <chrono>
 
 namespace kiq::testing {
-namespace {
-
-void SetDeadline(grpc::ClientContext* context, int seconds) {
+void NodeClient::Prepare(grpc::ClientContext* context, int seconds) const {
   context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
 }
 
-}  // namespace
-
-NodeClient::NodeClient(const std::string& target)
-    : NodeClient(target, grpc::InsecureChannelCredentials()) {}
+NodeClient::NodeClient(const std::string& target, std::string token)
+    : NodeClient(target, grpc::InsecureChannelCredentials(), std::move(token)) {}
 
 NodeClient::NodeClient(const std::string& target,
-                       std::shared_ptr<grpc::ChannelCredentials> credentials) {
+                       std::shared_ptr<grpc::ChannelCredentials> credentials, std::string token)
+    : token_(std::move(token)) {
   auto channel = grpc::CreateChannel(target, std::move(credentials));
   query_ = kiq::v1::QueryService::NewStub(channel);
   metadata_ = kiq::v1::MetadataService::NewStub(channel);
@@ -24,7 +22,7 @@ NodeClient::NodeClient(const std::string& target,
 grpc::Status NodeClient::Get(const std::string& store, const std::string& key,
                              kiq::v1::GetResponse* response, int timeout_seconds, bool forwarded) {
   grpc::ClientContext context;
-  SetDeadline(&context, timeout_seconds);
+  Prepare(&context, timeout_seconds);
   if (forwarded) context.AddMetadata("kiq-forwarded", "1");
   kiq::v1::GetRequest request;
   request.set_store(store);
@@ -36,7 +34,7 @@ grpc::Status NodeClient::GetStale(const std::string& store, const std::string& k
                                   kiq::v1::GetResponse* response, int timeout_seconds,
                                   int64_t max_lag_records) {
   grpc::ClientContext context;
-  SetDeadline(&context, timeout_seconds);
+  Prepare(&context, timeout_seconds);
   kiq::v1::GetRequest request;
   request.set_store(store);
   request.set_key(key);
@@ -48,7 +46,7 @@ grpc::Status NodeClient::GetStale(const std::string& store, const std::string& k
 grpc::Status NodeClient::AllStale(const std::string& store, kiq::v1::ScanResponse* response,
                                   int timeout_seconds) {
   grpc::ClientContext context;
-  SetDeadline(&context, timeout_seconds);
+  Prepare(&context, timeout_seconds);
   kiq::v1::AllRequest request;
   request.set_store(store);
   request.set_page_size(5000);
@@ -60,7 +58,7 @@ grpc::Status NodeClient::GetAtLeast(const std::string& store, const std::string&
                                     const Positions& min_position, kiq::v1::GetResponse* response,
                                     int timeout_seconds) {
   grpc::ClientContext context;
-  SetDeadline(&context, timeout_seconds);
+  Prepare(&context, timeout_seconds);
   kiq::v1::GetRequest request;
   request.set_store(store);
   request.set_key(key);
@@ -76,7 +74,7 @@ grpc::Status NodeClient::GetAtLeast(const std::string& store, const std::string&
 grpc::Status NodeClient::Count(const std::string& store, kiq::v1::CountResponse* response,
                                int timeout_seconds) {
   grpc::ClientContext context;
-  SetDeadline(&context, timeout_seconds);
+  Prepare(&context, timeout_seconds);
   kiq::v1::CountRequest request;
   request.set_store(store);
   return query_->Count(&context, request, response);
@@ -90,7 +88,7 @@ Entries NodeClient::Scan(const std::string& store, int page_size, const std::str
   grpc::Status status;
   do {
     grpc::ClientContext context;
-    SetDeadline(&context, 10);
+    Prepare(&context, 10);
     kiq::v1::ScanResponse response;
     if (from.empty() && to.empty()) {
       kiq::v1::AllRequest request;
@@ -124,7 +122,7 @@ Entries NodeClient::Scan(const std::string& store, int page_size, const std::str
 grpc::Status NodeClient::NodeForKey(const std::string& store, const std::string& key,
                                     kiq::v1::NodeForKeyResponse* response) {
   grpc::ClientContext context;
-  SetDeadline(&context, 5);
+  Prepare(&context, 5);
   kiq::v1::NodeForKeyRequest request;
   request.set_store(store);
   request.set_key(key);
@@ -133,7 +131,7 @@ grpc::Status NodeClient::NodeForKey(const std::string& store, const std::string&
 
 grpc::Status NodeClient::AllNodes(kiq::v1::NodesResponse* response) {
   grpc::ClientContext context;
-  SetDeadline(&context, 5);
+  Prepare(&context, 5);
   return metadata_->AllNodes(&context, kiq::v1::AllNodesRequest(), response);
 }
 

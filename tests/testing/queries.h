@@ -22,9 +22,11 @@ using Positions = std::map<std::pair<std::string, int32_t>, int64_t>;
 // Blocking calls to one node, each with its own deadline.
 class NodeClient {
  public:
-  explicit NodeClient(const std::string& target);
+  // `token`: a bearer token sent with every call (empty: none).
+  explicit NodeClient(const std::string& target, std::string token = "");
   // Over `credentials` (e.g. TLS).
-  NodeClient(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials);
+  NodeClient(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials,
+             std::string token = "");
 
   grpc::Status Get(const std::string& store, const std::string& key, kiq::v1::GetResponse* response,
                    int timeout_seconds = 5, bool forwarded = false);
@@ -59,6 +61,9 @@ class NodeClient {
       const std::set<std::string>& ids, int partitions, kiq::v1::NodesResponse* nodes = nullptr);
 
  private:
+  void Prepare(grpc::ClientContext* context, int seconds) const;
+
+  const std::string token_;
   std::unique_ptr<kiq::v1::QueryService::Stub> query_;
   std::unique_ptr<kiq::v1::MetadataService::Stub> metadata_;
 };
