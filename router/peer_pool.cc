@@ -56,14 +56,15 @@ PeerPool::Peer& PeerPool::Get(const std::string& endpoint) {
     // Fail fast on a dead peer so the router can re-route within the caller's deadline.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    std::shared_ptr<grpc::ChannelCredentials> credentials =
+        credentials_ ? credentials_ : grpc::InsecureChannelCredentials();
     if (secret_.has_value()) {
       std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> auth;
       auth.push_back(std::make_unique<PeerAuthFactory>(*secret_));
       peer->channel = grpc::experimental::CreateCustomChannelWithInterceptors(
-          endpoint, credentials_ ? credentials_ : grpc::InsecureChannelCredentials(), args, std::move(auth));
+          endpoint, credentials, args, std::move(auth));
     } else {
-      peer->channel =
-          grpc::CreateCustomChannel(endpoint, credentials_ ? credentials_ : grpc::InsecureChannelCredentials(), args);
+      peer->channel = grpc::CreateCustomChannel(endpoint, credentials, args);
     }
     peer->query = kiq::v1::QueryService::NewStub(peer->channel);
     peer->peer = kiq::v1::PeerService::NewStub(peer->channel);
