@@ -114,7 +114,9 @@ TEST_F(SecurityTest, TokensPeersAndSignedMembershipProtectTheCluster) {
   std::map<std::string, std::unique_ptr<NodeClient>> ops;
   for (auto& [id, node] : nodes_) ops[id] = std::make_unique<NodeClient>(node->target(), kOpsToken);
   ops["router"] = std::make_unique<NodeClient>(router_->target(), kOpsToken);
-  for (auto& [id, client] : ops) {
+  for (auto& [id, ops_client] : ops) {
+    // A named copy: clang's C++17 mode refuses lambdas that capture structured bindings.
+    NodeClient* client = ops_client.get();
     ASSERT_TRUE(WaitFor([&] { return client->CaughtUp("order_count", Topic("orders"), produced_); },
                         absl::Seconds(90)))
         << "not caught up via " << id << "\n"
@@ -242,7 +244,8 @@ TEST_F(SecurityTest, TokensPeersAndSignedMembershipProtectTheCluster) {
   std::map<std::string, int> admin_ports;
   for (auto& [id, node] : nodes_) admin_ports[id] = node->admin_port();
   admin_ports["router"] = router_->admin_port();
-  for (const auto& [id, port] : admin_ports) {
+  for (const auto& [id, admin_port] : admin_ports) {
+    const int port = admin_port;
     std::string exposition;
     EXPECT_TRUE(WaitFor(
         [&] {
@@ -285,7 +288,8 @@ TEST_F(SecurityTest, TokensPeersAndSignedMembershipProtectTheCluster) {
   const std::string next = WriteFile("tokens.yaml.next", TokenFile(false));
   ASSERT_EQ(std::rename(next.c_str(), tokens_path_.c_str()), 0);
   const absl::Time rewritten = absl::Now();
-  for (auto& [id, client] : orders) {
+  for (auto& [id, orders_client] : orders) {
+    NodeClient* client = orders_client.get();
     grpc::Status last;
     EXPECT_TRUE(WaitFor(
         [&] {
