@@ -129,14 +129,19 @@ def main(results):
          "<= 300 MB" if int(mem["keys"]) >= 1000000 else "(quick: fewer keys)",
          (lambda k, x: k <= 300) if int(mem["keys"]) >= 1000000 else None)
 
-    with open(os.path.join(results, "summary.csv"), "w", newline="") as f:
+    write_summary(out, results, ("what", "kiq", "baseline", "ratio", "target", "met"),
+                  ("what", "kiq", "baseline", "ratio", "target", ""))
+
+
+def write_summary(out, directory, csv_header, header):
+    """Writes `out` (rows of 6 strings) to directory/summary.csv under `csv_header` and prints it
+    as a table under `header`. Also used by bench/peer/table.py."""
+    with open(os.path.join(directory, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["what", "kiq", "baseline", "ratio", "target", "met"])
+        w.writerow(csv_header)
         w.writerows(out)
     # Notes (rows with no figure) do not widen the first column.
-    widths = [max(len(r[i]) for r in out + [("what", "kiq", "baseline", "ratio", "target", "")] if r[1] or i)
-              for i in range(6)]
-    header = ("what", "kiq", "baseline", "ratio", "target", "")
+    widths = [max(len(r[i]) for r in out + [header] if r[1] or i) for i in range(6)]
     for r in [header] + out:
         print("  ".join([r[0].ljust(widths[0])] + [c.rjust(widths[i]) for i, c in enumerate(r[1:5], 1)] + [r[5]]))
 

@@ -3,14 +3,11 @@
 writes summary.csv there. Each line is a kiq figure, the Kafka Streams peer's figure with 1 or 2
 stream threads (ks1, ks2) measured in the same run on the same topic, the ratio kiq/KS, and issue
 17's target for it (met / MISSED). A target against "KS's best variant" must hold against both."""
-import csv
 import os
 import sys
 
-
-def rows(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from table import rows, write_summary  # noqa: E402  (bench/table.py)
 
 
 def main(d):
@@ -77,14 +74,8 @@ def main(d):
         line(f"restart on own state -> first right answer, s, kiq vs {name}",
              float(rst["kiq"]["restart_to_answer_s"]), float(rst[sys_]["restart_to_answer_s"]), fmt="{:.2f}")
 
-    with open(os.path.join(d, "summary.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["what", "kiq", "ks", "ratio", "target", "met"])
-        w.writerows(out)
-    header = ("what", "kiq", "KS", "kiq/KS", "target", "")
-    widths = [max(len(r[i]) for r in out + [header] if r[1] or i) for i in range(6)]
-    for r in [header] + out:
-        print("  ".join([r[0].ljust(widths[0])] + [c.rjust(widths[i]) for i, c in enumerate(r[1:5], 1)] + [r[5]]))
+    write_summary(out, d, ("what", "kiq", "ks", "ratio", "target", "met"),
+                  ("what", "kiq", "KS", "kiq/KS", "target", ""))
 
 
 if __name__ == "__main__":
