@@ -66,7 +66,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using kiq::bench::Histogram;
 
-// Plaintext, or TLS with --tls-ca-file (exits 1 if the file cannot be used).
+// Plaintext, or TLS with --tls_ca_file (exits 1 if the file cannot be used).
 std::shared_ptr<grpc::ChannelCredentials> Credentials() {
   kiq::security::ClientTls tls;
   tls.ca_file = absl::GetFlag(FLAGS_tls_ca_file);

@@ -256,7 +256,7 @@ stop_pid "${NODES[1]}"
 # ---- 8. TLS: what it costs on local Get QPS ----
 # One node of the query topology (all 6 partitions, restored from the changelog) measured in
 # plaintext, then restarted on the same data dir with TLS on its gRPC port (certificates made
-# here with openssl), measured again by the same kiq-bench-load with --tls-ca-file: closed loop,
+# here with openssl), measured again by the same kiq-bench-load with --tls_ca_file: closed loop,
 # 16 and 64 in flight, every key local. Writes tls.csv (the get.csv columns).
 bench_tls() {
   log "TLS vs plaintext: local Get QPS on one node, 16 and 64 in flight"
@@ -275,7 +275,7 @@ bench_tls() {
   for mode in plaintext tls; do
     local flags=() ctl=() load=()
     if [ $mode = tls ]; then
-      flags=("${tls_flags[@]}"); ctl=(--tls-ca-file "$pki/ca.crt"); load=(--tls-ca-file="$pki/ca.crt")
+      flags=("${tls_flags[@]}"); ctl=(--tls-ca-file "$pki/ca.crt"); load=(--tls_ca_file="$pki/ca.crt")
     fi
     rm -f "$WORK/bt.port"
     start_node bt "$WORK/bq.yaml" --kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500 "${flags[@]}"
