@@ -5,11 +5,19 @@
 //   rocksdb-write  a bare RocksDB WriteBatch loop writing --records keys (of --keys distinct)
 //   rocksdb-iter   a bare RocksDB iterator over --keys entries, entries/s
 //   consume        a bare librdkafka consumer reading a whole topic from the beginning
-//   produce        writes --records 100-byte JSON values (murmur2 partitioner) and flushes
+//   produce        writes --records 100-byte JSON values (murmur2 partitioner) and flushes;
+//                  with --format=avro the same records as Avro in Confluent's wire format
+//                  (magic byte 0, 4-byte big-endian schema id, Avro binary body, encoded by
+//                  libavro), the schema registered at --registry under <topic>-value
 //   ingest         rounds of: SIGSTOP the node, produce a round that fits the dev Kafka's
 //                  retention, SIGCONT it and time until its /metrics show the round
 //                  materialized; then time a bare consumer reading the same round
+//                  (--format as for produce)
+//   encode         no Kafka: registers the Avro schema at --registry and prints, for record
+//                  0 .. --records-1, the hex of its Avro wire bytes, a tab and its JSON value
+//                  (for bench/smoke_test.sh, which decodes them with a real serializer library)
 // Every command prints one CSV line for bench/run.sh.
+#include <avro.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <librdkafka/rdkafkacpp.h>
@@ -28,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -48,6 +57,9 @@ ABSL_FLAG(std::string, metrics, "", "ingest: the node's HTTP host:port");
 ABSL_FLAG(std::string, store, "", "ingest: the store to watch");
 ABSL_FLAG(int64_t, key_offset, 0, "produce: first key number");
 ABSL_FLAG(std::string, label, "", "CSV label");
+ABSL_FLAG(std::string, format, "json", "produce/ingest: json, or avro (Confluent wire format)");
+ABSL_FLAG(std::string, registry, "",
+          "produce/ingest/encode with --format=avro: the Schema Registry URL (http://host:port)");
 
 namespace {
 
@@ -63,14 +75,131 @@ double Since(Clock::time_point t) {
 
 std::string Key(int64_t i) { return absl::StrCat("user-", i % absl::GetFlag(FLAGS_keys)); }
 
+// The fields of record i: {user, amount, pad}; as JSON, 100 bytes with the pad.
+struct Fields {
+  std::string user;
+  int64_t amount = 0;
+  std::string pad;
+};
+Fields RecordFields(int64_t i) {
+  Fields f{Key(i), i % 100, ""};
+  const size_t json_size =
+      absl::StrCat("{\"user\":\"", f.user, "\",\"amount\":", f.amount, ",\"pad\":\"\"}").size();
+  if (json_size < 100) f.pad.assign(100 - json_size, 'x');
+  return f;
+}
+
 // A 100-byte JSON value with a numeric field for sum stores.
 std::string Value(int64_t i) {
-  std::string v = absl::StrCat("{\"user\":\"", Key(i), "\",\"amount\":", i % 100, ",\"pad\":\"");
-  const size_t closing = 2;
-  if (v.size() + closing < 100) v.append(100 - closing - v.size(), 'x');
-  v += "\"}";
-  return v;
+  const Fields f = RecordFields(i);
+  return absl::StrCat("{\"user\":\"", f.user, "\",\"amount\":", f.amount, ",\"pad\":\"", f.pad,
+                      "\"}");
 }
+
+// The Avro record schema equivalent to the JSON values.
+constexpr char kAvroSchema[] =
+    R"({"type":"record","name":"BenchValue","namespace":"kiq.bench","fields":[)"
+    R"({"name":"user","type":"string"},{"name":"amount","type":"long"},)"
+    R"({"name":"pad","type":"string"}]})";
+
+// Registers kAvroSchema under `subject` at `url` (POST /subjects/{subject}/versions, as
+// Confluent's serializers do) and returns the id the registry gave it.
+int RegisterAvroSchema(const std::string& url, const std::string& subject) {
+  if (url.empty()) Die("--format=avro needs --registry=http://host:port");
+  httplib::Client http(url);
+  http.set_read_timeout(10, 0);
+  std::string escaped;
+  for (char c : std::string(kAvroSchema)) {
+    if (c == '"' || c == '\\') escaped += '\\';
+    escaped += c;
+  }
+  auto res = http.Post(absl::StrCat("/subjects/", subject, "/versions"),
+                       absl::StrCat("{\"schema\":\"", escaped, "\"}"),
+                       "application/vnd.schemaregistry.v1+json");
+  if (!res)
+    Die(absl::StrCat("--registry ", url, ": no answer to POST /subjects/", subject, "/versions"));
+  if (res->status != 200)
+    Die(absl::StrCat("--registry ", url, ": POST /subjects/", subject, "/versions answered ",
+                     res->status, ": ", res->body));
+  // The answer is {"id": N}.
+  const size_t at = res->body.find("\"id\"");
+  const size_t colon = at == std::string::npos ? at : res->body.find(':', at);
+  int id = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::string_view(res->body).substr(
+                            colon + 1, res->body.find_first_of(",}", colon) - colon - 1)),
+                        &id) ||
+      id <= 0)
+    Die(absl::StrCat("--registry ", url, ": no schema id in ", res->body));
+  return id;
+}
+
+// Encodes records as Avro in Confluent's wire format with libavro (avro-c).
+class AvroEncoder {
+ public:
+  explicit AvroEncoder(int schema_id) : schema_id_(schema_id) {
+    if (avro_schema_from_json_length(kAvroSchema, sizeof kAvroSchema - 1, &schema_) != 0)
+      Die(absl::StrCat("libavro: the bench schema: ", avro_strerror()));
+    iface_ = avro_generic_class_from_schema(schema_);
+    if (iface_ == nullptr || avro_generic_value_new(iface_, &value_) != 0)
+      Die(absl::StrCat("libavro: ", avro_strerror()));
+  }
+  ~AvroEncoder() {
+    avro_value_decref(&value_);
+    avro_value_iface_decref(iface_);
+    avro_schema_decref(schema_);
+  }
+  AvroEncoder(const AvroEncoder&) = delete;
+  AvroEncoder& operator=(const AvroEncoder&) = delete;
+
+  std::string Encode(int64_t i) {
+    const Fields f = RecordFields(i);
+    avro_value_t field;
+    if (avro_value_reset(&value_) != 0 ||
+        avro_value_get_by_name(&value_, "user", &field, nullptr) != 0 ||
+        avro_value_set_string(&field, f.user.c_str()) != 0 ||
+        avro_value_get_by_name(&value_, "amount", &field, nullptr) != 0 ||
+        avro_value_set_long(&field, f.amount) != 0 ||
+        avro_value_get_by_name(&value_, "pad", &field, nullptr) != 0 ||
+        avro_value_set_string(&field, f.pad.c_str()) != 0)
+      Die(absl::StrCat("libavro: setting record ", i, ": ", avro_strerror()));
+    size_t size = 0;
+    if (avro_value_sizeof(&value_, &size) != 0) Die(absl::StrCat("libavro: ", avro_strerror()));
+    std::string out(5 + size, '\0');
+    out[0] = 0;  // magic byte
+    for (int b = 0; b < 4; ++b)
+      out[1 + b] = static_cast<char>((schema_id_ >> (8 * (3 - b))) & 0xff);
+    avro_writer_t writer = avro_writer_memory(out.data() + 5, static_cast<int64_t>(size));
+    const int rc = avro_value_write(writer, &value_);
+    avro_writer_free(writer);
+    if (rc != 0) Die(absl::StrCat("libavro: writing record ", i, ": ", avro_strerror()));
+    return out;
+  }
+
+ private:
+  int schema_id_;
+  avro_schema_t schema_ = nullptr;
+  avro_value_iface_t* iface_ = nullptr;
+  avro_value_t value_;
+};
+
+// The value of record i in --format (json or avro); Avro registers its schema on first use.
+class ValueEncoder {
+ public:
+  ValueEncoder() {
+    const std::string format = absl::GetFlag(FLAGS_format);
+    if (format == "avro") {
+      avro_ = std::make_unique<AvroEncoder>(RegisterAvroSchema(
+          absl::GetFlag(FLAGS_registry), absl::StrCat(absl::GetFlag(FLAGS_topic), "-value")));
+    } else if (format != "json") {
+      Die(absl::StrCat("--format: expected json or avro, got \"", format, "\""));
+    }
+  }
+  std::string operator()(int64_t i) { return avro_ ? avro_->Encode(i) : Value(i); }
+
+ private:
+  std::unique_ptr<AvroEncoder> avro_;
+};
 
 // ---- grpc-server ----
 class BareQueryService final : public kiq::v1::QueryService::CallbackService {
@@ -187,10 +316,10 @@ std::unique_ptr<RdKafka::Producer> MakeProducer() {
   return p;
 }
 
-void Produce(RdKafka::Producer& p, int64_t from, int64_t n) {
+void Produce(RdKafka::Producer& p, ValueEncoder& encode, int64_t from, int64_t n) {
   const std::string topic = absl::GetFlag(FLAGS_topic);
   for (int64_t i = from; i < from + n; ++i) {
-    std::string k = Key(i), v = Value(i);
+    std::string k = Key(i), v = encode(i);
     for (;;) {
       RdKafka::ErrorCode e =
           p.produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, v.data(),
@@ -206,9 +335,10 @@ void Produce(RdKafka::Producer& p, int64_t from, int64_t n) {
 
 int ProduceCmd() {
   auto p = MakeProducer();
+  ValueEncoder encode;
   const auto start = Clock::now();
   const int64_t n = absl::GetFlag(FLAGS_records);
-  Produce(*p, absl::GetFlag(FLAGS_key_offset), n);
+  Produce(*p, encode, absl::GetFlag(FLAGS_key_offset), n);
   printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n),
          Since(start), n / Since(start));
   return 0;
@@ -310,6 +440,7 @@ int IngestCmd() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   auto producer = MakeProducer();
+  ValueEncoder encode;
   auto consumer = MakeConsumer();
   const int64_t total = absl::GetFlag(FLAGS_records), round = absl::GetFlag(FLAGS_round);
   double node_secs = 0, bare_secs = 0;
@@ -318,7 +449,7 @@ int IngestCmd() {
     const int64_t n = std::min(round, total - done);
     auto before = Watermarks(*producer);
     if (kill(pid, SIGSTOP) != 0) Die("SIGSTOP failed");
-    Produce(*producer, done, n);
+    Produce(*producer, encode, done, n);
     auto after = Watermarks(*producer);
     const auto start = Clock::now();
     kill(pid, SIGCONT);
@@ -347,13 +478,25 @@ int IngestCmd() {
   return 0;
 }
 
+int EncodeCmd() {
+  if (absl::GetFlag(FLAGS_format) != "avro") Die("encode: only --format=avro");
+  ValueEncoder encode;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int64_t i = 0; i < absl::GetFlag(FLAGS_records); ++i) {
+    std::string hex;
+    for (unsigned char c : encode(i)) hex += {kHex[c >> 4], kHex[c & 15]};
+    printf("%s\t%s\n", hex.c_str(), Value(i).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() != 2)
-    Die("usage: kiq-bench-baselines grpc-server|rocksdb-write|rocksdb-iter|consume|produce|ingest "
-        "[--flags]");
+    Die("usage: kiq-bench-baselines grpc-server|rocksdb-write|rocksdb-iter|consume|produce|ingest|"
+        "encode [--flags]");
   const std::string cmd = rest[1];
   if (cmd == "grpc-server") return GrpcServer();
   if (cmd == "rocksdb-write") return RocksdbWrite();
@@ -361,5 +504,6 @@ int main(int argc, char** argv) {
   if (cmd == "consume") return ConsumeCmd();
   if (cmd == "produce") return ProduceCmd();
   if (cmd == "ingest") return IngestCmd();
+  if (cmd == "encode") return EncodeCmd();
   Die("unknown command " + cmd);
 }

@@ -84,11 +84,16 @@ fi
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
 "$BIN/common/kafka/kiq-dev-kafka" --brokers=3 \
-  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_table:6,views:6,sb0:6,sb1:6,sb0-views-changelog:6,sb1-views-changelog:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
+  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_sum_avro:6,bi-sum_avro-amt-changelog:6,ing_table:6,views:6,sb0:6,sb1:6,sb0-views-changelog:6,sb1-views-changelog:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
   --bootstrap-file="$WORK/bootstrap" >"$WORK/dev-kafka.log" 2>&1 &
 PIDS+=($!)
 wait_for "the dev Kafka" 30 test -s "$WORK/bootstrap"
 BOOTSTRAP=$(cat "$WORK/bootstrap")
+# ---- the test Schema Registry (tests/js/registry.js), for the Avro ingestion ----
+node "$ROOT/tests/js/registry.js" --port-file="$WORK/registry.port" >"$WORK/registry.log" 2>&1 &
+PIDS+=($!)
+wait_for "the test Schema Registry" 30 test -s "$WORK/registry.port"
+REGISTRY="http://127.0.0.1:$(cat "$WORK/registry.port")"
 
 cat >"$WORK/bi-count.yaml" <<EOF
 application_id: bi-count
@@ -106,6 +111,14 @@ cat >"$WORK/bi-sum.yaml" <<EOF
 application_id: bi-sum
 sources: [{topic: ing_sum, value_format: json}]
 stores: [{name: amt, source: ing_sum, sum: {field: amount, type: int64}}]
+EOF
+# The same sum store over the same records written as Avro (Confluent's wire format; the writer
+# schema fetched by id from the registry): what decoding Avro costs against JSON.
+cat >"$WORK/bi-sum_avro.yaml" <<EOF
+application_id: bi-sum_avro
+schema_registry: {url: "$REGISTRY"}
+sources: [{topic: ing_sum_avro, value_format: avro}]
+stores: [{name: amt, source: ing_sum_avro, sum: {field: amount, type: int64}}]
 EOF
 cat >"$WORK/bi-table.yaml" <<EOF
 application_id: bi-table
@@ -146,17 +159,28 @@ log "ingestion baseline: bare RocksDB WriteBatch loop, $INGEST records over 10k 
 "$BASE" rocksdb-write --dir="$WORK/rocksdb-write" --records=$INGEST --keys=10000 --label=rocksdb_write \
   >"$RESULTS/rocksdb_write.csv"
 echo "label,records,node_seconds,node_rps,bare_consume_seconds,bare_consume_rps" >"$RESULTS/ingest.csv"
-for kind in count:cnt:10000 count_noreplay:cnt:10000 sum:amt:10000 table:tbl:$TABLE_KEYS; do
+for kind in count:cnt:10000 count_noreplay:cnt:10000 sum:amt:10000 sum_avro:amt:10000 table:tbl:$TABLE_KEYS; do
   IFS=: read -r k store keys <<<"$kind"
   log "ingestion: $k store from $INGEST records ($keys keys), rounds of $ROUND (node paused while each round is produced)"
-  extra=()
+  extra=() format=(--format=json)
   [ "$k" = count_noreplay ] && extra=(--subscribe-replay-window=0s)
+  [ "$k" = sum_avro ] && format=(--format=avro --registry="$REGISTRY")
   start_node "bi-$k" "$WORK/bi-$k.yaml" "${extra[@]}"
   [ "$k" = count ] && perf_start ingest-count $NODE_PID
   "$BASE" ingest --bootstrap="$BOOTSTRAP" --topic="ing_$k" --records=$INGEST --round=$ROUND --keys="$keys" \
-    --node_pid=$NODE_PID --metrics="$(http_of "bi-$k")" --store="$store" --label="$k" \
+    --node_pid=$NODE_PID --metrics="$(http_of "bi-$k")" --store="$store" --label="$k" "${format[@]}" \
     >>"$RESULTS/ingest.csv" 2>>"$WORK/ingest.log"
   perf_stop
+  if [ "$k" = sum ] || [ "$k" = sum_avro ]; then
+    # Both formats must give the right answer, not only the same rate: user-42's records all
+    # have amount 42 (i % 100 with i % 10000 = 42), and no record may have been refused.
+    sum_ok() {
+      [ "$("$KIQCTL" --target "$(grpc_of "bi-$k")" get amt user-42 | awk 'NR == 2 {print $2}')" = $((42 * INGEST / 10000)) ]
+    }
+    wait_for "the $k store: user-42 = $((42 * INGEST / 10000))" 30 sum_ok
+    [ "$(metric kiq_bad_records_total "$(http_of "bi-$k")" "")" = 0.000000 ] ||
+      { echo "bench: the $k store refused records (kiq_bad_records_total); see $WORK/bi-$k.log" >&2; exit 1; }
+  fi
   if [ "$k" = table ]; then
     # ---- 5. memory ----
     rss=$(awk '/^VmRSS/ {print $2}' /proc/$NODE_PID/status)

@@ -34,6 +34,12 @@ def main(results):
             # logs every write; the same ingestion without it is the baseline.
             line("ingest count, replay window open vs --subscribe-replay-window=0s",
                  float(ingest["count"]["node_rps"]), node)
+        elif kind == "sum_avro":
+            line(f"ingest sum from Avro ({r['records']} rec), rec/s vs bare consume", node, bare)
+            if "sum" in ingest:
+                # The same records and store; only the value format differs.
+                line("ingest sum, Avro (registry wire format) vs JSON values, rec/s", node,
+                     float(ingest["sum"]["node_rps"]))
         else:
             line(f"ingest {kind} ({r['records']} rec), rec/s vs bare consume", node, bare)
 
