@@ -13,6 +13,11 @@
 //                  retention, SIGCONT it and time until its /metrics show the round
 //                  materialized; then time a bare consumer reading the same round
 //                  (--format as for produce)
+//   fresh          freshness: produces --records single records (unique keys fresh-<i>) one
+//                  every --interval_ms, records each delivery report's time, and polls Get on
+//                  --target (a node with a table store --store over --topic) until each
+//                  record is visible; a bare consumer (fetch.wait.max.ms=5) reading the same
+//                  topic is the baseline. Latencies are from the delivery report.
 //   encode         no Kafka: registers the Avro schema at --registry and prints, for record
 //                  0 .. --records-1, the hex of its Avro wire bytes, a tab and its JSON value
 //                  (for bench/smoke_test.sh, which decodes them with a real serializer library)
@@ -25,9 +30,13 @@
 #include <rocksdb/write_batch.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -40,6 +49,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "kiq/v1/query.grpc.pb.h"
 
 ABSL_FLAG(std::string, port_file, "", "grpc-server: writes grpc=<port> here once listening");
@@ -57,6 +68,10 @@ ABSL_FLAG(std::string, metrics, "", "ingest: the node's HTTP host:port");
 ABSL_FLAG(std::string, store, "", "ingest: the store to watch");
 ABSL_FLAG(int64_t, key_offset, 0, "produce: first key number");
 ABSL_FLAG(std::string, label, "", "CSV label");
+ABSL_FLAG(std::string, target, "", "fresh: the node's gRPC host:port");
+ABSL_FLAG(double, interval_ms, 2, "fresh: milliseconds between two records");
+ABSL_FLAG(int, pollers, 3, "fresh: threads polling Get (one call in flight each)");
+ABSL_FLAG(int, poll_interval_us, 500, "fresh: least time between two Gets of one pending key");
 ABSL_FLAG(std::string, format, "json", "produce/ingest: json, or avro (Confluent wire format)");
 ABSL_FLAG(std::string, registry, "",
           "produce/ingest/encode with --format=avro: the Schema Registry URL (http://host:port)");
@@ -299,18 +314,21 @@ int RocksdbIter() {
 }
 
 // ---- Kafka ----
-std::unique_ptr<RdKafka::Producer> MakeProducer() {
+// `linger_ms`: how long records wait to be batched; `dr`: delivery reports, if wanted.
+std::unique_ptr<RdKafka::Producer> MakeProducer(const std::string& linger_ms = "5",
+                                                RdKafka::DeliveryReportCb* dr = nullptr) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{
            {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap)},
            {"partitioner", "murmur2_random"},  // what kiq checks records against
-           {"linger.ms", "5"},
+           {"linger.ms", linger_ms},
            {"batch.num.messages", "10000"},
            {"queue.buffering.max.messages", "1000000"},
            {"queue.buffering.max.kbytes", "1048576"}}) {
     if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) Die(err);
   }
+  if (dr != nullptr && conf->set("dr_cb", dr, err) != RdKafka::Conf::CONF_OK) Die(err);
   std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
   if (!p) Die(err);
   return p;
@@ -344,14 +362,17 @@ int ProduceCmd() {
   return 0;
 }
 
-std::unique_ptr<RdKafka::KafkaConsumer> MakeConsumer() {
+std::unique_ptr<RdKafka::KafkaConsumer> MakeConsumer(
+    const std::vector<std::pair<std::string, std::string>>& extra = {}) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{
-           {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap)},
-           {"group.id", absl::StrCat("kiq-bench-", getpid())},
-           {"enable.auto.commit", "false"},
-           {"auto.offset.reset", "earliest"}}) {
+  std::vector<std::pair<std::string, std::string>> props{
+      {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap)},
+      {"group.id", absl::StrCat("kiq-bench-", getpid())},
+      {"enable.auto.commit", "false"},
+      {"auto.offset.reset", "earliest"}};
+  props.insert(props.end(), extra.begin(), extra.end());
+  for (const auto& [k, v] : props) {
     if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) Die(err);
   }
   std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
@@ -428,17 +449,22 @@ double ScrapeSum(httplib::Client& http, const std::string& metric, const std::st
   return sum;
 }
 
+// Waits (up to 90 s) until the node whose /metrics `http` reads owns all partitions.
+void WaitOwnsAll(httplib::Client& http) {
+  const auto ready_deadline = Clock::now() + std::chrono::seconds(90);
+  while (ScrapeSum(http, "kiq_partitions", "state=\"active\"") < absl::GetFlag(FLAGS_partitions)) {
+    if (Clock::now() > ready_deadline) Die("the node never owned all partitions");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 int IngestCmd() {
   const int pid = absl::GetFlag(FLAGS_node_pid);
   const std::string match = absl::StrCat("store=\"", absl::GetFlag(FLAGS_store), "\"");
   httplib::Client http("http://" + absl::GetFlag(FLAGS_metrics));
   http.set_read_timeout(10, 0);
   // The node must own all partitions before the first round is timed.
-  const auto ready_deadline = Clock::now() + std::chrono::seconds(90);
-  while (ScrapeSum(http, "kiq_partitions", "state=\"active\"") < absl::GetFlag(FLAGS_partitions)) {
-    if (Clock::now() > ready_deadline) Die("the node never owned all partitions");
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WaitOwnsAll(http);
   auto producer = MakeProducer();
   ValueEncoder encode;
   auto consumer = MakeConsumer();
@@ -478,6 +504,214 @@ int IngestCmd() {
   return 0;
 }
 
+// ---- fresh ----
+// Times (ms since the run's start) of each record: its delivery report, the answer of the first
+// Get that found it, and its arrival at the bare consumer; -1 until then.
+class FreshTracker {
+ public:
+  FreshTracker(int64_t records, int pollers)
+      : delivered_(records, -1), visible_(records, -1), consumed_(records, -1), pending_(pollers) {}
+
+  void Delivered(int64_t i, double t) {
+    absl::MutexLock lock(&mu_);
+    delivered_[i] = t;
+    pending_[i % pending_.size()].push_back(i);
+  }
+  // The records delivered since the last call, for poller `p`.
+  std::vector<int64_t> TakePending(int p) {
+    absl::MutexLock lock(&mu_);
+    std::vector<int64_t> out;
+    out.swap(pending_[p]);
+    return out;
+  }
+  void Visible(int64_t i, double t) {
+    absl::MutexLock lock(&mu_);
+    visible_[i] = t;
+    ++visible_count_;
+  }
+  void Consumed(int64_t i, double t) {
+    absl::MutexLock lock(&mu_);
+    if (i < 0 || i >= static_cast<int64_t>(consumed_.size()) || consumed_[i] >= 0) return;
+    consumed_[i] = t;
+    ++consumed_count_;
+  }
+  bool AllSeen() {
+    absl::MutexLock lock(&mu_);
+    const int64_t n = static_cast<int64_t>(delivered_.size());
+    return visible_count_ == n && consumed_count_ == n;
+  }
+  // Sorted latencies (seen - delivered) of the records seen; `unseen` counts the others.
+  std::vector<double> Latencies(bool get, int64_t* unseen) {
+    absl::MutexLock lock(&mu_);
+    const std::vector<double>& seen = get ? visible_ : consumed_;
+    std::vector<double> out;
+    *unseen = 0;
+    for (size_t i = 0; i < seen.size(); ++i) {
+      if (seen[i] < 0 || delivered_[i] < 0) {
+        ++*unseen;
+        continue;
+      }
+      out.push_back(seen[i] - delivered_[i]);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<double> delivered_ ABSL_GUARDED_BY(mu_);
+  std::vector<double> visible_ ABSL_GUARDED_BY(mu_);
+  std::vector<double> consumed_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<int64_t>> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t visible_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t consumed_count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class FreshDeliveryReports final : public RdKafka::DeliveryReportCb {
+ public:
+  FreshDeliveryReports(FreshTracker& tracker, std::function<double()> now)
+      : tracker_(tracker), now_(std::move(now)) {}
+  void dr_cb(RdKafka::Message& m) override {
+    if (m.err() != RdKafka::ERR_NO_ERROR) Die("fresh: delivery failed: " + m.errstr());
+    tracker_.Delivered(reinterpret_cast<intptr_t>(m.msg_opaque()), now_());
+  }
+
+ private:
+  FreshTracker& tracker_;
+  std::function<double()> now_;
+};
+
+// Nearest-rank percentile of sorted values (NAN if none).
+double Percentile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return NAN;
+  const size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(sorted.size())));
+  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+int FreshCmd() {
+  const int64_t n = absl::GetFlag(FLAGS_records);
+  const int pollers = absl::GetFlag(FLAGS_pollers);
+  const std::string store = absl::GetFlag(FLAGS_store), topic = absl::GetFlag(FLAGS_topic);
+  if (n <= 0 || pollers <= 0 || absl::GetFlag(FLAGS_target).empty() || store.empty() ||
+      topic.empty())
+    Die("fresh needs --records > 0, --pollers > 0, --target, --store and --topic");
+  httplib::Client http("http://" + absl::GetFlag(FLAGS_metrics));
+  http.set_read_timeout(10, 0);
+  WaitOwnsAll(http);
+
+  const auto start = Clock::now();
+  auto now_ms = [start] {
+    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  };
+  FreshTracker tracker(n, pollers);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> gets{0}, get_errors{0};
+
+  // The baseline: a bare consumer from the current ends, fetching as eagerly as the node.
+  auto consumer = MakeConsumer({{"fetch.wait.max.ms", "5"}});
+  {
+    auto w = Watermarks(*consumer);
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (size_t p = 0; p < w.size(); ++p)
+      tps.push_back(RdKafka::TopicPartition::create(topic, static_cast<int>(p), w[p].second));
+    consumer->assign(tps);
+    RdKafka::TopicPartition::destroy(tps);
+  }
+  std::thread consume_thread([&] {
+    while (!stop.load()) {
+      std::unique_ptr<RdKafka::Message> m(consumer->consume(20));
+      if (m->err() != RdKafka::ERR_NO_ERROR || m->key() == nullptr) continue;
+      int64_t i = -1;
+      absl::string_view k(*m->key());
+      if (absl::ConsumePrefix(&k, "fresh-") && absl::SimpleAtoi(k, &i))
+        tracker.Consumed(i, now_ms());
+    }
+  });
+
+  // Get pollers: each asks for its pending records (one call in flight per poller), each at
+  // most every --poll_interval_us, until found. No min_position: a plain read.
+  auto channel =
+      grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+  auto stub = kiq::v1::QueryService::NewStub(channel);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)))
+    Die("fresh: cannot connect to --target " + absl::GetFlag(FLAGS_target));
+  const auto interval = std::chrono::microseconds(absl::GetFlag(FLAGS_poll_interval_us));
+  std::vector<std::thread> poll_threads;
+  for (int t = 0; t < pollers; ++t) {
+    poll_threads.emplace_back([&, t] {
+      std::vector<int64_t> mine;
+      while (!stop.load()) {
+        const auto pass_start = Clock::now();
+        for (int64_t i : tracker.TakePending(t)) mine.push_back(i);
+        for (size_t j = 0; j < mine.size();) {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+          kiq::v1::GetRequest req;
+          req.set_store(store);
+          req.set_key(absl::StrCat("fresh-", mine[j]));
+          kiq::v1::GetResponse resp;
+          const grpc::Status st = stub->Get(&ctx, req, &resp);
+          ++gets;
+          if (st.ok() && resp.found()) {
+            tracker.Visible(mine[j], now_ms());
+            mine[j] = mine.back();
+            mine.pop_back();
+            continue;
+          }
+          if (!st.ok()) ++get_errors;
+          ++j;
+        }
+        std::this_thread::sleep_until(pass_start + interval);
+      }
+    });
+  }
+
+  // The producer: one record at a time, no batching, every --interval_ms.
+  FreshDeliveryReports reports(tracker, now_ms);
+  auto producer = MakeProducer("0", &reports);
+  const auto every = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(absl::GetFlag(FLAGS_interval_ms)));
+  // Delivery reports are served by their own thread, as soon as each arrives.
+  std::atomic<bool> stop_reports{false};
+  std::thread report_thread([&] {
+    while (!stop_reports.load()) producer->poll(50);
+  });
+  const auto produce_start = Clock::now();
+  for (int64_t i = 0; i < n; ++i) {
+    std::this_thread::sleep_until(produce_start + i * every);
+    const std::string k = absl::StrCat("fresh-", i), v = absl::StrCat("{\"seq\":", i, "}");
+    const RdKafka::ErrorCode e =
+        producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                          const_cast<char*>(v.data()), v.size(), k.data(), k.size(), 0,
+                          reinterpret_cast<void*>(static_cast<intptr_t>(i)));
+    if (e != RdKafka::ERR_NO_ERROR) Die("fresh: produce: " + RdKafka::err2str(e));
+  }
+  if (producer->flush(30000) != RdKafka::ERR_NO_ERROR) Die("fresh: flush timed out");
+  stop_reports.store(true);
+  report_thread.join();
+  const auto seen_deadline = Clock::now() + std::chrono::seconds(30);
+  while (!tracker.AllSeen() && Clock::now() < seen_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stop.store(true);
+  for (auto& th : poll_threads) th.join();
+  consume_thread.join();
+  consumer->close();
+
+  int64_t get_unseen = 0, consume_unseen = 0;
+  const std::vector<double> get_ms = tracker.Latencies(true, &get_unseen);
+  const std::vector<double> consume_ms = tracker.Latencies(false, &consume_unseen);
+  // label,records,interval_ms,get_p50_ms,get_p99_ms,get_max_ms,consume_p50_ms,consume_p99_ms,
+  // consume_max_ms,get_unseen,consume_unseen,gets,get_errors
+  printf("%s,%lld,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%lld,%lld,%lld,%lld\n",
+         absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n),
+         absl::GetFlag(FLAGS_interval_ms), Percentile(get_ms, 0.5), Percentile(get_ms, 0.99),
+         get_ms.empty() ? NAN : get_ms.back(), Percentile(consume_ms, 0.5),
+         Percentile(consume_ms, 0.99), consume_ms.empty() ? NAN : consume_ms.back(),
+         static_cast<long long>(get_unseen), static_cast<long long>(consume_unseen),
+         static_cast<long long>(gets.load()), static_cast<long long>(get_errors.load()));
+  return 0;
+}
+
 int EncodeCmd() {
   if (absl::GetFlag(FLAGS_format) != "avro") Die("encode: only --format=avro");
   ValueEncoder encode;
@@ -496,7 +730,7 @@ int main(int argc, char** argv) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() != 2)
     Die("usage: kiq-bench-baselines grpc-server|rocksdb-write|rocksdb-iter|consume|produce|ingest|"
-        "encode [--flags]");
+        "fresh|encode [--flags]");
   const std::string cmd = rest[1];
   if (cmd == "grpc-server") return GrpcServer();
   if (cmd == "rocksdb-write") return RocksdbWrite();
@@ -505,5 +739,6 @@ int main(int argc, char** argv) {
   if (cmd == "produce") return ProduceCmd();
   if (cmd == "ingest") return IngestCmd();
   if (cmd == "encode") return EncodeCmd();
+  if (cmd == "fresh") return FreshCmd();
   Die("unknown command " + cmd);
 }

@@ -42,10 +42,10 @@ cleanup() {
 trap cleanup EXIT
 
 if [ $QUICK = 1 ]; then
-  INGEST=200000; ROUND=100000; TABLE_KEYS=200000; GET_SECS=2; RAMP_SECS=2; SCAN_SECS=2
+  INGEST=200000; ROUND=100000; TABLE_KEYS=200000; GET_SECS=2; RAMP_SECS=2; SCAN_SECS=2; FRESH=1000
   RAMP=2000,5000,10000,15000,20000,25000,30000,40000
 else
-  INGEST=1000000; ROUND=100000; TABLE_KEYS=1000000; GET_SECS=5; RAMP_SECS=4; SCAN_SECS=5
+  INGEST=1000000; ROUND=100000; TABLE_KEYS=1000000; GET_SECS=5; RAMP_SECS=4; SCAN_SECS=5; FRESH=2000
   RAMP=2000,4000,6000,8000,10000,12500,15000,17500,20000,22500,25000,27500,30000,35000,40000,50000
 fi
 QUERY_RECORDS=60000 # 10k keys, 6 records each: fits the dev Kafka's ~5 MiB per partition
@@ -84,7 +84,7 @@ fi
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
 "$BIN/common/kafka/kiq-dev-kafka" --brokers=3 \
-  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_sum_avro:6,bi-sum_avro-amt-changelog:6,ing_table:6,views:6,sb0:6,sb1:6,sb0-views-changelog:6,sb1-views-changelog:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,bq-views-changelog:6 \
+  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_sum_avro:6,bi-sum_avro-amt-changelog:6,ing_table:6,views:6,sb0:6,sb1:6,sb0-views-changelog:6,sb1-views-changelog:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,fresh:6,fresh-tbl-changelog:6,bq-views-changelog:6 \
   --bootstrap-file="$WORK/bootstrap" >"$WORK/dev-kafka.log" 2>&1 &
 PIDS+=($!)
 wait_for "the dev Kafka" 30 test -s "$WORK/bootstrap"
@@ -189,6 +189,25 @@ for kind in count:cnt:10000 count_noreplay:cnt:10000 sum:amt:10000 sum_avro:amt:
   fi
   stop_pid $NODE_PID
 done
+
+# ---- 9. freshness: producer delivery report -> first Get that sees the record ----
+# One node with a table store; $FRESH single records (unique keys), one every 2 ms, each
+# polled with Get (no min_position) from its delivery report until found; a bare consumer of
+# the same topic with the same fetch.wait.max.ms is the baseline. The dev Kafka holds a fetch
+# up to fetch.wait.max.ms (librdkafka's default 500 ms) when there is no data: the node is
+# started with 5 ms, as a latency-minded deployment would set it.
+cat >"$WORK/fresh.yaml" <<EOF
+application_id: fresh
+sources: [{topic: fresh, value_format: json}]
+stores: [{name: tbl, source: fresh, table: {}}]
+EOF
+log "freshness: $FRESH single records, one every 2 ms, delivery report -> first Get that sees each"
+start_node fresh "$WORK/fresh.yaml" --kafka-property=fetch.wait.max.ms=5
+echo "label,records,interval_ms,get_p50_ms,get_p99_ms,get_max_ms,consume_p50_ms,consume_p99_ms,consume_max_ms,get_unseen,consume_unseen,gets,get_errors" \
+  >"$RESULTS/fresh.csv"
+"$BASE" fresh --bootstrap="$BOOTSTRAP" --topic=fresh --records=$FRESH --interval_ms=2 --target="$(grpc_of fresh)" \
+  --metrics="$(http_of fresh)" --store=tbl --label=fresh >>"$RESULTS/fresh.csv"
+stop_pid $NODE_PID
 
 # ---- the 3-node query cluster ----
 log "query cluster: 3 nodes, views count store, $QUERY_RECORDS records over 10k keys"

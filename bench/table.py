@@ -99,6 +99,21 @@ def main(results):
     out.append((f"  (failover: node killed -> its partitions active elsewhere in {float(rs['failover_wall_seconds']):.1f} s"
                 ", including the 6 s session timeout)", "", "", "", "", ""))
 
+    fresh_path = os.path.join(results, "fresh.csv")
+    if os.path.exists(fresh_path):
+        fr = rows(fresh_path)[0]
+        line("freshness p50 ms: delivered -> seen by Get, vs bare consumer",
+             float(fr["get_p50_ms"]), float(fr["consume_p50_ms"]), fmt="{:.2f}")
+        line("freshness p99 ms: delivered -> seen by Get, vs bare consumer",
+             float(fr["get_p99_ms"]), float(fr["consume_p99_ms"]), "<= 10 ms", lambda k, x: k <= 10,
+             fmt="{:.2f}")
+        out.append((f"  ({int(fr['records']):,} single records, one every {float(fr['interval_ms']):g} ms; max "
+                    f"{float(fr['get_max_ms']):.1f} ms, bare consumer {float(fr['consume_max_ms']):.1f} ms; "
+                    f"{int(fr['gets']):,} Gets)", "", "", "", "", ""))
+        if int(fr["get_unseen"]) or int(fr["consume_unseen"]) or int(fr["get_errors"]):
+            out.append((f"  ! freshness: {fr['get_unseen']} never seen by Get, {fr['consume_unseen']} never "
+                        f"consumed, {fr['get_errors']} Get errors", "", "", "", "", ""))
+
     sb_path = os.path.join(results, "standby.csv")
     if os.path.exists(sb_path):
         sb = {r["standby"]: r for r in rows(sb_path)}
