@@ -98,6 +98,17 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     frontend->http_ = std::make_unique<HttpServer>(http);
     HttpGateway::Options gateway_options;
     gateway_options.max_streams = options.serving.http_max_streams;
+    // A local point read is answered on the HTTP connection's thread; the rest goes through
+    // the in-process channel.
+    gateway_options.direct["/kiq.v1.QueryService/Get"] =
+        HttpGateway::Direct<kiq::v1::GetRequest, kiq::v1::GetResponse>(
+            [service = frontend->query_service_.get()](
+                const kiq::v1::GetRequest& request, std::optional<absl::string_view> authorization,
+                kiq::v1::GetResponse* response) {
+              CallCredentials credentials;
+              credentials.authorization = authorization;
+              return service->GetDirect(request, credentials, response);
+            });
     absl::StatusOr<std::unique_ptr<HttpGateway>> gateway =
         HttpGateway::Create(frontend->server_->InProcessChannel(grpc::ChannelArguments()),
                             {"kiq.v1.QueryService", "kiq.v1.MetadataService"}, gateway_options);

@@ -512,13 +512,32 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Create(
       }
     }
   }
+  for (const auto& [grpc_path, direct] : options.direct) {
+    const Route* route = nullptr;
+    for (const Route& r : routes) {
+      if (r.grpc_path == grpc_path) route = &r;
+    }
+    if (route == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("direct method ", grpc_path, ": no HTTP route calls it"));
+    }
+    if (route->method->server_streaming()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "direct method ", grpc_path, ": only unary methods can be answered directly"));
+    }
+    if (direct.request_type != route->method->input_type() ||
+        direct.response_type != route->method->output_type() || !direct.answer) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "direct method ", grpc_path, ": its types are not the method's, or it has no answer"));
+    }
+  }
   return std::unique_ptr<HttpGateway>(
-      new HttpGateway(std::move(channel), std::move(routes), options));
+      new HttpGateway(std::move(channel), std::move(routes), std::move(options)));
 }
 
 HttpGateway::HttpGateway(std::shared_ptr<grpc::ChannelInterface> channel, std::vector<Route> routes,
                          Options options)
-    : channel_(std::move(channel)), routes_(std::move(routes)), options_(options) {}
+    : channel_(std::move(channel)), routes_(std::move(routes)), options_(std::move(options)) {}
 
 std::vector<std::string> HttpGateway::Describe() const {
   std::vector<std::string> out;
@@ -634,10 +653,26 @@ absl::Status SetDeadline(const httplib::Request& req, std::optional<absl::Durati
 
 void HttpGateway::Unary(const Route& route, const httplib::Request& req,
                         std::unique_ptr<pb::Message> request, httplib::Response& res) const {
+  const pb::Message* prototype =
+      pb::MessageFactory::generated_factory()->GetPrototype(route.method->output_type());
+  std::unique_ptr<pb::Message> response(prototype->New());
   grpc::ClientContext ctx;
   if (absl::Status s = SetDeadline(req, options_.default_timeout, ctx); !s.ok()) {
     SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
     return;
+  }
+  if (auto direct = options_.direct.find(route.grpc_path); direct != options_.direct.end()) {
+    std::optional<std::string> authorization;
+    if (req.has_header("Authorization")) authorization = req.get_header_value("Authorization");
+    std::optional<grpc::Status> answered = direct->second.answer(
+        *request,
+        authorization ? std::optional<absl::string_view>(*authorization) : std::nullopt,
+        response.get());
+    if (answered.has_value()) {
+      Reply(route, *answered, *response, res);
+      return;
+    }
+    response->Clear();
   }
   PassAuthorization(req, ctx);
   grpc::CompletionQueue cq;
@@ -656,16 +691,21 @@ void HttpGateway::Unary(const Route& route, const httplib::Request& req,
   bool ok;
   while (cq.Next(&ignored, &ok)) {
   }
+  if (status.ok() && !Parse(reply, response.get())) {
+    status = grpc::Status(grpc::StatusCode::INTERNAL,
+                          absl::StrCat("cannot parse the response of ", route.method->full_name()));
+  }
+  Reply(route, status, *response, res);
+}
+
+void HttpGateway::Reply(const Route& route, const grpc::Status& status,
+                        const pb::Message& response, httplib::Response& res) {
   if (!status.ok()) {
     SendError(res, status.error_code(), status.error_message());
     return;
   }
-  const pb::Message* prototype =
-      pb::MessageFactory::generated_factory()->GetPrototype(route.method->output_type());
-  std::unique_ptr<pb::Message> response(prototype->New());
   std::string json;
-  if (!Parse(reply, response.get()) ||
-      !pb::util::MessageToJsonString(*response, &json, PrintOptions()).ok()) {
+  if (!pb::util::MessageToJsonString(response, &json, PrintOptions()).ok()) {
     SendError(res, grpc::StatusCode::INTERNAL,
               absl::StrCat("cannot convert the response of ", route.method->full_name()));
     return;

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "absl/time/time.h"
 
 namespace google::protobuf {
+class Descriptor;
 class Message;
 class MethodDescriptor;
 }  // namespace google::protobuf
@@ -82,6 +85,33 @@ std::string ErrorJson(grpc::StatusCode code, absl::string_view message);
 // {"result": ...} per message and a final {"error": ...} line if the stream fails.
 class HttpGateway {
  public:
+  // A method the gateway may answer by a function call on the HTTP connection's thread. The
+  // function gets the request, the client's Authorization header if it sent one, and the
+  // response to fill; it returns the call's status, or nullopt to decline (e.g. the answer
+  // needs a wait or a forward), and then the call goes through the channel like any other.
+  struct DirectMethod {
+    const google::protobuf::Descriptor* request_type = nullptr;
+    const google::protobuf::Descriptor* response_type = nullptr;
+    std::function<std::optional<grpc::Status>(const google::protobuf::Message& request,
+                                              std::optional<absl::string_view> authorization,
+                                              google::protobuf::Message* response)>
+        answer;
+  };
+  // A DirectMethod for a generated Request/Response pair.
+  template <typename Request, typename Response>
+  static DirectMethod Direct(
+      std::function<std::optional<grpc::Status>(const Request&, std::optional<absl::string_view>,
+                                                Response*)>
+          answer) {
+    return DirectMethod{Request::descriptor(), Response::descriptor(),
+                        [answer = std::move(answer)](const google::protobuf::Message& request,
+                                                     std::optional<absl::string_view> authorization,
+                                                     google::protobuf::Message* response) {
+                          return answer(static_cast<const Request&>(request), authorization,
+                                        static_cast<Response*>(response));
+                        }};
+  }
+
   struct Options {
     // Deadline of a call unless the request sets `grpc-timeout` (e.g. "5S", "200m").
     absl::Duration default_timeout = absl::Seconds(30);
@@ -92,6 +122,10 @@ class HttpGateway {
     // Server streams open at once; past it a new one is refused 429 (RESOURCE_EXHAUSTED), so
     // that subscribers cannot take every connection of the port (--http-max-streams).
     int max_streams = 256;
+    // Unary methods answered without the channel when they can be, keyed by gRPC path
+    // ("/kiq.v1.QueryService/Get"): a keep-alive request then costs no hand-off to a gRPC
+    // thread and back (the largest cost of an HTTP Get in the profile). See DirectMethod.
+    std::map<std::string, DirectMethod> direct;
   };
 
   static absl::StatusOr<std::unique_ptr<HttpGateway>> Create(
@@ -125,6 +159,9 @@ class HttpGateway {
   void Handle(const httplib::Request& req, httplib::Response& res) const;
   void Unary(const Route& route, const httplib::Request& req,
              std::unique_ptr<google::protobuf::Message> request, httplib::Response& res) const;
+  // Sends `status`, or `response` in the proto3 JSON mapping if it is OK.
+  static void Reply(const Route& route, const grpc::Status& status,
+                    const google::protobuf::Message& response, httplib::Response& res);
   void ServerStreaming(const Route& route, const httplib::Request& req,
                        std::unique_ptr<google::protobuf::Message> request,
                        httplib::Response& res) const;

@@ -49,15 +49,20 @@ kiq::v1::SubscribeResponse RenderChange(const StoreInfo& info, ChangeEvent chang
 
 }  // namespace
 
+void QueryServiceImpl::RecordQuery(absl::string_view method, absl::string_view store,
+                                   absl::string_view route, absl::StatusCode code,
+                                   absl::Time started) const {
+  if (metrics_ == nullptr) return;
+  // Labels stay bounded: a store that is not in the topology is not a label value.
+  metrics_->RecordQuery(method, router_.KnowsStore(store) ? store : kUnknownStoreLabel, route,
+                        CodeName(code), absl::Now() - started);
+}
+
 template <typename Response>
 void QueryServiceImpl::Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
                               Response* response, absl::string_view method, absl::string_view store,
                               absl::string_view route, absl::Time started) const {
-  if (metrics_ != nullptr) {
-    // Labels stay bounded: a store that is not in the topology is not a label value.
-    metrics_->RecordQuery(method, router_.KnowsStore(store) ? store : kUnknownStoreLabel, route,
-                          CodeName(result.status().code()), absl::Now() - started);
-  }
+  RecordQuery(method, store, route, result.status().code(), started);
   if (!result.ok()) {
     reactor->Finish(ToGrpcStatus(result.status()));
     return;
@@ -120,6 +125,25 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
                             forwarded ? "local" : "forwarded", started);
                    });
   return reactor;
+}
+
+std::optional<grpc::Status> QueryServiceImpl::GetDirect(const kiq::v1::GetRequest& request,
+                                                       const CallCredentials& credentials,
+                                                       kiq::v1::GetResponse* response) const {
+  const absl::Time started = absl::Now();
+  if (auth_ != nullptr) {
+    if (grpc::Status s = auth_->Check(credentials, request.store()); !s.ok()) return s;
+  }
+  absl::Status checked = CheckRequest(request);
+  // A wait (min_position) or a forward takes the asynchronous path of Get.
+  if (checked.ok() && !router_.IsLocal(request)) return std::nullopt;
+  absl::StatusOr<kiq::v1::GetResponse> result =
+      checked.ok() ? router_.Get(request, absl::Now() + kMaxRequestTime, Hop::kClient)
+                   : absl::StatusOr<kiq::v1::GetResponse>(checked);
+  RecordQuery("Get", request.store(), "local", result.status().code(), started);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
 }
 
 template <typename Request, typename Response>

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <optional>
+
 #include "kiq/v1/query.grpc.pb.h"
 #include "router/auth.h"
 #include "router/position_waiter.h"
@@ -56,9 +58,21 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerWriteReactor<kiq::v1::SubscribeResponse>* Subscribe(
       grpc::CallbackServerContext* context, const kiq::v1::SubscribeRequest* request) override;
 
+  // Get for a caller that is not a gRPC call (the HTTP gateway, on its connection's thread):
+  // answers what Get would, with the same checks and metrics, when that needs neither a wait
+  // nor a forward (a local point read, or a request refused at once); nullopt otherwise, and
+  // the caller then makes the call through gRPC. `credentials` are what the caller presented
+  // (a client's, never a peer's).
+  std::optional<grpc::Status> GetDirect(const kiq::v1::GetRequest& request,
+                                        const CallCredentials& credentials,
+                                        kiq::v1::GetResponse* response) const;
+
  private:
   // The Authorizer's verdict on a call about `store` (OK without one).
   grpc::Status Authorize(const grpc::CallbackServerContext& context, absl::string_view store) const;
+  // Records a query's metrics.
+  void RecordQuery(absl::string_view method, absl::string_view store, absl::string_view route,
+                   absl::StatusCode code, absl::Time started) const;
   // Sends the answer and records the query's metrics.
   template <typename Response>
   void Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,

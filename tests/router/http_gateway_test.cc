@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "kiq/testing/gateway_test.grpc.pb.h"
 #include "kiq/v1/query.pb.h"
@@ -25,6 +26,7 @@ namespace kiq::router {
 namespace {
 
 using ::kiq::testing::IsOkAndHolds;
+using ::kiq::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -218,7 +220,7 @@ class HttpGatewayTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     auto gateway = HttpGateway::Create(server_->InProcessChannel(grpc::ChannelArguments()),
-                                       {"kiq.testing.GatewayTestService"});
+                                       {"kiq.testing.GatewayTestService"}, GatewayOptions());
     ASSERT_OK(gateway);
     gateway_ = *std::move(gateway);
     gateway_->Register(http_.native());
@@ -228,6 +230,7 @@ class HttpGatewayTest : public ::testing::Test {
     client_->set_read_timeout(30, 0);
     client_->set_url_encode(false);  // the tests send exactly the escapes they mean
   }
+  virtual HttpGateway::Options GatewayOptions() { return HttpGateway::Options(); }
   void TearDown() override {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     http_.Stop();
@@ -403,6 +406,94 @@ TEST_F(HttpGatewayTest, ClientDisconnectCancelsTheStream) {
   EXPECT_THAT(received, HasSubstr(R"({"result":{"request":{"name":"s"}}})"));
   EXPECT_TRUE(kiq::testing::WaitFor([&] { return service_.cancelled_streams.load() == 1; },
                                     absl::Seconds(30)));
+}
+
+// Echo answered directly for names starting with "direct" (with the Authorization header it
+// was given), declined otherwise; the fake service behind the channel echoes as before.
+class HttpGatewayDirectTest : public HttpGatewayTest {
+ protected:
+  HttpGateway::Options GatewayOptions() override {
+    HttpGateway::Options options;
+    options.direct["/kiq.testing.GatewayTestService/Echo"] =
+        HttpGateway::Direct<kiq::testing::EchoRequest, kiq::testing::EchoResponse>(
+            [this](const kiq::testing::EchoRequest& request,
+                   std::optional<absl::string_view> authorization,
+                   kiq::testing::EchoResponse* response) -> std::optional<grpc::Status> {
+              direct_calls_.fetch_add(1);
+              if (request.name() == "direct-fail") {
+                return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no, directly");
+              }
+              if (!absl::StartsWith(request.name(), "direct")) return std::nullopt;
+              *response->mutable_request() = request;
+              response->mutable_request()->add_tags(
+                  authorization ? std::string(*authorization) : "(none)");
+              return grpc::Status::OK;
+            });
+    return options;
+  }
+  std::atomic<int> direct_calls_{0};
+};
+
+TEST_F(HttpGatewayDirectTest, DirectMethodsAreAnsweredWithoutTheChannelUnlessTheyDecline) {
+  rapidjson::Document doc =
+      GetJson("/test/v1/echo/direct-1?numbers=7", 200, {{"Authorization", "Bearer t1"}});
+  EXPECT_STREQ(doc["request"]["name"].GetString(), "direct-1");
+  EXPECT_EQ(doc["request"]["numbers"][0].GetInt(), 7);
+  ASSERT_TRUE(doc["request"]["tags"].IsArray());
+  EXPECT_STREQ(doc["request"]["tags"][0].GetString(), "Bearer t1");
+  EXPECT_EQ(direct_calls_.load(), 1);
+
+  doc = GetJson("/test/v1/echo/direct-2", 200);
+  EXPECT_STREQ(doc["request"]["tags"][0].GetString(), "(none)");
+
+  // Declined: the service behind the channel answers (it adds no tag).
+  doc = GetJson("/test/v1/echo/other?numbers=8", 200);
+  EXPECT_STREQ(doc["request"]["name"].GetString(), "other");
+  EXPECT_EQ(doc["request"]["numbers"][0].GetInt(), 8);
+  EXPECT_FALSE(doc["request"].HasMember("tags"));
+  EXPECT_EQ(direct_calls_.load(), 3);
+
+  // A direct error maps as a channel error does.
+  doc = GetJson("/test/v1/echo/direct-fail", 403);
+  EXPECT_EQ(doc["code"].GetInt(), 7);
+  EXPECT_STREQ(doc["message"].GetString(), "no, directly");
+
+  // A bad grpc-timeout is refused before anything answers.
+  GetJson("/test/v1/echo/direct-3", 400, {{"grpc-timeout", "soon"}});
+  EXPECT_EQ(direct_calls_.load(), 4);
+
+  // Other methods never ask.
+  GetJson("/test/v1/files/a/meta", 200);
+  EXPECT_EQ(direct_calls_.load(), 4);
+}
+
+TEST(HttpGatewayCreateTest, OnlyUnaryMethodsWithTheirOwnTypesCanBeAnsweredDirectly) {
+  grpc::ServerBuilder builder;
+  FakeService service;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto decline = [](const auto&, std::optional<absl::string_view>,
+                    auto*) -> std::optional<grpc::Status> { return std::nullopt; };
+  auto create = [&](const std::string& path, HttpGateway::DirectMethod direct) {
+    HttpGateway::Options options;
+    options.direct[path] = std::move(direct);
+    return HttpGateway::Create(server->InProcessChannel(grpc::ChannelArguments()),
+                               {"kiq.testing.GatewayTestService"}, options)
+        .status();
+  };
+  using Echo = HttpGateway::DirectMethod;
+  Echo echo = HttpGateway::Direct<kiq::testing::EchoRequest, kiq::testing::EchoResponse>(decline);
+  EXPECT_OK(create("/kiq.testing.GatewayTestService/Echo", echo));
+  EXPECT_THAT(create("/kiq.testing.GatewayTestService/Stream", echo),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "only unary methods can be answered directly"));
+  EXPECT_THAT(create("/kiq.testing.GatewayTestService/Nope", echo),
+              StatusIs(absl::StatusCode::kInvalidArgument, "no HTTP route calls it"));
+  EXPECT_THAT(create("/kiq.testing.GatewayTestService/Echo",
+                     HttpGateway::Direct<kiq::v1::GetRequest, kiq::v1::GetResponse>(decline)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "types are not the method's"));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 }  // namespace

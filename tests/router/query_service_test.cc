@@ -1,6 +1,9 @@
 #include "router/query_service.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -23,6 +26,7 @@
 #include "kiq/v1/membership.pb.h"
 #include "kiq/v1/peer.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/auth.h"
 #include "router/peer_pool.h"
 #include "router/peer_service.h"
 #include "router/position_waiter.h"
@@ -667,6 +671,86 @@ TEST_F(QueryServiceTest, CancelledWaiterLeavesTheWaiter) {
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (waiter_.waiting() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(2));
   EXPECT_EQ(waiter_.waiting(), 0);
+}
+
+// --- GetDirect (the HTTP gateway's local point reads) ---
+
+// GetDirect's answer, or "declined".
+std::string Direct(const QueryServiceImpl& service, const kiq::v1::GetRequest& request,
+                   const CallCredentials& credentials = {}) {
+  kiq::v1::GetResponse response;
+  std::optional<grpc::Status> status = service.GetDirect(request, credentials, &response);
+  if (!status.has_value()) return "declined";
+  return absl::StrCat(status->error_code(), " ", status->error_message(), " ",
+                      response.ShortDebugString());
+}
+
+kiq::v1::GetRequest GetOf(const std::string& store, const std::string& key) {
+  kiq::v1::GetRequest request;
+  request.set_store(store);
+  request.set_key(key);
+  return request;
+}
+
+TEST_F(QueryServiceTest, GetDirectAnswersWhatGetAnswersForLocalPartitions) {
+  const std::vector<kiq::v1::GetRequest> requests = {
+      GetOf(kStore, "apple"), GetOf(kStore, "banana"), GetOf(kStore, "missing"),
+      GetOf("no-such-store", "apple"), GetOf(std::string(100 * 1000, 's'), "apple"),
+      GetOf(kStore, "")};
+  for (const kiq::v1::GetRequest& request : requests) {
+    kiq::v1::GetResponse response;
+    grpc::Status status = query_->Get(Context().get(), request, &response);
+    EXPECT_EQ(Direct(query_service_, request),
+              absl::StrCat(status.error_code(), " ", status.error_message(), " ",
+                           response.ShortDebugString()))
+        << request.store().substr(0, 20) << "/" << request.key();
+  }
+  EXPECT_THAT(Direct(query_service_, GetOf(kStore, "apple")), HasSubstr("value: \"1\""));
+}
+
+TEST_F(QueryServiceTest, GetDirectLeavesWaitsAndPartitionsNotReadableHereToGet) {
+  kiq::v1::GetRequest waits = GetOf(kStore, "apple");
+  *waits.mutable_min_position() = Unreachable();
+  EXPECT_EQ(Direct(query_service_, waits), "declined");
+  EXPECT_EQ(waiter_.waiting(), 0);  // declining does not wait
+  // Whichever partition "apple" is in, its next check says it is moving: forward, not here.
+  for (int32_t p = 0; p < kPartitions; ++p) stores_.RefuseAsNotOwner(p, 1);
+  EXPECT_EQ(Direct(query_service_, GetOf(kStore, "apple")), "declined");
+  EXPECT_EQ(stores_.refused(), 1);
+}
+
+TEST_F(QueryServiceTest, GetDirectChecksTokensAsGetDoes) {
+  char tmpl[] = "/tmp/kiq-direct-test-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/tokens.yaml";
+  std::ofstream(path) << "tokens:\n  - {name: reader, token: reader-token, stores: [orders]}\n"
+                      << "  - {name: other, token: other-token, stores: [customers]}\n";
+  Security security;
+  security.token_file = path;
+  absl::StatusOr<security::ClusterSecret> secret =
+      security::ClusterSecret::FromText("the-cluster-secret-1", "test");
+  ASSERT_TRUE(secret.ok()) << secret.status();
+  security.cluster_secret = *secret;
+  security.token_file_poll = absl::Hours(1);
+  absl::StatusOr<std::unique_ptr<Authorizer>> auth = Authorizer::Create(security, nullptr);
+  std::remove(path.c_str());
+  std::remove(dir.c_str());
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  QueryServiceImpl guarded(router_, pool_, wait_pool_, waiter_, nullptr, {}, auth->get());
+  auto as = [](absl::string_view header) {
+    CallCredentials call;
+    call.authorization = header;
+    return call;
+  };
+  EXPECT_THAT(Direct(guarded, GetOf(kStore, "apple"), as("Bearer reader-token")),
+              HasSubstr("value: \"1\""));
+  EXPECT_THAT(Direct(guarded, GetOf(kStore, "apple")),
+              ::testing::StartsWith(absl::StrCat(grpc::StatusCode::UNAUTHENTICATED, " ")));
+  EXPECT_THAT(Direct(guarded, GetOf(kStore, "apple"), as("Bearer wrong")),
+              ::testing::StartsWith(absl::StrCat(grpc::StatusCode::UNAUTHENTICATED, " ")));
+  EXPECT_THAT(Direct(guarded, GetOf(kStore, "apple"), as("Bearer other-token")),
+              ::testing::AllOf(::testing::StartsWith(absl::StrCat(grpc::StatusCode::PERMISSION_DENIED, " ")),
+                    HasSubstr("orders")));
 }
 
 }  // namespace
