@@ -103,7 +103,8 @@ kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
       break;  // not a number we wrote: fall back to bytes
     }
     case ValueKind::kRow:
-      // The state after the row (avg's sums and counts) is not part of the answer.
+      // The state after the row (avg's sums and counts, count_distinct's hashes or registers)
+      // is not part of the answer.
       kv.value.resize(RowJson(kv.value).size());
       [[fallthrough]];
     case ValueKind::kJson: {

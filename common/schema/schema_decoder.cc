@@ -20,7 +20,18 @@ absl::string_view WireFormatName(kiq::v1::Format format) {
 }
 
 SchemaDecoder::SchemaDecoder(std::unique_ptr<RegistryClient> client, Options options)
-    : client_(std::move(client)), options_(options) {}
+    : client_(std::move(client)), options_(options) {
+  fetcher_ = std::thread([this] { RunFetcher(); });
+}
+
+SchemaDecoder::~SchemaDecoder() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  // A fetch in progress ends within the client's request timeout; queued ones are dropped.
+  fetcher_.join();
+}
 
 size_t SchemaDecoder::cached() const {
   absl::MutexLock lock(&mu_);
@@ -28,7 +39,6 @@ size_t SchemaDecoder::cached() const {
 }
 
 void SchemaDecoder::Put(int32_t id, std::shared_ptr<const Writer> writer) {
-  absl::MutexLock lock(&mu_);
   auto [it, inserted] = cache_.try_emplace(id, writer);
   if (!inserted) {
     it->second = std::move(writer);  // a refusal that expired, fetched again
@@ -42,14 +52,60 @@ void SchemaDecoder::Put(int32_t id, std::shared_ptr<const Writer> writer) {
   }
 }
 
-absl::StatusOr<std::shared_ptr<const SchemaDecoder::Writer>> SchemaDecoder::Get(int32_t id) {
-  {
+std::shared_ptr<const SchemaDecoder::Writer> SchemaDecoder::Cached(int32_t id) {
+  auto it = cache_.find(id);
+  if (it == cache_.end()) return nullptr;
+  if (it->second->refused.ok() || absl::Now() < it->second->refused_until) return it->second;
+  return nullptr;  // a refusal that expired: ask again
+}
+
+void SchemaDecoder::StartFetch(int32_t id) {
+  if (stopping_ || !in_flight_.insert(id).second) return;
+  queue_.push_back(id);
+}
+
+void SchemaDecoder::Fetch(int32_t id) {
+  absl::MutexLock lock(&mu_);
+  if (Cached(id) == nullptr) StartFetch(id);
+}
+
+SchemaDecoder::FetchState SchemaDecoder::Poll(int32_t id, absl::Status* error) {
+  absl::MutexLock lock(&mu_);
+  if (Cached(id) != nullptr) return FetchState::kCached;
+  if (in_flight_.contains(id)) return FetchState::kInFlight;
+  if (error != nullptr) {
+    auto failed = failed_.find(id);
+    *error = failed != failed_.end()
+                 ? failed->second
+                 : absl::UnavailableError(absl::StrCat("schema id ", id, " is not cached"));
+  }
+  return FetchState::kFailed;
+}
+
+void SchemaDecoder::RunFetcher() {
+  while (true) {
+    int32_t id = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &SchemaDecoder::HasWork));
+      if (stopping_) return;
+      id = queue_.front();
+      queue_.pop_front();
+    }
+    // Outside the lock: an HTTP call, bounded by the client's timeouts.
+    absl::StatusOr<std::shared_ptr<const Writer>> writer = FetchNow(id);
     absl::MutexLock lock(&mu_);
-    if (auto it = cache_.find(id); it != cache_.end()) {
-      if (it->second->refused.ok() || absl::Now() < it->second->refused_until) return it->second;
+    in_flight_.erase(id);
+    if (writer.ok()) {
+      failed_.erase(id);
+      Put(id, *std::move(writer));
+    } else {
+      failed_[id] = writer.status();
     }
   }
-  // Outside the lock: an HTTP call.
+}
+
+absl::StatusOr<std::shared_ptr<const SchemaDecoder::Writer>> SchemaDecoder::FetchNow(int32_t id) {
   absl::StatusOr<RegisteredSchema> answer = client_->SchemaById(id);
   if (!answer.ok() && absl::IsUnavailable(answer.status())) {
     stats_.fetch_failures.fetch_add(1, std::memory_order_relaxed);
@@ -81,14 +137,7 @@ absl::StatusOr<std::shared_ptr<const SchemaDecoder::Writer>> SchemaDecoder::Get(
     }
   }
   if (!writer->refused.ok()) writer->refused_until = absl::Now() + options_.negative_ttl;
-  std::shared_ptr<const Writer> out = std::move(writer);
-  Put(id, out);
-  return out;
-}
-
-absl::Status SchemaDecoder::Lookup(int32_t id) {
-  absl::StatusOr<std::shared_ptr<const Writer>> writer = Get(id);
-  return writer.ok() ? absl::OkStatus() : writer.status();
+  return std::shared_ptr<const Writer>(std::move(writer));
 }
 
 absl::Status SchemaDecoder::Decode(kiq::v1::Format format, absl::string_view bytes,
@@ -98,9 +147,21 @@ absl::Status SchemaDecoder::Decode(kiq::v1::Format format, absl::string_view byt
       ParseWireFormat(bytes, format == kiq::v1::FORMAT_PROTOBUF, what);
   if (!wire.ok()) return wire.status();
   if (schema_id != nullptr) *schema_id = wire->schema_id;
-  absl::StatusOr<std::shared_ptr<const Writer>> writer = Get(wire->schema_id);
-  if (!writer.ok()) return writer.status();
-  const Writer& w = **writer;
+  std::shared_ptr<const Writer> writer;
+  {
+    absl::MutexLock lock(&mu_);
+    writer = Cached(wire->schema_id);
+    if (writer == nullptr) {
+      StartFetch(wire->schema_id);
+      std::string why = absl::StrCat(what, " has schema id ", wire->schema_id,
+                                     ", not cached yet: it is being fetched from the schema registry");
+      if (auto failed = failed_.find(wire->schema_id); failed != failed_.end()) {
+        absl::StrAppend(&why, " (last attempt: ", failed->second.message(), ")");
+      }
+      return absl::UnavailableError(why);
+    }
+  }
+  const Writer& w = *writer;
   if (!w.refused.ok()) return absl::InvalidArgumentError(absl::StrCat(what, ": ", w.refused.message()));
   const SchemaType expected = format == kiq::v1::FORMAT_AVRO       ? SchemaType::kAvro
                               : format == kiq::v1::FORMAT_PROTOBUF ? SchemaType::kProtobuf

@@ -5,9 +5,11 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -28,8 +30,13 @@ namespace kiq::schema {
 // know, or a schema libavro/libprotoc refuses, is remembered for `negative_ttl` so that a
 // stream of such records does not ask the registry for each.
 //
+// Never blocks on the registry: Decode and Poll consult only the cache. A miss starts a fetch
+// (at most one in flight per id) on the decoder's own fetcher thread and answers UNAVAILABLE
+// ("not yet"); the caller pauses the record and polls. The destructor stops the fetcher and
+// joins it: at most the registry client's request timeout if a fetch hangs.
+//
 // Thread-safe: the ingestion and standby threads share one. No lock is held across the HTTP
-// call (two threads missing the same id may both fetch it; the second result is dropped).
+// call.
 class SchemaDecoder {
  public:
   struct Options {
@@ -37,21 +44,30 @@ class SchemaDecoder {
     absl::Duration negative_ttl = absl::Seconds(30);
   };
   SchemaDecoder(std::unique_ptr<RegistryClient> client, Options options);
+  ~SchemaDecoder() ABSL_LOCKS_EXCLUDED(mu_);
+  SchemaDecoder(const SchemaDecoder&) = delete;
+  SchemaDecoder& operator=(const SchemaDecoder&) = delete;
 
   // Decodes `bytes` (a key or value, `what` says which) written in `format` (FORMAT_AVRO,
-  // FORMAT_PROTOBUF or FORMAT_JSON_SR) into `*json`. Errors:
+  // FORMAT_PROTOBUF or FORMAT_JSON_SR) into `*json`. Never calls the registry. Errors:
   //   INVALID_ARGUMENT: the record is bad, with the reason (not the wire format, an id the
   //     registry does not know, a schema of another type or one that does not parse, bytes that
   //     do not decode with it);
-  //   UNAVAILABLE: the registry did not answer for an id not cached: retry later (see
-  //     `*schema_id`, set whenever the header parsed, for Lookup).
+  //   UNAVAILABLE: the id is not cached yet: a fetch is started (unless one is in flight) and
+  //     the caller retries later (see `*schema_id`, set whenever the header parsed, for Poll).
   absl::Status Decode(kiq::v1::Format format, absl::string_view bytes, absl::string_view what,
-                      const JsonLimits& limits, std::string* json, int32_t* schema_id = nullptr);
+                      const JsonLimits& limits, std::string* json, int32_t* schema_id = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Asks the registry for `id` unless it is cached: OK once the registry has answered (with a
-  // schema or with a definitive no); UNAVAILABLE while it does not. For a paused partition's
-  // retries.
-  absl::Status Lookup(int32_t id);
+  // Where the fetch of a schema id stands, for a paused partition's retries. Never blocks.
+  enum class FetchState {
+    kCached,    // the registry has answered, with a schema or with a definitive no
+    kInFlight,  // queued or being fetched
+    kFailed,    // the last fetch could not reach the registry (`*error` says why): Fetch again
+  };
+  FetchState Poll(int32_t id, absl::Status* error = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts a fetch of `id` on the fetcher thread unless it is cached or one is in flight.
+  void Fetch(int32_t id) ABSL_LOCKS_EXCLUDED(mu_);
 
   struct Stats {
     std::atomic<int64_t> fetches{0};        // answered registry requests
@@ -70,15 +86,31 @@ class SchemaDecoder {
     absl::Status refused;
     absl::Time refused_until = absl::InfinitePast();
   };
-  absl::StatusOr<std::shared_ptr<const Writer>> Get(int32_t id) ABSL_LOCKS_EXCLUDED(mu_);
-  void Put(int32_t id, std::shared_ptr<const Writer> writer) ABSL_LOCKS_EXCLUDED(mu_);
+  // The cached writer of `id` (nullptr if none, or a refusal that expired).
+  std::shared_ptr<const Writer> Cached(int32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartFetch(int32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Put(int32_t id, std::shared_ptr<const Writer> writer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Asks the registry for `id` (the HTTP call) and parses the answer; no lock held.
+  // UNAVAILABLE if the registry could not answer.
+  absl::StatusOr<std::shared_ptr<const Writer>> FetchNow(int32_t id) ABSL_LOCKS_EXCLUDED(mu_);
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); }
+  // The fetcher thread: fetches the queued ids one by one until stopping_.
+  void RunFetcher() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Constant after construction.
   const std::unique_ptr<RegistryClient> client_;
   const Options options_;
   Stats stats_;
+
   mutable absl::Mutex mu_;
   absl::flat_hash_map<int32_t, std::shared_ptr<const Writer>> cache_ ABSL_GUARDED_BY(mu_);
   std::deque<int32_t> order_ ABSL_GUARDED_BY(mu_);  // ids by insertion, for eviction
+  std::deque<int32_t> queue_ ABSL_GUARDED_BY(mu_);  // ids to fetch, in order
+  absl::flat_hash_set<int32_t> in_flight_ ABSL_GUARDED_BY(mu_);  // queued or being fetched
+  // The last failure of ids whose last fetch could not reach the registry.
+  absl::flat_hash_map<int32_t, absl::Status> failed_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread fetcher_;  // last: started once the members above exist
 };
 
 // "avro", "protobuf", "json_sr" (the topology's names), for messages.

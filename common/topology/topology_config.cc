@@ -255,6 +255,26 @@ bool IsColumnName(absl::string_view name) {
 
 constexpr int kMaxTopK = 1000;
 
+// A count_distinct column: a JSON source (or a registry format, decoded into JSON) and a field.
+void CheckCountDistinctSpec(const kiq::v1::CountDistinctSpec& spec, const Store& store,
+                            const std::string& path, const TopologyIndex& index,
+                            Problems* problems) {
+  const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
+  if (format && *format != kiq::v1::FORMAT_JSON) {
+    Add(problems, path,
+        absl::StrCat("count_distinct needs a JSON source; source ", Quote(store.source()),
+                     " has value_format ", FormatName(*format)));
+    return;
+  }
+  if (spec.field().empty()) {
+    Add(problems, path + ".field",
+        "required; the JSON field whose distinct values are counted, e.g. \"game\" or "
+        "\"customer.id\"");
+    return;
+  }
+  CheckFieldPath(spec.field(), path + ".field", store, format, problems);
+}
+
 // The columns of an aggregate store: each a valid unique name and one aggregate, checked as
 // the store kind of the same name is.
 void CheckAggregate(const Store& store, const std::string& path, const TopologyIndex& index,
@@ -308,9 +328,13 @@ void CheckAggregate(const Store& store, const std::string& path, const TopologyI
                            " (how many of the largest values are kept)"));
         }
         break;
+      case kiq::v1::Column::kCountDistinct:
+        CheckCountDistinctSpec(column.count_distinct(), store, column_path + ".count_distinct",
+                               index, problems);
+        break;
       case kiq::v1::Column::AGGREGATE_NOT_SET:
         Add(problems, column_path,
-            "no aggregate set; one of: count, sum, min, max, latest, avg, top_k");
+            "no aggregate set; one of: count, sum, min, max, latest, avg, top_k, count_distinct");
         break;
     }
   }

@@ -484,7 +484,9 @@ void Ingestor::WaitForRegistry(const std::string& topic, PartitionId p, int64_t 
   registry_waits_[{topic, p.value()}] = {schema_id, offset, now, now + absl::Milliseconds(100),
                                          absl::Milliseconds(100)};
   if (options_.metrics != nullptr) options_.metrics->RegistryWaits(registry_waits_.size());
-  spdlog::warn(
+  // Info: a first sight of an id pauses too, for the few milliseconds of its fetch; a registry
+  // that does not answer is warned about by RetryRegistry.
+  spdlog::info(
       "topic {} partition {}: paused at offset {}: {}; the records wait (none is skipped) and "
       "the partition resumes once the registry answers",
       topic, p.value(), offset, why.message());
@@ -494,15 +496,27 @@ void Ingestor::RetryRegistry() {
   const absl::Time now = absl::Now();
   for (auto it = registry_waits_.begin(); it != registry_waits_.end();) {
     RegistryWait& wait = it->second;
-    if (now < wait.next_try) {
+    // Only the decoder's cache is consulted here: the fetch runs on its own thread, so a
+    // registry that is slow or down never stalls the other partitions.
+    using FetchState = schema::SchemaDecoder::FetchState;
+    absl::Status error;
+    const FetchState state = topology_.schemas()->Poll(wait.schema_id, &error);
+    if (state == FetchState::kInFlight) {
       ++it;
       continue;
     }
-    // An HTTP call on the ingestion thread, no lock held: bounded by the registry timeout.
-    absl::Status s = topology_.schemas()->Lookup(wait.schema_id);
-    if (absl::IsUnavailable(s)) {
-      wait.backoff = std::min(wait.backoff * 2, absl::Seconds(5));
-      wait.next_try = absl::Now() + wait.backoff;
+    if (state == FetchState::kFailed) {
+      if (now >= wait.next_try) {
+        if (!wait.warned) {
+          wait.warned = true;
+          spdlog::warn("topic {} partition {}: the schema registry did not answer for schema id "
+                       "{}: {}; asking again with backoff (the records wait)",
+                       it->first.first, it->first.second, wait.schema_id, error.message());
+        }
+        topology_.schemas()->Fetch(wait.schema_id);
+        wait.next_try = now + wait.backoff;
+        wait.backoff = std::min(wait.backoff * 2, absl::Seconds(5));
+      }
       ++it;
       continue;
     }

@@ -197,22 +197,25 @@ class Ingestor {
   absl::flat_hash_map<std::tuple<int, int32_t, int32_t>, int64_t> upstream_next_;
   // Stream partitions paused until the tables they join have caught up: partition → topics.
   absl::flat_hash_map<int32_t, std::vector<std::string>> paused_for_join_;
-  // Source partitions paused because the schema registry did not answer for the schema id of
-  // their next record (not cached): they resume, from that record, once it answers. Records
-  // of them still in the fetch queue are dropped meanwhile (they are read again).
+  // Source partitions paused because the schema id of their next record is not cached: the
+  // SchemaDecoder fetches it on its own thread; they resume, from that record, once it has
+  // the registry's answer. Records of them still in the fetch queue are dropped meanwhile
+  // (they are read again).
   struct RegistryWait {
     int32_t schema_id = 0;
     int64_t offset = 0;  // the record that waits
     absl::Time since;
-    absl::Time next_try;
+    absl::Time next_try;  // of a fetch again, after one that could not reach the registry
     absl::Duration backoff;
+    bool warned = false;  // that the registry does not answer (once per wait)
   };
   std::map<std::pair<std::string, int32_t>, RegistryWait> registry_waits_;
   // Pauses (topic, p) at `offset` until the registry answers for `schema_id`.
   void WaitForRegistry(const std::string& topic, PartitionId p, int64_t offset, int32_t schema_id,
                        const absl::Status& why);
-  // Asks the registry again for the schema ids partitions wait for (with backoff), and resumes
-  // those it answered for.
+  // Resumes the partitions whose schema id the decoder now has (a schema or a definitive
+  // no); starts a fetch again (with backoff, 100 ms doubling to 5 s) for those whose fetch
+  // could not reach the registry. Never calls the registry itself.
   void RetryRegistry();
   // (store index, partition) touched by the pending batch.
   absl::flat_hash_set<std::pair<int, int32_t>> touched_;

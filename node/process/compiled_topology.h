@@ -66,8 +66,8 @@ class CompiledTopology {
   // json_sr): the value is replaced by its JSON text (kept here until the next call), which
   // DecodeError then checks and every store reads; the key is checked only (it stays the bytes
   // the producer wrote and partitioned by). OK at once for other formats. INVALID_ARGUMENT:
-  // the record is bad (the reason); UNAVAILABLE: the registry did not answer for a schema id
-  // not cached (`*schema_id` says which): the record must wait, not be skipped. Thread as
+  // the record is bad (the reason); UNAVAILABLE: a schema id not cached yet (`*schema_id` says
+  // which; its fetch runs on the decoder's thread): the record must wait, not be skipped. Thread as
   // DecodeError; the SchemaDecoder is shared and thread-safe.
   absl::Status DecodeRegistryFormats(Record& record, const CompiledSource& source,
                                      int32_t* schema_id);

@@ -18,6 +18,7 @@
 #include "common/topology/value_codec.h"
 #include "common/topology/window.h"
 #include "common/topology/window_key.h"
+#include "node/process/distinct_counter.h"
 
 namespace kiq::node {
 namespace {
@@ -201,9 +202,10 @@ class LatestProcessor final : public FieldProcessor {
 };
 
 // Several aggregates per key in one row, as a ksqlDB table has several columns. The stored
-// value is the row's JSON object (what answers show), then, if the store has avg columns, a
-// NUL byte and a JSON array of [sum, count] per avg column (their state, not shown; see
-// RowJson). Every column is computed before anything is written: a record that is bad for
+// value is the row's JSON object (what answers show), then, if the store has avg or
+// count_distinct columns, a NUL byte and a JSON array of their state, one element per such
+// column in column order (not shown; see RowJson): [sum, count] for avg, a DistinctCounter's
+// JSON for count_distinct. Every column is computed before anything is written: a record that is bad for
 // one column (a missing field, a value that is not a number) is bad for the row.
 class AggregateProcessor final : public FieldProcessor {
  public:
@@ -230,7 +232,11 @@ class AggregateProcessor final : public FieldProcessor {
         case kiq::v1::Column::kAvg:
           column.path = FieldPath(c.avg().field());
           column.as_double = true;
-          column.state = avg_columns_++;
+          column.state = state_columns_++;
+          break;
+        case kiq::v1::Column::kCountDistinct:
+          column.path = FieldPath(c.count_distinct().field());
+          column.state = state_columns_++;
           break;
         case kiq::v1::Column::kTopK:
           column.path = FieldPath(c.top_k().field());
@@ -282,7 +288,7 @@ class AggregateProcessor final : public FieldProcessor {
     rapidjson::Writer<rapidjson::StringBuffer> writer(out);
     row.Accept(writer);
     std::string stored(out.GetString(), out.GetSize());
-    if (avg_columns_ > 0) {
+    if (state_columns_ > 0) {
       rapidjson::StringBuffer state_out;
       rapidjson::Writer<rapidjson::StringBuffer> state_writer(state_out);
       state.Accept(state_writer);
@@ -299,7 +305,7 @@ class AggregateProcessor final : public FieldProcessor {
     FieldPath path;
     bool as_double = false;
     size_t k = 0;    // top_k
-    int state = -1;  // avg: its index in the state array
+    int state = -1;  // avg, count_distinct: its index in the state array
   };
 
   absl::Status ParseStored(absl::string_view stored, const Record& record,
@@ -307,7 +313,7 @@ class AggregateProcessor final : public FieldProcessor {
     const absl::string_view shown = RowJson(stored);
     row->Parse(shown.data(), shown.size());
     bool ok = !row->HasParseError() && row->IsObject();
-    if (ok && avg_columns_ > 0 && shown.size() < stored.size()) {
+    if (ok && state_columns_ > 0 && shown.size() < stored.size()) {
       const absl::string_view rest = stored.substr(shown.size() + 1);
       state->Parse(rest.data(), rest.size());
       ok = !state->HasParseError() && state->IsArray();
@@ -474,6 +480,28 @@ class AggregateProcessor final : public FieldProcessor {
         }
         return absl::OkStatus();
       }
+      case kiq::v1::Column::kCountDistinct: {
+        absl::StatusOr<Scalar> scalar = Read(record, column.path);
+        if (!scalar.ok()) return scalar.status();
+        DistinctCounter counter;
+        if (old_state.IsArray() && static_cast<int>(old_state.Size()) > column.state) {
+          absl::StatusOr<DistinctCounter> stored = DistinctCounter::FromJson(old_state[column.state]);
+          if (!stored.ok()) return Corrupt(column, record);
+          counter = *std::move(stored);
+        }
+        // Nulls are not values (SQL's COUNT(DISTINCT x) skips them); values are told apart by
+        // their JSON text.
+        if (scalar->json == nullptr) {
+          counter.Add(DistinctCounter::Hash(scalar->text));
+        } else if (!scalar->json->IsNull()) {
+          counter.Add(DistinctCounter::Hash(ToJsonText(*scalar->json)));
+        }
+        rapidjson::Value json;
+        counter.ToJson(&json, state->GetAllocator());
+        state->PushBack(json, state->GetAllocator());
+        out->SetInt64(counter.Count());
+        return absl::OkStatus();
+      }
       case kiq::v1::Column::AGGREGATE_NOT_SET:
         break;
     }
@@ -482,7 +510,7 @@ class AggregateProcessor final : public FieldProcessor {
 
   const StoreHandle handle_;
   const bool reads_json_;
-  int avg_columns_ = 0;
+  int state_columns_ = 0;  // avg and count_distinct columns
   std::vector<Column> columns_;
 };
 

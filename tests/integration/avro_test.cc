@@ -4,10 +4,13 @@
 // compared with a truth computed here; two writer schema versions (v2 adds a field with a
 // default); undecodable records dead-lettered with their reason; and a registry outage: a
 // partition whose next record has a schema id not yet cached waits (nothing dropped, nothing
-// dead-lettered) while the others go on, and catches up once the registry is back.
+// dead-lettered) while the others go on, and catches up once the registry is back; the same
+// with a registry that holds requests open (the fetch is off the ingestion thread); standby
+// replicas decoding through the same cache.
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <random>
@@ -410,6 +413,157 @@ TEST_F(AvroTest, ARegistryOutagePausesOnlyThePartitionWithAnUnknownIdAndLosesNot
   EXPECT_EQ(MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_registry_paused_partitions"), 0);
   EXPECT_EQ(MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_bad_records_total"), 0);
   EXPECT_THAT(nodes_[0]->process().ReadLog(), ::testing::HasSubstr("the records wait (none is skipped)"));
+}
+
+TEST_F(AvroTest, AHangingRegistryForAnUncachedIdDoesNotStopTheOtherPartitions) {
+  // A registry that holds requests open (rather than refusing connections) with a long request
+  // timeout: were the fetch on the ingestion thread, every partition would stall for a minute.
+  config_ = WriteFile("payments-avro-hang.yaml",
+                      absl::StrReplaceAll(ReadFile(config_),
+                                          {{absl::StrCat("url: ", registry_->url()),
+                                            absl::StrCat("url: ", registry_->url(),
+                                                         "\n  timeout_ms: 60000")}}));
+  ASSERT_THAT(ReadFile(config_), ::testing::HasSubstr("timeout_ms: 60000"));
+  std::map<int32_t, std::vector<std::string>> by_partition;
+  for (int c = 0; c < 40; ++c) {
+    const std::string customer = absl::StrCat("c", c);
+    by_partition[Murmur2Partition(customer, kPartitions)].push_back(customer);
+  }
+  const std::string blocked = by_partition[0].front();
+  std::vector<std::string> others;
+  for (int32_t p = 1; p < kPartitions; ++p) {
+    for (const std::string& c : by_partition[p]) others.push_back(c);
+  }
+  ASSERT_FALSE(others.empty());
+  std::vector<Payment> all;
+  auto payment = [&](const std::string& customer, int version) {
+    const int n = static_cast<int>(all.size());
+    all.push_back({absl::StrCat("pay-", n), customer, 100 + n, kMethods[n % 3], version});
+  };
+  for (int i = 0; i < 40; ++i) payment(i % 2 ? blocked : others[i % others.size()], 1);
+  const size_t first_new = all.size();
+  payment(blocked, 3);  // v3: an id the node has never seen
+  for (int i = 0; i < 5; ++i) payment(blocked, 1);  // behind it, in the same partition
+  const size_t first_after = all.size();
+  for (int i = 0; i < 80; ++i) payment(others[i % others.size()], 1);
+  const std::vector<std::string> encoded = Encode(all);
+  ASSERT_EQ(encoded.size(), all.size());
+
+  StartNodes(1);
+  NodeClient& client = *clients_[0];
+  Truth truth;
+  for (size_t i = 0; i < first_new; ++i) {
+    ProduceAndTrack("payments", all[i].customer, encoded[i]);
+    truth.Add(all[i]);
+  }
+  ExpectTruth(truth);  // v1 is cached
+
+  ASSERT_OK(registry_->SetHang(true).status());
+  const Truth at_hang = truth;
+  for (size_t i = first_new; i < first_after; ++i) {
+    ProduceAndTrack("payments", all[i].customer, encoded[i]);
+    truth.Add(all[i]);
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_registry_paused_partitions") == 1;
+      },
+      absl::Seconds(20)))
+      << nodes_[0]->process().ReadLog();
+  // The other partitions' records, produced while the fetch hangs, are all applied well within
+  // the registry's timeout.
+  for (size_t i = first_after; i < all.size(); ++i) {
+    ProduceAndTrack("payments", all[i].customer, encoded[i]);
+    truth.Add(all[i]);
+  }
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const std::string& c : others) {
+          const int64_t want = truth.spend.count(c) ? truth.spend.at(c) : 0;
+          if (want == 0) continue;
+          kiq::v1::GetResponse get;
+          if (!client.Get("spend", c, &get).ok() ||
+              get.entry().json().number_value() != static_cast<double>(want)) {
+            return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(20)))
+      << "the other partitions stalled behind the hanging registry\n"
+      << nodes_[0]->process().ReadLog();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  kiq::v1::GetResponse get;
+  ASSERT_TRUE(client.Get("spend", blocked, &get).ok());
+  EXPECT_EQ(get.entry().json().number_value(), static_cast<double>(at_hang.spend.at(blocked)))
+      << "the partition with the uncached id waits";
+  EXPECT_EQ(MetricSum(ScrapeMetrics(nodes_[0]->http_port()), "kiq_registry_paused_partitions"), 1);
+
+  // The registry answers the held request (the fetch was still waiting for it all along): the
+  // partition resumes from the record that waited.
+  absl::StatusOr<int> released = registry_->SetHang(false);
+  ASSERT_OK(released);
+  EXPECT_GE(*released, 1);
+  ExpectTruth(truth);
+  const std::string metrics = ScrapeMetrics(nodes_[0]->http_port());
+  EXPECT_EQ(MetricSum(metrics, "kiq_registry_paused_partitions"), 0);
+  EXPECT_EQ(MetricSum(metrics, "kiq_bad_records_total"), 0);
+}
+
+// Standby replicas decode with the same SchemaDecoder: a replica whose next record has a schema
+// id not yet cached waits for the background fetch (as the owner does) and goes on. Two nodes,
+// one standby each; after a kill -9 of n1, n2's replicas of n1's partitions answer stale
+// reads of the table with the truth (the Avro records as JSON), before n2 takes them over.
+TEST_F(AvroTest, StandbyReplicasWaitForTheFetchAndServeTheTruthAfterAKill) {
+  config_ = WriteFile("payments-avro-standby.yaml",
+                      absl::StrCat(ReadFile(config_), "\nnum_standby_replicas: 1\n"));
+  std::mt19937 rng(99);
+  std::vector<Payment> payments;
+  for (int i = 0; i < 200; ++i) {
+    payments.push_back({absl::StrCat("pay-", i), absl::StrCat("c", rng() % 24),
+                        1 + static_cast<int64_t>(rng() % 500), kMethods[rng() % 3],
+                        1 + static_cast<int>(rng() % 2)});
+  }
+  const std::vector<std::string> encoded = Encode(payments);
+  ASSERT_EQ(encoded.size(), payments.size());
+  StartNodes(2);
+  ASSERT_TRUE(WaitFor([&] { return clients_[1]->SettledOwners({"n1", "n2"}, kPartitions).has_value(); },
+                      absl::Seconds(60)))
+      << nodes_[0]->process().ReadLog();
+  Truth truth;
+  for (size_t i = 0; i < payments.size(); ++i) {
+    ProduceAndTrack("payments", payments[i].customer, encoded[i]);
+    truth.Add(payments[i]);
+  }
+  ExpectTruth(truth);
+  nodes_[0]->process().Kill();
+  // Until n2 takes n1's partitions over (a session timeout), its replicas answer.
+  bool from_standby = false;
+  Entries last;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        kiq::v1::ScanResponse scan;
+        if (!clients_[1]->AllStale("last_payment", &scan, 5).ok()) return false;
+        last.clear();
+        for (const kiq::v1::Entry& e : scan.entries()) last.emplace_back(e.key(), e.value());
+        from_standby = !scan.standby_reads().empty();
+        return from_standby && last.size() == truth.last.size();
+      },
+      absl::Seconds(15)))
+      << "standby_reads: " << from_standby << ", " << last.size() << " of " << truth.last.size()
+      << "\n" << nodes_[1]->process().ReadLog();
+  for (const auto& [customer, json] : last) {
+    rapidjson::Document doc;
+    doc.Parse(json.c_str());
+    ASSERT_TRUE(doc.IsObject()) << json;
+    EXPECT_EQ(std::string(doc["id"].GetString()), truth.last.at(customer).id) << customer;
+  }
+  // Whether a replica met an id first (n2's own partitions may have fetched it before): shown.
+  std::printf("standby replicas on n2 waited for a schema fetch: %s\n",
+              absl::StrContains(nodes_[1]->process().ReadLog(), "waits: value has schema id")
+                  ? "yes"
+                  : "no (its active partitions fetched the ids first)");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The scoreboard example (examples/scoreboard/topology.yaml) on one kiq-node over a
-// kiq-dev-kafka: sum of string-typed points, latest avatar, a filtered count and a row of seven
-// aggregates, compared with a truth computed here from the generated records, bad records
+// kiq-dev-kafka: sum of string-typed points, latest avatar, a filtered count and a row of eight
+// aggregates (count_distinct of the game among them), compared with a truth computed here from the generated records, bad records
 // included.
 #include <algorithm>
 #include <map>
@@ -25,6 +25,8 @@ namespace {
 
 constexpr int kPartitions = 4;
 constexpr int kPlayers = 20;
+const char* const kGames[] = {"chess", "go",    "shogi", "xiangqi", "checkers", "othello",
+                              "hex",   "havannah", "tak", "hive",   "onitama",  "santorini"};
 
 // Run on one node and on a 3-node cluster (every query through every node).
 class ScoreboardTest : public KafkaFixture, public ::testing::WithParamInterface<int> {
@@ -77,6 +79,7 @@ struct PlayerRow {
   int64_t worst = 0;
   std::vector<int64_t> all;  // every value, for top3
   std::string last;          // JSON text of the latest points field
+  std::set<std::string> games;  // distinct non-null games (JSON text), for games
 };
 
 // Checks a stored row (JSON text) against the truth.
@@ -88,7 +91,7 @@ void ExpectRow(const std::string& player, const std::string& text, const PlayerR
   std::vector<std::string> names;
   for (const auto& m : row.GetObject()) names.emplace_back(m.name.GetString());
   EXPECT_EQ(names, (std::vector<std::string>{"points", "plays", "best", "worst", "mean", "top3",
-                                             "last"}));
+                                             "last", "games"}));
   ASSERT_TRUE(row["points"].IsInt64() && row["plays"].IsInt64() && row["best"].IsInt64() &&
               row["worst"].IsInt64() && row["mean"].IsNumber() && row["top3"].IsArray());
   EXPECT_EQ(row["points"].GetInt64(), want.points);
@@ -103,6 +106,8 @@ void ExpectRow(const std::string& player, const std::string& text, const PlayerR
   std::vector<int64_t> got_top;
   for (const rapidjson::Value& v : row["top3"].GetArray()) got_top.push_back(v.GetInt64());
   EXPECT_EQ(got_top, top);
+  ASSERT_TRUE(row["games"].IsInt64());
+  EXPECT_EQ(row["games"].GetInt64(), static_cast<int64_t>(want.games.size()));  // exact: < 1,000
   const rapidjson::Value& last = row["last"];
   EXPECT_EQ(last.IsString() ? absl::StrCat("\"", last.GetString(), "\"")
                             : absl::StrCat(last.GetInt64()),
@@ -150,8 +155,12 @@ TEST_P(ScoreboardTest, SumLatestFilteredCountAndRowMatchTheTruth) {
     // Mostly strings ("17"), as the producers send them; some plain JSON numbers.
     const std::string points_json =
         i % 5 == 0 ? absl::StrCat(points) : absl::StrCat("\"", points, "\"");
+    // The game: one of 12, null now and then (not counted by count_distinct).
+    const std::string game_json =
+        i % 11 == 4 ? "null" : absl::StrCat("\"", kGames[rng() % 12], "\"");
     Produce("score_events", player,
-            absl::StrCat(R"({"player":")", player, R"(","points":)", points_json, "}"));
+            absl::StrCat(R"({"player":")", player, R"(","points":)", points_json,
+                         R"(,"game":)", game_json, "}"));
     score[player] += points;
     if (points > 50) ++big_scores[player];
     PlayerRow& row = players[player];
@@ -161,6 +170,7 @@ TEST_P(ScoreboardTest, SumLatestFilteredCountAndRowMatchTheTruth) {
     ++row.plays;
     row.all.push_back(points);
     row.last = points_json;
+    if (game_json != "null") row.games.insert(game_json);
   }
   for (int i = 0; i < 120; ++i) {
     const std::string player = absl::StrCat("p", rng() % kPlayers);
@@ -204,10 +214,12 @@ TEST_P(ScoreboardTest, SumLatestFilteredCountAndRowMatchTheTruth) {
     const std::string with_avatar = avatar.begin()->first;
     ASSERT_TRUE(client.Get("avatar", with_avatar, &get).ok());
     EXPECT_EQ(absl::StrCat("\"", get.entry().json().string_value(), "\""), avatar.begin()->second);
-    // A row is a JSON object in Entry.json, without avg's state.
+    // A row is a JSON object in Entry.json, without avg's and count_distinct's state.
     ASSERT_TRUE(client.Get("players", player, &get).ok());
     const auto& fields = get.entry().json().struct_value().fields();
-    ASSERT_EQ(fields.size(), 7u) << get.entry().value();
+    ASSERT_EQ(fields.size(), 8u) << get.entry().value();
+    EXPECT_EQ(fields.at("games").number_value(),
+              static_cast<double>(players[player].games.size()));
     EXPECT_EQ(fields.at("plays").number_value(), static_cast<double>(players[player].plays));
     EXPECT_EQ(get.entry().value().find('\0'), std::string::npos);
   }

@@ -6,6 +6,8 @@
 // Routes: POST /subjects/{s}/versions, POST /subjects/{s} (lookup), GET /schemas/ids/{id},
 // GET /subjects, GET /subjects/{s}/versions, GET /subjects/{s}/versions/{v|latest},
 // PUT/GET /config[/{s}] (compatibility: accepted, not enforced).
+// Test control: PUT /_control/hang {"hang": true} holds every GET /schemas/ids/{id} open (a
+// registry that does not answer) until PUT /_control/hang {"hang": false} answers them.
 // Errors as the registry answers them: {"error_code": 40401|40402|40403, "message": ...}.
 'use strict';
 const fs = require('fs');
@@ -48,20 +50,38 @@ function version(res, subject, v) {
   return send(res, 200, out);
 }
 
+let hang = false;
+let held = [];  // answers of the requests held while hanging
+
 const server = http.createServer((req, res) => {
   let body = '';
   req.on('data', (chunk) => { body += chunk; });
   req.on('end', () => {
     const path = decodeURIComponent(req.url.split('?')[0]);
     let m;
+    if (req.method === 'PUT' && path === '/_control/hang') {
+      hang = Boolean(JSON.parse(body || '{}').hang);
+      const release = hang ? [] : held;
+      if (!hang) held = [];
+      for (const answer of release) answer();
+      return send(res, 200, { hang, released: release.length });
+    }
     if (req.method === 'GET' && (m = /^\/schemas\/ids\/(\d+)$/.exec(path))) {
-      const s = state.schemas[m[1]];
-      if (!s) return notFound(res, 40403, `Schema ${m[1]} not found`);
-      const out = { schema: s.schema };
-      // As the registry does: no schemaType for Avro.
-      if (s.schemaType && s.schemaType !== 'AVRO') out.schemaType = s.schemaType;
-      if (s.references && s.references.length) out.references = s.references;
-      return send(res, 200, out);
+      const id = m[1];
+      const answer = () => {
+        const s = state.schemas[id];
+        if (!s) return notFound(res, 40403, `Schema ${id} not found`);
+        const out = { schema: s.schema };
+        // As the registry does: no schemaType for Avro.
+        if (s.schemaType && s.schemaType !== 'AVRO') out.schemaType = s.schemaType;
+        if (s.references && s.references.length) out.references = s.references;
+        return send(res, 200, out);
+      };
+      if (hang) {
+        held.push(answer);
+        return undefined;
+      }
+      return answer();
     }
     if ((m = /^\/config(\/[^/]+)?$/.exec(path))) {  // compatibility: accepted, not enforced
       if (req.method === 'PUT') return send(res, 200, JSON.parse(body || '{}'));

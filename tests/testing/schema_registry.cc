@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include <httplib.h>
+#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -80,6 +82,24 @@ absl::Status SchemaRegistryProcess::Stop() {
 absl::Status SchemaRegistryProcess::Restart() {
   if (absl::Status s = Stop(); !s.ok()) return s;
   return Launch(port_);
+}
+
+absl::StatusOr<int> SchemaRegistryProcess::SetHang(bool hang) {
+  httplib::Client http("127.0.0.1", port_);
+  http.set_connection_timeout(5);
+  http.set_read_timeout(5);
+  httplib::Result r = http.Put("/_control/hang", hang ? R"({"hang":true})" : R"({"hang":false})",
+                               "application/json");
+  if (!r || r->status != 200) {
+    return absl::UnavailableError(absl::StrCat("test schema registry: PUT /_control/hang failed",
+                                               r ? absl::StrCat(": HTTP ", r->status) : ""));
+  }
+  rapidjson::Document answer;
+  answer.Parse(r->body.c_str());
+  if (!answer.IsObject() || !answer.HasMember("released") || !answer["released"].IsInt()) {
+    return absl::InternalError(absl::StrCat("test schema registry: bad answer ", r->body));
+  }
+  return answer["released"].GetInt();
 }
 
 absl::StatusOr<Encoded> EncodeWithSerializer(const std::string& dir, const std::string& registry_url,

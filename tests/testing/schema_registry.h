@@ -25,6 +25,10 @@ class SchemaRegistryProcess {
   absl::Status Stop();
   // Starts it again on the same port with the same schemas.
   absl::Status Restart();
+  // Holds every GET /schemas/ids/{id} open from now on (a registry that does not answer:
+  // clients wait for their timeout), or answers those held and stops holding. Returns how
+  // many held requests it answered.
+  absl::StatusOr<int> SetHang(bool hang);
 
  private:
   SchemaRegistryProcess(std::string dir) : dir_(std::move(dir)) {}

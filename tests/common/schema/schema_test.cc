@@ -22,6 +22,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/schema/avro_json.h"
 #include "common/schema/protobuf_json.h"
 #include "common/schema/registry_client.h"
@@ -233,12 +235,16 @@ TEST(RegistryAnswerTest, SchemasAndErrorsAreClassified) {
       ParseSchemaAnswer(7, 200, R"({"schema":"x","schemaType":"XML"})").status()));
 }
 
-// A registry that answers from a map, or is down.
+// A registry that answers from a map, or is down, or holds requests (as a registry that does
+// not answer does) until released or until its "timeout".
 class FakeRegistry : public RegistryClient {
  public:
   absl::StatusOr<RegisteredSchema> SchemaById(int32_t id) override {
     absl::MutexLock lock(&mu_);
     ++requests_;
+    if (!mu_.AwaitWithTimeout(absl::Condition(&released_), hold_timeout_)) {
+      return absl::UnavailableError("schema registry: operation timed out");
+    }
     if (down_) return absl::UnavailableError("schema registry: connection refused");
     auto it = schemas_.find(id);
     if (it == schemas_.end()) return absl::NotFoundError(absl::StrCat("Schema ", id, " not found"));
@@ -252,6 +258,16 @@ class FakeRegistry : public RegistryClient {
     absl::MutexLock lock(&mu_);
     down_ = down;
   }
+  // Requests from now on wait until Release() or `timeout`.
+  void Hold(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    released_ = false;
+    hold_timeout_ = timeout;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
   int requests() {
     absl::MutexLock lock(&mu_);
     return requests_;
@@ -259,6 +275,8 @@ class FakeRegistry : public RegistryClient {
 
  private:
   absl::Mutex mu_;
+  bool released_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Duration hold_timeout_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   std::map<int32_t, RegisteredSchema> schemas_ ABSL_GUARDED_BY(mu_);
   bool down_ ABSL_GUARDED_BY(mu_) = false;
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
@@ -278,8 +296,30 @@ class SchemaDecoderTest : public ::testing::Test {
     options.max_schemas = 3;
     decoder_ = std::make_unique<SchemaDecoder>(std::move(registry), options);
   }
+  // Waits (with a deadline) until the fetch of `id` is not in flight; its state then.
+  SchemaDecoder::FetchState AwaitFetch(int32_t id, absl::Status* error = nullptr) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    SchemaDecoder::FetchState state = decoder_->Poll(id, error);
+    while (state == SchemaDecoder::FetchState::kInFlight && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+      state = decoder_->Poll(id, error);
+    }
+    return state;
+  }
+  // Decodes; if the id is not cached yet, waits for its fetch and decodes again (as a paused
+  // partition does).
   absl::Status Decode(kiq::v1::Format format, absl::string_view bytes, std::string* json) {
+    int32_t id = -1;
+    absl::Status s = decoder_->Decode(format, bytes, "value", {}, json, &id);
+    if (!absl::IsUnavailable(s)) return s;
+    AwaitFetch(id);
     return decoder_->Decode(format, bytes, "value", {}, json);
+  }
+  // Waits until the registry has been asked `n` times (a fetch has started).
+  bool AwaitRequests(int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (registry_->requests() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    return registry_->requests() == n;
   }
   FakeRegistry* registry_;
   std::unique_ptr<SchemaDecoder> decoder_;
@@ -297,12 +337,19 @@ TEST_F(SchemaDecoderTest, FetchesEachIdOnceAndDecodesWhileTheRegistryIsDown) {
   absl::Status s = decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV2Hex), "value", {}, &json, &id);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;  // not cached: wait, never a bad record
   EXPECT_EQ(id, 2);
-  EXPECT_TRUE(absl::IsUnavailable(decoder_->Lookup(2)));
+  absl::Status error;
+  EXPECT_EQ(AwaitFetch(2, &error), SchemaDecoder::FetchState::kFailed);
+  EXPECT_THAT(error.message(), HasSubstr("connection refused"));
+  s = decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV2Hex), "value", {}, &json);
+  EXPECT_THAT(s.message(), HasSubstr("last attempt: schema registry: connection refused"));
+  EXPECT_EQ(AwaitFetch(2), SchemaDecoder::FetchState::kFailed);
+  EXPECT_EQ(decoder_->stats().fetch_failures.load(), 2);
   registry_->SetDown(false);
-  ASSERT_OK(decoder_->Lookup(2));
+  decoder_->Fetch(2);
+  EXPECT_EQ(AwaitFetch(2), SchemaDecoder::FetchState::kCached);
   const int before = registry_->requests();
-  ASSERT_OK(Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV2Hex), &json));
-  EXPECT_EQ(registry_->requests(), before);  // Lookup cached it
+  ASSERT_OK(decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV2Hex), "value", {}, &json));
+  EXPECT_EQ(registry_->requests(), before);  // the fetch cached it
   EXPECT_EQ(json, R"({"id":"b","amount":7,"currency":"USD"})");
 }
 
@@ -364,7 +411,67 @@ TEST_F(SchemaDecoderTest, ThreadsShareTheCache) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
-  EXPECT_LE(registry_->requests(), 8);
+  EXPECT_EQ(registry_->requests(), 2);  // one fetch per id, however many threads miss it
+}
+
+TEST_F(SchemaDecoderTest, AMissNeverWaitsForTheRegistryAndFetchesEachIdOnceAtATime) {
+  registry_->Hold(absl::Seconds(60));  // a registry that does not answer
+  std::string json;
+  int32_t id = -1;
+  const absl::Time start = absl::Now();
+  absl::Status s = decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV1Hex), "value", {}, &json, &id);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("value has schema id 1, not cached yet"));
+  EXPECT_EQ(id, 1);
+  ASSERT_TRUE(AwaitRequests(1));  // the fetcher is inside the request, which hangs
+  // Misses of the same id while it hangs answer at once and start no second fetch; another id
+  // queues behind it.
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_TRUE(absl::IsUnavailable(
+        decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV1Hex), "value", {}, &json)));
+    decoder_->Fetch(1);
+  }
+  EXPECT_TRUE(absl::IsUnavailable(
+      decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV2Hex), "value", {}, &json)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "Decode waited for the registry";
+  EXPECT_EQ(decoder_->Poll(1), SchemaDecoder::FetchState::kInFlight);
+  EXPECT_EQ(decoder_->Poll(2), SchemaDecoder::FetchState::kInFlight);
+  EXPECT_EQ(registry_->requests(), 1);
+  // The registry answers: both ids become available, each fetched once.
+  registry_->Release();
+  EXPECT_EQ(AwaitFetch(1), SchemaDecoder::FetchState::kCached);
+  EXPECT_EQ(AwaitFetch(2), SchemaDecoder::FetchState::kCached);
+  ASSERT_OK(decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV1Hex), "value", {}, &json));
+  EXPECT_EQ(json, R"({"id":"a","amount":5})");
+  ASSERT_OK(decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV2Hex), "value", {}, &json));
+  EXPECT_EQ(registry_->requests(), 2);
+  EXPECT_EQ(decoder_->stats().fetches.load(), 2);
+}
+
+TEST_F(SchemaDecoderTest, ADefinitiveNoWhileHeldIsABadRecordOnceAnswered) {
+  registry_->Hold(absl::Seconds(60));
+  std::string json;
+  EXPECT_TRUE(absl::IsUnavailable(
+      decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex("000000002a02610a"), "value", {}, &json)));
+  registry_->Release();
+  EXPECT_EQ(AwaitFetch(42), SchemaDecoder::FetchState::kCached);  // answered: no such id
+  absl::Status s = decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex("000000002a02610a"), "value", {}, &json);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("unknown schema id 42"));
+}
+
+TEST_F(SchemaDecoderTest, DestructionWhileAFetchHangsEndsWithinTheRequestTimeout) {
+  const absl::Duration timeout = absl::Seconds(1);  // the client's request timeout
+  registry_->Hold(timeout);
+  std::string json;
+  EXPECT_TRUE(absl::IsUnavailable(
+      decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV1Hex), "value", {}, &json)));
+  decoder_->Fetch(3);  // queued behind the hanging one: dropped
+  ASSERT_TRUE(AwaitRequests(1));
+  const absl::Time start = absl::Now();
+  decoder_.reset();
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_LT(took, timeout + absl::Seconds(2)) << took;
 }
 
 // The HTTP client against a registry served here.

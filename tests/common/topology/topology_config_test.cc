@@ -515,7 +515,16 @@ TEST(ParseTopologyTest, AggregateColumnMistakesNameTheirFieldPath) {
       {"column without aggregate",
        "stores: [{name: x, source: j, aggregate: {columns: [{name: n}]}}]",
        "t.yaml: stores[0].aggregate.columns[0]: no aggregate set; one of: count, sum, min, max, "
-       "latest, avg, top_k"},
+       "latest, avg, top_k, count_distinct"},
+      {"count_distinct without field",
+       "stores: [{name: x, source: j, aggregate: {columns: [{name: d, count_distinct: {}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].count_distinct.field: required; the JSON field "
+       "whose distinct values are counted, e.g. \"game\" or \"customer.id\""},
+      {"count_distinct over a string source",
+       "stores: [{name: x, source: s, aggregate: {columns: [{name: d, count_distinct: {field: "
+       "a}}]}}]",
+       "t.yaml: stores[0].aggregate.columns[0].count_distinct: count_distinct needs a JSON "
+       "source; source \"s\" has value_format string"},
       {"top_k without k",
        "stores: [{name: x, source: j, aggregate: {columns: [{name: t, top_k: {field: a}}]}}]",
        "t.yaml: stores[0].aggregate.columns[0].top_k.k: is 0; expected 1 to 1000 (how many of "

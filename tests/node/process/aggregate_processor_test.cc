@@ -1,14 +1,19 @@
 // Sum, min, max, latest and filters over a real StoreEngine, through MakeProcessor.
 #include <stdlib.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
+#include <rapidjson/document.h>
+
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/kafka/record.h"
 #include "common/topology/json_value.h"
@@ -395,6 +400,75 @@ TEST_F(AggregateProcessorTest, AggregateDoubleColumnsAndInt64Overflow) {
   ASSERT_OK(Apply(R"({"x": 1.5, "n": 0})"));
   ASSERT_OK(Apply(R"({"x": -4, "n": 0})"));
   EXPECT_EQ(RowJson(*Stored()), R"({"total":0.25,"n":9223372036854775807,"low":[2.25,1.5,0.5]})");
+}
+
+// COUNT_DISTINCT(game) AS games next to COUNT(*) AS plays: exact up to 1,000 distinct values
+// per key, then a HyperLogLog estimate within three standard errors of the truth computed
+// here, through reopens of the store; the state is after the row, never in it.
+TEST_F(AggregateProcessorTest, CountDistinctIsExactThenAnEstimateThroughReopens) {
+  constexpr char kStore[] = R"pb(aggregate {
+                                  columns { name: "games" count_distinct { field: "game" } }
+                                  columns { name: "plays" count {} }
+                                })pb";
+  Make(kStore);
+  const auto reopen = [&] {
+    ASSERT_OK(batch_->Commit(nullptr));
+    processor_.reset();
+    batch_.reset();
+    engine_.reset();
+    absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir_ + "/db", {store_});
+    ASSERT_OK(engine);
+    engine_ = std::move(*engine);
+    absl::StatusOr<StoreHandle> handle = engine_->Handle(store_);
+    ASSERT_OK(handle);
+    handle_ = *handle;
+    batch_ = std::make_unique<StagedBatch>(*engine_);
+    Make(kStore);
+  };
+  const double standard_error = 1.04 / std::sqrt(2048.0);
+  std::set<std::string> truth;
+  int64_t plays = 0;
+  for (int i = 0; i < 50'000; ++i) {
+    // Every other record repeats an earlier game; the values are strings and numbers.
+    const int g = i % 2 == 0 ? i / 4 : i;
+    const std::string game = g % 5 == 0 ? std::to_string(g) : absl::StrCat("\"g", g, "\"");
+    truth.insert(game);
+    ++plays;
+    ASSERT_OK(Apply(absl::StrCat(R"({"game": )", game, "}")));
+    if (i == 600 || i == 1'999 || i == 20'000) reopen();
+    if (i % 500 == 0 || i == 49'999) {
+      const std::string row(RowJson(*Stored()));
+      rapidjson::Document doc;
+      doc.Parse(row.data(), row.size());
+      ASSERT_TRUE(doc.IsObject() && doc.MemberCount() == 2) << row;
+      ASSERT_EQ(doc["plays"].GetInt64(), plays);
+      const double n = static_cast<double>(truth.size());
+      const double games = static_cast<double>(doc["games"].GetInt64());
+      if (truth.size() <= 1000) {
+        ASSERT_EQ(games, n) << "after " << i;
+      } else {
+        ASSERT_LE(std::abs(games - n), 3 * standard_error * n) << "after " << i << ": " << row;
+      }
+    }
+  }
+  EXPECT_GT(truth.size(), 30'000u);
+}
+
+TEST_F(AggregateProcessorTest, CountDistinctSkipsNullsAndTellsValuesApartByTheirJson) {
+  Make(R"pb(aggregate { columns { name: "kinds" count_distinct { field: "v" } } })pb");
+  ASSERT_OK(Apply(R"({"v": null})"));
+  EXPECT_EQ(RowJson(*Stored()), R"({"kinds":0})");
+  for (const char* v : {"1", "\"1\"", "1", "true", R"({"a": [1, 2]})", R"({"a":[1,2]})", "null",
+                        "[1]", "\"x\""}) {
+    ASSERT_OK(Apply(absl::StrCat(R"({"v": )", v, "}")));
+  }
+  // 1, "1", true, {"a":[1,2]}, [1], "x".
+  EXPECT_EQ(RowJson(*Stored()), R"({"kinds":6})");
+  EXPECT_THAT(Apply(R"({"w": 1})"), IsBad("column kinds: field v is missing"));
+  EXPECT_EQ(RowJson(*Stored()), R"({"kinds":6})");
+  // Each key counts its own values.
+  ASSERT_OK(Apply(R"({"v": 1})", "other"));
+  EXPECT_EQ(RowJson(*Stored("other")), R"({"kinds":1})");
 }
 
 }  // namespace

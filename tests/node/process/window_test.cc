@@ -6,14 +6,18 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/kafka/record.h"
+#include "common/topology/store_info.h"
 #include "common/topology/value_codec.h"
 #include "common/topology/window.h"
 #include "common/topology/window_key.h"
@@ -222,6 +226,36 @@ TEST_F(WindowedProcessorTest, HoppingSumAndStreamTimeSurviveANewProcessor) {
   EXPECT_EQ(Apply(40'000, R"({"n": "x"})").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(StreamTime(), 12'000);
   EXPECT_EQ(Apply(-1, R"({"n": 1})").code(), absl::StatusCode::kInvalidArgument);
+}
+
+// count_distinct per window: each hopping window counts the distinct values of its own
+// records (a truth computed here), its state kept per window beside the row.
+TEST_F(WindowedProcessorTest, CountDistinctCountsEachWindowsOwnValues) {
+  const std::string store =
+      "aggregate { columns { name: 'users' count_distinct { field: 'u' } } } "
+      "window { size: '10s' advance: '5s' }";
+  Make(store);
+  std::map<int64_t, std::set<std::string>> truth;  // window start → distinct users
+  for (int i = 0; i < 200; ++i) {
+    const int64_t ts = i * 150;  // 0 .. 29.85 s
+    const std::string user = absl::StrCat("u", (i * 7) % 23);
+    ASSERT_OK(Apply(ts, absl::StrCat(R"({"u": ")", user, "\"}")));
+    for (int64_t start = 0; start <= ts; start += 5'000) {
+      if (ts < start + 10'000) truth[start].insert(user);
+    }
+  }
+  auto all = engine_->Scan(handle_, PartitionId(0), router::KeyRange{}, std::nullopt, 1000);
+  ASSERT_OK(all);
+  std::map<int64_t, std::string> got;
+  for (const router::KeyValue& kv : *all) {
+    auto w = DecodeWindowKey(kv.key);
+    if (w) got[w->start_ms] = std::string(RowJson(kv.value));
+  }
+  std::map<int64_t, std::string> want;
+  for (const auto& [start, users] : truth) {
+    want[start] = absl::StrCat(R"({"users":)", users.size(), "}");
+  }
+  EXPECT_EQ(got, want);
 }
 
 TEST_F(WindowedProcessorTest, ExpiredWindowsAreSweptWhenStreamTimeCrossesABoundary) {
