@@ -1,5 +1,6 @@
 #include "node/ingest/ingestor.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/logging.h"
@@ -227,19 +228,30 @@ void Ingestor::Run() {
   absl::Status status = absl::OkStatus();
   LogLimiter consume_errors(20);
   while (!stop_.load() && status.ok()) {
-    // Once the batch is due, only look at what is already queued: a record there means we are
-    // behind, and the batch may grow; none means the batch is committed now.
-    const bool due = !batch_.empty() && absl::Now() - batch_started_ >= options_.max_batch_delay;
-    std::unique_ptr<RdKafka::Message> message(consumer_->consume(
-        due ? 0 : static_cast<int>(absl::ToInt64Milliseconds(options_.max_batch_delay))));
+    // With a batch open, wait for the next record no longer than until the batch may be
+    // committed as idle; once it is due, only look at what is already queued: a record there
+    // means we are behind, and the batch may grow; none means the batch is committed now.
+    int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.max_batch_delay));
+    bool due = false;
+    if (!batch_.empty()) {
+      const absl::Duration age = absl::Now() - batch_started_;
+      due = age >= options_.max_batch_delay;
+      // Rounded up: a 0 ms wait before the idle delay has passed would spin.
+      const absl::Duration left = std::max(options_.idle_batch_delay - age, absl::ZeroDuration());
+      timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
+    }
+    std::unique_ptr<RdKafka::Message> message(consumer_->consume(timeout_ms));
     bool backlog = false;
+    bool idle = false;
     if (message->err() == RdKafka::ERR_NO_ERROR) {
       backlog = due;
       status = HandleMessage(*message);
     } else if (message->err() == RdKafka::ERR__AUTO_OFFSET_RESET ||
                message->err() == RdKafka::ERR_OFFSET_OUT_OF_RANGE) {
       HandleOutOfRange(message->topic_name(), PartitionId(message->partition()), message->errstr());
-    } else if (message->err() != RdKafka::ERR__TIMED_OUT) {
+    } else if (message->err() == RdKafka::ERR__TIMED_OUT) {
+      idle = true;
+    } else {
       const auto code = static_cast<rd_kafka_resp_err_t>(message->err());
       absl::Status error = KafkaToStatus(code, "consume");
       if (ClassifyKafkaError(code) == KafkaErrorAction::kFatal) {
@@ -251,6 +263,7 @@ void Ingestor::Run() {
     if (status.ok() && !batch_.empty()) {
       const absl::Duration age = absl::Now() - batch_started_;
       if (batch_.records() >= options_.max_batch_records ||
+          (idle && age >= options_.idle_batch_delay) ||
           (age >= options_.max_batch_delay && !backlog) ||
           age >= options_.max_backlog_batch_delay) {
         status = Flush();

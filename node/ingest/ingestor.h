@@ -49,11 +49,15 @@ struct IngestorOptions {
   std::string node_id;
   OutOfRangePolicy out_of_range = OutOfRangePolicy::kFail;
   // A batch is committed (one WriteBatch, one changelog flush) after this many records, or
-  // once it is `max_batch_delay` old and no further record is already waiting in the local
-  // queue. While behind (records waiting), a batch grows up to `max_batch_records` or
-  // `max_backlog_batch_delay`: fewer, larger batches coalesce more updates per key and pay
-  // the changelog round trip less often; a live stream still sees max_batch_delay.
+  // as soon as it is `idle_batch_delay` old and no further record is waiting in the local
+  // queue: nothing would be coalesced with it, and a record should be readable within
+  // milliseconds of its delivery (records that arrive during a commit form the next batch, so
+  // batches grow with the rate, as a group commit does). Records that keep arriving extend a
+  // batch up to `max_batch_delay`; while behind (records already queued when it is due), up to
+  // `max_batch_records` or `max_backlog_batch_delay`: fewer, larger batches coalesce more
+  // updates per key and pay the changelog round trip less often.
   size_t max_batch_records = 50000;
+  absl::Duration idle_batch_delay = absl::Milliseconds(1);
   absl::Duration max_batch_delay = absl::Milliseconds(20);
   absl::Duration max_backlog_batch_delay = absl::Milliseconds(250);
   // Called on the ingestion thread whenever owned partitions or their states change (the
