@@ -238,7 +238,8 @@ void Ingestor::Run() {
       due = age >= options_.max_batch_delay;
       // Rounded up: a 0 ms wait before the idle delay has passed would spin.
       const absl::Duration left = std::max(options_.idle_batch_delay - age, absl::ZeroDuration());
-      timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
+      timeout_ms =
+          static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
     }
     std::unique_ptr<RdKafka::Message> message(consumer_->consume(timeout_ms));
     bool backlog = false;

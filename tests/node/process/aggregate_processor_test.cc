@@ -413,16 +413,7 @@ TEST_F(AggregateProcessorTest, CountDistinctIsExactThenAnEstimateThroughReopens)
   Make(kStore);
   const auto reopen = [&] {
     ASSERT_OK(batch_->Commit(nullptr));
-    processor_.reset();
-    batch_.reset();
-    engine_.reset();
-    absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir_ + "/db", {store_});
-    ASSERT_OK(engine);
-    engine_ = std::move(*engine);
-    absl::StatusOr<StoreHandle> handle = engine_->Handle(store_);
-    ASSERT_OK(handle);
-    handle_ = *handle;
-    batch_ = std::make_unique<StagedBatch>(*engine_);
+    Reopen();
     Make(kStore);
   };
   const double standard_error = 1.04 / std::sqrt(2048.0);

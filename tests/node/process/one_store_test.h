@@ -25,6 +25,19 @@ class OneStoreTest : public ::testing::Test {
     std::string tmpl = ::testing::TempDir() + store_ + "_store_test.XXXXXX";
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << "mkdtemp " << tmpl;
     dir_ = tmpl;
+    OpenEngine();
+  }
+
+  // Closes the processor, the batch and the engine, and opens the engine again on the same
+  // dir with a new batch (the processor is the test's to make again).
+  void Reopen() {
+    processor_.reset();
+    batch_.reset();
+    engine_.reset();
+    OpenEngine();
+  }
+
+  void OpenEngine() {
     absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir_ + "/db", {store_});
     ASSERT_OK(engine);
     engine_ = std::move(*engine);
