@@ -665,8 +665,7 @@ void HttpGateway::Unary(const Route& route, const httplib::Request& req,
     std::optional<std::string> authorization;
     if (req.has_header("Authorization")) authorization = req.get_header_value("Authorization");
     std::optional<grpc::Status> answered = direct->second.answer(
-        *request,
-        authorization ? std::optional<absl::string_view>(*authorization) : std::nullopt,
+        *request, authorization ? std::optional<absl::string_view>(*authorization) : std::nullopt,
         response.get());
     if (answered.has_value()) {
       Reply(route, *answered, *response, res);
@@ -698,8 +697,8 @@ void HttpGateway::Unary(const Route& route, const httplib::Request& req,
   Reply(route, status, *response, res);
 }
 
-void HttpGateway::Reply(const Route& route, const grpc::Status& status,
-                        const pb::Message& response, httplib::Response& res) {
+void HttpGateway::Reply(const Route& route, const grpc::Status& status, const pb::Message& response,
+                        httplib::Response& res) {
   if (!status.ok()) {
     SendError(res, status.error_code(), status.error_message());
     return;

@@ -99,10 +99,9 @@ class HttpGateway {
   };
   // A DirectMethod for a generated Request/Response pair.
   template <typename Request, typename Response>
-  static DirectMethod Direct(
-      std::function<std::optional<grpc::Status>(const Request&, std::optional<absl::string_view>,
-                                                Response*)>
-          answer) {
+  static DirectMethod Direct(std::function<std::optional<grpc::Status>(
+                                 const Request&, std::optional<absl::string_view>, Response*)>
+                                 answer) {
     return DirectMethod{Request::descriptor(), Response::descriptor(),
                         [answer = std::move(answer)](const google::protobuf::Message& request,
                                                      std::optional<absl::string_view> authorization,

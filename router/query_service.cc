@@ -128,8 +128,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
 }
 
 std::optional<grpc::Status> QueryServiceImpl::GetDirect(const kiq::v1::GetRequest& request,
-                                                       const CallCredentials& credentials,
-                                                       kiq::v1::GetResponse* response) const {
+                                                        const CallCredentials& credentials,
+                                                        kiq::v1::GetResponse* response) const {
   const absl::Time started = absl::Now();
   if (auth_ != nullptr) {
     if (grpc::Status s = auth_->Check(credentials, request.store()); !s.ok()) return s;

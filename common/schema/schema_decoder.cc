@@ -153,8 +153,9 @@ absl::Status SchemaDecoder::Decode(kiq::v1::Format format, absl::string_view byt
     writer = Cached(wire->schema_id);
     if (writer == nullptr) {
       StartFetch(wire->schema_id);
-      std::string why = absl::StrCat(what, " has schema id ", wire->schema_id,
-                                     ", not cached yet: it is being fetched from the schema registry");
+      std::string why =
+          absl::StrCat(what, " has schema id ", wire->schema_id,
+                       ", not cached yet: it is being fetched from the schema registry");
       if (auto failed = failed_.find(wire->schema_id); failed != failed_.end()) {
         absl::StrAppend(&why, " (last attempt: ", failed->second.message(), ")");
       }

@@ -523,9 +523,10 @@ void Ingestor::RetryRegistry() {
       if (now >= wait.next_try) {
         if (!wait.warned) {
           wait.warned = true;
-          spdlog::warn("topic {} partition {}: the schema registry did not answer for schema id "
-                       "{}: {}; asking again with backoff (the records wait)",
-                       it->first.first, it->first.second, wait.schema_id, error.message());
+          spdlog::warn(
+              "topic {} partition {}: the schema registry did not answer for schema id "
+              "{}: {}; asking again with backoff (the records wait)",
+              it->first.first, it->first.second, wait.schema_id, error.message());
         }
         topology_.schemas()->Fetch(wait.schema_id);
         wait.next_try = now + wait.backoff;

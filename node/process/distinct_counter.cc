@@ -74,17 +74,17 @@ void DistinctCounter::ToJson(rapidjson::Value* out,
     out->AddMember("h", hashes, alloc);
   } else {
     const std::string text = absl::Base64Escape(registers_);
-    out->AddMember("r",
-                   rapidjson::Value(text.data(), static_cast<rapidjson::SizeType>(text.size()), alloc),
-                   alloc);
+    out->AddMember(
+        "r", rapidjson::Value(text.data(), static_cast<rapidjson::SizeType>(text.size()), alloc),
+        alloc);
   }
 }
 
 absl::StatusOr<DistinctCounter> DistinctCounter::FromJson(const rapidjson::Value& json) {
   DistinctCounter out;
   if (json.IsObject()) {
-    if (auto h = json.FindMember("h"); h != json.MemberEnd() && h->value.IsArray() &&
-                                       h->value.Size() <= kExactLimit) {
+    if (auto h = json.FindMember("h");
+        h != json.MemberEnd() && h->value.IsArray() && h->value.Size() <= kExactLimit) {
       for (const rapidjson::Value& v : h->value.GetArray()) {
         if (!v.IsUint64()) return absl::InvalidArgumentError("count_distinct state: a bad hash");
         out.hashes_.push_back(v.GetUint64());

@@ -205,8 +205,8 @@ class LatestProcessor final : public FieldProcessor {
 // value is the row's JSON object (what answers show), then, if the store has avg or
 // count_distinct columns, a NUL byte and a JSON array of their state, one element per such
 // column in column order (not shown; see RowJson): [sum, count] for avg, a DistinctCounter's
-// JSON for count_distinct. Every column is computed before anything is written: a record that is bad for
-// one column (a missing field, a value that is not a number) is bad for the row.
+// JSON for count_distinct. Every column is computed before anything is written: a record that is
+// bad for one column (a missing field, a value that is not a number) is bad for the row.
 class AggregateProcessor final : public FieldProcessor {
  public:
   AggregateProcessor(StoreHandle handle, const kiq::v1::AggregateSpec& spec, bool json_source)
@@ -485,7 +485,8 @@ class AggregateProcessor final : public FieldProcessor {
         if (!scalar.ok()) return scalar.status();
         DistinctCounter counter;
         if (old_state.IsArray() && static_cast<int>(old_state.Size()) > column.state) {
-          absl::StatusOr<DistinctCounter> stored = DistinctCounter::FromJson(old_state[column.state]);
+          absl::StatusOr<DistinctCounter> stored =
+              DistinctCounter::FromJson(old_state[column.state]);
           if (!stored.ok()) return Corrupt(column, record);
           counter = *std::move(stored);
         }

@@ -425,8 +425,8 @@ class HttpGatewayDirectTest : public HttpGatewayTest {
               }
               if (!absl::StartsWith(request.name(), "direct")) return std::nullopt;
               *response->mutable_request() = request;
-              response->mutable_request()->add_tags(
-                  authorization ? std::string(*authorization) : "(none)");
+              response->mutable_request()->add_tags(authorization ? std::string(*authorization)
+                                                                  : "(none)");
               return grpc::Status::OK;
             });
     return options;
@@ -485,9 +485,9 @@ TEST(HttpGatewayCreateTest, OnlyUnaryMethodsWithTheirOwnTypesCanBeAnsweredDirect
   using Echo = HttpGateway::DirectMethod;
   Echo echo = HttpGateway::Direct<kiq::testing::EchoRequest, kiq::testing::EchoResponse>(decline);
   EXPECT_OK(create("/kiq.testing.GatewayTestService/Echo", echo));
-  EXPECT_THAT(create("/kiq.testing.GatewayTestService/Stream", echo),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       "only unary methods can be answered directly"));
+  EXPECT_THAT(
+      create("/kiq.testing.GatewayTestService/Stream", echo),
+      StatusIs(absl::StatusCode::kInvalidArgument, "only unary methods can be answered directly"));
   EXPECT_THAT(create("/kiq.testing.GatewayTestService/Nope", echo),
               StatusIs(absl::StatusCode::kInvalidArgument, "no HTTP route calls it"));
   EXPECT_THAT(create("/kiq.testing.GatewayTestService/Echo",

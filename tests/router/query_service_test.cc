@@ -1,10 +1,10 @@
 #include "router/query_service.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -693,10 +693,12 @@ kiq::v1::GetRequest GetOf(const std::string& store, const std::string& key) {
 }
 
 TEST_F(QueryServiceTest, GetDirectAnswersWhatGetAnswersForLocalPartitions) {
-  const std::vector<kiq::v1::GetRequest> requests = {
-      GetOf(kStore, "apple"), GetOf(kStore, "banana"), GetOf(kStore, "missing"),
-      GetOf("no-such-store", "apple"), GetOf(std::string(100 * 1000, 's'), "apple"),
-      GetOf(kStore, "")};
+  const std::vector<kiq::v1::GetRequest> requests = {GetOf(kStore, "apple"),
+                                                     GetOf(kStore, "banana"),
+                                                     GetOf(kStore, "missing"),
+                                                     GetOf("no-such-store", "apple"),
+                                                     GetOf(std::string(100 * 1000, 's'), "apple"),
+                                                     GetOf(kStore, "")};
   for (const kiq::v1::GetRequest& request : requests) {
     kiq::v1::GetResponse response;
     grpc::Status status = query_->Get(Context().get(), request, &response);
@@ -749,8 +751,9 @@ TEST_F(QueryServiceTest, GetDirectChecksTokensAsGetDoes) {
   EXPECT_THAT(Direct(guarded, GetOf(kStore, "apple"), as("Bearer wrong")),
               ::testing::StartsWith(absl::StrCat(grpc::StatusCode::UNAUTHENTICATED, " ")));
   EXPECT_THAT(Direct(guarded, GetOf(kStore, "apple"), as("Bearer other-token")),
-              ::testing::AllOf(::testing::StartsWith(absl::StrCat(grpc::StatusCode::PERMISSION_DENIED, " ")),
-                    HasSubstr("orders")));
+              ::testing::AllOf(
+                  ::testing::StartsWith(absl::StrCat(grpc::StatusCode::PERMISSION_DENIED, " ")),
+                  HasSubstr("orders")));
 }
 
 }  // namespace

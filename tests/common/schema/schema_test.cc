@@ -318,7 +318,8 @@ class SchemaDecoderTest : public ::testing::Test {
   // Waits until the registry has been asked `n` times (a fetch has started).
   bool AwaitRequests(int n) {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (registry_->requests() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    while (registry_->requests() < n && absl::Now() < deadline)
+      absl::SleepFor(absl::Milliseconds(1));
     return registry_->requests() == n;
   }
   FakeRegistry* registry_;
@@ -419,7 +420,8 @@ TEST_F(SchemaDecoderTest, AMissNeverWaitsForTheRegistryAndFetchesEachIdOnceAtATi
   std::string json;
   int32_t id = -1;
   const absl::Time start = absl::Now();
-  absl::Status s = decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV1Hex), "value", {}, &json, &id);
+  absl::Status s =
+      decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex(kPaymentV1Hex), "value", {}, &json, &id);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_THAT(s.message(), HasSubstr("value has schema id 1, not cached yet"));
   EXPECT_EQ(id, 1);
@@ -455,7 +457,8 @@ TEST_F(SchemaDecoderTest, ADefinitiveNoWhileHeldIsABadRecordOnceAnswered) {
       decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex("000000002a02610a"), "value", {}, &json)));
   registry_->Release();
   EXPECT_EQ(AwaitFetch(42), SchemaDecoder::FetchState::kCached);  // answered: no such id
-  absl::Status s = decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex("000000002a02610a"), "value", {}, &json);
+  absl::Status s =
+      decoder_->Decode(kiq::v1::FORMAT_AVRO, Hex("000000002a02610a"), "value", {}, &json);
   EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
   EXPECT_THAT(s.message(), HasSubstr("unknown schema id 42"));
 }

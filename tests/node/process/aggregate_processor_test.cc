@@ -407,9 +407,15 @@ TEST_F(AggregateProcessorTest, AggregateDoubleColumnsAndInt64Overflow) {
 // here, through reopens of the store; the state is after the row, never in it.
 TEST_F(AggregateProcessorTest, CountDistinctIsExactThenAnEstimateThroughReopens) {
   constexpr char kStore[] = R"pb(aggregate {
-                                  columns { name: "games" count_distinct { field: "game" } }
-                                  columns { name: "plays" count {} }
-                                })pb";
+                                   columns {
+                                     name: "games"
+                                     count_distinct { field: "game" }
+                                   }
+                                   columns {
+                                     name: "plays"
+                                     count {}
+                                   }
+                                 })pb";
   Make(kStore);
   const auto reopen = [&] {
     ASSERT_OK(batch_->Commit(nullptr));
@@ -446,11 +452,16 @@ TEST_F(AggregateProcessorTest, CountDistinctIsExactThenAnEstimateThroughReopens)
 }
 
 TEST_F(AggregateProcessorTest, CountDistinctSkipsNullsAndTellsValuesApartByTheirJson) {
-  Make(R"pb(aggregate { columns { name: "kinds" count_distinct { field: "v" } } })pb");
+  Make(R"pb(aggregate {
+              columns {
+                name: "kinds"
+                count_distinct { field: "v" }
+              }
+            })pb");
   ASSERT_OK(Apply(R"({"v": null})"));
   EXPECT_EQ(RowJson(*Stored()), R"({"kinds":0})");
-  for (const char* v : {"1", "\"1\"", "1", "true", R"({"a": [1, 2]})", R"({"a":[1,2]})", "null",
-                        "[1]", "\"x\""}) {
+  for (const char* v :
+       {"1", "\"1\"", "1", "true", R"({"a": [1, 2]})", R"({"a":[1,2]})", "null", "[1]", "\"x\""}) {
     ASSERT_OK(Apply(absl::StrCat(R"({"v": )", v, "}")));
   }
   // 1, "1", true, {"a":[1,2]}, [1], "x".

@@ -56,7 +56,8 @@ TEST(DistinctCounterTest, ExactUpToTheThresholdThenWithinThreeStandardErrors) {
 
 TEST(DistinctCounterTest, HashIsStableAcrossProcesses) {
   // Persisted state: the hash of a value must never change (pinned here).
-  EXPECT_EQ(DistinctCounter::Hash(""), 0xefd01f60ba992926ull) << std::hex << DistinctCounter::Hash("");
+  EXPECT_EQ(DistinctCounter::Hash(""), 0xefd01f60ba992926ull)
+      << std::hex << DistinctCounter::Hash("");
   EXPECT_NE(DistinctCounter::Hash("1"), DistinctCounter::Hash("\"1\""));
 }
 
