@@ -220,24 +220,34 @@ void CheckMax(const Store& store, const std::string& path, const TopologyIndex& 
   CheckNumberSpec(store.max(), store, path, index, problems);
 }
 
-// The latest-value rule of a `latest` store and of a `latest` column: a JSON source and a
-// field. `path` is the LatestSpec's own ("stores[2].latest").
-void CheckLatestSpec(const kiq::v1::LatestSpec& latest, const Store& store,
-                     const std::string& path, const TopologyIndex& index, Problems* problems) {
+// A rule that reads one field of each JSON value (a `latest` store or column, a
+// `count_distinct` column): a JSON source (a registry format is decoded into JSON) and the
+// field. `path` is the spec's own ("stores[2].latest"); `rule` names it in messages, `why_json`
+// follows the format complaint, `field_is` says what the field is for, `example` is a field.
+void CheckFieldRule(const std::string& field, absl::string_view rule, absl::string_view why_json,
+                    absl::string_view field_is, absl::string_view example, const Store& store,
+                    const std::string& path, const TopologyIndex& index, Problems* problems) {
   const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
   if (format && *format != kiq::v1::FORMAT_JSON) {
     Add(problems, path,
-        absl::StrCat("latest needs a JSON source; source ", Quote(store.source()),
-                     " has value_format ", FormatName(*format), " (a table keeps whole values)"));
+        absl::StrCat(rule, " needs a JSON source; source ", Quote(store.source()),
+                     " has value_format ", FormatName(*format), why_json));
     return;
   }
-  if (latest.field().empty()) {
+  if (field.empty()) {
     Add(problems, path + ".field",
-        "required; the JSON field whose latest value is kept, e.g. \"avatar\" or "
-        "\"customer.id\"");
+        absl::StrCat("required; the JSON field ", field_is, ", e.g. \"", example,
+                     "\" or \"customer.id\""));
     return;
   }
-  CheckFieldPath(latest.field(), path + ".field", store, format, problems);
+  CheckFieldPath(field, path + ".field", store, format, problems);
+}
+
+// The latest-value rule of a `latest` store and of a `latest` column.
+void CheckLatestSpec(const kiq::v1::LatestSpec& latest, const Store& store,
+                     const std::string& path, const TopologyIndex& index, Problems* problems) {
+  CheckFieldRule(latest.field(), "latest", " (a table keeps whole values)",
+                 "whose latest value is kept", "avatar", store, path, index, problems);
 }
 
 void CheckLatest(const Store& store, const std::string& path, const TopologyIndex& index,
@@ -255,24 +265,12 @@ bool IsColumnName(absl::string_view name) {
 
 constexpr int kMaxTopK = 1000;
 
-// A count_distinct column: a JSON source (or a registry format, decoded into JSON) and a field.
+// A count_distinct column.
 void CheckCountDistinctSpec(const kiq::v1::CountDistinctSpec& spec, const Store& store,
                             const std::string& path, const TopologyIndex& index,
                             Problems* problems) {
-  const std::optional<kiq::v1::Format> format = SourceValueFormat(store, index);
-  if (format && *format != kiq::v1::FORMAT_JSON) {
-    Add(problems, path,
-        absl::StrCat("count_distinct needs a JSON source; source ", Quote(store.source()),
-                     " has value_format ", FormatName(*format)));
-    return;
-  }
-  if (spec.field().empty()) {
-    Add(problems, path + ".field",
-        "required; the JSON field whose distinct values are counted, e.g. \"game\" or "
-        "\"customer.id\"");
-    return;
-  }
-  CheckFieldPath(spec.field(), path + ".field", store, format, problems);
+  CheckFieldRule(spec.field(), "count_distinct", "", "whose distinct values are counted", "game",
+                 store, path, index, problems);
 }
 
 // The columns of an aggregate store: each a valid unique name and one aggregate, checked as
