@@ -5,7 +5,8 @@
 //         outstanding) or open loop (--rate R requests/s offered, latency measured from each
 //         request's scheduled send time so a stalled server cannot hide its queueing), or a
 //         ramp (--ramp r1,r2,...: open loop steps until p99 exceeds --knee_p99_ms).
-//   scan  All / Range entries/s, paging through the whole store, one call in flight.
+//   scan  All / Range entries/s, paging through the whole store, one call in flight; or the
+//         whole store through one Scan stream (--scan=stream).
 //
 // Requests go through gRPC's callback client API: a few threads drive thousands of calls, so
 // the generator itself is not the bottleneck one-thread-per-request clients are.
@@ -56,7 +57,7 @@ ABSL_FLAG(int, pacers, 1, "open loop: threads sending on the schedule");
 ABSL_FLAG(int, tick_us, 500, "open loop: pacer wakeup granularity");
 ABSL_FLAG(int, max_outstanding, 20000, "open loop: cap on outstanding calls (counted as errors)");
 ABSL_FLAG(int, page_size, 1000, "scan page size");
-ABSL_FLAG(std::string, scan, "all", "scan kind: all or range");
+ABSL_FLAG(std::string, scan, "all", "scan kind: all, range or stream (All as one Scan stream)");
 ABSL_FLAG(bool, header, false, "print the CSV header first");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "connect over TLS, verifying the target against this PEM CA bundle (empty: plaintext)");
@@ -325,6 +326,24 @@ int RunScan() {
   const auto stop = start + std::chrono::duration_cast<Clock::duration>(
                                 std::chrono::duration<double>(absl::GetFlag(FLAGS_duration)));
   while (Clock::now() < stop) {
+    if (absl::GetFlag(FLAGS_scan) == "stream") {
+      // The whole store through one Scan stream.
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      kiq::v1::RangeRequest req;
+      req.set_store(absl::GetFlag(FLAGS_store));
+      req.set_page_size(absl::GetFlag(FLAGS_page_size));
+      auto reader = stub->Scan(&ctx, req);
+      kiq::v1::ScanResponse resp;
+      while (reader->Read(&resp)) entries += resp.entries_size();
+      if (grpc::Status s = reader->Finish(); !s.ok()) {
+        fprintf(stderr, "kiq-bench-load: scan stream failed: %d %s\n", s.error_code(),
+                s.error_message().c_str());
+        return 1;
+      }
+      ++scans;
+      continue;
+    }
     std::string token;
     do {
       grpc::ClientContext ctx;

@@ -1,5 +1,7 @@
 #include "router/query_router.h"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <queue>
 #include <utility>
@@ -36,6 +38,20 @@ std::optional<std::string> Bound(const std::string& text, const std::string& byt
   if (!bytes.empty()) return bytes;
   if (!text.empty()) return text;
   return std::nullopt;
+}
+
+// How many entries a scan page reads from each partition: its expected share of the page
+// (keys spread over partitions by hash) plus five standard deviations of a binomial, so
+// that a page comes out short (see Scan) about once in a million partition reads; never
+// fewer than 16 and never more than the page and one. 1,000 over 6 partitions: 229 each.
+size_t ScanLookAhead(int32_t page_size, int32_t num_partitions) {
+  const size_t page = static_cast<size_t>(page_size);
+  if (num_partitions <= 1) return page + 1;
+  const double share = 1.0 / num_partitions;
+  const double mean = page * share;
+  const double sd = std::sqrt(page * share * (1 - share));
+  const auto bound = static_cast<size_t>(std::ceil(mean + 5 * sd)) + 2;
+  return std::min(page + 1, std::max<size_t>(bound, 16));
 }
 
 absl::StatusOr<int32_t> CheckPageSize(int32_t page_size) {
@@ -568,46 +584,8 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   for (const auto& [i, s] : *errors) {
     if (!IsRetriableRouting(s)) return;  // the whole request fails; read nothing
   }
-  auto read_partition = [&](PartitionId p, PartitionRead& read) -> absl::Status {
-    if (spec.count_only) {
-      absl::StatusOr<int64_t> n = local_.EntryCount(info.name, p);
-      if (!n.ok()) return n.status();
-      read.count = *n;
-      return absl::OkStatus();
-    }
-    absl::StatusOr<std::vector<KeyValue>> run =
-        local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
-    if (!run.ok()) return run.status();
-    read.entries = std::move(*run);
-    return absl::OkStatus();
-  };
-  for (int32_t i : local) {
-    const PartitionId p(i);
-    PartitionRead read;
-    absl::Status s =
-        local_.ReadAt(info.name, p, &read.position, [&] { return read_partition(p, read); });
-    if (!s.ok()) {
-      (*errors)[i] = s;
-      continue;
-    }
-    (*results)[i] = std::move(read);
-  }
-  for (int32_t i : local_standby) {
-    const PartitionId p(i);
-    PartitionRead read;
-    int64_t lag = 0;
-    absl::Status s = local_.ReadStandbyAt(info.name, p, spec.max_lag_records, &read.position, &lag,
-                                          [&] { return read_partition(p, read); });
-    if (!s.ok()) {
-      (*errors)[i] = s;
-      continue;
-    }
-    read.standby = StandbyReadHere(info.name, p, lag);
-    (*results)[i] = std::move(read);
-  }
-  if (remote.empty()) return;
-
-  // Scatter: one PeerService call per owner, all in flight at once; gather when all are done.
+  // Scatter: one PeerService call per owner, all in flight at once, then the local partitions
+  // are read while they travel; gather when all are done.
   struct Call {
     std::string endpoint;
     bool standby = false;
@@ -657,6 +635,43 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
     }
     calls.push_back(std::move(call));
   }
+  auto read_partition = [&](PartitionId p, PartitionRead& read) -> absl::Status {
+    if (spec.count_only) {
+      absl::StatusOr<int64_t> n = local_.EntryCount(info.name, p);
+      if (!n.ok()) return n.status();
+      read.count = *n;
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::vector<KeyValue>> run =
+        local_.Scan(info.name, p, spec.range, spec.after, spec.limit);
+    if (!run.ok()) return run.status();
+    read.entries = std::move(*run);
+    return absl::OkStatus();
+  };
+  for (int32_t i : local) {
+    const PartitionId p(i);
+    PartitionRead read;
+    absl::Status s =
+        local_.ReadAt(info.name, p, &read.position, [&] { return read_partition(p, read); });
+    if (!s.ok()) {
+      (*errors)[i] = s;
+      continue;
+    }
+    (*results)[i] = std::move(read);
+  }
+  for (int32_t i : local_standby) {
+    const PartitionId p(i);
+    PartitionRead read;
+    int64_t lag = 0;
+    absl::Status s = local_.ReadStandbyAt(info.name, p, spec.max_lag_records, &read.position, &lag,
+                                          [&] { return read_partition(p, read); });
+    if (!s.ok()) {
+      (*errors)[i] = s;
+      continue;
+    }
+    read.standby = StandbyReadHere(info.name, p, lag);
+    (*results)[i] = std::move(read);
+  }
   {
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(
@@ -669,9 +684,9 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
       for (int32_t i : c->partitions) (*errors)[i] = s;
       continue;
     }
-    const auto& parts =
-        spec.count_only ? c->count_response.partitions() : c->scan_response.partitions();
-    for (const kiq::v1::PartitionResult& result : parts) {
+    auto& parts = spec.count_only ? *c->count_response.mutable_partitions()
+                                  : *c->scan_response.mutable_partitions();
+    for (kiq::v1::PartitionResult& result : parts) {
       if (result.code() != 0) {
         // With its reason: a partition that moved away from that peer since this node's
         // routing table said otherwise is NOT_OWNER, retried at its new owner.
@@ -691,8 +706,12 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
         read.standby->set_node_id(node_of[c->endpoint]);
         read.standby->set_lag_records(result.standby_lag_records());
       }
-      for (const kiq::v1::KeyValueBytes& kv : result.entries()) {
-        read.entries.push_back(KeyValue{kv.key(), kv.value(), PartitionId(result.partition())});
+      // The entries' strings are moved out of the response, not copied.
+      read.entries.reserve(result.entries_size());
+      for (kiq::v1::KeyValueBytes& kv : *result.mutable_entries()) {
+        read.entries.push_back(KeyValue{std::move(*kv.mutable_key()),
+                                        std::move(*kv.mutable_value()),
+                                        PartitionId(result.partition())});
       }
       (*results)[result.partition()] = std::move(read);
     }
@@ -750,10 +769,13 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   absl::StatusOr<std::optional<std::string>> after = DecodePageToken(page_token, store, range);
   if (!after.ok()) return after.status();
 
-  // Each partition contributes its first page_size + 1 entries after the resume key: the
-  // first page_size of their merge are exactly the first page_size of the whole store, and
-  // the extra one tells whether anything follows.
-  ScanSpec spec{range, *after, static_cast<size_t>(*page_size) + 1, false};
+  // Each partition contributes its first entries after the resume key, a share of the page
+  // with some slack (keys spread evenly over partitions by hash): reading page_size + 1 from
+  // every partition would read and ship n times the page. The merge below stops at the last
+  // entry of a partition that may have more, so a page can come out shorter than page_size
+  // (AIP-158 allows it: the end is the empty next_page_token).
+  const size_t look_ahead = ScanLookAhead(*page_size, info->num_partitions);
+  ScanSpec spec{range, *after, look_ahead, false};
   spec.allow_stale = stale.allow;
   spec.max_lag_records = stale.max_lag_records;
   kiq::v1::ScanResponse response;
@@ -764,12 +786,17 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   for (int32_t i : missing) response.add_missing_partitions(i);
 
   std::vector<std::vector<KeyValue>*> runs;
+  // Per run: it holds look_ahead entries, so the partition may have more after its last.
+  std::vector<bool> truncated;
   for (int32_t i = 0; i < info->num_partitions; ++i) {
     auto it = reads->find(i);
     if (it == reads->end()) continue;
     response.mutable_position()->MergeFrom(it->second.position);
     if (it->second.standby) *response.add_standby_reads() = *it->second.standby;
-    if (!it->second.entries.empty()) runs.push_back(&it->second.entries);
+    if (!it->second.entries.empty()) {
+      runs.push_back(&it->second.entries);
+      truncated.push_back(it->second.entries.size() >= look_ahead);
+    }
   }
 
   // k-way merge by key byte order: heap of (run, index) ordered by the run's current key.
@@ -789,7 +816,13 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
     heap.pop();
     last_key = (*runs[r])[i].key;
     *response.add_entries() = RenderEntry(*info, std::move((*runs[r])[i]));
-    if (i + 1 < runs[r]->size()) heap.push({r, i + 1});
+    if (i + 1 < runs[r]->size()) {
+      heap.push({r, i + 1});
+    } else if (truncated[r]) {
+      // What follows in this partition is unknown and may come before the other runs' heads.
+      response.set_next_page_token(EncodePageToken(store, range, last_key));
+      break;
+    }
   }
   return response;
 }

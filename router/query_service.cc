@@ -1,6 +1,9 @@
 #include "router/query_service.h"
 
 #include <deque>
+#include <functional>
+#include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -163,37 +166,40 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
     return reactor;
   }
   const absl::Time deadline = RequestDeadline(*context);
-  auto scan = [this, context, reactor, request, response, deadline, started, method, run] {
-    Finish(reactor, (router_.*run)(*request, deadline, context), response, method, request->store(),
-           "scatter", started);
-  };
-  if (!request->has_min_position()) {
-    pool_.Schedule(std::move(scan));
-    return reactor;
-  }
-  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> slot = waiter_.Admit();
-  if (!slot.ok()) {
-    Finish<Response>(reactor, slot.status(), response, method, request->store(), "scatter",
-                     started);
-    return reactor;
-  }
-  waiter_.Wait(
-      request->store(), router_.LocalWaits(request->store(), request->min_position()), deadline,
-      context,
-      [this, reactor, request, response, started, method, deadline, context, scan = std::move(scan),
-       slot = *std::move(slot)](absl::Status s) {
-        if (!s.ok()) {
-          Finish<Response>(
-              reactor, WithContext(s, absl::StrCat(method, " store=", ClipKey(request->store()))),
-              response, method, request->store(), "scatter", started);
-          return;
-        }
-        // The slot is held until the scan has run: remote waits count as waiters.
-        AwaitRemotePositions(cluster_, router_, request->store(), request->min_position(), deadline,
-                             context,
-                             [this, scan, slot] { wait_pool_.Schedule([scan, slot] { scan(); }); });
+  AfterPositions(
+      context, request->store(), request->has_min_position() ? &request->min_position() : nullptr,
+      deadline, method,
+      [this, context, reactor, request, response, deadline, started, method, run] {
+        Finish(reactor, (router_.*run)(*request, deadline, context), response, method,
+               request->store(), "scatter", started);
+      },
+      [this, reactor, request, response, started, method](absl::Status s) {
+        Finish<Response>(reactor, std::move(s), response, method, request->store(), "scatter",
+                         started);
       });
   return reactor;
+}
+
+void QueryServiceImpl::AfterPositions(grpc::CallbackServerContext* context,
+                                      const std::string& store,
+                                      const kiq::v1::Position* min_position, absl::Time deadline,
+                                      absl::string_view method, std::function<void()> run,
+                                      std::function<void(absl::Status)> fail) {
+  if (min_position == nullptr) {
+    pool_.Schedule(std::move(run));
+    return;
+  }
+  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> slot = waiter_.Admit();
+  if (!slot.ok()) return fail(slot.status());
+  waiter_.Wait(
+      store, router_.LocalWaits(store, *min_position), deadline, context,
+      [this, context, &store, min_position, deadline, method = std::string(method),
+       run = std::move(run), fail = std::move(fail), slot = *std::move(slot)](absl::Status s) {
+        if (!s.ok()) return fail(WithContext(s, absl::StrCat(method, " store=", ClipKey(store))));
+        // The slot is held until `run` has run: remote waits count as waiters.
+        AwaitRemotePositions(cluster_, router_, store, *min_position, deadline, context,
+                             [this, run, slot] { wait_pool_.Schedule([run, slot] { run(); }); });
+      });
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Range(grpc::CallbackServerContext* context,
@@ -251,6 +257,182 @@ grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerCont
                started);
       });
   return reactor;
+}
+
+namespace {
+
+// Entries per message of a Scan stream without a page_size.
+constexpr int32_t kDefaultStreamPageSize = 1000;
+
+// Scan's stream: the pages of Range, each read on a worker while the one before it is being
+// written. Every write and the Finish are decided under mu_ and started after it is released
+// (a reaction may run inline). The reactor is deleted by OnDone, or by the page read still
+// running when OnDone came.
+class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> {
+ public:
+  using Done = std::function<void(absl::StatusCode)>;
+  ScanStream(const QueryRouter& router, ThreadPool& pool, grpc::CallbackServerContext* context,
+             kiq::v1::RangeRequest request, Done done)
+      : router_(router),
+        pool_(pool),
+        context_(context),
+        request_(std::move(request)),
+        done_(std::move(done)) {
+    if (request_.page_size() == 0) request_.set_page_size(kDefaultStreamPageSize);
+  }
+
+  const kiq::v1::RangeRequest& request() const { return request_; }
+
+  // Reads the first page on the calling thread (a worker) and goes on from there.
+  void Start() {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = true;
+    }
+    ReadPage(request_.page_token());
+  }
+  // The stream ends before its first page.
+  void Refuse(const absl::Status& status) { End(ToGrpcStatus(status)); }
+
+  void OnWriteDone(bool ok) override {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        // The client has gone: a read in flight ends with the context's cancellation.
+        action = FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client has gone"));
+      } else if (last_) {
+        action = FinishLocked(grpc::Status::OK);
+      } else if (next_) {
+        action = SendLocked();
+      }
+    }
+    Act(std::move(action));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (reading_) {
+        orphaned_ = true;  // the read deletes the reactor when it returns
+        return;
+      }
+    }
+    delete this;
+  }
+
+ private:
+  // What to start once mu_ is released.
+  struct Action {
+    kiq::v1::ScanResponse* write = nullptr;
+    std::optional<std::string> read_after;  // page token of the next page to read
+    std::optional<grpc::Status> finish;
+  };
+
+  void ReadPage(std::string token) {
+    kiq::v1::RangeRequest page = request_;
+    page.set_page_token(std::move(token));
+    // Reached before the first page (AfterPositions); positions only move forward.
+    if (page.page_token() != request_.page_token()) page.clear_min_position();
+    absl::StatusOr<kiq::v1::ScanResponse> result =
+        router_.Range(page, RequestDeadline(*context_), context_);
+    Action action;
+    bool orphaned = false;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      orphaned = orphaned_;
+      if (!orphaned && !finished_) {
+        next_ = std::move(result);
+        if (!writing_) action = SendLocked();
+      }
+    }
+    if (orphaned) {
+      delete this;  // OnDone has come and gone: nothing else refers to the stream
+      return;
+    }
+    Act(std::move(action));
+  }
+
+  Action SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::StatusOr<kiq::v1::ScanResponse> next = *std::move(next_);
+    next_.reset();
+    if (!next.ok()) return FinishLocked(ToGrpcStatus(next.status()));
+    current_ = *std::move(next);
+    writing_ = true;
+    Action action;
+    action.write = &current_;
+    if (current_.next_page_token().empty()) {
+      last_ = true;
+    } else {
+      reading_ = true;
+      action.read_after = current_.next_page_token();
+    }
+    return action;
+  }
+
+  Action FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Action action;
+    if (!finished_) {
+      finished_ = true;
+      action.finish = std::move(status);
+    }
+    return action;
+  }
+
+  void Act(Action action) {
+    if (action.write != nullptr) StartWrite(action.write);
+    if (action.read_after) {
+      pool_.Schedule([this, token = *std::move(action.read_after)] { ReadPage(token); });
+    }
+    if (action.finish) End(*std::move(action.finish));
+  }
+
+  void End(grpc::Status status) {
+    if (done_) done_(static_cast<absl::StatusCode>(status.error_code()));
+    Finish(std::move(status));
+  }
+
+  const QueryRouter& router_;
+  ThreadPool& pool_;
+  grpc::CallbackServerContext* const context_;
+  kiq::v1::RangeRequest request_;
+  const Done done_;
+
+  absl::Mutex mu_;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool orphaned_ ABSL_GUARDED_BY(mu_) = false;
+  // The page read and not yet written; the page being written.
+  std::optional<absl::StatusOr<kiq::v1::ScanResponse>> next_ ABSL_GUARDED_BY(mu_);
+  kiq::v1::ScanResponse current_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<kiq::v1::ScanResponse>* QueryServiceImpl::Scan(
+    grpc::CallbackServerContext* context, const kiq::v1::RangeRequest* request) {
+  if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
+    return new RefusedStream<kiq::v1::ScanResponse>(s);
+  }
+  const absl::Time started = absl::Now();
+  auto* stream = new ScanStream(router_, pool_, context, *request,
+                                [this, store = request->store(), started](absl::StatusCode code) {
+                                  RecordQuery("Scan", store, "scatter", code, started);
+                                });
+  if (absl::Status s = CheckRequest(*request); !s.ok()) {
+    stream->Refuse(s);
+    return stream;
+  }
+  const kiq::v1::RangeRequest& own = stream->request();
+  AfterPositions(
+      context, own.store(), own.has_min_position() ? &own.min_position() : nullptr,
+      RequestDeadline(*context), "Scan", [stream] { stream->Start(); },
+      [stream](absl::Status s) { stream->Refuse(s); });
+  return stream;
 }
 
 grpc::ServerWriteReactor<kiq::v1::SubscribeResponse>* QueryServiceImpl::Subscribe(

@@ -52,6 +52,11 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* WindowFetch(grpc::CallbackServerContext* context,
                                         const kiq::v1::WindowFetchRequest* request,
                                         kiq::v1::WindowFetchResponse* response) override;
+  // Range as a stream of pages, each read on a worker while the one before is being sent (one
+  // page of look-ahead, so at most two pages are held). Each page has its own deadline (the
+  // caller's, capped like every request's), so a long stream is not cut at the cap.
+  grpc::ServerWriteReactor<kiq::v1::ScanResponse>* Scan(
+      grpc::CallbackServerContext* context, const kiq::v1::RangeRequest* request) override;
   // Streams until the subscription ends (overflow: RESOURCE_EXHAUSTED; a moved partition that
   // cannot resume without a gap: ABORTED; no owner for 60 s: UNAVAILABLE) or the client
   // cancels. Moves that can be followed are followed (router/fan_in.h).
@@ -85,6 +90,14 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
       absl::string_view method,
       absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
                                                    const grpc::CallbackServerContext*) const);
+
+  // Runs `run` on a worker once the local and remote entries of `min_position` (if given) are
+  // reached, else `fail` with why not; `store` and `min_position` must outlive the wait. While
+  // it waits the request holds a slot of the waiter, never a worker.
+  void AfterPositions(grpc::CallbackServerContext* context, const std::string& store,
+                      const kiq::v1::Position* min_position, absl::Time deadline,
+                      absl::string_view method, std::function<void()> run,
+                      std::function<void(absl::Status)> fail);
 
   const QueryRouter& router_;
   ThreadPool& pool_;

@@ -84,6 +84,8 @@ class FakeLocalStores : public LocalStores {
 
   int gets() const { return gets_; }
   int scans() const { return scans_; }
+  // Entries all scans have returned, summed.
+  int64_t scanned_entries() const { return scanned_entries_; }
   int waits() const { return waits_; }
   absl::Time last_deadline() const { return last_deadline_; }
 
@@ -130,6 +132,7 @@ class FakeLocalStores : public LocalStores {
       if (after && k <= *after) continue;
       out.push_back(KeyValue{k, v, p});
     }
+    scanned_entries_ += static_cast<int64_t>(out.size());
     return out;
   }
 
@@ -180,6 +183,7 @@ class FakeLocalStores : public LocalStores {
   std::map<int32_t, int64_t> processed_;
   mutable int gets_ = 0;
   mutable int scans_ = 0;
+  mutable int64_t scanned_entries_ = 0;
   mutable int waits_ = 0;
   mutable absl::Time last_deadline_ = absl::InfinitePast();
 };
@@ -607,6 +611,70 @@ TEST_P(QueryRouterPagingTest, AllReturnsEveryKeyOnceInByteOrderAcrossPages) {
 
 INSTANTIATE_TEST_SUITE_P(PageSizes, QueryRouterPagingTest,
                          ::testing::Values(1, 2, 7, 100, 150, 151));
+
+TEST_F(QueryRouterTest, ScanPagesReadAShareOfThePageFromEachPartition) {
+  // Reading page_size + 1 entries from each of 6 partitions would read 6x the page.
+  local_.AddStore("s", 6);
+  std::set<std::string> model;
+  for (int i = 0; i < 6000; ++i) {
+    const std::string k = absl::StrCat("key-", i);
+    local_.Put("s", k, "v");
+    model.insert(k);
+  }
+  kiq::v1::AllRequest request = AllOf("s", 1000);
+  std::vector<std::string> keys;
+  int pages = 0;
+  for (;;) {
+    const int64_t before = local_.scanned_entries();
+    absl::StatusOr<kiq::v1::ScanResponse> r = router_.All(request, deadline_);
+    ASSERT_OK(r);
+    ++pages;
+    ASSERT_LE(pages, 100) << "pagination does not end";
+    EXPECT_LE(local_.scanned_entries() - before, 2 * 1000) << "page " << pages;
+    EXPECT_LE(r->entries_size(), 1000);
+    for (const kiq::v1::Entry& e : r->entries()) keys.push_back(e.key());
+    if (r->next_page_token().empty()) break;
+    request.set_page_token(r->next_page_token());
+  }
+  EXPECT_EQ(keys, std::vector<std::string>(model.begin(), model.end()));
+}
+
+TEST_F(QueryRouterTest, ScanOfASkewedStoreEndsPagesWhereAPartitionMayHaveMore) {
+  // Partition 0 holds most keys: its share of a page runs out before the page is full, and
+  // the page ends at its last entry (short, with a token) instead of skipping what follows.
+  local_.AddStore("s", 6);
+  std::set<std::string> model;
+  for (int i = 0; i < 300; ++i) {
+    const std::string k = absl::StrCat("p0-", 1000 + i);
+    local_.PutIn("s", 0, k, "v");
+    model.insert(k);
+  }
+  for (int p = 1; p < 6; ++p) {
+    for (int i = 0; i < 10; ++i) {
+      // Interleaved with partition 0's keys in byte order.
+      const std::string k = absl::StrCat("p0-", 1000 + i * 30 + p, "x");
+      local_.PutIn("s", p, k, "v");
+      model.insert(k);
+    }
+  }
+  kiq::v1::AllRequest request = AllOf("s", 100);
+  std::vector<std::string> keys;
+  int pages = 0;
+  int short_pages = 0;
+  for (;;) {
+    absl::StatusOr<kiq::v1::ScanResponse> r = router_.All(request, deadline_);
+    ASSERT_OK(r);
+    ASSERT_LE(++pages, 1000) << "pagination does not end";
+    for (const kiq::v1::Entry& e : r->entries()) keys.push_back(e.key());
+    if (r->next_page_token().empty()) break;
+    EXPECT_GE(r->entries_size(), 1) << "a non-final page is empty";
+    EXPECT_LE(r->entries_size(), 100);
+    if (r->entries_size() < 100) ++short_pages;
+    request.set_page_token(r->next_page_token());
+  }
+  EXPECT_EQ(keys, std::vector<std::string>(model.begin(), model.end()));
+  EXPECT_GT(short_pages, 0);
+}
 
 TEST_F(QueryRouterTest, AllEntriesCarryTheirPartitionAndValue) {
   local_.AddStore("s", 7);

@@ -1,5 +1,6 @@
 #include "router/query_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +58,9 @@ class FakeStores : public LocalStores {
     data_["apple"] = "1";
     data_["banana"] = "2";
   }
+
+  // Before the server serves: the data is read without a lock.
+  void Put(const std::string& key, const std::string& value) { data_[key] = value; }
 
   void SetNext(int32_t p, int64_t next) {
     absl::MutexLock lock(&mu_);
@@ -305,6 +310,158 @@ TEST_F(QueryServiceTest, UnknownStoreIsNotFoundWithTheNameClipped) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("(200 bytes)"));
   EXPECT_THAT(status.error_message(), Not(HasSubstr(std::string(100, 'u'))));
+}
+
+// --- Scan: Range as a stream of pages ---
+
+// Reads a Scan stream to its end: every message's keys, the number of messages, whether every
+// message but the last had a next_page_token (and the last none), and the stream's status.
+struct ScanRead {
+  std::vector<std::string> keys;
+  int messages = 0;
+  int largest = 0;
+  bool tokens_right = true;
+  grpc::Status status;
+};
+ScanRead ReadScan(kiq::v1::QueryService::Stub& stub, const kiq::v1::RangeRequest& request,
+                  int stop_after = -1) {
+  ScanRead read;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  std::unique_ptr<grpc::ClientReader<kiq::v1::ScanResponse>> reader = stub.Scan(&context, request);
+  kiq::v1::ScanResponse page;
+  bool last_had_token = false;
+  while (reader->Read(&page)) {
+    ++read.messages;
+    read.largest = std::max(read.largest, page.entries_size());
+    for (const kiq::v1::Entry& e : page.entries()) read.keys.push_back(e.key());
+    last_had_token = !page.next_page_token().empty();
+    if (read.messages > 1 && read.keys.empty()) read.tokens_right = false;
+    if (read.messages == stop_after) {
+      context.TryCancel();
+      break;
+    }
+  }
+  read.status = reader->Finish();
+  if (read.status.ok() && last_had_token) read.tokens_right = false;
+  return read;
+}
+
+TEST_F(QueryServiceTest, ScanStreamsEveryEntryOnceInKeyOrderInPages) {
+  std::set<std::string> model = {"apple", "banana"};
+  for (int i = 0; i < 2345; ++i) {
+    const std::string k = absl::StrCat("key-", i);
+    stores_.Put(k, "v");
+    model.insert(k);
+  }
+  kiq::v1::RangeRequest request;
+  request.set_store(kStore);
+  request.set_page_size(100);
+  ScanRead read = ReadScan(*query_, request);
+  ASSERT_TRUE(read.status.ok()) << read.status.error_message();
+  EXPECT_EQ(read.keys, std::vector<std::string>(model.begin(), model.end()));
+  // 2,347 entries in pages of at most 100 (shorter here: the fake holds every key in one
+  // partition, whose share of a page runs out first).
+  EXPECT_GE(read.messages, 24);
+  EXPECT_LE(read.largest, 100);
+  EXPECT_TRUE(read.tokens_right);
+
+  // With bounds, only the range; the default page size holds it in one message.
+  request.set_from("key-10");
+  request.set_to("key-19");
+  request.set_page_size(0);
+  read = ReadScan(*query_, request);
+  ASSERT_TRUE(read.status.ok()) << read.status.error_message();
+  std::vector<std::string> in_range;
+  for (const std::string& k : model) {
+    if (k >= "key-10" && k <= "key-19") in_range.push_back(k);
+  }
+  EXPECT_EQ(read.keys, in_range);
+}
+
+TEST_F(QueryServiceTest, ScanResumesFromAPageTokenOfItsStream) {
+  std::set<std::string> model = {"apple", "banana"};
+  for (int i = 0; i < 500; ++i) {
+    stores_.Put(absl::StrCat("key-", 1000 + i), "v");
+    model.insert(absl::StrCat("key-", 1000 + i));
+  }
+  kiq::v1::RangeRequest request;
+  request.set_store(kStore);
+  request.set_page_size(50);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  auto reader = query_->Scan(&context, request);
+  kiq::v1::ScanResponse first;
+  ASSERT_TRUE(reader->Read(&first));
+  context.TryCancel();
+  kiq::v1::ScanResponse scratch;
+  while (reader->Read(&scratch)) {
+  }
+  reader->Finish();
+  ASSERT_GT(first.entries_size(), 0);
+  ASSERT_FALSE(first.next_page_token().empty());
+  // The rest, from the first page's token: together every key once.
+  request.set_page_token(first.next_page_token());
+  ScanRead rest = ReadScan(*query_, request);
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
+  std::vector<std::string> all(model.begin(), model.end());
+  EXPECT_EQ(rest.keys, std::vector<std::string>(all.begin() + first.entries_size(), all.end()));
+}
+
+TEST_F(QueryServiceTest, ScanOfAnUnknownStoreIsNotFoundNamingIt) {
+  kiq::v1::RangeRequest request;
+  request.set_store("nosuch");
+  ScanRead read = ReadScan(*query_, request);
+  EXPECT_EQ(read.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(read.status.error_message(), HasSubstr("nosuch"));
+  EXPECT_EQ(read.messages, 0);
+  request.set_store(kStore);
+  request.set_page_size(kMaxPageSize + 1);
+  read = ReadScan(*query_, request);
+  EXPECT_EQ(read.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(read.status.error_message(), HasSubstr("page_size"));
+}
+
+TEST_F(QueryServiceTest, ScanCancelledMidStreamEndsAndTheServerServesOn) {
+  for (int i = 0; i < 3000; ++i) stores_.Put(absl::StrCat("key-", i), "v");
+  kiq::v1::RangeRequest request;
+  request.set_store(kStore);
+  request.set_page_size(10);
+  for (int round = 0; round < 20; ++round) {
+    ScanRead read = ReadScan(*query_, request, /*stop_after=*/1 + round % 3);
+    EXPECT_EQ(read.status.error_code(), grpc::StatusCode::CANCELLED);
+  }
+  // Every worker is free again: a full scan and a Get still answer.
+  request.set_page_size(1000);
+  ScanRead read = ReadScan(*query_, request);
+  ASSERT_TRUE(read.status.ok()) << read.status.error_message();
+  EXPECT_EQ(read.keys.size(), 3002u);
+  kiq::v1::GetResponse got;
+  ASSERT_TRUE(GetKey(kStore, "apple", &got).ok());
+  EXPECT_TRUE(got.found());
+}
+
+TEST_F(QueryServiceTest, ScanWaitsForItsMinPositionWithoutAWorker) {
+  kiq::v1::RangeRequest request;
+  request.set_store(kStore);
+  *request.mutable_min_position() = Unreachable();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  auto reader = query_->Scan(&context, request);
+  ASSERT_TRUE(WaitForWaiting(1));
+  // Waiting, it holds no worker: scans still run.
+  kiq::v1::RangeRequest now;
+  now.set_store(kStore);
+  ScanRead other = ReadScan(*query_, now);
+  ASSERT_TRUE(other.status.ok()) << other.status.error_message();
+  EXPECT_EQ(other.keys, (std::vector<std::string>{"apple", "banana"}));
+  // Reached: the stream answers from there.
+  for (int32_t p = 0; p < kPartitions; ++p) stores_.SetNext(p, kFarOffset);
+  kiq::v1::ScanResponse page;
+  ASSERT_TRUE(reader->Read(&page));
+  EXPECT_EQ(page.entries_size(), 2);
+  EXPECT_FALSE(reader->Read(&page));
+  EXPECT_TRUE(reader->Finish().ok());
 }
 
 // A body that is not a GetRequest (invalid UTF-8 in a proto3 string, or garbage) is refused
