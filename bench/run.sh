@@ -261,6 +261,7 @@ perf_start scan-all "${NODES[0]}"
 "$LOAD" --mode=scan --scan=all --target="$(grpc_of bq-1)" --store=views --duration=$SCAN_SECS --label=all >>"$RESULTS/scan.csv"
 perf_stop
 "$LOAD" --mode=scan --scan=range --target="$(grpc_of bq-1)" --store=views --duration=$SCAN_SECS --label=range >>"$RESULTS/scan.csv"
+"$LOAD" --mode=scan --scan=stream --target="$(grpc_of bq-1)" --store=views --duration=$SCAN_SECS --label=stream >>"$RESULTS/scan.csv"
 "$BASE" rocksdb-iter --dir="$WORK/rocksdb-iter" --keys=10000 --duration=$SCAN_SECS --label=rocksdb_iter >>"$RESULTS/scan.csv"
 
 # ---- 4. restore: kill node-3, its partitions are rebuilt from the changelog elsewhere ----
