@@ -123,13 +123,22 @@ bool QueryRouter::Backoff(uint64_t seen_version, int attempt, absl::Time deadlin
   return true;
 }
 
-bool QueryRouter::IsLocal(const kiq::v1::GetRequest& request) const {
-  if (request.has_min_position()) return false;
+std::optional<absl::StatusOr<kiq::v1::GetResponse>> QueryRouter::GetIfLocal(
+    const kiq::v1::GetRequest& request) const {
+  if (request.has_min_position()) return std::nullopt;
   absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
+  if (!info.ok()) return info.status();
   absl::StatusOr<std::string> key = RequestKey(request);
-  if (!info.ok() || !key.ok()) return true;  // answered at once with the error
+  if (!key.ok()) return key.status();
   const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
-  return local_.CheckReadable(request.store(), p).ok();
+  if (!local_.CheckReadable(request.store(), p).ok()) return std::nullopt;
+  absl::StatusOr<kiq::v1::GetResponse> response = LocalGet(request, *info, *key, p, LocalCopy{});
+  if (!response.ok()) {
+    // As the routed Get words it (NewGet's `doing`).
+    return WithContext(response.status(), absl::StrCat("get store=", request.store(), " key=",
+                                                       ClipKey(*key), " partition=", p.value()));
+  }
+  return response;
 }
 
 kiq::v1::Position QueryRouter::LocalWaits(absl::string_view store,

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <grpcpp/server_context.h>
@@ -61,9 +62,12 @@ class QueryRouter {
   explicit QueryRouter(const LocalStores& local, ClusterView cluster = {})
       : local_(local), cluster_(std::move(cluster)) {}
 
-  // True if the key's partition is ACTIVE here and the request need not wait: Get can run
-  // inline, without forwarding or blocking.
-  bool IsLocal(const kiq::v1::GetRequest& request) const;
+  // Get, answered here and now when that needs no routing: the key's partition is ACTIVE here
+  // and the request waits for nothing (no min_position). An unknown store or a request without
+  // a key is answered with its error too. nullopt otherwise: the caller then routes it with
+  // Get or GetAsync. Cheaper than Get for a local key (no routing state, no callbacks).
+  std::optional<absl::StatusOr<kiq::v1::GetResponse>> GetIfLocal(
+      const kiq::v1::GetRequest& request) const;
 
   // `parent`, when given, is the caller's server context: calls to peers inherit its deadline
   // and cancellation, and retries stop when the caller has gone.

@@ -104,7 +104,13 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
   const bool forwarded = hop != Hop::kClient;
   // Answered inline when no wait and no forwarding can happen: a local point read, or a
   // forwarded call (answered from here or refused with NOT_OWNER, never forwarded again).
-  if ((forwarded && !request->has_min_position()) || router_.IsLocal(*request)) {
+  if (hop != Hop::kToStandby) {
+    if (std::optional<absl::StatusOr<kiq::v1::GetResponse>> here = router_.GetIfLocal(*request)) {
+      Finish(reactor, *std::move(here), response, "Get", request->store(), "local", started);
+      return reactor;
+    }
+  }
+  if (forwarded && !request->has_min_position()) {
     Finish(reactor, router_.Get(*request, deadline, hop), response, "Get", request->store(),
            "local", started);
     return reactor;
@@ -138,11 +144,15 @@ std::optional<grpc::Status> QueryServiceImpl::GetDirect(const kiq::v1::GetReques
     if (grpc::Status s = auth_->Check(credentials, request.store()); !s.ok()) return s;
   }
   absl::Status checked = CheckRequest(request);
-  // A wait (min_position) or a forward takes the asynchronous path of Get.
-  if (checked.ok() && !router_.IsLocal(request)) return std::nullopt;
-  absl::StatusOr<kiq::v1::GetResponse> result =
-      checked.ok() ? router_.Get(request, absl::Now() + kMaxRequestTime, Hop::kClient)
-                   : absl::StatusOr<kiq::v1::GetResponse>(checked);
+  std::optional<absl::StatusOr<kiq::v1::GetResponse>> here;
+  if (checked.ok()) {
+    here = router_.GetIfLocal(request);
+    // A wait (min_position) or a forward takes the asynchronous path of Get.
+    if (!here) return std::nullopt;
+  } else {
+    here = checked;
+  }
+  absl::StatusOr<kiq::v1::GetResponse>& result = *here;
   RecordQuery("Get", request.store(), "local", result.status().code(), started);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *std::move(result);
