@@ -98,12 +98,16 @@ struct IngestStats {
 // offsets).
 //
 // Changelogs are written ahead: before a batch is committed locally, every changed entry of
-// an aggregate store is produced (idempotent producer, flushed) to `<app>-<store>-changelog`,
+// an aggregate store is produced (idempotent producer, delivered) to `<app>-<store>-changelog`,
 // partition p, carrying the source offset the batch ends at; the last record of a batch for a
 // (store, partition) is marked `kiq.batch.end`. A node that gains a partition restores such
 // stores from its changelog checkpoint, applying only complete batches, so state and source
 // offset always agree and the source resumes exactly after the restored state. Tables are
-// rebuilt from their source topic. A gained partition is RESTORING until every store of it
+// rebuilt from their source topic. Pipelined (changelog_batches_in_flight = 2), the next
+// batch is consumed and staged while a batch's changelog is being delivered: at most one batch
+// is in flight, it commits before the next is produced, and anything that needs the committed
+// state complete (rebalance, offset reset, shutdown) first commits it via Flush().
+// A gained partition is RESTORING until every store of it
 // has caught up with the high watermarks seen at assignment, then ACTIVE.
 //
 // Ownership follows the group's assignment of the lead source topic (the first one), made
