@@ -260,7 +260,7 @@ class Ingestor {
     StagedBatch batch;
     bool active = false;
     absl::flat_hash_set<std::pair<int, int32_t>> touched;
-    absl::flat_hash_map<std::pair<int, int32_t>, int64_t> next;  // next_ of touched
+    absl::flat_hash_map<std::pair<int, int32_t>, int64_t> next;          // next_ of touched
     absl::flat_hash_map<std::pair<int, int32_t>, int64_t> materialized;  // staged counts
   };
   InFlight inflight_;

@@ -391,13 +391,11 @@ struct Observation {
 // (the Ingestor first).
 class TestNode {
  public:
-  static std::unique_ptr<TestNode> Open(const std::string& bootstrap, const Names& names,
-                                        const std::string& dir, const std::string& node_id,
-                                        rocksdb::Env* env = nullptr,
-                                        const JsonLimits& json_limits = {},
-                                        const KafkaProperties& kafka_properties = {},
-                                        const std::function<void(IngestorOptions&)>& configure =
-                                            {}) {
+  static std::unique_ptr<TestNode> Open(
+      const std::string& bootstrap, const Names& names, const std::string& dir,
+      const std::string& node_id, rocksdb::Env* env = nullptr, const JsonLimits& json_limits = {},
+      const KafkaProperties& kafka_properties = {},
+      const std::function<void(IngestorOptions&)>& configure = {}) {
     std::unique_ptr<TestNode> node(new TestNode(names.topic));
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -1395,7 +1393,8 @@ TEST_F(IngestorTest, ChangelogDeliveryFailureCommitsNothingOfTheBatchAndResumesE
       node->ingestor().Stop();
       FAIL() << "ingestion went on after a changelog delivery failed";
     }
-    EXPECT_THAT(waited.get(), StatusIs(absl::StatusCode::kUnavailable, "changelog delivery failed"));
+    EXPECT_THAT(waited.get(),
+                StatusIs(absl::StatusCode::kUnavailable, "changelog delivery failed"));
     // Neither the failed batch nor any batch staged on it committed: every store partition
     // stands where the first run left it, with exactly that state.
     for (int32_t p = 0; p < kPartitions; ++p) {

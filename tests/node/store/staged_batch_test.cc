@@ -529,15 +529,18 @@ TEST_F(StagedBatchTest, ReadsThroughAnUncommittedBaseThenCommitsOnTopOfIt) {
 
   StagedBatch second(*engine_);
   second.ReadThrough(&first);
-  EXPECT_THAT(second.Read(table_, PartitionId(0), "kept"), IsOkAndHolds(Pointee(Optional(std::string("k1")))));
+  EXPECT_THAT(second.Read(table_, PartitionId(0), "kept"),
+              IsOkAndHolds(Pointee(Optional(std::string("k1")))));
   EXPECT_THAT(second.Read(table_, PartitionId(0), "gone"), IsOkAndHolds(Pointee(Eq(std::nullopt))));
-  EXPECT_THAT(second.Read(table_, PartitionId(0), "new"), IsOkAndHolds(Pointee(Optional(std::string("n1")))));
-  EXPECT_THAT(second.Read(table_, PartitionId(0), "again"), IsOkAndHolds(Pointee(Optional(std::string("a0")))));
+  EXPECT_THAT(second.Read(table_, PartitionId(0), "new"),
+              IsOkAndHolds(Pointee(Optional(std::string("n1")))));
+  EXPECT_THAT(second.Read(table_, PartitionId(0), "again"),
+              IsOkAndHolds(Pointee(Optional(std::string("a0")))));
   // Another partition or store is not the base's key.
   EXPECT_THAT(second.Read(table_, PartitionId(1), "kept"), IsOkAndHolds(Pointee(Eq(std::nullopt))));
   ASSERT_OK(second.Write(table_, PartitionId(0), "kept", std::string("k2")));
-  ASSERT_OK(second.Write(table_, PartitionId(0), "gone", std::string("g2")));  // re-inserted
-  ASSERT_OK(second.Write(table_, PartitionId(0), "new", std::nullopt));        // deleted again
+  ASSERT_OK(second.Write(table_, PartitionId(0), "gone", std::string("g2")));   // re-inserted
+  ASSERT_OK(second.Write(table_, PartitionId(0), "new", std::nullopt));         // deleted again
   ASSERT_OK(second.Write(table_, PartitionId(0), "again", std::string("a0")));  // no change
   // Nothing of either is stored before its commit.
   EXPECT_THAT(Stored(table_, 0, "kept"), IsOkAndHolds(Optional(std::string("k0"))));
