@@ -59,6 +59,11 @@ ABSL_FLAG(std::string, kafka_config, "",
 ABSL_FLAG(std::vector<std::string>, kafka_property, {},
           "librdkafka properties for every Kafka client of the node, name=value[,name=value...] "
           "(e.g. security.protocol=SASL_SSL or session.timeout.ms=10000).");
+ABSL_FLAG(int, changelog_batches_in_flight, 2,
+          "Ingestion batches whose changelog may be unconfirmed at once, counting the one being "
+          "staged: 2 stages the next batch while the previous one's changelog is delivered "
+          "(each still commits only once its changelog is durable, in order); 1 waits for each "
+          "changelog before consuming on.");
 ABSL_FLAG(absl::Duration, subscribe_replay_window, absl::Seconds(30),
           "How long after gaining a partition its changes are kept, so that subscriptions "
           "following it from its previous owner resume without a gap (0s: never).");
@@ -165,6 +170,10 @@ int main(int argc, char** argv) {
     return refuse("--offset-out-of-range: must be 'fail' or 'reset'");
   }
   if (options.embedded_partitions < 1) return refuse("--embedded-partitions: must be >= 1");
+  options.changelog_batches_in_flight = absl::GetFlag(FLAGS_changelog_batches_in_flight);
+  if (options.changelog_batches_in_flight != 1 && options.changelog_batches_in_flight != 2) {
+    return refuse("--changelog-batches-in-flight: must be 1 or 2");
+  }
   options.subscribe_replay_window = absl::GetFlag(FLAGS_subscribe_replay_window);
   if (options.subscribe_replay_window < absl::ZeroDuration()) {
     return refuse("--subscribe-replay-window: must be >= 0s");

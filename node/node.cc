@@ -126,6 +126,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   ingest.kafka = node->kafka_;
   ingest.node_id = options.node_id;
   ingest.out_of_range = options.out_of_range;
+  ingest.changelog_batches_in_flight = options.changelog_batches_in_flight;
   Node* raw = node.get();
   ingest.on_ownership_change = [raw] {
     if (raw->advertiser_) raw->advertiser_->Notify();

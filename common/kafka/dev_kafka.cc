@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <limits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/kafka/kafka_errors.h"
@@ -86,6 +87,15 @@ absl::Status DevKafka::SetBrokerRtt(int32_t broker_id, absl::Duration rtt) {
   }
   return KafkaToStatus(rd_kafka_mock_broker_set_rtt(cluster_, broker_id, static_cast<int>(ms)),
                        absl::StrCat("set rtt of ", BrokerName(broker_id), " to ", ms, "ms"));
+}
+
+absl::Status DevKafka::FailNextProduces(int count, int16_t error) {
+  if (count < 1) return absl::InvalidArgumentError(absl::StrCat("produce error count ", count));
+  constexpr int16_t kProduceApiKey = 0;  // the Kafka protocol's Produce request
+  const std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count),
+                                                static_cast<rd_kafka_resp_err_t>(error));
+  rd_kafka_mock_push_request_errors_array(cluster_, kProduceApiKey, errors.size(), errors.data());
+  return absl::OkStatus();
 }
 
 }  // namespace kiq

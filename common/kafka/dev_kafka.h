@@ -44,6 +44,10 @@ class DevKafka {
   absl::Status SetBrokerUp(int32_t broker_id);
   // Delays every response of broker `broker_id` (or kAllBrokers) by `rtt`; zero removes it.
   absl::Status SetBrokerRtt(int32_t broker_id, absl::Duration rtt);
+  // The next `count` Produce requests (to any broker, from any client) are answered with
+  // Kafka error `error` for every partition they carry, as a broker that refuses a write
+  // would (e.g. 29, TOPIC_AUTHORIZATION_FAILED: not retriable, so the delivery fails).
+  absl::Status FailNextProduces(int count, int16_t error);
 
  private:
   DevKafka(rd_kafka_s* handle, rd_kafka_mock_cluster_s* cluster, int num_brokers)

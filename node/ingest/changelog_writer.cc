@@ -80,6 +80,8 @@ absl::Status ChangelogWriter::Flush(int timeout_ms) {
 
 void ChangelogWriter::Poll() { producer_->poll(0); }
 
+bool ChangelogWriter::AllDelivered() { return producer_->outq_len() == 0; }
+
 absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> ChangelogWriter::TakeDelivered() {
   return std::exchange(report_->delivered, {});
 }

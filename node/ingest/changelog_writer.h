@@ -42,6 +42,8 @@ class ChangelogWriter {
   absl::Status Flush(int timeout_ms);
   // Serves delivery reports without waiting.
   void Poll();
+  // True when no produced record awaits its delivery report (call after Poll).
+  bool AllDelivered();
   // The next offset after the records delivered since the last call, per (topic, partition):
   // the changelog position the committed state reflects.
   absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> TakeDelivered();

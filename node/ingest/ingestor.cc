@@ -116,6 +116,11 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
   std::unique_ptr<Ingestor> ingestor(
       new Ingestor(topology, engine, states, positions, std::move(options)));
   const IngestorOptions& o = ingestor->options_;
+  if (o.changelog_batches_in_flight != 1 && o.changelog_batches_in_flight != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("changelog_batches_in_flight: must be 1 (sequential) or 2 (pipelined), got ",
+                     o.changelog_batches_in_flight));
+  }
   std::string err;
   {
     absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = o.kafka.Build(
@@ -205,7 +210,8 @@ Ingestor::Ingestor(CompiledTopology& topology, StoreEngine& engine, PartitionSta
       positions_(positions),
       options_(std::move(options)),
       rebalance_(std::make_unique<RebalanceHandler>(*this)),
-      batch_(engine) {}
+      batch_(engine),
+      inflight_(engine) {}
 
 Ingestor::~Ingestor() { Stop(); }
 
@@ -241,6 +247,8 @@ void Ingestor::Run() {
       timeout_ms =
           static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
     }
+    // A batch in flight is committed once its delivery reports are served: look again soon.
+    if (inflight_.active) timeout_ms = std::min(timeout_ms, 1);
     std::unique_ptr<RdKafka::Message> message(consumer_->consume(timeout_ms));
     bool backlog = false;
     bool idle = false;
@@ -267,7 +275,17 @@ void Ingestor::Run() {
           (idle && age >= options_.idle_batch_delay) ||
           (age >= options_.max_batch_delay && !backlog) ||
           age >= options_.max_backlog_batch_delay) {
-        status = Flush();
+        status = options_.changelog_batches_in_flight > 1 ? Dispatch() : Flush();
+      }
+    }
+    // Pipelined: the batch in flight commits as soon as its changelog is durable (the next
+    // one keeps being staged meanwhile).
+    if (status.ok() && inflight_.active) {
+      changelog_->Poll();
+      if (changelog_->AllDelivered()) {
+        status = FinishInFlight();
+        // Committed positions moved (the staged batch is not part of them).
+        if (status.ok() && !catching_up_.empty()) CheckCaughtUp();
       }
     }
     // A partition may turn ACTIVE only between batches: queries read the committed state
@@ -450,6 +468,7 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   if (counted) {
     batch_.CountRecord();
     ++stats_.records;
+    if (inflight_.active) ++stats_.staged_in_flight;
   }
   return absl::OkStatus();
 }
@@ -604,82 +623,106 @@ absl::Status Ingestor::ProduceChangelog(bool exact) {
       return s;
     }
   }
-  // Write-ahead: the batch is committed locally only once its changelog is durable.
-  return changelog_->Flush(kChangelogFlushTimeoutMs);
-}
-
-absl::Status Ingestor::WriteAhead(bool exact) {
-  if (absl::Status s = ProduceChangelog(exact); !s.ok()) return s;
-  // The changelog position this state reflects, committed with it: a restart restores only
-  // what other owners wrote after it, not the whole changelog again.
-  const auto delivered = changelog_->TakeDelivered();
-  for (const CompiledStore& store : topology_.stores()) {
-    if (store.changelog_topic.empty()) continue;
-    for (int32_t p = 0; p < topology_.num_partitions(); ++p) {
-      auto it = delivered.find({store.changelog_topic, p});
-      if (it != delivered.end()) {
-        batch_.SetOffset(store.changelog_stream, PartitionId(p), Offset(it->second));
-      }
-    }
-  }
-  // Readers asking for an exact position redo reads that overlap this bracket (ended by
-  // Flush once the batch is committed).
-  positions_.BeginCommit();
+  // Write-ahead: the batch is committed locally only once its changelog is durable (see
+  // FinishInFlight).
   return absl::OkStatus();
 }
 
-absl::Status Ingestor::Flush() {
-  if (batch_.empty()) {
-    // A batch that staged nothing (stray records) leaves no change to wait for.
-    if (options_.hub != nullptr) return options_.hub->CommitAndPublish(batch_, {});
-    return absl::OkStatus();
+absl::Status Ingestor::StartInFlight() {
+  if (inflight_.active) {
+    spdlog::critical("a batch was put in flight while another one was: commit order would break");
+    std::abort();
   }
+  const bool exact = options_.hub != nullptr && options_.hub->StartCommit(batch_);
+  if (absl::Status s = ProduceChangelog(exact); !s.ok()) {
+    // Nothing commits; the hub lets registrations in again.
+    if (options_.hub != nullptr) s = options_.hub->FinishCommit(batch_, {}, s);
+    DiscardPending();
+    return s;
+  }
+  // From here the batch waits for its changelog while the next one is staged on top of it.
+  // What its commit needs is taken now: next_ and the staged counts move on with the next batch.
+  inflight_.batch.Swap(batch_);
+  inflight_.active = true;
+  inflight_.touched.swap(touched_);
+  touched_.clear();
+  for (const auto& sp : inflight_.touched) inflight_.next[sp] = next_[sp];
+  for (auto& [sp, m] : materialized_) {
+    if (m.staged != 0) inflight_.materialized[sp] = std::exchange(m.staged, 0);
+  }
+  batch_.ReadThrough(&inflight_.batch);
+  return absl::OkStatus();
+}
+
+absl::Status Ingestor::FinishInFlight() {
+  if (!inflight_.active) return absl::OkStatus();
+  // Write-ahead: only its own records are queued (the next batch is produced after this
+  // commit), so an empty queue means all of them are durable.
+  absl::Status status = changelog_->Flush(kChangelogFlushTimeoutMs);
   bool bracketed = false;
   absl::Cleanup end_commit = [&] {
     if (bracketed) positions_.EndCommit();
   };
-  auto write_ahead = [&](bool exact) {
-    absl::Status s = WriteAhead(exact);
-    bracketed = s.ok();
-    return s;
-  };
-  if (options_.hub == nullptr) {
-    if (absl::Status s = write_ahead(false); !s.ok()) return s;
-    if (absl::Status s = batch_.Commit(nullptr); !s.ok()) return s;
-  } else {
-    std::vector<CommittedPosition> positions;
-    positions.reserve(touched_.size());
-    for (const auto& [index, p] : touched_) {
-      positions.push_back(
-          CommittedPosition{topology_.stores()[index].handle, PartitionId(p), next_[{index, p}]});
+  if (status.ok()) {
+    // The changelog position this state reflects, committed with it: a restart restores only
+    // what other owners wrote after it, not the whole changelog again.
+    const auto delivered = changelog_->TakeDelivered();
+    for (const CompiledStore& store : topology_.stores()) {
+      if (store.changelog_topic.empty()) continue;
+      for (int32_t p = 0; p < topology_.num_partitions(); ++p) {
+        auto it = delivered.find({store.changelog_topic, p});
+        if (it != delivered.end()) {
+          inflight_.batch.SetOffset(store.changelog_stream, PartitionId(p), Offset(it->second));
+        }
+      }
     }
-    if (absl::Status s = options_.hub->CommitAndPublish(batch_, positions, write_ahead); !s.ok()) {
-      return s;
-    }
+    // Readers asking for an exact position redo reads that overlap this bracket.
+    positions_.BeginCommit();
+    bracketed = true;
   }
+  if (options_.hub != nullptr) {
+    std::vector<CommittedPosition> positions;
+    positions.reserve(inflight_.touched.size());
+    for (const auto& [index, p] : inflight_.touched) {
+      positions.push_back(CommittedPosition{topology_.stores()[index].handle, PartitionId(p),
+                                            inflight_.next[{index, p}]});
+    }
+    status = options_.hub->FinishCommit(inflight_.batch, positions, std::move(status));
+  } else if (status.ok()) {
+    status = inflight_.batch.Commit(nullptr);
+  }
+  if (!status.ok()) {
+    // Neither this batch nor the staged one built on it commits (see Run: ingestion stops,
+    // and resumes from the offsets committed in RocksDB).
+    DiscardPending();
+    return status;
+  }
+  batch_.ReadThrough(nullptr);  // RocksDB now holds what the batch in flight staged
   ++stats_.batches;
-  for (auto& [sp, m] : materialized_) {
-    if (m.staged == 0) continue;
+  for (const auto& [sp, staged] : inflight_.materialized) {
+    Materialized& m = materialized_[sp];
     if (m.counter == nullptr) {
       m.counter =
           &options_.metrics->Materialized(topology_.stores()[sp.first].info.name, sp.second);
     }
-    m.counter->Increment(static_cast<double>(m.staged));
-    m.staged = 0;
+    m.counter->Increment(static_cast<double>(staged));
   }
   // Kafka's committed offset of (topic, p) is the smallest next offset of its stores, so lag
   // tools never count a record as done before every store applied it.
   absl::flat_hash_map<std::pair<int, int32_t>, int64_t> commit_at;  // (source, p) → offset
-  for (const auto& [index, p] : touched_) {
+  for (const auto& [index, p] : inflight_.touched) {
     const CompiledStore& store = topology_.stores()[index];
-    const int64_t next = next_[{index, p}];
+    const int64_t next = inflight_.next[{index, p}];
     positions_.Advance(store.info.name, topology_.sources()[store.source].spec.topic(),
                        PartitionId(p), Offset(next));
     auto [it, inserted] = commit_at.try_emplace({store.source, p}, next);
     if (!inserted) it->second = std::min(it->second, next);
   }
   std::move(end_commit).Invoke();
-  touched_.clear();
+  inflight_.active = false;
+  inflight_.touched.clear();
+  inflight_.next.clear();
+  inflight_.materialized.clear();
   std::vector<RdKafka::TopicPartition*> commit;
   for (const auto& [sp, next] : commit_at) {
     commit.push_back(RdKafka::TopicPartition::create(topology_.sources()[sp.first].spec.topic(),
@@ -692,6 +735,37 @@ absl::Status Ingestor::Flush() {
   offsets_->commitAsync(commit);
   RdKafka::TopicPartition::destroy(commit);
   return absl::OkStatus();
+}
+
+void Ingestor::DiscardPending() {
+  batch_.ReadThrough(nullptr);
+  batch_.Clear();
+  touched_.clear();
+  inflight_.batch.Clear();
+  inflight_.active = false;
+  inflight_.touched.clear();
+  inflight_.next.clear();
+  inflight_.materialized.clear();
+  for (auto& [sp, m] : materialized_) m.staged = 0;
+  // The discarded batch may have been begun untracked: registrations must not wait for it.
+  if (options_.hub != nullptr) options_.hub->CommitAndPublish(batch_, {}).IgnoreError();
+}
+
+absl::Status Ingestor::Dispatch() {
+  if (absl::Status s = FinishInFlight(); !s.ok()) return s;
+  if (batch_.empty()) return absl::OkStatus();
+  return StartInFlight();
+}
+
+absl::Status Ingestor::Flush() {
+  if (absl::Status s = FinishInFlight(); !s.ok()) return s;
+  if (batch_.empty()) {
+    // A batch that staged nothing (stray records) leaves no change to wait for.
+    if (options_.hub != nullptr) return options_.hub->CommitAndPublish(batch_, {});
+    return absl::OkStatus();
+  }
+  if (absl::Status s = StartInFlight(); !s.ok()) return s;
+  return FinishInFlight();
 }
 
 bool Ingestor::PreparePartition(int store_index, PartitionId p) {
@@ -1095,9 +1169,7 @@ void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions)
   if (absl::Status s = Flush(); !s.ok()) {
     // Not committed: the records are consumed again from the committed offsets.
     spdlog::error("flush on revoke: {}", s.ToString());
-    batch_.Clear();
-    touched_.clear();
-    for (auto& [sp, m] : materialized_) m.staged = 0;
+    DiscardPending();
   }
   if (options_.hub != nullptr) {
     // These partitions may move. Every change up to the flush above is queued, with the

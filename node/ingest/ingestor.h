@@ -60,6 +60,13 @@ struct IngestorOptions {
   absl::Duration idle_batch_delay = absl::Milliseconds(1);
   absl::Duration max_batch_delay = absl::Milliseconds(20);
   absl::Duration max_backlog_batch_delay = absl::Milliseconds(250);
+  // Batches whose changelog may be unconfirmed at once, counting the one being staged. 1: a
+  // batch's changelog is produced and flushed, then it is committed, then the next batch is
+  // staged (one sequential loop). 2 (pipelined): once batch N's changelog is produced,
+  // batch N+1 is consumed and staged (reading N's staged values) while N's records are
+  // delivered; N is committed as soon as they all are, always before N+1, never before its
+  // own changelog is durable. Anything else is refused by Create.
+  int changelog_batches_in_flight = 2;
   // Called on the ingestion thread whenever owned partitions or their states change (the
   // membership advertisement is refreshed then). Must not block.
   std::function<void()> on_ownership_change;
@@ -79,6 +86,9 @@ struct IngestStats {
   std::atomic<int64_t> batches{0};
   std::atomic<int64_t> bad_records{0};
   std::atomic<int64_t> wrong_partition{0};
+  // Records staged while the previous batch's changelog was still being delivered (the
+  // pipeline at work; always 0 with changelog_batches_in_flight = 1).
+  std::atomic<int64_t> staged_in_flight{0};
 };
 
 // Consumes the source topics as a member of the consumer group <application_id> and
@@ -88,12 +98,16 @@ struct IngestStats {
 // offsets).
 //
 // Changelogs are written ahead: before a batch is committed locally, every changed entry of
-// an aggregate store is produced (idempotent producer, flushed) to `<app>-<store>-changelog`,
+// an aggregate store is produced (idempotent producer, delivered) to `<app>-<store>-changelog`,
 // partition p, carrying the source offset the batch ends at; the last record of a batch for a
 // (store, partition) is marked `kiq.batch.end`. A node that gains a partition restores such
 // stores from its changelog checkpoint, applying only complete batches, so state and source
 // offset always agree and the source resumes exactly after the restored state. Tables are
-// rebuilt from their source topic. A gained partition is RESTORING until every store of it
+// rebuilt from their source topic. Pipelined (changelog_batches_in_flight = 2), the next
+// batch is consumed and staged while a batch's changelog is being delivered: at most one batch
+// is in flight, it commits before the next is produced, and anything that needs the committed
+// state complete (rebalance, offset reset, shutdown) first commits it via Flush().
+// A gained partition is RESTORING until every store of it
 // has caught up with the high watermarks seen at assignment, then ACTIVE.
 //
 // Ownership follows the group's assignment of the lead source topic (the first one), made
@@ -135,7 +149,21 @@ class Ingestor {
            PositionTracker& positions, IngestorOptions options);
 
   void Run();
+  // Commits everything: the batch in flight (waiting for its changelog), then the staged
+  // batch (produced, flushed, committed). Afterwards nothing is pending.
   absl::Status Flush();
+  // Pipelined: the staged batch is due. Completes the batch in flight (waiting for its
+  // changelog), then produces the staged batch's changelog and puts it in flight.
+  absl::Status Dispatch();
+  // Produces the staged batch's changelog and moves it in flight (the staged batch is then
+  // empty, reading through the one in flight).
+  absl::Status StartInFlight();
+  // Waits (up to kChangelogFlushTimeoutMs) until the batch in flight is durable, then commits
+  // it locally and publishes it. An error means neither it nor the staged batch (built on
+  // it) may commit.
+  absl::Status FinishInFlight();
+  // Forgets the staged batch and the one in flight, uncommitted.
+  void DiscardPending();
   absl::Status HandleMessage(const RdKafka::Message& message);
   void OnAssign(std::vector<RdKafka::TopicPartition*>& partitions);
   void OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions);
@@ -146,13 +174,11 @@ class Ingestor {
   // nullopt if the partition must not be consumed.
   std::optional<int64_t> StartOffset(const CompiledSource& source, PartitionId p);
   void HandleOutOfRange(const std::string& topic, PartitionId p, const std::string& detail);
-  // Produces the batch's changelog and repartition records and waits until they are durable
-  // (`exact`: every write, not one per key; see SubscriptionHub::CommitAndPublish), then opens
-  // the position bracket of the commit.
-  absl::Status WriteAhead(bool exact);
   // Counts the records `store` dropped (late for a window, or with a null group_by key) since
   // the last call, in the metrics and in a log line at most once a minute per store and kind.
   void NoteDrops(int index, const CompiledStore& store);
+  // Produces the staged batch's changelog and repartition records (`exact`: every write, not
+  // one per key; see SubscriptionHub::CommitAndPublish), without waiting for them.
   absl::Status ProduceChangelog(bool exact);
   // Pauses the partitions of streams that join a table still catching up on them, so that no
   // record is joined with a table that is not yet complete (Kafka Streams restores tables
@@ -226,6 +252,18 @@ class Ingestor {
   absl::Time next_progress_log_ = absl::InfinitePast();
   StagedBatch batch_;
   absl::Time batch_started_ = absl::InfiniteFuture();
+  // A batch whose changelog is produced but not yet known durable, with what its commit
+  // needs from the time it was staged (next_ moves on with the next batch). `batch` is empty
+  // when none is in flight.
+  struct InFlight {
+    explicit InFlight(StoreEngine& engine) : batch(engine) {}
+    StagedBatch batch;
+    bool active = false;
+    absl::flat_hash_set<std::pair<int, int32_t>> touched;
+    absl::flat_hash_map<std::pair<int, int32_t>, int64_t> next;          // next_ of touched
+    absl::flat_hash_map<std::pair<int, int32_t>, int64_t> materialized;  // staged counts
+  };
+  InFlight inflight_;
   std::vector<BadRecord> bad_;
   LogLimiter bad_record_log_{100};
   LogLimiter wrong_partition_log_{5};

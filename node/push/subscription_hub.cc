@@ -45,21 +45,34 @@ absl::Status SubscriptionHub::CommitAndPublish(
     EndBatch();
     return absl::OkStatus();
   }
-  bool exact = false;
-  {
-    absl::MutexLock lock(&commit_mu_);
-    committing_ = true;  // registrations wait from here until the changes are published
-    // Every subscriber registered so far gets this batch's changes one by one; the changelog
-    // keeps them so, so that a standby replica can replay them exactly if this node dies.
-    // Later ones register after the publish.
-    exact = count_.load() > 0 && batch.tracks_writes();
-  }
+  const bool exact = StartCommit(batch);
   absl::Status status = write_ahead ? write_ahead(exact) : absl::OkStatus();
+  return FinishCommit(batch, positions, std::move(status));
+}
+
+bool SubscriptionHub::StartCommit(const StagedBatch& batch) {
+  absl::MutexLock lock(&commit_mu_);
+  committing_ = true;  // registrations wait from here until the changes are published
+  // The batch's own "untracked" wait is covered by committing_ from here; a batch begun while
+  // this one is in flight sets untracked_batch_ for itself (BeginBatch), and FinishCommit
+  // must not clear that.
+  untracked_batch_ = false;
+  // Every subscriber registered so far gets this batch's changes one by one; the changelog
+  // keeps them so, so that a standby replica can replay them exactly if this node dies.
+  // Later ones register after the publish.
+  return count_.load() > 0 && batch.tracks_writes();
+}
+
+absl::Status SubscriptionHub::FinishCommit(StagedBatch& batch,
+                                           const std::vector<CommittedPosition>& positions,
+                                           absl::Status write_ahead) {
+  absl::Status status = std::move(write_ahead);
   std::vector<Change> changes;
   if (status.ok()) status = batch.Commit(active() ? &changes : nullptr);
   absl::MutexLock lock(&commit_mu_);
   if (status.ok()) PublishAtBoundary(std::move(changes), positions);
-  EndBatch();
+  committing_ = false;
+  boundary_.SignalAll();
   return status;
 }
 

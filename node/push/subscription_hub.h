@@ -101,6 +101,14 @@ class SubscriptionHub {
   absl::Status CommitAndPublish(StagedBatch& batch, const std::vector<CommittedPosition>& positions,
                                 const std::function<absl::Status(bool exact)>& write_ahead = {})
       ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+  // CommitAndPublish in two steps, for a pipelined ingestor that stages the next batch while
+  // this one's changelog is delivered. StartCommit: registrations wait from here (the batch
+  // is no longer "untracked": it is committing; a batch begun after it may be untracked in
+  // its own right); whether its changelog must be exact. FinishCommit: commits `batch` if
+  // `write_ahead` is OK (else returns it), publishes, and lets registrations in again.
+  bool StartCommit(const StagedBatch& batch) ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status FinishCommit(StagedBatch& batch, const std::vector<CommittedPosition>& positions,
+                            absl::Status write_ahead) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
 
   // A subscriber of `store` (named `store_name` in errors) for `partitions`, registered at a
   // batch boundary: waits up to `wait` for a commit under way (UNAVAILABLE past it), then, with

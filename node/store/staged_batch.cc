@@ -9,6 +9,15 @@ absl::StatusOr<StagedBatch::Slot*> StagedBatch::SlotFor(StoreHandle store, Parti
   SlotKey slot_key{store.index, p.value(), std::string(key)};
   auto it = slots_.find(slot_key);
   if (it != slots_.end()) return &it->second;
+  if (base_ != nullptr) {
+    // The older batch's value is what RocksDB will hold once it commits, before this batch.
+    if (auto b = base_->slots_.find(slot_key); b != base_->slots_.end()) {
+      Slot slot;
+      slot.original = b->second.current;
+      slot.current = b->second.current;
+      return &slots_.emplace(std::move(slot_key), std::move(slot)).first->second;
+    }
+  }
   absl::StatusOr<std::optional<std::string>> stored = engine_.Get(store, p, key);
   if (!stored.ok()) return stored.status();
   Slot slot;
@@ -94,6 +103,17 @@ absl::Status StagedBatch::Commit(std::vector<Change>* changes) {
   }
   Clear();
   return absl::OkStatus();
+}
+
+void StagedBatch::Swap(StagedBatch& other) {
+  slots_.swap(other.slots_);
+  offsets_.swap(other.offsets_);
+  forwards_.swap(other.forwards_);
+  std::swap(records_, other.records_);
+  source_topic_.swap(other.source_topic_);
+  std::swap(source_offset_, other.source_offset_);
+  std::swap(track_writes_, other.track_writes_);
+  log_.swap(other.log_);
 }
 
 void StagedBatch::Clear() {

@@ -44,6 +44,9 @@ struct ForwardedRecord {
 // key updated many times in a batch is read from RocksDB once and written once. Commit turns
 // the slots, the adjusted entry counts and the source offsets into one WriteBatch.
 //
+// A batch can read through an older batch not yet committed (see ReadThrough): the ingestor
+// stages batch N+1 while batch N's changelog is being delivered, and N+1 must see N's values.
+//
 // Not thread-safe: owned and used by the single ingestion thread.
 class StagedBatch {
  public:
@@ -53,6 +56,13 @@ class StagedBatch {
   // the next Commit or Clear (slots live in a node map, so they do not move as it grows).
   absl::StatusOr<const std::optional<std::string>*> Read(StoreHandle store, PartitionId p,
                                                          absl::string_view key);
+  // Until unset, a key this batch has no slot for is read from `base`'s slot if it has one,
+  // else from the engine: `base` is an older batch that will be committed before this one
+  // (or discarded with it). Unset it as soon as `base` is committed or cleared.
+  void ReadThrough(const StagedBatch* base) { base_ = base; }
+  // Exchanges everything staged (slots, offsets, forwards, write log, counters) with `other`;
+  // both must use the same engine. The read-through bases are left as they were.
+  void Swap(StagedBatch& other);
   // Stages a new value (nullopt deletes the key).
   absl::Status Write(StoreHandle store, PartitionId p, absl::string_view key,
                      std::optional<std::string> value);
@@ -119,6 +129,7 @@ class StagedBatch {
   absl::StatusOr<Slot*> SlotFor(StoreHandle store, PartitionId p, absl::string_view key);
 
   StoreEngine& engine_;
+  const StagedBatch* base_ = nullptr;
   absl::node_hash_map<SlotKey, Slot> slots_;
   absl::flat_hash_map<std::pair<std::string, int32_t>, Offset> offsets_;
   std::vector<ForwardedRecord> forwards_;

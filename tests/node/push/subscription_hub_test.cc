@@ -1,11 +1,16 @@
 #include "node/push/subscription_hub.h"
 
+#include <stdlib.h>
+
+#include <filesystem>
 #include <map>
 
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/topology/window_key.h"
+#include "node/store/staged_batch.h"
+#include "node/store/store_engine.h"
 
 namespace kiq::node {
 namespace {
@@ -354,6 +359,55 @@ TEST(SubscriptionHubTest, ReplayLogTrimsWholeRecordsAndExpires) {
   EXPECT_FALSE(no_replay.active());
   no_replay.Publish({}, {{StoreHandle{0}, PartitionId(0), 4}});
   EXPECT_FALSE(no_replay.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 2}}, 10, false).ok());
+}
+
+// The pipelined ingestor begins batch n+1 while batch n commits (its changelog in flight): if
+// n+1 is untracked (its changes folded), n's commit must not let a registration in before
+// n+1's own commit, or that subscriber would get n+1's changes folded.
+TEST(SubscriptionHubTest, ABatchBegunUntrackedDuringAnotherCommitKeepsRegistrationsOutUntilItsOwn) {
+  std::string dir = ::testing::TempDir() + "subscription_hub_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir + "/db", {"s"});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const StoreHandle store{0};
+  SubscriptionHub hub;
+  const auto subscribe = [&] {
+    return hub.Subscribe(
+        store, "s", KeyMatch{}, {0}, {}, 10, false, absl::Milliseconds(50),
+        [] { return absl::OkStatus(); }, [] { return absl::OkStatus(); });
+  };
+  StagedBatch first(**engine);
+  first.TrackWrites(hub.BeginBatch());
+  EXPECT_FALSE(first.tracks_writes());  // nobody listens
+  ASSERT_TRUE(first.Write(store, PartitionId(0), "k", std::string("1")).ok());
+  EXPECT_FALSE(hub.StartCommit(first));
+  StagedBatch second(**engine);
+  second.ReadThrough(&first);
+  second.TrackWrites(hub.BeginBatch());
+  ASSERT_TRUE(second.Write(store, PartitionId(0), "k", std::string("2")).ok());
+  EXPECT_EQ(subscribe().status().code(), absl::StatusCode::kUnavailable);  // first commits
+  ASSERT_TRUE(hub.FinishCommit(first, {}, absl::OkStatus()).ok());
+  second.ReadThrough(nullptr);
+  EXPECT_EQ(subscribe().status().code(), absl::StatusCode::kUnavailable);  // second is untracked
+  EXPECT_FALSE(hub.StartCommit(second));
+  ASSERT_TRUE(hub.FinishCommit(second, {}, absl::OkStatus()).ok());
+  absl::StatusOr<std::shared_ptr<Subscriber>> after = subscribe();
+  ASSERT_TRUE(after.ok()) << after.status();
+  // A batch whose write-ahead failed commits nothing and lets registrations in as well.
+  StagedBatch third(**engine);
+  third.TrackWrites(hub.BeginBatch());
+  EXPECT_TRUE(third.tracks_writes());  // someone listens now
+  ASSERT_TRUE(third.Write(store, PartitionId(0), "k", std::string("3")).ok());
+  EXPECT_TRUE(hub.StartCommit(third));  // exact: a subscriber gets every write
+  EXPECT_EQ(hub.FinishCommit(third, {}, absl::UnavailableError("changelog delivery failed")).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*engine)->Get(store, PartitionId(0), "k").value(), std::optional<std::string>("2"));
+  absl::StatusOr<std::shared_ptr<Subscriber>> again = subscribe();
+  EXPECT_TRUE(again.ok()) << again.status();
+  hub.Unregister(after->get());
+  if (again.ok()) hub.Unregister(again->get());
+  engine->reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -517,5 +517,65 @@ TEST_F(ProcessorTest, CountOverAValueThatIsNotEightBytesIsDataLoss) {
               StatusIs(absl::StatusCode::kDataLoss, "partition 4"));
 }
 
+TEST_F(StagedBatchTest, ReadsThroughAnUncommittedBaseThenCommitsOnTopOfIt) {
+  Seed(table_, 0, "kept", "k0");
+  Seed(table_, 0, "gone", "g0");
+  Seed(table_, 0, "again", "a0");
+  StagedBatch first(*engine_);
+  ASSERT_OK(first.Write(table_, PartitionId(0), "kept", std::string("k1")));
+  ASSERT_OK(first.Write(table_, PartitionId(0), "gone", std::nullopt));
+  ASSERT_OK(first.Write(table_, PartitionId(0), "new", std::string("n1")));
+  ASSERT_OK(first.Read(table_, PartitionId(0), "again"));  // a read-only slot
+
+  StagedBatch second(*engine_);
+  second.ReadThrough(&first);
+  EXPECT_THAT(second.Read(table_, PartitionId(0), "kept"),
+              IsOkAndHolds(Pointee(Optional(std::string("k1")))));
+  EXPECT_THAT(second.Read(table_, PartitionId(0), "gone"), IsOkAndHolds(Pointee(Eq(std::nullopt))));
+  EXPECT_THAT(second.Read(table_, PartitionId(0), "new"),
+              IsOkAndHolds(Pointee(Optional(std::string("n1")))));
+  EXPECT_THAT(second.Read(table_, PartitionId(0), "again"),
+              IsOkAndHolds(Pointee(Optional(std::string("a0")))));
+  // Another partition or store is not the base's key.
+  EXPECT_THAT(second.Read(table_, PartitionId(1), "kept"), IsOkAndHolds(Pointee(Eq(std::nullopt))));
+  ASSERT_OK(second.Write(table_, PartitionId(0), "kept", std::string("k2")));
+  ASSERT_OK(second.Write(table_, PartitionId(0), "gone", std::string("g2")));   // re-inserted
+  ASSERT_OK(second.Write(table_, PartitionId(0), "new", std::nullopt));         // deleted again
+  ASSERT_OK(second.Write(table_, PartitionId(0), "again", std::string("a0")));  // no change
+  // Nothing of either is stored before its commit.
+  EXPECT_THAT(Stored(table_, 0, "kept"), IsOkAndHolds(Optional(std::string("k0"))));
+
+  // The base commits first; the second's changes are relative to it, entry counts included.
+  EXPECT_THAT(Commit(first), ElementsAre(ChangeRow("table", 0, "gone", "g0", std::nullopt),
+                                         ChangeRow("table", 0, "kept", "k0", "k1"),
+                                         ChangeRow("table", 0, "new", std::nullopt, "n1")));
+  EXPECT_EQ(Count(table_, 0), 3);
+  second.ReadThrough(nullptr);
+  EXPECT_THAT(Commit(second), ElementsAre(ChangeRow("table", 0, "gone", std::nullopt, "g2"),
+                                          ChangeRow("table", 0, "kept", "k1", "k2"),
+                                          ChangeRow("table", 0, "new", "n1", std::nullopt)));
+  EXPECT_EQ(Count(table_, 0), 3);
+  EXPECT_EQ(ScannedSize(table_, 0), 3u);
+  EXPECT_THAT(Stored(table_, 0, "kept"), IsOkAndHolds(Optional(std::string("k2"))));
+  EXPECT_THAT(Stored(table_, 0, "gone"), IsOkAndHolds(Optional(std::string("g2"))));
+  EXPECT_THAT(Stored(table_, 0, "new"), IsOkAndHolds(Eq(std::nullopt)));
+}
+
+TEST_F(StagedBatchTest, SwapExchangesWhatIsStaged) {
+  StagedBatch staged(*engine_);
+  ASSERT_OK(staged.Write(table_, PartitionId(0), "k", std::string("v")));
+  staged.SetOffset("orders", PartitionId(0), Offset(7));
+  staged.CountRecord();
+  StagedBatch other(*engine_);
+  other.Swap(staged);
+  EXPECT_TRUE(staged.empty());
+  EXPECT_EQ(staged.records(), 0u);
+  EXPECT_FALSE(other.empty());
+  EXPECT_EQ(other.records(), 1u);
+  EXPECT_THAT(Commit(other), ElementsAre(ChangeRow("table", 0, "k", std::nullopt, "v")));
+  EXPECT_THAT(engine_->ReadOffset("orders", PartitionId(0)), IsOkAndHolds(Optional(Offset(7))));
+  EXPECT_THAT(Commit(staged), IsEmpty());
+}
+
 }  // namespace
 }  // namespace kiq::node
