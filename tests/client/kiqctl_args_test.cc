@@ -200,10 +200,10 @@ INSTANTIATE_TEST_SUITE_P(
     Kiqctl, UsageErrorTest,
     ::testing::Values(
         UsageErrorCase{
-            {}, "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
+            {}, "missing command (get, get-many, range, all, count, window-fetch, subscribe or metadata)"},
         UsageErrorCase{
             {"--json"},
-            "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
+            "missing command (get, get-many, range, all, count, window-fetch, subscribe or metadata)"},
         UsageErrorCase{{"fetch", "s"}, "unknown command \"fetch\""},
         UsageErrorCase{{"get", "s"}, "get wants STORE KEY, got 1 argument"},
         UsageErrorCase{{"get", "s", "a", "b"}, "get wants STORE KEY, got 3 arguments"},
@@ -241,7 +241,7 @@ INSTANTIATE_TEST_SUITE_P(
         UsageErrorCase{{"get", "s", "a", "--stale", "--max-lag", "0"},
                        "--max-lag wants a positive number of records, got \"0\""},
         UsageErrorCase{{"metadata", "--stale"},
-                       "--stale applies only to get, window-fetch, range, all and count, not "
+                       "--stale applies only to get, get-many, window-fetch, range, all and count, not "
                        "metadata"}));
 
 TEST(KiqctlHelpTest, PrintsUsageToStdoutAndExitsZero) {
