@@ -259,9 +259,8 @@ class GetDriver {
     const Clock::time_point now = Clock::now();
     const bool measured = call->scheduled >= measure_from_ && call->scheduled < stop_at_;
     if (s.ok() && batch_ > 1 && call->many_resp.results_size() != batch_) {
-      s = grpc::Status(grpc::StatusCode::INTERNAL,
-                       absl::StrCat(call->many_resp.results_size(), " results for ", batch_,
-                                    " keys"));
+      s = grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat(call->many_resp.results_size(),
+                                                                " results for ", batch_, " keys"));
     }
     if (measured) {
       if (s.ok()) {
@@ -349,17 +348,17 @@ int RunBatch() {
   GetDriver driver(stubs, SelectKeys(), batch);
   const int inflight = absl::GetFlag(FLAGS_inflight);
   if (absl::GetFlag(FLAGS_header)) {
-    printf("label,inflight,keys_per_call,calls,errors,not_found,calls_per_s,keys_per_s,p50_ms,"
-           "p99_ms,p999_ms\n");
+    printf(
+        "label,inflight,keys_per_call,calls,errors,not_found,calls_per_s,keys_per_s,p50_ms,"
+        "p99_ms,p999_ms\n");
   }
   StepResult r =
       driver.Run(inflight, 0, absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_duration));
   const double calls_per_s = static_cast<double>(r.ok) / r.seconds;
-  printf("%s,%d,%d,%llu,%llu,%llu,%.0f,%.0f,%.3f,%.3f,%.3f\n",
-         absl::GetFlag(FLAGS_label).c_str(), inflight, batch,
-         static_cast<unsigned long long>(r.ok), static_cast<unsigned long long>(r.errors),
-         static_cast<unsigned long long>(r.not_found), calls_per_s, calls_per_s * batch,
-         r.p50 / 1000.0, r.p99 / 1000.0, r.p999 / 1000.0);
+  printf("%s,%d,%d,%llu,%llu,%llu,%.0f,%.0f,%.3f,%.3f,%.3f\n", absl::GetFlag(FLAGS_label).c_str(),
+         inflight, batch, static_cast<unsigned long long>(r.ok),
+         static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.not_found),
+         calls_per_s, calls_per_s * batch, r.p50 / 1000.0, r.p99 / 1000.0, r.p999 / 1000.0);
   fflush(stdout);
   if (!r.first_error.empty())
     fprintf(stderr, "kiq-bench-load: first error: %s\n", r.first_error.c_str());

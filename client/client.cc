@@ -46,7 +46,8 @@ std::string DescribeGet(std::string_view store, std::string_view key) {
 }
 
 std::string DescribeGetMany(std::string_view store, const std::vector<std::string>& keys) {
-  std::string out = absl::StrCat("get-many store=", EscapeForTerminal(store), " keys=", keys.size());
+  std::string out =
+      absl::StrCat("get-many store=", EscapeForTerminal(store), " keys=", keys.size());
   if (!keys.empty()) absl::StrAppend(&out, " (first ", QuoteForMessage(keys.front()), ")");
   return out;
 }
@@ -145,9 +146,9 @@ absl::StatusOr<kiq::v1::GetManyResponse> Client::GetMany(
   for (size_t i = 0; i < keys.size(); ++i) {
     // A proto3 string that is not UTF-8 would fail the whole call at serialization, unnamed.
     if (!IsValidUtf8(keys[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(DescribeGetMany(store, keys), ": key ", i, " ", QuoteForMessage(keys[i]),
-                       " is not UTF-8 (read it with get)"));
+      return absl::InvalidArgumentError(absl::StrCat(DescribeGetMany(store, keys), ": key ", i, " ",
+                                                     QuoteForMessage(keys[i]),
+                                                     " is not UTF-8 (read it with get)"));
     }
     request.add_keys(keys[i]);
   }

@@ -585,14 +585,12 @@ int RunGet(const Client& client, const KiqctlArgs& args, std::ostream& out, std:
   return exit_code;
 }
 
-int RunGetMany(const Client& client, const KiqctlArgs& args, std::ostream& out,
-               std::ostream& err) {
+int RunGetMany(const Client& client, const KiqctlArgs& args, std::ostream& out, std::ostream& err) {
   absl::StatusOr<kiq::v1::GetManyResponse> response = client.GetMany(args.store, args.keys);
   if (!response.ok()) return Fail(err, response.status(), DescribeGetMany(args.store, args.keys));
   // Like get: 1 when a key is missing, so a script can tell without parsing.
-  const bool all_found =
-      std::all_of(response->results().begin(), response->results().end(),
-                  [](const kiq::v1::GetResponse& r) { return r.found(); });
+  const bool all_found = std::all_of(response->results().begin(), response->results().end(),
+                                     [](const kiq::v1::GetResponse& r) { return r.found(); });
   const int exit_code = all_found ? kExitOk : kExitNotFound;
   if (args.json) return PrintJson(*response, out, err, exit_code);
   out << RenderGetManyTable(*response);

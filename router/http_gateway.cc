@@ -636,8 +636,7 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
     pb::util::JsonParseOptions options;
     options.ignore_unknown_fields = false;
     const std::string body = req.body.empty() ? "{}" : req.body;
-    if (pb::util::Status s = pb::util::JsonStringToMessage(body, request.get(), options);
-        !s.ok()) {
+    if (pb::util::Status s = pb::util::JsonStringToMessage(body, request.get(), options); !s.ok()) {
       const pb::StringPiece why = s.message();
       SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
                 absl::StrCat("body: ", ClipKey(absl::string_view(why.data(), why.size()))));

@@ -79,10 +79,11 @@ std::string ErrorJson(grpc::StatusCode code, absl::string_view message);
 
 // The HTTP/JSON gateway: routes read from the google.api.http annotations of the given
 // services in the generated descriptor pool, each request translated into the RPC's request
-// message (the JSON body for body "*", then query parameters, then path variables), sent through `channel` (the gRPC server's
-// in-process channel, so the same implementation answers) and the response converted with the
-// proto3 JSON mapping. Server-streaming RPCs answer chunked application/x-ndjson:
-// {"result": ...} per message and a final {"error": ...} line if the stream fails.
+// message (the JSON body for body "*", then query parameters, then path variables), sent through
+// `channel` (the gRPC server's in-process channel, so the same implementation answers) and the
+// response converted with the proto3 JSON mapping. Server-streaming RPCs answer chunked
+// application/x-ndjson: {"result": ...} per message and a final {"error": ...} line if the
+// stream fails.
 class HttpGateway {
  public:
   // A method the gateway may answer by a function call on the HTTP connection's thread. The

@@ -18,8 +18,8 @@
 #include "common/topology/window_key.h"
 #include "router/entry.h"
 #include "router/page_token.h"
-#include "router/request_limits.h"
 #include "router/peer_service.h"
+#include "router/request_limits.h"
 
 namespace kiq::router {
 namespace {
@@ -457,9 +457,9 @@ void QueryRouter::FinishGroup(Batch& batch, const std::vector<int>& indexes,
     } else if (result->results_size() != static_cast<int>(indexes.size())) {
       // A peer that answers another number of results than it was asked for is broken.
       if (batch.failed.ok()) {
-        batch.failed = absl::InternalError(
-            absl::StrCat("get-many store=", batch.request->store(), ": ", result->results_size(),
-                         " results for ", indexes.size(), " keys"));
+        batch.failed = absl::InternalError(absl::StrCat("get-many store=", batch.request->store(),
+                                                        ": ", result->results_size(),
+                                                        " results for ", indexes.size(), " keys"));
       }
     } else {
       for (size_t k = 0; k < indexes.size(); ++k) {
@@ -490,9 +490,9 @@ std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetManyResponse>> QueryRouter::N
   auto read = std::make_shared<PointRead<kiq::v1::GetManyResponse>>();
   read->store = request.store();
   read->partition = group.partition;
-  read->doing = absl::StrCat("get-many store=", request.store(), " partition=",
-                             group.partition.value(), " keys=", group.indexes.size(),
-                             " (first key=", ClipKey(sub->keys(0)), ")");
+  read->doing =
+      absl::StrCat("get-many store=", request.store(), " partition=", group.partition.value(),
+                   " keys=", group.indexes.size(), " (first key=", ClipKey(sub->keys(0)), ")");
   read->deadline = batch->deadline;
   read->hop = batch->hop;
   read->parent = batch->parent;
@@ -507,15 +507,15 @@ std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetManyResponse>> QueryRouter::N
                         std::function<void(grpc::Status)> done) {
     peer.query->async()->GetMany(context, sub.get(), response, std::move(done));
   };
-  read->done = [this, batch, indexes = group.indexes](
-                   absl::StatusOr<kiq::v1::GetManyResponse> result) {
+  read->done = [this, batch,
+                indexes = group.indexes](absl::StatusOr<kiq::v1::GetManyResponse> result) {
     FinishGroup(*batch, indexes, std::move(result));
   };
   return read;
 }
 
-void QueryRouter::GetManyAsync(const kiq::v1::GetManyRequest& request, absl::Time deadline,
-                               Hop hop, const grpc::CallbackServerContext* parent,
+void QueryRouter::GetManyAsync(const kiq::v1::GetManyRequest& request, absl::Time deadline, Hop hop,
+                               const grpc::CallbackServerContext* parent,
                                GetManyCallback done) const {
   // Sizes first, before anything looks at the request (router/request_limits.h).
   if (absl::Status s = CheckRequest(request); !s.ok()) return done(s);
@@ -606,16 +606,14 @@ void QueryRouter::GetManyAsync(const kiq::v1::GetManyRequest& request, absl::Tim
           absl::Status s =
               status.ok()
                   ? absl::InternalError(absl::StrCat("node ", call->node_id, " answered ",
-                                                     call->response.results_size(),
-                                                     " results for ", call->request.keys_size(),
-                                                     " keys"))
+                                                     call->response.results_size(), " results for ",
+                                                     call->request.keys_size(), " keys"))
                   : FromGrpcStatus(status, absl::StrCat("forwarded to node ", call->node_id));
           // The owner refused or could not be reached: each of its partitions goes through
           // the point read loop on its own (NOT_OWNER: the one that moved is forwarded to its
           // new owner; the others are retried where the table says).
           for (const KeyGroup& group : call->groups) {
-            std::shared_ptr<PointRead<kiq::v1::GetManyResponse>> read =
-                NewGroupRead(batch, group);
+            std::shared_ptr<PointRead<kiq::v1::GetManyResponse>> read = NewGroupRead(batch, group);
             if (!IsRetriableRouting(s)) {
               read->done(WithContext(s, read->doing));
               continue;

@@ -172,8 +172,8 @@ grpc::ServerUnaryReactor* QueryServiceImpl::GetMany(grpc::CallbackServerContext*
   router_.GetManyAsync(*request, RequestDeadline(*context), hop, context,
                        [this, reactor, request, response, started, route,
                         slot](absl::StatusOr<kiq::v1::GetManyResponse> result) {
-                         Finish(reactor, std::move(result), response, "GetMany",
-                                request->store(), route, started);
+                         Finish(reactor, std::move(result), response, "GetMany", request->store(),
+                                route, started);
                        });
   return reactor;
 }

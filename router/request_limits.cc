@@ -64,8 +64,8 @@ absl::Status CheckRequest(const kiq::v1::GetManyRequest& request) {
   if (request.keys().empty()) return absl::InvalidArgumentError("keys is required (at least one)");
   if (request.keys_size() > kMaxGetManyKeys) {
     return absl::InvalidArgumentError(absl::StrCat("keys has ", request.keys_size(),
-                                                   " entries, over the limit of ",
-                                                   kMaxGetManyKeys, " (kMaxGetManyKeys)"));
+                                                   " entries, over the limit of ", kMaxGetManyKeys,
+                                                   " (kMaxGetManyKeys)"));
   }
   for (int i = 0; i < request.keys_size(); ++i) {
     if (request.keys(i).size() > kMaxKeyBytes) {

@@ -130,7 +130,8 @@ TEST_F(KiqctlTest, GetManySendsOneCallAndPrintsTheFoundKeysInOrderThenTheMissing
 TEST_F(KiqctlTest, GetManyJsonUsageAndErrors) {
   Result r = Run({"get-many", "orders", "a", "zzz", "--json"});
   EXPECT_EQ(r.exit_code, kExitNotFound);
-  EXPECT_THAT(r.out, ::testing::StartsWith("{\"results\":[{\"found\":true,\"entry\":{\"key\":\"a\""));
+  EXPECT_THAT(r.out,
+              ::testing::StartsWith("{\"results\":[{\"found\":true,\"entry\":{\"key\":\"a\""));
   EXPECT_THAT(r.out, HasSubstr("{\"found\":false,\"entry\":{\"key\":\"zzz\""));
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
   r = Run({"get-many", "orders"});

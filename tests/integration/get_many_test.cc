@@ -145,18 +145,19 @@ TEST_F(GetManyIntegrationTest, AnswersEveryKeyThroughAnyNodeAndTheRouterOverGrpc
     keys.push_back(absl::StrCat("c-", i));
     Put(keys.back(), absl::StrCat("name-", i));
   }
-  Put("c-0", "renamed");           // the latest value wins
-  Put("c-5", std::nullopt);        // deleted: not found
+  Put("c-0", "renamed");     // the latest value wins
+  Put("c-5", std::nullopt);  // deleted: not found
   Put("caf\xC3\xA9 \xE2\x82\xAC", "utf8");
   keys.push_back("caf\xC3\xA9 \xE2\x82\xAC");
   keys.push_back("absent-1");
-  keys.push_back("c-3");           // a duplicate is answered at both positions
+  keys.push_back("c-3");  // a duplicate is answered at both positions
   keys.push_back("absent-2");
   // Every node owns some of the keys asked: each GetMany reads locally and forwards to both
   // other nodes.
   for (const auto& [id, partitions] : owners) {
     bool some = false;
-    for (const std::string& k : keys) some |= partitions.count(Murmur2Partition(k, kPartitions)) > 0;
+    for (const std::string& k : keys)
+      some |= partitions.count(Murmur2Partition(k, kPartitions)) > 0;
     ASSERT_TRUE(some) << id << " owns none of the keys";
   }
   for (auto& [id, client] : clients_) {
@@ -201,9 +202,9 @@ TEST_F(GetManyIntegrationTest, AnswersEveryKeyThroughAnyNodeAndTheRouterOverGrpc
   kiq::v1::GetManyResponse unused;
   EXPECT_EQ(HttpGetMany(nodes_["n1"]->http_port(), {}, &unused, &body), 400);
   EXPECT_THAT(body, HasSubstr("keys is required"));
-  EXPECT_EQ(HttpGetMany(nodes_["n1"]->http_port(), std::vector<std::string>(1025, "k"), &unused,
-                        &body),
-            400);
+  EXPECT_EQ(
+      HttpGetMany(nodes_["n1"]->http_port(), std::vector<std::string>(1025, "k"), &unused, &body),
+      400);
   EXPECT_THAT(body, HasSubstr("over the limit of 1024"));
   grpc::Status s = GrpcGetMany(nodes_["n2"]->target(), {}, &unused);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);

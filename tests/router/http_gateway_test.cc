@@ -362,9 +362,9 @@ TEST_F(HttpGatewayTest, BodyStarRouteReadsTheRequestFromTheJsonBody) {
     if (res) doc.Parse(res->body.c_str());
     return std::make_pair(res ? res->status : 0, std::move(doc));
   };
-  auto [status, doc] = post("/test/v1/body/from-path",
-                            R"({"tags":["a","b"],"numbers":[3,1],"nested":{"label":"l"},)"
-                            R"("name":"from-body","big":"9007199254740993"})");
+  auto [status, doc] =
+      post("/test/v1/body/from-path", R"({"tags":["a","b"],"numbers":[3,1],"nested":{"label":"l"},)"
+                                      R"("name":"from-body","big":"9007199254740993"})");
   ASSERT_EQ(status, 200);
   // The path variable is bound over the body's field.
   EXPECT_STREQ(doc["request"]["name"].GetString(), "from-path");

@@ -331,8 +331,8 @@ TEST(HttpServerBodyTest, OnlyRoutesThatTakeABodyGetOneWithinTheLimit) {
   const std::string body(100000, 'b');  // over kMaxHeaderBytes, the limit elsewhere
   {
     RawConnection c(*port);
-    ASSERT_TRUE(c.Send(absl::StrCat("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ",
-                                    body.size(), "\r\n\r\n", body)));
+    ASSERT_TRUE(c.Send(absl::StrCat(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(), "\r\n\r\n", body)));
     const std::string response = c.ReadResponse(absl::Seconds(5));
     EXPECT_THAT(response, StartsWith("HTTP/1.1 200"));
     EXPECT_THAT(response, HasSubstr("got 100000 bytes"));

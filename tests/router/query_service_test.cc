@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,8 +22,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/topology/partitioner.h"
 #include "common/status.h"
+#include "common/topology/partitioner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/membership.pb.h"
@@ -880,8 +880,8 @@ TEST_F(GetManyTest, OwnerThatNeverAnswersFailsTheCallByTheDeadlineNamingIt) {
       a_router_.GetMany(Request(keys), start + absl::Milliseconds(500));
   ASSERT_FALSE(r.ok()) << "answered OK with partition " << p << " unread";
   EXPECT_TRUE(IsNotOwner(r.status())) << r.status();
-  EXPECT_THAT(r.status().message(), HasSubstr(absl::StrCat("get-many store=", kStore,
-                                                           " partition=", p)));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr(absl::StrCat("get-many store=", kStore, " partition=", p)));
   EXPECT_THAT(r.status().message(), HasSubstr("node b"));
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
 }
