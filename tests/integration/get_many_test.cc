@@ -160,10 +160,11 @@ TEST_F(GetManyIntegrationTest, AnswersEveryKeyThroughAnyNodeAndTheRouterOverGrpc
       some |= partitions.count(Murmur2Partition(k, kPartitions)) > 0;
     ASSERT_TRUE(some) << id << " owns none of the keys";
   }
-  for (auto& [id, client] : clients_) {
-    ASSERT_TRUE(WaitFor([&] { return client->CaughtUp(kStore, Topic("customers"), produced_); },
+  for (auto& entry : clients_) {
+    NodeClient& client = *entry.second;  // clang's C++17 refuses lambdas capturing bindings
+    ASSERT_TRUE(WaitFor([&] { return client.CaughtUp(kStore, Topic("customers"), produced_); },
                         absl::Seconds(60)))
-        << id << "\n"
+        << entry.first << "\n"
         << AllLogs();
   }
 
