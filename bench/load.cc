@@ -5,6 +5,8 @@
 //         outstanding) or open loop (--rate R requests/s offered, latency measured from each
 //         request's scheduled send time so a stalled server cannot hide its queueing), or a
 //         ramp (--ramp r1,r2,...: open loop steps until p99 exceeds --knee_p99_ms).
+//   batch Keys/s of GetMany with --batch keys per call (--batch=1: the Get RPC, the same
+//         driver and key choice: the single-Get baseline), closed loop at --inflight calls.
 //   scan  All / Range entries/s, paging through the whole store, one call in flight; or the
 //         whole store through one Scan stream (--scan=stream).
 //
@@ -36,7 +38,8 @@
 #include "kiq/v1/membership.grpc.pb.h"
 #include "kiq/v1/query.grpc.pb.h"
 
-ABSL_FLAG(std::string, mode, "get", "get or scan");
+ABSL_FLAG(std::string, mode, "get", "get, batch or scan");
+ABSL_FLAG(int, batch, 64, "batch mode: keys per GetMany call (1: single Gets)");
 ABSL_FLAG(std::string, target, "", "host:port of the QueryService");
 ABSL_FLAG(std::string, store, "", "store name");
 ABSL_FLAG(std::string, label, "", "label printed in the first CSV column");
@@ -152,10 +155,12 @@ struct StepResult {
 
 class GetDriver {
  public:
+  // batch > 1: each call is a GetMany of `batch` keys; else a Get.
   GetDriver(std::vector<std::unique_ptr<kiq::v1::QueryService::Stub>>& stubs,
-            std::vector<std::string> keys)
+            std::vector<std::string> keys, int batch = 1)
       : stubs_(stubs),
         keys_(std::move(keys)),
+        batch_(std::max(1, batch)),
         store_(absl::GetFlag(FLAGS_store)),
         max_outstanding_(absl::GetFlag(FLAGS_max_outstanding)) {}
 
@@ -223,6 +228,8 @@ class GetDriver {
     grpc::ClientContext ctx;
     kiq::v1::GetRequest req;
     kiq::v1::GetResponse resp;
+    kiq::v1::GetManyRequest many_req;
+    kiq::v1::GetManyResponse many_resp;
     Clock::time_point scheduled;
     uint64_t seq;
   };
@@ -231,21 +238,39 @@ class GetDriver {
     auto* call = new Call;
     call->scheduled = scheduled;
     call->seq = seq;
-    call->req.set_store(store_);
-    call->req.set_key(keys_[(seq * 7919 + counter_.fetch_add(1)) % keys_.size()]);
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     outstanding_++;
+    if (batch_ > 1) {
+      call->many_req.set_store(store_);
+      for (int i = 0; i < batch_; ++i) {
+        call->many_req.add_keys(keys_[(seq * 7919 + counter_.fetch_add(1)) % keys_.size()]);
+      }
+      stubs_[seq % stubs_.size()]->async()->GetMany(
+          &call->ctx, &call->many_req, &call->many_resp,
+          [this, call](grpc::Status s) { Done(call, s); });
+      return;
+    }
+    call->req.set_store(store_);
+    call->req.set_key(keys_[(seq * 7919 + counter_.fetch_add(1)) % keys_.size()]);
     stubs_[seq % stubs_.size()]->async()->Get(&call->ctx, &call->req, &call->resp,
                                               [this, call](grpc::Status s) { Done(call, s); });
   }
 
-  void Done(Call* call, const grpc::Status& s) {
+  void Done(Call* call, grpc::Status s) {
     const Clock::time_point now = Clock::now();
     const bool measured = call->scheduled >= measure_from_ && call->scheduled < stop_at_;
+    if (s.ok() && batch_ > 1 && call->many_resp.results_size() != batch_) {
+      s = grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat(call->many_resp.results_size(),
+                                                                " results for ", batch_, " keys"));
+    }
     if (measured) {
       if (s.ok()) {
         ok_++;
-        if (!call->resp.found()) not_found_++;
+        if (batch_ > 1) {
+          for (const kiq::v1::GetResponse& r : call->many_resp.results()) not_found_ += !r.found();
+        } else if (!call->resp.found()) {
+          not_found_++;
+        }
         hist_->Record(static_cast<uint64_t>(
             std::chrono::duration_cast<std::chrono::microseconds>(now - call->scheduled).count()));
       } else {
@@ -268,6 +293,7 @@ class GetDriver {
 
   std::vector<std::unique_ptr<kiq::v1::QueryService::Stub>>& stubs_;
   const std::vector<std::string> keys_;
+  const int batch_;
   const std::string store_;
   const int max_outstanding_;
   std::unique_ptr<Histogram> hist_;
@@ -313,6 +339,30 @@ int RunGet() {
   StepResult r =
       driver.Run(absl::GetFlag(FLAGS_inflight), absl::GetFlag(FLAGS_rate), warmup, duration);
   PrintGet(label, absl::GetFlag(FLAGS_inflight), absl::GetFlag(FLAGS_rate), r);
+  return r.ok > 0 && r.errors == 0 ? 0 : 1;
+}
+
+// Closed loop at --inflight calls of --batch keys each: keys/s is what a batch buys.
+int RunBatch() {
+  auto stubs = MakeStubs();
+  const int batch = std::max(1, absl::GetFlag(FLAGS_batch));
+  GetDriver driver(stubs, SelectKeys(), batch);
+  const int inflight = absl::GetFlag(FLAGS_inflight);
+  if (absl::GetFlag(FLAGS_header)) {
+    printf(
+        "label,inflight,keys_per_call,calls,errors,not_found,calls_per_s,keys_per_s,p50_ms,"
+        "p99_ms,p999_ms\n");
+  }
+  StepResult r =
+      driver.Run(inflight, 0, absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_duration));
+  const double calls_per_s = static_cast<double>(r.ok) / r.seconds;
+  printf("%s,%d,%d,%llu,%llu,%llu,%.0f,%.0f,%.3f,%.3f,%.3f\n", absl::GetFlag(FLAGS_label).c_str(),
+         inflight, batch, static_cast<unsigned long long>(r.ok),
+         static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.not_found),
+         calls_per_s, calls_per_s * batch, r.p50 / 1000.0, r.p99 / 1000.0, r.p999 / 1000.0);
+  fflush(stdout);
+  if (!r.first_error.empty())
+    fprintf(stderr, "kiq-bench-load: first error: %s\n", r.first_error.c_str());
   return r.ok > 0 && r.errors == 0 ? 0 : 1;
 }
 
@@ -394,6 +444,7 @@ int main(int argc, char** argv) {
   }
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "get") return RunGet();
+  if (mode == "batch") return RunBatch();
   if (mode == "scan") return RunScan();
   fprintf(stderr, "kiq-bench-load: unknown --mode %s\n", mode.c_str());
   return 2;

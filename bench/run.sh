@@ -244,6 +244,23 @@ for inflight in 1 16 64; do
   perf_stop
 done
 
+# ---- 10. GetMany: keys/s of 64-key batches vs single Gets through one node of three ----
+# Keys of every partition (key_set=all: about a third owned by node-1, the rest by the two
+# others), closed loop, the same number of calls in flight for both, the same driver and key
+# choice (--batch=1 is the Get RPC): one GetMany costs one call to node-1 and at most one
+# forward to each other owner, where 64 Gets cost 64 calls and about 43 forwards.
+echo "label,inflight,keys_per_call,calls,errors,not_found,calls_per_s,keys_per_s,p50_ms,p99_ms,p999_ms" \
+  >"$RESULTS/getmany.csv"
+for inflight in 16 64; do
+  log "GetMany 64 keys/call vs single Gets through node-1, $inflight in flight"
+  "$LOAD" --mode=batch --batch=1 --target="$(grpc_of bq-1)" --store=views --inflight=$inflight \
+    --duration=$GET_SECS --label=single >>"$RESULTS/getmany.csv"
+  [ $inflight = 64 ] && perf_start getmany "${NODES[0]}"
+  "$LOAD" --mode=batch --batch=64 --target="$(grpc_of bq-1)" --store=views --inflight=$inflight \
+    --duration=$GET_SECS --label=getmany >>"$RESULTS/getmany.csv"
+  perf_stop
+done
+
 # ---- 6. latency under rising load (open loop, node-1's own keys; the bare server as reference) ----
 log "Get under rising offered load through node-1: $RAMP"
 echo "label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms" >"$RESULTS/ramp.csv"

@@ -23,6 +23,13 @@ out=$("$BIN/kiq-bench-load" --target="$TARGET" --store=s --keys=100 --inflight=8
 echo "$out"
 IFS=, read -r _ _ _ ok errors not_found _ <<<"$out"
 [ "$ok" -gt 0 ] && [ "$errors" -eq 0 ] && [ "$not_found" -eq 0 ] || { echo "FAIL: $out"; exit 1; }
+# The batch mode's CSV (--batch=1: Gets; the bare server has no GetMany).
+out=$("$BIN/kiq-bench-load" --mode=batch --batch=1 --target="$TARGET" --store=s --keys=100 --inflight=4 \
+  --duration=0.5 --warmup=0.1 --label=single)
+echo "$out"
+IFS=, read -r label _ per_call calls errors not_found calls_s keys_s _ <<<"$out"
+[ "$label" = single ] && [ "$per_call" -eq 1 ] && [ "$calls" -gt 0 ] && [ "$errors" -eq 0 ] &&
+  [ "$not_found" -eq 0 ] && [ "$calls_s" = "$keys_s" ] || { echo "FAIL: batch mode: $out"; exit 1; }
 "$BIN/kiq-bench-load" --target="$TARGET" --store=s --keys=100 --ramp=200,400 --duration=0.5 --warmup=0.1 \
   --header --label=ramp >"$WORK/ramp.csv"
 cat "$WORK/ramp.csv"

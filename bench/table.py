@@ -61,6 +61,23 @@ def main(results):
                 out.append((f"  ! {r['label']} {n}: {r['errors']} errors, {r['not_found']} not found",
                             "", "", "", "", ""))
 
+    # GetMany (issue 17): keys/s of 64-key batches against single Gets, same calls in flight.
+    if os.path.exists(os.path.join(results, "getmany.csv")):
+        gm = {(r["label"], r["inflight"]): r for r in rows(os.path.join(results, "getmany.csv"))}
+        for n in ("16", "64"):
+            if ("getmany", n) not in gm or ("single", n) not in gm:
+                continue
+            many, single = gm[("getmany", n)], gm[("single", n)]
+            line(f"GetMany {many['keys_per_call']} keys/call, {n} in flight, keys/s vs single Gets",
+                 float(many["keys_per_s"]), float(single["keys_per_s"]), ">= 5x",
+                 lambda k, x: x >= 5)
+            line(f"GetMany {many['keys_per_call']} keys/call, {n} in flight, p99 ms/call vs Get",
+                 float(many["p99_ms"]), float(single["p99_ms"]), fmt="{:.3f}")
+            for r in (single, many):
+                if int(r["errors"]) or int(r["not_found"]):
+                    out.append((f"  ! {r['label']} {n}: {r['errors']} errors, {r['not_found']} not found",
+                                "", "", "", "", ""))
+
     ramp = rows(os.path.join(results, "ramp.csv"))
 
     def knee(label):

@@ -45,6 +45,13 @@ std::string DescribeGet(std::string_view store, std::string_view key) {
   return absl::StrCat("get store=", EscapeForTerminal(store), " key=", QuoteForMessage(key));
 }
 
+std::string DescribeGetMany(std::string_view store, const std::vector<std::string>& keys) {
+  std::string out =
+      absl::StrCat("get-many store=", EscapeForTerminal(store), " keys=", keys.size());
+  if (!keys.empty()) absl::StrAppend(&out, " (first ", QuoteForMessage(keys.front()), ")");
+  return out;
+}
+
 std::string DescribeWindowFetch(std::string_view store, std::string_view key) {
   return absl::StrCat("window-fetch store=", EscapeForTerminal(store),
                       " key=", QuoteForMessage(key));
@@ -127,6 +134,28 @@ absl::StatusOr<kiq::v1::GetResponse> Client::Get(std::string_view store,
   return CallUnary<kiq::v1::GetResponse>(
       DescribeGet(store, key), [&](grpc::ClientContext* context, kiq::v1::GetResponse* response) {
         return stub_->Get(context, request, response);
+      });
+}
+
+absl::StatusOr<kiq::v1::GetManyResponse> Client::GetMany(
+    std::string_view store, const std::vector<std::string>& keys) const {
+  kiq::v1::GetManyRequest request;
+  request.set_allow_stale(options_.allow_stale);
+  request.set_max_lag_records(options_.max_lag_records);
+  request.set_store(std::string(store));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    // A proto3 string that is not UTF-8 would fail the whole call at serialization, unnamed.
+    if (!IsValidUtf8(keys[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(DescribeGetMany(store, keys), ": key ", i, " ",
+                                                     QuoteForMessage(keys[i]),
+                                                     " is not UTF-8 (read it with get)"));
+    }
+    request.add_keys(keys[i]);
+  }
+  return CallUnary<kiq::v1::GetManyResponse>(
+      DescribeGetMany(store, keys),
+      [&](grpc::ClientContext* context, kiq::v1::GetManyResponse* response) {
+        return stub_->GetMany(context, request, response);
       });
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <grpcpp/impl/channel_interface.h>
 #include <grpcpp/support/status.h>
@@ -57,6 +58,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status, std::string_view doing);
 // What each call says it was doing in its errors. Public so that callers (kiqctl) can tell the
 // prefix apart from the server's message.
 std::string DescribeGet(std::string_view store, std::string_view key);
+// "get-many store=orders keys=64 (first "a")".
+std::string DescribeGetMany(std::string_view store, const std::vector<std::string>& keys);
 std::string DescribeRange(std::string_view store, std::string_view from, std::string_view to);
 std::string DescribeAll(std::string_view store);
 std::string DescribeCount(std::string_view store);
@@ -95,6 +98,12 @@ class Client {
   // The value of `key`; a missing key is found=false, an unknown store NOT_FOUND.
   absl::StatusOr<kiq::v1::GetResponse> Get(std::string_view store, std::string_view key) const;
 
+  // The values of several keys in one call: results[i] answers keys[i] (found or not), in
+  // order, duplicates included. All or nothing: an owner that cannot answer fails the call.
+  // Keys must be UTF-8 (GetMany has no key_bytes); INVALID_ARGUMENT otherwise, or for none or
+  // more than the server's limit (1024).
+  absl::StatusOr<kiq::v1::GetManyResponse> GetMany(std::string_view store,
+                                                   const std::vector<std::string>& keys) const;
   // One page of the entries with from <= key <= to (an empty bound is open).
   absl::StatusOr<kiq::v1::ScanResponse> Range(std::string_view store, std::string_view from,
                                               std::string_view to, int32_t page_size = 0,

@@ -34,6 +34,8 @@ and which node holds it (kiq.v1.MetadataService).
 
 Commands:
   get STORE KEY          The value of KEY in STORE.
+  get-many STORE KEY...  The values of several keys of STORE in one call (one forward per
+                         owner node; at most 1024 keys), in the order given.
   range STORE FROM TO    The entries with FROM <= key <= TO (both inclusive; "" is an open
                          bound), in byte order of the key.
   all STORE              Every entry of STORE, in byte order of the key.
@@ -69,7 +71,7 @@ Flags (before or after the command):
                          range/all stopped by --limit.
   --limit N              range, all: stop after N entries; if more may follow, print the next
                          page token to resume from.
-  --stale                get, window-fetch, range, all, count: if a partition's owner cannot
+  --stale                get, get-many, window-fetch, range, all, count: if a partition's owner cannot
                          answer (down, restoring), read its freshest standby replica; the
                          answer then says so ("stale: partition P read from a standby ...").
   --max-lag N            With --stale: only replicas at most N records behind (default: any).
@@ -89,7 +91,8 @@ Flags (before or after the command):
 Output:
   Table (default): columns KEY, VALUE, PARTITION. A value is shown as JSON for JSON and numeric
   stores, else as text; bytes that are not UTF-8, control characters and backslash are escaped
-  (\xNN, \n, \\). get prints "not found" for a missing key; count prints "count: N"
+  (\xNN, \n, \\). get prints "not found" for a missing key; get-many prints the keys
+  found (in the order asked) and then "not found: K1, K2" for the missing ones; count prints "count: N"
   (with the missing partitions of a partial answer). Entries of windowed stores have WINDOW_START and WINDOW_END columns
   (ISO-8601 UTC, the window is [start, end)); window-fetch prints "no windows" when there are
   none. When --limit stops range/all before the end, they print the token to resume
@@ -116,7 +119,7 @@ Output:
 
 Exit codes:
   0  success (range/all stopped by --limit included)
-  1  get: the key was not found; metadata STORE KEY: no live node owns its partition
+  1  get: the key was not found; get-many: a key was not found; metadata STORE KEY: no live node owns its partition
   2  usage error
   3  RPC or server error (e.g. unknown store, server unreachable, deadline exceeded)
 )usage";
@@ -287,6 +290,8 @@ CommandLine::CommandLine(KiqctlArgs& args) : args_(args) {
   constexpr Need kRequired = Need::kRequired;
   constexpr Need kOptional = Need::kOptional;
   AddCommand("get", KC::kGet, {{"STORE", &args.store, kRequired}, {"KEY", &args.key, kRequired}});
+  AddCommand("get-many", KC::kGetMany,
+             {{"STORE", &args.store, kRequired}, {"KEY", &args.key, kRequired}});
   AddCommand("range", KC::kRange,
              {{"STORE", &args.store, kRequired},
               {"FROM", &args.from, kRequired},
@@ -467,11 +472,19 @@ absl::Status CommandLine::CheckCommand() {
   const Command* command = ParsedCommand();
   if (command == nullptr) {
     return UsageError(
-        "missing command (get, range, all, count, window-fetch, subscribe or metadata)");
+        "missing command (get, get-many, range, all, count, window-fetch, subscribe or "
+        "metadata)");
   }
   args_.command = command->kind;
   if (args_.command == KiqctlCommand::kHelp) return absl::OkStatus();
-  if (command->extra->count() > 0) return command->CountError();
+  // get-many takes every operand after STORE as a key; the others count theirs.
+  if (args_.command == KiqctlCommand::kGetMany) {
+    if (command->operands[1]->count() == 0) return command->CountError();
+    args_.keys.push_back(args_.key);
+    args_.keys.insert(args_.keys.end(), extra_operands_.begin(), extra_operands_.end());
+  } else if (command->extra->count() > 0) {
+    return command->CountError();
+  }
   const size_t given = command->Given();
   const std::string& name = command->app->get_name();
   if (args_.command == KiqctlCommand::kNodes && given > 0) {
@@ -494,6 +507,7 @@ absl::Status CommandLine::CheckCommand() {
   const bool scans = args_.command == KiqctlCommand::kRange || args_.command == KiqctlCommand::kAll;
   const bool subscribes = args_.command == KiqctlCommand::kSubscribe;
   const bool reads = args_.command == KiqctlCommand::kGet ||
+                     args_.command == KiqctlCommand::kGetMany ||
                      args_.command == KiqctlCommand::kWindowFetch || scans ||
                      args_.command == KiqctlCommand::kCount;
   const auto is_in = [](const std::vector<const CLI::Option*>& flags, const CLI::Option* flag) {
@@ -510,7 +524,8 @@ absl::Status CommandLine::CheckCommand() {
     }
     if (!reads && is_in(stale_flags_, flag)) {
       return UsageError(absl::StrCat(flag->get_name(),
-                                     " applies only to get, window-fetch, range, all and count, "
+                                     " applies only to get, get-many, window-fetch, range, all and "
+                                     "count, "
                                      "not ",
                                      name));
     }
@@ -567,6 +582,18 @@ int RunGet(const Client& client, const KiqctlArgs& args, std::ostream& out, std:
   const int exit_code = response->found() ? kExitOk : kExitNotFound;
   if (args.json) return PrintJson(*response, out, err, exit_code);
   out << RenderGetTable(*response);
+  return exit_code;
+}
+
+int RunGetMany(const Client& client, const KiqctlArgs& args, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<kiq::v1::GetManyResponse> response = client.GetMany(args.store, args.keys);
+  if (!response.ok()) return Fail(err, response.status(), DescribeGetMany(args.store, args.keys));
+  // Like get: 1 when a key is missing, so a script can tell without parsing.
+  const bool all_found = std::all_of(response->results().begin(), response->results().end(),
+                                     [](const kiq::v1::GetResponse& r) { return r.found(); });
+  const int exit_code = all_found ? kExitOk : kExitNotFound;
+  if (args.json) return PrintJson(*response, out, err, exit_code);
+  out << RenderGetManyTable(*response);
   return exit_code;
 }
 
@@ -740,6 +767,8 @@ int RunKiqctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   switch (parsed->command) {
     case KiqctlCommand::kGet:
       return RunGet(**client, *parsed, out, err);
+    case KiqctlCommand::kGetMany:
+      return RunGetMany(**client, *parsed, out, err);
     case KiqctlCommand::kCount:
       return RunCount(**client, *parsed, out, err);
     case KiqctlCommand::kWindowFetch:

@@ -29,6 +29,7 @@ inline constexpr char kDefaultTarget[] = "localhost:7070";
 enum class KiqctlCommand {
   kHelp,
   kGet,
+  kGetMany,  // get-many STORE KEY [KEY...]
   kRange,
   kAll,
   kCount,
@@ -47,6 +48,7 @@ struct KiqctlArgs {
   absl::Duration timeout = absl::Seconds(10);
   std::string store;      // Empty only for kHelp and kNodes.
   std::string key;        // get, metadata STORE KEY
+  std::vector<std::string> keys;  // get-many, in the order given
   std::string from;       // range
   std::string to;         // range
   ScanOptions scan;       // range, all

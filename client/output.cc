@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -148,6 +149,27 @@ std::string RenderGetTable(const kiq::v1::GetResponse& response) {
   }
   return absl::StrCat(RenderTable(EntriesHeader(), {EntryRow(response.entry())}),
                       StandbyReadsText(response.standby_reads()));
+}
+
+std::string RenderGetManyTable(const kiq::v1::GetManyResponse& response) {
+  std::vector<Row> rows;
+  std::vector<std::string> missing;
+  google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead> stale;
+  std::set<int32_t> stale_partitions;
+  for (const kiq::v1::GetResponse& result : response.results()) {
+    if (result.found()) {
+      rows.push_back(EntryRow(result.entry()));
+    } else {
+      const kiq::v1::Entry& e = result.entry();
+      missing.push_back(QuoteForMessage(e.key_bytes().empty() ? e.key() : e.key_bytes()));
+    }
+    for (const kiq::v1::StandbyRead& read : result.standby_reads()) {
+      if (stale_partitions.insert(read.partition()).second) *stale.Add() = read;
+    }
+  }
+  std::string out = rows.empty() ? "" : RenderTable(EntriesHeader(), rows);
+  if (!missing.empty()) absl::StrAppend(&out, "not found: ", absl::StrJoin(missing, ", "), "\n");
+  return absl::StrCat(out, StandbyReadsText(stale));
 }
 
 std::string RenderCountText(const kiq::v1::CountResponse& response) {

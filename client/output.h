@@ -42,6 +42,9 @@ std::string RenderWindowsTable(const kiq::v1::WindowFetchResponse& response);
 std::string RenderGetTable(const kiq::v1::GetResponse& response);
 
 // "count: N\n", naming the partitions left out of a partial answer.
+// get-many: a table of the keys found, in request order, then "not found: K1, K2" (quoted,
+// escaped) if any is missing, then the partitions read from standby replicas (once each).
+std::string RenderGetManyTable(const kiq::v1::GetManyResponse& response);
 std::string RenderCountText(const kiq::v1::CountResponse& response);
 // One "stale: partition P read from a standby replica on N, L records behind" line per entry.
 std::string StandbyReadsText(

@@ -89,6 +89,11 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     HttpServer::Options http;
     http.max_connections = options.serving.http_max_connections;
     http.idle_timeout = options.serving.http_idle_timeout;
+    // GetMany's POST with a JSON body; the gateway is made below, before the port serves.
+    http.takes_body = [frontend = frontend.get()](absl::string_view method,
+                                                  absl::string_view target) {
+      return frontend->gateway_ != nullptr && frontend->gateway_->TakesBody(method, target);
+    };
     if (tls.serves_tls()) {
       absl::StatusOr<std::shared_ptr<security::ServerTlsContext>> context =
           security::ServerTlsContext::Open(tls);

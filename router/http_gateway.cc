@@ -469,11 +469,14 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Create(
         rules.push_back(extra);
       }
       for (const google::api::HttpRule& rule : rules) {
-        if (!rule.body().empty()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(method->full_name(), ": request bodies are not supported"));
+        // body "*": the whole request message is the JSON body (path variables bound on
+        // top); a body naming one field is not needed by any kiq method.
+        if (!rule.body().empty() && rule.body() != "*") {
+          return absl::InvalidArgumentError(absl::StrCat(
+              method->full_name(), ": only body \"*\" is supported, not \"", rule.body(), "\""));
         }
         Route route;
+        route.body = !rule.body().empty();
         std::string path;
         switch (rule.pattern_case()) {
           case google::api::HttpRule::kGet:
@@ -539,6 +542,15 @@ HttpGateway::HttpGateway(std::shared_ptr<grpc::ChannelInterface> channel, std::v
                          Options options)
     : channel_(std::move(channel)), routes_(std::move(routes)), options_(std::move(options)) {}
 
+bool HttpGateway::TakesBody(absl::string_view method, absl::string_view target) const {
+  const absl::string_view raw_path = target.substr(0, target.find('?'));
+  for (const Route& r : routes_) {
+    std::vector<std::pair<std::string, std::string>> bindings;
+    if (r.body && r.http_method == method && r.path.Match(raw_path, &bindings)) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> HttpGateway::Describe() const {
   std::vector<std::string> out;
   for (const Route& r : routes_) {
@@ -597,7 +609,12 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
   }
   if (found == nullptr) {
     if (other_method) {
-      res.set_header("Allow", "GET");
+      std::set<std::string> allowed;
+      for (const Route& route : routes_) {
+        std::vector<std::pair<std::string, std::string>> b;
+        if (route.path.Match(raw_path, &b)) allowed.insert(route.http_method);
+      }
+      res.set_header("Allow", absl::StrJoin(allowed, ", "));
       res.status = 405;
       res.set_content(ErrorJson(grpc::StatusCode::UNIMPLEMENTED,
                                 absl::StrCat("method ", ClipKey(req.method), " not allowed on ",
@@ -614,6 +631,18 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
   std::unique_ptr<pb::Message> request(prototype->New());
   absl::string_view query;
   if (size_t q = target.find('?'); q != absl::string_view::npos) query = target.substr(q + 1);
+  if (found->body) {
+    // The body first, then the path variables over it (grpc-gateway's order for body "*").
+    pb::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    const std::string body = req.body.empty() ? "{}" : req.body;
+    if (pb::util::Status s = pb::util::JsonStringToMessage(body, request.get(), options); !s.ok()) {
+      const pb::StringPiece why = s.message();
+      SendError(res, grpc::StatusCode::INVALID_ARGUMENT,
+                absl::StrCat("body: ", ClipKey(absl::string_view(why.data(), why.size()))));
+      return;
+    }
+  }
   if (absl::Status s = FillRequest(found->path.text(), bindings, query, request.get()); !s.ok()) {
     SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
     return;

@@ -79,10 +79,11 @@ std::string ErrorJson(grpc::StatusCode code, absl::string_view message);
 
 // The HTTP/JSON gateway: routes read from the google.api.http annotations of the given
 // services in the generated descriptor pool, each request translated into the RPC's request
-// message (path variables, then query parameters), sent through `channel` (the gRPC server's
-// in-process channel, so the same implementation answers) and the response converted with the
-// proto3 JSON mapping. Server-streaming RPCs answer chunked application/x-ndjson:
-// {"result": ...} per message and a final {"error": ...} line if the stream fails.
+// message (the JSON body for body "*", then query parameters, then path variables), sent through
+// `channel` (the gRPC server's in-process channel, so the same implementation answers) and the
+// response converted with the proto3 JSON mapping. Server-streaming RPCs answer chunked
+// application/x-ndjson: {"result": ...} per message and a final {"error": ...} line if the
+// stream fails.
 class HttpGateway {
  public:
   // A method the gateway may answer by a function call on the HTTP connection's thread. The
@@ -142,6 +143,10 @@ class HttpGateway {
 
   int open_streams() const { return open_streams_.load(); }
 
+  // Whether a request (method, raw target with its query) is for a body "*" route: the
+  // HttpServer's Options::takes_body.
+  bool TakesBody(absl::string_view method, absl::string_view target) const;
+
   // For tests and logs: "GET /v1/stores/{store}/count → kiq.v1.QueryService.Count".
   std::vector<std::string> Describe() const;
 
@@ -150,6 +155,7 @@ class HttpGateway {
     PathTemplate path;
     const google::protobuf::MethodDescriptor* method = nullptr;
     std::string grpc_path;  // "/kiq.v1.QueryService/Count"
+    bool body = false;      // body "*": the request message is the JSON body
   };
 
  private:

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -61,8 +62,10 @@ void Refuse(httplib::Response& res, int http_status, int code, absl::string_view
 thread_local bool t_refusing = false;
 
 // Checks a request whose headers httplib has read, before routing reads its body.
-httplib::Server::HandlerResponse CheckLimits(const httplib::Request& req, httplib::Response& res) {
-  if (req.method != "GET" && req.method != "HEAD") {
+httplib::Server::HandlerResponse CheckLimits(const httplib::Request& req, httplib::Response& res,
+                                             const HttpServer::Options& options) {
+  const bool takes_body = options.takes_body && options.takes_body(req.method, req.target);
+  if (req.method != "GET" && req.method != "HEAD" && !takes_body) {
     // Every route is a GET: say so before httplib would try to read a body (a POST without
     // one was a 400 with an empty body). grpc-gateway answers 405 with code UNIMPLEMENTED.
     res.set_header("Allow", "GET");
@@ -93,6 +96,18 @@ httplib::Server::HandlerResponse CheckLimits(const httplib::Request& req, httpli
     return httplib::Server::HandlerResponse::Handled;
   }
   const std::string length = req.get_header_value("Content-Length");
+  if (takes_body) {
+    // httplib itself refuses a longer chunked body (set_payload_max_length).
+    size_t bytes = 0;
+    if (!length.empty() &&
+        (!absl::SimpleAtoi(length, &bytes) || bytes > HttpServer::kMaxBodyBytes)) {
+      Refuse(res, 413, kInvalidArgument,
+             absl::StrCat("the request body is ", length.substr(0, 20),
+                          " bytes, over the limit of ", HttpServer::kMaxBodyBytes));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
   if (req.has_header("Transfer-Encoding") || (!length.empty() && length != "0")) {
     Refuse(res, 413, kInvalidArgument,
            absl::StrCat("no route takes a request body (", req.method, " with ",
@@ -202,8 +217,9 @@ HttpServer::HttpServer(Options options)
   server_->set_read_timeout(kReadTimeout);
   server_->set_keep_alive_timeout(static_cast<time_t>(options_.idle_timeout.count()));
   server_->set_keep_alive_max_count(kKeepAliveMaxRequests);
-  // No route takes a body (CheckLimits refuses one first); this bounds what httplib would read.
-  server_->set_payload_max_length(kMaxHeaderBytes);
+  // Only the routes of takes_body take a body (CheckLimits refuses the others first); this
+  // bounds what httplib would read.
+  server_->set_payload_max_length(options_.takes_body ? kMaxBodyBytes : kMaxHeaderBytes);
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (t_refusing) {
       Refuse(res, 503, kUnavailable,
@@ -211,7 +227,7 @@ HttpServer::HttpServer(Options options)
                           " at once (", options_.max_connections_flag, "); retry later"));
       return httplib::Server::HandlerResponse::Handled;
     }
-    return CheckLimits(req, res);
+    return CheckLimits(req, res, options_);
   });
   server_->set_error_handler(httplib::Server::HandlerWithResponse(ErrorBody));
 }

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/security/tls.h"
 
 namespace httplib {
@@ -26,14 +27,15 @@ namespace kiq::router {
 // Request limits (Debian's cpp-httplib 0.11 is a compiled library: its CPPHTTPLIB_* bounds are
 // fixed, and it has no header-count limit or whole-request deadline): a request line over 8 KiB
 // is 414 and a header line over 8 KiB is 400 (httplib's own); more than kMaxHeaderCount headers
-// or kMaxHeaderBytes of them is 431, and a request with a body (no route takes one) is 413 as
-// soon as its headers say so, without reading it — both checked once httplib has read the
+// or kMaxHeaderBytes of them is 431, and a request with a body is 413 as soon as its headers say
+// so, without reading it, unless its route takes one (Options::takes_body; then up to
+// kMaxBodyBytes) — both checked once httplib has read the
 // headers, so the count bounds what a handler sees, not what httplib buffered. Every read waits
 // at most kReadTimeout (httplib's timeout is per read, not per request: a client that stalls is
 // dropped, without an answer; one that trickles a byte at a time within it keeps its worker);
 // an idle keep-alive connection is closed after Options::idle_timeout. Error answers carry a
 // JSON body {"code":..,"message":..,"details":[]} like the gateway's; a method other than GET
-// (or HEAD) is 405 before anything else is read, as no route takes another.
+// (or HEAD) is 405 before anything else is read, unless its route takes a body.
 //
 // Connections: httplib holds one worker thread per open connection (keep-alive or streaming),
 // so a connection past Options::max_connections would wait, unanswered, for a worker. Instead
@@ -50,6 +52,10 @@ class HttpServer {
     std::chrono::seconds idle_timeout{2};
     // If set, the port serves HTTPS with this context's (reloaded) certificate.
     std::shared_ptr<security::ServerTlsContext> tls;
+    // The requests (method, raw target) that take a body of up to kMaxBodyBytes: the
+    // gateway's body "*" routes (GetMany). Every other request with a body is 413, and every
+    // other method than GET/HEAD 405, before the body is read. Unset: none takes one.
+    std::function<bool(absl::string_view method, absl::string_view target)> takes_body;
   };
   struct Reply {
     int status = 200;
@@ -62,6 +68,9 @@ class HttpServer {
   static constexpr size_t kMaxHeaderCount = 100;
   // Names and values of all headers together.
   static constexpr size_t kMaxHeaderBytes = 64 * 1024;
+  // A request body, where one is taken (Options::takes_body): gRPC's default message size,
+  // which the request must fit in anyway.
+  static constexpr size_t kMaxBodyBytes = 4 * 1024 * 1024;
   static constexpr std::chrono::milliseconds kReadTimeout{500};
   // Requests a keep-alive connection may carry before httplib closes it (its default is 5).
   static constexpr size_t kKeepAliveMaxRequests = 10000;

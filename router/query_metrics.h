@@ -23,7 +23,8 @@ class QueryMetrics {
   explicit QueryMetrics(prometheus::Registry& registry);
 
   // route: "local" (answered from this node's partitions), "forwarded" (from the owner),
-  // "scatter" (from the owners of every partition).
+  // "scatter" (from the owners of every partition), "batch" (GetMany: from here and from each
+  // owner, one forward per owner).
   void RecordQuery(absl::string_view method, absl::string_view store, absl::string_view route,
                    absl::string_view code, absl::Duration latency);
   // outcome: OK, NOT_OWNER, UNAVAILABLE or ERROR.

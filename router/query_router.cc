@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <queue>
 #include <utility>
 
@@ -20,6 +21,7 @@
 #include "router/entry.h"
 #include "router/page_token.h"
 #include "router/peer_service.h"
+#include "router/request_limits.h"
 
 namespace kiq::router {
 namespace {
@@ -318,17 +320,22 @@ void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const
           peer, read->context.get(), &read->response, [this, read, node_id](grpc::Status status) {
             RecordPeerCall(node_id, status);
             if (status.ok()) return read->done(std::move(read->response));
-            absl::Status s = FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id));
-            // Errors about the request itself (unknown store, bad key) are final.
-            if (!IsRetriableRouting(s)) return read->done(s);
-            read->last = s;
-            // The owner cannot answer (gone, unreachable, moving): a replica may, if allowed.
-            if (read->allow_stale && TryStandby(read)) return;
-            RetryPointRead(read);
+            ForwardFailed(read,
+                          FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id)));
           });
       return;
     }
   }
+  if (read->allow_stale && TryStandby(read)) return;
+  RetryPointRead(std::move(read));
+}
+
+template <typename Response>
+void QueryRouter::ForwardFailed(std::shared_ptr<PointRead<Response>> read, absl::Status s) const {
+  // Errors about the request itself (unknown store, bad key) are final.
+  if (!IsRetriableRouting(s)) return read->done(s);
+  read->last = s;
+  // The owner cannot answer (gone, unreachable, moving): a replica may, if allowed.
   if (read->allow_stale && TryStandby(read)) return;
   RetryPointRead(std::move(read));
 }
@@ -407,6 +414,257 @@ void QueryRouter::GetAsync(const kiq::v1::GetRequest& request, absl::Time deadli
   if (!read.ok()) return done(read.status());
   (*read)->done = std::move(done);
   StepPointRead(*std::move(read));
+}
+
+// The shared state of one GetMany: every group (the keys of one partition) ends exactly once,
+// through FinishGroup; the last one to end answers. Thread-safe (groups end on gRPC threads).
+struct QueryRouter::Batch {
+  // Constant after construction.
+  const kiq::v1::GetManyRequest* request = nullptr;
+  StoreInfo info;
+  absl::Time deadline;
+  Hop hop = Hop::kClient;
+  const grpc::CallbackServerContext* parent = nullptr;
+  GetManyCallback done;
+
+  absl::Mutex mu;
+  size_t pending ABSL_GUARDED_BY(mu) = 0;
+  absl::Status failed ABSL_GUARDED_BY(mu);
+  kiq::v1::GetManyResponse response ABSL_GUARDED_BY(mu);
+};
+
+absl::StatusOr<kiq::v1::GetManyResponse> QueryRouter::LocalGetMany(
+    const kiq::v1::GetManyRequest& request, const StoreInfo& info, PartitionId p,
+    const LocalCopy& copy) const {
+  // Every key of the partition at one position (ReadAt redoes the reads if a batch commits
+  // meanwhile), so each result's position is exact.
+  std::vector<std::optional<std::string>> values(request.keys_size());
+  kiq::v1::Position position;
+  google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead> standby_reads;
+  if (absl::Status s = ReadCopy(request.store(), p, copy, &position, &standby_reads,
+                                [&]() -> absl::Status {
+                                  for (int i = 0; i < request.keys_size(); ++i) {
+                                    absl::StatusOr<std::optional<std::string>> value =
+                                        local_.Get(request.store(), p, request.keys(i));
+                                    if (!value.ok()) return value.status();
+                                    values[i] = *std::move(value);
+                                  }
+                                  return absl::OkStatus();
+                                });
+      !s.ok()) {
+    return s;
+  }
+  kiq::v1::GetManyResponse response;
+  for (int i = 0; i < request.keys_size(); ++i) {
+    kiq::v1::GetResponse* result = response.add_results();
+    *result->mutable_position() = position;
+    *result->mutable_standby_reads() = standby_reads;
+    if (values[i].has_value()) {
+      result->set_found(true);
+      *result->mutable_entry() =
+          RenderEntry(info, KeyValue{request.keys(i), std::move(*values[i]), p});
+    } else {
+      result->mutable_entry()->set_key(request.keys(i));
+      result->mutable_entry()->set_partition(p.value());
+    }
+  }
+  return response;
+}
+
+void QueryRouter::FinishGroup(Batch& batch, const std::vector<int>& indexes,
+                              absl::StatusOr<kiq::v1::GetManyResponse> result) const {
+  absl::Status failed;
+  kiq::v1::GetManyResponse response;
+  {
+    absl::MutexLock lock(&batch.mu);
+    if (!result.ok()) {
+      if (batch.failed.ok()) batch.failed = result.status();
+    } else if (result->results_size() != static_cast<int>(indexes.size())) {
+      // A peer that answers another number of results than it was asked for is broken.
+      if (batch.failed.ok()) {
+        batch.failed = absl::InternalError(absl::StrCat("get-many store=", batch.request->store(),
+                                                        ": ", result->results_size(),
+                                                        " results for ", indexes.size(), " keys"));
+      }
+    } else {
+      for (size_t k = 0; k < indexes.size(); ++k) {
+        batch.response.mutable_results(indexes[k])
+            ->Swap(result->mutable_results(static_cast<int>(k)));
+      }
+    }
+    if (--batch.pending > 0) return;
+    failed = batch.failed;
+    response = std::move(batch.response);
+  }
+  if (!failed.ok()) return batch.done(failed);
+  batch.done(std::move(response));
+}
+
+std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetManyResponse>> QueryRouter::NewGroupRead(
+    const std::shared_ptr<Batch>& batch, const KeyGroup& group) const {
+  const kiq::v1::GetManyRequest& request = *batch->request;
+  // The keys of this partition only, with the request's read options: what is read here, or
+  // forwarded on its own once the batched forward failed.
+  auto sub = std::make_shared<kiq::v1::GetManyRequest>();
+  sub->set_store(request.store());
+  for (int i : group.indexes) sub->add_keys(request.keys(i));
+  *sub->mutable_min_position() = PositionFor(request.min_position(), group.partition.value());
+  sub->set_allow_stale(request.allow_stale());
+  sub->set_max_lag_records(request.max_lag_records());
+
+  auto read = std::make_shared<PointRead<kiq::v1::GetManyResponse>>();
+  read->store = request.store();
+  read->partition = group.partition;
+  read->doing =
+      absl::StrCat("get-many store=", request.store(), " partition=", group.partition.value(),
+                   " keys=", group.indexes.size(), " (first key=", ClipKey(sub->keys(0)), ")");
+  read->deadline = batch->deadline;
+  read->hop = batch->hop;
+  read->parent = batch->parent;
+  read->allow_stale = request.allow_stale();
+  read->max_lag_records = request.max_lag_records();
+  read->wait = sub->min_position();
+  read->read_local = [this, batch, sub, p = group.partition](const LocalCopy& copy) {
+    return LocalGetMany(*sub, batch->info, p, copy);
+  };
+  read->forward = [sub](PeerPool::Peer& peer, grpc::ClientContext* context,
+                        kiq::v1::GetManyResponse* response,
+                        std::function<void(grpc::Status)> done) {
+    peer.query->async()->GetMany(context, sub.get(), response, std::move(done));
+  };
+  read->done = [this, batch,
+                indexes = group.indexes](absl::StatusOr<kiq::v1::GetManyResponse> result) {
+    FinishGroup(*batch, indexes, std::move(result));
+  };
+  return read;
+}
+
+void QueryRouter::GetManyAsync(const kiq::v1::GetManyRequest& request, absl::Time deadline, Hop hop,
+                               const grpc::CallbackServerContext* parent,
+                               GetManyCallback done) const {
+  // Sizes first, before anything looks at the request (router/request_limits.h).
+  if (absl::Status s = CheckRequest(request); !s.ok()) return done(s);
+  absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
+  if (!info.ok()) return done(info.status());
+  auto batch = std::make_shared<Batch>();
+  batch->request = &request;
+  batch->info = *std::move(info);
+  batch->deadline = deadline;
+  batch->hop = hop;
+  batch->parent = parent;
+  batch->done = std::move(done);
+
+  // Key → partition, grouped in order of first appearance (a duplicate key is read once per
+  // position it holds, at the same position).
+  std::vector<KeyGroup> groups;
+  absl::flat_hash_map<int32_t, size_t> group_of;
+  for (int i = 0; i < request.keys_size(); ++i) {
+    const int32_t p =
+        PartitionForKey(batch->info.partitioner, request.keys(i), batch->info.num_partitions);
+    auto [it, inserted] = group_of.try_emplace(p, groups.size());
+    if (inserted) groups.push_back(KeyGroup{PartitionId(p), {}});
+    groups[it->second].indexes.push_back(i);
+  }
+
+  // Partition → owner: the ones another node owns are batched per owner, one forward each.
+  // Everything else (local, restoring, no owner known, a call forwarded here) takes the point
+  // read loop per partition, which reads it here, waits, retries or refuses.
+  struct PeerCall {
+    std::string node_id;
+    std::vector<KeyGroup> groups;
+    std::unique_ptr<grpc::ClientContext> context;
+    kiq::v1::GetManyRequest request;
+    kiq::v1::GetManyResponse response;
+  };
+  std::map<std::string, std::shared_ptr<PeerCall>> peer_calls;  // endpoint →
+  std::vector<KeyGroup> point_reads;
+  for (KeyGroup& group : groups) {
+    if (hop == Hop::kClient && cluster_.table != nullptr && cluster_.peers != nullptr &&
+        IsNotOwner(local_.CheckReadable(request.store(), group.partition))) {
+      absl::StatusOr<PartitionOwner> owner =
+          cluster_.table->ActiveOwner(group.partition.value(), cluster_.self_node_id);
+      if (owner.ok()) {
+        std::shared_ptr<PeerCall>& call = peer_calls[Endpoint(owner->node)];
+        if (call == nullptr) call = std::make_shared<PeerCall>();
+        call->node_id = owner->node.node_id();
+        call->groups.push_back(std::move(group));
+        continue;
+      }
+    }
+    point_reads.push_back(std::move(group));
+  }
+  {
+    absl::MutexLock lock(&batch->mu);
+    batch->pending = groups.size();
+    batch->response.mutable_results()->Reserve(request.keys_size());
+    for (int i = 0; i < request.keys_size(); ++i) batch->response.add_results();
+  }
+  // From here on the last group to end answers, and `request` may then be gone: only locals
+  // and `batch` are used below.
+  for (auto& entry : peer_calls) {
+    const std::string& endpoint = entry.first;
+    std::shared_ptr<PeerCall> call = entry.second;  // a name a lambda can capture
+    call->request.set_store(request.store());
+    for (const KeyGroup& group : call->groups) {
+      for (int i : group.indexes) call->request.add_keys(request.keys(i));
+    }
+    *call->request.mutable_min_position() = request.min_position();
+    call->request.set_allow_stale(request.allow_stale());
+    call->request.set_max_lag_records(request.max_lag_records());
+    call->context = PeerContext(deadline, parent);
+    PeerPool::Peer& peer = cluster_.peers->Get(endpoint);
+    peer.query->async()->GetMany(
+        call->context.get(), &call->request, &call->response,
+        [this, batch, call](grpc::Status status) {
+          RecordPeerCall(call->node_id, status);
+          if (status.ok() && call->response.results_size() == call->request.keys_size()) {
+            int next = 0;
+            for (const KeyGroup& group : call->groups) {
+              kiq::v1::GetManyResponse part;
+              for (size_t k = 0; k < group.indexes.size(); ++k) {
+                part.add_results()->Swap(call->response.mutable_results(next++));
+              }
+              FinishGroup(*batch, group.indexes, std::move(part));
+            }
+            return;
+          }
+          absl::Status s =
+              status.ok()
+                  ? absl::InternalError(absl::StrCat("node ", call->node_id, " answered ",
+                                                     call->response.results_size(), " results for ",
+                                                     call->request.keys_size(), " keys"))
+                  : FromGrpcStatus(status, absl::StrCat("forwarded to node ", call->node_id));
+          // The owner refused or could not be reached: each of its partitions goes through
+          // the point read loop on its own (NOT_OWNER: the one that moved is forwarded to its
+          // new owner; the others are retried where the table says).
+          for (const KeyGroup& group : call->groups) {
+            std::shared_ptr<PointRead<kiq::v1::GetManyResponse>> read = NewGroupRead(batch, group);
+            if (!IsRetriableRouting(s)) {
+              read->done(WithContext(s, read->doing));
+              continue;
+            }
+            ForwardFailed(std::move(read), s);
+          }
+        });
+  }
+  for (const KeyGroup& group : point_reads) StepPointRead(NewGroupRead(batch, group));
+}
+
+absl::StatusOr<kiq::v1::GetManyResponse> QueryRouter::GetMany(
+    const kiq::v1::GetManyRequest& request, absl::Time deadline, Hop hop,
+    const grpc::CallbackServerContext* parent) const {
+  struct Outcome {
+    absl::Notification finished;
+    absl::StatusOr<kiq::v1::GetManyResponse> result;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  GetManyAsync(request, deadline, hop, parent,
+               [outcome](absl::StatusOr<kiq::v1::GetManyResponse> r) {
+                 outcome->result = std::move(r);
+                 outcome->finished.Notify();
+               });
+  outcome->finished.WaitForNotification();
+  return std::move(outcome->result);
 }
 
 absl::StatusOr<kiq::v1::WindowFetchResponse> QueryRouter::LocalWindowFetch(

@@ -82,6 +82,21 @@ class QueryRouter {
   void GetAsync(const kiq::v1::GetRequest& request, absl::Time deadline, Hop hop,
                 const grpc::CallbackServerContext* parent, GetCallback done) const;
 
+  // Several keys of one store (GetMany): keys grouped by partition, the local partitions read
+  // here, and ONE forwarded GetMany (marked kToOwner) per owner with the keys of all its
+  // partitions. A partition that such a forward could not read (moved: NOT_OWNER, owner
+  // unreachable, restoring) goes through Get's routing loop on its own (the same retries,
+  // waits and stale reads, within the deadline). All or nothing: any partition that stays
+  // unreadable fails the call with its status, naming store, partition (and node). `done` runs
+  // once, after every group has ended; `request` and `parent` must stay valid until then.
+  using GetManyCallback = std::function<void(absl::StatusOr<kiq::v1::GetManyResponse>)>;
+  void GetManyAsync(const kiq::v1::GetManyRequest& request, absl::Time deadline, Hop hop,
+                    const grpc::CallbackServerContext* parent, GetManyCallback done) const;
+  // GetManyAsync, blocking the calling thread until it ends.
+  absl::StatusOr<kiq::v1::GetManyResponse> GetMany(
+      const kiq::v1::GetManyRequest& request, absl::Time deadline, Hop hop = Hop::kClient,
+      const grpc::CallbackServerContext* parent = nullptr) const;
+
   // The windows of one key of a windowed store, routed like Get (locally, or forwarded once
   // to the key's owner, with the same retries). FAILED_PRECONDITION for other stores.
   absl::StatusOr<kiq::v1::WindowFetchResponse> WindowFetch(
@@ -134,6 +149,10 @@ class QueryRouter {
   void StepPointRead(std::shared_ptr<PointRead<Response>> read) const;
   template <typename Response>
   void RetryPointRead(std::shared_ptr<PointRead<Response>> read) const;
+  // After a forward to the owner failed with `s`: final if the request itself is wrong, else
+  // a standby replica (allow_stale) or a retry after a backoff.
+  template <typename Response>
+  void ForwardFailed(std::shared_ptr<PointRead<Response>> read, absl::Status s) const;
   // Runs `read` to its end and returns its answer, blocking the calling thread.
   template <typename Response>
   absl::StatusOr<Response> AwaitPointRead(std::shared_ptr<PointRead<Response>> read) const;
@@ -194,6 +213,24 @@ class QueryRouter {
     bool standby = false;
     int64_t max_lag_records = 0;
   };
+  // GetMany: the shared state of one call, and the keys of one partition (their indexes in
+  // the request).
+  struct Batch;
+  struct KeyGroup {
+    PartitionId partition;
+    std::vector<int> indexes;
+  };
+  // The point read (Get's routing loop) of one partition's keys.
+  std::shared_ptr<PointRead<kiq::v1::GetManyResponse>> NewGroupRead(
+      const std::shared_ptr<Batch>& batch, const KeyGroup& group) const;
+  // Records one group's answer (or failure); the last group to end runs the callback.
+  void FinishGroup(Batch& batch, const std::vector<int>& indexes,
+                   absl::StatusOr<kiq::v1::GetManyResponse> result) const;
+  // Reads `request.keys()` (all of partition `p`) from one copy here, at one position.
+  absl::StatusOr<kiq::v1::GetManyResponse> LocalGetMany(const kiq::v1::GetManyRequest& request,
+                                                        const StoreInfo& info, PartitionId p,
+                                                        const LocalCopy& copy) const;
+
   // Runs `read` on that copy of partition `p` of `store` and records the position it reflects.
   absl::Status ReadCopy(const std::string& store, PartitionId p, const LocalCopy& copy,
                         kiq::v1::Position* position,

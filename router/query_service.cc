@@ -159,6 +159,38 @@ std::optional<grpc::Status> QueryServiceImpl::GetDirect(const kiq::v1::GetReques
   return grpc::Status::OK;
 }
 
+grpc::ServerUnaryReactor* QueryServiceImpl::GetMany(grpc::CallbackServerContext* context,
+                                                    const kiq::v1::GetManyRequest* request,
+                                                    kiq::v1::GetManyResponse* response) {
+  const absl::Time started = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
+    reactor->Finish(s);
+    return reactor;
+  }
+  const Hop hop = HopOf(*context);
+  // "batch": keys from this node's partitions and from their owners, one forward per owner.
+  const absl::string_view route = hop != Hop::kClient ? "local" : "batch";
+  std::shared_ptr<PositionWaiter::Slot> slot;
+  if (request->has_min_position()) {
+    absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted = waiter_.Admit();
+    if (!admitted.ok()) {
+      Finish<kiq::v1::GetManyResponse>(reactor, admitted.status(), response, "GetMany",
+                                       request->store(), route, started);
+      return reactor;
+    }
+    slot = *std::move(admitted);
+  }
+  // Limits (CheckRequest) are checked by the router before anything is read.
+  router_.GetManyAsync(*request, RequestDeadline(*context), hop, context,
+                       [this, reactor, request, response, started, route,
+                        slot](absl::StatusOr<kiq::v1::GetManyResponse> result) {
+                         Finish(reactor, std::move(result), response, "GetMany", request->store(),
+                                route, started);
+                       });
+  return reactor;
+}
+
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
     grpc::CallbackServerContext* context, const Request* request, Response* response,

@@ -40,6 +40,10 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const kiq::v1::GetRequest* request,
                                 kiq::v1::GetResponse* response) override;
+  // Asynchronous like a forwarded Get: local partitions read inline, one forward per owner.
+  grpc::ServerUnaryReactor* GetMany(grpc::CallbackServerContext* context,
+                                    const kiq::v1::GetManyRequest* request,
+                                    kiq::v1::GetManyResponse* response) override;
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* context,
                                   const kiq::v1::RangeRequest* request,
                                   kiq::v1::ScanResponse* response) override;

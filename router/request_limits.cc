@@ -59,6 +59,22 @@ absl::Status CheckRequest(const kiq::v1::GetRequest& request) {
   return CheckPosition(request.min_position());
 }
 
+absl::Status CheckRequest(const kiq::v1::GetManyRequest& request) {
+  if (absl::Status s = CheckSizes(request.store(), {}); !s.ok()) return s;
+  if (request.keys().empty()) return absl::InvalidArgumentError("keys is required (at least one)");
+  if (request.keys_size() > kMaxGetManyKeys) {
+    return absl::InvalidArgumentError(absl::StrCat("keys has ", request.keys_size(),
+                                                   " entries, over the limit of ", kMaxGetManyKeys,
+                                                   " (kMaxGetManyKeys)"));
+  }
+  for (int i = 0; i < request.keys_size(); ++i) {
+    if (request.keys(i).size() > kMaxKeyBytes) {
+      return TooLong(absl::StrCat("keys[", i, "]"), request.keys(i).size(), kMaxKeyBytes);
+    }
+  }
+  return CheckPosition(request.min_position());
+}
+
 absl::Status CheckRequest(const kiq::v1::RangeRequest& request) {
   if (absl::Status s = CheckSizes(request.store(),
                                   {{"from", &request.from()},

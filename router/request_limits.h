@@ -23,8 +23,14 @@ inline constexpr size_t kMaxPageTokenBytes =
 // Entries of a min_position, and partitions named in one peer request.
 inline constexpr int kMaxPositionEntries = 65536;
 inline constexpr int kMaxRequestPartitions = 65536;
+// Keys of one GetMany. A batch costs one forward per owner, so past a few hundred keys the
+// call is bounded by its largest owner's share, not by round trips; 1024 keeps a response of
+// small values well under gRPC's 4 MiB default message size.
+inline constexpr int kMaxGetManyKeys = 1024;
 
 absl::Status CheckRequest(const kiq::v1::GetRequest& request);
+// Also: at least one key, at most kMaxGetManyKeys.
+absl::Status CheckRequest(const kiq::v1::GetManyRequest& request);
 absl::Status CheckRequest(const kiq::v1::RangeRequest& request);
 absl::Status CheckRequest(const kiq::v1::AllRequest& request);
 absl::Status CheckRequest(const kiq::v1::CountRequest& request);

@@ -54,6 +54,26 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
     stores_["loop"];
   }
 
+  // Each key as Get answers it (missing: found=false with the key), in order.
+  grpc::Status GetMany(grpc::ServerContext* context, const kiq::v1::GetManyRequest* request,
+                       kiq::v1::GetManyResponse* response) override {
+    Record(&get_many_requests_, *request);
+    const Store* store = nullptr;
+    if (grpc::Status s = Find(context, request->store(), &store); !s.ok()) return s;
+    for (const std::string& key : request->keys()) {
+      kiq::v1::GetResponse* result = response->add_results();
+      SetPosition(result->mutable_position());
+      auto it = store->find(key);
+      if (it == store->end()) {
+        result->mutable_entry()->set_key(key);
+        continue;
+      }
+      result->set_found(true);
+      *result->mutable_entry() = it->second;
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status Get(grpc::ServerContext* context, const kiq::v1::GetRequest* request,
                    kiq::v1::GetResponse* response) override {
     Record(&get_requests_, *request);
@@ -204,6 +224,9 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
     return Copy(subscribe_requests_);
   }
   std::vector<kiq::v1::GetRequest> get_requests() const { return Copy(get_requests_); }
+  std::vector<kiq::v1::GetManyRequest> get_many_requests() const {
+    return Copy(get_many_requests_);
+  }
   std::vector<kiq::v1::RangeRequest> range_requests() const { return Copy(range_requests_); }
   std::vector<kiq::v1::AllRequest> all_requests() const { return Copy(all_requests_); }
 
@@ -301,6 +324,7 @@ class FakeQueryService final : public kiq::v1::QueryService::Service {
   std::map<std::string, Store> stores_;  // Constant after construction.
   mutable std::mutex mu_;
   std::vector<kiq::v1::GetRequest> get_requests_;                   // Guarded by mu_.
+  std::vector<kiq::v1::GetManyRequest> get_many_requests_;          // Guarded by mu_.
   std::vector<kiq::v1::WindowFetchRequest> window_fetch_requests_;  // Guarded by mu_.
   std::vector<kiq::v1::SubscribeRequest> subscribe_requests_;       // Guarded by mu_.
   std::vector<kiq::v1::RangeRequest> range_requests_;               // Guarded by mu_.

@@ -199,11 +199,12 @@ TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderr) {
 INSTANTIATE_TEST_SUITE_P(
     Kiqctl, UsageErrorTest,
     ::testing::Values(
-        UsageErrorCase{
-            {}, "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
-        UsageErrorCase{
-            {"--json"},
-            "missing command (get, range, all, count, window-fetch, subscribe or metadata)"},
+        UsageErrorCase{{},
+                       "missing command (get, get-many, range, all, count, window-fetch, subscribe "
+                       "or metadata)"},
+        UsageErrorCase{{"--json"},
+                       "missing command (get, get-many, range, all, count, window-fetch, subscribe "
+                       "or metadata)"},
         UsageErrorCase{{"fetch", "s"}, "unknown command \"fetch\""},
         UsageErrorCase{{"get", "s"}, "get wants STORE KEY, got 1 argument"},
         UsageErrorCase{{"get", "s", "a", "b"}, "get wants STORE KEY, got 3 arguments"},
@@ -240,9 +241,10 @@ INSTANTIATE_TEST_SUITE_P(
         UsageErrorCase{{"get", "s", "a", "--max-lag", "5"}, "--max-lag needs --stale"},
         UsageErrorCase{{"get", "s", "a", "--stale", "--max-lag", "0"},
                        "--max-lag wants a positive number of records, got \"0\""},
-        UsageErrorCase{{"metadata", "--stale"},
-                       "--stale applies only to get, window-fetch, range, all and count, not "
-                       "metadata"}));
+        UsageErrorCase{
+            {"metadata", "--stale"},
+            "--stale applies only to get, get-many, window-fetch, range, all and count, not "
+            "metadata"}));
 
 TEST(KiqctlHelpTest, PrintsUsageToStdoutAndExitsZero) {
   for (const std::vector<std::string>& argv :

@@ -108,6 +108,43 @@ TEST_F(KiqctlTest, WindowFetchJsonAndErrors) {
   EXPECT_THAT(r.err, HasSubstr("FROM wants ms since the epoch or an ISO-8601 time"));
 }
 
+TEST_F(KiqctlTest, GetManySendsOneCallAndPrintsTheFoundKeysInOrderThenTheMissing) {
+  Result r = Run({"get-many", "orders", "b", "zzz", "a", "b", "nope"});
+  EXPECT_EQ(r.exit_code, kExitNotFound) << r.err;
+  EXPECT_EQ(r.out,
+            "KEY  VALUE       PARTITION\n"
+            "b    plain text  1\n"
+            "a    {\"n\":1}     0\n"
+            "b    plain text  1\n"
+            "not found: \"zzz\", \"nope\"\n");
+  EXPECT_EQ(r.err, "");
+  const auto requests = server_.service().get_many_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_THAT(requests[0].keys(), ::testing::ElementsAre("b", "zzz", "a", "b", "nope"));
+  EXPECT_TRUE(server_.service().get_requests().empty());
+  r = Run({"get-many", "orders", "a", "d", "--stale"});
+  EXPECT_EQ(r.exit_code, kExitOk);
+  EXPECT_TRUE(server_.service().get_many_requests().back().allow_stale());
+}
+
+TEST_F(KiqctlTest, GetManyJsonUsageAndErrors) {
+  Result r = Run({"get-many", "orders", "a", "zzz", "--json"});
+  EXPECT_EQ(r.exit_code, kExitNotFound);
+  EXPECT_THAT(r.out,
+              ::testing::StartsWith("{\"results\":[{\"found\":true,\"entry\":{\"key\":\"a\""));
+  EXPECT_THAT(r.out, HasSubstr("{\"found\":false,\"entry\":{\"key\":\"zzz\""));
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  r = Run({"get-many", "orders"});
+  EXPECT_EQ(r.exit_code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("get-many wants STORE KEY, got 1 argument"));
+  r = Run({"get-many", "nope", "a", "b"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_THAT(r.err, HasSubstr("kiqctl: get-many store=nope keys=2 (first \"a\"): NOT_FOUND"));
+  r = Run({"get-many", "bin", "k", "\xff\x01"});
+  EXPECT_EQ(r.exit_code, kExitError);
+  EXPECT_THAT(r.err, HasSubstr("key 1 \"\\xff\\x01\" is not UTF-8 (read it with get)"));
+}
+
 TEST_F(KiqctlTest, GetOfAMissingKeyExitsOne) {
   const Result r = Run({"get", "orders", "zzz"});
   EXPECT_EQ(r.exit_code, kExitNotFound);

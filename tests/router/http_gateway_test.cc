@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
@@ -193,6 +195,10 @@ class FakeService final : public kiq::testing::GatewayTestService::Service {
                         kiq::testing::EchoResponse* response) override {
     return Echo(ctx, request, response);
   }
+  grpc::Status EchoBody(grpc::ServerContext* ctx, const kiq::testing::EchoRequest* request,
+                        kiq::testing::EchoResponse* response) override {
+    return Echo(ctx, request, response);
+  }
   grpc::Status Stream(grpc::ServerContext* ctx, const kiq::testing::StreamRequest* request,
                       grpc::ServerWriter<kiq::testing::EchoResponse>* writer) override {
     for (int i = 0; i < request->count(); ++i) {
@@ -253,7 +259,14 @@ class HttpGatewayTest : public ::testing::Test {
   FakeService service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpGateway> gateway_;
-  HttpServer http_;
+  // As the frontend wires it: the gateway's body "*" routes take a body.
+  HttpServer http_{[this] {
+    HttpServer::Options options;
+    options.takes_body = [this](absl::string_view method, absl::string_view target) {
+      return gateway_ != nullptr && gateway_->TakesBody(method, target);
+    };
+    return options;
+  }()};
   std::unique_ptr<httplib::Client> client_;
 };
 
@@ -264,6 +277,7 @@ TEST_F(HttpGatewayTest, RoutesComeFromTheAnnotations) {
                           "kiq.testing.GatewayTestService.EchoPath",
                           "GET /test/v1/names/{name}/nested/{nested.label} → "
                           "kiq.testing.GatewayTestService.EchoPath",
+                          "POST /test/v1/body/{name} → kiq.testing.GatewayTestService.EchoBody",
                           "GET /test/v1/stream/{name} → kiq.testing.GatewayTestService.Stream"));
 }
 
@@ -338,6 +352,43 @@ TEST_F(HttpGatewayTest, WrongMethodIs405) {
   expect_405(client_->Delete("/test/v1/stream/x"), "DELETE");
   expect_405(client_->Patch("/test/v1/nothing/here"), "PATCH");
   expect_405(client_->Options("/test/v1/echo/x"), "OPTIONS");
+}
+
+TEST_F(HttpGatewayTest, BodyStarRouteReadsTheRequestFromTheJsonBody) {
+  auto post = [&](const std::string& path, const std::string& body) {
+    auto res = client_->Post(path.c_str(), body, "application/json");
+    EXPECT_TRUE(res) << path;
+    rapidjson::Document doc;
+    if (res) doc.Parse(res->body.c_str());
+    return std::make_pair(res ? res->status : 0, std::move(doc));
+  };
+  auto [status, doc] =
+      post("/test/v1/body/from-path", R"({"tags":["a","b"],"numbers":[3,1],"nested":{"label":"l"},)"
+                                      R"("name":"from-body","big":"9007199254740993"})");
+  ASSERT_EQ(status, 200);
+  // The path variable is bound over the body's field.
+  EXPECT_STREQ(doc["request"]["name"].GetString(), "from-path");
+  ASSERT_EQ(doc["request"]["tags"].Size(), 2u);
+  EXPECT_STREQ(doc["request"]["tags"][1].GetString(), "b");
+  EXPECT_EQ(doc["request"]["numbers"][0].GetInt(), 3);
+  EXPECT_STREQ(doc["request"]["nested"]["label"].GetString(), "l");
+  EXPECT_STREQ(doc["request"]["big"].GetString(), "9007199254740993");
+  // No body is the empty message.
+  std::tie(status, doc) = post("/test/v1/body/x", "");
+  ASSERT_EQ(status, 200);
+  EXPECT_STREQ(doc["request"]["name"].GetString(), "x");
+  // A body that is not the message's JSON is a 400 saying so.
+  std::tie(status, doc) = post("/test/v1/body/x", "{\"tags\": [");
+  EXPECT_EQ(status, 400);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("body: "));
+  std::tie(status, doc) = post("/test/v1/body/x", R"({"nope": 1})");
+  EXPECT_EQ(status, 400);
+  EXPECT_THAT(doc["message"].GetString(), HasSubstr("body: "));
+  // GET on it: 405 naming the method it takes.
+  auto res = client_->Get("/test/v1/body/x");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 405);
+  EXPECT_EQ(res->get_header_value("Allow"), "POST");
 }
 
 TEST_F(HttpGatewayTest, MalformedEscapeInThePathIs400) {

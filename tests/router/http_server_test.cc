@@ -1,6 +1,7 @@
 #include "router/http_server.h"
 
 #include <arpa/inet.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -311,6 +312,50 @@ TEST_F(HttpServerTest, AnyMethodButGetIs405WithJson) {
   EXPECT_THAT(response, StartsWith("HTTP/1.1 405"));
   EXPECT_THAT(response, HasSubstr("Allow: GET"));
   EXPECT_THAT(response, HasSubstr("{\"code\":12,\"message\":\"method POST not allowed (only GET)\""));
+}
+
+// Options::takes_body (the gateway's GetMany route): a POST there is read with its body, up to
+// kMaxBodyBytes; a longer one is refused from its headers; POSTs elsewhere stay 405.
+TEST(HttpServerBodyTest, OnlyRoutesThatTakeABodyGetOneWithinTheLimit) {
+  HttpServer::Options options;
+  options.takes_body = [](absl::string_view method, absl::string_view target) {
+    return method == "POST" && target == "/echo";
+  };
+  HttpServer server(options);
+  server.native().Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(absl::StrCat("got ", req.body.size(), " bytes"), "text/plain");
+  });
+  server.Get("/healthz", [] { return HttpServer::Reply{200, "ok\n"}; });
+  absl::StatusOr<int> port = server.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+  const std::string body(100000, 'b');  // over kMaxHeaderBytes, the limit elsewhere
+  {
+    RawConnection c(*port);
+    ASSERT_TRUE(c.Send(absl::StrCat(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(), "\r\n\r\n", body)));
+    const std::string response = c.ReadResponse(absl::Seconds(5));
+    EXPECT_THAT(response, StartsWith("HTTP/1.1 200"));
+    EXPECT_THAT(response, HasSubstr("got 100000 bytes"));
+  }
+  {
+    RawConnection c(*port);
+    ASSERT_TRUE(c.Send(absl::StrCat("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ",
+                                    HttpServer::kMaxBodyBytes + 1, "\r\n\r\n")));
+    const std::string response = c.ReadResponse(absl::Seconds(5));
+    EXPECT_THAT(response, StartsWith("HTTP/1.1 413"));
+    EXPECT_THAT(response, HasSubstr("over the limit of 4194304"));
+  }
+  {
+    RawConnection c(*port);
+    ASSERT_TRUE(c.Send("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"));
+    EXPECT_THAT(c.ReadResponse(absl::Seconds(5)), StartsWith("HTTP/1.1 405"));
+  }
+  {
+    RawConnection c(*port);
+    ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"));
+    EXPECT_THAT(c.ReadResponse(absl::Seconds(5)), StartsWith("HTTP/1.1 413"));
+  }
+  server.Stop();
 }
 
 }  // namespace

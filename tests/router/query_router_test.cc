@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "kiq/v1/query.pb.h"
 #include "router/port/local_stores.h"
+#include "router/request_limits.h"
 #include "tests/testing/status_matchers.h"
 
 namespace kiq::router {
@@ -927,6 +928,123 @@ TEST_F(QueryRouterTest, EmptyMinPositionDoesNotWait) {
   count.set_store("s");
   EXPECT_OK(router_.Count(count, deadline_));
   EXPECT_EQ(local_.waits(), 0);
+}
+
+// --- GetMany (local partitions; forwarding is in query_service_test.cc) ---
+
+kiq::v1::GetManyRequest GetManyOf(const std::string& store, const std::vector<std::string>& keys) {
+  kiq::v1::GetManyRequest request;
+  request.set_store(store);
+  for (const std::string& k : keys) request.add_keys(k);
+  return request;
+}
+
+TEST_F(QueryRouterTest, GetManyAnswersEveryKeyInRequestOrderAsGetWould) {
+  local_.AddStore("users", 8);
+  std::map<std::string, std::string> truth;
+  for (int i = 0; i < 40; ++i) {
+    const std::string k = absl::StrCat("user-", i);
+    truth[k] = absl::StrCat("v", i);
+    local_.Put("users", k, truth[k]);
+  }
+  // Keys from many partitions, absent ones, and duplicates (each position is answered).
+  const std::vector<std::string> keys = {"user-7", "nobody", "user-3", "user-7", "user-39",
+                                         "",       "user-0", "gone",   "user-3"};
+  absl::StatusOr<kiq::v1::GetManyResponse> r = router_.GetMany(GetManyOf("users", keys), deadline_);
+  ASSERT_OK(r);
+  ASSERT_EQ(r->results_size(), static_cast<int>(keys.size()));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const kiq::v1::GetResponse& result = r->results(static_cast<int>(i));
+    const int32_t p = PartitionForKey(PartitionerKind::kMurmur2, keys[i], 8);
+    SCOPED_TRACE(keys[i]);
+    auto it = truth.find(keys[i]);
+    EXPECT_EQ(result.found(), it != truth.end());
+    EXPECT_EQ(result.entry().key(), keys[i]);
+    EXPECT_EQ(result.entry().partition(), p);
+    EXPECT_EQ(result.entry().value(), it == truth.end() ? "" : it->second);
+    // The same answer as a Get of that key (entry aside for the missing: Get has none).
+    absl::StatusOr<kiq::v1::GetResponse> single = router_.Get(GetKey("users", keys[i]), deadline_);
+    ASSERT_OK(single);
+    EXPECT_EQ(single->found(), result.found());
+    if (single->found()) {
+      EXPECT_EQ(single->entry().SerializeAsString(), result.entry().SerializeAsString());
+    }
+    EXPECT_EQ(single->position().SerializeAsString(), result.position().SerializeAsString());
+  }
+}
+
+TEST_F(QueryRouterTest, GetManyReadsEachKeyOnceAndEachPartitionAtOnePosition) {
+  local_.AddStore("s", 4);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 64; ++i) keys.push_back(absl::StrCat("k", i));
+  absl::StatusOr<kiq::v1::GetManyResponse> r = router_.GetMany(GetManyOf("s", keys), deadline_);
+  ASSERT_OK(r);
+  EXPECT_EQ(local_.gets(), 64);
+  for (const kiq::v1::GetResponse& result : r->results()) {
+    EXPECT_THAT(PartitionsOf(result.position()), ElementsAre(result.entry().partition()));
+    EXPECT_EQ(result.position().offsets(0).offset(), 100 + result.entry().partition());
+  }
+}
+
+TEST_F(QueryRouterTest, GetManyRefusesEmptyAndOversizedBatchesNamingTheLimit) {
+  local_.AddStore("s", 4);
+  EXPECT_THAT(router_.GetMany(GetManyOf("s", {}), deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, "keys is required"));
+  std::vector<std::string> too_many(kMaxGetManyKeys + 1, "k");
+  EXPECT_THAT(router_.GetMany(GetManyOf("s", too_many), deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("keys has ", kMaxGetManyKeys + 1,
+                                    " entries, over the limit of ", kMaxGetManyKeys)));
+  std::vector<std::string> at_limit(kMaxGetManyKeys, "k");
+  absl::StatusOr<kiq::v1::GetManyResponse> r = router_.GetMany(GetManyOf("s", at_limit), deadline_);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->results_size(), kMaxGetManyKeys);
+  EXPECT_THAT(router_.GetMany(GetManyOf("s", {"a", std::string(kMaxKeyBytes + 1, 'x')}), deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, "keys[1] is"));
+  EXPECT_EQ(local_.gets(), kMaxGetManyKeys) << "a refused batch reads nothing";
+}
+
+TEST_F(QueryRouterTest, GetManyOfUnknownStoreIsRefusedLikeGet) {
+  local_.AddStore("users", 4);
+  EXPECT_THAT(router_.GetMany(GetManyOf("nosuch", {"a"}), deadline_),
+              StatusIs(absl::StatusCode::kNotFound, "nosuch"));
+  EXPECT_THAT(router_.GetMany(GetManyOf("", {"a"}), deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, "store is required"));
+}
+
+TEST_F(QueryRouterTest, GetManyFailsWholeWhenOnePartitionCannotBeReadNamingIt) {
+  local_.AddStore("s", 4);
+  std::vector<std::string> keys;
+  int32_t restoring = -1;
+  for (int i = 0; i < 16; ++i) {
+    keys.push_back(absl::StrCat("k", i));
+    local_.Put("s", keys.back(), "v");
+  }
+  restoring = PartitionForKey(PartitionerKind::kMurmur2, keys[5], 4);
+  local_.SetUnreadable("s", restoring, absl::UnavailableError("partition is restoring"));
+  // No cluster to wait for: the call ends at once, never OK with a result missing.
+  EXPECT_THAT(router_.GetMany(GetManyOf("s", keys), deadline_),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       absl::StrCat("get-many store=s partition=", restoring)));
+  EXPECT_THAT(router_.GetMany(GetManyOf("s", keys), deadline_),
+              StatusIs(absl::StatusCode::kUnavailable, "partition is restoring"));
+}
+
+TEST_F(QueryRouterTest, GetManyWaitsForMinPositionOfTheKeysPartitionsOnly) {
+  local_.AddStore("s", 4);
+  const int32_t p = local_.Put("s", "a", "v");
+  // A position of another partition that is not reached does not hold this read up.
+  kiq::v1::GetManyRequest request = GetManyOf("s", {"a"});
+  *request.mutable_min_position() = MinPosition((p + 1) % 4, 100000);
+  ASSERT_OK(router_.GetMany(request, deadline_));
+  *request.mutable_min_position() = MinPosition(p, 100000);
+  EXPECT_THAT(router_.GetMany(request, deadline_),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       absl::StrCat("get-many store=s partition=", p)));
+  *request.mutable_min_position() = MinPosition(p, 100 + p);
+  absl::StatusOr<kiq::v1::GetManyResponse> r = router_.GetMany(request, deadline_);
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->results(0).found());
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
@@ -23,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status.h"
+#include "common/topology/partitioner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kiq/v1/membership.pb.h"
@@ -32,6 +34,7 @@
 #include "router/peer_pool.h"
 #include "router/peer_service.h"
 #include "router/position_waiter.h"
+#include "router/query_metrics.h"
 #include "router/query_router.h"
 #include "router/request_limits.h"
 #include "router/routing_table.h"
@@ -100,8 +103,10 @@ class FakeStores : public LocalStores {
     absl::MutexLock lock(&mu_);
     return refused_;
   }
+  int gets() const { return gets_.load(); }
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view, PartitionId,
                                                  absl::string_view key) const override {
+    gets_.fetch_add(1);
     auto it = data_.find(std::string(key));
     if (it == data_.end()) return std::optional<std::string>();
     return std::optional<std::string>(it->second);
@@ -156,6 +161,7 @@ class FakeStores : public LocalStores {
 
  private:
   std::map<std::string, std::string> data_;
+  mutable std::atomic<int> gets_{0};
   mutable absl::Mutex mu_;
   std::map<int32_t, int64_t> next_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
@@ -224,7 +230,9 @@ class QueryServiceTest : public ::testing::Test {
   QueryRouter router_{stores_, ClusterView{nullptr, nullptr, "self", nullptr, &waiter_}};
   ThreadPool pool_{4};
   ThreadPool wait_pool_{4};
-  QueryServiceImpl query_service_{router_, pool_, wait_pool_, waiter_};
+  prometheus::Registry registry_;
+  QueryMetrics metrics_{registry_};
+  QueryServiceImpl query_service_{router_, pool_, wait_pool_, waiter_, &metrics_};
   PeerServiceImpl peer_service_{stores_, pool_, &waiter_};
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
@@ -621,9 +629,12 @@ TEST_F(QueryServiceTest, WaitersOnAnUnreachablePositionDoNotStarveScans) {
 // scans gather every partition from b through PeerService.
 class RemoteStores : public FakeStores {
  public:
-  absl::Status CheckReadable(absl::string_view, PartitionId p) const override {
+  absl::Status CheckReadable(absl::string_view store, PartitionId p) const override {
+    if (local.count(p.value()) > 0) return FakeStores::CheckReadable(store, p);
     return NotOwnerError(absl::StrCat("partition ", p.value(), " is not here"));
   }
+  // Partitions this node does own (none unless a test says so).
+  std::set<int32_t> local;
 };
 
 // Node "a" (QueryService only, 4 workers and 4 wait workers, a waiter limit of kMaxWaiting)
@@ -911,6 +922,141 @@ TEST_F(QueryServiceTest, GetDirectChecksTokensAsGetDoes) {
               ::testing::AllOf(
                   ::testing::StartsWith(absl::StrCat(grpc::StatusCode::PERMISSION_DENIED, " ")),
                   HasSubstr("orders")));
+}
+
+// --- GetMany: a batch of keys, one forward per owner ---
+
+// Node a (owning the partitions in a_stores_.local, none by default) in front of node b, which
+// the routing table says owns every partition; b counts its queries (metrics_).
+class GetManyTest : public RemoteWaitTest {
+ protected:
+  // kiq_queries_total at b for `method` with `route` (any code unless given).
+  double Queries(const std::string& method, const std::string& route,
+                 const std::string& code = "") {
+    double total = 0;
+    for (const prometheus::MetricFamily& family : registry_.Collect()) {
+      if (family.name != "kiq_queries_total") continue;
+      for (const prometheus::ClientMetric& m : family.metric) {
+        std::map<std::string, std::string> labels;
+        for (const prometheus::ClientMetric::Label& l : m.label) labels[l.name] = l.value;
+        if (labels["method"] == method && labels["route"] == route &&
+            (code.empty() || labels["code"] == code)) {
+          total += m.counter.value;
+        }
+      }
+    }
+    return total;
+  }
+  int32_t PartitionOf(const std::string& key) {
+    return PartitionForKey(stores_.Describe(kStore)->partitioner, key, kPartitions);
+  }
+  static kiq::v1::GetManyRequest Request(const std::vector<std::string>& keys) {
+    kiq::v1::GetManyRequest request;
+    request.set_store(kStore);
+    for (const std::string& k : keys) request.add_keys(k);
+    return request;
+  }
+  // 64 keys over every partition: the two FakeStores holds (apple=1, banana=2), absent ones,
+  // and duplicates.
+  static std::vector<std::string> Keys() {
+    std::vector<std::string> keys = {"apple", "banana", "apple"};
+    for (int i = 0; keys.size() < 64; ++i) keys.push_back(absl::StrCat("absent-", i % 40));
+    return keys;
+  }
+  // Every result answers its key, in order: found with FakeStores' value or not, its partition.
+  void ExpectAnswers(const std::vector<std::string>& keys,
+                     const kiq::v1::GetManyResponse& response) {
+    const std::map<std::string, std::string> truth = {{"apple", "1"}, {"banana", "2"}};
+    ASSERT_EQ(response.results_size(), static_cast<int>(keys.size()));
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const kiq::v1::GetResponse& r = response.results(static_cast<int>(i));
+      auto it = truth.find(keys[i]);
+      EXPECT_EQ(r.found(), it != truth.end()) << keys[i];
+      EXPECT_EQ(r.entry().key(), keys[i]);
+      EXPECT_EQ(r.entry().value(), it == truth.end() ? "" : it->second) << keys[i];
+      EXPECT_EQ(r.entry().partition(), PartitionOf(keys[i])) << keys[i];
+      ASSERT_EQ(r.position().offsets_size(), 1) << keys[i];
+      EXPECT_EQ(r.position().offsets(0).partition(), PartitionOf(keys[i]));
+    }
+  }
+};
+
+TEST_F(GetManyTest, ForwardsOnceToTheOwnerWithEveryKeyItOwns) {
+  const std::vector<std::string> keys = Keys();
+  std::set<int32_t> partitions;
+  for (const std::string& k : keys) partitions.insert(PartitionOf(k));
+  ASSERT_EQ(partitions.size(), static_cast<size_t>(kPartitions)) << "keys miss a partition";
+  kiq::v1::GetManyResponse response;
+  grpc::Status s = a_query_->GetMany(Context().get(), Request(keys), &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ExpectAnswers(keys, response);
+  // One GetMany reached b (a forwarded one: answered there, route "local"), reading each key.
+  EXPECT_EQ(Queries("GetMany", "local", "OK"), 1);
+  EXPECT_EQ(Queries("Get", "local"), 0);
+  EXPECT_EQ(stores_.gets(), static_cast<int>(keys.size()));
+  EXPECT_EQ(a_stores_.gets(), 0);
+}
+
+TEST_F(GetManyTest, ReadsItsOwnPartitionsHereAndForwardsOnlyTheRest) {
+  a_stores_.local = {0, 1};
+  const std::vector<std::string> keys = Keys();
+  int here = 0;
+  for (const std::string& k : keys) here += PartitionOf(k) < 2;
+  ASSERT_GT(here, 0);
+  ASSERT_LT(here, static_cast<int>(keys.size()));
+  kiq::v1::GetManyResponse response;
+  grpc::Status s = a_query_->GetMany(Context().get(), Request(keys), &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ExpectAnswers(keys, response);
+  EXPECT_EQ(a_stores_.gets(), here);
+  EXPECT_EQ(stores_.gets(), static_cast<int>(keys.size()) - here);
+  EXPECT_EQ(Queries("GetMany", "local", "OK"), 1);
+}
+
+TEST_F(GetManyTest, PartitionsOfARefusedForwardAreRetriedOneByOne) {
+  // b refuses the first check of apple's partition (it is moving): the whole forward is
+  // NOT_OWNER, and a retries each partition of it on its own, all of them answered.
+  const std::vector<std::string> keys = Keys();
+  stores_.RefuseAsNotOwner(PartitionOf("apple"), 1);
+  kiq::v1::GetManyResponse response;
+  grpc::Status s = a_query_->GetMany(Context().get(), Request(keys), &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ExpectAnswers(keys, response);
+  EXPECT_EQ(stores_.refused(), 1);
+  EXPECT_EQ(Queries("GetMany", "local", "FAILED_PRECONDITION"), 1);
+  EXPECT_EQ(Queries("GetMany", "local", "OK"), kPartitions);
+}
+
+TEST_F(GetManyTest, OwnerThatNeverAnswersFailsTheCallByTheDeadlineNamingIt) {
+  const std::vector<std::string> keys = Keys();
+  const int32_t p = PartitionOf("banana");
+  stores_.RefuseAsNotOwner(p, 1 << 30);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<kiq::v1::GetManyResponse> r =
+      a_router_.GetMany(Request(keys), start + absl::Milliseconds(500));
+  ASSERT_FALSE(r.ok()) << "answered OK with partition " << p << " unread";
+  EXPECT_TRUE(IsNotOwner(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(),
+              HasSubstr(absl::StrCat("get-many store=", kStore, " partition=", p)));
+  EXPECT_THAT(r.status().message(), HasSubstr("node b"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST_F(GetManyTest, BadBatchesAreRefusedWithTheirReasonAndCounted) {
+  kiq::v1::GetManyResponse response;
+  grpc::Status s = query_->GetMany(Context().get(), Request({}), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("keys is required"));
+  s = query_->GetMany(Context().get(), Request(std::vector<std::string>(kMaxGetManyKeys + 1, "k")),
+                      &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr(absl::StrCat("over the limit of ", kMaxGetManyKeys)));
+  kiq::v1::GetManyRequest unknown = Request({"a"});
+  unknown.set_store("nosuch");
+  s = a_query_->GetMany(Context().get(), unknown, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Queries("GetMany", "batch", "INVALID_ARGUMENT"), 2);
+  EXPECT_EQ(stores_.gets(), 0);
 }
 
 }  // namespace
