@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -49,6 +50,7 @@ struct Restorer::Pending {
   int64_t source_from = 0;
   int64_t applied = 0;         // entries committed
   int64_t staged_entries = 0;  // entries of the complete batches staged, not yet committed
+  int commits = 0;             // RocksDB writes, for the log
   absl::Time last_progress;
   bool done = false;
   absl::Status status;
@@ -102,8 +104,12 @@ std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> Restorer::WatermarksOf(
   };
   std::vector<RdKafka::TopicPartition*> lows;
   std::vector<RdKafka::TopicPartition*> highs;
-  const RdKafka::ErrorCode low_code = ask(RdKafka::Topic::OFFSET_BEGINNING, lows);
+  // Both at once (librdkafka's calls are thread-safe, each waits on its own reply queue): one
+  // round trip, as query_watermark_offsets takes for a single partition.
+  RdKafka::ErrorCode low_code = RdKafka::ERR_NO_ERROR;
+  std::thread low_asker([&] { low_code = ask(RdKafka::Topic::OFFSET_BEGINNING, lows); });
   const RdKafka::ErrorCode high_code = ask(RdKafka::Topic::OFFSET_END, highs);
+  low_asker.join();
   for (size_t i = 0; i < partitions.size(); ++i) {
     const auto& [topic, p] = partitions[i];
     const RdKafka::ErrorCode err =
@@ -135,6 +141,7 @@ absl::Status Restorer::CommitStaged(Pending& r, SubscriptionHub* hub) {
     r.staged.Clear();
     return s;
   }
+  ++r.commits;
   r.applied += r.staged_entries;
   r.staged_entries = 0;
   const int64_t next = r.batches.source_next().value_or(r.source_from);
@@ -172,6 +179,8 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
   wanted.reserve(tasks.size());
   for (const RestoreTask& t : tasks) wanted.emplace_back(t.store->changelog_topic, t.partition);
   std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> marks = WatermarksOf(wanted);
+  const absl::Duration watermarks_took = absl::Now() - started;
+  std::optional<absl::Duration> first_record;  // after the start, for the log
 
   std::vector<std::unique_ptr<Pending>> pending;
   absl::flat_hash_map<std::pair<std::string, int32_t>, Pending*> by_partition;
@@ -276,6 +285,7 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
       }
     } else if (Pending* r = find(*m); r != nullptr) {
       // (A message of a partition done already was fetched before its pause: dropped.)
+      if (!first_record) first_record = now - started;
       r->last_progress = now;
       const bool replay = r->continues_log || m->offset() >= r->log_tail_from;
       absl::Status status;
@@ -320,6 +330,16 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
     spdlog::info("restored store={} partition={} from {} offsets [{}, {}): {} entries in {}",
                  store.info.name, r->task.partition.value(), store.changelog_topic, r->from,
                  r->high, r->applied, absl::FormatDuration(out[r->index].took));
+  }
+  if (!pending.empty()) {
+    int commits = 0;
+    for (const auto& r : pending) commits += r->commits;
+    // Where the time of the whole restore went (the fixed costs, once per call).
+    spdlog::info(
+        "restore of {} partitions in {}: watermarks {}, first record after {}, {} commits",
+        pending.size(), absl::FormatDuration(absl::Now() - started),
+        absl::FormatDuration(watermarks_took),
+        first_record ? absl::FormatDuration(*first_record) : std::string("-"), commits);
   }
   return out;
 }
