@@ -120,8 +120,9 @@ std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> Restorer::WatermarksOf(
       out.emplace_back(std::make_pair(lows[i]->offset(), highs[i]->offset()));
     } else if (err != RdKafka::ERR_NO_ERROR && ClassifyKafkaError(static_cast<rd_kafka_resp_err_t>(
                                                    err)) != KafkaErrorAction::kRetry) {
-      out.emplace_back(KafkaToStatus(static_cast<rd_kafka_resp_err_t>(err),
-                                     absl::StrCat("watermarks of ", topic, " partition=", p.value())));
+      out.emplace_back(
+          KafkaToStatus(static_cast<rd_kafka_resp_err_t>(err),
+                        absl::StrCat("watermarks of ", topic, " partition=", p.value())));
     } else {
       // The request as a whole timed out, or this partition's answer is unusable: asked alone,
       // so that one slow leader costs this partition its own wait only.
@@ -157,8 +158,8 @@ absl::Status Restorer::CommitStaged(Pending& r, SubscriptionHub* hub) {
 
 void Restorer::Finish(Pending& r) {
   r.done = true;
-  std::vector<RdKafka::TopicPartition*> tps = {RdKafka::TopicPartition::create(
-      r.task.store->changelog_topic, r.task.partition.value())};
+  std::vector<RdKafka::TopicPartition*> tps = {
+      RdKafka::TopicPartition::create(r.task.store->changelog_topic, r.task.partition.value())};
   consumer_->pause(tps);
   RdKafka::TopicPartition::destroy(tps);
 }
@@ -209,9 +210,9 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
     }
     auto r = std::make_unique<Pending>(t, i, engine);
     if (!by_partition.try_emplace({store.changelog_topic, t.partition.value()}, r.get()).second) {
-      out[i].applied = absl::InvalidArgumentError(
-          absl::StrCat("restore ", store.changelog_topic, " partition=", t.partition.value(),
-                       ": asked twice in one restore"));
+      out[i].applied = absl::InvalidArgumentError(absl::StrCat("restore ", store.changelog_topic,
+                                                               " partition=", t.partition.value(),
+                                                               ": asked twice in one restore"));
       continue;
     }
     r->from = from;
@@ -310,11 +311,11 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
       next_check = now + absl::Seconds(1);
       for (const auto& r : pending) {
         if (r->done || now - r->last_progress <= kNoProgressLimit) continue;
-        finish(*r, absl::DeadlineExceededError(absl::StrCat(
-                       "restore ", r->task.store->changelog_topic, " partition=",
-                       r->task.partition.value(), ": no progress for ",
-                       absl::FormatDuration(kNoProgressLimit), " at offset ",
-                       r->batches.next_offset(), " of ", r->high)));
+        finish(*r, absl::DeadlineExceededError(
+                       absl::StrCat("restore ", r->task.store->changelog_topic,
+                                    " partition=", r->task.partition.value(), ": no progress for ",
+                                    absl::FormatDuration(kNoProgressLimit), " at offset ",
+                                    r->batches.next_offset(), " of ", r->high)));
       }
     }
   }
@@ -335,11 +336,10 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
     int commits = 0;
     for (const auto& r : pending) commits += r->commits;
     // Where the time of the whole restore went (the fixed costs, once per call).
-    spdlog::info(
-        "restore of {} partitions in {}: watermarks {}, first record after {}, {} commits",
-        pending.size(), absl::FormatDuration(absl::Now() - started),
-        absl::FormatDuration(watermarks_took),
-        first_record ? absl::FormatDuration(*first_record) : std::string("-"), commits);
+    spdlog::info("restore of {} partitions in {}: watermarks {}, first record after {}, {} commits",
+                 pending.size(), absl::FormatDuration(absl::Now() - started),
+                 absl::FormatDuration(watermarks_took),
+                 first_record ? absl::FormatDuration(*first_record) : std::string("-"), commits);
   }
   return out;
 }

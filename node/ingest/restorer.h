@@ -59,8 +59,8 @@ class Restorer {
   // (and all of them if `hub` keeps a replay log of the partition: a standby replica's, when
   // this node takes over from it) go to the partition's replay log in `hub`. No two tasks may
   // share a changelog partition (each store has its own changelog topic).
-  std::vector<RestoreOutcome> RestoreAll(const std::vector<RestoreTask>& tasks,
-                                         StoreEngine& engine, SubscriptionHub* hub);
+  std::vector<RestoreOutcome> RestoreAll(const std::vector<RestoreTask>& tasks, StoreEngine& engine,
+                                         SubscriptionHub* hub);
   // RestoreAll of one task: the number of entries applied.
   absl::StatusOr<int64_t> Restore(const CompiledStore& store, const std::string& source_topic,
                                   PartitionId p, StoreEngine& engine, SubscriptionHub* hub);

@@ -88,9 +88,9 @@ Batch MakeBatch(int store, int32_t p, int b, int writes) {
 // order, up to the first incomplete one (nothing after a batch whose end never came).
 struct Truth {
   std::map<std::string, std::string> entries;
-  int64_t applied = 0;                  // changelog records of the complete batches
-  std::optional<int64_t> source_next;   // of the last complete batch
-  std::optional<int64_t> checkpoint;    // changelog offset after the last complete batch
+  int64_t applied = 0;                 // changelog records of the complete batches
+  std::optional<int64_t> source_next;  // of the last complete batch
+  std::optional<int64_t> checkpoint;   // changelog offset after the last complete batch
 };
 
 Truth TruthOf(const std::vector<Batch>& batches, const std::vector<int64_t>& end_offsets) {
@@ -275,15 +275,16 @@ class RestorerTest : public ::testing::Test {
     absl::StatusOr<int64_t> count = engine_->EntryCount(s.handle, PartitionId(p));
     ASSERT_OK(count);
     EXPECT_EQ(*count, static_cast<int64_t>(truth.entries.size()));
-    absl::StatusOr<std::optional<Offset>> source = engine_->ReadOffset(s.source_stream, PartitionId(p));
+    absl::StatusOr<std::optional<Offset>> source =
+        engine_->ReadOffset(s.source_stream, PartitionId(p));
     ASSERT_OK(source);
-    EXPECT_EQ(*source, truth.source_next ? std::optional<Offset>(Offset(*truth.source_next))
-                                         : std::nullopt);
+    EXPECT_EQ(*source,
+              truth.source_next ? std::optional<Offset>(Offset(*truth.source_next)) : std::nullopt);
     absl::StatusOr<std::optional<Offset>> checkpoint =
         engine_->ReadOffset(s.changelog_stream, PartitionId(p));
     ASSERT_OK(checkpoint);
-    EXPECT_EQ(*checkpoint, truth.checkpoint ? std::optional<Offset>(Offset(*truth.checkpoint))
-                                            : std::nullopt);
+    EXPECT_EQ(*checkpoint,
+              truth.checkpoint ? std::optional<Offset>(Offset(*truth.checkpoint)) : std::nullopt);
   }
 
   static DevKafka* kafka_;
@@ -308,7 +309,8 @@ TEST_F(RestorerTest, RestoresEveryPartitionOfEveryStoreInOneCall) {
       if (std::string(store) == "totals" && p == 2) continue;
       std::vector<Batch> batches;
       const int n = 3 + p * 4;  // partitions of different lengths finish at different times
-      for (int b = 0; b < n; ++b) batches.push_back(MakeBatch(static_cast<int>(tasks.size()), p, b, 1 + b % 4));
+      for (int b = 0; b < n; ++b)
+        batches.push_back(MakeBatch(static_cast<int>(tasks.size()), p, b, 1 + b % 4));
       truth[{store, p}] = WriteChangelog(store, p, batches);
     }
   }
@@ -390,10 +392,10 @@ TEST_F(RestorerTest, OneFailingPartitionDoesNotFailTheOthers) {
 
 TEST_F(RestorerTest, WatermarksOfAnswersEachPartitionAndErrorsAlone) {
   ASSERT_OK(producer_->Produce(Changelog("counts"), 1, {MakeBatch(0, 1, 0, 4)}));
-  std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> marks = restorer_->WatermarksOf(
-      {{Changelog("counts"), PartitionId(0)},
-       {Changelog("counts"), PartitionId(1)},
-       {Changelog("counts"), PartitionId(9)}});
+  std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> marks =
+      restorer_->WatermarksOf({{Changelog("counts"), PartitionId(0)},
+                               {Changelog("counts"), PartitionId(1)},
+                               {Changelog("counts"), PartitionId(9)}});
   ASSERT_EQ(marks.size(), 3u);
   ASSERT_OK(marks[0]);
   EXPECT_EQ(*marks[0], std::make_pair(int64_t{0}, int64_t{0}));
