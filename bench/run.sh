@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# kiq's benchmark suite (bench/README.md). Usage: bench/run.sh [--quick] [BUILD_DIR]
+# kiq's benchmark suite (bench/README.md). Usage: bench/run.sh [--quick] [--only=restore] [BUILD_DIR]
 # Starts a dev Kafka and kiq-nodes on 127.0.0.1 (ephemeral ports), loads data, measures each
 # kiq figure against a baseline measured in the same run, stops everything it started by PID,
 # prints the table and writes bench/results/*.csv and bench/results/latency.png.
+#   --only=restore: only the 3-node query cluster and its restore phase (4), for iterating on
+#   restore; writes restore.csv and restore.txt (the ratio), no table.
 #   bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]: instead, kiq side by side with
 #   a Kafka Streams peer on a real broker (bench/peer/peer.sh; bench/README.md).
 set -euo pipefail
 QUICK=0
 BUILD_DIR=build
 PEER=()
-USAGE="usage: bench/run.sh [--quick] [BUILD_DIR] | bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]"
+ONLY=""
+USAGE="usage: bench/run.sh [--quick] [--only=restore] [BUILD_DIR] | bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --only=restore) ONLY=restore ;;
     --peer)
       [ $# -ge 3 ] || { echo "$USAGE" >&2; exit 2; }
       [ -d "$2" ] || { echo "bench/run.sh: --peer: $2 is not a directory (a Kafka distribution)" >&2; exit 2; }
@@ -154,6 +158,8 @@ metric() {
     index($0, f) > 0 { s += $NF } END { printf "%.6f\n", s + 0 }'
 }
 
+# --only=restore: phases 1, 5 and 9 skipped (not indented: the phases read as before).
+if [ "$ONLY" != restore ]; then
 # ---- 1. ingestion ----
 log "ingestion baseline: bare RocksDB WriteBatch loop, $INGEST records over 10k keys"
 "$BASE" rocksdb-write --dir="$WORK/rocksdb-write" --records=$INGEST --keys=10000 --label=rocksdb_write \
@@ -209,6 +215,8 @@ echo "label,records,interval_ms,get_p50_ms,get_p99_ms,get_max_ms,consume_p50_ms,
   --metrics="$(http_of fresh)" --store=tbl --label=fresh >>"$RESULTS/fresh.csv"
 stop_pid $NODE_PID
 
+fi  # --only=restore
+
 # ---- the 3-node query cluster ----
 log "query cluster: 3 nodes, views count store, $QUERY_RECORDS records over 10k keys"
 "$BASE" produce --bootstrap="$BOOTSTRAP" --topic=views --records=$QUERY_RECORDS --keys=10000 --label=views \
@@ -223,6 +231,9 @@ wait_for "the cluster to materialize 10k keys" 120 has_all
 # Every node must be in every other's routing table before Get is measured.
 members_ok() { for n in 1 2 3; do [ "$(metric kiq_members "$(http_of bq-$n)" "")" = "3.000000" ] || return 1; done; }
 wait_for "all 3 members" 60 members_ok
+# --only=restore: straight from the settled cluster to the restore (phases 2, 6 and 3 skipped;
+# not indented, like the other --only block, to keep the phases readable).
+if [ "$ONLY" != restore ]; then
 "$BASE" grpc-server --keys=10000 --port_file="$WORK/bare.port" >"$WORK/bare.log" 2>&1 &
 BARE_PID=$!
 PIDS+=($BARE_PID)
@@ -281,6 +292,8 @@ perf_stop
 "$LOAD" --mode=scan --scan=stream --target="$(grpc_of bq-1)" --store=views --duration=$SCAN_SECS --label=stream >>"$RESULTS/scan.csv"
 "$BASE" rocksdb-iter --dir="$WORK/rocksdb-iter" --keys=10000 --duration=$SCAN_SECS --label=rocksdb_iter >>"$RESULTS/scan.csv"
 
+fi  # --only=restore
+
 # ---- 4. restore: kill node-3, its partitions are rebuilt from the changelog elsewhere ----
 log "restore: killing node-3"
 r0=0; d0=0
@@ -311,6 +324,11 @@ printf 'restore_records,restore_seconds,failover_wall_seconds,changelog_records,
   "$(printf '%.0f' "$(echo "$r1 - $r0" | bc -l)")" "$(printf '%.3f' "$(echo "$d1 - $d0" | bc -l)")" \
   "$(printf '%.3f' "$(echo "$t1 - $t0" | bc -l)")" "$c_records" "$c_secs" "$c_rps" >"$RESULTS/restore.csv"
 
+if [ "$ONLY" = restore ]; then
+  awk -F, 'NR == 2 { r = $2 > 0 ? $1 / $2 : 0; printf "restore %d changelog rec: %.0f rec/s vs bare consume %.0f rec/s = %.2fx (failover %.1f s)\n", $1, r, $6, r / $6, $3 }' \
+    "$RESULTS/restore.csv" | tee "$RESULTS/restore.txt"
+  exit 0  # the trap stops the nodes and the dev Kafka
+fi
 stop_pid "${NODES[0]}"
 stop_pid "${NODES[1]}"
 

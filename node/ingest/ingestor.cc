@@ -768,25 +768,52 @@ absl::Status Ingestor::Flush() {
   return FinishInFlight();
 }
 
-bool Ingestor::PreparePartition(int store_index, PartitionId p) {
-  const CompiledStore& store = topology_.stores()[store_index];
-  if (!store.changelog_topic.empty()) {
-    const absl::Time started = absl::Now();
-    absl::StatusOr<int64_t> restored = restorer_->Restore(
-        store, topology_.sources()[store.source].spec.topic(), p, engine_, options_.hub);
-    if (restored.ok()) {
-      stats_.restored_records += *restored;
-      if (options_.metrics != nullptr && *restored > 0) {
-        options_.metrics->Restored(store.info.name, *restored, absl::Now() - started);
-      }
-    } else {
-      const std::string reason = absl::StrCat("restore of store ", store.info.name,
-                                              " failed: ", restored.status().ToString());
-      spdlog::error("partition {}: {}", p.value(), reason);
-      states_.Set(p, PartitionState::kFailed, reason);
-      return false;
+absl::flat_hash_set<std::pair<int, int32_t>> Ingestor::RestorePartitions(
+    const std::vector<int32_t>& partitions) {
+  std::vector<RestoreTask> tasks;
+  std::vector<int> task_store;
+  for (int32_t p : partitions) {
+    for (size_t index = 0; index < topology_.stores().size(); ++index) {
+      const CompiledStore& store = topology_.stores()[index];
+      if (store.changelog_topic.empty()) continue;
+      tasks.push_back({&store, topology_.sources()[store.source].spec.topic(), PartitionId(p)});
+      task_store.push_back(static_cast<int>(index));
     }
   }
+  absl::flat_hash_set<std::pair<int, int32_t>> failed;
+  if (tasks.empty()) return failed;
+  const std::vector<RestoreOutcome> outcomes = restorer_->RestoreAll(tasks, engine_, options_.hub);
+  // Per store: the entries restored and how long until its last partition was done (they are
+  // restored together, so per-partition durations would add up the same wall time).
+  absl::flat_hash_map<int, std::pair<int64_t, absl::Duration>> per_store;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const RestoreTask& task = tasks[i];
+    const RestoreOutcome& outcome = outcomes[i];
+    if (!outcome.applied.ok()) {
+      const std::string reason = absl::StrCat("restore of store ", task.store->info.name,
+                                              " failed: ", outcome.applied.status().ToString());
+      spdlog::error("partition {}: {}", task.partition.value(), reason);
+      states_.Set(task.partition, PartitionState::kFailed, reason);
+      failed.insert({task_store[i], task.partition.value()});
+      continue;
+    }
+    stats_.restored_records += *outcome.applied;
+    if (*outcome.applied == 0) continue;
+    auto& [records, took] = per_store[task_store[i]];
+    records += *outcome.applied;
+    took = std::max(took, outcome.took);
+  }
+  if (options_.metrics != nullptr) {
+    for (const auto& [index, restored] : per_store) {
+      options_.metrics->Restored(topology_.stores()[index].info.name, restored.first,
+                                 restored.second);
+    }
+  }
+  return failed;
+}
+
+bool Ingestor::PreparePartition(int store_index, PartitionId p) {
+  const CompiledStore& store = topology_.stores()[store_index];
   absl::StatusOr<std::optional<Offset>> stored = engine_.ReadOffset(store.source_stream, p);
   if (!stored.ok()) {
     states_.Set(p, PartitionState::kFailed, stored.status().ToString());
@@ -982,11 +1009,20 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
   }
   NotifyOwnershipChange();
 
-  absl::btree_set<int32_t> failed;
+  // next_ and upstream_next_ of the resumed ones are current; the others are restored
+  // together (one assignment of all their changelog partitions), then loaded.
+  std::vector<int32_t> prepare;
   for (int32_t p : gained) {
-    if (resumed.contains(p)) continue;  // next_ and upstream_next_ are current
+    if (!resumed.contains(p)) prepare.push_back(p);
+  }
+  const absl::flat_hash_set<std::pair<int, int32_t>> not_restored = RestorePartitions(prepare);
+  absl::btree_set<int32_t> failed;
+  for (int32_t p : prepare) {
     for (size_t index = 0; index < topology_.stores().size(); ++index) {
-      if (!PreparePartition(static_cast<int>(index), PartitionId(p))) failed.insert(p);
+      if (not_restored.contains({static_cast<int>(index), p}) ||
+          !PreparePartition(static_cast<int>(index), PartitionId(p))) {
+        failed.insert(p);
+      }
     }
   }
   std::vector<std::string> names;

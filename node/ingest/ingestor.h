@@ -167,8 +167,12 @@ class Ingestor {
   absl::Status HandleMessage(const RdKafka::Message& message);
   void OnAssign(std::vector<RdKafka::TopicPartition*>& partitions);
   void OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions);
-  // Loads a store's next source offset for a gained partition, restoring it from its
-  // changelog first if it has one. False if the partition must not be consumed (FAILED).
+  // Restores the stores with a changelog of the gained `partitions`, all together; the
+  // (store index, partition) pairs whose restore failed (their partitions are FAILED).
+  absl::flat_hash_set<std::pair<int, int32_t>> RestorePartitions(
+      const std::vector<int32_t>& partitions);
+  // Loads a store's next source offset for a gained partition (restored first, if it has a
+  // changelog). False if the partition must not be consumed (FAILED).
   bool PreparePartition(int store_index, PartitionId p);
   // Checks the stores' offsets of (source, p) against the log; the offset to consume from, or
   // nullopt if the partition must not be consumed.

@@ -1,9 +1,11 @@
 #include "node/ingest/restorer.h"
 
+#include <algorithm>
 #include <optional>
+#include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/kafka/kafka_errors.h"
@@ -15,11 +17,44 @@ namespace kiq::node {
 namespace {
 
 constexpr int kKafkaTimeoutMs = 10000;
-// A restore that reads nothing for this long (the changelog's leader gone, say) fails the
-// partition rather than keeping it RESTORING forever.
+constexpr int kConsumeTimeoutMs = 200;
+// A partition whose restore reads nothing for this long (the changelog's leader gone, say)
+// fails rather than staying RESTORING forever; the others go on.
 constexpr absl::Duration kNoProgressLimit = absl::Seconds(60);
+// Complete batches of one partition are committed together, in one WriteBatch (each batch is
+// still applied whole, with the offsets of the last one), up to this many entries: a commit
+// per original ingestion batch would cost a RocksDB write per few records.
+constexpr int64_t kMaxStagedEntries = 20000;
 
 }  // namespace
+
+// The restore of one task in progress.
+struct Restorer::Pending {
+  Pending(const RestoreTask& t, size_t i, StoreEngine& engine)
+      : task(t), index(i), staged(engine), batches(*t.store, t.partition, t.source_topic) {}
+
+  const RestoreTask& task;
+  const size_t index;  // in the tasks of the call
+  int64_t from = 0;
+  int64_t high = 0;  // the high watermark at the start: restored when reached
+  StagedBatch staged;
+  ChangelogBatches batches;
+  // The restored changes go to the partition's replay log when this node keeps one (it held
+  // a standby replica) and for the last records in any case (as many as a log holds): batches
+  // its owner wrote while someone subscribed hold every write, so a subscription that followed
+  // the partition on its owner resumes here even after the owner died.
+  bool continues_log = false;
+  int64_t log_tail_from = 0;
+  // Where the restored state's source stands before the next batch committed: a tracked
+  // batch's changes are those of the records from there on.
+  int64_t source_from = 0;
+  int64_t applied = 0;         // entries committed
+  int64_t staged_entries = 0;  // entries of the complete batches staged, not yet committed
+  int commits = 0;             // RocksDB writes, for the log
+  absl::Time last_progress;
+  bool done = false;
+  absl::Status status;
+};
 
 absl::StatusOr<std::unique_ptr<Restorer>> Restorer::Create(const KafkaClientConfig& kafka,
                                                            const std::string& group_id,
@@ -55,85 +90,258 @@ absl::StatusOr<std::pair<int64_t, int64_t>> Restorer::Watermarks(const std::stri
   return std::make_pair(low, high);
 }
 
+std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> Restorer::WatermarksOf(
+    const std::vector<std::pair<std::string, PartitionId>>& partitions) {
+  std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> out;
+  if (partitions.empty()) return out;
+  // ListOffsets with the timestamps EARLIEST (-2) and LATEST (-1) answers the low and high
+  // watermarks, as query_watermark_offsets asks them, but for every partition at once.
+  auto ask = [&](int64_t timestamp, std::vector<RdKafka::TopicPartition*>& tps) {
+    for (const auto& [topic, p] : partitions) {
+      tps.push_back(RdKafka::TopicPartition::create(topic, p.value(), timestamp));
+    }
+    return consumer_->offsetsForTimes(tps, kKafkaTimeoutMs);
+  };
+  std::vector<RdKafka::TopicPartition*> lows;
+  std::vector<RdKafka::TopicPartition*> highs;
+  // Both at once (librdkafka's calls are thread-safe, each waits on its own reply queue): one
+  // round trip, as query_watermark_offsets takes for a single partition.
+  RdKafka::ErrorCode low_code = RdKafka::ERR_NO_ERROR;
+  std::thread low_asker([&] { low_code = ask(RdKafka::Topic::OFFSET_BEGINNING, lows); });
+  const RdKafka::ErrorCode high_code = ask(RdKafka::Topic::OFFSET_END, highs);
+  low_asker.join();
+  for (size_t i = 0; i < partitions.size(); ++i) {
+    const auto& [topic, p] = partitions[i];
+    const RdKafka::ErrorCode err =
+        lows[i]->err() != RdKafka::ERR_NO_ERROR ? lows[i]->err() : highs[i]->err();
+    if (low_code == RdKafka::ERR_NO_ERROR && high_code == RdKafka::ERR_NO_ERROR &&
+        err == RdKafka::ERR_NO_ERROR && lows[i]->offset() >= 0 &&
+        highs[i]->offset() >= lows[i]->offset()) {
+      out.emplace_back(std::make_pair(lows[i]->offset(), highs[i]->offset()));
+    } else if (err != RdKafka::ERR_NO_ERROR && ClassifyKafkaError(static_cast<rd_kafka_resp_err_t>(
+                                                   err)) != KafkaErrorAction::kRetry) {
+      out.emplace_back(
+          KafkaToStatus(static_cast<rd_kafka_resp_err_t>(err),
+                        absl::StrCat("watermarks of ", topic, " partition=", p.value())));
+    } else {
+      // The request as a whole timed out, or this partition's answer is unusable: asked alone,
+      // so that one slow leader costs this partition its own wait only.
+      out.push_back(Watermarks(topic, p));
+    }
+  }
+  RdKafka::TopicPartition::destroy(lows);
+  RdKafka::TopicPartition::destroy(highs);
+  return out;
+}
+
+absl::Status Restorer::CommitStaged(Pending& r, SubscriptionHub* hub) {
+  if (r.staged.empty()) return absl::OkStatus();
+  const bool tracked = r.staged.tracks_writes();
+  std::vector<Change> changes;
+  if (absl::Status s = r.staged.Commit(tracked ? &changes : nullptr); !s.ok()) {
+    r.staged.Clear();
+    return s;
+  }
+  ++r.commits;
+  r.applied += r.staged_entries;
+  r.staged_entries = 0;
+  const int64_t next = r.batches.source_next().value_or(r.source_from);
+  if (tracked && hub != nullptr) {
+    // Tracked batches are committed one by one, so `source_from` is where this one began.
+    hub->ReplicaApplied(std::move(changes),
+                        {{r.task.store->handle, r.task.partition,
+                          r.batches.last_batch_exact() ? r.source_from : next, next}});
+  }
+  r.source_from = next;
+  return absl::OkStatus();
+}
+
+void Restorer::Finish(Pending& r) {
+  r.done = true;
+  std::vector<RdKafka::TopicPartition*> tps = {
+      RdKafka::TopicPartition::create(r.task.store->changelog_topic, r.task.partition.value())};
+  consumer_->pause(tps);
+  RdKafka::TopicPartition::destroy(tps);
+}
+
 absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store,
                                           const std::string& source_topic, PartitionId p,
                                           StoreEngine& engine, SubscriptionHub* hub) {
-  const std::string& topic = store.changelog_topic;
-  absl::StatusOr<std::optional<Offset>> checkpoint = engine.ReadOffset(store.changelog_stream, p);
-  if (!checkpoint.ok()) return checkpoint.status();
-  absl::StatusOr<std::pair<int64_t, int64_t>> marks = Watermarks(topic, p);
-  if (!marks.ok()) return marks.status();
-  const auto [low, high] = *marks;
-  const int64_t from = std::max(checkpoint->value_or(Offset(0)).value(), low);
-  if (from >= high) return 0;  // nothing newer than our state
-  const absl::Time started = absl::Now();
-  std::vector<RdKafka::TopicPartition*> tps = {
-      RdKafka::TopicPartition::create(topic, p.value(), from)};
-  consumer_->assign(tps);
-  RdKafka::TopicPartition::destroy(tps);
+  std::vector<RestoreOutcome> outcome =
+      RestoreAll({RestoreTask{&store, source_topic, p}}, engine, hub);
+  return std::move(outcome.front().applied);
+}
 
-  StagedBatch restore(engine);
-  ChangelogBatches batches(store, p, source_topic);
-  // The restored changes go to the partition's replay log when this node keeps one (it held a
-  // standby replica) and for the last records in any case (as many as a log holds): batches
-  // its owner wrote while someone subscribed hold every write, so a subscription that followed
-  // the partition on its owner resumes here even after the owner died.
-  const bool continues_log = hub != nullptr && hub->KeepsReplayLog(store.handle, p);
-  const int64_t log_tail_from =
-      hub == nullptr ? high : high - static_cast<int64_t>(hub->replay_capacity());
-  // Where the restored state's source stands before each batch: a batch's changes are those
-  // of the records from there on.
-  absl::StatusOr<std::optional<Offset>> source = engine.ReadOffset(store.source_stream, p);
-  if (!source.ok()) return source.status();
-  int64_t source_from = source->value_or(Offset(0)).value();
-  batches.set_next_offset(from);
-  int64_t applied = 0;
-  absl::Status status = absl::OkStatus();
-  absl::Time last_progress = absl::Now();
-  while (batches.next_offset() < high && status.ok()) {
-    std::unique_ptr<RdKafka::Message> m(consumer_->consume(200));
-    if (m->err() == RdKafka::ERR__TIMED_OUT) {
-      if (absl::Now() - last_progress > kNoProgressLimit) {
-        status = absl::DeadlineExceededError(
-            absl::StrCat("restore ", topic, " partition=", p.value(), ": no progress for ",
-                         absl::FormatDuration(kNoProgressLimit), " at offset ",
-                         batches.next_offset(), " of ", high));
-      }
+std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>& tasks,
+                                                 StoreEngine& engine, SubscriptionHub* hub) {
+  const absl::Time started = absl::Now();
+  std::vector<RestoreOutcome> out(tasks.size());
+  std::vector<std::pair<std::string, PartitionId>> wanted;
+  wanted.reserve(tasks.size());
+  for (const RestoreTask& t : tasks) wanted.emplace_back(t.store->changelog_topic, t.partition);
+  std::vector<absl::StatusOr<std::pair<int64_t, int64_t>>> marks = WatermarksOf(wanted);
+  const absl::Duration watermarks_took = absl::Now() - started;
+  std::optional<absl::Duration> first_record;  // after the start, for the log
+
+  std::vector<std::unique_ptr<Pending>> pending;
+  absl::flat_hash_map<std::pair<std::string, int32_t>, Pending*> by_partition;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const RestoreTask& t = tasks[i];
+    const CompiledStore& store = *t.store;
+    out[i].took = absl::Now() - started;
+    absl::StatusOr<std::optional<Offset>> checkpoint =
+        engine.ReadOffset(store.changelog_stream, t.partition);
+    if (!checkpoint.ok()) {
+      out[i].applied = checkpoint.status();
       continue;
     }
-    if (m->err() != RdKafka::ERR_NO_ERROR) {
+    if (!marks[i].ok()) {
+      out[i].applied = marks[i].status();
+      continue;
+    }
+    const auto [low, high] = *marks[i];
+    const int64_t from = std::max(checkpoint->value_or(Offset(0)).value(), low);
+    if (from >= high) continue;  // nothing newer than our state: 0 applied
+    absl::StatusOr<std::optional<Offset>> source =
+        engine.ReadOffset(store.source_stream, t.partition);
+    if (!source.ok()) {
+      out[i].applied = source.status();
+      continue;
+    }
+    auto r = std::make_unique<Pending>(t, i, engine);
+    if (!by_partition.try_emplace({store.changelog_topic, t.partition.value()}, r.get()).second) {
+      out[i].applied = absl::InvalidArgumentError(absl::StrCat("restore ", store.changelog_topic,
+                                                               " partition=", t.partition.value(),
+                                                               ": asked twice in one restore"));
+      continue;
+    }
+    r->from = from;
+    r->high = high;
+    r->continues_log = hub != nullptr && hub->KeepsReplayLog(store.handle, t.partition);
+    r->log_tail_from = hub == nullptr ? high : high - static_cast<int64_t>(hub->replay_capacity());
+    r->source_from = source->value_or(Offset(0)).value();
+    r->batches.set_next_offset(from);
+    pending.push_back(std::move(r));
+  }
+
+  if (!pending.empty()) {
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const auto& r : pending) {
+      tps.push_back(RdKafka::TopicPartition::create(r->task.store->changelog_topic,
+                                                    r->task.partition.value(), r->from));
+    }
+    // A pause outlives an unassign in librdkafka (it is kept on the partition's handle): the
+    // partitions an earlier call paused when they were done are resumed before fetching.
+    consumer_->resume(tps);
+    consumer_->assign(tps);
+    RdKafka::TopicPartition::destroy(tps);
+  }
+  size_t active = pending.size();
+  const absl::Time assigned = absl::Now();
+  for (const auto& r : pending) r->last_progress = assigned;
+  // Ends the restore of `r`: `status` OK when it reached its high watermark.
+  auto finish = [&](Pending& r, absl::Status status) {
+    if (r.done) return;
+    if (status.ok()) {
+      status = CommitStaged(r, hub);
+    } else if (!r.staged.empty()) {
+      // The complete batches staged are good state: kept, so that a retry starts after them.
+      if (absl::Status s = CommitStaged(r, hub); !s.ok()) {
+        spdlog::warn("restore {} partition={}: {}", r.task.store->changelog_topic,
+                     r.task.partition.value(), s.ToString());
+      }
+    }
+    r.status = std::move(status);
+    out[r.index].took = absl::Now() - started;
+    Finish(r);
+    --active;
+  };
+  auto find = [&](const RdKafka::Message& m) -> Pending* {
+    auto it = by_partition.find(std::make_pair(m.topic_name(), m.partition()));
+    return it == by_partition.end() || it->second->done ? nullptr : it->second;
+  };
+  absl::Time next_check = assigned + absl::Seconds(1);
+  while (active > 0) {
+    std::unique_ptr<RdKafka::Message> m(consumer_->consume(kConsumeTimeoutMs));
+    const absl::Time now = absl::Now();
+    if (m->err() == RdKafka::ERR__TIMED_OUT) {
+      // Nothing to read right now: what is staged is committed rather than held.
+      for (const auto& r : pending) {
+        if (r->done) continue;
+        if (absl::Status s = CommitStaged(*r, hub); !s.ok()) finish(*r, s);
+      }
+    } else if (m->err() != RdKafka::ERR_NO_ERROR) {
       const auto err = static_cast<rd_kafka_resp_err_t>(m->err());
       if (ClassifyKafkaError(err) != KafkaErrorAction::kRetry) {
-        status = KafkaToStatus(err, absl::StrCat("restore ", topic, " partition=", p.value()));
+        if (Pending* r = find(*m); r != nullptr) {
+          finish(*r, KafkaToStatus(err, absl::StrCat("restore ", r->task.store->changelog_topic,
+                                                     " partition=", r->task.partition.value())));
+        } else if (m->partition() < 0) {
+          // Not about one partition (the consumer's own error): every restore in progress.
+          for (const auto& p : pending) {
+            finish(*p, KafkaToStatus(err, absl::StrCat("restore ", p->task.store->changelog_topic,
+                                                       " partition=", p->task.partition.value())));
+          }
+        }
       }
-      continue;
+    } else if (Pending* r = find(*m); r != nullptr) {
+      // (A message of a partition done already was fetched before its pause: dropped.)
+      if (!first_record) first_record = now - started;
+      r->last_progress = now;
+      const bool replay = r->continues_log || m->offset() >= r->log_tail_from;
+      absl::Status status;
+      // A tracked batch is reported to the hub on its own: the untracked ones before it are
+      // committed first (replay only ever turns on, at the log's tail).
+      if (replay && !r->staged.tracks_writes()) status = CommitStaged(*r, hub);
+      r->staged.TrackWrites(replay);  // decided before the batch completes (staged at once)
+      absl::StatusOr<int64_t> staged =
+          status.ok() ? r->batches.Add(*m, r->staged) : absl::StatusOr<int64_t>(status);
+      if (!staged.ok()) {
+        r->staged.Clear();  // a batch half staged must not be committed
+        finish(*r, staged.status());
+      } else if (*staged > 0) {
+        r->staged_entries += *staged;
+        if (r->staged.tracks_writes() || r->staged_entries >= kMaxStagedEntries) {
+          if (absl::Status s = CommitStaged(*r, hub); !s.ok()) finish(*r, s);
+        }
+      }
+      if (!r->done && r->batches.next_offset() >= r->high) finish(*r, absl::OkStatus());
     }
-    last_progress = absl::Now();
-    const bool replay = continues_log || m->offset() >= log_tail_from;
-    restore.TrackWrites(replay);  // decided before the batch completes (it is staged at once)
-    absl::StatusOr<int64_t> staged = batches.Add(*m, restore);
-    if (!staged.ok()) {
-      status = staged.status();
-    } else if (*staged > 0 || !restore.empty()) {
-      // Each complete batch is applied atomically with the offsets it reflects.
-      applied += *staged;
-      std::vector<Change> changes;
-      status = restore.Commit(replay ? &changes : nullptr);
-      const int64_t next = batches.source_next().value_or(source_from);
-      if (status.ok() && replay) {
-        hub->ReplicaApplied(
-            std::move(changes),
-            {{store.handle, p, batches.last_batch_exact() ? source_from : next, next}});
+    if (now >= next_check) {
+      next_check = now + absl::Seconds(1);
+      for (const auto& r : pending) {
+        if (r->done || now - r->last_progress <= kNoProgressLimit) continue;
+        finish(*r, absl::DeadlineExceededError(
+                       absl::StrCat("restore ", r->task.store->changelog_topic,
+                                    " partition=", r->task.partition.value(), ": no progress for ",
+                                    absl::FormatDuration(kNoProgressLimit), " at offset ",
+                                    r->batches.next_offset(), " of ", r->high)));
       }
-      source_from = next;
     }
   }
-  consumer_->unassign();
-  if (!status.ok()) return status;
-  spdlog::info("restored store={} partition={} from {} offsets [{}, {}): {} entries in {}",
-               store.info.name, p.value(), topic, from, high, applied,
-               absl::FormatDuration(absl::Now() - started));
-  return applied;
+  if (!pending.empty()) consumer_->unassign();
+
+  for (const auto& r : pending) {
+    const CompiledStore& store = *r->task.store;
+    if (!r->status.ok()) {
+      out[r->index].applied = r->status;
+      continue;
+    }
+    out[r->index].applied = r->applied;
+    spdlog::info("restored store={} partition={} from {} offsets [{}, {}): {} entries in {}",
+                 store.info.name, r->task.partition.value(), store.changelog_topic, r->from,
+                 r->high, r->applied, absl::FormatDuration(out[r->index].took));
+  }
+  if (!pending.empty()) {
+    int commits = 0;
+    for (const auto& r : pending) commits += r->commits;
+    // Where the time of the whole restore went (the fixed costs, once per call).
+    spdlog::info("restore of {} partitions in {}: watermarks {}, first record after {}, {} commits",
+                 pending.size(), absl::FormatDuration(absl::Now() - started),
+                 absl::FormatDuration(watermarks_took),
+                 first_record ? absl::FormatDuration(*first_record) : std::string("-"), commits);
+  }
+  return out;
 }
 
 }  // namespace kiq::node
