@@ -1368,7 +1368,10 @@ TEST_F(IngestorTest, PipelinedBatchesReadThroughTheBatchInFlightAndStayExact) {
 TEST_F(IngestorTest, ChangelogDeliveryFailureCommitsNothingOfTheBatchAndResumesExactlyOnce) {
   ASSERT_NO_FATAL_FAILURE(Produce(MakeInputs(0, 60, 6)));
   const std::vector<int64_t> committed = EndOffsets(produced_);
-  const auto pipelined = [](IngestorOptions& o) { o.max_batch_records = 7; };
+  const auto pipelined = [](IngestorOptions& o) {
+    o.max_batch_records = 7;
+    o.changelog_batches_in_flight = 2;
+  };
   {
     std::unique_ptr<TestNode> node = OpenNodeConfigured("n1", pipelined);
     ASSERT_NE(node, nullptr);
