@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
+#include "common/status.h"
 #include "common/kafka/kafka_errors.h"
 #include "node/ingest/record_headers.h"
 
@@ -250,6 +251,10 @@ void Ingestor::Run() {
     // A batch in flight is committed once its delivery reports are served: look again soon.
     if (inflight_.active) timeout_ms = std::min(timeout_ms, 1);
     std::unique_ptr<RdKafka::Message> message(consumer_->consume(timeout_ms));
+    if (!rebalance_failure_.ok()) {
+      status = rebalance_failure_;
+      break;
+    }
     bool backlog = false;
     bool idle = false;
     if (message->err() == RdKafka::ERR_NO_ERROR) {
@@ -956,7 +961,11 @@ int32_t Ingestor::ReadGeneration() {
 }
 
 void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
-  if (absl::Status s = Flush(); !s.ok()) spdlog::error("flush on assign: {}", s.ToString());
+  if (absl::Status s = Flush(); !s.ok()) {
+    // As on revoke: the discarded records are behind the consumer; Run stops on it.
+    spdlog::error("flush on assign: {}", s.ToString());
+    if (rebalance_failure_.ok()) rebalance_failure_ = WithContext(s, "flush on assign");
+  }
   generation_.store(ReadGeneration());
   // Cooperative: `partitions` are the lead topic's partitions added to this member. Task =
   // partition number: each brings partition p of every source topic.
@@ -1203,9 +1212,12 @@ void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions)
   const bool lost = consumer_->assignment_lost();
   if (options_.metrics != nullptr) options_.metrics->Rebalance(lost ? "lost" : "revoke");
   if (absl::Status s = Flush(); !s.ok()) {
-    // Not committed: the records are consumed again from the committed offsets.
+    // Not committed, and the consumer is past those records: ingestion stops (Run), and a
+    // restart consumes them again from the committed offsets. Going on would leave them out
+    // of the partitions this node keeps.
     spdlog::error("flush on revoke: {}", s.ToString());
     DiscardPending();
+    if (rebalance_failure_.ok()) rebalance_failure_ = WithContext(s, "flush on revoke");
   }
   if (options_.hub != nullptr) {
     // These partitions may move. Every change up to the flush above is queued, with the

@@ -297,6 +297,10 @@ class Ingestor {
   std::atomic<bool> stop_{false};
   // Ingestion thread only: Run ended on a fatal error (the final revoke keeps the partitions).
   bool failed_ = false;
+  // Ingestion thread only: a batch that could not be committed in a rebalance callback (its
+  // changelog failed). Its records were consumed and are not in the state, so the loop stops
+  // on it as on any failed batch; a restart consumes them again from the committed offsets.
+  absl::Status rebalance_failure_;
   std::thread thread_;
   absl::Notification done_;
   absl::Mutex mu_;

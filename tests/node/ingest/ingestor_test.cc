@@ -1417,5 +1417,59 @@ TEST_F(IngestorTest, ChangelogDeliveryFailureCommitsNothingOfTheBatchAndResumesE
   EXPECT_OK(node->ingestor().Wait());
 }
 
+TEST_F(IngestorTest, AChangelogFailureInARevokeStopsIngestionInsteadOfLosingRecords) {
+  ASSERT_NO_FATAL_FAILURE(Produce(MakeInputs(0, 60, 6)));
+  // One batch that stays staged until a rebalance flushes it (the rebalance comes within a few
+  // seconds; a poll then waits up to 30 s, which bounds how long Stop takes).
+  const auto held = [](IngestorOptions& o) {
+    o.max_batch_records = 1000000;
+    o.idle_batch_delay = absl::Seconds(30);
+    o.max_batch_delay = absl::Seconds(30);
+    o.max_backlog_batch_delay = absl::Seconds(30);
+  };
+  std::unique_ptr<TestNode> n1 = OpenNodeConfigured("n1", held);
+  ASSERT_NE(n1, nullptr);
+  n1->ingestor().Start();
+  ASSERT_TRUE(WaitUntil([&] { return n1->ingestor().stats().records.load() == 60; }));
+  // The revoke's flush is the next changelog write: the broker refuses it.
+  constexpr int16_t kTopicAuthorizationFailed = 29;  // not retriable: the delivery fails
+  ASSERT_OK(kafka_->FailNextProduces(1, kTopicAuthorizationFailed));
+  std::unique_ptr<TestNode> n2 =
+      TestNode::Open(kafka_->bootstrap_servers(), names_, absl::StrCat(dir_, "/n2"), "n2");
+  ASSERT_NE(n2, nullptr);
+  n2->ingestor().Start();
+  // n2 is given partitions only once n1 has revoked them (and its flush has failed). n1 then
+  // stops at its next poll: records for the partitions it kept wake it (its poll would
+  // otherwise wait out the long batch delay).
+  ASSERT_TRUE(WaitUntil([&] { return n2->ingestor().stats().records.load() > 0; }));
+  ASSERT_NO_FATAL_FAILURE(Produce(MakeInputs(60, 6, 6)));
+  std::future<absl::Status> waited =
+      std::async(std::launch::async, [&] { return n1->ingestor().Wait(); });
+  if (waited.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    n1->ingestor().Stop();
+    n2->ingestor().Stop();
+    FAIL() << "ingestion went on after the revoke's batch was lost";
+  }
+  EXPECT_THAT(waited.get(), StatusIs(absl::StatusCode::kUnavailable, "flush on revoke"));
+  // Nothing of the batch committed on n1.
+  for (int32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(n1->StoredOffset(kCount, p), -1) << "partition " << p;
+  }
+  n1->ingestor().Stop();
+  n1.reset();
+  n2->ingestor().Stop();
+  ASSERT_OK(n2->ingestor().Wait());
+  n2.reset();
+  // n1 again, alone: every record exactly once, from the committed offsets.
+  std::unique_ptr<TestNode> again = OpenNodeConfigured("n1", {});
+  ASSERT_NE(again, nullptr);
+  again->ingestor().Start();
+  const std::vector<int64_t> end = EndOffsets(produced_);
+  ASSERT_TRUE(WaitUntil([&] { return again->CaughtUp(end); }, absl::Seconds(60)));
+  ExpectHoldsEverythingProduced(*again);
+  again->ingestor().Stop();
+  EXPECT_OK(again->ingestor().Wait());
+}
+
 }  // namespace
 }  // namespace kiq::node
