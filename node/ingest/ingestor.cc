@@ -14,8 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/grpc_status.h"
-#include "common/status.h"
 #include "common/kafka/kafka_errors.h"
+#include "common/status.h"
 #include "node/ingest/record_headers.h"
 
 #include <librdkafka/rdkafka.h>
