@@ -308,8 +308,9 @@ constexpr int32_t kDefaultStreamPageSize = 1000;
 
 // Scan's stream: the pages of Range, each read on a worker while the one before it is being
 // written. Every write and the Finish are decided under mu_ and started after it is released
-// (a reaction may run inline). The reactor is deleted by OnDone, or by the page read still
-// running when OnDone came.
+// (a reaction may run inline). A page read uses the call's context, which lives until OnDone:
+// so Finish waits for the read in flight (the client gone, it ends promptly: the context is
+// cancelled), and OnDone never comes while one runs.
 class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> {
  public:
   using Done = std::function<void(absl::StatusCode)>;
@@ -353,16 +354,7 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
     Act(std::move(action));
   }
 
-  void OnDone() override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (reading_) {
-        orphaned_ = true;  // the read deletes the reactor when it returns
-        return;
-      }
-    }
-    delete this;
-  }
+  void OnDone() override { delete this; }
 
  private:
   // What to start once mu_ is released.
@@ -380,19 +372,15 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
     absl::StatusOr<kiq::v1::ScanResponse> result =
         router_.Range(page, RequestDeadline(*context_), context_);
     Action action;
-    bool orphaned = false;
     {
       absl::MutexLock lock(&mu_);
       reading_ = false;
-      orphaned = orphaned_;
-      if (!orphaned && !finished_) {
+      if (deferred_finish_) {
+        action = FinishLocked(*std::move(deferred_finish_));
+      } else if (!finished_) {
         next_ = std::move(result);
         if (!writing_) action = SendLocked();
       }
-    }
-    if (orphaned) {
-      delete this;  // OnDone has come and gone: nothing else refers to the stream
-      return;
     }
     Act(std::move(action));
   }
@@ -416,10 +404,14 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
 
   Action FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Action action;
-    if (!finished_) {
-      finished_ = true;
-      action.finish = std::move(status);
+    if (finished_) return action;
+    if (reading_) {
+      // The read in flight uses the context: the stream finishes when it returns.
+      if (!deferred_finish_) deferred_finish_ = std::move(status);
+      return action;
     }
+    finished_ = true;
+    action.finish = std::move(status);
     return action;
   }
 
@@ -447,7 +439,8 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool last_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool orphaned_ ABSL_GUARDED_BY(mu_) = false;
+  // A Finish decided while a page read was in flight; made when the read returns.
+  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
   // The page read and not yet written; the page being written.
   std::optional<absl::StatusOr<kiq::v1::ScanResponse>> next_ ABSL_GUARDED_BY(mu_);
   kiq::v1::ScanResponse current_;
