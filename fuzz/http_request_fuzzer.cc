@@ -50,7 +50,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       const pb::MethodDescriptor* method = service->method(i);
       if (!method->options().HasExtension(google::api::http)) continue;
       const google::api::HttpRule& rule = method->options().GetExtension(google::api::http);
-      absl::StatusOr<kiq::router::PathTemplate> path = kiq::router::PathTemplate::Parse(rule.get());
+      // The routes are GETs, and POSTs with a body (GetMany).
+      const std::string& pattern = rule.has_post() ? rule.post() : rule.get();
+      absl::StatusOr<kiq::router::PathTemplate> path = kiq::router::PathTemplate::Parse(pattern);
       KIQ_FUZZ_CHECK(path.ok());
       routes->push_back(
           Route{*std::move(path),
