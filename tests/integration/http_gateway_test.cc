@@ -468,7 +468,9 @@ TEST_F(HttpGatewayIntegrationTest, UnavailablePartitionIs503) {
         body = res->body;
         return res->status == 503;
       },
-      absl::Seconds(60)))
+      // ~36 s on an idle machine (why that long is not explained yet: issue 17's note); past
+      // 60 s once in a loaded CI run.
+      absl::Seconds(120)))
       << body << "\n"
       << node_->process().ReadLog();
   rapidjson::Document doc;
