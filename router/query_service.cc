@@ -115,16 +115,14 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Get(grpc::CallbackServerContext* con
            "local", started);
     return reactor;
   }
-  std::shared_ptr<PositionWaiter::Slot> slot;
-  if (request->has_min_position()) {
-    absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted = waiter_.Admit();
-    if (!admitted.ok()) {
-      Finish<kiq::v1::GetResponse>(reactor, admitted.status(), response, "Get", request->store(),
-                                   forwarded ? "local" : "forwarded", started);
-      return reactor;
-    }
-    slot = *std::move(admitted);
+  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted =
+      AdmitIfWaiting(request->has_min_position());
+  if (!admitted.ok()) {
+    Finish<kiq::v1::GetResponse>(reactor, admitted.status(), response, "Get", request->store(),
+                                 forwarded ? "local" : "forwarded", started);
+    return reactor;
   }
+  std::shared_ptr<PositionWaiter::Slot> slot = *std::move(admitted);
   // To the owner, or waiting for a position, without blocking a thread: async forward, retries
   // on a timer, waits on the waiter.
   router_.GetAsync(*request, deadline, hop, context,
@@ -171,16 +169,14 @@ grpc::ServerUnaryReactor* QueryServiceImpl::GetMany(grpc::CallbackServerContext*
   const Hop hop = HopOf(*context);
   // "batch": keys from this node's partitions and from their owners, one forward per owner.
   const absl::string_view route = hop != Hop::kClient ? "local" : "batch";
-  std::shared_ptr<PositionWaiter::Slot> slot;
-  if (request->has_min_position()) {
-    absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted = waiter_.Admit();
-    if (!admitted.ok()) {
-      Finish<kiq::v1::GetManyResponse>(reactor, admitted.status(), response, "GetMany",
-                                       request->store(), route, started);
-      return reactor;
-    }
-    slot = *std::move(admitted);
+  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted =
+      AdmitIfWaiting(request->has_min_position());
+  if (!admitted.ok()) {
+    Finish<kiq::v1::GetManyResponse>(reactor, admitted.status(), response, "GetMany",
+                                     request->store(), route, started);
+    return reactor;
   }
+  std::shared_ptr<PositionWaiter::Slot> slot = *std::move(admitted);
   // Limits (CheckRequest) are checked by the router before anything is read.
   router_.GetManyAsync(*request, RequestDeadline(*context), hop, context,
                        [this, reactor, request, response, started, route,
@@ -220,6 +216,12 @@ grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
                          started);
       });
   return reactor;
+}
+
+absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> QueryServiceImpl::AdmitIfWaiting(
+    bool waits) const {
+  if (!waits) return std::shared_ptr<PositionWaiter::Slot>();
+  return waiter_.Admit();
 }
 
 void QueryServiceImpl::AfterPositions(grpc::CallbackServerContext* context,
@@ -279,16 +281,14 @@ grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerCont
     return reactor;
   }
   const absl::Time deadline = RequestDeadline(*context);
-  std::shared_ptr<PositionWaiter::Slot> slot;
-  if (request->has_min_position()) {
-    absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted = waiter_.Admit();
-    if (!admitted.ok()) {
-      Finish<kiq::v1::WindowFetchResponse>(reactor, admitted.status(), response, "WindowFetch",
-                                           request->store(), route, started);
-      return reactor;
-    }
-    slot = *std::move(admitted);
+  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> admitted =
+      AdmitIfWaiting(request->has_min_position());
+  if (!admitted.ok()) {
+    Finish<kiq::v1::WindowFetchResponse>(reactor, admitted.status(), response, "WindowFetch",
+                                         request->store(), route, started);
+    return reactor;
   }
+  std::shared_ptr<PositionWaiter::Slot> slot = *std::move(admitted);
   // A range read of one key: read on a worker, like scans; forwards and waits hold no thread.
   router_.WindowFetchAsync(
       *request, deadline, hop, context,

@@ -95,6 +95,9 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
       absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
                                                    const grpc::CallbackServerContext*) const);
 
+  // A slot of the waiter for a request that waits for a position (`waits`), else none
+  // (nullptr); RESOURCE_EXHAUSTED when the waiter is full.
+  absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> AdmitIfWaiting(bool waits) const;
   // Runs `run` on a worker once the local and remote entries of `min_position` (if given) are
   // reached, else `fail` with why not; `store` and `min_position` must outlive the wait. While
   // it waits the request holds a slot of the waiter, never a worker.
