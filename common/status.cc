@@ -36,6 +36,11 @@ bool IsNotOwner(const absl::Status& status) {
          ErrorReason(status) == kReasonNotOwner;
 }
 
+bool IsPartitionFailed(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable &&
+         ErrorReason(status) == kReasonPartitionFailed;
+}
+
 absl::Status WithContext(const absl::Status& status, absl::string_view doing) {
   if (status.ok()) return status;
   absl::Status out(status.code(), absl::StrCat(doing, ": ", status.message()));

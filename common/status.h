@@ -17,6 +17,10 @@ inline constexpr char kErrorInfoTypeUrl[] = "type.googleapis.com/google.rpc.Erro
 // The partition is not (or no longer) owned by the process asked: FAILED_PRECONDITION with
 // reason NOT_OWNER. The router looks the owner up again and retries.
 inline constexpr char kReasonNotOwner[] = "NOT_OWNER";
+// The owner cannot serve the partition until an operator acts (its stored offset is outside
+// the log, its state could not be read): UNAVAILABLE with reason PARTITION_FAILED. A point read
+// answers it at once instead of retrying until its deadline.
+inline constexpr char kReasonPartitionFailed[] = "PARTITION_FAILED";
 
 // `code` with `message` and the ErrorInfo `reason`.
 absl::Status ErrorWithReason(absl::StatusCode code, absl::string_view reason,
@@ -26,6 +30,7 @@ absl::Status NotOwnerError(absl::string_view message);
 // The ErrorInfo reason of `status`, if it carries one.
 std::optional<std::string> ErrorReason(const absl::Status& status);
 bool IsNotOwner(const absl::Status& status);
+bool IsPartitionFailed(const absl::Status& status);
 
 // Whether a router should retry a partition read that failed with `status`: the partition is
 // moving (NOT_OWNER), restoring, or its owner is unreachable (UNAVAILABLE).

@@ -64,6 +64,14 @@ absl::StatusOr<int32_t> CheckPageSize(int32_t page_size) {
   return page_size == 0 ? kDefaultPageSize : page_size;
 }
 
+// Whether a point read tries a partition again after `status`. Not after PARTITION_FAILED: the
+// owner waits for an operator, not for a rebalance, so retrying until the deadline would only
+// delay the same answer (a replica is still tried first when stale reads are allowed). Scans
+// keep retrying it (their allow_partial budget reports it as missing).
+bool RetryPointReadAfter(const absl::Status& status) {
+  return IsRetriableRouting(status) && !IsPartitionFailed(status);
+}
+
 // A context for a call to a peer: it inherits the caller's deadline and cancellation when
 // there is a caller, and is marked as forwarded.
 std::unique_ptr<grpc::ClientContext> PeerContext(absl::Time deadline,
@@ -261,7 +269,7 @@ bool QueryRouter::TryStandby(std::shared_ptr<PointRead<Response>> read) const {
                     if (status.ok()) return read->done(std::move(read->response));
                     absl::Status s = FromGrpcStatus(
                         status, absl::StrCat("standby replica on node ", node_id));
-                    if (!IsRetriableRouting(s)) return read->done(s);
+                    if (!RetryPointReadAfter(s)) return read->done(s);
                     RetryPointRead(read);
                   });
     return true;
@@ -306,6 +314,10 @@ void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const
     return read->done(WithContext(readable, read->doing));
   }
   read->last = readable;
+  if (IsPartitionFailed(readable)) {
+    if (read->allow_stale && TryStandby(read)) return;
+    return read->done(WithContext(readable, read->doing));
+  }
   if (IsNotOwner(readable)) {
     absl::StatusOr<PartitionOwner> owner =
         cluster_.table->ActiveOwner(p.value(), cluster_.self_node_id);
@@ -335,8 +347,9 @@ void QueryRouter::ForwardFailed(std::shared_ptr<PointRead<Response>> read, absl:
   // Errors about the request itself (unknown store, bad key) are final.
   if (!IsRetriableRouting(s)) return read->done(s);
   read->last = s;
-  // The owner cannot answer (gone, unreachable, moving): a replica may, if allowed.
+  // The owner cannot answer (gone, unreachable, moving, failed): a replica may, if allowed.
   if (read->allow_stale && TryStandby(read)) return;
+  if (!RetryPointReadAfter(s)) return read->done(WithContext(s, read->doing));
   RetryPointRead(std::move(read));
 }
 

@@ -107,6 +107,22 @@ print(int(float(functools.reduce(lambda v, p: v[p], sys.argv[1].split("."), json
       "$BIN/bench/kiq-bench-load" --target="$PEER_GRPC" --store=cnt --keys=$PEER_KEYS --inflight=$c \
         --duration="$PEER_GET_SECS" --label=kiq_grpc >>"$PEER_OUT/grpc_get.csv"
     done
+    # The transport's own limit on this machine: the same client against a gRPC server that
+    # answers from a hash map (no store, no routing). kiq's gRPC Get cannot beat it.
+    log "peer: the bare gRPC server (kiq-bench-baselines grpc-server) at 1, 16, 64 in flight"
+    local bare_pid bare
+    rm -f "$WORK/peer-bare.port"
+    "$BIN/bench/kiq-bench-baselines" grpc-server --keys=$PEER_KEYS --port_file="$WORK/peer-bare.port" \
+      >"$WORK/peer-bare.log" 2>&1 &
+    bare_pid=$!
+    PIDS+=($bare_pid)
+    wait_for "the bare gRPC server" 20 test -s "$WORK/peer-bare.port"
+    bare="127.0.0.1:$(sed -n 's/^grpc=//p' "$WORK/peer-bare.port")"
+    for c in 1 16 64; do
+      "$BIN/bench/kiq-bench-load" --target="$bare" --store=cnt --keys=$PEER_KEYS --inflight=$c \
+        --duration="$PEER_GET_SECS" --label=bare_grpc >>"$PEER_OUT/grpc_get.csv"
+    done
+    peer_stop "$bare_pid"
   fi
   printf '%s,%s,%s\n' "$sys" "$(peer_cpu "$PEER_PID")" "$(peer_hwm_kb "$PEER_PID")" >>"$PEER_OUT/memory.csv"
   peer_stop "$PEER_PID"

@@ -47,7 +47,8 @@ absl::Status PartitionStates::CheckReadable(PartitionId p) const {
     case PartitionState::kRestoring:
       return absl::UnavailableError(absl::StrCat("partition ", p.value(), " is RESTORING"));
     case PartitionState::kFailed:
-      return absl::UnavailableError(
+      return ErrorWithReason(
+          absl::StatusCode::kUnavailable, kReasonPartitionFailed,
           absl::StrCat("partition ", p.value(), " is FAILED: ", it->second.reason));
   }
   return absl::InternalError("unreachable");

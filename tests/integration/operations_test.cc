@@ -169,7 +169,9 @@ TEST_F(OperationsTest, TheMaterializedMetricNeverRunsAheadOfWhatAGetSees) {
     const grpc::Status status = client_->Get("order_count", "hot", &response);
     ASSERT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
     int64_t got = 0;
-    if (response.found()) ASSERT_TRUE(absl::SimpleAtoi(response.entry().value(), &got));
+    if (response.found()) {
+      ASSERT_TRUE(absl::SimpleAtoi(response.entry().value(), &got));
+    }
     ASSERT_LE(metric, got) << "the metric ran ahead of the committed count (check " << checks
                            << ")";
     last_metric = metric;

@@ -91,8 +91,24 @@ class FakeStores : public LocalStores {
         ++refused_;
         return NotOwnerError(absl::StrCat("NOT_OWNER: partition ", p.value(), " moved away"));
       }
+      if (failed_.count(p.value()) > 0) {
+        ++failed_checks_;
+        return ErrorWithReason(absl::StatusCode::kUnavailable, kReasonPartitionFailed,
+                               absl::StrCat("partition ", p.value(),
+                                            " is FAILED: stored offset 7 "
+                                            "is outside the log [0, 0]"));
+      }
     }
     return Describe(store).status();
+  }
+  // Partition `p` is FAILED here (as PartitionStates says of it: it waits for an operator).
+  void Fail(int32_t p) {
+    absl::MutexLock lock(&mu_);
+    failed_.insert(p);
+  }
+  int failed_checks() const {
+    absl::MutexLock lock(&mu_);
+    return failed_checks_;
   }
   // The next `times` checks of partition `p` say it is not owned here (it is moving).
   void RefuseAsNotOwner(int32_t p, int times) {
@@ -167,6 +183,8 @@ class FakeStores : public LocalStores {
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   mutable std::map<int32_t, int> not_owner_ ABSL_GUARDED_BY(mu_);
   mutable int refused_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<int32_t> failed_ ABSL_GUARDED_BY(mu_);
+  mutable int failed_checks_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 constexpr int64_t kFarOffset = 1000000000;
@@ -804,6 +822,46 @@ TEST_F(RemoteWaitTest, PartitionRefusedAsNotOwnerByThePeerIsRetriedNotAnError) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(counted.count(), 2);
   EXPECT_EQ(stores_.refused(), 3);
+}
+
+// A FAILED partition waits for an operator, not for a rebalance: a Get or GetMany of it is
+// answered UNAVAILABLE with the owner's reason at once, forwarded or local, instead of being
+// retried until the deadline (which made an HTTP Get of it take the gateway's whole 30 s).
+TEST_F(RemoteWaitTest, PointReadsOfAFailedPartitionAnswerItsReasonAtOnce) {
+  const int32_t p = PartitionForKey(stores_.Describe(kStore)->partitioner, "apple", kPartitions);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  stores_.Fail(p);  // at b, the owner: a forwards to it
+  kiq::v1::GetRequest get;
+  get.set_store(kStore);
+  get.set_key("apple");
+  absl::StatusOr<kiq::v1::GetResponse> r = a_router_.Get(get, deadline);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(IsPartitionFailed(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("outside the log"));
+  EXPECT_THAT(r.status().message(), HasSubstr("node b"));
+  // b checks it twice for one forwarded Get (GetIfLocal, then the routing loop); a retry would
+  // ask again after a backoff, up to the deadline.
+  EXPECT_EQ(stores_.failed_checks(), 2) << "the failed partition was asked again";
+  EXPECT_LT(absl::Now(), deadline - absl::Seconds(10)) << "the Get waited for its deadline";
+
+  kiq::v1::GetManyRequest many;
+  many.set_store(kStore);
+  many.add_keys("apple");
+  many.add_keys("banana");
+  absl::StatusOr<kiq::v1::GetManyResponse> m = a_router_.GetMany(many, deadline);
+  ASSERT_FALSE(m.ok()) << "answered OK with partition " << p << " unread";
+  EXPECT_TRUE(IsPartitionFailed(m.status())) << m.status();
+  EXPECT_EQ(stores_.failed_checks(), 3);
+
+  // Failed here, at a (the local path of the routing loop): the same answer, no forward.
+  a_stores_.local = {p};
+  a_stores_.Fail(p);
+  r = a_router_.Get(get, deadline);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(IsPartitionFailed(r.status())) << r.status();
+  EXPECT_EQ(a_stores_.failed_checks(), 1);
+  EXPECT_EQ(stores_.failed_checks(), 3) << "a failed partition here was forwarded";
+  EXPECT_LT(absl::Now(), deadline - absl::Seconds(10)) << "the Get waited for its deadline";
 }
 
 TEST_F(QueryServiceTest, WaiterPastItsDeadlineIsDeadlineExceededAndLeaves) {
