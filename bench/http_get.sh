@@ -128,11 +128,12 @@ if [ "${KIQ_BENCH_PERF:-0}" = 1 ]; then
   wait $perf_pid || true
   {
     echo "# self (dso, symbol)"
+    # (head closes the pipe early: not a failure)
     perf report -i "$WORK/perf.data" --no-children --sort=dso,symbol --stdio 2>/dev/null |
-      grep -E '^ +[0-9]+\.[0-9]+%' | head -40
+      grep -E '^ +[0-9]+\.[0-9]+%' | sed 's/ *-* *-* *$//' | head -40 || true
     echo "# children (symbol)"
     perf report -i "$WORK/perf.data" --children --sort=symbol --stdio -g none 2>/dev/null |
-      grep -E '^ +[0-9]+\.[0-9]+%' | head -60
+      grep -E '^ +[0-9]+\.[0-9]+%' | sed 's/ *$//' | head -60 || true
   } >"$RESULTS/http_get-profile.txt"
   log "profile in $RESULTS/http_get-profile.txt"
 fi
