@@ -8,6 +8,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "router/get_response_json.h"
 
 namespace kiq::router {
 
@@ -113,7 +114,9 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
               CallCredentials credentials;
               credentials.authorization = authorization;
               return service->GetDirect(request, credentials, response);
-            });
+            },
+            // Its JSON printed without protobuf's binary round trip (same bytes).
+            &AppendGetResponseJson);
     absl::StatusOr<std::unique_ptr<HttpGateway>> gateway =
         HttpGateway::Create(frontend->server_->InProcessChannel(grpc::ChannelArguments()),
                             {"kiq.v1.QueryService", "kiq.v1.MetadataService"}, gateway_options);

@@ -510,6 +510,10 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Create(
         }
         route.path = *std::move(tmpl);
         route.method = method;
+        route.request_prototype =
+            pb::MessageFactory::generated_factory()->GetPrototype(method->input_type());
+        route.response_prototype =
+            pb::MessageFactory::generated_factory()->GetPrototype(method->output_type());
         route.grpc_path = absl::StrCat("/", service->full_name(), "/", method->name());
         routes.push_back(std::move(route));
       }
@@ -540,7 +544,13 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Create(
 
 HttpGateway::HttpGateway(std::shared_ptr<grpc::ChannelInterface> channel, std::vector<Route> routes,
                          Options options)
-    : channel_(std::move(channel)), routes_(std::move(routes)), options_(std::move(options)) {}
+    : channel_(std::move(channel)), routes_(std::move(routes)), options_(std::move(options)) {
+  for (Route& route : routes_) {
+    if (auto direct = options_.direct.find(route.grpc_path); direct != options_.direct.end()) {
+      route.direct = &direct->second;
+    }
+  }
+}
 
 bool HttpGateway::TakesBody(absl::string_view method, absl::string_view target) const {
   const absl::string_view raw_path = target.substr(0, target.find('?'));
@@ -626,9 +636,7 @@ void HttpGateway::Handle(const httplib::Request& req, httplib::Response& res) co
     return;
   }
 
-  const pb::Message* prototype =
-      pb::MessageFactory::generated_factory()->GetPrototype(found->method->input_type());
-  std::unique_ptr<pb::Message> request(prototype->New());
+  std::unique_ptr<pb::Message> request(found->request_prototype->New());
   absl::string_view query;
   if (size_t q = target.find('?'); q != absl::string_view::npos) query = target.substr(q + 1);
   if (found->body) {
@@ -665,16 +673,22 @@ void PassAuthorization(const httplib::Request& req, grpc::ClientContext& ctx) {
   }
 }
 
-// The deadline of a call: the client's grpc-timeout header, else the default (if any).
+// The timeout of a call: the client's grpc-timeout header, else the default (if any).
+absl::StatusOr<std::optional<absl::Duration>> Timeout(const httplib::Request& req,
+                                                      std::optional<absl::Duration> fallback) {
+  if (auto header = req.headers.find("grpc-timeout"); header != req.headers.end()) {
+    absl::StatusOr<absl::Duration> parsed = ParseGrpcTimeout(header->second);
+    if (!parsed.ok()) return parsed.status();
+    return std::optional<absl::Duration>(*parsed);
+  }
+  return fallback;
+}
+
 absl::Status SetDeadline(const httplib::Request& req, std::optional<absl::Duration> fallback,
                          grpc::ClientContext& ctx) {
-  std::optional<absl::Duration> timeout = fallback;
-  if (req.has_header("grpc-timeout")) {
-    absl::StatusOr<absl::Duration> parsed = ParseGrpcTimeout(req.get_header_value("grpc-timeout"));
-    if (!parsed.ok()) return parsed.status();
-    timeout = *parsed;
-  }
-  if (timeout.has_value()) ctx.set_deadline(absl::ToChronoTime(absl::Now() + *timeout));
+  absl::StatusOr<std::optional<absl::Duration>> timeout = Timeout(req, fallback);
+  if (!timeout.ok()) return timeout.status();
+  if (timeout->has_value()) ctx.set_deadline(absl::ToChronoTime(absl::Now() + **timeout));
   return absl::OkStatus();
 }
 
@@ -682,26 +696,31 @@ absl::Status SetDeadline(const httplib::Request& req, std::optional<absl::Durati
 
 void HttpGateway::Unary(const Route& route, const httplib::Request& req,
                         std::unique_ptr<pb::Message> request, httplib::Response& res) const {
-  const pb::Message* prototype =
-      pb::MessageFactory::generated_factory()->GetPrototype(route.method->output_type());
-  std::unique_ptr<pb::Message> response(prototype->New());
-  grpc::ClientContext ctx;
-  if (absl::Status s = SetDeadline(req, options_.default_timeout, ctx); !s.ok()) {
-    SendError(res, grpc::StatusCode::INVALID_ARGUMENT, s.message());
+  std::unique_ptr<pb::Message> response(route.response_prototype->New());
+  // The deadline counts from here, whichever path answers; a bad grpc-timeout is refused before
+  // anything answers.
+  const absl::Time now = absl::Now();
+  absl::StatusOr<std::optional<absl::Duration>> timeout = Timeout(req, options_.default_timeout);
+  if (!timeout.ok()) {
+    SendError(res, grpc::StatusCode::INVALID_ARGUMENT, timeout.status().message());
     return;
   }
-  if (auto direct = options_.direct.find(route.grpc_path); direct != options_.direct.end()) {
-    std::optional<std::string> authorization;
-    if (req.has_header("Authorization")) authorization = req.get_header_value("Authorization");
-    std::optional<grpc::Status> answered = direct->second.answer(
-        *request, authorization ? std::optional<absl::string_view>(*authorization) : std::nullopt,
-        response.get());
+  if (route.direct != nullptr) {
+    // A direct answer needs no gRPC call state (no ClientContext, no copy of the header).
+    std::optional<absl::string_view> authorization;
+    if (auto header = req.headers.find("Authorization"); header != req.headers.end()) {
+      authorization = header->second;
+    }
+    std::optional<grpc::Status> answered =
+        route.direct->answer(*request, authorization, response.get());
     if (answered.has_value()) {
-      Reply(route, *answered, *response, res);
+      Reply(route, *answered, *response, res, route.direct);
       return;
     }
     response->Clear();
   }
+  grpc::ClientContext ctx;
+  if (timeout->has_value()) ctx.set_deadline(absl::ToChronoTime(now + **timeout));
   PassAuthorization(req, ctx);
   grpc::CompletionQueue cq;
   grpc::TemplatedGenericStub<grpc::ByteBuffer, grpc::ByteBuffer> stub(channel_);
@@ -727,12 +746,17 @@ void HttpGateway::Unary(const Route& route, const httplib::Request& req,
 }
 
 void HttpGateway::Reply(const Route& route, const grpc::Status& status, const pb::Message& response,
-                        httplib::Response& res) {
+                        httplib::Response& res, const DirectMethod* render) {
   if (!status.ok()) {
     SendError(res, status.error_code(), status.error_message());
     return;
   }
   std::string json;
+  if (render != nullptr && render->render && render->render(response, &json)) {
+    res.status = 200;
+    res.set_content(json, "application/json");
+    return;
+  }
   if (!pb::util::MessageToJsonString(response, &json, PrintOptions()).ok()) {
     SendError(res, grpc::StatusCode::INTERNAL,
               absl::StrCat("cannot convert the response of ", route.method->full_name()));

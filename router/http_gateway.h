@@ -97,19 +97,30 @@ class HttpGateway {
                                               std::optional<absl::string_view> authorization,
                                               google::protobuf::Message* response)>
         answer;
+    // Optional: appends the JSON of a direct answer, exactly as protobuf's printer would write
+    // it, or returns false (appending nothing) to leave it to that printer.
+    std::function<bool(const google::protobuf::Message& response, std::string* json)> render;
   };
   // A DirectMethod for a generated Request/Response pair.
   template <typename Request, typename Response>
   static DirectMethod Direct(std::function<std::optional<grpc::Status>(
                                  const Request&, std::optional<absl::string_view>, Response*)>
-                                 answer) {
-    return DirectMethod{Request::descriptor(), Response::descriptor(),
+                                 answer,
+                             bool (*render)(const Response&, std::string*) = nullptr) {
+    DirectMethod direct{Request::descriptor(), Response::descriptor(),
                         [answer = std::move(answer)](const google::protobuf::Message& request,
                                                      std::optional<absl::string_view> authorization,
                                                      google::protobuf::Message* response) {
                           return answer(static_cast<const Request&>(request), authorization,
                                         static_cast<Response*>(response));
-                        }};
+                        },
+                        nullptr};
+    if (render != nullptr) {
+      direct.render = [render](const google::protobuf::Message& response, std::string* json) {
+        return render(static_cast<const Response&>(response), json);
+      };
+    }
+    return direct;
   }
 
   struct Options {
@@ -156,6 +167,11 @@ class HttpGateway {
     const google::protobuf::MethodDescriptor* method = nullptr;
     std::string grpc_path;  // "/kiq.v1.QueryService/Count"
     bool body = false;      // body "*": the request message is the JSON body
+    // The generated messages' prototypes, looked up once.
+    const google::protobuf::Message* request_prototype = nullptr;
+    const google::protobuf::Message* response_prototype = nullptr;
+    // Options::direct's entry for the method, if any.
+    const DirectMethod* direct = nullptr;
   };
 
  private:
@@ -164,9 +180,11 @@ class HttpGateway {
   void Handle(const httplib::Request& req, httplib::Response& res) const;
   void Unary(const Route& route, const httplib::Request& req,
              std::unique_ptr<google::protobuf::Message> request, httplib::Response& res) const;
-  // Sends `status`, or `response` in the proto3 JSON mapping if it is OK.
+  // Sends `status`, or `response` in the proto3 JSON mapping if it is OK (through `render`
+  // when one is given and takes it).
   static void Reply(const Route& route, const grpc::Status& status,
-                    const google::protobuf::Message& response, httplib::Response& res);
+                    const google::protobuf::Message& response, httplib::Response& res,
+                    const DirectMethod* render = nullptr);
   void ServerStreaming(const Route& route, const httplib::Request& req,
                        std::unique_ptr<google::protobuf::Message> request,
                        httplib::Response& res) const;
