@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# kiq's benchmark suite (bench/README.md). Usage: bench/run.sh [--quick] [--only=restore] [BUILD_DIR]
+# kiq's benchmark suite (bench/README.md). Usage: bench/run.sh [--quick] [--only=restore|ingest] [BUILD_DIR]
 # Starts a dev Kafka and kiq-nodes on 127.0.0.1 (ephemeral ports), loads data, measures each
 # kiq figure against a baseline measured in the same run, stops everything it started by PID,
 # prints the table and writes bench/results/*.csv and bench/results/latency.png.
 #   --only=restore: only the 3-node query cluster and its restore phase (4), for iterating on
 #   restore; writes restore.csv and restore.txt (the ratio), no table.
+#   --only=ingest: only the ingestion phases (1, with the memory phase 5), for iterating on
+#   ingestion; writes rocksdb_write.csv, ingest.csv, memory.csv and ingest.txt (the ratios), no
+#   table. KIQ_BENCH_NODE_FLAGS (e.g. --ingest-cache-bytes=0) are added to every node's flags.
 #   bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]: instead, kiq side by side with
 #   a Kafka Streams peer on a real broker (bench/peer/peer.sh; bench/README.md).
 set -euo pipefail
@@ -12,11 +15,12 @@ QUICK=0
 BUILD_DIR=build
 PEER=()
 ONLY=""
-USAGE="usage: bench/run.sh [--quick] [--only=restore] [BUILD_DIR] | bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]"
+USAGE="usage: bench/run.sh [--quick] [--only=restore|ingest] [BUILD_DIR] | bench/run.sh --peer <kafka-dist-dir> <bootstrap> [BUILD_DIR]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --only=restore) ONLY=restore ;;
+    --only=ingest) ONLY=ingest ;;
     --peer)
       [ $# -ge 3 ] || { echo "$USAGE" >&2; exit 2; }
       [ -d "$2" ] || { echo "bench/run.sh: --peer: $2 is not a directory (a Kafka distribution)" >&2; exit 2; }
@@ -195,6 +199,17 @@ for kind in count:cnt:10000 count_noreplay:cnt:10000 sum:amt:10000 sum_avro:amt:
   fi
   stop_pid $NODE_PID
 done
+
+if [ "$ONLY" = ingest ]; then
+  # Each store's node rate against the bare WriteBatch loop and the bare consumer of the same
+  # run; the memory phase's VmHWM.
+  awk -F, -v rw="$(cut -d, -f4 "$RESULTS/rocksdb_write.csv")" 'NR > 1 {
+      printf "ingest %-15s %9.0f rec/s  %.2fx rocksdb_write (%.0f rec/s)  %.2fx bare consume\n", $1, $4, $4 / rw, rw, $4 / $6 }' \
+    "$RESULTS/ingest.csv" | tee "$RESULTS/ingest.txt"
+  awk -F, 'NR == 2 { printf "memory: %d table keys, VmRSS %.0f MB, VmHWM %.0f MB\n", $1, $2 / 1024, $3 / 1024 }' \
+    "$RESULTS/memory.csv" | tee -a "$RESULTS/ingest.txt"
+  exit 0  # the trap stops the dev Kafka
+fi
 
 # ---- 9. freshness: producer delivery report -> first Get that sees the record ----
 # One node with a table store; $FRESH single records (unique keys), one every 2 ms, each

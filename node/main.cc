@@ -64,6 +64,10 @@ ABSL_FLAG(int, changelog_batches_in_flight, 1,
           "staged: 2 stages the next batch while the previous one's changelog is delivered "
           "(each still commits only once its changelog is durable, in order); 1 waits for each "
           "changelog before consuming on (the default: see README).");
+ABSL_FLAG(int64_t, ingest_cache_bytes, static_cast<int64_t>(kiq::node::kDefaultIngestCacheBytes),
+          "Budget in bytes of the cache of committed aggregate values ingestion reads before "
+          "RocksDB (keys, values and ~160 bytes per entry; least recently used evicted first); "
+          "0 turns it off (0 to 64 GiB).");
 ABSL_FLAG(absl::Duration, subscribe_replay_window, absl::Seconds(30),
           "How long after gaining a partition its changes are kept, so that subscriptions "
           "following it from its previous owner resume without a gap (0s: never).");
@@ -174,6 +178,13 @@ int main(int argc, char** argv) {
   if (options.changelog_batches_in_flight != 1 && options.changelog_batches_in_flight != 2) {
     return refuse("--changelog-batches-in-flight: must be 1 or 2");
   }
+  if (absl::Status s =
+          kiq::CheckFlagRange("--ingest-cache-bytes", absl::GetFlag(FLAGS_ingest_cache_bytes), 0,
+                              kiq::node::kMaxIngestCacheBytesFlag);
+      !s.ok()) {
+    return refuse(s.message());
+  }
+  options.ingest_cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_ingest_cache_bytes));
   options.subscribe_replay_window = absl::GetFlag(FLAGS_subscribe_replay_window);
   if (options.subscribe_replay_window < absl::ZeroDuration()) {
     return refuse("--subscribe-replay-window: must be >= 0s");

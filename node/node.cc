@@ -127,6 +127,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   ingest.node_id = options.node_id;
   ingest.out_of_range = options.out_of_range;
   ingest.changelog_batches_in_flight = options.changelog_batches_in_flight;
+  ingest.ingest_cache_bytes = options.ingest_cache_bytes;
   Node* raw = node.get();
   ingest.on_ownership_change = [raw] {
     if (raw->advertiser_) raw->advertiser_->Notify();

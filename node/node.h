@@ -32,6 +32,8 @@ namespace kiq::node {
 // value recurses once per level, and a record past 64 MiB is a file, not a record.
 inline constexpr int kMaxJsonDepthFlag = 1000;
 inline constexpr int64_t kMaxValueBytesFlag = int64_t{64} << 20;
+// The largest --ingest-cache-bytes accepted (a typo of a unit should not take all memory).
+inline constexpr int64_t kMaxIngestCacheBytesFlag = int64_t{64} << 30;
 
 struct NodeOptions {
   std::string config_path;
@@ -65,6 +67,8 @@ struct NodeOptions {
   absl::Duration subscribe_replay_window = absl::Seconds(30);
   // IngestorOptions::changelog_batches_in_flight (--changelog-batches-in-flight).
   int changelog_batches_in_flight = 1;
+  // IngestorOptions::ingest_cache_bytes (--ingest-cache-bytes).
+  size_t ingest_cache_bytes = kDefaultIngestCacheBytes;
   // Bounds on every JSON record value and key this node decodes (--max-json-depth,
   // --max-value-bytes).
   JsonLimits json_limits;

@@ -54,10 +54,11 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                .Name("kiq_consumer_lag_records")
                .Help("Records behind the high watermark, per owned source partition.")
                .Register(registry)),
-      partitions_(prometheus::BuildGauge()
-                      .Name("kiq_partitions")
-                      .Help("Partitions by state: owned (active, restoring, failed) and standby replicas.")
-                      .Register(registry)),
+      partitions_(
+          prometheus::BuildGauge()
+              .Name("kiq_partitions")
+              .Help("Partitions by state: owned (active, restoring, failed) and standby replicas.")
+              .Register(registry)),
       members_(prometheus::BuildGauge()
                    .Name("kiq_members")
                    .Help("Live nodes in the routing table.")
@@ -106,7 +107,25 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                     .Name("kiq_handover_seconds")
                     .Help("Time from gaining a partition to serving it ACTIVE; warm=true when "
                           "this node held a standby replica of it.")
-                    .Register(registry)) {
+                    .Register(registry)),
+      cache_hits_(prometheus::BuildCounter()
+                      .Name("kiq_ingest_cache_hits_total")
+                      .Help("Keys ingestion read from its cache of committed values instead "
+                            "of RocksDB (--ingest-cache-bytes).")
+                      .Register(registry)
+                      .Add({})),
+      cache_misses_(prometheus::BuildCounter()
+                        .Name("kiq_ingest_cache_misses_total")
+                        .Help("Keys ingestion looked up in its cache of committed values and "
+                              "read from RocksDB.")
+                        .Register(registry)
+                        .Add({})),
+      cache_bytes_(prometheus::BuildGauge()
+                       .Name("kiq_ingest_cache_bytes")
+                       .Help("Bytes charged to ingestion's cache of committed values (keys, "
+                             "values and per-entry overhead), at most --ingest-cache-bytes.")
+                       .Register(registry)
+                       .Add({})) {
   // Present from the start so dashboards and alerts see zeros rather than nothing.
   SetPartitions(0, 0, 0);
   SetPartitionsWithoutStandby(0);
@@ -241,6 +260,12 @@ void IngestMetrics::SetStore(absl::string_view store, int64_t size_bytes, int64_
 
 void IngestMetrics::SetBrokerRtt(absl::string_view broker, double seconds) {
   broker_rtt_.Add({{"broker", std::string(broker)}}).Set(seconds);
+}
+
+void IngestMetrics::IngestCache(int64_t hits, int64_t misses, size_t bytes) {
+  cache_hits_.Increment(static_cast<double>(hits));
+  cache_misses_.Increment(static_cast<double>(misses));
+  cache_bytes_.Set(static_cast<double>(bytes));
 }
 
 void IngestMetrics::SetQueueMessages(int64_t messages) {

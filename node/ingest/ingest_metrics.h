@@ -49,6 +49,8 @@ class IngestMetrics {
   void SetStore(absl::string_view store, int64_t size_bytes, int64_t estimated_keys);
   void SetBrokerRtt(absl::string_view broker, double seconds);
   void SetQueueMessages(int64_t messages);
+  // The ingestion cache's hits and misses since the last call, and its bytes now.
+  void IngestCache(int64_t hits, int64_t misses, size_t bytes);
   // The open-subscriptions gauge, set by the subscription hub.
   prometheus::Gauge& Subscriptions();
 
@@ -79,6 +81,9 @@ class IngestMetrics {
   prometheus::Family<prometheus::Gauge>& standby_lag_;
   prometheus::Family<prometheus::Gauge>& without_standby_;
   prometheus::Family<prometheus::Histogram>& handover_;
+  prometheus::Counter& cache_hits_;
+  prometheus::Counter& cache_misses_;
+  prometheus::Gauge& cache_bytes_;
 };
 
 }  // namespace kiq::node

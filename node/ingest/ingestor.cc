@@ -211,8 +211,11 @@ Ingestor::Ingestor(CompiledTopology& topology, StoreEngine& engine, PartitionSta
       positions_(positions),
       options_(std::move(options)),
       rebalance_(std::make_unique<RebalanceHandler>(*this)),
-      batch_(engine),
-      inflight_(engine) {}
+      cache_(options_.ingest_cache_bytes > 0
+                 ? std::make_unique<CommittedCache>(options_.ingest_cache_bytes)
+                 : nullptr),
+      batch_(engine, cache_.get()),
+      inflight_(engine, cache_.get()) {}
 
 Ingestor::~Ingestor() { Stop(); }
 
@@ -704,6 +707,7 @@ absl::Status Ingestor::FinishInFlight() {
   }
   batch_.ReadThrough(nullptr);  // RocksDB now holds what the batch in flight staged
   ++stats_.batches;
+  PublishCacheMetrics();
   for (const auto& [sp, staged] : inflight_.materialized) {
     Materialized& m = materialized_[sp];
     if (m.counter == nullptr) {
@@ -936,6 +940,8 @@ void Ingestor::HandleOutOfRange(const std::string& topic, PartitionId p,
     positions_.Advance(store.info.name, topic, p, Offset(0));
     if (options_.hub != nullptr) options_.hub->PartitionAssigned(store.handle, p, 0);
   }
+  // Dropped behind the cache's back.
+  InvalidateCache([p](int32_t q) { return q == p.value(); });
 }
 
 int32_t Ingestor::ReadGeneration() {
@@ -1025,6 +1031,9 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
     if (!resumed.contains(p)) prepare.push_back(p);
   }
   const absl::flat_hash_set<std::pair<int, int32_t>> not_restored = RestorePartitions(prepare);
+  // Restored, or written by a standby replica or another owner since this node last had them.
+  // Resumed ones too: nothing of them may outlive a lost assignment.
+  InvalidateCache([&gained](int32_t p) { return gained.contains(p); });
   absl::btree_set<int32_t> failed;
   for (int32_t p : prepare) {
     for (size_t index = 0; index < topology_.stores().size(); ++index) {
@@ -1278,6 +1287,8 @@ void Ingestor::DropPartitions(const absl::flat_hash_set<int32_t>& gone) {
 }
 
 void Ingestor::ForgetPartitions(const std::function<bool(PartitionId)>& which) {
+  // A revoked partition may be written by its next owner's standby here, or restored later.
+  InvalidateCache([&which](int32_t p) { return which(PartitionId(p)); });
   for (const auto& [p, state] : states_.Snapshot()) {
     if (!which(p)) continue;
     // Unreadable first: a reader never sees it readable without a position.
@@ -1286,6 +1297,20 @@ void Ingestor::ForgetPartitions(const std::function<bool(PartitionId)>& which) {
       positions_.Forget(store.info.name, topology_.sources()[store.source].spec.topic(), p);
     }
   }
+}
+
+void Ingestor::InvalidateCache(const std::function<bool(int32_t)>& which) {
+  if (cache_ == nullptr) return;
+  cache_->Invalidate(which);
+  PublishCacheMetrics();
+}
+
+void Ingestor::PublishCacheMetrics() {
+  if (cache_ == nullptr || options_.metrics == nullptr) return;
+  options_.metrics->IngestCache(cache_->hits() - cache_hits_published_,
+                                cache_->misses() - cache_misses_published_, cache_->bytes());
+  cache_hits_published_ = cache_->hits();
+  cache_misses_published_ = cache_->misses();
 }
 
 void Ingestor::NoteHandover(int32_t p) {

@@ -28,6 +28,7 @@
 #include "node/ingest/standby_replicator.h"
 #include "node/process/compiled_topology.h"
 #include "node/push/subscription_hub.h"
+#include "node/store/committed_cache.h"
 #include "node/store/partition_states.h"
 #include "node/store/position_tracker.h"
 #include "node/store/staged_batch.h"
@@ -41,6 +42,8 @@ enum class OutOfRangePolicy {
   kFail,   // mark the partition FAILED (queries: UNAVAILABLE with the reason), do not consume it
   kReset,  // drop the partition's state and rebuild it from the start of the log
 };
+
+inline constexpr size_t kDefaultIngestCacheBytes = size_t{4} << 20;
 
 struct IngestorOptions {
   // Every Kafka client of the ingestion (group consumer, restore consumer, changelog and
@@ -68,6 +71,11 @@ struct IngestorOptions {
   // own changelog is durable. Anything else is refused by Create. 1 by default until a
   // duplicate change seen once after a kill -9 with 2 (README) is explained.
   int changelog_batches_in_flight = 1;
+  // Budget of the cache of committed values the ingestion reads before RocksDB (see
+  // CommittedCache; keys, values and a per-entry overhead), 0 for none. 4 MiB holds ~20k
+  // small aggregates (a count over 10k keys stays cached) and adds little to a node whose
+  // stores do not fit (1M table keys).
+  size_t ingest_cache_bytes = kDefaultIngestCacheBytes;
   // Called on the ingestion thread whenever owned partitions or their states change (the
   // membership advertisement is refreshed then). Must not block.
   std::function<void()> on_ownership_change;
@@ -201,6 +209,10 @@ class Ingestor {
   void DropPartitions(const absl::flat_hash_set<int32_t>& gone);
   // Forgets the state and positions of the owned partitions `which` selects.
   void ForgetPartitions(const std::function<bool(PartitionId)>& which);
+  // Drops the cached values of partitions someone else may have written (or will).
+  void InvalidateCache(const std::function<bool(int32_t)>& which);
+  // Exports the cache's hits, misses and bytes since the last call.
+  void PublishCacheMetrics();
   int32_t ReadGeneration();
 
   CompiledTopology& topology_;
@@ -255,13 +267,18 @@ class Ingestor {
   // (store index, partition) touched by the pending batch.
   absl::flat_hash_set<std::pair<int, int32_t>> touched_;
   absl::Time next_progress_log_ = absl::InfinitePast();
+  // Committed values of owned partitions (null with ingest_cache_bytes 0); shared by batch_
+  // and inflight_.batch, so declared before them.
+  std::unique_ptr<CommittedCache> cache_;
+  int64_t cache_hits_published_ = 0;
+  int64_t cache_misses_published_ = 0;
   StagedBatch batch_;
   absl::Time batch_started_ = absl::InfiniteFuture();
   // A batch whose changelog is produced but not yet known durable, with what its commit
   // needs from the time it was staged (next_ moves on with the next batch). `batch` is empty
   // when none is in flight.
   struct InFlight {
-    explicit InFlight(StoreEngine& engine) : batch(engine) {}
+    InFlight(StoreEngine& engine, CommittedCache* cache) : batch(engine, cache) {}
     StagedBatch batch;
     bool active = false;
     absl::flat_hash_set<std::pair<int, int32_t>> touched;

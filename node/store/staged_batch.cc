@@ -18,8 +18,18 @@ absl::StatusOr<StagedBatch::Slot*> StagedBatch::SlotFor(StoreHandle store, Parti
       return &slots_.emplace(std::move(slot_key), std::move(slot)).first->second;
     }
   }
+  if (cache_ != nullptr) {
+    if (const std::optional<std::string>* cached = cache_->Find(store.index, p.value(), key)) {
+      Slot slot;
+      slot.original = *cached;
+      slot.current = *cached;
+      return &slots_.emplace(std::move(slot_key), std::move(slot)).first->second;
+    }
+  }
   absl::StatusOr<std::optional<std::string>> stored = engine_.Get(store, p, key);
   if (!stored.ok()) return stored.status();
+  // Committed (the base does not have the key, so its commit leaves it as it is).
+  if (cache_ != nullptr) cache_->Put(store.index, p.value(), key, *stored);
   Slot slot;
   slot.original = *stored;
   slot.current = std::move(*stored);
@@ -90,6 +100,12 @@ absl::Status StagedBatch::Commit(std::vector<Change>* changes) {
   }
   for (const auto& [tp, next] : offsets_) batch.SetOffset(tp.first, PartitionId(tp.second), next);
   if (absl::Status s = engine_.Apply(batch); !s.ok()) return s;
+  if (cache_ != nullptr) {
+    // What RocksDB holds now for every key the batch read or wrote (absent included).
+    for (const auto& [key, slot] : slots_) {
+      cache_->Put(key.store, key.partition, key.key, slot.current);
+    }
+  }
 
   if (changes != nullptr && track_writes_) {
     for (Change& c : log_) changes->push_back(std::move(c));

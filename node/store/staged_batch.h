@@ -9,6 +9,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "node/store/committed_cache.h"
 #include "node/store/store_engine.h"
 
 namespace kiq::node {
@@ -47,10 +48,16 @@ struct ForwardedRecord {
 // A batch can read through an older batch not yet committed (see ReadThrough): the ingestor
 // stages batch N+1 while batch N's changelog is being delivered, and N+1 must see N's values.
 //
+// With a CommittedCache, a key is read from the cache before the engine (after the base), the
+// cache is filled with what the engine returned, and a successful Commit puts every value the
+// batch ends with into it; a failed or cleared batch leaves it as it was.
+//
 // Not thread-safe: owned and used by the single ingestion thread.
 class StagedBatch {
  public:
-  explicit StagedBatch(StoreEngine& engine) : engine_(engine) {}
+  // `cache` (optional) must outlive the batch; batches that read through one another share it.
+  explicit StagedBatch(StoreEngine& engine, CommittedCache* cache = nullptr)
+      : engine_(engine), cache_(cache) {}
 
   // The value of `key` as this batch sees it (staged, else stored). The pointer is valid until
   // the next Commit or Clear (slots live in a node map, so they do not move as it grows).
@@ -61,7 +68,7 @@ class StagedBatch {
   // (or discarded with it). Unset it as soon as `base` is committed or cleared.
   void ReadThrough(const StagedBatch* base) { base_ = base; }
   // Exchanges everything staged (slots, offsets, forwards, write log, counters) with `other`;
-  // both must use the same engine. The read-through bases are left as they were.
+  // both must use the same engine and cache. The read-through bases are left as they were.
   void Swap(StagedBatch& other);
   // Stages a new value (nullopt deletes the key).
   absl::Status Write(StoreHandle store, PartitionId p, absl::string_view key,
@@ -129,6 +136,7 @@ class StagedBatch {
   absl::StatusOr<Slot*> SlotFor(StoreHandle store, PartitionId p, absl::string_view key);
 
   StoreEngine& engine_;
+  CommittedCache* const cache_;
   const StagedBatch* base_ = nullptr;
   absl::node_hash_map<SlotKey, Slot> slots_;
   absl::flat_hash_map<std::pair<std::string, int32_t>, Offset> offsets_;

@@ -78,6 +78,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlagCase{
             kNodeBin, {"--max-value-bytes=1GiB"}, "--max-value-bytes: \"1GiB\" is not an integer"},
         BadFlagCase{kNodeBin,
+                    {"--ingest-cache-bytes=-1"},
+                    "--ingest-cache-bytes: must be between 0 and 68719476736, got -1"},
+        BadFlagCase{kNodeBin,
+                    {"--ingest-cache-bytes=4MiB"},
+                    "--ingest-cache-bytes: \"4MiB\" is not an integer"},
+        BadFlagCase{kNodeBin,
                     {"--http-max-connections=0"},
                     "--http-max-connections: must be between 1 and 10000, got 0"},
         BadFlagCase{kNodeBin,
@@ -100,7 +106,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlagCase{kRouterBin, {"--grpc-port=70000"}, "--grpc-port: must be between 0 and 65535"},
         BadFlagCase{kCtlBin, {"get", "s", "k", "--no-such-flag=1"}, "unknown flag"},
         BadFlagCase{kCtlBin, {"get", "s", "k", "--timeout=forever"}, "--timeout wants"},
-        BadFlagCase{kNodeBin, {"--tls-key-file=/tmp/k.pem"}, "--tls-key-file: needs --tls-cert-file"},
+        BadFlagCase{
+            kNodeBin, {"--tls-key-file=/tmp/k.pem"}, "--tls-key-file: needs --tls-cert-file"},
         BadFlagCase{kNodeBin,
                     {"--tls-cert-file=/nonexistent/tls.crt", "--tls-key-file=/nonexistent/tls.key",
                      "--tls-ca-file=/nonexistent/ca.crt"},
