@@ -64,7 +64,7 @@ struct NodeOptions {
   // it from its previous owner resume without a gap (0: never; they end with ABORTED).
   absl::Duration subscribe_replay_window = absl::Seconds(30);
   // IngestorOptions::changelog_batches_in_flight (--changelog-batches-in-flight).
-  int changelog_batches_in_flight = 1;
+  int changelog_batches_in_flight = 2;
   // Bounds on every JSON record value and key this node decodes (--max-json-depth,
   // --max-value-bytes).
   JsonLimits json_limits;
