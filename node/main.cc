@@ -59,11 +59,11 @@ ABSL_FLAG(std::string, kafka_config, "",
 ABSL_FLAG(std::vector<std::string>, kafka_property, {},
           "librdkafka properties for every Kafka client of the node, name=value[,name=value...] "
           "(e.g. security.protocol=SASL_SSL or session.timeout.ms=10000).");
-ABSL_FLAG(int, changelog_batches_in_flight, 1,
+ABSL_FLAG(int, changelog_batches_in_flight, 2,
           "Ingestion batches whose changelog may be unconfirmed at once, counting the one being "
           "staged: 2 stages the next batch while the previous one's changelog is delivered "
-          "(each still commits only once its changelog is durable, in order); 1 waits for each "
-          "changelog before consuming on (the default: see README).");
+          "(each still commits only once its changelog is durable, in order; the default); 1 "
+          "waits for each changelog before consuming on.");
 ABSL_FLAG(int64_t, ingest_cache_bytes, static_cast<int64_t>(kiq::node::kDefaultIngestCacheBytes),
           "Budget in bytes of the cache of committed aggregate values ingestion reads before "
           "RocksDB (keys, values and ~160 bytes per entry; least recently used evicted first); "

@@ -66,7 +66,7 @@ struct NodeOptions {
   // it from its previous owner resume without a gap (0: never; they end with ABORTED).
   absl::Duration subscribe_replay_window = absl::Seconds(30);
   // IngestorOptions::changelog_batches_in_flight (--changelog-batches-in-flight).
-  int changelog_batches_in_flight = 1;
+  int changelog_batches_in_flight = 2;
   // IngestorOptions::ingest_cache_bytes (--ingest-cache-bytes).
   size_t ingest_cache_bytes = kDefaultIngestCacheBytes;
   // Bounds on every JSON record value and key this node decodes (--max-json-depth,

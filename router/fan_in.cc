@@ -307,7 +307,13 @@ void FanIn::Install(std::shared_ptr<Source> source) {
   raw->snapshot_received = !raw->snapshot;
   // Attempts are reset once the source reports progress: a source refused at once (the
   // routing table lagging behind a move) backs off like any failed attempt.
-  for (int32_t p : raw->partitions) partitions_[p].source = raw;
+  for (int32_t p : raw->partitions) {
+    partitions_[p].source = raw;
+    // It starts from the last PROGRESS: what it sends of the last record queued, and before
+    // it, is what the previous source had sent beyond that PROGRESS.
+    partitions_[p].resent = 0;
+    partitions_[p].logged_redelivery = false;
+  }
   if (raw->snapshot) {
     // This process's snapshot is handed out first: read on the subscriber's thread, it must
     // not be left for a notify from the ingestion thread.
@@ -329,14 +335,16 @@ void FanIn::OnLocalNotify(Source* source) {
     absl::MutexLock lock(&mu_);
     if (ended_ || source->ended || source->local == nullptr) return;
     end = source->local->Take(SIZE_MAX, &changes, &progress);
-    source->changed |= !changes.empty();
     for (ChangeEvent& c : changes) {
+      if (Redelivered(c)) continue;
+      source->changed = true;
+      notify = true;
       if (!queue_.Push(std::move(c))) {
         EndLocked(absl::OkStatus());  // the queue ended itself: RESOURCE_EXHAUSTED
         break;
       }
     }
-    notify = !changes.empty() || ended_;
+    notify |= ended_;
     for (const auto& [p, next] : progress) {
       if (p >= 0 && p < info_.num_partitions && partitions_[p].source == source) {
         partitions_[p].at = next;
@@ -347,6 +355,37 @@ void FanIn::OnLocalNotify(Source* source) {
   if (!end.ok()) OnSourceEnd(source, end, /*remote_done=*/false);
   if (notify) queue_.Notify();
   Release(/*destroy_locals=*/false);
+}
+
+bool FanIn::Redelivered(const ChangeEvent& change) {
+  const int32_t p = change.partition.value();
+  if (spec_.coalesce || change.offset < 0 || p < 0 || p >= info_.num_partitions) return false;
+  PartitionState& state = partitions_[p];
+  bool again = false;
+  if (change.offset < state.last_offset) {
+    again = true;
+  } else if (change.offset > state.last_offset) {
+    state.last_offset = change.offset;
+    state.last_count = 0;
+    state.resent = 0;
+  } else if (state.resent < state.last_count) {
+    ++state.resent;
+    again = true;
+  }
+  if (again) {
+    if (!state.logged_redelivery) {
+      state.logged_redelivery = true;
+      spdlog::info(
+          "subscription to store {}: partition {} resumed below changes already sent (its "
+          "previous owner ended between sending them and reporting their position); the "
+          "repeated ones are dropped",
+          info_.name, p);
+    }
+    return true;
+  }
+  ++state.last_count;
+  ++state.resent;
+  return false;
 }
 
 bool FanIn::OnPeerMessage(Source* source, kiq::v1::PeerChange message) {
@@ -372,13 +411,16 @@ bool FanIn::OnPeerMessage(Source* source, kiq::v1::PeerChange message) {
         for (int32_t p : source->partitions) partitions_[p].snapshot_needed = false;
         notify = true;
         break;
-      case kiq::v1::PeerChange::CHANGE:
+      case kiq::v1::PeerChange::CHANGE: {
+        ChangeEvent change = FromPeerChange(std::move(message));
+        if (Redelivered(change)) break;
         source->changed = true;
-        if (!queue_.Push(FromPeerChange(std::move(message)))) {
+        if (!queue_.Push(std::move(change))) {
           EndLocked(absl::OkStatus());  // the queue ended itself: RESOURCE_EXHAUSTED
         }
         notify = true;
         break;
+      }
       case kiq::v1::PeerChange::PROGRESS:
         for (const kiq::v1::PartitionOffset& po : message.progress()) {
           if (po.partition() >= 0 && po.partition() < info_.num_partitions &&

@@ -76,6 +76,15 @@ class FanIn : public std::enable_shared_from_this<FanIn> {
     Source* source = nullptr;  // nullptr: pending
     // The offset every change before which has been queued; set from the first PROGRESS.
     std::optional<int64_t> at;
+    // The record (source offset) of the last change queued, and how many of its changes were:
+    // an owner sends a change before the PROGRESS that covers it, so one that dies in between
+    // (kill -9) leaves `at` below changes already delivered, and its successor, resuming from
+    // `at`, sends them again. `resent` counts the changes of that record the current source
+    // has sent (reset when the partition is placed); see Redelivered.
+    int64_t last_offset = -1;
+    int64_t last_count = 0;
+    int64_t resent = 0;
+    bool logged_redelivery = false;  // since it was placed
     // FROM_SNAPSHOT and its snapshot not received in full yet.
     bool snapshot_needed = false;
     int attempts = 0;
@@ -92,6 +101,12 @@ class FanIn : public std::enable_shared_from_this<FanIn> {
   };
 
   void OnLocalNotify(Source* source) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether `change` (from its partition's current source) was already queued: sent again by
+  // a source that resumed below it. Counts it otherwise. Changes of a partition come in record
+  // order, each record's changes the same every time they are made (a new owner re-makes or
+  // replays them), so a record's changes are told apart by their rank. Not with coalescing
+  // (a coalesced change carries a later offset than those queued behind it).
+  bool Redelivered(const ChangeEvent& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A message of a remote source. Returns true if the stream should read on.
   bool OnPeerMessage(Source* source, kiq::v1::PeerChange message) ABSL_LOCKS_EXCLUDED(mu_);
   // A remote stream has nothing more to read: lets gRPC finish it.

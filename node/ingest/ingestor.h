@@ -68,9 +68,8 @@ struct IngestorOptions {
   // staged (one sequential loop). 2 (pipelined): once batch N's changelog is produced,
   // batch N+1 is consumed and staged (reading N's staged values) while N's records are
   // delivered; N is committed as soon as they all are, always before N+1, never before its
-  // own changelog is durable. Anything else is refused by Create. 1 by default until a
-  // duplicate change seen once after a kill -9 with 2 (README) is explained.
-  int changelog_batches_in_flight = 1;
+  // own changelog is durable. Anything else is refused by Create.
+  int changelog_batches_in_flight = 2;
   // Budget of the cache of committed values the ingestion reads before RocksDB (see
   // CommittedCache; keys, values and a per-entry overhead), 0 for none. 4 MiB holds ~20k
   // small aggregates (a count over 10k keys stays cached) and adds little to a node whose

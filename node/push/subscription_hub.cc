@@ -244,7 +244,6 @@ void SubscriptionHub::PublishAtBoundary(std::vector<Change> changes,
                                         const std::vector<CommittedPosition>& positions) {
   const absl::Time now = absl::Now();
   std::vector<std::shared_ptr<Subscriber>> subscribers;
-  std::vector<bool> progressed;  // by index into `subscribers`
   {
     absl::MutexLock lock(&mu_);
     for (const CommittedPosition& at : positions) {
@@ -253,23 +252,8 @@ void SubscriptionHub::PublishAtBoundary(std::vector<Change> changes,
       if (log != replay_.end()) log->second.end = at.next;
     }
     subscribers = subscribers_;
-    progressed.resize(subscribers.size());
-    // Progress without a change wakes a subscriber now and then, not at every batch.
-    for (size_t i = 0; i < subscribers.size(); ++i) {
-      Subscriber* s = subscribers[i].get();
-      if (s->queue->ended()) continue;
-      bool advanced = false;
-      for (const CommittedPosition& at : positions) {
-        if (at.store.index == s->store.index && s->Follows(at.partition.value())) {
-          advanced |= s->queue->Advance(at.partition.value(), at.next);
-        }
-      }
-      if (advanced && now >= s->next_progress_notify) {
-        s->next_progress_notify = now + kProgressNotifyInterval;
-        progressed[i] = true;
-      }
-    }
   }
+  std::vector<bool> wake(subscribers.size());  // by index into `subscribers`
   for (size_t i = 0; i < subscribers.size(); ++i) {
     const Subscriber* s = subscribers[i].get();
     router::ChangeQueue& queue = *s->queue;
@@ -288,7 +272,32 @@ void SubscriptionHub::PublishAtBoundary(std::vector<Change> changes,
       queued = true;
     }
     // Overflow ended it (Push returned false) or changes arrived: wake the stream either way.
-    if (queued || queue.ended() || progressed[i]) queue.Notify();
+    wake[i] = queued || queue.ended();
+  }
+  {
+    // The progress moves only once the batch's changes are queued: a stream that takes from
+    // the queue in between (woken by an earlier write) would otherwise find it drained and
+    // report the batch's end position ahead of its changes, and a router resuming from that
+    // position after this node dies would miss them.
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < subscribers.size(); ++i) {
+      Subscriber* s = subscribers[i].get();
+      if (s->queue->ended()) continue;
+      bool advanced = false;
+      for (const CommittedPosition& at : positions) {
+        if (at.store.index == s->store.index && s->Follows(at.partition.value())) {
+          advanced |= s->queue->Advance(at.partition.value(), at.next);
+        }
+      }
+      // Progress without a change wakes a subscriber now and then, not at every batch.
+      if (advanced && now >= s->next_progress_notify) {
+        s->next_progress_notify = now + kProgressNotifyInterval;
+        wake[i] = true;
+      }
+    }
+  }
+  for (size_t i = 0; i < subscribers.size(); ++i) {
+    if (wake[i]) subscribers[i]->queue->Notify();
   }
   // Last, so that the changes can be moved in (commit_mu_ keeps registrations out until then).
   absl::MutexLock lock(&mu_);

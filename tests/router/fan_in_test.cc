@@ -853,6 +853,72 @@ TEST_F(FanInMoveTest, NotOwnerBeforeTheTableMovesIsRetriedThenResumesAtTheNewOwn
   MoveAndResume(NotOwnerError("partition 0 is not owned by node a"), /*table_first=*/false);
 }
 
+// An owner sends a change before the PROGRESS that covers it; one that dies in between (kill -9)
+// leaves the fan-in's position below changes it already delivered, and the next owner, resuming
+// from that position, sends them again. The fan-in drops them, telling the changes of one
+// record apart by their rank (a record may make several, e.g. one per window): here a's last
+// record made two changes and only the first had arrived when a died.
+TEST_F(FanInTest, ChangesAnOwnerSentAfterItsLastProgressAreNotDeliveredAgainByTheNextOwner) {
+  Node& a = AddNode("a");
+  Node& c = AddNode("c");
+  local_.Own({2, 3, 4, 5});
+  a.stores.Own({0, 1});
+  Announce(a, {0, 1});
+
+  std::unique_ptr<Reader> reader = Subscribe(AllOf(/*snapshot=*/false));
+  ASSERT_NE(local_.WaitForFeed(0), nullptr);
+  ASSERT_NE(a.stores.WaitForFeed(0), nullptr);
+  std::map<int32_t, std::vector<ChangeEvent>> made;
+  for (int64_t o = 0; o < 10; ++o) {
+    for (int32_t p : {0, 1}) made[p].push_back(a.stores.MakeAt(p, o));
+  }
+  a.stores.Advance(0, 10);
+  a.stores.Advance(1, 10);
+  // Sent, but a dies before it reports them: the last PROGRESS stays at 10.
+  made[0].push_back(a.stores.MakeAt(0, 10));
+  made[0].push_back(a.stores.MakeAt(0, 11));
+  made[0].push_back(a.stores.Make(0, "p0-w1", "one", 12));
+  ASSERT_OK(reader->TakeChanges(23));
+
+  // c has made the same records again (restored up to 5): its replay from 10 repeats 10, 11
+  // and the first change of 12.
+  c.stores.Own({0, 1}, /*log_start=*/5);
+  for (int32_t p : {0, 1}) {
+    for (int64_t o = 0; o < 5; ++o) c.stores.SetEntry(p, KeyAt(p, o), ValueAt(p, o));
+    for (int64_t o = 5; o < 12; ++o) {
+      ChangeEvent change = c.stores.MakeAt(p, o);
+      if (p == 1 && o >= 10) made[p].push_back(change);
+    }
+  }
+  c.stores.Make(0, "p0-w1", "one", 12);
+  made[0].push_back(c.stores.Make(0, "p0-w2", "two", 12));
+  for (int64_t o = 12; o < 15; ++o) {
+    made[1].push_back(c.stores.MakeAt(1, o));
+    if (o > 12) made[0].push_back(c.stores.MakeAt(0, o));
+  }
+  Announce(c, {0, 1});
+  Announce(a, {});
+  const absl::Status killed = absl::UnavailableError("connection reset");
+  a.stores.Disown({0, 1}, killed);
+  a.stores.EndFeeds(0, killed);
+
+  std::shared_ptr<FakeFeed> resumed = c.stores.WaitForFeed(0);
+  ASSERT_NE(resumed, nullptr);
+  EXPECT_THAT(resumed->spec().resume, ElementsAre(Pair(0, 10), Pair(1, 10)));
+  // Live after the replay: the first change of a record is not taken for a repeat.
+  made[0].push_back(c.stores.Make(0, "p0-w1", "three", 15));
+  made[1].push_back(c.stores.MakeAt(1, 15));
+  // p0: w2@12, 13, 14, w1@15; p1: 10..15.
+  ASSERT_OK(reader->TakeChanges(23 + 4 + 6));
+  EXPECT_EQ(reader->changes().size(), 33u);
+  for (int32_t p : {0, 1}) {
+    EXPECT_EQ(ShownOf(p, reader->changes()), Shown(made[p])) << "partition " << p;
+  }
+  ExpectChains({}, reader->changes());
+  EXPECT_OK(reader->TakeNow());
+  EXPECT_EQ(reader->changes().size(), 33u);
+}
+
 TEST_F(FanInTest, LocalPartitionThatMovesAwayResumesAtItsNewOwnerAndTheRestStayHere) {
   Node& a = AddNode("a");
   Node& c = AddNode("c");

@@ -145,6 +145,12 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
     // 6 s is also the shortest a real broker accepts by default (group.min.session.timeout.ms).
     argv.push_back("--kafka-property=session.timeout.ms=6000,heartbeat.interval.ms=500");
   }
+  // Runs the integration suite with either ingestion loop; a test's own flag comes after it
+  // and wins.
+  if (const char* in_flight = std::getenv("KIQ_TEST_CHANGELOG_BATCHES_IN_FLIGHT");
+      in_flight != nullptr && *in_flight != '\0') {
+    argv.push_back(absl::StrCat("--changelog-batches-in-flight=", in_flight));
+  }
   argv.insert(argv.end(), options.extra_flags.begin(), options.extra_flags.end());
   return Launch(argv, port_file, absl::StrCat(dir, "/", options.node_id, ".log"));
 }
