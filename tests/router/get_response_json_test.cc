@@ -116,32 +116,22 @@ class Generator {
     for (char& c : s) c = static_cast<char>(Int(0, 255));
     return s;
   }
-  int32_t Int32() {
+  // Zero, small, an extreme or any value of the integer type T.
+  template <typename T>
+  T Integer() {
     switch (Int(0, 3)) {
       case 0:
         return 0;
       case 1:
         return Int(-5, 5);
       case 2:
-        return Chance(50) ? std::numeric_limits<int32_t>::min()
-                          : std::numeric_limits<int32_t>::max();
+        return Chance(50) ? std::numeric_limits<T>::min() : std::numeric_limits<T>::max();
       default:
-        return std::uniform_int_distribution<int32_t>()(rng_);
+        return std::uniform_int_distribution<T>()(rng_);
     }
   }
-  int64_t Int64() {
-    switch (Int(0, 3)) {
-      case 0:
-        return 0;
-      case 1:
-        return Int(-5, 5);
-      case 2:
-        return Chance(50) ? std::numeric_limits<int64_t>::min()
-                          : std::numeric_limits<int64_t>::max();
-      default:
-        return std::uniform_int_distribution<int64_t>()(rng_);
-    }
-  }
+  int32_t Int32() { return Integer<int32_t>(); }
+  int64_t Int64() { return Integer<int64_t>(); }
   double Double() {
     static const double kSpecial[] = {0.0,
                                       -0.0,
