@@ -11,6 +11,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/utf8.h"
 
 namespace kiq::schema {
 namespace {
@@ -52,6 +53,16 @@ void WriteDouble(JsonWriter& w, double d) {
   } else {
     w.Double(d);
   }
+}
+
+// Writes text from the record (an Avro string, a map key) as a JSON string, or returns false if
+// it is not UTF-8. Checked here first: RapidJSON's own validation reads a multi-byte
+// sequence's continuation bytes without checking the length, so a string ending in a lead
+// byte would be read past its end (found by schema_decoder_fuzzer under ASan).
+bool WriteUtf8(JsonWriter& w, absl::string_view s, bool key) {
+  if (!IsValidUtf8(s)) return false;
+  const auto size = static_cast<rapidjson::SizeType>(s.size());
+  return key ? w.Key(s.data(), size) : w.String(s.data(), size);
 }
 
 void WriteBase64(JsonWriter& w, const void* buf, size_t size) {
@@ -104,7 +115,7 @@ absl::Status ToJson(avro_value_t* value, int depth, const JsonLimits& limits, Js
       const char* s = nullptr;
       size_t size = 0;  // libavro counts the terminating NUL
       if (avro_value_get_string(value, &s, &size) != 0) return malformed();
-      if (!w.String(s, static_cast<rapidjson::SizeType>(size > 0 ? size - 1 : 0))) {
+      if (!WriteUtf8(w, absl::string_view(s, size > 0 ? size - 1 : 0), /*key=*/false)) {
         return absl::InvalidArgumentError("value is not UTF-8 (an Avro string holds invalid UTF-8)");
       }
       return absl::OkStatus();
@@ -160,7 +171,8 @@ absl::Status ToJson(avro_value_t* value, int depth, const JsonLimits& limits, Js
     if (avro_value_get_by_index(value, i, &child, type == AVRO_ARRAY ? nullptr : &name) != 0) {
       return malformed();
     }
-    if (name != nullptr && !w.Key(name)) {
+    // Record field names are Avro names (ASCII, checked by libavro); map keys are data.
+    if (name != nullptr && !WriteUtf8(w, name, /*key=*/true)) {
       return absl::InvalidArgumentError("value is not UTF-8 (an Avro map key holds invalid UTF-8)");
     }
     if (absl::Status s = ToJson(&child, depth + 1, limits, w); !s.ok()) return s;

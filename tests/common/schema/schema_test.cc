@@ -165,6 +165,22 @@ TEST(AvroSchemaTest, TruncatedTrailingAndTooDeepValuesAreBad) {
   EXPECT_THAT(deep.message(), HasSubstr("nests deeper than 1 levels"));
 }
 
+// Strings and map keys ending in a UTF-8 lead byte (schema_decoder_fuzzer found RapidJSON
+// reading past such a string under ASan), or holding one that is not UTF-8, are bad values.
+TEST(AvroSchemaTest, StringsAndMapKeysThatAreNotUtf8AreBadValues) {
+  for (const char* hex :
+       {"000000000102f2", "000000000102c3", "0000000001048041", "00000000010463ff"}) {
+    EXPECT_EQ(DecodeAvro(R"("string")", hex),
+              "value is not UTF-8 (an Avro string holds invalid UTF-8)")
+        << hex;
+  }
+  EXPECT_EQ(DecodeAvro(R"("string")", "000000000104c3a9"), R"("é")");
+  constexpr char kMap[] = R"({"type":"map","values":"int"})";
+  EXPECT_EQ(DecodeAvro(kMap, "00000000010202f20000"),
+            "value is not UTF-8 (an Avro map key holds invalid UTF-8)");
+  EXPECT_EQ(DecodeAvro(kMap, "00000000010202610200"), R"({"a":1})");
+}
+
 TEST(AvroSchemaTest, RefusesWhatLibavroRefuses) {
   for (const char* bad : {"{", R"({"type":"record","name":"X","fields":[{"name":"a"}]})",
                           R"({"type":"nope"})"}) {
