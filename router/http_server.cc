@@ -1,6 +1,9 @@
 #include "router/http_server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -213,6 +216,14 @@ HttpServer::HttpServer(Options options)
     return new ConnectionQueue(max, counters);
   };
   server_->set_tcp_nodelay(true);
+  // httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into Debian's
+  // libcpp-httplib): 64 clients connecting at once overflowed it, the kernel dropped their SYNs
+  // and they connected ~0.5-1 s later (wrk's p99 of 0.45-0.69 s at 64 connections; `nstat`
+  // counted the ListenOverflows). Start listens again on the socket with kListenBacklog.
+  server_->set_socket_options([fd = &listen_fd_](int sock) {
+    httplib::default_socket_options(sock);
+    *fd = sock;
+  });
   // Slow clients: a worker waits at most this long for each read.
   server_->set_read_timeout(kReadTimeout);
   server_->set_keep_alive_timeout(static_cast<time_t>(options_.idle_timeout.count()));
@@ -230,6 +241,13 @@ HttpServer::HttpServer(Options options)
     return CheckLimits(req, res, options_);
   });
   server_->set_error_handler(httplib::Server::HandlerWithResponse(ErrorBody));
+}
+
+int HttpServer::listen_backlog() const {
+  tcp_info info{};
+  socklen_t size = sizeof(info);
+  if (listen_fd_ < 0 || getsockopt(listen_fd_, IPPROTO_TCP, TCP_INFO, &info, &size) != 0) return -1;
+  return static_cast<int>(info.tcpi_sacked);  // for a listening socket: its backlog
 }
 
 int HttpServer::open_connections() const { return counters_->open.load(); }
@@ -255,6 +273,9 @@ absl::StatusOr<int> HttpServer::Start(const std::string& bind_address, int port)
   if (bound <= 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", bind_address, ":", port));
   }
+  // Linux takes a second listen() on a listening socket as a new backlog (the kernel caps it at
+  // net.core.somaxconn). Best effort: with httplib's 5 the port still works.
+  if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // httplib's stop() is lost if it comes before the listening loop starts (Stop would then
   // join forever), so Start returns only once the server runs.

@@ -72,6 +72,8 @@ class HttpServer {
   // which the request must fit in anyway.
   static constexpr size_t kMaxBodyBytes = 4 * 1024 * 1024;
   static constexpr std::chrono::milliseconds kReadTimeout{500};
+  // Connections the kernel queues for accept (capped by net.core.somaxconn).
+  static constexpr int kListenBacklog = 1024;
   // Requests a keep-alive connection may carry before httplib closes it (its default is 5).
   static constexpr size_t kKeepAliveMaxRequests = 10000;
 
@@ -88,6 +90,8 @@ class HttpServer {
 
   // Open connections now (refused ones not counted), and connections refused since Start.
   int open_connections() const;
+  // The listening socket's accept backlog as the kernel applies it (TCP_INFO), -1 if unknown.
+  int listen_backlog() const;
   int64_t refused_connections() const;
 
  private:
@@ -97,6 +101,8 @@ class HttpServer {
   const Options options_;
   std::shared_ptr<Counters> counters_;
   std::unique_ptr<httplib::Server> server_;
+  // The listening socket, noted while Start binds it (on the caller's thread).
+  int listen_fd_ = -1;
   std::thread thread_;
 };
 

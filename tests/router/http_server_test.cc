@@ -8,8 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <memory>
 #include <atomic>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -127,6 +128,23 @@ class HttpServerTest : public ::testing::Test {
   HttpServer server_;
   int port_ = 0;
 };
+
+// httplib alone listens with a backlog of 5: 64 clients connecting at once overflowed it and
+// waited ~1 s for their SYNs to be sent again. The port listens with kListenBacklog (or the
+// kernel's cap), and 200 connections opened at once are all answered.
+TEST_F(HttpServerTest, ListensWithABacklogForManyClientsConnectingAtOnce) {
+  int somaxconn = HttpServer::kListenBacklog;
+  std::ifstream("/proc/sys/net/core/somaxconn") >> somaxconn;
+  EXPECT_EQ(server_.listen_backlog(), std::min(HttpServer::kListenBacklog, somaxconn));
+  EXPECT_GT(server_.listen_backlog(), 5);
+  std::vector<std::unique_ptr<RawConnection>> clients;
+  for (int i = 0; i < 200; ++i) clients.push_back(std::make_unique<RawConnection>(port_));
+  for (auto& c : clients) {
+    ASSERT_TRUE(c->connected());
+    ASSERT_TRUE(c->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  }
+  for (auto& c : clients) EXPECT_TRUE(absl::EndsWith(c->ReadResponse(absl::Seconds(20)), "ok\n"));
+}
 
 TEST_F(HttpServerTest, TooManyHeadersIs431WithJson) {
   RawConnection c(port_);
