@@ -9,31 +9,29 @@ absl::StatusOr<StagedBatch::Slot*> StagedBatch::SlotFor(StoreHandle store, Parti
   SlotKey slot_key{store.index, p.value(), std::string(key)};
   auto it = slots_.find(slot_key);
   if (it != slots_.end()) return &it->second;
+  // A new slot starts from the value this batch builds on, unchanged so far.
+  auto start_from = [&](std::optional<std::string> value) {
+    Slot slot;
+    slot.original = value;
+    slot.current = std::move(value);
+    return &slots_.emplace(std::move(slot_key), std::move(slot)).first->second;
+  };
   if (base_ != nullptr) {
     // The older batch's value is what RocksDB will hold once it commits, before this batch.
     if (auto b = base_->slots_.find(slot_key); b != base_->slots_.end()) {
-      Slot slot;
-      slot.original = b->second.current;
-      slot.current = b->second.current;
-      return &slots_.emplace(std::move(slot_key), std::move(slot)).first->second;
+      return start_from(b->second.current);
     }
   }
   if (cache_ != nullptr) {
     if (const std::optional<std::string>* cached = cache_->Find(store.index, p.value(), key)) {
-      Slot slot;
-      slot.original = *cached;
-      slot.current = *cached;
-      return &slots_.emplace(std::move(slot_key), std::move(slot)).first->second;
+      return start_from(*cached);
     }
   }
   absl::StatusOr<std::optional<std::string>> stored = engine_.Get(store, p, key);
   if (!stored.ok()) return stored.status();
   // Committed (the base does not have the key, so its commit leaves it as it is).
   if (cache_ != nullptr) cache_->Put(store.index, p.value(), key, *stored);
-  Slot slot;
-  slot.original = *stored;
-  slot.current = std::move(*stored);
-  return &slots_.emplace(std::move(slot_key), std::move(slot)).first->second;
+  return start_from(std::move(*stored));
 }
 
 absl::StatusOr<const std::optional<std::string>*> StagedBatch::Read(StoreHandle store,
