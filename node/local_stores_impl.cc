@@ -271,7 +271,7 @@ absl::Status LocalStoresImpl::ReadExactly(const PositionTracker& positions,
   constexpr absl::Duration kCommitWait = absl::Milliseconds(200);
   for (int attempt = 0; attempt < kExactAttempts; ++attempt) {
     const uint64_t before = positions.AwaitNoCommit(kCommitWait);
-    if (before % 2 == 1) break;  // a commit that does not end (a stalled disk)
+    if (PositionTracker::Committing(before)) break;  // one that does not end (a stalled disk)
     kiq::v1::Position position;
     AppendPositionFrom(positions, store, p, &position);
     if (absl::Status s = read(); !s.ok()) return s;

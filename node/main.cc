@@ -68,6 +68,11 @@ ABSL_FLAG(int64_t, ingest_cache_bytes, static_cast<int64_t>(kiq::node::kDefaultI
           "Budget in bytes of the cache of committed aggregate values ingestion reads before "
           "RocksDB (keys, values and ~160 bytes per entry; least recently used evicted first); "
           "0 turns it off (0 to 64 GiB).");
+ABSL_FLAG(int, ingest_threads, 1,
+          "Ingestion threads, as Kafka Streams' num.stream.threads: each is a member of the "
+          "consumer group (group.instance.id <node-id>, <node-id>-1, ...) and materializes the "
+          "partitions it is assigned; more than the partitions this node gets stay idle (1 to "
+          "64).");
 ABSL_FLAG(absl::Duration, subscribe_replay_window, absl::Seconds(30),
           "How long after gaining a partition its changes are kept, so that subscriptions "
           "following it from its previous owner resume without a gap (0s: never).");
@@ -185,6 +190,12 @@ int main(int argc, char** argv) {
     return refuse(s.message());
   }
   options.ingest_cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_ingest_cache_bytes));
+  if (absl::Status s = kiq::CheckFlagRange("--ingest-threads", absl::GetFlag(FLAGS_ingest_threads),
+                                           1, kiq::node::kMaxIngestThreads);
+      !s.ok()) {
+    return refuse(s.message());
+  }
+  options.ingest_threads = absl::GetFlag(FLAGS_ingest_threads);
   options.subscribe_replay_window = absl::GetFlag(FLAGS_subscribe_replay_window);
   if (options.subscribe_replay_window < absl::ZeroDuration()) {
     return refuse("--subscribe-replay-window: must be >= 0s");

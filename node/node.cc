@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   SubscriptionHubOptions hub_options;
   hub_options.subscriptions = &node->ingest_metrics_->Subscriptions();
   hub_options.replay_window = options.subscribe_replay_window;
+  hub_options.lanes = options.ingest_threads;
   node->hub_ = std::make_unique<SubscriptionHub>(hub_options);
   IngestorOptions ingest;
   ingest.metrics = node->ingest_metrics_.get();
@@ -131,6 +132,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   Node* raw = node.get();
   ingest.on_ownership_change = [raw] {
     if (raw->advertiser_) raw->advertiser_->Notify();
+  };
+  ingest.on_end = [raw](const absl::Status& status) {
+    absl::MutexLock lock(&raw->ended_mu_);
+    ++raw->ingestors_ended_;
+    if (!status.ok() && raw->first_failure_.ok()) raw->first_failure_ = status;
   };
   node->self_id_ = options.node_id;
   node->num_standby_replicas_ = topology->num_standby_replicas();
@@ -155,10 +161,27 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     node->standby_ = *std::move(replicator);
     ingest.standby = node->standby_.get();
   }
-  absl::StatusOr<std::unique_ptr<Ingestor>> ingestor = Ingestor::Create(
-      *node->topology_, *node->engine_, node->states_, node->positions_, std::move(ingest));
-  if (!ingestor.ok()) return ingestor.status();
-  node->ingestor_ = std::move(*ingestor);
+  if (options.ingest_threads < 1 || options.ingest_threads > kMaxIngestThreads) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ingest_threads: must be 1 to ", kMaxIngestThreads, ", got ", options.ingest_threads));
+  }
+  for (int lane = 0; lane < options.ingest_threads; ++lane) {
+    CompiledTopology* topology_of_lane = node->topology_.get();
+    if (lane > 0) {
+      absl::StatusOr<std::unique_ptr<CompiledTopology>> copy = CompiledTopology::Compile(
+          *topology, *node->engine_, *counts, options.json_limits, node->schemas_.get());
+      if (!copy.ok()) return copy.status();
+      node->lane_topologies_.push_back(*std::move(copy));
+      topology_of_lane = node->lane_topologies_.back().get();
+    }
+    IngestorOptions lane_options = ingest;
+    lane_options.lane = lane;
+    absl::StatusOr<std::unique_ptr<Ingestor>> ingestor =
+        Ingestor::Create(*topology_of_lane, *node->engine_, node->states_, node->positions_,
+                         std::move(lane_options));
+    if (!ingestor.ok()) return ingestor.status();
+    node->ingestors_.push_back(*std::move(ingestor));
+  }
 
   node->local_ = std::make_unique<LocalStoresImpl>(
       *node->topology_, *node->engine_, node->states_, node->positions_, node->hub_.get(),
@@ -199,19 +222,26 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     advertise.http_endpoint =
         absl::StrCat(options.advertised_host, ":", node->frontend_->http_port());
   }
-  Ingestor* ingestor_ptr = node->ingestor_.get();
   node->advertiser_ = std::make_unique<Advertiser>(
       advertise, *node->topology_, node->states_, node->positions_,
-      [ingestor_ptr] { return ingestor_ptr->generation(); }, *node->publisher_,
-      node->standby_ ? &node->standby_partitions_ : nullptr);
+      [raw] {
+        // Every ingestion thread is a member of the same group: the newest generation.
+        Generation newest(0);
+        for (const auto& ingestor : raw->ingestors_) {
+          if (ingestor->generation().value() > newest.value()) newest = ingestor->generation();
+        }
+        return newest;
+      },
+      *node->publisher_, node->standby_ ? &node->standby_partitions_ : nullptr);
   node->advertiser_->Start();
-  node->ingestor_->Start();
+  for (const auto& ingestor : node->ingestors_) ingestor->Start();
   if (node->standby_) node->standby_->Start();
   spdlog::info(
       "serving kiq.v1.QueryService on {}:{} (application {}, {} stores, {} partitions, "
-      "data dir {})",
+      "{} ingestion thread{}, data dir {})",
       options.bind_address, node->frontend_->grpc_port(), node->topology_->application_id(),
-      store_names.size(), node->topology_->num_partitions(), node->data_dir_);
+      store_names.size(), node->topology_->num_partitions(), options.ingest_threads,
+      options.ingest_threads == 1 ? "" : "s", node->data_dir_);
   node->options_ = std::move(options);
   return node;
 }
@@ -219,7 +249,17 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 Node::~Node() { Shutdown(); }
 
 absl::Status Node::Wait() {
-  absl::Status status = ingestor_->Wait();
+  // Until every ingestion thread has ended, or one has failed.
+  absl::Status status;
+  {
+    absl::MutexLock lock(&ended_mu_);
+    const int threads = static_cast<int>(ingestors_.size());
+    auto ended = [this, threads]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ended_mu_) {
+      return ingestors_ended_ == threads || !first_failure_.ok();
+    };
+    ended_mu_.Await(absl::Condition(&ended));
+    status = first_failure_;
+  }
   if (!status.ok()) {
     absl::MutexLock lock(&failure_mu_);
     ingestion_failure_ = status;
@@ -237,9 +277,11 @@ void Node::Shutdown() {
     spdlog::info("shutting down: no new queries, finishing in-flight ones");
     frontend_->Shutdown(absl::Seconds(5));
   }
-  if (ingestor_ && !ingestor_stopped_) {
+  if (!ingestors_.empty() && !ingestor_stopped_) {
     spdlog::info("shutting down: committing and leaving the consumer group");
-    ingestor_->Stop();
+    // Each thread commits and closes its consumer: stopped together, not one after another.
+    for (const auto& ingestor : ingestors_) ingestor->RequestStop();
+    for (const auto& ingestor : ingestors_) ingestor->Stop();
     if (standby_) standby_->Stop();
     ingestor_stopped_ = true;
     if (advertiser_) advertiser_->StopWithTombstone(absl::Seconds(5));
@@ -265,7 +307,11 @@ void Node::UpdateGauges() {
     // Lag per owned source partition: the high watermark minus the smallest next offset of
     // the stores it feeds.
     for (const CompiledSource& source : topology_->sources()) {
-      std::optional<int64_t> high = ingestor_->CachedHighWatermark(source.spec.topic(), p);
+      std::optional<int64_t> high;
+      for (const auto& ingestor : ingestors_) {
+        high = ingestor->CachedHighWatermark(source.spec.topic(), p);
+        if (high) break;
+      }
       if (!high) continue;
       int64_t lowest_next = *high;
       for (int index : source.stores) {
@@ -344,8 +390,15 @@ router::HttpServer::Reply Node::Readiness() const {
                               data_dir_, ")"));
     }
   }
-  if (!ingestor_->joined() && !ingestor_->assignment_lost()) {
-    return router::ReadinessReply(false, "not yet a member of the consumer group");
+  bool lost = false;
+  for (const auto& ingestor : ingestors_) {
+    if (!ingestor->joined() && !ingestor->assignment_lost()) {
+      return router::ReadinessReply(
+          false, ingestors_.size() == 1 ? std::string("not yet a member of the consumer group")
+                                        : "not every ingestion thread is a member of the "
+                                          "consumer group yet");
+    }
+    lost = lost || ingestor->assignment_lost();
   }
   std::vector<std::string> not_active;
   for (const auto& [p, state] : states_.Snapshot()) {
@@ -355,7 +408,7 @@ router::HttpServer::Reply Node::Readiness() const {
     }
   }
   if (!not_active.empty()) return router::ReadinessReply(false, absl::StrJoin(not_active, "; "));
-  if (ingestor_->assignment_lost()) {
+  if (lost) {
     return router::ReadinessReply(
         true, "Kafka unreachable, serving the partitions it had at their committed positions");
   }

@@ -34,6 +34,8 @@ inline constexpr int kMaxJsonDepthFlag = 1000;
 inline constexpr int64_t kMaxValueBytesFlag = int64_t{64} << 20;
 // The largest --ingest-cache-bytes accepted (a typo of a unit should not take all memory).
 inline constexpr int64_t kMaxIngestCacheBytesFlag = int64_t{64} << 30;
+// More ingestion threads than partitions stay idle; this bounds a typo.
+inline constexpr int kMaxIngestThreads = 64;
 
 struct NodeOptions {
   std::string config_path;
@@ -67,8 +69,12 @@ struct NodeOptions {
   absl::Duration subscribe_replay_window = absl::Seconds(30);
   // IngestorOptions::changelog_batches_in_flight (--changelog-batches-in-flight).
   int changelog_batches_in_flight = 2;
-  // IngestorOptions::ingest_cache_bytes (--ingest-cache-bytes).
+  // IngestorOptions::ingest_cache_bytes (--ingest-cache-bytes), per ingestion thread.
   size_t ingest_cache_bytes = kDefaultIngestCacheBytes;
+  // Ingestion threads (--ingest-threads), as Kafka Streams' num.stream.threads: each is a
+  // member of the consumer group with its own consumer, changelog producer and batches, and
+  // materializes the partitions the group assigns it; 1 to kMaxIngestThreads.
+  int ingest_threads = 1;
   // Bounds on every JSON record value and key this node decodes (--max-json-depth,
   // --max-value-bytes).
   JsonLimits json_limits;
@@ -93,7 +99,7 @@ class Node {
   const std::string& data_dir() const { return data_dir_; }
   // Blocks until ingestion fails (its status) or Shutdown() is called (OK). After a failure the
   // node keeps serving reads of what was committed, and /readyz answers 503 with the reason.
-  absl::Status Wait() ABSL_LOCKS_EXCLUDED(failure_mu_);
+  absl::Status Wait() ABSL_LOCKS_EXCLUDED(failure_mu_, ended_mu_);
   // Thread-safe and idempotent; a second caller waits for the first to finish.
   void Shutdown() ABSL_LOCKS_EXCLUDED(shutdown_mu_);
   // The stores, shared: a process about to exit without a finished Shutdown (a Kafka client
@@ -135,7 +141,14 @@ class Node {
   // over to and from the replicator.
   StandbyPartitions standby_partitions_;
   std::unique_ptr<StandbyReplicator> standby_;
-  std::unique_ptr<Ingestor> ingestor_;
+  // One per ingestion thread; lane i > 0 runs its own copy of the topology (processors are
+  // single-threaded), lane 0 the node's.
+  std::vector<std::unique_ptr<CompiledTopology>> lane_topologies_;
+  std::vector<std::unique_ptr<Ingestor>> ingestors_;
+  // Ingestion threads that ended, and the first failure among them (Wait).
+  absl::Mutex ended_mu_;
+  int ingestors_ended_ ABSL_GUARDED_BY(ended_mu_) = 0;
+  absl::Status first_failure_ ABSL_GUARDED_BY(ended_mu_);
   std::unique_ptr<LocalStoresImpl> local_;
   std::unique_ptr<router::Frontend> frontend_;
   mutable absl::Mutex failure_mu_;

@@ -93,6 +93,10 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
                           .Name("kiq_kafka_queue_messages")
                           .Help("Messages waiting in librdkafka's local consumer queue.")
                           .Register(registry)),
+      thread_partitions_(prometheus::BuildGauge()
+                             .Name("kiq_ingest_thread_partitions")
+                             .Help("Partitions each ingestion thread (--ingest-threads) owns.")
+                             .Register(registry)),
       standby_lag_(prometheus::BuildGauge()
                        .Name("kiq_standby_lag_records")
                        .Help("Records a standby replica has not applied yet, by store and "
@@ -132,7 +136,7 @@ IngestMetrics::IngestMetrics(prometheus::Registry& registry)
   SetMembers(0);
   SetKafkaConnected(true);
   Subscriptions().Set(0);
-  SetQueueMessages(0);
+  SetQueueMessages(0, 0);
 }
 
 prometheus::Counter& IngestMetrics::Consumed(absl::string_view topic, int32_t partition) {
@@ -245,8 +249,18 @@ void IngestMetrics::SetKafkaConnected(bool connected) {
   kafka_connected_.Add({}).Set(connected ? 1 : 0);
 }
 
-void IngestMetrics::RegistryWaits(size_t partitions) {
-  registry_waits_.Add({}).Set(static_cast<double>(partitions));
+void IngestMetrics::SetLaneShare(prometheus::Gauge& gauge, int lane, double value) {
+  absl::MutexLock lock(&lanes_mu_);
+  std::vector<double>& values = lane_values_[&gauge];
+  if (values.size() <= static_cast<size_t>(lane)) values.resize(static_cast<size_t>(lane) + 1);
+  values[static_cast<size_t>(lane)] = value;
+  double sum = 0;
+  for (double v : values) sum += v;
+  gauge.Set(sum);
+}
+
+void IngestMetrics::RegistryWaits(int lane, size_t partitions) {
+  SetLaneShare(registry_waits_.Add({}), lane, static_cast<double>(partitions));
 }
 
 void IngestMetrics::SetMembers(int64_t members) {
@@ -262,14 +276,18 @@ void IngestMetrics::SetBrokerRtt(absl::string_view broker, double seconds) {
   broker_rtt_.Add({{"broker", std::string(broker)}}).Set(seconds);
 }
 
-void IngestMetrics::IngestCache(int64_t hits, int64_t misses, size_t bytes) {
+void IngestMetrics::IngestCache(int lane, int64_t hits, int64_t misses, size_t bytes) {
   cache_hits_.Increment(static_cast<double>(hits));
   cache_misses_.Increment(static_cast<double>(misses));
-  cache_bytes_.Set(static_cast<double>(bytes));
+  SetLaneShare(cache_bytes_, lane, static_cast<double>(bytes));
 }
 
-void IngestMetrics::SetQueueMessages(int64_t messages) {
-  queue_messages_.Add({}).Set(static_cast<double>(messages));
+void IngestMetrics::SetThreadPartitions(int lane, int64_t partitions) {
+  thread_partitions_.Add({{"thread", absl::StrCat(lane)}}).Set(static_cast<double>(partitions));
+}
+
+void IngestMetrics::SetQueueMessages(int lane, int64_t messages) {
+  SetLaneShare(queue_messages_.Add({}), lane, static_cast<double>(messages));
 }
 
 prometheus::Gauge& IngestMetrics::Subscriptions() { return subscriptions_.Add({}); }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -8,7 +9,10 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace kiq::node {
@@ -43,14 +47,18 @@ class IngestMetrics {
   // standby replica of it (only the tail was restored).
   void Handover(bool warm, absl::Duration took);
   // Source partitions paused while the schema registry does not answer for their next record.
-  void RegistryWaits(size_t partitions);
+  // Gauges fed by each ingestion thread (`lane`) export the sum over them.
+  void RegistryWaits(int lane, size_t partitions) ABSL_LOCKS_EXCLUDED(lanes_mu_);
   void SetMembers(int64_t members);
   void SetKafkaConnected(bool connected);
   void SetStore(absl::string_view store, int64_t size_bytes, int64_t estimated_keys);
   void SetBrokerRtt(absl::string_view broker, double seconds);
-  void SetQueueMessages(int64_t messages);
+  void SetQueueMessages(int lane, int64_t messages) ABSL_LOCKS_EXCLUDED(lanes_mu_);
+  // Partitions ingestion thread `lane` owns (kiq_ingest_thread_partitions{thread=...}).
+  void SetThreadPartitions(int lane, int64_t partitions);
   // The ingestion cache's hits and misses since the last call, and its bytes now.
-  void IngestCache(int64_t hits, int64_t misses, size_t bytes);
+  void IngestCache(int lane, int64_t hits, int64_t misses, size_t bytes)
+      ABSL_LOCKS_EXCLUDED(lanes_mu_);
   // The open-subscriptions gauge, set by the subscription hub.
   prometheus::Gauge& Subscriptions();
 
@@ -78,12 +86,19 @@ class IngestMetrics {
   prometheus::Family<prometheus::Gauge>& store_keys_;
   prometheus::Family<prometheus::Gauge>& broker_rtt_;
   prometheus::Family<prometheus::Gauge>& queue_messages_;
+  prometheus::Family<prometheus::Gauge>& thread_partitions_;
   prometheus::Family<prometheus::Gauge>& standby_lag_;
   prometheus::Family<prometheus::Gauge>& without_standby_;
   prometheus::Family<prometheus::Histogram>& handover_;
   prometheus::Counter& cache_hits_;
   prometheus::Counter& cache_misses_;
   prometheus::Gauge& cache_bytes_;
+  // Sets `gauge` to the sum of each lane's last value.
+  void SetLaneShare(prometheus::Gauge& gauge, int lane, double value)
+      ABSL_LOCKS_EXCLUDED(lanes_mu_);
+  absl::Mutex lanes_mu_;
+  absl::flat_hash_map<const prometheus::Gauge*, std::vector<double>> lane_values_
+      ABSL_GUARDED_BY(lanes_mu_);
 };
 
 }  // namespace kiq::node

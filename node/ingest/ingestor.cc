@@ -68,7 +68,7 @@ class Ingestor::RebalanceHandler final : public RdKafka::RebalanceCb {
 // broker's average RTT and the messages waiting in the local fetch queues.
 class Ingestor::StatsHandler final : public RdKafka::EventCb {
  public:
-  explicit StatsHandler(IngestMetrics* metrics) : metrics_(metrics) {}
+  StatsHandler(IngestMetrics* metrics, int lane) : metrics_(metrics), lane_(lane) {}
   void event_cb(RdKafka::Event& event) override {
     if (event.type() != RdKafka::Event::EVENT_STATS) {
       KafkaLogEvents::Instance().event_cb(event);
@@ -102,11 +102,12 @@ class Ingestor::StatsHandler final : public RdKafka::EventCb {
         }
       }
     }
-    metrics_->SetQueueMessages(queued);
+    metrics_->SetQueueMessages(lane_, queued);
   }
 
  private:
   IngestMetrics* const metrics_;
+  const int lane_;
 };
 
 absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& topology,
@@ -122,17 +123,20 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
         absl::StrCat("changelog_batches_in_flight: must be 1 (sequential) or 2 (pipelined), got ",
                      o.changelog_batches_in_flight));
   }
+  if (o.lane < 0) return absl::InvalidArgumentError("lane: must be >= 0");
+  // Each ingestion thread is a member of the group in its own right.
+  const std::string member = o.lane == 0 ? o.node_id : absl::StrCat(o.node_id, "-", o.lane);
   std::string err;
   {
     absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = o.kafka.Build(
-        o.node_id,
+        member,
         {
             {"group.id", topology.application_id()},
             // Static membership (KIP-345): a node that restarts (cleanly or not) within the
             // session timeout keeps its partitions; a rolling restart moves nothing. So close()
             // sends no LeaveGroup: a node that does not come back has its partitions moved once
             // the session times out.
-            {"group.instance.id", o.node_id},
+            {"group.instance.id", member},
             // A query service fails over in seconds, not librdkafka's default 45 s: a dead
             // node's partitions move once the coordinator has missed its heartbeats for this
             // long (Kafka Streams 2.4's default too). --kafka-property overrides both.
@@ -165,7 +169,7 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
     if ((*conf)->set("rebalance_cb", ingestor->rebalance_.get(), err) != RdKafka::Conf::CONF_OK) {
       return absl::InternalError(absl::StrCat("rebalance_cb: ", err));
     }
-    ingestor->stats_handler_ = std::make_unique<StatsHandler>(o.metrics);
+    ingestor->stats_handler_ = std::make_unique<StatsHandler>(o.metrics, o.lane);
     if ((*conf)->set("event_cb", ingestor->stats_handler_.get(), err) != RdKafka::Conf::CONF_OK) {
       return absl::InternalError(absl::StrCat("event_cb: ", err));
     }
@@ -174,7 +178,7 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
   }
   {
     absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = o.kafka.Build(
-        o.node_id + "-offsets",
+        member + "-offsets",
         {{"group.id", topology.application_id() + "-offsets"}, {"enable.auto.commit", "false"}});
     if (!conf.ok()) return conf.status();
     ingestor->offsets_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
@@ -183,11 +187,11 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
     }
   }
   absl::StatusOr<std::unique_ptr<Restorer>> restorer =
-      Restorer::Create(o.kafka, topology.application_id() + "-restore", o.node_id + "-restore");
+      Restorer::Create(o.kafka, topology.application_id() + "-restore", member + "-restore");
   if (!restorer.ok()) return restorer.status();
   ingestor->restorer_ = *std::move(restorer);
   absl::StatusOr<std::unique_ptr<ChangelogWriter>> changelog =
-      ChangelogWriter::Create(o.kafka, o.node_id + "-changelog");
+      ChangelogWriter::Create(o.kafka, member + "-changelog");
   if (!changelog.ok()) return changelog.status();
   ingestor->changelog_ = *std::move(changelog);
 
@@ -323,6 +327,7 @@ void Ingestor::Run() {
     absl::MutexLock lock(&mu_);
     final_status_ = status;
   }
+  if (options_.on_end) options_.on_end(status);
   done_.Notify();
 }
 
@@ -418,7 +423,7 @@ absl::Status Ingestor::HandleMessage(const RdKafka::Message& message) {
   if (batch_.empty()) {
     batch_started_ = absl::Now();
     // Log every write only while someone listens (costs a copy of each change).
-    if (options_.hub != nullptr) batch_.TrackWrites(options_.hub->BeginBatch());
+    if (options_.hub != nullptr) batch_.TrackWrites(options_.hub->BeginBatch(options_.lane));
   }
   batch_.SetSource(source->spec.topic(), record.offset);
   bool counted = false;
@@ -524,7 +529,8 @@ void Ingestor::WaitForRegistry(const std::string& topic, PartitionId p, int64_t 
   const absl::Time now = absl::Now();
   registry_waits_[{topic, p.value()}] = {schema_id, offset, now, now + absl::Milliseconds(100),
                                          absl::Milliseconds(100)};
-  if (options_.metrics != nullptr) options_.metrics->RegistryWaits(registry_waits_.size());
+  if (options_.metrics != nullptr)
+    options_.metrics->RegistryWaits(options_.lane, registry_waits_.size());
   // Info: a first sight of an id pauses too, for the few milliseconds of its fetch; a registry
   // that does not answer is warned about by RetryRegistry.
   spdlog::info(
@@ -576,7 +582,8 @@ void Ingestor::RetryRegistry() {
                  "at offset {} after {}",
                  topic, p, wait.schema_id, wait.offset, absl::FormatDuration(now - wait.since));
     it = registry_waits_.erase(it);
-    if (options_.metrics != nullptr) options_.metrics->RegistryWaits(registry_waits_.size());
+    if (options_.metrics != nullptr)
+      options_.metrics->RegistryWaits(options_.lane, registry_waits_.size());
   }
 }
 
@@ -641,10 +648,10 @@ absl::Status Ingestor::StartInFlight() {
     spdlog::critical("a batch was put in flight while another one was: commit order would break");
     std::abort();
   }
-  const bool exact = options_.hub != nullptr && options_.hub->StartCommit(batch_);
+  const bool exact = options_.hub != nullptr && options_.hub->StartCommit(batch_, options_.lane);
   if (absl::Status s = ProduceChangelog(exact); !s.ok()) {
     // Nothing commits; the hub lets registrations in again.
-    if (options_.hub != nullptr) s = options_.hub->FinishCommit(batch_, {}, s);
+    if (options_.hub != nullptr) s = options_.hub->FinishCommit(batch_, {}, s, options_.lane);
     DiscardPending();
     return s;
   }
@@ -695,7 +702,8 @@ absl::Status Ingestor::FinishInFlight() {
       positions.push_back(CommittedPosition{topology_.stores()[index].handle, PartitionId(p),
                                             inflight_.next[{index, p}]});
     }
-    status = options_.hub->FinishCommit(inflight_.batch, positions, std::move(status));
+    status =
+        options_.hub->FinishCommit(inflight_.batch, positions, std::move(status), options_.lane);
   } else if (status.ok()) {
     status = inflight_.batch.Commit(nullptr);
   }
@@ -757,7 +765,9 @@ void Ingestor::DiscardPending() {
   inflight_.materialized.clear();
   for (auto& [sp, m] : materialized_) m.staged = 0;
   // The discarded batch may have been begun untracked: registrations must not wait for it.
-  if (options_.hub != nullptr) options_.hub->CommitAndPublish(batch_, {}).IgnoreError();
+  if (options_.hub != nullptr) {
+    options_.hub->CommitAndPublish(batch_, {}, {}, options_.lane).IgnoreError();
+  }
 }
 
 absl::Status Ingestor::Dispatch() {
@@ -770,7 +780,8 @@ absl::Status Ingestor::Flush() {
   if (absl::Status s = FinishInFlight(); !s.ok()) return s;
   if (batch_.empty()) {
     // A batch that staged nothing (stray records) leaves no change to wait for.
-    if (options_.hub != nullptr) return options_.hub->CommitAndPublish(batch_, {});
+    if (options_.hub != nullptr)
+      return options_.hub->CommitAndPublish(batch_, {}, {}, options_.lane);
     return absl::OkStatus();
   }
   if (absl::Status s = StartInFlight(); !s.ok()) return s;
@@ -1016,7 +1027,8 @@ void Ingestor::OnAssign(std::vector<RdKafka::TopicPartition*>& partitions) {
   // A standby replica of a gained partition stops first (its state stays, committed up to a
   // batch, and is restored from there): a partition is never both a replica and owned.
   if (options_.standby != nullptr) {
-    options_.standby->SetOwned(std::vector<int32_t>(owned.begin(), owned.end()), /*wait=*/true);
+    options_.standby->SetOwned(std::vector<int32_t>(owned.begin(), owned.end()), /*wait=*/true,
+                               options_.lane);
   }
   // Advertise the gained partitions as RESTORING before rebuilding them.
   for (int32_t p : gained) {
@@ -1235,13 +1247,9 @@ void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions)
     const absl::Status moving = absl::UnavailableError(
         "partitions revoked from this node by a consumer group rebalance; resume at their "
         "next owner");
-    if (lost) {
-      options_.hub->EndAll(moving);
-      options_.hub->PartitionsRevoked();
-    } else {
-      options_.hub->EndPartitions(revoked, moving);
-      options_.hub->PartitionsRevoked(revoked);
-    }
+    // Lost too: `partitions` is then all of this thread's (other ingestion threads keep theirs).
+    options_.hub->EndPartitions(revoked, moving);
+    options_.hub->PartitionsRevoked(revoked);
   }
   if (lost) {
     joined_.store(false);
@@ -1262,7 +1270,7 @@ void Ingestor::OnRevoke(const std::vector<RdKafka::TopicPartition*>& partitions)
     if (options_.standby != nullptr) {
       std::vector<int32_t> still;
       for (const auto& [p, state] : states_.Snapshot()) still.push_back(p.value());
-      options_.standby->SetOwned(std::move(still), /*wait=*/false);
+      options_.standby->SetOwned(std::move(still), /*wait=*/false, options_.lane);
     }
   }
   incremental_unassign();
@@ -1307,7 +1315,7 @@ void Ingestor::InvalidateCache(const std::function<bool(int32_t)>& which) {
 
 void Ingestor::PublishCacheMetrics() {
   if (cache_ == nullptr || options_.metrics == nullptr) return;
-  options_.metrics->IngestCache(cache_->hits() - cache_hits_published_,
+  options_.metrics->IngestCache(options_.lane, cache_->hits() - cache_hits_published_,
                                 cache_->misses() - cache_misses_published_, cache_->bytes());
   cache_hits_published_ = cache_->hits();
   cache_misses_published_ = cache_->misses();
@@ -1324,6 +1332,10 @@ void Ingestor::NoteHandover(int32_t p) {
 }
 
 void Ingestor::NotifyOwnershipChange() {
+  if (options_.metrics != nullptr) {
+    options_.metrics->SetThreadPartitions(options_.lane,
+                                          static_cast<int64_t>(states_.Snapshot().size()));
+  }
   if (options_.on_ownership_change) options_.on_ownership_change();
 }
 

@@ -50,6 +50,12 @@ struct IngestorOptions {
   // dead-letter producers) is configured from here.
   KafkaClientConfig kafka{""};
   std::string node_id;
+  // Which of the node's ingestion threads this is (0, 1, ...; see Node's ingest_threads):
+  // each is a member of the group of its own (group.instance.id <node_id> for 0,
+  // <node_id>-<lane> for the others), owns the partitions the group assigns it, and commits
+  // through its own lane of the SubscriptionHub and StandbyReplicator. The stores, positions
+  // and partition states are shared; the topology (its processors) must be this thread's own.
+  int lane = 0;
   OutOfRangePolicy out_of_range = OutOfRangePolicy::kFail;
   // A batch is committed (one WriteBatch, one changelog flush) after this many records, or
   // as soon as it is `idle_batch_delay` old and no further record is waiting in the local
@@ -78,6 +84,9 @@ struct IngestorOptions {
   // Called on the ingestion thread whenever owned partitions or their states change (the
   // membership advertisement is refreshed then). Must not block.
   std::function<void()> on_ownership_change;
+  // Called once on the ingestion thread when it ends (Stop, or a fatal error), with the status
+  // Wait() returns. Must not block.
+  std::function<void(const absl::Status&)> on_end;
   // Optional; must outlive the ingestor.
   IngestMetrics* metrics = nullptr;
   // Optional; must outlive the ingestor. Committed changes are published to it.
@@ -121,8 +130,11 @@ struct IngestStats {
 // Ownership follows the group's assignment of the lead source topic (the first one), made
 // incrementally (cooperative-sticky, KIP-429): a gained partition p brings partition p of
 // every source topic, assigned by number, and a rebalance pauses only the partitions that
-// move. One ingestion thread does all the work, including rebalance callbacks, so state never
-// needs a lock on the write side.
+// move. One ingestion thread does all the work of its partitions, including rebalance
+// callbacks, so their state never needs a lock on the write side. A node may run several
+// Ingestors (IngestorOptions::lane), each a member of the group with its own partitions, as
+// Kafka Streams runs several stream threads; what they share (stores, positions, partition
+// states, the hub) is thread-safe and knows each one's commits apart.
 class Ingestor {
  public:
   static absl::StatusOr<std::unique_ptr<Ingestor>> Create(CompiledTopology& topology,
@@ -136,6 +148,8 @@ class Ingestor {
   // Commits what was processed, closes the consumer (with static membership the group keeps
   // this node's partitions for the session timeout) and joins the thread. Idempotent.
   void Stop();
+  // Tells the thread to stop without waiting for it (Stop() then waits).
+  void RequestStop() { stop_.store(true); }
   // Blocks until the ingestion thread ends on its own (a fatal error) or Stop() is called.
   absl::Status Wait();
   const IngestStats& stats() const { return stats_; }
@@ -216,7 +230,7 @@ class Ingestor {
 
   CompiledTopology& topology_;
   StoreEngine& engine_;
-  PartitionStates& states_;
+  OwnedPartitions states_;  // this thread's partitions (mirrored into the node's)
   PositionTracker& positions_;
   const IngestorOptions options_;
 

@@ -65,9 +65,11 @@ void StandbyReplicator::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void StandbyReplicator::SetOwned(std::vector<int32_t> owned, bool wait) {
+void StandbyReplicator::SetOwned(std::vector<int32_t> owned, bool wait, int lane) {
   absl::MutexLock lock(&mu_);
-  owned_ = absl::btree_set<int32_t>(owned.begin(), owned.end());
+  lanes_[lane] = absl::btree_set<int32_t>(owned.begin(), owned.end());
+  owned_.clear();
+  for (const auto& [l, partitions] : lanes_) owned_.insert(partitions.begin(), partitions.end());
   const uint64_t target = ++epoch_;
   if (!wait || !thread_.joinable()) return;
   auto done = [this, target]()

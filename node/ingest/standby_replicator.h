@@ -71,8 +71,9 @@ class StandbyReplicator {
 
   // The partitions the ingestion owns from now on: the replicas of those stop (their state
   // stays, committed up to a batch) and are never started while owned. With `wait`, blocks
-  // until the replicator has let go of them (at most a batch commit; bounded by 30 s).
-  void SetOwned(std::vector<int32_t> owned, bool wait) ABSL_LOCKS_EXCLUDED(mu_);
+  // until the replicator has let go of them (at most a batch commit; bounded by 30 s). Each
+  // ingestion thread (`lane`) sets its own partitions; the node owns their union.
+  void SetOwned(std::vector<int32_t> owned, bool wait, int lane = 0) ABSL_LOCKS_EXCLUDED(mu_);
   const StandbyPartitions& partitions() const { return standby_; }
 
  private:
@@ -132,7 +133,8 @@ class StandbyReplicator {
   LogLimiter errors_{20};
 
   absl::Mutex mu_;
-  absl::btree_set<int32_t> owned_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<int32_t> owned_ ABSL_GUARDED_BY(mu_);  // of every lane
+  absl::flat_hash_map<int, absl::btree_set<int32_t>> lanes_ ABSL_GUARDED_BY(mu_);
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by SetOwned
   uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;  // the epoch the thread has acted on
   std::atomic<bool> stop_{false};

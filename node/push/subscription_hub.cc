@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace kiq::node {
 namespace {
@@ -28,35 +29,54 @@ router::ChangeEvent ToEvent(Change change) {
                              change.offset};
 }
 
-bool SubscriptionHub::BeginBatch() {
-  // Decided under the lock a registration checks untracked_batch_ under: a subscriber either
+SubscriptionHub::Lane& SubscriptionHub::LaneOf(int lane) {
+  if (lane < 0 || static_cast<size_t>(lane) >= lanes_.size()) {
+    spdlog::critical("subscription hub: lane {} of {}", lane, lanes_.size());
+    std::abort();
+  }
+  return lanes_[static_cast<size_t>(lane)];
+}
+
+bool SubscriptionHub::AnyLaneBusy() const {
+  return std::any_of(lanes_.begin(), lanes_.end(),
+                     [](const Lane& l) { return l.committing || l.untracked; });
+}
+
+bool SubscriptionHub::BeginBatch(int lane) {
+  // Decided under the lock a registration checks the lanes under: a subscriber either
   // announced itself before this check (the batch logs its changes) or waits for the batch.
   absl::MutexLock lock(&commit_mu_);
   const bool track = active();
-  untracked_batch_ = !track;
+  LaneOf(lane).untracked = !track;
   return track;
 }
 
 absl::Status SubscriptionHub::CommitAndPublish(
     StagedBatch& batch, const std::vector<CommittedPosition>& positions,
-    const std::function<absl::Status(bool exact)>& write_ahead) {
+    const std::function<absl::Status(bool exact)>& write_ahead, int lane) {
   if (batch.empty()) {
     absl::MutexLock lock(&commit_mu_);
-    EndBatch();
+    EndBatch(lane);
     return absl::OkStatus();
   }
-  const bool exact = StartCommit(batch);
+  const bool exact = StartCommit(batch, lane);
   absl::Status status = write_ahead ? write_ahead(exact) : absl::OkStatus();
-  return FinishCommit(batch, positions, std::move(status));
+  return FinishCommit(batch, positions, std::move(status), lane);
 }
 
-bool SubscriptionHub::StartCommit(const StagedBatch& batch) {
+bool SubscriptionHub::StartCommit(const StagedBatch& batch, int lane) {
   absl::MutexLock lock(&commit_mu_);
-  committing_ = true;  // registrations wait from here until the changes are published
-  // The batch's own "untracked" wait is covered by committing_ from here; a batch begun while
-  // this one is in flight sets untracked_batch_ for itself (BeginBatch), and FinishCommit
-  // must not clear that.
-  untracked_batch_ = false;
+  // A registration waits for every lane; it goes first (an untracked batch is what it waits
+  // for, so that one goes on).
+  if (!LaneOf(lane).untracked) {
+    while (waiting_ > 0) boundary_.Wait(&commit_mu_);
+  }
+  Lane& l = LaneOf(lane);
+  l.committing = true;  // registrations wait from here until the changes are published
+  // The batch's own "untracked" wait is covered by `committing` from here; a batch begun while
+  // this one is in flight sets `untracked` for itself (BeginBatch), and FinishCommit must not
+  // clear that.
+  l.untracked = false;
   // Every subscriber registered so far gets this batch's changes one by one; the changelog
   // keeps them so, so that a standby replica can replay them exactly if this node dies.
   // Later ones register after the publish.
@@ -65,20 +85,21 @@ bool SubscriptionHub::StartCommit(const StagedBatch& batch) {
 
 absl::Status SubscriptionHub::FinishCommit(StagedBatch& batch,
                                            const std::vector<CommittedPosition>& positions,
-                                           absl::Status write_ahead) {
+                                           absl::Status write_ahead, int lane) {
   absl::Status status = std::move(write_ahead);
   std::vector<Change> changes;
   if (status.ok()) status = batch.Commit(active() ? &changes : nullptr);
   absl::MutexLock lock(&commit_mu_);
   if (status.ok()) PublishAtBoundary(std::move(changes), positions);
-  committing_ = false;
+  LaneOf(lane).committing = false;
   boundary_.SignalAll();
   return status;
 }
 
-void SubscriptionHub::EndBatch() {
-  committing_ = false;
-  untracked_batch_ = false;
+void SubscriptionHub::EndBatch(int lane) {
+  Lane& l = LaneOf(lane);
+  l.committing = false;
+  l.untracked = false;
   boundary_.SignalAll();
 }
 
@@ -92,11 +113,14 @@ absl::StatusOr<std::shared_ptr<Subscriber>> SubscriptionHub::Subscribe(
   ++announced_;
   absl::MutexLock lock(&commit_mu_);
   const absl::Time deadline = absl::Now() + wait;
-  while (committing_ || untracked_batch_) {
+  ++waiting_;
+  while (AnyLaneBusy()) {
     if (boundary_.WaitWithDeadline(&commit_mu_, deadline)) break;
   }
+  --waiting_;
+  boundary_.SignalAll();  // lanes held at StartCommit for it (they wait for the lock now)
   absl::StatusOr<std::shared_ptr<Subscriber>> subscriber;
-  if (committing_ || untracked_batch_) {
+  if (AnyLaneBusy()) {
     subscriber = absl::UnavailableError(absl::StrCat("Subscribe to store \"", store_name,
                                                      "\": the ingestion batch under way was not "
                                                      "committed within ",

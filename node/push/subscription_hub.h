@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -68,6 +69,9 @@ struct SubscriptionHubOptions {
   // Memory of every replay log of the node together (keys, values, old values): the log that
   // grows past it drops its oldest records.
   size_t replay_max_bytes = 16 << 20;
+  // Ingestion threads that commit through the hub, each with its own lane (0, 1, ...): a
+  // registration waits for a boundary of every lane at once.
+  int lanes = 1;
 };
 
 // Fans committed changes out to push subscribers, with one batch-boundary protocol: a
@@ -86,12 +90,15 @@ struct SubscriptionHubOptions {
 // Thread-safe.
 class SubscriptionHub {
  public:
-  explicit SubscriptionHub(SubscriptionHubOptions options = {}) : options_(options) {}
+  explicit SubscriptionHub(SubscriptionHubOptions options = {})
+      : options_(options), lanes_(static_cast<size_t>(std::max(1, options.lanes))) {}
 
-  // Ingestion thread, at the start of each batch: whether the batch must log its changes
-  // (someone listens, is about to, or replay logs are kept). A batch that does not keeps
-  // registrations out until it is committed: its changes would reach a subscriber folded.
-  bool BeginBatch() ABSL_LOCKS_EXCLUDED(commit_mu_);
+  // Ingestion thread of `lane`, at the start of each batch: whether the batch must log its
+  // changes (someone listens, is about to, or replay logs are kept). A batch that does not
+  // keeps registrations out until it is committed: its changes would reach a subscriber folded.
+  // Every commit call below names the lane of the calling ingestion thread; each lane has one
+  // batch committing at a time.
+  bool BeginBatch(int lane = 0) ABSL_LOCKS_EXCLUDED(commit_mu_);
   // Ingestion thread: runs `write_ahead` (if given: the changelog, made durable before the
   // commit; told whether it must hold every write of the batch, in order, because someone
   // subscribes), commits `batch` (both outside every lock; registrations wait meanwhile), then
@@ -99,16 +106,20 @@ class SubscriptionHub {
   // partition now stands (`positions`). An empty batch only ends the batch. The first error,
   // if any; nothing is published then.
   absl::Status CommitAndPublish(StagedBatch& batch, const std::vector<CommittedPosition>& positions,
-                                const std::function<absl::Status(bool exact)>& write_ahead = {})
-      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+                                const std::function<absl::Status(bool exact)>& write_ahead = {},
+                                int lane = 0) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
   // CommitAndPublish in two steps, for a pipelined ingestor that stages the next batch while
   // this one's changelog is delivered. StartCommit: registrations wait from here (the batch
   // is no longer "untracked": it is committing; a batch begun after it may be untracked in
   // its own right); whether its changelog must be exact. FinishCommit: commits `batch` if
   // `write_ahead` is OK (else returns it), publishes, and lets registrations in again.
-  bool StartCommit(const StagedBatch& batch) ABSL_LOCKS_EXCLUDED(commit_mu_);
+  // With a registration waiting for a boundary, StartCommit of a batch that logs its changes
+  // waits until it has registered: lanes that commit in turn would otherwise never all be at
+  // a boundary at once.
+  bool StartCommit(const StagedBatch& batch, int lane = 0) ABSL_LOCKS_EXCLUDED(commit_mu_);
   absl::Status FinishCommit(StagedBatch& batch, const std::vector<CommittedPosition>& positions,
-                            absl::Status write_ahead) ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
+                            absl::Status write_ahead, int lane = 0)
+      ABSL_LOCKS_EXCLUDED(commit_mu_, mu_);
 
   // A subscriber of `store` (named `store_name` in errors) for `partitions`, registered at a
   // batch boundary: waits up to `wait` for a commit under way (UNAVAILABLE past it), then, with
@@ -132,6 +143,11 @@ class SubscriptionHub {
   // ingestor skip logging changes otherwise).
   bool active() const { return count_.load() + announced_.load() + recording_.load() > 0; }
   size_t size() const { return static_cast<size_t>(count_.load()); }
+  // Registrations waiting for a batch boundary now.
+  int waiting() const ABSL_LOCKS_EXCLUDED(commit_mu_) {
+    absl::MutexLock lock(&commit_mu_);
+    return waiting_;
+  }
 
   // Queues each change (of a batch already committed) for the subscribers it matches and
   // records where each store partition now stands. Never blocks on a subscriber.
@@ -200,18 +216,26 @@ class SubscriptionHub {
   void PublishAtBoundary(std::vector<Change> changes,
                          const std::vector<CommittedPosition>& positions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  // Ends the batch under way: registrations may come in again.
-  void EndBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Ends the batch under way on `lane`: registrations may come in again.
+  void EndBatch(int lane) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Some lane is committing, or has a batch under way that does not log its changes.
+  bool AnyLaneBusy() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  struct Lane {
+    bool committing = false;
+    bool untracked = false;
+  };
+  Lane& LaneOf(int lane) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
 
   const SubscriptionHubOptions options_;
   // The batch boundary: held by a registration from its check to its snapshot, and by the
   // ingestion thread to start and to publish a commit (never across the store write).
-  absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex commit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::CondVar boundary_;  // signalled with commit_mu_ when a batch ends
-  // A commit is being written, or a batch is under way without logging its changes:
-  // registrations wait.
-  bool committing_ ABSL_GUARDED_BY(commit_mu_) = false;
-  bool untracked_batch_ ABSL_GUARDED_BY(commit_mu_) = false;
+  // Per lane: a commit is being written, or a batch is under way without logging its
+  // changes; registrations wait while any lane is busy.
+  std::vector<Lane> lanes_ ABSL_GUARDED_BY(commit_mu_);
+  // Registrations waiting for every lane to be at a boundary.
+  int waiting_ ABSL_GUARDED_BY(commit_mu_) = 0;
   // Subscribers on their way: batches started from now on log every change.
   std::atomic<int> announced_{0};
   absl::Mutex mu_;

@@ -40,4 +40,30 @@ class PartitionStates {
   absl::flat_hash_map<int32_t, Entry> owned_ ABSL_GUARDED_BY(mu_);
 };
 
+// The partitions one ingestion thread owns, mirrored into the node's PartitionStates (which
+// queries and the membership advertisement read): with several ingestion threads, each one
+// tells its own partitions from the others' (which it must neither activate nor forget).
+// Written by its ingestion thread only; thread-safe.
+class OwnedPartitions {
+ public:
+  explicit OwnedPartitions(PartitionStates& node) : node_(node) {}
+  void Set(PartitionId p, PartitionState state, std::string reason = "") {
+    own_.Set(p, state, reason);
+    node_.Set(p, state, std::move(reason));
+  }
+  // Unreadable on the node first.
+  void Remove(PartitionId p) {
+    node_.Remove(p);
+    own_.Remove(p);
+  }
+  std::vector<std::pair<PartitionId, PartitionState>> Snapshot() const { return own_.Snapshot(); }
+  std::optional<PartitionState> StateOf(PartitionId p) const { return own_.StateOf(p); }
+  // Every partition of the node, this thread's and the others'.
+  const PartitionStates& node() const { return node_; }
+
+ private:
+  PartitionStates own_;
+  PartitionStates& node_;
+};
+
 }  // namespace kiq::node

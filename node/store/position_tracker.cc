@@ -6,19 +6,19 @@ namespace kiq::node {
 
 void PositionTracker::BeginCommit() {
   absl::MutexLock lock(&mu_);
-  commits_.fetch_add(1, std::memory_order_acq_rel);
+  commits_.fetch_add(kEvent + 1, std::memory_order_acq_rel);
 }
 
 void PositionTracker::EndCommit() {
   absl::MutexLock lock(&mu_);
-  commits_.fetch_add(1, std::memory_order_acq_rel);
+  commits_.fetch_add(kEvent - 1, std::memory_order_acq_rel);
 }
 
 uint64_t PositionTracker::AwaitNoCommit(absl::Duration timeout) const {
   // Every read of the node passes here: no lock unless a batch is committing.
-  if (const uint64_t now = commits_.load(std::memory_order_acquire); now % 2 == 0) return now;
+  if (const uint64_t now = commits_.load(std::memory_order_acquire); !Committing(now)) return now;
   absl::MutexLock lock(&mu_);
-  auto idle = [this] { return commits_.load(std::memory_order_acquire) % 2 == 0; };
+  auto idle = [this] { return !Committing(commits_.load(std::memory_order_acquire)); };
   mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
   return commits_.load(std::memory_order_acquire);
 }

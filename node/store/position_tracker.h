@@ -31,13 +31,16 @@ class PositionTracker {
   std::optional<Offset> Get(absl::string_view store, absl::string_view topic, PartitionId p) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Bracket each batch commit (the RocksDB write and the Advance calls after it), on the one
-  // ingestion thread; no lock is held in between. A reader that sees the same even
-  // CommitSequence() before and after its reads read state and positions of one committed
-  // batch: the position is exact.
+  // Bracket each batch commit (the RocksDB write and the Advance calls after it), on an
+  // ingestion thread; no lock is held in between. Several ingestion threads may commit at
+  // once (brackets nest). A reader that sees the same CommitSequence() before and after its
+  // reads, with no commit under way (!Committing), read state and positions of committed
+  // batches only: the position is exact.
   void BeginCommit() ABSL_LOCKS_EXCLUDED(mu_);
   void EndCommit() ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t CommitSequence() const { return commits_.load(std::memory_order_acquire); }
+  // Whether a CommitSequence() value was taken while some batch was committing.
+  static bool Committing(uint64_t sequence) { return (sequence & kActiveMask) != 0; }
   // Waits until no batch is committing (or `timeout` passes) and returns CommitSequence().
   uint64_t AwaitNoCommit(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -57,7 +60,11 @@ class PositionTracker {
   const kiq::v1::PartitionOffset* Behind(absl::string_view store, const kiq::v1::Position& min,
                                          int64_t* at) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::atomic<uint64_t> commits_{0};  // odd while a batch commits
+  // The low 16 bits count the commits under way; the rest counts every Begin and End, so
+  // that the word changes whenever a commit starts or ends (a seqlock for many writers).
+  static constexpr uint64_t kActiveMask = 0xFFFF;
+  static constexpr uint64_t kEvent = uint64_t{1} << 16;
+  std::atomic<uint64_t> commits_{0};
   mutable absl::Mutex mu_;
   absl::flat_hash_map<Key, int64_t> next_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;

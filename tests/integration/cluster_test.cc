@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
 
@@ -31,8 +32,10 @@ class ClusterTest : public KafkaFixture {
  protected:
   void SetUp() override { StartKafka("cluster", OrdersDemoTopics(kPartitions)); }
 
-  void StartNode(const std::string& id, bool default_group_timeouts = false) {
-    auto node = LaunchNode(ExampleTopology("orders"), id, {}, default_group_timeouts);
+  void StartNode(const std::string& id, bool default_group_timeouts = false,
+                 std::vector<std::string> extra_flags = {}) {
+    auto node =
+        LaunchNode(ExampleTopology("orders"), id, std::move(extra_flags), default_group_timeouts);
     ASSERT_OK(node);
     clients_[id] = std::make_shared<NodeClient>((*node)->target());
     nodes_[id] = std::move(*node);
@@ -416,6 +419,64 @@ TEST_F(ClusterTest, KillNineMovesPartitionsAndCountsStayExact) {
   StartNode("n2");
   for (int i = 0; i < 200; ++i) Order(users[rng() % users.size()]);
   ExpectEveryNodeHoldsTheTruth({"n1", "n2", "n3"}, 50);
+}
+
+// --ingest-threads=2 (as Kafka Streams' num.stream.threads): each thread is a member of the
+// group, so two nodes make four members over six partitions. Every thread gets partitions,
+// together they own exactly the node's, and the answers stay exact and monotonic through
+// steady production, a kill -9 (the survivor's two threads take all six) and a restart.
+TEST_F(ClusterTest, TwoIngestionThreadsPerNodeSplitThePartitionsAndStayExact) {
+  const std::vector<std::string> two_threads = {"--ingest-threads=2"};
+  StartNode("n1", false, two_threads);
+  StartNode("n2", false, two_threads);
+  std::vector<std::string> users;
+  for (int i = 0; i < 40; ++i) users.push_back(absl::StrCat("user-", i));
+  for (const std::string& user : users) Order(user);
+  std::optional<std::map<std::string, std::set<int32_t>>> owners;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        owners = clients_["n1"]->SettledOwners({"n1", "n2"}, kPartitions);
+        return owners.has_value();
+      },
+      absl::Seconds(90)))
+      << AllLogs();
+  // Each thread's share, as the node reports it, adds up to what the node advertises.
+  const auto threads_split = [&](const std::string& id, size_t owned) {
+    const std::string metrics = ScrapeMetrics(nodes_[id]->http_port());
+    const double t0 = MetricSum(metrics, "kiq_ingest_thread_partitions", {"thread=\"0\""});
+    const double t1 = MetricSum(metrics, "kiq_ingest_thread_partitions", {"thread=\"1\""});
+    return t0 >= 1 && t1 >= 1 && t0 + t1 == static_cast<double>(owned);
+  };
+  for (const char* id : {"n1", "n2"}) {
+    EXPECT_TRUE(WaitFor([&] { return threads_split(id, (*owners)[id].size()); }, absl::Seconds(30)))
+        << id << "\n"
+        << ScrapeMetrics(nodes_[id]->http_port());
+  }
+
+  std::atomic<bool> stop{false};
+  std::thread producer = SteadyOrders(users, stop);
+  Querier querier(*this, users, {"n1", "n2"});
+  ASSERT_TRUE(WaitFor([&] { return querier.answers() >= 100; }, absl::Seconds(60)));
+  stop = true;
+  producer.join();
+  querier.Stop();
+  EXPECT_EQ(querier.wrong(), 0) << querier.first_problem();
+  EXPECT_EQ(querier.backwards(), 0) << querier.first_problem();
+  EXPECT_EQ(querier.failed(), 0) << querier.first_problem();
+  ExpectEveryNodeHoldsTheTruth({"n1", "n2"}, 7);
+
+  nodes_["n2"]->process().Kill();
+  for (int i = 0; i < 200; ++i) Order(users[i % users.size()]);
+  WaitCaughtUp("n1");
+  grpc::Status scan_status;
+  EXPECT_EQ(clients_["n1"]->Scan("order_count", 9, "", "", nullptr, &scan_status), TruthCounts())
+      << scan_status.error_message();
+  EXPECT_TRUE(WaitFor([&] { return threads_split("n1", kPartitions); }, absl::Seconds(60)))
+      << ScrapeMetrics(nodes_["n1"]->http_port()) << AllLogs();
+
+  StartNode("n2", false, two_threads);
+  for (int i = 0; i < 200; ++i) Order(users[(i * 7) % users.size()]);
+  ExpectEveryNodeHoldsTheTruth({"n1", "n2"}, 50);
 }
 
 // Failover with kiq's own defaults (session.timeout.ms=10000): after a kill -9 the dead

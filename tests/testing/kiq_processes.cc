@@ -151,6 +151,11 @@ absl::StatusOr<std::unique_ptr<NodeProcess>> NodeProcess::Start(const std::strin
       in_flight != nullptr && *in_flight != '\0') {
     argv.push_back(absl::StrCat("--changelog-batches-in-flight=", in_flight));
   }
+  // ...and with several ingestion threads per node.
+  if (const char* threads = std::getenv("KIQ_TEST_INGEST_THREADS");
+      threads != nullptr && *threads != '\0') {
+    argv.push_back(absl::StrCat("--ingest-threads=", threads));
+  }
   argv.insert(argv.end(), options.extra_flags.begin(), options.extra_flags.end());
   return Launch(argv, port_file, absl::StrCat(dir, "/", options.node_id, ".log"));
 }

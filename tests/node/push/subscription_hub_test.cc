@@ -2,8 +2,10 @@
 
 #include <stdlib.h>
 
+#include <atomic>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -438,6 +440,99 @@ TEST(SubscriptionHubTest, ABatchBegunUntrackedDuringAnotherCommitKeepsRegistrati
   EXPECT_TRUE(again.ok()) << again.status();
   hub.Unregister(after->get());
   if (again.ok()) hub.Unregister(again->get());
+  engine->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// Two ingestion threads commit through their own lanes: a registration waits until neither
+// commits nor has an untracked batch under way.
+TEST(SubscriptionHubTest, ARegistrationWaitsForABoundaryOfEveryLane) {
+  std::string dir = ::testing::TempDir() + "subscription_hub_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir + "/db", {"s"});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const StoreHandle store{0};
+  SubscriptionHubOptions options;
+  options.lanes = 2;
+  SubscriptionHub hub(options);
+  const auto subscribe = [&] {
+    return hub.Subscribe(
+        store, "s", KeyMatch{}, {0, 1}, {}, 10, false, absl::Milliseconds(50),
+        [] { return absl::OkStatus(); }, [] { return absl::OkStatus(); });
+  };
+  StagedBatch lane0(**engine);
+  lane0.TrackWrites(hub.BeginBatch(0));
+  ASSERT_TRUE(lane0.Write(store, PartitionId(0), "a", std::string("1")).ok());
+  StagedBatch lane1(**engine);
+  lane1.TrackWrites(hub.BeginBatch(1));
+  ASSERT_TRUE(lane1.Write(store, PartitionId(1), "b", std::string("1")).ok());
+  EXPECT_FALSE(hub.StartCommit(lane0, 0));
+  EXPECT_EQ(subscribe().status().code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(hub.FinishCommit(lane0, {}, absl::OkStatus(), 0).ok());
+  // Lane 0 is at a boundary; lane 1's batch is untracked still.
+  EXPECT_EQ(subscribe().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(hub.StartCommit(lane1, 1));
+  ASSERT_TRUE(hub.FinishCommit(lane1, {}, absl::OkStatus(), 1).ok());
+  absl::StatusOr<std::shared_ptr<Subscriber>> after = subscribe();
+  ASSERT_TRUE(after.ok()) << after.status();
+  hub.Unregister(after->get());
+  engine->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// Lanes that take turns committing are never all at a boundary at once: a waiting
+// registration goes before the next commit of a lane (which holds its StartCommit until the
+// registration has taken its snapshot), and gets that commit's changes.
+TEST(SubscriptionHubTest, AWaitingRegistrationGoesBeforeTheNextCommitOfAnyLane) {
+  std::string dir = ::testing::TempDir() + "subscription_hub_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir + "/db", {"s"});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const StoreHandle store{0};
+  SubscriptionHubOptions options;
+  options.lanes = 2;
+  SubscriptionHub hub(options);
+  auto listener = Subscribe(hub, 0, KeyMatch{}, 100, false, {0, 1});  // batches are tracked
+  StagedBatch lane0(**engine);
+  lane0.TrackWrites(hub.BeginBatch(0));
+  ASSERT_TRUE(lane0.Write(store, PartitionId(0), "a", std::string("1")).ok());
+  EXPECT_TRUE(hub.StartCommit(lane0, 0));
+
+  std::atomic<bool> lane1_started{false};
+  std::atomic<bool> snapshot_saw_lane1{true};
+  absl::StatusOr<std::shared_ptr<Subscriber>> late = absl::UnknownError("not run");
+  std::thread registration([&] {
+    late = hub.Subscribe(
+        store, "s", KeyMatch{}, {0, 1}, {}, 100, false, absl::Seconds(60),
+        [] { return absl::OkStatus(); },
+        [&] {
+          snapshot_saw_lane1 = lane1_started.load();
+          return absl::OkStatus();
+        });
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (hub.waiting() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_EQ(hub.waiting(), 1);
+  StagedBatch lane1(**engine);
+  lane1.TrackWrites(hub.BeginBatch(1));
+  EXPECT_TRUE(lane1.tracks_writes());
+  ASSERT_TRUE(lane1.Write(store, PartitionId(1), "b", std::string("1")).ok());
+  std::thread lane1_thread([&] {
+    hub.StartCommit(lane1, 1);
+    lane1_started = true;
+    ASSERT_TRUE(hub.FinishCommit(lane1, {}, absl::OkStatus(), 1).ok());
+  });
+  ASSERT_TRUE(hub.FinishCommit(lane0, {}, absl::OkStatus(), 0).ok());
+  registration.join();
+  lane1_thread.join();
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_FALSE(snapshot_saw_lane1.load());
+  // Registered before lane 1 committed: it gets lane 1's change, not lane 0's.
+  std::vector<ChangeEvent> got = TakeAll(*(*late)->queue);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].key, "b");
+  EXPECT_EQ(TakeAll(*listener).size(), 2u);
+  hub.Unregister(late->get());
   engine->reset();
   std::filesystem::remove_all(dir);
 }
