@@ -92,7 +92,7 @@ fi
 
 # ---- the dev Kafka, with every topic the run needs (it cannot create topics) ----
 "$BIN/common/kafka/kiq-dev-kafka" --brokers=3 \
-  --topics=ing_count:6,ing_count_noreplay:6,ing_sum:6,ing_sum_avro:6,bi-sum_avro-amt-changelog:6,ing_table:6,views:6,sb0:6,sb1:6,sb0-views-changelog:6,sb1-views-changelog:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,fresh:6,fresh-tbl-changelog:6,bq-views-changelog:6 \
+  --topics=ing_count:6,ing_count_2threads:6,ing_count_noreplay:6,ing_sum:6,ing_sum_avro:6,bi-sum_avro-amt-changelog:6,ing_table:6,views:6,sb0:6,sb1:6,sb0-views-changelog:6,sb1-views-changelog:6,bi-count-cnt-changelog:6,bi-count_noreplay-cnt-changelog:6,bi-count_2threads-cnt-changelog:6,bi-sum-amt-changelog:6,bi-table-tbl-changelog:6,fresh:6,fresh-tbl-changelog:6,bq-views-changelog:6 \
   --bootstrap-file="$WORK/bootstrap" >"$WORK/dev-kafka.log" 2>&1 &
 PIDS+=($!)
 wait_for "the dev Kafka" 30 test -s "$WORK/bootstrap"
@@ -114,6 +114,12 @@ cat >"$WORK/bi-count_noreplay.yaml" <<EOF
 application_id: bi-count_noreplay
 sources: [{topic: ing_count_noreplay, value_format: json}]
 stores: [{name: cnt, source: ing_count_noreplay, count: {}}]
+EOF
+# The same count store on a node with two ingestion threads (--ingest-threads=2): 1 vs 2.
+cat >"$WORK/bi-count_2threads.yaml" <<EOF
+application_id: bi-count_2threads
+sources: [{topic: ing_count_2threads, value_format: json}]
+stores: [{name: cnt, source: ing_count_2threads, count: {}}]
 EOF
 cat >"$WORK/bi-sum.yaml" <<EOF
 application_id: bi-sum
@@ -169,11 +175,12 @@ log "ingestion baseline: bare RocksDB WriteBatch loop, $INGEST records over 10k 
 "$BASE" rocksdb-write --dir="$WORK/rocksdb-write" --records=$INGEST --keys=10000 --label=rocksdb_write \
   >"$RESULTS/rocksdb_write.csv"
 echo "label,records,node_seconds,node_rps,bare_consume_seconds,bare_consume_rps" >"$RESULTS/ingest.csv"
-for kind in count:cnt:10000 count_noreplay:cnt:10000 sum:amt:10000 sum_avro:amt:10000 table:tbl:$TABLE_KEYS; do
+for kind in count:cnt:10000 count_2threads:cnt:10000 count_noreplay:cnt:10000 sum:amt:10000 sum_avro:amt:10000 table:tbl:$TABLE_KEYS; do
   IFS=: read -r k store keys <<<"$kind"
   log "ingestion: $k store from $INGEST records ($keys keys), rounds of $ROUND (node paused while each round is produced)"
   extra=() format=(--format=json)
   [ "$k" = count_noreplay ] && extra=(--subscribe-replay-window=0s)
+  [ "$k" = count_2threads ] && extra=(--ingest-threads=2)
   [ "$k" = sum_avro ] && format=(--format=avro --registry="$REGISTRY")
   start_node "bi-$k" "$WORK/bi-$k.yaml" "${extra[@]}"
   [ "$k" = count ] && perf_start ingest-count $NODE_PID

@@ -29,6 +29,9 @@ def main(results):
             line(f"ingest count ({r['records']} rec), rec/s vs RocksDB WriteBatch", node, rw,
                  ">= 0.85x", lambda k, x: x >= 0.85)
             line("ingest count, rec/s vs bare consume", node, bare, ">= 0.5x", lambda k, x: x >= 0.5)
+        elif kind == "count_2threads":
+            line("ingest count, 2 ingestion threads vs 1 (--ingest-threads), rec/s", node,
+                 float(ingest["count"]["node_rps"]))
         elif kind == "count_noreplay":
             # The default subscribe replay window (open for 30 s after partitions are gained)
             # logs every write; the same ingestion without it is the baseline.

@@ -23,7 +23,8 @@ peer_hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 peer_stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 peer_now() { date +%s.%N; }
 
-# peer_start SYSTEM: starts kiq (kiq-node) or ks1/ks2 (CountPeer with 1/2 stream threads) on the
+# peer_start SYSTEM: starts kiq or kiq2 (kiq-node with 1 or 2 ingestion threads) or ks1/ks2
+# (CountPeer with 1/2 stream threads) on the
 # bench topic with state of its own under $WORK (kept across a restart); sets PEER_PID,
 # PEER_T0 (just before exec), PEER_HTTP (host:port), PEER_GET (GET path prefix of a key),
 # PEER_PROGRESS (URL, figure) and PEER_VALUE (JSON path of a Get's count).
@@ -31,18 +32,20 @@ peer_start() {
   local sys=$1
   rm -f "$WORK/peer-$sys.port" "$WORK/peer-$sys-state/port"
   PEER_T0=$(peer_now)
-  if [ "$sys" = kiq ]; then
-    "$BIN/node/kiq-node" --config="$WORK/peer-kiq.yaml" --bootstrap-servers="$PEER_BOOTSTRAP" \
-      --node-id=peer-kiq --bind-address=127.0.0.1 --advertised-host=127.0.0.1 --grpc-port=0 \
-      --http-port=0 --admin-port=0 --port-file="$WORK/peer-kiq.port" --data-dir="$WORK/peer-kiq-data" \
-      --log-level=warn >>"$WORK/peer-kiq.log" 2>&1 &
+  if [ "$sys" = kiq ] || [ "$sys" = kiq2 ]; then
+    local threads=1
+    [ "$sys" = kiq2 ] && threads=2
+    "$BIN/node/kiq-node" --config="$WORK/peer-$sys.yaml" --bootstrap-servers="$PEER_BOOTSTRAP" \
+      --node-id=peer-$sys --bind-address=127.0.0.1 --advertised-host=127.0.0.1 --grpc-port=0 \
+      --http-port=0 --admin-port=0 --port-file="$WORK/peer-$sys.port" --data-dir="$WORK/peer-$sys-data" \
+      --ingest-threads=$threads --log-level=warn >>"$WORK/peer-$sys.log" 2>&1 &
     PEER_PID=$!
     PIDS+=($PEER_PID)
-    wait_for "kiq-node to listen" 60 test -s "$WORK/peer-kiq.port"
-    PEER_HTTP="127.0.0.1:$(sed -n 's/^http=//p' "$WORK/peer-kiq.port")"
-    PEER_GRPC="127.0.0.1:$(sed -n 's/^grpc=//p' "$WORK/peer-kiq.port")"
+    wait_for "kiq-node to listen" 60 test -s "$WORK/peer-$sys.port"
+    PEER_HTTP="127.0.0.1:$(sed -n 's/^http=//p' "$WORK/peer-$sys.port")"
+    PEER_GRPC="127.0.0.1:$(sed -n 's/^grpc=//p' "$WORK/peer-$sys.port")"
     PEER_GET=/v1/stores/cnt/keys/user-
-    PEER_PROGRESS=("http://127.0.0.1:$(sed -n 's/^admin=//p' "$WORK/peer-kiq.port")/metrics"
+    PEER_PROGRESS=("http://127.0.0.1:$(sed -n 's/^admin=//p' "$WORK/peer-$sys.port")/metrics"
       kiq_records_materialized_total)
     PEER_VALUE=entry.json
   else
@@ -93,10 +96,12 @@ print(int(float(functools.reduce(lambda v, p: v[p], sys.argv[1].split("."), json
     "$(echo "$all - $PEER_T0" | bc -l)" "$(echo "$all - $first" | bc -l)" "$cpu" "$hwm" \
     >>"$PEER_OUT/ingest.csv"
 
-  log "peer: $sys: HTTP Get with wrk at 1, 16, 64 connections"
-  peer_wrk "$sys" 16 $PEER_WARM_SECS >/dev/null  # warm-up (the JIT, for the peer)
+  # kiq2 differs from kiq in its ingestion only: its Gets are not measured again.
+  [ "$sys" = kiq2 ] || log "peer: $sys: HTTP Get with wrk at 1, 16, 64 connections"
+  [ "$sys" = kiq2 ] || peer_wrk "$sys" 16 $PEER_WARM_SECS >/dev/null  # warm-up (the JIT, for the peer)
   local c line
   for c in 1 16 64; do
+    [ "$sys" = kiq2 ] && break
     line=$(peer_wrk "$sys" $c "$PEER_GET_SECS")
     [ -n "$line" ] || { echo "bench: wrk failed against $sys; see $WORK/peer-wrk.log" >&2; exit 1; }
     echo "$sys,$c,$line" >>"$PEER_OUT/http_get.csv"
@@ -170,11 +175,13 @@ peer_main() {
     { cat "$WORK/peer-topics.log" >&2; exit 1; }
   "$BIN/bench/kiq-bench-baselines" produce --bootstrap="$PEER_BOOTSTRAP" --topic="$PEER_TOPIC" \
     --records="$PEER_RECORDS" --keys=$PEER_KEYS --label=produce >"$PEER_OUT/produce.csv"
-  cat >"$WORK/peer-kiq.yaml" <<EOF
-application_id: $PEER_APP-kiq
+  for sys in kiq kiq2; do
+    cat >"$WORK/peer-$sys.yaml" <<EOF
+application_id: $PEER_APP-$sys
 sources: [{topic: $PEER_TOPIC, value_format: json}]
 stores: [{name: cnt, source: $PEER_TOPIC, count: {}}]
 EOF
+  done
 
   echo "system,records,start_to_queryable_s,start_to_first_s,start_to_all_s,first_to_all_s,cpu_s,vmhwm_kb" \
     >"$PEER_OUT/ingest.csv"
@@ -184,7 +191,7 @@ EOF
   echo "system,restart_to_answer_s" >"$PEER_OUT/restart.csv"
   local load0 sys
   load0=$(cut -d' ' -f1-3 /proc/loadavg)
-  for sys in kiq ks1 ks2; do peer_measure $sys; done
+  for sys in kiq kiq2 ks1 ks2; do peer_measure $sys; done
 
   "$PEER_DIST/bin/kafka-topics.sh" --bootstrap-server "$PEER_BOOTSTRAP" --delete --topic "$PEER_APP-.*" \
     >>"$WORK/peer-topics.log" 2>&1 || log "peer: could not delete the topics $PEER_APP-*: see $WORK/peer-topics.log"

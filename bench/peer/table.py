@@ -64,6 +64,17 @@ def main(d):
         s = ing[sys_]
         line(f"ingest {int(n):,} rec, first record -> all, rec/s, kiq vs {name}",
              n / float(k["first_to_all_s"]), n / float(s["first_to_all_s"]), ">= 2x", lambda x: x >= 2)
+    k2 = ing.get("kiq2")  # runs before 12-04: none
+    if k2:
+        for sys_, name in variants:
+            s = ing[sys_]
+            line(f"ingest, first record -> all, rec/s, kiq 2 ingestion threads vs {name}",
+                 n / float(k2["first_to_all_s"]), n / float(s["first_to_all_s"]), ">= 2x",
+                 lambda x: x >= 2)
+        line("ingest, first record -> all, rec/s, kiq 2 ingestion threads vs 1",
+             n / float(k2["first_to_all_s"]), n / float(k["first_to_all_s"]))
+        line("ingest, CPU s start -> all, kiq 2 ingestion threads vs 1", float(k2["cpu_s"]),
+             float(k["cpu_s"]), fmt="{:.2f}")
     for sys_, name in variants:
         s = ing[sys_]
         line(f"ingest, process start -> all materialized, s, kiq vs {name}",
