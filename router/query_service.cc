@@ -188,33 +188,32 @@ grpc::ServerUnaryReactor* QueryServiceImpl::GetMany(grpc::CallbackServerContext*
 }
 
 template <typename Request, typename Response>
-grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
-    grpc::CallbackServerContext* context, const Request* request, Response* response,
-    absl::string_view method,
-    absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
-                                                 const grpc::CallbackServerContext*) const) {
+grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(grpc::CallbackServerContext* context,
+                                                    const Request* request, Response* response,
+                                                    absl::string_view method,
+                                                    ScatterRead<Request, Response> read) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
     reactor->Finish(s);
     return reactor;
   }
+  auto finish = [this, reactor, request, started, method](const absl::Status& s) {
+    RecordQuery(method, request->store(), "scatter", s.code(), started);
+    reactor->Finish(s.ok() ? grpc::Status::OK : ToGrpcStatus(s));
+  };
   if (absl::Status s = CheckRequest(*request); !s.ok()) {
-    Finish<Response>(reactor, s, response, method, request->store(), "scatter", started);
+    finish(s);
     return reactor;
   }
   const absl::Time deadline = RequestDeadline(*context);
   AfterPositions(
       context, request->store(), request->has_min_position() ? &request->min_position() : nullptr,
       deadline, method,
-      [this, context, reactor, request, response, deadline, started, method, run] {
-        Finish(reactor, (router_.*run)(*request, deadline, context), response, method,
-               request->store(), "scatter", started);
+      [context, request, response, deadline, read = std::move(read), finish] {
+        finish(read(*request, deadline, context, response));
       },
-      [this, reactor, request, response, started, method](absl::Status s) {
-        Finish<Response>(reactor, std::move(s), response, method, request->store(), "scatter",
-                         started);
-      });
+      finish);
   return reactor;
 }
 
@@ -249,19 +248,35 @@ void QueryServiceImpl::AfterPositions(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* QueryServiceImpl::Range(grpc::CallbackServerContext* context,
                                                   const kiq::v1::RangeRequest* request,
                                                   kiq::v1::ScanResponse* response) {
-  return Scatter(context, request, response, "Range", &QueryRouter::Range);
+  return Scatter<kiq::v1::RangeRequest, kiq::v1::ScanResponse>(
+      context, request, response, "Range",
+      [this](const kiq::v1::RangeRequest& r, absl::Time deadline,
+             const grpc::CallbackServerContext* c,
+             kiq::v1::ScanResponse* out) { return router_.RangeInto(r, deadline, c, out); });
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::All(grpc::CallbackServerContext* context,
                                                 const kiq::v1::AllRequest* request,
                                                 kiq::v1::ScanResponse* response) {
-  return Scatter(context, request, response, "All", &QueryRouter::All);
+  return Scatter<kiq::v1::AllRequest, kiq::v1::ScanResponse>(
+      context, request, response, "All",
+      [this](const kiq::v1::AllRequest& r, absl::Time deadline,
+             const grpc::CallbackServerContext* c,
+             kiq::v1::ScanResponse* out) { return router_.AllInto(r, deadline, c, out); });
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* context,
                                                   const kiq::v1::CountRequest* request,
                                                   kiq::v1::CountResponse* response) {
-  return Scatter(context, request, response, "Count", &QueryRouter::Count);
+  return Scatter<kiq::v1::CountRequest, kiq::v1::CountResponse>(
+      context, request, response, "Count",
+      [this](const kiq::v1::CountRequest& r, absl::Time deadline,
+             const grpc::CallbackServerContext* c, kiq::v1::CountResponse* out) {
+        absl::StatusOr<kiq::v1::CountResponse> count = router_.Count(r, deadline, c);
+        if (!count.ok()) return count.status();
+        *out = *std::move(count);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerContext* context,
@@ -305,8 +320,13 @@ namespace {
 
 // Entries per message of a Scan stream without a page_size.
 constexpr int32_t kDefaultStreamPageSize = 1000;
+// Entries a Scan stream reads from the owners at once (one scatter per batch, cut into
+// pages): per-scatter costs (a call per owner, an iterator per partition, the look-ahead's
+// slack) are paid once per 5,000 entries instead of once per page.
+constexpr int32_t kStreamBatchSize = kMaxPageSize;
 
-// Scan's stream: the pages of Range, each read on a worker while the one before it is being
+// Scan's stream: the pages of Range, read kStreamBatchSize entries at a time (one scatter per
+// batch, QueryRouter::RangePages), each batch read on a worker while the one before it is being
 // written. Every write and the Finish are decided under mu_ and started after it is released
 // (a reaction may run inline). A page read uses the call's context, which lives until OnDone:
 // so Finish waits for the read in flight (the client gone, it ends promptly: the context is
@@ -347,7 +367,7 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
         action = FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client has gone"));
       } else if (last_) {
         action = FinishLocked(grpc::Status::OK);
-      } else if (next_) {
+      } else if (!batch_.empty() || next_) {
         action = SendLocked();
       }
     }
@@ -369,8 +389,8 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
     page.set_page_token(std::move(token));
     // Reached before the first page (AfterPositions); positions only move forward.
     if (page.page_token() != request_.page_token()) page.clear_min_position();
-    absl::StatusOr<kiq::v1::ScanResponse> result =
-        router_.Range(page, RequestDeadline(*context_), context_);
+    absl::StatusOr<std::vector<kiq::v1::ScanResponse>> result =
+        router_.RangePages(page, kStreamBatchSize, RequestDeadline(*context_), context_);
     Action action;
     {
       absl::MutexLock lock(&mu_);
@@ -386,19 +406,24 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
   }
 
   Action SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    absl::StatusOr<kiq::v1::ScanResponse> next = *std::move(next_);
-    next_.reset();
-    if (!next.ok()) return FinishLocked(ToGrpcStatus(next.status()));
-    current_ = *std::move(next);
-    writing_ = true;
     Action action;
-    action.write = &current_;
-    if (current_.next_page_token().empty()) {
-      last_ = true;
-    } else {
-      reading_ = true;
-      action.read_after = current_.next_page_token();
+    if (batch_.empty()) {
+      // The batch read ahead becomes the one being written, and the next is read meanwhile.
+      absl::StatusOr<std::vector<kiq::v1::ScanResponse>> next = *std::move(next_);
+      next_.reset();
+      if (!next.ok()) return FinishLocked(ToGrpcStatus(next.status()));
+      batch_.assign(std::make_move_iterator(next->begin()), std::make_move_iterator(next->end()));
+      const std::string& token = batch_.back().next_page_token();
+      if (!token.empty()) {
+        reading_ = true;
+        action.read_after = token;
+      }
     }
+    current_ = std::move(batch_.front());
+    batch_.pop_front();
+    writing_ = true;
+    action.write = &current_;
+    if (current_.next_page_token().empty()) last_ = true;
     return action;
   }
 
@@ -441,8 +466,10 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   // A Finish decided while a page read was in flight; made when the read returns.
   std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
-  // The page read and not yet written; the page being written.
-  std::optional<absl::StatusOr<kiq::v1::ScanResponse>> next_ ABSL_GUARDED_BY(mu_);
+  // The batch read and not yet written (its pages); the rest of the batch being written; the
+  // page being written. So at most two batches are held.
+  std::optional<absl::StatusOr<std::vector<kiq::v1::ScanResponse>>> next_ ABSL_GUARDED_BY(mu_);
+  std::deque<kiq::v1::ScanResponse> batch_ ABSL_GUARDED_BY(mu_);
   kiq::v1::ScanResponse current_;
 };
 

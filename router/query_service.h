@@ -1,8 +1,10 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 
 #include "kiq/v1/query.grpc.pb.h"
+#include "router/arena_allocator.h"
 #include "router/auth.h"
 #include "router/position_waiter.h"
 #include "router/query_metrics.h"
@@ -35,7 +37,10 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
         waiter_(waiter),
         metrics_(metrics),
         cluster_(std::move(cluster)),
-        auth_(auth) {}
+        auth_(auth) {
+    SetMessageAllocatorFor_All(&all_allocator_);
+    SetMessageAllocatorFor_Range(&range_allocator_);
+  }
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const kiq::v1::GetRequest* request,
@@ -56,8 +61,9 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* WindowFetch(grpc::CallbackServerContext* context,
                                         const kiq::v1::WindowFetchRequest* request,
                                         kiq::v1::WindowFetchResponse* response) override;
-  // Range as a stream of pages, each read on a worker while the one before is being sent (one
-  // page of look-ahead, so at most two pages are held). Each page has its own deadline (the
+  // Range as a stream of pages, read from the owners in batches of several pages (one scatter
+  // per batch), each batch read on a worker while the one before is being sent (one batch of
+  // look-ahead, so at most two batches are held). Each page has its own deadline (the
   // caller's, capped like every request's), so a long stream is not cut at the cap.
   grpc::ServerWriteReactor<kiq::v1::ScanResponse>* Scan(
       grpc::CallbackServerContext* context, const kiq::v1::RangeRequest* request) override;
@@ -87,13 +93,15 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   void Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
               Response* response, absl::string_view method, absl::string_view store,
               absl::string_view route, absl::Time started) const;
-  // Runs a scan or count (`run`, on a worker), after waiting for its local min_position if any.
+  // Runs a scan or count (`read`, on a worker, writing the answer into `response`), after
+  // waiting for its local min_position if any.
   template <typename Request, typename Response>
-  grpc::ServerUnaryReactor* Scatter(
-      grpc::CallbackServerContext* context, const Request* request, Response* response,
-      absl::string_view method,
-      absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
-                                                   const grpc::CallbackServerContext*) const);
+  using ScatterRead = std::function<absl::Status(const Request&, absl::Time,
+                                                 const grpc::CallbackServerContext*, Response*)>;
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Scatter(grpc::CallbackServerContext* context, const Request* request,
+                                    Response* response, absl::string_view method,
+                                    ScatterRead<Request, Response> read);
 
   // A slot of the waiter for a request that waits for a position (`waits`), else none
   // (nullptr); RESOURCE_EXHAUSTED when the waiter is full.
@@ -113,6 +121,9 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   QueryMetrics* const metrics_;
   const ClusterView cluster_;
   const Authorizer* const auth_;
+  // All and Range pages (up to thousands of entries) are built on an arena, freed in one go.
+  ArenaMessageAllocator<kiq::v1::AllRequest, kiq::v1::ScanResponse> all_allocator_;
+  ArenaMessageAllocator<kiq::v1::RangeRequest, kiq::v1::ScanResponse> range_allocator_;
 };
 
 // The caller's deadline, capped so that a request without one cannot wait forever.
