@@ -1,5 +1,6 @@
 #include "router/query_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -245,24 +246,87 @@ void QueryServiceImpl::AfterPositions(grpc::CallbackServerContext* context,
       });
 }
 
+namespace {
+
+// Pages a paged scan reads in one scatter once its client is paging through (this one and the
+// ones after it), at most kMaxPageSize entries.
+constexpr int32_t kReadAheadPages = 5;
+
+// All as the Range without bounds it is (the same pages and page tokens).
+kiq::v1::RangeRequest AsRange(const kiq::v1::AllRequest& all) {
+  kiq::v1::RangeRequest range;
+  range.set_store(all.store());
+  range.set_page_size(all.page_size());
+  range.set_page_token(all.page_token());
+  if (all.has_min_position()) *range.mutable_min_position() = all.min_position();
+  range.set_allow_partial(all.allow_partial());
+  range.set_allow_stale(all.allow_stale());
+  range.set_max_lag_records(all.max_lag_records());
+  return range;
+}
+const kiq::v1::RangeRequest& AsRange(const kiq::v1::RangeRequest& range) { return range; }
+
+}  // namespace
+
+template <typename Request>
+grpc::ServerUnaryReactor* QueryServiceImpl::PagedScan(grpc::CallbackServerContext* context,
+                                                      const Request* request,
+                                                      kiq::v1::ScanResponse* response,
+                                                      absl::string_view method) {
+  const bool pages_through = !request->page_token().empty() && !request->has_min_position();
+  if (pages_through && Authorize(*context, request->store()).ok() && CheckRequest(*request).ok()) {
+    const absl::Time started = absl::Now();
+    std::optional<kiq::v1::ScanResponse> page =
+        read_ahead_.Take(ScanReadAhead::KeyOf(method, *request));
+    if (page) {
+      // Answered from memory, in the reaction: no scatter, no worker.
+      response->Swap(&*page);
+      RecordQuery(method, request->store(), "read_ahead", absl::StatusCode::kOk, started);
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+  }
+  return Scatter<Request, kiq::v1::ScanResponse>(
+      context, request, response, method,
+      [this, method = std::string(method)](const Request& r, absl::Time deadline,
+                                           const grpc::CallbackServerContext* c,
+                                           kiq::v1::ScanResponse* out) -> absl::Status {
+        const kiq::v1::RangeRequest& range = AsRange(r);
+        if (r.page_token().empty() || r.has_min_position()) {
+          // A first page (many clients read only that one), or one that waits for a position.
+          return router_.RangeInto(range, deadline, c, out);
+        }
+        const int32_t page_size = r.page_size() == 0 ? kDefaultPageSize : r.page_size();
+        const int32_t batch = static_cast<int32_t>(
+            std::min<int64_t>(kMaxPageSize, int64_t{page_size} * kReadAheadPages));
+        absl::StatusOr<std::vector<kiq::v1::ScanResponse>> pages =
+            router_.RangePages(range, batch, deadline, c);
+        if (!pages.ok()) return pages.status();
+        out->Swap(&pages->front());
+        std::vector<std::pair<std::string, kiq::v1::ScanResponse>> ahead;
+        Request next = r;
+        std::string token = out->next_page_token();
+        for (size_t i = 1; i < pages->size(); ++i) {
+          next.set_page_token(token);
+          token = (*pages)[i].next_page_token();
+          ahead.emplace_back(ScanReadAhead::KeyOf(method, next), std::move((*pages)[i]));
+        }
+        if (!ahead.empty()) read_ahead_.Put(std::move(ahead));
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* QueryServiceImpl::Range(grpc::CallbackServerContext* context,
                                                   const kiq::v1::RangeRequest* request,
                                                   kiq::v1::ScanResponse* response) {
-  return Scatter<kiq::v1::RangeRequest, kiq::v1::ScanResponse>(
-      context, request, response, "Range",
-      [this](const kiq::v1::RangeRequest& r, absl::Time deadline,
-             const grpc::CallbackServerContext* c,
-             kiq::v1::ScanResponse* out) { return router_.RangeInto(r, deadline, c, out); });
+  return PagedScan(context, request, response, "Range");
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::All(grpc::CallbackServerContext* context,
                                                 const kiq::v1::AllRequest* request,
                                                 kiq::v1::ScanResponse* response) {
-  return Scatter<kiq::v1::AllRequest, kiq::v1::ScanResponse>(
-      context, request, response, "All",
-      [this](const kiq::v1::AllRequest& r, absl::Time deadline,
-             const grpc::CallbackServerContext* c,
-             kiq::v1::ScanResponse* out) { return router_.AllInto(r, deadline, c, out); });
+  return PagedScan(context, request, response, "All");
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* context,

@@ -4,11 +4,11 @@
 #include <optional>
 
 #include "kiq/v1/query.grpc.pb.h"
-#include "router/arena_allocator.h"
 #include "router/auth.h"
 #include "router/position_waiter.h"
 #include "router/query_metrics.h"
 #include "router/query_router.h"
+#include "router/scan_read_ahead.h"
 #include "router/thread_pool.h"
 
 namespace kiq::router {
@@ -37,10 +37,7 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
         waiter_(waiter),
         metrics_(metrics),
         cluster_(std::move(cluster)),
-        auth_(auth) {
-    SetMessageAllocatorFor_All(&all_allocator_);
-    SetMessageAllocatorFor_Range(&range_allocator_);
-  }
+        auth_(auth) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const kiq::v1::GetRequest* request,
@@ -103,6 +100,14 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
                                     Response* response, absl::string_view method,
                                     ScatterRead<Request, Response> read);
 
+  // All or Range: a request with a page token (a client paging through) and no min_position
+  // is answered from the pages read ahead (read_ahead_) if one is kept for it, else it reads
+  // kReadAheadPages pages in one scatter, answers the first and keeps the others. Other
+  // requests read their page alone.
+  template <typename Request>
+  grpc::ServerUnaryReactor* PagedScan(grpc::CallbackServerContext* context, const Request* request,
+                                      kiq::v1::ScanResponse* response, absl::string_view method);
+
   // A slot of the waiter for a request that waits for a position (`waits`), else none
   // (nullptr); RESOURCE_EXHAUSTED when the waiter is full.
   absl::StatusOr<std::shared_ptr<PositionWaiter::Slot>> AdmitIfWaiting(bool waits) const;
@@ -121,9 +126,8 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   QueryMetrics* const metrics_;
   const ClusterView cluster_;
   const Authorizer* const auth_;
-  // All and Range pages (up to thousands of entries) are built on an arena, freed in one go.
-  ArenaMessageAllocator<kiq::v1::AllRequest, kiq::v1::ScanResponse> all_allocator_;
-  ArenaMessageAllocator<kiq::v1::RangeRequest, kiq::v1::ScanResponse> range_allocator_;
+  // Pages read ahead of clients paging through All and Range.
+  mutable ScanReadAhead read_ahead_;
 };
 
 // The caller's deadline, capped so that a request without one cannot wait forever.
