@@ -277,7 +277,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::PagedScan(grpc::CallbackServerContex
   if (pages_through && Authorize(*context, request->store()).ok() && CheckRequest(*request).ok()) {
     const absl::Time started = absl::Now();
     std::optional<kiq::v1::ScanResponse> page =
-        read_ahead_.Take(ScanReadAhead::KeyOf(method, *request));
+        read_ahead_.Take(ScanReadAhead::KeyOf(method, context->peer(), *request));
     if (page) {
       // Answered from memory, in the reaction: no scatter, no worker.
       response->Swap(&*page);
@@ -289,9 +289,9 @@ grpc::ServerUnaryReactor* QueryServiceImpl::PagedScan(grpc::CallbackServerContex
   }
   return Scatter<Request, kiq::v1::ScanResponse>(
       context, request, response, method,
-      [this, method = std::string(method)](const Request& r, absl::Time deadline,
-                                           const grpc::CallbackServerContext* c,
-                                           kiq::v1::ScanResponse* out) -> absl::Status {
+      [this, method = std::string(method), peer = context->peer()](
+          const Request& r, absl::Time deadline, const grpc::CallbackServerContext* c,
+          kiq::v1::ScanResponse* out) -> absl::Status {
         const kiq::v1::RangeRequest& range = AsRange(r);
         if (r.page_token().empty() || r.has_min_position()) {
           // A first page (many clients read only that one), or one that waits for a position.
@@ -310,7 +310,7 @@ grpc::ServerUnaryReactor* QueryServiceImpl::PagedScan(grpc::CallbackServerContex
         for (size_t i = 1; i < pages->size(); ++i) {
           next.set_page_token(token);
           token = (*pages)[i].next_page_token();
-          ahead.emplace_back(ScanReadAhead::KeyOf(method, next), std::move((*pages)[i]));
+          ahead.emplace_back(ScanReadAhead::KeyOf(method, peer, next), std::move((*pages)[i]));
         }
         if (!ahead.empty()) read_ahead_.Put(std::move(ahead));
         return absl::OkStatus();

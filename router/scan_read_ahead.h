@@ -21,11 +21,11 @@ namespace kiq::router {
 // The pages a paged scan (All, Range) read ahead of its client: a page request that carries a
 // page token shows a client paging through, so the router reads several pages in one scatter
 // (QueryRouter::RangePages) and keeps the ones after the answered page here, each under the
-// request that will ask for it (the same request with the preceding page's token). The next
-// request is then answered from memory, without a scatter, if it comes within `ttl`: a page
-// reflects the state at its read (its `position` says which), at most `ttl` older than the
-// request. Each page is served once. Bounded by `max_entries` (oldest pages dropped first).
-// Thread-safe; `clock` is injected for tests.
+// request that will ask for it (the same request with the preceding page's token, from the same
+// peer). The next request is then answered from memory, without a scatter, if it comes within
+// `ttl`: a page reflects the state at its read (its `position` says which), at most `ttl` older
+// than the request. Each page is served once. Bounded by `max_entries` (oldest pages dropped
+// first). Thread-safe; `clock` is injected for tests.
 class ScanReadAhead {
  public:
   static constexpr absl::Duration kDefaultTtl = absl::Seconds(2);
@@ -36,11 +36,13 @@ class ScanReadAhead {
       std::function<absl::Time()> clock = [] { return absl::Now(); })
       : ttl_(ttl), max_entries_(max_entries), clock_(std::move(clock)) {}
 
-  // The key of the request for a page: the method and the request as parsed (serialized again,
-  // so that the same fields give the same key).
+  // The key of the request for a page: the method, the caller (its peer address: pages read
+  // ahead for one connection are not served to another, whose pages before may have been read
+  // later) and the request as parsed (serialized again, so the same fields give the same key).
   template <typename Request>
-  static std::string KeyOf(absl::string_view method, const Request& request) {
-    return absl::StrCat(method, "/", request.SerializeAsString());
+  static std::string KeyOf(absl::string_view method, absl::string_view peer,
+                           const Request& request) {
+    return absl::StrCat(method, "/", peer, "/", request.SerializeAsString());
   }
 
   // Keeps `pages`, each under its key, replacing a page kept under the same key.

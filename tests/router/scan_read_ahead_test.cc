@@ -76,16 +76,19 @@ TEST_F(ScanReadAheadTest, APutUnderAKeptKeyReplacesItsPage) {
   EXPECT_EQ(a->next_page_token(), "new");
 }
 
-TEST_F(ScanReadAheadTest, KeysTellMethodsAndRequestsApart) {
+TEST_F(ScanReadAheadTest, KeysTellMethodsCallersAndRequestsApart) {
   kiq::v1::AllRequest all;
   all.set_store("s");
   all.set_page_token("t");
   kiq::v1::AllRequest other = all;
   other.set_page_size(7);
-  EXPECT_NE(ScanReadAhead::KeyOf("All", all), ScanReadAhead::KeyOf("All", other));
-  EXPECT_NE(ScanReadAhead::KeyOf("All", all), ScanReadAhead::KeyOf("Range", all));
-  EXPECT_EQ(ScanReadAhead::KeyOf("All", all),
-            ScanReadAhead::KeyOf("All", kiq::v1::AllRequest(all)));
+  const std::string peer = "ipv4:127.0.0.1:5000";
+  EXPECT_NE(ScanReadAhead::KeyOf("All", peer, all), ScanReadAhead::KeyOf("All", peer, other));
+  EXPECT_NE(ScanReadAhead::KeyOf("All", peer, all), ScanReadAhead::KeyOf("Range", peer, all));
+  EXPECT_NE(ScanReadAhead::KeyOf("All", peer, all),
+            ScanReadAhead::KeyOf("All", "ipv4:127.0.0.1:5001", all));
+  EXPECT_EQ(ScanReadAhead::KeyOf("All", peer, all),
+            ScanReadAhead::KeyOf("All", peer, kiq::v1::AllRequest(all)));
 }
 
 }  // namespace
