@@ -64,8 +64,8 @@ std::string FormatDouble(double v) {
   return buffer;
 }
 
-kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
-  kiq::v1::Entry entry;
+void RenderEntry(const StoreInfo& store, KeyValue kv, kiq::v1::Entry* out) {
+  kiq::v1::Entry& entry = *out;
   if (store.windowed()) {
     std::optional<DecodedWindowKey> w = DecodeWindowKey(kv.key);
     // kiq writes no window whose end overflows (WindowStartsFor): such a key (from a changelog
@@ -90,7 +90,7 @@ kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
       if (auto n = DecodeInt64(kv.value)) {
         entry.set_value(absl::StrCat(*n));
         entry.mutable_json()->set_number_value(static_cast<double>(*n));
-        return entry;
+        return;
       }
       break;  // not a number we wrote: fall back to bytes
     }
@@ -98,7 +98,7 @@ kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
       if (auto d = DecodeDouble(kv.value)) {
         entry.set_value(FormatDouble(*d));
         entry.mutable_json()->set_number_value(*d);
-        return entry;
+        return;
       }
       break;  // not a number we wrote: fall back to bytes
     }
@@ -124,6 +124,11 @@ kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
       break;
   }
   entry.set_value(std::move(kv.value));
+}
+
+kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv) {
+  kiq::v1::Entry entry;
+  RenderEntry(store, std::move(kv), &entry);
   return entry;
 }
 

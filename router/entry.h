@@ -19,6 +19,8 @@ inline constexpr int kMaxEntryJsonDepth = 32;
 // key_bytes), the value as bytes and, for JSON and numeric stores, as structured JSON (unset
 // for a JSON value nesting deeper than kMaxEntryJsonDepth). Never recursive beyond that depth.
 kiq::v1::Entry RenderEntry(const StoreInfo& store, KeyValue kv);
+// The same, into `entry` (empty; e.g. on the arena of the response it belongs to).
+void RenderEntry(const StoreInfo& store, KeyValue kv, kiq::v1::Entry* entry);
 
 // The shortest decimal text that reads back as `v` ("0.1", "1e+300", "17"), as in Entry.value.
 std::string FormatDouble(double v);

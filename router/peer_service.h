@@ -1,6 +1,7 @@
 #pragma once
 
 #include "kiq/v1/peer.grpc.pb.h"
+#include "router/arena_allocator.h"
 #include "router/auth.h"
 #include "router/port/local_stores.h"
 #include "router/port/subscription.h"
@@ -21,7 +22,9 @@ class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
   // `auth` (optional) admits only peers (Authorizer::AuthorizePeer).
   PeerServiceImpl(const LocalStores& local, ThreadPool& pool, PositionWaiter* waiter = nullptr,
                   const Authorizer* auth = nullptr)
-      : local_(local), pool_(pool), waiter_(waiter), auth_(auth) {}
+      : local_(local), pool_(pool), waiter_(waiter), auth_(auth) {
+    SetMessageAllocatorFor_ScanPartitions(&scan_allocator_);
+  }
 
   grpc::ServerUnaryReactor* ScanPartitions(grpc::CallbackServerContext* context,
                                            const kiq::v1::ScanPartitionsRequest* request,
@@ -39,6 +42,9 @@ class PeerServiceImpl final : public kiq::v1::PeerService::CallbackService {
   ThreadPool& pool_;
   PositionWaiter* const waiter_;
   const Authorizer* const auth_;
+  // A scan's answer (up to thousands of entries) is built on an arena, freed in one go.
+  ArenaMessageAllocator<kiq::v1::ScanPartitionsRequest, kiq::v1::ScanPartitionsResponse>
+      scan_allocator_;
 };
 
 // The entries of `position` for one partition: what a node

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <map>
 #include <queue>
 #include <utility>
 
+#include <google/protobuf/arena.h>
 #include <grpcpp/alarm.h>
 #include <grpcpp/client_context.h>
 
@@ -775,9 +777,7 @@ void QueryRouter::WindowFetchAsync(const kiq::v1::WindowFetchRequest& request, a
   StepPointRead(*std::move(read));
 }
 
-absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(
-    const kiq::v1::RangeRequest& request, absl::Time deadline,
-    const grpc::CallbackServerContext* parent) const {
+absl::StatusOr<KeyRange> QueryRouter::RangeOf(const kiq::v1::RangeRequest& request) {
   KeyRange range{Bound(request.from(), request.from_bytes()),
                  Bound(request.to(), request.to_bytes())};
   if (range.from && range.to && *range.from > *range.to) {
@@ -785,17 +785,58 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(
                                                    ClipKey(*range.from), " is after to ",
                                                    ClipKey(*range.to)));
   }
-  return Scan(request.store(), range, request.page_size(), request.page_token(),
+  return range;
+}
+
+absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Range(
+    const kiq::v1::RangeRequest& request, absl::Time deadline,
+    const grpc::CallbackServerContext* parent) const {
+  kiq::v1::ScanResponse response;
+  if (absl::Status s = RangeInto(request, deadline, parent, &response); !s.ok()) return s;
+  return response;
+}
+
+absl::Status QueryRouter::RangeInto(const kiq::v1::RangeRequest& request, absl::Time deadline,
+                                    const grpc::CallbackServerContext* parent,
+                                    kiq::v1::ScanResponse* response) const {
+  absl::StatusOr<KeyRange> range = RangeOf(request);
+  if (!range.ok()) return range.status();
+  return Scan(request.store(), *range, request.page_size(), 0, request.page_token(),
               request.min_position(), request.allow_partial(),
-              StaleReads{request.allow_stale(), request.max_lag_records()}, deadline, parent);
+              StaleReads{request.allow_stale(), request.max_lag_records()}, deadline, parent,
+              [response] { return response; });
+}
+
+absl::StatusOr<std::vector<kiq::v1::ScanResponse>> QueryRouter::RangePages(
+    const kiq::v1::RangeRequest& request, int32_t batch_size, absl::Time deadline,
+    const grpc::CallbackServerContext* parent) const {
+  absl::StatusOr<KeyRange> range = RangeOf(request);
+  if (!range.ok()) return range.status();
+  std::deque<kiq::v1::ScanResponse> pages;  // stays put as it grows
+  absl::Status s = Scan(request.store(), *range, request.page_size(), batch_size,
+                        request.page_token(), request.min_position(), request.allow_partial(),
+                        StaleReads{request.allow_stale(), request.max_lag_records()}, deadline,
+                        parent, [&pages] { return &pages.emplace_back(); });
+  if (!s.ok()) return s;
+  return std::vector<kiq::v1::ScanResponse>(std::make_move_iterator(pages.begin()),
+                                            std::make_move_iterator(pages.end()));
 }
 
 absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::All(
     const kiq::v1::AllRequest& request, absl::Time deadline,
     const grpc::CallbackServerContext* parent) const {
-  return Scan(request.store(), KeyRange{}, request.page_size(), request.page_token(),
+  kiq::v1::ScanResponse response;
+  if (absl::Status s = AllInto(request, deadline, parent, &response); !s.ok()) return s;
+  return response;
+}
+
+absl::Status QueryRouter::AllInto(const kiq::v1::AllRequest& request, absl::Time deadline,
+                                  const grpc::CallbackServerContext* parent,
+                                  kiq::v1::ScanResponse* response) const {
+  return Scan(request.store(), KeyRange{}, request.page_size(), 0, request.page_token(),
               request.min_position(), request.allow_partial(),
-              StaleReads{request.allow_stale(), request.max_lag_records()}, deadline, parent);
+              StaleReads{request.allow_stale(), request.max_lag_records()}, deadline, parent,
+              [response] { return response; });
 }
 
 void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
@@ -867,12 +908,23 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   // Scatter: one PeerService call per owner, all in flight at once, then the local partitions
   // are read while they travel; gather when all are done.
   struct Call {
+    // The scan's answer is parsed onto an arena (its entries' messages and strings allocated
+    // in a few blocks, freed at once); the strings are moved out before it goes.
+    Call() : arena(ArenaOptions()) {}
+    static google::protobuf::ArenaOptions ArenaOptions() {
+      google::protobuf::ArenaOptions options;
+      options.start_block_size = 4 << 10;
+      options.max_block_size = 256 << 10;
+      return options;
+    }
+    google::protobuf::Arena arena;
     std::string endpoint;
     bool standby = false;
     std::vector<int32_t> partitions;
     std::unique_ptr<grpc::ClientContext> context;
     kiq::v1::ScanPartitionsRequest scan;
-    kiq::v1::ScanPartitionsResponse scan_response;
+    kiq::v1::ScanPartitionsResponse& scan_response =
+        *google::protobuf::Arena::CreateMessage<kiq::v1::ScanPartitionsResponse>(&arena);
     kiq::v1::CountPartitionsRequest count;
     kiq::v1::CountPartitionsResponse count_response;
     grpc::Status status;
@@ -1037,48 +1089,60 @@ QueryRouter::ReadAllPartitions(const StoreInfo& info, const ScanSpec& spec,
   }
 }
 
-absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
-    const std::string& store, const KeyRange& range, int32_t requested_page_size,
-    const std::string& page_token, const kiq::v1::Position& min_position, bool allow_partial,
-    const StaleReads& stale, absl::Time deadline,
-    const grpc::CallbackServerContext* parent) const {
+absl::Status QueryRouter::Scan(const std::string& store, const KeyRange& range,
+                               int32_t requested_page_size, int32_t batch_size,
+                               const std::string& page_token, const kiq::v1::Position& min_position,
+                               bool allow_partial, const StaleReads& stale, absl::Time deadline,
+                               const grpc::CallbackServerContext* parent,
+                               absl::FunctionRef<kiq::v1::ScanResponse*()> new_page) const {
   absl::StatusOr<StoreInfo> info = DescribeForRequest(store);
   if (!info.ok()) return info.status();
   absl::StatusOr<int32_t> page_size = CheckPageSize(requested_page_size);
   if (!page_size.ok()) return page_size.status();
+  const int32_t batch = std::clamp(batch_size, *page_size, std::max(*page_size, kMaxPageSize));
   absl::StatusOr<std::optional<std::string>> after = DecodePageToken(page_token, store, range);
   if (!after.ok()) return after.status();
 
-  // Each partition contributes its first entries after the resume key, a share of the page
-  // with some slack (keys spread evenly over partitions by hash): reading page_size + 1 from
-  // every partition would read and ship n times the page. The merge below stops at the last
+  // Each partition contributes its first entries after the resume key, a share of the batch
+  // with some slack (keys spread evenly over partitions by hash): reading batch + 1 from
+  // every partition would read and ship n times the batch. The merge below stops at the last
   // entry of a partition that may have more, so a page can come out shorter than page_size
   // (AIP-158 allows it: the end is the empty next_page_token).
-  const size_t look_ahead = ScanLookAhead(*page_size, info->num_partitions);
+  const size_t look_ahead = ScanLookAhead(batch, info->num_partitions);
   ScanSpec spec{range, *after, look_ahead, false};
   spec.allow_stale = stale.allow;
   spec.max_lag_records = stale.max_lag_records;
-  kiq::v1::ScanResponse response;
+  kiq::v1::ScanResponse header;  // what every page of the batch carries besides its entries
   std::vector<int32_t> missing;
   auto reads = ReadAllPartitions(*info, spec, min_position, allow_partial, deadline, parent,
                                  absl::StrCat("scan store=", store), &missing);
   if (!reads.ok()) return reads.status();
-  for (int32_t i : missing) response.add_missing_partitions(i);
+  for (int32_t i : missing) header.add_missing_partitions(i);
 
   std::vector<std::vector<KeyValue>*> runs;
   // Per run: it holds look_ahead entries, so the partition may have more after its last.
   std::vector<bool> truncated;
+  size_t read_entries = 0;
   for (int32_t i = 0; i < info->num_partitions; ++i) {
     auto it = reads->find(i);
     if (it == reads->end()) continue;
-    response.mutable_position()->MergeFrom(it->second.position);
-    if (it->second.standby) *response.add_standby_reads() = *it->second.standby;
+    header.mutable_position()->MergeFrom(it->second.position);
+    if (it->second.standby) *header.add_standby_reads() = *it->second.standby;
     if (!it->second.entries.empty()) {
       runs.push_back(&it->second.entries);
       truncated.push_back(it->second.entries.size() >= look_ahead);
+      read_entries += it->second.entries.size();
     }
   }
 
+  const auto start_page = [&] {
+    kiq::v1::ScanResponse* page = new_page();
+    page->CopyFrom(header);
+    page->mutable_entries()->Reserve(
+        static_cast<int>(std::min(read_entries, static_cast<size_t>(*page_size))));
+    return page;
+  };
+  kiq::v1::ScanResponse* page = start_page();
   // k-way merge by key byte order: heap of (run, index) ordered by the run's current key.
   using Cursor = std::pair<size_t, size_t>;
   auto greater = [&runs](const Cursor& a, const Cursor& b) {
@@ -1087,24 +1151,31 @@ absl::StatusOr<kiq::v1::ScanResponse> QueryRouter::Scan(
   std::priority_queue<Cursor, std::vector<Cursor>, decltype(greater)> heap(greater);
   for (size_t r = 0; r < runs.size(); ++r) heap.push({r, 0});
   std::string last_key;
+  int32_t merged = 0;
   while (!heap.empty()) {
-    if (response.entries_size() == *page_size) {
-      response.set_next_page_token(EncodePageToken(store, range, last_key));
+    if (merged == batch) {
+      page->set_next_page_token(EncodePageToken(store, range, last_key));
       break;
+    }
+    if (page->entries_size() == *page_size) {
+      // More of the batch follows: this page resumes after its last entry, like Range's.
+      page->set_next_page_token(EncodePageToken(store, range, last_key));
+      page = start_page();
     }
     auto [r, i] = heap.top();
     heap.pop();
     last_key = (*runs[r])[i].key;
-    *response.add_entries() = RenderEntry(*info, std::move((*runs[r])[i]));
+    RenderEntry(*info, std::move((*runs[r])[i]), page->add_entries());
+    ++merged;
     if (i + 1 < runs[r]->size()) {
       heap.push({r, i + 1});
     } else if (truncated[r]) {
       // What follows in this partition is unknown and may come before the other runs' heads.
-      response.set_next_page_token(EncodePageToken(store, range, last_key));
+      page->set_next_page_token(EncodePageToken(store, range, last_key));
       break;
     }
   }
-  return response;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<kiq::v1::CountResponse> QueryRouter::Count(

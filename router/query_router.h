@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kiq/v1/query.pb.h"
@@ -125,6 +126,22 @@ class QueryRouter {
   absl::StatusOr<kiq::v1::ScanResponse> All(
       const kiq::v1::AllRequest& request, absl::Time deadline,
       const grpc::CallbackServerContext* parent = nullptr) const;
+  // Range and All writing the page into `response`, which may live on an arena (the page's
+  // entries are then allocated there: the gRPC service's responses do).
+  absl::Status RangeInto(const kiq::v1::RangeRequest& request, absl::Time deadline,
+                         const grpc::CallbackServerContext* parent,
+                         kiq::v1::ScanResponse* response) const;
+  absl::Status AllInto(const kiq::v1::AllRequest& request, absl::Time deadline,
+                       const grpc::CallbackServerContext* parent,
+                       kiq::v1::ScanResponse* response) const;
+  // Range read as one batch of up to `batch_size` entries (at most kMaxPageSize; never fewer
+  // than the page), cut into consecutive pages of request.page_size() entries, each as Range
+  // would answer it: every page's next_page_token resumes right after its last entry, and only
+  // the batch's last page may end the range (empty token). For Scan's stream: one scatter to
+  // the owners per batch instead of per page (each partition reads its share of the batch).
+  absl::StatusOr<std::vector<kiq::v1::ScanResponse>> RangePages(
+      const kiq::v1::RangeRequest& request, int32_t batch_size, absl::Time deadline,
+      const grpc::CallbackServerContext* parent = nullptr) const;
   absl::StatusOr<kiq::v1::CountResponse> Count(
       const kiq::v1::CountRequest& request, absl::Time deadline,
       const grpc::CallbackServerContext* parent = nullptr) const;
@@ -186,12 +203,16 @@ class QueryRouter {
     int64_t max_lag_records = 0;
   };
 
-  absl::StatusOr<kiq::v1::ScanResponse> Scan(const std::string& store, const KeyRange& range,
-                                             int32_t page_size, const std::string& page_token,
-                                             const kiq::v1::Position& min_position,
-                                             bool allow_partial, const StaleReads& stale,
-                                             absl::Time deadline,
-                                             const grpc::CallbackServerContext* parent) const;
+  // The pages of one read of up to `batch_size` entries (0: one page), as RangePages; each
+  // page is written where `new_page` says (called once per page, before its entries).
+  absl::Status Scan(const std::string& store, const KeyRange& range, int32_t page_size,
+                    int32_t batch_size, const std::string& page_token,
+                    const kiq::v1::Position& min_position, bool allow_partial,
+                    const StaleReads& stale, absl::Time deadline,
+                    const grpc::CallbackServerContext* parent,
+                    absl::FunctionRef<kiq::v1::ScanResponse*()> new_page) const;
+  // Range's bounds, checked.
+  static absl::StatusOr<KeyRange> RangeOf(const kiq::v1::RangeRequest& request);
   // Reads every partition of `store` from its owner, retrying within the deadline. Partitions
   // that stay unreadable are listed in `missing` if `allow_partial`, else fail the call.
   absl::StatusOr<absl::flat_hash_map<int32_t, PartitionRead>> ReadAllPartitions(

@@ -1,5 +1,6 @@
 #include "router/query_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -188,33 +189,32 @@ grpc::ServerUnaryReactor* QueryServiceImpl::GetMany(grpc::CallbackServerContext*
 }
 
 template <typename Request, typename Response>
-grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(
-    grpc::CallbackServerContext* context, const Request* request, Response* response,
-    absl::string_view method,
-    absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
-                                                 const grpc::CallbackServerContext*) const) {
+grpc::ServerUnaryReactor* QueryServiceImpl::Scatter(grpc::CallbackServerContext* context,
+                                                    const Request* request, Response* response,
+                                                    absl::string_view method,
+                                                    ScatterRead<Request, Response> read) {
   const absl::Time started = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (grpc::Status s = Authorize(*context, request->store()); !s.ok()) {
     reactor->Finish(s);
     return reactor;
   }
+  auto finish = [this, reactor, request, started, method](const absl::Status& s) {
+    RecordQuery(method, request->store(), "scatter", s.code(), started);
+    reactor->Finish(s.ok() ? grpc::Status::OK : ToGrpcStatus(s));
+  };
   if (absl::Status s = CheckRequest(*request); !s.ok()) {
-    Finish<Response>(reactor, s, response, method, request->store(), "scatter", started);
+    finish(s);
     return reactor;
   }
   const absl::Time deadline = RequestDeadline(*context);
   AfterPositions(
       context, request->store(), request->has_min_position() ? &request->min_position() : nullptr,
       deadline, method,
-      [this, context, reactor, request, response, deadline, started, method, run] {
-        Finish(reactor, (router_.*run)(*request, deadline, context), response, method,
-               request->store(), "scatter", started);
+      [context, request, response, deadline, read = std::move(read), finish] {
+        finish(read(*request, deadline, context, response));
       },
-      [this, reactor, request, response, started, method](absl::Status s) {
-        Finish<Response>(reactor, std::move(s), response, method, request->store(), "scatter",
-                         started);
-      });
+      finish);
   return reactor;
 }
 
@@ -246,22 +246,101 @@ void QueryServiceImpl::AfterPositions(grpc::CallbackServerContext* context,
       });
 }
 
+namespace {
+
+// Pages a paged scan reads in one scatter once its client is paging through (this one and the
+// ones after it), at most kMaxPageSize entries.
+constexpr int32_t kReadAheadPages = 5;
+
+// All as the Range without bounds it is (the same pages and page tokens).
+kiq::v1::RangeRequest AsRange(const kiq::v1::AllRequest& all) {
+  kiq::v1::RangeRequest range;
+  range.set_store(all.store());
+  range.set_page_size(all.page_size());
+  range.set_page_token(all.page_token());
+  if (all.has_min_position()) *range.mutable_min_position() = all.min_position();
+  range.set_allow_partial(all.allow_partial());
+  range.set_allow_stale(all.allow_stale());
+  range.set_max_lag_records(all.max_lag_records());
+  return range;
+}
+const kiq::v1::RangeRequest& AsRange(const kiq::v1::RangeRequest& range) { return range; }
+
+}  // namespace
+
+template <typename Request>
+grpc::ServerUnaryReactor* QueryServiceImpl::PagedScan(grpc::CallbackServerContext* context,
+                                                      const Request* request,
+                                                      kiq::v1::ScanResponse* response,
+                                                      absl::string_view method) {
+  const bool pages_through = !request->page_token().empty() && !request->has_min_position();
+  if (pages_through && Authorize(*context, request->store()).ok() && CheckRequest(*request).ok()) {
+    const absl::Time started = absl::Now();
+    std::optional<kiq::v1::ScanResponse> page =
+        read_ahead_.Take(ScanReadAhead::KeyOf(method, context->peer(), *request));
+    if (page) {
+      // Answered from memory, in the reaction: no scatter, no worker.
+      response->Swap(&*page);
+      RecordQuery(method, request->store(), "read_ahead", absl::StatusCode::kOk, started);
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+  }
+  return Scatter<Request, kiq::v1::ScanResponse>(
+      context, request, response, method,
+      [this, method = std::string(method), peer = context->peer()](
+          const Request& r, absl::Time deadline, const grpc::CallbackServerContext* c,
+          kiq::v1::ScanResponse* out) -> absl::Status {
+        const kiq::v1::RangeRequest& range = AsRange(r);
+        if (r.page_token().empty() || r.has_min_position()) {
+          // A first page (many clients read only that one), or one that waits for a position.
+          return router_.RangeInto(range, deadline, c, out);
+        }
+        const int32_t page_size = r.page_size() == 0 ? kDefaultPageSize : r.page_size();
+        const int32_t batch = static_cast<int32_t>(
+            std::min<int64_t>(kMaxPageSize, int64_t{page_size} * kReadAheadPages));
+        absl::StatusOr<std::vector<kiq::v1::ScanResponse>> pages =
+            router_.RangePages(range, batch, deadline, c);
+        if (!pages.ok()) return pages.status();
+        out->Swap(&pages->front());
+        std::vector<std::pair<std::string, kiq::v1::ScanResponse>> ahead;
+        Request next = r;
+        std::string token = out->next_page_token();
+        for (size_t i = 1; i < pages->size(); ++i) {
+          next.set_page_token(token);
+          token = (*pages)[i].next_page_token();
+          ahead.emplace_back(ScanReadAhead::KeyOf(method, peer, next), std::move((*pages)[i]));
+        }
+        if (!ahead.empty()) read_ahead_.Put(std::move(ahead));
+        return absl::OkStatus();
+      });
+}
+
 grpc::ServerUnaryReactor* QueryServiceImpl::Range(grpc::CallbackServerContext* context,
                                                   const kiq::v1::RangeRequest* request,
                                                   kiq::v1::ScanResponse* response) {
-  return Scatter(context, request, response, "Range", &QueryRouter::Range);
+  return PagedScan(context, request, response, "Range");
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::All(grpc::CallbackServerContext* context,
                                                 const kiq::v1::AllRequest* request,
                                                 kiq::v1::ScanResponse* response) {
-  return Scatter(context, request, response, "All", &QueryRouter::All);
+  return PagedScan(context, request, response, "All");
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::Count(grpc::CallbackServerContext* context,
                                                   const kiq::v1::CountRequest* request,
                                                   kiq::v1::CountResponse* response) {
-  return Scatter(context, request, response, "Count", &QueryRouter::Count);
+  return Scatter<kiq::v1::CountRequest, kiq::v1::CountResponse>(
+      context, request, response, "Count",
+      [this](const kiq::v1::CountRequest& r, absl::Time deadline,
+             const grpc::CallbackServerContext* c, kiq::v1::CountResponse* out) {
+        absl::StatusOr<kiq::v1::CountResponse> count = router_.Count(r, deadline, c);
+        if (!count.ok()) return count.status();
+        *out = *std::move(count);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* QueryServiceImpl::WindowFetch(grpc::CallbackServerContext* context,
@@ -305,8 +384,13 @@ namespace {
 
 // Entries per message of a Scan stream without a page_size.
 constexpr int32_t kDefaultStreamPageSize = 1000;
+// Entries a Scan stream reads from the owners at once (one scatter per batch, cut into
+// pages): per-scatter costs (a call per owner, an iterator per partition, the look-ahead's
+// slack) are paid once per 5,000 entries instead of once per page.
+constexpr int32_t kStreamBatchSize = kMaxPageSize;
 
-// Scan's stream: the pages of Range, each read on a worker while the one before it is being
+// Scan's stream: the pages of Range, read kStreamBatchSize entries at a time (one scatter per
+// batch, QueryRouter::RangePages), each batch read on a worker while the one before it is being
 // written. Every write and the Finish are decided under mu_ and started after it is released
 // (a reaction may run inline). A page read uses the call's context, which lives until OnDone:
 // so Finish waits for the read in flight (the client gone, it ends promptly: the context is
@@ -347,7 +431,7 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
         action = FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client has gone"));
       } else if (last_) {
         action = FinishLocked(grpc::Status::OK);
-      } else if (next_) {
+      } else if (!batch_.empty() || next_) {
         action = SendLocked();
       }
     }
@@ -369,8 +453,8 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
     page.set_page_token(std::move(token));
     // Reached before the first page (AfterPositions); positions only move forward.
     if (page.page_token() != request_.page_token()) page.clear_min_position();
-    absl::StatusOr<kiq::v1::ScanResponse> result =
-        router_.Range(page, RequestDeadline(*context_), context_);
+    absl::StatusOr<std::vector<kiq::v1::ScanResponse>> result =
+        router_.RangePages(page, kStreamBatchSize, RequestDeadline(*context_), context_);
     Action action;
     {
       absl::MutexLock lock(&mu_);
@@ -386,19 +470,24 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
   }
 
   Action SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    absl::StatusOr<kiq::v1::ScanResponse> next = *std::move(next_);
-    next_.reset();
-    if (!next.ok()) return FinishLocked(ToGrpcStatus(next.status()));
-    current_ = *std::move(next);
-    writing_ = true;
     Action action;
-    action.write = &current_;
-    if (current_.next_page_token().empty()) {
-      last_ = true;
-    } else {
-      reading_ = true;
-      action.read_after = current_.next_page_token();
+    if (batch_.empty()) {
+      // The batch read ahead becomes the one being written, and the next is read meanwhile.
+      absl::StatusOr<std::vector<kiq::v1::ScanResponse>> next = *std::move(next_);
+      next_.reset();
+      if (!next.ok()) return FinishLocked(ToGrpcStatus(next.status()));
+      batch_.assign(std::make_move_iterator(next->begin()), std::make_move_iterator(next->end()));
+      const std::string& token = batch_.back().next_page_token();
+      if (!token.empty()) {
+        reading_ = true;
+        action.read_after = token;
+      }
     }
+    current_ = std::move(batch_.front());
+    batch_.pop_front();
+    writing_ = true;
+    action.write = &current_;
+    if (current_.next_page_token().empty()) last_ = true;
     return action;
   }
 
@@ -441,8 +530,10 @@ class ScanStream final : public grpc::ServerWriteReactor<kiq::v1::ScanResponse> 
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   // A Finish decided while a page read was in flight; made when the read returns.
   std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
-  // The page read and not yet written; the page being written.
-  std::optional<absl::StatusOr<kiq::v1::ScanResponse>> next_ ABSL_GUARDED_BY(mu_);
+  // The batch read and not yet written (its pages); the rest of the batch being written; the
+  // page being written. So at most two batches are held.
+  std::optional<absl::StatusOr<std::vector<kiq::v1::ScanResponse>>> next_ ABSL_GUARDED_BY(mu_);
+  std::deque<kiq::v1::ScanResponse> batch_ ABSL_GUARDED_BY(mu_);
   kiq::v1::ScanResponse current_;
 };
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 
 #include "kiq/v1/query.grpc.pb.h"
@@ -7,6 +8,7 @@
 #include "router/position_waiter.h"
 #include "router/query_metrics.h"
 #include "router/query_router.h"
+#include "router/scan_read_ahead.h"
 #include "router/thread_pool.h"
 
 namespace kiq::router {
@@ -56,8 +58,9 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   grpc::ServerUnaryReactor* WindowFetch(grpc::CallbackServerContext* context,
                                         const kiq::v1::WindowFetchRequest* request,
                                         kiq::v1::WindowFetchResponse* response) override;
-  // Range as a stream of pages, each read on a worker while the one before is being sent (one
-  // page of look-ahead, so at most two pages are held). Each page has its own deadline (the
+  // Range as a stream of pages, read from the owners in batches of several pages (one scatter
+  // per batch), each batch read on a worker while the one before is being sent (one batch of
+  // look-ahead, so at most two batches are held). Each page has its own deadline (the
   // caller's, capped like every request's), so a long stream is not cut at the cap.
   grpc::ServerWriteReactor<kiq::v1::ScanResponse>* Scan(
       grpc::CallbackServerContext* context, const kiq::v1::RangeRequest* request) override;
@@ -87,13 +90,23 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   void Finish(grpc::ServerUnaryReactor* reactor, absl::StatusOr<Response> result,
               Response* response, absl::string_view method, absl::string_view store,
               absl::string_view route, absl::Time started) const;
-  // Runs a scan or count (`run`, on a worker), after waiting for its local min_position if any.
+  // Runs a scan or count (`read`, on a worker, writing the answer into `response`), after
+  // waiting for its local min_position if any.
   template <typename Request, typename Response>
-  grpc::ServerUnaryReactor* Scatter(
-      grpc::CallbackServerContext* context, const Request* request, Response* response,
-      absl::string_view method,
-      absl::StatusOr<Response> (QueryRouter::*run)(const Request&, absl::Time,
-                                                   const grpc::CallbackServerContext*) const);
+  using ScatterRead = std::function<absl::Status(const Request&, absl::Time,
+                                                 const grpc::CallbackServerContext*, Response*)>;
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Scatter(grpc::CallbackServerContext* context, const Request* request,
+                                    Response* response, absl::string_view method,
+                                    ScatterRead<Request, Response> read);
+
+  // All or Range: a request with a page token (a client paging through) and no min_position
+  // is answered from the pages read ahead (read_ahead_) if one is kept for it, else it reads
+  // kReadAheadPages pages in one scatter, answers the first and keeps the others. Other
+  // requests read their page alone.
+  template <typename Request>
+  grpc::ServerUnaryReactor* PagedScan(grpc::CallbackServerContext* context, const Request* request,
+                                      kiq::v1::ScanResponse* response, absl::string_view method);
 
   // A slot of the waiter for a request that waits for a position (`waits`), else none
   // (nullptr); RESOURCE_EXHAUSTED when the waiter is full.
@@ -113,6 +126,8 @@ class QueryServiceImpl final : public kiq::v1::QueryService::CallbackService {
   QueryMetrics* const metrics_;
   const ClusterView cluster_;
   const Authorizer* const auth_;
+  // Pages read ahead of clients paging through All and Range.
+  mutable ScanReadAhead read_ahead_;
 };
 
 // The caller's deadline, capped so that a request without one cannot wait forever.

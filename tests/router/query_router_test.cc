@@ -640,6 +640,77 @@ TEST_F(QueryRouterTest, ScanPagesReadAShareOfThePageFromEachPartition) {
   EXPECT_EQ(keys, std::vector<std::string>(model.begin(), model.end()));
 }
 
+TEST_F(QueryRouterTest, RangePagesReadsOneBatchPerScatterCutIntoResumablePages) {
+  // Scan's stream reads 5,000 entries per scatter and sends them as pages: each page at most
+  // page_size, in key order, and each page's token resumes (with Range) right after it.
+  local_.AddStore("s", 6);
+  std::set<std::string> model;
+  for (int i = 0; i < 12000; ++i) {
+    const std::string k = absl::StrCat("key-", 100000 + i);
+    local_.Put("s", k, "v");
+    model.insert(k);
+  }
+  kiq::v1::RangeRequest request = RangeOf("s", "key-100500", "key-111499", 1000);
+  std::vector<std::string> expected;
+  for (const std::string& k : model) {
+    if (k >= "key-100500" && k <= "key-111499") expected.push_back(k);
+  }
+  std::vector<std::string> keys;
+  int batches = 0;
+  int pages = 0;
+  for (;;) {
+    const int scans_before = local_.scans();
+    const int64_t scanned_before = local_.scanned_entries();
+    absl::StatusOr<std::vector<kiq::v1::ScanResponse>> r =
+        router_.RangePages(request, kMaxPageSize, deadline_);
+    ASSERT_OK(r);
+    ASSERT_LE(++batches, 100) << "pagination does not end";
+    // One scatter: one read per partition, of its share of the batch (not of each page).
+    EXPECT_EQ(local_.scans() - scans_before, 6);
+    EXPECT_LE(local_.scanned_entries() - scanned_before, 2 * kMaxPageSize);
+    ASSERT_FALSE(r->empty());
+    EXPECT_LE(r->size(), static_cast<size_t>(kMaxPageSize / 1000));
+    for (size_t i = 0; i < r->size(); ++i) {
+      const kiq::v1::ScanResponse& page = (*r)[i];
+      ++pages;
+      EXPECT_LE(page.entries_size(), 1000);
+      EXPECT_EQ(page.position().offsets_size(), 6) << "every page carries the position";
+      for (const kiq::v1::Entry& e : page.entries()) keys.push_back(e.key());
+      if (i + 1 < r->size()) {
+        // Not the batch's last: full, and its token resumes exactly at the next page.
+        EXPECT_EQ(page.entries_size(), 1000);
+        ASSERT_FALSE(page.next_page_token().empty());
+        kiq::v1::RangeRequest resume = request;
+        resume.set_page_token(page.next_page_token());
+        absl::StatusOr<kiq::v1::ScanResponse> next = router_.Range(resume, deadline_);
+        ASSERT_OK(next);
+        ASSERT_GT(next->entries_size(), 0);
+        EXPECT_EQ(next->entries(0).key(), (*r)[i + 1].entries(0).key());
+      }
+    }
+    const std::string& token = r->back().next_page_token();
+    if (token.empty()) break;
+    request.set_page_token(token);
+  }
+  EXPECT_EQ(keys, expected);
+  EXPECT_GE(pages, 11);
+  EXPECT_LE(batches, 4) << "11,000 entries in batches of up to 5,000";
+}
+
+TEST_F(QueryRouterTest, RangePagesOfABatchSmallerThanThePageIsOnePage) {
+  local_.AddStore("s", 6);
+  for (int i = 0; i < 300; ++i) local_.Put("s", absl::StrCat("key-", 1000 + i), "v");
+  absl::StatusOr<std::vector<kiq::v1::ScanResponse>> r =
+      router_.RangePages(RangeOf("s", "", "", 100), 0, deadline_);
+  ASSERT_OK(r);
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_GT((*r)[0].entries_size(), 0);
+  EXPECT_LE((*r)[0].entries_size(), 100);
+  EXPECT_FALSE((*r)[0].next_page_token().empty());
+  EXPECT_THAT(router_.RangePages(RangeOf("s", "b", "a", 100), kMaxPageSize, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is after to"));
+}
+
 TEST_F(QueryRouterTest, ScanOfASkewedStoreEndsPagesWhereAPartitionMayHaveMore) {
   // Partition 0 holds most keys: its share of a page runs out before the page is full, and
   // the page ends at its last entry (short, with a token) instead of skipping what follows.

@@ -127,6 +127,8 @@ class FakeStores : public LocalStores {
     if (it == data_.end()) return std::optional<std::string>();
     return std::optional<std::string>(it->second);
   }
+  // Scans of partition 0, the one holding data.
+  int data_scans() const { return data_scans_.load(); }
   // Every key is in every partition's scan (the test does not care about placement).
   absl::StatusOr<std::vector<KeyValue>> Scan(absl::string_view, PartitionId p,
                                              const KeyRange& range,
@@ -134,6 +136,7 @@ class FakeStores : public LocalStores {
                                              size_t limit) const override {
     std::vector<KeyValue> out;
     if (p.value() != 0) return out;
+    data_scans_.fetch_add(1);
     for (const auto& [k, v] : data_) {
       if (out.size() >= limit) break;
       if ((range.from && k < *range.from) || (range.to && k > *range.to)) continue;
@@ -178,6 +181,7 @@ class FakeStores : public LocalStores {
  private:
   std::map<std::string, std::string> data_;
   mutable std::atomic<int> gets_{0};
+  mutable std::atomic<int> data_scans_{0};
   mutable absl::Mutex mu_;
   std::map<int32_t, int64_t> next_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
@@ -403,6 +407,85 @@ TEST_F(QueryServiceTest, ScanStreamsEveryEntryOnceInKeyOrderInPages) {
     if (k >= "key-10" && k <= "key-19") in_range.push_back(k);
   }
   EXPECT_EQ(read.keys, in_range);
+}
+
+TEST_F(QueryServiceTest, PagingThroughAllReadsAheadAndReturnsEveryEntryOnceInOrder) {
+  std::set<std::string> model = {"apple", "banana"};
+  for (int i = 0; i < 2345; ++i) {
+    const std::string k = absl::StrCat("key-", 10000 + i);
+    stores_.Put(k, "v");
+    model.insert(k);
+  }
+  const int scans_before = stores_.data_scans();
+  kiq::v1::AllRequest request;
+  request.set_store(kStore);
+  request.set_page_size(100);
+  std::vector<std::string> keys;
+  int pages = 0;
+  for (;;) {
+    kiq::v1::ScanResponse page;
+    grpc::Status s = query_->All(Context().get(), request, &page);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_LE(++pages, 1000) << "pagination does not end";
+    EXPECT_LE(page.entries_size(), 100);
+    EXPECT_EQ(page.position().offsets_size(), kPartitions);
+    for (const kiq::v1::Entry& e : page.entries()) keys.push_back(e.key());
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(keys, std::vector<std::string>(model.begin(), model.end()));
+  // The first page alone, then one scatter for several pages (here two: the fake holds every
+  // key in one of the 6 partitions, whose share of a batch runs out first).
+  const int scans = stores_.data_scans() - scans_before;
+  EXPECT_LT(scans, pages * 2 / 3) << pages << " pages";
+
+  // A request that differs from the one a page was read ahead for (page size) reads afresh,
+  // and what it answers is still the store's next entries.
+  kiq::v1::AllRequest first;
+  first.set_store(kStore);
+  first.set_page_size(100);
+  kiq::v1::ScanResponse page1;
+  ASSERT_TRUE(query_->All(Context().get(), first, &page1).ok());
+  first.set_page_token(page1.next_page_token());
+  kiq::v1::ScanResponse page2;
+  ASSERT_TRUE(query_->All(Context().get(), first, &page2).ok());  // reads pages 2-6
+  kiq::v1::AllRequest other = first;
+  other.set_page_token(page2.next_page_token());
+  other.set_page_size(7);
+  const int before_other = stores_.data_scans();
+  kiq::v1::ScanResponse page3;
+  ASSERT_TRUE(query_->All(Context().get(), other, &page3).ok());
+  EXPECT_GT(stores_.data_scans(), before_other) << "answered from a page read for page_size 100";
+  ASSERT_EQ(page3.entries_size(), 7);
+  std::vector<std::string> all(model.begin(), model.end());
+  const size_t next = static_cast<size_t>(page1.entries_size() + page2.entries_size());
+  EXPECT_EQ(page3.entries(0).key(), all[next]);
+  EXPECT_EQ(page3.entries(6).key(), all[next + 6]);
+}
+
+TEST_F(QueryServiceTest, PagingThroughRangeReadsAheadWithinItsBounds) {
+  std::set<std::string> model;
+  for (int i = 0; i < 1500; ++i) {
+    const std::string k = absl::StrCat("key-", 10000 + i);
+    stores_.Put(k, "v");
+    if (k >= "key-10100" && k <= "key-11399") model.insert(k);
+  }
+  kiq::v1::RangeRequest request;
+  request.set_store(kStore);
+  request.set_from("key-10100");
+  request.set_to("key-11399");
+  request.set_page_size(50);
+  std::vector<std::string> keys;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LE(pages, 1000) << "pagination does not end";
+    kiq::v1::ScanResponse page;
+    grpc::Status s = query_->Range(Context().get(), request, &page);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    for (const kiq::v1::Entry& e : page.entries()) keys.push_back(e.key());
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(keys, std::vector<std::string>(model.begin(), model.end()));
 }
 
 TEST_F(QueryServiceTest, ScanResumesFromAPageTokenOfItsStream) {
