@@ -4,7 +4,9 @@
 //                  (the transport limit for Get; same callback server API as kiq-node)
 //   rocksdb-write  a bare RocksDB WriteBatch loop writing --records keys (of --keys distinct)
 //   rocksdb-iter   a bare RocksDB iterator over --keys entries, entries/s
-//   consume        a bare librdkafka consumer reading a whole topic from the beginning
+//   consume        a bare librdkafka consumer reading a whole topic from the beginning (or, with
+//                  --only_partitions, those partitions only); the time counted starts before
+//                  it asks the end offsets (connections already up), as a restore's does
 //   produce        writes --records 100-byte JSON values (murmur2 partitioner) and flushes;
 //                  with --format=avro the same records as Avro in Confluent's wire format
 //                  (magic byte 0, 4-byte big-endian schema id, Avro binary body, encoded by
@@ -62,6 +64,8 @@ ABSL_FLAG(double, duration, 3, "rocksdb-iter: seconds");
 ABSL_FLAG(std::string, bootstrap, "", "Kafka bootstrap servers");
 ABSL_FLAG(std::string, topic, "", "Kafka topic");
 ABSL_FLAG(int, partitions, 6, "topic partitions");
+ABSL_FLAG(std::vector<std::string>, only_partitions, {},
+          "consume: read only these partitions (e.g. 1,4); all when empty");
 ABSL_FLAG(int64_t, round, 100000, "ingest: records per round");
 ABSL_FLAG(int, node_pid, 0, "ingest: the kiq-node to pause while producing");
 ABSL_FLAG(std::string, metrics, "", "ingest: the node's HTTP host:port");
@@ -397,6 +401,7 @@ int64_t ConsumeRange(RdKafka::KafkaConsumer& c, const std::vector<int64_t>& from
   std::vector<RdKafka::TopicPartition*> tps;
   int64_t expected = 0;
   for (size_t p = 0; p < from.size(); ++p) {
+    if (from[p] >= to[p]) continue;  // nothing to read: not fetched at all
     tps.push_back(
         RdKafka::TopicPartition::create(absl::GetFlag(FLAGS_topic), static_cast<int>(p), from[p]));
     expected += to[p] - from[p];
@@ -421,10 +426,27 @@ int64_t ConsumeRange(RdKafka::KafkaConsumer& c, const std::vector<int64_t>& from
 
 int ConsumeCmd() {
   auto c = MakeConsumer();
-  auto w = Watermarks(*c);
-  std::vector<int64_t> from, to;
-  for (auto [lo, hi] : w) from.push_back(lo), to.push_back(hi);
+  std::vector<bool> wanted(absl::GetFlag(FLAGS_partitions),
+                           absl::GetFlag(FLAGS_only_partitions).empty());
+  for (const std::string& s : absl::GetFlag(FLAGS_only_partitions)) {
+    int p = -1;
+    if (!absl::SimpleAtoi(s, &p) || p < 0 || p >= static_cast<int>(wanted.size())) {
+      Die("--only_partitions: bad partition " + s);
+    }
+    wanted[p] = true;
+  }
+  // Untimed: the connections to the brokers are set up, as a node's restore consumer's are
+  // (it is created at start-up). The timed part then pays what a restore pays: the end
+  // offsets, the assignment, the fetches.
+  Watermarks(*c);
   const auto start = Clock::now();
+  std::vector<int64_t> from(wanted.size(), 0), to(wanted.size(), 0);
+  for (int p = 0; p < static_cast<int>(wanted.size()); ++p) {
+    if (!wanted[p]) continue;
+    RdKafka::ErrorCode e =
+        c->query_watermark_offsets(absl::GetFlag(FLAGS_topic), p, &from[p], &to[p], 10000);
+    if (e != RdKafka::ERR_NO_ERROR) Die("watermarks: " + RdKafka::err2str(e));
+  }
   const int64_t n = ConsumeRange(*c, from, to);
   const double secs = Since(start);
   printf("%s,%lld,%.3f,%.0f\n", absl::GetFlag(FLAGS_label).c_str(), static_cast<long long>(n), secs,

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <librdkafka/rdkafka.h>
+
 #include "node/ingest/record_headers.h"
 
 namespace kiq::node {
@@ -9,11 +11,19 @@ namespace kiq::node {
 absl::StatusOr<int64_t> ChangelogBatches::Add(const RdKafka::Message& m, StagedBatch& batch) {
   next_offset_ = m.offset() + 1;
   ChangelogMarks marks;
-  // headers() is not const in librdkafka's C++ API; it only parses them on first use.
-  if (RdKafka::Headers* headers = const_cast<RdKafka::Message&>(m).headers(); headers != nullptr) {
-    for (const RdKafka::Headers::Header& h : headers->get_all()) {
-      ParseChangelogHeader(
-          h.key(), absl::string_view(static_cast<const char*>(h.value()), h.value_size()), &marks);
+  // Read through the C API, in place: the C++ API's Headers::get_all() copies every header's
+  // name and value into a new vector, allocations for each record of a restore. (c_ptr() is
+  // not const; the headers are parsed on first use.)
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(const_cast<RdKafka::Message&>(m).c_ptr(), &headers) ==
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      ParseChangelogHeader(name, absl::string_view(static_cast<const char*>(value), size), &marks);
     }
   }
   Pending& record = pending_.emplace_back();

@@ -190,6 +190,16 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
       Restorer::Create(o.kafka, topology.application_id() + "-restore", member + "-restore");
   if (!restorer.ok()) return restorer.status();
   ingestor->restorer_ = *std::move(restorer);
+  {
+    std::vector<std::pair<std::string, PartitionId>> changelogs;
+    for (const CompiledStore& store : topology.stores()) {
+      if (store.changelog_topic.empty()) continue;
+      for (int32_t p = 0; p < topology.num_partitions(); ++p) {
+        changelogs.emplace_back(store.changelog_topic, PartitionId(p));
+      }
+    }
+    ingestor->restorer_->Warm(std::move(changelogs));
+  }
   absl::StatusOr<std::unique_ptr<ChangelogWriter>> changelog =
       ChangelogWriter::Create(o.kafka, member + "-changelog");
   if (!changelog.ok()) return changelog.status();

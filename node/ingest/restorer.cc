@@ -1,5 +1,7 @@
 #include "node/ingest/restorer.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <optional>
 #include <thread>
@@ -26,6 +28,14 @@ constexpr absl::Duration kNoProgressLimit = absl::Seconds(60);
 // per original ingestion batch would cost a RocksDB write per few records.
 constexpr int64_t kMaxStagedEntries = 20000;
 
+// CPU time of the calling thread: with the wall time in the restore's log line, it tells the
+// restore's own work from waiting (for the broker, or for a core on a loaded machine).
+absl::Duration ThreadCpuTime() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
+}
+
 }  // namespace
 
 // The restore of one task in progress.
@@ -48,6 +58,9 @@ struct Restorer::Pending {
   // Where the restored state's source stands before the next batch committed: a tracked
   // batch's changes are those of the records from there on.
   int64_t source_from = 0;
+  // Whether every batch staged since the last commit knows the record offset of each write:
+  // only then are their changes attributed to source offsets from `source_from` on.
+  bool staged_exact = true;
   int64_t applied = 0;         // entries committed
   int64_t staged_entries = 0;  // entries of the complete batches staged, not yet committed
   int commits = 0;             // RocksDB writes, for the log
@@ -64,6 +77,11 @@ absl::StatusOr<std::unique_ptr<Restorer>> Restorer::Create(const KafkaClientConf
                               {"enable.auto.commit", "false"},
                               {"auto.offset.reset", "error"},
                               {"queued.min.messages", "1000000"},
+                              // A restore knows its end offsets and stops there, so it should
+                              // never wait on an empty fetch; kept short so that one (a
+                              // partition's last fetch racing its pause) costs at most 10 ms,
+                              // not the default 500 ms the dev Kafka holds an empty fetch for.
+                              {"fetch.wait.max.ms", "10"},
                               {"enable.partition.eof", "false"}});
   if (!conf.ok()) return conf.status();
   std::string err;
@@ -73,9 +91,31 @@ absl::StatusOr<std::unique_ptr<Restorer>> Restorer::Create(const KafkaClientConf
   return std::unique_ptr<Restorer>(new Restorer(std::move(consumer)));
 }
 
-Restorer::~Restorer() = default;
+Restorer::~Restorer() {
+  if (warmer_.joinable()) warmer_.join();
+}
 
-void Restorer::Close() { consumer_->close(); }
+void Restorer::Warm(std::vector<std::pair<std::string, PartitionId>> partitions) {
+  if (partitions.empty() || warmer_.joinable()) return;
+  warmer_ = std::thread([this, partitions = std::move(partitions)] {
+    const absl::Time started = absl::Now();
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const auto& [topic, p] : partitions) {
+      tps.push_back(RdKafka::TopicPartition::create(topic, p.value(), RdKafka::Topic::OFFSET_END));
+    }
+    // librdkafka's calls are thread-safe: a restore started meanwhile goes on in parallel.
+    const RdKafka::ErrorCode code = consumer_->offsetsForTimes(tps, kKafkaTimeoutMs);
+    RdKafka::TopicPartition::destroy(tps);
+    spdlog::debug("restore consumer warmed up for {} changelog partitions in {}: {}",
+                  partitions.size(), absl::FormatDuration(absl::Now() - started),
+                  RdKafka::err2str(code));
+  });
+}
+
+void Restorer::Close() {
+  if (warmer_.joinable()) warmer_.join();
+  consumer_->close();
+}
 
 absl::StatusOr<std::pair<int64_t, int64_t>> Restorer::Watermarks(const std::string& topic,
                                                                  PartitionId p) {
@@ -147,12 +187,14 @@ absl::Status Restorer::CommitStaged(Pending& r, SubscriptionHub* hub) {
   r.staged_entries = 0;
   const int64_t next = r.batches.source_next().value_or(r.source_from);
   if (tracked && hub != nullptr) {
-    // Tracked batches are committed one by one, so `source_from` is where this one began.
-    hub->ReplicaApplied(std::move(changes),
-                        {{r.task.store->handle, r.task.partition,
-                          r.batches.last_batch_exact() ? r.source_from : next, next}});
+    // The tracked batches committed together hold every write from `source_from` on. If the
+    // last of them has no record offsets (only the last can: such a batch closes its group),
+    // the replay log restarts at `next`, as it would have had each batch been committed alone.
+    hub->ReplicaApplied(std::move(changes), {{r.task.store->handle, r.task.partition,
+                                              r.staged_exact ? r.source_from : next, next}});
   }
   r.source_from = next;
+  r.staged_exact = true;
   return absl::OkStatus();
 }
 
@@ -175,6 +217,7 @@ absl::StatusOr<int64_t> Restorer::Restore(const CompiledStore& store,
 std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>& tasks,
                                                  StoreEngine& engine, SubscriptionHub* hub) {
   const absl::Time started = absl::Now();
+  const absl::Duration cpu_started = ThreadCpuTime();
   std::vector<RestoreOutcome> out(tasks.size());
   std::vector<std::pair<std::string, PartitionId>> wanted;
   wanted.reserve(tasks.size());
@@ -290,7 +333,7 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
       r->last_progress = now;
       const bool replay = r->continues_log || m->offset() >= r->log_tail_from;
       absl::Status status;
-      // A tracked batch is reported to the hub on its own: the untracked ones before it are
+      // Tracked batches are reported to the hub: the untracked ones before them are
       // committed first (replay only ever turns on, at the log's tail).
       if (replay && !r->staged.tracks_writes()) status = CommitStaged(*r, hub);
       r->staged.TrackWrites(replay);  // decided before the batch completes (staged at once)
@@ -300,8 +343,15 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
         r->staged.Clear();  // a batch half staged must not be committed
         finish(*r, staged.status());
       } else if (*staged > 0) {
+        // A complete batch. Tracked or not, consecutive batches go into one WriteBatch (and
+        // one report to the hub): a commit per original ingestion batch would cost a RocksDB
+        // write and a hub call per few records.
         r->staged_entries += *staged;
-        if (r->staged.tracks_writes() || r->staged_entries >= kMaxStagedEntries) {
+        r->staged_exact = r->staged_exact && r->batches.last_batch_exact();
+        // A tracked batch without record offsets restarts the replay log after itself, so it
+        // closes its group: the exact batches after it continue the log from there.
+        if (r->staged_entries >= kMaxStagedEntries ||
+            (r->staged.tracks_writes() && !r->staged_exact)) {
           if (absl::Status s = CommitStaged(*r, hub); !s.ok()) finish(*r, s);
         }
       }
@@ -336,10 +386,12 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
     int commits = 0;
     for (const auto& r : pending) commits += r->commits;
     // Where the time of the whole restore went (the fixed costs, once per call).
-    spdlog::info("restore of {} partitions in {}: watermarks {}, first record after {}, {} commits",
-                 pending.size(), absl::FormatDuration(absl::Now() - started),
-                 absl::FormatDuration(watermarks_took),
-                 first_record ? absl::FormatDuration(*first_record) : std::string("-"), commits);
+    spdlog::info(
+        "restore of {} partitions in {} (this thread's CPU {}): watermarks {}, first record "
+        "after {}, {} commits",
+        pending.size(), absl::FormatDuration(absl::Now() - started),
+        absl::FormatDuration(ThreadCpuTime() - cpu_started), absl::FormatDuration(watermarks_took),
+        first_record ? absl::FormatDuration(*first_record) : std::string("-"), commits);
   }
   return out;
 }
