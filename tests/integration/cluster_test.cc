@@ -15,6 +15,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "kiq/v1/query.grpc.pb.h"
@@ -619,10 +620,19 @@ TEST_F(ClusterTest, ConcurrentForwardedGetsShareCallsAndStayExactWhilePartitions
   const std::vector<std::string> users = TwoNodesAndAnOrderPerUser(40);
   std::atomic<bool> stop{false};
   std::thread producer = SteadyOrders(users, stop);
+  std::thread canceller;
+  std::vector<std::unique_ptr<Querier>> queriers;
+  // Stops every thread however the test ends (a failed ASSERT returns early).
+  absl::Cleanup stop_all = [&] {
+    stop = true;
+    if (producer.joinable()) producer.join();
+    if (canceller.joinable()) canceller.join();
+    for (const auto& q : queriers) q->Stop();
+  };
   // Gets cancelled right after they are sent, on their own channel: their keys may be queued
   // or in a shared call when they go, and must not take the others' keys with them.
   std::atomic<int> cancelled_calls{0};
-  std::thread canceller([&] {
+  canceller = std::thread([&] {
     auto stub = kiq::v1::QueryService::NewStub(
         grpc::CreateChannel(nodes_["n1"]->target(), grpc::InsecureChannelCredentials()));
     for (int i = 0; !stop.load(); ++i) {
@@ -637,10 +647,11 @@ TEST_F(ClusterTest, ConcurrentForwardedGetsShareCallsAndStayExactWhilePartitions
       context.TryCancel();
       done.WaitForNotification();
       ++cancelled_calls;
+      // A few hundred a second: a steady share of the load, not a flood of resets on two cores.
+      absl::SleepFor(absl::Milliseconds(5));
     }
   });
-  std::vector<std::unique_ptr<Querier>> queriers;
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 8; ++i) {
     queriers.push_back(std::make_unique<Querier>(*this, users, std::vector<std::string>{"n1"}));
   }
   auto answers = [&] {
@@ -648,7 +659,7 @@ TEST_F(ClusterTest, ConcurrentForwardedGetsShareCallsAndStayExactWhilePartitions
     for (const auto& q : queriers) n += q->answers();
     return n;
   };
-  ASSERT_TRUE(WaitFor([&] { return answers() >= 600; }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return answers() >= 200; }, absl::Seconds(90)));
   StartNode("n3");
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -657,11 +668,8 @@ TEST_F(ClusterTest, ConcurrentForwardedGetsShareCallsAndStayExactWhilePartitions
       absl::Seconds(90)))
       << AllLogs();
   const int before = answers();
-  ASSERT_TRUE(WaitFor([&] { return answers() >= before + 600; }, absl::Seconds(60)));
-  stop = true;
-  producer.join();
-  canceller.join();
-  for (const auto& q : queriers) q->Stop();
+  ASSERT_TRUE(WaitFor([&] { return answers() >= before + 200; }, absl::Seconds(90)));
+  std::move(stop_all).Invoke();
   for (const auto& q : queriers) {
     EXPECT_EQ(q->wrong(), 0) << q->first_problem();
     EXPECT_EQ(q->backwards(), 0) << q->first_problem();
