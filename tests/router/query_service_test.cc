@@ -121,8 +121,25 @@ class FakeStores : public LocalStores {
     return refused_;
   }
   int gets() const { return gets_.load(); }
+  // While held, reads block (so that calls to this node stay in flight), counted in held().
+  void HoldGets(bool hold) {
+    absl::MutexLock lock(&mu_);
+    hold_gets_ = hold;
+  }
+  int held() const {
+    absl::MutexLock lock(&mu_);
+    return held_;
+  }
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view, PartitionId,
                                                  absl::string_view key) const override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (hold_gets_) {
+        ++held_;
+        mu_.Await(absl::Condition(
+            +[](bool* hold) { return !*hold; }, &hold_gets_));
+      }
+    }
     gets_.fetch_add(1);
     auto it = data_.find(std::string(key));
     if (it == data_.end()) return std::optional<std::string>();
@@ -186,6 +203,8 @@ class FakeStores : public LocalStores {
   mutable int refused_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<int32_t> failed_ ABSL_GUARDED_BY(mu_);
   mutable int failed_checks_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable bool hold_gets_ ABSL_GUARDED_BY(mu_) = false;
+  mutable int held_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 constexpr int64_t kFarOffset = 1000000000;
@@ -1133,7 +1152,8 @@ class ForwardCoalescingTest : public GetManyTest {
   // Sends a Get through a for each of `keys`, all at once, and waits for every answer;
   // `cancel(i)`: call i is cancelled right after it is sent.
   std::vector<std::unique_ptr<Call>> GetAllAtOnce(const std::vector<std::string>& keys,
-                                                  const std::function<bool(int)>& cancel) {
+                                                  const std::function<bool(int)>& cancel,
+                                                  const std::function<void()>& after_sent = {}) {
     absl::Mutex mu;
     size_t done = 0;
     std::vector<std::unique_ptr<Call>> calls;
@@ -1152,6 +1172,7 @@ class ForwardCoalescingTest : public GetManyTest {
       if (cancel(static_cast<int>(i))) c->context->TryCancel();
       calls.push_back(std::move(call));
     }
+    if (after_sent) after_sent();
     absl::MutexLock lock(&mu);
     auto all_done = [&] { return done == calls.size(); };
     EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(30)));
@@ -1179,7 +1200,17 @@ class ForwardCoalescingTest : public GetManyTest {
 
 TEST_F(ForwardCoalescingTest, ConcurrentGetsShareCallsAndAreAnsweredAsSingleForwards) {
   const std::vector<std::string> keys = ManyKeys(200);
-  std::vector<std::unique_ptr<Call>> calls = GetAllAtOnce(keys, [](int) { return false; });
+  // b holds its reads until a's first calls (the window) are in flight there: the Gets sent
+  // meanwhile queue at a and leave together when those calls return.
+  stores_.HoldGets(true);
+  std::vector<std::unique_ptr<Call>> calls = GetAllAtOnce(
+      keys, [](int) { return false; },
+      [&] {
+        const absl::Time deadline = absl::Now() + absl::Seconds(10);
+        while (stores_.held() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+        EXPECT_GE(stores_.held(), 2) << "a's first calls did not reach b";
+        stores_.HoldGets(false);
+      });
   EXPECT_LT(CallsAtB(), static_cast<double>(keys.size()));  // some rode together
   EXPECT_GE(Queries("GetMany", "local", "OK"), 1);
   std::map<std::string, std::string> single;
