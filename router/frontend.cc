@@ -41,14 +41,20 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     frontend->metrics_ = std::make_unique<QueryMetrics>(*options.registry);
   }
   frontend->waiter_ = std::make_unique<PositionWaiter>(local, options.max_waiting_requests);
-  frontend->router_ = std::make_unique<QueryRouter>(
-      local, ClusterView{&frontend->table_, &frontend->peers_, options.self_id,
-                         frontend->metrics_.get(), frontend->waiter_.get()});
+  ClusterView cluster;
+  cluster.table = &frontend->table_;
+  cluster.peers = &frontend->peers_;
+  cluster.self_node_id = options.self_id;
+  // The service's view: without metrics and waiter (the router has them).
+  ClusterView service_cluster = cluster;
+  cluster.metrics = frontend->metrics_.get();
+  cluster.waiter = frontend->waiter_.get();
+  ForwardCoalescer::Options coalescing;
+  coalescing.window = options.serving.forward_coalescing_window;
+  frontend->router_ = std::make_unique<QueryRouter>(local, std::move(cluster), coalescing);
   frontend->query_service_ = std::make_unique<QueryServiceImpl>(
       *frontend->router_, frontend->pool_, frontend->wait_pool_, *frontend->waiter_,
-      frontend->metrics_.get(),
-      ClusterView{&frontend->table_, &frontend->peers_, options.self_id, nullptr, nullptr},
-      frontend->auth_.get());
+      frontend->metrics_.get(), std::move(service_cluster), frontend->auth_.get());
   frontend->metadata_service_ =
       std::make_unique<MetadataServiceImpl>(frontend->table_, local, frontend->auth_.get());
   if (options.serve_peers) {

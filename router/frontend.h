@@ -47,6 +47,9 @@ struct HttpServing {
   // TLS of the gRPC and HTTP ports and of channels to peers (all empty: plaintext). The admin
   // port stays plaintext (kubelet probes, Prometheus scrapes).
   security::TlsFiles tls;
+  // Forwarded Gets to one owner share a GetMany past this many calls in flight to it
+  // (ForwardCoalescer::Options::window; 0: off).
+  int forward_coalescing_window = 2;
 };
 
 // The query side that kiq-node and kiq-router share, built over a process's LocalStores (the

@@ -20,6 +20,9 @@ namespace kiq::router {
 // Header that marks a call forwarded by a router: the receiving node answers from its own
 // partitions or with NOT_OWNER, and never forwards it again (no loops).
 inline constexpr char kForwardedHeader[] = "kiq-forwarded";
+// How a call was forwarded (router/query_router.h, Hop): kForwardedHeader set to one of these.
+inline constexpr char kToOwnerValue[] = "1";
+inline constexpr char kToStandbyValue[] = "standby";
 
 // The gRPC endpoint ("host:port") of a node as the membership topic advertises it.
 inline std::string Endpoint(const kiq::v1::NodeInfo& node) {

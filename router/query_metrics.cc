@@ -27,6 +27,16 @@ QueryMetrics::QueryMetrics(prometheus::Registry& registry)
                       .Name("kiq_forwarded_calls_total")
                       .Help("Calls to peers (forwarded Get, partition scans), by peer and outcome.")
                       .Register(registry)),
+      coalesced_calls_(prometheus::BuildCounter()
+                           .Name("kiq_coalesced_forwards_total")
+                           .Help("Coalesced forwards: GetMany calls to a peer that carried "
+                                 "concurrent forwarded Gets, by peer.")
+                           .Register(registry)),
+      coalesced_keys_(prometheus::BuildCounter()
+                          .Name("kiq_coalesced_forward_keys_total")
+                          .Help("Forwarded Gets carried by coalesced forwards, by peer (divided "
+                                "by kiq_coalesced_forwards_total: keys per call).")
+                          .Register(registry)),
       subscription_moves_(prometheus::BuildCounter()
                               .Name("kiq_subscription_moves_total")
                               .Help("Subscriptions that followed partitions to a new owner (the "
@@ -70,6 +80,11 @@ void QueryMetrics::RecordQuery(absl::string_view method, absl::string_view store
 
 void QueryMetrics::RecordPeerCall(absl::string_view peer, absl::string_view outcome) {
   peer_calls_.Add({{"peer", std::string(peer)}, {"outcome", std::string(outcome)}}).Increment();
+}
+
+void QueryMetrics::RecordCoalescedForward(absl::string_view peer, int64_t keys) {
+  coalesced_calls_.Add({{"peer", std::string(peer)}}).Increment();
+  coalesced_keys_.Add({{"peer", std::string(peer)}}).Increment(static_cast<double>(keys));
 }
 
 void QueryMetrics::StandbyRead(absl::string_view store) {

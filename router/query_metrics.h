@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <prometheus/counter.h>
@@ -29,6 +30,9 @@ class QueryMetrics {
                    absl::string_view code, absl::Duration latency);
   // outcome: OK, NOT_OWNER, UNAVAILABLE or ERROR.
   void RecordPeerCall(absl::string_view peer, absl::string_view outcome);
+  // Forward coalescing (router/forward_coalescer.h): one GetMany to `peer` carrying `keys`
+  // (two or more) forwarded Gets.
+  void RecordCoalescedForward(absl::string_view peer, int64_t keys);
   // A subscription lost the source of some partitions (they moved) and places them again.
   void RecordSubscriptionMove(absl::string_view store);
   // A partition read answered from a standby replica here.
@@ -38,6 +42,8 @@ class QueryMetrics {
   prometheus::Family<prometheus::Counter>& queries_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Family<prometheus::Counter>& peer_calls_;
+  prometheus::Family<prometheus::Counter>& coalesced_calls_;
+  prometheus::Family<prometheus::Counter>& coalesced_keys_;
   prometheus::Family<prometheus::Counter>& subscription_moves_;
   prometheus::Family<prometheus::Counter>& standby_reads_;
 

@@ -89,6 +89,19 @@ std::unique_ptr<grpc::ClientContext> PeerContext(absl::Time deadline,
 
 }  // namespace
 
+QueryRouter::QueryRouter(const LocalStores& local, ClusterView cluster,
+                         ForwardCoalescer::Options coalescing)
+    : local_(local),
+      cluster_(std::move(cluster)),
+      coalescer_(cluster_.peers != nullptr && coalescing.window > 0 && coalescing.max_keys > 0
+                     ? std::make_unique<ForwardCoalescer>(
+                           *cluster_.peers, cluster_.metrics,
+                           [this](absl::string_view node_id, const grpc::Status& status) {
+                             RecordPeerCall(node_id, status);
+                           },
+                           coalescing)
+                     : nullptr) {}
+
 Hop HopOf(const grpc::ServerContextBase& context) {
   auto it = context.client_metadata().find(kForwardedHeader);
   if (it == context.client_metadata().end()) return Hop::kClient;
@@ -229,6 +242,11 @@ struct QueryRouter::PointRead {
   // Optional: where read_local runs (inline if unset).
   Executor run_local;
   AsyncForward<Response> forward;
+  // Optional: a forward to the owner that may share a call with others' (ForwardCoalescer,
+  // whose Done says how it ended; a key of a failed shared call is then sent alone).
+  std::function<void(const std::string& endpoint, const std::string& node_id, Response*,
+                     ForwardCoalescer::Done)>
+      coalesce;
   std::function<void(absl::StatusOr<Response>)> done;
   int attempt = 0;
   absl::Status last;
@@ -326,22 +344,42 @@ void QueryRouter::StepPointRead(std::shared_ptr<PointRead<Response>> read) const
     if (!owner.ok()) {
       read->last = owner.status();
     } else {
-      PeerPool::Peer& peer = cluster_.peers->Get(Endpoint(owner->node));
-      read->context = PeerContext(read->deadline, read->parent);
-      read->response.Clear();
-      const std::string node_id = owner->node.node_id();
-      read->forward(
-          peer, read->context.get(), &read->response, [this, read, node_id](grpc::Status status) {
-            RecordPeerCall(node_id, status);
-            if (status.ok()) return read->done(std::move(read->response));
-            ForwardFailed(read,
-                          FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id)));
-          });
-      return;
+      std::string endpoint = Endpoint(owner->node);
+      std::string node_id = owner->node.node_id();
+      if (read->coalesce) {
+        read->response.Clear();
+        Response* response = &read->response;
+        read->coalesce(endpoint, node_id, response,
+                       [this, read, endpoint, node_id](const grpc::Status& status, bool shared) {
+                         if (status.ok()) return read->done(std::move(read->response));
+                         // The shared call failed, maybe for another key's partition: this key goes
+                         // alone.
+                         if (shared) return ForwardToOwner(read, endpoint, node_id);
+                         ForwardFailed(
+                             read,
+                             FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id)));
+                       });
+        return;
+      }
+      return ForwardToOwner(std::move(read), endpoint, node_id);
     }
   }
   if (read->allow_stale && TryStandby(read)) return;
   RetryPointRead(std::move(read));
+}
+
+template <typename Response>
+void QueryRouter::ForwardToOwner(std::shared_ptr<PointRead<Response>> read,
+                                 const std::string& endpoint, const std::string& node_id) const {
+  PeerPool::Peer& peer = cluster_.peers->Get(endpoint);
+  read->context = PeerContext(read->deadline, read->parent);
+  read->response.Clear();
+  read->forward(
+      peer, read->context.get(), &read->response, [this, read, node_id](grpc::Status status) {
+        RecordPeerCall(node_id, status);
+        if (status.ok()) return read->done(std::move(read->response));
+        ForwardFailed(read, FromGrpcStatus(status, absl::StrCat("forwarded to node ", node_id)));
+      });
 }
 
 template <typename Response>
@@ -412,6 +450,16 @@ absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>> Qu
                              std::function<void(grpc::Status)> done) {
     peer.query->async()->Get(context, &request, response, std::move(done));
   };
+  // Coalesced when a forwarded GetMany carries the same: a UTF-8 key (GetMany's keys are
+  // strings) and the read options. A read-your-writes wait (min_position) keeps its own call.
+  if (coalescer_ != nullptr && hop == Hop::kClient && !request.has_min_position() &&
+      request.key_kind_case() == kiq::v1::GetRequest::kKey) {
+    read->coalesce = [this, &request, deadline](
+                         const std::string& endpoint, const std::string& node_id,
+                         kiq::v1::GetResponse* response, ForwardCoalescer::Done done) {
+      coalescer_->Forward(endpoint, node_id, request, deadline, response, std::move(done));
+    };
+  }
   return read;
 }
 
@@ -449,18 +497,22 @@ struct QueryRouter::Batch {
 };
 
 absl::StatusOr<kiq::v1::GetManyResponse> QueryRouter::LocalGetMany(
-    const kiq::v1::GetManyRequest& request, const StoreInfo& info, PartitionId p,
-    const LocalCopy& copy) const {
+    const kiq::v1::GetManyRequest& request, const std::vector<int>* indexes, const StoreInfo& info,
+    PartitionId p, const LocalCopy& copy) const {
+  const int n = indexes != nullptr ? static_cast<int>(indexes->size()) : request.keys_size();
+  auto key = [&](int k) -> const std::string& {
+    return request.keys(indexes != nullptr ? (*indexes)[k] : k);
+  };
   // Every key of the partition at one position (ReadAt redoes the reads if a batch commits
   // meanwhile), so each result's position is exact.
-  std::vector<std::optional<std::string>> values(request.keys_size());
+  std::vector<std::optional<std::string>> values(n);
   kiq::v1::Position position;
   google::protobuf::RepeatedPtrField<kiq::v1::StandbyRead> standby_reads;
   if (absl::Status s = ReadCopy(request.store(), p, copy, &position, &standby_reads,
                                 [&]() -> absl::Status {
-                                  for (int i = 0; i < request.keys_size(); ++i) {
+                                  for (int i = 0; i < n; ++i) {
                                     absl::StatusOr<std::optional<std::string>> value =
-                                        local_.Get(request.store(), p, request.keys(i));
+                                        local_.Get(request.store(), p, key(i));
                                     if (!value.ok()) return value.status();
                                     values[i] = *std::move(value);
                                   }
@@ -470,20 +522,47 @@ absl::StatusOr<kiq::v1::GetManyResponse> QueryRouter::LocalGetMany(
     return s;
   }
   kiq::v1::GetManyResponse response;
-  for (int i = 0; i < request.keys_size(); ++i) {
+  response.mutable_results()->Reserve(n);
+  for (int i = 0; i < n; ++i) {
     kiq::v1::GetResponse* result = response.add_results();
     *result->mutable_position() = position;
     *result->mutable_standby_reads() = standby_reads;
     if (values[i].has_value()) {
       result->set_found(true);
-      *result->mutable_entry() =
-          RenderEntry(info, KeyValue{request.keys(i), std::move(*values[i]), p});
+      *result->mutable_entry() = RenderEntry(info, KeyValue{key(i), std::move(*values[i]), p});
     } else {
-      result->mutable_entry()->set_key(request.keys(i));
+      result->mutable_entry()->set_key(key(i));
       result->mutable_entry()->set_partition(p.value());
     }
   }
   return response;
+}
+
+absl::StatusOr<kiq::v1::GetManyResponse> QueryRouter::GetManyHere(
+    const kiq::v1::GetManyRequest& request, const StoreInfo& info,
+    const std::vector<KeyGroup>& groups) const {
+  kiq::v1::GetManyResponse response;
+  response.mutable_results()->Reserve(request.keys_size());
+  for (int i = 0; i < request.keys_size(); ++i) response.add_results();
+  for (const KeyGroup& group : groups) {
+    // As the point read loop answers a forwarded call: read here, or refused.
+    if (absl::Status s = local_.CheckReadable(request.store(), group.partition); !s.ok()) {
+      return WithContext(s, GroupDoing(request, group));
+    }
+    absl::StatusOr<kiq::v1::GetManyResponse> part =
+        LocalGetMany(request, &group.indexes, info, group.partition, LocalCopy{});
+    if (!part.ok()) return WithContext(part.status(), GroupDoing(request, group));
+    for (size_t k = 0; k < group.indexes.size(); ++k) {
+      response.mutable_results(group.indexes[k])->Swap(part->mutable_results(static_cast<int>(k)));
+    }
+  }
+  return response;
+}
+
+std::string QueryRouter::GroupDoing(const kiq::v1::GetManyRequest& request, const KeyGroup& group) {
+  return absl::StrCat("get-many store=", request.store(), " partition=", group.partition.value(),
+                      " keys=", group.indexes.size(),
+                      " (first key=", ClipKey(request.keys(group.indexes.front())), ")");
 }
 
 void QueryRouter::FinishGroup(Batch& batch, const std::vector<int>& indexes,
@@ -530,9 +609,7 @@ std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetManyResponse>> QueryRouter::N
   auto read = std::make_shared<PointRead<kiq::v1::GetManyResponse>>();
   read->store = request.store();
   read->partition = group.partition;
-  read->doing =
-      absl::StrCat("get-many store=", request.store(), " partition=", group.partition.value(),
-                   " keys=", group.indexes.size(), " (first key=", ClipKey(sub->keys(0)), ")");
+  read->doing = GroupDoing(request, group);
   read->deadline = batch->deadline;
   read->hop = batch->hop;
   read->parent = batch->parent;
@@ -540,7 +617,7 @@ std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetManyResponse>> QueryRouter::N
   read->max_lag_records = request.max_lag_records();
   read->wait = sub->min_position();
   read->read_local = [this, batch, sub, p = group.partition](const LocalCopy& copy) {
-    return LocalGetMany(*sub, batch->info, p, copy);
+    return LocalGetMany(*sub, nullptr, batch->info, p, copy);
   };
   read->forward = [sub](PeerPool::Peer& peer, grpc::ClientContext* context,
                         kiq::v1::GetManyResponse* response,
@@ -561,6 +638,23 @@ void QueryRouter::GetManyAsync(const kiq::v1::GetManyRequest& request, absl::Tim
   if (absl::Status s = CheckRequest(request); !s.ok()) return done(s);
   absl::StatusOr<StoreInfo> info = DescribeForPointRead(request.store());
   if (!info.ok()) return done(info.status());
+
+  // Key → partition, grouped in order of first appearance (a duplicate key is read once per
+  // position it holds, at the same position).
+  std::vector<KeyGroup> groups;
+  absl::flat_hash_map<int32_t, size_t> group_of;
+  for (int i = 0; i < request.keys_size(); ++i) {
+    const int32_t p = PartitionForKey(info->partitioner, request.keys(i), info->num_partitions);
+    auto [it, inserted] = group_of.try_emplace(p, groups.size());
+    if (inserted) groups.push_back(KeyGroup{PartitionId(p), {}});
+    groups[it->second].indexes.push_back(i);
+  }
+  // A forwarded GetMany (e.g. coalesced Gets) with nothing to wait for is answered here or
+  // refused, at once: the point read loop per partition below would give the same answer at
+  // a higher cost per partition.
+  if (hop == Hop::kToOwner && request.min_position().offsets().empty()) {
+    return done(GetManyHere(request, *info, groups));
+  }
   auto batch = std::make_shared<Batch>();
   batch->request = &request;
   batch->info = *std::move(info);
@@ -568,18 +662,6 @@ void QueryRouter::GetManyAsync(const kiq::v1::GetManyRequest& request, absl::Tim
   batch->hop = hop;
   batch->parent = parent;
   batch->done = std::move(done);
-
-  // Key → partition, grouped in order of first appearance (a duplicate key is read once per
-  // position it holds, at the same position).
-  std::vector<KeyGroup> groups;
-  absl::flat_hash_map<int32_t, size_t> group_of;
-  for (int i = 0; i < request.keys_size(); ++i) {
-    const int32_t p =
-        PartitionForKey(batch->info.partitioner, request.keys(i), batch->info.num_partitions);
-    auto [it, inserted] = group_of.try_emplace(p, groups.size());
-    if (inserted) groups.push_back(KeyGroup{PartitionId(p), {}});
-    groups[it->second].indexes.push_back(i);
-  }
 
   // Partition → owner: the ones another node owns are batched per owner, one forward each.
   // Everything else (local, restoring, no owner known, a call forwarded here) takes the point

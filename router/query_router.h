@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "kiq/v1/query.pb.h"
 #include "router/fan_in.h"
+#include "router/forward_coalescer.h"
 #include "router/peer_pool.h"
 #include "router/port/local_stores.h"
 #include "router/port/subscription.h"
@@ -42,9 +43,6 @@ struct ClusterView {
 // chose (answered here or refused with NOT_OWNER, never forwarded again), or forwarded to the
 // standby replica a router chose for a stale read (answered from the replica here or refused).
 enum class Hop { kClient, kToOwner, kToStandby };
-// The metadata of a forwarded call: kForwardedHeader set to one of these.
-inline constexpr char kToOwnerValue[] = "1";
-inline constexpr char kToStandbyValue[] = "standby";
 // The hop a server call made, from its metadata.
 Hop HopOf(const grpc::ServerContextBase& context);
 
@@ -55,13 +53,19 @@ Hop HopOf(const grpc::ServerContextBase& context);
 // for the routing table to change (or a backoff) and retries within the caller's deadline;
 // it never guesses an owner.
 //
-// Synchronous and thread-safe (no mutable state of its own); the gRPC service runs it inline
-// for local point reads and on a worker pool for the rest. Errors are absl::Status values
+// Concurrent forwarded Gets to the same owner are coalesced into one forwarded GetMany
+// (ForwardCoalescer); a key that call does not answer is forwarded on its own.
+//
+// Thread-safe (its only mutable state, the coalescer's and the subscription placer's, guards
+// itself); the gRPC service runs it inline for local point reads and on a worker pool for the
+// rest. Errors are absl::Status values
 // naming the store, key (clipped) and partition.
 class QueryRouter {
  public:
-  explicit QueryRouter(const LocalStores& local, ClusterView cluster = {})
-      : local_(local), cluster_(std::move(cluster)) {}
+  // `coalescing`: forwarded Gets to one owner ride shared GetMany calls
+  // (router/forward_coalescer.h); window 0 forwards each on its own.
+  explicit QueryRouter(const LocalStores& local, ClusterView cluster = {},
+                       ForwardCoalescer::Options coalescing = {});
 
   // Get, answered here and now when that needs no routing: the key's partition is ACTIVE here
   // and the request waits for nothing (no min_position). An unknown store or a request without
@@ -164,6 +168,10 @@ class QueryRouter {
   struct PointRead;
   template <typename Response>
   void StepPointRead(std::shared_ptr<PointRead<Response>> read) const;
+  // Forwards `read` on its own to the owner at `endpoint` (node `node_id`).
+  template <typename Response>
+  void ForwardToOwner(std::shared_ptr<PointRead<Response>> read, const std::string& endpoint,
+                      const std::string& node_id) const;
   template <typename Response>
   void RetryPointRead(std::shared_ptr<PointRead<Response>> read) const;
   // After a forward to the owner failed with `s`: final if the request itself is wrong, else
@@ -247,10 +255,19 @@ class QueryRouter {
   // Records one group's answer (or failure); the last group to end runs the callback.
   void FinishGroup(Batch& batch, const std::vector<int>& indexes,
                    absl::StatusOr<kiq::v1::GetManyResponse> result) const;
-  // Reads `request.keys()` (all of partition `p`) from one copy here, at one position.
+  // Reads the keys of `request` at `indexes` (null: all; all of partition `p`) from one copy
+  // here, at one position.
   absl::StatusOr<kiq::v1::GetManyResponse> LocalGetMany(const kiq::v1::GetManyRequest& request,
+                                                        const std::vector<int>* indexes,
                                                         const StoreInfo& info, PartitionId p,
                                                         const LocalCopy& copy) const;
+  // A forwarded GetMany without min_position, answered from here or refused with the first
+  // unreadable group's status, as the point read loop would answer it.
+  absl::StatusOr<kiq::v1::GetManyResponse> GetManyHere(const kiq::v1::GetManyRequest& request,
+                                                       const StoreInfo& info,
+                                                       const std::vector<KeyGroup>& groups) const;
+  // What a group's reads say they were doing, in their errors.
+  static std::string GroupDoing(const kiq::v1::GetManyRequest& request, const KeyGroup& group);
 
   // Runs `read` on that copy of partition `p` of `store` and records the position it reflects.
   absl::Status ReadCopy(const std::string& store, PartitionId p, const LocalCopy& copy,
@@ -284,6 +301,8 @@ class QueryRouter {
   const ClusterView cluster_;
   // Places subscriptions' partitions that are waiting for an owner (a thread, on first use).
   const std::unique_ptr<SubscriptionPlacer> placer_ = std::make_unique<SubscriptionPlacer>();
+  // Null without peers or with coalescing off.
+  const std::unique_ptr<ForwardCoalescer> coalescer_;
 };
 
 }  // namespace kiq::router

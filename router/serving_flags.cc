@@ -19,6 +19,10 @@ ABSL_FLAG(int, http_max_connections, 512,
           "a new connection is answered 503 and closed. One thread each.");
 ABSL_FLAG(int, http_max_streams, 256,
           "HTTP/JSON server streams (Subscribe) open at once (0-10000); past it 429.");
+ABSL_FLAG(int, forward_coalescing_window, 2,
+          "Forward coalescing: concurrent forwarded Gets to one owner share a forwarded GetMany "
+          "once this many such calls to it are in flight (0-64; 0: every Get forwarded on its "
+          "own). See README, Routing.");
 ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(2),
           "An idle keep-alive connection of the HTTP and admin ports is closed after this "
           "(whole seconds, 1s-1h).");
@@ -96,6 +100,12 @@ absl::StatusOr<HttpServing> ServingFromFlags(security::TlsRole role) {
         absl::FormatDuration(idle)));
   }
   serving.http_idle_timeout = std::chrono::seconds(absl::ToInt64Seconds(idle));
+  serving.forward_coalescing_window = absl::GetFlag(FLAGS_forward_coalescing_window);
+  if (absl::Status s =
+          CheckFlagRange("--forward-coalescing-window", serving.forward_coalescing_window, 0, 64);
+      !s.ok()) {
+    return s;
+  }
   return serving;
 }
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -20,6 +21,7 @@
 #include "kiq/v1/query.grpc.pb.h"
 #include "tests/testing/kafka_fixture.h"
 #include "tests/testing/kiq_processes.h"
+#include "tests/testing/metrics.h"
 #include "tests/testing/queries.h"
 #include "tests/testing/status_matchers.h"
 
@@ -209,6 +211,93 @@ TEST_F(GetManyIntegrationTest, AnswersEveryKeyThroughAnyNodeAndTheRouterOverGrpc
   EXPECT_THAT(body, HasSubstr("over the limit of 1024"));
   grpc::Status s = GrpcGetMany(nodes_["n2"]->target(), {}, &unused);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Forward coalescing: 16 callers at once asking n1 for keys the other nodes own (present,
+// deleted, absent) share forwarded GetMany calls, and each answer is what a single forwarded
+// Get gives: the latest value, or not found without an entry, in the key's partition, at the
+// position of everything produced there.
+TEST_F(GetManyIntegrationTest, ConcurrentForwardedGetsAreAnsweredExactlyAsSingleForwards) {
+  for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
+  std::map<std::string, std::set<int32_t>> owners;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (auto& [id, client] : clients_) {
+          auto settled = client->SettledOwners({"n1", "n2", "n3"}, kPartitions);
+          if (!settled) return false;
+          owners = *settled;
+        }
+        return true;
+      },
+      absl::Seconds(90)))
+      << AllLogs();
+  std::vector<std::string> remote;  // keys n1 forwards
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = absl::StrCat("c-", i);
+    if (i % 7 != 3) Put(key, absl::StrCat("name-", i));  // else: absent
+    if (i % 11 == 5) Put(key, std::nullopt);             // deleted
+    if (owners["n1"].count(Murmur2Partition(key, kPartitions)) == 0) remote.push_back(key);
+  }
+  ASSERT_GT(remote.size(), 50u);
+  for (auto& entry : clients_) {
+    NodeClient& client = *entry.second;
+    ASSERT_TRUE(WaitFor([&] { return client.CaughtUp(kStore, Topic("customers"), produced_); },
+                        absl::Seconds(60)))
+        << entry.first << "\n"
+        << AllLogs();
+  }
+  std::vector<std::string> problems(16);
+  std::vector<std::thread> callers;
+  for (size_t t = 0; t < problems.size(); ++t) {
+    callers.emplace_back([&, t] {
+      auto stub = kiq::v1::QueryService::NewStub(
+          grpc::CreateChannel(nodes_["n1"]->target(), grpc::InsecureChannelCredentials()));
+      for (int round = 0; round < 3 && problems[t].empty(); ++round) {
+        for (size_t k = t; k < remote.size() + t; ++k) {
+          const std::string& key = remote[k % remote.size()];
+          kiq::v1::GetRequest request;
+          request.set_store(kStore);
+          request.set_key(key);
+          kiq::v1::GetResponse r;
+          grpc::ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+          grpc::Status s = stub->Get(&context, request, &r);
+          const int32_t p = Murmur2Partition(key, kPartitions);
+          auto it = truth_.find(key);
+          int64_t at = -1;
+          for (const kiq::v1::PartitionOffset& po : r.position().offsets()) {
+            if (po.topic() == Topic("customers") && po.partition() == p) at = po.offset();
+          }
+          auto produced = produced_.find({Topic("customers"), p});
+          const int64_t want_at = produced == produced_.end() ? 0 : produced->second;
+          std::string problem;
+          if (!s.ok()) {
+            problem = s.error_message();
+          } else if (r.found() != (it != truth_.end())) {
+            problem = absl::StrCat("found=", r.found());
+          } else if (r.found() && (r.entry().key() != key || r.entry().partition() != p ||
+                                   r.entry().value() != it->second)) {
+            problem = r.ShortDebugString();
+          } else if (!r.found() && r.has_entry()) {
+            problem = absl::StrCat("not found with an entry: ", r.ShortDebugString());
+          } else if (at != want_at) {
+            problem =
+                absl::StrCat("position ", r.position().ShortDebugString(), ", want ", want_at);
+          }
+          if (!problem.empty()) {
+            problems[t] = absl::StrCat(key, ": ", problem);
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  for (const std::string& problem : problems) EXPECT_EQ(problem, "");
+  const std::string metrics = ScrapeMetrics(nodes_["n1"]->http_port());
+  EXPECT_GT(MetricSum(metrics, "kiq_coalesced_forward_keys_total"),
+            MetricSum(metrics, "kiq_coalesced_forwards_total"))
+      << metrics;
 }
 
 }  // namespace

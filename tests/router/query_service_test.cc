@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -120,8 +121,25 @@ class FakeStores : public LocalStores {
     return refused_;
   }
   int gets() const { return gets_.load(); }
+  // While held, reads block (so that calls to this node stay in flight), counted in held().
+  void HoldGets(bool hold) {
+    absl::MutexLock lock(&mu_);
+    hold_gets_ = hold;
+  }
+  int held() const {
+    absl::MutexLock lock(&mu_);
+    return held_;
+  }
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view, PartitionId,
                                                  absl::string_view key) const override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (hold_gets_) {
+        ++held_;
+        mu_.Await(absl::Condition(
+            +[](bool* hold) { return !*hold; }, &hold_gets_));
+      }
+    }
     gets_.fetch_add(1);
     auto it = data_.find(std::string(key));
     if (it == data_.end()) return std::optional<std::string>();
@@ -189,6 +207,8 @@ class FakeStores : public LocalStores {
   mutable int refused_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<int32_t> failed_ ABSL_GUARDED_BY(mu_);
   mutable int failed_checks_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable bool hold_gets_ ABSL_GUARDED_BY(mu_) = false;
+  mutable int held_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 constexpr int64_t kFarOffset = 1000000000;
@@ -1201,4 +1221,131 @@ TEST_F(GetManyTest, BadBatchesAreRefusedWithTheirReasonAndCounted) {
 }
 
 }  // namespace
+// --- Forward coalescing: concurrent forwarded Gets share GetMany calls to the owner ---
+
+class ForwardCoalescingTest : public GetManyTest {
+ protected:
+  struct Call {
+    std::string key;
+    std::unique_ptr<grpc::ClientContext> context;
+    kiq::v1::GetRequest request;
+    kiq::v1::GetResponse response;
+    grpc::Status status;
+  };
+  // Sends a Get through a for each of `keys`, all at once, and waits for every answer;
+  // `cancel(i)`: call i is cancelled right after it is sent.
+  std::vector<std::unique_ptr<Call>> GetAllAtOnce(const std::vector<std::string>& keys,
+                                                  const std::function<bool(int)>& cancel,
+                                                  const std::function<void()>& after_sent = {}) {
+    absl::Mutex mu;
+    size_t done = 0;
+    std::vector<std::unique_ptr<Call>> calls;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto call = std::make_unique<Call>();
+      call->key = keys[i];
+      call->context = Context(absl::Seconds(10));
+      call->request = GetOf(kStore, keys[i]);
+      Call* c = call.get();
+      a_query_->async()->Get(c->context.get(), &c->request, &c->response,
+                             [&mu, &done, c](grpc::Status status) {
+                               absl::MutexLock lock(&mu);
+                               c->status = std::move(status);
+                               ++done;
+                             });
+      if (cancel(static_cast<int>(i))) c->context->TryCancel();
+      calls.push_back(std::move(call));
+    }
+    if (after_sent) after_sent();
+    absl::MutexLock lock(&mu);
+    auto all_done = [&] { return done == calls.size(); };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(30)));
+    return calls;
+  }
+  // What b answers a single forwarded Get of `key` with.
+  std::string SingleForward(const std::string& key) {
+    std::unique_ptr<grpc::ClientContext> context = Context();
+    context->AddMetadata(kForwardedHeader, kToOwnerValue);
+    kiq::v1::GetResponse response;
+    grpc::Status s = query_->Get(context.get(), GetOf(kStore, key), &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.ShortDebugString();
+  }
+  static std::vector<std::string> ManyKeys(int n) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < n; ++i) {
+      keys.push_back(i % 3 == 0 ? "apple" : i % 3 == 1 ? "banana" : absl::StrCat("absent-", i));
+    }
+    return keys;
+  }
+  // Calls that reached b: forwarded Gets and GetManys.
+  double CallsAtB() { return Queries("Get", "local") + Queries("GetMany", "local"); }
+};
+
+TEST_F(ForwardCoalescingTest, ConcurrentGetsShareCallsAndAreAnsweredAsSingleForwards) {
+  const std::vector<std::string> keys = ManyKeys(200);
+  // b holds its reads until a's first calls (the window) are in flight there: the Gets sent
+  // meanwhile queue at a and leave together when those calls return.
+  stores_.HoldGets(true);
+  std::vector<std::unique_ptr<Call>> calls = GetAllAtOnce(
+      keys, [](int) { return false; },
+      [&] {
+        const absl::Time deadline = absl::Now() + absl::Seconds(10);
+        while (stores_.held() < 2 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+        EXPECT_GE(stores_.held(), 2) << "a's first calls did not reach b";
+        stores_.HoldGets(false);
+      });
+  EXPECT_LT(CallsAtB(), static_cast<double>(keys.size()));  // some rode together
+  EXPECT_GE(Queries("GetMany", "local", "OK"), 1);
+  std::map<std::string, std::string> single;
+  for (const auto& c : calls) {
+    ASSERT_TRUE(c->status.ok()) << c->key << ": " << c->status.error_message();
+    auto [it, first] = single.try_emplace(c->key, "");
+    if (first) it->second = SingleForward(c->key);
+    EXPECT_EQ(c->response.ShortDebugString(), it->second) << c->key;
+  }
+  EXPECT_EQ(single.at("apple").find("found: true"), 0u) << single.at("apple");
+  EXPECT_EQ(single.at("absent-2").find("entry"), std::string::npos) << single.at("absent-2");
+}
+
+TEST_F(ForwardCoalescingTest, KeysOfASharedCallThatWasRefusedAreForwardedAloneAndAnswered) {
+  // b refuses apple's partition once (it is moving): the shared call carrying it is NOT_OWNER,
+  // and each of its keys is forwarded on its own; all are answered.
+  stores_.RefuseAsNotOwner(PartitionOf("apple"), 1);
+  const std::vector<std::string> keys = ManyKeys(120);
+  std::vector<std::unique_ptr<Call>> calls = GetAllAtOnce(keys, [](int) { return false; });
+  EXPECT_EQ(stores_.refused(), 1);
+  for (const auto& c : calls) {
+    ASSERT_TRUE(c->status.ok()) << c->key << ": " << c->status.error_message();
+    EXPECT_EQ(c->response.ShortDebugString(), SingleForward(c->key)) << c->key;
+  }
+}
+
+TEST_F(ForwardCoalescingTest, ACancelledCallerDoesNotFailTheOthersKeys) {
+  const std::vector<std::string> keys = ManyKeys(120);
+  std::vector<std::unique_ptr<Call>> calls = GetAllAtOnce(keys, [](int i) { return i % 2 == 1; });
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const Call& c = *calls[i];
+    if (i % 2 == 1) {
+      // Cancelled: whatever it got, the cancellation or an answer that beat it.
+      EXPECT_TRUE(c.status.ok() || c.status.error_code() == grpc::StatusCode::CANCELLED)
+          << c.status.error_message();
+      continue;
+    }
+    ASSERT_TRUE(c.status.ok()) << c.key << ": " << c.status.error_message();
+    EXPECT_EQ(c.response.ShortDebugString(), SingleForward(c.key)) << c.key;
+  }
+}
+
+TEST_F(ForwardCoalescingTest, OneGetInFlightIsForwardedAsAGetAtOnce) {
+  for (const std::string key : {"apple", "absent-1"}) {
+    kiq::v1::GetResponse response;
+    grpc::Status s = a_query_->Get(Context().get(), GetOf(kStore, key), &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(response.ShortDebugString(), SingleForward(key));
+  }
+  // Alone, each left at once as a plain forwarded Get (and SingleForward's own).
+  EXPECT_EQ(Queries("GetMany", "local"), 0);
+  EXPECT_EQ(Queries("Get", "local", "OK"), 4);
+}
+
 }  // namespace kiq::router
