@@ -15,6 +15,11 @@ namespace {
 // batch of large keys is cut short instead of refused (a refused batch still ends well: its
 // keys are forwarded alone, but slower).
 constexpr size_t kMaxKeyBytesPerCall = 1 << 20;
+// A key queues behind calls whose deadline is at most this much later than its own:
+// concurrent callers' deadlines differ by the microseconds between their sends, and a strict
+// comparison sent every key that a server thread happened to take in out of order alone.
+// At worst a key whose owner hangs answers DEADLINE_EXCEEDED this much late.
+constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(100);
 
 }  // namespace
 
@@ -32,7 +37,7 @@ void ForwardCoalescer::Forward(const std::string& endpoint, const std::string& n
       ++lane.outstanding;
       lane.latest_deadline = std::max(lane.latest_deadline, deadline);
       now.push_back(Waiter{request.key(), deadline, response, std::move(done)});
-    } else if (deadline < lane.latest_deadline) {
+    } else if (deadline + kDeadlineSlack < lane.latest_deadline) {
       // Queued, it could wait past its deadline for calls that may take until theirs.
       taken = false;
     } else {

@@ -38,7 +38,7 @@ namespace kiq::router {
 // Deadlines and cancellation: a coalesced call carries the earliest deadline of its keys and
 // no caller's cancellation (a caller that goes away does not cancel the others' keys; its
 // answer is dropped by its own call). A key does not queue behind calls whose deadline is
-// later than its own: it is handed back at once, to be forwarded alone.
+// later than its own (by more than 100 ms): it is handed back at once, to be forwarded alone.
 //
 // Thread-safe; callbacks run on gRPC threads, never under the lock. `peers` and `metrics`
 // (optional) outlive this object.
@@ -56,6 +56,13 @@ class ForwardCoalescer {
       : peers_(peers), metrics_(metrics), observer_(std::move(observer)), options_(options) {}
 
   bool enabled() const { return options_.window > 0 && options_.max_keys > 0; }
+  // Keys waiting in some lane's queue now.
+  size_t queued() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    size_t n = 0;
+    for (const auto& [key, lane] : lanes_) n += lane.queue.size();
+    return n;
+  }
 
   // How a key's forward ended. OK: `*response` holds the answer, as a forwarded Get gives it.
   // Otherwise, with `shared`: the call it shared failed (maybe for another key): forward it
@@ -96,7 +103,7 @@ class ForwardCoalescer {
   const CallObserver observer_;
   const Options options_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::flat_hash_map<LaneKey, Lane> lanes_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -123,6 +123,8 @@ class QueryRouter {
                                const kiq::v1::Position& min_position) const;
   // Whether `store` is a store of the topology (metrics label only known stores).
   bool KnowsStore(absl::string_view store) const { return local_.Describe(store).ok(); }
+  // Forwarded Gets waiting for a coalesced call to their owner (ForwardCoalescer::queued).
+  size_t ForwardsQueued() const { return coalescer_ != nullptr ? coalescer_->queued() : 0; }
 
   absl::StatusOr<kiq::v1::ScanResponse> Range(
       const kiq::v1::RangeRequest& request, absl::Time deadline,
