@@ -53,6 +53,9 @@ rocksdb::ColumnFamilyOptions FamilyOptions() {
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   options.OptimizeLevelStyleCompaction();
+  // OptimizeLevelStyleCompaction's 128 MiB memtables held a 1M-key table store in memory
+  // until it was ~150 MB (the node's peak RSS went past 300 MB); 32 MiB ones flush sooner.
+  options.write_buffer_size = size_t{32} << 20;
   return options;
 }
 
