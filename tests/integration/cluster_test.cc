@@ -224,6 +224,17 @@ class ClusterTest : public KafkaFixture {
     return users;
   }
 
+  // n3 started, and n1 seeing n1, n2 and n3 as the settled owners.
+  void StartThirdNodeAndSettle() {
+    StartNode("n3");
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return clients_["n1"]->SettledOwners({"n1", "n2", "n3"}, kPartitions).has_value();
+        },
+        absl::Seconds(90)))
+        << AllLogs();
+  }
+
   std::string AllLogs() {
     std::string out;
     for (auto& [id, node] : nodes_) {
@@ -653,13 +664,7 @@ TEST_F(ClusterTest, ScalingWhileProducingNeverReturnsAWrongAnswer) {
   Querier querier(*this, users, {"n1"});
   // Let both run for a while on two nodes, then add the third.
   ASSERT_TRUE(WaitFor([&] { return querier.answers() >= 50; }, absl::Seconds(60)));
-  StartNode("n3");
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return clients_["n1"]->SettledOwners({"n1", "n2", "n3"}, kPartitions).has_value();
-      },
-      absl::Seconds(90)))
-      << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(StartThirdNodeAndSettle());
   const int before = querier.answers();
   ASSERT_TRUE(WaitFor([&] { return querier.answers() >= before + 50; }, absl::Seconds(60)));
   stop = true;
@@ -720,13 +725,7 @@ TEST_F(ClusterTest, ConcurrentForwardedGetsShareCallsAndStayExactWhilePartitions
     return n;
   };
   ASSERT_TRUE(WaitFor([&] { return answers() >= 200; }, absl::Seconds(90)));
-  StartNode("n3");
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return clients_["n1"]->SettledOwners({"n1", "n2", "n3"}, kPartitions).has_value();
-      },
-      absl::Seconds(90)))
-      << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(StartThirdNodeAndSettle());
   const int before = answers();
   ASSERT_TRUE(WaitFor([&] { return answers() >= before + 200; }, absl::Seconds(90)));
   std::move(stop_all).Invoke();

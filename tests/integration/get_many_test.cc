@@ -122,25 +122,30 @@ class GetManyIntegrationTest : public KafkaFixture {
     }
   }
 
+  // n1, n2 and n3 up, and every node seeing the same settled owners (`owners`).
+  void StartThreeSettledNodes(std::map<std::string, std::set<int32_t>>* owners) {
+    for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          for (auto& [id, client] : clients_) {
+            auto settled = client->SettledOwners({"n1", "n2", "n3"}, kPartitions);
+            if (!settled) return false;
+            *owners = *settled;
+          }
+          return true;
+        },
+        absl::Seconds(90)))
+        << AllLogs();
+  }
+
   std::map<std::string, std::unique_ptr<NodeProcess>> nodes_;
   std::map<std::string, std::unique_ptr<NodeClient>> clients_;
   std::map<std::string, std::string> truth_;
 };
 
 TEST_F(GetManyIntegrationTest, AnswersEveryKeyThroughAnyNodeAndTheRouterOverGrpcAndHttp) {
-  for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
   std::map<std::string, std::set<int32_t>> owners;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (auto& [id, client] : clients_) {
-          auto settled = client->SettledOwners({"n1", "n2", "n3"}, kPartitions);
-          if (!settled) return false;
-          owners = *settled;
-        }
-        return true;
-      },
-      absl::Seconds(90)))
-      << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(StartThreeSettledNodes(&owners));
 
   std::vector<std::string> keys;
   for (int i = 0; i < 60; ++i) {
@@ -218,19 +223,8 @@ TEST_F(GetManyIntegrationTest, AnswersEveryKeyThroughAnyNodeAndTheRouterOverGrpc
 // Get gives: the latest value, or not found without an entry, in the key's partition, at the
 // position of everything produced there.
 TEST_F(GetManyIntegrationTest, ConcurrentForwardedGetsAreAnsweredExactlyAsSingleForwards) {
-  for (const char* id : {"n1", "n2", "n3"}) StartNode(id);
   std::map<std::string, std::set<int32_t>> owners;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        for (auto& [id, client] : clients_) {
-          auto settled = client->SettledOwners({"n1", "n2", "n3"}, kPartitions);
-          if (!settled) return false;
-          owners = *settled;
-        }
-        return true;
-      },
-      absl::Seconds(90)))
-      << AllLogs();
+  ASSERT_NO_FATAL_FAILURE(StartThreeSettledNodes(&owners));
   std::vector<std::string> remote;  // keys n1 forwards
   for (int i = 0; i < 200; ++i) {
     const std::string key = absl::StrCat("c-", i);

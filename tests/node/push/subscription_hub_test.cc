@@ -48,6 +48,22 @@ std::shared_ptr<router::ChangeQueue> Subscribe(SubscriptionHub& hub, int store, 
   return s.ok() ? (*s)->queue : nullptr;
 }
 
+// A store engine with one store, "s", in a temporary directory removed afterwards.
+struct TempEngine {
+  TempEngine() {
+    EXPECT_NE(mkdtemp(dir.data()), nullptr);
+    absl::StatusOr<std::unique_ptr<StoreEngine>> opened = StoreEngine::Open(dir + "/db", {"s"});
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    if (opened.ok()) engine = *std::move(opened);
+  }
+  ~TempEngine() {
+    engine.reset();
+    std::filesystem::remove_all(dir);
+  }
+  std::string dir = ::testing::TempDir() + "subscription_hub_test.XXXXXX";
+  std::unique_ptr<StoreEngine> engine;
+};
+
 TEST(KeyMatchTest, MatchesKeyPrefixAndAll) {
   EXPECT_TRUE((KeyMatch{KeyMatch::Kind::kAll, ""}).Matches("anything"));
   EXPECT_TRUE((KeyMatch{KeyMatch::Kind::kKey, "k1"}).Matches("k1"));
@@ -399,10 +415,9 @@ TEST(SubscriptionHubTest, ReplayLogTrimsWholeRecordsAndExpires) {
 // n+1 is untracked (its changes folded), n's commit must not let a registration in before
 // n+1's own commit, or that subscriber would get n+1's changes folded.
 TEST(SubscriptionHubTest, ABatchBegunUntrackedDuringAnotherCommitKeepsRegistrationsOutUntilItsOwn) {
-  std::string dir = ::testing::TempDir() + "subscription_hub_test.XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir + "/db", {"s"});
-  ASSERT_TRUE(engine.ok()) << engine.status();
+  TempEngine temp;
+  ASSERT_NE(temp.engine, nullptr);
+  StoreEngine& engine = *temp.engine;
   const StoreHandle store{0};
   SubscriptionHub hub;
   const auto subscribe = [&] {
@@ -410,12 +425,12 @@ TEST(SubscriptionHubTest, ABatchBegunUntrackedDuringAnotherCommitKeepsRegistrati
         store, "s", KeyMatch{}, {0}, {}, 10, false, absl::Milliseconds(50),
         [] { return absl::OkStatus(); }, [] { return absl::OkStatus(); });
   };
-  StagedBatch first(**engine);
+  StagedBatch first(engine);
   first.TrackWrites(hub.BeginBatch());
   EXPECT_FALSE(first.tracks_writes());  // nobody listens
   ASSERT_TRUE(first.Write(store, PartitionId(0), "k", std::string("1")).ok());
   EXPECT_FALSE(hub.StartCommit(first));
-  StagedBatch second(**engine);
+  StagedBatch second(engine);
   second.ReadThrough(&first);
   second.TrackWrites(hub.BeginBatch());
   ASSERT_TRUE(second.Write(store, PartitionId(0), "k", std::string("2")).ok());
@@ -428,29 +443,26 @@ TEST(SubscriptionHubTest, ABatchBegunUntrackedDuringAnotherCommitKeepsRegistrati
   absl::StatusOr<std::shared_ptr<Subscriber>> after = subscribe();
   ASSERT_TRUE(after.ok()) << after.status();
   // A batch whose write-ahead failed commits nothing and lets registrations in as well.
-  StagedBatch third(**engine);
+  StagedBatch third(engine);
   third.TrackWrites(hub.BeginBatch());
   EXPECT_TRUE(third.tracks_writes());  // someone listens now
   ASSERT_TRUE(third.Write(store, PartitionId(0), "k", std::string("3")).ok());
   EXPECT_TRUE(hub.StartCommit(third));  // exact: a subscriber gets every write
   EXPECT_EQ(hub.FinishCommit(third, {}, absl::UnavailableError("changelog delivery failed")).code(),
             absl::StatusCode::kUnavailable);
-  EXPECT_EQ((*engine)->Get(store, PartitionId(0), "k").value(), std::optional<std::string>("2"));
+  EXPECT_EQ(engine.Get(store, PartitionId(0), "k").value(), std::optional<std::string>("2"));
   absl::StatusOr<std::shared_ptr<Subscriber>> again = subscribe();
   EXPECT_TRUE(again.ok()) << again.status();
   hub.Unregister(after->get());
   if (again.ok()) hub.Unregister(again->get());
-  engine->reset();
-  std::filesystem::remove_all(dir);
 }
 
 // Two ingestion threads commit through their own lanes: a registration waits until neither
 // commits nor has an untracked batch under way.
 TEST(SubscriptionHubTest, ARegistrationWaitsForABoundaryOfEveryLane) {
-  std::string dir = ::testing::TempDir() + "subscription_hub_test.XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir + "/db", {"s"});
-  ASSERT_TRUE(engine.ok()) << engine.status();
+  TempEngine temp;
+  ASSERT_NE(temp.engine, nullptr);
+  StoreEngine& engine = *temp.engine;
   const StoreHandle store{0};
   SubscriptionHubOptions options;
   options.lanes = 2;
@@ -460,10 +472,10 @@ TEST(SubscriptionHubTest, ARegistrationWaitsForABoundaryOfEveryLane) {
         store, "s", KeyMatch{}, {0, 1}, {}, 10, false, absl::Milliseconds(50),
         [] { return absl::OkStatus(); }, [] { return absl::OkStatus(); });
   };
-  StagedBatch lane0(**engine);
+  StagedBatch lane0(engine);
   lane0.TrackWrites(hub.BeginBatch(0));
   ASSERT_TRUE(lane0.Write(store, PartitionId(0), "a", std::string("1")).ok());
-  StagedBatch lane1(**engine);
+  StagedBatch lane1(engine);
   lane1.TrackWrites(hub.BeginBatch(1));
   ASSERT_TRUE(lane1.Write(store, PartitionId(1), "b", std::string("1")).ok());
   EXPECT_FALSE(hub.StartCommit(lane0, 0));
@@ -476,24 +488,21 @@ TEST(SubscriptionHubTest, ARegistrationWaitsForABoundaryOfEveryLane) {
   absl::StatusOr<std::shared_ptr<Subscriber>> after = subscribe();
   ASSERT_TRUE(after.ok()) << after.status();
   hub.Unregister(after->get());
-  engine->reset();
-  std::filesystem::remove_all(dir);
 }
 
 // Lanes that take turns committing are never all at a boundary at once: a waiting
 // registration goes before the next commit of a lane (which holds its StartCommit until the
 // registration has taken its snapshot), and gets that commit's changes.
 TEST(SubscriptionHubTest, AWaitingRegistrationGoesBeforeTheNextCommitOfAnyLane) {
-  std::string dir = ::testing::TempDir() + "subscription_hub_test.XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  absl::StatusOr<std::unique_ptr<StoreEngine>> engine = StoreEngine::Open(dir + "/db", {"s"});
-  ASSERT_TRUE(engine.ok()) << engine.status();
+  TempEngine temp;
+  ASSERT_NE(temp.engine, nullptr);
+  StoreEngine& engine = *temp.engine;
   const StoreHandle store{0};
   SubscriptionHubOptions options;
   options.lanes = 2;
   SubscriptionHub hub(options);
   auto listener = Subscribe(hub, 0, KeyMatch{}, 100, false, {0, 1});  // batches are tracked
-  StagedBatch lane0(**engine);
+  StagedBatch lane0(engine);
   lane0.TrackWrites(hub.BeginBatch(0));
   ASSERT_TRUE(lane0.Write(store, PartitionId(0), "a", std::string("1")).ok());
   EXPECT_TRUE(hub.StartCommit(lane0, 0));
@@ -513,7 +522,7 @@ TEST(SubscriptionHubTest, AWaitingRegistrationGoesBeforeTheNextCommitOfAnyLane) 
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (hub.waiting() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
   ASSERT_EQ(hub.waiting(), 1);
-  StagedBatch lane1(**engine);
+  StagedBatch lane1(engine);
   lane1.TrackWrites(hub.BeginBatch(1));
   EXPECT_TRUE(lane1.tracks_writes());
   ASSERT_TRUE(lane1.Write(store, PartitionId(1), "b", std::string("1")).ok());
@@ -533,8 +542,6 @@ TEST(SubscriptionHubTest, AWaitingRegistrationGoesBeforeTheNextCommitOfAnyLane) 
   EXPECT_EQ(got[0].key, "b");
   EXPECT_EQ(TakeAll(*listener).size(), 2u);
   hub.Unregister(late->get());
-  engine->reset();
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
