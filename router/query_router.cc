@@ -254,6 +254,8 @@ struct QueryRouter::PointRead {
   Response response;
   // Alarms are kept until the read ends: one must not be destroyed inside its own callback.
   std::vector<std::unique_ptr<grpc::Alarm>> alarms;
+  // A copy of the router's live_reads_ (ReadsAlive counts the reads not yet destroyed).
+  std::shared_ptr<const bool> live;
 };
 
 // The routing loop of every point read (Get, WindowFetch; synchronous or not): key's partition
@@ -402,7 +404,14 @@ void QueryRouter::RetryPointRead(std::shared_ptr<PointRead<Response>> read) cons
   }
   read->alarms.push_back(std::make_unique<grpc::Alarm>());
   grpc::Alarm& alarm = *read->alarms.back();
-  alarm.Set(absl::ToChronoTime(absl::Now() + wait), [this, read](bool) { StepPointRead(read); });
+  // The read owns the alarm, and gRPC keeps the alarm's callback until the alarm is destroyed:
+  // a callback holding the read would keep both alive for ever. It hands its reference over
+  // when it runs instead.
+  auto holder = std::make_shared<std::shared_ptr<PointRead<Response>>>(std::move(read));
+  alarm.Set(absl::ToChronoTime(absl::Now() + wait), [this, holder](bool) {
+    std::shared_ptr<PointRead<Response>> r = std::move(*holder);
+    if (r != nullptr) StepPointRead(std::move(r));
+  });
 }
 
 template <typename Response>
@@ -431,6 +440,7 @@ absl::StatusOr<std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetResponse>>> Qu
   absl::StatusOr<std::string> key = RequestKey(request);
   if (!key.ok()) return key.status();
   auto read = std::make_shared<PointRead<kiq::v1::GetResponse>>();
+  read->live = live_reads_;
   read->store = request.store();
   read->partition = PartitionId(PartitionForKey(info->partitioner, *key, info->num_partitions));
   read->doing = absl::StrCat("get store=", request.store(), " key=", ClipKey(*key),
@@ -607,6 +617,7 @@ std::shared_ptr<QueryRouter::PointRead<kiq::v1::GetManyResponse>> QueryRouter::N
   sub->set_max_lag_records(request.max_lag_records());
 
   auto read = std::make_shared<PointRead<kiq::v1::GetManyResponse>>();
+  read->live = live_reads_;
   read->store = request.store();
   read->partition = group.partition;
   read->doing = GroupDoing(request, group);
@@ -819,6 +830,7 @@ QueryRouter::NewWindowFetch(const kiq::v1::WindowFetchRequest& request, absl::Ti
   }
   const PartitionId p(PartitionForKey(info->partitioner, *key, info->num_partitions));
   auto read = std::make_shared<PointRead<kiq::v1::WindowFetchResponse>>();
+  read->live = live_reads_;
   read->store = request.store();
   read->partition = p;
   read->doing = absl::StrCat("window-fetch store=", request.store(), " key=", ClipKey(*key),

@@ -123,6 +123,10 @@ class QueryRouter {
                                const kiq::v1::Position& min_position) const;
   // Whether `store` is a store of the topology (metrics label only known stores).
   bool KnowsStore(absl::string_view store) const { return local_.Describe(store).ok(); }
+  // Point reads (Get, GetMany groups, WindowFetch) not yet destroyed: their last callback may
+  // still be returning on a gRPC thread after their answer was given (tests wait for 0 before
+  // tearing the servers down).
+  int ReadsAlive() const { return static_cast<int>(live_reads_.use_count()) - 1; }
   // Forwarded Gets waiting for a coalesced call to their owner (ForwardCoalescer::queued).
   size_t ForwardsQueued() const { return coalescer_ != nullptr ? coalescer_->queued() : 0; }
 
@@ -305,6 +309,7 @@ class QueryRouter {
   const std::unique_ptr<SubscriptionPlacer> placer_ = std::make_unique<SubscriptionPlacer>();
   // Null without peers or with coalescing off.
   const std::unique_ptr<ForwardCoalescer> coalescer_;
+  const std::shared_ptr<const bool> live_reads_ = std::make_shared<const bool>(true);
 };
 
 }  // namespace kiq::router
