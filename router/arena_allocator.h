@@ -6,6 +6,15 @@
 
 namespace kiq::router {
 
+// Arena blocks for messages of scan entries: a page of them takes tens of KiB, so the arena
+// grows to large blocks quickly.
+inline google::protobuf::ArenaOptions ScanArenaOptions() {
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = 4 << 10;
+  options.max_block_size = 256 << 10;
+  return options;
+}
+
 // Allocates a callback unary call's request and response on one protobuf arena, freed at once
 // when the call ends (MessageHolder::Release). For calls answering thousands of small
 // entries (a scan's page): each entry's message and strings would otherwise be allocated and
@@ -20,20 +29,13 @@ class ArenaMessageAllocator final : public grpc::MessageAllocator<Request, Respo
  private:
   class Holder final : public grpc::MessageHolder<Request, Response> {
    public:
-    Holder() : arena_(Options()) {
+    Holder() : arena_(ScanArenaOptions()) {
       this->set_request(google::protobuf::Arena::CreateMessage<Request>(&arena_));
       this->set_response(google::protobuf::Arena::CreateMessage<Response>(&arena_));
     }
     void Release() override { delete this; }
 
    private:
-    static google::protobuf::ArenaOptions Options() {
-      google::protobuf::ArenaOptions options;
-      // A page of entries takes tens of KiB: grow to large blocks quickly.
-      options.start_block_size = 4 << 10;
-      options.max_block_size = 256 << 10;
-      return options;
-    }
     google::protobuf::Arena arena_;
   };
 };

@@ -20,6 +20,7 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "common/topology/window_key.h"
+#include "router/arena_allocator.h"
 #include "router/entry.h"
 #include "router/page_token.h"
 #include "router/peer_service.h"
@@ -1004,13 +1005,7 @@ void QueryRouter::ReadOnce(const StoreInfo& info, const ScanSpec& spec,
   struct Call {
     // The scan's answer is parsed onto an arena (its entries' messages and strings allocated
     // in a few blocks, freed at once); the strings are moved out before it goes.
-    Call() : arena(ArenaOptions()) {}
-    static google::protobuf::ArenaOptions ArenaOptions() {
-      google::protobuf::ArenaOptions options;
-      options.start_block_size = 4 << 10;
-      options.max_block_size = 256 << 10;
-      return options;
-    }
+    Call() : arena(ScanArenaOptions()) {}
     google::protobuf::Arena arena;
     std::string endpoint;
     bool standby = false;
