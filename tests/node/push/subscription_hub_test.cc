@@ -457,16 +457,24 @@ TEST(SubscriptionHubTest, ABatchBegunUntrackedDuringAnotherCommitKeepsRegistrati
   if (again.ok()) hub.Unregister(again->get());
 }
 
+// Two ingestion threads, each committing through its own lane of one hub.
+class SubscriptionHubLanesTest : public ::testing::Test {
+ protected:
+  static SubscriptionHubOptions TwoLanes() {
+    SubscriptionHubOptions options;
+    options.lanes = 2;
+    return options;
+  }
+  TempEngine temp;
+  const StoreHandle store{0};
+  SubscriptionHub hub{TwoLanes()};
+};
+
 // Two ingestion threads commit through their own lanes: a registration waits until neither
 // commits nor has an untracked batch under way.
-TEST(SubscriptionHubTest, ARegistrationWaitsForABoundaryOfEveryLane) {
-  TempEngine temp;
+TEST_F(SubscriptionHubLanesTest, ARegistrationWaitsForABoundaryOfEveryLane) {
   ASSERT_NE(temp.engine, nullptr);
   StoreEngine& engine = *temp.engine;
-  const StoreHandle store{0};
-  SubscriptionHubOptions options;
-  options.lanes = 2;
-  SubscriptionHub hub(options);
   const auto subscribe = [&] {
     return hub.Subscribe(
         store, "s", KeyMatch{}, {0, 1}, {}, 10, false, absl::Milliseconds(50),
@@ -493,14 +501,9 @@ TEST(SubscriptionHubTest, ARegistrationWaitsForABoundaryOfEveryLane) {
 // Lanes that take turns committing are never all at a boundary at once: a waiting
 // registration goes before the next commit of a lane (which holds its StartCommit until the
 // registration has taken its snapshot), and gets that commit's changes.
-TEST(SubscriptionHubTest, AWaitingRegistrationGoesBeforeTheNextCommitOfAnyLane) {
-  TempEngine temp;
+TEST_F(SubscriptionHubLanesTest, AWaitingRegistrationGoesBeforeTheNextCommitOfAnyLane) {
   ASSERT_NE(temp.engine, nullptr);
   StoreEngine& engine = *temp.engine;
-  const StoreHandle store{0};
-  SubscriptionHubOptions options;
-  options.lanes = 2;
-  SubscriptionHub hub(options);
   auto listener = Subscribe(hub, 0, KeyMatch{}, 100, false, {0, 1});  // batches are tracked
   StagedBatch lane0(engine);
   lane0.TrackWrites(hub.BeginBatch(0));
