@@ -543,8 +543,9 @@ void Ingestor::WaitForRegistry(const std::string& topic, PartitionId p, int64_t 
   const absl::Time now = absl::Now();
   registry_waits_[{topic, p.value()}] = {schema_id, offset, now, now + absl::Milliseconds(100),
                                          absl::Milliseconds(100)};
-  if (options_.metrics != nullptr)
+  if (options_.metrics != nullptr) {
     options_.metrics->RegistryWaits(options_.lane, registry_waits_.size());
+  }
   // Info: a first sight of an id pauses too, for the few milliseconds of its fetch; a registry
   // that does not answer is warned about by RetryRegistry.
   spdlog::info(
@@ -596,8 +597,9 @@ void Ingestor::RetryRegistry() {
                  "at offset {} after {}",
                  topic, p, wait.schema_id, wait.offset, absl::FormatDuration(now - wait.since));
     it = registry_waits_.erase(it);
-    if (options_.metrics != nullptr)
+    if (options_.metrics != nullptr) {
       options_.metrics->RegistryWaits(options_.lane, registry_waits_.size());
+    }
   }
 }
 
@@ -794,8 +796,9 @@ absl::Status Ingestor::Flush() {
   if (absl::Status s = FinishInFlight(); !s.ok()) return s;
   if (batch_.empty()) {
     // A batch that staged nothing (stray records) leaves no change to wait for.
-    if (options_.hub != nullptr)
+    if (options_.hub != nullptr) {
       return options_.hub->CommitAndPublish(batch_, {}, {}, options_.lane);
+    }
     return absl::OkStatus();
   }
   if (absl::Status s = StartInFlight(); !s.ok()) return s;

@@ -391,11 +391,6 @@ void SubscriptionHub::PartitionActive(PartitionId p) {
   }
 }
 
-void SubscriptionHub::PartitionsRevoked() {
-  absl::MutexLock lock(&mu_);
-  positions_.clear();
-}
-
 void SubscriptionHub::PartitionsRevoked(const std::vector<int32_t>& partitions) {
   absl::MutexLock lock(&mu_);
   for (auto it = positions_.begin(); it != positions_.end();) {

@@ -176,11 +176,10 @@ class SubscriptionHub {
   // Partition `p` became ACTIVE (restored and caught up): the replay window of its stores
   // starts now, when routers can first find it.
   void PartitionActive(PartitionId p) ABSL_LOCKS_EXCLUDED(mu_);
-  // Every partition left this node (after EndAll): forgets positions. Replay logs stay until
-  // they expire: a partition that comes back at the very position its log ends at (eager
-  // rebalances revoke everything, often to hand the same partitions back) continues it.
-  void PartitionsRevoked() ABSL_LOCKS_EXCLUDED(mu_);
-  // Only `partitions` left (a cooperative rebalance): forgets their positions.
+  // `partitions` left this node (a rebalance, or a lost assignment of an ingestion thread):
+  // forgets their positions. Replay logs stay until they expire: a partition that comes back
+  // at the very position its log ends at (rebalances often hand the same partitions back)
+  // continues it.
   void PartitionsRevoked(const std::vector<int32_t>& partitions) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends every subscriber that follows any of `partitions` with `status`.
   void EndPartitions(const std::vector<int32_t>& partitions, const absl::Status& status)

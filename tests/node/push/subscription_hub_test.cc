@@ -288,9 +288,9 @@ TEST(SubscriptionHubTest, ReplayLogContinuesWhenThePartitionComesBackWhereItLeft
   hub.PartitionAssigned(StoreHandle{0}, PartitionId(0), 342);
   hub.Publish({MakeChange(0, 0, "k", "a", "b", 342), MakeChange(0, 0, "k", "b", "c", 584)},
               {{StoreHandle{0}, PartitionId(0), 585}});
-  // An eager rebalance revokes everything and hands partition 0 back at 585: a subscription
+  // A rebalance revokes partition 0 and hands it back at 585: a subscription
   // that stood at 342 before the first revoke still resumes without a gap.
-  hub.PartitionsRevoked();
+  hub.PartitionsRevoked({0});
   hub.PartitionAssigned(StoreHandle{0}, PartitionId(0), 585);
   auto queue = Subscribe(hub, 0, KeyMatch{}, 10, false, {0}, {{0, 342}});
   std::vector<ChangeEvent> got = TakeAll(*queue);
@@ -298,7 +298,7 @@ TEST(SubscriptionHubTest, ReplayLogContinuesWhenThePartitionComesBackWhereItLeft
   EXPECT_EQ(got[0].offset, 342);
   EXPECT_EQ(got[1].offset, 584);
   // Back at another position (restored from what another node did): the log starts over.
-  hub.PartitionsRevoked();
+  hub.PartitionsRevoked({0});
   hub.PartitionAssigned(StoreHandle{0}, PartitionId(0), 700);
   EXPECT_FALSE(hub.Register(StoreHandle{0}, "s", KeyMatch{}, {0}, {{0, 585}}, 10, false).ok());
 }
