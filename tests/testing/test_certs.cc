@@ -62,7 +62,7 @@ absl::StatusOr<TestPki> MakeTestPki(const std::string& dir) {
   // Node certificates serve and dial (mTLS between peers): both usages.
   const std::string both = "serverAuth,clientAuth";
   const std::string san = "IP:127.0.0.1,DNS:localhost";
-  for (const std::string& ca : {"ca", "ca2"}) {
+  for (const char* ca : {"ca", "ca2"}) {
     if (absl::Status s = MakeCa(dir, ca, log); !s.ok()) return s;
   }
   for (const auto& [ca, server, client] :
