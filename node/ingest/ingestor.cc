@@ -162,7 +162,8 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
             // second. On a real broker (1M 100-byte records): 16 MiB 236k rec/s at 199 MB
             // peak RSS, 32 MiB 396-447k at 273-280 MB, 64 MiB (librdkafka's default)
             // 565k at 383 MB. Per ingestion thread (each has its own consumer).
-            {"queued.max.messages.kbytes", "32768"},
+            // FetchWaker (fetch_waker.h) restarts fetching after each quarter of it is read.
+            {"queued.max.messages.kbytes", std::to_string(kQueuedMaxKbytes)},
             {"enable.partition.eof", "false"},
             {"statistics.interval.ms", o.metrics != nullptr ? "5000" : "0"},
             // A topic created after the subscription (another node's repartition topic) is seen
@@ -280,6 +281,9 @@ void Ingestor::Run() {
     bool idle = false;
     if (message->err() == RdKafka::ERR_NO_ERROR) {
       backlog = due;
+      if (fetch_waker_.Consumed(static_cast<int64_t>(message->len()))) {
+        FetchWaker::Wake(*consumer_, message->topic_name(), message->partition());
+      }
       status = HandleMessage(*message);
     } else if (message->err() == RdKafka::ERR__AUTO_OFFSET_RESET ||
                message->err() == RdKafka::ERR_OFFSET_OUT_OF_RANGE) {

@@ -23,6 +23,7 @@
 #include "common/log_limiter.h"
 #include "kiq/v1/topology.pb.h"
 #include "node/ingest/changelog_writer.h"
+#include "node/ingest/fetch_waker.h"
 #include "node/ingest/ingest_metrics.h"
 #include "node/ingest/restorer.h"
 #include "node/ingest/standby_replicator.h"
@@ -237,6 +238,10 @@ class Ingestor {
   std::unique_ptr<RebalanceHandler> rebalance_;  // must outlive consumer_
   std::unique_ptr<StatsHandler> stats_handler_;  // must outlive consumer_
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  // consumer_'s queued.max.messages.kbytes (see Create()).
+  static constexpr int64_t kQueuedMaxKbytes = 32768;
+  // Ingestion thread only. Wakes consumer_'s fetcher after each quarter of its queue is read.
+  FetchWaker fetch_waker_{kQueuedMaxKbytes * 1024 / 4};
   // Commits the offsets lag tools read, for the memberless group `<app>-offsets`.
   std::unique_ptr<RdKafka::KafkaConsumer> offsets_;
   std::unique_ptr<DeadLetterQueue> dlq_;
