@@ -156,13 +156,14 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
             {"partition.assignment.strategy", "cooperative-sticky"},
             // The default (100k) starves the consumer at ~270k msgs/s; 1M reads ~2.5M msgs/s.
             {"queued.min.messages", "1000000"},
-            // ...but bounded by bytes, which sets the ingestion rate of a backlog: once the
-            // queue is full, librdkafka 2.0 fetches again only at its broker thread's next
-            // wake-up (up to a second later), so a backlog is read about one queue per
-            // second. On a real broker (1M 100-byte records): 16 MiB 236k rec/s at 199 MB
-            // peak RSS, 32 MiB 396-447k at 273-280 MB, 64 MiB (librdkafka's default)
-            // 565k at 383 MB. Per ingestion thread (each has its own consumer).
-            // FetchWaker (fetch_waker.h) restarts fetching after each quarter of it is read.
+            // ...but bounded by bytes, which sets memory and, without FetchWaker, the ingestion
+            // rate of a backlog: once the queue is full, librdkafka 2.0 fetches again only at its
+            // broker thread's next wake-up (up to a second later), about one queue per second.
+            // Before FetchWaker, real broker, 1M 100-byte records: 16 MiB 236k rec/s at 199 MB
+            // peak RSS, 32 MiB 396-447k at 273-280 MB, 64 MiB (librdkafka's default) 565k at
+            // 383 MB. FetchWaker (fetch_waker.h) restarts fetching after each quarter of it is
+            // read (1.12x at 32 MiB, bench/README.md). Per ingestion thread (each has its own
+            // consumer).
             {"queued.max.messages.kbytes", std::to_string(kQueuedMaxKbytes)},
             {"enable.partition.eof", "false"},
             {"statistics.interval.ms", o.metrics != nullptr ? "5000" : "0"},
