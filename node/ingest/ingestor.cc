@@ -162,7 +162,7 @@ absl::StatusOr<std::unique_ptr<Ingestor>> Ingestor::Create(CompiledTopology& top
             // Before FetchWaker, real broker, 1M 100-byte records: 16 MiB 236k rec/s at 199 MB
             // peak RSS, 32 MiB 396-447k at 273-280 MB, 64 MiB (librdkafka's default) 565k at
             // 383 MB. FetchWaker (fetch_waker.h) restarts fetching after each quarter of it is
-            // read (1.12x at 32 MiB, bench/README.md). Per ingestion thread (each has its own
+            // read (1.15x at 32 MiB, bench/README.md). Per ingestion thread (each has its own
             // consumer).
             {"queued.max.messages.kbytes", std::to_string(kQueuedMaxKbytes)},
             {"enable.partition.eof", "false"},
