@@ -59,11 +59,13 @@ fi
 QUERY_RECORDS=60000 # 10k keys, 6 records each: fits the dev Kafka's ~5 MiB per partition
 # KIQ_BENCH_PERF=1: also record a perf profile of the measured process in each phase (a
 # separate run: perf's overhead skews the figures) and write bench/results/profile-*.txt.
+# KIQ_BENCH_PERF_FREQ: its sampling rate (Hz, default 999; a restore of the query store takes
+# ~10 ms, so profile it at e.g. 20000).
 PERF=${KIQ_BENCH_PERF:-0}
 PERF_PID=""
 perf_start() {
   [ "$PERF" = 1 ] || return 0
-  perf record -F 999 -g -p "$2" -o "$WORK/perf-$1.data" >"$WORK/perf-$1.log" 2>&1 &
+  perf record -F "${KIQ_BENCH_PERF_FREQ:-999}" -g -p "$2" -o "$WORK/perf-$1.data" >"$WORK/perf-$1.log" 2>&1 &
   PERF_PID=$!
   PERF_NAME=$1
   sleep 0.5
