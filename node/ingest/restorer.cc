@@ -180,6 +180,7 @@ absl::Status Restorer::CommitStaged(Pending& r, SubscriptionHub* hub) {
   if (r.staged.empty()) return absl::OkStatus();
   const bool tracked = r.staged.tracks_writes();
   std::vector<Change> changes;
+  r.staged.AssumeStoredAbsent(false);  // from now on the partition may hold what is committed
   if (absl::Status s = r.staged.Commit(tracked ? &changes : nullptr); !s.ok()) {
     r.staged.Clear();
     return s;
@@ -267,6 +268,13 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
     r->continues_log = hub != nullptr && hub->KeepsReplayLog(store.handle, t.partition);
     r->log_tail_from = hub == nullptr ? high : high - static_cast<int64_t>(hub->replay_capacity());
     r->source_from = source->value_or(Offset(0)).value();
+    // Restored from scratch (no checkpoint, no source offset, no entry): until its first
+    // commit the partition holds nothing, so the old values are not read (each distinct key
+    // would cost a RocksDB read finding nothing).
+    if (!checkpoint->has_value() && !source->has_value()) {
+      absl::StatusOr<int64_t> entries = engine.EntryCount(store.handle, t.partition);
+      r->staged.AssumeStoredAbsent(entries.ok() && *entries == 0);
+    }
     r->batches.set_next_offset(from);
     pending.push_back(std::move(r));
   }

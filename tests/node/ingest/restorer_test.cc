@@ -395,11 +395,14 @@ TEST_F(RestorerTest, OneFailingPartitionDoesNotFailTheOthers) {
 // Many updates and tombstones per key, over more keys than one commit stages, in every
 // partition of both stores restored together: every key ends as its last write (absent after
 // a tombstone), the entry counts match, and the offsets are those of the last complete batch
-// (a torn batch at the tail is never applied). KIQ_RESTORE_TEST_BATCHES (default 10) sizes it:
-// batches of 200 writes per partition, so that the same test profiles a large restore (250:
-// 300k changelog records; the in-process DevKafka keeps ~5 MiB per partition).
+// (a torn batch at the tail is never applied). Each partition is restored from scratch over
+// two commits (22k entries: the first stages onto a partition known empty, without reading
+// old values; the second must read what the first committed). KIQ_RESTORE_TEST_BATCHES
+// (default 110) sizes it: batches of 200 writes per partition, so that the same test profiles
+// a large restore (250: 300k changelog records; the in-process DevKafka keeps ~5 MiB per
+// partition).
 TEST_F(RestorerTest, ManyUpdatesAndTombstonesPerKeyRestoreToTheLastWriteOfEachKey) {
-  int batches_n = 10;
+  int batches_n = 110;
   if (const char* env = getenv("KIQ_RESTORE_TEST_BATCHES"); env != nullptr) {
     batches_n = std::max(1, atoi(env));
   }
