@@ -56,14 +56,18 @@ else
   INGEST=1000000; ROUND=100000; TABLE_KEYS=1000000; GET_SECS=5; RAMP_SECS=4; SCAN_SECS=5; FRESH=2000
   RAMP=2000,4000,6000,8000,10000,12500,15000,17500,20000,22500,25000,27500,30000,35000,40000,50000
 fi
-QUERY_RECORDS=60000 # 10k keys, 6 records each: fits the dev Kafka's ~5 MiB per partition
+# 10k keys, 6 records each: fits the dev Kafka's ~5 MiB per partition. KIQ_BENCH_QUERY_RECORDS
+# changes it (e.g. 180000 for a restore of ~3x the changelog; stay below ~250k records).
+QUERY_RECORDS=${KIQ_BENCH_QUERY_RECORDS:-60000}
 # KIQ_BENCH_PERF=1: also record a perf profile of the measured process in each phase (a
 # separate run: perf's overhead skews the figures) and write bench/results/profile-*.txt.
+# KIQ_BENCH_PERF_FREQ: its sampling rate (Hz, default 999; a restore of the query store takes
+# ~10 ms, so profile it at e.g. 20000).
 PERF=${KIQ_BENCH_PERF:-0}
 PERF_PID=""
 perf_start() {
   [ "$PERF" = 1 ] || return 0
-  perf record -F 999 -g -p "$2" -o "$WORK/perf-$1.data" >"$WORK/perf-$1.log" 2>&1 &
+  perf record -F "${KIQ_BENCH_PERF_FREQ:-999}" -g -p "$2" -o "$WORK/perf-$1.data" >"$WORK/perf-$1.log" 2>&1 &
   PERF_PID=$!
   PERF_NAME=$1
   sleep 0.5

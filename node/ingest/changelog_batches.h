@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/types.h"
+#include "node/ingest/record_headers.h"
 #include "node/process/compiled_topology.h"
 #include "node/store/staged_batch.h"
 
@@ -30,8 +31,15 @@ class ChangelogBatches {
       : store_(store), partition_(p), source_topic_(std::move(source_topic)) {}
 
   // Takes the changelog record `m`; stages the batch it completes into `batch` and returns the
-  // number of entries staged (0 if it completes none).
+  // number of entries staged (0 if it completes none). Take, then Stage if it completed one.
   absl::StatusOr<int64_t> Add(const RdKafka::Message& m, StagedBatch& batch);
+  // Takes the changelog record `m`: whether it completes a batch (then held until Stage, so
+  // that the caller can choose how to stage it from complete_exact(); take no record before).
+  bool Take(const RdKafka::Message& m);
+  // With a batch completed by Take: whether every record of it names its source record.
+  bool complete_exact() const;
+  // Stages the batch Take completed into `batch`: the number of entries staged.
+  absl::StatusOr<int64_t> Stage(StagedBatch& batch);
   // Drops the records of an incomplete batch (the replica starts again from its checkpoint).
   void Reset() { pending_.clear(); }
 
@@ -56,6 +64,8 @@ class ChangelogBatches {
   const PartitionId partition_;
   const std::string source_topic_;
   std::vector<Pending> pending_;
+  // Of the record that completed the held batch (Take returned true): its marks.
+  ChangelogMarks end_marks_;
   int64_t next_offset_ = 0;
   std::optional<int64_t> source_next_;
   bool last_batch_exact_ = false;

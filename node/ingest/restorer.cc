@@ -27,6 +27,8 @@ constexpr absl::Duration kNoProgressLimit = absl::Seconds(60);
 // still applied whole, with the offsets of the last one), up to this many entries: a commit
 // per original ingestion batch would cost a RocksDB write per few records.
 constexpr int64_t kMaxStagedEntries = 20000;
+// Messages read between two reads of the clock (see RestoreAll's loop).
+constexpr int kClockEvery = 256;
 
 // CPU time of the calling thread: with the wall time in the restore's log line, it tells the
 // restore's own work from waiting (for the broker, or for a core on a loaded machine).
@@ -58,9 +60,9 @@ struct Restorer::Pending {
   // Where the restored state's source stands before the next batch committed: a tracked
   // batch's changes are those of the records from there on.
   int64_t source_from = 0;
-  // Whether every batch staged since the last commit knows the record offset of each write:
-  // only then are their changes attributed to source offsets from `source_from` on.
-  bool staged_exact = true;
+  // Whether the (untracked) batches staged since the last commit include an inexact one in
+  // the replay log's range: the log then restarts where they end.
+  bool restarts_log = false;
   int64_t applied = 0;         // entries committed
   int64_t staged_entries = 0;  // entries of the complete batches staged, not yet committed
   int commits = 0;             // RocksDB writes, for the log
@@ -178,6 +180,7 @@ absl::Status Restorer::CommitStaged(Pending& r, SubscriptionHub* hub) {
   if (r.staged.empty()) return absl::OkStatus();
   const bool tracked = r.staged.tracks_writes();
   std::vector<Change> changes;
+  r.staged.AssumeStoredAbsent(false);  // from now on the partition may hold what is committed
   if (absl::Status s = r.staged.Commit(tracked ? &changes : nullptr); !s.ok()) {
     r.staged.Clear();
     return s;
@@ -186,15 +189,17 @@ absl::Status Restorer::CommitStaged(Pending& r, SubscriptionHub* hub) {
   r.applied += r.staged_entries;
   r.staged_entries = 0;
   const int64_t next = r.batches.source_next().value_or(r.source_from);
-  if (tracked && hub != nullptr) {
-    // The tracked batches committed together hold every write from `source_from` on. If the
-    // last of them has no record offsets (only the last can: such a batch closes its group),
-    // the replay log restarts at `next`, as it would have had each batch been committed alone.
-    hub->ReplicaApplied(std::move(changes), {{r.task.store->handle, r.task.partition,
-                                              r.staged_exact ? r.source_from : next, next}});
+  if (hub != nullptr && tracked) {
+    // The exact batches committed together hold every write from `source_from` on.
+    hub->ReplicaApplied(std::move(changes),
+                        {{r.task.store->handle, r.task.partition, r.source_from, next}});
+  } else if (hub != nullptr && r.restarts_log) {
+    // Inexact batches in the log's range: the log restarts at `next` (with no change of
+    // theirs: they have no record offsets), as it would have had each been reported alone.
+    hub->ReplicaApplied({}, {{r.task.store->handle, r.task.partition, next, next}});
   }
   r.source_from = next;
-  r.staged_exact = true;
+  r.restarts_log = false;
   return absl::OkStatus();
 }
 
@@ -263,6 +268,13 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
     r->continues_log = hub != nullptr && hub->KeepsReplayLog(store.handle, t.partition);
     r->log_tail_from = hub == nullptr ? high : high - static_cast<int64_t>(hub->replay_capacity());
     r->source_from = source->value_or(Offset(0)).value();
+    // Restored from scratch (no checkpoint, no source offset, no entry): until its first
+    // commit the partition holds nothing, so the old values are not read (each distinct key
+    // would cost a RocksDB read finding nothing).
+    if (!checkpoint->has_value() && !source->has_value()) {
+      absl::StatusOr<int64_t> entries = engine.EntryCount(store.handle, t.partition);
+      r->staged.AssumeStoredAbsent(entries.ok() && *entries == 0);
+    }
     r->batches.set_next_offset(from);
     pending.push_back(std::move(r));
   }
@@ -304,9 +316,16 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
     return it == by_partition.end() || it->second->done ? nullptr : it->second;
   };
   absl::Time next_check = assigned + absl::Seconds(1);
+  absl::Time now = assigned;
+  int unclocked = 0;  // messages read since `now` was last taken
   while (active > 0) {
     std::unique_ptr<RdKafka::Message> m(consumer_->consume(kConsumeTimeoutMs));
-    const absl::Time now = absl::Now();
+    // The clock is read every kClockEvery messages (and after a wait): progress is checked at
+    // a granularity of seconds, and a clock read per record costs as much as its headers.
+    if (m->err() != RdKafka::ERR_NO_ERROR || ++unclocked >= kClockEvery || !first_record) {
+      now = absl::Now();
+      unclocked = 0;
+    }
     if (m->err() == RdKafka::ERR__TIMED_OUT) {
       // Nothing to read right now: what is staged is committed rather than held.
       for (const auto& r : pending) {
@@ -331,28 +350,36 @@ std::vector<RestoreOutcome> Restorer::RestoreAll(const std::vector<RestoreTask>&
       // (A message of a partition done already was fetched before its pause: dropped.)
       if (!first_record) first_record = now - started;
       r->last_progress = now;
-      const bool replay = r->continues_log || m->offset() >= r->log_tail_from;
-      absl::Status status;
-      // Tracked batches are reported to the hub: the untracked ones before them are
-      // committed first (replay only ever turns on, at the log's tail).
-      if (replay && !r->staged.tracks_writes()) status = CommitStaged(*r, hub);
-      r->staged.TrackWrites(replay);  // decided before the batch completes (staged at once)
-      absl::StatusOr<int64_t> staged =
-          status.ok() ? r->batches.Add(*m, r->staged) : absl::StatusOr<int64_t>(status);
-      if (!staged.ok()) {
-        r->staged.Clear();  // a batch half staged must not be committed
-        finish(*r, staged.status());
-      } else if (*staged > 0) {
-        // A complete batch. Tracked or not, consecutive batches go into one WriteBatch (and
-        // one report to the hub): a commit per original ingestion batch would cost a RocksDB
-        // write and a hub call per few records.
-        r->staged_entries += *staged;
-        r->staged_exact = r->staged_exact && r->batches.last_batch_exact();
-        // A tracked batch without record offsets restarts the replay log after itself, so it
-        // closes its group: the exact batches after it continue the log from there.
-        if (r->staged_entries >= kMaxStagedEntries ||
-            (r->staged.tracks_writes() && !r->staged_exact)) {
-          if (absl::Status s = CommitStaged(*r, hub); !s.ok()) finish(*r, s);
+      if (r->batches.Take(*m)) {
+        // A complete batch. Only an exact batch's writes (each naming its source record) can
+        // feed the replay log; an inexact one in the log's range restarts the log after
+        // itself (its folded changes carry no offsets, the hub would drop every one), so it
+        // is staged untracked, as every batch before the log's range is: no change is
+        // built for a restored record that nothing reads.
+        const bool replay = r->continues_log || m->offset() >= r->log_tail_from;
+        const bool track = replay && r->batches.complete_exact();
+        absl::Status status;
+        // Tracked and untracked batches are never committed together.
+        if (!r->staged.empty() && r->staged.tracks_writes() != track) {
+          status = CommitStaged(*r, hub);
+        }
+        r->staged.TrackWrites(track);
+        absl::StatusOr<int64_t> staged =
+            status.ok() ? r->batches.Stage(r->staged) : absl::StatusOr<int64_t>(status);
+        if (!staged.ok()) {
+          r->staged.Clear();  // a batch half staged must not be committed
+          finish(*r, staged.status());
+        } else {
+          // Tracked or not, consecutive batches go into one WriteBatch (and one report to the
+          // hub): a commit per original ingestion batch would cost a RocksDB write and a hub
+          // call per few records.
+          r->staged_entries += *staged;
+          // The replay log restarts after the last inexact batch of the group (committed
+          // before any tracked batch after it).
+          if (replay && !track) r->restarts_log = true;
+          if (r->staged_entries >= kMaxStagedEntries) {
+            if (absl::Status s = CommitStaged(*r, hub); !s.ok()) finish(*r, s);
+          }
         }
       }
       if (!r->done && r->batches.next_offset() >= r->high) finish(*r, absl::OkStatus());

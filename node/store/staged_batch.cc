@@ -22,6 +22,7 @@ absl::StatusOr<StagedBatch::Slot*> StagedBatch::SlotFor(StoreHandle store, Parti
       return start_from(b->second.current);
     }
   }
+  if (assume_absent_) return start_from(std::nullopt);
   if (cache_ != nullptr) {
     if (const std::optional<std::string>* cached = cache_->Find(store.index, p.value(), key)) {
       return start_from(*cached);

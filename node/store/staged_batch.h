@@ -89,6 +89,10 @@ class StagedBatch {
   // source record). Empty otherwise.
   const std::vector<Change>& writes() const { return log_; }
   bool tracks_writes() const { return track_writes_; }
+  // While set, a key this batch has no slot for (and the base has none for) is taken as absent
+  // from the engine, without reading it: for a restore onto a store partition known to be
+  // empty (nothing committed into it yet). Never set it for a partition that may hold keys.
+  void AssumeStoredAbsent(bool absent) { assume_absent_ = absent; }
   // Records that every record of (topic, p) below `next` is in this batch.
   void SetOffset(absl::string_view topic, PartitionId p, Offset next);
 
@@ -145,6 +149,7 @@ class StagedBatch {
   std::string source_topic_;
   int64_t source_offset_ = -1;
   bool track_writes_ = false;
+  bool assume_absent_ = false;
   std::vector<Change> log_;  // with track_writes_
 };
 

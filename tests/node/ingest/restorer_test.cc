@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -119,6 +120,7 @@ class ChangelogProducer : public RdKafka::DeliveryReportCb {
     std::string err;
     if (conf->set("bootstrap.servers", bootstrap, err) != RdKafka::Conf::CONF_OK ||
         conf->set("linger.ms", "1", err) != RdKafka::Conf::CONF_OK ||
+        conf->set("queue.buffering.max.messages", "1000000", err) != RdKafka::Conf::CONF_OK ||
         conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(out.get()), err) !=
             RdKafka::Conf::CONF_OK) {
       ADD_FAILURE() << "producer config: " << err;
@@ -388,6 +390,80 @@ TEST_F(RestorerTest, OneFailingPartitionDoesNotFailTheOthers) {
   EXPECT_THAT(outcomes[2].applied, ::kiq::testing::IsOkAndHolds(t2.applied));
   ExpectHolds("counts", 0, t0);
   ExpectHolds("totals", 2, t2);
+}
+
+// Many updates and tombstones per key, over more keys than one commit stages, in every
+// partition of both stores restored together: every key ends as its last write (absent after
+// a tombstone), the entry counts match, and the offsets are those of the last complete batch
+// (a torn batch at the tail is never applied). Each partition is restored from scratch over
+// two commits (22k entries: the first stages onto a partition known empty, without reading
+// old values; the second must read what the first committed). KIQ_RESTORE_TEST_BATCHES
+// (default 110) sizes it: batches of 200 writes per partition, so that the same test profiles
+// a large restore (250: 300k changelog records; the in-process DevKafka keeps ~5 MiB per
+// partition).
+TEST_F(RestorerTest, ManyUpdatesAndTombstonesPerKeyRestoreToTheLastWriteOfEachKey) {
+  int batches_n = 110;
+  if (const char* env = getenv("KIQ_RESTORE_TEST_BATCHES"); env != nullptr) {
+    batches_n = std::max(1, atoi(env));
+  }
+  constexpr int kWritesPerBatch = 200;
+  constexpr int kKeys = 1500;
+  std::vector<RestoreTask> tasks;
+  std::vector<Truth> truths;
+  for (const char* store : {"counts", "totals"}) {
+    for (int32_t p = 0; p < kPartitions; ++p) {
+      std::vector<Batch> batches;
+      for (int b = 0; b < batches_n; ++b) {
+        Batch batch;
+        for (int i = 0; i < kWritesPerBatch; ++i) {
+          const int n = b * kWritesPerBatch + i;
+          Write w;
+          w.key = absl::StrCat("key-", (n * 7919 + p) % kKeys);
+          if (n % 5 != 4) w.value = absl::StrCat(store, "-v", n);  // every fifth a tombstone
+          batch.writes.push_back(std::move(w));
+        }
+        batch.source_next = int64_t{100} * (b + 1);
+        batches.push_back(std::move(batch));
+      }
+      batches.push_back(MakeBatch(0, p, 0, 3));
+      batches.back().complete = false;  // its writer died before the flush: never applied
+      truths.push_back(WriteChangelog(store, p, batches));
+      ASSERT_EQ(truths.back().applied, int64_t{batches_n} * kWritesPerBatch);
+      tasks.push_back(Task(store, p));
+    }
+  }
+
+  std::vector<RestoreOutcome> outcomes = restorer_->RestoreAll(tasks, *engine_, nullptr);
+  ASSERT_EQ(outcomes.size(), tasks.size());
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    const CompiledStore& s = *tasks[t].store;
+    const PartitionId p = tasks[t].partition;
+    const Truth& truth = truths[t];
+    SCOPED_TRACE(absl::StrCat("store ", s.info.name, " partition ", p.value()));
+    ASSERT_OK(outcomes[t].applied);
+    EXPECT_EQ(*outcomes[t].applied, truth.applied);
+    int wrong = 0;
+    for (int k = 0; k < kKeys; ++k) {
+      const std::string key = absl::StrCat("key-", k);
+      absl::StatusOr<std::optional<std::string>> got = engine_->Get(s.handle, p, key);
+      ASSERT_OK(got);
+      auto want = truth.entries.find(key);
+      const std::optional<std::string> expected =
+          want == truth.entries.end() ? std::nullopt : std::optional<std::string>(want->second);
+      if (*got != expected && ++wrong <= 5) {
+        ADD_FAILURE() << key << ": got " << got->value_or("<absent>") << ", want "
+                      << expected.value_or("<absent>");
+      }
+    }
+    EXPECT_EQ(wrong, 0);
+    absl::StatusOr<int64_t> count = engine_->EntryCount(s.handle, p);
+    ASSERT_OK(count);
+    EXPECT_EQ(*count, static_cast<int64_t>(truth.entries.size()));
+    EXPECT_THAT(engine_->ReadOffset(s.source_stream, p),
+                ::kiq::testing::IsOkAndHolds(std::optional<Offset>(Offset(*truth.source_next))));
+    EXPECT_THAT(engine_->ReadOffset(s.changelog_stream, p),
+                ::kiq::testing::IsOkAndHolds(std::optional<Offset>(Offset(*truth.checkpoint))));
+  }
 }
 
 TEST_F(RestorerTest, WatermarksOfAnswersEachPartitionAndErrorsAlone) {
