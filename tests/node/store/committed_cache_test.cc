@@ -168,7 +168,9 @@ TEST(CommittedCacheTest, RandomOperationsNeverReturnAStaleValueNorExceedTheBudge
       }
       ASSERT_LE(cache.bytes(), budget);
     }
-    if (budget >= 5 * Charge(2, 10)) EXPECT_GT(hits, 0u) << budget;
+    if (budget >= 5 * Charge(2, 10)) {
+      EXPECT_GT(hits, 0u) << budget;
+    }
   }
 }
 
