@@ -16,6 +16,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -295,11 +296,20 @@ TEST_P(AvroClusterTest, StoresOverTwoWriterVersionsMatchTheTruthAndBadRecordsAre
   }
   ExpectTruth(truth);
 
-  const auto letters = ConsumeAll(bootstrap_servers(), Topic("payments-avro-dlq"),
-                                  expected_letters.size(), absl::Seconds(30));
+  // At least once: with 3 nodes a partition can move while its first records are read, and
+  // its new owner dead-letters again what the previous one did since that store's last
+  // changelog record. Every copy must be the same letter.
+  const auto letters = ConsumeDeadLetters(bootstrap_servers(), Topic("payments-avro-dlq"),
+                                          expected_letters.size(), absl::Seconds(30));
   std::multiset<std::pair<std::string, std::string>> got;
-  for (const ConsumedRecord& letter : letters) {
-    std::map<std::string, std::string> h(letter.headers.begin(), letter.headers.end());
+  for (const auto& [identity, copies] : letters) {
+    std::set<std::tuple<std::string, std::optional<std::string>, std::string>> distinct;
+    for (const ConsumedRecord& letter : copies) {
+      std::map<std::string, std::string> h(letter.headers.begin(), letter.headers.end());
+      distinct.emplace(letter.key, letter.value, h["kiq.reason"]);
+    }
+    EXPECT_EQ(distinct.size(), 1u) << identity << ": copies differ";
+    std::map<std::string, std::string> h(copies[0].headers.begin(), copies[0].headers.end());
     const std::string& reason = h["kiq.reason"];
     std::string why = "other: " + reason;
     if (absl::StrContains(reason, "not in the Schema Registry wire format (magic byte 0x7b")) {
@@ -311,7 +321,7 @@ TEST_P(AvroClusterTest, StoresOverTwoWriterVersionsMatchTheTruthAndBadRecordsAre
     }
     got.emplace(h["kiq.store"], why);
     // Dead letters carry the bytes as produced, not their decoding.
-    EXPECT_FALSE(letter.value && absl::StartsWith(*letter.value, "{\"id\":\"pay") &&
+    EXPECT_FALSE(copies[0].value && absl::StartsWith(*copies[0].value, "{\"id\":\"pay") &&
                  why != "not_wire_format");
   }
   EXPECT_EQ(got, expected_letters);
@@ -321,7 +331,12 @@ TEST_P(AvroClusterTest, StoresOverTwoWriterVersionsMatchTheTruthAndBadRecordsAre
     undecodable += MetricSum(ScrapeMetrics(node->http_port()), "kiq_bad_records_total",
                              {"store=\"spend\"", "reason=\"undecodable\""});
   }
-  EXPECT_EQ(undecodable, 4);
+  // Counted with each letter sent: once on one node, at least once where partitions moved.
+  if (GetParam() == 1) {
+    EXPECT_EQ(undecodable, 4);
+  } else {
+    EXPECT_GE(undecodable, 4);
+  }
   for (auto& node : nodes_) EXPECT_TRUE(node->process().running());
 }
 

@@ -326,9 +326,9 @@ absl::Status TestProducer::Flush() {
   return absl::OkStatus();
 }
 
-std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
-                                       const std::string& topic, size_t count,
-                                       absl::Duration timeout) {
+std::vector<ConsumedRecord> ConsumeUntil(
+    const std::string& bootstrap_servers, const std::string& topic,
+    const std::function<bool(const std::vector<ConsumedRecord>&)>& done, absl::Duration timeout) {
   std::vector<ConsumedRecord> out;
   const absl::Time deadline = absl::Now() + timeout;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
@@ -361,7 +361,7 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
   if (partitions.empty()) return out;
   consumer->assign(partitions);
   RdKafka::TopicPartition::destroy(partitions);
-  while (out.size() < count && absl::Now() < deadline) {
+  while (!done(out) && absl::Now() < deadline) {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(100));
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
     ConsumedRecord r;
@@ -381,6 +381,37 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
   }
   consumer->close();
   return out;
+}
+
+std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
+                                       const std::string& topic, size_t count,
+                                       absl::Duration timeout) {
+  return ConsumeUntil(
+      bootstrap_servers, topic,
+      [count](const std::vector<ConsumedRecord>& out) { return out.size() >= count; }, timeout);
+}
+
+std::string DeadLetterIdentity(const ConsumedRecord& letter) {
+  std::map<std::string, std::string> h(letter.headers.begin(), letter.headers.end());
+  return absl::StrCat(h["kiq.store"], " ", h["kiq.topic"], "/", h["kiq.partition"], "@",
+                      h["kiq.offset"]);
+}
+
+std::map<std::string, std::vector<ConsumedRecord>> ConsumeDeadLetters(
+    const std::string& bootstrap_servers, const std::string& topic, size_t distinct,
+    absl::Duration timeout) {
+  std::map<std::string, std::vector<ConsumedRecord>> by_identity;
+  size_t seen = 0;
+  for (ConsumedRecord& letter : ConsumeUntil(
+           bootstrap_servers, topic,
+           [&](const std::vector<ConsumedRecord>& out) {
+             for (; seen < out.size(); ++seen) by_identity[DeadLetterIdentity(out[seen])];
+             return by_identity.size() >= distinct;
+           },
+           timeout)) {
+    by_identity[DeadLetterIdentity(letter)].push_back(std::move(letter));
+  }
+  return by_identity;
 }
 
 }  // namespace kiq::testing

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -154,5 +156,19 @@ struct ConsumedRecord {
 std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap_servers,
                                        const std::string& topic, size_t count,
                                        absl::Duration timeout);
+// The same until `done` says the records read so far are enough.
+std::vector<ConsumedRecord> ConsumeUntil(
+    const std::string& bootstrap_servers, const std::string& topic,
+    const std::function<bool(const std::vector<ConsumedRecord>&)>& done, absl::Duration timeout);
+
+// Dead letters are produced at least once (a partition's new owner dead-letters again what its
+// previous owner did after the last changelog record of that store): "<store> <topic>/<partition>
+// @<offset>" from a letter's headers names the bad record it is for.
+std::string DeadLetterIdentity(const ConsumedRecord& letter);
+// The letters of a dead-letter topic grouped by identity, read until `distinct` identities were
+// seen (every copy of each read so far is kept) or `timeout` passes.
+std::map<std::string, std::vector<ConsumedRecord>> ConsumeDeadLetters(
+    const std::string& bootstrap_servers, const std::string& topic, size_t distinct,
+    absl::Duration timeout);
 
 }  // namespace kiq::testing
