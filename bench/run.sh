@@ -78,9 +78,12 @@ perf_stop() {
   wait "$PERF_PID" 2>/dev/null || true
   PERF_PID=""
   perf report -i "$WORK/perf-$PERF_NAME.data" --no-children --sort=dso,symbol --stdio 2>/dev/null |
-    grep -v '^$' | grep -E '^ +[0-9]+\.[0-9]+%' | head -40 >"$RESULTS/profile-$PERF_NAME.txt" || true
+    grep -v '^$' | grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/ {2,}[- ]*$//' | head -40 >"$RESULTS/profile-$PERF_NAME.txt" || true
   perf report -i "$WORK/perf-$PERF_NAME.data" --children --sort=symbol --stdio -g none 2>/dev/null |
-    grep -E '^ +[0-9]+\.[0-9]+%' | head -60 >"$RESULTS/profile-$PERF_NAME-children.txt" || true
+    grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/ {2,}[- ]*$//' | head -60 >"$RESULTS/profile-$PERF_NAME-children.txt" || true
+  # Which threads were on CPU (the ingestion thread, librdkafka's, gRPC's): samples by thread name.
+  perf report -i "$WORK/perf-$PERF_NAME.data" --no-children --sort=comm --stdio -g none 2>/dev/null |
+    grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/ {2,}[- ]*$//' | head -30 >"$RESULTS/profile-$PERF_NAME-threads.txt" || true
 }
 log() { printf '== %s\n' "$*" >&2; }
 

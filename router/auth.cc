@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/thread_name.h"
 #include "router/peer_pool.h"
 
 namespace kiq::router {
@@ -68,6 +69,7 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(Security security
     }
     Authorizer* raw = auth.get();
     auth->poller_ = std::thread([raw] {
+      NameThisThread("kiq-auth");
       while (!raw->stop_.WaitForNotificationWithTimeout(raw->security_.token_file_poll)) {
         raw->Reload();
       }

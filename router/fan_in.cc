@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "router/peer_service.h"
 
 namespace kiq::router {
@@ -641,7 +642,12 @@ void SubscriptionPlacer::Wake(std::weak_ptr<FanIn> fan_in) {
   if (stop_) return;
   pending_.push_back(std::move(fan_in));
   woken_ = true;
-  if (thread_ == nullptr) thread_ = std::make_unique<std::thread>([this] { Run(); });
+  if (thread_ == nullptr) {
+    thread_ = std::make_unique<std::thread>([this] {
+      NameThisThread("kiq-sub-placer");
+      Run();
+    });
+  }
 }
 
 void SubscriptionPlacer::Run() {

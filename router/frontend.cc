@@ -8,6 +8,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 #include "router/get_response_json.h"
 
 namespace kiq::router {
@@ -167,6 +168,7 @@ void Frontend::StartHealthUpdates(std::function<bool()> ready) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr || health_thread_.joinable()) return;
   health_thread_ = std::thread([this, health, ready = std::move(ready)] {
+    NameThisThread("kiq-health");
     do {
       health->SetServingStatus(ready());
     } while (!health_stop_.WaitForNotificationWithTimeout(kHealthPoll));

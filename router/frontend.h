@@ -125,10 +125,10 @@ class Frontend {
   std::unique_ptr<PositionWaiter> waiter_;
   std::unique_ptr<QueryRouter> router_;
   // Scatter-gather blocks a worker for a peer round trip.
-  ThreadPool pool_{16};
+  ThreadPool pool_{16, "kiq-pool"};
   // Scans and counts with a min_position, once their local positions are reached: gathering
   // from peers that still wait for theirs blocks a worker, never one of pool_'s.
-  ThreadPool wait_pool_{16};
+  ThreadPool wait_pool_{16, "kiq-wait-pool"};
   std::unique_ptr<QueryServiceImpl> query_service_;
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<MetadataServiceImpl> metadata_service_;

@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/thread_name.h"
 
 namespace kiq::router {
 
@@ -276,7 +277,11 @@ absl::StatusOr<int> HttpServer::Start(const std::string& bind_address, int port)
   // Linux takes a second listen() on a listening socket as a new backlog (the kernel caps it at
   // net.core.somaxconn). Best effort: with httplib's 5 the port still works.
   if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // cpp-httplib starts its connection threads from here: they are kiq-http too.
+  thread_ = std::thread([this] {
+    NameThisThread("kiq-http");
+    server_->listen_after_bind();
+  });
   // httplib's stop() is lost if it comes before the listening loop starts (Stop would then
   // join forever), so Start returns only once the server runs.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);

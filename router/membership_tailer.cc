@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "kiq/v1/membership.pb.h"
 
 namespace kiq::router {
@@ -64,7 +65,10 @@ absl::StatusOr<std::unique_ptr<MembershipTailer>> MembershipTailer::Start(
     tailer->rejected_unsigned_ = &rejected.Add({{"reason", "unsigned"}});
     tailer->rejected_bad_mac_ = &rejected.Add({{"reason", "bad_mac"}});
   }
-  tailer->thread_ = std::thread(&MembershipTailer::Run, tailer.get());
+  tailer->thread_ = std::thread([t = tailer.get()] {
+    NameThisThread("kiq-membership");
+    t->Run();
+  });
   return tailer;
 }
 

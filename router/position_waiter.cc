@@ -6,11 +6,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/thread_name.h"
 
 namespace kiq::router {
 
 PositionWaiter::PositionWaiter(const LocalStores& local, int max_waiting)
-    : local_(local), max_waiting_(max_waiting), thread_([this] { Run(); }) {}
+    : local_(local), max_waiting_(max_waiting), thread_([this] {
+        NameThisThread("kiq-pos-waiter");
+        Run();
+      }) {}
 
 PositionWaiter::~PositionWaiter() {
   {

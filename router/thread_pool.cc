@@ -1,10 +1,17 @@
 #include "router/thread_pool.h"
 
+#include "common/thread_name.h"
+
 namespace kiq::router {
 
-ThreadPool::ThreadPool(int num_threads) {
+ThreadPool::ThreadPool(int num_threads, std::string name) {
   threads_.reserve(num_threads);
-  for (int i = 0; i < num_threads; ++i) threads_.emplace_back([this] { WorkLoop(); });
+  for (int i = 0; i < num_threads; ++i) {
+    threads_.emplace_back([this, name] {
+      NameThisThread(name);
+      WorkLoop();
+    });
+  }
 }
 
 ThreadPool::~ThreadPool() {

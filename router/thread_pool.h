@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,7 +15,8 @@ namespace kiq::router {
 // (scans, read-your-writes waits). Thread-safe. The destructor drains queued work and joins.
 class ThreadPool {
  public:
-  explicit ThreadPool(int num_threads);
+  // `name` names its threads (NameThisThread).
+  explicit ThreadPool(int num_threads, std::string name = "kiq-pool");
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

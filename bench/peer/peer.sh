@@ -19,6 +19,16 @@ PEER_TCK=$(getconf CLK_TCK)
 peer_cpu() {
   awk -v t="$PEER_TCK" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"
 }
+# peer_threads PID SYSTEM: CPU seconds per thread name so far ("system,thread,cpu_s", the
+# busiest 12): which of the ingestion thread, librdkafka's or the JVM's threads did the work.
+peer_threads() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    awk -v t="$PEER_TCK" -v comm="$(cat "$t/comm" 2>/dev/null)" \
+      '{ sub(/^.*\) /, ""); printf "%s\t%.2f\n", comm, ($12 + $13) / t }' "$t/stat" 2>/dev/null
+  done | awk -F'\t' -v sys="$2" '{ cpu[$1] += $2 } END { for (c in cpu) printf "%s,%s,%.2f\n", sys, c, cpu[c] }' |
+    sort -t, -k3,3 -rn | head -12
+}
 peer_hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 peer_stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 peer_now() { date +%s.%N; }
@@ -76,11 +86,15 @@ peer_measure() {
   local sys=$1 t qa first all cpu hwm
   log "peer: $sys: start, ingest $PEER_RECORDS records"
   peer_start "$sys"
+  # KIQ_BENCH_PERF=1 (a separate run: perf slows the node): kiq's ingestion and gRPC Get profiled.
+  case $sys in kiq | kiq2) perf_start "peer-ingest-$sys" "$PEER_PID" ;; esac
   IFS=, read -r qa first all < <(python3 "$ROOT/bench/peer/probe.py" ingest --interval=0.02 \
     --get="http://$PEER_HTTP${PEER_GET}0" --value-path="$PEER_VALUE" --progress="${PEER_PROGRESS[0]}" \
     --progress-path="${PEER_PROGRESS[1]}" --records="$PEER_RECORDS" --timeout=600)
   cpu=$(peer_cpu "$PEER_PID")
   hwm=$(peer_hwm_kb "$PEER_PID")
+  perf_stop
+  peer_threads "$PEER_PID" "$sys" >>"$PEER_OUT/threads.csv"
   [ -n "$all" ] || { echo "bench: $sys did not materialize $PEER_RECORDS records" >&2; exit 1; }
   # Correctness: every key was produced records/keys times; spot-check 20 keys.
   local k v
@@ -109,9 +123,11 @@ print(int(float(functools.reduce(lambda v, p: v[p], sys.argv[1].split("."), json
   if [ "$sys" = kiq ]; then
     log "peer: kiq: gRPC Get with kiq-bench-load at 1, 16, 64 in flight"
     for c in 1 16 64; do
+      [ $c = 64 ] && perf_start peer-grpc-get-kiq "$PEER_PID"
       "$BIN/bench/kiq-bench-load" --target="$PEER_GRPC" --store=cnt --keys=$PEER_KEYS --inflight=$c \
         --duration="$PEER_GET_SECS" --label=kiq_grpc >>"$PEER_OUT/grpc_get.csv"
     done
+    perf_stop
     # The transport's own limit on this machine: the same client against a gRPC server that
     # answers from a hash map (no store, no routing). kiq's gRPC Get cannot beat it.
     log "peer: the bare gRPC server (kiq-bench-baselines grpc-server) at 1, 16, 64 in flight"
@@ -124,9 +140,11 @@ print(int(float(functools.reduce(lambda v, p: v[p], sys.argv[1].split("."), json
     wait_for "the bare gRPC server" 20 test -s "$WORK/peer-bare.port"
     bare="127.0.0.1:$(sed -n 's/^grpc=//p' "$WORK/peer-bare.port")"
     for c in 1 16 64; do
+      [ $c = 64 ] && perf_start peer-grpc-get-bare "$bare_pid"
       "$BIN/bench/kiq-bench-load" --target="$bare" --store=cnt --keys=$PEER_KEYS --inflight=$c \
         --duration="$PEER_GET_SECS" --label=bare_grpc >>"$PEER_OUT/grpc_get.csv"
     done
+    perf_stop
     peer_stop "$bare_pid"
   fi
   printf '%s,%s,%s\n' "$sys" "$(peer_cpu "$PEER_PID")" "$(peer_hwm_kb "$PEER_PID")" >>"$PEER_OUT/memory.csv"
@@ -189,6 +207,7 @@ EOF
   echo "label,inflight,offered_qps,ok,errors,not_found,qps,p50_ms,p99_ms,p999_ms" >"$PEER_OUT/grpc_get.csv"
   echo "system,cpu_s,vmhwm_kb" >"$PEER_OUT/memory.csv"
   echo "system,restart_to_answer_s" >"$PEER_OUT/restart.csv"
+  echo "system,thread,cpu_s" >"$PEER_OUT/threads.csv"
   local load0 sys
   load0=$(cut -d' ' -f1-3 /proc/loadavg)
   for sys in kiq kiq2 ks1 ks2; do peer_measure $sys; done

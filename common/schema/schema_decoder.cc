@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/schema/wire_format.h"
+#include "common/thread_name.h"
 
 namespace kiq::schema {
 
@@ -21,7 +22,10 @@ absl::string_view WireFormatName(kiq::v1::Format format) {
 
 SchemaDecoder::SchemaDecoder(std::unique_ptr<RegistryClient> client, Options options)
     : client_(std::move(client)), options_(options) {
-  fetcher_ = std::thread([this] { RunFetcher(); });
+  fetcher_ = std::thread([this] {
+    NameThisThread("kiq-schema");
+    RunFetcher();
+  });
 }
 
 SchemaDecoder::~SchemaDecoder() {

@@ -16,6 +16,7 @@
 #include "common/grpc_status.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/status.h"
+#include "common/thread_name.h"
 #include "node/ingest/record_headers.h"
 
 #include <librdkafka/rdkafka.h>
@@ -240,7 +241,10 @@ Ingestor::Ingestor(CompiledTopology& topology, StoreEngine& engine, PartitionSta
 Ingestor::~Ingestor() { Stop(); }
 
 void Ingestor::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread(absl::StrCat("kiq-ingest-", options_.lane));
+    Run();
+  });
 }
 
 void Ingestor::Stop() {

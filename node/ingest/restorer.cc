@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "node/ingest/changelog_batches.h"
 #include "node/store/staged_batch.h"
 
@@ -100,6 +101,7 @@ Restorer::~Restorer() {
 void Restorer::Warm(std::vector<std::pair<std::string, PartitionId>> partitions) {
   if (partitions.empty() || warmer_.joinable()) return;
   warmer_ = std::thread([this, partitions = std::move(partitions)] {
+    NameThisThread("kiq-restore-pre");
     const absl::Time started = absl::Now();
     std::vector<RdKafka::TopicPartition*> tps;
     for (const auto& [topic, p] : partitions) {

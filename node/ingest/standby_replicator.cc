@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "common/kafka/kafka_errors.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "node/ingest/record_headers.h"
 
 namespace kiq::node {
@@ -57,7 +58,10 @@ StandbyReplicator::StandbyReplicator(std::unique_ptr<CompiledTopology> topology,
 StandbyReplicator::~StandbyReplicator() { Stop(); }
 
 void StandbyReplicator::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("kiq-standby");
+    Run();
+  });
 }
 
 void StandbyReplicator::Stop() {

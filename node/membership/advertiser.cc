@@ -2,6 +2,7 @@
 
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 
 namespace kiq::node {
 namespace {
@@ -41,7 +42,10 @@ Advertiser::~Advertiser() {
 }
 
 void Advertiser::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("kiq-advertiser");
+    Run();
+  });
 }
 
 void Advertiser::Notify() {
