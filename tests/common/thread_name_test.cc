@@ -7,26 +7,25 @@
 namespace kiq {
 namespace {
 
-TEST(ThreadNameTest, NamesTheCallingThreadOnly) {
-  const std::string before = ThisThreadName();
-  std::string inside;
+// Names a new thread `name` and returns what that thread then reads as its name.
+std::string NameReadBackByAThreadNamed(absl::string_view name) {
+  std::string read_back;
   std::thread t([&] {
-    NameThisThread("kiq-test");
-    inside = ThisThreadName();
+    NameThisThread(name);
+    read_back = ThisThreadName();
   });
   t.join();
-  EXPECT_EQ(inside, "kiq-test");
+  return read_back;
+}
+
+TEST(ThreadNameTest, NamesTheCallingThreadOnly) {
+  const std::string before = ThisThreadName();
+  EXPECT_EQ(NameReadBackByAThreadNamed("kiq-test"), "kiq-test");
   EXPECT_EQ(ThisThreadName(), before);
 }
 
 TEST(ThreadNameTest, CutsANameToLinuxsFifteenBytes) {
-  std::string inside;
-  std::thread t([&] {
-    NameThisThread("kiq-a-name-longer-than-fifteen");
-    inside = ThisThreadName();
-  });
-  t.join();
-  EXPECT_EQ(inside, "kiq-a-name-long");
+  EXPECT_EQ(NameReadBackByAThreadNamed("kiq-a-name-longer-than-fifteen"), "kiq-a-name-long");
 }
 
 TEST(ThreadNameTest, AThreadStartedByANamedOneInheritsItsName) {
