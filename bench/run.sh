@@ -72,18 +72,24 @@ perf_start() {
   PERF_NAME=$1
   sleep 0.5
 }
+# perf_table LINES SUFFIX REPORT_ARGS...: the top LINES rows of a perf report of the phase just
+# recorded, without perf's column padding, into $RESULTS/profile-<phase>SUFFIX.txt.
+perf_table() {
+  local lines=$1 suffix=$2
+  shift 2
+  perf report -i "$WORK/perf-$PERF_NAME.data" "$@" --stdio 2>/dev/null |
+    grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/ {2,}[- ]*$//' | head -"$lines" \
+    >"$RESULTS/profile-$PERF_NAME$suffix.txt" || true
+}
 perf_stop() {
   [ "$PERF" = 1 ] && [ -n "$PERF_PID" ] || return 0
   kill -INT "$PERF_PID" 2>/dev/null || true
   wait "$PERF_PID" 2>/dev/null || true
   PERF_PID=""
-  perf report -i "$WORK/perf-$PERF_NAME.data" --no-children --sort=dso,symbol --stdio 2>/dev/null |
-    grep -v '^$' | grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/ {2,}[- ]*$//' | head -40 >"$RESULTS/profile-$PERF_NAME.txt" || true
-  perf report -i "$WORK/perf-$PERF_NAME.data" --children --sort=symbol --stdio -g none 2>/dev/null |
-    grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/ {2,}[- ]*$//' | head -60 >"$RESULTS/profile-$PERF_NAME-children.txt" || true
+  perf_table 40 "" --no-children --sort=dso,symbol
+  perf_table 60 -children --children --sort=symbol -g none
   # Which threads were on CPU (the ingestion thread, librdkafka's, gRPC's): samples by thread name.
-  perf report -i "$WORK/perf-$PERF_NAME.data" --no-children --sort=comm --stdio -g none 2>/dev/null |
-    grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/ {2,}[- ]*$//' | head -30 >"$RESULTS/profile-$PERF_NAME-threads.txt" || true
+  perf_table 30 -threads --no-children --sort=comm -g none
 }
 log() { printf '== %s\n' "$*" >&2; }
 

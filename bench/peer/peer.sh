@@ -15,17 +15,18 @@ PEER_GET_SECS=${KIQ_PEER_GET_SECS:-5}
 PEER_WARM_SECS=2
 PEER_TCK=$(getconf CLK_TCK)
 
-# peer_cpu PID: user + system CPU seconds so far (/proc/PID/stat fields 14 and 15).
-peer_cpu() {
-  awk -v t="$PEER_TCK" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"
+# peer_stat_cpu STAT_FILE: user + system CPU seconds so far of a process's or a thread's stat
+# file (fields 14 and 15). peer_cpu PID: the process's.
+peer_stat_cpu() {
+  awk -v t="$PEER_TCK" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "$1"
 }
+peer_cpu() { peer_stat_cpu "/proc/$1/stat"; }
 # peer_threads PID SYSTEM: CPU seconds per thread name so far ("system,thread,cpu_s", the
 # busiest 12): which of the ingestion thread, librdkafka's or the JVM's threads did the work.
 peer_threads() {
   local t
   for t in /proc/"$1"/task/*; do
-    awk -v t="$PEER_TCK" -v comm="$(cat "$t/comm" 2>/dev/null)" \
-      '{ sub(/^.*\) /, ""); printf "%s\t%.2f\n", comm, ($12 + $13) / t }' "$t/stat" 2>/dev/null
+    printf '%s\t%s\n' "$(cat "$t/comm" 2>/dev/null)" "$(peer_stat_cpu "$t/stat" 2>/dev/null)"
   done | awk -F'\t' -v sys="$2" '{ cpu[$1] += $2 } END { for (c in cpu) printf "%s,%s,%.2f\n", sys, c, cpu[c] }' |
     sort -t, -k3,3 -rn | head -12
 }
